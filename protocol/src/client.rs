@@ -1,0 +1,239 @@
+//! The client protocol (`/tidings/client/1`): frames between a device and its home relay.
+//!
+//! A device opens one long-lived stream and sends [`ClientFrame`]s; the relay answers with
+//! [`RelayFrame`]s: a response per request (matched by request id), and mailbox pushes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    certs::{DeviceCert, IdentityKey, KeyBundle, SignedPreKey},
+    codec::{self, BoundedVec, DecodeError},
+    envelope::RawEnvelope,
+    errors::ErrorAnswer,
+    ids::UserId,
+    limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES, MAX_INVITE_LEN, MAX_ONE_TIME_KEYS_PER_UPLOAD},
+};
+
+/// Protocol name of the client protocol, version 1.
+pub const CLIENT_PROTOCOL: &str = "/tidings/client/1";
+
+/// A batch of envelopes, bounded by [`MAX_BATCH_ENVELOPES`].
+pub type EnvelopeBatch = BoundedVec<RawEnvelope, MAX_BATCH_ENVELOPES>;
+
+/// What a device sends to its relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// A request; the relay answers with a [`RelayFrame::Response`] carrying the same id.
+    #[serde(rename = "q")]
+    Request {
+        /// Chosen by the client, unique among its requests in flight.
+        #[serde(rename = "i")]
+        id: u64,
+        /// What is asked.
+        #[serde(rename = "b")]
+        body: Request,
+    },
+    /// Everything in the mailbox up to and including `up_to` is safely stored by the device
+    /// and may be deleted. No answer.
+    #[serde(rename = "a")]
+    Ack {
+        /// Mailbox sequence number.
+        #[serde(rename = "s")]
+        up_to: u64,
+    },
+}
+
+impl ClientFrame {
+    /// Decodes a frame received from a device.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let frame: Self = codec::decode(bytes, MAX_FRAME_BYTES)?;
+        frame.validate()?;
+        Ok(frame)
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        match self {
+            ClientFrame::Request {
+                body: Request::Register(register),
+                ..
+            } => match &register.invite {
+                Some(invite) if invite.len() > MAX_INVITE_LEN => Err(DecodeError::Invalid {
+                    field: "invite",
+                    reason: "too long",
+                }),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A request from a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Register this device (the Noise identity of the stream) under an account.
+    #[serde(rename = "reg")]
+    Register(Box<Register>),
+    /// Publish Olm keys so others can open sessions to this device.
+    #[serde(rename = "keys")]
+    UploadKeys(Box<UploadKeys>),
+    /// Fetch a key bundle of another user, consuming one of their one-time keys.
+    #[serde(rename = "claim")]
+    ClaimBundle {
+        /// Whose bundle.
+        #[serde(rename = "u")]
+        user: UserId,
+    },
+    /// Store and forward envelopes. Each is answered on its own.
+    #[serde(rename = "send")]
+    Send {
+        /// The envelopes, signed by this device.
+        #[serde(rename = "e")]
+        envelopes: EnvelopeBatch,
+    },
+    /// Start receiving the mailbox: everything after the last acked sequence number, then
+    /// new envelopes as they arrive.
+    #[serde(rename = "sub")]
+    Subscribe,
+}
+
+/// Registration of a device under an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// The account's certificate for the connecting device.
+    #[serde(rename = "c")]
+    pub cert: DeviceCert,
+    /// Invite code, for relays whose policy asks for one.
+    #[serde(rename = "i")]
+    pub invite: Option<String>,
+}
+
+/// Olm keys of the connected device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadKeys {
+    /// The device's Olm identity key (required on the first upload).
+    #[serde(rename = "i")]
+    pub identity: Option<IdentityKey>,
+    /// Fresh one-time keys.
+    #[serde(rename = "o")]
+    pub one_time_keys: BoundedVec<SignedPreKey, MAX_ONE_TIME_KEYS_PER_UPLOAD>,
+    /// A new fallback key, replacing the previous one.
+    #[serde(rename = "f")]
+    pub fallback: Option<SignedPreKey>,
+}
+
+/// What a relay sends to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayFrame {
+    /// The answer to the request with the same id.
+    #[serde(rename = "r")]
+    Response {
+        /// The request's id.
+        #[serde(rename = "i")]
+        id: u64,
+        /// The outcome.
+        #[serde(rename = "b")]
+        body: Result<Response, ErrorAnswer>,
+    },
+    /// Mailbox envelopes, in sequence order.
+    #[serde(rename = "d")]
+    Deliver {
+        /// The envelopes with their mailbox sequence numbers.
+        #[serde(rename = "e")]
+        items: BoundedVec<Delivery, MAX_BATCH_ENVELOPES>,
+    },
+    /// Everything stored when the subscription started has been pushed.
+    #[serde(rename = "c")]
+    CaughtUp {
+        /// The last sequence number pushed so far.
+        #[serde(rename = "s")]
+        head: u64,
+    },
+    /// The relay cannot go on with this stream and closes it after this frame.
+    #[serde(rename = "x")]
+    Fatal(ErrorAnswer),
+}
+
+impl RelayFrame {
+    /// Decodes a frame received from a relay.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode(bytes, MAX_FRAME_BYTES)
+    }
+}
+
+/// One mailbox entry pushed to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Per-user mailbox sequence number; ack it once the envelope is stored.
+    #[serde(rename = "s")]
+    pub seq: u64,
+    /// The envelope as the sender signed it.
+    #[serde(rename = "e")]
+    pub envelope: RawEnvelope,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The device is registered.
+    #[serde(rename = "reg")]
+    Registered {
+        /// False when this device was already registered (registration is idempotent).
+        #[serde(rename = "n")]
+        new: bool,
+        /// One-time keys the relay holds for the device.
+        #[serde(rename = "k")]
+        one_time_keys: u32,
+    },
+    /// Keys were stored.
+    #[serde(rename = "keys")]
+    KeysUploaded {
+        /// One-time keys the relay now holds for the device.
+        #[serde(rename = "k")]
+        one_time_keys: u32,
+    },
+    /// A verified-by-the-client bundle of the asked user.
+    #[serde(rename = "bundle")]
+    Bundle(Box<KeyBundle>),
+    /// One outcome per envelope, in order.
+    #[serde(rename = "sent")]
+    Sent {
+        /// The outcomes.
+        #[serde(rename = "o")]
+        outcomes: BoundedVec<SendOutcome, MAX_BATCH_ENVELOPES>,
+    },
+    /// The subscription started.
+    #[serde(rename = "sub")]
+    Subscribed {
+        /// The device's last acked sequence number; pushes start after it.
+        #[serde(rename = "a")]
+        acked: u64,
+        /// The newest sequence number in the mailbox.
+        #[serde(rename = "h")]
+        head: u64,
+        /// One-time keys the relay holds for the device (replenish when low).
+        #[serde(rename = "k")]
+        one_time_keys: u32,
+    },
+}
+
+/// What became of one envelope in a `Send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendOutcome {
+    /// Durably stored by the relay: the ✓ "sent" tick.
+    #[serde(rename = "ok")]
+    Accepted,
+    /// Already stored earlier under this id (a retry); nothing new was stored.
+    #[serde(rename = "dup")]
+    Duplicate,
+    /// Not stored, for the given reason.
+    #[serde(rename = "no")]
+    Rejected(ErrorAnswer),
+}
+
+impl SendOutcome {
+    /// Whether the relay holds the envelope (accepted now or before).
+    pub fn is_stored(&self) -> bool {
+        matches!(self, SendOutcome::Accepted | SendOutcome::Duplicate)
+    }
+}

@@ -1,0 +1,102 @@
+//! End-to-end content: what clients put inside envelope bodies. Relays never decode these.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    certs::{DeviceCert, IdentityKey},
+    codec::{self, BoundedVec, DecodeError},
+    ids::EnvelopeId,
+    limits::{MAX_ENVELOPE_BYTES, MAX_RECEIPT_IDS, MAX_TEXT_BYTES},
+};
+
+/// The body of a pairwise envelope: one Olm message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OlmBody {
+    /// Olm message type: 0 for a pre-key message, 1 for a normal one.
+    #[serde(rename = "t")]
+    pub message_type: u8,
+    /// The Olm ciphertext.
+    #[serde(rename = "c", with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+    /// On pre-key messages: the sender device's certificate and Olm identity key, so the
+    /// recipient can check who is opening the session without a round trip.
+    #[serde(rename = "s")]
+    pub sender_keys: Option<SenderKeys>,
+}
+
+/// Proof that an Olm identity key belongs to a device of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderKeys {
+    /// Account's certificate for the device.
+    #[serde(rename = "c")]
+    pub cert: DeviceCert,
+    /// Device's Olm identity key.
+    #[serde(rename = "i")]
+    pub identity: IdentityKey,
+}
+
+impl OlmBody {
+    /// Encodes the body for an envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decodes an envelope body.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode(bytes, MAX_ENVELOPE_BYTES)
+    }
+}
+
+/// Whether a receipt says delivered (✓✓) or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ReceiptStatus {
+    /// The recipient's device has stored the message.
+    #[serde(rename = "d")]
+    Delivered,
+    /// The recipient has seen the message.
+    #[serde(rename = "r")]
+    Read,
+}
+
+/// The decrypted content of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// A text message.
+    #[serde(rename = "text")]
+    Text {
+        /// The text, at most [`MAX_TEXT_BYTES`] of UTF-8.
+        #[serde(rename = "t")]
+        text: String,
+    },
+    /// A receipt for messages the recipient got from the sender of this receipt.
+    #[serde(rename = "rcpt")]
+    Receipt {
+        /// Delivered or read.
+        #[serde(rename = "s")]
+        status: ReceiptStatus,
+        /// The envelope ids it covers.
+        #[serde(rename = "i")]
+        ids: BoundedVec<EnvelopeId, MAX_RECEIPT_IDS>,
+    },
+}
+
+impl Payload {
+    /// Encodes the plaintext for encryption.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decodes a decrypted plaintext, checking its bounds.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let payload: Self = codec::decode(bytes, MAX_ENVELOPE_BYTES)?;
+        if let Payload::Text { text } = &payload
+            && text.len() > MAX_TEXT_BYTES
+        {
+            return Err(DecodeError::TooLarge {
+                len: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
+        }
+        Ok(payload)
+    }
+}

@@ -1,0 +1,320 @@
+//! Envelopes: the signed unit of delivery, and their byte layout.
+//!
+//! An envelope travels as one byte string: `MAGIC || CBOR(Envelope) || signature`, where the
+//! sender device's ed25519 signature covers every byte before it. Relays store and forward
+//! these bytes unchanged, so verification never depends on re-encoding.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    codec::{self, DecodeError},
+    ids::{Address, DeviceId, EnvelopeId, GroupId, UserId},
+    limits::MAX_ENVELOPE_BYTES,
+};
+
+/// Magic and format version that start every envelope; also the signature's domain separator.
+pub const ENVELOPE_MAGIC: &[u8; 4] = b"TDE1";
+
+const SIGNATURE_LEN: usize = 64;
+
+/// Who an envelope is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Recipient {
+    /// One device of one user (pairwise Olm ciphertext).
+    #[serde(rename = "d")]
+    Direct(Address),
+    /// Every member of a group (Megolm ciphertext, fanned out by the sender's home relay).
+    #[serde(rename = "g")]
+    Group(GroupId),
+}
+
+impl Recipient {
+    /// The user a direct envelope is for.
+    pub fn user(&self) -> Option<UserId> {
+        match self {
+            Recipient::Direct(address) => Some(address.user),
+            Recipient::Group(_) => None,
+        }
+    }
+}
+
+/// What an envelope carries; relays route on it but never see the content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// A chat message.
+    #[serde(rename = "m")]
+    Message,
+    /// A delivered or read receipt.
+    #[serde(rename = "r")]
+    Receipt,
+    /// A typing notice: ephemeral, never stored.
+    #[serde(rename = "t")]
+    Typing,
+    /// A session key for a group, sent pairwise.
+    #[serde(rename = "k")]
+    KeyShare,
+    /// A change to a group's descriptor.
+    #[serde(rename = "c")]
+    GroupControl,
+    /// A kind this version does not know; stored and forwarded like a message.
+    #[serde(other)]
+    Other,
+}
+
+impl Kind {
+    /// Whether relays must never store this kind (it is dropped if the recipient is offline).
+    pub fn is_ephemeral(self) -> bool {
+        matches!(self, Kind::Typing)
+    }
+}
+
+/// The signed content of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique id, chosen by the sender.
+    #[serde(rename = "i")]
+    pub id: EnvelopeId,
+    /// The sending device.
+    #[serde(rename = "f")]
+    pub sender: Address,
+    /// Who it is for.
+    #[serde(rename = "r")]
+    pub recipient: Recipient,
+    /// When the sender sent it, in milliseconds since the Unix epoch (sender's clock).
+    #[serde(rename = "t")]
+    pub sent_at_ms: u64,
+    /// What it carries.
+    #[serde(rename = "k")]
+    pub kind: Kind,
+    /// End-to-end encrypted body, opaque to relays.
+    #[serde(rename = "b", with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// Why an envelope was not accepted as authentic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The bytes do not decode as an envelope.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The sender's device id is not a valid ed25519 key.
+    #[error("sender device key is invalid")]
+    BadSenderKey,
+    /// The signature does not match the sender device's key.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+impl Envelope {
+    /// Signs the envelope with the sender device's key, producing its wire bytes.
+    ///
+    /// The caller must make `sender.device` the public half of `device_key`.
+    pub fn sign(&self, device_key: &SigningKey) -> RawEnvelope {
+        let mut bytes = Vec::with_capacity(ENVELOPE_MAGIC.len() + self.body.len() + 160);
+        bytes.extend_from_slice(ENVELOPE_MAGIC);
+        codec::encode_into(self, &mut bytes);
+        let signature = device_key.sign(&bytes);
+        bytes.extend_from_slice(&signature.to_bytes());
+        RawEnvelope(bytes)
+    }
+}
+
+/// An envelope exactly as it travels: magic, CBOR content, signature.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawEnvelope(#[serde(with = "serde_bytes")] Vec<u8>);
+
+impl std::fmt::Debug for RawEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawEnvelope({} bytes)", self.0.len())
+    }
+}
+
+impl RawEnvelope {
+    /// Wraps bytes received from the wire or read from storage, without checking them.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The wire bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Consumes the envelope, returning its wire bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// Length on the wire.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the byte string is empty (never true for a valid envelope).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The signed part (magic and content) and the signature, checking size and magic.
+    fn split(&self) -> Result<(&[u8], &[u8]), DecodeError> {
+        let len = self.0.len();
+        if len > MAX_ENVELOPE_BYTES {
+            return Err(DecodeError::TooLarge {
+                len,
+                max: MAX_ENVELOPE_BYTES,
+            });
+        }
+        if len < ENVELOPE_MAGIC.len() + SIGNATURE_LEN || !self.0.starts_with(ENVELOPE_MAGIC) {
+            return Err(DecodeError::BadMagic);
+        }
+        Ok(self.0.split_at(len - SIGNATURE_LEN))
+    }
+
+    /// Decodes the content without checking the signature.
+    ///
+    /// Use it where the signature was checked before (our own storage), or together with
+    /// [`verify_batch`] / [`RawEnvelope::verify_with`].
+    pub fn decode_unverified(&self) -> Result<Envelope, DecodeError> {
+        let (signed, _) = self.split()?;
+        codec::decode(&signed[ENVELOPE_MAGIC.len()..], MAX_ENVELOPE_BYTES)
+    }
+
+    /// Checks the signature against a key the caller already trusts for this sender.
+    pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), EnvelopeError> {
+        let (signed, signature) = self.split()?;
+        let signature =
+            Signature::from_slice(signature).map_err(|_| EnvelopeError::BadSignature)?;
+        key.verify_strict(signed, &signature)
+            .map_err(|_| EnvelopeError::BadSignature)
+    }
+
+    /// Decodes the content and verifies the signature with the sender device named inside.
+    pub fn open(&self) -> Result<Envelope, EnvelopeError> {
+        let envelope = self.decode_unverified()?;
+        let key = sender_key(&envelope.sender.device)?;
+        self.verify_with(&key)?;
+        Ok(envelope)
+    }
+}
+
+fn sender_key(device: &DeviceId) -> Result<VerifyingKey, EnvelopeError> {
+    device
+        .verifying_key()
+        .map_err(|_| EnvelopeError::BadSenderKey)
+}
+
+/// Verifies many envelopes' signatures at once, each against the device named inside it.
+///
+/// Returns one result per input, in order. The batch check is tried first; only when it fails
+/// is each envelope checked alone to find the culprits, so honest batches cost one batch check.
+pub fn verify_batch(items: &[(&RawEnvelope, &Envelope)]) -> Vec<Result<(), EnvelopeError>> {
+    let mut results: Vec<Result<(), EnvelopeError>> = Vec::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for (raw, envelope) in items {
+        let parts = raw
+            .split()
+            .map_err(EnvelopeError::from)
+            .and_then(|(signed, sig)| {
+                let signature =
+                    Signature::from_slice(sig).map_err(|_| EnvelopeError::BadSignature)?;
+                Ok((signed, signature, sender_key(&envelope.sender.device)?))
+            });
+        match parts {
+            Ok((signed, signature, key)) => {
+                messages.push(signed);
+                signatures.push(signature);
+                keys.push(key);
+                results.push(Ok(()));
+            }
+            Err(error) => results.push(Err(error)),
+        }
+    }
+    if messages.is_empty() || ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+        return results;
+    }
+    let mut next = 0;
+    for (result, (raw, _)) in results.iter_mut().zip(items) {
+        if result.is_ok() {
+            *result = raw.verify_with(&keys[next]);
+            next += 1;
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> (SigningKey, Address) {
+        let account = SigningKey::from_bytes(&[1; 32]);
+        let device = SigningKey::from_bytes(&[2; 32]);
+        let address = Address {
+            user: UserId::from(&account.verifying_key()),
+            device: DeviceId::from(&device.verifying_key()),
+        };
+        (device, address)
+    }
+
+    fn envelope(sender: Address, body: &[u8]) -> Envelope {
+        Envelope {
+            id: EnvelopeId::random(),
+            sender,
+            recipient: Recipient::Direct(sender),
+            sent_at_ms: 1,
+            kind: Kind::Message,
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn signed_envelope_opens_and_tampering_is_caught() {
+        let (key, address) = device();
+        let original = envelope(address, b"ciphertext");
+        let raw = original.sign(&key);
+        assert_eq!(raw.open(), Ok(original));
+
+        let mut tampered = raw.clone().into_bytes();
+        let body_at = tampered.len() - 70;
+        tampered[body_at] ^= 1;
+        assert!(RawEnvelope::from_bytes(tampered).open().is_err());
+    }
+
+    #[test]
+    fn batch_verification_points_at_the_bad_one() {
+        let (key, address) = device();
+        let good: Vec<RawEnvelope> = (0..4).map(|_| envelope(address, b"x").sign(&key)).collect();
+        let mut bad = good[2].clone().into_bytes();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x40;
+        let bad = RawEnvelope::from_bytes(bad);
+        let raws = [&good[0], &good[1], &bad, &good[3]];
+        let decoded: Vec<Envelope> = raws
+            .iter()
+            .map(|r| r.decode_unverified().unwrap())
+            .collect();
+        let items: Vec<_> = raws.iter().copied().zip(decoded.iter()).collect();
+        let results = verify_batch(&items);
+        assert_eq!(results.len(), 4);
+        assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok());
+        assert_eq!(results[2], Err(EnvelopeError::BadSignature));
+    }
+
+    #[test]
+    fn oversized_and_short_inputs_are_typed_errors() {
+        let big = RawEnvelope::from_bytes(vec![0; MAX_ENVELOPE_BYTES + 1]);
+        assert!(matches!(
+            big.open(),
+            Err(EnvelopeError::Decode(DecodeError::TooLarge { .. }))
+        ));
+        let short = RawEnvelope::from_bytes(b"TDE1".to_vec());
+        assert_eq!(
+            short.open(),
+            Err(EnvelopeError::Decode(DecodeError::BadMagic))
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Typed error answers a relay sends back to a peer.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::MAX_ERROR_DETAIL_LEN;
+
+/// Why a relay refused something. Peers branch on the code; the detail is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame did not decode.
+    #[serde(rename = "malformed")]
+    Malformed,
+    /// The frame is longer than the limit.
+    #[serde(rename = "frame_too_large")]
+    FrameTooLarge,
+    /// An envelope is longer than the limit.
+    #[serde(rename = "envelope_too_large")]
+    EnvelopeTooLarge,
+    /// A signature does not verify.
+    #[serde(rename = "bad_signature")]
+    BadSignature,
+    /// The envelope's sender is not the device on this stream.
+    #[serde(rename = "sender_mismatch")]
+    SenderMismatch,
+    /// This device is not registered here.
+    #[serde(rename = "not_registered")]
+    NotRegistered,
+    /// The certificate is invalid or is not for the connecting device.
+    #[serde(rename = "bad_certificate")]
+    BadCertificate,
+    /// The account already has a device (one device per account in this release).
+    #[serde(rename = "device_limit")]
+    DeviceLimit,
+    /// The relay does not take registrations.
+    #[serde(rename = "registration_closed")]
+    RegistrationClosed,
+    /// The relay asks for an invite code and none was given.
+    #[serde(rename = "invite_required")]
+    InviteRequired,
+    /// The invite code is unknown, used up or expired.
+    #[serde(rename = "invalid_invite")]
+    InvalidInvite,
+    /// Keys are malformed or not signed by the device.
+    #[serde(rename = "bad_keys")]
+    BadKeys,
+    /// The recipient is not known to this relay.
+    #[serde(rename = "unknown_recipient")]
+    UnknownRecipient,
+    /// The user has not published keys.
+    #[serde(rename = "no_keys")]
+    NoKeys,
+    /// This envelope id was already used for different content.
+    #[serde(rename = "id_reused")]
+    IdReused,
+    /// Too many requests; try again later.
+    #[serde(rename = "rate_limited")]
+    RateLimited,
+    /// A quota (mailbox, keys) is full.
+    #[serde(rename = "quota_exceeded")]
+    QuotaExceeded,
+    /// The relay could not store it durably; nothing was accepted, retry later.
+    #[serde(rename = "storage")]
+    Storage,
+    /// The relay is shutting down or overloaded; retry later.
+    #[serde(rename = "unavailable")]
+    Unavailable,
+    /// A code from a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// Whether the same request may succeed if simply sent again later.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RateLimited | ErrorCode::Storage | ErrorCode::Unavailable
+        )
+    }
+}
+
+/// A typed refusal with a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct ErrorAnswer {
+    /// What went wrong.
+    #[serde(rename = "c")]
+    pub code: ErrorCode,
+    /// More about it, for logs and people.
+    #[serde(rename = "d")]
+    pub detail: String,
+}
+
+impl ErrorAnswer {
+    /// An answer with the given code and detail (cut to [`MAX_ERROR_DETAIL_LEN`]).
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        let mut detail = detail.into();
+        if detail.len() > MAX_ERROR_DETAIL_LEN {
+            let mut cut = MAX_ERROR_DETAIL_LEN;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+        }
+        Self { code, detail }
+    }
+}
+
+impl fmt::Display for ErrorAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.detail)
+    }
+}

@@ -1,0 +1,40 @@
+//! Named bounds on every size and count that crosses the wire.
+
+/// Largest encoded envelope (header, opaque body and signature) a relay accepts.
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// Largest frame on a client or federation stream (length prefix excluded).
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Most envelopes in one `Send` request or one `Deliver` push.
+pub const MAX_BATCH_ENVELOPES: usize = 256;
+
+/// Deepest CBOR nesting any decoder follows.
+pub const MAX_NESTING: usize = 16;
+
+/// Most one-time keys in one upload.
+pub const MAX_ONE_TIME_KEYS_PER_UPLOAD: usize = 100;
+
+/// Most unclaimed one-time keys a relay keeps for one device.
+pub const MAX_STORED_ONE_TIME_KEYS: usize = 200;
+
+/// Longest invite code.
+pub const MAX_INVITE_LEN: usize = 64;
+
+/// Longest free-text detail in an error answer.
+pub const MAX_ERROR_DETAIL_LEN: usize = 512;
+
+/// Longest text of one chat message, in bytes of UTF-8.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// Most envelope ids one receipt may cover.
+pub const MAX_RECEIPT_IDS: usize = 1024;
+
+/// Most listen addresses in a contact card.
+pub const MAX_CARD_ADDRS: usize = 8;
+
+/// Longest text form of a contact card.
+pub const MAX_CARD_TEXT_LEN: usize = 2048;
+
+/// Longest display name in a contact card.
+pub const MAX_NAME_LEN: usize = 64;

@@ -1,1 +1,34 @@
-//! placeholder
+//! The Tidings relay: it stores and forwards end-to-end encrypted envelopes for its users.
+//!
+//! A relay is one libp2p `Swarm` (TCP + Noise + Yamux, and QUIC) owned by a single event-loop
+//! task, a redb database written by one batching writer thread, and one task per connected
+//! device stream (`/tidings/client/1`). It answers `Accepted` only after an envelope is
+//! durably committed, keeps each user's mailbox until the device acks it, and never sees
+//! plaintext.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tidings_relay::RelayError> {
+//! use tidings_relay::{RelayConfig, RelayOptions};
+//!
+//! let data_dir = std::path::PathBuf::from("/tmp/relay");
+//! let mut config = RelayConfig::default();
+//! config.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+//! tidings_relay::init(&data_dir, &config)?;
+//! let relay = tidings_relay::start(RelayOptions { data_dir, config, fault: None }).await?;
+//! println!("dial {:?}", relay.tcp_dial_addr());
+//! relay.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod invites;
+pub mod mailbox;
+pub(crate) mod network;
+pub mod node_key;
+mod server;
+pub(crate) mod session;
+pub mod store;
+
+pub use config::{RegistrationPolicy, RelayConfig};
+pub use server::{RelayError, RelayOptions, RunningRelay, STORE_FILE, init, start};

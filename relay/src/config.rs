@@ -1,0 +1,226 @@
+//! The relay's TOML configuration, its defaults and the commented file `init` writes.
+
+use std::path::Path;
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// File name of the configuration inside the data dir.
+pub const CONFIG_FILE: &str = "relay.toml";
+
+/// Default TCP and UDP (QUIC) port.
+pub const DEFAULT_PORT: u16 = 4717;
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// A listen address is not a multiaddr.
+    #[error("listen address {address:?} is not a multiaddr: {reason}")]
+    BadAddress {
+        /// The text given.
+        address: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+}
+
+/// Who may register on this relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationPolicy {
+    /// Anyone who connects.
+    #[default]
+    Open,
+    /// Only with an invite code from `tidings-relay invite create`.
+    Invite,
+    /// Nobody new; registered users keep working.
+    Closed,
+}
+
+/// Registration settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Who may register.
+    pub policy: RegistrationPolicy,
+}
+
+/// Quotas and bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most device sessions served at once; more are refused.
+    pub max_sessions: usize,
+    /// Most undelivered envelopes kept for one user; more are refused with `quota_exceeded`.
+    pub mailbox_max_envelopes: u64,
+    /// How long envelope ids are remembered to drop duplicates, in hours.
+    pub dedupe_window_hours: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 100_000,
+            mailbox_max_envelopes: 100_000,
+            dedupe_window_hours: 7 * 24,
+        }
+    }
+}
+
+/// Everything `relay.toml` may set. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// A human name for the relay, shown to operators and in logs.
+    pub name: String,
+    /// Multiaddrs to listen on (TCP with Noise+Yamux, and QUIC).
+    pub listen: Vec<String>,
+    /// Registration settings.
+    pub registration: RegistrationConfig,
+    /// Quotas and bounds.
+    pub limits: LimitsConfig,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            name: "tidings-relay".into(),
+            listen: vec![
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+            ],
+            registration: RegistrationConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Reads `relay.toml` from the data dir.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses configuration text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|error| error.to_string())
+    }
+
+    /// The listen addresses as multiaddrs.
+    pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, ConfigError> {
+        self.listen
+            .iter()
+            .map(|address| {
+                address
+                    .parse()
+                    .map_err(|error: libp2p::multiaddr::Error| ConfigError::BadAddress {
+                        address: address.clone(),
+                        reason: error.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    /// The configuration as a commented TOML file, for `init`.
+    pub fn to_commented_toml(&self) -> String {
+        let listen = self
+            .listen
+            .iter()
+            .map(|address| format!("{address:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let policy = match self.registration.policy {
+            RegistrationPolicy::Open => "open",
+            RegistrationPolicy::Invite => "invite",
+            RegistrationPolicy::Closed => "closed",
+        };
+        format!(
+            r#"# Tidings relay configuration, written by `tidings-relay init`.
+# Every key is optional: a missing key takes the default shown in the comment above it.
+
+# A human name for this relay, shown in logs. Default: "tidings-relay".
+name = {name:?}
+
+# Where to listen, as libp2p multiaddrs. TCP carries Noise + Yamux; "udp/.../quic-v1" is QUIC.
+# Port 0 picks a free port. `tidings-relay run --listen ADDR` overrides this list.
+# Default: ["/ip4/0.0.0.0/tcp/{DEFAULT_PORT}", "/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"]
+listen = [{listen}]
+
+[registration]
+# Who may register: "open" (anyone), "invite" (an invite code from
+# `tidings-relay invite create`), or "closed" (nobody new). Default: "open".
+policy = "{policy}"
+
+[limits]
+# Most device sessions served at once. Default: 100000.
+max_sessions = {max_sessions}
+# Most undelivered envelopes kept for one user; senders get `quota_exceeded` beyond it.
+# Default: 100000.
+mailbox_max_envelopes = {mailbox}
+# How long envelope ids are remembered so retries are not stored twice, in hours.
+# Default: 168 (7 days).
+dedupe_window_hours = {dedupe}
+"#,
+            name = self.name,
+            max_sessions = self.limits.max_sessions,
+            mailbox = self.limits.mailbox_max_envelopes,
+            dedupe = self.limits.dedupe_window_hours,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_template_parses_back_to_the_same_config() {
+        let mut config = RelayConfig::default();
+        config.registration.policy = RegistrationPolicy::Invite;
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+        assert_eq!(RelayConfig::parse(&config.to_commented_toml()), Ok(config));
+    }
+
+    #[test]
+    fn an_empty_file_means_defaults_and_unknown_keys_are_errors() {
+        assert_eq!(RelayConfig::parse(""), Ok(RelayConfig::default()));
+        let error = RelayConfig::parse("nmae = \"typo\"").unwrap_err();
+        assert!(error.contains("nmae"), "{error}");
+    }
+
+    #[test]
+    fn bad_listen_addresses_are_reported_by_text() {
+        let config = RelayConfig {
+            listen: vec!["localhost:80".into()],
+            ..RelayConfig::default()
+        };
+        assert!(matches!(
+            config.listen_addrs(),
+            Err(ConfigError::BadAddress { address, .. }) if address == "localhost:80"
+        ));
+    }
+}

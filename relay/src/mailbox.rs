@@ -1,0 +1,190 @@
+//! The hub that tells connected devices about newly committed mailbox entries.
+//!
+//! The store writer publishes every committed envelope here. A subscribed session holds a
+//! [`Feed`] for its user: a watch on the mailbox head plus a short ring of the newest entries,
+//! so an online device is usually served from memory; anything the ring no longer holds is
+//! read back from the store. Nothing here is authoritative: it only saves reads.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, Weak},
+};
+
+use bytes::Bytes;
+use tidings_protocol::UserId;
+use tokio::sync::watch;
+
+/// Newest entries a feed keeps in memory.
+const FEED_RING: usize = 512;
+
+/// A committed mailbox entry.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// Whose mailbox.
+    pub user: UserId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The envelope bytes.
+    pub bytes: Bytes,
+}
+
+/// Live view of one user's mailbox for the sessions subscribed to it.
+pub struct Feed {
+    head: watch::Sender<u64>,
+    recent: Mutex<VecDeque<(u64, Bytes)>>,
+}
+
+impl Feed {
+    /// A receiver that wakes whenever the head moves.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Raises the head to at least `seq` (used when a subscriber learns it from the store).
+    pub fn observe_head(&self, seq: u64) {
+        self.head.send_if_modified(|head| {
+            let raise = seq > *head;
+            if raise {
+                *head = seq;
+            }
+            raise
+        });
+    }
+
+    /// Entries from `from` on that the ring still holds, contiguous from `from`, up to
+    /// `max_items` and about `max_bytes` (at least one). Empty if the ring does not start at
+    /// or before `from`.
+    pub fn recent_from(&self, from: u64, max_items: usize, max_bytes: usize) -> Vec<(u64, Bytes)> {
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let Some((first, _)) = recent.front() else {
+            return Vec::new();
+        };
+        if *first > from {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (seq, entry) in recent.iter().skip((from - first) as usize) {
+            if !out.is_empty() && (out.len() >= max_items || bytes + entry.len() > max_bytes) {
+                break;
+            }
+            bytes += entry.len();
+            out.push((*seq, entry.clone()));
+        }
+        out
+    }
+
+    fn push(&self, seq: u64, bytes: Bytes) {
+        {
+            let mut recent = self
+                .recent
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            // Keep the ring contiguous: a gap means entries were missed, so start over.
+            if recent.back().is_some_and(|(last, _)| *last + 1 != seq) {
+                recent.clear();
+            }
+            if recent.len() == FEED_RING {
+                recent.pop_front();
+            }
+            recent.push_back((seq, bytes));
+        }
+        self.observe_head(seq);
+    }
+}
+
+/// Feeds of the users that have a subscribed session.
+#[derive(Default)]
+pub struct Hub {
+    feeds: Mutex<HashMap<UserId, Weak<Feed>>>,
+}
+
+impl Hub {
+    /// The feed for `user`, created if no session holds one.
+    pub fn subscribe(&self, user: UserId) -> Arc<Feed> {
+        let mut feeds = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(feed) = feeds.get(&user).and_then(Weak::upgrade) {
+            return feed;
+        }
+        let feed = Arc::new(Feed {
+            head: watch::channel(0).0,
+            recent: Mutex::new(VecDeque::new()),
+        });
+        feeds.insert(user, Arc::downgrade(&feed));
+        feed
+    }
+
+    /// Hands a committed entry to the user's feed, if anyone is subscribed.
+    pub fn publish(&self, publication: &Publication) {
+        let feed = {
+            let mut feeds = self
+                .feeds
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            match feeds.get(&publication.user).map(Weak::upgrade) {
+                Some(Some(feed)) => feed,
+                Some(None) => {
+                    feeds.remove(&publication.user);
+                    return;
+                }
+                None => return,
+            }
+        };
+        feed.push(publication.seq, publication.bytes.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_serves_contiguous_entries_and_restarts_after_a_gap() {
+        let hub = Hub::default();
+        let user = UserId::from_bytes([1; 32]);
+        let feed = hub.subscribe(user);
+        for seq in 1..=3 {
+            hub.publish(&Publication {
+                user,
+                seq,
+                bytes: Bytes::from(vec![seq as u8]),
+            });
+        }
+        assert_eq!(*feed.watch_head().borrow(), 3);
+        let got: Vec<u64> = feed
+            .recent_from(2, 10, usize::MAX)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(got, vec![2, 3]);
+        hub.publish(&Publication {
+            user,
+            seq: 7,
+            bytes: Bytes::new(),
+        });
+        assert!(
+            feed.recent_from(3, 10, usize::MAX).is_empty(),
+            "a gap must force a store read"
+        );
+        assert_eq!(feed.recent_from(7, 10, usize::MAX).len(), 1);
+    }
+
+    #[test]
+    fn dropped_feeds_are_forgotten() {
+        let hub = Hub::default();
+        let user = UserId::from_bytes([2; 32]);
+        drop(hub.subscribe(user));
+        hub.publish(&Publication {
+            user,
+            seq: 1,
+            bytes: Bytes::new(),
+        });
+        assert!(hub.feeds.lock().unwrap().is_empty());
+    }
+}

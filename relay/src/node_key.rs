@@ -1,0 +1,133 @@
+//! The relay's libp2p key: created once by `init`, kept in the data dir, never world-readable.
+
+use std::{
+    io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
+};
+
+use libp2p::identity::Keypair;
+
+/// File name of the relay key inside the data dir.
+pub const KEY_FILE: &str = "relay.key";
+
+/// Why the relay key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeKeyError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file does not hold a libp2p key.
+    #[error("{path}: not a relay key ({reason})")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Group or others may read the file.
+    #[error("{path}: readable by others (mode {mode:o}); run `chmod 600` on it")]
+    InsecurePermissions {
+        /// The file.
+        path: String,
+        /// Its mode bits.
+        mode: u32,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> NodeKeyError + '_ {
+    move |source| NodeKeyError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes a fresh ed25519 key to `data_dir/relay.key` (mode 0600), refusing to overwrite.
+pub fn create(data_dir: &Path) -> Result<Keypair, NodeKeyError> {
+    let path = data_dir.join(KEY_FILE);
+    let keypair = Keypair::generate_ed25519();
+    let bytes = keypair
+        .to_protobuf_encoding()
+        .map_err(|error| NodeKeyError::Invalid {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    file.write_all(&bytes).map_err(io_error(&path))?;
+    file.sync_all().map_err(io_error(&path))?;
+    Ok(keypair)
+}
+
+/// Reads `data_dir/relay.key`.
+pub fn load(data_dir: &Path) -> Result<Keypair, NodeKeyError> {
+    let path = data_dir.join(KEY_FILE);
+    let metadata = std::fs::metadata(&path).map_err(io_error(&path))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(NodeKeyError::InsecurePermissions {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    if metadata.len() > 4096 {
+        return Err(NodeKeyError::Invalid {
+            path: path.display().to_string(),
+            reason: "file too large".into(),
+        });
+    }
+    let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+    Keypair::from_protobuf_encoding(&bytes).map_err(|error| NodeKeyError::Invalid {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_private_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = create(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            load(dir.path()).unwrap().public(),
+            created.public(),
+            "the same key comes back"
+        );
+        assert!(create(dir.path()).is_err(), "init never overwrites a key");
+    }
+
+    #[test]
+    fn a_readable_or_garbage_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        create(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load(dir.path()),
+            Err(NodeKeyError::InsecurePermissions { .. })
+        ));
+        std::fs::write(&path, b"garbage").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            load(dir.path()),
+            Err(NodeKeyError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,250 @@
+//! Starting and stopping a whole relay: store, network loop, session acceptor.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol};
+use tidings_protocol::client::CLIENT_PROTOCOL;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::{ConfigError, RelayConfig},
+    invites::Invites,
+    mailbox::Hub,
+    network::{self, NetworkError, NetworkHandle},
+    node_key::{self, NodeKeyError},
+    session::{self, Shared},
+    store::{
+        Store, StoreError, StoreLimits, WriterHandle,
+        fault::{FaultSwitch, FaultyBackend},
+    },
+};
+
+/// File name of the mailbox database inside the data dir.
+pub const STORE_FILE: &str = "relay.redb";
+
+/// How long start-up waits for the listeners to report their addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The data dir was never initialized.
+    #[error("{0} is not a relay data dir; run `tidings-relay init --data-dir {0}` first")]
+    NotInitialized(String),
+    /// The data dir already holds a relay.
+    #[error("{0} already holds a relay (relay.key exists); refusing to overwrite it")]
+    AlreadyInitialized(String),
+    /// Creating the data dir or writing the config failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The relay key is unusable.
+    #[error(transparent)]
+    NodeKey(#[from] NodeKeyError),
+    /// The database could not be opened.
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    /// The network could not start.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// A listener did not come up in time.
+    #[error("listeners did not report their addresses within {LISTEN_TIMEOUT:?}")]
+    ListenTimeout,
+}
+
+/// Creates a data dir with a commented config and a fresh relay key.
+pub fn init(data_dir: &std::path::Path, config: &RelayConfig) -> Result<PeerId, RelayError> {
+    let io = |source| RelayError::Io {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    if data_dir.join(node_key::KEY_FILE).exists() {
+        return Err(RelayError::AlreadyInitialized(
+            data_dir.display().to_string(),
+        ));
+    }
+    config.listen_addrs()?;
+    let keypair = node_key::create(data_dir)?;
+    let config_path = data_dir.join(crate::config::CONFIG_FILE);
+    std::fs::write(&config_path, config.to_commented_toml()).map_err(|source| RelayError::Io {
+        path: config_path.display().to_string(),
+        source,
+    })?;
+    Ok(keypair.public().to_peer_id())
+}
+
+/// How to start a relay.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// The data dir made by [`init`].
+    pub data_dir: PathBuf,
+    /// The configuration (usually [`RelayConfig::load`] of the data dir, plus overrides).
+    pub config: RelayConfig,
+    /// Test hook: open the store over a backend whose I/O fails while this switch is on.
+    pub fault: Option<FaultSwitch>,
+}
+
+/// A started relay. Dropping it without [`RunningRelay::shutdown`] leaves its tasks running
+/// until the runtime stops.
+pub struct RunningRelay {
+    network: NetworkHandle,
+    sessions_stop: CancellationToken,
+    network_stop: CancellationToken,
+    sessions: TaskTracker,
+    background: TaskTracker,
+    writer: WriterHandle,
+}
+
+/// Starts a relay from an initialized data dir.
+pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
+    let data_dir = options.data_dir;
+    if !data_dir.join(node_key::KEY_FILE).exists() {
+        return Err(RelayError::NotInitialized(data_dir.display().to_string()));
+    }
+    let config = options.config;
+    let listen = config.listen_addrs()?;
+    let keypair = node_key::load(&data_dir)?;
+    let hub = Arc::new(Hub::default());
+    let limits = StoreLimits {
+        mailbox_max_envelopes: config.limits.mailbox_max_envelopes,
+        dedupe_window_ms: config.limits.dedupe_window_hours.max(1) * 3600 * 1000,
+    };
+    let store_path = data_dir.join(STORE_FILE);
+    let (store, writer) = match options.fault {
+        Some(switch) => {
+            let backend =
+                FaultyBackend::open(&store_path, switch).map_err(|source| RelayError::Io {
+                    path: store_path.display().to_string(),
+                    source,
+                })?;
+            Store::open_with_backend(backend, limits, hub.clone())?
+        }
+        None => Store::open(&store_path, limits, hub.clone())?,
+    };
+    let invites = Invites::open(&data_dir)?;
+    let (event_loop, mut network, mut control) = network::build(keypair, &listen)?;
+
+    let sessions_stop = CancellationToken::new();
+    let network_stop = CancellationToken::new();
+    let sessions = TaskTracker::new();
+    let background = TaskTracker::new();
+    background.spawn(event_loop.run(network_stop.clone()));
+
+    let shared = Arc::new(Shared {
+        store,
+        hub,
+        invites,
+        policy: config.registration.policy,
+        shutdown: sessions_stop.clone(),
+    });
+    let incoming = control
+        .accept(StreamProtocol::new(CLIENT_PROTOCOL))
+        .map_err(|error| NetworkError::Transport(error.to_string()))?;
+    background.spawn(accept_loop(
+        shared,
+        incoming,
+        sessions.clone(),
+        Arc::new(Semaphore::new(config.limits.max_sessions)),
+    ));
+
+    let running = RunningRelay {
+        network: network.clone(),
+        sessions_stop,
+        network_stop,
+        sessions,
+        background,
+        writer,
+    };
+    let addrs =
+        tokio::time::timeout(LISTEN_TIMEOUT, network.wait_for_listen_addrs(listen.len())).await;
+    if addrs.is_err() {
+        running.shutdown().await;
+        return Err(RelayError::ListenTimeout);
+    }
+    tracing::info!(peer_id = %running.peer_id(), name = %config.name, "relay started");
+    Ok(running)
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    mut incoming: libp2p_stream::IncomingStreams,
+    sessions: TaskTracker,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            next = incoming.next() => next,
+        };
+        let Some((peer, stream)) = next else {
+            break;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "session limit reached; dropping a client stream");
+            continue;
+        };
+        let shared = shared.clone();
+        sessions.spawn(async move {
+            session::serve(shared, peer, stream).await;
+            drop(slot);
+        });
+    }
+}
+
+impl RunningRelay {
+    /// The relay's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.network.peer_id()
+    }
+
+    /// The addresses it listens on.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.network.listen_addrs()
+    }
+
+    /// Listen addresses with `/p2p/<peer id>` appended: what a client dials.
+    pub fn dial_addrs(&self) -> Vec<Multiaddr> {
+        let peer = self.peer_id();
+        self.listen_addrs()
+            .into_iter()
+            .map(|address| address.with(Protocol::P2p(peer)))
+            .collect()
+    }
+
+    /// The first TCP dial address (convenient on loopback).
+    pub fn tcp_dial_addr(&self) -> Option<Multiaddr> {
+        self.dial_addrs()
+            .into_iter()
+            .find(|address| address.iter().any(|p| matches!(p, Protocol::Tcp(_))))
+    }
+
+    /// A token that stops the relay when cancelled (e.g. from a signal handler); then call
+    /// [`RunningRelay::shutdown`] to wait for the stop.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.sessions_stop.clone()
+    }
+
+    /// Stops gracefully: sessions stop reading and finish the requests they took (every
+    /// accepted envelope is answered), the network closes, the store commits what is queued.
+    pub async fn shutdown(self) {
+        self.sessions_stop.cancel();
+        self.sessions.close();
+        self.sessions.wait().await;
+        self.network_stop.cancel();
+        self.background.close();
+        self.background.wait().await;
+        // Every Store clone lived in a session or the acceptor; the writer now drains and exits.
+        self.writer.join().await;
+        tracing::info!("relay stopped");
+    }
+}

@@ -1,0 +1,338 @@
+//! One device's client-protocol stream: read frames, run handlers, push the mailbox.
+//!
+//! Requests that only need the store run concurrently (their answers go out in request
+//! order); registration and subscription change the session and run inline. The stream is
+//! read through one long-lived future, so no partly read frame is ever dropped.
+
+mod keys;
+mod register;
+mod send;
+mod subscribe;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{
+    AsyncReadExt, AsyncWriteExt, StreamExt,
+    future::BoxFuture,
+    io::{ReadHalf, WriteHalf},
+    stream::FuturesOrdered,
+};
+use libp2p::{PeerId, Stream};
+use tidings_protocol::{
+    Address, DeviceId, ErrorAnswer, ErrorCode, UserId,
+    client::{ClientFrame, RelayFrame, Request, Response},
+    codec,
+    framing::{self, FrameError},
+    limits::MAX_FRAME_BYTES,
+};
+
+use crate::{config::RegistrationPolicy, invites::Invites, mailbox::Hub, store::Store};
+use subscribe::Pump;
+
+/// Requests one session may have in flight before the relay stops reading its stream.
+const MAX_INFLIGHT: usize = 64;
+
+/// How long a write to a device may take before the session is dropped (a peer that never
+/// reads must not pin memory).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long shutdown waits for a session's in-flight answers.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every session shares.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub invites: Invites,
+    pub policy: RegistrationPolicy,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+type Answer = Result<Response, ErrorAnswer>;
+
+fn storage_answer(error: crate::store::StoreError) -> ErrorAnswer {
+    tracing::warn!(%error, "storage error answered to a device");
+    ErrorAnswer::new(
+        ErrorCode::Storage,
+        "the relay could not store this; retry later",
+    )
+}
+
+/// The device a peer id names: devices connect with their ed25519 device key.
+pub(crate) fn device_of(peer: &PeerId) -> Option<DeviceId> {
+    let multihash = peer.as_ref();
+    if multihash.code() != 0 {
+        return None;
+    }
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
+    let key = key.try_into_ed25519().ok()?;
+    Some(DeviceId::from_bytes(key.to_bytes()))
+}
+
+async fn read_next(
+    mut reader: ReadHalf<Stream>,
+    mut buf: Vec<u8>,
+) -> (ReadHalf<Stream>, Vec<u8>, Result<bool, FrameError>) {
+    let result = framing::read_frame(&mut reader, &mut buf).await;
+    (reader, buf, result)
+}
+
+/// Serves one inbound client stream until it closes, fails or the relay shuts down.
+pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
+    let (reader, mut writer) = stream.split();
+    let Some(device) = device_of(&peer) else {
+        let fatal = ErrorAnswer::new(
+            ErrorCode::BadCertificate,
+            "peer id is not an ed25519 device key",
+        );
+        let _ = framing::write_frame(&mut writer, &RelayFrame::Fatal(fatal)).await;
+        return;
+    };
+    let user = match shared.store.device_user(device).await {
+        Ok(user) => user,
+        Err(error) => {
+            let _ =
+                framing::write_frame(&mut writer, &RelayFrame::Fatal(storage_answer(error))).await;
+            return;
+        }
+    };
+    let session = Session {
+        shared,
+        device,
+        user,
+        pump: None,
+        inflight: FuturesOrdered::new(),
+        out: Vec::new(),
+    };
+    session.run(reader, writer).await;
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    device: DeviceId,
+    user: Option<UserId>,
+    pump: Option<Pump>,
+    inflight: FuturesOrdered<BoxFuture<'static, Option<RelayFrame>>>,
+    /// Encoded frames waiting to be written.
+    out: Vec<u8>,
+}
+
+/// Whether the session goes on after a frame.
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Session {
+    async fn run(mut self, reader: ReadHalf<Stream>, mut writer: WriteHalf<Stream>) {
+        let mut read = Box::pin(read_next(reader, Vec::new()));
+        loop {
+            let can_read = self.inflight.len() < MAX_INFLIGHT;
+            let flow = tokio::select! {
+                biased;
+                _ = self.shared.shutdown.cancelled() => Flow::Close,
+                Some(frame) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    if let Some(frame) = frame {
+                        framing::encode_frame(&frame, &mut self.out);
+                    }
+                    Flow::Continue
+                }
+                frame = next_push(&mut self.pump, &self.shared.store), if self.pump.is_some() => {
+                    match frame {
+                        Ok(frame) => {
+                            framing::encode_frame(&frame, &mut self.out);
+                            Flow::Continue
+                        }
+                        Err(error) => self.fatal(storage_answer(error)),
+                    }
+                }
+                (reader, buf, result) = &mut read, if can_read => {
+                    let flow = match result {
+                        Ok(true) => self.on_frame(&buf).await,
+                        Ok(false) => Flow::Close,
+                        Err(FrameError::TooLarge { len, max }) => self.fatal(ErrorAnswer::new(
+                            ErrorCode::FrameTooLarge,
+                            format!("frame of {len} bytes exceeds {max}"),
+                        )),
+                        Err(FrameError::Io(error)) => {
+                            tracing::debug!(%error, "client stream read failed");
+                            Flow::Close
+                        }
+                    };
+                    read = Box::pin(read_next(reader, buf));
+                    flow
+                }
+            };
+            if !self.flush(&mut writer).await {
+                return;
+            }
+            if let Flow::Close = flow {
+                break;
+            }
+        }
+        self.drain(&mut writer).await;
+        let _ = writer.close().await;
+    }
+
+    /// Writes pending frames; false if the device is gone or too slow.
+    async fn flush(&mut self, writer: &mut WriteHalf<Stream>) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let written =
+            tokio::time::timeout(WRITE_TIMEOUT, framing::write_frames(writer, &self.out)).await;
+        self.out.clear();
+        if self.out.capacity() > MAX_FRAME_BYTES {
+            self.out = Vec::new();
+        }
+        match written {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "client stream write failed");
+                false
+            }
+            Err(_) => {
+                tracing::info!(device = %self.device, "device did not read for {WRITE_TIMEOUT:?}; closing its stream");
+                false
+            }
+        }
+    }
+
+    /// Lets requests already taken finish, so every accepted envelope gets its answer.
+    async fn drain(&mut self, writer: &mut WriteHalf<Stream>) {
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, self.inflight.next()).await {
+            if let Some(frame) = frame {
+                framing::encode_frame(&frame, &mut self.out);
+            }
+        }
+        self.flush(writer).await;
+    }
+
+    fn fatal(&mut self, answer: ErrorAnswer) -> Flow {
+        tracing::debug!(device = %self.device, %answer, "closing client stream");
+        framing::encode_frame(&RelayFrame::Fatal(answer), &mut self.out);
+        Flow::Close
+    }
+
+    fn respond(&mut self, id: u64, body: Answer) {
+        framing::encode_frame(&RelayFrame::Response { id, body }, &mut self.out);
+    }
+
+    fn address(&self) -> Option<Address> {
+        self.user.map(|user| Address {
+            user,
+            device: self.device,
+        })
+    }
+
+    async fn on_frame(&mut self, bytes: &[u8]) -> Flow {
+        let frame = match ClientFrame::decode(bytes) {
+            Ok(frame) => frame,
+            Err(error) => return self.on_undecodable(bytes, &error),
+        };
+        match frame {
+            ClientFrame::Request { id, body } => self.on_request(id, body).await,
+            ClientFrame::Ack { up_to } => {
+                self.on_ack(up_to);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// A frame that does not decode: answer the request it claims to be, if it names one,
+    /// so newer clients with requests we do not know keep their stream; otherwise close.
+    fn on_undecodable(&mut self, bytes: &[u8], error: &codec::DecodeError) -> Flow {
+        #[derive(serde::Deserialize)]
+        enum Probe {
+            #[serde(rename = "q")]
+            Request {
+                #[serde(rename = "i")]
+                id: u64,
+            },
+        }
+        let answer = ErrorAnswer::new(ErrorCode::Malformed, error.to_string());
+        match codec::decode::<Probe>(bytes, MAX_FRAME_BYTES) {
+            Ok(Probe::Request { id }) => {
+                self.respond(id, Err(answer));
+                Flow::Continue
+            }
+            Err(_) => self.fatal(answer),
+        }
+    }
+
+    async fn on_request(&mut self, id: u64, request: Request) -> Flow {
+        if let Request::Register(register) = request {
+            let (answer, user) =
+                register::handle(&self.shared, self.device, self.user, *register).await;
+            if user.is_some() {
+                self.user = user;
+            }
+            self.respond(id, answer);
+            return Flow::Continue;
+        }
+        let Some(me) = self.address() else {
+            self.respond(
+                id,
+                Err(ErrorAnswer::new(
+                    ErrorCode::NotRegistered,
+                    "register this device first",
+                )),
+            );
+            return Flow::Continue;
+        };
+        let work: BoxFuture<'static, Answer> = match request {
+            Request::Register(_) => return Flow::Continue,
+            Request::Subscribe => {
+                let answer = match Pump::start(&self.shared, me).await {
+                    Ok((pump, response)) => {
+                        self.pump = Some(pump);
+                        Ok(response)
+                    }
+                    Err(error) => Err(storage_answer(error)),
+                };
+                self.respond(id, answer);
+                return Flow::Continue;
+            }
+            Request::Send { envelopes } => {
+                Box::pin(send::handle(self.shared.clone(), me, envelopes))
+            }
+            Request::UploadKeys(upload) => Box::pin(keys::upload(self.shared.clone(), me, *upload)),
+            Request::ClaimBundle { user } => Box::pin(keys::claim(self.shared.clone(), user)),
+        };
+        self.inflight.push_back(Box::pin(async move {
+            Some(RelayFrame::Response {
+                id,
+                body: work.await,
+            })
+        }));
+        Flow::Continue
+    }
+
+    fn on_ack(&mut self, up_to: u64) {
+        let (Some(pump), Some(user)) = (self.pump.as_mut(), self.user) else {
+            return;
+        };
+        let Some(up_to) = pump.on_ack(up_to) else {
+            return;
+        };
+        let store = self.shared.store.clone();
+        self.inflight.push_back(Box::pin(async move {
+            if let Err(error) = store.ack(user, up_to).await {
+                // The entries stay and are delivered again; the device drops the duplicates.
+                tracing::warn!(%error, "mailbox ack not stored");
+            }
+            None
+        }));
+    }
+}
+
+async fn next_push(
+    pump: &mut Option<Pump>,
+    store: &Store,
+) -> Result<RelayFrame, crate::store::StoreError> {
+    match pump {
+        Some(pump) => pump.next_frame(store).await,
+        None => std::future::pending().await,
+    }
+}

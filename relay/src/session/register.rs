@@ -1,0 +1,117 @@
+//! `Register`: bind the connected device to an account, under the relay's policy.
+
+use std::sync::Arc;
+
+use tidings_protocol::{
+    DeviceId, ErrorAnswer, ErrorCode, UserId,
+    client::{Register, Response},
+};
+
+use super::{Answer, Shared, storage_answer};
+use crate::{config::RegistrationPolicy, store::RegisterOutcome};
+
+/// Returns the answer and, on success, the user the session now belongs to.
+pub(super) async fn handle(
+    shared: &Arc<Shared>,
+    device: DeviceId,
+    current: Option<UserId>,
+    register: Register,
+) -> (Answer, Option<UserId>) {
+    let cert = register.cert;
+    if cert.device != device {
+        return refuse(
+            ErrorCode::BadCertificate,
+            "the certificate names another device",
+        );
+    }
+    if cert.verify().is_err() {
+        return refuse(
+            ErrorCode::BadCertificate,
+            "the account's signature on the certificate does not verify",
+        );
+    }
+    let user = cert.user;
+    if current == Some(user) {
+        let one_time_keys = shared.store.one_time_key_count(device).await.unwrap_or(0);
+        return (
+            Ok(Response::Registered {
+                new: false,
+                one_time_keys,
+            }),
+            Some(user),
+        );
+    }
+    let invite = match admit(shared, register.invite).await {
+        Ok(invite) => invite,
+        Err(answer) => return (Err(answer), None),
+    };
+    let outcome = shared.store.register(cert).await;
+    let answer = match outcome {
+        Ok(RegisterOutcome::Registered { new, one_time_keys }) => {
+            tracing::info!(%user, %device, new, "device registered");
+            return (Ok(Response::Registered { new, one_time_keys }), Some(user));
+        }
+        Ok(RegisterOutcome::DeviceLimit) => ErrorAnswer::new(
+            ErrorCode::DeviceLimit,
+            "this account already has a device with a newer certificate",
+        ),
+        Ok(RegisterOutcome::DeviceTaken) => ErrorAnswer::new(
+            ErrorCode::BadCertificate,
+            "this device is registered under another account",
+        ),
+        Err(error) => storage_answer(error),
+    };
+    if let Some(code) = invite {
+        refund(shared, code).await;
+    }
+    (Err(answer), None)
+}
+
+fn refuse(code: ErrorCode, detail: &str) -> (Answer, Option<UserId>) {
+    (Err(ErrorAnswer::new(code, detail)), None)
+}
+
+/// Applies the registration policy; returns the invite code whose use was taken, if any.
+async fn admit(
+    shared: &Arc<Shared>,
+    invite: Option<String>,
+) -> Result<Option<String>, ErrorAnswer> {
+    match shared.policy {
+        RegistrationPolicy::Open => Ok(None),
+        RegistrationPolicy::Closed => Err(ErrorAnswer::new(
+            ErrorCode::RegistrationClosed,
+            "this relay does not take new registrations",
+        )),
+        RegistrationPolicy::Invite => {
+            let Some(code) = invite else {
+                return Err(ErrorAnswer::new(
+                    ErrorCode::InviteRequired,
+                    "this relay needs an invite code (--invite CODE)",
+                ));
+            };
+            let invites = shared.invites.clone();
+            let taken = code.clone();
+            let verdict = tokio::task::spawn_blocking(move || invites.consume(&taken)).await;
+            match verdict {
+                Ok(Ok(Ok(()))) => Ok(Some(code)),
+                Ok(Ok(Err(rejection))) => Err(ErrorAnswer::new(
+                    ErrorCode::InvalidInvite,
+                    rejection.to_string(),
+                )),
+                Ok(Err(error)) => Err(storage_answer(error)),
+                Err(_) => Err(ErrorAnswer::new(
+                    ErrorCode::Unavailable,
+                    "relay is shutting down",
+                )),
+            }
+        }
+    }
+}
+
+async fn refund(shared: &Arc<Shared>, code: String) {
+    let invites = shared.invites.clone();
+    let refunded = tokio::task::spawn_blocking(move || invites.refund(&code)).await;
+    if !matches!(refunded, Ok(Ok(()))) {
+        tracing::warn!("could not give back an invite use after a failed registration");
+    }
+}

@@ -1,0 +1,119 @@
+//! `Subscribe`: push a device's mailbox in order, from its last ack, within a window.
+
+use std::sync::Arc;
+
+use tidings_protocol::{
+    Address, BoundedVec, RawEnvelope, UserId,
+    client::{Delivery, RelayFrame, Response},
+    limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
+};
+use tokio::sync::watch;
+
+use super::Shared;
+use crate::{
+    mailbox::Feed,
+    store::{Store, StoreError},
+};
+
+/// Most envelopes pushed and not yet acked.
+const WINDOW: u64 = 1024;
+
+/// Most envelope bytes in one `Deliver` frame (leaves room for framing).
+const DELIVER_MAX_BYTES: usize = MAX_FRAME_BYTES - 64 * 1024;
+
+/// Delivery state of one subscribed session.
+pub(super) struct Pump {
+    user: UserId,
+    feed: Arc<Feed>,
+    head: watch::Receiver<u64>,
+    /// Next sequence number to push.
+    next: u64,
+    /// Highest sequence number the device acked.
+    acked: u64,
+    /// Sends `CaughtUp` once everything up to this was pushed.
+    catch_up: Option<u64>,
+}
+
+impl Pump {
+    pub async fn start(shared: &Shared, me: Address) -> Result<(Pump, Response), StoreError> {
+        // Subscribe before reading the cursor: whatever commits after this is in the feed,
+        // whatever committed before is in the store.
+        let feed = shared.hub.subscribe(me.user);
+        let cursor = shared.store.cursor(me.user).await?;
+        let one_time_keys = shared.store.one_time_key_count(me.device).await?;
+        feed.observe_head(cursor.head);
+        let pump = Pump {
+            user: me.user,
+            head: feed.watch_head(),
+            feed,
+            next: cursor.acked + 1,
+            acked: cursor.acked,
+            catch_up: Some(cursor.head),
+        };
+        let response = Response::Subscribed {
+            acked: cursor.acked,
+            head: cursor.head,
+            one_time_keys,
+        };
+        Ok((pump, response))
+    }
+
+    /// Records an ack; returns the sequence number to delete up to, if it moved forward.
+    pub fn on_ack(&mut self, up_to: u64) -> Option<u64> {
+        let up_to = up_to.min(self.next - 1);
+        (up_to > self.acked).then(|| {
+            self.acked = up_to;
+            up_to
+        })
+    }
+
+    /// Waits until there is something to push and room in the window. Cancel-safe: state
+    /// changes only when a frame is returned.
+    pub async fn next_frame(&mut self, store: &Store) -> Result<RelayFrame, StoreError> {
+        loop {
+            if let Some(target) = self.catch_up
+                && self.next > target
+            {
+                self.catch_up = None;
+                return Ok(RelayFrame::CaughtUp {
+                    head: self.next - 1,
+                });
+            }
+            let head = *self.head.borrow_and_update();
+            let in_flight = self.next - 1 - self.acked;
+            if in_flight >= WINDOW {
+                // Only an ack (handled by the session) opens the window again.
+                return std::future::pending().await;
+            }
+            if self.next <= head {
+                let room = (WINDOW - in_flight).min(MAX_BATCH_ENVELOPES as u64) as usize;
+                let mut items = self.feed.recent_from(self.next, room, DELIVER_MAX_BYTES);
+                if items.is_empty() {
+                    items = store
+                        .mailbox_range(self.user, self.next, room, DELIVER_MAX_BYTES)
+                        .await?;
+                }
+                let Some((last, _)) = items.last() else {
+                    // Deleted meanwhile by another session of this user acking them.
+                    self.next = head + 1;
+                    self.acked = self.acked.max(head);
+                    continue;
+                };
+                self.next = last + 1;
+                let items = items
+                    .into_iter()
+                    .map(|(seq, bytes)| Delivery {
+                        seq,
+                        envelope: RawEnvelope::from_bytes(bytes.to_vec()),
+                    })
+                    .collect();
+                return Ok(RelayFrame::Deliver {
+                    items: BoundedVec::new(items).unwrap_or_default(),
+                });
+            }
+            if self.head.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}

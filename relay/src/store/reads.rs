@@ -1,0 +1,75 @@
+//! Read-only queries, run on the blocking pool.
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tidings_protocol::{DeviceId, UserId};
+
+use super::{
+    StoreError,
+    tables::{self, CURSORS, Cursor, DEVICES, MAILBOX, ONE_TIME_KEYS},
+};
+
+pub fn device_user(db: &Database, device: &DeviceId) -> Result<Option<UserId>, StoreError> {
+    let txn = db.begin_read()?;
+    let devices = txn.open_table(DEVICES)?;
+    Ok(devices
+        .get(device.as_bytes())?
+        .map(|user| UserId::from_bytes(*user.value())))
+}
+
+pub fn cursor(db: &Database, user: &UserId) -> Result<Cursor, StoreError> {
+    let txn = db.begin_read()?;
+    let cursors = txn.open_table(CURSORS)?;
+    Ok(cursors
+        .get(user.as_bytes())?
+        .map(|bytes| Cursor::from_bytes(bytes.value()))
+        .unwrap_or_default())
+}
+
+pub fn mailbox_range(
+    db: &Database,
+    user: &UserId,
+    from: u64,
+    max_items: usize,
+    max_bytes: usize,
+) -> Result<Vec<(u64, Bytes)>, StoreError> {
+    let txn = db.begin_read()?;
+    let mailbox = txn.open_table(MAILBOX)?;
+    let start = tables::mailbox_key(user, from);
+    let end = tables::mailbox_key(user, u64::MAX);
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for entry in mailbox.range::<&[u8; 40]>(&start..=&end)? {
+        let (key, value) = entry?;
+        let value = value.value();
+        if !out.is_empty() && (out.len() >= max_items || bytes + value.len() > max_bytes) {
+            break;
+        }
+        bytes += value.len();
+        out.push((
+            tables::mailbox_seq(key.value()),
+            Bytes::copy_from_slice(value),
+        ));
+    }
+    Ok(out)
+}
+
+pub fn one_time_key_count(db: &Database, device: &DeviceId) -> Result<u32, StoreError> {
+    let txn = db.begin_read()?;
+    let keys = txn.open_table(ONE_TIME_KEYS)?;
+    count_one_time_keys(&keys, device)
+}
+
+pub fn count_one_time_keys(
+    keys: &impl ReadableTable<&'static [u8; 64], &'static [u8]>,
+    device: &DeviceId,
+) -> Result<u32, StoreError> {
+    let start = tables::one_time_key_key(device, &[0; 32]);
+    let end = tables::one_time_key_key(device, &[0xff; 32]);
+    let mut count = 0u32;
+    for entry in keys.range::<&[u8; 64]>(&start..=&end)? {
+        entry?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,165 @@
+//! redb table definitions, key layouts and the records stored in them.
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+use tidings_protocol::{DeviceCert, DeviceId, EnvelopeId, IdentityKey, SignedPreKey, UserId};
+
+/// user id -> CBOR [`UserRecord`].
+pub const USERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("users");
+/// device id -> user id.
+pub const DEVICES: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("devices");
+/// device id ++ curve25519 key -> CBOR [`SignedPreKey`] (unclaimed one-time keys).
+pub const ONE_TIME_KEYS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("one_time_keys");
+/// user id -> [`Cursor`] (16 bytes).
+pub const CURSORS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("cursors");
+/// user id ++ sequence number (big-endian) -> envelope bytes.
+pub const MAILBOX: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("mailbox");
+
+/// Dedupe tables rotate by generation; each holds envelope id -> [`SeenMark`] (16 bytes).
+pub fn seen_table(generation: u64) -> String {
+    format!("seen.{generation}")
+}
+
+/// Everything the relay knows about one registered user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Certificate of the user's (single) device.
+    pub cert: DeviceCert,
+    /// When the user registered here.
+    pub registered_at_ms: u64,
+    /// The device's Olm identity key, once uploaded.
+    pub identity: Option<IdentityKey>,
+    /// The device's current fallback key, once uploaded.
+    pub fallback: Option<SignedPreKey>,
+}
+
+/// Where a user's mailbox stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Last sequence number assigned (0: none yet).
+    pub head: u64,
+    /// Last sequence number the device acked (everything up to it is deleted).
+    pub acked: u64,
+}
+
+impl Cursor {
+    /// Fixed-width encoding.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.head.to_be_bytes());
+        out[8..].copy_from_slice(&self.acked.to_be_bytes());
+        out
+    }
+
+    /// Decodes [`Cursor::to_bytes`].
+    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
+        let (head, acked) = bytes.split_at(8);
+        Self {
+            head: u64_from(head),
+            acked: u64_from(acked),
+        }
+    }
+
+    /// Envelopes stored and not yet acked.
+    pub fn pending(self) -> u64 {
+        self.head.saturating_sub(self.acked)
+    }
+}
+
+fn u64_from(bytes: &[u8]) -> u64 {
+    let mut array = [0u8; 8];
+    array.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(array)
+}
+
+/// What the dedupe table remembers of an envelope id: a fingerprint of its content (the
+/// start of the sender's signature, which differs for different content) and when it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenMark {
+    /// First 8 bytes of the envelope's signature.
+    pub fingerprint: [u8; 8],
+    /// When the relay stored it.
+    pub at_ms: u64,
+}
+
+impl SeenMark {
+    /// Fixed-width encoding.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.fingerprint);
+        out[8..].copy_from_slice(&self.at_ms.to_be_bytes());
+        out
+    }
+
+    /// Decodes [`SeenMark::to_bytes`].
+    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
+        let mut fingerprint = [0u8; 8];
+        fingerprint.copy_from_slice(&bytes[..8]);
+        Self {
+            fingerprint,
+            at_ms: u64_from(&bytes[8..]),
+        }
+    }
+}
+
+/// Mailbox key: user id then big-endian sequence number, so a user's mailbox is one range.
+pub fn mailbox_key(user: &UserId, seq: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(user.as_bytes());
+    key[32..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Sequence number of a mailbox key.
+pub fn mailbox_seq(key: &[u8; 40]) -> u64 {
+    u64_from(&key[32..])
+}
+
+/// One-time key key: device id then the curve25519 key.
+pub fn one_time_key_key(device: &DeviceId, curve25519: &[u8; 32]) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..32].copy_from_slice(device.as_bytes());
+    key[32..].copy_from_slice(curve25519);
+    key
+}
+
+/// The fingerprint kept for dedupe.
+pub fn fingerprint(envelope: &[u8]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    let sig_start = envelope.len().saturating_sub(64);
+    let tail = &envelope[sig_start..];
+    let n = tail.len().min(8);
+    out[..n].copy_from_slice(&tail[..n]);
+    out
+}
+
+/// The dedupe key of an envelope id.
+pub fn seen_key(id: &EnvelopeId) -> &[u8; 16] {
+    id.as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_width_records_round_trip() {
+        let cursor = Cursor { head: 9, acked: 3 };
+        assert_eq!(Cursor::from_bytes(&cursor.to_bytes()), cursor);
+        assert_eq!(cursor.pending(), 6);
+        let mark = SeenMark {
+            fingerprint: [1, 2, 3, 4, 5, 6, 7, 8],
+            at_ms: 77,
+        };
+        assert_eq!(SeenMark::from_bytes(&mark.to_bytes()), mark);
+    }
+
+    #[test]
+    fn mailbox_keys_sort_by_user_then_sequence() {
+        let user = UserId::from_bytes([5; 32]);
+        let a = mailbox_key(&user, 2);
+        let b = mailbox_key(&user, 256);
+        assert!(a < b);
+        assert_eq!(mailbox_seq(&b), 256);
+    }
+}

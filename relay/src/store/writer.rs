@@ -1,0 +1,180 @@
+//! The writer thread: drains queued operations into one transaction per commit.
+
+use std::{sync::Arc, thread::JoinHandle};
+
+use redb::Database;
+use tidings_protocol::{DeviceCert, DeviceId, IdentityKey, SignedPreKey, UserId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    ClaimOutcome, KeysOutcome, NewEnvelope, RegisterOutcome, StoreError, StoreLimits, StoreOutcome,
+    apply,
+};
+use crate::mailbox::Hub;
+
+/// Most operations applied in one commit.
+const MAX_OPS_PER_COMMIT: usize = 512;
+/// Most envelopes stored in one commit.
+const MAX_ENVELOPES_PER_COMMIT: usize = 8192;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One queued mutation with the channel its answer goes back on.
+pub enum WriteOp {
+    Register {
+        cert: DeviceCert,
+        reply: Reply<RegisterOutcome>,
+    },
+    UploadKeys {
+        device: DeviceId,
+        identity: Option<IdentityKey>,
+        one_time_keys: Vec<SignedPreKey>,
+        fallback: Option<SignedPreKey>,
+        reply: Reply<KeysOutcome>,
+    },
+    Claim {
+        user: UserId,
+        reply: Reply<ClaimOutcome>,
+    },
+    Envelopes {
+        items: Vec<NewEnvelope>,
+        reply: Reply<Vec<StoreOutcome>>,
+    },
+    Ack {
+        user: UserId,
+        up_to: u64,
+        reply: Reply<()>,
+    },
+}
+
+impl WriteOp {
+    fn envelope_count(&self) -> usize {
+        match self {
+            WriteOp::Envelopes { items, .. } => items.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// Joins the writer thread once every [`super::Store`] handle is dropped.
+pub struct WriterHandle {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriterHandle {
+    /// Waits (on the blocking pool) until the writer has committed everything queued and
+    /// exited. Call after dropping every `Store` clone.
+    pub async fn join(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+pub fn spawn(
+    db: Arc<Database>,
+    receiver: mpsc::Receiver<WriteOp>,
+    limits: StoreLimits,
+    hub: Arc<Hub>,
+) -> Result<WriterHandle, StoreError> {
+    let thread = std::thread::Builder::new()
+        .name("tidings-store-writer".into())
+        .spawn(move || run(&db, receiver, limits, &hub))
+        .map_err(StoreError::storage)?;
+    Ok(WriterHandle {
+        thread: Some(thread),
+    })
+}
+
+fn run(db: &Database, mut receiver: mpsc::Receiver<WriteOp>, limits: StoreLimits, hub: &Hub) {
+    let mut batch = Vec::with_capacity(MAX_OPS_PER_COMMIT);
+    while let Some(first) = receiver.blocking_recv() {
+        let mut envelopes = first.envelope_count();
+        batch.push(first);
+        while batch.len() < MAX_OPS_PER_COMMIT && envelopes < MAX_ENVELOPES_PER_COMMIT {
+            match receiver.try_recv() {
+                Ok(op) => {
+                    envelopes += op.envelope_count();
+                    batch.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_batch(db, &mut batch, limits, hub);
+    }
+    tracing::debug!("store writer stopped: every handle dropped");
+}
+
+/// Applies and commits one batch, then answers every operation in it.
+fn commit_batch(db: &Database, batch: &mut Vec<WriteOp>, limits: StoreLimits, hub: &Hub) {
+    let started = std::time::Instant::now();
+    let ops = batch.len();
+    match apply::apply_batch(db, batch, limits) {
+        Ok((results, publications)) => {
+            // Pushes and answers go out only now that the commit is durable.
+            for publication in &publications {
+                hub.publish(publication);
+            }
+            for (op, result) in batch.drain(..).zip(results) {
+                answer(op, result);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, ops, "store commit failed; every operation in it is answered with an error");
+            for op in batch.drain(..) {
+                fail(op, error.clone());
+            }
+        }
+    }
+    tracing::trace!(
+        ops,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "committed batch"
+    );
+}
+
+/// The outcome of one operation inside a committed transaction.
+pub enum OpResult {
+    Register(RegisterOutcome),
+    UploadKeys(KeysOutcome),
+    Claim(ClaimOutcome),
+    Envelopes(Vec<StoreOutcome>),
+    Ack,
+}
+
+fn answer(op: WriteOp, result: OpResult) {
+    // A caller that gave up waiting is not an error here.
+    let _ = match (op, result) {
+        (WriteOp::Register { reply, .. }, OpResult::Register(outcome)) => {
+            reply.send(Ok(outcome)).map_err(drop)
+        }
+        (WriteOp::UploadKeys { reply, .. }, OpResult::UploadKeys(outcome)) => {
+            reply.send(Ok(outcome)).map_err(drop)
+        }
+        (WriteOp::Claim { reply, .. }, OpResult::Claim(outcome)) => {
+            reply.send(Ok(outcome)).map_err(drop)
+        }
+        (WriteOp::Envelopes { reply, .. }, OpResult::Envelopes(outcomes)) => {
+            reply.send(Ok(outcomes)).map_err(drop)
+        }
+        (WriteOp::Ack { reply, .. }, OpResult::Ack) => reply.send(Ok(())).map_err(drop),
+        (op, _) => {
+            fail(
+                op,
+                StoreError::storage("internal: result does not match its operation"),
+            );
+            Ok(())
+        }
+    };
+}
+
+fn fail(op: WriteOp, error: StoreError) {
+    // A caller that gave up waiting is not an error here.
+    let _ = match op {
+        WriteOp::Register { reply, .. } => reply.send(Err(error)).map_err(drop),
+        WriteOp::UploadKeys { reply, .. } => reply.send(Err(error)).map_err(drop),
+        WriteOp::Claim { reply, .. } => reply.send(Err(error)).map_err(drop),
+        WriteOp::Envelopes { reply, .. } => reply.send(Err(error)).map_err(drop),
+        WriteOp::Ack { reply, .. } => reply.send(Err(error)).map_err(drop),
+    };
+}

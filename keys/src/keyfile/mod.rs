@@ -1,0 +1,268 @@
+//! The identity key file: versioned CBOR, replaced atomically, mode `0600`, optionally sealed under a passphrase.
+
+mod private_file;
+mod seal;
+
+use std::{io, path::Path};
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use tidings_protocol::{DecodeError, DeviceCert, DeviceId, UserId, codec};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use self::seal::Sealed;
+use crate::identity::Identity;
+
+/// The format version this crate writes and reads.
+///
+/// A key file is one CBOR map: `v` this version, `u` the user id, `d` the device id, and `p`
+/// the protection, either `plain` (the secrets themselves; the file's `0600` mode is their only
+/// protection) or `argon2id+xchacha20poly1305` (Argon2id costs and salt, a random nonce, and
+/// the sealed secrets, with the version, ids and costs authenticated as associated data).
+/// The secrets are the account key, the device key, the store key and the device certificate.
+pub const KEY_FILE_VERSION: u16 = 1;
+
+/// Largest key file accepted; a real one is a few hundred bytes.
+pub const MAX_KEY_FILE_BYTES: usize = 4096;
+
+/// Why a key file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Reading, writing, syncing or renaming the file failed.
+    #[error("key file I/O failed: {0}")]
+    Io(#[from] io::Error),
+    /// The file may be read by group or others; it is refused until its mode is `0600`.
+    #[error("key file mode {mode:o} lets group or others access it; expected 600")]
+    InsecurePermissions {
+        /// The file's permission bits.
+        mode: u32,
+    },
+    /// The file is truncated, too large or not a key file.
+    #[error("key file is corrupt: {0}")]
+    Corrupt(#[from] DecodeError),
+    /// The file was written by a format version this build does not know.
+    #[error("key file format version {0} is not supported")]
+    UnsupportedVersion(u16),
+    /// The file is encrypted and no passphrase was given.
+    #[error("key file is encrypted; a passphrase is required")]
+    PassphraseRequired,
+    /// The passphrase does not open the file (or the encrypted part was altered).
+    #[error("wrong passphrase, or the key file was altered")]
+    WrongPassphrase,
+    /// A passphrase was given but the file is not encrypted.
+    #[error("a passphrase was given but the key file is not encrypted")]
+    NotEncrypted,
+    /// An empty passphrase was given to encrypt a file; pass `None` to write it unencrypted.
+    #[error("refusing to encrypt with an empty passphrase")]
+    EmptyPassphrase,
+    /// The file decodes but its parts do not belong together.
+    #[error("key file is inconsistent: {0}")]
+    Inconsistent(&'static str),
+    /// Argon2id could not derive the key (bad parameters or out of memory).
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    /// Encrypting the secrets failed.
+    #[error("encrypting the key file failed")]
+    Encryption,
+}
+
+/// The public facts a key file states without opening it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFileInfo {
+    /// The account the file belongs to.
+    pub user: UserId,
+    /// The device it holds the key of.
+    pub device: DeviceId,
+    /// Whether a passphrase is needed to load it.
+    pub encrypted: bool,
+}
+
+#[derive(Deserialize)]
+struct FileVersion {
+    #[serde(rename = "v")]
+    version: u16,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    #[serde(rename = "v")]
+    version: u16,
+    #[serde(rename = "u")]
+    user: UserId,
+    #[serde(rename = "d")]
+    device: DeviceId,
+    #[serde(rename = "p")]
+    protection: Protection,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Protection {
+    #[serde(rename = "plain")]
+    Plain(Secrets),
+    #[serde(rename = "argon2id+xchacha20poly1305")]
+    Passphrase(Sealed),
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct Secrets {
+    #[serde(rename = "a", with = "serde_bytes")]
+    account: [u8; 32],
+    #[serde(rename = "d", with = "serde_bytes")]
+    device: [u8; 32],
+    #[serde(rename = "k", with = "serde_bytes")]
+    store: [u8; 32],
+    #[serde(rename = "c")]
+    #[zeroize(skip)]
+    cert: DeviceCert,
+}
+
+/// Reads the public part of a key file: whose it is and whether it needs a passphrase.
+pub fn inspect(path: &Path) -> Result<KeyFileInfo, KeyFileError> {
+    let bytes = private_file::read(path)?;
+    let file = decode_file(&bytes)?;
+    Ok(KeyFileInfo {
+        user: file.user,
+        device: file.device,
+        encrypted: matches!(file.protection, Protection::Passphrase(_)),
+    })
+}
+
+pub(crate) fn save(
+    identity: &Identity,
+    path: &Path,
+    passphrase: Option<&str>,
+) -> Result<(), KeyFileError> {
+    let secrets = Secrets {
+        account: identity.account_key().to_bytes(),
+        device: identity.device_key().to_bytes(),
+        store: *identity.store_key(),
+        cert: identity.cert().clone(),
+    };
+    let (user, device) = (identity.user_id(), identity.device_id());
+    let protection = match passphrase {
+        None => Protection::Plain(secrets),
+        Some("") => return Err(KeyFileError::EmptyPassphrase),
+        Some(passphrase) => Protection::Passphrase(seal::seal(&secrets, user, device, passphrase)?),
+    };
+    let file = KeyFile {
+        version: KEY_FILE_VERSION,
+        user,
+        device,
+        protection,
+    };
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES));
+    codec::encode_into(&file, &mut bytes);
+    private_file::write_atomically(path, &bytes)?;
+    Ok(())
+}
+
+pub(crate) fn load(path: &Path, passphrase: Option<&str>) -> Result<Identity, KeyFileError> {
+    let bytes = private_file::read(path)?;
+    let file = decode_file(&bytes)?;
+    let opened;
+    let secrets = match (&file.protection, passphrase) {
+        (Protection::Plain(secrets), None) => secrets,
+        (Protection::Plain(_), Some(_)) => return Err(KeyFileError::NotEncrypted),
+        (Protection::Passphrase(_), None) => return Err(KeyFileError::PassphraseRequired),
+        (Protection::Passphrase(sealed), Some(passphrase)) => {
+            opened = seal::open(sealed, file.user, file.device, passphrase)?;
+            &opened
+        }
+    };
+    if secrets.cert.user != file.user || secrets.cert.device != file.device {
+        return Err(KeyFileError::Inconsistent(
+            "the certificate names other ids than the file",
+        ));
+    }
+    Identity::from_parts(
+        SigningKey::from_bytes(&secrets.account),
+        SigningKey::from_bytes(&secrets.device),
+        secrets.cert.clone(),
+        Zeroizing::new(secrets.store),
+    )
+    .map_err(KeyFileError::Inconsistent)
+}
+
+fn decode_file(bytes: &[u8]) -> Result<KeyFile, KeyFileError> {
+    let FileVersion { version } = codec::decode(bytes, MAX_KEY_FILE_BYTES)?;
+    if version != KEY_FILE_VERSION {
+        return Err(KeyFileError::UnsupportedVersion(version));
+    }
+    Ok(codec::decode(bytes, MAX_KEY_FILE_BYTES)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::{seal::Sealed, *};
+
+    fn rewrite(path: &Path, change: impl FnOnce(&mut KeyFile)) {
+        let mut file = decode_file(&fs::read(path).unwrap()).unwrap();
+        change(&mut file);
+        private_file::write_atomically(path, &codec::encode(&file)).unwrap();
+    }
+
+    fn sealed(file: &mut KeyFile) -> &mut Sealed {
+        match &mut file.protection {
+            Protection::Passphrase(sealed) => sealed,
+            Protection::Plain(_) => panic!("expected an encrypted file"),
+        }
+    }
+
+    #[test]
+    fn the_header_is_bound_to_the_sealed_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        Identity::generate().save(&path, Some("pass")).unwrap();
+        let other = Identity::generate();
+        rewrite(&path, |file| file.user = other.user_id());
+        assert!(matches!(
+            load(&path, Some("pass")),
+            Err(KeyFileError::WrongPassphrase)
+        ));
+    }
+
+    #[test]
+    fn excessive_or_invalid_kdf_costs_are_refused_before_hashing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        Identity::generate().save(&path, Some("pass")).unwrap();
+        rewrite(&path, |file| sealed(file).kdf.memory_kib = u32::MAX);
+        assert!(matches!(
+            load(&path, Some("pass")),
+            Err(KeyFileError::Corrupt(DecodeError::Invalid {
+                field: "kdf",
+                ..
+            }))
+        ));
+        rewrite(&path, |file| {
+            let kdf = &mut sealed(file).kdf;
+            kdf.memory_kib = 64 * 1024;
+            kdf.lanes = 0;
+        });
+        assert!(matches!(
+            load(&path, Some("pass")),
+            Err(KeyFileError::Corrupt(DecodeError::Invalid {
+                field: "kdf",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_plain_file_with_mismatched_secrets_is_inconsistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        Identity::generate().save(&path, None).unwrap();
+        rewrite(&path, |file| {
+            if let Protection::Plain(secrets) = &mut file.protection {
+                secrets.device = [5; 32];
+            }
+        });
+        assert!(matches!(
+            load(&path, None),
+            Err(KeyFileError::Inconsistent(_))
+        ));
+    }
+}

@@ -1,1 +1,29 @@
-//! placeholder
+//! The Tidings client library: a device's identity, local store and session with its home
+//! relay.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tidings_client::ClientError> {
+//! use tidings_client::Client;
+//!
+//! let alice = Client::init(std::path::Path::new("/tmp/alice"), None)?;
+//! alice.register("/ip4/127.0.0.1/tcp/4717".parse().map_err(|_| tidings_client::ClientError::BadAddress("".into()))?, None).await?;
+//! let bob_card = "tidings:...".parse().map_err(|_| tidings_client::ClientError::BadAddress("".into()))?;
+//! alice.add_contact("bob", &bob_card)?;
+//! let mut session = alice.connect().await?;
+//! let message = session.send_text("bob", "hi Bob").await?;
+//! println!("{}", message.status.ticks());
+//! # Ok(())
+//! # }
+//! ```
+
+mod client;
+pub mod connection;
+pub mod events;
+pub mod net;
+mod session;
+pub mod store;
+
+pub use client::{Client, ClientError, KEY_FILE, Registration, relay_peer};
+pub use events::Event;
+pub use session::{FlushReport, Session};
+pub use store::{Direction, MessageRecord, MessageStatus};

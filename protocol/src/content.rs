@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     certs::{DeviceCert, IdentityKey},
     codec::{self, BoundedVec, DecodeError},
-    ids::EnvelopeId,
+    ids::{Address, EnvelopeId},
     limits::{MAX_ENVELOPE_BYTES, MAX_RECEIPT_IDS, MAX_TEXT_BYTES},
 };
 
@@ -89,7 +89,12 @@ impl Payload {
     /// Decodes a decrypted plaintext, checking its bounds.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let payload: Self = codec::decode(bytes, MAX_ENVELOPE_BYTES)?;
-        if let Payload::Text { text } = &payload
+        payload.check()?;
+        Ok(payload)
+    }
+
+    fn check(&self) -> Result<(), DecodeError> {
+        if let Payload::Text { text } = self
             && text.len() > MAX_TEXT_BYTES
         {
             return Err(DecodeError::TooLarge {
@@ -97,6 +102,41 @@ impl Payload {
                 max: MAX_TEXT_BYTES,
             });
         }
-        Ok(payload)
+        Ok(())
+    }
+}
+
+/// The plaintext that is encrypted: the payload bound to the envelope that carries it.
+///
+/// Olm authenticates the sending *key*, not the account that presents it; binding sender,
+/// recipient and envelope id inside the ciphertext stops anyone (a relay, another account)
+/// from re-sending a ciphertext under a different sender, recipient or id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The envelope id.
+    #[serde(rename = "i")]
+    pub id: EnvelopeId,
+    /// The sending device.
+    #[serde(rename = "f")]
+    pub from: Address,
+    /// The receiving device.
+    #[serde(rename = "t")]
+    pub to: Address,
+    /// The content.
+    #[serde(rename = "p")]
+    pub payload: Payload,
+}
+
+impl Sealed {
+    /// Encodes the plaintext for encryption.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decodes a decrypted plaintext, checking its bounds.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let sealed: Self = codec::decode(bytes, MAX_ENVELOPE_BYTES)?;
+        sealed.payload.check()?;
+        Ok(sealed)
     }
 }

@@ -1,0 +1,325 @@
+//! [`Client`]: one user's device: identity, local store, and the way to its home relay.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+use tidings_keys::{Identity, KeyFileError};
+use tidings_protocol::{
+    Address, BoundedVec, ContactCard, ErrorAnswer, UserId,
+    client::{Register, Request, Response},
+    limits::{MAX_CARD_ADDRS, MAX_TEXT_BYTES},
+};
+
+use crate::{
+    connection::{Connection, ConnectionError},
+    net::{NetError, Network},
+    session::Session,
+    store::{ClientStore, MessageRecord, StoreError, tables::META_RELAY_ADDR},
+};
+
+/// File name of the key file inside the data dir.
+pub const KEY_FILE: &str = "identity.key";
+
+/// One-time keys published at registration and on every top-up.
+pub(crate) const ONE_TIME_KEY_BATCH: usize = 50;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The data dir holds no identity.
+    #[error("{0} holds no identity; run `tidings init` first")]
+    NotInitialized(PathBuf),
+    /// The data dir already holds an identity.
+    #[error("{0} already holds an identity; refusing to replace it")]
+    AlreadyInitialized(PathBuf),
+    /// The key file could not be used.
+    #[error("key file: {0}")]
+    Keys(#[from] KeyFileError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The network failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The connection to the relay failed.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// No relay is known yet.
+    #[error("not registered with a relay yet; run `tidings register --relay MULTIADDR`")]
+    NotRegistered,
+    /// No such contact (or user id).
+    #[error("no contact named {0:?} (add one with `tidings contact add NAME CARD`)")]
+    UnknownContact(String),
+    /// The relay refused, with its reason.
+    #[error("the relay refused: {0}")]
+    Refused(ErrorAnswer),
+    /// The relay answered something unexpected.
+    #[error("unexpected answer from the relay: {0}")]
+    Unexpected(String),
+    /// A relay address is malformed.
+    #[error("invalid relay address {0:?}")]
+    BadAddress(String),
+    /// A message is too long.
+    #[error("message of {0} bytes is longer than the limit of {MAX_TEXT_BYTES}")]
+    TextTooLong(usize),
+    /// Creating the data dir failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A blocking task was cancelled (the runtime is shutting down).
+    #[error("the client is shutting down")]
+    Cancelled,
+}
+
+impl From<ConnectionErrorOrRefused> for ClientError {
+    fn from(error: ConnectionErrorOrRefused) -> Self {
+        match error.0 {
+            ConnectionError::Refused(answer) => ClientError::Refused(answer),
+            other => ClientError::Connection(other),
+        }
+    }
+}
+
+/// A connection error where a relay refusal becomes [`ClientError::Refused`].
+pub(crate) struct ConnectionErrorOrRefused(pub ConnectionError);
+
+pub(crate) struct Inner {
+    pub identity: Identity,
+    pub store: ClientStore,
+    network: tokio::sync::OnceCell<Network>,
+}
+
+/// One user's device. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What registering returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The relay's peer id.
+    pub relay: PeerId,
+    /// False if this device was already registered there.
+    pub new: bool,
+}
+
+impl Client {
+    /// Creates a new identity and store in `data_dir` (the key file is encrypted with
+    /// `passphrase` if given).
+    pub fn init(data_dir: &Path, passphrase: Option<&str>) -> Result<Client, ClientError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| ClientError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let key_file = data_dir.join(KEY_FILE);
+        if key_file.exists() {
+            return Err(ClientError::AlreadyInitialized(data_dir.to_path_buf()));
+        }
+        let identity = Identity::generate();
+        identity.save(&key_file, passphrase)?;
+        Self::with_identity(data_dir, identity)
+    }
+
+    /// Opens the identity and store in `data_dir`.
+    pub fn open(data_dir: &Path, passphrase: Option<&str>) -> Result<Client, ClientError> {
+        let key_file = data_dir.join(KEY_FILE);
+        if !key_file.exists() {
+            return Err(ClientError::NotInitialized(data_dir.to_path_buf()));
+        }
+        let identity = Identity::load(&key_file, passphrase)?;
+        Self::with_identity(data_dir, identity)
+    }
+
+    fn with_identity(data_dir: &Path, identity: Identity) -> Result<Client, ClientError> {
+        let store = ClientStore::open(data_dir)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                identity,
+                store,
+                network: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// This user's id.
+    pub fn user_id(&self) -> UserId {
+        self.inner.identity.user_id()
+    }
+
+    /// This device's address.
+    pub fn address(&self) -> Address {
+        self.inner.identity.address()
+    }
+
+    /// The local store (history, contacts, outbox).
+    pub fn store(&self) -> &ClientStore {
+        &self.inner.store
+    }
+
+    /// Runs a store operation on the blocking pool.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|_| ClientError::Cancelled)?
+            .map_err(ClientError::from)
+    }
+
+    /// The home relay's dial address, once registered.
+    pub fn relay_addr(&self) -> Result<Option<Multiaddr>, ClientError> {
+        let Some(bytes) = self.inner.store.meta(META_RELAY_ADDR)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        text.parse()
+            .map(Some)
+            .map_err(|_| ClientError::BadAddress(text))
+    }
+
+    /// This user's contact card, suggesting `name` as display name.
+    pub fn card(&self, name: Option<String>) -> Result<ContactCard, ClientError> {
+        let address = self.relay_addr()?.ok_or(ClientError::NotRegistered)?;
+        let relay = relay_peer(&address).ok_or(ClientError::NotRegistered)?;
+        let bare: Multiaddr = address
+            .iter()
+            .filter(|protocol| !matches!(protocol, Protocol::P2p(_)))
+            .collect();
+        let mut addrs = vec![bare.to_string()];
+        addrs.truncate(MAX_CARD_ADDRS);
+        Ok(ContactCard {
+            user: self.user_id(),
+            name,
+            relay: relay.to_string(),
+            addrs: BoundedVec::new(addrs).unwrap_or_default(),
+        })
+    }
+
+    /// Saves a contact under a local name.
+    pub fn add_contact(&self, name: &str, card: &ContactCard) -> Result<(), ClientError> {
+        Ok(self.inner.store.add_contact(name, card)?)
+    }
+
+    /// A contact name, or a user id, to the user it means.
+    pub fn resolve(&self, who: &str) -> Result<UserId, ClientError> {
+        if let Some(card) = self.inner.store.contact(who)? {
+            return Ok(card.user);
+        }
+        who.parse()
+            .map_err(|_| ClientError::UnknownContact(who.to_string()))
+    }
+
+    /// How a user is shown: their contact name, else a short form of their id.
+    pub fn display_name(&self, user: &UserId) -> String {
+        match self.inner.store.contact_name(user) {
+            Ok(Some(name)) => name,
+            _ => {
+                let text = user.to_string();
+                format!("{}…", &text[..text.len().min(10)])
+            }
+        }
+    }
+
+    /// The conversation with a contact (or user id), oldest first.
+    pub fn history(&self, who: &str) -> Result<Vec<MessageRecord>, ClientError> {
+        let peer = self.resolve(who)?;
+        Ok(self.inner.store.history(&peer)?)
+    }
+
+    /// Stores a text for `who` as pending; it is sent on the next flush (works offline).
+    pub async fn queue_text(&self, who: &str, text: &str) -> Result<MessageRecord, ClientError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(ClientError::TextTooLong(text.len()));
+        }
+        let peer = self.resolve(who)?;
+        let text = text.to_string();
+        self.blocking(move |inner| inner.store.queue_text(peer, text))
+            .await
+    }
+
+    async fn network(&self) -> Result<&Network, ClientError> {
+        let identity = &self.inner.identity;
+        self.inner
+            .network
+            .get_or_try_init(|| async {
+                let secret = identity.device_key().to_bytes();
+                let keypair = libp2p::identity::Keypair::ed25519_from_bytes(secret)
+                    .map_err(|error| NetError::Transport(error.to_string()))?;
+                Network::start(keypair)
+            })
+            .await
+            .map_err(ClientError::from)
+    }
+
+    async fn open_connection(&self, address: Multiaddr) -> Result<Connection, ClientError> {
+        let network = self.network().await?;
+        let relay = network.dial(address).await?;
+        Ok(Connection::open(network, relay).await?)
+    }
+
+    /// Registers this device at the relay at `address` (with an invite code if the relay asks
+    /// for one), makes it the home relay and publishes this device's keys.
+    pub async fn register(
+        &self,
+        address: Multiaddr,
+        invite: Option<String>,
+    ) -> Result<Registration, ClientError> {
+        let connection = self.open_connection(address.clone()).await?;
+        let relay = connection.relay();
+        let request = Request::Register(Box::new(Register {
+            cert: self.inner.identity.cert().clone(),
+            invite,
+        }));
+        let new = match connection
+            .request(request)
+            .await
+            .map_err(ConnectionErrorOrRefused)?
+        {
+            Response::Registered { new, .. } => new,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        let address = with_peer(address, relay);
+        self.inner
+            .store
+            .set_meta(META_RELAY_ADDR, address.to_string().as_bytes())?;
+        let session = Session::new(self.clone(), connection);
+        session.publish_keys().await?;
+        session.close().await;
+        Ok(Registration { relay, new })
+    }
+
+    /// Connects to the home relay. Nothing is received until [`Session::subscribe`].
+    pub async fn connect(&self) -> Result<Session, ClientError> {
+        let address = self.relay_addr()?.ok_or(ClientError::NotRegistered)?;
+        let connection = self.open_connection(address).await?;
+        let session = Session::new(self.clone(), connection);
+        session.publish_keys().await?;
+        Ok(session)
+    }
+}
+
+/// The peer id in a `/p2p/...` address.
+pub fn relay_peer(address: &Multiaddr) -> Option<PeerId> {
+    address.iter().find_map(|protocol| match protocol {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+fn with_peer(address: Multiaddr, peer: PeerId) -> Multiaddr {
+    if relay_peer(&address).is_some() {
+        address
+    } else {
+        address.with(Protocol::P2p(peer))
+    }
+}

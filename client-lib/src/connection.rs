@@ -1,0 +1,238 @@
+//! One client-protocol stream to the home relay: requests matched to responses by id, and
+//! mailbox pushes handed to whoever consumes [`Connection::next_push`].
+
+use std::{collections::HashMap, time::Duration};
+
+use futures::{
+    AsyncReadExt,
+    io::{ReadHalf, WriteHalf},
+};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tidings_protocol::{
+    ErrorAnswer,
+    client::{CLIENT_PROTOCOL, ClientFrame, Delivery, RelayFrame, Request, Response},
+    framing::{self, FrameError},
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::net::Network;
+
+/// How long a request waits for its answer before the connection is considered dead.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request got no answer from the relay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    /// The relay refused it, with a typed reason.
+    #[error("relay refused: {0}")]
+    Refused(ErrorAnswer),
+    /// The stream closed or failed before the answer came.
+    #[error("connection to the relay lost: {0}")]
+    Lost(String),
+    /// The relay did not answer in time.
+    #[error("the relay did not answer within {REQUEST_TIMEOUT:?}")]
+    Timeout,
+    /// The relay answered with something that does not fit the request.
+    #[error("unexpected answer from the relay: {0}")]
+    Unexpected(String),
+}
+
+/// Something the relay pushed.
+#[derive(Debug)]
+pub enum Push {
+    /// Mailbox envelopes, in order.
+    Deliver(Vec<Delivery>),
+    /// Everything stored at subscription time was pushed.
+    CaughtUp {
+        /// Last sequence number pushed.
+        head: u64,
+    },
+    /// The stream ended (with the relay's reason if it gave one).
+    Closed(Option<ErrorAnswer>),
+}
+
+enum Outgoing {
+    Request {
+        body: Request,
+        reply: oneshot::Sender<Result<Response, ConnectionError>>,
+    },
+    Ack(u64),
+}
+
+/// An open session with the home relay. Cheap to use from one task; cloneable requester via
+/// [`Connection::requester`].
+pub struct Connection {
+    requester: Requester,
+    pushes: mpsc::UnboundedReceiver<Push>,
+    relay: PeerId,
+}
+
+/// Sends requests and acks on a connection; cloneable.
+#[derive(Clone)]
+pub struct Requester {
+    outgoing: mpsc::Sender<Outgoing>,
+}
+
+impl Requester {
+    /// Sends a request and waits for its answer.
+    pub async fn request(&self, body: Request) -> Result<Response, ConnectionError> {
+        let (reply, answer) = oneshot::channel();
+        self.outgoing
+            .send(Outgoing::Request { body, reply })
+            .await
+            .map_err(|_| ConnectionError::Lost("connection closed".into()))?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ConnectionError::Lost("connection closed".into())),
+            Err(_) => Err(ConnectionError::Timeout),
+        }
+    }
+
+    /// Tells the relay everything up to `seq` is stored on this device.
+    pub async fn ack(&self, seq: u64) -> Result<(), ConnectionError> {
+        self.outgoing
+            .send(Outgoing::Ack(seq))
+            .await
+            .map_err(|_| ConnectionError::Lost("connection closed".into()))
+    }
+}
+
+impl Connection {
+    /// Opens the client stream on an established connection to `relay`.
+    pub async fn open(network: &Network, relay: PeerId) -> Result<Connection, ConnectionError> {
+        let stream = network
+            .control()
+            .open_stream(relay, StreamProtocol::new(CLIENT_PROTOCOL))
+            .await
+            .map_err(|error| ConnectionError::Lost(error.to_string()))?;
+        let (outgoing, outgoing_rx) = mpsc::channel(64);
+        // Unbounded on purpose: the relay never has more than its window (1024 envelopes) unacked
+        // in flight, so this cannot grow past that, and a consumer that awaits a request while
+        // pushes arrive can never deadlock the stream task.
+        let (pushes_tx, pushes) = mpsc::unbounded_channel();
+        tokio::spawn(run(stream, outgoing_rx, pushes_tx));
+        Ok(Connection {
+            requester: Requester { outgoing },
+            pushes,
+            relay,
+        })
+    }
+
+    /// The relay's peer id.
+    pub fn relay(&self) -> PeerId {
+        self.relay
+    }
+
+    /// A cloneable handle for requests and acks.
+    pub fn requester(&self) -> Requester {
+        self.requester.clone()
+    }
+
+    /// Sends a request and waits for its answer.
+    pub async fn request(&self, body: Request) -> Result<Response, ConnectionError> {
+        self.requester.request(body).await
+    }
+
+    /// The next push from the relay; `Push::Closed` once the stream is gone.
+    pub async fn next_push(&mut self) -> Push {
+        self.pushes.recv().await.unwrap_or(Push::Closed(None))
+    }
+}
+
+async fn read_next(
+    mut reader: ReadHalf<Stream>,
+    mut buf: Vec<u8>,
+) -> (ReadHalf<Stream>, Vec<u8>, Result<bool, FrameError>) {
+    let result = framing::read_frame(&mut reader, &mut buf).await;
+    (reader, buf, result)
+}
+
+/// Owns the stream: writes requests and acks, reads answers and pushes.
+async fn run(
+    stream: Stream,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    pushes: mpsc::UnboundedSender<Push>,
+) {
+    let (reader, mut writer) = stream.split();
+    let mut pending: HashMap<u64, oneshot::Sender<Result<Response, ConnectionError>>> =
+        HashMap::new();
+    let mut next_id = 1u64;
+    let mut read = Box::pin(read_next(reader, Vec::new()));
+    let reason = loop {
+        tokio::select! {
+            command = outgoing.recv() => {
+                let Some(command) = command else { break None };
+                let frame = match command {
+                    Outgoing::Request { body, reply } => {
+                        let id = next_id;
+                        next_id += 1;
+                        pending.insert(id, reply);
+                        ClientFrame::Request { id, body }
+                    }
+                    Outgoing::Ack(up_to) => ClientFrame::Ack { up_to },
+                };
+                if let Err(error) = write(&mut writer, &frame).await {
+                    break Some(error);
+                }
+            }
+            (reader, buf, result) = &mut read => {
+                match result {
+                    Ok(true) => match RelayFrame::decode(&buf) {
+                        Ok(frame) => {
+                            if let Some(end) = on_frame(frame, &mut pending, &pushes) {
+                                break Some(end);
+                            }
+                        }
+                        Err(error) => break Some(format!("undecodable frame from relay: {error}")),
+                    },
+                    Ok(false) => break Some("relay closed the stream".into()),
+                    Err(error) => break Some(error.to_string()),
+                }
+                read = Box::pin(read_next(reader, buf));
+            }
+        }
+    };
+    let reason = reason.unwrap_or_else(|| "connection dropped by the client".into());
+    for (_, reply) in pending.drain() {
+        let _ = reply.send(Err(ConnectionError::Lost(reason.clone())));
+    }
+    let _ = pushes.send(Push::Closed(None));
+    let _ = futures::AsyncWriteExt::close(&mut writer).await;
+}
+
+async fn write(writer: &mut WriteHalf<Stream>, frame: &ClientFrame) -> Result<(), String> {
+    framing::write_frame(writer, frame)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Routes one frame; returns a reason when the stream must end.
+fn on_frame(
+    frame: RelayFrame,
+    pending: &mut HashMap<u64, oneshot::Sender<Result<Response, ConnectionError>>>,
+    pushes: &mpsc::UnboundedSender<Push>,
+) -> Option<String> {
+    match frame {
+        RelayFrame::Response { id, body } => {
+            if let Some(reply) = pending.remove(&id) {
+                let _ = reply.send(body.map_err(ConnectionError::Refused));
+            }
+            None
+        }
+        RelayFrame::Deliver { items } => {
+            if pushes.send(Push::Deliver(items.into_vec())).is_err() {
+                return Some("push consumer gone".into());
+            }
+            None
+        }
+        RelayFrame::CaughtUp { head } => {
+            let _ = pushes.send(Push::CaughtUp { head });
+            None
+        }
+        RelayFrame::Fatal(answer) => {
+            let reason = answer.to_string();
+            let _ = pushes.send(Push::Closed(Some(answer)));
+            Some(reason)
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! What a running client reports: new messages, tick changes, problems.
+
+use tidings_protocol::{Address, EnvelopeId, UserId};
+
+use crate::store::{MessageRecord, MessageStatus};
+
+/// Something that happened to this user's conversations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A message arrived (already stored; delivered receipt queued).
+    Message(MessageRecord),
+    /// A message we sent moved on: ✓ sent, ✓✓ delivered, read, or failed.
+    Status {
+        /// The conversation.
+        peer: UserId,
+        /// The message.
+        id: EnvelopeId,
+        /// Its new status.
+        status: MessageStatus,
+    },
+    /// An envelope arrived that could not be opened; it is recorded as failed in the history.
+    Undecryptable {
+        /// Who it claims to come from.
+        from: Address,
+        /// Its id.
+        id: EnvelopeId,
+        /// Why.
+        reason: String,
+    },
+    /// Everything the relay held for us when we connected has arrived.
+    CaughtUp,
+}

@@ -1,0 +1,384 @@
+//! [`Session`]: a live connection to the home relay: send in order, receive, ack, receipts.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    time::Duration,
+};
+
+use tidings_protocol::{
+    BoundedVec, DeviceId, ErrorCode, RawEnvelope, UserId,
+    client::{Delivery, Request, Response, SendOutcome},
+    limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
+};
+
+use crate::{
+    client::{Client, ClientError, ConnectionErrorOrRefused, ONE_TIME_KEY_BATCH},
+    connection::{Connection, Push},
+    events::Event,
+    store::{MessageRecord, MessageStatus, OutboxEntry, StoreError, outbox::Finished},
+};
+
+/// Top up one-time keys on the relay when fewer than this are left.
+const ONE_TIME_KEY_LOW_WATER: u32 = 20;
+
+/// Most envelope bytes in one `Send` request.
+const SEND_MAX_BYTES: usize = MAX_FRAME_BYTES / 2;
+
+/// What one flush of the outbox did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Messages the relay accepted (✓) in this flush.
+    pub sent: Vec<MessageRecord>,
+    /// Messages the relay refused for good.
+    pub failed: Vec<MessageRecord>,
+    /// Why some entries are still waiting (e.g. a recipient without keys), if any.
+    pub waiting: Vec<String>,
+}
+
+/// Why one entry could not be sealed now.
+enum SealError {
+    /// Try again later; keep this recipient's later entries waiting too (order).
+    Wait(String),
+    /// Give up on this entry.
+    Fail(String),
+    /// The session itself failed.
+    Client(ClientError),
+}
+
+impl From<ClientError> for SealError {
+    fn from(error: ClientError) -> Self {
+        SealError::Client(error)
+    }
+}
+
+/// A live connection to the home relay.
+pub struct Session {
+    client: Client,
+    connection: Connection,
+    events: VecDeque<Event>,
+}
+
+impl Session {
+    pub(crate) fn new(client: Client, connection: Connection) -> Self {
+        Self {
+            client,
+            connection,
+            events: VecDeque::new(),
+        }
+    }
+
+    async fn request(&self, request: Request) -> Result<Response, ClientError> {
+        Ok(self
+            .connection
+            .request(request)
+            .await
+            .map_err(ConnectionErrorOrRefused)?)
+    }
+
+    /// Publishes the identity key and first one-time keys if the relay never got them.
+    pub(crate) async fn publish_keys(&self) -> Result<(), ClientError> {
+        let upload = self
+            .client
+            .blocking(|inner| {
+                inner
+                    .store
+                    .keys_to_publish(&inner.identity, ONE_TIME_KEY_BATCH)
+            })
+            .await?;
+        if let Some(upload) = upload {
+            self.request(Request::UploadKeys(Box::new(upload))).await?;
+            self.client
+                .blocking(|inner| inner.store.set_keys_published())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn top_up_keys(&self, held: u32) -> Result<(), ClientError> {
+        if held >= ONE_TIME_KEY_LOW_WATER {
+            return Ok(());
+        }
+        let upload = self
+            .client
+            .blocking(|inner| {
+                inner
+                    .store
+                    .more_one_time_keys(&inner.identity, ONE_TIME_KEY_BATCH)
+            })
+            .await?;
+        self.request(Request::UploadKeys(Box::new(upload))).await?;
+        Ok(())
+    }
+
+    /// Queues a text for `who` and sends everything pending; returns the message with its
+    /// status (✓ `Sent` once the relay durably holds it; `Pending` if it must wait).
+    pub async fn send_text(&mut self, who: &str, text: &str) -> Result<MessageRecord, ClientError> {
+        let record = self.client.queue_text(who, text).await?;
+        let report = self.flush().await?;
+        let id = record.id;
+        Ok(report
+            .sent
+            .into_iter()
+            .chain(report.failed)
+            .find(|sent| sent.id == id)
+            .unwrap_or(record))
+    }
+
+    /// Marks everything from `who` read and sends the read receipt; returns how many.
+    pub async fn mark_read(&mut self, who: &str) -> Result<usize, ClientError> {
+        let peer = self.client.resolve(who)?;
+        let ids = self
+            .client
+            .blocking(move |inner| inner.store.mark_read(&peer))
+            .await?;
+        self.flush().await?;
+        Ok(ids.len())
+    }
+
+    /// Sends the outbox in order. Entries for a recipient that cannot be served yet wait, and
+    /// so do their later entries; a transient refusal stops the flush (retried next time).
+    pub async fn flush(&mut self) -> Result<FlushReport, ClientError> {
+        let mut report = FlushReport::default();
+        let mut waiting: HashSet<UserId> = HashSet::new();
+        loop {
+            let pending = self
+                .client
+                .blocking(|inner| inner.store.pending(4 * MAX_BATCH_ENVELOPES))
+                .await?;
+            let mut batch: Vec<(u64, OutboxEntry, RawEnvelope)> = Vec::new();
+            let mut bytes = 0;
+            for (seq, entry) in pending {
+                if waiting.contains(&entry.to) {
+                    continue;
+                }
+                let sealed = match entry.sealed.clone() {
+                    Some(sealed) => sealed,
+                    None => match self.seal(seq, &entry).await {
+                        Ok(sealed) => sealed,
+                        Err(SealError::Wait(reason)) => {
+                            waiting.insert(entry.to);
+                            report.waiting.push(reason);
+                            continue;
+                        }
+                        Err(SealError::Fail(reason)) => {
+                            self.finish(seq, Finished::Failed(reason), &mut report.failed)
+                                .await?;
+                            continue;
+                        }
+                        Err(SealError::Client(error)) => return Err(error),
+                    },
+                };
+                if !batch.is_empty()
+                    && (batch.len() == MAX_BATCH_ENVELOPES || bytes + sealed.len() > SEND_MAX_BYTES)
+                {
+                    break;
+                }
+                bytes += sealed.len();
+                batch.push((seq, entry, sealed));
+            }
+            if batch.is_empty() {
+                return Ok(report);
+            }
+            let envelopes = batch.iter().map(|(_, _, sealed)| sealed.clone()).collect();
+            let envelopes = BoundedVec::new(envelopes)
+                .map_err(|error| ClientError::Unexpected(error.to_string()))?;
+            let outcomes = match self.request(Request::Send { envelopes }).await? {
+                Response::Sent { outcomes } => outcomes.into_vec(),
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            };
+            let mut stop = false;
+            for ((seq, entry, _), outcome) in batch.into_iter().zip(outcomes) {
+                match outcome {
+                    SendOutcome::Accepted | SendOutcome::Duplicate => {
+                        self.finish(seq, Finished::Sent, &mut report.sent).await?;
+                    }
+                    SendOutcome::Rejected(answer) if answer.code.is_transient() => {
+                        tracing::info!(%answer, "relay asked to retry later");
+                        report.waiting.push(answer.to_string());
+                        waiting.insert(entry.to);
+                        stop = true;
+                    }
+                    SendOutcome::Rejected(answer) => {
+                        self.finish(
+                            seq,
+                            Finished::Failed(answer.to_string()),
+                            &mut report.failed,
+                        )
+                        .await?;
+                    }
+                }
+            }
+            if stop {
+                return Ok(report);
+            }
+        }
+    }
+
+    async fn finish(
+        &mut self,
+        seq: u64,
+        finished: Finished,
+        into: &mut Vec<MessageRecord>,
+    ) -> Result<(), ClientError> {
+        let record = self
+            .client
+            .blocking(move |inner| inner.store.finish(seq, finished))
+            .await?;
+        if let Some(record) = record {
+            self.events.push_back(Event::Status {
+                peer: record.peer,
+                id: record.id,
+                status: record.status.clone(),
+            });
+            into.push(record);
+        }
+        Ok(())
+    }
+
+    /// Encrypts an entry, first opening an Olm session from a claimed bundle if needed.
+    async fn seal(&self, seq: u64, entry: &OutboxEntry) -> Result<RawEnvelope, SealError> {
+        let to = entry.to;
+        let device = match self
+            .client
+            .blocking(move |inner| inner.store.device_for(&to))
+            .await?
+        {
+            Some(device) => device,
+            None => self.open_session(to).await?,
+        };
+        self.client
+            .blocking(move |inner| inner.store.seal(&inner.identity, seq, device))
+            .await
+            .map_err(SealError::Client)
+    }
+
+    async fn open_session(&self, to: UserId) -> Result<DeviceId, SealError> {
+        let bundle = match self.request(Request::ClaimBundle { user: to }).await {
+            Ok(Response::Bundle(bundle)) => bundle,
+            Ok(other) => return Err(ClientError::Unexpected(format!("{other:?}")).into()),
+            Err(ClientError::Refused(answer)) => {
+                return Err(match answer.code {
+                    ErrorCode::NoKeys => {
+                        SealError::Wait(format!("{to} has not published keys yet"))
+                    }
+                    code if code.is_transient() => SealError::Wait(answer.to_string()),
+                    _ => SealError::Fail(answer.to_string()),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let installed = self
+            .client
+            .blocking(move |inner| inner.store.install_outbound(&inner.identity, &to, &bundle))
+            .await;
+        match installed {
+            Ok(device) => Ok(device),
+            Err(ClientError::Store(StoreError::Crypto(error))) => Err(SealError::Fail(format!(
+                "the relay gave keys for {to} that do not verify: {error}"
+            ))),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Starts receiving: the relay pushes everything after the last ack, then new envelopes.
+    pub async fn subscribe(&mut self) -> Result<(), ClientError> {
+        match self.request(Request::Subscribe).await? {
+            Response::Subscribed { one_time_keys, .. } => self.top_up_keys(one_time_keys).await,
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The next event; an error once the connection is lost (reconnect with
+    /// [`Client::connect`]: nothing is lost, unacked envelopes come again).
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
+            match self.connection.next_push().await {
+                Push::Deliver(items) => self.on_deliveries(items).await?,
+                Push::CaughtUp { .. } => {
+                    self.flush().await?;
+                    self.events.push_back(Event::CaughtUp);
+                }
+                Push::Closed(reason) => {
+                    return Err(ClientError::Connection(
+                        crate::connection::ConnectionError::Lost(match reason {
+                            Some(answer) => answer.to_string(),
+                            None => "the relay closed the connection".into(),
+                        }),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Receives everything waiting at the relay (until caught up, or `timeout`), sends the
+    /// outbox, and returns what happened.
+    pub async fn sync(&mut self, timeout: Duration) -> Result<Vec<Event>, ClientError> {
+        self.subscribe().await?;
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while let Ok(event) = tokio::time::timeout_at(deadline, self.next_event()).await {
+            let event = event?;
+            let done = event == Event::CaughtUp;
+            events.push(event);
+            if done {
+                break;
+            }
+        }
+        self.flush().await?;
+        events.extend(self.events.drain(..));
+        Ok(events)
+    }
+
+    /// Verifies, decrypts and stores a pushed batch, then acks it and sends receipts.
+    async fn on_deliveries(&mut self, items: Vec<Delivery>) -> Result<(), ClientError> {
+        let Some(last) = items.last().map(|item| item.seq) else {
+            return Ok(());
+        };
+        let mut envelopes = Vec::with_capacity(items.len());
+        for item in items {
+            match item.envelope.open() {
+                Ok(envelope) => envelopes.push(envelope),
+                Err(error) => {
+                    // Not attributable to anyone: the signature does not hold.
+                    tracing::warn!(seq = item.seq, %error, "dropping an envelope that does not verify");
+                }
+            }
+        }
+        let received = self
+            .client
+            .blocking(move |inner| inner.store.receive(&inner.identity, &envelopes))
+            .await?;
+        // Stored durably: now the relay may delete them.
+        self.connection
+            .requester()
+            .ack(last)
+            .await
+            .map_err(ConnectionErrorOrRefused)?;
+        self.events.extend(received.events);
+        self.flush().await?;
+        Ok(())
+    }
+
+    /// The client this session belongs to.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        drop(self.connection);
+    }
+}
+
+impl MessageStatus {
+    /// Whether the home relay holds the message (✓ or better).
+    pub fn is_sent(&self) -> bool {
+        matches!(
+            self,
+            MessageStatus::Sent | MessageStatus::Delivered | MessageStatus::Read
+        )
+    }
+}

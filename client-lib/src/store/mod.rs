@@ -1,0 +1,128 @@
+//! The client's local store: contacts, history, outbox and crypto state in one redb file.
+//!
+//! The file is opened in redb's multi-writer mode, so `tidings listen` and `tidings send` may
+//! run side by side on one data dir. Crypto state is only ever loaded, used and saved inside a
+//! single write transaction (which redb serializes across processes), so two processes never
+//! overwrite each other's ratchets, and a message's decryption is committed together with the
+//! message itself.
+
+mod contacts;
+mod crypto;
+mod history;
+pub mod outbox;
+pub mod tables;
+
+use std::path::Path;
+
+use redb::{ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use serde::{Serialize, de::DeserializeOwned};
+use tidings_protocol::codec;
+
+pub use crypto::Received;
+pub use tables::{Direction, MessageRecord, MessageStatus, OutboxEntry};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb reported an error.
+    #[error("local store: {0}")]
+    Storage(String),
+    /// A record did not decode.
+    #[error("local store record in {table} is corrupt: {reason}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Crypto state could not be loaded or used.
+    #[error("crypto state: {0}")]
+    Crypto(#[from] tidings_keys::OlmError),
+    /// A contact name or user is already taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> Self {
+                StoreError::Storage(error.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// File name of the database inside the client's data dir.
+pub const STORE_FILE: &str = "client.redb";
+
+/// Handle to the client's database.
+pub struct ClientStore {
+    db: Database,
+}
+
+impl ClientStore {
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(data_dir.join(STORE_FILE))?;
+        let txn = db.begin_write()?;
+        {
+            use tables::*;
+            txn.open_table(META)?;
+            txn.open_table(CONTACTS)?;
+            txn.open_table(CONTACT_NAMES)?;
+            txn.open_table(PEER_USERS)?;
+            txn.open_table(USER_DEVICES)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(MESSAGES)?;
+            txn.open_table(MESSAGE_IDS)?;
+            txn.open_table(CONVERSATION_HEADS)?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(RECEIVED)?;
+        }
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write()?;
+        let value = work(&txn)?;
+        txn.commit()?;
+        Ok(value)
+    }
+
+    fn read<T>(
+        &self,
+        work: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_read()?;
+        work(&txn)
+    }
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    codec::decode(bytes, tables::MAX_RECORD).map_err(|error| StoreError::Corrupt {
+        table,
+        reason: error.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    codec::encode(value)
+}

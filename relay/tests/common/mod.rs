@@ -1,0 +1,185 @@
+//! Test helpers: a relay on loopback and a raw device that speaks frames by hand.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use futures::{AsyncReadExt, StreamExt, io::ReadHalf, io::WriteHalf};
+use libp2p::{Multiaddr, Stream, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
+use tempfile::TempDir;
+use tidings_protocol::{
+    Address, BoundedVec, DeviceCert, DeviceId, Envelope, EnvelopeId, Kind, RawEnvelope, Recipient,
+    UserId,
+    client::{CLIENT_PROTOCOL, ClientFrame, Register, RelayFrame, Request, Response},
+    framing,
+};
+use tidings_relay::{RegistrationPolicy, RelayConfig, RelayOptions, RunningRelay};
+
+pub struct TestRelay {
+    pub dir: TempDir,
+    pub relay: RunningRelay,
+}
+
+pub async fn start_relay(policy: RegistrationPolicy) -> TestRelay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig::default();
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    config.registration.policy = policy;
+    tidings_relay::init(dir.path(), &config).unwrap();
+    let relay = tidings_relay::start(RelayOptions {
+        data_dir: dir.path().to_path_buf(),
+        config,
+        fault: None,
+    })
+    .await
+    .unwrap();
+    TestRelay { dir, relay }
+}
+
+/// A device with its keys, speaking the client protocol frame by frame.
+pub struct RawDevice {
+    pub account: SigningKey,
+    pub device: SigningKey,
+    reader: ReadHalf<Stream>,
+    pub writer: WriteHalf<Stream>,
+    next_id: u64,
+    buf: Vec<u8>,
+}
+
+impl RawDevice {
+    pub async fn connect(address: &Multiaddr) -> Self {
+        let account = SigningKey::from_bytes(&rand::random());
+        let device = SigningKey::from_bytes(&rand::random());
+        Self::connect_as(address, account, device).await
+    }
+
+    pub async fn connect_as(address: &Multiaddr, account: SigningKey, device: SigningKey) -> Self {
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(device.to_bytes()).unwrap();
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let mut control = swarm.behaviour().new_control();
+        let peer = tidings_client_peer(address);
+        swarm.dial(address.clone()).unwrap();
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let stream = control
+            .open_stream(peer, StreamProtocol::new(CLIENT_PROTOCOL))
+            .await
+            .unwrap();
+        let (reader, writer) = stream.split();
+        Self {
+            account,
+            device,
+            reader,
+            writer,
+            next_id: 1,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn address(&self) -> Address {
+        Address {
+            user: UserId::from(&self.account.verifying_key()),
+            device: DeviceId::from(&self.device.verifying_key()),
+        }
+    }
+
+    pub fn cert(&self) -> DeviceCert {
+        DeviceCert::issue(&self.account, self.address().device, 1)
+    }
+
+    pub async fn send_frame(&mut self, frame: &ClientFrame) {
+        framing::write_frame(&mut self.writer, frame).await.unwrap();
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        framing::write_frames(&mut self.writer, bytes)
+            .await
+            .unwrap();
+    }
+
+    /// The next frame, or None if the relay closed the stream.
+    pub async fn read(&mut self) -> Option<RelayFrame> {
+        let got = tokio::time::timeout(
+            Duration::from_secs(10),
+            framing::read_frame(&mut self.reader, &mut self.buf),
+        )
+        .await
+        .expect("relay did not answer in time");
+        match got {
+            Ok(true) => Some(RelayFrame::decode(&self.buf).unwrap()),
+            _ => None,
+        }
+    }
+
+    pub async fn request(
+        &mut self,
+        body: Request,
+    ) -> Result<Response, tidings_protocol::ErrorAnswer> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_frame(&ClientFrame::Request { id, body }).await;
+        loop {
+            match self.read().await {
+                Some(RelayFrame::Response { id: got, body }) if got == id => return body,
+                Some(_) => continue,
+                None => panic!("stream closed while waiting for response {id}"),
+            }
+        }
+    }
+
+    pub async fn register(&mut self) {
+        let cert = self.cert();
+        let answer = self
+            .request(Request::Register(Box::new(Register { cert, invite: None })))
+            .await;
+        assert!(
+            matches!(answer, Ok(Response::Registered { .. })),
+            "{answer:?}"
+        );
+    }
+
+    pub fn envelope_to(&self, to: Address, body: &[u8]) -> Envelope {
+        Envelope {
+            id: EnvelopeId::random(),
+            sender: self.address(),
+            recipient: Recipient::Direct(to),
+            sent_at_ms: 1,
+            kind: Kind::Message,
+            body: body.to_vec(),
+        }
+    }
+
+    pub async fn send(
+        &mut self,
+        envelopes: Vec<RawEnvelope>,
+    ) -> Result<Response, tidings_protocol::ErrorAnswer> {
+        self.request(Request::Send {
+            envelopes: BoundedVec::new(envelopes).unwrap(),
+        })
+        .await
+    }
+}
+
+fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
+    address
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .unwrap()
+}

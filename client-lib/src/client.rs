@@ -247,6 +247,16 @@ impl Client {
             .await
     }
 
+    /// Marks everything from `who` read and queues the read receipt (sent on the next flush);
+    /// returns how many messages.
+    pub async fn mark_read(&self, who: &str) -> Result<usize, ClientError> {
+        let peer = self.resolve(who)?;
+        let ids = self
+            .blocking(move |inner| inner.store.mark_read(&peer))
+            .await?;
+        Ok(ids.len())
+    }
+
     async fn network(&self) -> Result<&Network, ClientError> {
         let identity = &self.inner.identity;
         self.inner

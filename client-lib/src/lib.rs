@@ -2,16 +2,16 @@
 //! relay.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), tidings_client::ClientError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use tidings_client::Client;
 //!
 //! let alice = Client::init(std::path::Path::new("/tmp/alice"), None)?;
-//! alice.register("/ip4/127.0.0.1/tcp/4717".parse().map_err(|_| tidings_client::ClientError::BadAddress("".into()))?, None).await?;
-//! let bob_card = "tidings:...".parse().map_err(|_| tidings_client::ClientError::BadAddress("".into()))?;
+//! alice.register("/ip4/127.0.0.1/tcp/4717".parse()?, None).await?;
+//! let bob_card = "tidings:...".parse()?; // Bob's `tidings card`
 //! alice.add_contact("bob", &bob_card)?;
 //! let mut session = alice.connect().await?;
 //! let message = session.send_text("bob", "hi Bob").await?;
-//! println!("{}", message.status.ticks());
+//! println!("{}", message.status.ticks()); // ✓ once the relay stored it
 //! # Ok(())
 //! # }
 //! ```

@@ -185,8 +185,18 @@ impl EventLoop {
 }
 
 fn dial_error(address: Multiaddr, error: &DialError) -> NetError {
+    // The innermost cause ("Connection refused (os error 111)") says it best.
+    let mut cause: &dyn std::error::Error = error;
+    if let DialError::Transport(attempts) = error
+        && let Some((_, last)) = attempts.last()
+    {
+        cause = last;
+    }
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
     NetError::Dial {
         address,
-        reason: error.to_string(),
+        reason: cause.to_string(),
     }
 }

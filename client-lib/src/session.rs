@@ -126,13 +126,9 @@ impl Session {
 
     /// Marks everything from `who` read and sends the read receipt; returns how many.
     pub async fn mark_read(&mut self, who: &str) -> Result<usize, ClientError> {
-        let peer = self.client.resolve(who)?;
-        let ids = self
-            .client
-            .blocking(move |inner| inner.store.mark_read(&peer))
-            .await?;
+        let count = self.client.mark_read(who).await?;
         self.flush().await?;
-        Ok(ids.len())
+        Ok(count)
     }
 
     /// Sends the outbox in order. Entries for a recipient that cannot be served yet wait, and

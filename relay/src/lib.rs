@@ -11,8 +11,10 @@
 //! use tidings_relay::{RelayConfig, RelayOptions};
 //!
 //! let data_dir = std::path::PathBuf::from("/tmp/relay");
-//! let mut config = RelayConfig::default();
-//! config.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+//! let config = RelayConfig {
+//!     listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+//!     ..RelayConfig::default()
+//! };
 //! tidings_relay::init(&data_dir, &config)?;
 //! let relay = tidings_relay::start(RelayOptions { data_dir, config, fault: None }).await?;
 //! println!("dial {:?}", relay.tcp_dial_addr());
@@ -21,6 +23,7 @@
 //! # }
 //! ```
 
+pub mod cli;
 pub mod config;
 pub mod invites;
 pub mod mailbox;

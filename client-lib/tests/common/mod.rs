@@ -17,8 +17,10 @@ pub struct RelayDir {
 impl RelayDir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = RelayConfig::default();
-        config.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+        let config = RelayConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            ..RelayConfig::default()
+        };
         tidings_relay::init(dir.path(), &config).unwrap();
         Self { dir, config }
     }

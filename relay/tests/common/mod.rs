@@ -22,8 +22,10 @@ pub struct TestRelay {
 
 pub async fn start_relay(policy: RegistrationPolicy) -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = RelayConfig::default();
-    config.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    let mut config = RelayConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..RelayConfig::default()
+    };
     config.registration.policy = policy;
     tidings_relay::init(dir.path(), &config).unwrap();
     let relay = tidings_relay::start(RelayOptions {

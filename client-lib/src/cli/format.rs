@@ -1,0 +1,88 @@
+//! How messages, ticks and times are printed.
+
+use tidings_client::{Client, Direction, Event, MessageRecord, MessageStatus};
+
+/// Local wall-clock time of a millisecond timestamp.
+pub fn time(ms: u64, with_date: bool) -> String {
+    let Ok(timestamp) = jiff::Timestamp::from_millisecond(ms as i64) else {
+        return "?".into();
+    };
+    let zoned = timestamp.to_zoned(jiff::tz::TimeZone::system());
+    if with_date {
+        zoned.strftime("%Y-%m-%d %H:%M").to_string()
+    } else {
+        zoned.strftime("%H:%M:%S").to_string()
+    }
+}
+
+fn preview(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// One line of `history`.
+pub fn history_line(client: &Client, record: &MessageRecord) -> String {
+    let when = time(record.sent_at_ms, true);
+    match (&record.direction, &record.status) {
+        (Direction::Outgoing, status) => {
+            format!("[{when}] me: {}  {}", record.text, ticks(status))
+        }
+        (Direction::Incoming, MessageStatus::Failed(reason)) => {
+            format!("[{when}] {}: ✗ {reason}", client.display_name(&record.peer))
+        }
+        (Direction::Incoming, _) => {
+            format!(
+                "[{when}] {}: {}",
+                client.display_name(&record.peer),
+                record.text
+            )
+        }
+    }
+}
+
+/// The tick marks of an outgoing message, with the reason when it failed.
+pub fn ticks(status: &MessageStatus) -> String {
+    match status {
+        MessageStatus::Failed(reason) => format!("✗ failed: {reason}"),
+        MessageStatus::Pending => "… pending".into(),
+        other => other.ticks().into(),
+    }
+}
+
+/// One line of `listen`, or None for events not worth a line.
+pub fn event_line(client: &Client, event: &Event) -> Option<String> {
+    let now = time(tidings_protocol::now_ms(), false);
+    match event {
+        Event::Message(record) => Some(format!(
+            "[{now}] {}: {}",
+            client.display_name(&record.peer),
+            record.text
+        )),
+        Event::Status { peer, id, status } => {
+            let text = client
+                .store()
+                .message(id)
+                .ok()
+                .flatten()
+                .map(|record| preview(&record.text))
+                .unwrap_or_default();
+            let who = client.display_name(peer);
+            let what = match status {
+                MessageStatus::Sent => format!("✓ sent to {who}"),
+                MessageStatus::Delivered => format!("✓✓ delivered to {who}"),
+                MessageStatus::Read => format!("read by {who}"),
+                MessageStatus::Failed(reason) => format!("✗ not sent to {who}: {reason}"),
+                MessageStatus::Pending | MessageStatus::Received => return None,
+            };
+            Some(format!("[{now}] {what}: \"{text}\""))
+        }
+        Event::Undecryptable { from, reason, .. } => Some(format!(
+            "[{now}] ✗ a message from {} could not be opened: {reason}",
+            client.display_name(&from.user)
+        )),
+        Event::CaughtUp => Some(format!("[{now}] — up to date —")),
+    }
+}

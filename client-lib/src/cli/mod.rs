@@ -1,0 +1,152 @@
+//! Arguments of the `tidings` command and dispatch to its subcommands.
+
+mod chat;
+mod format;
+mod setup;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tidings_client::{Client, ClientError};
+
+/// End-to-end encrypted chat over Tidings relays.
+///
+/// Quick start: `tidings init`, `tidings register --relay MULTIADDR`, give your `tidings card`
+/// to a friend, `tidings contact add NAME THEIR-CARD`, then `tidings send NAME TEXT` and
+/// `tidings listen`. Several users can live on one machine with different --data-dir values.
+#[derive(Parser)]
+#[command(name = "tidings", version)]
+struct Cli {
+    /// Where this user's keys, contacts and history live.
+    #[arg(long, global = true, env = "TIDINGS_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new identity (account and device keys) in the data dir.
+    ///
+    /// Set TIDINGS_PASSPHRASE to encrypt the key file with a passphrase; later commands then
+    /// need the same variable set.
+    Init,
+    /// Register this device at a relay, which becomes your home relay.
+    Register {
+        /// The relay's address, e.g. /ip4/203.0.113.5/tcp/4717/p2p/12D3KooW...
+        #[arg(long, value_name = "MULTIADDR")]
+        relay: String,
+        /// Invite code, if the relay asks for one.
+        #[arg(long)]
+        invite: Option<String>,
+    },
+    /// Print your contact card: give it to people so they can add you.
+    Card {
+        /// A display name to suggest (they pick their own).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Manage contacts.
+    Contact {
+        #[command(subcommand)]
+        command: ContactCommand,
+    },
+    /// Send a text; prints ✓ once your relay has stored it.
+    Send {
+        /// Contact name (or user id).
+        name: String,
+        /// The message.
+        text: String,
+    },
+    /// Print incoming messages and tick changes until Ctrl-C (reconnects by itself).
+    Listen,
+    /// Show a conversation with ✓ sent / ✓✓ delivered / read marks.
+    History {
+        /// Contact name (or user id).
+        name: String,
+        /// Do not contact the relay first (show only what is stored here).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Mark a conversation read: the sender sees "read".
+    Read {
+        /// Contact name (or user id).
+        name: String,
+    },
+    /// Show who you are, your relay, and what is waiting to be sent.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum ContactCommand {
+    /// Save someone's card under a name of your choice.
+    Add {
+        /// The name you will use for them.
+        name: String,
+        /// Their card (starts with "tidings:").
+        card: String,
+    },
+    /// List your contacts.
+    List,
+}
+
+fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "tidings")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("tidings-data"))
+}
+
+fn passphrase() -> Option<String> {
+    std::env::var("TIDINGS_PASSPHRASE")
+        .ok()
+        .filter(|value| !value.is_empty())
+}
+
+fn open(data_dir: &std::path::Path) -> Result<Client, ClientError> {
+    Client::open(data_dir, passphrase().as_deref())
+}
+
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TIDINGS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Init => setup::init(&dir),
+        Command::Register { relay, invite } => setup::register(&open(&dir)?, &relay, invite).await,
+        Command::Card { name } => setup::card(&open(&dir)?, name),
+        Command::Contact {
+            command: ContactCommand::Add { name, card },
+        } => setup::add_contact(&open(&dir)?, &name, &card),
+        Command::Contact {
+            command: ContactCommand::List,
+        } => setup::list_contacts(&open(&dir)?),
+        Command::Send { name, text } => chat::send(&open(&dir)?, &name, &text).await,
+        Command::Listen => chat::listen(&open(&dir)?).await,
+        Command::History { name, offline } => chat::history(&open(&dir)?, &name, offline).await,
+        Command::Read { name } => chat::read(&open(&dir)?, &name).await,
+        Command::Status => setup::status(&open(&dir)?),
+    }
+}

@@ -1,0 +1,256 @@
+//! The `tidings-relay` command line, kept in the library so `tidings-testnet` can run the very
+//! same relay as a child process (binary glue: errors are `anyhow` here).
+
+use std::path::PathBuf;
+
+use crate::{RegistrationPolicy, RelayConfig, RelayOptions, invites::Invites};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// A Tidings relay: stores and forwards end-to-end encrypted envelopes for its users.
+///
+/// Start with `tidings-relay init --data-dir DIR`, then `tidings-relay run --data-dir DIR`.
+/// Everything the relay keeps (config, key, database) lives in the data dir.
+#[derive(Parser)]
+#[command(name = "tidings-relay", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct DataDir {
+    /// The relay's data dir (config, key and database).
+    #[arg(long, env = "TIDINGS_RELAY_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data dir: a commented relay.toml with working defaults, and a relay key.
+    Init {
+        #[command(flatten)]
+        dir: DataDir,
+        /// A human name for the relay.
+        #[arg(long)]
+        name: Option<String>,
+        /// Listen address (multiaddr); repeat for several. Default: TCP and QUIC on port 4717.
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Who may register.
+        #[arg(long, value_enum)]
+        registration: Option<RegistrationPolicy>,
+    },
+    /// Serve until SIGINT or SIGTERM, then stop without losing anything accepted.
+    Run {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Listen address (multiaddr), replacing the config's list; repeat for several.
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Who may register, overriding the config.
+        #[arg(long, value_enum)]
+        registration: Option<RegistrationPolicy>,
+        /// Print one line when listening: the relay's dial address, for scripts.
+        #[arg(long)]
+        print_addr: bool,
+    },
+    /// Manage invite codes (for `registration.policy = "invite"`); works while the relay runs.
+    Invite {
+        #[command(subcommand)]
+        command: InviteCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InviteCommand {
+    /// Create a code and print it.
+    Create {
+        #[command(flatten)]
+        dir: DataDir,
+        /// How many registrations the code allows.
+        #[arg(long, default_value_t = 1)]
+        uses: u64,
+        /// Hours until the code expires (default: never).
+        #[arg(long)]
+        valid_hours: Option<u64>,
+    },
+    /// List codes with uses left.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Delete a code.
+    Revoke {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The code.
+        code: String,
+    },
+}
+
+fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "tidings-relay")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("tidings-relay-data"))
+}
+
+/// Runs `tidings-relay` with the process's arguments.
+pub fn main() -> anyhow::Result<()> {
+    main_from(std::env::args_os())
+}
+
+/// Runs `tidings-relay` with the given arguments (the first is the program name).
+pub fn main_from<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init()
+        .ok();
+    match cli.command {
+        Command::Init {
+            dir,
+            name,
+            listen,
+            registration,
+        } => {
+            let mut config = RelayConfig::default();
+            if let Some(name) = name {
+                config.name = name;
+            }
+            if !listen.is_empty() {
+                config.listen = listen;
+            }
+            if let Some(policy) = registration {
+                config.registration.policy = policy;
+            }
+            let peer = crate::init(&dir.data_dir, &config)?;
+            println!("initialized relay {peer} in {}", dir.data_dir.display());
+            println!(
+                "edit {}/relay.toml if needed, then: tidings-relay run --data-dir {}",
+                dir.data_dir.display(),
+                dir.data_dir.display()
+            );
+            Ok(())
+        }
+        Command::Run {
+            dir,
+            listen,
+            registration,
+            print_addr,
+        } => run(dir.data_dir, listen, registration, print_addr),
+        Command::Invite { command } => invite(command),
+    }
+}
+
+fn run(
+    data_dir: PathBuf,
+    listen: Vec<String>,
+    registration: Option<RegistrationPolicy>,
+    print_addr: bool,
+) -> anyhow::Result<()> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-files limit raised"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-files limit"),
+    }
+    let mut config = RelayConfig::load(&data_dir).with_context(|| {
+        format!(
+            "loading the config; did you run `tidings-relay init --data-dir {}`?",
+            data_dir.display()
+        )
+    })?;
+    if !listen.is_empty() {
+        config.listen = listen;
+    }
+    if let Some(policy) = registration {
+        config.registration.policy = policy;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let relay = crate::start(RelayOptions {
+            data_dir,
+            config,
+            fault: None,
+        })
+        .await?;
+        for address in relay.dial_addrs() {
+            tracing::info!(%address, "dial address");
+        }
+        if print_addr {
+            match relay.tcp_dial_addr() {
+                Some(address) => println!("{address}"),
+                None => println!("{}", relay.peer_id()),
+            }
+        }
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing requests already taken");
+        relay.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the relay");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn invite(command: InviteCommand) -> anyhow::Result<()> {
+    match command {
+        InviteCommand::Create {
+            dir,
+            uses,
+            valid_hours,
+        } => {
+            let invites = open_invites(&dir.data_dir)?;
+            let invite = invites.create(uses, valid_hours.map(|hours| hours * 3600 * 1000))?;
+            println!("{}", invite.code);
+        }
+        InviteCommand::List { dir } => {
+            let invites = open_invites(&dir.data_dir)?;
+            for invite in invites.list()? {
+                let expiry = match invite.expires_at_ms {
+                    Some(at) => format!("expires at {at} ms since epoch"),
+                    None => "never expires".into(),
+                };
+                println!("{}  {} uses left, {expiry}", invite.code, invite.uses_left);
+            }
+        }
+        InviteCommand::Revoke { dir, code } => {
+            let invites = open_invites(&dir.data_dir)?;
+            if !invites.revoke(&code)? {
+                anyhow::bail!("no invite code {code:?}");
+            }
+            println!("revoked {code}");
+        }
+    }
+    Ok(())
+}
+
+fn open_invites(data_dir: &std::path::Path) -> anyhow::Result<Invites> {
+    if !data_dir.join(crate::node_key::KEY_FILE).exists() {
+        anyhow::bail!(
+            "{} is not a relay data dir; run `tidings-relay init --data-dir {}` first",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    Ok(Invites::open(data_dir)?)
+}

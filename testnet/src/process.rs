@@ -1,0 +1,126 @@
+//! Relays as real child processes: start, kill -9, stop gracefully, restart on the same port.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use libp2p::{Multiaddr, multiaddr::Protocol};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// How long a relay process may take to report its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `tidings-relay` running as a child process (this executable, re-run as `relay run`).
+pub struct RelayProcess {
+    child: Child,
+    data_dir: PathBuf,
+    /// Where clients dial it (with `/p2p/<peer id>`).
+    pub addr: Multiaddr,
+}
+
+impl RelayProcess {
+    /// Starts the relay in `data_dir` (made by `tidings_relay::init`) listening on `listen`.
+    pub async fn start(data_dir: &Path, listen: &str) -> anyhow::Result<RelayProcess> {
+        let exe = std::env::current_exe().context("finding this executable")?;
+        let log_path = data_dir.join("relay.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let mut child = Command::new(exe)
+            .args([
+                "relay",
+                "run",
+                "--print-addr",
+                "--listen",
+                listen,
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a relay process")?;
+        let stdout = child.stdout.take().context("relay stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+            .await
+            .with_context(|| {
+                format!(
+                    "relay did not start within {START_TIMEOUT:?}; see {}",
+                    log_path.display()
+                )
+            })?
+            .context("reading the relay's address")?;
+        let Some(line) = line else {
+            bail!("relay exited before listening; see {}", log_path.display());
+        };
+        let addr: Multiaddr = line
+            .trim()
+            .parse()
+            .with_context(|| format!("relay printed {line:?}, not an address"))?;
+        Ok(RelayProcess {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            addr,
+        })
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// The listen address without `/p2p/...`, to restart on the same port.
+    pub fn listen_addr(&self) -> String {
+        self.addr
+            .iter()
+            .filter(|protocol| !matches!(protocol, Protocol::P2p(_)))
+            .collect::<Multiaddr>()
+            .to_string()
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
+    pub async fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("killing the relay")?;
+        Ok(())
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for a clean exit.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+                .context("signalling the relay")?;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("relay did not stop within 30s")??;
+        if !status.success() {
+            bail!("relay exited with {status}");
+        }
+        Ok(())
+    }
+
+    /// Kills the relay (SIGKILL) and starts it again on the same address and data dir.
+    pub async fn crash_and_restart(&mut self) -> anyhow::Result<()> {
+        let listen = self.listen_addr();
+        self.kill9().await?;
+        let fresh = RelayProcess::start(&self.data_dir, &listen).await?;
+        *self = fresh;
+        Ok(())
+    }
+}

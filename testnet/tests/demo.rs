@@ -1,0 +1,23 @@
+//! The demo as a user runs it: a real relay child process, exit code 0, every step printed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[test]
+fn the_demo_delivers_everything_and_exits_zero() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings-testnet"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    for line in [
+        "✓ sent (stored by the relay)",
+        "alice sees    ✓✓ delivered",
+        "alice sees    ✓✓ read",
+        "The relay crashes (SIGKILL) and is restarted.",
+        "all three arrived, in order",
+        "OK: 4 of 4 messages delivered once, in order, across a relay crash.",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}

@@ -3,15 +3,12 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use futures::{
-    AsyncReadExt,
-    io::{ReadHalf, WriteHalf},
-};
+use futures::{AsyncReadExt, io::WriteHalf};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tidings_protocol::{
     ErrorAnswer,
     client::{CLIENT_PROTOCOL, ClientFrame, Delivery, RelayFrame, Request, Response},
-    framing::{self, FrameError},
+    framing,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -139,14 +136,6 @@ impl Connection {
     }
 }
 
-async fn read_next(
-    mut reader: ReadHalf<Stream>,
-    mut buf: Vec<u8>,
-) -> (ReadHalf<Stream>, Vec<u8>, Result<bool, FrameError>) {
-    let result = framing::read_frame(&mut reader, &mut buf).await;
-    (reader, buf, result)
-}
-
 /// Owns the stream: writes requests and acks, reads answers and pushes.
 async fn run(
     stream: Stream,
@@ -157,7 +146,7 @@ async fn run(
     let mut pending: HashMap<u64, oneshot::Sender<Result<Response, ConnectionError>>> =
         HashMap::new();
     let mut next_id = 1u64;
-    let mut read = Box::pin(read_next(reader, Vec::new()));
+    let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
     let reason = loop {
         tokio::select! {
             command = outgoing.recv() => {
@@ -188,7 +177,7 @@ async fn run(
                     Ok(false) => break Some("relay closed the stream".into()),
                     Err(error) => break Some(error.to_string()),
                 }
-                read = Box::pin(read_next(reader, buf));
+                read = Box::pin(framing::read_frame_owned(reader, buf));
             }
         }
     };

@@ -5,17 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RelayDir, TestUser, wait_for};
+use common::{Pair, texts, two_friends, wait_for};
 use tidings_client::{Event, MessageStatus};
 
 #[tokio::test]
 async fn offline_messages_survive_a_relay_restart_in_order() {
-    let mut relay_dir = RelayDir::new();
-    let relay = relay_dir.start().await;
-    let alice = TestUser::register(&relay).await;
-    let bob = TestUser::register(&relay).await;
-    alice.befriend("bob", &bob);
-    bob.befriend("alice", &alice);
+    let Pair {
+        mut relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
 
     // Bob is offline; Alice sends three messages, each accepted (✓) by the relay.
     let mut alice_session = alice.connect().await;
@@ -31,14 +31,7 @@ async fn offline_messages_survive_a_relay_restart_in_order() {
 
     let mut bob_session = bob.connect().await;
     let events = bob_session.sync(Duration::from_secs(20)).await.unwrap();
-    let texts: Vec<String> = events
-        .iter()
-        .filter_map(|event| match event {
-            Event::Message(message) => Some(message.text.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(texts, ["one", "two", "three"]);
+    assert_eq!(texts(&events), ["one", "two", "three"]);
     let history = bob.client.history("alice").unwrap();
     assert_eq!(
         history.iter().map(|m| m.id).collect::<Vec<_>>(),
@@ -72,12 +65,12 @@ async fn offline_messages_survive_a_relay_restart_in_order() {
 
 #[tokio::test]
 async fn messages_queued_while_the_relay_is_down_are_sent_later_in_order() {
-    let mut relay_dir = RelayDir::new();
-    let relay = relay_dir.start().await;
-    let alice = TestUser::register(&relay).await;
-    let bob = TestUser::register(&relay).await;
-    alice.befriend("bob", &bob);
-    bob.befriend("alice", &alice);
+    let Pair {
+        mut relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
     let address = relay.listen_addrs()[0].clone();
     relay.shutdown().await;
 
@@ -96,13 +89,6 @@ async fn messages_queued_while_the_relay_is_down_are_sent_later_in_order() {
 
     let mut bob_session = bob.connect().await;
     let events = bob_session.sync(Duration::from_secs(20)).await.unwrap();
-    let texts: Vec<String> = events
-        .iter()
-        .filter_map(|event| match event {
-            Event::Message(message) => Some(message.text.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(texts, ["a", "b"]);
+    assert_eq!(texts(&events), ["a", "b"]);
     relay.shutdown().await;
 }

@@ -3,17 +3,17 @@
 
 mod common;
 
-use common::{RelayDir, TestUser, wait_for};
+use common::{Pair, two_friends, wait_for};
 use tidings_client::{Direction, Event, MessageStatus};
 
 #[tokio::test]
 async fn a_message_gets_sent_delivered_and_read_ticks() {
-    let relay_dir = RelayDir::new();
-    let relay = relay_dir.start().await;
-    let alice = TestUser::register(&relay).await;
-    let bob = TestUser::register(&relay).await;
-    alice.befriend("bob", &bob);
-    bob.befriend("alice", &alice);
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
 
     let mut bob_session = bob.connect().await;
     bob_session.subscribe().await.unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RelayDir, TestUser, dial_addr};
+use common::{Pair, dial_addr, two_friends};
 use tidings_client::{Event, KEY_FILE, connection::Connection, connection::Push, net::Network};
 use tidings_protocol::client::{Request, Response};
 
@@ -13,12 +13,12 @@ use tidings_protocol::client::{Request, Response};
 /// exactly once, in order.
 #[tokio::test]
 async fn a_flapping_receiver_gets_everything_once_in_order() {
-    let relay_dir = RelayDir::new();
-    let relay = relay_dir.start().await;
-    let alice = TestUser::register(&relay).await;
-    let bob = TestUser::register(&relay).await;
-    alice.befriend("bob", &bob);
-    bob.befriend("alice", &alice);
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
 
     let mut alice_session = alice.connect().await;
     let mut expected = Vec::new();
@@ -54,12 +54,12 @@ async fn a_flapping_receiver_gets_everything_once_in_order() {
 /// client's store takes each envelope once.
 #[tokio::test]
 async fn unacked_envelopes_are_pushed_again_and_stored_once() {
-    let relay_dir = RelayDir::new();
-    let relay = relay_dir.start().await;
-    let alice = TestUser::register(&relay).await;
-    let bob = TestUser::register(&relay).await;
-    alice.befriend("bob", &bob);
-    bob.befriend("alice", &alice);
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
     let mut alice_session = alice.connect().await;
     alice_session.send_text("bob", "first").await.unwrap();
     alice_session.send_text("bob", "second").await.unwrap();

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RelayDir, TestUser};
-use tidings_client::{Event, MessageStatus};
+use common::{RelayDir, TestUser, texts};
+use tidings_client::MessageStatus;
 use tidings_relay::store::fault::FaultSwitch;
 
 #[tokio::test]
@@ -52,13 +52,6 @@ async fn a_failed_commit_is_an_error_answer_and_nothing_accepted_is_lost() {
 
     let mut bob_session = bob.connect().await;
     let events = bob_session.sync(Duration::from_secs(20)).await.unwrap();
-    let texts: Vec<String> = events
-        .iter()
-        .filter_map(|event| match event {
-            Event::Message(message) => Some(message.text.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(texts, ["before 1", "before 2", "during"]);
+    assert_eq!(texts(&events), ["before 1", "before 2", "during"]);
     relay.shutdown().await;
 }

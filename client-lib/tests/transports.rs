@@ -36,6 +36,10 @@ async fn a_quic_user_and_a_tcp_user_chat() {
     assert_eq!(sent.status, MessageStatus::Sent);
     let mut bob_session = bob.connect().await.unwrap();
     let events = bob_session.sync(Duration::from_secs(20)).await.unwrap();
-    assert!(events.iter().any(|e| matches!(e, Event::Message(m) if m.text == "over QUIC")));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.text == "over QUIC"))
+    );
     relay.shutdown().await;
 }

@@ -53,6 +53,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(true)
 }
 
+/// Reads one frame, taking and giving back the reader and buffer: a future that owns its
+/// state, so a `select!` loop can keep it across iterations and never drop a frame half read.
+pub async fn read_frame_owned<R: AsyncRead + Unpin>(
+    mut reader: R,
+    mut buf: Vec<u8>,
+) -> (R, Vec<u8>, Result<bool, FrameError>) {
+    let result = read_frame(&mut reader, &mut buf).await;
+    (reader, buf, result)
+}
+
 /// Appends one frame holding the CBOR of `value` to `out`.
 pub fn encode_frame<T: Serialize>(value: &T, out: &mut Vec<u8>) {
     let start = out.len();

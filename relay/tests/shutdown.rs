@@ -28,7 +28,11 @@ async fn every_accepted_envelope_survives_a_shutdown_mid_burst() {
     let mut ids_by_request = Vec::new();
     for request in 0..40u64 {
         let envelopes: Vec<_> = (0..25)
-            .map(|_| alice.envelope_to(bob_address, b"payload").sign(&alice.device))
+            .map(|_| {
+                alice
+                    .envelope_to(bob_address, b"payload")
+                    .sign(&alice.device)
+            })
             .collect();
         ids_by_request.push(
             envelopes
@@ -50,7 +54,11 @@ async fn every_accepted_envelope_survives_a_shutdown_mid_burst() {
 
     let mut accepted: HashSet<EnvelopeId> = HashSet::new();
     while let Some(frame) = alice.read().await {
-        if let RelayFrame::Response { id, body: Ok(Response::Sent { outcomes }) } = frame {
+        if let RelayFrame::Response {
+            id,
+            body: Ok(Response::Sent { outcomes }),
+        } = frame
+        {
             let ids = &ids_by_request[(id - 1000) as usize];
             for (envelope_id, outcome) in ids.iter().zip(outcomes.iter()) {
                 if *outcome == SendOutcome::Accepted {
@@ -60,7 +68,10 @@ async fn every_accepted_envelope_survives_a_shutdown_mid_burst() {
         }
     }
     stopping.await.unwrap();
-    assert!(!accepted.is_empty(), "some requests should have been answered before the stop");
+    assert!(
+        !accepted.is_empty(),
+        "some requests should have been answered before the stop"
+    );
     eprintln!("accepted before the stop: {} of 1000", accepted.len());
 
     // Restart on the same data dir; Bob drains his mailbox.
@@ -77,7 +88,10 @@ async fn every_accepted_envelope_survives_a_shutdown_mid_burst() {
     .unwrap();
     let address = relay.tcp_dial_addr().unwrap();
     let mut bob = RawDevice::connect_as(&address, bob_account, bob_device).await;
-    assert!(matches!(bob.request(Request::Subscribe).await, Ok(Response::Subscribed { .. })));
+    assert!(matches!(
+        bob.request(Request::Subscribe).await,
+        Ok(Response::Subscribed { .. })
+    ));
     let mut stored: HashSet<EnvelopeId> = HashSet::new();
     loop {
         match bob.read().await {

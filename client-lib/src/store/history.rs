@@ -27,6 +27,14 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
     Ok(())
 }
 
+/// Where the message with envelope id `id` is stored, if anywhere.
+fn key_of(
+    ids: &impl ReadableTable<&'static [u8; 16], &'static [u8; 40]>,
+    id: &EnvelopeId,
+) -> Result<Option<[u8; 40]>, StoreError> {
+    Ok(ids.get(id.as_bytes())?.map(|key| *key.value()))
+}
+
 /// Moves a message's status forward (never back); returns the record if it changed.
 ///
 /// Only a message exchanged with `peer` may be changed: a receipt from one user can never
@@ -37,11 +45,7 @@ pub(super) fn advance(
     id: &EnvelopeId,
     status: MessageStatus,
 ) -> Result<Option<MessageRecord>, StoreError> {
-    let Some(key) = txn
-        .open_table(MESSAGE_IDS)?
-        .get(id.as_bytes())?
-        .map(|key| *key.value())
-    else {
+    let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
         return Ok(None);
     };
     let mut messages = txn.open_table(MESSAGES)?;
@@ -79,11 +83,7 @@ impl ClientStore {
     /// One message by envelope id.
     pub fn message(&self, id: &EnvelopeId) -> Result<Option<MessageRecord>, StoreError> {
         self.read(|txn| {
-            let Some(key) = txn
-                .open_table(MESSAGE_IDS)?
-                .get(id.as_bytes())?
-                .map(|key| *key.value())
-            else {
+            let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
                 return Ok(None);
             };
             match txn.open_table(MESSAGES)?.get(&key)? {

@@ -96,3 +96,37 @@ pub async fn wait_for(session: &mut Session, mut done: impl FnMut(&Event) -> boo
         }
     }
 }
+
+/// A relay and two registered users who have each other as contacts ("alice", "bob").
+pub struct Pair {
+    pub relay_dir: RelayDir,
+    pub relay: RunningRelay,
+    pub alice: TestUser,
+    pub bob: TestUser,
+}
+
+pub async fn two_friends() -> Pair {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let bob = TestUser::register(&relay).await;
+    alice.befriend("bob", &bob);
+    bob.befriend("alice", &alice);
+    Pair {
+        relay_dir,
+        relay,
+        alice,
+        bob,
+    }
+}
+
+/// The texts of the message events, in order.
+pub fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message(message) => Some(message.text.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -69,14 +69,6 @@ pub(crate) fn device_of(peer: &PeerId) -> Option<DeviceId> {
     Some(DeviceId::from_bytes(key.to_bytes()))
 }
 
-async fn read_next(
-    mut reader: ReadHalf<Stream>,
-    mut buf: Vec<u8>,
-) -> (ReadHalf<Stream>, Vec<u8>, Result<bool, FrameError>) {
-    let result = framing::read_frame(&mut reader, &mut buf).await;
-    (reader, buf, result)
-}
-
 /// Serves one inbound client stream until it closes, fails or the relay shuts down.
 pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
     let (reader, mut writer) = stream.split();
@@ -125,7 +117,7 @@ enum Flow {
 
 impl Session {
     async fn run(mut self, reader: ReadHalf<Stream>, mut writer: WriteHalf<Stream>) {
-        let mut read = Box::pin(read_next(reader, Vec::new()));
+        let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
@@ -159,7 +151,7 @@ impl Session {
                             Flow::Close
                         }
                     };
-                    read = Box::pin(read_next(reader, buf));
+                    read = Box::pin(framing::read_frame_owned(reader, buf));
                     flow
                 }
             };

@@ -8,14 +8,13 @@ use std::{path::Path, process::Output};
 use common::{RelayDir, dial_addr};
 
 fn tidings(dir: &Path, args: &[&str]) -> Output {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
         .arg("--data-dir")
         .arg(dir)
         .args(args)
         .env_remove("TIDINGS_PASSPHRASE")
         .output()
-        .unwrap();
-    output
+        .unwrap()
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {

@@ -271,7 +271,10 @@ impl Client {
             .map_err(ClientError::from)
     }
 
-    async fn open_connection(&self, address: Multiaddr) -> Result<Connection, ClientError> {
+    pub(crate) async fn open_connection(
+        &self,
+        address: Multiaddr,
+    ) -> Result<Connection, ClientError> {
         let network = self.network().await?;
         let relay = network.dial(address).await?;
         Ok(Connection::open(network, relay).await?)
@@ -290,14 +293,18 @@ impl Client {
             cert: self.inner.identity.cert().clone(),
             invite,
         }));
-        let new = match connection
+        let (new, relay_addrs) = match connection
             .request(request)
             .await
             .map_err(ConnectionErrorOrRefused)?
         {
-            Response::Registered { new, .. } => new,
+            Response::Registered {
+                new, relay_addrs, ..
+            } => (new, relay_addrs),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         };
+        let record = self.sign_home(relay, relay_addrs)?;
+        crate::home::publish(&connection, &record).await?;
         let address = with_peer(address, relay);
         self.inner
             .store
@@ -314,6 +321,8 @@ impl Client {
         let connection = self.open_connection(address).await?;
         let session = Session::new(self.clone(), connection);
         session.publish_keys().await?;
+        session.refresh_home().await?;
+        self.tell_previous_home().await;
         Ok(session)
     }
 }
@@ -326,7 +335,7 @@ pub fn relay_peer(address: &Multiaddr) -> Option<PeerId> {
     })
 }
 
-fn with_peer(address: Multiaddr, peer: PeerId) -> Multiaddr {
+pub(crate) fn with_peer(address: Multiaddr, peer: PeerId) -> Multiaddr {
     if relay_peer(&address).is_some() {
         address
     } else {

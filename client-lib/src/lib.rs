@@ -19,11 +19,13 @@
 mod client;
 pub mod connection;
 pub mod events;
+mod home;
 pub mod net;
 mod session;
 pub mod store;
 
 pub use client::{Client, ClientError, KEY_FILE, Registration, relay_peer};
 pub use events::Event;
+pub use home::Moved;
 pub use session::{FlushReport, Session};
 pub use store::{Direction, MessageRecord, MessageStatus};

@@ -6,7 +6,7 @@ use std::{
 };
 
 use tidings_protocol::{
-    BoundedVec, DeviceId, ErrorCode, RawEnvelope, UserId,
+    BoundedVec, DeviceId, ErrorCode, MailboxItem, RawEnvelope, UserId,
     client::{Delivery, Request, Response, SendOutcome},
     limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
 };
@@ -334,18 +334,22 @@ impl Session {
             return Ok(());
         };
         let mut envelopes = Vec::with_capacity(items.len());
+        let mut bounces = Vec::new();
         for item in items {
-            match item.envelope.open() {
-                Ok(envelope) => envelopes.push(envelope),
-                Err(error) => {
-                    // Not attributable to anyone: the signature does not hold.
-                    tracing::warn!(seq = item.seq, %error, "dropping an envelope that does not verify");
-                }
+            match item.item {
+                MailboxItem::Envelope(raw) => match raw.open() {
+                    Ok(envelope) => envelopes.push(envelope),
+                    Err(error) => {
+                        // Not attributable to anyone: the signature does not hold.
+                        tracing::warn!(seq = item.seq, %error, "dropping an envelope that does not verify");
+                    }
+                },
+                MailboxItem::Bounce(bounce) => bounces.push(bounce),
             }
         }
         let received = self
             .client
-            .blocking(move |inner| inner.store.receive(&inner.identity, &envelopes))
+            .blocking(move |inner| inner.store.receive(&inner.identity, &envelopes, &bounces))
             .await?;
         // Stored durably: now the relay may delete them.
         self.connection
@@ -356,6 +360,10 @@ impl Session {
         self.events.extend(received.events);
         self.flush().await?;
         Ok(())
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
     }
 
     /// The client this session belongs to.

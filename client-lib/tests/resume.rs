@@ -97,9 +97,16 @@ async fn unacked_envelopes_are_pushed_again_and_stored_once() {
     // Feeding the same envelopes to the store again yields nothing new.
     let envelopes: Vec<_> = first_push
         .iter()
-        .map(|d| d.envelope.open().unwrap())
+        .map(|d| match &d.item {
+            tidings_protocol::MailboxItem::Envelope(raw) => raw.open().unwrap(),
+            other => panic!("unexpected {other:?}"),
+        })
         .collect();
-    let again = bob.client.store().receive(&identity, &envelopes).unwrap();
+    let again = bob
+        .client
+        .store()
+        .receive(&identity, &envelopes, &[])
+        .unwrap();
     assert!(
         again.events.is_empty(),
         "duplicates produced events: {:?}",

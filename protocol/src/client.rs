@@ -10,8 +10,13 @@ use crate::{
     codec::{self, BoundedVec, DecodeError},
     envelope::RawEnvelope,
     errors::ErrorAnswer,
+    home::HomeRecord,
     ids::UserId,
-    limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES, MAX_INVITE_LEN, MAX_ONE_TIME_KEYS_PER_UPLOAD},
+    limits::{
+        MAX_BATCH_ENVELOPES, MAX_CARD_ADDRS, MAX_FRAME_BYTES, MAX_INVITE_LEN,
+        MAX_ONE_TIME_KEYS_PER_UPLOAD,
+    },
+    mailbox::MailboxItem,
 };
 
 /// Protocol name of the client protocol, version 1.
@@ -77,7 +82,12 @@ pub enum Request {
     /// Publish Olm keys so others can open sessions to this device.
     #[serde(rename = "keys")]
     UploadKeys(Box<UploadKeys>),
-    /// Fetch a key bundle of another user, consuming one of their one-time keys.
+    /// Publish this user's signed home record. Naming this relay, it is stored and put in the
+    /// DHT; naming another relay (the user moved), this relay hands everything waiting for
+    /// the user on to the new home.
+    #[serde(rename = "home")]
+    PublishHome(Box<HomeRecord>),
+    /// Fetch a key bundle of another user (on any relay), consuming one of their one-time keys.
     #[serde(rename = "claim")]
     ClaimBundle {
         /// Whose bundle.
@@ -164,12 +174,12 @@ impl RelayFrame {
 /// One mailbox entry pushed to a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
-    /// Per-user mailbox sequence number; ack it once the envelope is stored.
+    /// Per-user mailbox sequence number; ack it once the entry is stored.
     #[serde(rename = "s")]
     pub seq: u64,
-    /// The envelope as the sender signed it.
-    #[serde(rename = "e")]
-    pub envelope: RawEnvelope,
+    /// An envelope as its sender signed it, or a bounce.
+    #[serde(rename = "m")]
+    pub item: MailboxItem,
 }
 
 /// A successful answer.
@@ -184,7 +194,13 @@ pub enum Response {
         /// One-time keys the relay holds for the device.
         #[serde(rename = "k")]
         one_time_keys: u32,
+        /// Addresses the relay announces, for the user's home record.
+        #[serde(rename = "a")]
+        relay_addrs: BoundedVec<String, MAX_CARD_ADDRS>,
     },
+    /// The home record was accepted.
+    #[serde(rename = "home")]
+    HomePublished,
     /// Keys were stored.
     #[serde(rename = "keys")]
     KeysUploaded {

@@ -49,6 +49,15 @@ pub enum ErrorCode {
     /// The recipient is not known to this relay.
     #[serde(rename = "unknown_recipient")]
     UnknownRecipient,
+    /// The user's home is another relay (ask the DHT again).
+    #[serde(rename = "wrong_relay")]
+    WrongRelay,
+    /// A home record is forged, expired, stale or not for this user.
+    #[serde(rename = "bad_home_record")]
+    BadHomeRecord,
+    /// The recipient's relay could not be reached in time; the envelope was not delivered.
+    #[serde(rename = "undeliverable")]
+    Undeliverable,
     /// The user has not published keys.
     #[serde(rename = "no_keys")]
     NoKeys,

@@ -32,16 +32,21 @@ pub mod codec;
 pub mod content;
 pub mod envelope;
 pub mod errors;
+pub mod federation;
 pub mod framing;
+pub mod home;
 pub mod ids;
 pub mod limits;
+pub mod mailbox;
 
 pub use card::ContactCard;
 pub use certs::{CertError, DeviceCert, IdentityKey, KeyBundle, SignedPreKey};
 pub use codec::{BoundedVec, DecodeError};
 pub use envelope::{Envelope, EnvelopeError, Kind, RawEnvelope, Recipient};
 pub use errors::{ErrorAnswer, ErrorCode};
+pub use home::{HomeError, HomeRecord};
 pub use ids::{Address, DeviceId, EnvelopeId, GroupId, IdError, UserId};
+pub use mailbox::{Bounce, MailboxItem};
 
 /// Milliseconds since the Unix epoch by this machine's clock (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {

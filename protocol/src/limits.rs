@@ -38,3 +38,6 @@ pub const MAX_CARD_TEXT_LEN: usize = 2048;
 
 /// Longest display name in a contact card.
 pub const MAX_NAME_LEN: usize = 64;
+
+/// Largest encoded home record.
+pub const MAX_HOME_RECORD_BYTES: usize = 2048;

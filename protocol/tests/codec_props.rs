@@ -132,7 +132,7 @@ proptest! {
     #[test]
     fn relay_frames_round_trip((device, envelope) in arb_envelope(), seq in any::<u64>(), bundle in arb_bundle(), error in arb_error()) {
         let frames = vec![
-            RelayFrame::Deliver { items: BoundedVec::new(vec![Delivery { seq, envelope: envelope.sign(&device) }]).unwrap() },
+            RelayFrame::Deliver { items: BoundedVec::new(vec![Delivery { seq, item: tidings_protocol::MailboxItem::Envelope(envelope.sign(&device)) }]).unwrap() },
             RelayFrame::Response { id: seq, body: Ok(Response::Bundle(Box::new(bundle))) },
             RelayFrame::Response { id: seq, body: Ok(Response::Sent { outcomes: BoundedVec::new(vec![SendOutcome::Accepted, SendOutcome::Duplicate, SendOutcome::Rejected(error.clone())]).unwrap() }) },
             RelayFrame::Response { id: seq, body: Err(error.clone()) },

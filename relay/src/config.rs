@@ -69,6 +69,8 @@ pub struct LimitsConfig {
     pub max_sessions: usize,
     /// Most undelivered envelopes kept for one user; more are refused with `quota_exceeded`.
     pub mailbox_max_envelopes: u64,
+    /// Most envelopes waiting to be forwarded to other relays; more are refused (retry).
+    pub outbox_max_envelopes: u64,
     /// How long envelope ids are remembered to drop duplicates, in hours.
     pub dedupe_window_hours: u64,
 }
@@ -78,7 +80,25 @@ impl Default for LimitsConfig {
         Self {
             max_sessions: 100_000,
             mailbox_max_envelopes: 100_000,
+            outbox_max_envelopes: 1_000_000,
             dedupe_window_hours: 7 * 24,
+        }
+    }
+}
+
+/// Forwarding to other relays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// How long an envelope for another relay is retried before its sender is told it failed,
+    /// in seconds.
+    pub undeliverable_after_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            undeliverable_after_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -91,10 +111,16 @@ pub struct RelayConfig {
     pub name: String,
     /// Multiaddrs to listen on (TCP with Noise+Yamux, and QUIC).
     pub listen: Vec<String>,
+    /// Addresses to tell others (home records, cards); empty means the listen addresses.
+    pub announce: Vec<String>,
+    /// Relays to join the DHT through (`.../p2p/<peer id>`); empty starts a new network.
+    pub bootstrap: Vec<String>,
     /// Registration settings.
     pub registration: RegistrationConfig,
     /// Quotas and bounds.
     pub limits: LimitsConfig,
+    /// Forwarding to other relays.
+    pub federation: FederationConfig,
 }
 
 impl Default for RelayConfig {
@@ -105,8 +131,11 @@ impl Default for RelayConfig {
                 format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
                 format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
             ],
+            announce: Vec::new(),
+            bootstrap: Vec::new(),
             registration: RegistrationConfig::default(),
             limits: LimitsConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -132,27 +161,39 @@ impl RelayConfig {
 
     /// The listen addresses as multiaddrs.
     pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, ConfigError> {
-        self.listen
-            .iter()
-            .map(|address| {
-                address
-                    .parse()
-                    .map_err(|error: libp2p::multiaddr::Error| ConfigError::BadAddress {
-                        address: address.clone(),
-                        reason: error.to_string(),
-                    })
-            })
-            .collect()
+        parse_addrs(&self.listen)
+    }
+
+    /// The bootstrap relays as multiaddrs (each must end in `/p2p/<peer id>`).
+    pub fn bootstrap_addrs(&self) -> Result<Vec<Multiaddr>, ConfigError> {
+        let addrs = parse_addrs(&self.bootstrap)?;
+        for (text, address) in self.bootstrap.iter().zip(&addrs) {
+            if !matches!(
+                address.iter().last(),
+                Some(libp2p::multiaddr::Protocol::P2p(_))
+            ) {
+                return Err(ConfigError::BadAddress {
+                    address: text.clone(),
+                    reason: "a bootstrap address must end in /p2p/<peer id>".into(),
+                });
+            }
+        }
+        Ok(addrs)
+    }
+
+    /// Checks every address in the configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addrs()?;
+        self.bootstrap_addrs()?;
+        parse_addrs(&self.announce)?;
+        Ok(())
     }
 
     /// The configuration as a commented TOML file, for `init`.
     pub fn to_commented_toml(&self) -> String {
-        let listen = self
-            .listen
-            .iter()
-            .map(|address| format!("{address:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let listen = toml_list(&self.listen);
+        let announce = toml_list(&self.announce);
+        let bootstrap = toml_list(&self.bootstrap);
         let policy = match self.registration.policy {
             RegistrationPolicy::Open => "open",
             RegistrationPolicy::Invite => "invite",
@@ -170,6 +211,15 @@ name = {name:?}
 # Default: ["/ip4/0.0.0.0/tcp/{DEFAULT_PORT}", "/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"]
 listen = [{listen}]
 
+# Addresses others should dial (put in home records and contact cards), for relays behind
+# NAT or a proxy. Default: [] (the addresses it listens on).
+announce = [{announce}]
+
+# Relays to join the network through, each ending in /p2p/<peer id> (as printed by
+# `tidings-relay run`). Relays find each other and each other's users through a Kademlia
+# DHT; a relay with no bootstrap starts a new network. Default: [].
+bootstrap = [{bootstrap}]
+
 [registration]
 # Who may register: "open" (anyone), "invite" (an invite code from
 # `tidings-relay invite create`), or "closed" (nobody new). Default: "open".
@@ -181,16 +231,47 @@ max_sessions = {max_sessions}
 # Most undelivered envelopes kept for one user; senders get `quota_exceeded` beyond it.
 # Default: 100000.
 mailbox_max_envelopes = {mailbox}
+# Most envelopes waiting to be forwarded to other relays. Default: 1000000.
+outbox_max_envelopes = {outbox}
 # How long envelope ids are remembered so retries are not stored twice, in hours.
 # Default: 168 (7 days).
 dedupe_window_hours = {dedupe}
+
+[federation]
+# How long an envelope for a user on another relay is retried before its sender is told it
+# could not be delivered, in seconds. Default: 604800 (7 days).
+undeliverable_after_secs = {undeliverable}
 "#,
             name = self.name,
             max_sessions = self.limits.max_sessions,
             mailbox = self.limits.mailbox_max_envelopes,
+            outbox = self.limits.outbox_max_envelopes,
+            undeliverable = self.federation.undeliverable_after_secs,
             dedupe = self.limits.dedupe_window_hours,
         )
     }
+}
+
+fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
+    addrs
+        .iter()
+        .map(|address| {
+            address
+                .parse()
+                .map_err(|error: libp2p::multiaddr::Error| ConfigError::BadAddress {
+                    address: address.clone(),
+                    reason: error.to_string(),
+                })
+        })
+        .collect()
+}
+
+fn toml_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|item| format!("{item:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -202,7 +283,17 @@ mod tests {
         let mut config = RelayConfig::default();
         config.registration.policy = RegistrationPolicy::Invite;
         config.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-        assert_eq!(RelayConfig::parse(&config.to_commented_toml()), Ok(config));
+        config.bootstrap = vec![
+            "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".into(),
+        ];
+        config.federation.undeliverable_after_secs = 60;
+        assert_eq!(
+            RelayConfig::parse(&config.to_commented_toml()),
+            Ok(config.clone())
+        );
+        assert!(config.validate().is_ok());
+        config.bootstrap = vec!["/ip4/127.0.0.1/tcp/1".into()];
+        assert!(config.validate().is_err(), "bootstrap needs a peer id");
     }
 
     #[test]

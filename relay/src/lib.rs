@@ -25,13 +25,17 @@
 
 pub mod cli;
 pub mod config;
+pub(crate) mod federation;
+pub(crate) mod ingest;
 pub mod invites;
 pub mod mailbox;
 pub(crate) mod network;
 pub mod node_key;
 mod server;
 pub(crate) mod session;
+pub(crate) mod shared;
 pub mod store;
 
 pub use config::{RegistrationPolicy, RelayConfig};
+pub use network::DhtStats;
 pub use server::{RelayError, RelayOptions, RunningRelay, STORE_FILE, init, start};

@@ -1,25 +1,35 @@
 //! Starting and stopping a whole relay: store, network loop, session acceptor.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol};
-use tidings_protocol::client::CLIENT_PROTOCOL;
+use tidings_protocol::{UserId, client::CLIENT_PROTOCOL, federation::FEDERATION_PROTOCOL};
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::{ConfigError, RelayConfig},
+    federation::{Directory, Links, forwarder::Forwarder, handoff},
     invites::Invites,
     mailbox::Hub,
-    network::{self, NetworkError, NetworkHandle},
+    network::{self, DhtStats, NetworkError, NetworkHandle},
     node_key::{self, NodeKeyError},
-    session::{self, Shared},
+    session,
+    shared::Shared,
     store::{
-        Store, StoreError, StoreLimits, WriterHandle,
+        Store, StoreConfig, StoreError, StoreLimits, WriterHandle,
         fault::{FaultSwitch, FaultyBackend},
     },
 };
+
+/// Federation streams one peer may have open at once.
+const MAX_FEDERATION_STREAMS: usize = 1024;
 
 /// File name of the mailbox database inside the data dir.
 pub const STORE_FILE: &str = "relay.redb";
@@ -73,7 +83,7 @@ pub fn init(data_dir: &std::path::Path, config: &RelayConfig) -> Result<PeerId, 
             data_dir.display().to_string(),
         ));
     }
-    config.listen_addrs()?;
+    config.validate()?;
     let keypair = node_key::create(data_dir)?;
     let config_path = data_dir.join(crate::config::CONFIG_FILE);
     std::fs::write(&config_path, config.to_commented_toml()).map_err(|source| RelayError::Io {
@@ -112,12 +122,19 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         return Err(RelayError::NotInitialized(data_dir.display().to_string()));
     }
     let config = options.config;
+    config.validate()?;
     let listen = config.listen_addrs()?;
+    let bootstrap = config.bootstrap_addrs()?;
     let keypair = node_key::load(&data_dir)?;
+    let self_peer = keypair.public().to_peer_id();
     let hub = Arc::new(Hub::default());
-    let limits = StoreLimits {
-        mailbox_max_envelopes: config.limits.mailbox_max_envelopes,
-        dedupe_window_ms: config.limits.dedupe_window_hours.max(1) * 3600 * 1000,
+    let store_config = StoreConfig {
+        limits: StoreLimits {
+            mailbox_max_envelopes: config.limits.mailbox_max_envelopes,
+            outbox_max_envelopes: config.limits.outbox_max_envelopes,
+            dedupe_window_ms: config.limits.dedupe_window_hours.max(1) * 3600 * 1000,
+        },
+        self_peer: self_peer.to_string(),
     };
     let store_path = data_dir.join(STORE_FILE);
     let (store, writer) = match options.fault {
@@ -127,12 +144,12 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
                     path: store_path.display().to_string(),
                     source,
                 })?;
-            Store::open_with_backend(backend, limits, hub.clone())?
+            Store::open_with_backend(backend, store_config, hub.clone())?
         }
-        None => Store::open(&store_path, limits, hub.clone())?,
+        None => Store::open(&store_path, store_config, hub.clone())?,
     };
     let invites = Invites::open(&data_dir)?;
-    let (event_loop, mut network, mut control) = network::build(keypair, &listen)?;
+    let (event_loop, mut network, mut control) = network::build(keypair, &listen, &bootstrap)?;
 
     let sessions_stop = CancellationToken::new();
     let network_stop = CancellationToken::new();
@@ -141,21 +158,40 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     background.spawn(event_loop.run(network_stop.clone()));
 
     let shared = Arc::new(Shared {
+        directory: Directory::new(store.clone(), network.clone()),
+        links: Links::new(control.clone(), network.clone()),
         store,
         hub,
         invites,
         policy: config.registration.policy,
+        network: network.clone(),
+        announce: config.announce.clone(),
+        handoffs: Mutex::new(HashSet::new()),
+        background: sessions.clone(),
         shutdown: sessions_stop.clone(),
     });
-    let incoming = control
-        .accept(StreamProtocol::new(CLIENT_PROTOCOL))
-        .map_err(|error| NetworkError::Transport(error.to_string()))?;
+    let accept = |control: &mut libp2p_stream::Control, protocol: &'static str| {
+        control
+            .accept(StreamProtocol::new(protocol))
+            .map_err(|error| NetworkError::Transport(error.to_string()))
+    };
     background.spawn(accept_loop(
-        shared,
-        incoming,
+        shared.clone(),
+        accept(&mut control, CLIENT_PROTOCOL)?,
         sessions.clone(),
         Arc::new(Semaphore::new(config.limits.max_sessions)),
+        Service::Client,
     ));
+    background.spawn(accept_loop(
+        shared.clone(),
+        accept(&mut control, FEDERATION_PROTOCOL)?,
+        sessions.clone(),
+        Arc::new(Semaphore::new(MAX_FEDERATION_STREAMS)),
+        Service::Federation,
+    ));
+    let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
+    sessions.spawn(Forwarder::new(shared.clone(), undeliverable).run());
+    sessions.spawn(resume(shared.clone()));
 
     let running = RunningRelay {
         network: network.clone(),
@@ -175,11 +211,46 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     Ok(running)
 }
 
+/// Work left from before a restart: republish local users' home records to the DHT and
+/// resume handing moved users' mailboxes on.
+async fn resume(shared: Arc<Shared>) {
+    let users = match shared.store.users().await {
+        Ok(users) => users,
+        Err(error) => {
+            tracing::error!(%error, "cannot read users to resume");
+            return;
+        }
+    };
+    let self_peer = shared.peer_id().to_string();
+    let mut moved: Vec<UserId> = Vec::new();
+    for user in users {
+        let Some(home) = user.home.clone() else {
+            continue;
+        };
+        if home.relay == self_peer {
+            shared.network.put_home(home).await;
+        } else {
+            moved.push(user.cert.user);
+        }
+    }
+    for user in moved {
+        handoff::start(&shared, user);
+    }
+}
+
+/// Which protocol an acceptor serves.
+#[derive(Clone, Copy)]
+enum Service {
+    Client,
+    Federation,
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
     mut incoming: libp2p_stream::IncomingStreams,
     sessions: TaskTracker,
     slots: Arc<Semaphore>,
+    service: Service,
 ) {
     loop {
         let next = tokio::select! {
@@ -190,12 +261,15 @@ async fn accept_loop(
             break;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "session limit reached; dropping a client stream");
+            tracing::warn!(%peer, "stream limit reached; dropping a stream");
             continue;
         };
         let shared = shared.clone();
         sessions.spawn(async move {
-            session::serve(shared, peer, stream).await;
+            match service {
+                Service::Client => session::serve(shared, peer, stream).await,
+                Service::Federation => crate::federation::serve::serve(shared, peer, stream).await,
+            }
             drop(slot);
         });
     }
@@ -219,6 +293,24 @@ impl RunningRelay {
             .into_iter()
             .map(|address| address.with(Protocol::P2p(peer)))
             .collect()
+    }
+
+    /// How many other relays this relay's DHT routing table holds.
+    pub async fn routing_peers(&self) -> usize {
+        self.network.routing_peers().await
+    }
+
+    /// Looks up a user's home record in the DHT, as this relay sees it.
+    pub async fn lookup_home(
+        &self,
+        user: tidings_protocol::UserId,
+    ) -> Option<tidings_protocol::HomeRecord> {
+        self.network.get_home(user).await
+    }
+
+    /// DHT counters (home records stored and refused).
+    pub fn dht_stats(&self) -> &DhtStats {
+        self.network.dht_stats()
     }
 
     /// The first TCP dial address (convenient on loopback).

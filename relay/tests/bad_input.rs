@@ -37,7 +37,10 @@ async fn mailbox(device: &mut RawDevice) -> Vec<RawEnvelope> {
     loop {
         match device.read().await {
             Some(RelayFrame::Deliver { items }) => {
-                got.extend(items.into_vec().into_iter().map(|d| d.envelope))
+                got.extend(items.into_vec().into_iter().map(|d| match d.item {
+                    tidings_protocol::MailboxItem::Envelope(raw) => raw,
+                    other => panic!("unexpected {other:?}"),
+                }))
             }
             Some(RelayFrame::CaughtUp { .. }) => return got,
             other => panic!("unexpected {other:?}"),

@@ -97,7 +97,10 @@ async fn every_accepted_envelope_survives_a_shutdown_mid_burst() {
         match bob.read().await {
             Some(RelayFrame::Deliver { items }) => {
                 for item in items.iter() {
-                    stored.insert(item.envelope.decode_unverified().unwrap().id);
+                    let tidings_protocol::MailboxItem::Envelope(raw) = &item.item else {
+                        panic!("a bounce")
+                    };
+                    stored.insert(raw.decode_unverified().unwrap().id);
                 }
             }
             Some(RelayFrame::CaughtUp { .. }) => break,

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions};
 use tidings_protocol::{
-    Address, BoundedVec, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope, Recipient,
-    UserId,
+    Address, Bounce, BoundedVec, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope,
+    Recipient, UserId,
     client::UploadKeys,
     content::{OlmBody, Payload, ReceiptStatus, Sealed, SenderKeys},
     now_ms,
@@ -293,10 +293,21 @@ impl ClientStore {
         &self,
         identity: &Identity,
         envelopes: &[Envelope],
+        bounces: &[Bounce],
     ) -> Result<Received, StoreError> {
         self.write(|txn| {
             let mut state = CryptoState::new(identity);
             let mut received = Received::default();
+            for bounce in bounces {
+                let reason = format!("not delivered: {}", bounce.reason);
+                if let Some(record) = history::fail(txn, &bounce.to, &bounce.id, reason)? {
+                    received.events.push(Event::Status {
+                        peer: record.peer,
+                        id: record.id,
+                        status: record.status,
+                    });
+                }
+            }
             let mut delivered: Vec<(UserId, Vec<EnvelopeId>)> = Vec::new();
             for envelope in envelopes {
                 if txn

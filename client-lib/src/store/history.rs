@@ -64,6 +64,34 @@ pub(super) fn advance(
     Ok(Some(record))
 }
 
+/// Marks a message we sent as failed, unless it was already delivered or read.
+pub(super) fn fail(
+    txn: &WriteTransaction,
+    peer: &UserId,
+    id: &EnvelopeId,
+    reason: String,
+) -> Result<Option<MessageRecord>, StoreError> {
+    let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
+        return Ok(None);
+    };
+    let mut messages = txn.open_table(MESSAGES)?;
+    let Some(mut record) = messages
+        .get(&key)?
+        .map(|bytes| decode::<MessageRecord>("messages", bytes.value()))
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    if record.peer != *peer
+        || !matches!(record.status, MessageStatus::Pending | MessageStatus::Sent)
+    {
+        return Ok(None);
+    }
+    record.status = MessageStatus::Failed(reason);
+    messages.insert(&key, encode(&record).as_slice())?;
+    Ok(Some(record))
+}
+
 impl ClientStore {
     /// The conversation with `peer`, oldest first.
     pub fn history(&self, peer: &UserId) -> Result<Vec<MessageRecord>, StoreError> {

@@ -38,6 +38,10 @@ pub const META_RELAY_ADDR: &str = "relay_addr";
 pub const META_OLM_ACCOUNT: &str = "olm_account";
 /// META key: set once the identity key reached the relay.
 pub const META_KEYS_PUBLISHED: &str = "keys_published";
+/// META key: the newest home record this user signed (CBOR).
+pub const META_HOME_RECORD: &str = "home_record";
+/// META key: the previous home relay's address, while it still has to be told of a move.
+pub const META_MOVE_NOTICE: &str = "move_notice";
 
 /// Largest record we read back.
 pub const MAX_RECORD: usize = 256 * 1024;

@@ -7,8 +7,13 @@ use tidings_protocol::{
     client::{Response, UploadKeys},
 };
 
-use super::{Answer, Shared, storage_answer};
-use crate::store::{ClaimOutcome, KeysOutcome};
+use super::{Answer, Shared};
+use crate::{
+    federation::{Home, LinkError},
+    ingest::storage_answer,
+    store::{ClaimOutcome, KeysOutcome},
+};
+use tidings_protocol::federation::{FederationRequest, FederationResponse};
 
 fn bad_keys(detail: &str) -> ErrorAnswer {
     ErrorAnswer::new(ErrorCode::BadKeys, detail)
@@ -60,22 +65,56 @@ pub(super) async fn upload(shared: Arc<Shared>, me: Address, upload: UploadKeys)
     }
 }
 
-/// Hands out a bundle of `user`; the client verifies it against the user id it trusts.
+/// Hands out a bundle of `user`, from here or from the user's home relay; the client
+/// verifies it against the user id it trusts.
 pub(super) async fn claim(shared: Arc<Shared>, user: UserId) -> Answer {
+    let no_keys = || {
+        ErrorAnswer::new(
+            ErrorCode::NoKeys,
+            format!("{user} has not published keys yet"),
+        )
+    };
     match shared
         .store
         .claim_bundle(user)
         .await
         .map_err(storage_answer)?
     {
-        ClaimOutcome::Bundle(bundle) => Ok(Response::Bundle(bundle)),
-        ClaimOutcome::UnknownUser => Err(ErrorAnswer::new(
-            ErrorCode::UnknownRecipient,
-            format!("{user} is not registered on this relay"),
+        ClaimOutcome::Bundle(bundle) => return Ok(Response::Bundle(bundle)),
+        ClaimOutcome::NoKeys => return Err(no_keys()),
+        ClaimOutcome::UnknownUser => {}
+    }
+    let remote = match shared
+        .directory
+        .resolve(user)
+        .await
+        .map_err(storage_answer)?
+    {
+        Home::Remote(remote) => remote,
+        Home::Local | Home::Unknown => {
+            return Err(ErrorAnswer::new(
+                ErrorCode::UnknownRecipient,
+                format!("no home relay is known for {user}"),
+            ));
+        }
+    };
+    match shared
+        .links
+        .request(&remote, FederationRequest::Claim { user })
+        .await
+    {
+        Ok(FederationResponse::Bundle(bundle)) => Ok(Response::Bundle(bundle)),
+        Ok(_) => Err(ErrorAnswer::new(
+            ErrorCode::Unavailable,
+            "unexpected answer from the home relay",
         )),
-        ClaimOutcome::NoKeys => Err(ErrorAnswer::new(
-            ErrorCode::NoKeys,
-            format!("{user} has not published keys yet"),
-        )),
+        Err(LinkError::Refused(answer)) if answer.code == ErrorCode::NoKeys => Err(no_keys()),
+        Err(error) => {
+            shared.directory.invalidate(&user);
+            Err(ErrorAnswer::new(
+                ErrorCode::Unavailable,
+                format!("{user}'s home relay: {error}; retry later"),
+            ))
+        }
     }
 }

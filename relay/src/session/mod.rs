@@ -4,6 +4,7 @@
 //! order); registration and subscription change the session and run inline. The stream is
 //! read through one long-lived future, so no partly read frame is ever dropped.
 
+mod home;
 mod keys;
 mod register;
 mod send;
@@ -26,7 +27,8 @@ use tidings_protocol::{
     limits::MAX_FRAME_BYTES,
 };
 
-use crate::{config::RegistrationPolicy, invites::Invites, mailbox::Hub, store::Store};
+pub(crate) use crate::shared::Shared;
+use crate::{ingest::storage_answer, store::Store};
 use subscribe::Pump;
 
 /// Requests one session may have in flight before the relay stops reading its stream.
@@ -39,24 +41,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for a session's in-flight answers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What every session shares.
-pub(crate) struct Shared {
-    pub store: Store,
-    pub hub: Arc<Hub>,
-    pub invites: Invites,
-    pub policy: RegistrationPolicy,
-    pub shutdown: tokio_util::sync::CancellationToken,
-}
-
 type Answer = Result<Response, ErrorAnswer>;
-
-fn storage_answer(error: crate::store::StoreError) -> ErrorAnswer {
-    tracing::warn!(%error, "storage error answered to a device");
-    ErrorAnswer::new(
-        ErrorCode::Storage,
-        "the relay could not store this; retry later",
-    )
-}
 
 /// The device a peer id names: devices connect with their ed25519 device key.
 pub(crate) fn device_of(peer: &PeerId) -> Option<DeviceId> {
@@ -285,6 +270,9 @@ impl Session {
                 };
                 self.respond(id, answer);
                 return Flow::Continue;
+            }
+            Request::PublishHome(record) => {
+                Box::pin(home::publish(self.shared.clone(), me, *record))
             }
             Request::Send { envelopes } => {
                 Box::pin(send::handle(self.shared.clone(), me, envelopes))

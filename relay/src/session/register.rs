@@ -7,7 +7,8 @@ use tidings_protocol::{
     client::{Register, Response},
 };
 
-use super::{Answer, Shared, storage_answer};
+use super::{Answer, Shared};
+use crate::ingest::storage_answer;
 use crate::{config::RegistrationPolicy, store::RegisterOutcome};
 
 /// Returns the answer and, on success, the user the session now belongs to.
@@ -37,6 +38,7 @@ pub(super) async fn handle(
             Ok(Response::Registered {
                 new: false,
                 one_time_keys,
+                relay_addrs: shared.relay_addrs(),
             }),
             Some(user),
         );
@@ -49,7 +51,15 @@ pub(super) async fn handle(
     let answer = match outcome {
         Ok(RegisterOutcome::Registered { new, one_time_keys }) => {
             tracing::info!(%user, %device, new, "device registered");
-            return (Ok(Response::Registered { new, one_time_keys }), Some(user));
+            let relay_addrs = shared.relay_addrs();
+            return (
+                Ok(Response::Registered {
+                    new,
+                    one_time_keys,
+                    relay_addrs,
+                }),
+                Some(user),
+            );
         }
         Ok(RegisterOutcome::DeviceLimit) => ErrorAnswer::new(
             ErrorCode::DeviceLimit,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tidings_protocol::{
-    Address, BoundedVec, RawEnvelope, UserId,
+    Address, BoundedVec, MailboxItem, UserId,
     client::{Delivery, RelayFrame, Response},
     limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
 };
@@ -102,10 +102,16 @@ impl Pump {
                 self.next = last + 1;
                 let items = items
                     .into_iter()
-                    .map(|(seq, bytes)| Delivery {
-                        seq,
-                        envelope: RawEnvelope::from_bytes(bytes.to_vec()),
-                    })
+                    .filter_map(
+                        |(seq, bytes)| match MailboxItem::from_stored(bytes.to_vec()) {
+                            Ok(item) => Some(Delivery { seq, item }),
+                            Err(error) => {
+                                // Skipped, and deleted with the next ack: it can never be read.
+                                tracing::error!(seq, %error, "unreadable mailbox entry");
+                                None
+                            }
+                        },
+                    )
                     .collect();
                 return Ok(RelayFrame::Deliver {
                     items: BoundedVec::new(items).unwrap_or_default(),

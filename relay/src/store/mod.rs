@@ -5,10 +5,12 @@
 //! transaction and commits it with one fsync (a group commit), then answers each caller. A
 //! caller's answer therefore always means "durable" (or a storage error: nothing stored).
 
-mod apply;
 pub mod fault;
+mod mail;
 mod reads;
 pub mod tables;
+mod txn;
+mod users;
 mod writer;
 
 use std::{path::Path, sync::Arc};
@@ -16,12 +18,13 @@ use std::{path::Path, sync::Arc};
 use bytes::Bytes;
 use redb::{Database, StorageBackend};
 use tidings_protocol::{
-    DeviceCert, DeviceId, EnvelopeId, IdentityKey, KeyBundle, SignedPreKey, UserId,
+    DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, HomeRecord, IdentityKey, KeyBundle,
+    SignedPreKey, UserId,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::mailbox::Hub;
-pub use tables::Cursor;
+pub use tables::{Cursor, OutboxMeta, UserRecord};
 pub use writer::WriterHandle;
 
 /// Queued operations the writer may hold before callers wait (backpressure).
@@ -109,33 +112,77 @@ pub enum ClaimOutcome {
     NoKeys,
 }
 
-/// An envelope to store in a local user's mailbox.
+/// Result of recording a home record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetHomeOutcome {
+    /// Stored; `moved_away` if it names another relay.
+    Stored {
+        /// The user's home is now elsewhere.
+        moved_away: bool,
+    },
+    /// A record with a higher sequence number is already known.
+    Stale {
+        /// Its sequence number.
+        known: u64,
+    },
+    /// The user is not registered here.
+    NotRegistered,
+}
+
+/// An envelope to store: in a local mailbox, or in the outbox for a user homed elsewhere.
 #[derive(Debug, Clone)]
 pub struct NewEnvelope {
     /// Its id, for dedupe.
     pub id: EnvelopeId,
-    /// The mailbox it goes to.
+    /// Who sent it.
+    pub sender: UserId,
+    /// Who it is for.
     pub recipient: UserId,
     /// The wire bytes, stored as they are.
     pub bytes: Bytes,
 }
 
+/// One entry a user's previous home relay hands on.
+#[derive(Debug, Clone)]
+pub enum HandoffItem {
+    /// An envelope (deduped by id).
+    Envelope(NewEnvelope),
+    /// A bounce notice, as stored.
+    Bounce(Bytes),
+}
+
+/// Who hands envelopes to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A local device: envelopes for users elsewhere go to the outbox.
+    Client,
+    /// Another relay: only envelopes for users homed here are taken.
+    Federation,
+}
+
 /// What became of one [`NewEnvelope`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreOutcome {
-    /// Stored under this mailbox sequence number.
+    /// Stored in a local mailbox under this sequence number.
     Accepted {
         /// Sequence number in the recipient's mailbox.
+        seq: u64,
+    },
+    /// Stored in the outbox for forwarding, under this outbox sequence number.
+    Queued {
+        /// Outbox sequence number.
         seq: u64,
     },
     /// This id was stored before with the same content.
     Duplicate,
     /// This id was stored before with different content.
     IdReused,
-    /// The recipient is not registered here.
-    UnknownRecipient,
+    /// The recipient's home is not this relay (for envelopes from other relays).
+    NotHere,
     /// The recipient's mailbox is at its quota.
     MailboxFull,
+    /// The outbox is at its quota.
+    OutboxFull,
 }
 
 /// Limits the store enforces.
@@ -143,6 +190,8 @@ pub enum StoreOutcome {
 pub struct StoreLimits {
     /// Most unacked envelopes in one mailbox.
     pub mailbox_max_envelopes: u64,
+    /// Most envelopes waiting in the outbox.
+    pub outbox_max_envelopes: u64,
     /// How long envelope ids are remembered for dedupe.
     pub dedupe_window_ms: u64,
 }
@@ -151,9 +200,19 @@ impl Default for StoreLimits {
     fn default() -> Self {
         Self {
             mailbox_max_envelopes: 100_000,
+            outbox_max_envelopes: 1_000_000,
             dedupe_window_ms: 7 * 24 * 3600 * 1000,
         }
     }
+}
+
+/// How the store is set up.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Limits.
+    pub limits: StoreLimits,
+    /// This relay's peer id (text), to tell users homed here from users who moved.
+    pub self_peer: String,
 }
 
 /// Cloneable handle to the relay's database.
@@ -161,39 +220,50 @@ impl Default for StoreLimits {
 pub struct Store {
     db: Arc<Database>,
     ops: mpsc::Sender<writer::WriteOp>,
+    outbox: Arc<Notify>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database file at `path` and starts its writer thread.
     pub fn open(
         path: &Path,
-        limits: StoreLimits,
+        config: StoreConfig,
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
         let db = Database::create(path)?;
-        Self::start(db, limits, hub)
+        Self::start(db, config, hub)
     }
 
     /// Like [`Store::open`], over a custom storage backend (used to inject I/O faults).
     pub fn open_with_backend(
         backend: impl StorageBackend,
-        limits: StoreLimits,
+        config: StoreConfig,
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
         let db = Database::builder().create_with_backend(backend)?;
-        Self::start(db, limits, hub)
+        Self::start(db, config, hub)
     }
 
     fn start(
         db: Database,
-        limits: StoreLimits,
+        config: StoreConfig,
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
-        apply::create_tables(&db)?;
+        txn::create_tables(&db)?;
         let db = Arc::new(db);
         let (ops, receiver) = mpsc::channel(WRITE_QUEUE);
-        let handle = writer::spawn(db.clone(), receiver, limits, hub)?;
-        Ok((Store { db, ops }, handle))
+        let outbox = Arc::new(Notify::new());
+        let outputs = writer::Outputs {
+            hub,
+            outbox: outbox.clone(),
+        };
+        let handle = writer::spawn(db.clone(), receiver, config, outputs)?;
+        Ok((Store { db, ops, outbox }, handle))
+    }
+
+    /// Wakes up whenever the outbox gets new entries.
+    pub fn outbox_notify(&self) -> Arc<Notify> {
+        self.outbox.clone()
     }
 
     async fn submit<T>(
@@ -238,13 +308,80 @@ impl Store {
             .await
     }
 
-    /// Durably stores envelopes in local mailboxes; one outcome per envelope, in order.
+    /// Durably stores envelopes (mailbox or outbox); one outcome per envelope, in order.
     pub async fn store_envelopes(
         &self,
         items: Vec<NewEnvelope>,
+        origin: Origin,
     ) -> Result<Vec<StoreOutcome>, StoreError> {
-        self.submit(|reply| writer::WriteOp::Envelopes { items, reply })
+        self.submit(|reply| writer::WriteOp::Envelopes {
+            items,
+            origin,
+            reply,
+        })
+        .await
+    }
+
+    /// Records a verified home record of a registered user.
+    pub async fn set_home(&self, record: HomeRecord) -> Result<SetHomeOutcome, StoreError> {
+        self.submit(|reply| writer::WriteOp::SetHome {
+            record: Box::new(record),
+            reply,
+        })
+        .await
+    }
+
+    /// Stores what a user's previous home handed on (the user must be homed here now).
+    pub async fn handoff_in(
+        &self,
+        user: UserId,
+        items: Vec<HandoffItem>,
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        self.submit(|reply| writer::WriteOp::Handoff { user, items, reply })
             .await
+    }
+
+    /// Forgets outbox entries another relay has committed.
+    pub async fn outbox_done(&self, seqs: Vec<u64>) -> Result<(), StoreError> {
+        self.submit(|reply| writer::WriteOp::OutboxDone { seqs, reply })
+            .await
+    }
+
+    /// Moves outbox entries whose recipient now lives here into their mailbox.
+    pub async fn outbox_to_mailbox(&self, seqs: Vec<u64>) -> Result<(), StoreError> {
+        self.submit(|reply| writer::WriteOp::OutboxToMailbox { seqs, reply })
+            .await
+    }
+
+    /// Gives up on an outbox entry, leaving a bounce in its sender's mailbox.
+    pub async fn bounce(&self, seq: u64, reason: ErrorAnswer) -> Result<(), StoreError> {
+        self.submit(|reply| writer::WriteOp::Bounce { seq, reason, reply })
+            .await
+    }
+
+    /// Outbox entries after `after`, oldest first, at most `limit`.
+    pub async fn outbox_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxMeta)>, StoreError> {
+        self.read(move |db| reads::outbox_after(db, after, limit))
+            .await
+    }
+
+    /// The bytes of outbox entries (entries gone meanwhile are left out).
+    pub async fn outbox_bodies(&self, seqs: Vec<u64>) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        self.read(move |db| reads::outbox_bodies(db, &seqs)).await
+    }
+
+    /// Everything known about a user registered here.
+    pub async fn user(&self, user: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.read(move |db| reads::user(db, &user)).await
+    }
+
+    /// Every user record (for republishing home records and resuming handoffs at start).
+    pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.read(reads::users).await
     }
 
     /// Deletes `user`'s mailbox up to and including `up_to`.

@@ -2,11 +2,14 @@
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
-use tidings_protocol::{DeviceId, UserId};
+use tidings_protocol::{DeviceId, UserId, codec};
 
 use super::{
     StoreError,
-    tables::{self, CURSORS, Cursor, DEVICES, MAILBOX, ONE_TIME_KEYS},
+    tables::{
+        self, CURSORS, Cursor, DEVICES, MAILBOX, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META,
+        OutboxMeta, USERS, UserRecord,
+    },
 };
 
 pub fn device_user(db: &Database, device: &DeviceId) -> Result<Option<UserId>, StoreError> {
@@ -72,4 +75,61 @@ pub fn count_one_time_keys(
         count += 1;
     }
     Ok(count)
+}
+
+/// Largest user record read back.
+const MAX_USER_RECORD: usize = 16 * 1024;
+
+pub fn outbox_after(
+    db: &Database,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, OutboxMeta)>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(OUTBOX_META)?;
+    let mut out = Vec::new();
+    for entry in table.range(after.saturating_add(1)..)?.take(limit) {
+        let (seq, meta) = entry?;
+        out.push((seq.value(), OutboxMeta::from_bytes(meta.value())));
+    }
+    Ok(out)
+}
+
+pub fn outbox_bodies(db: &Database, seqs: &[u64]) -> Result<Vec<(u64, Bytes)>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(OUTBOX_BODY)?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        if let Some(body) = table.get(*seq)? {
+            out.push((*seq, Bytes::copy_from_slice(body.value())));
+        }
+    }
+    Ok(out)
+}
+
+fn decode_user(bytes: &[u8]) -> Result<UserRecord, StoreError> {
+    codec::decode(bytes, MAX_USER_RECORD).map_err(|error| StoreError::Corrupt {
+        table: "users",
+        reason: error.to_string(),
+    })
+}
+
+pub fn user(db: &Database, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(USERS)?;
+    table
+        .get(user.as_bytes())?
+        .map(|bytes| decode_user(bytes.value()))
+        .transpose()
+}
+
+pub fn users(db: &Database) -> Result<Vec<UserRecord>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(USERS)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (_, bytes) = entry?;
+        out.push(decode_user(bytes.value())?);
+    }
+    Ok(out)
 }

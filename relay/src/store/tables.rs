@@ -2,7 +2,9 @@
 
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
-use tidings_protocol::{DeviceCert, DeviceId, EnvelopeId, IdentityKey, SignedPreKey, UserId};
+use tidings_protocol::{
+    DeviceCert, DeviceId, EnvelopeId, HomeRecord, IdentityKey, SignedPreKey, UserId,
+};
 
 /// user id -> CBOR [`UserRecord`].
 pub const USERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("users");
@@ -14,6 +16,11 @@ pub const ONE_TIME_KEYS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::ne
 pub const CURSORS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("cursors");
 /// user id ++ sequence number (big-endian) -> envelope bytes.
 pub const MAILBOX: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("mailbox");
+
+/// outbox sequence -> [`OutboxMeta`] (88 bytes): envelopes accepted for users elsewhere.
+pub const OUTBOX_META: TableDefinition<u64, &[u8; 88]> = TableDefinition::new("outbox_meta");
+/// outbox sequence -> envelope bytes.
+pub const OUTBOX_BODY: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox_body");
 
 /// Dedupe tables rotate by generation; each holds envelope id -> [`SeenMark`] (16 bytes).
 pub fn seen_table(generation: u64) -> String {
@@ -31,6 +38,62 @@ pub struct UserRecord {
     pub identity: Option<IdentityKey>,
     /// The device's current fallback key, once uploaded.
     pub fallback: Option<SignedPreKey>,
+    /// The newest home record the user gave us (naming us, or where they moved).
+    #[serde(default)]
+    pub home: Option<HomeRecord>,
+    /// The newest record naming this relay (kept after a move, to prove the handoff).
+    #[serde(default)]
+    pub here: Option<HomeRecord>,
+}
+
+impl UserRecord {
+    /// Whether the user's home is the relay with peer id `self_peer`.
+    pub fn is_home(&self, self_peer: &str) -> bool {
+        self.home
+            .as_ref()
+            .is_none_or(|home| home.relay == self_peer)
+    }
+}
+
+/// What the forwarder needs to know of an outbox entry, without its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxMeta {
+    /// Who sent it (a local user, told if it bounces).
+    pub sender: UserId,
+    /// Who it is for.
+    pub recipient: UserId,
+    /// Its envelope id.
+    pub id: EnvelopeId,
+    /// When this relay accepted it.
+    pub accepted_at_ms: u64,
+}
+
+impl OutboxMeta {
+    /// Fixed-width encoding.
+    pub fn to_bytes(self) -> [u8; 88] {
+        let mut out = [0u8; 88];
+        out[..32].copy_from_slice(self.sender.as_bytes());
+        out[32..64].copy_from_slice(self.recipient.as_bytes());
+        out[64..80].copy_from_slice(self.id.as_bytes());
+        out[80..].copy_from_slice(&self.accepted_at_ms.to_be_bytes());
+        out
+    }
+
+    /// Decodes [`OutboxMeta::to_bytes`].
+    pub fn from_bytes(bytes: &[u8; 88]) -> Self {
+        let mut sender = [0u8; 32];
+        sender.copy_from_slice(&bytes[..32]);
+        let mut recipient = [0u8; 32];
+        recipient.copy_from_slice(&bytes[32..64]);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&bytes[64..80]);
+        Self {
+            sender: UserId::from_bytes(sender),
+            recipient: UserId::from_bytes(recipient),
+            id: EnvelopeId::from_bytes(id),
+            accepted_at_ms: u64_from(&bytes[80..]),
+        }
+    }
 }
 
 /// Where a user's mailbox stands.
@@ -152,6 +215,13 @@ mod tests {
             at_ms: 77,
         };
         assert_eq!(SeenMark::from_bytes(&mark.to_bytes()), mark);
+        let meta = OutboxMeta {
+            sender: UserId::from_bytes([1; 32]),
+            recipient: UserId::from_bytes([2; 32]),
+            id: EnvelopeId::from_bytes([3; 16]),
+            accepted_at_ms: 4,
+        };
+        assert_eq!(OutboxMeta::from_bytes(&meta.to_bytes()), meta);
     }
 
     #[test]

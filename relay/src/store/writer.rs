@@ -3,12 +3,15 @@
 use std::{sync::Arc, thread::JoinHandle};
 
 use redb::Database;
-use tidings_protocol::{DeviceCert, DeviceId, IdentityKey, SignedPreKey, UserId};
-use tokio::sync::{mpsc, oneshot};
+use tidings_protocol::{
+    DeviceCert, DeviceId, ErrorAnswer, HomeRecord, IdentityKey, SignedPreKey, UserId,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{
-    ClaimOutcome, KeysOutcome, NewEnvelope, RegisterOutcome, StoreError, StoreLimits, StoreOutcome,
-    apply,
+    ClaimOutcome, HandoffItem, KeysOutcome, NewEnvelope, Origin, RegisterOutcome, SetHomeOutcome,
+    StoreConfig, StoreError, StoreOutcome,
+    txn::{self, WriterState},
 };
 use crate::mailbox::Hub;
 
@@ -36,8 +39,18 @@ pub enum WriteOp {
         user: UserId,
         reply: Reply<ClaimOutcome>,
     },
+    SetHome {
+        record: Box<HomeRecord>,
+        reply: Reply<SetHomeOutcome>,
+    },
     Envelopes {
         items: Vec<NewEnvelope>,
+        origin: Origin,
+        reply: Reply<Vec<StoreOutcome>>,
+    },
+    Handoff {
+        user: UserId,
+        items: Vec<HandoffItem>,
         reply: Reply<Vec<StoreOutcome>>,
     },
     Ack {
@@ -45,15 +58,40 @@ pub enum WriteOp {
         up_to: u64,
         reply: Reply<()>,
     },
+    OutboxDone {
+        seqs: Vec<u64>,
+        reply: Reply<()>,
+    },
+    OutboxToMailbox {
+        seqs: Vec<u64>,
+        reply: Reply<()>,
+    },
+    Bounce {
+        seq: u64,
+        reason: ErrorAnswer,
+        reply: Reply<()>,
+    },
 }
 
 impl WriteOp {
-    fn envelope_count(&self) -> usize {
+    fn weight(&self) -> usize {
         match self {
             WriteOp::Envelopes { items, .. } => items.len(),
+            WriteOp::Handoff { items, .. } => items.len(),
+            WriteOp::OutboxDone { seqs, .. } | WriteOp::OutboxToMailbox { seqs, .. } => seqs.len(),
             _ => 1,
         }
     }
+}
+
+/// The outcome of one operation inside a committed transaction.
+pub enum OpResult {
+    Register(RegisterOutcome),
+    UploadKeys(KeysOutcome),
+    Claim(ClaimOutcome),
+    SetHome(SetHomeOutcome),
+    Envelopes(Vec<StoreOutcome>),
+    Done,
 }
 
 /// Joins the writer thread once every [`super::Store`] handle is dropped.
@@ -71,49 +109,71 @@ impl WriterHandle {
     }
 }
 
+/// Where the writer reports what it committed.
+pub struct Outputs {
+    pub hub: Arc<Hub>,
+    pub outbox: Arc<Notify>,
+}
+
 pub fn spawn(
     db: Arc<Database>,
     receiver: mpsc::Receiver<WriteOp>,
-    limits: StoreLimits,
-    hub: Arc<Hub>,
+    config: StoreConfig,
+    outputs: Outputs,
 ) -> Result<WriterHandle, StoreError> {
+    let state = WriterState::load(&db)?;
     let thread = std::thread::Builder::new()
         .name("tidings-store-writer".into())
-        .spawn(move || run(&db, receiver, limits, &hub))
+        .spawn(move || run(&db, receiver, &config, state, &outputs))
         .map_err(StoreError::storage)?;
     Ok(WriterHandle {
         thread: Some(thread),
     })
 }
 
-fn run(db: &Database, mut receiver: mpsc::Receiver<WriteOp>, limits: StoreLimits, hub: &Hub) {
+fn run(
+    db: &Database,
+    mut receiver: mpsc::Receiver<WriteOp>,
+    config: &StoreConfig,
+    mut state: WriterState,
+    outputs: &Outputs,
+) {
     let mut batch = Vec::with_capacity(MAX_OPS_PER_COMMIT);
     while let Some(first) = receiver.blocking_recv() {
-        let mut envelopes = first.envelope_count();
+        let mut weight = first.weight();
         batch.push(first);
-        while batch.len() < MAX_OPS_PER_COMMIT && envelopes < MAX_ENVELOPES_PER_COMMIT {
+        while batch.len() < MAX_OPS_PER_COMMIT && weight < MAX_ENVELOPES_PER_COMMIT {
             match receiver.try_recv() {
                 Ok(op) => {
-                    envelopes += op.envelope_count();
+                    weight += op.weight();
                     batch.push(op);
                 }
                 Err(_) => break,
             }
         }
-        commit_batch(db, &mut batch, limits, hub);
+        commit_batch(db, &mut batch, config, &mut state, outputs);
     }
     tracing::debug!("store writer stopped: every handle dropped");
 }
 
 /// Applies and commits one batch, then answers every operation in it.
-fn commit_batch(db: &Database, batch: &mut Vec<WriteOp>, limits: StoreLimits, hub: &Hub) {
+fn commit_batch(
+    db: &Database,
+    batch: &mut Vec<WriteOp>,
+    config: &StoreConfig,
+    state: &mut WriterState,
+    outputs: &Outputs,
+) {
     let started = std::time::Instant::now();
     let ops = batch.len();
-    match apply::apply_batch(db, batch, limits) {
-        Ok((results, publications)) => {
+    match txn::apply_batch(db, batch, config, state) {
+        Ok((results, effects)) => {
             // Pushes and answers go out only now that the commit is durable.
-            for publication in &publications {
-                hub.publish(publication);
+            for publication in &effects.publications {
+                outputs.hub.publish(publication);
+            }
+            if effects.outbox_grew {
+                outputs.outbox.notify_one();
             }
             for (op, result) in batch.drain(..).zip(results) {
                 answer(op, result);
@@ -133,15 +193,6 @@ fn commit_batch(db: &Database, batch: &mut Vec<WriteOp>, limits: StoreLimits, hu
     );
 }
 
-/// The outcome of one operation inside a committed transaction.
-pub enum OpResult {
-    Register(RegisterOutcome),
-    UploadKeys(KeysOutcome),
-    Claim(ClaimOutcome),
-    Envelopes(Vec<StoreOutcome>),
-    Ack,
-}
-
 fn answer(op: WriteOp, result: OpResult) {
     // A caller that gave up waiting is not an error here.
     let _ = match (op, result) {
@@ -154,10 +205,17 @@ fn answer(op: WriteOp, result: OpResult) {
         (WriteOp::Claim { reply, .. }, OpResult::Claim(outcome)) => {
             reply.send(Ok(outcome)).map_err(drop)
         }
-        (WriteOp::Envelopes { reply, .. }, OpResult::Envelopes(outcomes)) => {
+        (WriteOp::SetHome { reply, .. }, OpResult::SetHome(outcome)) => {
+            reply.send(Ok(outcome)).map_err(drop)
+        }
+        (WriteOp::Envelopes { reply, .. }, OpResult::Envelopes(outcomes))
+        | (WriteOp::Handoff { reply, .. }, OpResult::Envelopes(outcomes)) => {
             reply.send(Ok(outcomes)).map_err(drop)
         }
-        (WriteOp::Ack { reply, .. }, OpResult::Ack) => reply.send(Ok(())).map_err(drop),
+        (WriteOp::Ack { reply, .. }, OpResult::Done)
+        | (WriteOp::OutboxDone { reply, .. }, OpResult::Done)
+        | (WriteOp::OutboxToMailbox { reply, .. }, OpResult::Done)
+        | (WriteOp::Bounce { reply, .. }, OpResult::Done) => reply.send(Ok(())).map_err(drop),
         (op, _) => {
             fail(
                 op,
@@ -169,12 +227,17 @@ fn answer(op: WriteOp, result: OpResult) {
 }
 
 fn fail(op: WriteOp, error: StoreError) {
-    // A caller that gave up waiting is not an error here.
     let _ = match op {
         WriteOp::Register { reply, .. } => reply.send(Err(error)).map_err(drop),
         WriteOp::UploadKeys { reply, .. } => reply.send(Err(error)).map_err(drop),
         WriteOp::Claim { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::Envelopes { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::Ack { reply, .. } => reply.send(Err(error)).map_err(drop),
+        WriteOp::SetHome { reply, .. } => reply.send(Err(error)).map_err(drop),
+        WriteOp::Envelopes { reply, .. } | WriteOp::Handoff { reply, .. } => {
+            reply.send(Err(error)).map_err(drop)
+        }
+        WriteOp::Ack { reply, .. }
+        | WriteOp::OutboxDone { reply, .. }
+        | WriteOp::OutboxToMailbox { reply, .. }
+        | WriteOp::Bounce { reply, .. } => reply.send(Err(error)).map_err(drop),
     };
 }

@@ -1,0 +1,170 @@
+//! The user's home relay: signing home records, keeping them fresh, and moving home.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tidings_protocol::{
+    BoundedVec, HomeRecord,
+    client::{Register, Request, Response},
+    codec,
+    home::HOME_RECORD_LIFETIME_MS,
+    limits::{MAX_CARD_ADDRS, MAX_HOME_RECORD_BYTES},
+    now_ms,
+};
+
+use crate::{
+    client::{Client, ClientError, ConnectionErrorOrRefused},
+    connection::Connection,
+    session::Session,
+    store::tables::{META_HOME_RECORD, META_KEYS_PUBLISHED, META_MOVE_NOTICE, META_RELAY_ADDR},
+};
+
+/// How long telling the previous home about a move may take before it is left for later.
+const MOVE_NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What moving home did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// The new home relay.
+    pub relay: PeerId,
+    /// Whether the previous home already knows (it then hands on what it held); if not, the
+    /// next `connect` tells it.
+    pub previous_told: bool,
+}
+
+pub(crate) async fn publish(
+    connection: &Connection,
+    record: &HomeRecord,
+) -> Result<(), ClientError> {
+    match connection
+        .request(Request::PublishHome(Box::new(record.clone())))
+        .await
+        .map_err(ConnectionErrorOrRefused)?
+    {
+        Response::HomePublished => Ok(()),
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+impl Client {
+    /// The newest home record this user signed.
+    pub fn home_record(&self) -> Result<Option<HomeRecord>, ClientError> {
+        let Some(bytes) = self.inner.store.meta(META_HOME_RECORD)? else {
+            return Ok(None);
+        };
+        codec::decode(&bytes, MAX_HOME_RECORD_BYTES)
+            .map(Some)
+            .map_err(|error| ClientError::Unexpected(format!("stored home record: {error}")))
+    }
+
+    /// Signs a record naming `relay` as home, with a sequence number above every earlier one
+    /// (the clock in ms, so even a reinstalled client outranks its old records).
+    pub(crate) fn sign_home(
+        &self,
+        relay: PeerId,
+        addrs: BoundedVec<String, MAX_CARD_ADDRS>,
+    ) -> Result<HomeRecord, ClientError> {
+        let previous = self.home_record()?.map(|record| record.seq).unwrap_or(0);
+        let now = now_ms();
+        let record = HomeRecord::sign(
+            self.inner.identity.account_key(),
+            relay.to_string(),
+            addrs,
+            now.max(previous + 1),
+            now + HOME_RECORD_LIFETIME_MS,
+        );
+        self.inner
+            .store
+            .set_meta(META_HOME_RECORD, &codec::encode(&record))?;
+        Ok(record)
+    }
+
+    /// Makes the relay at `address` this user's home: registers there, publishes a newer home
+    /// record, and tells the previous home, which hands on everything it still holds for us.
+    pub async fn move_home(
+        &self,
+        address: Multiaddr,
+        invite: Option<String>,
+    ) -> Result<Moved, ClientError> {
+        let previous = self.relay_addr()?.ok_or(ClientError::NotRegistered)?;
+        let connection = self.open_connection(address.clone()).await?;
+        let relay = connection.relay();
+        if Some(relay) == crate::client::relay_peer(&previous) {
+            return Err(ClientError::Unexpected(
+                "that relay is already your home".into(),
+            ));
+        }
+        let request = Request::Register(Box::new(Register {
+            cert: self.inner.identity.cert().clone(),
+            invite,
+        }));
+        let relay_addrs = match connection
+            .request(request)
+            .await
+            .map_err(ConnectionErrorOrRefused)?
+        {
+            Response::Registered { relay_addrs, .. } => relay_addrs,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        let record = self.sign_home(relay, relay_addrs)?;
+        publish(&connection, &record).await?;
+        let address = crate::client::with_peer(address, relay);
+        let store = &self.inner.store;
+        store.set_meta(META_MOVE_NOTICE, previous.to_string().as_bytes())?;
+        store.set_meta(META_RELAY_ADDR, address.to_string().as_bytes())?;
+        store.set_meta(META_KEYS_PUBLISHED, b"")?;
+        let session = Session::new(self.clone(), connection);
+        session.publish_keys().await?;
+        session.close().await;
+        let previous_told = self.tell_previous_home().await;
+        Ok(Moved {
+            relay,
+            previous_told,
+        })
+    }
+
+    /// Tells the previous home relay about a move, if that is still pending; true once done.
+    pub(crate) async fn tell_previous_home(&self) -> bool {
+        let notice = match self.inner.store.meta(META_MOVE_NOTICE) {
+            Ok(Some(notice)) if !notice.is_empty() => notice,
+            _ => return true,
+        };
+        let Ok(previous) = String::from_utf8_lossy(&notice).parse::<Multiaddr>() else {
+            return true;
+        };
+        let Ok(Some(record)) = self.home_record() else {
+            return false;
+        };
+        let told = tokio::time::timeout(MOVE_NOTICE_TIMEOUT, async {
+            let connection = self.open_connection(previous).await?;
+            publish(&connection, &record).await
+        })
+        .await;
+        match told {
+            Ok(Ok(())) => self.inner.store.set_meta(META_MOVE_NOTICE, b"").is_ok(),
+            Ok(Err(error)) => {
+                tracing::info!(%error, "the previous home relay was not told of the move yet");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Session {
+    /// Re-signs the home record when half of its lifetime has passed.
+    pub(crate) async fn refresh_home(&self) -> Result<(), ClientError> {
+        let client = self.client();
+        let Some(record) = client.home_record()? else {
+            return Ok(());
+        };
+        if record.expires_at_ms > now_ms() + HOME_RECORD_LIFETIME_MS / 2 {
+            return Ok(());
+        }
+        let Ok(relay) = record.relay.parse::<PeerId>() else {
+            return Ok(());
+        };
+        let fresh = client.sign_home(relay, record.addrs)?;
+        publish(self.connection(), &fresh).await
+    }
+}

@@ -1,0 +1,145 @@
+//! Where users live: local users from the store, everyone else from the DHT, with a cache.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use libp2p::{Multiaddr, PeerId};
+use tidings_protocol::{HomeRecord, UserId};
+
+use crate::{
+    network::NetworkHandle,
+    store::{Store, StoreError},
+};
+
+/// How long a looked-up home stays cached (a failed forward drops it sooner).
+const CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Most cached lookups.
+const CACHE_MAX: usize = 100_000;
+
+/// Where a user's mailbox is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Home {
+    /// Here.
+    Local,
+    /// At another relay.
+    Remote(Remote),
+    /// No valid home record found.
+    Unknown,
+}
+
+/// Another relay, as a user's home record describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Remote {
+    /// The relay.
+    pub peer: PeerId,
+    /// Its addresses (hints from the home record).
+    pub addrs: Vec<Multiaddr>,
+}
+
+impl Remote {
+    /// The relay a home record names, if its peer id parses.
+    pub fn of(home: &HomeRecord) -> Option<Remote> {
+        Some(Remote {
+            peer: home.relay.parse().ok()?,
+            addrs: home
+                .addrs
+                .iter()
+                .filter_map(|address| address.parse().ok())
+                .collect(),
+        })
+    }
+}
+
+/// Resolves users to their home relay.
+pub(crate) struct Directory {
+    store: Store,
+    network: NetworkHandle,
+    self_peer: String,
+    cache: Mutex<HashMap<UserId, (Remote, Instant)>>,
+}
+
+impl Directory {
+    pub fn new(store: Store, network: NetworkHandle) -> Self {
+        let self_peer = network.peer_id().to_string();
+        Self {
+            store,
+            network,
+            self_peer,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, user: &UserId) -> Option<Remote> {
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        cache
+            .get(user)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(remote, _)| remote.clone())
+    }
+
+    fn remember(&self, user: UserId, remote: Remote) {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(user, (remote, Instant::now()));
+    }
+
+    /// Forgets a cached lookup (after a failed forward), so the next resolve asks the DHT.
+    pub fn invalidate(&self, user: &UserId) {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        cache.remove(user);
+    }
+
+    /// Where `user` lives now.
+    pub async fn resolve(&self, user: UserId) -> Result<Home, StoreError> {
+        let record = self.store.user(user).await?;
+        if record
+            .as_ref()
+            .is_some_and(|record| record.is_home(&self.self_peer))
+        {
+            return Ok(Home::Local);
+        }
+        if let Some(remote) = self.cached(&user) {
+            return Ok(Home::Remote(remote));
+        }
+        // A user who moved away told us where; the DHT may know something newer still.
+        let mut best = record.and_then(|record| record.home);
+        if let Some(found) = self.network.get_home(user).await
+            && best.as_ref().is_none_or(|known| found.seq > known.seq)
+        {
+            best = Some(found);
+        }
+        let Some(home) = best else {
+            return Ok(Home::Unknown);
+        };
+        if home.relay == self.self_peer {
+            // The DHT says here, but the user is not registered here (yet).
+            return Ok(Home::Unknown);
+        }
+        let Some(remote) = Remote::of(&home) else {
+            return Ok(Home::Unknown);
+        };
+        self.network
+            .add_addresses(remote.peer, remote.addrs.clone())
+            .await;
+        self.remember(user, remote.clone());
+        Ok(Home::Remote(remote))
+    }
+}

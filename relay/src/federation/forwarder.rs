@@ -1,0 +1,483 @@
+//! The forwarder: delivers the durable outbox to other relays, in order, until acked.
+//!
+//! Every outbox entry stays in redb until the recipient's home relay answers that it
+//! committed it. Per destination relay one batch is in flight at a time, oldest first, so
+//! one sender's envelopes to one user keep their order. A failed send backs off
+//! exponentially with jitter, forgets the cached route of the batch's recipients and looks
+//! them up again. What cannot be delivered within `undeliverable_after` is bounced into the
+//! sender's mailbox.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use libp2p::PeerId;
+use tidings_protocol::{
+    BoundedVec, ErrorAnswer, ErrorCode, RawEnvelope, UserId,
+    client::SendOutcome,
+    federation::{FederationRequest, FederationResponse},
+    limits::MAX_BATCH_ENVELOPES,
+    now_ms,
+};
+use tokio::time::Instant;
+
+use super::{
+    directory::{Home, Remote},
+    link::LinkError,
+};
+use crate::{shared::Shared, store::OutboxMeta};
+
+/// Most envelope bytes in one forwarded batch.
+const BATCH_MAX_BYTES: usize = 512 * 1024;
+
+/// Outbox entries read from the store at a time.
+const LOAD_CHUNK: usize = 4096;
+
+/// First and longest pause after failures.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// How often the forwarder looks at timers even when nothing happens.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Exponential backoff with jitter (50% to 100% of the step).
+fn backoff(failures: u32) -> Duration {
+    let step = BACKOFF_MIN
+        .saturating_mul(1u32 << failures.min(16))
+        .min(BACKOFF_MAX);
+    let jitter = rand::random::<f64>() * 0.5 + 0.5;
+    step.mul_f64(jitter)
+}
+
+/// Outbox entries bound for one relay.
+struct RelayQueue {
+    remote: Remote,
+    queue: BTreeSet<u64>,
+    busy: bool,
+    failures: u32,
+    not_before: Instant,
+}
+
+/// Waiting to learn where a recipient lives.
+#[derive(Default)]
+struct Unrouted {
+    seqs: BTreeSet<u64>,
+    failures: u32,
+    not_before: Option<Instant>,
+}
+
+enum Done {
+    Resolved(UserId, Result<Home, String>),
+    Sent {
+        peer: PeerId,
+        seqs: Vec<u64>,
+        result: Result<Vec<SendOutcome>, LinkError>,
+    },
+}
+
+/// The forwarder's state; runs as one task.
+pub(crate) struct Forwarder {
+    shared: Arc<Shared>,
+    undeliverable_after_ms: u64,
+    entries: BTreeMap<u64, OutboxMeta>,
+    loaded_up_to: u64,
+    routes: HashMap<UserId, PeerId>,
+    unrouted: HashMap<UserId, Unrouted>,
+    resolving: HashSet<UserId>,
+    relays: HashMap<PeerId, RelayQueue>,
+    tasks: FuturesUnordered<BoxFuture<'static, Done>>,
+}
+
+impl Forwarder {
+    pub fn new(shared: Arc<Shared>, undeliverable_after: Duration) -> Self {
+        Self {
+            shared,
+            undeliverable_after_ms: undeliverable_after.as_millis() as u64,
+            entries: BTreeMap::new(),
+            loaded_up_to: 0,
+            routes: HashMap::new(),
+            unrouted: HashMap::new(),
+            resolving: HashSet::new(),
+            relays: HashMap::new(),
+            tasks: FuturesUnordered::new(),
+        }
+    }
+
+    /// Runs until the relay stops; everything not yet acked stays in the outbox.
+    pub async fn run(mut self) {
+        let notify = self.shared.store.outbox_notify();
+        let shutdown = self.shared.shutdown.clone();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.load().await;
+        loop {
+            self.expire().await;
+            self.dispatch();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = notify.notified() => self.load().await,
+                Some(done) = self.tasks.next(), if !self.tasks.is_empty() => self.on_done(done).await,
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// Reads outbox entries newer than what is loaded.
+    async fn load(&mut self) {
+        loop {
+            let chunk = match self
+                .shared
+                .store
+                .outbox_after(self.loaded_up_to, LOAD_CHUNK)
+                .await
+            {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the outbox; retrying later");
+                    return;
+                }
+            };
+            let full = chunk.len() == LOAD_CHUNK;
+            for (seq, meta) in chunk {
+                self.loaded_up_to = self.loaded_up_to.max(seq);
+                self.entries.insert(seq, meta);
+                self.route(seq, meta.recipient);
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    fn route(&mut self, seq: u64, recipient: UserId) {
+        match self
+            .routes
+            .get(&recipient)
+            .and_then(|peer| self.relays.get_mut(peer))
+        {
+            Some(relay) => {
+                relay.queue.insert(seq);
+            }
+            None => {
+                self.unrouted.entry(recipient).or_default().seqs.insert(seq);
+            }
+        }
+    }
+
+    /// Starts lookups and sends whose time has come.
+    fn dispatch(&mut self) {
+        let now = Instant::now();
+        let ready: Vec<UserId> = self
+            .unrouted
+            .iter()
+            .filter(|(user, waiting)| {
+                !waiting.seqs.is_empty()
+                    && !self.resolving.contains(*user)
+                    && waiting.not_before.is_none_or(|at| at <= now)
+            })
+            .map(|(user, _)| *user)
+            .collect();
+        for user in ready {
+            self.resolving.insert(user);
+            let shared = self.shared.clone();
+            self.tasks.push(Box::pin(async move {
+                let home = shared
+                    .directory
+                    .resolve(user)
+                    .await
+                    .map_err(|error| error.to_string());
+                Done::Resolved(user, home)
+            }));
+        }
+        let idle: Vec<PeerId> = self
+            .relays
+            .iter()
+            .filter(|(_, relay)| !relay.busy && !relay.queue.is_empty() && relay.not_before <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in idle {
+            self.send(peer);
+        }
+    }
+
+    fn send(&mut self, peer: PeerId) {
+        let Some(relay) = self.relays.get_mut(&peer) else {
+            return;
+        };
+        let seqs: Vec<u64> = relay
+            .queue
+            .iter()
+            .take(MAX_BATCH_ENVELOPES)
+            .copied()
+            .collect();
+        relay.busy = true;
+        let remote = relay.remote.clone();
+        let shared = self.shared.clone();
+        self.tasks.push(Box::pin(async move {
+            let result = forward(&shared, &remote, &seqs).await;
+            Done::Sent {
+                peer,
+                seqs: result.0,
+                result: result.1,
+            }
+        }));
+    }
+
+    async fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Resolved(user, home) => self.on_resolved(user, home).await,
+            Done::Sent { peer, seqs, result } => self.on_sent(peer, seqs, result).await,
+        }
+    }
+
+    async fn on_resolved(&mut self, user: UserId, home: Result<Home, String>) {
+        self.resolving.remove(&user);
+        match home {
+            Ok(Home::Remote(remote)) => {
+                let peer = remote.peer;
+                let relay = self.relays.entry(peer).or_insert_with(|| RelayQueue {
+                    remote: remote.clone(),
+                    queue: BTreeSet::new(),
+                    busy: false,
+                    failures: 0,
+                    not_before: Instant::now(),
+                });
+                relay.remote = remote;
+                if let Some(waiting) = self.unrouted.remove(&user) {
+                    relay.queue.extend(waiting.seqs);
+                }
+                self.routes.insert(user, peer);
+            }
+            Ok(Home::Local) => {
+                // The recipient lives here now (moved in, or registered after it was queued).
+                let Some(waiting) = self.unrouted.remove(&user) else {
+                    return;
+                };
+                let seqs: Vec<u64> = waiting.seqs.into_iter().collect();
+                match self.shared.store.outbox_to_mailbox(seqs.clone()).await {
+                    Ok(()) => {
+                        for seq in seqs {
+                            self.entries.remove(&seq);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot move outbox entries to a local mailbox");
+                        self.retry_later(user, seqs);
+                    }
+                }
+            }
+            Ok(Home::Unknown) | Err(_) => {
+                if let Err(error) = &home {
+                    tracing::warn!(%user, %error, "looking up a home relay failed");
+                }
+                let waiting = self.unrouted.entry(user).or_default();
+                waiting.failures += 1;
+                waiting.not_before = Some(Instant::now() + backoff(waiting.failures));
+            }
+        }
+    }
+
+    fn retry_later(&mut self, user: UserId, seqs: Vec<u64>) {
+        let waiting = self.unrouted.entry(user).or_default();
+        waiting.seqs.extend(seqs);
+        waiting.failures += 1;
+        waiting.not_before = Some(Instant::now() + backoff(waiting.failures));
+    }
+
+    async fn on_sent(
+        &mut self,
+        peer: PeerId,
+        seqs: Vec<u64>,
+        result: Result<Vec<SendOutcome>, LinkError>,
+    ) {
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::info!(%peer, %error, "forwarding failed; backing off and looking up again");
+                self.relay_failed(peer, &seqs);
+                return;
+            }
+        };
+        let mut done = Vec::new();
+        let mut reroute = Vec::new();
+        let mut bounces = Vec::new();
+        let mut retry = false;
+        for (seq, outcome) in seqs.iter().zip(outcomes) {
+            match outcome {
+                SendOutcome::Accepted | SendOutcome::Duplicate => done.push(*seq),
+                SendOutcome::Rejected(answer) if answer.code == ErrorCode::WrongRelay => {
+                    reroute.push(*seq)
+                }
+                SendOutcome::Rejected(answer)
+                    if answer.code.is_transient() || answer.code == ErrorCode::QuotaExceeded =>
+                {
+                    retry = true;
+                    break;
+                }
+                SendOutcome::Rejected(answer) => bounces.push((*seq, answer)),
+            }
+        }
+        if !done.is_empty() {
+            if let Err(error) = self.shared.store.outbox_done(done.clone()).await {
+                // Left in the outbox: sent again later and deduped by the remote relay.
+                tracing::warn!(%error, "cannot record forwarded envelopes as done");
+            } else {
+                self.forget(&done);
+            }
+        }
+        for (seq, answer) in bounces {
+            self.bounce(seq, answer).await;
+        }
+        for seq in reroute {
+            if let Some(meta) = self.entries.get(&seq).copied() {
+                self.unroute(meta.recipient);
+            }
+        }
+        if let Some(relay) = self.relays.get_mut(&peer) {
+            relay.busy = false;
+            if retry {
+                relay.failures += 1;
+                relay.not_before = Instant::now() + backoff(relay.failures);
+            } else {
+                relay.failures = 0;
+            }
+        }
+    }
+
+    /// After a failed send: back off, and look up the batch's recipients again.
+    fn relay_failed(&mut self, peer: PeerId, seqs: &[u64]) {
+        let recipients: HashSet<UserId> = seqs
+            .iter()
+            .filter_map(|seq| self.entries.get(seq).map(|meta| meta.recipient))
+            .collect();
+        let failures = match self.relays.get_mut(&peer) {
+            Some(relay) => {
+                relay.busy = false;
+                relay.failures += 1;
+                relay.not_before = Instant::now() + backoff(relay.failures);
+                relay.failures
+            }
+            None => 1,
+        };
+        for user in recipients {
+            self.unroute(user);
+            if let Some(waiting) = self.unrouted.get_mut(&user) {
+                waiting.failures = failures;
+                waiting.not_before = Some(Instant::now() + backoff(failures));
+            }
+        }
+    }
+
+    /// Forgets where `user` lives and moves their entries back to waiting.
+    fn unroute(&mut self, user: UserId) {
+        self.shared.directory.invalidate(&user);
+        let Some(peer) = self.routes.remove(&user) else {
+            return;
+        };
+        let Some(relay) = self.relays.get_mut(&peer) else {
+            return;
+        };
+        let theirs: Vec<u64> = relay
+            .queue
+            .iter()
+            .copied()
+            .filter(|seq| {
+                self.entries
+                    .get(seq)
+                    .is_some_and(|meta| meta.recipient == user)
+            })
+            .collect();
+        for seq in &theirs {
+            relay.queue.remove(seq);
+        }
+        self.unrouted.entry(user).or_default().seqs.extend(theirs);
+    }
+
+    fn forget(&mut self, seqs: &[u64]) {
+        for seq in seqs {
+            let Some(meta) = self.entries.remove(seq) else {
+                continue;
+            };
+            if let Some(relay) = self
+                .routes
+                .get(&meta.recipient)
+                .and_then(|p| self.relays.get_mut(p))
+            {
+                relay.queue.remove(seq);
+            }
+            if let Some(waiting) = self.unrouted.get_mut(&meta.recipient) {
+                waiting.seqs.remove(seq);
+            }
+        }
+        self.unrouted.retain(|_, waiting| !waiting.seqs.is_empty());
+    }
+
+    async fn bounce(&mut self, seq: u64, reason: ErrorAnswer) {
+        match self.shared.store.bounce(seq, reason).await {
+            Ok(()) => self.forget(&[seq]),
+            Err(error) => tracing::warn!(%error, "cannot record a bounce; retrying later"),
+        }
+    }
+
+    /// Bounces entries older than `undeliverable_after`.
+    async fn expire(&mut self) {
+        let deadline = now_ms().saturating_sub(self.undeliverable_after_ms);
+        let expired: Vec<u64> = self
+            .entries
+            .iter()
+            .take_while(|(_, meta)| meta.accepted_at_ms < deadline)
+            .map(|(seq, _)| *seq)
+            .take(MAX_BATCH_ENVELOPES)
+            .collect();
+        for seq in expired {
+            let reason = ErrorAnswer::new(
+                ErrorCode::Undeliverable,
+                "the recipient's relay could not be reached in time",
+            );
+            self.bounce(seq, reason).await;
+        }
+    }
+}
+
+/// Reads a batch's bytes and forwards it; returns the seqs actually sent with the result.
+async fn forward(
+    shared: &Shared,
+    remote: &Remote,
+    seqs: &[u64],
+) -> (Vec<u64>, Result<Vec<SendOutcome>, LinkError>) {
+    let bodies = match shared.store.outbox_bodies(seqs.to_vec()).await {
+        Ok(bodies) => bodies,
+        Err(error) => return (Vec::new(), Err(LinkError::Unreachable(error.to_string()))),
+    };
+    let mut sent = Vec::with_capacity(bodies.len());
+    let mut envelopes = Vec::with_capacity(bodies.len());
+    let mut bytes = 0;
+    for (seq, body) in bodies {
+        if !envelopes.is_empty() && bytes + body.len() > BATCH_MAX_BYTES {
+            break;
+        }
+        bytes += body.len();
+        sent.push(seq);
+        envelopes.push(RawEnvelope::from_bytes(body.to_vec()));
+    }
+    let Ok(envelopes) = BoundedVec::new(envelopes) else {
+        return (
+            Vec::new(),
+            Err(LinkError::Unreachable("batch too large".into())),
+        );
+    };
+    let request = FederationRequest::Forward { envelopes };
+    let result = match shared.links.request(remote, request).await {
+        Ok(FederationResponse::Stored { outcomes }) if outcomes.len() == sent.len() => {
+            Ok(outcomes.into_vec())
+        }
+        Ok(_) => Err(LinkError::Unreachable(
+            "answer does not match the batch".into(),
+        )),
+        Err(error) => Err(error),
+    };
+    (sent, result)
+}

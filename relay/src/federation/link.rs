@@ -1,0 +1,160 @@
+//! Outbound federation streams: one per remote relay, requests matched to answers by id.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use futures::{AsyncReadExt, io::WriteHalf};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tidings_protocol::{
+    ErrorAnswer,
+    federation::{FEDERATION_PROTOCOL, FederationFrame, FederationRequest, FederationResponse},
+    framing,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::directory::Remote;
+use crate::network::NetworkHandle;
+
+/// How long opening a stream to a relay may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request waits for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests queued on one link before callers wait.
+const LINK_QUEUE: usize = 64;
+
+/// Why a request to another relay got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// The relay could not be reached or the stream broke.
+    #[error("relay unreachable: {0}")]
+    Unreachable(String),
+    /// The relay refused, with its reason.
+    #[error("relay refused: {0}")]
+    Refused(ErrorAnswer),
+    /// No answer in time.
+    #[error("relay did not answer within {REQUEST_TIMEOUT:?}")]
+    Timeout,
+}
+
+type Reply = oneshot::Sender<Result<FederationResponse, LinkError>>;
+
+/// Open links to other relays.
+pub(crate) struct Links {
+    control: libp2p_stream::Control,
+    network: NetworkHandle,
+    links: Mutex<HashMap<PeerId, mpsc::Sender<(FederationRequest, Reply)>>>,
+}
+
+impl Links {
+    pub fn new(control: libp2p_stream::Control, network: NetworkHandle) -> Self {
+        Self {
+            control,
+            network,
+            links: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn existing(&self, peer: &PeerId) -> Option<mpsc::Sender<(FederationRequest, Reply)>> {
+        let links = self
+            .links
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        links.get(peer).filter(|link| !link.is_closed()).cloned()
+    }
+
+    async fn link(
+        &self,
+        remote: &Remote,
+    ) -> Result<mpsc::Sender<(FederationRequest, Reply)>, LinkError> {
+        if let Some(link) = self.existing(&remote.peer) {
+            return Ok(link);
+        }
+        self.network
+            .add_addresses(remote.peer, remote.addrs.clone())
+            .await;
+        let mut control = self.control.clone();
+        let stream = tokio::time::timeout(
+            OPEN_TIMEOUT,
+            control.open_stream(remote.peer, StreamProtocol::new(FEDERATION_PROTOCOL)),
+        )
+        .await
+        .map_err(|_| LinkError::Unreachable("timed out opening a stream".into()))?
+        .map_err(|error| LinkError::Unreachable(error.to_string()))?;
+        let (sender, receiver) = mpsc::channel(LINK_QUEUE);
+        tokio::spawn(run(stream, receiver));
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        links.retain(|_, link| !link.is_closed());
+        links.insert(remote.peer, sender.clone());
+        Ok(sender)
+    }
+
+    /// Sends a request to `remote` and waits for the answer.
+    pub async fn request(
+        &self,
+        remote: &Remote,
+        request: FederationRequest,
+    ) -> Result<FederationResponse, LinkError> {
+        let link = self.link(remote).await?;
+        let (reply, answer) = oneshot::channel();
+        link.send((request, reply))
+            .await
+            .map_err(|_| LinkError::Unreachable("link closed".into()))?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(LinkError::Unreachable("link closed".into())),
+            Err(_) => Err(LinkError::Timeout),
+        }
+    }
+}
+
+/// Owns one stream: writes requests, reads answers, fails everything pending when it breaks.
+async fn run(stream: Stream, mut requests: mpsc::Receiver<(FederationRequest, Reply)>) {
+    let (reader, mut writer) = stream.split();
+    let mut pending: HashMap<u64, Reply> = HashMap::new();
+    let mut next_id = 1u64;
+    let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
+    let reason = loop {
+        tokio::select! {
+            request = requests.recv() => {
+                let Some((body, reply)) = request else { break "link dropped".to_string() };
+                let id = next_id;
+                next_id += 1;
+                pending.insert(id, reply);
+                if let Err(error) = write(&mut writer, &FederationFrame::Request { id, body }).await {
+                    break error;
+                }
+            }
+            (reader, buf, result) = &mut read => {
+                match result {
+                    Ok(true) => match FederationFrame::decode(&buf) {
+                        Ok(FederationFrame::Response { id, body }) => {
+                            if let Some(reply) = pending.remove(&id) {
+                                let _ = reply.send(body.map_err(LinkError::Refused));
+                            }
+                        }
+                        Ok(FederationFrame::Request { .. }) => break "peer sent a request on our stream".into(),
+                        Err(error) => break format!("undecodable frame: {error}"),
+                    },
+                    Ok(false) => break "peer closed the stream".into(),
+                    Err(error) => break error.to_string(),
+                }
+                read = Box::pin(framing::read_frame_owned(reader, buf));
+            }
+        }
+    };
+    tracing::debug!(%reason, "federation link closed");
+    for (_, reply) in pending.drain() {
+        let _ = reply.send(Err(LinkError::Unreachable(reason.clone())));
+    }
+    let _ = futures::AsyncWriteExt::close(&mut writer).await;
+}
+
+async fn write(writer: &mut WriteHalf<Stream>, frame: &FederationFrame) -> Result<(), String> {
+    framing::write_frame(writer, frame)
+        .await
+        .map_err(|error| error.to_string())
+}

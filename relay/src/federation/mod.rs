@@ -1,0 +1,11 @@
+//! Relay to relay: finding users' homes, forwarding the outbox, serving other relays,
+//! and handing moved users over (`/tidings/federation/1`).
+
+mod directory;
+pub(crate) mod forwarder;
+pub(crate) mod handoff;
+mod link;
+pub(crate) mod serve;
+
+pub(crate) use directory::{Directory, Home};
+pub(crate) use link::{LinkError, Links};

@@ -1,0 +1,132 @@
+//! The event loop that owns the Swarm: commands in, swarm events handled, nothing else.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use libp2p::{Multiaddr, Swarm, identify, kad, swarm::SwarmEvent};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Behaviour, BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, dht::Dht};
+
+/// Owns the Swarm and drives it until shutdown.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    listen_addrs: watch::Sender<Vec<Multiaddr>>,
+    dht: Dht,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        listen_addrs: watch::Sender<Vec<Multiaddr>>,
+        stats: Arc<DhtStats>,
+    ) -> Self {
+        Self {
+            swarm,
+            commands,
+            listen_addrs,
+            dht: Dht::new(stats),
+        }
+    }
+
+    /// Drives the swarm until `shutdown` fires; dropping the swarm then closes every connection.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        if self.swarm.behaviour_mut().kad.bootstrap().is_err() {
+            tracing::info!("no bootstrap relays: this relay starts a new network");
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(command) = self.commands.recv() => self.on_command(command),
+                event = self.swarm.select_next_some() => self.on_event(event),
+            }
+        }
+        tracing::debug!("network event loop stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        match command {
+            Command::PutHome { record, reply } => {
+                self.dht.put_home(kad, &record);
+                let _ = reply.send(());
+            }
+            Command::GetHome { user, reply } => self.dht.get_home(kad, user, reply),
+            Command::RoutingPeers { reply } => {
+                let peers = kad.kbuckets().map(|bucket| bucket.num_entries()).sum();
+                let _ = reply.send(peers);
+            }
+            Command::AddAddresses { peer, addrs } => {
+                for address in addrs {
+                    kad.add_address(&peer, address);
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            // Relays (peers speaking our DHT protocol) join the routing table.
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) => {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                for address in info.listen_addrs {
+                    kad.add_address(&peer_id, address);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.listen_addrs.send_modify(|addrs| addrs.push(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs
+                    .send_modify(|addrs| addrs.retain(|known| *known != address));
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(%error, "listener error");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                tracing::debug!(%peer_id, "connection established");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                tracing::debug!(%peer_id, ?cause, "connection closed");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!(%error, "incoming connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        record: Some(record),
+                        ..
+                    },
+            } => {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                self.dht.on_inbound_put(kad, record);
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => self.dht.on_query(id, result, step.last),
+            kad::Event::RoutingUpdated { peer, .. } => {
+                tracing::debug!(%peer, "relay joined the routing table");
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The network: the one task that owns the libp2p `Swarm`, and the handle the rest uses.
+//!
+//! Sessions never touch the Swarm: inbound streams reach them through the stream behaviour's
+//! control handle; DHT work (publishing and looking up home records) goes through
+//! [`NetworkHandle`] commands answered on oneshot channels.
+
+mod dht;
+mod event_loop;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, identify,
+    identity::Keypair,
+    kad::{self, store::MemoryStore},
+    multiaddr::Protocol,
+    noise, ping,
+    swarm::NetworkBehaviour,
+    tcp, yamux,
+};
+use tidings_protocol::{HomeRecord, UserId};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use event_loop::EventLoop;
+
+/// Protocol string relays announce through identify.
+const IDENTIFY_PROTOCOL: &str = "/tidings/relay/1";
+
+/// Kademlia protocol of the Tidings DHT (kept apart from other libp2p DHTs).
+pub const KAD_PROTOCOL: &str = "/tidings/kad/1";
+
+/// Most concurrent yamux streams a peer may open on one connection.
+const MAX_STREAMS_PER_CONNECTION: usize = 64;
+
+/// How long a connection with no open stream stays up.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long one DHT query may run.
+const DHT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most home records one relay holds for the DHT.
+const MAX_DHT_RECORDS: usize = 1_000_000;
+
+/// Commands queued for the event loop before senders wait.
+const COMMAND_QUEUE: usize = 256;
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// Building the transport failed.
+    #[error("transport setup failed: {0}")]
+    Transport(String),
+    /// Listening on an address failed.
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A bootstrap address lacks the `/p2p/<peer id>` part.
+    #[error("bootstrap address {0} must end in /p2p/<peer id>")]
+    Bootstrap(Multiaddr),
+}
+
+/// The relay's libp2p behaviours.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Raw streams for the client and federation protocols.
+    pub stream: libp2p_stream::Behaviour,
+    /// The DHT of relays and home records.
+    pub kad: kad::Behaviour<MemoryStore>,
+    /// Tells peers who we are and which addresses we listen on.
+    pub identify: identify::Behaviour,
+    /// Keeps idle connections measured and alive.
+    pub ping: ping::Behaviour,
+}
+
+/// Counters of DHT record handling (read by tests and metrics).
+#[derive(Debug, Default)]
+pub struct DhtStats {
+    /// Home records stored after validation.
+    pub stored: AtomicU64,
+    /// Home records refused (forged, expired, stale, wrong key, undecodable).
+    pub rejected: AtomicU64,
+}
+
+impl DhtStats {
+    /// Records stored so far.
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// Records refused so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+}
+
+/// What the event loop does for the rest of the relay.
+pub(crate) enum Command {
+    /// Store a (validated) home record locally and publish it to the DHT.
+    PutHome {
+        record: Box<HomeRecord>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Look up the newest valid home record of a user.
+    GetHome {
+        user: UserId,
+        reply: oneshot::Sender<Option<HomeRecord>>,
+    },
+    /// Remember addresses of a relay (from a home record) so it can be dialed.
+    AddAddresses { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// How many relays are in the routing table.
+    RoutingPeers { reply: oneshot::Sender<usize> },
+}
+
+/// What the rest of the relay sees of the network. Cheap to clone.
+#[derive(Clone)]
+pub struct NetworkHandle {
+    peer_id: PeerId,
+    listen_addrs: watch::Receiver<Vec<Multiaddr>>,
+    commands: mpsc::Sender<Command>,
+    stats: Arc<DhtStats>,
+}
+
+impl NetworkHandle {
+    /// The relay's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Addresses the swarm listens on right now.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs.borrow().clone()
+    }
+
+    /// DHT counters.
+    pub fn dht_stats(&self) -> &DhtStats {
+        &self.stats
+    }
+
+    /// Waits until the swarm listens on at least `count` addresses, or the loop is gone.
+    pub async fn wait_for_listen_addrs(&mut self, count: usize) -> Vec<Multiaddr> {
+        let found = self
+            .listen_addrs
+            .wait_for(|addrs| addrs.len() >= count)
+            .await
+            .map(|addrs| addrs.clone());
+        found.unwrap_or_else(|_| self.listen_addrs())
+    }
+
+    /// Stores and publishes a home record the caller has validated.
+    pub(crate) async fn put_home(&self, record: HomeRecord) {
+        let (reply, done) = oneshot::channel();
+        let command = Command::PutHome {
+            record: Box::new(record),
+            reply,
+        };
+        if self.commands.send(command).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// The newest valid home record of `user` in the DHT, if any.
+    pub async fn get_home(&self, user: UserId) -> Option<HomeRecord> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::GetHome { user, reply })
+            .await
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// How many other relays are in the DHT routing table.
+    pub async fn routing_peers(&self) -> usize {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::RoutingPeers { reply })
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        answer.await.unwrap_or(0)
+    }
+
+    /// Remembers where a relay can be dialed.
+    pub(crate) async fn add_addresses(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let _ = self
+            .commands
+            .send(Command::AddAddresses { peer, addrs })
+            .await;
+    }
+}
+
+/// Splits `/.../p2p/<peer>` into the peer and the address before it.
+pub(crate) fn split_peer(address: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut bare = address.clone();
+    match bare.pop() {
+        Some(Protocol::P2p(peer)) => Some((peer, bare)),
+        _ => None,
+    }
+}
+
+/// Builds the swarm, starts listening and dialing the bootstrap relays, and returns the loop
+/// with its handle and the stream control for accepting and opening streams.
+pub fn build(
+    keypair: Keypair,
+    listen: &[Multiaddr],
+    bootstrap: &[Multiaddr],
+) -> Result<(EventLoop, NetworkHandle, libp2p_stream::Control), NetworkError> {
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            || {
+                let mut config = yamux::Config::default();
+                config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+                config
+            },
+        )
+        .map_err(|error| NetworkError::Transport(error.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+            kad_config
+                .set_record_filtering(kad::StoreInserts::FilterBoth)
+                .set_query_timeout(DHT_QUERY_TIMEOUT);
+            let store_config = kad::store::MemoryStoreConfig {
+                max_records: MAX_DHT_RECORDS,
+                max_value_bytes: tidings_protocol::limits::MAX_HOME_RECORD_BYTES,
+                ..Default::default()
+            };
+            let store = MemoryStore::with_config(peer_id, store_config);
+            let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+            // Relays always answer DHT queries, even without a confirmed public address.
+            kad.set_mode(Some(kad::Mode::Server));
+            Behaviour {
+                stream: libp2p_stream::Behaviour::new(),
+                kad,
+                identify: identify::Behaviour::new(identify::Config::new(
+                    IDENTIFY_PROTOCOL.into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+            }
+        })
+        .map_err(|error| NetworkError::Transport(error.to_string()))?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+    for address in listen {
+        swarm
+            .listen_on(address.clone())
+            .map_err(|error| NetworkError::Listen {
+                address: address.clone(),
+                reason: error.to_string(),
+            })?;
+    }
+    for address in bootstrap {
+        let (peer, bare) =
+            split_peer(address).ok_or_else(|| NetworkError::Bootstrap(address.clone()))?;
+        if peer == peer_id {
+            continue;
+        }
+        swarm.behaviour_mut().kad.add_address(&peer, bare);
+        if let Err(error) = swarm.dial(address.clone()) {
+            tracing::warn!(%address, %error, "cannot dial bootstrap relay");
+        }
+    }
+    let control = swarm.behaviour().stream.new_control();
+    let (listen_tx, listen_rx) = watch::channel(Vec::new());
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    let stats = Arc::new(DhtStats::default());
+    let event_loop = EventLoop::new(swarm, commands_rx, listen_tx, stats.clone());
+    Ok((
+        event_loop,
+        NetworkHandle {
+            peer_id,
+            listen_addrs: listen_rx,
+            commands: commands_tx,
+            stats,
+        },
+        control,
+    ))
+}

@@ -1,0 +1,56 @@
+//! What every session, federation stream and background task of a relay shares.
+
+use std::{collections::HashSet, sync::Mutex};
+
+use libp2p::PeerId;
+use tidings_protocol::{BoundedVec, UserId, limits::MAX_CARD_ADDRS};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::RegistrationPolicy,
+    federation::{Directory, Links},
+    invites::Invites,
+    mailbox::Hub,
+    network::NetworkHandle,
+    store::Store,
+};
+
+pub(crate) struct Shared {
+    pub store: Store,
+    pub hub: std::sync::Arc<Hub>,
+    pub invites: Invites,
+    pub policy: RegistrationPolicy,
+    pub network: NetworkHandle,
+    pub directory: Directory,
+    pub links: Links,
+    /// Addresses to announce; empty means "the addresses we listen on".
+    pub announce: Vec<String>,
+    /// Users whose mailbox is being handed to their new home right now.
+    pub handoffs: Mutex<HashSet<UserId>>,
+    /// Background work that must finish (or stop) before the relay exits.
+    pub background: TaskTracker,
+    /// Cancelled when the relay stops.
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// This relay's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.network.peer_id()
+    }
+
+    /// The addresses users put in their home records and cards.
+    pub fn relay_addrs(&self) -> BoundedVec<String, MAX_CARD_ADDRS> {
+        let mut addrs = if self.announce.is_empty() {
+            self.network
+                .listen_addrs()
+                .iter()
+                .map(|address| address.to_string())
+                .collect()
+        } else {
+            self.announce.clone()
+        };
+        addrs.truncate(MAX_CARD_ADDRS);
+        BoundedVec::new(addrs).unwrap_or_default()
+    }
+}

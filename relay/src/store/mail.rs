@@ -1,0 +1,240 @@
+//! Mailboxes, the outbox, bounces and handoffs inside the batch transaction.
+
+use bytes::Bytes;
+use redb::ReadableTable;
+use tidings_protocol::{Bounce, ErrorAnswer, MailboxItem, UserId};
+
+use super::{
+    HandoffItem, NewEnvelope, Origin, StoreError, StoreOutcome,
+    tables::{self, OutboxMeta, SeenMark},
+    txn::Tables,
+};
+use crate::mailbox::Publication;
+
+impl Tables<'_> {
+    pub fn store_envelopes(
+        &mut self,
+        items: &[NewEnvelope],
+        origin: Origin,
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        items
+            .iter()
+            .map(|item| self.store_envelope(item, origin))
+            .collect()
+    }
+
+    /// What an earlier envelope with this id means for one arriving now, if anything.
+    fn seen(&self, item: &NewEnvelope) -> Result<Option<StoreOutcome>, StoreError> {
+        let id = tables::seen_key(&item.id);
+        let mark = match self.seen_now.get(id)? {
+            Some(mark) => Some(SeenMark::from_bytes(mark.value())),
+            None => self
+                .seen_before
+                .get(id)?
+                .map(|mark| SeenMark::from_bytes(mark.value())),
+        };
+        Ok(mark.map(|mark| {
+            if mark.fingerprint == tables::fingerprint(&item.bytes) {
+                StoreOutcome::Duplicate
+            } else {
+                StoreOutcome::IdReused
+            }
+        }))
+    }
+
+    fn mark_seen(&mut self, item: &NewEnvelope) -> Result<(), StoreError> {
+        let mark = SeenMark {
+            fingerprint: tables::fingerprint(&item.bytes),
+            at_ms: self.now_ms,
+        };
+        self.seen_now
+            .insert(tables::seen_key(&item.id), &mark.to_bytes())?;
+        Ok(())
+    }
+
+    fn store_envelope(
+        &mut self,
+        item: &NewEnvelope,
+        origin: Origin,
+    ) -> Result<StoreOutcome, StoreError> {
+        if let Some(earlier) = self.seen(item)? {
+            return Ok(earlier);
+        }
+        let outcome = if self.is_local(&item.recipient)? {
+            match self.push_mailbox(&item.recipient, &item.bytes)? {
+                Some(seq) => StoreOutcome::Accepted { seq },
+                None => return Ok(StoreOutcome::MailboxFull),
+            }
+        } else {
+            match origin {
+                Origin::Federation => return Ok(StoreOutcome::NotHere),
+                Origin::Client => match self.queue_outbox(item)? {
+                    Some(seq) => StoreOutcome::Queued { seq },
+                    None => return Ok(StoreOutcome::OutboxFull),
+                },
+            }
+        };
+        self.mark_seen(item)?;
+        Ok(outcome)
+    }
+
+    /// Appends to a local mailbox; None when it is at its quota.
+    fn push_mailbox(&mut self, user: &UserId, bytes: &Bytes) -> Result<Option<u64>, StoreError> {
+        let mut cursor = self.cursor(user)?;
+        if cursor.pending() >= self.config.limits.mailbox_max_envelopes {
+            return Ok(None);
+        }
+        cursor.head += 1;
+        let seq = cursor.head;
+        self.mailbox
+            .insert(&tables::mailbox_key(user, seq), bytes.as_ref())?;
+        self.dirty_cursors.insert(*user, cursor);
+        self.effects.publications.push(Publication {
+            user: *user,
+            seq,
+            bytes: bytes.clone(),
+        });
+        Ok(Some(seq))
+    }
+
+    /// Queues an envelope for a user homed elsewhere; None when the outbox is full.
+    fn queue_outbox(&mut self, item: &NewEnvelope) -> Result<Option<u64>, StoreError> {
+        if self.state.outbox_len >= self.config.limits.outbox_max_envelopes {
+            return Ok(None);
+        }
+        let seq = self
+            .outbox_meta
+            .last()?
+            .map(|(key, _)| key.value())
+            .unwrap_or(0)
+            + 1;
+        let meta = OutboxMeta {
+            sender: item.sender,
+            recipient: item.recipient,
+            id: item.id,
+            accepted_at_ms: self.now_ms,
+        };
+        self.outbox_meta.insert(seq, &meta.to_bytes())?;
+        self.outbox_body.insert(seq, item.bytes.as_ref())?;
+        self.state.outbox_len += 1;
+        self.effects.outbox_grew = true;
+        Ok(Some(seq))
+    }
+
+    pub fn ack(&mut self, user: &UserId, up_to: u64) -> Result<(), StoreError> {
+        let mut cursor = self.cursor(user)?;
+        let up_to = up_to.min(cursor.head);
+        if up_to <= cursor.acked {
+            return Ok(());
+        }
+        let start = tables::mailbox_key(user, cursor.acked + 1);
+        let end = tables::mailbox_key(user, up_to);
+        self.mailbox
+            .retain_in::<&[u8; 40], _>(&start..=&end, |_, _| false)?;
+        cursor.acked = up_to;
+        self.dirty_cursors.insert(*user, cursor);
+        Ok(())
+    }
+
+    fn remove_outbox(&mut self, seq: u64) -> Result<Option<OutboxMeta>, StoreError> {
+        let meta = self
+            .outbox_meta
+            .remove(seq)?
+            .map(|meta| OutboxMeta::from_bytes(meta.value()));
+        self.outbox_body.remove(seq)?;
+        if meta.is_some() {
+            self.state.outbox_len = self.state.outbox_len.saturating_sub(1);
+        }
+        Ok(meta)
+    }
+
+    /// Forgets outbox entries the remote relay has committed.
+    pub fn outbox_done(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
+        for seq in seqs {
+            self.remove_outbox(*seq)?;
+        }
+        Ok(())
+    }
+
+    /// Moves outbox entries whose recipient now lives here into their mailbox.
+    pub fn outbox_to_mailbox(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
+        for seq in seqs {
+            let Some(meta) = self
+                .outbox_meta
+                .get(*seq)?
+                .map(|meta| OutboxMeta::from_bytes(meta.value()))
+            else {
+                continue;
+            };
+            let Some(body) = self
+                .outbox_body
+                .get(*seq)?
+                .map(|body| Bytes::copy_from_slice(body.value()))
+            else {
+                continue;
+            };
+            if self.is_local(&meta.recipient)?
+                && self.push_mailbox(&meta.recipient, &body)?.is_some()
+            {
+                self.remove_outbox(*seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up on an outbox entry and tells its (local) sender why, through their mailbox.
+    pub fn bounce(&mut self, seq: u64, reason: &ErrorAnswer) -> Result<(), StoreError> {
+        let Some(meta) = self.remove_outbox(seq)? else {
+            return Ok(());
+        };
+        if !self.is_local(&meta.sender)? {
+            tracing::warn!(id = %meta.id, "dropping a bounce for a sender who is not homed here");
+            return Ok(());
+        }
+        let notice = MailboxItem::Bounce(Bounce {
+            id: meta.id,
+            to: meta.recipient,
+            reason: reason.clone(),
+        });
+        let bytes = Bytes::from(notice.to_stored());
+        if self.push_mailbox(&meta.sender, &bytes)?.is_none() {
+            tracing::warn!(id = %meta.id, "sender's mailbox is full; bounce not stored");
+        }
+        Ok(())
+    }
+
+    /// Stores what a user's previous home relay handed on, deduping envelopes by id.
+    pub fn handoff_in(
+        &mut self,
+        user: &UserId,
+        items: &[HandoffItem],
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        if !self.is_local(user)? {
+            return Ok(vec![StoreOutcome::NotHere; items.len()]);
+        }
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let outcome = match item {
+                HandoffItem::Envelope(envelope) => {
+                    if let Some(earlier) = self.seen(envelope)? {
+                        earlier
+                    } else {
+                        match self.push_mailbox(user, &envelope.bytes)? {
+                            Some(seq) => {
+                                self.mark_seen(envelope)?;
+                                StoreOutcome::Accepted { seq }
+                            }
+                            None => StoreOutcome::MailboxFull,
+                        }
+                    }
+                }
+                HandoffItem::Bounce(bytes) => match self.push_mailbox(user, bytes)? {
+                    Some(seq) => StoreOutcome::Accepted { seq },
+                    None => StoreOutcome::MailboxFull,
+                },
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+}

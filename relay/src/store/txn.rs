@@ -1,0 +1,232 @@
+//! One write transaction per batch: the tables it opens and the driver that applies ops.
+
+use std::collections::HashMap;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+use tidings_protocol::{UserId, codec};
+
+use super::{
+    StoreConfig, StoreError,
+    tables::{
+        self, CURSORS, Cursor, DEVICES, MAILBOX, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, USERS,
+        UserRecord,
+    },
+    writer::{OpResult, WriteOp},
+};
+use crate::mailbox::Publication;
+
+/// Largest user record we expect to read back.
+const MAX_USER_RECORD: usize = 16 * 1024;
+
+type Bytes32 = &'static [u8; 32];
+
+/// Creates every fixed table so readers never meet a missing one.
+pub fn create_tables(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    txn.open_table(USERS)?;
+    txn.open_table(DEVICES)?;
+    txn.open_table(ONE_TIME_KEYS)?;
+    txn.open_table(CURSORS)?;
+    txn.open_table(MAILBOX)?;
+    txn.open_table(OUTBOX_META)?;
+    txn.open_table(OUTBOX_BODY)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// What the writer keeps between batches (it is the only writer, so this stays exact).
+#[derive(Debug, Default)]
+pub struct WriterState {
+    /// Entries in the outbox.
+    pub outbox_len: u64,
+}
+
+impl WriterState {
+    /// Reads the state from the database at start.
+    pub fn load(db: &Database) -> Result<Self, StoreError> {
+        let txn = redb::ReadableDatabase::begin_read(db)?;
+        let outbox_len = txn.open_table(OUTBOX_META)?.len()?;
+        Ok(Self { outbox_len })
+    }
+}
+
+/// What a committed batch produced besides the answers.
+#[derive(Default)]
+pub struct Effects {
+    /// Mailbox entries to hand to subscribed sessions.
+    pub publications: Vec<Publication>,
+    /// Whether the outbox got new entries (the forwarder should look).
+    pub outbox_grew: bool,
+}
+
+/// The tables of one write transaction, opened once per batch.
+pub(super) struct Tables<'txn> {
+    pub users: Table<'txn, Bytes32, &'static [u8]>,
+    pub devices: Table<'txn, Bytes32, Bytes32>,
+    pub one_time_keys: Table<'txn, &'static [u8; 64], &'static [u8]>,
+    pub cursors: Table<'txn, Bytes32, &'static [u8; 16]>,
+    pub mailbox: Table<'txn, &'static [u8; 40], &'static [u8]>,
+    pub outbox_meta: Table<'txn, u64, &'static [u8; 88]>,
+    pub outbox_body: Table<'txn, u64, &'static [u8]>,
+    pub seen_now: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
+    pub seen_before: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
+    /// Cursors changed in this batch, written back once at the end.
+    pub dirty_cursors: HashMap<UserId, Cursor>,
+    pub now_ms: u64,
+    pub config: &'txn StoreConfig,
+    pub state: &'txn mut WriterState,
+    pub effects: Effects,
+}
+
+/// Applies every operation of the batch in one transaction and commits it.
+pub fn apply_batch(
+    db: &Database,
+    batch: &[WriteOp],
+    config: &StoreConfig,
+    state: &mut WriterState,
+) -> Result<(Vec<OpResult>, Effects), StoreError> {
+    let now_ms = tidings_protocol::now_ms();
+    let generation = now_ms / (config.limits.dedupe_window_ms / 2).max(1);
+    let txn = db.begin_write()?;
+    drop_old_seen_tables(&txn, generation)?;
+    let outbox_len_before = state.outbox_len;
+    let mut results = Vec::with_capacity(batch.len());
+    let effects;
+    {
+        let seen_now_name = tables::seen_table(generation);
+        let seen_before_name = tables::seen_table(generation.saturating_sub(1));
+        let mut t = Tables {
+            users: txn.open_table(USERS)?,
+            devices: txn.open_table(DEVICES)?,
+            one_time_keys: txn.open_table(ONE_TIME_KEYS)?,
+            cursors: txn.open_table(CURSORS)?,
+            mailbox: txn.open_table(MAILBOX)?,
+            outbox_meta: txn.open_table(OUTBOX_META)?,
+            outbox_body: txn.open_table(OUTBOX_BODY)?,
+            seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
+            seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
+            dirty_cursors: HashMap::new(),
+            now_ms,
+            config,
+            state,
+            effects: Effects::default(),
+        };
+        for op in batch {
+            results.push(t.apply(op)?);
+        }
+        for (user, cursor) in &t.dirty_cursors {
+            t.cursors.insert(user.as_bytes(), &cursor.to_bytes())?;
+        }
+        effects = t.effects;
+    }
+    match txn.commit() {
+        Ok(()) => Ok((results, effects)),
+        Err(error) => {
+            state.outbox_len = outbox_len_before;
+            Err(error.into())
+        }
+    }
+}
+
+/// Deletes dedupe generations older than the previous one.
+fn drop_old_seen_tables(txn: &WriteTransaction, generation: u64) -> Result<(), StoreError> {
+    let stale: Vec<String> = txn
+        .list_tables()?
+        .map(|handle| redb::TableHandle::name(&handle).to_string())
+        .filter(|name| {
+            name.strip_prefix("seen.")
+                .and_then(|g| g.parse::<u64>().ok())
+                .is_some_and(|g| g + 1 < generation)
+        })
+        .collect();
+    for name in stale {
+        let definition: redb::TableDefinition<&[u8; 16], &[u8; 16]> =
+            redb::TableDefinition::new(&name);
+        txn.delete_table(definition)?;
+    }
+    Ok(())
+}
+
+pub(super) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: reason.to_string(),
+    }
+}
+
+impl Tables<'_> {
+    fn apply(&mut self, op: &WriteOp) -> Result<OpResult, StoreError> {
+        Ok(match op {
+            WriteOp::Register { cert, .. } => OpResult::Register(self.register(cert)?),
+            WriteOp::UploadKeys {
+                device,
+                identity,
+                one_time_keys,
+                fallback,
+                ..
+            } => OpResult::UploadKeys(self.upload_keys(
+                device,
+                identity.as_ref(),
+                one_time_keys,
+                fallback.as_ref(),
+            )?),
+            WriteOp::Claim { user, .. } => OpResult::Claim(self.claim(user)?),
+            WriteOp::SetHome { record, .. } => OpResult::SetHome(self.set_home(record)?),
+            WriteOp::Envelopes { items, origin, .. } => {
+                OpResult::Envelopes(self.store_envelopes(items, *origin)?)
+            }
+            WriteOp::Handoff { user, items, .. } => {
+                OpResult::Envelopes(self.handoff_in(user, items)?)
+            }
+            WriteOp::Ack { user, up_to, .. } => {
+                self.ack(user, *up_to)?;
+                OpResult::Done
+            }
+            WriteOp::OutboxDone { seqs, .. } => {
+                self.outbox_done(seqs)?;
+                OpResult::Done
+            }
+            WriteOp::OutboxToMailbox { seqs, .. } => {
+                self.outbox_to_mailbox(seqs)?;
+                OpResult::Done
+            }
+            WriteOp::Bounce { seq, reason, .. } => {
+                self.bounce(*seq, reason)?;
+                OpResult::Done
+            }
+        })
+    }
+
+    pub fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        match self.users.get(user.as_bytes())? {
+            Some(bytes) => codec::decode(bytes.value(), MAX_USER_RECORD)
+                .map(Some)
+                .map_err(|error| corrupt("users", error)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_user(&mut self, user: &UserId, record: &UserRecord) -> Result<(), StoreError> {
+        self.users
+            .insert(user.as_bytes(), codec::encode(record).as_slice())?;
+        Ok(())
+    }
+
+    pub fn cursor(&self, user: &UserId) -> Result<Cursor, StoreError> {
+        if let Some(cursor) = self.dirty_cursors.get(user) {
+            return Ok(*cursor);
+        }
+        Ok(self
+            .cursors
+            .get(user.as_bytes())?
+            .map(|bytes| Cursor::from_bytes(bytes.value()))
+            .unwrap_or_default())
+    }
+
+    /// Whether `user` is registered here and this relay is their home.
+    pub fn is_local(&self, user: &UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .user(user)?
+            .is_some_and(|record| record.is_home(&self.config.self_peer)))
+    }
+}

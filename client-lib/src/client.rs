@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub identity: Identity,
     pub store: ClientStore,
     network: tokio::sync::OnceCell<Network>,
+    /// Held while a session flushes the outbox.
+    pub flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One user's device. Cheap to clone.
@@ -145,6 +147,7 @@ impl Client {
                 identity,
                 store,
                 network: tokio::sync::OnceCell::new(),
+                flushing: Arc::new(tokio::sync::Mutex::new(())),
             }),
         })
     }

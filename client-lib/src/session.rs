@@ -6,7 +6,7 @@ use std::{
 };
 
 use tidings_protocol::{
-    BoundedVec, DeviceId, ErrorCode, MailboxItem, RawEnvelope, UserId,
+    BoundedVec, DeviceId, EnvelopeId, ErrorCode, MailboxItem, RawEnvelope, UserId,
     client::{Delivery, Request, Response, SendOutcome},
     limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
 };
@@ -56,6 +56,11 @@ pub struct Session {
     client: Client,
     connection: Connection,
     events: VecDeque<Event>,
+    /// A pushed batch not yet stored and acked. It stays here until it is, so a cancelled
+    /// `next_event` never drops it (a later cumulative ack would delete it at the relay).
+    unprocessed: Option<Vec<Delivery>>,
+    /// The relay said "caught up"; the outbox flush and the event are still due.
+    caught_up: bool,
 }
 
 impl Session {
@@ -64,6 +69,8 @@ impl Session {
             client,
             connection,
             events: VecDeque::new(),
+            unprocessed: None,
+            caught_up: false,
         }
     }
 
@@ -133,7 +140,13 @@ impl Session {
 
     /// Sends the outbox in order. Entries for a recipient that cannot be served yet wait, and
     /// so do their later entries; a transient refusal stops the flush (retried next time).
+    ///
+    /// Sessions of one client flush one at a time. (Another process on the same data dir may
+    /// flush at once: every request carries the oldest unfinished entries first, so the relay
+    /// still sees each conversation in order, and repeats are answered `Duplicate`.)
     pub async fn flush(&mut self) -> Result<FlushReport, ClientError> {
+        let lock = self.client.inner.flushing.clone();
+        let _flushing = lock.lock().await;
         let mut report = FlushReport::default();
         let mut waiting: HashSet<UserId> = HashSet::new();
         loop {
@@ -157,8 +170,13 @@ impl Session {
                             continue;
                         }
                         Err(SealError::Fail(reason)) => {
-                            self.finish(seq, Finished::Failed(reason), &mut report.failed)
-                                .await?;
+                            self.finish(
+                                seq,
+                                entry.id,
+                                Finished::Failed(reason),
+                                &mut report.failed,
+                            )
+                            .await?;
                             continue;
                         }
                         Err(SealError::Client(error)) => return Err(error),
@@ -186,7 +204,8 @@ impl Session {
             for ((seq, entry, _), outcome) in batch.into_iter().zip(outcomes) {
                 match outcome {
                     SendOutcome::Accepted | SendOutcome::Duplicate => {
-                        self.finish(seq, Finished::Sent, &mut report.sent).await?;
+                        self.finish(seq, entry.id, Finished::Sent, &mut report.sent)
+                            .await?;
                     }
                     SendOutcome::Rejected(answer) if answer.code.is_transient() => {
                         tracing::info!(%answer, "relay asked to retry later");
@@ -195,12 +214,9 @@ impl Session {
                         stop = true;
                     }
                     SendOutcome::Rejected(answer) => {
-                        self.finish(
-                            seq,
-                            Finished::Failed(answer.to_string()),
-                            &mut report.failed,
-                        )
-                        .await?;
+                        let failed = Finished::Failed(answer.to_string());
+                        self.finish(seq, entry.id, failed, &mut report.failed)
+                            .await?;
                     }
                 }
             }
@@ -213,12 +229,13 @@ impl Session {
     async fn finish(
         &mut self,
         seq: u64,
+        id: EnvelopeId,
         finished: Finished,
         into: &mut Vec<MessageRecord>,
     ) -> Result<(), ClientError> {
         let record = self
             .client
-            .blocking(move |inner| inner.store.finish(seq, finished))
+            .blocking(move |inner| inner.store.finish(seq, id, finished))
             .await?;
         if let Some(record) = record {
             self.events.push_back(Event::Status {
@@ -286,17 +303,30 @@ impl Session {
 
     /// The next event; an error once the connection is lost (reconnect with
     /// [`Client::connect`]: nothing is lost, unacked envelopes come again).
+    ///
+    /// Cancel-safe: dropping the future loses no message. What was received is stored before
+    /// it is acked, and a batch whose processing was interrupted is processed again (stored
+    /// once) on the next call. Only the event of an interrupted batch may be missed; the
+    /// store is the record.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
             }
+            if let Some(items) = self.unprocessed.clone() {
+                self.on_deliveries(items).await?;
+                self.unprocessed = None;
+                continue;
+            }
+            if self.caught_up {
+                self.flush().await?;
+                self.caught_up = false;
+                self.events.push_back(Event::CaughtUp);
+                continue;
+            }
             match self.connection.next_push().await {
-                Push::Deliver(items) => self.on_deliveries(items).await?,
-                Push::CaughtUp { .. } => {
-                    self.flush().await?;
-                    self.events.push_back(Event::CaughtUp);
-                }
+                Push::Deliver(items) => self.unprocessed = Some(items),
+                Push::CaughtUp { .. } => self.caught_up = true,
                 Push::Closed(reason) => {
                     return Err(ClientError::Connection(
                         crate::connection::ConnectionError::Lost(match reason {
@@ -333,6 +363,7 @@ impl Session {
         let Some(last) = items.last().map(|item| item.seq) else {
             return Ok(());
         };
+        let first_seq = items.first().map(|item| item.seq);
         let mut envelopes = Vec::with_capacity(items.len());
         let mut bounces = Vec::new();
         for item in items {
@@ -351,6 +382,7 @@ impl Session {
             .client
             .blocking(move |inner| inner.store.receive(&inner.identity, &envelopes, &bounces))
             .await?;
+        tracing::trace!(first = ?first_seq, last, "stored a pushed batch");
         // Stored durably: now the relay may delete them.
         self.connection
             .requester()

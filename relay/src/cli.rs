@@ -40,6 +40,10 @@ enum Command {
         /// Who may register.
         #[arg(long, value_enum)]
         registration: Option<RegistrationPolicy>,
+        /// A relay to join the network through (multiaddr ending in /p2p/<peer id>); repeat
+        /// for several. Without one, this relay starts a new network.
+        #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
     },
     /// Serve until SIGINT or SIGTERM, then stop without losing anything accepted.
     Run {
@@ -121,8 +125,12 @@ where
             name,
             listen,
             registration,
+            bootstrap,
         } => {
-            let mut config = RelayConfig::default();
+            let mut config = RelayConfig {
+                bootstrap,
+                ..RelayConfig::default()
+            };
             if let Some(name) = name {
                 config.name = name;
             }

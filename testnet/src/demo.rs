@@ -5,9 +5,8 @@ use std::{future::Future, path::Path, time::Duration};
 
 use anyhow::{Context, bail, ensure};
 use tidings_client::{Client, Event, MessageStatus, Session};
-use tidings_relay::RelayConfig;
 
-use crate::process::RelayProcess;
+use crate::{cluster::Cluster, process::RelayProcess};
 
 /// How long any one step may wait.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,26 +60,27 @@ fn show(client: &Client, peer: &str) -> anyhow::Result<()> {
 
 /// Runs the demo in `work`; Ok(()) only if every message arrived, in order, with its ticks.
 pub async fn run(work: &Path) -> anyhow::Result<()> {
-    println!("Tidings demo: one relay process on loopback, two users, end-to-end encrypted.\n");
-    let relay_dir = work.join("relay");
-    let config = RelayConfig {
-        name: "demo-relay".into(),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-        ..RelayConfig::default()
-    };
-    tidings_relay::init(&relay_dir, &config)?;
-    let mut relay = RelayProcess::start(&relay_dir, "/ip4/127.0.0.1/tcp/0").await?;
-    println!(
-        "relay      started as process {} at {}",
-        relay.pid(),
-        relay.addr
-    );
-
-    let alice = user(work, "alice", &relay).await?;
-    let bob = user(work, "bob", &relay).await?;
+    println!("Tidings demo: three relay processes on loopback, two users, end-to-end encrypted.\n");
+    let mut cluster = Cluster::start(work, 3).await?;
+    for (index, relay) in cluster.relays.iter().enumerate() {
+        let role = if index == 0 {
+            "starts the network"
+        } else {
+            "joined through relay 1"
+        };
+        println!(
+            "relay {}    process {} at {} ({role})",
+            index + 1,
+            relay.pid(),
+            relay.addr
+        );
+    }
+    let alice = user(work, "alice", &cluster.relays[0]).await?;
+    let bob = user(work, "bob", &cluster.relays[2]).await?;
     alice.add_contact("bob", &bob.card(Some("Bob".into()))?)?;
     bob.add_contact("alice", &alice.card(Some("Alice".into()))?)?;
-    println!("users      alice and bob registered and swapped contact cards\n");
+    println!("users      alice (home: relay 1) and bob (home: relay 3) swapped contact cards;");
+    println!("           relay 1 finds bob's home through the DHT\n");
 
     println!("1. Bob is online; Alice sends.");
     let mut bob_session = within("connecting", async { Ok(bob.connect().await?) }).await?;
@@ -99,7 +99,7 @@ pub async fn run(work: &Path) -> anyhow::Result<()> {
         first.status
     );
     println!(
-        "   alice -> bob  \"{}\"  ✓ sent (stored by the relay)",
+        "   alice -> bob  \"{}\"  ✓ sent (stored by relay 1)",
         first.text
     );
     let got = within("waiting for Bob to receive it", async {
@@ -111,15 +111,21 @@ pub async fn run(work: &Path) -> anyhow::Result<()> {
     })
     .await?;
     ensure!(got.text == first.text, "Bob got {:?}", got.text);
-    println!("   bob got       \"{}\"", got.text);
+    println!(
+        "   bob got       \"{}\" (relay 1 -> relay 3 -> bob)",
+        got.text
+    );
     wait_status(&mut alice_session, first.id, MessageStatus::Delivered).await?;
     println!("   alice sees    ✓✓ delivered");
     bob_session.mark_read("alice").await?;
     wait_status(&mut alice_session, first.id, MessageStatus::Read).await?;
     println!("   alice sees    ✓✓ read\n");
 
-    println!("2. Bob goes offline; Alice sends three more.");
+    println!("2. Bob goes offline, and his relay (relay 3) crashes (SIGKILL).");
     bob_session.close().await;
+    let bob_relay = &mut cluster.relays[2];
+    bob_relay.kill9().await?;
+    println!("   Alice sends three messages; relay 1 keeps them in its outbox.");
     let mut offline = Vec::new();
     for text in [
         "Message one while you were away",
@@ -138,28 +144,29 @@ pub async fn run(work: &Path) -> anyhow::Result<()> {
         println!("   alice -> bob  \"{text}\"  ✓ sent");
         offline.push(message);
     }
-    alice_session.close().await;
 
-    println!("\n3. The relay crashes (SIGKILL) and is restarted.");
-    relay.crash_and_restart().await?;
-    println!("   relay restarted as process {}", relay.pid());
+    println!("\n3. Relay 3 is restarted; relay 1's outbox delivers to it.");
+    bob_relay.restart().await?;
+    println!("   relay 3 restarted as process {}", bob_relay.pid());
 
     println!("\n4. Bob comes back online.");
-    let mut bob_session = within("reconnecting", async { Ok(bob.connect().await?) }).await?;
-    let events = within("syncing", async {
-        Ok(bob_session.sync(STEP_TIMEOUT).await?)
+    let arrived = within("waiting for the offline messages", async {
+        let mut arrived = Vec::new();
+        while arrived.len() < offline.len() {
+            let mut session = bob.connect().await?;
+            for event in session.sync(STEP_TIMEOUT).await? {
+                if let Event::Message(message) = event {
+                    println!("   bob got       \"{}\"", message.text);
+                    arrived.push(message);
+                }
+            }
+            if arrived.len() < offline.len() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(arrived)
     })
     .await?;
-    let arrived: Vec<_> = events
-        .into_iter()
-        .filter_map(|event| match event {
-            Event::Message(message) => Some(message),
-            _ => None,
-        })
-        .collect();
-    for message in &arrived {
-        println!("   bob got       \"{}\"", message.text);
-    }
     let want: Vec<_> = offline.iter().map(|m| m.id).collect();
     let have: Vec<_> = arrived.iter().map(|m| m.id).collect();
     ensure!(
@@ -185,7 +192,7 @@ pub async fn run(work: &Path) -> anyhow::Result<()> {
             bob_history.len()
         );
     }
-    relay.stop().await?;
-    println!("\nOK: 4 of 4 messages delivered once, in order, across a relay crash.");
+    cluster.stop().await?;
+    println!("\nOK: 4 of 4 messages delivered once, in order, across relays and a relay crash.");
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! `tidings-testnet`: start Tidings networks on loopback and run scenarios against them.
 
+mod cluster;
 mod demo;
 mod process;
+mod report;
+mod scenario;
 
 use std::path::PathBuf;
 
@@ -24,6 +27,11 @@ enum Command {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Run a named workload against relay processes and report (exit 0 only if it held).
+    Scenario {
+        #[command(subcommand)]
+        scenario: Scenario,
+    },
     /// Run a relay (the `tidings-relay` command line; used for relay child processes).
     #[command(hide = true)]
     Relay {
@@ -33,6 +41,55 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum Scenario {
+    /// Users spread over relays send to random others (a quarter of them offline while
+    /// everyone sends). Fails if any accepted message is lost, duplicated or out of order.
+    Federation {
+        /// Relay processes (the first starts the DHT, the others join it).
+        #[arg(long, default_value_t = 3)]
+        relays: usize,
+        /// Users, spread round-robin over the relays.
+        #[arg(long, default_value_t = 12)]
+        users: usize,
+        /// Messages in total.
+        #[arg(long, default_value_t = 300)]
+        messages: usize,
+        /// Seed of the random workload.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A temp dir, or `keep` if given (created if needed).
+fn work_dir(keep: Option<PathBuf>) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let temp = tempfile::tempdir()?;
+    let work = match keep {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            dir
+        }
+        None => temp.path().to_path_buf(),
+    };
+    Ok((temp, work))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -40,22 +97,36 @@ fn main() -> anyhow::Result<()> {
             let program = std::iter::once("tidings-relay".to_string());
             tidings_relay::cli::main_from(program.chain(args))
         }
-        Command::Demo { keep } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
-            let temp = tempfile::tempdir()?;
-            let work = match keep {
-                Some(dir) => {
-                    std::fs::create_dir_all(&dir)?;
-                    dir
-                }
-                None => temp.path().to_path_buf(),
+        Command::Scenario {
+            scenario:
+                Scenario::Federation {
+                    relays,
+                    users,
+                    messages,
+                    seed,
+                    json,
+                    keep,
+                },
+        } => {
+            init_logging();
+            let (_temp, work) = work_dir(keep)?;
+            let params = scenario::federation::Params {
+                relays,
+                users,
+                messages,
+                seed,
             };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(scenario::federation::run(&work, params))?;
+            report.print(json)?;
+            if !report.passed() {
+                anyhow::bail!("the scenario found lost, duplicated or reordered messages");
+            }
+            Ok(())
+        }
+        Command::Demo { keep } => {
+            init_logging();
+            let (_temp, work) = work_dir(keep)?;
             let runtime = tokio::runtime::Runtime::new()?;
             let result = runtime.block_on(demo::run(&work));
             if let Err(error) = &result {

@@ -11,12 +11,14 @@ fn the_demo_delivers_everything_and_exits_zero() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
     for line in [
-        "✓ sent (stored by the relay)",
+        "✓ sent (stored by relay 1)",
+        "(relay 1 -> relay 3 -> bob)",
         "alice sees    ✓✓ delivered",
         "alice sees    ✓✓ read",
-        "The relay crashes (SIGKILL) and is restarted.",
+        "his relay (relay 3) crashes (SIGKILL)",
+        "Relay 3 is restarted; relay 1's outbox delivers to it.",
         "all three arrived, in order",
-        "OK: 4 of 4 messages delivered once, in order, across a relay crash.",
+        "OK: 4 of 4 messages delivered once, in order, across relays and a relay crash.",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }

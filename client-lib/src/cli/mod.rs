@@ -40,6 +40,16 @@ enum Command {
         #[arg(long)]
         invite: Option<String>,
     },
+    /// Make another relay your home: register there, and have the old one hand on what it
+    /// still holds for you. Your contacts need do nothing: relays find you through the DHT.
+    Move {
+        /// The new relay's address, e.g. /ip4/198.51.100.7/tcp/4717/p2p/12D3KooW...
+        #[arg(long, value_name = "MULTIADDR")]
+        relay: String,
+        /// Invite code, if the new relay asks for one.
+        #[arg(long)]
+        invite: Option<String>,
+    },
     /// Print your contact card: give it to people so they can add you.
     Card {
         /// A display name to suggest (they pick their own).
@@ -136,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init => setup::init(&dir),
         Command::Register { relay, invite } => setup::register(&open(&dir)?, &relay, invite).await,
+        Command::Move { relay, invite } => setup::move_home(&open(&dir)?, &relay, invite).await,
         Command::Card { name } => setup::card(&open(&dir)?, name),
         Command::Contact {
             command: ContactCommand::Add { name, card },

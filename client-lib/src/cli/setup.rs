@@ -32,6 +32,20 @@ pub async fn register(client: &Client, relay: &str, invite: Option<String>) -> a
     Ok(())
 }
 
+pub async fn move_home(client: &Client, relay: &str, invite: Option<String>) -> anyhow::Result<()> {
+    let address = relay
+        .parse()
+        .with_context(|| format!("{relay:?} is not a multiaddr"))?;
+    let moved = client.move_home(address, invite).await?;
+    println!("your home is now relay {}", moved.relay);
+    if moved.previous_told {
+        println!("your previous relay is handing on everything it still held for you");
+    } else {
+        println!("your previous relay could not be reached; it is told on your next connect");
+    }
+    Ok(())
+}
+
 pub fn card(client: &Client, name: Option<String>) -> anyhow::Result<()> {
     println!("{}", client.card(name)?);
     Ok(())

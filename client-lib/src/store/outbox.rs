@@ -10,7 +10,10 @@ use tidings_protocol::{
 
 use super::{
     ClientStore, StoreError, decode, encode, history,
-    tables::{Direction, MESSAGES, MessageRecord, MessageStatus, OUTBOX, OutboxEntry, message_key},
+    tables::{
+        Direction, MESSAGES, META, META_OUTBOX_SEQ, MessageRecord, MessageStatus, OUTBOX,
+        OutboxEntry, message_key,
+    },
 };
 
 /// How an outbox entry ended.
@@ -22,10 +25,19 @@ pub enum Finished {
     Failed(String),
 }
 
-/// Adds an entry at the end of the outbox.
+/// Adds an entry at the end of the outbox. Numbers are never reused, even after the entry
+/// is gone, so a late answer about an old entry can never touch a newer one.
 pub(super) fn enqueue(txn: &WriteTransaction, entry: &OutboxEntry) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let last = meta
+        .get(META_OUTBOX_SEQ)?
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes.value()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
     let mut outbox = txn.open_table(OUTBOX)?;
-    let seq = outbox.last()?.map(|(key, _)| key.value()).unwrap_or(0) + 1;
+    let in_table = outbox.last()?.map(|(key, _)| key.value()).unwrap_or(0);
+    let seq = last.max(in_table) + 1;
+    meta.insert(META_OUTBOX_SEQ, seq.to_be_bytes().as_slice())?;
     outbox.insert(seq, encode(entry).as_slice())?;
     Ok(seq)
 }
@@ -120,21 +132,28 @@ impl ClientStore {
         Ok(sealed)
     }
 
-    /// Removes an entry and moves its message's status; returns the updated message.
+    /// Removes entry `seq`, if it still holds envelope `id`, and moves its message's status;
+    /// returns the updated message.
     pub fn finish(
         &self,
         seq: u64,
+        id: EnvelopeId,
         finished: Finished,
     ) -> Result<Option<MessageRecord>, StoreError> {
         self.write(|txn| {
-            let Some(entry) = txn
-                .open_table(OUTBOX)?
-                .remove(seq)?
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let Some(entry) = outbox
+                .get(seq)?
                 .map(|bytes| decode::<OutboxEntry>("outbox", bytes.value()))
                 .transpose()?
             else {
                 return Ok(None);
             };
+            if entry.id != id {
+                return Ok(None);
+            }
+            outbox.remove(seq)?;
+            drop(outbox);
             let status = match finished {
                 Finished::Sent => MessageStatus::Sent,
                 Finished::Failed(reason) => MessageStatus::Failed(reason),

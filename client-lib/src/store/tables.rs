@@ -40,6 +40,8 @@ pub const META_OLM_ACCOUNT: &str = "olm_account";
 pub const META_KEYS_PUBLISHED: &str = "keys_published";
 /// META key: the newest home record this user signed (CBOR).
 pub const META_HOME_RECORD: &str = "home_record";
+/// META key: the last outbox sequence number handed out (8 bytes, big-endian).
+pub const META_OUTBOX_SEQ: &str = "outbox_seq";
 /// META key: the previous home relay's address, while it still has to be told of a move.
 pub const META_MOVE_NOTICE: &str = "move_notice";
 

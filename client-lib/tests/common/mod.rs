@@ -130,3 +130,96 @@ pub fn texts(events: &[Event]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Several relays on loopback forming one DHT: relay 0 starts the network, the others
+/// bootstrap from it. Relays can be stopped and restarted on their port.
+pub struct Net {
+    pub dirs: Vec<RelayDir>,
+    pub relays: Vec<Option<RunningRelay>>,
+}
+
+impl Net {
+    pub async fn start(count: usize) -> Net {
+        Self::start_with(count, |_| {}).await
+    }
+
+    pub async fn start_with(count: usize, tweak: impl Fn(&mut RelayConfig)) -> Net {
+        let mut dirs = Vec::new();
+        let mut relays = Vec::new();
+        let mut bootstrap: Vec<String> = Vec::new();
+        for _ in 0..count {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = RelayConfig {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+                bootstrap: bootstrap.clone(),
+                ..RelayConfig::default()
+            };
+            tweak(&mut config);
+            tidings_relay::init(dir.path(), &config).unwrap();
+            let relay_dir = RelayDir { dir, config };
+            let relay = relay_dir.start().await;
+            if bootstrap.is_empty() {
+                bootstrap.push(dial_addr(&relay).to_string());
+            }
+            dirs.push(relay_dir);
+            relays.push(Some(relay));
+        }
+        let net = Net { dirs, relays };
+        net.wait_for_dht(count - 1).await;
+        net
+    }
+
+    /// Waits until every running relay knows `peers` others.
+    pub async fn wait_for_dht(&self, peers: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        for relay in self.relays.iter().flatten() {
+            while relay.routing_peers().await < peers {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the DHT did not form"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    pub fn relay(&self, index: usize) -> &RunningRelay {
+        self.relays[index].as_ref().expect("relay is stopped")
+    }
+
+    pub async fn stop(&mut self, index: usize) {
+        let relay = self.relays[index].take().expect("relay already stopped");
+        let address = relay.listen_addrs()[0].clone();
+        relay.shutdown().await;
+        self.dirs[index].config.listen = vec![address.to_string()];
+    }
+
+    pub async fn restart(&mut self, index: usize) {
+        assert!(self.relays[index].is_none(), "stop it first");
+        self.relays[index] = Some(self.dirs[index].start().await);
+    }
+
+    pub async fn shutdown(mut self) {
+        for relay in self.relays.iter_mut().filter_map(Option::take) {
+            relay.shutdown().await;
+        }
+    }
+}
+
+/// Waits until `relay` finds `user`'s home record naming `home`.
+pub async fn wait_for_home(relay: &RunningRelay, user: &TestUser, home: &RunningRelay) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let want = home.peer_id().to_string();
+    loop {
+        if let Some(record) = relay.lookup_home(user.client.user_id()).await
+            && record.relay == want
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "home record did not propagate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

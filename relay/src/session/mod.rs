@@ -296,6 +296,7 @@ impl Session {
         let Some(up_to) = pump.on_ack(up_to) else {
             return;
         };
+        tracing::trace!(%user, up_to, "ack");
         let store = self.shared.store.clone();
         self.inflight.push_back(Box::pin(async move {
             if let Err(error) = store.ack(user, up_to).await {

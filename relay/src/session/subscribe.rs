@@ -100,6 +100,7 @@ impl Pump {
                     continue;
                 };
                 self.next = last + 1;
+                tracing::trace!(user = %self.user, first = items[0].0, last, "pushing");
                 let items = items
                     .into_iter()
                     .filter_map(

@@ -58,6 +58,7 @@ impl Tables<'_> {
         origin: Origin,
     ) -> Result<StoreOutcome, StoreError> {
         if let Some(earlier) = self.seen(item)? {
+            tracing::trace!(id = %item.id, ?earlier, "envelope seen before");
             return Ok(earlier);
         }
         let outcome = if self.is_local(&item.recipient)? {
@@ -75,6 +76,7 @@ impl Tables<'_> {
             }
         };
         self.mark_seen(item)?;
+        tracing::trace!(id = %item.id, recipient = %item.recipient, ?outcome, "stored envelope");
         Ok(outcome)
     }
 
@@ -102,12 +104,8 @@ impl Tables<'_> {
         if self.state.outbox_len >= self.config.limits.outbox_max_envelopes {
             return Ok(None);
         }
-        let seq = self
-            .outbox_meta
-            .last()?
-            .map(|(key, _)| key.value())
-            .unwrap_or(0)
-            + 1;
+        self.state.outbox_seq += 1;
+        let seq = self.state.outbox_seq;
         let meta = OutboxMeta {
             sender: item.sender,
             recipient: item.recipient,

@@ -35,18 +35,25 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
 }
 
 /// What the writer keeps between batches (it is the only writer, so this stays exact).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct WriterState {
     /// Entries in the outbox.
     pub outbox_len: u64,
+    /// The last outbox sequence number handed out. Never reused while the relay runs, even
+    /// after the entry is gone: the forwarder only loads numbers above what it has seen.
+    pub outbox_seq: u64,
 }
 
 impl WriterState {
     /// Reads the state from the database at start.
     pub fn load(db: &Database) -> Result<Self, StoreError> {
         let txn = redb::ReadableDatabase::begin_read(db)?;
-        let outbox_len = txn.open_table(OUTBOX_META)?.len()?;
-        Ok(Self { outbox_len })
+        let table = txn.open_table(OUTBOX_META)?;
+        let outbox_seq = table.last()?.map(|(seq, _)| seq.value()).unwrap_or(0);
+        Ok(Self {
+            outbox_len: table.len()?,
+            outbox_seq,
+        })
     }
 }
 
@@ -78,8 +85,23 @@ pub(super) struct Tables<'txn> {
     pub effects: Effects,
 }
 
-/// Applies every operation of the batch in one transaction and commits it.
+/// Applies every operation of the batch in one transaction and commits it. On any error
+/// nothing is committed and the writer's counters are as before.
 pub fn apply_batch(
+    db: &Database,
+    batch: &[WriteOp],
+    config: &StoreConfig,
+    state: &mut WriterState,
+) -> Result<(Vec<OpResult>, Effects), StoreError> {
+    let before = *state;
+    let applied = apply_and_commit(db, batch, config, state);
+    if applied.is_err() {
+        *state = before;
+    }
+    applied
+}
+
+fn apply_and_commit(
     db: &Database,
     batch: &[WriteOp],
     config: &StoreConfig,
@@ -89,7 +111,6 @@ pub fn apply_batch(
     let generation = now_ms / (config.limits.dedupe_window_ms / 2).max(1);
     let txn = db.begin_write()?;
     drop_old_seen_tables(&txn, generation)?;
-    let outbox_len_before = state.outbox_len;
     let mut results = Vec::with_capacity(batch.len());
     let effects;
     {
@@ -119,13 +140,8 @@ pub fn apply_batch(
         }
         effects = t.effects;
     }
-    match txn.commit() {
-        Ok(()) => Ok((results, effects)),
-        Err(error) => {
-            state.outbox_len = outbox_len_before;
-            Err(error.into())
-        }
-    }
+    txn.commit()?;
+    Ok((results, effects))
 }
 
 /// Deletes dedupe generations older than the previous one.

@@ -21,9 +21,38 @@ pub struct TestRelay {
 }
 
 pub async fn start_relay(policy: RegistrationPolicy) -> TestRelay {
+    start_relay_with(policy, Vec::new()).await
+}
+
+/// `count` relays forming one DHT (the first starts it, the others bootstrap from it), each
+/// knowing all others before this returns.
+pub async fn start_relays(count: usize) -> Vec<TestRelay> {
+    let mut relays: Vec<TestRelay> = Vec::new();
+    for _ in 0..count {
+        let bootstrap = relays
+            .first()
+            .map(|first| vec![first.relay.tcp_dial_addr().unwrap().to_string()])
+            .unwrap_or_default();
+        relays.push(start_relay_with(RegistrationPolicy::Open, bootstrap).await);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for relay in &relays {
+        while relay.relay.routing_peers().await < count - 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the DHT did not form"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    relays
+}
+
+pub async fn start_relay_with(policy: RegistrationPolicy, bootstrap: Vec<String>) -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
     let mut config = RelayConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        bootstrap,
         ..RelayConfig::default()
     };
     config.registration.policy = policy;

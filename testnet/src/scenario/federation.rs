@@ -1,0 +1,197 @@
+//! `scenario federation`: users spread over relay processes send to random others, some of
+//! whom are offline for a while; every accepted message must arrive once, in order.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use tidings_client::{Client, Direction};
+use tidings_protocol::EnvelopeId;
+use tokio::{sync::watch, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::users::{self, name};
+use crate::{
+    cluster::Cluster,
+    report::{Percentiles, Report},
+};
+
+/// How long the scenario waits for the last messages to arrive.
+const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Size of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// Relay processes.
+    pub relays: usize,
+    /// Users, spread round-robin over the relays.
+    pub users: usize,
+    /// Messages in total, between random pairs.
+    pub messages: usize,
+    /// Seed of the random workload.
+    pub seed: u64,
+}
+
+/// Runs the scenario in `work`.
+pub async fn run(work: &Path, params: Params) -> anyhow::Result<Report> {
+    ensure!(params.relays >= 1, "at least one relay");
+    ensure!(params.users >= 2, "at least two users");
+    let started = Instant::now();
+    let cluster = Cluster::start(work, params.relays).await?;
+    let mut clients = Vec::with_capacity(params.users);
+    for index in 0..params.users {
+        let client = Client::init(&work.join("users").join(name(index)), None)?;
+        let relay = &cluster.relays[index % params.relays];
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            client.register(relay.addr.clone(), None),
+        )
+        .await
+        .context("registering timed out")??;
+        clients.push(client);
+    }
+    let cards = clients
+        .iter()
+        .map(|client| client.card(None))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (index, client) in clients.iter().enumerate() {
+        for (other, card) in cards.iter().enumerate() {
+            if other != index {
+                client.add_contact(&name(other), card)?;
+            }
+        }
+    }
+
+    // A quarter of the users are offline while everyone sends, and come back afterwards.
+    let offline: Vec<bool> = (0..params.users).map(|index| index % 4 == 3).collect();
+    let stop = CancellationToken::new();
+    let mut online = Vec::new();
+    let mut receivers = JoinSet::new();
+    for (client, away) in clients.iter().zip(&offline) {
+        let (flag, watcher) = watch::channel(!away);
+        online.push(flag);
+        receivers.spawn(users::receive(client.clone(), watcher, stop.clone()));
+    }
+
+    let mut senders = JoinSet::new();
+    for (sender, list) in workload(&params).into_iter().enumerate() {
+        senders.spawn(users::send(clients[sender].clone(), list));
+    }
+    while senders.join_next().await.is_some() {}
+    for flag in &online {
+        flag.send_replace(true);
+    }
+
+    let deadline = Instant::now() + QUIESCENCE_TIMEOUT;
+    let mut tally = count(&clients)?;
+    while tally.lost() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tally = count(&clients)?;
+    }
+    for id in tally.accepted.difference(&tally.delivered).take(20) {
+        let what = tally.described.get(id).map(String::as_str).unwrap_or("?");
+        tracing::error!(%id, "lost: {what}");
+    }
+    stop.cancel();
+    while receivers.join_next().await.is_some() {}
+    cluster.stop().await?;
+    Ok(Report {
+        scenario: "federation",
+        relays: params.relays,
+        users: params.users,
+        sent: params.messages,
+        accepted: tally.accepted.len(),
+        delivered: tally.delivered.len(),
+        lost: tally.lost(),
+        duplicates: tally.duplicates,
+        out_of_order: tally.out_of_order,
+        latency_ms: Percentiles::of(tally.latencies),
+        wall_s: started.elapsed().as_secs_f64(),
+        offline_users: offline.iter().filter(|away| **away).count(),
+        seed: params.seed,
+    })
+}
+
+/// Per sender, the (recipient, text) list to send in order. Texts carry the pair's counter.
+fn workload(params: &Params) -> Vec<Vec<(usize, String)>> {
+    let mut rng = StdRng::seed_from_u64(params.seed);
+    let mut lists = vec![Vec::new(); params.users];
+    let mut counters: HashMap<(usize, usize), u64> = HashMap::new();
+    for _ in 0..params.messages {
+        let sender = rng.random_range(0..params.users);
+        let mut recipient = rng.random_range(0..params.users - 1);
+        if recipient >= sender {
+            recipient += 1;
+        }
+        let counter = counters.entry((sender, recipient)).or_default();
+        *counter += 1;
+        lists[sender].push((recipient, format!("{sender}>{recipient}#{counter}")));
+    }
+    lists
+}
+
+/// What the users' stores hold.
+#[derive(Default)]
+struct Tally {
+    accepted: HashSet<EnvelopeId>,
+    /// Sent messages by id: who sent it and its text, to name what got lost.
+    described: HashMap<EnvelopeId, String>,
+    delivered: HashSet<EnvelopeId>,
+    duplicates: usize,
+    out_of_order: usize,
+    latencies: Vec<f64>,
+}
+
+impl Tally {
+    fn lost(&self) -> usize {
+        self.accepted.difference(&self.delivered).count()
+    }
+}
+
+fn count(clients: &[Client]) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    for (index, client) in clients.iter().enumerate() {
+        for (other, peer) in clients.iter().enumerate() {
+            if other == index {
+                continue;
+            }
+            let mut last_counter = 0u64;
+            for record in client.store().history(&peer.user_id())? {
+                match record.direction {
+                    Direction::Outgoing if record.status.is_sent() => {
+                        tally.accepted.insert(record.id);
+                        tally.described.insert(
+                            record.id,
+                            format!("{} \"{}\" ({:?})", name(index), record.text, record.status),
+                        );
+                    }
+                    Direction::Outgoing => {}
+                    Direction::Incoming => {
+                        if !tally.delivered.insert(record.id) {
+                            tally.duplicates += 1;
+                            continue;
+                        }
+                        let counter = record
+                            .text
+                            .rsplit('#')
+                            .next()
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .unwrap_or(0);
+                        if counter < last_counter {
+                            tally.out_of_order += 1;
+                        }
+                        last_counter = last_counter.max(counter);
+                        tally
+                            .latencies
+                            .push(record.stored_at_ms.saturating_sub(record.sent_at_ms) as f64);
+                    }
+                }
+            }
+        }
+    }
+    Ok(tally)
+}

@@ -1,0 +1,4 @@
+//! Named workloads run against a network of relay processes.
+
+pub mod federation;
+mod users;

@@ -1,0 +1,87 @@
+//! Scenario users: clients in this process, each with a receiving session that can go
+//! offline, and a sender that works through a list in order.
+
+use std::time::Duration;
+
+use tidings_client::{Client, Session};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How long a sender keeps retrying what is still pending after its list is done.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Contact name of user `index` in every scenario user's address book.
+pub fn name(index: usize) -> String {
+    format!("u{index}")
+}
+
+async fn connect(client: &Client) -> Session {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match client.connect().await {
+            Ok(session) => return session,
+            Err(error) => {
+                tracing::debug!(%error, "scenario user cannot connect yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Keeps a subscribed session while `online` says so, until `stop`.
+pub async fn receive(client: Client, mut online: watch::Receiver<bool>, stop: CancellationToken) {
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        if !*online.borrow_and_update() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = online.changed() => continue,
+            }
+        }
+        let mut session = connect(&client).await;
+        if session.subscribe().await.is_err() {
+            continue;
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = online.changed() => {
+                    if changed.is_err() || !*online.borrow() {
+                        break;
+                    }
+                }
+                event = session.next_event() => {
+                    if event.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `messages` (recipient index, text) in order, then retries whatever is pending.
+pub async fn send(client: Client, messages: Vec<(usize, String)>) {
+    let mut session = connect(&client).await;
+    for (recipient, text) in messages {
+        if let Err(error) = session.send_text(&name(recipient), &text).await {
+            // Queued before the attempt: the drain below sends it.
+            tracing::debug!(%error, "send failed; reconnecting");
+            session = connect(&client).await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        match client.store().pending(1) {
+            Ok(pending) if pending.is_empty() => return,
+            _ => {}
+        }
+        if session.flush().await.is_err() {
+            session = connect(&client).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

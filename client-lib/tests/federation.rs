@@ -188,3 +188,35 @@ async fn moving_home_hands_queued_messages_on_and_new_ones_follow() {
     assert_eq!(bob.client.history("alice").unwrap().len(), 3);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_a_restart_of_the_sending_relay() {
+    let mut net = Net::start(3).await;
+    let (alice, bob) = pair(&net, 0, 2).await;
+    let mut alice_session = alice.connect().await;
+    alice_session.send_text("bob", "before").await.unwrap();
+
+    // Bob's relay is down: Alice's relay keeps the next two in its outbox, then restarts.
+    net.stop(2).await;
+    for text in ["queued 1", "queued 2"] {
+        let message = alice_session.send_text("bob", text).await.unwrap();
+        assert_eq!(message.status, MessageStatus::Sent);
+    }
+    alice_session.close().await;
+    net.stop(0).await;
+    net.restart(0).await;
+    net.restart(2).await;
+    net.wait_for_dht(1).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "only got {got:?}");
+        let mut bob_session = bob.connect().await;
+        got.extend(texts(
+            &bob_session.sync(Duration::from_secs(2)).await.unwrap(),
+        ));
+    }
+    assert_eq!(got, ["before", "queued 1", "queued 2"]);
+    net.shutdown().await;
+}

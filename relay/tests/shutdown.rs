@@ -10,7 +10,7 @@ use tidings_protocol::{
     BoundedVec, EnvelopeId,
     client::{ClientFrame, RelayFrame, Request, Response, SendOutcome},
 };
-use tidings_relay::{RegistrationPolicy, RelayConfig, RelayOptions};
+use tidings_relay::RegistrationPolicy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_envelope_survives_a_shutdown_mid_burst() {
@@ -75,17 +75,7 @@ async fn every_accepted_envelope_survives_a_shutdown_mid_burst() {
     eprintln!("accepted before the stop: {} of 1000", accepted.len());
 
     // Restart on the same data dir; Bob drains his mailbox.
-    let config = RelayConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-        ..RelayConfig::default()
-    };
-    let relay = tidings_relay::start(RelayOptions {
-        data_dir: dir.path().to_path_buf(),
-        config,
-        fault: None,
-    })
-    .await
-    .unwrap();
+    let relay = common::start_in(dir.path(), RegistrationPolicy::Open, Vec::new(), false).await;
     let address = relay.tcp_dial_addr().unwrap();
     let mut bob = RawDevice::connect_as(&address, bob_account, bob_device).await;
     assert!(matches!(

@@ -35,15 +35,16 @@ fn key_of(
     Ok(ids.get(id.as_bytes())?.map(|key| *key.value()))
 }
 
-/// Moves a message's status forward (never back); returns the record if it changed.
+/// Sets the status of the message `id` exchanged with `peer` to what `change` returns for
+/// its current status (None: leave it). Returns the record if it changed.
 ///
-/// Only a message exchanged with `peer` may be changed: a receipt from one user can never
-/// touch a conversation with another.
-pub(super) fn advance(
+/// Only a message exchanged with `peer` may be changed: a receipt or bounce about one
+/// conversation can never touch another.
+fn update(
     txn: &WriteTransaction,
     peer: &UserId,
     id: &EnvelopeId,
-    status: MessageStatus,
+    change: impl FnOnce(&MessageStatus) -> Option<MessageStatus>,
 ) -> Result<Option<MessageRecord>, StoreError> {
     let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
         return Ok(None);
@@ -56,12 +57,27 @@ pub(super) fn advance(
     else {
         return Ok(None);
     };
-    if record.peer != *peer || status.rank() <= record.status.rank() {
+    if record.peer != *peer {
         return Ok(None);
     }
+    let Some(status) = change(&record.status) else {
+        return Ok(None);
+    };
     record.status = status;
     messages.insert(&key, encode(&record).as_slice())?;
     Ok(Some(record))
+}
+
+/// Moves a message's status forward (never back).
+pub(super) fn advance(
+    txn: &WriteTransaction,
+    peer: &UserId,
+    id: &EnvelopeId,
+    status: MessageStatus,
+) -> Result<Option<MessageRecord>, StoreError> {
+    update(txn, peer, id, |current| {
+        (status.rank() > current.rank()).then_some(status)
+    })
 }
 
 /// Marks a message we sent as failed, unless it was already delivered or read.
@@ -71,25 +87,10 @@ pub(super) fn fail(
     id: &EnvelopeId,
     reason: String,
 ) -> Result<Option<MessageRecord>, StoreError> {
-    let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
-        return Ok(None);
-    };
-    let mut messages = txn.open_table(MESSAGES)?;
-    let Some(mut record) = messages
-        .get(&key)?
-        .map(|bytes| decode::<MessageRecord>("messages", bytes.value()))
-        .transpose()?
-    else {
-        return Ok(None);
-    };
-    if record.peer != *peer
-        || !matches!(record.status, MessageStatus::Pending | MessageStatus::Sent)
-    {
-        return Ok(None);
-    }
-    record.status = MessageStatus::Failed(reason);
-    messages.insert(&key, encode(&record).as_slice())?;
-    Ok(Some(record))
+    update(txn, peer, id, |current| {
+        matches!(current, MessageStatus::Pending | MessageStatus::Sent)
+            .then_some(MessageStatus::Failed(reason))
+    })
 }
 
 impl ClientStore {

@@ -50,21 +50,33 @@ pub async fn start_relays(count: usize) -> Vec<TestRelay> {
 
 pub async fn start_relay_with(policy: RegistrationPolicy, bootstrap: Vec<String>) -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
+    let relay = start_in(dir.path(), policy, bootstrap, true).await;
+    TestRelay { dir, relay }
+}
+
+/// Starts a relay in `dir` on a fresh loopback port (initializing the dir if asked).
+pub async fn start_in(
+    dir: &std::path::Path,
+    policy: RegistrationPolicy,
+    bootstrap: Vec<String>,
+    init: bool,
+) -> RunningRelay {
     let mut config = RelayConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
         bootstrap,
         ..RelayConfig::default()
     };
     config.registration.policy = policy;
-    tidings_relay::init(dir.path(), &config).unwrap();
-    let relay = tidings_relay::start(RelayOptions {
-        data_dir: dir.path().to_path_buf(),
+    if init {
+        tidings_relay::init(dir, &config).unwrap();
+    }
+    tidings_relay::start(RelayOptions {
+        data_dir: dir.to_path_buf(),
         config,
         fault: None,
     })
     .await
-    .unwrap();
-    TestRelay { dir, relay }
+    .unwrap()
 }
 
 /// A device with its keys, speaking the client protocol frame by frame.

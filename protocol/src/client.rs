@@ -94,6 +94,13 @@ pub enum Request {
         #[serde(rename = "u")]
         user: UserId,
     },
+    /// Fetch key bundles of several users at once (one answer each, in order).
+    #[serde(rename = "claims")]
+    ClaimBundles {
+        /// Whose.
+        #[serde(rename = "u")]
+        users: BoundedVec<UserId, MAX_BATCH_ENVELOPES>,
+    },
     /// Store and forward envelopes. Each is answered on its own.
     #[serde(rename = "send")]
     Send {
@@ -211,6 +218,13 @@ pub enum Response {
     /// A verified-by-the-client bundle of the asked user.
     #[serde(rename = "bundle")]
     Bundle(Box<KeyBundle>),
+    /// One bundle or refusal per asked user, in order.
+    #[serde(rename = "bundles")]
+    Bundles {
+        /// The answers.
+        #[serde(rename = "b")]
+        bundles: BoundedVec<Result<KeyBundle, ErrorAnswer>, MAX_BATCH_ENVELOPES>,
+    },
     /// One outcome per envelope, in order.
     #[serde(rename = "sent")]
     Sent {

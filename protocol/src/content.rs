@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     certs::{DeviceCert, IdentityKey},
     codec::{self, BoundedVec, DecodeError},
-    ids::{Address, EnvelopeId},
+    ids::{Address, EnvelopeId, GroupId},
     limits::{MAX_ENVELOPE_BYTES, MAX_RECEIPT_IDS, MAX_TEXT_BYTES},
 };
 
@@ -58,6 +58,67 @@ pub enum ReceiptStatus {
     Read,
 }
 
+/// The body of a group envelope: one Megolm message of the sender's session for the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MegolmBody {
+    /// Which of the sender's Megolm sessions (vodozemac session id).
+    #[serde(rename = "s")]
+    pub session_id: String,
+    /// The Megolm message.
+    #[serde(rename = "c", with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl MegolmBody {
+    /// Encodes the body for an envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decodes an envelope body.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let body: Self = codec::decode(bytes, MAX_ENVELOPE_BYTES)?;
+        if body.session_id.len() > 128 {
+            return Err(DecodeError::Invalid {
+                field: "session_id",
+                reason: "too long",
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// The plaintext of a group message, bound to its envelope and group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSealed {
+    /// The envelope id.
+    #[serde(rename = "i")]
+    pub id: EnvelopeId,
+    /// The sending device.
+    #[serde(rename = "f")]
+    pub from: Address,
+    /// The group.
+    #[serde(rename = "g")]
+    pub group: GroupId,
+    /// The content.
+    #[serde(rename = "p")]
+    pub payload: Payload,
+}
+
+impl GroupSealed {
+    /// Encodes the plaintext for encryption.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decodes a decrypted plaintext, checking its bounds.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let sealed: Self = codec::decode(bytes, MAX_ENVELOPE_BYTES)?;
+        sealed.payload.check()?;
+        Ok(sealed)
+    }
+}
+
 /// The decrypted content of an envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
@@ -67,6 +128,16 @@ pub enum Payload {
         /// The text, at most [`MAX_TEXT_BYTES`] of UTF-8.
         #[serde(rename = "t")]
         text: String,
+    },
+    /// The key of the sender's Megolm session for a group (sent pairwise, over Olm).
+    #[serde(rename = "gkey")]
+    GroupKey {
+        /// The group.
+        #[serde(rename = "g")]
+        group: GroupId,
+        /// The session key (vodozemac `SessionKey` bytes).
+        #[serde(rename = "k", with = "serde_bytes")]
+        session_key: Vec<u8>,
     },
     /// A receipt for messages the recipient got from the sender of this receipt.
     #[serde(rename = "rcpt")]

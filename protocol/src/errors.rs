@@ -58,6 +58,15 @@ pub enum ErrorCode {
     /// The recipient's relay could not be reached in time; the envelope was not delivered.
     #[serde(rename = "undeliverable")]
     Undeliverable,
+    /// The sender is not a member of the group, or a recipient is not.
+    #[serde(rename = "not_member")]
+    NotMember,
+    /// The group is not known here, or only an older version of it.
+    #[serde(rename = "group_out_of_date")]
+    GroupOutOfDate,
+    /// A group descriptor change breaks the rules (not signed by an admin, forked, stale).
+    #[serde(rename = "bad_descriptor")]
+    BadDescriptor,
     /// The user has not published keys.
     #[serde(rename = "no_keys")]
     NoKeys,

@@ -7,14 +7,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     certs::KeyBundle,
-    client::{EnvelopeBatch, SendOutcome},
+    client::SendOutcome,
     codec::{self, BoundedVec, DecodeError},
+    envelope::RawEnvelope,
     errors::ErrorAnswer,
+    group::SignedDescriptor,
     home::HomeRecord,
-    ids::UserId,
-    limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
+    ids::{GroupId, UserId},
+    limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES, MAX_GROUP_MEMBERS},
     mailbox::MailboxItem,
 };
+
+/// Most recipients across the items of one forward.
+pub const MAX_FORWARD_RECIPIENTS: usize = 4096;
+
+/// Most descriptor versions in one `Descriptors` request.
+pub const MAX_DESCRIPTORS_PER_REQUEST: usize = 16;
+
+/// One envelope and the users homed at the receiving relay it is for: the recipient of a
+/// direct envelope, or the group members living there (the ciphertext travels once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardItem {
+    /// The envelope as its sender signed it.
+    #[serde(rename = "e")]
+    pub envelope: RawEnvelope,
+    /// Its recipients at the receiving relay.
+    #[serde(rename = "r")]
+    pub recipients: BoundedVec<UserId, MAX_GROUP_MEMBERS>,
+    /// For a group envelope: the descriptor version the sending relay fanned out by, so the
+    /// receiving relay can tell "I am behind" from "not a member" (0 for direct envelopes).
+    #[serde(rename = "v")]
+    pub group_version: u64,
+}
 
 /// Protocol name of the federation protocol, version 1.
 pub const FEDERATION_PROTOCOL: &str = "/tidings/federation/1";
@@ -45,21 +69,52 @@ pub enum FederationFrame {
 }
 
 impl FederationFrame {
-    /// Decodes a frame from another relay.
+    /// Decodes a frame from another relay, checking the bounds no single list captures.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode(bytes, MAX_FRAME_BYTES)
+        let frame: Self = codec::decode(bytes, MAX_FRAME_BYTES)?;
+        if let FederationFrame::Request {
+            body: FederationRequest::Forward { items },
+            ..
+        } = &frame
+        {
+            let recipients: usize = items.iter().map(|item| item.recipients.len()).sum();
+            codec::check_count("forward recipients", recipients, MAX_FORWARD_RECIPIENTS)?;
+        }
+        Ok(frame)
     }
 }
 
 /// A request from another relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FederationRequest {
-    /// Store these envelopes for users whose home is the receiving relay.
+    /// Store these envelopes for their recipients, homed at the receiving relay. Answered
+    /// with one outcome per recipient, items in order.
     #[serde(rename = "fwd")]
     Forward {
-        /// The envelopes, signed by their senders' devices.
-        #[serde(rename = "e")]
-        envelopes: EnvelopeBatch,
+        /// The items.
+        #[serde(rename = "i")]
+        items: BoundedVec<ForwardItem, MAX_BATCH_ENVELOPES>,
+    },
+    /// Which version of a group the receiving relay holds (0: none).
+    #[serde(rename = "gver")]
+    GroupVersion {
+        /// The group.
+        #[serde(rename = "g")]
+        group: GroupId,
+    },
+    /// Versions of a group's descriptor following the one the receiving relay holds.
+    #[serde(rename = "gdesc")]
+    Descriptors {
+        /// Consecutive versions, oldest first.
+        #[serde(rename = "d")]
+        versions: BoundedVec<SignedDescriptor, MAX_DESCRIPTORS_PER_REQUEST>,
+    },
+    /// Key bundles of several users homed at the receiving relay.
+    #[serde(rename = "claims")]
+    ClaimBundles {
+        /// Whose.
+        #[serde(rename = "u")]
+        users: BoundedVec<UserId, MAX_BATCH_ENVELOPES>,
     },
     /// Hand out a key bundle of a user homed at the receiving relay.
     #[serde(rename = "claim")]
@@ -86,14 +141,27 @@ pub enum FederationRequest {
 /// A successful answer from another relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FederationResponse {
-    /// One outcome per forwarded envelope or handed-off item, in order.
+    /// One outcome per forwarded recipient or handed-off item, in order.
     #[serde(rename = "stored")]
     Stored {
         /// The outcomes.
         #[serde(rename = "o")]
-        outcomes: BoundedVec<SendOutcome, MAX_BATCH_ENVELOPES>,
+        outcomes: BoundedVec<SendOutcome, MAX_FORWARD_RECIPIENTS>,
     },
     /// The claimed bundle (the claiming client verifies it).
     #[serde(rename = "bundle")]
     Bundle(Box<KeyBundle>),
+    /// One bundle or refusal per asked user, in order.
+    #[serde(rename = "bundles")]
+    Bundles {
+        /// The answers.
+        #[serde(rename = "b")]
+        bundles: BoundedVec<Result<KeyBundle, ErrorAnswer>, MAX_BATCH_ENVELOPES>,
+    },
+    /// The version of the group held (0: none).
+    #[serde(rename = "gver")]
+    GroupVersion(u64),
+    /// Descriptor versions were checked and stored.
+    #[serde(rename = "gdesc")]
+    DescriptorsStored,
 }

@@ -34,6 +34,7 @@ pub mod envelope;
 pub mod errors;
 pub mod federation;
 pub mod framing;
+pub mod group;
 pub mod home;
 pub mod ids;
 pub mod limits;

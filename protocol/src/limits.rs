@@ -41,3 +41,15 @@ pub const MAX_NAME_LEN: usize = 64;
 
 /// Largest encoded home record.
 pub const MAX_HOME_RECORD_BYTES: usize = 2048;
+
+/// Most members of one group.
+pub const MAX_GROUP_MEMBERS: usize = 1024;
+
+/// Longest group name, in bytes of UTF-8.
+pub const MAX_GROUP_NAME_LEN: usize = 128;
+
+/// Largest encoded signed group descriptor (fits in one envelope body).
+pub const MAX_DESCRIPTOR_BYTES: usize = 60 * 1024;
+
+/// Most descriptor versions sent at once to bring a relay up to date.
+pub const MAX_DESCRIPTOR_CHAIN: usize = 64;

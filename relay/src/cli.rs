@@ -44,6 +44,9 @@ enum Command {
         /// for several. Without one, this relay starts a new network.
         #[arg(long = "bootstrap", value_name = "MULTIADDR")]
         bootstrap: Vec<String>,
+        /// Where to serve /metrics and /healthz (host:port).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9717")]
+        metrics_listen: String,
     },
     /// Serve until SIGINT or SIGTERM, then stop without losing anything accepted.
     Run {
@@ -55,7 +58,11 @@ enum Command {
         /// Who may register, overriding the config.
         #[arg(long, value_enum)]
         registration: Option<RegistrationPolicy>,
-        /// Print one line when listening: the relay's dial address, for scripts.
+        /// Where to serve /metrics and /healthz (host:port), overriding the config.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_listen: Option<String>,
+        /// Print the relay's dial address (and, if served, the metrics URL on a second line)
+        /// once listening, for scripts.
         #[arg(long)]
         print_addr: bool,
     },
@@ -126,9 +133,11 @@ where
             listen,
             registration,
             bootstrap,
+            metrics_listen,
         } => {
             let mut config = RelayConfig {
                 bootstrap,
+                metrics_listen: Some(metrics_listen),
                 ..RelayConfig::default()
             };
             if let Some(name) = name {
@@ -153,8 +162,15 @@ where
             dir,
             listen,
             registration,
+            metrics_listen,
             print_addr,
-        } => run(dir.data_dir, listen, registration, print_addr),
+        } => run(
+            dir.data_dir,
+            listen,
+            registration,
+            metrics_listen,
+            print_addr,
+        ),
         Command::Invite { command } => invite(command),
     }
 }
@@ -163,6 +179,7 @@ fn run(
     data_dir: PathBuf,
     listen: Vec<String>,
     registration: Option<RegistrationPolicy>,
+    metrics_listen: Option<String>,
     print_addr: bool,
 ) -> anyhow::Result<()> {
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -181,6 +198,9 @@ fn run(
     if let Some(policy) = registration {
         config.registration.policy = policy;
     }
+    if metrics_listen.is_some() {
+        config.metrics_listen = metrics_listen;
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let relay = crate::start(RelayOptions {
@@ -196,6 +216,9 @@ fn run(
             match relay.tcp_dial_addr() {
                 Some(address) => println!("{address}"),
                 None => println!("{}", relay.peer_id()),
+            }
+            if let Some(metrics) = relay.metrics_addr() {
+                println!("http://{metrics}/metrics");
             }
         }
         wait_for_signal().await;

@@ -115,6 +115,8 @@ pub struct RelayConfig {
     pub announce: Vec<String>,
     /// Relays to join the DHT through (`.../p2p/<peer id>`); empty starts a new network.
     pub bootstrap: Vec<String>,
+    /// Where to serve Prometheus `/metrics` and `/healthz` (host:port); none: not served.
+    pub metrics_listen: Option<String>,
     /// Registration settings.
     pub registration: RegistrationConfig,
     /// Quotas and bounds.
@@ -133,6 +135,7 @@ impl Default for RelayConfig {
             ],
             announce: Vec::new(),
             bootstrap: Vec::new(),
+            metrics_listen: None,
             registration: RegistrationConfig::default(),
             limits: LimitsConfig::default(),
             federation: FederationConfig::default(),
@@ -186,7 +189,21 @@ impl RelayConfig {
         self.listen_addrs()?;
         self.bootstrap_addrs()?;
         parse_addrs(&self.announce)?;
+        self.metrics_addr()?;
         Ok(())
+    }
+
+    /// The metrics endpoint's address, if one is configured.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        self.metrics_listen
+            .as_ref()
+            .map(|address| {
+                address.parse().map_err(|_| ConfigError::BadAddress {
+                    address: address.clone(),
+                    reason: "expected host:port, e.g. 127.0.0.1:9717".into(),
+                })
+            })
+            .transpose()
     }
 
     /// The configuration as a commented TOML file, for `init`.
@@ -220,6 +237,10 @@ announce = [{announce}]
 # DHT; a relay with no bootstrap starts a new network. Default: [].
 bootstrap = [{bootstrap}]
 
+# Where to serve Prometheus metrics (/metrics) and a health check (/healthz), as host:port.
+# Keep it on loopback or a private network. Comment it out to serve nothing.
+{metrics}
+
 [registration]
 # Who may register: "open" (anyone), "invite" (an invite code from
 # `tidings-relay invite create`), or "closed" (nobody new). Default: "open".
@@ -246,6 +267,10 @@ undeliverable_after_secs = {undeliverable}
             max_sessions = self.limits.max_sessions,
             mailbox = self.limits.mailbox_max_envelopes,
             outbox = self.limits.outbox_max_envelopes,
+            metrics = match &self.metrics_listen {
+                Some(address) => format!("metrics_listen = {address:?}"),
+                None => "# metrics_listen = \"127.0.0.1:9717\"".to_string(),
+            },
             undeliverable = self.federation.undeliverable_after_secs,
             dedupe = self.limits.dedupe_window_hours,
         )

@@ -3,12 +3,14 @@
 use bytes::Bytes;
 use tidings_protocol::{
     Address, Envelope, ErrorAnswer, ErrorCode, Kind, RawEnvelope, Recipient, client::SendOutcome,
-    envelope::verify_batch, limits::MAX_ENVELOPE_BYTES,
+    envelope::verify_batch, group::SignedDescriptor, limits::MAX_ENVELOPE_BYTES,
 };
 
-use crate::store::{NewEnvelope, Origin, Store, StoreError, StoreOutcome};
+use crate::store::{
+    GroupEnvelope, GroupOutcome, NewEnvelope, Origin, Store, StoreError, StoreOutcome,
+};
 
-fn reject(code: ErrorCode, detail: impl Into<String>) -> SendOutcome {
+pub(crate) fn reject(code: ErrorCode, detail: impl Into<String>) -> SendOutcome {
     SendOutcome::Rejected(ErrorAnswer::new(code, detail))
 }
 
@@ -19,6 +21,24 @@ pub(crate) fn storage_answer(error: StoreError) -> ErrorAnswer {
         ErrorCode::Storage,
         "the relay could not store this; retry later",
     )
+}
+
+/// An envelope whose signature holds, with its wire bytes.
+pub(crate) struct Verified {
+    pub envelope: Envelope,
+    pub bytes: Bytes,
+}
+
+impl Verified {
+    /// As a direct envelope for `recipient`.
+    pub fn direct(&self, recipient: tidings_protocol::UserId) -> NewEnvelope {
+        NewEnvelope {
+            id: self.envelope.id,
+            sender: self.envelope.sender.user,
+            recipient,
+            bytes: self.bytes.clone(),
+        }
+    }
 }
 
 /// Everything about an envelope that can be checked without its signature.
@@ -40,27 +60,25 @@ fn precheck(sender: Option<&Address>, raw: &RawEnvelope) -> Result<Envelope, Sen
             "the sender is not the device on this stream",
         ));
     }
-    if envelope.kind == Kind::Typing {
-        return Err(reject(
+    match (envelope.kind, envelope.recipient) {
+        (Kind::Typing, _) => Err(reject(
             ErrorCode::Unavailable,
             "typing notices are not relayed by this version",
-        ));
+        )),
+        (Kind::GroupControl, Recipient::Direct(_)) => Err(reject(
+            ErrorCode::Malformed,
+            "a group change must be addressed to its group",
+        )),
+        _ => Ok(envelope),
     }
-    if let Recipient::Group(_) = envelope.recipient {
-        return Err(reject(
-            ErrorCode::Unavailable,
-            "group envelopes are not relayed by this version",
-        ));
-    }
-    Ok(envelope)
 }
 
 /// Checks and verifies envelopes; `sender`, if given, must be every envelope's sender.
-/// Returns the envelopes to store with their positions, and the refusals by position.
+/// Returns the good ones with their positions, and the refusals by position.
 pub(crate) fn verify(
     sender: Option<&Address>,
     raws: Vec<RawEnvelope>,
-) -> (Vec<(usize, NewEnvelope)>, Vec<Option<SendOutcome>>) {
+) -> (Vec<(usize, Verified)>, Vec<Option<SendOutcome>>) {
     let mut outcomes: Vec<Option<SendOutcome>> = vec![None; raws.len()];
     let mut checked = Vec::with_capacity(raws.len());
     for (index, raw) in raws.iter().enumerate() {
@@ -85,50 +103,118 @@ pub(crate) fn verify(
             ));
             continue;
         }
-        let (Some(recipient), Some(raw)) = (envelope.recipient.user(), raws[index].take()) else {
-            continue;
-        };
-        good.push((
-            index,
-            NewEnvelope {
-                id: envelope.id,
-                sender: envelope.sender.user,
-                recipient,
-                bytes: Bytes::from(raw.into_bytes()),
-            },
-        ));
+        if let Some(raw) = raws[index].take() {
+            let bytes = Bytes::from(raw.into_bytes());
+            good.push((index, Verified { envelope, bytes }));
+        }
     }
     (good, outcomes)
 }
 
-/// Verifies and durably stores a batch; one outcome per envelope, in order.
-pub(crate) async fn ingest(
-    store: &Store,
-    origin: Origin,
-    sender: Option<&Address>,
-    raws: Vec<RawEnvelope>,
-) -> Vec<SendOutcome> {
-    let (good, mut outcomes) = verify(sender, raws);
-    if !good.is_empty() {
-        let (slots, items): (Vec<usize>, Vec<NewEnvelope>) = good.into_iter().unzip();
-        match store.store_envelopes(items, origin).await {
-            Ok(stored) => {
-                for (index, outcome) in slots.into_iter().zip(stored) {
-                    outcomes[index] = Some(send_outcome(outcome));
-                }
-            }
-            Err(error) => {
-                let answer = storage_answer(error);
-                for index in slots {
-                    outcomes[index] = Some(SendOutcome::Rejected(answer.clone()));
-                }
-            }
+/// What one verified envelope from a device becomes in the store.
+enum Stored {
+    Direct(NewEnvelope),
+    Group(Box<GroupEnvelope>),
+}
+
+fn classify(verified: &Verified) -> Result<Stored, SendOutcome> {
+    let envelope = &verified.envelope;
+    match envelope.recipient {
+        Recipient::Direct(address) => Ok(Stored::Direct(verified.direct(address.user))),
+        Recipient::Group(group) => {
+            let change = match envelope.kind {
+                Kind::GroupControl => Some(
+                    SignedDescriptor::decode(&envelope.body)
+                        .map_err(|error| reject(ErrorCode::BadDescriptor, error.to_string()))?,
+                ),
+                _ => None,
+            };
+            Ok(Stored::Group(Box::new(GroupEnvelope {
+                id: envelope.id,
+                sender: envelope.sender.user,
+                group,
+                bytes: verified.bytes.clone(),
+                change,
+            })))
         }
     }
+}
+
+/// Verifies and durably stores a device's batch, in order; one outcome per envelope.
+pub(crate) async fn ingest(
+    store: &Store,
+    sender: &Address,
+    raws: Vec<RawEnvelope>,
+) -> Vec<SendOutcome> {
+    let (good, mut outcomes) = verify(Some(sender), raws);
+    let mut directs: Vec<(usize, NewEnvelope)> = Vec::new();
+    for (index, verified) in good {
+        match classify(&verified) {
+            Ok(Stored::Direct(item)) => directs.push((index, item)),
+            Ok(Stored::Group(item)) => {
+                // Earlier direct envelopes of the request are stored first: order holds.
+                store_directs(store, &mut directs, &mut outcomes).await;
+                outcomes[index] = Some(match store.store_group_envelope(*item).await {
+                    Ok(outcome) => group_outcome(outcome),
+                    Err(error) => SendOutcome::Rejected(storage_answer(error)),
+                });
+            }
+            Err(refusal) => outcomes[index] = Some(refusal),
+        }
+    }
+    store_directs(store, &mut directs, &mut outcomes).await;
     outcomes
         .into_iter()
         .map(|outcome| outcome.unwrap_or_else(|| reject(ErrorCode::Malformed, "not handled")))
         .collect()
+}
+
+async fn store_directs(
+    store: &Store,
+    directs: &mut Vec<(usize, NewEnvelope)>,
+    outcomes: &mut [Option<SendOutcome>],
+) {
+    if directs.is_empty() {
+        return;
+    }
+    let (slots, items): (Vec<usize>, Vec<NewEnvelope>) =
+        std::mem::take(directs).into_iter().unzip();
+    match store.store_envelopes(items, Origin::Client).await {
+        Ok(stored) => {
+            for (index, outcome) in slots.into_iter().zip(stored) {
+                outcomes[index] = Some(send_outcome(outcome));
+            }
+        }
+        Err(error) => {
+            let answer = storage_answer(error);
+            for index in slots {
+                outcomes[index] = Some(SendOutcome::Rejected(answer.clone()));
+            }
+        }
+    }
+}
+
+fn group_outcome(outcome: GroupOutcome) -> SendOutcome {
+    match outcome {
+        GroupOutcome::Accepted { .. } => SendOutcome::Accepted,
+        GroupOutcome::Duplicate => SendOutcome::Duplicate,
+        GroupOutcome::IdReused => reject(
+            ErrorCode::IdReused,
+            "this envelope id was already used for other content",
+        ),
+        GroupOutcome::UnknownGroup => reject(
+            ErrorCode::GroupOutOfDate,
+            "this relay does not know the group",
+        ),
+        GroupOutcome::NotMember => {
+            reject(ErrorCode::NotMember, "you are not a member of the group")
+        }
+        GroupOutcome::BadDescriptor(error) => reject(ErrorCode::BadDescriptor, error.to_string()),
+        GroupOutcome::OutboxFull => reject(
+            ErrorCode::RateLimited,
+            "this relay's outbox is full; retry later",
+        ),
+    }
 }
 
 /// What a peer is told about one stored (or refused) envelope.
@@ -150,6 +236,11 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
         StoreOutcome::OutboxFull => reject(
             ErrorCode::RateLimited,
             "this relay's outbox is full; retry later",
+        ),
+        StoreOutcome::NotMember => reject(ErrorCode::NotMember, "not a member of the group"),
+        StoreOutcome::GroupOutOfDate => reject(
+            ErrorCode::GroupOutOfDate,
+            "this relay holds an older version of the group",
         ),
     }
 }

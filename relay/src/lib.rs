@@ -29,6 +29,7 @@ pub(crate) mod federation;
 pub(crate) mod ingest;
 pub mod invites;
 pub mod mailbox;
+pub mod metrics;
 pub(crate) mod network;
 pub mod node_key;
 mod server;

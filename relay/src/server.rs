@@ -108,6 +108,8 @@ pub struct RelayOptions {
 /// until the runtime stops.
 pub struct RunningRelay {
     network: NetworkHandle,
+    metrics: Arc<crate::metrics::Metrics>,
+    metrics_addr: Option<std::net::SocketAddr>,
     sessions_stop: CancellationToken,
     network_stop: CancellationToken,
     sessions: TaskTracker,
@@ -157,7 +159,9 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let background = TaskTracker::new();
     background.spawn(event_loop.run(network_stop.clone()));
 
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let shared = Arc::new(Shared {
+        metrics: metrics.clone(),
         directory: Directory::new(store.clone(), network.clone()),
         links: Links::new(control.clone(), network.clone()),
         store,
@@ -193,8 +197,25 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     sessions.spawn(Forwarder::new(shared.clone(), undeliverable).run());
     sessions.spawn(resume(shared.clone()));
 
+    let metrics_addr = match config.metrics_addr()? {
+        Some(address) => {
+            let (bound, serving) =
+                crate::metrics::serve(address, metrics.clone(), network_stop.clone())
+                    .await
+                    .map_err(|source| RelayError::Io {
+                        path: format!("metrics endpoint {address}"),
+                        source,
+                    })?;
+            background.spawn(serving);
+            tracing::info!(address = %bound, "serving /metrics and /healthz");
+            Some(bound)
+        }
+        None => None,
+    };
     let running = RunningRelay {
         network: network.clone(),
+        metrics,
+        metrics_addr,
         sessions_stop,
         network_stop,
         sessions,
@@ -306,6 +327,16 @@ impl RunningRelay {
         user: tidings_protocol::UserId,
     ) -> Option<tidings_protocol::HomeRecord> {
         self.network.get_home(user).await
+    }
+
+    /// The relay's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Where `/metrics` and `/healthz` are served, if they are.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     /// DHT counters (home records stored and refused).

@@ -11,6 +11,7 @@ use crate::{
     federation::{Directory, Links},
     invites::Invites,
     mailbox::Hub,
+    metrics::Metrics,
     network::NetworkHandle,
     store::Store,
 };
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub background: TaskTracker,
     /// Cancelled when the relay stops.
     pub shutdown: CancellationToken,
+    /// Counters for `/metrics`.
+    pub metrics: std::sync::Arc<Metrics>,
 }
 
 impl Shared {

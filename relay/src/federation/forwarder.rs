@@ -16,22 +16,17 @@ use std::{
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use libp2p::PeerId;
 use tidings_protocol::{
-    BoundedVec, ErrorAnswer, ErrorCode, RawEnvelope, UserId,
-    client::SendOutcome,
-    federation::{FederationRequest, FederationResponse},
-    limits::MAX_BATCH_ENVELOPES,
-    now_ms,
+    ErrorAnswer, ErrorCode, UserId, client::SendOutcome, federation::MAX_FORWARD_RECIPIENTS,
+    limits::MAX_BATCH_ENVELOPES, now_ms,
 };
 use tokio::time::Instant;
 
 use super::{
+    batch,
     directory::{Home, Remote},
     link::LinkError,
 };
 use crate::{shared::Shared, store::OutboxMeta};
-
-/// Most envelope bytes in one forwarded batch.
-const BATCH_MAX_BYTES: usize = 512 * 1024;
 
 /// Outbox entries read from the store at a time.
 const LOAD_CHUNK: usize = 4096;
@@ -207,22 +202,18 @@ impl Forwarder {
         let Some(relay) = self.relays.get_mut(&peer) else {
             return;
         };
-        let seqs: Vec<u64> = relay
+        let entries: Vec<(u64, OutboxMeta)> = relay
             .queue
             .iter()
-            .take(MAX_BATCH_ENVELOPES)
-            .copied()
+            .take(MAX_FORWARD_RECIPIENTS)
+            .filter_map(|seq| self.entries.get(seq).map(|meta| (*seq, *meta)))
             .collect();
         relay.busy = true;
         let remote = relay.remote.clone();
         let shared = self.shared.clone();
         self.tasks.push(Box::pin(async move {
-            let result = forward(&shared, &remote, &seqs).await;
-            Done::Sent {
-                peer,
-                seqs: result.0,
-                result: result.1,
-            }
+            let (seqs, result) = batch::forward(&shared, &remote, entries).await;
+            Done::Sent { peer, seqs, result }
         }));
     }
 
@@ -440,44 +431,4 @@ impl Forwarder {
             self.bounce(seq, reason).await;
         }
     }
-}
-
-/// Reads a batch's bytes and forwards it; returns the seqs actually sent with the result.
-async fn forward(
-    shared: &Shared,
-    remote: &Remote,
-    seqs: &[u64],
-) -> (Vec<u64>, Result<Vec<SendOutcome>, LinkError>) {
-    let bodies = match shared.store.outbox_bodies(seqs.to_vec()).await {
-        Ok(bodies) => bodies,
-        Err(error) => return (Vec::new(), Err(LinkError::Unreachable(error.to_string()))),
-    };
-    let mut sent = Vec::with_capacity(bodies.len());
-    let mut envelopes = Vec::with_capacity(bodies.len());
-    let mut bytes = 0;
-    for (seq, body) in bodies {
-        if !envelopes.is_empty() && bytes + body.len() > BATCH_MAX_BYTES {
-            break;
-        }
-        bytes += body.len();
-        sent.push(seq);
-        envelopes.push(RawEnvelope::from_bytes(body.to_vec()));
-    }
-    let Ok(envelopes) = BoundedVec::new(envelopes) else {
-        return (
-            Vec::new(),
-            Err(LinkError::Unreachable("batch too large".into())),
-        );
-    };
-    let request = FederationRequest::Forward { envelopes };
-    let result = match shared.links.request(remote, request).await {
-        Ok(FederationResponse::Stored { outcomes }) if outcomes.len() == sent.len() => {
-            Ok(outcomes.into_vec())
-        }
-        Ok(_) => Err(LinkError::Unreachable(
-            "answer does not match the batch".into(),
-        )),
-        Err(error) => Err(error),
-    };
-    (sent, result)
 }

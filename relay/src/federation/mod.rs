@@ -1,11 +1,12 @@
 //! Relay to relay: finding users' homes, forwarding the outbox, serving other relays,
 //! and handing moved users over (`/tidings/federation/1`).
 
+mod batch;
 mod directory;
 pub(crate) mod forwarder;
 pub(crate) mod handoff;
 mod link;
 pub(crate) mod serve;
 
-pub(crate) use directory::{Directory, Home};
+pub(crate) use directory::{Directory, Home, Remote};
 pub(crate) use link::{LinkError, Links};

@@ -5,16 +5,19 @@ use std::{sync::Arc, time::Duration};
 use futures::AsyncReadExt;
 use libp2p::{PeerId, Stream};
 use tidings_protocol::{
-    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, MailboxItem,
+    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, KeyBundle, Kind, MailboxItem, Recipient,
+    UserId,
     client::SendOutcome,
-    federation::{FederationFrame, FederationRequest, FederationResponse},
-    framing, now_ms,
+    federation::{FederationFrame, FederationRequest, FederationResponse, ForwardItem},
+    framing,
+    group::SignedDescriptor,
+    now_ms,
 };
 
 use crate::{
-    ingest::{self, storage_answer},
+    ingest::{self, reject, storage_answer},
     shared::Shared,
-    store::{ClaimOutcome, HandoffItem, Origin},
+    store::{ClaimOutcome, DescriptorsOutcome, GroupDelivery, HandoffItem, Origin, Store},
 };
 
 /// How long writing an answer may take.
@@ -67,30 +70,38 @@ fn stored(outcomes: Vec<SendOutcome>) -> Answer {
 
 async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> Answer {
     match request {
-        FederationRequest::Forward { envelopes } => stored(
-            ingest::ingest(
-                &shared.store,
-                Origin::Federation,
-                None,
-                envelopes.into_vec(),
-            )
-            .await,
-        ),
-        FederationRequest::Claim { user } => {
+        FederationRequest::Forward { items } => {
+            stored(forward(&shared.store, items.into_vec()).await)
+        }
+        FederationRequest::Claim { user } => claim(&shared.store, user)
+            .await
+            .map(|bundle| FederationResponse::Bundle(Box::new(bundle))),
+        FederationRequest::ClaimBundles { users } => {
+            let mut bundles = Vec::with_capacity(users.len());
+            for user in users.iter() {
+                bundles.push(claim(&shared.store, *user).await);
+            }
+            BoundedVec::new(bundles)
+                .map(|bundles| FederationResponse::Bundles { bundles })
+                .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
+        }
+        FederationRequest::GroupVersion { group } => shared
+            .store
+            .group_version(group)
+            .await
+            .map(FederationResponse::GroupVersion)
+            .map_err(storage_answer),
+        FederationRequest::Descriptors { versions } => {
             match shared
                 .store
-                .claim_bundle(user)
+                .store_descriptors(versions.into_vec())
                 .await
                 .map_err(storage_answer)?
             {
-                ClaimOutcome::Bundle(bundle) => Ok(FederationResponse::Bundle(bundle)),
-                ClaimOutcome::UnknownUser => Err(ErrorAnswer::new(
-                    ErrorCode::WrongRelay,
-                    format!("{user} is not homed at this relay"),
-                )),
-                ClaimOutcome::NoKeys => Err(ErrorAnswer::new(
-                    ErrorCode::NoKeys,
-                    format!("{user} has not published keys yet"),
+                DescriptorsOutcome::Stored { .. } => Ok(FederationResponse::DescriptorsStored),
+                DescriptorsOutcome::Rejected(error) => Err(ErrorAnswer::new(
+                    ErrorCode::BadDescriptor,
+                    error.to_string(),
                 )),
             }
         }
@@ -157,8 +168,8 @@ async fn handoff(
     for (position, refusal) in positions.iter().zip(refused) {
         outcomes[*position] = refusal;
     }
-    for (index, envelope) in good {
-        slots[positions[index]] = Some(HandoffItem::Envelope(envelope));
+    for (index, verified) in good {
+        slots[positions[index]] = Some(HandoffItem::Envelope(verified.direct(home.user)));
     }
     let (indexes, to_store): (Vec<usize>, Vec<HandoffItem>) = slots
         .into_iter()
@@ -183,4 +194,116 @@ async fn handoff(
             })
             .collect(),
     )
+}
+
+/// Hands out a bundle of a user homed here.
+async fn claim(store: &Store, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
+    match store.claim_bundle(user).await.map_err(storage_answer)? {
+        ClaimOutcome::Bundle(bundle) => Ok(*bundle),
+        ClaimOutcome::UnknownUser => Err(ErrorAnswer::new(
+            ErrorCode::WrongRelay,
+            format!("{user} is not homed at this relay"),
+        )),
+        ClaimOutcome::NoKeys => Err(ErrorAnswer::new(
+            ErrorCode::NoKeys,
+            format!("{user} has not published keys yet"),
+        )),
+    }
+}
+
+/// Stores forwarded items: one outcome per recipient, items in order. Signatures are checked
+/// once per envelope, not once per recipient.
+async fn forward(store: &Store, items: Vec<ForwardItem>) -> Vec<SendOutcome> {
+    let recipients: Vec<Vec<UserId>> = items.iter().map(|item| item.recipients.to_vec()).collect();
+    let versions: Vec<u64> = items.iter().map(|item| item.group_version).collect();
+    let raws = items.into_iter().map(|item| item.envelope).collect();
+    let (good, refused) = ingest::verify(None, raws);
+    let mut outcomes: Vec<Vec<SendOutcome>> = refused
+        .into_iter()
+        .zip(&recipients)
+        .map(|(refusal, users)| match refusal {
+            Some(refusal) => vec![refusal; users.len()],
+            None => Vec::new(),
+        })
+        .collect();
+    let mut directs = Vec::new();
+    let mut groups = Vec::new();
+    for (index, verified) in good {
+        let envelope = &verified.envelope;
+        let users = &recipients[index];
+        match envelope.recipient {
+            Recipient::Direct(address) if users.as_slice() == [address.user] => {
+                directs.push((index, verified.direct(address.user)));
+            }
+            Recipient::Direct(_) => {
+                outcomes[index] =
+                    vec![
+                        reject(ErrorCode::Malformed, "recipients do not match the envelope");
+                        users.len()
+                    ];
+            }
+            Recipient::Group(group) => {
+                if envelope.kind == Kind::GroupControl {
+                    // A change brings its own descriptor: take it before delivering.
+                    if let Ok(change) = SignedDescriptor::decode(&envelope.body) {
+                        let _ = store.store_descriptors(vec![change]).await;
+                    }
+                }
+                groups.push((
+                    index,
+                    GroupDelivery {
+                        id: envelope.id,
+                        sender: envelope.sender.user,
+                        group,
+                        version: versions[index],
+                        is_change: envelope.kind == Kind::GroupControl,
+                        bytes: verified.bytes.clone(),
+                        recipients: users.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    if !directs.is_empty() {
+        let (slots, items): (Vec<usize>, Vec<_>) = directs.into_iter().unzip();
+        match store.store_envelopes(items, Origin::Federation).await {
+            Ok(stored) => {
+                for (index, outcome) in slots.into_iter().zip(stored) {
+                    outcomes[index] = vec![ingest::send_outcome(outcome)];
+                }
+            }
+            Err(error) => {
+                let answer = SendOutcome::Rejected(storage_answer(error));
+                for index in slots {
+                    outcomes[index] = vec![answer.clone()];
+                }
+            }
+        }
+    }
+    if !groups.is_empty() {
+        let sizes: Vec<(usize, usize)> = groups
+            .iter()
+            .map(|(index, delivery)| (*index, delivery.recipients.len()))
+            .collect();
+        let deliveries = groups.into_iter().map(|(_, delivery)| delivery).collect();
+        match store.store_group_deliveries(deliveries).await {
+            Ok(stored) => {
+                let mut stored = stored.into_iter();
+                for (index, count) in sizes {
+                    outcomes[index] = stored
+                        .by_ref()
+                        .take(count)
+                        .map(ingest::send_outcome)
+                        .collect();
+                }
+            }
+            Err(error) => {
+                let answer = SendOutcome::Rejected(storage_answer(error));
+                for (index, count) in sizes {
+                    outcomes[index] = vec![answer.clone(); count];
+                }
+            }
+        }
+    }
+    outcomes.into_iter().flatten().collect()
 }

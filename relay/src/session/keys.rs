@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tidings_protocol::{
-    Address, ErrorAnswer, ErrorCode, SignedPreKey, UserId,
+    Address, BoundedVec, ErrorAnswer, ErrorCode, SignedPreKey, UserId,
     client::{Response, UploadKeys},
 };
 
@@ -117,4 +117,96 @@ pub(super) async fn claim(shared: Arc<Shared>, user: UserId) -> Answer {
             ))
         }
     }
+}
+
+/// Lookups run at once while resolving a batch claim.
+const CLAIM_LOOKUPS_IN_FLIGHT: usize = 32;
+
+/// Hands out bundles of several users: local ones from the store, the rest with one
+/// federation request per home relay.
+pub(super) async fn claim_many(shared: Arc<Shared>, users: Vec<UserId>) -> Answer {
+    use futures::StreamExt;
+    use std::collections::HashMap;
+
+    let mut answers: Vec<Option<Result<tidings_protocol::KeyBundle, ErrorAnswer>>> =
+        vec![None; users.len()];
+    let mut unresolved = Vec::new();
+    for (index, user) in users.iter().enumerate() {
+        match shared
+            .store
+            .claim_bundle(*user)
+            .await
+            .map_err(storage_answer)?
+        {
+            ClaimOutcome::Bundle(bundle) => answers[index] = Some(Ok(*bundle)),
+            ClaimOutcome::NoKeys => {
+                answers[index] = Some(Err(ErrorAnswer::new(
+                    ErrorCode::NoKeys,
+                    format!("{user} has not published keys yet"),
+                )))
+            }
+            ClaimOutcome::UnknownUser => unresolved.push((index, *user)),
+        }
+    }
+    let resolved: Vec<_> = futures::stream::iter(unresolved)
+        .map(|(index, user)| {
+            let shared = shared.clone();
+            async move { (index, user, shared.directory.resolve(user).await) }
+        })
+        .buffer_unordered(CLAIM_LOOKUPS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut by_relay: HashMap<libp2p::PeerId, (crate::federation::Remote, Vec<(usize, UserId)>)> =
+        HashMap::new();
+    for (index, user, home) in resolved {
+        match home {
+            Ok(Home::Remote(remote)) => by_relay
+                .entry(remote.peer)
+                .or_insert_with(|| (remote, Vec::new()))
+                .1
+                .push((index, user)),
+            Ok(_) => {
+                answers[index] = Some(Err(ErrorAnswer::new(
+                    ErrorCode::UnknownRecipient,
+                    format!("no home relay is known for {user}"),
+                )))
+            }
+            Err(error) => answers[index] = Some(Err(storage_answer(error))),
+        }
+    }
+    for (_, (remote, wanted)) in by_relay {
+        let list: Vec<UserId> = wanted.iter().map(|(_, user)| *user).collect();
+        let request = FederationRequest::ClaimBundles {
+            users: BoundedVec::new(list).unwrap_or_default(),
+        };
+        match shared.links.request(&remote, request).await {
+            Ok(FederationResponse::Bundles { bundles }) if bundles.len() == wanted.len() => {
+                for ((index, _), bundle) in wanted.into_iter().zip(bundles.into_vec()) {
+                    answers[index] = Some(bundle);
+                }
+            }
+            outcome => {
+                let detail = match outcome {
+                    Err(error) => format!("home relay: {error}; retry later"),
+                    Ok(_) => "unexpected answer from the home relay".into(),
+                };
+                for (index, user) in wanted {
+                    shared.directory.invalidate(&user);
+                    answers[index] = Some(Err(ErrorAnswer::new(
+                        ErrorCode::Unavailable,
+                        detail.clone(),
+                    )));
+                }
+            }
+        }
+    }
+    let bundles = answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| Err(ErrorAnswer::new(ErrorCode::Unavailable, "not handled")))
+        })
+        .collect();
+    BoundedVec::new(bundles)
+        .map(|bundles| Response::Bundles { bundles })
+        .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
 }

@@ -274,6 +274,9 @@ impl Session {
             Request::PublishHome(record) => {
                 Box::pin(home::publish(self.shared.clone(), me, *record))
             }
+            Request::ClaimBundles { users } => {
+                Box::pin(keys::claim_many(self.shared.clone(), users.into_vec()))
+            }
             Request::Send { envelopes } => {
                 Box::pin(send::handle(self.shared.clone(), me, envelopes))
             }

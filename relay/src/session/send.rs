@@ -8,11 +8,11 @@ use tidings_protocol::{
 };
 
 use super::{Answer, Shared};
-use crate::{ingest, store::Origin};
+use crate::ingest;
 
 /// Handles one `Send` request.
 pub(super) async fn handle(shared: Arc<Shared>, me: Address, batch: EnvelopeBatch) -> Answer {
-    let outcomes = ingest::ingest(&shared.store, Origin::Client, Some(&me), batch.into_vec()).await;
+    let outcomes = ingest::ingest(&shared.store, &me, batch.into_vec()).await;
     BoundedVec::new(outcomes)
         .map(|outcomes| Response::Sent { outcomes })
         .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))

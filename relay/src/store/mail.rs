@@ -24,8 +24,16 @@ impl Tables<'_> {
     }
 
     /// What an earlier envelope with this id means for one arriving now, if anything.
-    fn seen(&self, item: &NewEnvelope) -> Result<Option<StoreOutcome>, StoreError> {
-        let id = tables::seen_key(&item.id);
+    pub(super) fn seen(&self, item: &NewEnvelope) -> Result<Option<StoreOutcome>, StoreError> {
+        self.seen_key(tables::seen_key(&item.id), &item.bytes)
+    }
+
+    /// Like [`Tables::seen`], under any dedupe key.
+    pub(super) fn seen_key(
+        &self,
+        id: &[u8; 16],
+        bytes: &[u8],
+    ) -> Result<Option<StoreOutcome>, StoreError> {
         let mark = match self.seen_now.get(id)? {
             Some(mark) => Some(SeenMark::from_bytes(mark.value())),
             None => self
@@ -34,7 +42,7 @@ impl Tables<'_> {
                 .map(|mark| SeenMark::from_bytes(mark.value())),
         };
         Ok(mark.map(|mark| {
-            if mark.fingerprint == tables::fingerprint(&item.bytes) {
+            if mark.fingerprint == tables::fingerprint(bytes) {
                 StoreOutcome::Duplicate
             } else {
                 StoreOutcome::IdReused
@@ -42,13 +50,17 @@ impl Tables<'_> {
         }))
     }
 
-    fn mark_seen(&mut self, item: &NewEnvelope) -> Result<(), StoreError> {
+    pub(super) fn mark_seen(&mut self, item: &NewEnvelope) -> Result<(), StoreError> {
+        self.mark_seen_key(tables::seen_key(&item.id), &item.bytes)
+    }
+
+    /// Like [`Tables::mark_seen`], under any dedupe key.
+    pub(super) fn mark_seen_key(&mut self, id: &[u8; 16], bytes: &[u8]) -> Result<(), StoreError> {
         let mark = SeenMark {
-            fingerprint: tables::fingerprint(&item.bytes),
+            fingerprint: tables::fingerprint(bytes),
             at_ms: self.now_ms,
         };
-        self.seen_now
-            .insert(tables::seen_key(&item.id), &mark.to_bytes())?;
+        self.seen_now.insert(id, &mark.to_bytes())?;
         Ok(())
     }
 
@@ -62,7 +74,7 @@ impl Tables<'_> {
             return Ok(earlier);
         }
         let outcome = if self.is_local(&item.recipient)? {
-            match self.push_mailbox(&item.recipient, &item.bytes)? {
+            match self.push_mailbox(&item.recipient, &item.bytes, &item.bytes)? {
                 Some(seq) => StoreOutcome::Accepted { seq },
                 None => return Ok(StoreOutcome::MailboxFull),
             }
@@ -80,8 +92,14 @@ impl Tables<'_> {
         Ok(outcome)
     }
 
-    /// Appends to a local mailbox; None when it is at its quota.
-    fn push_mailbox(&mut self, user: &UserId, bytes: &Bytes) -> Result<Option<u64>, StoreError> {
+    /// Appends `stored` to a local mailbox and tells subscribers `delivered` (the same bytes,
+    /// or the envelope a blob reference stands for); None when the mailbox is at its quota.
+    pub(super) fn push_mailbox(
+        &mut self,
+        user: &UserId,
+        stored: &Bytes,
+        delivered: &Bytes,
+    ) -> Result<Option<u64>, StoreError> {
         let mut cursor = self.cursor(user)?;
         if cursor.pending() >= self.config.limits.mailbox_max_envelopes {
             return Ok(None);
@@ -89,21 +107,32 @@ impl Tables<'_> {
         cursor.head += 1;
         let seq = cursor.head;
         self.mailbox
-            .insert(&tables::mailbox_key(user, seq), bytes.as_ref())?;
+            .insert(&tables::mailbox_key(user, seq), stored.as_ref())?;
         self.dirty_cursors.insert(*user, cursor);
         self.effects.publications.push(Publication {
             user: *user,
             seq,
-            bytes: bytes.clone(),
+            bytes: delivered.clone(),
         });
         Ok(Some(seq))
     }
 
-    /// Queues an envelope for a user homed elsewhere; None when the outbox is full.
-    fn queue_outbox(&mut self, item: &NewEnvelope) -> Result<Option<u64>, StoreError> {
+    /// Queues an envelope for a user homed elsewhere; None when the outbox is full. Every
+    /// recipient gets its own entry; the bytes are stored once per envelope.
+    pub(super) fn queue_outbox(&mut self, item: &NewEnvelope) -> Result<Option<u64>, StoreError> {
         if self.state.outbox_len >= self.config.limits.outbox_max_envelopes {
             return Ok(None);
         }
+        let id = item.id.as_bytes();
+        let refs = self
+            .outbox_refs
+            .get(id)?
+            .map(|refs| refs.value())
+            .unwrap_or(0);
+        if refs == 0 {
+            self.outbox_body.insert(id, item.bytes.as_ref())?;
+        }
+        self.outbox_refs.insert(id, refs + 1)?;
         self.state.outbox_seq += 1;
         let seq = self.state.outbox_seq;
         let meta = OutboxMeta {
@@ -113,7 +142,6 @@ impl Tables<'_> {
             accepted_at_ms: self.now_ms,
         };
         self.outbox_meta.insert(seq, &meta.to_bytes())?;
-        self.outbox_body.insert(seq, item.bytes.as_ref())?;
         self.state.outbox_len += 1;
         self.effects.outbox_grew = true;
         Ok(Some(seq))
@@ -127,23 +155,66 @@ impl Tables<'_> {
         }
         let start = tables::mailbox_key(user, cursor.acked + 1);
         let end = tables::mailbox_key(user, up_to);
+        let mut blobs = Vec::new();
         self.mailbox
-            .retain_in::<&[u8; 40], _>(&start..=&end, |_, _| false)?;
+            .retain_in::<&[u8; 40], _>(&start..=&end, |_, value| {
+                blobs.extend(tables::parse_blob_ref(value));
+                false
+            })?;
+        for id in blobs {
+            self.release_blob(&id)?;
+        }
         cursor.acked = up_to;
         self.dirty_cursors.insert(*user, cursor);
         Ok(())
     }
 
+    /// Drops one mailbox reference to a blob, deleting it with the last one.
+    fn release_blob(&mut self, id: &[u8; 16]) -> Result<(), StoreError> {
+        let refs = self
+            .blob_refs
+            .get(id)?
+            .map(|refs| refs.value())
+            .unwrap_or(0);
+        if refs <= 1 {
+            self.blob_refs.remove(id)?;
+            self.blobs.remove(id)?;
+        } else {
+            self.blob_refs.insert(id, refs - 1)?;
+        }
+        Ok(())
+    }
+
+    /// The bytes of outbox entry `seq`'s envelope.
+    fn outbox_body_of(&self, meta: &OutboxMeta) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .outbox_body
+            .get(meta.id.as_bytes())?
+            .map(|body| Bytes::copy_from_slice(body.value())))
+    }
+
     fn remove_outbox(&mut self, seq: u64) -> Result<Option<OutboxMeta>, StoreError> {
-        let meta = self
+        let Some(meta) = self
             .outbox_meta
             .remove(seq)?
-            .map(|meta| OutboxMeta::from_bytes(meta.value()));
-        self.outbox_body.remove(seq)?;
-        if meta.is_some() {
-            self.state.outbox_len = self.state.outbox_len.saturating_sub(1);
+            .map(|meta| OutboxMeta::from_bytes(meta.value()))
+        else {
+            return Ok(None);
+        };
+        let id = meta.id.as_bytes();
+        let refs = self
+            .outbox_refs
+            .get(id)?
+            .map(|refs| refs.value())
+            .unwrap_or(0);
+        if refs <= 1 {
+            self.outbox_refs.remove(id)?;
+            self.outbox_body.remove(id)?;
+        } else {
+            self.outbox_refs.insert(id, refs - 1)?;
         }
-        Ok(meta)
+        self.state.outbox_len = self.state.outbox_len.saturating_sub(1);
+        Ok(Some(meta))
     }
 
     /// Forgets outbox entries the remote relay has committed.
@@ -164,15 +235,11 @@ impl Tables<'_> {
             else {
                 continue;
             };
-            let Some(body) = self
-                .outbox_body
-                .get(*seq)?
-                .map(|body| Bytes::copy_from_slice(body.value()))
-            else {
+            let Some(body) = self.outbox_body_of(&meta)? else {
                 continue;
             };
             if self.is_local(&meta.recipient)?
-                && self.push_mailbox(&meta.recipient, &body)?.is_some()
+                && self.push_mailbox(&meta.recipient, &body, &body)?.is_some()
             {
                 self.remove_outbox(*seq)?;
             }
@@ -195,7 +262,7 @@ impl Tables<'_> {
             reason: reason.clone(),
         });
         let bytes = Bytes::from(notice.to_stored());
-        if self.push_mailbox(&meta.sender, &bytes)?.is_none() {
+        if self.push_mailbox(&meta.sender, &bytes, &bytes)?.is_none() {
             tracing::warn!(id = %meta.id, "sender's mailbox is full; bounce not stored");
         }
         Ok(())
@@ -217,7 +284,7 @@ impl Tables<'_> {
                     if let Some(earlier) = self.seen(envelope)? {
                         earlier
                     } else {
-                        match self.push_mailbox(user, &envelope.bytes)? {
+                        match self.push_mailbox(user, &envelope.bytes, &envelope.bytes)? {
                             Some(seq) => {
                                 self.mark_seen(envelope)?;
                                 StoreOutcome::Accepted { seq }
@@ -226,7 +293,7 @@ impl Tables<'_> {
                         }
                     }
                 }
-                HandoffItem::Bounce(bytes) => match self.push_mailbox(user, bytes)? {
+                HandoffItem::Bounce(bytes) => match self.push_mailbox(user, bytes, bytes)? {
                     Some(seq) => StoreOutcome::Accepted { seq },
                     None => StoreOutcome::MailboxFull,
                 },

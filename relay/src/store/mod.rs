@@ -6,6 +6,7 @@
 //! caller's answer therefore always means "durable" (or a storage error: nothing stored).
 
 pub mod fault;
+mod groups;
 mod mail;
 mod reads;
 pub mod tables;
@@ -18,8 +19,9 @@ use std::{path::Path, sync::Arc};
 use bytes::Bytes;
 use redb::{Database, StorageBackend};
 use tidings_protocol::{
-    DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, HomeRecord, IdentityKey, KeyBundle,
+    DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, GroupId, HomeRecord, IdentityKey, KeyBundle,
     SignedPreKey, UserId,
+    group::{GroupError, SignedDescriptor},
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -142,6 +144,76 @@ pub struct NewEnvelope {
     pub bytes: Bytes,
 }
 
+/// A group envelope from a local member.
+#[derive(Debug, Clone)]
+pub struct GroupEnvelope {
+    /// Its id.
+    pub id: EnvelopeId,
+    /// The sending member.
+    pub sender: UserId,
+    /// The group.
+    pub group: GroupId,
+    /// The wire bytes.
+    pub bytes: Bytes,
+    /// The descriptor change it carries (group control envelopes).
+    pub change: Option<SignedDescriptor>,
+}
+
+/// What became of a [`GroupEnvelope`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOutcome {
+    /// Stored for `local` members here and queued for `queued` members elsewhere.
+    Accepted {
+        /// Members whose mailbox is here.
+        local: usize,
+        /// Members homed at other relays.
+        queued: usize,
+    },
+    /// Stored before (a retry).
+    Duplicate,
+    /// The id was used before for other content.
+    IdReused,
+    /// No descriptor of the group is held here.
+    UnknownGroup,
+    /// The sender is not a member.
+    NotMember,
+    /// The descriptor change breaks the rules.
+    BadDescriptor(GroupError),
+    /// The outbox is at its quota.
+    OutboxFull,
+}
+
+/// A group envelope another relay forwarded for members homed here.
+#[derive(Debug, Clone)]
+pub struct GroupDelivery {
+    /// Its id.
+    pub id: EnvelopeId,
+    /// The sending member.
+    pub sender: UserId,
+    /// The group.
+    pub group: GroupId,
+    /// The descriptor version the sending relay fanned out by.
+    pub version: u64,
+    /// Whether it carries a descriptor change (it then also reaches removed members).
+    pub is_change: bool,
+    /// The wire bytes.
+    pub bytes: Bytes,
+    /// Members homed here it is for.
+    pub recipients: Vec<UserId>,
+}
+
+/// What became of descriptor versions sent by another relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DescriptorsOutcome {
+    /// Stored; the version now held.
+    Stored {
+        /// The newest version held.
+        version: u64,
+    },
+    /// A version breaks the rules.
+    Rejected(GroupError),
+}
+
 /// One entry a user's previous home relay hands on.
 #[derive(Debug, Clone)]
 pub enum HandoffItem {
@@ -183,6 +255,10 @@ pub enum StoreOutcome {
     MailboxFull,
     /// The outbox is at its quota.
     OutboxFull,
+    /// The sender or the recipient is not a member of the group.
+    NotMember,
+    /// This relay holds an older version of the group than the sender fanned out by.
+    GroupOutOfDate,
 }
 
 /// Limits the store enforces.
@@ -347,6 +423,49 @@ impl Store {
             .await
     }
 
+    /// Stores and fans out a group envelope from a local member.
+    pub async fn store_group_envelope(
+        &self,
+        item: GroupEnvelope,
+    ) -> Result<GroupOutcome, StoreError> {
+        self.submit(|reply| writer::WriteOp::GroupEnvelope { item, reply })
+            .await
+    }
+
+    /// Stores group envelopes another relay forwarded; one outcome per recipient.
+    pub async fn store_group_deliveries(
+        &self,
+        items: Vec<GroupDelivery>,
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        self.submit(|reply| writer::WriteOp::GroupForward { items, reply })
+            .await
+    }
+
+    /// Checks and stores descriptor versions another relay sent.
+    pub async fn store_descriptors(
+        &self,
+        versions: Vec<SignedDescriptor>,
+    ) -> Result<DescriptorsOutcome, StoreError> {
+        self.submit(|reply| writer::WriteOp::Descriptors { versions, reply })
+            .await
+    }
+
+    /// Descriptor versions of `group` from `from` on (at most `limit`), oldest first.
+    pub async fn group_versions(
+        &self,
+        group: GroupId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedDescriptor>, StoreError> {
+        self.read(move |db| reads::group_versions(db, &group, from, limit))
+            .await
+    }
+
+    /// The newest descriptor version held for `group` (0: none).
+    pub async fn group_version(&self, group: GroupId) -> Result<u64, StoreError> {
+        self.read(move |db| reads::group_version(db, &group)).await
+    }
+
     /// Moves outbox entries whose recipient now lives here into their mailbox.
     pub async fn outbox_to_mailbox(&self, seqs: Vec<u64>) -> Result<(), StoreError> {
         self.submit(|reply| writer::WriteOp::OutboxToMailbox { seqs, reply })
@@ -369,9 +488,12 @@ impl Store {
             .await
     }
 
-    /// The bytes of outbox entries (entries gone meanwhile are left out).
-    pub async fn outbox_bodies(&self, seqs: Vec<u64>) -> Result<Vec<(u64, Bytes)>, StoreError> {
-        self.read(move |db| reads::outbox_bodies(db, &seqs)).await
+    /// The bytes of envelopes in the outbox, by envelope id (ids gone meanwhile are left out).
+    pub async fn outbox_bodies(
+        &self,
+        ids: Vec<EnvelopeId>,
+    ) -> Result<Vec<(EnvelopeId, Bytes)>, StoreError> {
+        self.read(move |db| reads::outbox_bodies(db, &ids)).await
     }
 
     /// Everything known about a user registered here.

@@ -2,13 +2,13 @@
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
-use tidings_protocol::{DeviceId, UserId, codec};
+use tidings_protocol::{DeviceId, EnvelopeId, GroupId, UserId, codec, group::SignedDescriptor};
 
 use super::{
     StoreError,
     tables::{
-        self, CURSORS, Cursor, DEVICES, MAILBOX, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META,
-        OutboxMeta, USERS, UserRecord,
+        self, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX, ONE_TIME_KEYS,
+        OUTBOX_BODY, OUTBOX_META, OutboxMeta, USERS, UserRecord,
     },
 };
 
@@ -38,21 +38,30 @@ pub fn mailbox_range(
 ) -> Result<Vec<(u64, Bytes)>, StoreError> {
     let txn = db.begin_read()?;
     let mailbox = txn.open_table(MAILBOX)?;
+    let blobs = txn.open_table(BLOBS)?;
     let start = tables::mailbox_key(user, from);
     let end = tables::mailbox_key(user, u64::MAX);
     let mut out = Vec::new();
     let mut bytes = 0;
     for entry in mailbox.range::<&[u8; 40]>(&start..=&end)? {
         let (key, value) = entry?;
-        let value = value.value();
+        let seq = tables::mailbox_seq(key.value());
+        // Group envelopes are stored once and referenced from each member's mailbox.
+        let value = match tables::parse_blob_ref(value.value()) {
+            Some(id) => match blobs.get(&id)? {
+                Some(blob) => Bytes::copy_from_slice(blob.value()),
+                None => {
+                    tracing::error!(seq, "mailbox entry points at a missing blob");
+                    continue;
+                }
+            },
+            None => Bytes::copy_from_slice(value.value()),
+        };
         if !out.is_empty() && (out.len() >= max_items || bytes + value.len() > max_bytes) {
             break;
         }
         bytes += value.len();
-        out.push((
-            tables::mailbox_seq(key.value()),
-            Bytes::copy_from_slice(value),
-        ));
+        out.push((seq, value));
     }
     Ok(out)
 }
@@ -95,14 +104,46 @@ pub fn outbox_after(
     Ok(out)
 }
 
-pub fn outbox_bodies(db: &Database, seqs: &[u64]) -> Result<Vec<(u64, Bytes)>, StoreError> {
+pub fn outbox_bodies(
+    db: &Database,
+    ids: &[EnvelopeId],
+) -> Result<Vec<(EnvelopeId, Bytes)>, StoreError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(OUTBOX_BODY)?;
-    let mut out = Vec::with_capacity(seqs.len());
-    for seq in seqs {
-        if let Some(body) = table.get(*seq)? {
-            out.push((*seq, Bytes::copy_from_slice(body.value())));
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(body) = table.get(id.as_bytes())? {
+            out.push((*id, Bytes::copy_from_slice(body.value())));
         }
+    }
+    Ok(out)
+}
+
+pub fn group_version(db: &Database, group: &GroupId) -> Result<u64, StoreError> {
+    let txn = db.begin_read()?;
+    let heads = txn.open_table(GROUP_HEADS)?;
+    Ok(heads.get(group.as_bytes())?.map(|v| v.value()).unwrap_or(0))
+}
+
+pub fn group_versions(
+    db: &Database,
+    group: &GroupId,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<SignedDescriptor>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(GROUP_VERSIONS)?;
+    let start = tables::group_version_key(group, from);
+    let end = tables::group_version_key(group, u64::MAX);
+    let mut out = Vec::new();
+    for entry in table.range::<&[u8; 24]>(&start..=&end)?.take(limit) {
+        let (_, bytes) = entry?;
+        out.push(
+            SignedDescriptor::decode(bytes.value()).map_err(|error| StoreError::Corrupt {
+                table: "group_versions",
+                reason: error.to_string(),
+            })?,
+        );
     }
     Ok(out)
 }

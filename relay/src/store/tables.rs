@@ -3,7 +3,7 @@
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{
-    DeviceCert, DeviceId, EnvelopeId, HomeRecord, IdentityKey, SignedPreKey, UserId,
+    DeviceCert, DeviceId, EnvelopeId, GroupId, HomeRecord, IdentityKey, SignedPreKey, UserId,
 };
 
 /// user id -> CBOR [`UserRecord`].
@@ -19,8 +19,57 @@ pub const MAILBOX: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("mai
 
 /// outbox sequence -> [`OutboxMeta`] (88 bytes): envelopes accepted for users elsewhere.
 pub const OUTBOX_META: TableDefinition<u64, &[u8; 88]> = TableDefinition::new("outbox_meta");
-/// outbox sequence -> envelope bytes.
-pub const OUTBOX_BODY: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox_body");
+/// envelope id -> envelope bytes, shared by every outbox entry of that envelope.
+pub const OUTBOX_BODY: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("outbox_bodies");
+/// envelope id -> how many outbox entries use the body.
+pub const OUTBOX_REFS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("outbox_refs");
+/// envelope id -> bytes of a group envelope stored once for all local recipients.
+pub const BLOBS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("blobs");
+/// envelope id -> how many mailbox entries point at the blob.
+pub const BLOB_REFS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("blob_refs");
+/// group id ++ version (big-endian) -> signed descriptor.
+pub const GROUP_VERSIONS: TableDefinition<&[u8; 24], &[u8]> =
+    TableDefinition::new("group_versions");
+/// group id -> newest version held.
+pub const GROUP_HEADS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("group_heads");
+
+/// A mailbox entry that points at a blob starts with this magic, then the envelope id.
+pub const BLOB_REF_MAGIC: &[u8; 4] = b"TDR1";
+
+/// The mailbox value pointing at blob `id`.
+pub fn blob_ref(id: &EnvelopeId) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out[..4].copy_from_slice(BLOB_REF_MAGIC);
+    out[4..].copy_from_slice(id.as_bytes());
+    out
+}
+
+/// The blob a mailbox value points at, if it is a reference.
+pub fn parse_blob_ref(value: &[u8]) -> Option<[u8; 16]> {
+    let id = value.strip_prefix(BLOB_REF_MAGIC)?;
+    <[u8; 16]>::try_from(id).ok()
+}
+
+/// Key of a group descriptor version.
+pub fn group_version_key(group: &GroupId, version: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(group.as_bytes());
+    key[16..].copy_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// Dedupe key of one group envelope for one recipient (forwarded items may be retried for a
+/// subset of recipients, so the envelope id alone cannot say who has it).
+pub fn delivery_key(id: &EnvelopeId, user: &UserId) -> [u8; 16] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(id.as_bytes());
+    hasher.update(user.as_bytes());
+    let digest = hasher.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
 
 /// Dedupe tables rotate by generation; each holds envelope id -> [`SeenMark`] (16 bytes).
 pub fn seen_table(generation: u64) -> String {

@@ -8,8 +8,8 @@ use tidings_protocol::{UserId, codec};
 use super::{
     StoreConfig, StoreError,
     tables::{
-        self, CURSORS, Cursor, DEVICES, MAILBOX, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, USERS,
-        UserRecord,
+        self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
+        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, USERS, UserRecord,
     },
     writer::{OpResult, WriteOp},
 };
@@ -30,6 +30,11 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(MAILBOX)?;
     txn.open_table(OUTBOX_META)?;
     txn.open_table(OUTBOX_BODY)?;
+    txn.open_table(OUTBOX_REFS)?;
+    txn.open_table(BLOBS)?;
+    txn.open_table(BLOB_REFS)?;
+    txn.open_table(GROUP_VERSIONS)?;
+    txn.open_table(GROUP_HEADS)?;
     txn.commit()?;
     Ok(())
 }
@@ -74,7 +79,12 @@ pub(super) struct Tables<'txn> {
     pub cursors: Table<'txn, Bytes32, &'static [u8; 16]>,
     pub mailbox: Table<'txn, &'static [u8; 40], &'static [u8]>,
     pub outbox_meta: Table<'txn, u64, &'static [u8; 88]>,
-    pub outbox_body: Table<'txn, u64, &'static [u8]>,
+    pub outbox_body: Table<'txn, &'static [u8; 16], &'static [u8]>,
+    pub outbox_refs: Table<'txn, &'static [u8; 16], u64>,
+    pub blobs: Table<'txn, &'static [u8; 16], &'static [u8]>,
+    pub blob_refs: Table<'txn, &'static [u8; 16], u64>,
+    pub group_versions: Table<'txn, &'static [u8; 24], &'static [u8]>,
+    pub group_heads: Table<'txn, &'static [u8; 16], u64>,
     pub seen_now: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
     /// Cursors changed in this batch, written back once at the end.
@@ -124,6 +134,11 @@ fn apply_and_commit(
             mailbox: txn.open_table(MAILBOX)?,
             outbox_meta: txn.open_table(OUTBOX_META)?,
             outbox_body: txn.open_table(OUTBOX_BODY)?,
+            outbox_refs: txn.open_table(OUTBOX_REFS)?,
+            blobs: txn.open_table(BLOBS)?,
+            blob_refs: txn.open_table(BLOB_REFS)?,
+            group_versions: txn.open_table(GROUP_VERSIONS)?,
+            group_heads: txn.open_table(GROUP_HEADS)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),
@@ -193,6 +208,15 @@ impl Tables<'_> {
             }
             WriteOp::Handoff { user, items, .. } => {
                 OpResult::Envelopes(self.handoff_in(user, items)?)
+            }
+            WriteOp::GroupEnvelope { item, .. } => {
+                OpResult::Group(self.store_group_envelope(item)?)
+            }
+            WriteOp::GroupForward { items, .. } => {
+                OpResult::Envelopes(self.store_group_deliveries(items)?)
+            }
+            WriteOp::Descriptors { versions, .. } => {
+                OpResult::Descriptors(self.store_descriptors(versions)?)
             }
             WriteOp::Ack { user, up_to, .. } => {
                 self.ack(user, *up_to)?;

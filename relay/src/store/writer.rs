@@ -9,11 +9,13 @@ use tidings_protocol::{
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{
-    ClaimOutcome, HandoffItem, KeysOutcome, NewEnvelope, Origin, RegisterOutcome, SetHomeOutcome,
-    StoreConfig, StoreError, StoreOutcome,
+    ClaimOutcome, DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, HandoffItem,
+    KeysOutcome, NewEnvelope, Origin, RegisterOutcome, SetHomeOutcome, StoreConfig, StoreError,
+    StoreOutcome,
     txn::{self, WriterState},
 };
 use crate::mailbox::Hub;
+use tidings_protocol::group::SignedDescriptor;
 
 /// Most operations applied in one commit.
 const MAX_OPS_PER_COMMIT: usize = 512;
@@ -53,6 +55,18 @@ pub enum WriteOp {
         items: Vec<HandoffItem>,
         reply: Reply<Vec<StoreOutcome>>,
     },
+    GroupEnvelope {
+        item: GroupEnvelope,
+        reply: Reply<GroupOutcome>,
+    },
+    GroupForward {
+        items: Vec<GroupDelivery>,
+        reply: Reply<Vec<StoreOutcome>>,
+    },
+    Descriptors {
+        versions: Vec<SignedDescriptor>,
+        reply: Reply<DescriptorsOutcome>,
+    },
     Ack {
         user: UserId,
         up_to: u64,
@@ -78,6 +92,10 @@ impl WriteOp {
         match self {
             WriteOp::Envelopes { items, .. } => items.len(),
             WriteOp::Handoff { items, .. } => items.len(),
+            WriteOp::GroupEnvelope { .. } => 64,
+            WriteOp::GroupForward { items, .. } => {
+                items.iter().map(|item| item.recipients.len()).sum()
+            }
             WriteOp::OutboxDone { seqs, .. } | WriteOp::OutboxToMailbox { seqs, .. } => seqs.len(),
             _ => 1,
         }
@@ -91,6 +109,8 @@ pub enum OpResult {
     Claim(ClaimOutcome),
     SetHome(SetHomeOutcome),
     Envelopes(Vec<StoreOutcome>),
+    Group(GroupOutcome),
+    Descriptors(DescriptorsOutcome),
     Done,
 }
 
@@ -209,8 +229,15 @@ fn answer(op: WriteOp, result: OpResult) {
             reply.send(Ok(outcome)).map_err(drop)
         }
         (WriteOp::Envelopes { reply, .. }, OpResult::Envelopes(outcomes))
-        | (WriteOp::Handoff { reply, .. }, OpResult::Envelopes(outcomes)) => {
+        | (WriteOp::Handoff { reply, .. }, OpResult::Envelopes(outcomes))
+        | (WriteOp::GroupForward { reply, .. }, OpResult::Envelopes(outcomes)) => {
             reply.send(Ok(outcomes)).map_err(drop)
+        }
+        (WriteOp::GroupEnvelope { reply, .. }, OpResult::Group(outcome)) => {
+            reply.send(Ok(outcome)).map_err(drop)
+        }
+        (WriteOp::Descriptors { reply, .. }, OpResult::Descriptors(outcome)) => {
+            reply.send(Ok(outcome)).map_err(drop)
         }
         (WriteOp::Ack { reply, .. }, OpResult::Done)
         | (WriteOp::OutboxDone { reply, .. }, OpResult::Done)
@@ -232,9 +259,11 @@ fn fail(op: WriteOp, error: StoreError) {
         WriteOp::UploadKeys { reply, .. } => reply.send(Err(error)).map_err(drop),
         WriteOp::Claim { reply, .. } => reply.send(Err(error)).map_err(drop),
         WriteOp::SetHome { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::Envelopes { reply, .. } | WriteOp::Handoff { reply, .. } => {
-            reply.send(Err(error)).map_err(drop)
-        }
+        WriteOp::Envelopes { reply, .. }
+        | WriteOp::Handoff { reply, .. }
+        | WriteOp::GroupForward { reply, .. } => reply.send(Err(error)).map_err(drop),
+        WriteOp::GroupEnvelope { reply, .. } => reply.send(Err(error)).map_err(drop),
+        WriteOp::Descriptors { reply, .. } => reply.send(Err(error)).map_err(drop),
         WriteOp::Ack { reply, .. }
         | WriteOp::OutboxDone { reply, .. }
         | WriteOp::OutboxToMailbox { reply, .. }

@@ -1,0 +1,172 @@
+//! One forward batch to one relay: outbox entries grouped into items (one per envelope, with
+//! all its recipients there), and bringing that relay's copy of a group up to date.
+
+use std::collections::HashSet;
+
+use tidings_protocol::{
+    BoundedVec, EnvelopeId, ErrorCode, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    client::SendOutcome,
+    federation::{FederationRequest, FederationResponse, ForwardItem, MAX_DESCRIPTORS_PER_REQUEST},
+    group::SignedDescriptor,
+    limits::MAX_BATCH_ENVELOPES,
+};
+
+use super::{directory::Remote, link::LinkError};
+use crate::{shared::Shared, store::OutboxMeta};
+
+/// Most envelope bytes in one forwarded batch.
+const BATCH_MAX_BYTES: usize = 512 * 1024;
+
+/// One envelope of the batch and the outbox entries (one per recipient) it stands for.
+struct Planned {
+    id: EnvelopeId,
+    entries: Vec<(u64, UserId)>,
+}
+
+/// Groups `entries` by envelope, oldest first, within the batch limits.
+fn plan(entries: Vec<(u64, OutboxMeta)>) -> Vec<Planned> {
+    let mut planned: Vec<Planned> = Vec::new();
+    for (seq, meta) in entries {
+        if let Some(item) = planned.iter_mut().find(|item| item.id == meta.id) {
+            item.entries.push((seq, meta.recipient));
+            continue;
+        }
+        if planned.len() == MAX_BATCH_ENVELOPES {
+            break;
+        }
+        planned.push(Planned {
+            id: meta.id,
+            entries: vec![(seq, meta.recipient)],
+        });
+    }
+    planned
+}
+
+/// The descriptor version a group envelope was fanned out by: its own for a change, else
+/// the newest this relay holds.
+async fn group_version(shared: &Shared, raw: &RawEnvelope) -> Option<(GroupId, u64)> {
+    let envelope = raw.decode_unverified().ok()?;
+    let Recipient::Group(group) = envelope.recipient else {
+        return None;
+    };
+    if envelope.kind == Kind::GroupControl
+        && let Ok(change) = SignedDescriptor::decode(&envelope.body)
+    {
+        return Some((group, change.descriptor.version));
+    }
+    Some((group, shared.store.group_version(group).await.ok()?))
+}
+
+/// Sends entries to `remote`; returns the seqs sent and one outcome per seq.
+pub(super) async fn forward(
+    shared: &Shared,
+    remote: &Remote,
+    entries: Vec<(u64, OutboxMeta)>,
+) -> (Vec<u64>, Result<Vec<SendOutcome>, LinkError>) {
+    let planned = plan(entries);
+    let ids: Vec<EnvelopeId> = planned.iter().map(|item| item.id).collect();
+    let bodies = match shared.store.outbox_bodies(ids).await {
+        Ok(bodies) => bodies,
+        Err(error) => return (Vec::new(), Err(LinkError::Unreachable(error.to_string()))),
+    };
+    let mut seqs = Vec::new();
+    let mut items = Vec::new();
+    let mut groups = HashSet::new();
+    let mut bytes = 0;
+    for item in planned {
+        let Some((_, body)) = bodies.iter().find(|(id, _)| *id == item.id) else {
+            continue;
+        };
+        if !items.is_empty() && bytes + body.len() > BATCH_MAX_BYTES {
+            break;
+        }
+        bytes += body.len();
+        let raw = RawEnvelope::from_bytes(body.to_vec());
+        let version = group_version(shared, &raw).await;
+        if let Some((group, _)) = version {
+            groups.insert(group);
+        }
+        let recipients: Vec<UserId> = item.entries.iter().map(|(_, user)| *user).collect();
+        seqs.extend(item.entries.iter().map(|(seq, _)| *seq));
+        items.push(ForwardItem {
+            envelope: raw,
+            recipients: BoundedVec::new(recipients).unwrap_or_default(),
+            group_version: version.map(|(_, v)| v).unwrap_or(0),
+        });
+    }
+    let Ok(items) = BoundedVec::new(items) else {
+        return (
+            Vec::new(),
+            Err(LinkError::Unreachable("batch too large".into())),
+        );
+    };
+    let request = FederationRequest::Forward { items };
+    shared.metrics.forward_batch(!groups.is_empty());
+    let mut result = send(shared, remote, request.clone(), seqs.len()).await;
+    if let Ok(outcomes) = &result
+        && outcomes.iter().any(is_out_of_date)
+    {
+        // That relay holds an older copy of a group: send it the newer versions, retry once.
+        for group in groups {
+            if let Err(error) = sync_group(shared, remote, group).await {
+                return (seqs, Err(error));
+            }
+        }
+        shared.metrics.forward_batch(true);
+        result = send(shared, remote, request, seqs.len()).await;
+    }
+    (seqs, result)
+}
+
+fn is_out_of_date(outcome: &SendOutcome) -> bool {
+    matches!(outcome, SendOutcome::Rejected(answer) if answer.code == ErrorCode::GroupOutOfDate)
+}
+
+async fn send(
+    shared: &Shared,
+    remote: &Remote,
+    request: FederationRequest,
+    expected: usize,
+) -> Result<Vec<SendOutcome>, LinkError> {
+    match shared.links.request(remote, request).await {
+        Ok(FederationResponse::Stored { outcomes }) if outcomes.len() == expected => {
+            Ok(outcomes.into_vec())
+        }
+        Ok(_) => Err(LinkError::Unreachable(
+            "answer does not match the batch".into(),
+        )),
+        Err(error) => Err(error),
+    }
+}
+
+/// Sends `remote` every version of `group` after the one it holds.
+async fn sync_group(shared: &Shared, remote: &Remote, group: GroupId) -> Result<(), LinkError> {
+    let mut held = match shared
+        .links
+        .request(remote, FederationRequest::GroupVersion { group })
+        .await?
+    {
+        FederationResponse::GroupVersion(version) => version,
+        _ => return Err(LinkError::Unreachable("unexpected answer".into())),
+    };
+    loop {
+        let versions = shared
+            .store
+            .group_versions(group, held + 1, MAX_DESCRIPTORS_PER_REQUEST)
+            .await
+            .map_err(|error| LinkError::Unreachable(error.to_string()))?;
+        let Some(last) = versions.last().map(|d| d.descriptor.version) else {
+            return Ok(());
+        };
+        let versions =
+            BoundedVec::new(versions).map_err(|error| LinkError::Unreachable(error.to_string()))?;
+        match shared
+            .links
+            .request(remote, FederationRequest::Descriptors { versions })
+            .await?
+        {
+            FederationResponse::DescriptorsStored => held = last,
+            _ => return Err(LinkError::Unreachable("unexpected answer".into())),
+        }
+    }
+}

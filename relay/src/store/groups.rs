@@ -1,0 +1,264 @@
+//! Groups inside the batch transaction: descriptor chains and fan-out of group envelopes.
+
+use bytes::Bytes;
+use redb::ReadableTable;
+use tidings_protocol::{
+    GroupId, UserId,
+    group::{GroupError, SignedDescriptor},
+};
+
+use super::{
+    DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, NewEnvelope, StoreError,
+    StoreOutcome,
+    tables::{self},
+    txn::{Tables, corrupt},
+};
+
+impl Tables<'_> {
+    /// The newest descriptor held for `group`.
+    pub fn group_head(&self, group: &GroupId) -> Result<Option<SignedDescriptor>, StoreError> {
+        let Some(version) = self.group_heads.get(group.as_bytes())?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        self.group_version(group, version)
+    }
+
+    fn group_version(
+        &self,
+        group: &GroupId,
+        version: u64,
+    ) -> Result<Option<SignedDescriptor>, StoreError> {
+        let key = tables::group_version_key(group, version);
+        match self.group_versions.get(&key)? {
+            Some(bytes) => SignedDescriptor::decode(bytes.value())
+                .map(Some)
+                .map_err(|error| corrupt("group_versions", error)),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks a descriptor against the newest held version (or as a first version) and
+    /// stores it as the new head.
+    fn accept_descriptor(
+        &mut self,
+        next: &SignedDescriptor,
+    ) -> Result<Result<(), GroupError>, StoreError> {
+        let group = next.descriptor.group;
+        let verdict = match self.group_head(&group)? {
+            Some(known) if known == *next => return Ok(Ok(())),
+            Some(known) => next.check_successor(&known),
+            None => next.check_genesis(),
+        };
+        if verdict.is_ok() {
+            let version = next.descriptor.version;
+            self.group_versions.insert(
+                &tables::group_version_key(&group, version),
+                next.encode().as_slice(),
+            )?;
+            self.group_heads.insert(group.as_bytes(), version)?;
+        }
+        Ok(verdict)
+    }
+
+    /// Stores consecutive descriptor versions another relay sent to bring us up to date.
+    pub fn store_descriptors(
+        &mut self,
+        versions: &[SignedDescriptor],
+    ) -> Result<DescriptorsOutcome, StoreError> {
+        let mut head = 0;
+        for next in versions {
+            if let Some(known) = self.group_head(&next.descriptor.group)?
+                && known.descriptor.version >= next.descriptor.version
+            {
+                head = known.descriptor.version;
+                continue;
+            }
+            if let Err(error) = self.accept_descriptor(next)? {
+                return Ok(DescriptorsOutcome::Rejected(error));
+            }
+            head = next.descriptor.version;
+        }
+        Ok(DescriptorsOutcome::Stored { version: head })
+    }
+
+    /// Stores a group envelope from a local member: applies its descriptor change, if any,
+    /// then hands it to every other member once (local mailboxes share one blob; members
+    /// elsewhere get outbox entries sharing one body).
+    pub fn store_group_envelope(
+        &mut self,
+        item: &GroupEnvelope,
+    ) -> Result<GroupOutcome, StoreError> {
+        let probe = NewEnvelope {
+            id: item.id,
+            sender: item.sender,
+            recipient: item.sender,
+            bytes: item.bytes.clone(),
+        };
+        match self.seen(&probe)? {
+            Some(StoreOutcome::Duplicate) => return Ok(GroupOutcome::Duplicate),
+            Some(_) => return Ok(GroupOutcome::IdReused),
+            None => {}
+        }
+        let before = self.group_head(&item.group)?;
+        let governing = match &item.change {
+            Some(change) => {
+                if change.descriptor.author != item.sender || change.descriptor.group != item.group
+                {
+                    return Ok(GroupOutcome::BadDescriptor(GroupError::NotAllowed(
+                        "a sender who is not the descriptor's author",
+                    )));
+                }
+                if let Err(error) = self.accept_descriptor(change)? {
+                    return Ok(GroupOutcome::BadDescriptor(error));
+                }
+                change.clone()
+            }
+            None => match &before {
+                Some(head) => head.clone(),
+                None => return Ok(GroupOutcome::UnknownGroup),
+            },
+        };
+        if item.change.is_none() && !governing.descriptor.is_member(&item.sender) {
+            return Ok(GroupOutcome::NotMember);
+        }
+        // A change also reaches those it removes, so they learn of it.
+        let mut recipients: Vec<UserId> = governing
+            .descriptor
+            .members
+            .iter()
+            .map(|member| member.user)
+            .collect();
+        if item.change.is_some()
+            && let Some(before) = &before
+        {
+            recipients.extend(before.descriptor.members.iter().map(|member| member.user));
+            recipients.sort();
+            recipients.dedup();
+        }
+        recipients.retain(|user| *user != item.sender);
+
+        let reference = Bytes::copy_from_slice(&tables::blob_ref(&item.id));
+        let (mut local, mut queued) = (0usize, 0usize);
+        for user in recipients {
+            if self.is_local(&user)? {
+                if self.push_mailbox(&user, &reference, &item.bytes)?.is_some() {
+                    local += 1;
+                } else {
+                    tracing::warn!(%user, id = %item.id, "member's mailbox is full; group envelope not stored for them");
+                }
+            } else {
+                let entry = NewEnvelope {
+                    id: item.id,
+                    sender: item.sender,
+                    recipient: user,
+                    bytes: item.bytes.clone(),
+                };
+                if self.queue_outbox(&entry)?.is_none() {
+                    return Ok(GroupOutcome::OutboxFull);
+                }
+                queued += 1;
+            }
+        }
+        self.hold_blob(&item.id, &item.bytes, local as u64)?;
+        self.mark_seen(&probe)?;
+        Ok(GroupOutcome::Accepted { local, queued })
+    }
+
+    /// Stores a group envelope's bytes once for `references` new mailbox entries.
+    fn hold_blob(
+        &mut self,
+        id: &tidings_protocol::EnvelopeId,
+        bytes: &Bytes,
+        references: u64,
+    ) -> Result<(), StoreError> {
+        if references == 0 {
+            return Ok(());
+        }
+        let id = id.as_bytes();
+        let held = self
+            .blob_refs
+            .get(id)?
+            .map(|refs| refs.value())
+            .unwrap_or(0);
+        if held == 0 {
+            self.blobs.insert(id, bytes.as_ref())?;
+        }
+        self.blob_refs.insert(id, held + references)?;
+        Ok(())
+    }
+
+    /// Stores group envelopes another relay forwarded for members living here; one outcome
+    /// per recipient, items in order.
+    pub fn store_group_deliveries(
+        &mut self,
+        items: &[GroupDelivery],
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        let mut outcomes = Vec::new();
+        for item in items {
+            outcomes.extend(self.store_group_delivery(item)?);
+        }
+        Ok(outcomes)
+    }
+
+    fn store_group_delivery(
+        &mut self,
+        item: &GroupDelivery,
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        let all = |outcome| vec![outcome; item.recipients.len()];
+        let Some(head) = self.group_head(&item.group)? else {
+            return Ok(all(StoreOutcome::GroupOutOfDate));
+        };
+        if head.descriptor.version < item.version {
+            return Ok(all(StoreOutcome::GroupOutOfDate));
+        }
+        // The version the sender fanned out by decides who it is for (a change also goes
+        // to those it removed); membership of the sender likewise.
+        let governing = if head.descriptor.version == item.version {
+            head
+        } else {
+            match self.group_version(&item.group, item.version)? {
+                Some(version) => version,
+                None => return Ok(all(StoreOutcome::GroupOutOfDate)),
+            }
+        };
+        let previous = match governing.descriptor.version {
+            1 => None,
+            version => self.group_version(&item.group, version - 1)?,
+        };
+        let member_of = |user: &UserId| {
+            governing.descriptor.is_member(user)
+                || (item.is_change
+                    && previous
+                        .as_ref()
+                        .is_some_and(|p| p.descriptor.is_member(user)))
+        };
+        if !member_of(&item.sender) {
+            return Ok(all(StoreOutcome::NotMember));
+        }
+        let reference = Bytes::copy_from_slice(&tables::blob_ref(&item.id));
+        let mut outcomes = Vec::with_capacity(item.recipients.len());
+        let mut stored = 0u64;
+        for user in &item.recipients {
+            let key = tables::delivery_key(&item.id, user);
+            let outcome = if !self.is_local(user)? {
+                StoreOutcome::NotHere
+            } else if !member_of(user) {
+                StoreOutcome::NotMember
+            } else if let Some(earlier) = self.seen_key(&key, &item.bytes)? {
+                earlier
+            } else {
+                match self.push_mailbox(user, &reference, &item.bytes)? {
+                    Some(seq) => {
+                        self.mark_seen_key(&key, &item.bytes)?;
+                        stored += 1;
+                        StoreOutcome::Accepted { seq }
+                    }
+                    None => StoreOutcome::MailboxFull,
+                }
+            };
+            outcomes.push(outcome);
+        }
+        self.hold_blob(&item.id, &item.bytes, stored)?;
+        Ok(outcomes)
+    }
+}

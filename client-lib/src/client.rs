@@ -17,7 +17,7 @@ use crate::{
     connection::{Connection, ConnectionError},
     net::{NetError, Network},
     session::Session,
-    store::{ClientStore, MessageRecord, StoreError, tables::META_RELAY_ADDR},
+    store::{ClientStore, Conversation, MessageRecord, StoreError, tables::META_RELAY_ADDR},
 };
 
 /// File name of the key file inside the data dir.
@@ -62,6 +62,12 @@ pub enum ClientError {
     /// A relay address is malformed.
     #[error("invalid relay address {0:?}")]
     BadAddress(String),
+    /// A name means several things.
+    #[error("{0}")]
+    Ambiguous(String),
+    /// A group operation is not possible.
+    #[error("{0}")]
+    Group(String),
     /// A message is too long.
     #[error("message of {0} bytes is longer than the limit of {MAX_TEXT_BYTES}")]
     TextTooLong(usize),
@@ -213,6 +219,32 @@ impl Client {
         Ok(self.inner.store.add_contact(name, card)?)
     }
 
+    /// A group name, contact name, group id or user id, to the conversation it means.
+    pub fn conversation(&self, who: &str) -> Result<Conversation, ClientError> {
+        if let Some(card) = self.inner.store.contact(who)? {
+            return Ok(Conversation::Direct(card.user));
+        }
+        let groups = self.inner.store.groups()?;
+        let named: Vec<_> = groups
+            .iter()
+            .filter(|group| {
+                group.descriptor.name == who || group.descriptor.group.to_string() == who
+            })
+            .collect();
+        match named.as_slice() {
+            [one] => return Ok(Conversation::Group(one.descriptor.group)),
+            [] => {}
+            _ => {
+                return Err(ClientError::Ambiguous(format!(
+                    "several groups are named {who:?}; use the group id"
+                )));
+            }
+        }
+        who.parse()
+            .map(Conversation::Direct)
+            .map_err(|_| ClientError::UnknownContact(who.to_string()))
+    }
+
     /// A contact name, or a user id, to the user it means.
     pub fn resolve(&self, who: &str) -> Result<UserId, ClientError> {
         if let Some(card) = self.inner.store.contact(who)? {
@@ -233,29 +265,31 @@ impl Client {
         }
     }
 
-    /// The conversation with a contact (or user id), oldest first.
+    /// A conversation (contact, group, or id), oldest first.
     pub fn history(&self, who: &str) -> Result<Vec<MessageRecord>, ClientError> {
-        let peer = self.resolve(who)?;
-        Ok(self.inner.store.history(&peer)?)
+        let conversation = self.conversation(who)?;
+        Ok(self.inner.store.history(&conversation)?)
     }
 
-    /// Stores a text for `who` as pending; it is sent on the next flush (works offline).
+    /// Stores a text for `who` (a contact or a group) as pending; it is sent on the next
+    /// flush (works offline).
     pub async fn queue_text(&self, who: &str, text: &str) -> Result<MessageRecord, ClientError> {
         if text.len() > MAX_TEXT_BYTES {
             return Err(ClientError::TextTooLong(text.len()));
         }
-        let peer = self.resolve(who)?;
+        let conversation = self.conversation(who)?;
+        let me = self.user_id();
         let text = text.to_string();
-        self.blocking(move |inner| inner.store.queue_text(peer, text))
+        self.blocking(move |inner| inner.store.queue_text(me, conversation, text))
             .await
     }
 
     /// Marks everything from `who` read and queues the read receipt (sent on the next flush);
     /// returns how many messages.
     pub async fn mark_read(&self, who: &str) -> Result<usize, ClientError> {
-        let peer = self.resolve(who)?;
+        let conversation = self.conversation(who)?;
         let ids = self
-            .blocking(move |inner| inner.store.mark_read(&peer))
+            .blocking(move |inner| inner.store.mark_read(&conversation))
             .await?;
         Ok(ids.len())
     }

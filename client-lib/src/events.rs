@@ -1,6 +1,6 @@
 //! What a running client reports: new messages, tick changes, problems.
 
-use tidings_protocol::{Address, EnvelopeId, UserId};
+use tidings_protocol::{Address, EnvelopeId, GroupId, UserId};
 
 use crate::store::{MessageRecord, MessageStatus};
 
@@ -26,6 +26,26 @@ pub enum Event {
         id: EnvelopeId,
         /// Why.
         reason: String,
+    },
+    /// A group's descriptor changed (created, members added or removed, renamed, ...).
+    GroupChanged {
+        /// The group.
+        group: GroupId,
+        /// Its new version.
+        version: u64,
+        /// What changed, for people.
+        summary: String,
+    },
+    /// A member's device has, or its user read, one of our group messages.
+    GroupReceipt {
+        /// The group.
+        group: GroupId,
+        /// The message.
+        id: EnvelopeId,
+        /// The member.
+        member: UserId,
+        /// Delivered or read.
+        status: MessageStatus,
     },
     /// Everything the relay held for us when we connected has arrived.
     CaughtUp,

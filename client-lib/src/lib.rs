@@ -19,6 +19,7 @@
 mod client;
 pub mod connection;
 pub mod events;
+mod groups;
 mod home;
 pub mod net;
 mod session;
@@ -28,4 +29,4 @@ pub use client::{Client, ClientError, KEY_FILE, Registration, relay_peer};
 pub use events::Event;
 pub use home::Moved;
 pub use session::{FlushReport, Session};
-pub use store::{Direction, MessageRecord, MessageStatus};
+pub use store::{Conversation, Direction, MessageRecord, MessageStatus, ReceiptCounts};

@@ -6,7 +6,7 @@ use std::{
 };
 
 use tidings_protocol::{
-    BoundedVec, DeviceId, EnvelopeId, ErrorCode, MailboxItem, RawEnvelope, UserId,
+    BoundedVec, DeviceId, EnvelopeId, ErrorCode, GroupId, MailboxItem, RawEnvelope, UserId,
     client::{Delivery, Request, Response, SendOutcome},
     limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
 };
@@ -15,7 +15,10 @@ use crate::{
     client::{Client, ClientError, ConnectionErrorOrRefused, ONE_TIME_KEY_BATCH},
     connection::{Connection, Push},
     events::Event,
-    store::{MessageRecord, MessageStatus, OutboxEntry, StoreError, outbox::Finished},
+    store::{
+        Conversation, MessageRecord, MessageStatus, OutboxEntry, StoreError, outbox::Finished,
+        tables::OutboxContent,
+    },
 };
 
 /// Top up one-time keys on the relay when fewer than this are left.
@@ -33,10 +36,12 @@ pub struct FlushReport {
     pub failed: Vec<MessageRecord>,
     /// Why some entries are still waiting (e.g. a recipient without keys), if any.
     pub waiting: Vec<String>,
+    /// Entries the relay refused for good (envelope id, reason): group changes among them.
+    pub refused: Vec<(EnvelopeId, String)>,
 }
 
 /// Why one entry could not be sealed now.
-enum SealError {
+pub(crate) enum SealError {
     /// Try again later; keep this recipient's later entries waiting too (order).
     Wait(String),
     /// Give up on this entry.
@@ -131,6 +136,10 @@ impl Session {
             .unwrap_or(record))
     }
 
+    pub(crate) async fn request_pub(&self, request: Request) -> Result<Response, ClientError> {
+        self.request(request).await
+    }
+
     /// Marks everything from `who` read and sends the read receipt; returns how many.
     pub async fn mark_read(&mut self, who: &str) -> Result<usize, ClientError> {
         let count = self.client.mark_read(who).await?;
@@ -148,7 +157,8 @@ impl Session {
         let lock = self.client.inner.flushing.clone();
         let _flushing = lock.lock().await;
         let mut report = FlushReport::default();
-        let mut waiting: HashSet<UserId> = HashSet::new();
+        let mut waiting: HashSet<Conversation> = HashSet::new();
+        let mut keyed: HashSet<GroupId> = HashSet::new();
         loop {
             let pending = self
                 .client
@@ -162,7 +172,7 @@ impl Session {
                 }
                 let sealed = match entry.sealed.clone() {
                     Some(sealed) => sealed,
-                    None => match self.seal(seq, &entry).await {
+                    None => match self.seal(seq, &entry, &mut keyed).await {
                         Ok(sealed) => sealed,
                         Err(SealError::Wait(reason)) => {
                             waiting.insert(entry.to);
@@ -214,6 +224,7 @@ impl Session {
                         stop = true;
                     }
                     SendOutcome::Rejected(answer) => {
+                        report.refused.push((entry.id, answer.to_string()));
                         let failed = Finished::Failed(answer.to_string());
                         self.finish(seq, entry.id, failed, &mut report.failed)
                             .await?;
@@ -248,16 +259,34 @@ impl Session {
         Ok(())
     }
 
-    /// Encrypts an entry, first opening an Olm session from a claimed bundle if needed.
-    async fn seal(&self, seq: u64, entry: &OutboxEntry) -> Result<RawEnvelope, SealError> {
-        let to = entry.to;
-        let device = match self
-            .client
-            .blocking(move |inner| inner.store.device_for(&to))
-            .await?
-        {
-            Some(device) => device,
-            None => self.open_session(to).await?,
+    /// Encrypts an entry: to a user, first opening an Olm session from a claimed bundle if
+    /// needed; to a group, first giving every member the current session key (once per
+    /// flush per group).
+    async fn seal(
+        &self,
+        seq: u64,
+        entry: &OutboxEntry,
+        keyed: &mut HashSet<GroupId>,
+    ) -> Result<RawEnvelope, SealError> {
+        let device = match (entry.to, &entry.content) {
+            (Conversation::Direct(to), _) => Some(
+                match self
+                    .client
+                    .blocking(move |inner| inner.store.device_for(&to))
+                    .await?
+                {
+                    Some(device) => device,
+                    None => self.open_session(to).await?,
+                },
+            ),
+            (Conversation::Group(group), OutboxContent::Encrypted(_)) => {
+                if !keyed.contains(&group) {
+                    self.share_group_key(group).await?;
+                    keyed.insert(group);
+                }
+                None
+            }
+            (Conversation::Group(_), OutboxContent::Plain(_)) => None,
         };
         self.client
             .blocking(move |inner| inner.store.seal(&inner.identity, seq, device))
@@ -265,7 +294,7 @@ impl Session {
             .map_err(SealError::Client)
     }
 
-    async fn open_session(&self, to: UserId) -> Result<DeviceId, SealError> {
+    pub(crate) async fn open_session(&self, to: UserId) -> Result<DeviceId, SealError> {
         let bundle = match self.request(Request::ClaimBundle { user: to }).await {
             Ok(Response::Bundle(bundle)) => bundle,
             Ok(other) => return Err(ClientError::Unexpected(format!("{other:?}")).into()),
@@ -369,7 +398,7 @@ impl Session {
         for item in items {
             match item.item {
                 MailboxItem::Envelope(raw) => match raw.open() {
-                    Ok(envelope) => envelopes.push(envelope),
+                    Ok(envelope) => envelopes.push((envelope, raw)),
                     Err(error) => {
                         // Not attributable to anyone: the signature does not hold.
                         tracing::warn!(seq = item.seq, %error, "dropping an envelope that does not verify");

@@ -98,7 +98,7 @@ async fn unacked_envelopes_are_pushed_again_and_stored_once() {
     let envelopes: Vec<_> = first_push
         .iter()
         .map(|d| match &d.item {
-            tidings_protocol::MailboxItem::Envelope(raw) => raw.open().unwrap(),
+            tidings_protocol::MailboxItem::Envelope(raw) => (raw.open().unwrap(), raw.clone()),
             other => panic!("unexpected {other:?}"),
         })
         .collect();

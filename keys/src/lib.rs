@@ -38,8 +38,10 @@
 
 mod identity;
 pub mod keyfile;
+pub mod megolm;
 pub mod olm;
 
 pub use identity::Identity;
 pub use keyfile::{KeyFileError, KeyFileInfo};
+pub use megolm::{GroupInbound, GroupOutbound, MegolmError};
 pub use olm::{OlmAccount, OlmError, OlmSession, PeerSessions, SenderKeysError};

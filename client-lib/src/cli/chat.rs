@@ -83,7 +83,7 @@ pub async fn listen(client: &Client) -> anyhow::Result<()> {
 }
 
 pub async fn history(client: &Client, name: &str, offline: bool) -> anyhow::Result<()> {
-    let peer = client.resolve(name)?;
+    let conversation = client.conversation(name)?;
     if !offline {
         let synced = async {
             let mut session = client.connect().await?;
@@ -95,7 +95,7 @@ pub async fn history(client: &Client, name: &str, offline: bool) -> anyhow::Resu
             eprintln!("(could not reach your relay: {error}; showing what is stored here)");
         }
     }
-    let records = client.store().history(&peer)?;
+    let records = client.store().history(&conversation)?;
     if records.is_empty() {
         println!("no messages with {name} yet");
     }

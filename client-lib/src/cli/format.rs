@@ -27,6 +27,13 @@ fn preview(text: &str) -> String {
 pub fn history_line(client: &Client, record: &MessageRecord) -> String {
     let when = time(record.sent_at_ms, true);
     match (&record.direction, &record.status) {
+        (Direction::Outgoing, status) if record.group.is_some() && status.is_sent() => {
+            let counts = client.receipt_counts(&record.id).unwrap_or_default();
+            format!(
+                "[{when}] me: {}  ✓ delivered to {} of {}, read by {} of {}",
+                record.text, counts.delivered, counts.members, counts.read, counts.members
+            )
+        }
         (Direction::Outgoing, status) => {
             format!("[{when}] me: {}  {}", record.text, ticks(status))
         }
@@ -55,12 +62,52 @@ pub fn ticks(status: &MessageStatus) -> String {
 /// One line of `listen`, or None for events not worth a line.
 pub fn event_line(client: &Client, event: &Event) -> Option<String> {
     let now = time(tidings_protocol::now_ms(), false);
+    let group_name = |group: &tidings_protocol::GroupId| {
+        client
+            .store()
+            .group(group)
+            .ok()
+            .flatten()
+            .map(|d| d.descriptor.name)
+            .unwrap_or_else(|| group.to_string())
+    };
     match event {
-        Event::Message(record) => Some(format!(
-            "[{now}] {}: {}",
-            client.display_name(&record.peer),
-            record.text
-        )),
+        Event::Message(record) => Some(match &record.group {
+            Some(group) => format!(
+                "[{now}] [#{}] {}: {}",
+                group_name(group),
+                client.display_name(&record.peer),
+                record.text
+            ),
+            None => format!(
+                "[{now}] {}: {}",
+                client.display_name(&record.peer),
+                record.text
+            ),
+        }),
+        Event::GroupChanged { group, summary, .. } => {
+            Some(format!("[{now}] [#{}] {summary}", group_name(group)))
+        }
+        Event::GroupReceipt {
+            group,
+            id,
+            member,
+            status,
+        } => {
+            let counts = client.receipt_counts(id).unwrap_or_default();
+            let what = match status {
+                MessageStatus::Read => "read",
+                _ => "received",
+            };
+            Some(format!(
+                "[{now}] [#{}] {} {what} your message (delivered to {} of {}, read by {})",
+                group_name(group),
+                client.display_name(member),
+                counts.delivered,
+                counts.members,
+                counts.read
+            ))
+        }
         Event::Status { peer, id, status } => {
             let text = client
                 .store()

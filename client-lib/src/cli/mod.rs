@@ -2,6 +2,7 @@
 
 mod chat;
 mod format;
+mod group;
 mod setup;
 
 use std::path::PathBuf;
@@ -85,6 +86,68 @@ enum Command {
     },
     /// Show who you are, your relay, and what is waiting to be sent.
     Status,
+    /// Group chats: end-to-end encrypted, fanned out by your relay.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GroupCommand {
+    /// Create a group with some of your contacts; you are its admin.
+    Create {
+        /// The group's name.
+        name: String,
+        /// Contacts to add.
+        members: Vec<String>,
+    },
+    /// Add contacts to a group (admins).
+    Add {
+        /// Group name or id.
+        group: String,
+        /// Contacts to add.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members from a group (admins). They cannot read what is sent afterwards.
+    Remove {
+        /// Group name or id.
+        group: String,
+        /// Members to remove.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Make members admins (admins).
+    Promote {
+        /// Group name or id.
+        group: String,
+        /// Members to promote.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// Group name or id.
+        group: String,
+    },
+    /// Send a text to a group.
+    Send {
+        /// Group name or id.
+        group: String,
+        /// The message.
+        text: String,
+    },
+    /// Show members, roles, and who got and read your recent messages.
+    Info {
+        /// Group name or id.
+        group: String,
+        /// Also list each member's receipt for your latest message.
+        #[arg(long)]
+        receipts: bool,
+    },
+    /// List your groups.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -159,5 +222,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History { name, offline } => chat::history(&open(&dir)?, &name, offline).await,
         Command::Read { name } => chat::read(&open(&dir)?, &name).await,
         Command::Status => setup::status(&open(&dir)?),
+        Command::Group { command } => group::run(&open(&dir)?, command).await,
     }
 }

@@ -5,42 +5,31 @@ use std::collections::HashMap;
 use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions};
 use tidings_protocol::{
-    Address, Bounce, BoundedVec, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope,
-    Recipient, UserId,
+    Address, BoundedVec, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope, Recipient,
+    UserId,
     client::UploadKeys,
-    content::{OlmBody, Payload, ReceiptStatus, Sealed, SenderKeys},
+    content::{OlmBody, Payload, Sealed, SenderKeys},
     now_ms,
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode, history, outbox,
-    tables::{
-        Direction, META, META_KEYS_PUBLISHED, META_OLM_ACCOUNT, MessageRecord, MessageStatus,
-        OUTBOX, OutboxEntry, PEER_USERS, RECEIVED, SESSIONS, USER_DEVICES,
-    },
+    ClientStore, StoreError, decode, encode,
+    tables::{META, META_KEYS_PUBLISHED, META_OLM_ACCOUNT, PEER_USERS, SESSIONS, USER_DEVICES},
 };
-use crate::events::Event;
 
 /// META key: our sender keys (certificate and signed identity key), cached.
 const META_SENDER_KEYS: &str = "sender_keys";
 
-/// What processing a batch of envelopes produced.
-#[derive(Debug, Default)]
-pub struct Received {
-    /// What happened, in order.
-    pub events: Vec<Event>,
-}
-
 /// The account and sessions touched by one transaction, written back at its end.
-struct CryptoState<'a> {
-    identity: &'a Identity,
+pub(super) struct CryptoState<'a> {
+    pub(super) identity: &'a Identity,
     account: Option<OlmAccount>,
     account_dirty: bool,
     sessions: HashMap<DeviceId, PeerSessions>,
 }
 
 impl<'a> CryptoState<'a> {
-    fn new(identity: &'a Identity) -> Self {
+    pub(super) fn new(identity: &'a Identity) -> Self {
         Self {
             identity,
             account: None,
@@ -113,7 +102,7 @@ impl<'a> CryptoState<'a> {
         Ok(sessions.decrypt(account, sender, body)?)
     }
 
-    fn save(self, txn: &WriteTransaction) -> Result<(), StoreError> {
+    pub(super) fn save(self, txn: &WriteTransaction) -> Result<(), StoreError> {
         if let (Some(account), true) = (&self.account, self.account_dirty) {
             let pickle = account.pickle(self.identity.store_key());
             txn.open_table(META)?
@@ -130,7 +119,11 @@ impl<'a> CryptoState<'a> {
     }
 }
 
-fn bind_peer(txn: &WriteTransaction, user: &UserId, device: &DeviceId) -> Result<(), StoreError> {
+pub(super) fn bind_peer(
+    txn: &WriteTransaction,
+    user: &UserId,
+    device: &DeviceId,
+) -> Result<(), StoreError> {
     txn.open_table(PEER_USERS)?
         .insert(device.as_bytes(), user.as_bytes())?;
     txn.open_table(USER_DEVICES)?
@@ -239,128 +232,47 @@ impl ClientStore {
             Ok(device)
         })
     }
-
-    /// Encrypts and signs outbox entry `seq` for `device` (once: a sealed entry keeps its
-    /// bytes), returning the envelope to send.
-    pub fn seal(
-        &self,
-        identity: &Identity,
-        seq: u64,
-        device: DeviceId,
-    ) -> Result<RawEnvelope, StoreError> {
-        self.write(|txn| {
-            let entry: OutboxEntry = match txn.open_table(OUTBOX)?.get(seq)? {
-                Some(bytes) => decode("outbox", bytes.value())?,
-                None => return Err(StoreError::NotFound(format!("outbox entry {seq}"))),
-            };
-            if let Some(sealed) = entry.sealed {
-                return Ok(sealed);
-            }
-            let mut state = CryptoState::new(identity);
-            let keys = sender_keys(txn, &mut state)?;
-            let to = Address {
-                user: entry.to,
-                device,
-            };
-            let plaintext = Sealed {
-                id: entry.id,
-                from: identity.address(),
-                to,
-                payload: entry.payload,
-            };
-            let body = state
-                .sessions(txn, device)?
-                .encrypt(&plaintext.encode(), &keys)
-                .ok_or(StoreError::Crypto(OlmError::NoSession))??;
-            let envelope = Envelope {
-                id: entry.id,
-                sender: identity.address(),
-                recipient: Recipient::Direct(to),
-                sent_at_ms: now_ms(),
-                kind: entry.kind,
-                body: body.encode(),
-            };
-            let sealed = envelope.sign(identity.device_key());
-            let sealed = ClientStore::save_sealed(txn, seq, sealed)?;
-            state.save(txn)?;
-            Ok(sealed)
-        })
-    }
-
-    /// Decrypts and records a batch of verified envelopes, queueing delivered receipts, all in
-    /// one transaction: after it commits the batch may be acked to the relay.
-    pub fn receive(
-        &self,
-        identity: &Identity,
-        envelopes: &[Envelope],
-        bounces: &[Bounce],
-    ) -> Result<Received, StoreError> {
-        self.write(|txn| {
-            let mut state = CryptoState::new(identity);
-            let mut received = Received::default();
-            for bounce in bounces {
-                let reason = format!("not delivered: {}", bounce.reason);
-                if let Some(record) = history::fail(txn, &bounce.to, &bounce.id, reason)? {
-                    received.events.push(Event::Status {
-                        peer: record.peer,
-                        id: record.id,
-                        status: record.status,
-                    });
-                }
-            }
-            let mut delivered: Vec<(UserId, Vec<EnvelopeId>)> = Vec::new();
-            for envelope in envelopes {
-                if txn
-                    .open_table(RECEIVED)?
-                    .get(envelope.id.as_bytes())?
-                    .is_some()
-                {
-                    continue;
-                }
-                txn.open_table(RECEIVED)?
-                    .insert(envelope.id.as_bytes(), now_ms())?;
-                match open(txn, &mut state, identity, envelope) {
-                    Ok(payload) => {
-                        apply(txn, envelope, payload, &mut received, &mut delivered)?;
-                    }
-                    Err(reason) => {
-                        history::append(txn, &failed_record(envelope, &reason))?;
-                        received.events.push(Event::Undecryptable {
-                            from: envelope.sender,
-                            id: envelope.id,
-                            reason,
-                        });
-                    }
-                }
-            }
-            for (peer, ids) in delivered {
-                outbox::enqueue_receipts(txn, peer, ReceiptStatus::Delivered, &ids)?;
-            }
-            state.save(txn)?;
-            Ok(received)
-        })
-    }
 }
 
-fn failed_record(envelope: &Envelope, reason: &str) -> MessageRecord {
-    MessageRecord {
-        id: envelope.id,
-        peer: envelope.sender.user,
-        direction: Direction::Incoming,
-        text: String::new(),
-        sent_at_ms: envelope.sent_at_ms,
-        stored_at_ms: now_ms(),
-        status: MessageStatus::Failed(format!("could not decrypt: {reason}")),
-    }
-}
-
-/// Decrypts one envelope; a `String` error is a reason to record, not a store failure.
-fn open(
+/// Encrypts `payload` for one device over Olm and signs the envelope.
+pub(super) fn olm_seal(
     txn: &WriteTransaction,
     state: &mut CryptoState,
-    identity: &Identity,
+    id: EnvelopeId,
+    to: Address,
+    kind: Kind,
+    payload: Payload,
+) -> Result<RawEnvelope, StoreError> {
+    let identity = state.identity;
+    let keys = sender_keys(txn, state)?;
+    let plaintext = Sealed {
+        id,
+        from: identity.address(),
+        to,
+        payload,
+    };
+    let body = state
+        .sessions(txn, to.device)?
+        .encrypt(&plaintext.encode(), &keys)
+        .ok_or(StoreError::Crypto(OlmError::NoSession))??;
+    let envelope = Envelope {
+        id,
+        sender: identity.address(),
+        recipient: Recipient::Direct(to),
+        sent_at_ms: now_ms(),
+        kind,
+        body: body.encode(),
+    };
+    Ok(envelope.sign(identity.device_key()))
+}
+
+/// Decrypts one Olm envelope; a `String` error is a reason to record, not a store failure.
+pub(super) fn olm_open(
+    txn: &WriteTransaction,
+    state: &mut CryptoState,
     envelope: &Envelope,
 ) -> Result<Payload, String> {
+    let identity = state.identity;
     if envelope.recipient != Recipient::Direct(identity.address()) {
         return Err("not addressed to this device".into());
     }
@@ -385,52 +297,4 @@ fn open(
     }
     bind_peer(txn, &sender.user, &sender.device).map_err(|error| error.to_string())?;
     Ok(sealed.payload)
-}
-
-fn apply(
-    txn: &WriteTransaction,
-    envelope: &Envelope,
-    payload: Payload,
-    received: &mut Received,
-    delivered: &mut Vec<(UserId, Vec<EnvelopeId>)>,
-) -> Result<(), StoreError> {
-    let peer = envelope.sender.user;
-    match (envelope.kind, payload) {
-        (Kind::Message, Payload::Text { text }) => {
-            let record = MessageRecord {
-                id: envelope.id,
-                peer,
-                direction: Direction::Incoming,
-                text,
-                sent_at_ms: envelope.sent_at_ms,
-                stored_at_ms: now_ms(),
-                status: MessageStatus::Received,
-            };
-            history::append(txn, &record)?;
-            match delivered.iter_mut().find(|(user, _)| *user == peer) {
-                Some((_, ids)) => ids.push(envelope.id),
-                None => delivered.push((peer, vec![envelope.id])),
-            }
-            received.events.push(Event::Message(record));
-        }
-        (Kind::Receipt, Payload::Receipt { status, ids }) => {
-            let status = MessageStatus::from_receipt(status);
-            for id in ids.iter() {
-                if let Some(record) = history::advance(txn, &peer, id, status.clone())? {
-                    received.events.push(Event::Status {
-                        peer,
-                        id: record.id,
-                        status: record.status,
-                    });
-                }
-            }
-        }
-        (kind, _) => {
-            tracing::debug!(
-                ?kind,
-                "ignoring content that does not match its envelope kind"
-            );
-        }
-    }
-    Ok(())
 }

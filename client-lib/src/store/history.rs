@@ -6,65 +6,76 @@ use tidings_protocol::{EnvelopeId, UserId};
 use super::{
     ClientStore, StoreError, decode, encode,
     tables::{
-        CONVERSATION_HEADS, MESSAGE_IDS, MESSAGES, MessageRecord, MessageStatus, message_key,
+        CONVERSATION_HEADS, Conversation, MESSAGE_IDS, MESSAGES, MessageRecord, MessageStatus,
+        message_key,
     },
 };
 
 /// Appends a message to its conversation.
 pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), StoreError> {
+    let conversation = record.conversation().key();
     let mut heads = txn.open_table(CONVERSATION_HEADS)?;
     let seq = heads
-        .get(record.peer.as_bytes())?
+        .get(conversation.as_slice())?
         .map(|head| head.value())
         .unwrap_or(0)
         + 1;
-    heads.insert(record.peer.as_bytes(), seq)?;
-    let key = message_key(&record.peer, seq);
+    heads.insert(conversation.as_slice(), seq)?;
+    let key = message_key(&record.conversation(), seq);
     txn.open_table(MESSAGES)?
-        .insert(&key, encode(record).as_slice())?;
+        .insert(key.as_slice(), encode(record).as_slice())?;
     txn.open_table(MESSAGE_IDS)?
-        .insert(record.id.as_bytes(), &key)?;
+        .insert(record.id.as_bytes(), key.as_slice())?;
     Ok(())
 }
 
 /// Where the message with envelope id `id` is stored, if anywhere.
 fn key_of(
-    ids: &impl ReadableTable<&'static [u8; 16], &'static [u8; 40]>,
+    ids: &impl ReadableTable<&'static [u8; 16], &'static [u8]>,
     id: &EnvelopeId,
-) -> Result<Option<[u8; 40]>, StoreError> {
-    Ok(ids.get(id.as_bytes())?.map(|key| *key.value()))
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(ids.get(id.as_bytes())?.map(|key| key.value().to_vec()))
 }
 
-/// Sets the status of the message `id` exchanged with `peer` to what `change` returns for
-/// its current status (None: leave it). Returns the record if it changed.
+/// The message with envelope id `id`, and where it is stored.
+pub(super) fn find(
+    txn: &WriteTransaction,
+    id: &EnvelopeId,
+) -> Result<Option<(Vec<u8>, MessageRecord)>, StoreError> {
+    let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
+        return Ok(None);
+    };
+    let messages = txn.open_table(MESSAGES)?;
+    let record = messages
+        .get(key.as_slice())?
+        .map(|bytes| decode::<MessageRecord>("messages", bytes.value()))
+        .transpose()?;
+    Ok(record.map(|record| (key, record)))
+}
+
+/// Sets the status of the 1:1 message `id` exchanged with `peer` to what `change` returns
+/// for its current status (None: leave it). Returns the record if it changed.
 ///
-/// Only a message exchanged with `peer` may be changed: a receipt or bounce about one
-/// conversation can never touch another.
+/// Only a direct message exchanged with `peer` may be changed: a receipt or bounce about
+/// one conversation can never touch another.
 fn update(
     txn: &WriteTransaction,
     peer: &UserId,
     id: &EnvelopeId,
     change: impl FnOnce(&MessageStatus) -> Option<MessageStatus>,
 ) -> Result<Option<MessageRecord>, StoreError> {
-    let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
+    let Some((key, mut record)) = find(txn, id)? else {
         return Ok(None);
     };
-    let mut messages = txn.open_table(MESSAGES)?;
-    let Some(mut record) = messages
-        .get(&key)?
-        .map(|bytes| decode::<MessageRecord>("messages", bytes.value()))
-        .transpose()?
-    else {
-        return Ok(None);
-    };
-    if record.peer != *peer {
+    if record.conversation() != Conversation::Direct(*peer) {
         return Ok(None);
     }
     let Some(status) = change(&record.status) else {
         return Ok(None);
     };
     record.status = status;
-    messages.insert(&key, encode(&record).as_slice())?;
+    txn.open_table(MESSAGES)?
+        .insert(key.as_slice(), encode(&record).as_slice())?;
     Ok(Some(record))
 }
 
@@ -93,15 +104,40 @@ pub(super) fn fail(
     })
 }
 
+/// Sets the status of a message we sent (any conversation), found by id.
+pub(super) fn set_own_status(
+    txn: &WriteTransaction,
+    id: &EnvelopeId,
+    status: MessageStatus,
+) -> Result<Option<MessageRecord>, StoreError> {
+    let Some((key, mut record)) = find(txn, id)? else {
+        return Ok(None);
+    };
+    if record.status.rank() >= status.rank() && !matches!(status, MessageStatus::Failed(_)) {
+        return Ok(None);
+    }
+    record.status = status;
+    txn.open_table(MESSAGES)?
+        .insert(key.as_slice(), encode(&record).as_slice())?;
+    Ok(Some(record))
+}
+
+/// The range of one conversation's keys.
+pub(super) fn bounds(conversation: &Conversation) -> (Vec<u8>, Vec<u8>) {
+    (
+        message_key(conversation, 0),
+        message_key(conversation, u64::MAX),
+    )
+}
+
 impl ClientStore {
-    /// The conversation with `peer`, oldest first.
-    pub fn history(&self, peer: &UserId) -> Result<Vec<MessageRecord>, StoreError> {
+    /// A conversation, oldest first.
+    pub fn history(&self, conversation: &Conversation) -> Result<Vec<MessageRecord>, StoreError> {
         self.read(|txn| {
             let messages = txn.open_table(MESSAGES)?;
-            let start = message_key(peer, 0);
-            let end = message_key(peer, u64::MAX);
+            let (start, end) = bounds(conversation);
             let mut out = Vec::new();
-            for entry in messages.range::<&[u8; 40]>(&start..=&end)? {
+            for entry in messages.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
                 let (_, bytes) = entry?;
                 out.push(decode("messages", bytes.value())?);
             }
@@ -115,7 +151,7 @@ impl ClientStore {
             let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
                 return Ok(None);
             };
-            match txn.open_table(MESSAGES)?.get(&key)? {
+            match txn.open_table(MESSAGES)?.get(key.as_slice())? {
                 Some(bytes) => decode("messages", bytes.value()).map(Some),
                 None => Ok(None),
             }

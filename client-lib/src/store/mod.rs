@@ -8,8 +8,11 @@
 
 mod contacts;
 mod crypto;
+pub mod groups;
 mod history;
 pub mod outbox;
+mod receive;
+mod seal;
 pub mod tables;
 
 use std::path::Path;
@@ -18,8 +21,9 @@ use redb::{ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, WriteTr
 use serde::{Serialize, de::DeserializeOwned};
 use tidings_protocol::codec;
 
-pub use crypto::Received;
-pub use tables::{Direction, MessageRecord, MessageStatus, OutboxEntry};
+pub use groups::{KeyPlan, ReceiptCounts};
+pub use receive::Received;
+pub use tables::{Conversation, Direction, MessageRecord, MessageStatus, OutboxEntry};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +96,11 @@ impl ClientStore {
             txn.open_table(CONVERSATION_HEADS)?;
             txn.open_table(OUTBOX)?;
             txn.open_table(RECEIVED)?;
+            txn.open_table(GROUPS)?;
+            txn.open_table(GROUP_OUTBOUND)?;
+            txn.open_table(GROUP_INBOUND)?;
+            txn.open_table(GROUP_PENDING)?;
+            txn.open_table(GROUP_RECEIPTS)?;
         }
         txn.commit()?;
         Ok(Self { db })

@@ -1,18 +1,22 @@
-//! The outbox: messages and receipts waiting to be accepted by the relay, in order.
+//! The outbox: messages, group changes and receipts waiting to be accepted by the relay, in
+//! order.
+
+use std::collections::BTreeMap;
 
 use redb::{ReadableTable, WriteTransaction};
 use tidings_protocol::{
     BoundedVec, EnvelopeId, Kind, RawEnvelope, UserId,
     content::{Payload, ReceiptStatus},
+    group::SignedDescriptor,
     limits::MAX_RECEIPT_IDS,
     now_ms,
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode, history,
+    ClientStore, StoreError, decode, encode, groups, history,
     tables::{
-        Direction, MESSAGES, META, META_OUTBOX_SEQ, MessageRecord, MessageStatus, OUTBOX,
-        OutboxEntry, message_key,
+        Conversation, Direction, MESSAGES, META, META_OUTBOX_SEQ, MessageRecord, MessageStatus,
+        OUTBOX, OutboxContent, OutboxEntry,
     },
 };
 
@@ -58,9 +62,9 @@ pub(super) fn enqueue_receipts(
             txn,
             &OutboxEntry {
                 id: EnvelopeId::random(),
-                to,
+                to: Conversation::Direct(to),
                 kind: Kind::Receipt,
-                payload: Payload::Receipt { status, ids },
+                content: OutboxContent::Encrypted(Payload::Receipt { status, ids }),
                 sealed: None,
             },
         )?;
@@ -69,13 +73,23 @@ pub(super) fn enqueue_receipts(
 }
 
 impl ClientStore {
-    /// Records a text for `to` in the history (pending) and queues it, atomically.
-    pub fn queue_text(&self, to: UserId, text: String) -> Result<MessageRecord, StoreError> {
+    /// Records a text (pending) in a conversation and queues it, atomically.
+    pub fn queue_text(
+        &self,
+        me: UserId,
+        to: Conversation,
+        text: String,
+    ) -> Result<MessageRecord, StoreError> {
         self.write(|txn| {
             let now = now_ms();
+            let (peer, group) = match to {
+                Conversation::Direct(user) => (user, None),
+                Conversation::Group(group) => (me, Some(group)),
+            };
             let record = MessageRecord {
                 id: EnvelopeId::random(),
-                peer: to,
+                peer,
+                group,
                 direction: Direction::Outgoing,
                 text: text.clone(),
                 sent_at_ms: now,
@@ -89,11 +103,29 @@ impl ClientStore {
                     id: record.id,
                     to,
                     kind: Kind::Message,
-                    payload: Payload::Text { text },
+                    content: OutboxContent::Encrypted(Payload::Text { text }),
                     sealed: None,
                 },
             )?;
             Ok(record)
+        })
+    }
+
+    /// Queues a signed change of a group's descriptor; it applies here once the relay takes it.
+    pub fn queue_group_change(&self, change: &SignedDescriptor) -> Result<EnvelopeId, StoreError> {
+        self.write(|txn| {
+            let id = EnvelopeId::random();
+            enqueue(
+                txn,
+                &OutboxEntry {
+                    id,
+                    to: Conversation::Group(change.descriptor.group),
+                    kind: Kind::GroupControl,
+                    content: OutboxContent::Plain(change.encode()),
+                    sealed: None,
+                },
+            )?;
+            Ok(id)
         })
     }
 
@@ -132,8 +164,8 @@ impl ClientStore {
         Ok(sealed)
     }
 
-    /// Removes entry `seq`, if it still holds envelope `id`, and moves its message's status;
-    /// returns the updated message.
+    /// Removes entry `seq`, if it still holds envelope `id`, and moves its message's status
+    /// (a group change is applied here once the relay took it); returns the updated message.
     pub fn finish(
         &self,
         seq: u64,
@@ -154,39 +186,52 @@ impl ClientStore {
             }
             outbox.remove(seq)?;
             drop(outbox);
+            if let (Finished::Sent, OutboxContent::Plain(bytes)) = (&finished, &entry.content) {
+                groups::apply_own_change(txn, bytes)?;
+            }
             let status = match finished {
                 Finished::Sent => MessageStatus::Sent,
                 Finished::Failed(reason) => MessageStatus::Failed(reason),
             };
-            history::advance(txn, &entry.to, &entry.id, status)
+            match entry.to {
+                Conversation::Direct(peer) => match status {
+                    MessageStatus::Failed(reason) => history::fail(txn, &peer, &entry.id, reason),
+                    status => history::advance(txn, &peer, &entry.id, status),
+                },
+                Conversation::Group(_) => history::set_own_status(txn, &entry.id, status),
+            }
         })
     }
 
-    /// Marks every unread message from `peer` read and queues one read receipt for them.
-    pub fn mark_read(&self, peer: &UserId) -> Result<Vec<EnvelopeId>, StoreError> {
+    /// Marks every unread message of a conversation read and queues read receipts to their
+    /// authors; returns their ids.
+    pub fn mark_read(&self, conversation: &Conversation) -> Result<Vec<EnvelopeId>, StoreError> {
         self.write(|txn| {
-            let mut read = Vec::new();
+            let mut by_author: BTreeMap<UserId, Vec<EnvelopeId>> = BTreeMap::new();
             {
                 let mut messages = txn.open_table(MESSAGES)?;
-                let start = message_key(peer, 0);
-                let end = message_key(peer, u64::MAX);
+                let (start, end) = history::bounds(conversation);
                 let mut unread = Vec::new();
-                for entry in messages.range::<&[u8; 40]>(&start..=&end)? {
+                for entry in messages.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
                     let (key, bytes) = entry?;
                     let record: MessageRecord = decode("messages", bytes.value())?;
                     if record.direction == Direction::Incoming
                         && record.status == MessageStatus::Received
                     {
-                        unread.push((*key.value(), record));
+                        unread.push((key.value().to_vec(), record));
                     }
                 }
                 for (key, mut record) in unread {
                     record.status = MessageStatus::Read;
-                    messages.insert(&key, encode(&record).as_slice())?;
-                    read.push(record.id);
+                    messages.insert(key.as_slice(), encode(&record).as_slice())?;
+                    by_author.entry(record.peer).or_default().push(record.id);
                 }
             }
-            enqueue_receipts(txn, *peer, ReceiptStatus::Read, &read)?;
+            let mut read = Vec::new();
+            for (author, ids) in by_author {
+                enqueue_receipts(txn, author, ReceiptStatus::Read, &ids)?;
+                read.extend(ids);
+            }
             Ok(read)
         })
     }

@@ -3,7 +3,7 @@
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{
-    EnvelopeId, Kind, RawEnvelope, UserId,
+    EnvelopeId, GroupId, Kind, RawEnvelope, UserId,
     content::{Payload, ReceiptStatus},
 };
 
@@ -20,13 +20,24 @@ pub const USER_DEVICES: TableDefinition<&[u8; 32], &[u8; 32]> =
     TableDefinition::new("user_devices");
 /// peer device -> encrypted Olm sessions.
 pub const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
-/// conversation user ++ local sequence -> CBOR [`MessageRecord`].
-pub const MESSAGES: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("messages");
+/// conversation key ++ local sequence -> CBOR [`MessageRecord`].
+pub const MESSAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("messages");
 /// envelope id -> key in [`MESSAGES`].
-pub const MESSAGE_IDS: TableDefinition<&[u8; 16], &[u8; 40]> = TableDefinition::new("message_ids");
-/// conversation user -> last local sequence used.
-pub const CONVERSATION_HEADS: TableDefinition<&[u8; 32], u64> =
+pub const MESSAGE_IDS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("message_ids");
+/// conversation key -> last local sequence used.
+pub const CONVERSATION_HEADS: TableDefinition<&[u8], u64> =
     TableDefinition::new("conversation_heads");
+/// group id -> newest accepted CBOR signed descriptor.
+pub const GROUPS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("groups");
+/// group id -> CBOR [`OutboundGroup`]: this device's sending session for the group.
+pub const GROUP_OUTBOUND: TableDefinition<&[u8; 16], &[u8]> =
+    TableDefinition::new("group_outbound");
+/// "group/sender/session id" -> pickled inbound Megolm session.
+pub const GROUP_INBOUND: TableDefinition<&str, &str> = TableDefinition::new("group_inbound");
+/// group id ++ sender ++ envelope id -> envelope bytes waiting for their session key.
+pub const GROUP_PENDING: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("group_pending");
+/// message id ++ member -> receipt status (1 delivered, 2 read) of our group messages.
+pub const GROUP_RECEIPTS: TableDefinition<&[u8; 48], u8> = TableDefinition::new("group_receipts");
 /// outbox sequence -> CBOR [`OutboxEntry`]; sent in key order.
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// envelope ids already received (dedupe) -> when.
@@ -109,13 +120,35 @@ impl MessageStatus {
     }
 }
 
+/// A 1:1 conversation or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Conversation {
+    /// With one user.
+    Direct(UserId),
+    /// In a group.
+    Group(GroupId),
+}
+
+impl Conversation {
+    /// The key prefix of this conversation's messages.
+    pub fn key(&self) -> Vec<u8> {
+        match self {
+            Conversation::Direct(user) => [b"u".as_slice(), user.as_bytes()].concat(),
+            Conversation::Group(group) => [b"g".as_slice(), group.as_bytes()].concat(),
+        }
+    }
+}
+
 /// One message in a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
     /// The envelope id it travels under.
     pub id: EnvelopeId,
-    /// The other side of the conversation.
+    /// The other side of a 1:1 conversation, or the author of a group message.
     pub peer: UserId,
+    /// The group, for group messages.
+    #[serde(default)]
+    pub group: Option<GroupId>,
     /// Who sent it.
     pub direction: Direction,
     /// The text.
@@ -128,25 +161,74 @@ pub struct MessageRecord {
     pub status: MessageStatus,
 }
 
+impl MessageRecord {
+    /// The conversation it belongs to.
+    pub fn conversation(&self) -> Conversation {
+        match self.group {
+            Some(group) => Conversation::Group(group),
+            None => Conversation::Direct(self.peer),
+        }
+    }
+}
+
+/// What an outbox entry carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboxContent {
+    /// End-to-end encrypted on sealing (Olm to a user, Megolm to a group).
+    Encrypted(Payload),
+    /// Sent as it is: a signed group descriptor change, which relays must read.
+    Plain(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
 /// Something waiting to be sent, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// Envelope id (fixed before the first attempt, so retries dedupe at the relay).
     pub id: EnvelopeId,
-    /// Recipient user.
-    pub to: UserId,
+    /// Recipient.
+    pub to: Conversation,
     /// Envelope kind.
     pub kind: Kind,
-    /// What to encrypt.
-    pub payload: Payload,
+    /// What it carries.
+    pub content: OutboxContent,
     /// The sealed envelope once encrypted: every retry sends these exact bytes.
     pub sealed: Option<RawEnvelope>,
 }
 
+/// This device's sending session for a group, and who already has its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundGroup {
+    /// The pickled Megolm session.
+    pub pickle: String,
+    /// Members that were sent the session key.
+    pub shared_with: Vec<UserId>,
+}
+
 /// Key of a message in [`MESSAGES`].
-pub fn message_key(peer: &UserId, seq: u64) -> [u8; 40] {
-    let mut key = [0u8; 40];
-    key[..32].copy_from_slice(peer.as_bytes());
-    key[32..].copy_from_slice(&seq.to_be_bytes());
+pub fn message_key(conversation: &Conversation, seq: u64) -> Vec<u8> {
+    let mut key = conversation.key();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Key of an inbound group session.
+pub fn inbound_key(group: &GroupId, sender: &UserId, session_id: &str) -> String {
+    format!("{group}/{sender}/{session_id}")
+}
+
+/// Key of a group envelope waiting for its session key.
+pub fn pending_key(group: &GroupId, sender: &UserId, id: &EnvelopeId) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..16].copy_from_slice(group.as_bytes());
+    key[16..48].copy_from_slice(sender.as_bytes());
+    key[48..].copy_from_slice(id.as_bytes());
+    key
+}
+
+/// Key of a member's receipt for one of our group messages.
+pub fn receipt_key(id: &EnvelopeId, member: &UserId) -> [u8; 48] {
+    let mut key = [0u8; 48];
+    key[..16].copy_from_slice(id.as_bytes());
+    key[16..].copy_from_slice(member.as_bytes());
     key
 }

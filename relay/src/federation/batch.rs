@@ -100,6 +100,8 @@ pub(super) async fn forward(
             Err(LinkError::Unreachable("batch too large".into())),
         );
     };
+    let recipients: usize = items.iter().map(|item| item.recipients.len()).sum();
+    tracing::debug!(peer = %remote.peer, items = items.len(), recipients, groups = groups.len(), "forwarding a batch");
     let request = FederationRequest::Forward { items };
     shared.metrics.forward_batch(!groups.is_empty());
     let mut result = send(shared, remote, request.clone(), seqs.len()).await;
@@ -107,6 +109,7 @@ pub(super) async fn forward(
         && outcomes.iter().any(is_out_of_date)
     {
         // That relay holds an older copy of a group: send it the newer versions, retry once.
+        tracing::debug!(peer = %remote.peer, "the relay is behind on a group; syncing it");
         for group in groups {
             if let Err(error) = sync_group(shared, remote, group).await {
                 return (seqs, Err(error));

@@ -16,8 +16,8 @@ use std::{
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use libp2p::PeerId;
 use tidings_protocol::{
-    ErrorAnswer, ErrorCode, UserId, client::SendOutcome, federation::MAX_FORWARD_RECIPIENTS,
-    limits::MAX_BATCH_ENVELOPES, now_ms,
+    EnvelopeId, ErrorAnswer, ErrorCode, UserId, client::SendOutcome,
+    federation::MAX_FORWARD_RECIPIENTS, limits::MAX_BATCH_ENVELOPES, now_ms,
 };
 use tokio::time::Instant;
 
@@ -35,8 +35,11 @@ const LOAD_CHUNK: usize = 4096;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// Longest a batch waits for the other recipients of its envelopes to be looked up.
+const GATHER_MS: u64 = 1000;
+
 /// How often the forwarder looks at timers even when nothing happens.
-const TICK: Duration = Duration::from_millis(200);
+const TICK: Duration = Duration::from_millis(50);
 
 /// Exponential backoff with jitter (50% to 100% of the step).
 fn backoff(failures: u32) -> Duration {
@@ -187,10 +190,27 @@ impl Forwarder {
                 Done::Resolved(user, home)
             }));
         }
+        // Envelopes some of whose recipients are still being looked up: a relay's batch waits
+        // a moment for them, so a group message reaches each relay in one batch.
+        let resolving_ids: HashSet<EnvelopeId> = self
+            .unrouted
+            .iter()
+            .filter(|(user, _)| self.resolving.contains(*user))
+            .flat_map(|(_, waiting)| waiting.seqs.iter())
+            .filter_map(|seq| self.entries.get(seq).map(|meta| meta.id))
+            .collect();
+        let now_ms = now_ms();
         let idle: Vec<PeerId> = self
             .relays
             .iter()
             .filter(|(_, relay)| !relay.busy && !relay.queue.is_empty() && relay.not_before <= now)
+            .filter(|(_, relay)| {
+                let first = relay.queue.iter().take(MAX_BATCH_ENVELOPES);
+                !first.filter_map(|seq| self.entries.get(seq)).any(|meta| {
+                    resolving_ids.contains(&meta.id)
+                        && now_ms.saturating_sub(meta.accepted_at_ms) < GATHER_MS
+                })
+            })
             .map(|(peer, _)| *peer)
             .collect();
         for peer in idle {

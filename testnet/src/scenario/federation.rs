@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, ensure};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use tidings_client::{Client, Direction};
+use tidings_client::{Client, Conversation, Direction};
 use tidings_protocol::EnvelopeId;
 use tokio::{sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -160,7 +160,10 @@ fn count(clients: &[Client]) -> anyhow::Result<Tally> {
                 continue;
             }
             let mut last_counter = 0u64;
-            for record in client.store().history(&peer.user_id())? {
+            for record in client
+                .store()
+                .history(&Conversation::Direct(peer.user_id()))?
+            {
                 match record.direction {
                     Direction::Outgoing if record.status.is_sent() => {
                         tally.accepted.insert(record.id);

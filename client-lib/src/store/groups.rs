@@ -1,0 +1,425 @@
+//! Groups on this device: descriptors, Megolm sessions, envelopes waiting for a key, and the
+//! receipts members send for our group messages.
+
+use redb::{ReadableTable, WriteTransaction};
+use tidings_keys::{GroupInbound, GroupOutbound, Identity};
+use tidings_protocol::{
+    Envelope, EnvelopeId, GroupId, RawEnvelope, Recipient, UserId,
+    content::{GroupSealed, MegolmBody},
+    group::{GroupError, SignedDescriptor},
+    now_ms,
+};
+
+use super::{
+    ClientStore, StoreError, decode, encode, history,
+    tables::{
+        Direction, GROUP_INBOUND, GROUP_OUTBOUND, GROUP_PENDING, GROUP_RECEIPTS, GROUPS,
+        MessageRecord, MessageStatus, OutboundGroup, inbound_key, pending_key, receipt_key,
+    },
+};
+use crate::events::Event;
+
+/// The newest descriptor held for `group`.
+pub(super) fn descriptor(
+    txn: &WriteTransaction,
+    group: &GroupId,
+) -> Result<Option<SignedDescriptor>, StoreError> {
+    match txn.open_table(GROUPS)?.get(group.as_bytes())? {
+        Some(bytes) => SignedDescriptor::decode(bytes.value())
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt {
+                table: "groups",
+                reason: error.to_string(),
+            }),
+        None => Ok(None),
+    }
+}
+
+fn save_descriptor(txn: &WriteTransaction, change: &SignedDescriptor) -> Result<(), StoreError> {
+    txn.open_table(GROUPS)?.insert(
+        change.descriptor.group.as_bytes(),
+        change.encode().as_slice(),
+    )?;
+    Ok(())
+}
+
+/// Applies a change this device made, once the relay accepted it.
+pub(super) fn apply_own_change(txn: &WriteTransaction, bytes: &[u8]) -> Result<(), StoreError> {
+    let Ok(change) = SignedDescriptor::decode(bytes) else {
+        return Ok(());
+    };
+    let newer = descriptor(txn, &change.descriptor.group)?
+        .is_none_or(|known| known.descriptor.version < change.descriptor.version);
+    if newer {
+        save_descriptor(txn, &change)?;
+    }
+    Ok(())
+}
+
+/// Takes a change someone else made. A group seen for the first time is trusted on first
+/// use (its signature and shape are checked; the relay checked the whole chain); after that
+/// every version must follow the last by the chain rules.
+pub(super) fn accept_change(
+    txn: &WriteTransaction,
+    change: &SignedDescriptor,
+) -> Result<Result<(), GroupError>, StoreError> {
+    let verdict = match descriptor(txn, &change.descriptor.group)? {
+        Some(known) if known.descriptor.version >= change.descriptor.version => {
+            return Ok(Err(GroupError::Stale {
+                got: change.descriptor.version,
+                known: known.descriptor.version,
+            }));
+        }
+        Some(known) if known.descriptor.version + 1 == change.descriptor.version => {
+            change.check_successor(&known)
+        }
+        _ => change.check_standalone(),
+    };
+    if verdict.is_ok() {
+        save_descriptor(txn, change)?;
+    }
+    Ok(verdict)
+}
+
+/// Stores the key a member sent for their session in `group`.
+pub(super) fn add_inbound(
+    txn: &WriteTransaction,
+    store_key: &[u8; 32],
+    group: &GroupId,
+    sender: &UserId,
+    session_key: &[u8],
+) -> Result<Result<String, String>, StoreError> {
+    let inbound = match GroupInbound::from_session_key(session_key) {
+        Ok(inbound) => inbound,
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    let session_id = inbound.session_id();
+    txn.open_table(GROUP_INBOUND)?.insert(
+        inbound_key(group, sender, &session_id).as_str(),
+        inbound.pickle(store_key).as_str(),
+    )?;
+    Ok(Ok(session_id))
+}
+
+/// What opening a group envelope gave.
+pub(super) enum Opened {
+    /// The decrypted plaintext, checked against its envelope.
+    Sealed(GroupSealed),
+    /// The session key has not arrived yet: kept until it does.
+    Waiting,
+    /// It cannot be opened; the reason.
+    Failed(String),
+}
+
+/// Decrypts a group message, or parks it until its session key arrives.
+pub(super) fn open_message(
+    txn: &WriteTransaction,
+    store_key: &[u8; 32],
+    envelope: &Envelope,
+    raw: &RawEnvelope,
+) -> Result<Opened, StoreError> {
+    let Recipient::Group(group) = envelope.recipient else {
+        return Ok(Opened::Failed("not a group envelope".into()));
+    };
+    let body = match MegolmBody::decode(&envelope.body) {
+        Ok(body) => body,
+        Err(error) => return Ok(Opened::Failed(error.to_string())),
+    };
+    let sender = envelope.sender.user;
+    let key = inbound_key(&group, &sender, &body.session_id);
+    let pickle = txn
+        .open_table(GROUP_INBOUND)?
+        .get(key.as_str())?
+        .map(|pickle| pickle.value().to_string());
+    let Some(pickle) = pickle else {
+        txn.open_table(GROUP_PENDING)?
+            .insert(&pending_key(&group, &sender, &envelope.id), raw.as_bytes())?;
+        return Ok(Opened::Waiting);
+    };
+    let mut inbound = match GroupInbound::unpickle(&pickle, store_key) {
+        Ok(inbound) => inbound,
+        Err(error) => return Ok(Opened::Failed(error.to_string())),
+    };
+    let plaintext = match inbound.decrypt(&body) {
+        Ok(plaintext) => plaintext,
+        Err(error) => return Ok(Opened::Failed(error.to_string())),
+    };
+    let sealed = match GroupSealed::decode(&plaintext) {
+        Ok(sealed) => sealed,
+        Err(error) => return Ok(Opened::Failed(error.to_string())),
+    };
+    if sealed.id != envelope.id || sealed.from != envelope.sender || sealed.group != group {
+        return Ok(Opened::Failed(
+            "the ciphertext was made for another envelope".into(),
+        ));
+    }
+    if let Some(known) = descriptor(txn, &group)?
+        && !known.descriptor.is_member(&sender)
+    {
+        return Ok(Opened::Failed(
+            "the sender is not a member of the group".into(),
+        ));
+    }
+    Ok(Opened::Sealed(sealed))
+}
+
+/// Envelopes of `sender` in `group` that were waiting for a session key.
+pub(super) fn take_pending(
+    txn: &WriteTransaction,
+    group: &GroupId,
+    sender: &UserId,
+) -> Result<Vec<RawEnvelope>, StoreError> {
+    let mut table = txn.open_table(GROUP_PENDING)?;
+    let start = pending_key(group, sender, &EnvelopeId::from_bytes([0; 16]));
+    let end = pending_key(group, sender, &EnvelopeId::from_bytes([0xff; 16]));
+    let mut found = Vec::new();
+    table.retain_in::<&[u8; 64], _>(&start..=&end, |_, bytes| {
+        found.push(RawEnvelope::from_bytes(bytes.to_vec()));
+        false
+    })?;
+    Ok(found)
+}
+
+/// Records a member's receipt for one of our group messages; returns the event if it moved.
+pub(super) fn record_receipt(
+    txn: &WriteTransaction,
+    record: &MessageRecord,
+    member: &UserId,
+    status: &MessageStatus,
+) -> Result<Option<Event>, StoreError> {
+    let Some(group) = record.group else {
+        return Ok(None);
+    };
+    let is_member = descriptor(txn, &group)?.is_some_and(|d| d.descriptor.is_member(member));
+    if !is_member || record.direction != Direction::Outgoing {
+        return Ok(None);
+    }
+    let rank = match status {
+        MessageStatus::Delivered => 1,
+        MessageStatus::Read => 2,
+        _ => return Ok(None),
+    };
+    let mut table = txn.open_table(GROUP_RECEIPTS)?;
+    let key = receipt_key(&record.id, member);
+    if table.get(&key)?.is_some_and(|held| held.value() >= rank) {
+        return Ok(None);
+    }
+    table.insert(&key, rank)?;
+    Ok(Some(Event::GroupReceipt {
+        group,
+        id: record.id,
+        member: *member,
+        status: status.clone(),
+    }))
+}
+
+/// What the device must do before sending in a group: the session key and who lacks it.
+#[derive(Debug, Clone)]
+pub struct KeyPlan {
+    /// The current session's key.
+    pub session_key: Vec<u8>,
+    /// Members who still need it.
+    pub need: Vec<UserId>,
+}
+
+/// How members stand with one of our group messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiptCounts {
+    /// Members it is for (all but us).
+    pub members: usize,
+    /// Members whose device has it (read counts too).
+    pub delivered: usize,
+    /// Members who read it.
+    pub read: usize,
+}
+
+impl ClientStore {
+    /// The newest descriptor held for a group.
+    pub fn group(&self, group: &GroupId) -> Result<Option<SignedDescriptor>, StoreError> {
+        self.read(|txn| match txn.open_table(GROUPS)?.get(group.as_bytes())? {
+            Some(bytes) => SignedDescriptor::decode(bytes.value())
+                .map(Some)
+                .map_err(|error| StoreError::Corrupt {
+                    table: "groups",
+                    reason: error.to_string(),
+                }),
+            None => Ok(None),
+        })
+    }
+
+    /// Every group this device knows.
+    pub fn groups(&self) -> Result<Vec<SignedDescriptor>, StoreError> {
+        self.read(|txn| {
+            let mut out = Vec::new();
+            for entry in txn.open_table(GROUPS)?.iter()? {
+                let (_, bytes) = entry?;
+                if let Ok(descriptor) = SignedDescriptor::decode(bytes.value()) {
+                    out.push(descriptor);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Makes sure this device has a current sending session for `group` (a new one if a
+    /// member who had the old key left) and says who still needs its key.
+    pub fn plan_group_key(
+        &self,
+        identity: &Identity,
+        group: &GroupId,
+    ) -> Result<Option<KeyPlan>, StoreError> {
+        self.write(|txn| {
+            let Some(known) = descriptor(txn, group)? else {
+                return Ok(None);
+            };
+            let me = identity.user_id();
+            let members: Vec<UserId> = known
+                .descriptor
+                .members
+                .iter()
+                .map(|member| member.user)
+                .filter(|user| *user != me)
+                .collect();
+            let mut table = txn.open_table(GROUP_OUTBOUND)?;
+            let held = table
+                .get(group.as_bytes())?
+                .map(|bytes| decode::<OutboundGroup>("group_outbound", bytes.value()))
+                .transpose()?;
+            let state = match held {
+                // Rotate when someone who holds the key is no longer a member.
+                Some(state) if state.shared_with.iter().all(|user| members.contains(user)) => state,
+                _ => {
+                    let fresh = OutboundGroup {
+                        pickle: GroupOutbound::new().pickle(identity.store_key()),
+                        shared_with: Vec::new(),
+                    };
+                    table.insert(group.as_bytes(), encode(&fresh).as_slice())?;
+                    fresh
+                }
+            };
+            let outbound =
+                GroupOutbound::unpickle(&state.pickle, identity.store_key()).map_err(|error| {
+                    StoreError::Corrupt {
+                        table: "group_outbound",
+                        reason: error.to_string(),
+                    }
+                })?;
+            let need = members
+                .into_iter()
+                .filter(|user| !state.shared_with.contains(user))
+                .collect();
+            Ok(Some(KeyPlan {
+                session_key: outbound.session_key(),
+                need,
+            }))
+        })
+    }
+
+    /// Records that `users` received the key of the current session of `group`.
+    pub fn mark_key_shared(&self, group: &GroupId, users: &[UserId]) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(GROUP_OUTBOUND)?;
+            let Some(mut state) = table
+                .get(group.as_bytes())?
+                .map(|bytes| decode::<OutboundGroup>("group_outbound", bytes.value()))
+                .transpose()?
+            else {
+                return Ok(());
+            };
+            for user in users {
+                if !state.shared_with.contains(user) {
+                    state.shared_with.push(*user);
+                }
+            }
+            table.insert(group.as_bytes(), encode(&state).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Receipt counts for one of our group messages.
+    pub fn receipt_counts(&self, id: &EnvelopeId) -> Result<ReceiptCounts, StoreError> {
+        let Some(record) = self.message(id)? else {
+            return Ok(ReceiptCounts::default());
+        };
+        let Some(group) = record.group else {
+            return Ok(ReceiptCounts::default());
+        };
+        let members = self
+            .group(&group)?
+            .map(|d| d.descriptor.members.len().saturating_sub(1))
+            .unwrap_or(0);
+        self.read(|txn| {
+            let table = txn.open_table(GROUP_RECEIPTS)?;
+            let start = receipt_key(id, &UserId::from_bytes([0; 32]));
+            let end = receipt_key(id, &UserId::from_bytes([0xff; 32]));
+            let mut counts = ReceiptCounts {
+                members,
+                ..ReceiptCounts::default()
+            };
+            for entry in table.range::<&[u8; 48]>(&start..=&end)? {
+                let (_, rank) = entry?;
+                counts.delivered += 1;
+                if rank.value() >= 2 {
+                    counts.read += 1;
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    /// Each member's receipt status for one of our group messages.
+    pub fn receipts(&self, id: &EnvelopeId) -> Result<Vec<(UserId, MessageStatus)>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(GROUP_RECEIPTS)?;
+            let start = receipt_key(id, &UserId::from_bytes([0; 32]));
+            let end = receipt_key(id, &UserId::from_bytes([0xff; 32]));
+            let mut out = Vec::new();
+            for entry in table.range::<&[u8; 48]>(&start..=&end)? {
+                let (key, rank) = entry?;
+                let mut member = [0u8; 32];
+                member.copy_from_slice(&key.value()[16..]);
+                let status = if rank.value() >= 2 {
+                    MessageStatus::Read
+                } else {
+                    MessageStatus::Delivered
+                };
+                out.push((UserId::from_bytes(member), status));
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// The record of a group message we received.
+pub(super) fn incoming(envelope: &Envelope, group: GroupId, text: String) -> MessageRecord {
+    MessageRecord {
+        id: envelope.id,
+        peer: envelope.sender.user,
+        group: Some(group),
+        direction: Direction::Incoming,
+        text,
+        sent_at_ms: envelope.sent_at_ms,
+        stored_at_ms: now_ms(),
+        status: MessageStatus::Received,
+    }
+}
+
+/// The record of a group change, shown in the group's history.
+pub(super) fn change_notice(
+    envelope: &Envelope,
+    change: &SignedDescriptor,
+    text: String,
+) -> MessageRecord {
+    MessageRecord {
+        id: envelope.id,
+        peer: envelope.sender.user,
+        group: Some(change.descriptor.group),
+        direction: Direction::Incoming,
+        text,
+        sent_at_ms: envelope.sent_at_ms,
+        stored_at_ms: now_ms(),
+        status: MessageStatus::Read,
+    }
+}
+
+pub(super) use history::append as append_record;

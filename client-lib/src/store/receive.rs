@@ -1,0 +1,303 @@
+//! Receiving: a pushed batch is decrypted, checked and recorded in one transaction.
+
+use redb::{ReadableTable, WriteTransaction};
+use tidings_keys::Identity;
+use tidings_protocol::{
+    Bounce, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    content::{Payload, ReceiptStatus},
+    group::SignedDescriptor,
+    now_ms,
+};
+
+use super::{
+    ClientStore, StoreError,
+    crypto::{CryptoState, olm_open},
+    groups::{self, Opened},
+    history, outbox,
+    tables::{Direction, MessageRecord, MessageStatus, RECEIVED},
+};
+use crate::events::Event;
+
+/// What processing a batch of envelopes produced.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// What happened, in order.
+    pub events: Vec<Event>,
+}
+
+/// Work of one receive transaction.
+struct Batch<'a> {
+    txn: &'a WriteTransaction,
+    state: CryptoState<'a>,
+    received: Received,
+    /// Delivered receipts to send, per author.
+    delivered: Vec<(UserId, Vec<EnvelopeId>)>,
+}
+
+impl ClientStore {
+    /// Decrypts and records a batch of verified envelopes and bounces, queueing delivered
+    /// receipts, all in one transaction: after it commits the batch may be acked.
+    pub fn receive(
+        &self,
+        identity: &Identity,
+        envelopes: &[(Envelope, RawEnvelope)],
+        bounces: &[Bounce],
+    ) -> Result<Received, StoreError> {
+        self.write(|txn| {
+            let mut batch = Batch {
+                txn,
+                state: CryptoState::new(identity),
+                received: Received::default(),
+                delivered: Vec::new(),
+            };
+            for bounce in bounces {
+                let reason = format!("not delivered: {}", bounce.reason);
+                if let Some(record) = history::fail(txn, &bounce.to, &bounce.id, reason)? {
+                    batch.status(record);
+                }
+            }
+            for (envelope, raw) in envelopes {
+                if txn
+                    .open_table(RECEIVED)?
+                    .get(envelope.id.as_bytes())?
+                    .is_some()
+                {
+                    continue;
+                }
+                txn.open_table(RECEIVED)?
+                    .insert(envelope.id.as_bytes(), now_ms())?;
+                batch.take(envelope, raw)?;
+            }
+            for (author, ids) in std::mem::take(&mut batch.delivered) {
+                outbox::enqueue_receipts(txn, author, ReceiptStatus::Delivered, &ids)?;
+            }
+            batch.state.save(txn)?;
+            Ok(batch.received)
+        })
+    }
+}
+
+impl Batch<'_> {
+    fn status(&mut self, record: MessageRecord) {
+        self.received.events.push(Event::Status {
+            peer: record.peer,
+            id: record.id,
+            status: record.status,
+        });
+    }
+
+    fn failed(
+        &mut self,
+        envelope: &Envelope,
+        group: Option<GroupId>,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        let record = MessageRecord {
+            id: envelope.id,
+            peer: envelope.sender.user,
+            group,
+            direction: Direction::Incoming,
+            text: String::new(),
+            sent_at_ms: envelope.sent_at_ms,
+            stored_at_ms: now_ms(),
+            status: MessageStatus::Failed(format!("could not decrypt: {reason}")),
+        };
+        history::append(self.txn, &record)?;
+        self.received.events.push(Event::Undecryptable {
+            from: envelope.sender,
+            id: envelope.id,
+            reason,
+        });
+        Ok(())
+    }
+
+    fn deliver(&mut self, record: MessageRecord) -> Result<(), StoreError> {
+        history::append(self.txn, &record)?;
+        match self
+            .delivered
+            .iter_mut()
+            .find(|(user, _)| *user == record.peer)
+        {
+            Some((_, ids)) => ids.push(record.id),
+            None => self.delivered.push((record.peer, vec![record.id])),
+        }
+        self.received.events.push(Event::Message(record));
+        Ok(())
+    }
+
+    fn take(&mut self, envelope: &Envelope, raw: &RawEnvelope) -> Result<(), StoreError> {
+        match (envelope.recipient, envelope.kind) {
+            (Recipient::Group(group), Kind::GroupControl) => self.group_change(envelope, group),
+            (Recipient::Group(group), _) => self.group_message(envelope, raw, group),
+            (Recipient::Direct(_), _) => match olm_open(self.txn, &mut self.state, envelope) {
+                Ok(payload) => self.direct(envelope, payload),
+                Err(reason) => self.failed(envelope, None, reason),
+            },
+        }
+    }
+
+    fn direct(&mut self, envelope: &Envelope, payload: Payload) -> Result<(), StoreError> {
+        let peer = envelope.sender.user;
+        match (envelope.kind, payload) {
+            (Kind::Message, Payload::Text { text }) => self.deliver(MessageRecord {
+                id: envelope.id,
+                peer,
+                group: None,
+                direction: Direction::Incoming,
+                text,
+                sent_at_ms: envelope.sent_at_ms,
+                stored_at_ms: now_ms(),
+                status: MessageStatus::Received,
+            }),
+            (Kind::Receipt, Payload::Receipt { status, ids }) => {
+                let status = MessageStatus::from_receipt(status);
+                for id in ids.iter() {
+                    match history::find(self.txn, id)? {
+                        Some((_, record)) if record.group.is_some() => {
+                            let event = groups::record_receipt(self.txn, &record, &peer, &status)?;
+                            self.received.events.extend(event);
+                        }
+                        _ => {
+                            if let Some(record) =
+                                history::advance(self.txn, &peer, id, status.clone())?
+                            {
+                                self.status(record);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            (Kind::KeyShare, Payload::GroupKey { group, session_key }) => {
+                let key = *self.state.identity.store_key();
+                match groups::add_inbound(self.txn, &key, &group, &peer, &session_key)? {
+                    Ok(_) => {
+                        // Messages that arrived before their key can be opened now.
+                        for raw in groups::take_pending(self.txn, &group, &peer)? {
+                            if let Ok(waiting) = raw.open() {
+                                self.group_message(&waiting, &raw, group)?;
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%peer, %reason, "unusable group key");
+                        Ok(())
+                    }
+                }
+            }
+            (kind, _) => {
+                tracing::debug!(
+                    ?kind,
+                    "ignoring content that does not match its envelope kind"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn group_message(
+        &mut self,
+        envelope: &Envelope,
+        raw: &RawEnvelope,
+        group: GroupId,
+    ) -> Result<(), StoreError> {
+        let key = *self.state.identity.store_key();
+        match groups::open_message(self.txn, &key, envelope, raw)? {
+            Opened::Sealed(sealed) => match sealed.payload {
+                Payload::Text { text } => self.deliver(groups::incoming(envelope, group, text)),
+                _ => Ok(()),
+            },
+            Opened::Waiting => Ok(()),
+            Opened::Failed(reason) => self.failed(envelope, Some(group), reason),
+        }
+    }
+
+    fn group_change(&mut self, envelope: &Envelope, group: GroupId) -> Result<(), StoreError> {
+        let change = match SignedDescriptor::decode(&envelope.body) {
+            Ok(change)
+                if change.descriptor.group == group
+                    && change.descriptor.author == envelope.sender.user =>
+            {
+                change
+            }
+            Ok(_) => {
+                return self.failed(
+                    envelope,
+                    Some(group),
+                    "a change signed by someone else".into(),
+                );
+            }
+            Err(error) => return self.failed(envelope, Some(group), error.to_string()),
+        };
+        let before = groups::descriptor(self.txn, &group)?;
+        match groups::accept_change(self.txn, &change)? {
+            Ok(()) => {
+                let summary = describe(before.as_ref(), &change);
+                groups::append_record(
+                    self.txn,
+                    &groups::change_notice(envelope, &change, summary.clone()),
+                )?;
+                self.received.events.push(Event::GroupChanged {
+                    group,
+                    version: change.descriptor.version,
+                    summary,
+                });
+                Ok(())
+            }
+            Err(error) => {
+                tracing::info!(%group, %error, "ignoring a group change");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A line saying what a change did, for the history.
+fn describe(before: Option<&SignedDescriptor>, after: &SignedDescriptor) -> String {
+    let after_d = &after.descriptor;
+    let Some(before) = before else {
+        return format!(
+            "group \"{}\" ({} members)",
+            after_d.name,
+            after_d.members.len()
+        );
+    };
+    let before_d = &before.descriptor;
+    let mut parts = Vec::new();
+    if before_d.name != after_d.name {
+        parts.push(format!("renamed to \"{}\"", after_d.name));
+    }
+    let added = after_d
+        .members
+        .iter()
+        .filter(|m| !before_d.is_member(&m.user))
+        .count();
+    let removed = before_d
+        .members
+        .iter()
+        .filter(|m| !after_d.is_member(&m.user))
+        .count();
+    let promoted = after_d
+        .members
+        .iter()
+        .filter(|m| before_d.role_of(&m.user).is_some_and(|role| role != m.role))
+        .count();
+    if added > 0 {
+        parts.push(format!("{added} added"));
+    }
+    if removed > 0 {
+        parts.push(format!("{removed} removed"));
+    }
+    if promoted > 0 {
+        parts.push(format!("{promoted} role changes"));
+    }
+    if parts.is_empty() {
+        parts.push("updated".into());
+    }
+    format!(
+        "group changed: {} (version {})",
+        parts.join(", "),
+        after_d.version
+    )
+}

@@ -1,0 +1,216 @@
+//! Group chat across relays: one ciphertext per message, fanned out by the sender's relay;
+//! receipts as counts; a removed member reads nothing sent afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Net, TestUser, dial_addr, texts, wait_for};
+use tidings_client::{
+    Conversation, Event, KEY_FILE, MessageStatus, connection::Connection, connection::Push,
+    net::Network,
+};
+use tidings_protocol::{MailboxItem, Recipient, client::Request};
+use tidings_relay::metrics::BatchKind;
+
+async fn befriend_all(users: &[(&str, &TestUser)]) {
+    for (name, user) in users {
+        for (other_name, other) in users {
+            if name != other_name {
+                user.befriend(other_name, other);
+            }
+        }
+    }
+}
+
+/// Syncs until `count` messages of the group arrived (or fails after a while).
+async fn group_texts(user: &TestUser, count: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while got.len() < count {
+        assert!(tokio::time::Instant::now() < deadline, "only got {got:?}");
+        let mut session = user.connect().await;
+        got.extend(texts(&session.sync(Duration::from_secs(2)).await.unwrap()));
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_across_three_relays_reaches_everyone_once_with_receipt_counts() {
+    let net = Net::start(3).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(1)).await;
+    let carol = TestUser::register(net.relay(2)).await;
+    let dave = TestUser::register(net.relay(2)).await;
+    befriend_all(&[
+        ("alice", &alice),
+        ("bob", &bob),
+        ("carol", &carol),
+        ("dave", &dave),
+    ])
+    .await;
+
+    let mut alice_session = alice.connect().await;
+    alice_session.subscribe().await.unwrap();
+    let group = alice_session
+        .create_group("hikers", &["bob", "carol", "dave"])
+        .await
+        .unwrap();
+    // Dave stays offline; the others sync (and learn of the group).
+    for user in [&bob, &carol] {
+        user.connect()
+            .await
+            .sync(Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    // The creation itself reached each other relay in one batch.
+    assert_eq!(net.relay(0).metrics().forward_batches(BatchKind::Group), 2);
+    let before = net.relay(0).metrics().forward_batches(BatchKind::Group);
+    let sent = alice_session
+        .send_text("hikers", "meet at 8")
+        .await
+        .unwrap();
+    assert_eq!(sent.status, MessageStatus::Sent);
+    assert_eq!(sent.group, Some(group));
+
+    for user in [&bob, &carol, &dave] {
+        let got = group_texts(user, 1).await;
+        assert!(got.contains(&"meet at 8".to_string()), "{got:?}");
+        let history = user
+            .client
+            .store()
+            .history(&Conversation::Group(group))
+            .unwrap();
+        let copies = history.iter().filter(|m| m.id == sent.id).count();
+        assert_eq!(copies, 1, "stored once");
+    }
+    // One batch per other relay carried the single ciphertext (plus key shares are direct).
+    let group_batches = net.relay(0).metrics().forward_batches(BatchKind::Group) - before;
+    assert_eq!(
+        group_batches, 2,
+        "one batch per other relay for one message"
+    );
+
+    // Delivered counts reach Alice; Bob reads.
+    let mut bob_session = bob.connect().await;
+    bob_session.sync(Duration::from_secs(2)).await.unwrap();
+    bob_session.mark_read("hikers").await.unwrap();
+    wait_for(&mut alice_session, |_| {
+        let counts = alice.client.receipt_counts(&sent.id).unwrap();
+        counts.delivered == 3 && counts.read == 1
+    })
+    .await;
+    let counts = alice.client.receipt_counts(&sent.id).unwrap();
+    assert_eq!((counts.members, counts.delivered, counts.read), (3, 3, 1));
+
+    // Members answer in the group too.
+    let reply = bob_session
+        .send_text("hikers", "I'll bring coffee")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, MessageStatus::Sent);
+    let events = wait_for(
+        &mut alice_session,
+        |e| matches!(e, Event::Message(m) if m.text == "I'll bring coffee"),
+    )
+    .await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.group == Some(group)))
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_cannot_read_what_is_sent_afterwards() {
+    let net = Net::start(3).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(1)).await;
+    let carol = TestUser::register(net.relay(2)).await;
+    befriend_all(&[("alice", &alice), ("bob", &bob), ("carol", &carol)]).await;
+
+    let mut alice_session = alice.connect().await;
+    let group = alice_session
+        .create_group("club", &["bob", "carol"])
+        .await
+        .unwrap();
+    alice_session.send_text("club", "before").await.unwrap();
+    assert!(group_texts(&carol, 1).await.contains(&"before".to_string()));
+    assert!(group_texts(&bob, 1).await.contains(&"before".to_string()));
+
+    // Carol keeps listening while Alice removes her and sends again.
+    let mut carol_session = carol.connect().await;
+    carol_session.subscribe().await.unwrap();
+    alice_session
+        .remove_from_group(group, &["carol"])
+        .await
+        .unwrap();
+    // A raw view of Bob's mailbox, to get the new ciphertext's bytes.
+    let identity = tidings_keys::Identity::load(&bob.dir.path().join(KEY_FILE), None).unwrap();
+    let keypair =
+        libp2p::identity::Keypair::ed25519_from_bytes(identity.device_key().to_bytes()).unwrap();
+    let network = Network::start(keypair).unwrap();
+    let peer = network.dial(dial_addr(net.relay(1))).await.unwrap();
+    let mut raw_bob = Connection::open(&network, peer).await.unwrap();
+    raw_bob.request(Request::Subscribe).await.unwrap();
+
+    let after = alice_session
+        .send_text("club", "after carol left")
+        .await
+        .unwrap();
+    assert_eq!(after.status, MessageStatus::Sent);
+    let secret = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Push::Deliver(items) = raw_bob.next_push().await {
+                for item in items {
+                    if let MailboxItem::Envelope(raw) = item.item
+                        && let Ok(envelope) = raw.open()
+                        && envelope.id == after.id
+                    {
+                        return (envelope, raw);
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("Bob's relay got the message");
+    assert_eq!(secret.0.recipient, Recipient::Group(group));
+
+    // Carol's relay does not hand it to her...
+    let events = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut seen = Vec::new();
+        while let Ok(event) = carol_session.next_event().await {
+            seen.push(event);
+        }
+        seen
+    })
+    .await
+    .unwrap_or_default();
+    assert!(!texts(&events).contains(&"after carol left".to_string()));
+    // ...and even with the ciphertext in hand, her device cannot open it.
+    let carol_identity =
+        tidings_keys::Identity::load(&carol.dir.path().join(KEY_FILE), None).unwrap();
+    let opened = carol
+        .client
+        .store()
+        .receive(&carol_identity, &[secret], &[])
+        .unwrap();
+    assert!(texts(&opened.events).is_empty(), "{:?}", opened.events);
+    let carol_history = carol
+        .client
+        .store()
+        .history(&Conversation::Group(group))
+        .unwrap();
+    assert!(carol_history.iter().all(|m| m.text != "after carol left"));
+    // Bob reads it.
+    assert!(
+        group_texts(&bob, 1)
+            .await
+            .contains(&"after carol left".to_string())
+    );
+    net.shutdown().await;
+}

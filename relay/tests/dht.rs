@@ -82,10 +82,11 @@ async fn forged_stale_and_expired_records_are_refused_by_every_relay() {
     let address = relays[2].relay.tcp_dial_addr().unwrap();
     let mut bob = RawDevice::connect(&address).await;
     bob.register().await;
+    let base = now_ms() + 60_000;
     let genuine = home(
         &bob.account,
         &relays[2].relay,
-        100,
+        base,
         now_ms() + HOME_RECORD_LIFETIME_MS,
     );
     assert_eq!(
@@ -110,10 +111,10 @@ async fn forged_stale_and_expired_records_are_refused_by_every_relay() {
     let stale = home(
         &bob.account,
         &relays[0].relay,
-        99,
+        base - 1,
         now_ms() + HOME_RECORD_LIFETIME_MS,
     );
-    let expired = home(&bob.account, &relays[0].relay, 101, now_ms() - 1);
+    let expired = home(&bob.account, &relays[0].relay, base + 1, now_ms() - 1);
     let before: Vec<u64> = relays
         .iter()
         .map(|r| r.relay.dht_stats().rejected())

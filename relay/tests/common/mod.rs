@@ -83,6 +83,8 @@ pub async fn start_in(
 pub struct RawDevice {
     pub account: SigningKey,
     pub device: SigningKey,
+    /// The relay this device is connected to.
+    pub relay: libp2p::PeerId,
     reader: ReadHalf<Stream>,
     pub writer: WriteHalf<Stream>,
     next_id: u64,
@@ -126,6 +128,7 @@ impl RawDevice {
         Self {
             account,
             device,
+            relay: peer,
             reader,
             writer,
             next_id: 1,
@@ -184,15 +187,24 @@ impl RawDevice {
         }
     }
 
+    /// Registers and publishes a home record naming the relay, as a client does.
     pub async fn register(&mut self) {
         let cert = self.cert();
         let answer = self
             .request(Request::Register(Box::new(Register { cert, invite: None })))
             .await;
-        assert!(
-            matches!(answer, Ok(Response::Registered { .. })),
-            "{answer:?}"
+        let Ok(Response::Registered { relay_addrs, .. }) = answer else {
+            panic!("registration failed: {answer:?}");
+        };
+        let home = tidings_protocol::HomeRecord::sign(
+            &self.account,
+            self.relay.to_string(),
+            relay_addrs,
+            tidings_protocol::now_ms(),
+            tidings_protocol::now_ms() + tidings_protocol::home::HOME_RECORD_LIFETIME_MS,
         );
+        let published = self.request(Request::PublishHome(Box::new(home))).await;
+        assert_eq!(published, Ok(Response::HomePublished));
     }
 
     pub fn envelope_to(&self, to: Address, body: &[u8]) -> Envelope {
@@ -225,4 +237,87 @@ fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
             _ => None,
         })
         .unwrap()
+}
+
+/// A peer speaking the federation protocol by hand (it may pose as any relay).
+pub struct RawRelayPeer {
+    reader: ReadHalf<Stream>,
+    writer: WriteHalf<Stream>,
+    next_id: u64,
+    buf: Vec<u8>,
+}
+
+impl RawRelayPeer {
+    pub async fn connect(address: &Multiaddr) -> Self {
+        let mut swarm = SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let mut control = swarm.behaviour().new_control();
+        let peer = tidings_client_peer(address);
+        swarm.dial(address.clone()).unwrap();
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let stream = control
+            .open_stream(
+                peer,
+                StreamProtocol::new(tidings_protocol::federation::FEDERATION_PROTOCOL),
+            )
+            .await
+            .unwrap();
+        let (reader, writer) = stream.split();
+        Self {
+            reader,
+            writer,
+            next_id: 1,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn request(
+        &mut self,
+        body: tidings_protocol::federation::FederationRequest,
+    ) -> Result<tidings_protocol::federation::FederationResponse, tidings_protocol::ErrorAnswer>
+    {
+        use tidings_protocol::federation::FederationFrame;
+        let id = self.next_id;
+        self.next_id += 1;
+        framing::write_frame(&mut self.writer, &FederationFrame::Request { id, body })
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            framing::read_frame(&mut self.reader, &mut self.buf),
+        )
+        .await
+        .expect("relay did not answer")
+        .unwrap();
+        match FederationFrame::decode(&self.buf).unwrap() {
+            FederationFrame::Response { id: got, body } if got == id => body,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The group version the relay holds.
+    pub async fn group_version(&mut self, group: tidings_protocol::GroupId) -> u64 {
+        use tidings_protocol::federation::{FederationRequest, FederationResponse};
+        match self
+            .request(FederationRequest::GroupVersion { group })
+            .await
+        {
+            Ok(FederationResponse::GroupVersion(version)) => version,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

@@ -35,6 +35,9 @@ const LOAD_CHUNK: usize = 4096;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// Home lookups the forwarder runs at once.
+const MAX_LOOKUPS_IN_FLIGHT: usize = 64;
+
 /// Longest a batch waits for the other recipients of its envelopes to be looked up.
 const GATHER_MS: u64 = 1000;
 
@@ -168,6 +171,7 @@ impl Forwarder {
     /// Starts lookups and sends whose time has come.
     fn dispatch(&mut self) {
         let now = Instant::now();
+        let room = MAX_LOOKUPS_IN_FLIGHT.saturating_sub(self.resolving.len());
         let ready: Vec<UserId> = self
             .unrouted
             .iter()
@@ -177,6 +181,7 @@ impl Forwarder {
                     && waiting.not_before.is_none_or(|at| at <= now)
             })
             .map(|(user, _)| *user)
+            .take(room)
             .collect();
         for user in ready {
             self.resolving.insert(user);
@@ -195,7 +200,9 @@ impl Forwarder {
         let resolving_ids: HashSet<EnvelopeId> = self
             .unrouted
             .iter()
-            .filter(|(user, _)| self.resolving.contains(*user))
+            .filter(|(user, waiting)| {
+                self.resolving.contains(*user) || waiting.not_before.is_none_or(|at| at <= now)
+            })
             .flat_map(|(_, waiting)| waiting.seqs.iter())
             .filter_map(|seq| self.entries.get(seq).map(|meta| meta.id))
             .collect();

@@ -256,6 +256,9 @@ impl Client {
 
     /// How a user is shown: their contact name, else a short form of their id.
     pub fn display_name(&self, user: &UserId) -> String {
+        if *user == self.user_id() {
+            return "me".into();
+        }
         match self.inner.store.contact_name(user) {
             Ok(Some(name)) => name,
             _ => {

@@ -103,3 +103,56 @@ fn help_explains_every_command() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_chat_from_the_shell() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let address = dial_addr(&relay).to_string();
+    let home = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|name| home.path().join(name))
+        .collect();
+    for dir in &dirs {
+        ok(dir, &["init"]);
+        ok(dir, &["register", "--relay", &address]);
+    }
+    let cards: Vec<String> = dirs
+        .iter()
+        .map(|dir| ok(dir, &["card"]).trim().to_string())
+        .collect();
+    for (index, dir) in dirs.iter().enumerate() {
+        for (other, name) in ["alice", "bob", "carol"].iter().enumerate() {
+            if other != index {
+                ok(dir, &["contact", "add", name, &cards[other]]);
+            }
+        }
+    }
+    let (alice, bob, carol) = (&dirs[0], &dirs[1], &dirs[2]);
+    assert!(
+        ok(alice, &["group", "create", "team", "bob", "carol"]).contains("created group \"team\"")
+    );
+    assert!(ok(alice, &["group", "send", "team", "standup at 10"]).contains("✓ sent to team"));
+    let bob_view = ok(bob, &["history", "team"]);
+    assert!(bob_view.contains("alice: standup at 10"), "{bob_view}");
+    ok(carol, &["history", "team"]);
+    ok(bob, &["read", "team"]);
+    let info = ok(alice, &["group", "info", "team", "--receipts"]);
+    assert!(info.contains("members (3):"), "{info}");
+    assert!(info.contains("admin (you)"), "{info}");
+    assert!(
+        info.contains("delivered to 2 of 2, read by 1 of 2"),
+        "{info}"
+    );
+    assert!(ok(bob, &["group", "list"]).contains("team"));
+
+    // Bob is no admin: his change is refused with a reason; then he leaves.
+    let refused = tidings(bob, &["group", "add", "team", "carol"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("may not make this change"));
+    ok(bob, &["group", "leave", "team"]);
+    ok(alice, &["history", "team"]);
+    assert!(ok(alice, &["group", "info", "team"]).contains("members (2):"));
+    relay.shutdown().await;
+}

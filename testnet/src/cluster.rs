@@ -28,6 +28,7 @@ impl Cluster {
                     .first()
                     .map(|first| vec![first.addr.to_string()])
                     .unwrap_or_default(),
+                metrics_listen: Some("127.0.0.1:0".into()),
                 ..RelayConfig::default()
             };
             tidings_relay::init(&dir, &config)?;
@@ -35,6 +36,17 @@ impl Cluster {
         }
         tokio::time::sleep(SETTLE).await;
         Ok(Cluster { relays })
+    }
+
+    /// Forward batches carrying group envelopes, summed over the relays.
+    pub async fn group_batches(&self) -> anyhow::Result<u64> {
+        let mut total = 0.0;
+        for relay in &self.relays {
+            total += relay
+                .counter("tidings_forward_batches_total", "kind=\"Group\"")
+                .await?;
+        }
+        Ok(total as u64)
     }
 
     /// Stops every relay gracefully.

@@ -77,10 +77,12 @@ pub async fn run(work: &Path) -> anyhow::Result<()> {
     }
     let alice = user(work, "alice", &cluster.relays[0]).await?;
     let bob = user(work, "bob", &cluster.relays[2]).await?;
+    let carol = user(work, "carol", &cluster.relays[1]).await?;
     alice.add_contact("bob", &bob.card(Some("Bob".into()))?)?;
+    alice.add_contact("carol", &carol.card(Some("Carol".into()))?)?;
     bob.add_contact("alice", &alice.card(Some("Alice".into()))?)?;
-    println!("users      alice (home: relay 1) and bob (home: relay 3) swapped contact cards;");
-    println!("           relay 1 finds bob's home through the DHT\n");
+    println!("users      alice (home: relay 1), carol (relay 2) and bob (relay 3);");
+    println!("           relay 1 finds the others' homes through the DHT\n");
 
     println!("1. Bob is online; Alice sends.");
     let mut bob_session = within("connecting", async { Ok(bob.connect().await?) }).await?;
@@ -192,7 +194,87 @@ pub async fn run(work: &Path) -> anyhow::Result<()> {
             bob_history.len()
         );
     }
+    group_step(&alice, &mut alice_session, &bob, &carol).await?;
     cluster.stop().await?;
-    println!("\nOK: 4 of 4 messages delivered once, in order, across relays and a relay crash.");
+    println!(
+        "\nOK: every message delivered once, in order, across relays, a relay crash and a group."
+    );
     Ok(())
+}
+
+/// Step 5: a group across the three relays, with receipt counts.
+async fn group_step(
+    alice: &Client,
+    alice_session: &mut Session,
+    bob: &Client,
+    carol: &Client,
+) -> anyhow::Result<()> {
+    println!("\n5. A group across the three relays.");
+    let group = within("creating a group", async {
+        Ok(alice_session
+            .create_group("hikers", &["bob", "carol"])
+            .await?)
+    })
+    .await?;
+    println!("   alice created \"hikers\" with bob and carol (a descriptor signed by alice)");
+    let mut members = Vec::new();
+    for (name, member) in [("bob", bob), ("carol", carol)] {
+        let session = within(
+            &format!("waiting for {name} to learn of the group"),
+            async {
+                loop {
+                    let mut session = member.connect().await?;
+                    session.sync(Duration::from_secs(2)).await?;
+                    if member.store().group(&group)?.is_some() {
+                        return Ok(session);
+                    }
+                }
+            },
+        )
+        .await?;
+        members.push((name, session));
+    }
+    let note = within("sending to the group", async {
+        Ok(alice_session
+            .send_text("hikers", "Saturday, 8:00 at the trailhead")
+            .await?)
+    })
+    .await?;
+    ensure!(
+        note.status == MessageStatus::Sent,
+        "not accepted: {:?}",
+        note.status
+    );
+    println!(
+        "   alice -> hikers  \"{}\"  ✓ sent (one ciphertext; relay 1 fans it out)",
+        note.text
+    );
+    for (name, session) in &mut members {
+        let got = within("waiting for the group message", async {
+            loop {
+                if let Event::Message(message) = session.next_event().await?
+                    && message.id == note.id
+                {
+                    return Ok(message);
+                }
+            }
+        })
+        .await?;
+        println!("   {:<13} \"{}\"", format!("{name} got"), got.text);
+    }
+    members[1].1.mark_read("hikers").await?;
+    within("waiting for the receipts", async {
+        loop {
+            let counts = alice.receipt_counts(&note.id)?;
+            if counts.delivered == 2 && counts.read == 1 {
+                println!(
+                    "   alice sees    delivered to {} of {}, read by {} of {}",
+                    counts.delivered, counts.members, counts.read, counts.members
+                );
+                return Ok(());
+            }
+            alice_session.next_event().await?;
+        }
+    })
+    .await
 }

@@ -22,6 +22,8 @@ pub struct RelayProcess {
     data_dir: PathBuf,
     /// Where clients dial it (with `/p2p/<peer id>`).
     pub addr: Multiaddr,
+    /// Its `/metrics` URL, if it serves one.
+    pub metrics: Option<String>,
 }
 
 impl RelayProcess {
@@ -72,11 +74,32 @@ impl RelayProcess {
             .trim()
             .parse()
             .with_context(|| format!("relay printed {line:?}, not an address"))?;
+        // A relay serving metrics prints their URL next.
+        let metrics =
+            match tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await {
+                Ok(Ok(Some(line))) if line.starts_with("http://") => Some(line.trim().to_string()),
+                _ => None,
+            };
         Ok(RelayProcess {
             child,
             data_dir: data_dir.to_path_buf(),
             addr,
+            metrics,
         })
+    }
+
+    /// Reads a counter from the relay's `/metrics` (summing its labelled series that contain
+    /// `labels`); 0 if it serves none.
+    pub async fn counter(&self, name: &str, labels: &str) -> anyhow::Result<f64> {
+        let Some(url) = &self.metrics else {
+            return Ok(0.0);
+        };
+        let body = http_get(url).await?;
+        Ok(body
+            .lines()
+            .filter(|line| line.starts_with(name) && line.contains(labels))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 
     /// The OS process id.
@@ -122,4 +145,23 @@ impl RelayProcess {
         *self = RelayProcess::start(&self.data_dir, &listen).await?;
         Ok(())
     }
+}
+
+/// A plain HTTP/1.0 GET of a loopback URL (the relay's own metrics endpoint).
+async fn http_get(url: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").context("not an http URL")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    stream
+        .write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .context("metrics endpoint too slow")??;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
 }

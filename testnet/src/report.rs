@@ -96,7 +96,15 @@ impl Report {
             l.p50, l.p90, l.p99, l.max
         );
         println!("  wall {:.1} s", self.wall_s);
-        println!("  {}", if self.passed() { "OK" } else { "FAILED" });
+        Ok(())
+    }
+
+    /// Like [`Report::print`], with the verdict line for people.
+    pub fn print_with_verdict(&self, json: bool) -> anyhow::Result<()> {
+        self.print(json)?;
+        if !json {
+            println!("  {}", if self.passed() { "OK" } else { "FAILED" });
+        }
         Ok(())
     }
 }

@@ -18,7 +18,11 @@ fn the_demo_delivers_everything_and_exits_zero() {
         "his relay (relay 3) crashes (SIGKILL)",
         "Relay 3 is restarted; relay 1's outbox delivers to it.",
         "all three arrived, in order",
-        "OK: 4 of 4 messages delivered once, in order, across relays and a relay crash.",
+        "5. A group across the three relays.",
+        "bob got       \"Saturday, 8:00 at the trailhead\"",
+        "carol got     \"Saturday, 8:00 at the trailhead\"",
+        "alice sees    delivered to 2 of 2, read by 1 of 2",
+        "OK: every message delivered once, in order, across relays, a relay crash and a group.",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }

@@ -82,19 +82,25 @@ pub async fn listen(client: &Client) -> anyhow::Result<()> {
     }
 }
 
-pub async fn history(client: &Client, name: &str, offline: bool) -> anyhow::Result<()> {
-    let conversation = client.conversation(name)?;
-    if !offline {
-        let synced = async {
-            let mut session = client.connect().await?;
-            session.sync(HISTORY_SYNC_TIMEOUT).await?;
-            session.close().await;
-            Ok::<_, tidings_client::ClientError>(())
-        };
-        if let Err(error) = synced.await {
-            eprintln!("(could not reach your relay: {error}; showing what is stored here)");
-        }
+/// Fetches what waits at the relay (and sends what waits here); says so if it cannot.
+pub async fn sync_quietly(client: &Client) {
+    let synced = async {
+        let mut session = client.connect().await?;
+        session.sync(HISTORY_SYNC_TIMEOUT).await?;
+        session.close().await;
+        Ok::<_, tidings_client::ClientError>(())
+    };
+    if let Err(error) = synced.await {
+        eprintln!("(could not reach your relay: {error}; showing what is stored here)");
     }
+}
+
+pub async fn history(client: &Client, name: &str, offline: bool) -> anyhow::Result<()> {
+    if !offline {
+        sync_quietly(client).await;
+    }
+    // Resolved after syncing: a group may have become known just now.
+    let conversation = client.conversation(name)?;
     let records = client.store().history(&conversation)?;
     if records.is_empty() {
         println!("no messages with {name} yet");

@@ -59,7 +59,10 @@ pub async fn run(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
             client.group_id(&group)?;
             super::chat::send(client, &group, &text).await?;
         }
-        GroupCommand::Info { group, receipts } => info(client, &group, receipts)?,
+        GroupCommand::Info { group, receipts } => {
+            super::chat::sync_quietly(client).await;
+            info(client, &group, receipts)?
+        }
         GroupCommand::List => {
             let groups = client.store().groups()?;
             if groups.is_empty() {

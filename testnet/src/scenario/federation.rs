@@ -79,6 +79,10 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<Report> {
 
     let mut senders = JoinSet::new();
     for (sender, list) in workload(&params).into_iter().enumerate() {
+        let list = list
+            .into_iter()
+            .map(|(to, text)| (name(to), text))
+            .collect();
         senders.spawn(users::send(clients[sender].clone(), list));
     }
     while senders.join_next().await.is_some() {}

@@ -1,4 +1,5 @@
 //! Named workloads run against a network of relay processes.
 
 pub mod federation;
+pub mod group;
 mod users;

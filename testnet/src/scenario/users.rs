@@ -15,7 +15,7 @@ pub fn name(index: usize) -> String {
     format!("u{index}")
 }
 
-async fn connect(client: &Client) -> Session {
+pub async fn connect(client: &Client) -> Session {
     let mut pause = Duration::from_millis(50);
     loop {
         match client.connect().await {
@@ -63,11 +63,12 @@ pub async fn receive(client: Client, mut online: watch::Receiver<bool>, stop: Ca
     }
 }
 
-/// Sends `messages` (recipient index, text) in order, then retries whatever is pending.
-pub async fn send(client: Client, messages: Vec<(usize, String)>) {
+/// Sends `messages` (contact or group name, text) in order, then retries whatever is
+/// pending.
+pub async fn send(client: Client, messages: Vec<(String, String)>) {
     let mut session = connect(&client).await;
-    for (recipient, text) in messages {
-        if let Err(error) = session.send_text(&name(recipient), &text).await {
+    for (target, text) in messages {
+        if let Err(error) = session.send_text(&target, &text).await {
             // Queued before the attempt: the drain below sends it.
             tracing::debug!(%error, "send failed; reconnecting");
             session = connect(&client).await;

@@ -1,0 +1,254 @@
+//! `scenario group`: one group spread over relay processes; random members send, a quarter
+//! of the members are offline meanwhile; every member must get every message once, in order,
+//! and each message must cross to each other relay at most once.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use tidings_client::{Client, Conversation, Direction};
+use tidings_protocol::{EnvelopeId, GroupId};
+use tokio::{sync::watch, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::users::{self, name};
+use crate::{
+    cluster::Cluster,
+    report::{Percentiles, Report},
+};
+
+/// How long the scenario waits for the last messages to arrive.
+const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The group's name in every member's client.
+const GROUP: &str = "scenario";
+
+/// Size of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// Relay processes.
+    pub relays: usize,
+    /// Group members, spread round-robin over the relays.
+    pub members: usize,
+    /// Messages in total, from random members.
+    pub messages: usize,
+    /// Seed of the random workload.
+    pub seed: u64,
+}
+
+/// The federation report plus what is particular to groups.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    /// The common counts.
+    #[serde(flatten)]
+    pub report: Report,
+    /// Members of the group.
+    pub members: usize,
+    /// Relay-to-relay batches that carried the group's messages.
+    pub forward_batches: u64,
+    /// `forward_batches` per message (must not exceed relays - 1).
+    pub forward_batches_per_message: f64,
+}
+
+impl GroupReport {
+    /// Whether every member got every message once, in order, within the batch budget.
+    pub fn passed(&self) -> bool {
+        self.report.passed()
+            && self.forward_batches_per_message <= (self.report.relays.saturating_sub(1)) as f64
+    }
+
+    /// Prints for people, or as one JSON object.
+    pub fn print(&self, json: bool) -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(self)?);
+            return Ok(());
+        }
+        self.report.print(false)?;
+        println!(
+            "  group of {} members: {} relay-to-relay batches for {} messages ({:.2} per message; at most {} allowed)",
+            self.members,
+            self.forward_batches,
+            self.report.sent,
+            self.forward_batches_per_message,
+            self.report.relays.saturating_sub(1)
+        );
+        println!("  {}", if self.passed() { "OK" } else { "FAILED" });
+        Ok(())
+    }
+}
+
+/// Runs the scenario in `work`.
+pub async fn run(work: &Path, params: Params) -> anyhow::Result<GroupReport> {
+    ensure!(params.relays >= 1, "at least one relay");
+    ensure!(params.members >= 2, "at least two members");
+    let started = Instant::now();
+    let cluster = Cluster::start(work, params.relays).await?;
+    let mut clients = Vec::with_capacity(params.members);
+    for index in 0..params.members {
+        let client = Client::init(&work.join("members").join(name(index)), None)?;
+        let relay = &cluster.relays[index % params.relays];
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            client.register(relay.addr.clone(), None),
+        )
+        .await
+        .context("registering timed out")??;
+        clients.push(client);
+    }
+    let cards = clients
+        .iter()
+        .map(|client| client.card(None))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The creator knows everyone; members need no contacts to talk in the group.
+    for (other, card) in cards.iter().enumerate().skip(1) {
+        clients[0].add_contact(&name(other), card)?;
+    }
+    let everyone: Vec<String> = (1..params.members).map(name).collect();
+    let everyone: Vec<&str> = everyone.iter().map(String::as_str).collect();
+    let mut creator = users::connect(&clients[0]).await;
+    let group = creator.create_group(GROUP, &everyone).await?;
+    creator.close().await;
+    for client in &clients[1..] {
+        wait_for_group(client, group).await?;
+    }
+
+    let offline: Vec<bool> = (0..params.members).map(|index| index % 4 == 3).collect();
+    let stop = CancellationToken::new();
+    let mut flags = Vec::new();
+    let mut receivers = JoinSet::new();
+    for (client, away) in clients.iter().zip(&offline) {
+        let (flag, watcher) = watch::channel(!away);
+        flags.push(flag);
+        receivers.spawn(users::receive(client.clone(), watcher, stop.clone()));
+    }
+    let batches_before = cluster.group_batches().await?;
+    let mut senders = JoinSet::new();
+    for (sender, list) in workload(&params).into_iter().enumerate() {
+        if !list.is_empty() {
+            senders.spawn(users::send(clients[sender].clone(), list));
+        }
+    }
+    while senders.join_next().await.is_some() {}
+    for flag in &flags {
+        flag.send_replace(true);
+    }
+    let deadline = Instant::now() + QUIESCENCE_TIMEOUT;
+    let mut tally = count(&clients, group)?;
+    while tally.lost() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tally = count(&clients, group)?;
+    }
+    // Retries and late batches have settled by now.
+    let forward_batches = cluster.group_batches().await? - batches_before;
+    stop.cancel();
+    while receivers.join_next().await.is_some() {}
+    cluster.stop().await?;
+    let messages = params.messages.max(1);
+    Ok(GroupReport {
+        report: Report {
+            scenario: "group",
+            relays: params.relays,
+            users: params.members,
+            sent: params.messages,
+            accepted: tally.accepted,
+            delivered: tally.delivered,
+            lost: tally.lost(),
+            duplicates: tally.duplicates,
+            out_of_order: tally.out_of_order,
+            latency_ms: Percentiles::of(tally.latencies),
+            wall_s: started.elapsed().as_secs_f64(),
+            offline_users: offline.iter().filter(|away| **away).count(),
+            seed: params.seed,
+        },
+        members: params.members,
+        forward_batches,
+        forward_batches_per_message: forward_batches as f64 / messages as f64,
+    })
+}
+
+async fn wait_for_group(client: &Client, group: GroupId) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.store().group(&group)?.is_none() {
+        ensure!(
+            Instant::now() < deadline,
+            "a member never learned of the group"
+        );
+        let mut session = users::connect(client).await;
+        let _ = session.sync(Duration::from_secs(2)).await;
+    }
+    Ok(())
+}
+
+/// Per member, the texts to send to the group in order; texts carry the sender's counter.
+fn workload(params: &Params) -> Vec<Vec<(String, String)>> {
+    let mut rng = StdRng::seed_from_u64(params.seed);
+    let mut lists = vec![Vec::new(); params.members];
+    let mut counters = vec![0u64; params.members];
+    for _ in 0..params.messages {
+        let sender = rng.random_range(0..params.members);
+        counters[sender] += 1;
+        lists[sender].push((GROUP.to_string(), format!("{sender}#{}", counters[sender])));
+    }
+    lists
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted: usize,
+    /// Deliveries expected: accepted messages times the members besides their sender.
+    expected: usize,
+    delivered: usize,
+    duplicates: usize,
+    out_of_order: usize,
+    latencies: Vec<f64>,
+}
+
+impl Tally {
+    fn lost(&self) -> usize {
+        self.expected.saturating_sub(self.delivered)
+    }
+}
+
+fn count(clients: &[Client], group: GroupId) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut accepted: HashSet<EnvelopeId> = HashSet::new();
+    for client in clients {
+        let mut seen: HashSet<EnvelopeId> = HashSet::new();
+        let mut last: HashMap<String, u64> = HashMap::new();
+        for record in client.store().history(&Conversation::Group(group))? {
+            match record.direction {
+                Direction::Outgoing => {
+                    if record.status.is_sent() {
+                        accepted.insert(record.id);
+                    }
+                }
+                Direction::Incoming if record.text.contains('#') => {
+                    if !seen.insert(record.id) {
+                        tally.duplicates += 1;
+                        continue;
+                    }
+                    tally.delivered += 1;
+                    let (sender, counter) = record.text.split_once('#').unwrap_or(("", "0"));
+                    let counter: u64 = counter.parse().unwrap_or(0);
+                    let previous = last.entry(sender.to_string()).or_insert(0);
+                    if counter < *previous {
+                        tally.out_of_order += 1;
+                    }
+                    *previous = (*previous).max(counter);
+                    tally
+                        .latencies
+                        .push(record.stored_at_ms.saturating_sub(record.sent_at_ms) as f64);
+                }
+                Direction::Incoming => {}
+            }
+        }
+    }
+    tally.accepted = accepted.len();
+    tally.expected = tally.accepted * (clients.len() - 1);
+    Ok(tally)
+}

@@ -38,8 +38,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Home lookups the forwarder runs at once.
 const MAX_LOOKUPS_IN_FLIGHT: usize = 64;
 
-/// Longest a batch waits for the other recipients of its envelopes to be looked up.
-const GATHER_MS: u64 = 1000;
+/// Longest a batch waits for the other recipients of its envelopes to be looked up. Only
+/// cold routes wait (a cached route resolves at once); the DHT query itself gives up at 10 s.
+const GATHER_MS: u64 = 5000;
 
 /// How often the forwarder looks at timers even when nothing happens.
 const TICK: Duration = Duration::from_millis(50);

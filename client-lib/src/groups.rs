@@ -61,6 +61,7 @@ impl Session {
         }
         let mut devices: Vec<(UserId, DeviceId)> = Vec::new();
         let mut missing = Vec::new();
+        let mut later = Vec::new();
         for user in plan.need {
             match client
                 .blocking(move |inner| inner.store.device_for(&user))
@@ -80,7 +81,8 @@ impl Session {
                 let bundle = match bundle {
                     Ok(bundle) => bundle,
                     Err(answer) => {
-                        tracing::warn!(%user, %answer, "a member gets the group key later");
+                        tracing::info!(%user, %answer, "a member gets the group key later");
+                        later.push(user);
                         continue;
                     }
                 };
@@ -93,9 +95,18 @@ impl Session {
                     .await;
                 match installed {
                     Ok(device) => devices.push((user, device)),
-                    Err(error) => tracing::warn!(%user, %error, "a member's keys do not verify"),
+                    Err(error) => {
+                        tracing::warn!(%user, %error, "a member's keys do not verify");
+                        later.push(user);
+                    }
                 }
             }
+        }
+        if !later.is_empty() {
+            let key = plan.session_key.clone();
+            client
+                .blocking(move |inner| inner.store.queue_key_shares(group, &key, &later))
+                .await?;
         }
         for chunk in devices.chunks(MAX_BATCH_ENVELOPES) {
             let chunk = chunk.to_vec();

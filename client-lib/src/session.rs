@@ -5,6 +5,8 @@ use std::{
     time::Duration,
 };
 
+use tokio::time::Instant;
+
 use tidings_protocol::{
     BoundedVec, DeviceId, EnvelopeId, ErrorCode, GroupId, MailboxItem, RawEnvelope, UserId,
     client::{Delivery, Request, Response, SendOutcome},
@@ -26,6 +28,11 @@ const ONE_TIME_KEY_LOW_WATER: u32 = 20;
 
 /// Most envelope bytes in one `Send` request.
 const SEND_MAX_BYTES: usize = MAX_FRAME_BYTES / 2;
+
+/// First and longest pause before a listening session retries entries that wait (a
+/// recipient without keys yet, a relay asking to retry later).
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What one flush of the outbox did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -66,6 +73,9 @@ pub struct Session {
     unprocessed: Option<Vec<Delivery>>,
     /// The relay said "caught up"; the outbox flush and the event are still due.
     caught_up: bool,
+    /// When to flush again because entries wait, and the pause after that one.
+    retry_at: Option<Instant>,
+    retry_pause: Duration,
 }
 
 impl Session {
@@ -76,6 +86,8 @@ impl Session {
             events: VecDeque::new(),
             unprocessed: None,
             caught_up: false,
+            retry_at: None,
+            retry_pause: RETRY_FIRST,
         }
     }
 
@@ -153,7 +165,22 @@ impl Session {
     /// Sessions of one client flush one at a time. (Another process on the same data dir may
     /// flush at once: every request carries the oldest unfinished entries first, so the relay
     /// still sees each conversation in order, and repeats are answered `Duplicate`.)
+    ///
+    /// While entries wait, [`Session::next_event`] flushes again after a pause (1 s,
+    /// doubling to 60 s).
     pub async fn flush(&mut self) -> Result<FlushReport, ClientError> {
+        let report = self.flush_once().await?;
+        if report.waiting.is_empty() {
+            self.retry_at = None;
+            self.retry_pause = RETRY_FIRST;
+        } else {
+            self.retry_at = Some(Instant::now() + self.retry_pause);
+            self.retry_pause = (self.retry_pause * 2).min(RETRY_MAX);
+        }
+        Ok(report)
+    }
+
+    async fn flush_once(&mut self) -> Result<FlushReport, ClientError> {
         let lock = self.client.inner.flushing.clone();
         let _flushing = lock.lock().await;
         let mut report = FlushReport::default();
@@ -353,7 +380,18 @@ impl Session {
                 self.events.push_back(Event::CaughtUp);
                 continue;
             }
-            match self.connection.next_push().await {
+            let push = match self.retry_at {
+                Some(at) => tokio::select! {
+                    push = self.connection.next_push() => Some(push),
+                    () = tokio::time::sleep_until(at) => None,
+                },
+                None => Some(self.connection.next_push().await),
+            };
+            let Some(push) = push else {
+                self.flush().await?;
+                continue;
+            };
+            match push {
                 Push::Deliver(items) => self.unprocessed = Some(items),
                 Push::CaughtUp { .. } => self.caught_up = true,
                 Push::Closed(reason) => {

@@ -214,3 +214,113 @@ async fn a_removed_member_cannot_read_what_is_sent_afterwards() {
     );
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_a_full_mailbox_is_reported_to_the_sender_and_the_others_still_get_it() {
+    let net = Net::start_with(1, |config| config.limits.mailbox_max_envelopes = 8).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(0)).await;
+    let carol = TestUser::register(net.relay(0)).await;
+    befriend_all(&[("alice", &alice), ("bob", &bob), ("carol", &carol)]).await;
+
+    let mut alice_session = alice.connect().await;
+    let group = alice_session
+        .create_group("crew", &["bob", "carol"])
+        .await
+        .unwrap();
+    alice_session.send_text("crew", "first").await.unwrap();
+    // Carol stays offline while Bob fills her mailbox with 1:1 messages.
+    let mut bob_session = bob.connect().await;
+    let mut refused = false;
+    for n in 0..10 {
+        let sent = bob_session
+            .send_text("carol", &format!("x{n}"))
+            .await
+            .unwrap();
+        if let MessageStatus::Failed(reason) = &sent.status {
+            assert!(reason.contains("quota_exceeded"), "{reason}");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "Carol's mailbox never filled up");
+
+    alice_session.subscribe().await.unwrap();
+    let second = alice_session.send_text("crew", "second").await.unwrap();
+    assert_eq!(
+        second.status,
+        MessageStatus::Sent,
+        "one full mailbox does not block the group"
+    );
+    wait_for(&mut alice_session, |_| {
+        alice.client.receipt_counts(&second.id).unwrap().failed == 1
+    })
+    .await;
+    let carol_id = carol.client.user_id();
+    let receipts = alice.client.store().receipts(&second.id).unwrap();
+    assert!(
+        receipts
+            .iter()
+            .any(|(user, status)| *user == carol_id && matches!(status, MessageStatus::Failed(_))),
+        "{receipts:?}"
+    );
+    // Bob still gets it.
+    let got = group_texts(&bob, 2).await;
+    assert!(got.contains(&"second".to_string()), "{got:?}");
+    assert_eq!(
+        alice
+            .client
+            .store()
+            .group(&group)
+            .unwrap()
+            .unwrap()
+            .descriptor
+            .members
+            .len(),
+        3
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_relay_is_down_gets_the_key_once_it_is_back() {
+    let mut net = Net::start(2).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(1)).await;
+    befriend_all(&[("alice", &alice), ("bob", &bob)]).await;
+
+    let mut alice_session = alice.connect().await;
+    alice_session.create_group("pair", &["bob"]).await.unwrap();
+    assert!(
+        bob.connect()
+            .await
+            .sync(Duration::from_secs(5))
+            .await
+            .is_ok()
+    );
+
+    // Bob's relay is down when Alice first sends: his keys cannot be claimed, so the key
+    // share waits in her outbox while the message itself goes out.
+    net.stop(1).await;
+    let sent = alice_session
+        .send_text("pair", "while you were away")
+        .await
+        .unwrap();
+    assert_eq!(sent.status, MessageStatus::Sent);
+    let pending = alice.client.store().pending(16).unwrap();
+    assert!(
+        pending
+            .iter()
+            .any(|(_, entry)| entry.to == Conversation::Direct(bob.client.user_id())),
+        "the key share is queued: {pending:?}"
+    );
+
+    // Alice keeps listening (nothing else happens on her side); her session retries.
+    alice_session.subscribe().await.unwrap();
+    let listening = tokio::spawn(async move { while alice_session.next_event().await.is_ok() {} });
+    net.restart(1).await;
+    let got = group_texts(&bob, 1).await;
+    assert_eq!(got, vec!["while you were away".to_string()]);
+    listening.abort();
+    net.shutdown().await;
+}

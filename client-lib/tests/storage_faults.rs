@@ -34,7 +34,7 @@ async fn a_failed_commit_is_an_error_answer_and_nothing_accepted_is_lost() {
     let report = session.flush().await.unwrap();
     assert!(report.sent.is_empty());
     assert!(
-        report.waiting.iter().any(|why| why.contains("Storage")),
+        report.waiting.iter().any(|why| why.contains("storage")),
         "the refusal names the storage failure: {:?}",
         report.waiting
     );

@@ -91,12 +91,50 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code's name on the wire (what logs, docs and people see).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::EnvelopeTooLarge => "envelope_too_large",
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::SenderMismatch => "sender_mismatch",
+            ErrorCode::NotRegistered => "not_registered",
+            ErrorCode::BadCertificate => "bad_certificate",
+            ErrorCode::DeviceLimit => "device_limit",
+            ErrorCode::RegistrationClosed => "registration_closed",
+            ErrorCode::InviteRequired => "invite_required",
+            ErrorCode::InvalidInvite => "invalid_invite",
+            ErrorCode::BadKeys => "bad_keys",
+            ErrorCode::UnknownRecipient => "unknown_recipient",
+            ErrorCode::WrongRelay => "wrong_relay",
+            ErrorCode::BadHomeRecord => "bad_home_record",
+            ErrorCode::Undeliverable => "undeliverable",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::GroupOutOfDate => "group_out_of_date",
+            ErrorCode::BadDescriptor => "bad_descriptor",
+            ErrorCode::NoKeys => "no_keys",
+            ErrorCode::IdReused => "id_reused",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::Storage => "storage",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+
     /// Whether the same request may succeed if simply sent again later.
     pub fn is_transient(self) -> bool {
         matches!(
             self,
             ErrorCode::RateLimited | ErrorCode::Storage | ErrorCode::Unavailable
         )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -128,6 +166,50 @@ impl ErrorAnswer {
 
 impl fmt::Display for ErrorAnswer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.code, self.detail)
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn display_names_are_the_wire_names() {
+        for code in [
+            ErrorCode::Malformed,
+            ErrorCode::FrameTooLarge,
+            ErrorCode::EnvelopeTooLarge,
+            ErrorCode::BadSignature,
+            ErrorCode::SenderMismatch,
+            ErrorCode::NotRegistered,
+            ErrorCode::BadCertificate,
+            ErrorCode::DeviceLimit,
+            ErrorCode::RegistrationClosed,
+            ErrorCode::InviteRequired,
+            ErrorCode::InvalidInvite,
+            ErrorCode::BadKeys,
+            ErrorCode::UnknownRecipient,
+            ErrorCode::WrongRelay,
+            ErrorCode::BadHomeRecord,
+            ErrorCode::Undeliverable,
+            ErrorCode::NotMember,
+            ErrorCode::GroupOutOfDate,
+            ErrorCode::BadDescriptor,
+            ErrorCode::NoKeys,
+            ErrorCode::IdReused,
+            ErrorCode::RateLimited,
+            ErrorCode::QuotaExceeded,
+            ErrorCode::Storage,
+            ErrorCode::Unavailable,
+            ErrorCode::Unknown,
+        ] {
+            let mut bytes = Vec::new();
+            ciborium::into_writer(&code, &mut bytes).unwrap();
+            let wire: String = ciborium::from_reader(bytes.as_slice()).unwrap();
+            if code != ErrorCode::Unknown {
+                assert_eq!(code.to_string(), wire);
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! How messages, ticks and times are printed.
 
-use tidings_client::{Client, Direction, Event, MessageRecord, MessageStatus};
+use tidings_client::{Client, Direction, Event, MessageRecord, MessageStatus, ReceiptCounts};
 
 /// Local wall-clock time of a millisecond timestamp.
 pub fn time(ms: u64, with_date: bool) -> String {
@@ -29,10 +29,7 @@ pub fn history_line(client: &Client, record: &MessageRecord) -> String {
     match (&record.direction, &record.status) {
         (Direction::Outgoing, status) if record.group.is_some() && status.is_sent() => {
             let counts = client.receipt_counts(&record.id).unwrap_or_default();
-            format!(
-                "[{when}] me: {}  ✓ delivered to {} of {}, read by {} of {}",
-                record.text, counts.delivered, counts.members, counts.read, counts.members
-            )
+            format!("[{when}] me: {}  {}", record.text, group_ticks(&counts))
         }
         (Direction::Outgoing, status) => {
             format!("[{when}] me: {}  {}", record.text, ticks(status))
@@ -57,6 +54,18 @@ pub fn ticks(status: &MessageStatus) -> String {
         MessageStatus::Pending => "… pending".into(),
         other => other.ticks().into(),
     }
+}
+
+/// A group message's ticks: how many members got and read it (and how many it failed for).
+pub fn group_ticks(counts: &ReceiptCounts) -> String {
+    let mut line = format!(
+        "✓ delivered to {} of {}, read by {} of {}",
+        counts.delivered, counts.members, counts.read, counts.members
+    );
+    if counts.failed > 0 {
+        line.push_str(&format!(", ✗ failed for {}", counts.failed));
+    }
+    line
 }
 
 /// One line of `listen`, or None for events not worth a line.
@@ -96,16 +105,15 @@ pub fn event_line(client: &Client, event: &Event) -> Option<String> {
         } => {
             let counts = client.receipt_counts(id).unwrap_or_default();
             let what = match status {
-                MessageStatus::Read => "read",
-                _ => "received",
+                MessageStatus::Read => "read your message".to_string(),
+                MessageStatus::Failed(reason) => format!("did not get your message ({reason})"),
+                _ => "received your message".to_string(),
             };
             Some(format!(
-                "[{now}] [#{}] {} {what} your message (delivered to {} of {}, read by {})",
+                "[{now}] [#{}] {} {what} ({})",
                 group_name(group),
                 client.display_name(member),
-                counts.delivered,
-                counts.members,
-                counts.read
+                group_ticks(&counts)
             ))
         }
         Event::Status { peer, id, status } => {

@@ -4,20 +4,39 @@
 use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{GroupInbound, GroupOutbound, Identity};
 use tidings_protocol::{
-    Envelope, EnvelopeId, GroupId, RawEnvelope, Recipient, UserId,
-    content::{GroupSealed, MegolmBody},
+    Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    content::{GroupSealed, MegolmBody, Payload},
     group::{GroupError, SignedDescriptor},
     now_ms,
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode, history,
+    ClientStore, StoreError, decode, encode, history, outbox,
     tables::{
-        Direction, GROUP_INBOUND, GROUP_OUTBOUND, GROUP_PENDING, GROUP_RECEIPTS, GROUPS,
-        MessageRecord, MessageStatus, OutboundGroup, inbound_key, pending_key, receipt_key,
+        Conversation, Direction, GROUP_INBOUND, GROUP_OUTBOUND, GROUP_PENDING, GROUP_RECEIPTS,
+        GROUPS, MessageRecord, MessageStatus, OutboundGroup, OutboxContent, OutboxEntry,
+        inbound_key, pending_key, receipt_key,
     },
 };
 use crate::events::Event;
+
+fn add_shared(txn: &WriteTransaction, group: &GroupId, users: &[UserId]) -> Result<(), StoreError> {
+    let mut table = txn.open_table(GROUP_OUTBOUND)?;
+    let Some(mut state) = table
+        .get(group.as_bytes())?
+        .map(|bytes| decode::<OutboundGroup>("group_outbound", bytes.value()))
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    for user in users {
+        if !state.shared_with.contains(user) {
+            state.shared_with.push(*user);
+        }
+    }
+    table.insert(group.as_bytes(), encode(&state).as_slice())?;
+    Ok(())
+}
 
 /// The newest descriptor held for `group`.
 pub(super) fn descriptor(
@@ -180,7 +199,12 @@ pub(super) fn take_pending(
     Ok(found)
 }
 
-/// Records a member's receipt for one of our group messages; returns the event if it moved.
+/// The receipt rank of a member the relay could not deliver to (a bounce); any receipt
+/// from the member outranks it.
+const FAILED_RANK: u8 = 0;
+
+/// Records a member's receipt (or bounce) for one of our group messages; returns the event
+/// if it moved.
 pub(super) fn record_receipt(
     txn: &WriteTransaction,
     record: &MessageRecord,
@@ -195,6 +219,7 @@ pub(super) fn record_receipt(
         return Ok(None);
     }
     let rank = match status {
+        MessageStatus::Failed(_) => FAILED_RANK,
         MessageStatus::Delivered => 1,
         MessageStatus::Read => 2,
         _ => return Ok(None),
@@ -231,6 +256,8 @@ pub struct ReceiptCounts {
     pub delivered: usize,
     /// Members who read it.
     pub read: usize,
+    /// Members their relay could not deliver it to (a full mailbox, an unreachable relay).
+    pub failed: usize,
 }
 
 impl ClientStore {
@@ -317,22 +344,36 @@ impl ClientStore {
 
     /// Records that `users` received the key of the current session of `group`.
     pub fn mark_key_shared(&self, group: &GroupId, users: &[UserId]) -> Result<(), StoreError> {
+        self.write(|txn| add_shared(txn, group, users))
+    }
+
+    /// Queues the key of the current session of `group` for `users` whose share could not
+    /// be sent now (their keys could not be claimed): the outbox keeps retrying, so they can
+    /// read what is sent meanwhile once it arrives.
+    pub fn queue_key_shares(
+        &self,
+        group: GroupId,
+        session_key: &[u8],
+        users: &[UserId],
+    ) -> Result<(), StoreError> {
         self.write(|txn| {
-            let mut table = txn.open_table(GROUP_OUTBOUND)?;
-            let Some(mut state) = table
-                .get(group.as_bytes())?
-                .map(|bytes| decode::<OutboundGroup>("group_outbound", bytes.value()))
-                .transpose()?
-            else {
-                return Ok(());
-            };
             for user in users {
-                if !state.shared_with.contains(user) {
-                    state.shared_with.push(*user);
-                }
+                let payload = Payload::GroupKey {
+                    group,
+                    session_key: session_key.to_vec(),
+                };
+                outbox::enqueue(
+                    txn,
+                    &OutboxEntry {
+                        id: EnvelopeId::random(),
+                        to: Conversation::Direct(*user),
+                        kind: Kind::KeyShare,
+                        content: OutboxContent::Encrypted(payload),
+                        sealed: None,
+                    },
+                )?;
             }
-            table.insert(group.as_bytes(), encode(&state).as_slice())?;
-            Ok(())
+            add_shared(txn, &group, users)
         })
     }
 
@@ -357,10 +398,13 @@ impl ClientStore {
                 ..ReceiptCounts::default()
             };
             for entry in table.range::<&[u8; 48]>(&start..=&end)? {
-                let (_, rank) = entry?;
-                counts.delivered += 1;
-                if rank.value() >= 2 {
-                    counts.read += 1;
+                match entry?.1.value() {
+                    FAILED_RANK => counts.failed += 1,
+                    1 => counts.delivered += 1,
+                    _ => {
+                        counts.delivered += 1;
+                        counts.read += 1;
+                    }
                 }
             }
             Ok(counts)
@@ -378,10 +422,10 @@ impl ClientStore {
                 let (key, rank) = entry?;
                 let mut member = [0u8; 32];
                 member.copy_from_slice(&key.value()[16..]);
-                let status = if rank.value() >= 2 {
-                    MessageStatus::Read
-                } else {
-                    MessageStatus::Delivered
+                let status = match rank.value() {
+                    FAILED_RANK => MessageStatus::Failed("not delivered".into()),
+                    1 => MessageStatus::Delivered,
+                    _ => MessageStatus::Read,
                 };
                 out.push((UserId::from_bytes(member), status));
             }

@@ -52,8 +52,17 @@ impl ClientStore {
             };
             for bounce in bounces {
                 let reason = format!("not delivered: {}", bounce.reason);
-                if let Some(record) = history::fail(txn, &bounce.to, &bounce.id, reason)? {
-                    batch.status(record);
+                match history::find(txn, &bounce.id)? {
+                    Some((_, record)) if record.group.is_some() => {
+                        let failed = MessageStatus::Failed(reason);
+                        let event = groups::record_receipt(txn, &record, &bounce.to, &failed)?;
+                        batch.received.events.extend(event);
+                    }
+                    _ => {
+                        if let Some(record) = history::fail(txn, &bounce.to, &bounce.id, reason)? {
+                            batch.status(record);
+                        }
+                    }
                 }
             }
             for (envelope, raw) in envelopes {

@@ -92,13 +92,28 @@ impl Links {
         Ok(sender)
     }
 
-    /// Sends a request to `remote` and waits for the answer.
+    /// Sends a request to `remote` and waits for the answer. A stream that breaks before the
+    /// answer is replaced once: every request is safe to repeat (the receiver dedupes by
+    /// envelope id, and a repeated claim only uses up another one-time key).
     pub async fn request(
         &self,
         remote: &Remote,
         request: FederationRequest,
     ) -> Result<FederationResponse, LinkError> {
         let link = self.link(remote).await?;
+        match Self::send_on(link, request.clone()).await {
+            Err(LinkError::Unreachable(reason)) => {
+                tracing::debug!(peer = %remote.peer, %reason, "federation stream broke; retrying on a new one");
+                Self::send_on(self.link(remote).await?, request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_on(
+        link: mpsc::Sender<(FederationRequest, Reply)>,
+        request: FederationRequest,
+    ) -> Result<FederationResponse, LinkError> {
         let (reply, answer) = oneshot::channel();
         link.send((request, reply))
             .await
@@ -147,6 +162,8 @@ async fn run(stream: Stream, mut requests: mpsc::Receiver<(FederationRequest, Re
         }
     };
     tracing::debug!(%reason, "federation link closed");
+    // Closed before anyone hears of the failure, so a retry never picks this link again.
+    drop(requests);
     for (_, reply) in pending.drain() {
         let _ = reply.send(Err(LinkError::Unreachable(reason.clone())));
     }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use redb::ReadableTable;
 use tidings_protocol::{
-    GroupId, UserId,
+    ErrorAnswer, ErrorCode, GroupId, UserId,
     group::{GroupError, SignedDescriptor},
 };
 
@@ -144,7 +144,10 @@ impl Tables<'_> {
                 if self.push_mailbox(&user, &reference, &item.bytes)?.is_some() {
                     local += 1;
                 } else {
-                    tracing::warn!(%user, id = %item.id, "member's mailbox is full; group envelope not stored for them");
+                    // One full mailbox must not hold up the group; the sender is told.
+                    let reason =
+                        ErrorAnswer::new(ErrorCode::QuotaExceeded, "the member's mailbox is full");
+                    self.notify_sender(&item.sender, item.id, user, reason)?;
                 }
             } else {
                 let entry = NewEnvelope {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use redb::ReadableTable;
-use tidings_protocol::{Bounce, ErrorAnswer, MailboxItem, UserId};
+use tidings_protocol::{Bounce, EnvelopeId, ErrorAnswer, MailboxItem, UserId};
 
 use super::{
     HandoffItem, NewEnvelope, Origin, StoreError, StoreOutcome,
@@ -252,18 +252,25 @@ impl Tables<'_> {
         let Some(meta) = self.remove_outbox(seq)? else {
             return Ok(());
         };
-        if !self.is_local(&meta.sender)? {
-            tracing::warn!(id = %meta.id, "dropping a bounce for a sender who is not homed here");
+        self.notify_sender(&meta.sender, meta.id, meta.recipient, reason.clone())
+    }
+
+    /// Puts a bounce in a (local) sender's mailbox: what they sent to `to` failed.
+    pub(super) fn notify_sender(
+        &mut self,
+        sender: &UserId,
+        id: EnvelopeId,
+        to: UserId,
+        reason: ErrorAnswer,
+    ) -> Result<(), StoreError> {
+        if !self.is_local(sender)? {
+            tracing::warn!(%id, "dropping a bounce for a sender who is not homed here");
             return Ok(());
         }
-        let notice = MailboxItem::Bounce(Bounce {
-            id: meta.id,
-            to: meta.recipient,
-            reason: reason.clone(),
-        });
+        let notice = MailboxItem::Bounce(Bounce { id, to, reason });
         let bytes = Bytes::from(notice.to_stored());
-        if self.push_mailbox(&meta.sender, &bytes, &bytes)?.is_none() {
-            tracing::warn!(id = %meta.id, "sender's mailbox is full; bounce not stored");
+        if self.push_mailbox(sender, &bytes, &bytes)?.is_none() {
+            tracing::warn!(%id, "sender's mailbox is full; bounce not stored");
         }
         Ok(())
     }

@@ -15,6 +15,11 @@ use crate::{
 };
 
 impl Client {
+    /// The users some contact names or user ids mean.
+    fn resolve_all(&self, who: &[&str]) -> Result<Vec<UserId>, ClientError> {
+        who.iter().map(|w| self.resolve(w)).collect()
+    }
+
     /// The group a name or id means.
     pub fn group_id(&self, who: &str) -> Result<GroupId, ClientError> {
         match self.conversation(who)? {
@@ -173,10 +178,7 @@ impl Session {
 
     /// Adds contacts to a group (admins only).
     pub async fn add_to_group(&mut self, group: GroupId, who: &[&str]) -> Result<(), ClientError> {
-        let users: Vec<UserId> = who
-            .iter()
-            .map(|w| self.client().resolve(w))
-            .collect::<Result<_, _>>()?;
+        let users = self.client().resolve_all(who)?;
         self.change_group(group, |members| {
             for user in users {
                 if !members.iter().any(|m| m.user == user) {
@@ -197,10 +199,7 @@ impl Session {
         group: GroupId,
         who: &[&str],
     ) -> Result<(), ClientError> {
-        let users: Vec<UserId> = who
-            .iter()
-            .map(|w| self.client().resolve(w))
-            .collect::<Result<_, _>>()?;
+        let users = self.client().resolve_all(who)?;
         self.change_group(group, |members| {
             members.retain(|member| !users.contains(&member.user));
             Ok(())
@@ -214,10 +213,7 @@ impl Session {
         group: GroupId,
         who: &[&str],
     ) -> Result<(), ClientError> {
-        let users: Vec<UserId> = who
-            .iter()
-            .map(|w| self.client().resolve(w))
-            .collect::<Result<_, _>>()?;
+        let users = self.client().resolve_all(who)?;
         self.change_group(group, |members| {
             for member in members.iter_mut().filter(|m| users.contains(&m.user)) {
                 member.role = Role::Admin;

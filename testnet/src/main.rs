@@ -113,6 +113,16 @@ fn work_dir(keep: Option<PathBuf>) -> anyhow::Result<(tempfile::TempDir, PathBuf
     Ok((temp, work))
 }
 
+/// Runs `job` on a fresh runtime, with logging, in a work dir (see [`work_dir`]).
+fn in_work_dir<T, F>(keep: Option<PathBuf>, job: impl FnOnce(PathBuf) -> F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    init_logging();
+    let (_temp, work) = work_dir(keep)?;
+    tokio::runtime::Runtime::new()?.block_on(job(work))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -131,16 +141,15 @@ fn main() -> anyhow::Result<()> {
                     keep,
                 },
         } => {
-            init_logging();
-            let (_temp, work) = work_dir(keep)?;
             let params = scenario::federation::Params {
                 relays,
                 users,
                 messages,
                 seed,
             };
-            let runtime = tokio::runtime::Runtime::new()?;
-            let report = runtime.block_on(scenario::federation::run(&work, params))?;
+            let report = in_work_dir(keep, |work| async move {
+                scenario::federation::run(&work, params).await
+            })?;
             report.print_with_verdict(json)?;
             if !report.passed() {
                 anyhow::bail!("the scenario found lost, duplicated or reordered messages");
@@ -158,16 +167,15 @@ fn main() -> anyhow::Result<()> {
                     keep,
                 },
         } => {
-            init_logging();
-            let (_temp, work) = work_dir(keep)?;
             let params = scenario::group::Params {
                 relays,
                 members,
                 messages,
                 seed,
             };
-            let runtime = tokio::runtime::Runtime::new()?;
-            let report = runtime.block_on(scenario::group::run(&work, params))?;
+            let report = in_work_dir(keep, |work| async move {
+                scenario::group::run(&work, params).await
+            })?;
             report.print(json)?;
             if !report.passed() {
                 anyhow::bail!(
@@ -176,11 +184,8 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Demo { keep } => {
-            init_logging();
-            let (_temp, work) = work_dir(keep)?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            let result = runtime.block_on(demo::run(&work));
+        Command::Demo { keep } => in_work_dir(keep, |work| async move {
+            let result = demo::run(&work).await;
             if let Err(error) = &result {
                 eprintln!("\nDEMO FAILED: {error:#}");
                 eprintln!(
@@ -189,6 +194,6 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             result
-        }
+        }),
     }
 }

@@ -1,23 +1,13 @@
-//! The federation scenario at a small size: relay processes, users offline for a while, and
-//! a JSON report that must show nothing lost, duplicated or reordered.
+//! The federation and group scenarios at a small size: relay processes, users offline for a
+//! while, and a JSON report that must show nothing lost, duplicated or reordered.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[test]
-fn the_federation_scenario_loses_nothing() {
+/// Runs `tidings-testnet scenario ARGS --json`, asserts it passed and returns its report.
+fn scenario(args: &[&str]) -> serde_json::Value {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings-testnet"))
-        .args([
-            "scenario",
-            "federation",
-            "--relays",
-            "3",
-            "--users",
-            "8",
-            "--messages",
-            "120",
-            "--seed",
-            "3",
-            "--json",
-        ])
+        .arg("scenario")
+        .args(args)
+        .arg("--json")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -26,19 +16,41 @@ fn the_federation_scenario_loses_nothing() {
         output.status.success(),
         "scenario failed:\n{stdout}\n{stderr}"
     );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    for (key, want) in [
-        ("relays", 3),
-        ("users", 8),
-        ("sent", 120),
-        ("accepted", 120),
-        ("delivered", 120),
-        ("lost", 0),
-        ("duplicates", 0),
-        ("out_of_order", 0),
-    ] {
-        assert_eq!(report[key], want, "{key} in {report}");
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+fn assert_fields(report: &serde_json::Value, want: &[(&str, u64)]) {
+    for (key, want) in want {
+        assert_eq!(report[key], *want, "{key} in {report}");
     }
+}
+
+#[test]
+fn the_federation_scenario_loses_nothing() {
+    let report = scenario(&[
+        "federation",
+        "--relays",
+        "3",
+        "--users",
+        "8",
+        "--messages",
+        "120",
+        "--seed",
+        "3",
+    ]);
+    assert_fields(
+        &report,
+        &[
+            ("relays", 3),
+            ("users", 8),
+            ("sent", 120),
+            ("accepted", 120),
+            ("delivered", 120),
+            ("lost", 0),
+            ("duplicates", 0),
+            ("out_of_order", 0),
+        ],
+    );
     assert_eq!(report["scenario"], "federation");
     for key in ["p50", "p90", "p99", "max"] {
         assert!(
@@ -51,41 +63,30 @@ fn the_federation_scenario_loses_nothing() {
 
 #[test]
 fn the_group_scenario_reaches_every_member_once_per_relay() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings-testnet"))
-        .args([
-            "scenario",
-            "group",
-            "--relays",
-            "3",
-            "--members",
-            "9",
-            "--messages",
-            "30",
-            "--seed",
-            "2",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "scenario failed:\n{stdout}\n{stderr}"
+    let report = scenario(&[
+        "group",
+        "--relays",
+        "3",
+        "--members",
+        "9",
+        "--messages",
+        "30",
+        "--seed",
+        "2",
+    ]);
+    assert_fields(
+        &report,
+        &[
+            ("relays", 3),
+            ("members", 9),
+            ("sent", 30),
+            ("accepted", 30),
+            ("delivered", 240),
+            ("lost", 0),
+            ("duplicates", 0),
+            ("out_of_order", 0),
+        ],
     );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    for (key, want) in [
-        ("relays", 3),
-        ("members", 9),
-        ("sent", 30),
-        ("accepted", 30),
-        ("delivered", 240),
-        ("lost", 0),
-        ("duplicates", 0),
-        ("out_of_order", 0),
-    ] {
-        assert_eq!(report[key], want, "{key} in {report}");
-    }
     assert_eq!(report["scenario"], "group");
     let per_message = report["forward_batches_per_message"].as_f64().unwrap();
     assert!(per_message > 0.0 && per_message <= 2.0, "{report}");

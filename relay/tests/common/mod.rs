@@ -91,6 +91,39 @@ pub struct RawDevice {
     buf: Vec<u8>,
 }
 
+/// Dials the relay at `address` (ending in `/p2p/<peer id>`) as `keypair` and opens one
+/// stream of `protocol`; the swarm keeps running in the background.
+async fn open_stream(
+    keypair: libp2p::identity::Keypair,
+    address: &Multiaddr,
+    protocol: &'static str,
+) -> Stream {
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let mut control = swarm.behaviour().new_control();
+    let peer = tidings_client_peer(address);
+    swarm.dial(address.clone()).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    control
+        .open_stream(peer, StreamProtocol::new(protocol))
+        .await
+        .unwrap()
+}
+
 impl RawDevice {
     pub async fn connect(address: &Multiaddr) -> Self {
         let account = SigningKey::from_bytes(&rand::random());
@@ -100,30 +133,8 @@ impl RawDevice {
 
     pub async fn connect_as(address: &Multiaddr, account: SigningKey, device: SigningKey) -> Self {
         let keypair = libp2p::identity::Keypair::ed25519_from_bytes(device.to_bytes()).unwrap();
-        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        let mut control = swarm.behaviour().new_control();
         let peer = tidings_client_peer(address);
-        swarm.dial(address.clone()).unwrap();
-        tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        });
-        let stream = control
-            .open_stream(peer, StreamProtocol::new(CLIENT_PROTOCOL))
-            .await
-            .unwrap();
+        let stream = open_stream(keypair, address, CLIENT_PROTOCOL).await;
         let (reader, writer) = stream.split();
         Self {
             account,
@@ -249,33 +260,12 @@ pub struct RawRelayPeer {
 
 impl RawRelayPeer {
     pub async fn connect(address: &Multiaddr) -> Self {
-        let mut swarm = SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        let mut control = swarm.behaviour().new_control();
-        let peer = tidings_client_peer(address);
-        swarm.dial(address.clone()).unwrap();
-        tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        });
-        let stream = control
-            .open_stream(
-                peer,
-                StreamProtocol::new(tidings_protocol::federation::FEDERATION_PROTOCOL),
-            )
-            .await
-            .unwrap();
+        let stream = open_stream(
+            libp2p::identity::Keypair::generate_ed25519(),
+            address,
+            tidings_protocol::federation::FEDERATION_PROTOCOL,
+        )
+        .await;
         let (reader, writer) = stream.split();
         Self {
             reader,

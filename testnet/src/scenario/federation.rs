@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use tidings_client::{Client, Conversation, Direction};
 use tidings_protocol::EnvelopeId;
@@ -42,18 +42,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<Report> {
     ensure!(params.users >= 2, "at least two users");
     let started = Instant::now();
     let cluster = Cluster::start(work, params.relays).await?;
-    let mut clients = Vec::with_capacity(params.users);
-    for index in 0..params.users {
-        let client = Client::init(&work.join("users").join(name(index)), None)?;
-        let relay = &cluster.relays[index % params.relays];
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            client.register(relay.addr.clone(), None),
-        )
-        .await
-        .context("registering timed out")??;
-        clients.push(client);
-    }
+    let clients = users::register_all(&work.join("users"), params.users, &cluster).await?;
     let cards = clients
         .iter()
         .map(|client| client.card(None))

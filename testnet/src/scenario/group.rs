@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use tidings_client::{Client, Conversation, Direction};
@@ -88,18 +88,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<GroupReport> {
     ensure!(params.members >= 2, "at least two members");
     let started = Instant::now();
     let cluster = Cluster::start(work, params.relays).await?;
-    let mut clients = Vec::with_capacity(params.members);
-    for index in 0..params.members {
-        let client = Client::init(&work.join("members").join(name(index)), None)?;
-        let relay = &cluster.relays[index % params.relays];
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            client.register(relay.addr.clone(), None),
-        )
-        .await
-        .context("registering timed out")??;
-        clients.push(client);
-    }
+    let clients = users::register_all(&work.join("members"), params.members, &cluster).await?;
     let cards = clients
         .iter()
         .map(|client| client.card(None))

@@ -1,11 +1,14 @@
 //! Scenario users: clients in this process, each with a receiving session that can go
 //! offline, and a sender that works through a list in order.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
+use anyhow::Context;
 use tidings_client::{Client, Session};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
 
 /// How long a sender keeps retrying what is still pending after its list is done.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -13,6 +16,27 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Contact name of user `index` in every scenario user's address book.
 pub fn name(index: usize) -> String {
     format!("u{index}")
+}
+
+/// Makes `count` users under `dir`, user `i` homed on relay `i % relays`.
+pub async fn register_all(
+    dir: &Path,
+    count: usize,
+    cluster: &Cluster,
+) -> anyhow::Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(count);
+    for index in 0..count {
+        let client = Client::init(&dir.join(name(index)), None)?;
+        let relay = &cluster.relays[index % cluster.relays.len()];
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            client.register(relay.addr.clone(), None),
+        )
+        .await
+        .context("registering timed out")??;
+        clients.push(client);
+    }
+    Ok(clients)
 }
 
 pub async fn connect(client: &Client) -> Session {

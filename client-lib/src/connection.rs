@@ -6,9 +6,10 @@ use std::{collections::HashMap, time::Duration};
 use futures::{AsyncReadExt, io::WriteHalf};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tidings_protocol::{
-    ErrorAnswer,
+    ErrorAnswer, RawEnvelope,
     client::{CLIENT_PROTOCOL, ClientFrame, Delivery, RelayFrame, Request, Response},
     framing,
+    presence::PresenceReport,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -46,7 +47,15 @@ pub enum Push {
     },
     /// The stream ended (with the relay's reason if it gave one).
     Closed(Option<ErrorAnswer>),
+    /// A watched user's presence changed.
+    Presence(PresenceReport),
+    /// A typing notice (verify it before use).
+    Ephemeral(RawEnvelope),
 }
+
+/// Presence changes and typing notices kept for a consumer that is not reading; beyond it
+/// they are dropped (they are ephemeral; a later change supersedes them).
+const LIVE_QUEUE: usize = 256;
 
 enum Outgoing {
     Request {
@@ -54,6 +63,7 @@ enum Outgoing {
         reply: oneshot::Sender<Result<Response, ConnectionError>>,
     },
     Ack(u64),
+    Heartbeat(Duration),
 }
 
 /// An open session with the home relay. Cheap to use from one task; cloneable requester via
@@ -61,6 +71,7 @@ enum Outgoing {
 pub struct Connection {
     requester: Requester,
     pushes: mpsc::UnboundedReceiver<Push>,
+    live: mpsc::Receiver<Push>,
     relay: PeerId,
 }
 
@@ -85,6 +96,15 @@ impl Requester {
         }
     }
 
+    /// Sends a heartbeat every `every` from now on (the relay's `heartbeat_ms`), so the
+    /// relay keeps this device online while the process lives.
+    pub async fn heartbeat(&self, every: Duration) -> Result<(), ConnectionError> {
+        self.outgoing
+            .send(Outgoing::Heartbeat(every))
+            .await
+            .map_err(|_| ConnectionError::Lost("connection closed".into()))
+    }
+
     /// Tells the relay everything up to `seq` is stored on this device.
     pub async fn ack(&self, seq: u64) -> Result<(), ConnectionError> {
         self.outgoing
@@ -107,10 +127,19 @@ impl Connection {
         // in flight, so this cannot grow past that, and a consumer that awaits a request while
         // pushes arrive can never deadlock the stream task.
         let (pushes_tx, pushes) = mpsc::unbounded_channel();
-        tokio::spawn(run(stream, outgoing_rx, pushes_tx));
+        let (live_tx, live) = mpsc::channel(LIVE_QUEUE);
+        tokio::spawn(run(
+            stream,
+            outgoing_rx,
+            Pushes {
+                mailbox: pushes_tx,
+                live: live_tx,
+            },
+        ));
         Ok(Connection {
             requester: Requester { outgoing },
             pushes,
+            live,
             relay,
         })
     }
@@ -130,18 +159,24 @@ impl Connection {
         self.requester.request(body).await
     }
 
-    /// The next push from the relay; `Push::Closed` once the stream is gone.
+    /// The next push from the relay; `Push::Closed` once the stream is gone. Cancel-safe.
     pub async fn next_push(&mut self) -> Push {
-        self.pushes.recv().await.unwrap_or(Push::Closed(None))
+        tokio::select! {
+            push = self.pushes.recv() => push.unwrap_or(Push::Closed(None)),
+            Some(push) = self.live.recv() => push,
+        }
     }
 }
 
-/// Owns the stream: writes requests and acks, reads answers and pushes.
-async fn run(
-    stream: Stream,
-    mut outgoing: mpsc::Receiver<Outgoing>,
-    pushes: mpsc::UnboundedSender<Push>,
-) {
+/// Where the stream task hands pushes: mailbox pushes are never dropped; live ones may be.
+struct Pushes {
+    mailbox: mpsc::UnboundedSender<Push>,
+    live: mpsc::Sender<Push>,
+}
+
+/// Owns the stream: writes requests, acks and heartbeats, reads answers and pushes.
+async fn run(stream: Stream, mut outgoing: mpsc::Receiver<Outgoing>, pushes: Pushes) {
+    let mut heartbeat: Option<tokio::time::Interval> = None;
     let (reader, mut writer) = stream.split();
     let mut pending: HashMap<u64, oneshot::Sender<Result<Response, ConnectionError>>> =
         HashMap::new();
@@ -149,6 +184,11 @@ async fn run(
     let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
     let reason = loop {
         tokio::select! {
+            _ = tick(&mut heartbeat) => {
+                if let Err(error) = write(&mut writer, &ClientFrame::Ping).await {
+                    break Some(error);
+                }
+            }
             command = outgoing.recv() => {
                 let Some(command) = command else { break None };
                 let frame = match command {
@@ -159,6 +199,12 @@ async fn run(
                         ClientFrame::Request { id, body }
                     }
                     Outgoing::Ack(up_to) => ClientFrame::Ack { up_to },
+                    Outgoing::Heartbeat(every) => {
+                        let mut interval = tokio::time::interval(every.max(Duration::from_millis(100)));
+                        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        heartbeat = Some(interval);
+                        continue;
+                    }
                 };
                 if let Err(error) = write(&mut writer, &frame).await {
                     break Some(error);
@@ -185,8 +231,17 @@ async fn run(
     for (_, reply) in pending.drain() {
         let _ = reply.send(Err(ConnectionError::Lost(reason.clone())));
     }
-    let _ = pushes.send(Push::Closed(None));
+    let _ = pushes.mailbox.send(Push::Closed(None));
     let _ = futures::AsyncWriteExt::close(&mut writer).await;
+}
+
+async fn tick(heartbeat: &mut Option<tokio::time::Interval>) {
+    match heartbeat {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn write(writer: &mut WriteHalf<Stream>, frame: &ClientFrame) -> Result<(), String> {
@@ -199,7 +254,7 @@ async fn write(writer: &mut WriteHalf<Stream>, frame: &ClientFrame) -> Result<()
 fn on_frame(
     frame: RelayFrame,
     pending: &mut HashMap<u64, oneshot::Sender<Result<Response, ConnectionError>>>,
-    pushes: &mpsc::UnboundedSender<Push>,
+    pushes: &Pushes,
 ) -> Option<String> {
     match frame {
         RelayFrame::Response { id, body } => {
@@ -209,19 +264,31 @@ fn on_frame(
             None
         }
         RelayFrame::Deliver { items } => {
-            if pushes.send(Push::Deliver(items.into_vec())).is_err() {
+            if pushes
+                .mailbox
+                .send(Push::Deliver(items.into_vec()))
+                .is_err()
+            {
                 return Some("push consumer gone".into());
             }
             None
         }
         RelayFrame::CaughtUp { head } => {
-            let _ = pushes.send(Push::CaughtUp { head });
+            let _ = pushes.mailbox.send(Push::CaughtUp { head });
             None
         }
         RelayFrame::Fatal(answer) => {
             let reason = answer.to_string();
-            let _ = pushes.send(Push::Closed(Some(answer)));
+            let _ = pushes.mailbox.send(Push::Closed(Some(answer)));
             Some(reason)
+        }
+        RelayFrame::Presence(report) => {
+            let _ = pushes.live.try_send(Push::Presence(report));
+            None
+        }
+        RelayFrame::Ephemeral(envelope) => {
+            let _ = pushes.live.try_send(Push::Ephemeral(envelope));
+            None
         }
     }
 }

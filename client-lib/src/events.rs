@@ -1,6 +1,6 @@
 //! What a running client reports: new messages, tick changes, problems.
 
-use tidings_protocol::{Address, EnvelopeId, GroupId, UserId};
+use tidings_protocol::{Address, EnvelopeId, GroupId, UserId, presence::PresenceState};
 
 use crate::store::{MessageRecord, MessageStatus};
 
@@ -49,4 +49,24 @@ pub enum Event {
     },
     /// Everything the relay held for us when we connected has arrived.
     CaughtUp,
+    /// A watched user's presence changed (or what we may see of it).
+    Presence {
+        /// Whose.
+        user: UserId,
+        /// Online, last seen, or hidden from us.
+        state: PresenceState,
+    },
+    /// Someone started or stopped typing to us (or in a group). A "started" without a
+    /// "stopped" expires after [`TYPING_EXPIRES`].
+    Typing {
+        /// Who.
+        from: UserId,
+        /// The group, for typing in a group.
+        group: Option<GroupId>,
+        /// Started (true) or stopped (false).
+        typing: bool,
+    },
 }
+
+/// How long "typing…" is shown without a new notice.
+pub const TYPING_EXPIRES: std::time::Duration = std::time::Duration::from_secs(6);

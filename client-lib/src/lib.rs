@@ -22,6 +22,7 @@ pub mod events;
 mod groups;
 mod home;
 pub mod net;
+mod presence;
 mod session;
 pub mod store;
 

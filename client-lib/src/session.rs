@@ -352,7 +352,20 @@ impl Session {
     /// Starts receiving: the relay pushes everything after the last ack, then new envelopes.
     pub async fn subscribe(&mut self) -> Result<(), ClientError> {
         match self.request(Request::Subscribe).await? {
-            Response::Subscribed { one_time_keys, .. } => self.top_up_keys(one_time_keys).await,
+            Response::Subscribed {
+                one_time_keys,
+                heartbeat_ms,
+                ..
+            } => {
+                if heartbeat_ms > 0 {
+                    self.connection
+                        .requester()
+                        .heartbeat(Duration::from_millis(heartbeat_ms))
+                        .await
+                        .map_err(ConnectionErrorOrRefused)?;
+                }
+                self.top_up_keys(one_time_keys).await
+            }
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -392,6 +405,15 @@ impl Session {
                 continue;
             };
             match push {
+                Push::Presence(report) => self.events.push_back(Event::Presence {
+                    user: report.user,
+                    state: report.state,
+                }),
+                Push::Ephemeral(envelope) => {
+                    if let Some(event) = crate::presence::typing_event(&envelope) {
+                        self.events.push_back(event);
+                    }
+                }
                 Push::Deliver(items) => self.unprocessed = Some(items),
                 Push::CaughtUp { .. } => self.caught_up = true,
                 Push::Closed(reason) => {

@@ -14,9 +14,10 @@ use crate::{
     ids::UserId,
     limits::{
         MAX_BATCH_ENVELOPES, MAX_CARD_ADDRS, MAX_FRAME_BYTES, MAX_INVITE_LEN,
-        MAX_ONE_TIME_KEYS_PER_UPLOAD,
+        MAX_ONE_TIME_KEYS_PER_UPLOAD, MAX_PRESENCE_ALLOWED, MAX_PRESENCE_WATCH,
     },
     mailbox::MailboxItem,
+    presence::{PresenceReport, Visibility},
 };
 
 /// Protocol name of the client protocol, version 1.
@@ -46,6 +47,9 @@ pub enum ClientFrame {
         #[serde(rename = "s")]
         up_to: u64,
     },
+    /// The device is alive (sent every `heartbeat_ms` while subscribed). No answer.
+    #[serde(rename = "p")]
+    Ping,
 }
 
 impl ClientFrame {
@@ -109,9 +113,35 @@ pub enum Request {
         envelopes: EnvelopeBatch,
     },
     /// Start receiving the mailbox: everything after the last acked sequence number, then
-    /// new envelopes as they arrive.
+    /// new envelopes as they arrive. A subscribed device counts as online.
     #[serde(rename = "sub")]
     Subscribe,
+    /// Choose who may see this user's presence and last seen.
+    #[serde(rename = "pset")]
+    SetPresence {
+        /// Everyone, the `allowed` list, or nobody.
+        #[serde(rename = "v")]
+        visibility: Visibility,
+        /// Who may see it when `visibility` is `Contacts`.
+        #[serde(rename = "a")]
+        allowed: BoundedVec<UserId, MAX_PRESENCE_ALLOWED>,
+    },
+    /// Watch the presence of these users (replacing this stream's earlier watch): answered
+    /// with their current state, then changes come as [`RelayFrame::Presence`].
+    #[serde(rename = "pwatch")]
+    WatchPresence {
+        /// Whose.
+        #[serde(rename = "u")]
+        users: BoundedVec<UserId, MAX_PRESENCE_WATCH>,
+    },
+    /// Pass an ephemeral envelope (a typing notice) to the recipient's live devices; never
+    /// stored, dropped if none is online.
+    #[serde(rename = "eph")]
+    Ephemeral {
+        /// The envelope, signed by this device.
+        #[serde(rename = "e")]
+        envelope: RawEnvelope,
+    },
 }
 
 /// Registration of a device under an account.
@@ -169,6 +199,12 @@ pub enum RelayFrame {
     /// The relay cannot go on with this stream and closes it after this frame.
     #[serde(rename = "x")]
     Fatal(ErrorAnswer),
+    /// A watched user's presence changed.
+    #[serde(rename = "p")]
+    Presence(PresenceReport),
+    /// An ephemeral envelope (a typing notice) for this user.
+    #[serde(rename = "t")]
+    Ephemeral(RawEnvelope),
 }
 
 impl RelayFrame {
@@ -244,6 +280,28 @@ pub enum Response {
         /// One-time keys the relay holds for the device (replenish when low).
         #[serde(rename = "k")]
         one_time_keys: u32,
+        /// Send [`ClientFrame::Ping`] this often (milliseconds) to stay online; a device
+        /// silent for three times as long is taken as gone.
+        #[serde(rename = "p", default)]
+        heartbeat_ms: u64,
+    },
+    /// Who may see this user's presence was stored.
+    #[serde(rename = "pset")]
+    PresenceSet,
+    /// The current presence of each watched user, in order.
+    #[serde(rename = "pwatch")]
+    Presence {
+        /// The reports.
+        #[serde(rename = "r")]
+        reports: BoundedVec<PresenceReport, MAX_PRESENCE_WATCH>,
+    },
+    /// How many live devices (or relays serving them) the ephemeral envelope reached; 0 if
+    /// the recipient is offline (it was dropped).
+    #[serde(rename = "eph")]
+    EphemeralPassed {
+        /// Devices or relays reached.
+        #[serde(rename = "n")]
+        reached: u32,
     },
 }
 

@@ -14,8 +14,12 @@ use crate::{
     group::SignedDescriptor,
     home::HomeRecord,
     ids::{GroupId, UserId},
-    limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES, MAX_GROUP_MEMBERS},
+    limits::{
+        MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES, MAX_GROUP_MEMBERS, MAX_PRESENCE_WATCH,
+        MAX_PRESENCE_WATCHERS,
+    },
     mailbox::MailboxItem,
+    presence::PresenceReport,
 };
 
 /// Most recipients across the items of one forward.
@@ -136,6 +140,39 @@ pub enum FederationRequest {
         #[serde(rename = "m")]
         items: BoundedVec<MailboxItem, MAX_BATCH_ENVELOPES>,
     },
+    /// `watcher` (homed at the sending relay) watches these users homed at the receiving
+    /// relay, for the subscription's lifetime unless renewed. Answered with what the
+    /// watcher may see of each.
+    #[serde(rename = "pwatch")]
+    WatchPresence {
+        /// Who watches.
+        #[serde(rename = "w")]
+        watcher: UserId,
+        /// Whom.
+        #[serde(rename = "u")]
+        users: BoundedVec<UserId, MAX_PRESENCE_WATCH>,
+    },
+    /// A user's presence changed; these watchers (homed at the receiving relay) asked for it.
+    #[serde(rename = "pchg")]
+    PresenceChanged {
+        /// The change.
+        #[serde(rename = "r")]
+        report: PresenceReport,
+        /// Who is told.
+        #[serde(rename = "w")]
+        watchers: BoundedVec<UserId, MAX_PRESENCE_WATCHERS>,
+    },
+    /// Pass an ephemeral envelope to the live devices of these users homed at the receiving
+    /// relay; never stored.
+    #[serde(rename = "eph")]
+    Ephemeral {
+        /// The envelope.
+        #[serde(rename = "e")]
+        envelope: RawEnvelope,
+        /// Its recipients there.
+        #[serde(rename = "u")]
+        recipients: BoundedVec<UserId, MAX_FORWARD_RECIPIENTS>,
+    },
 }
 
 /// A successful answer from another relay.
@@ -164,4 +201,21 @@ pub enum FederationResponse {
     /// Descriptor versions were checked and stored.
     #[serde(rename = "gdesc")]
     DescriptorsStored,
+    /// What the watcher may see of each user asked about, in order.
+    #[serde(rename = "pwatch")]
+    Presence {
+        /// The reports.
+        #[serde(rename = "r")]
+        reports: BoundedVec<PresenceReport, MAX_PRESENCE_WATCH>,
+    },
+    /// The presence change was passed on.
+    #[serde(rename = "pchg")]
+    PresenceTaken,
+    /// How many live devices the ephemeral envelope reached.
+    #[serde(rename = "eph")]
+    EphemeralPassed {
+        /// Devices reached.
+        #[serde(rename = "n")]
+        reached: u32,
+    },
 }

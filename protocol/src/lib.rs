@@ -39,6 +39,7 @@ pub mod home;
 pub mod ids;
 pub mod limits;
 pub mod mailbox;
+pub mod presence;
 
 pub use card::ContactCard;
 pub use certs::{CertError, DeviceCert, IdentityKey, KeyBundle, SignedPreKey};

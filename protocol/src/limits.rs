@@ -53,3 +53,12 @@ pub const MAX_DESCRIPTOR_BYTES: usize = 60 * 1024;
 
 /// Most descriptor versions sent at once to bring a relay up to date.
 pub const MAX_DESCRIPTOR_CHAIN: usize = 64;
+
+/// Most users one presence watch (or renewal) names.
+pub const MAX_PRESENCE_WATCH: usize = 1024;
+
+/// Most users on the list of who may see a user's presence.
+pub const MAX_PRESENCE_ALLOWED: usize = 4096;
+
+/// Most watchers one relay-to-relay presence change names.
+pub const MAX_PRESENCE_WATCHERS: usize = 1024;

@@ -103,6 +103,26 @@ impl Default for FederationConfig {
     }
 }
 
+/// Presence: how fast a silent device counts as gone, how long remote watches last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// A subscribed device that sends nothing (not even a heartbeat) for this long is taken
+    /// as gone: its stream is closed and, if it was the last, the user goes offline.
+    pub heartbeat_timeout_secs: u64,
+    /// How long a watch from another relay lasts unless renewed (renewed at a third).
+    pub watch_ttl_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_timeout_secs: 30,
+            watch_ttl_secs: 90,
+        }
+    }
+}
+
 /// Everything `relay.toml` may set. Every key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -123,6 +143,8 @@ pub struct RelayConfig {
     pub limits: LimitsConfig,
     /// Forwarding to other relays.
     pub federation: FederationConfig,
+    /// Presence heartbeats and watches.
+    pub presence: PresenceConfig,
 }
 
 impl Default for RelayConfig {
@@ -139,6 +161,7 @@ impl Default for RelayConfig {
             registration: RegistrationConfig::default(),
             limits: LimitsConfig::default(),
             federation: FederationConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -262,7 +285,17 @@ dedupe_window_hours = {dedupe}
 # How long an envelope for a user on another relay is retried before its sender is told it
 # could not be delivered, in seconds. Default: 604800 (7 days).
 undeliverable_after_secs = {undeliverable}
+
+[presence]
+# A connected device that sends nothing, not even its heartbeat (clients send one every
+# third of this), for this long is taken as gone and its user shown offline. Default: 30.
+heartbeat_timeout_secs = {heartbeat}
+# How long another relay's watch on a user's presence lasts unless renewed (relays renew at
+# a third of it, so a restarted relay is watched again within that). Default: 90.
+watch_ttl_secs = {watch_ttl}
 "#,
+            heartbeat = self.presence.heartbeat_timeout_secs,
+            watch_ttl = self.presence.watch_ttl_secs,
             name = self.name,
             max_sessions = self.limits.max_sessions,
             mailbox = self.limits.mailbox_max_envelopes,

@@ -32,6 +32,7 @@ pub mod mailbox;
 pub mod metrics;
 pub(crate) mod network;
 pub mod node_key;
+mod presence;
 mod server;
 pub(crate) mod session;
 pub(crate) mod shared;

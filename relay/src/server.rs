@@ -13,6 +13,7 @@ use tidings_protocol::{UserId, client::CLIENT_PROTOCOL, federation::FEDERATION_P
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use crate::presence::{PresenceBook, PresenceTiming};
 use crate::{
     config::{ConfigError, RelayConfig},
     federation::{Directory, Links, forwarder::Forwarder, handoff},
@@ -173,6 +174,10 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         handoffs: Mutex::new(HashSet::new()),
         background: sessions.clone(),
         shutdown: sessions_stop.clone(),
+        presence: PresenceBook::new(PresenceTiming {
+            heartbeat_timeout: Duration::from_secs(config.presence.heartbeat_timeout_secs.max(1)),
+            watch_ttl: Duration::from_secs(config.presence.watch_ttl_secs.max(3)),
+        }),
     });
     let accept = |control: &mut libp2p_stream::Control, protocol: &'static str| {
         control
@@ -196,6 +201,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(Forwarder::new(shared.clone(), undeliverable).run());
     sessions.spawn(resume(shared.clone()));
+    sessions.spawn(crate::presence::renew_remote_watches(shared.clone()));
 
     let metrics_addr = match config.metrics_addr()? {
         Some(address) => {

@@ -13,6 +13,7 @@ use crate::{
     mailbox::Hub,
     metrics::Metrics,
     network::NetworkHandle,
+    presence::PresenceBook,
     store::Store,
 };
 
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<Metrics>,
+    /// Who is online here and who watches whom.
+    pub presence: PresenceBook,
 }
 
 impl Shared {

@@ -139,5 +139,38 @@ pub fn event_line(client: &Client, event: &Event) -> Option<String> {
             client.display_name(&from.user)
         )),
         Event::CaughtUp => Some(format!("[{now}] — up to date —")),
+        Event::Presence { user, state } => Some(format!(
+            "[{now}] {} is {}",
+            client.display_name(user),
+            presence_text(state)
+        )),
+        Event::Typing {
+            from,
+            group,
+            typing,
+        } => {
+            let who = client.display_name(from);
+            let place = group
+                .as_ref()
+                .map(|g| format!("[#{}] ", group_name(g)))
+                .unwrap_or_default();
+            Some(match typing {
+                true => format!("[{now}] {place}{who} is typing…"),
+                false => format!("[{now}] {place}{who} stopped typing"),
+            })
+        }
+    }
+}
+
+/// "online", "last seen 2026-11-23 09:18", "offline", or "hidden" for a presence state.
+pub fn presence_text(state: &tidings_protocol::presence::PresenceState) -> String {
+    use tidings_protocol::presence::PresenceState;
+    match state {
+        PresenceState::Online => "online".into(),
+        PresenceState::Offline {
+            last_seen_ms: Some(at),
+        } => format!("offline, last seen {}", time(*at, true)),
+        PresenceState::Offline { last_seen_ms: None } => "offline".into(),
+        PresenceState::Hidden => "not sharing presence with you".into(),
     }
 }

@@ -23,6 +23,7 @@ use tidings_protocol::codec;
 
 pub use groups::{KeyPlan, ReceiptCounts};
 pub use receive::Received;
+pub(crate) use seal::sign;
 pub use tables::{Conversation, Direction, MessageRecord, MessageStatus, OutboxEntry};
 
 /// Why a store operation failed.

@@ -109,7 +109,8 @@ impl ClientStore {
     }
 }
 
-fn sign(
+/// Signs an envelope of this device.
+pub(crate) fn sign(
     identity: &Identity,
     id: EnvelopeId,
     recipient: Recipient,

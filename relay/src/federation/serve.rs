@@ -14,8 +14,10 @@ use tidings_protocol::{
     now_ms,
 };
 
+use super::Home;
 use crate::{
     ingest::{self, reject, storage_answer},
+    presence,
     shared::Shared,
     store::{ClaimOutcome, DescriptorsOutcome, GroupDelivery, HandoffItem, Origin, Store},
 };
@@ -110,6 +112,31 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             previous,
             items,
         } => handoff(shared, peer, &home, &previous, items.into_vec()).await,
+        FederationRequest::WatchPresence { watcher, users } => {
+            let reports =
+                presence::watch_for_relay(shared, peer, watcher, users.into_vec()).await?;
+            BoundedVec::new(reports)
+                .map(|reports| FederationResponse::Presence { reports })
+                .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
+        }
+        FederationRequest::PresenceChanged { report, watchers } => {
+            presence::watched_from(shared, peer, report, watchers.into_vec());
+            Ok(FederationResponse::PresenceTaken)
+        }
+        FederationRequest::Ephemeral {
+            envelope,
+            recipients,
+        } => {
+            presence::check_ephemeral(&envelope)?;
+            let mut here = Vec::with_capacity(recipients.len());
+            for user in recipients.iter() {
+                if matches!(shared.directory.resolve(*user).await, Ok(Home::Local)) {
+                    here.push(*user);
+                }
+            }
+            let reached = presence::pass_ephemeral_here(shared, &envelope, &here);
+            Ok(FederationResponse::EphemeralPassed { reached })
+        }
     }
 }
 

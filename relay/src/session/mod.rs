@@ -6,11 +6,14 @@
 
 mod home;
 mod keys;
+mod presence;
 mod register;
 mod send;
 mod subscribe;
 
 use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::mpsc, time::Instant};
 
 use futures::{
     AsyncReadExt, AsyncWriteExt, StreamExt,
@@ -28,7 +31,7 @@ use tidings_protocol::{
 };
 
 pub(crate) use crate::shared::Shared;
-use crate::{ingest::storage_answer, store::Store};
+use crate::{ingest::storage_answer, presence::LiveSender, presence::SessionId, store::Store};
 use subscribe::Pump;
 
 /// Requests one session may have in flight before the relay stops reading its stream.
@@ -73,18 +76,25 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
             return;
         }
     };
+    let (live, live_frames) = mpsc::channel(crate::presence::LIVE_QUEUE);
     let session = Session {
+        id: shared.presence.session_id(),
         shared,
         device,
         user,
         pump: None,
         inflight: FuturesOrdered::new(),
         out: Vec::new(),
+        live,
+        live_frames,
+        last_heard: Instant::now(),
+        online: false,
     };
     session.run(reader, writer).await;
 }
 
 struct Session {
+    id: SessionId,
     shared: Arc<Shared>,
     device: DeviceId,
     user: Option<UserId>,
@@ -92,6 +102,13 @@ struct Session {
     inflight: FuturesOrdered<BoxFuture<'static, Option<RelayFrame>>>,
     /// Encoded frames waiting to be written.
     out: Vec<u8>,
+    /// Presence changes and typing notices for this device, and their sender.
+    live: LiveSender,
+    live_frames: mpsc::Receiver<RelayFrame>,
+    /// When the device last sent a frame (a subscribed device must keep sending).
+    last_heard: Instant,
+    /// Whether this session counts its user online (it subscribed).
+    online: bool,
 }
 
 /// Whether the session goes on after a frame.
@@ -103,11 +120,20 @@ enum Flow {
 impl Session {
     async fn run(mut self, reader: ReadHalf<Stream>, mut writer: WriteHalf<Stream>) {
         let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
+        let timeout = self.shared.presence.timing.heartbeat_timeout;
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => Flow::Close,
+                () = tokio::time::sleep_until(self.last_heard + timeout), if self.online => {
+                    tracing::info!(device = %self.device, "device silent for {timeout:?}; taking it as gone");
+                    Flow::Close
+                }
+                Some(frame) = self.live_frames.recv() => {
+                    framing::encode_frame(&frame, &mut self.out);
+                    Flow::Continue
+                }
                 Some(frame) = self.inflight.next(), if !self.inflight.is_empty() => {
                     if let Some(frame) = frame {
                         framing::encode_frame(&frame, &mut self.out);
@@ -124,6 +150,7 @@ impl Session {
                     }
                 }
                 (reader, buf, result) = &mut read, if can_read => {
+                    self.last_heard = Instant::now();
                     let flow = match result {
                         Ok(true) => self.on_frame(&buf).await,
                         Ok(false) => Flow::Close,
@@ -149,6 +176,8 @@ impl Session {
         }
         self.drain(&mut writer).await;
         let _ = writer.close().await;
+        let online = self.user.filter(|_| self.online);
+        crate::presence::disconnect(&self.shared, online, self.id).await;
     }
 
     /// Writes pending frames; false if the device is gone or too slow.
@@ -214,6 +243,8 @@ impl Session {
                 self.on_ack(up_to);
                 Flow::Continue
             }
+            // Reading it refreshed `last_heard`.
+            ClientFrame::Ping => Flow::Continue,
         }
     }
 
@@ -269,6 +300,12 @@ impl Session {
                     Err(error) => Err(storage_answer(error)),
                 };
                 self.respond(id, answer);
+                if self.pump.is_some() && !self.online {
+                    self.online = true;
+                    self.last_heard = Instant::now();
+                    crate::presence::connect(&self.shared, me.user, self.id, self.live.clone())
+                        .await;
+                }
                 return Flow::Continue;
             }
             Request::PublishHome(record) => {
@@ -282,6 +319,25 @@ impl Session {
             }
             Request::UploadKeys(upload) => Box::pin(keys::upload(self.shared.clone(), me, *upload)),
             Request::ClaimBundle { user } => Box::pin(keys::claim(self.shared.clone(), user)),
+            Request::SetPresence {
+                visibility,
+                allowed,
+            } => Box::pin(presence::set(
+                self.shared.clone(),
+                me,
+                visibility,
+                allowed.into_vec(),
+            )),
+            Request::WatchPresence { users } => Box::pin(presence::watch(
+                self.shared.clone(),
+                self.id,
+                me,
+                self.live.clone(),
+                users.into_vec(),
+            )),
+            Request::Ephemeral { envelope } => {
+                Box::pin(presence::ephemeral(self.shared.clone(), me, envelope))
+            }
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

@@ -8,6 +8,7 @@
 pub mod fault;
 mod groups;
 mod mail;
+mod presence;
 mod reads;
 pub mod tables;
 mod txn;
@@ -26,7 +27,7 @@ use tidings_protocol::{
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::mailbox::Hub;
-pub use tables::{Cursor, OutboxMeta, UserRecord};
+pub use tables::{Cursor, OutboxMeta, PresenceChange, PresenceRecord, UserRecord};
 pub use writer::WriterHandle;
 
 /// Queued operations the writer may hold before callers wait (backpressure).
@@ -510,6 +511,25 @@ impl Store {
     pub async fn ack(&self, user: UserId, up_to: u64) -> Result<(), StoreError> {
         self.submit(|reply| writer::WriteOp::Ack { user, up_to, reply })
             .await
+    }
+
+    /// Changes a local user's presence settings or last seen.
+    pub async fn change_presence(
+        &self,
+        user: UserId,
+        change: PresenceChange,
+    ) -> Result<(), StoreError> {
+        self.submit(|reply| writer::WriteOp::Presence {
+            user,
+            change,
+            reply,
+        })
+        .await
+    }
+
+    /// A local user's presence settings and last seen (defaults if never set).
+    pub async fn presence(&self, user: UserId) -> Result<PresenceRecord, StoreError> {
+        self.read(move |db| presence::read(db, &user)).await
     }
 
     /// The user a device is registered under.

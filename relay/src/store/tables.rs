@@ -4,6 +4,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{
     DeviceCert, DeviceId, EnvelopeId, GroupId, HomeRecord, IdentityKey, SignedPreKey, UserId,
+    presence::Visibility,
 };
 
 /// user id -> CBOR [`UserRecord`].
@@ -32,6 +33,33 @@ pub const GROUP_VERSIONS: TableDefinition<&[u8; 24], &[u8]> =
     TableDefinition::new("group_versions");
 /// group id -> newest version held.
 pub const GROUP_HEADS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("group_heads");
+/// user id -> CBOR [`PresenceRecord`].
+pub const PRESENCE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("presence");
+
+/// Who may see a local user's presence, and when they were last seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceRecord {
+    /// Everyone, the allowed list, or nobody.
+    pub visibility: Visibility,
+    /// Who may see it under `Visibility::Contacts`.
+    pub allowed: Vec<UserId>,
+    /// When the user's last device left (milliseconds since the epoch).
+    pub last_seen_ms: Option<u64>,
+}
+
+/// A change to a [`PresenceRecord`].
+#[derive(Debug, Clone)]
+pub enum PresenceChange {
+    /// New visibility and allowed list.
+    Settings {
+        /// Who may see it.
+        visibility: Visibility,
+        /// The list for `Visibility::Contacts`.
+        allowed: Vec<UserId>,
+    },
+    /// The last device left at this time.
+    LastSeen(u64),
+}
 
 /// A mailbox entry that points at a blob starts with this magic, then the envelope id.
 pub const BLOB_REF_MAGIC: &[u8; 4] = b"TDR1";

@@ -9,7 +9,7 @@ use super::{
     StoreConfig, StoreError,
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
-        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, USERS, UserRecord,
+        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, PRESENCE, USERS, UserRecord,
     },
     writer::{OpResult, WriteOp},
 };
@@ -35,6 +35,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(BLOB_REFS)?;
     txn.open_table(GROUP_VERSIONS)?;
     txn.open_table(GROUP_HEADS)?;
+    txn.open_table(PRESENCE)?;
     txn.commit()?;
     Ok(())
 }
@@ -85,6 +86,7 @@ pub(super) struct Tables<'txn> {
     pub blob_refs: Table<'txn, &'static [u8; 16], u64>,
     pub group_versions: Table<'txn, &'static [u8; 24], &'static [u8]>,
     pub group_heads: Table<'txn, &'static [u8; 16], u64>,
+    pub presence: Table<'txn, Bytes32, &'static [u8]>,
     pub seen_now: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
     /// Cursors changed in this batch, written back once at the end.
@@ -139,6 +141,7 @@ fn apply_and_commit(
             blob_refs: txn.open_table(BLOB_REFS)?,
             group_versions: txn.open_table(GROUP_VERSIONS)?,
             group_heads: txn.open_table(GROUP_HEADS)?,
+            presence: txn.open_table(PRESENCE)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),
@@ -232,6 +235,10 @@ impl Tables<'_> {
             }
             WriteOp::Bounce { seq, reason, .. } => {
                 self.bounce(*seq, reason)?;
+                OpResult::Done
+            }
+            WriteOp::Presence { user, change, .. } => {
+                self.change_presence(user, change)?;
                 OpResult::Done
             }
         })

@@ -12,6 +12,7 @@ use super::{
     ClaimOutcome, DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, HandoffItem,
     KeysOutcome, NewEnvelope, Origin, RegisterOutcome, SetHomeOutcome, StoreConfig, StoreError,
     StoreOutcome,
+    tables::PresenceChange,
     txn::{self, WriterState},
 };
 use crate::mailbox::Hub;
@@ -83,6 +84,11 @@ pub enum WriteOp {
     Bounce {
         seq: u64,
         reason: ErrorAnswer,
+        reply: Reply<()>,
+    },
+    Presence {
+        user: UserId,
+        change: PresenceChange,
         reply: Reply<()>,
     },
 }
@@ -242,7 +248,8 @@ fn answer(op: WriteOp, result: OpResult) {
         (WriteOp::Ack { reply, .. }, OpResult::Done)
         | (WriteOp::OutboxDone { reply, .. }, OpResult::Done)
         | (WriteOp::OutboxToMailbox { reply, .. }, OpResult::Done)
-        | (WriteOp::Bounce { reply, .. }, OpResult::Done) => reply.send(Ok(())).map_err(drop),
+        | (WriteOp::Bounce { reply, .. }, OpResult::Done)
+        | (WriteOp::Presence { reply, .. }, OpResult::Done) => reply.send(Ok(())).map_err(drop),
         (op, _) => {
             fail(
                 op,
@@ -267,6 +274,7 @@ fn fail(op: WriteOp, error: StoreError) {
         WriteOp::Ack { reply, .. }
         | WriteOp::OutboxDone { reply, .. }
         | WriteOp::OutboxToMailbox { reply, .. }
-        | WriteOp::Bounce { reply, .. } => reply.send(Err(error)).map_err(drop),
+        | WriteOp::Bounce { reply, .. }
+        | WriteOp::Presence { reply, .. } => reply.send(Err(error)).map_err(drop),
     };
 }

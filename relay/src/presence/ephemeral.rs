@@ -1,0 +1,137 @@
+//! Typing notices: checked, then passed to the recipients' live devices, here or through
+//! their home relay; never stored, dropped for anyone offline.
+
+use std::{collections::HashMap, time::Duration};
+
+use libp2p::PeerId;
+use tidings_protocol::{
+    Address, BoundedVec, Envelope, ErrorAnswer, ErrorCode, RawEnvelope, Recipient, UserId,
+    client::RelayFrame,
+    federation::{FederationRequest, FederationResponse},
+    now_ms,
+    presence::TypingBody,
+};
+
+use crate::{
+    federation::{Home, Remote},
+    shared::Shared,
+};
+
+/// Typing notices older (or further ahead) than this are refused: they would be stale.
+const MAX_SKEW_MS: u64 = 30_000;
+
+/// How long passing a notice to another relay may take.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn malformed(detail: &str) -> ErrorAnswer {
+    ErrorAnswer::new(ErrorCode::Malformed, detail)
+}
+
+/// Checks an ephemeral envelope: signature, kind, body, age.
+pub(crate) fn check(raw: &RawEnvelope) -> Result<Envelope, ErrorAnswer> {
+    let envelope = raw
+        .open()
+        .map_err(|error| ErrorAnswer::new(ErrorCode::BadSignature, error.to_string()))?;
+    if !envelope.kind.is_ephemeral() {
+        return Err(malformed("only typing notices are ephemeral"));
+    }
+    TypingBody::decode(&envelope.body).map_err(|error| malformed(&error.to_string()))?;
+    if envelope.sent_at_ms.abs_diff(now_ms()) > MAX_SKEW_MS {
+        return Err(malformed("typing notice is stale"));
+    }
+    Ok(envelope)
+}
+
+/// Passes a device's typing notice on; returns how many live devices (here) or relays
+/// (elsewhere) took it.
+pub(crate) async fn pass_ephemeral(
+    shared: &Shared,
+    me: Address,
+    raw: RawEnvelope,
+) -> Result<u32, ErrorAnswer> {
+    let envelope = check(&raw)?;
+    if envelope.sender != me {
+        return Err(ErrorAnswer::new(
+            ErrorCode::SenderMismatch,
+            "the envelope names another sender",
+        ));
+    }
+    let recipients = match envelope.recipient {
+        Recipient::Direct(address) => vec![address.user],
+        Recipient::Group(group) => {
+            let version = shared
+                .store
+                .group_version(group)
+                .await
+                .map_err(crate::ingest::storage_answer)?;
+            let head = shared
+                .store
+                .group_versions(group, version, 1)
+                .await
+                .map_err(crate::ingest::storage_answer)?;
+            let Some(head) = head.into_iter().next() else {
+                return Err(ErrorAnswer::new(
+                    ErrorCode::GroupOutOfDate,
+                    format!("group {group} is not known here"),
+                ));
+            };
+            let members: Vec<UserId> = head.descriptor.members.iter().map(|m| m.user).collect();
+            if !members.contains(&me.user) {
+                return Err(ErrorAnswer::new(
+                    ErrorCode::NotMember,
+                    "you are not a member of this group",
+                ));
+            }
+            members
+                .into_iter()
+                .filter(|user| *user != me.user)
+                .collect()
+        }
+    };
+    let mut here = Vec::new();
+    let mut remote: HashMap<PeerId, (Remote, Vec<UserId>)> = HashMap::new();
+    for user in recipients {
+        match shared.directory.resolve(user).await {
+            Ok(Home::Local) => here.push(user),
+            Ok(Home::Remote(relay)) => remote
+                .entry(relay.peer)
+                .or_insert_with(|| (relay, Vec::new()))
+                .1
+                .push(user),
+            Ok(Home::Unknown) | Err(_) => {}
+        }
+    }
+    let mut reached = pass_ephemeral_here(shared, &raw, &here);
+    for (relay, users) in remote.into_values() {
+        let Ok(recipients) = BoundedVec::new(users) else {
+            continue;
+        };
+        let request = FederationRequest::Ephemeral {
+            envelope: raw.clone(),
+            recipients,
+        };
+        match tokio::time::timeout(REMOTE_TIMEOUT, shared.links.request(&relay, request)).await {
+            Ok(Ok(FederationResponse::EphemeralPassed { reached: n })) => reached += n.min(1),
+            Ok(other) => tracing::debug!(peer = %relay.peer, ?other, "typing notice not passed on"),
+            Err(_) => tracing::debug!(peer = %relay.peer, "typing notice timed out"),
+        }
+    }
+    Ok(reached)
+}
+
+/// Hands an ephemeral envelope to the live devices of local `recipients`; returns how many.
+pub(crate) fn pass_ephemeral_here(
+    shared: &Shared,
+    raw: &RawEnvelope,
+    recipients: &[UserId],
+) -> u32 {
+    let mut reached = 0;
+    for user in recipients {
+        for live in shared.presence.live_senders(user) {
+            if live.try_send(RelayFrame::Ephemeral(raw.clone())).is_ok() {
+                reached += 1;
+            }
+        }
+    }
+    reached
+}

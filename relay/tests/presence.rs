@@ -1,0 +1,82 @@
+//! Presence over the wire from untrusted peers: a relay may not watch in another relay's
+//! users' name, changes from relays we did not ask are ignored, and ephemeral envelopes
+//! are checked like any other.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{RawDevice, RawRelayPeer, start_relays};
+use ed25519_dalek::SigningKey;
+use tidings_protocol::{
+    BoundedVec, ErrorCode, UserId,
+    client::Request,
+    federation::FederationRequest,
+    presence::{PresenceReport, PresenceState},
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cannot_watch_presence_in_the_name_of_users_it_does_not_home() {
+    let relays = start_relays(1).await;
+    let address = relays[0].relay.tcp_dial_addr().unwrap();
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let bob_id = UserId::from(&bob.account.verifying_key());
+    let stranger = UserId::from(&SigningKey::from_bytes(&[9; 32]).verifying_key());
+
+    let mut impostor = RawRelayPeer::connect(&address).await;
+    let answer = impostor
+        .request(FederationRequest::WatchPresence {
+            watcher: stranger,
+            users: BoundedVec::new(vec![bob_id]).unwrap(),
+        })
+        .await;
+    assert!(
+        matches!(&answer, Err(refusal) if refusal.code == ErrorCode::WrongRelay),
+        "{answer:?}"
+    );
+    // A change pushed by a relay nobody asked is taken and ignored (no panic, stream lives).
+    let pushed = impostor
+        .request(FederationRequest::PresenceChanged {
+            report: PresenceReport {
+                user: stranger,
+                state: PresenceState::Online,
+            },
+            watchers: BoundedVec::new(vec![bob_id]).unwrap(),
+        })
+        .await;
+    assert!(pushed.is_ok(), "{pushed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_requests_with_stored_kinds_or_forged_senders_are_refused() {
+    let relays = start_relays(1).await;
+    let address = relays[0].relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+
+    // A chat message sent as "ephemeral" is refused: only typing notices skip the store.
+    let now = tidings_protocol::now_ms();
+    let mut message = alice.envelope_to(bob.address(), b"hi");
+    message.sent_at_ms = now;
+    let message = message.sign(&alice.device);
+    let answer = alice
+        .request(Request::Ephemeral { envelope: message })
+        .await;
+    assert!(
+        matches!(&answer, Err(refusal) if refusal.code == ErrorCode::Malformed),
+        "{answer:?}"
+    );
+    // Bob's typing notice passed on by Alice's device is refused.
+    let body = tidings_protocol::presence::TypingBody { typing: true }.encode();
+    let mut forged = bob.envelope_to(alice.address(), &body);
+    forged.kind = tidings_protocol::Kind::Typing;
+    forged.sent_at_ms = now;
+    let forged = forged.sign(&bob.device);
+    let answer = alice.request(Request::Ephemeral { envelope: forged }).await;
+    assert!(
+        matches!(&answer, Err(refusal) if refusal.code == ErrorCode::SenderMismatch),
+        "{answer:?}"
+    );
+}

@@ -73,6 +73,15 @@ async fn two_people_chat_with_the_cli() {
     let not_init = tidings(&home.path().join("nobody"), &["card"]);
     assert!(String::from_utf8_lossy(&not_init.stderr).contains("run `tidings init` first"));
 
+    // Presence: Bob sees Alice's last seen until she hides it.
+    let shown = ok(&bob, &["presence", "show", "alice"]);
+    assert!(shown.contains("alice: offline"), "{shown}");
+    assert!(ok(&alice, &["presence", "set", "nobody"]).contains("hidden from everyone"));
+    let hidden = ok(&bob, &["presence", "show", "alice"]);
+    assert!(hidden.contains("alice: not sharing presence"), "{hidden}");
+    assert!(ok(&alice, &["presence", "set", "contacts"]).contains("your 1 contacts only"));
+    assert!(ok(&bob, &["presence", "show", "alice"]).contains("alice: offline"));
+
     // With the relay gone, a message is queued, and sent once it is back.
     let listen = relay.listen_addrs()[0].clone();
     relay.shutdown().await;
@@ -95,7 +104,8 @@ fn help_explains_every_command() {
         .unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     for command in [
-        "init", "register", "card", "contact", "send", "listen", "history", "read",
+        "init", "register", "card", "contact", "send", "listen", "history", "read", "chat",
+        "presence", "group",
     ] {
         assert!(
             help.contains(command),

@@ -52,6 +52,22 @@ pub async fn listen(client: &Client) -> anyhow::Result<()> {
                     eprintln!("subscribing failed: {error}");
                 } else {
                     eprintln!("connected; waiting for messages (Ctrl-C to stop)");
+                    let names = super::presence::contact_names(client);
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    match session.watch_presence(&names).await {
+                        Ok(reports) => {
+                            for report in reports {
+                                let event = tidings_client::Event::Presence {
+                                    user: report.user,
+                                    state: report.state,
+                                };
+                                if let Some(line) = format::event_line(client, &event) {
+                                    println!("{line}");
+                                }
+                            }
+                        }
+                        Err(error) => eprintln!("(presence of contacts unavailable: {error})"),
+                    }
                     loop {
                         let event = tokio::select! {
                             _ = tokio::signal::ctrl_c() => return Ok(()),

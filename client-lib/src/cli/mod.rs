@@ -1,8 +1,10 @@
 //! Arguments of the `tidings` command and dispatch to its subcommands.
 
 mod chat;
+mod chatview;
 mod format;
 mod group;
+mod presence;
 mod setup;
 
 use std::path::PathBuf;
@@ -86,10 +88,37 @@ enum Command {
     },
     /// Show who you are, your relay, and what is waiting to be sent.
     Status,
+    /// Open a live chat with a contact or group: history with ticks, their presence,
+    /// "typing…", Enter sends, what you see is marked read. Esc or Ctrl-C leaves.
+    Chat {
+        /// Contact or group name (or id).
+        name: String,
+    },
+    /// Presence: who may see you online and your last seen, and what others show you.
+    Presence {
+        #[command(subcommand)]
+        command: PresenceCommand,
+    },
     /// Group chats: end-to-end encrypted, fanned out by your relay.
     Group {
         #[command(subcommand)]
         command: GroupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PresenceCommand {
+    /// Choose who may see your presence and last seen (your relay enforces it).
+    Set {
+        /// everyone, contacts (your current contacts), or nobody.
+        #[arg(value_enum)]
+        audience: presence::Audience,
+    },
+    /// Show whether contacts are online, or when they were last seen.
+    Show {
+        /// Contact names (or user ids).
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -223,5 +252,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Read { name } => chat::read(&open(&dir)?, &name).await,
         Command::Status => setup::status(&open(&dir)?),
         Command::Group { command } => group::run(&open(&dir)?, command).await,
+        Command::Chat { name } => chatview::chat(&open(&dir)?, &name).await,
+        Command::Presence {
+            command: PresenceCommand::Set { audience },
+        } => presence::set(&open(&dir)?, audience).await,
+        Command::Presence {
+            command: PresenceCommand::Show { names },
+        } => presence::show(&open(&dir)?, &names).await,
     }
 }

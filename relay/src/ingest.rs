@@ -62,8 +62,8 @@ fn precheck(sender: Option<&Address>, raw: &RawEnvelope) -> Result<Envelope, Sen
     }
     match (envelope.kind, envelope.recipient) {
         (Kind::Typing, _) => Err(reject(
-            ErrorCode::Unavailable,
-            "typing notices are not relayed by this version",
+            ErrorCode::Malformed,
+            "typing notices are never stored: send them with Ephemeral",
         )),
         (Kind::GroupControl, Recipient::Direct(_)) => Err(reject(
             ErrorCode::Malformed,

@@ -68,6 +68,19 @@ async fn ephemeral_requests_with_stored_kinds_or_forged_senders_are_refused() {
         matches!(&answer, Err(refusal) if refusal.code == ErrorCode::Malformed),
         "{answer:?}"
     );
+    // A typing notice sent to be stored is refused: it would outlive its moment.
+    let typing_body = tidings_protocol::presence::TypingBody { typing: true }.encode();
+    let mut stored = alice.envelope_to(bob.address(), &typing_body);
+    stored.kind = tidings_protocol::Kind::Typing;
+    stored.sent_at_ms = now;
+    let answer = alice.send(vec![stored.sign(&alice.device)]).await;
+    let Ok(tidings_protocol::client::Response::Sent { outcomes }) = answer else {
+        panic!("{answer:?}");
+    };
+    assert!(
+        matches!(&outcomes[0], tidings_protocol::client::SendOutcome::Rejected(r) if r.code == ErrorCode::Malformed),
+        "{outcomes:?}"
+    );
     // Bob's typing notice passed on by Alice's device is refused.
     let body = tidings_protocol::presence::TypingBody { typing: true }.encode();
     let mut forged = bob.envelope_to(alice.address(), &body);

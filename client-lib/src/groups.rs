@@ -16,7 +16,7 @@ use crate::{
 
 impl Client {
     /// The users some contact names or user ids mean.
-    fn resolve_all(&self, who: &[&str]) -> Result<Vec<UserId>, ClientError> {
+    pub(crate) fn resolve_all(&self, who: &[&str]) -> Result<Vec<UserId>, ClientError> {
         who.iter().map(|w| self.resolve(w)).collect()
     }
 

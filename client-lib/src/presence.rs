@@ -2,7 +2,7 @@
 //! sending and reading typing notices.
 
 use tidings_protocol::{
-    Address, BoundedVec, EnvelopeId, Kind, RawEnvelope, Recipient, UserId,
+    Address, BoundedVec, EnvelopeId, Kind, RawEnvelope, Recipient,
     client::{Request, Response},
     presence::{PresenceReport, TypingBody, Visibility},
 };
@@ -47,11 +47,7 @@ impl Session {
     /// earlier watch: returns what we may see of each now; changes come as
     /// [`Event::Presence`].
     pub async fn watch_presence(&self, who: &[&str]) -> Result<Vec<PresenceReport>, ClientError> {
-        let users: Vec<UserId> = who
-            .iter()
-            .map(|w| self.client().resolve(w))
-            .collect::<Result<_, _>>()?;
-        let users = BoundedVec::new(users)
+        let users = BoundedVec::new(self.client().resolve_all(who)?)
             .map_err(|error| ClientError::Unexpected(format!("too many users: {error}")))?;
         match self.request_pub(Request::WatchPresence { users }).await? {
             Response::Presence { reports } => Ok(reports.into_vec()),

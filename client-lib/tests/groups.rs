@@ -181,15 +181,7 @@ async fn a_removed_member_cannot_read_what_is_sent_afterwards() {
     assert_eq!(secret.0.recipient, Recipient::Group(group));
 
     // Carol's relay does not hand it to her...
-    let events = tokio::time::timeout(Duration::from_secs(2), async {
-        let mut seen = Vec::new();
-        while let Ok(event) = carol_session.next_event().await {
-            seen.push(event);
-        }
-        seen
-    })
-    .await
-    .unwrap_or_default();
+    let events = common::events_for(&mut carol_session, Duration::from_secs(2)).await;
     assert!(!texts(&events).contains(&"after carol left".to_string()));
     // ...and even with the ciphertext in hand, her device cannot open it.
     let carol_identity =

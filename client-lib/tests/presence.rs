@@ -137,15 +137,7 @@ async fn presence_crosses_relays_and_a_denied_watcher_elsewhere_learns_nothing()
     .await;
 
     // Carol never heard anything but "hidden" about Bob.
-    let carol_events = tokio::time::timeout(Duration::from_secs(2), async {
-        let mut seen = Vec::new();
-        while let Ok(event) = carol_session.next_event().await {
-            seen.push(event);
-        }
-        seen
-    })
-    .await
-    .unwrap_or_default();
+    let carol_events = common::events_for(&mut carol_session, Duration::from_secs(2)).await;
     for event in &carol_events {
         assert!(
             !matches!(event, Event::Presence { state, .. } if *state != PresenceState::Hidden),

@@ -97,6 +97,18 @@ pub async fn wait_for(session: &mut Session, mut done: impl FnMut(&Event) -> boo
     }
 }
 
+/// Every event that arrives within `window`.
+pub async fn events_for(session: &mut Session, window: Duration) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(window, async {
+        while let Ok(event) = session.next_event().await {
+            seen.push(event);
+        }
+    })
+    .await;
+    seen
+}
+
 /// A relay and two registered users who have each other as contacts ("alice", "bob").
 pub struct Pair {
     pub relay_dir: RelayDir,

@@ -93,17 +93,32 @@ async fn a_group_across_three_relays_reaches_everyone_once_with_receipt_counts()
         "one batch per other relay for one message"
     );
 
-    // Delivered counts reach Alice; Bob reads.
+    // Delivered counts reach Alice; Bob reads both of her messages with one marker.
+    let second = alice_session
+        .send_text("hikers", "bring water")
+        .await
+        .unwrap();
     let mut bob_session = bob.connect().await;
     bob_session.sync(Duration::from_secs(2)).await.unwrap();
-    bob_session.mark_read("hikers").await.unwrap();
+    assert_eq!(bob_session.mark_read("hikers").await.unwrap(), 2);
     wait_for(&mut alice_session, |_| {
-        let counts = alice.client.receipt_counts(&sent.id).unwrap();
-        counts.delivered == 3 && counts.read == 1
+        let first = alice.client.receipt_counts(&sent.id).unwrap();
+        let second = alice.client.receipt_counts(&second.id).unwrap();
+        first.delivered == 3 && first.read == 1 && second.read == 1
     })
     .await;
     let counts = alice.client.receipt_counts(&sent.id).unwrap();
     assert_eq!((counts.members, counts.delivered, counts.read), (3, 3, 1));
+    let read_by: Vec<_> = alice
+        .client
+        .store()
+        .receipts(&second.id)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, status)| *status == MessageStatus::Read)
+        .map(|(user, _)| user)
+        .collect();
+    assert_eq!(read_by, vec![bob.client.user_id()]);
 
     // Members answer in the group too.
     let reply = bob_session

@@ -1,10 +1,14 @@
-//! Two users on one relay, both online: a message gets ✓ sent, ✓✓ delivered, then read.
+//! Two users on one relay, both online: a message gets ✓ sent, ✓✓ delivered, then read; one
+//! read-up-to marker reads a backlog.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Pair, two_friends, wait_for};
-use tidings_client::{Direction, Event, MessageStatus};
+use tidings_client::{Direction, Event, MessageStatus, store::tables::OutboxContent};
+use tidings_protocol::content::Payload;
 
 #[tokio::test]
 async fn a_message_gets_sent_delivered_and_read_ticks() {
@@ -68,5 +72,98 @@ async fn a_message_gets_sent_delivered_and_read_ticks() {
     assert_eq!(reply.status, MessageStatus::Sent);
     let events = wait_for(&mut alice_session, |e| matches!(e, Event::Message(_))).await;
     assert!(matches!(events.last(), Some(Event::Message(m)) if m.text == "hi Alice"));
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_read_up_to_marker_turns_a_whole_backlog_read() {
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
+    let mut alice_session = alice.connect().await;
+    alice_session.subscribe().await.unwrap();
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        sent.push(
+            alice_session
+                .send_text("bob", &format!("m{n}"))
+                .await
+                .unwrap(),
+        );
+    }
+    // Bob's device takes them all (its delivered receipts go out), then goes away.
+    let mut bob_session = bob.connect().await;
+    bob_session.sync(Duration::from_secs(2)).await.unwrap();
+    let last = sent.last().unwrap().id;
+    wait_for(
+        &mut alice_session,
+        |e| matches!(e, Event::Status { id, status: MessageStatus::Delivered, .. } if *id == last),
+    )
+    .await;
+    drop(bob_session);
+
+    assert_eq!(bob.client.mark_read("alice").await.unwrap(), 5);
+    let queued = bob.client.store().pending(100).unwrap();
+    assert_eq!(queued.len(), 1, "one marker, not one receipt per message");
+    assert_eq!(
+        queued[0].1.content,
+        OutboxContent::Encrypted(Payload::ReadUpTo {
+            group: None,
+            up_to: last
+        })
+    );
+
+    let mut bob_session = bob.connect().await;
+    bob_session.sync(Duration::from_secs(2)).await.unwrap();
+    let mut read = Vec::new();
+    wait_for(&mut alice_session, |e| {
+        if let Event::Status {
+            id,
+            status: MessageStatus::Read,
+            ..
+        } = e
+        {
+            read.push(*id);
+        }
+        read.len() == sent.len()
+    })
+    .await;
+    let ids: Vec<_> = sent.iter().map(|m| m.id).collect();
+    assert_eq!(read, ids, "every message turns read, oldest first");
+    assert!(
+        alice
+            .client
+            .history("bob")
+            .unwrap()
+            .iter()
+            .all(|m| m.status == MessageStatus::Read)
+    );
+
+    // A later marker covers only what is new.
+    let newer = alice_session.send_text("bob", "one more").await.unwrap();
+    bob_session.sync(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(bob_session.mark_read("alice").await.unwrap(), 1);
+    bob_session.sync(Duration::from_secs(1)).await.unwrap();
+    let events = wait_for(
+        &mut alice_session,
+        |e| matches!(e, Event::Status { id, status: MessageStatus::Read, .. } if *id == newer.id),
+    )
+    .await;
+    let reads = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Status {
+                    status: MessageStatus::Read,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(reads, 1, "earlier messages are not read again: {events:?}");
     relay.shutdown().await;
 }

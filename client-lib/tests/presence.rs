@@ -15,7 +15,7 @@ use tidings_client::{
     net::Network,
 };
 use tidings_protocol::{
-    UserId,
+    Kind, UserId,
     client::{Request, Response},
     presence::{PresenceState, Visibility},
 };
@@ -231,5 +231,65 @@ async fn typing_reaches_a_live_device_across_relays_and_is_never_stored() {
         !events.iter().any(|e| matches!(e, Event::Typing { .. })),
         "a typing notice was stored: {events:?}"
     );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_typing_reaches_the_live_members_on_every_relay_and_is_never_stored() {
+    let net = Net::start(2).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(1)).await;
+    let carol = TestUser::register(net.relay(0)).await;
+    let dave = TestUser::register(net.relay(1)).await;
+    for (name, other) in [("bob", &bob), ("carol", &carol), ("dave", &dave)] {
+        alice.befriend(name, other);
+    }
+    let alice_id = alice.client.user_id();
+    let mut alice_session = online_session(&alice).await;
+    let group = alice_session
+        .create_group("crew", &["bob", "carol", "dave"])
+        .await
+        .unwrap();
+
+    // Bob (the other relay) and Carol (Alice's relay) are live; Dave is not.
+    let mut live = Vec::new();
+    for member in [&bob, &carol] {
+        let mut session = online_session(member).await;
+        wait_for(&mut session, |e| matches!(e, Event::GroupChanged { .. })).await;
+        live.push(session);
+    }
+    assert_eq!(alice_session.send_typing("crew", true).await.unwrap(), 2);
+    for session in &mut live {
+        wait_for(session, |e| {
+            matches!(e, Event::Typing { from, group: Some(g), typing: true }
+                if *from == alice_id && *g == group)
+        })
+        .await;
+    }
+
+    let events = dave
+        .connect()
+        .await
+        .sync(Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::GroupChanged { .. })),
+        "Dave got the group itself: {events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Typing { .. })),
+        "a typing notice was kept for an offline member: {events:?}"
+    );
+    for relay in 0..2 {
+        let metrics = net.relay(relay).metrics();
+        assert_eq!(metrics.envelopes_stored(Kind::Typing), 0);
+        assert!(
+            metrics.envelopes_stored(Kind::GroupControl) > 0,
+            "the counter counts"
+        );
+    }
     net.shutdown().await;
 }

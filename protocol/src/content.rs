@@ -149,6 +149,18 @@ pub enum Payload {
         #[serde(rename = "i")]
         ids: BoundedVec<EnvelopeId, MAX_RECEIPT_IDS>,
     },
+    /// A read marker: the sender of this receipt has read every message the recipient sent
+    /// in one conversation, up to and including `up_to`. One marker covers any number of
+    /// messages, so reading a long backlog costs one receipt per author.
+    #[serde(rename = "rdto")]
+    ReadUpTo {
+        /// The group conversation, or None for the 1:1 conversation between the two.
+        #[serde(rename = "g")]
+        group: Option<GroupId>,
+        /// The newest of the recipient's messages that was read.
+        #[serde(rename = "u")]
+        up_to: EnvelopeId,
+    },
 }
 
 impl Payload {

@@ -147,9 +147,10 @@ proptest! {
     }
 
     #[test]
-    fn payloads_and_cards_round_trip(text in ".{0,200}", ids in proptest::collection::vec(any::<[u8; 16]>(), 0..20), (_, address) in arb_address(), name in proptest::option::of("[a-z]{1,20}")) {
+    fn payloads_and_cards_round_trip(text in ".{0,200}", ids in proptest::collection::vec(any::<[u8; 16]>(), 0..20), (_, address) in arb_address(), name in proptest::option::of("[a-z]{1,20}"), up_to in any::<[u8; 16]>(), group in proptest::option::of(any::<[u8; 16]>())) {
         let payloads = vec![
             Payload::Text { text },
+            Payload::ReadUpTo { group: group.map(GroupId::from_bytes), up_to: EnvelopeId::from_bytes(up_to) },
             Payload::Receipt { status: ReceiptStatus::Read, ids: BoundedVec::new(ids.into_iter().map(EnvelopeId::from_bytes).collect()).unwrap() },
         ];
         for payload in payloads {

@@ -38,6 +38,16 @@ pub enum ConfigError {
         /// Why it does not parse.
         reason: String,
     },
+    /// A setting is outside the range it may take.
+    #[error("{key} = {value}: {reason}")]
+    OutOfRange {
+        /// The setting, as written in the file.
+        key: &'static str,
+        /// The value given.
+        value: u64,
+        /// What it must be.
+        reason: &'static str,
+    },
 }
 
 /// Who may register on this relay.
@@ -213,6 +223,20 @@ impl RelayConfig {
         self.bootstrap_addrs()?;
         parse_addrs(&self.announce)?;
         self.metrics_addr()?;
+        if self.presence.heartbeat_timeout_secs == 0 {
+            return Err(ConfigError::OutOfRange {
+                key: "presence.heartbeat_timeout_secs",
+                value: 0,
+                reason: "must be at least 1 (devices need time to send a heartbeat)",
+            });
+        }
+        if self.presence.watch_ttl_secs < 3 {
+            return Err(ConfigError::OutOfRange {
+                key: "presence.watch_ttl_secs",
+                value: self.presence.watch_ttl_secs,
+                reason: "must be at least 3 (watches are renewed at a third of it)",
+            });
+        }
         Ok(())
     }
 
@@ -371,5 +395,19 @@ mod tests {
             config.listen_addrs(),
             Err(ConfigError::BadAddress { address, .. }) if address == "localhost:80"
         ));
+    }
+
+    #[test]
+    fn presence_timings_out_of_range_are_refused_by_name() {
+        let mut config = RelayConfig::default();
+        config.presence.heartbeat_timeout_secs = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("heartbeat_timeout_secs"), "{error}");
+        config.presence.heartbeat_timeout_secs = 1;
+        config.presence.watch_ttl_secs = 2;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("watch_ttl_secs"), "{error}");
+        config.presence.watch_ttl_secs = 3;
+        assert!(config.validate().is_ok());
     }
 }

@@ -6,6 +6,7 @@ use tidings_protocol::{
     envelope::verify_batch, group::SignedDescriptor, limits::MAX_ENVELOPE_BYTES,
 };
 
+use crate::metrics::{Metrics, StoredFrom};
 use crate::store::{
     GroupEnvelope, GroupOutcome, NewEnvelope, Origin, Store, StoreError, StoreOutcome,
 };
@@ -111,6 +112,13 @@ pub(crate) fn verify(
     (good, outcomes)
 }
 
+/// The kind of each verified envelope, by its index in the request (for the metrics).
+pub(crate) fn kinds(good: &[(usize, Verified)]) -> Vec<(usize, Kind)> {
+    good.iter()
+        .map(|(index, verified)| (*index, verified.envelope.kind))
+        .collect()
+}
+
 /// What one verified envelope from a device becomes in the store.
 enum Stored {
     Direct(NewEnvelope),
@@ -143,10 +151,12 @@ fn classify(verified: &Verified) -> Result<Stored, SendOutcome> {
 /// Verifies and durably stores a device's batch, in order; one outcome per envelope.
 pub(crate) async fn ingest(
     store: &Store,
+    metrics: &Metrics,
     sender: &Address,
     raws: Vec<RawEnvelope>,
 ) -> Vec<SendOutcome> {
     let (good, mut outcomes) = verify(Some(sender), raws);
+    let kinds = kinds(&good);
     let mut directs: Vec<(usize, NewEnvelope)> = Vec::new();
     for (index, verified) in good {
         match classify(&verified) {
@@ -163,6 +173,11 @@ pub(crate) async fn ingest(
         }
     }
     store_directs(store, &mut directs, &mut outcomes).await;
+    for (index, kind) in kinds {
+        if matches!(outcomes[index], Some(SendOutcome::Accepted)) {
+            metrics.envelope_stored(kind, StoredFrom::Client);
+        }
+    }
     outcomes
         .into_iter()
         .map(|outcome| outcome.unwrap_or_else(|| reject(ErrorCode::Malformed, "not handled")))

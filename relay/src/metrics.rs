@@ -11,6 +11,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
+use tidings_protocol::Kind;
 use tokio_util::sync::CancellationToken;
 
 /// What kind of envelopes a forward batch carried.
@@ -27,10 +28,50 @@ struct BatchLabels {
     kind: BatchKind,
 }
 
+/// Who handed the relay an envelope it stored.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum StoredFrom {
+    /// One of its own users' devices.
+    Client,
+    /// Another relay.
+    Federation,
+}
+
+/// An envelope kind, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+enum KindLabel {
+    Message,
+    Receipt,
+    Typing,
+    KeyShare,
+    GroupControl,
+    Other,
+}
+
+impl From<Kind> for KindLabel {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Message => KindLabel::Message,
+            Kind::Receipt => KindLabel::Receipt,
+            Kind::Typing => KindLabel::Typing,
+            Kind::KeyShare => KindLabel::KeyShare,
+            Kind::GroupControl => KindLabel::GroupControl,
+            Kind::Other => KindLabel::Other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoredLabels {
+    kind: KindLabel,
+    from: StoredFrom,
+}
+
 /// The relay's counters.
 pub struct Metrics {
     registry: Registry,
     forward_batches: Family<BatchLabels, Counter>,
+    envelopes_stored: Family<StoredLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -42,9 +83,16 @@ impl Default for Metrics {
             "Batches of envelopes forwarded to other relays",
             forward_batches.clone(),
         );
+        let envelopes_stored = Family::<StoredLabels, Counter>::default();
+        registry.register(
+            "envelopes_stored",
+            "Envelopes durably accepted (a group envelope once per member relay), by kind",
+            envelopes_stored.clone(),
+        );
         Self {
             registry,
             forward_batches,
+            envelopes_stored,
         }
     }
 }
@@ -67,6 +115,29 @@ impl Metrics {
         self.forward_batches
             .get_or_create(&BatchLabels { kind })
             .get()
+    }
+
+    /// Counts an envelope durably accepted.
+    pub fn envelope_stored(&self, kind: Kind, from: StoredFrom) {
+        let labels = StoredLabels {
+            kind: kind.into(),
+            from,
+        };
+        self.envelopes_stored.get_or_create(&labels).inc();
+    }
+
+    /// Envelopes of `kind` accepted so far, from devices and relays together.
+    pub fn envelopes_stored(&self, kind: Kind) -> u64 {
+        [StoredFrom::Client, StoredFrom::Federation]
+            .into_iter()
+            .map(|from| {
+                let labels = StoredLabels {
+                    kind: kind.into(),
+                    from,
+                };
+                self.envelopes_stored.get_or_create(&labels).get()
+            })
+            .sum()
     }
 
     /// The metrics in Prometheus text format.

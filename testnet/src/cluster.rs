@@ -18,10 +18,19 @@ pub struct Cluster {
 impl Cluster {
     /// Initializes and starts `count` relays under `work/relayN`.
     pub async fn start(work: &Path, count: usize) -> anyhow::Result<Cluster> {
+        Self::start_with(work, count, |_| {}).await
+    }
+
+    /// As [`Cluster::start`], with each relay's configuration changed by `tweak` first.
+    pub async fn start_with(
+        work: &Path,
+        count: usize,
+        tweak: impl Fn(&mut RelayConfig),
+    ) -> anyhow::Result<Cluster> {
         let mut relays: Vec<RelayProcess> = Vec::with_capacity(count);
         for index in 0..count {
             let dir = work.join(format!("relay{}", index + 1));
-            let config = RelayConfig {
+            let mut config = RelayConfig {
                 name: format!("relay-{}", index + 1),
                 listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
                 bootstrap: relays
@@ -31,6 +40,7 @@ impl Cluster {
                 metrics_listen: Some("127.0.0.1:0".into()),
                 ..RelayConfig::default()
             };
+            tweak(&mut config);
             tidings_relay::init(&dir, &config)?;
             relays.push(RelayProcess::start(&dir, "/ip4/127.0.0.1/tcp/0").await?);
         }
@@ -40,11 +50,23 @@ impl Cluster {
 
     /// Forward batches carrying group envelopes, summed over the relays.
     pub async fn group_batches(&self) -> anyhow::Result<u64> {
+        self.counter("tidings_forward_batches_total", "kind=\"Group\"")
+            .await
+    }
+
+    /// Envelopes of a kind (`Typing`, `Message`, ...) the relays stored, summed.
+    pub async fn envelopes_stored(&self, kind: &str) -> anyhow::Result<u64> {
+        self.counter(
+            "tidings_envelopes_stored_total",
+            &format!("kind=\"{kind}\""),
+        )
+        .await
+    }
+
+    async fn counter(&self, name: &str, labels: &str) -> anyhow::Result<u64> {
         let mut total = 0.0;
         for relay in &self.relays {
-            total += relay
-                .counter("tidings_forward_batches_total", "kind=\"Group\"")
-                .await?;
+            total += relay.counter(name, labels).await?;
         }
         Ok(total as u64)
     }

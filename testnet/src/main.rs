@@ -2,6 +2,7 @@
 
 mod cluster;
 mod demo;
+mod device;
 mod process;
 mod report;
 mod scenario;
@@ -31,6 +32,14 @@ enum Command {
     Scenario {
         #[command(subcommand)]
         scenario: Scenario,
+    },
+    /// Run a user's device: subscribe and stay online until SIGTERM (used for device child
+    /// processes in scenarios).
+    #[command(hide = true)]
+    Device {
+        /// The client's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
     },
     /// Run a relay (the `tidings-relay` command line; used for relay child processes).
     #[command(hide = true)]
@@ -88,6 +97,32 @@ enum Scenario {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Watchers spread over relays watch subjects whose devices (real processes) come
+    /// online, then leave cleanly, are killed, or vanish with their connection open; under
+    /// everyone / contacts / nobody privacy; watchers type, write and read. Fails on any
+    /// privacy violation, stored typing notice, missed update, or a departed user still
+    /// shown online after the heartbeat timeout.
+    Presence {
+        /// Relay processes (the first starts the DHT, the others join it).
+        #[arg(long, default_value_t = 3)]
+        relays: usize,
+        /// Users: even-numbered ones watch, odd-numbered ones come and go.
+        #[arg(long, default_value_t = 12)]
+        users: usize,
+        /// Rounds of coming online, typing and reading, and leaving.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The relays' heartbeat timeout in seconds (how long a vanished device may look
+        /// online).
+        #[arg(long, default_value_t = 3)]
+        heartbeat_timeout: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
 }
 
 fn init_logging() {
@@ -118,9 +153,14 @@ fn in_work_dir<T, F>(keep: Option<PathBuf>, job: impl FnOnce(PathBuf) -> F) -> a
 where
     F: std::future::Future<Output = anyhow::Result<T>>,
 {
-    init_logging();
     let (_temp, work) = work_dir(keep)?;
-    tokio::runtime::Runtime::new()?.block_on(job(work))
+    on_runtime(job(work))
+}
+
+/// Runs `job` on a fresh runtime, with logging.
+fn on_runtime<T>(job: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    init_logging();
+    tokio::runtime::Runtime::new()?.block_on(job)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -184,6 +224,35 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Scenario {
+            scenario:
+                Scenario::Presence {
+                    relays,
+                    users,
+                    rounds,
+                    heartbeat_timeout,
+                    json,
+                    keep,
+                },
+        } => {
+            let params = scenario::presence::Params {
+                relays,
+                users,
+                rounds,
+                heartbeat_timeout_secs: heartbeat_timeout,
+            };
+            let report = in_work_dir(keep, |work| async move {
+                scenario::presence::run(&work, params).await
+            })?;
+            report.print(json)?;
+            if !report.passed() {
+                anyhow::bail!(
+                    "the presence scenario found a privacy violation, a stored typing notice, a missed update or a stale online"
+                );
+            }
+            Ok(())
+        }
+        Command::Device { data_dir } => on_runtime(device::run(&data_dir)),
         Command::Demo { keep } => in_work_dir(keep, |work| async move {
             let result = demo::run(&work).await;
             if let Err(error) = &result {

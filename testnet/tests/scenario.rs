@@ -1,5 +1,5 @@
-//! The federation and group scenarios at a small size: relay processes, users offline for a
-//! while, and a JSON report that must show nothing lost, duplicated or reordered.
+//! The federation, group and presence scenarios at a small size: relay processes, users
+//! offline for a while, and JSON reports that must show nothing lost, reordered or leaked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 /// Runs `tidings-testnet scenario ARGS --json`, asserts it passed and returns its report.
@@ -91,4 +91,49 @@ fn the_group_scenario_reaches_every_member_once_per_relay() {
     let per_message = report["forward_batches_per_message"].as_f64().unwrap();
     assert!(per_message > 0.0 && per_message <= 2.0, "{report}");
     assert!(report["forward_batches"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_presence_scenario_keeps_privacy_tells_in_time_and_never_stores_typing() {
+    let report = scenario(&[
+        "presence",
+        "--relays",
+        "3",
+        "--users",
+        "6",
+        "--rounds",
+        "3",
+        "--heartbeat-timeout",
+        "2",
+    ]);
+    assert_fields(
+        &report,
+        &[
+            ("relays", 3),
+            ("watchers", 3),
+            ("subjects", 3),
+            ("privacy_violations", 0),
+            ("typing_stored", 0),
+            ("stale_online_after_timeout", 0),
+            ("missed_updates", 0),
+            ("typing_to_offline_reached", 0),
+        ],
+    );
+    assert_eq!(report["scenario"], "presence");
+    let count = |key: &str| report[key].as_u64().unwrap();
+    assert!(count("presence_updates") > 0, "{report}");
+    assert!(
+        count("messages_stored") > 0,
+        "the stored counter counts: {report}"
+    );
+    assert!(count("typing_sent") > 0 && count("typing_seen") == count("typing_sent"));
+    assert!(count("texts_sent") > 0 && count("texts_read") == count("texts_sent"));
+    assert!(count("typing_to_offline") > 0, "{report}");
+    for key in ["p50", "p99", "max"] {
+        assert!(report["presence_latency_ms"][key].is_number(), "{report}");
+    }
+    // Every subject vanished once (frozen, connection open): shown offline within the
+    // heartbeat timeout plus the scenario's grace.
+    let vanished = report["vanished_offline_ms"]["max"].as_f64().unwrap();
+    assert!(vanished > 0.0 && vanished <= 5_000.0, "{report}");
 }

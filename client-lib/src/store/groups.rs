@@ -202,6 +202,23 @@ pub(super) fn take_pending(
 /// The receipt rank of a member the relay could not deliver to (a bounce); any receipt
 /// from the member outranks it.
 const FAILED_RANK: u8 = 0;
+/// The receipt rank of a member whose device has the message.
+pub(super) const DELIVERED_RANK: u8 = 1;
+/// The receipt rank of a member who read the message.
+pub(super) const READ_RANK: u8 = 2;
+
+/// The receipt rank a member holds for one of our group messages: None before any receipt,
+/// then [`FAILED_RANK`], 1 (delivered), 2 (read).
+pub(super) fn member_rank(
+    txn: &WriteTransaction,
+    id: &EnvelopeId,
+    member: &UserId,
+) -> Result<Option<u8>, StoreError> {
+    let table = txn.open_table(GROUP_RECEIPTS)?;
+    Ok(table
+        .get(&receipt_key(id, member))?
+        .map(|rank| rank.value()))
+}
 
 /// Records a member's receipt (or bounce) for one of our group messages; returns the event
 /// if it moved.
@@ -220,8 +237,8 @@ pub(super) fn record_receipt(
     }
     let rank = match status {
         MessageStatus::Failed(_) => FAILED_RANK,
-        MessageStatus::Delivered => 1,
-        MessageStatus::Read => 2,
+        MessageStatus::Delivered => DELIVERED_RANK,
+        MessageStatus::Read => READ_RANK,
         _ => return Ok(None),
     };
     let mut table = txn.open_table(GROUP_RECEIPTS)?;
@@ -400,7 +417,7 @@ impl ClientStore {
             for entry in table.range::<&[u8; 48]>(&start..=&end)? {
                 match entry?.1.value() {
                     FAILED_RANK => counts.failed += 1,
-                    1 => counts.delivered += 1,
+                    DELIVERED_RANK => counts.delivered += 1,
                     _ => {
                         counts.delivered += 1;
                         counts.read += 1;

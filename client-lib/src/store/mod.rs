@@ -11,6 +11,7 @@ mod crypto;
 pub mod groups;
 mod history;
 pub mod outbox;
+mod receipts;
 mod receive;
 mod seal;
 pub mod tables;

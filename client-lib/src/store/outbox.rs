@@ -1,8 +1,6 @@
 //! The outbox: messages, group changes and receipts waiting to be accepted by the relay, in
 //! order.
 
-use std::collections::BTreeMap;
-
 use redb::{ReadableTable, WriteTransaction};
 use tidings_protocol::{
     BoundedVec, EnvelopeId, Kind, RawEnvelope, UserId,
@@ -15,8 +13,8 @@ use tidings_protocol::{
 use super::{
     ClientStore, StoreError, decode, encode, groups, history,
     tables::{
-        Conversation, Direction, MESSAGES, META, META_OUTBOX_SEQ, MessageRecord, MessageStatus,
-        OUTBOX, OutboxContent, OutboxEntry,
+        Conversation, Direction, META, META_OUTBOX_SEQ, MessageRecord, MessageStatus, OUTBOX,
+        OutboxContent, OutboxEntry,
     },
 };
 
@@ -200,39 +198,6 @@ impl ClientStore {
                 },
                 Conversation::Group(_) => history::set_own_status(txn, &entry.id, status),
             }
-        })
-    }
-
-    /// Marks every unread message of a conversation read and queues read receipts to their
-    /// authors; returns their ids.
-    pub fn mark_read(&self, conversation: &Conversation) -> Result<Vec<EnvelopeId>, StoreError> {
-        self.write(|txn| {
-            let mut by_author: BTreeMap<UserId, Vec<EnvelopeId>> = BTreeMap::new();
-            {
-                let mut messages = txn.open_table(MESSAGES)?;
-                let (start, end) = history::bounds(conversation);
-                let mut unread = Vec::new();
-                for entry in messages.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
-                    let (key, bytes) = entry?;
-                    let record: MessageRecord = decode("messages", bytes.value())?;
-                    if record.direction == Direction::Incoming
-                        && record.status == MessageStatus::Received
-                    {
-                        unread.push((key.value().to_vec(), record));
-                    }
-                }
-                for (key, mut record) in unread {
-                    record.status = MessageStatus::Read;
-                    messages.insert(key.as_slice(), encode(&record).as_slice())?;
-                    by_author.entry(record.peer).or_default().push(record.id);
-                }
-            }
-            let mut read = Vec::new();
-            for (author, ids) in by_author {
-                enqueue_receipts(txn, author, ReceiptStatus::Read, &ids)?;
-                read.extend(ids);
-            }
-            Ok(read)
         })
     }
 }

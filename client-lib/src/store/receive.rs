@@ -13,7 +13,7 @@ use super::{
     ClientStore, StoreError,
     crypto::{CryptoState, olm_open},
     groups::{self, Opened},
-    history, outbox,
+    history, outbox, receipts,
     tables::{Direction, MessageRecord, MessageStatus, RECEIVED},
 };
 use crate::events::Event;
@@ -88,11 +88,7 @@ impl ClientStore {
 
 impl Batch<'_> {
     fn status(&mut self, record: MessageRecord) {
-        self.received.events.push(Event::Status {
-            peer: record.peer,
-            id: record.id,
-            status: record.status,
-        });
+        self.received.events.push(receipts::status_event(record));
     }
 
     fn failed(
@@ -159,22 +155,13 @@ impl Batch<'_> {
                 status: MessageStatus::Received,
             }),
             (Kind::Receipt, Payload::Receipt { status, ids }) => {
-                let status = MessageStatus::from_receipt(status);
-                for id in ids.iter() {
-                    match history::find(self.txn, id)? {
-                        Some((_, record)) if record.group.is_some() => {
-                            let event = groups::record_receipt(self.txn, &record, &peer, &status)?;
-                            self.received.events.extend(event);
-                        }
-                        _ => {
-                            if let Some(record) =
-                                history::advance(self.txn, &peer, id, status.clone())?
-                            {
-                                self.status(record);
-                            }
-                        }
-                    }
-                }
+                let events = receipts::apply_receipt(self.txn, &peer, status, &ids)?;
+                self.received.events.extend(events);
+                Ok(())
+            }
+            (Kind::Receipt, Payload::ReadUpTo { group, up_to }) => {
+                let events = receipts::apply_read_up_to(self.txn, &peer, group, &up_to)?;
+                self.received.events.extend(events);
                 Ok(())
             }
             (Kind::KeyShare, Payload::GroupKey { group, session_key }) => {

@@ -17,6 +17,7 @@ use tidings_protocol::{
 use super::Home;
 use crate::{
     ingest::{self, reject, storage_answer},
+    metrics::{Metrics, StoredFrom},
     presence,
     shared::Shared,
     store::{ClaimOutcome, DescriptorsOutcome, GroupDelivery, HandoffItem, Origin, Store},
@@ -73,7 +74,7 @@ fn stored(outcomes: Vec<SendOutcome>) -> Answer {
 async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> Answer {
     match request {
         FederationRequest::Forward { items } => {
-            stored(forward(&shared.store, items.into_vec()).await)
+            stored(forward(&shared.store, &shared.metrics, items.into_vec()).await)
         }
         FederationRequest::Claim { user } => claim(&shared.store, user)
             .await
@@ -240,11 +241,12 @@ async fn claim(store: &Store, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
 
 /// Stores forwarded items: one outcome per recipient, items in order. Signatures are checked
 /// once per envelope, not once per recipient.
-async fn forward(store: &Store, items: Vec<ForwardItem>) -> Vec<SendOutcome> {
+async fn forward(store: &Store, metrics: &Metrics, items: Vec<ForwardItem>) -> Vec<SendOutcome> {
     let recipients: Vec<Vec<UserId>> = items.iter().map(|item| item.recipients.to_vec()).collect();
     let versions: Vec<u64> = items.iter().map(|item| item.group_version).collect();
     let raws = items.into_iter().map(|item| item.envelope).collect();
     let (good, refused) = ingest::verify(None, raws);
+    let kinds = ingest::kinds(&good);
     let mut outcomes: Vec<Vec<SendOutcome>> = refused
         .into_iter()
         .zip(&recipients)
@@ -329,6 +331,13 @@ async fn forward(store: &Store, items: Vec<ForwardItem>) -> Vec<SendOutcome> {
                 for (index, count) in sizes {
                     outcomes[index] = vec![answer.clone(); count];
                 }
+            }
+        }
+    }
+    for (index, kind) in kinds {
+        for outcome in &outcomes[index] {
+            if matches!(outcome, SendOutcome::Accepted) {
+                metrics.envelope_stored(kind, StoredFrom::Federation);
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::ingest;
 
 /// Handles one `Send` request.
 pub(super) async fn handle(shared: Arc<Shared>, me: Address, batch: EnvelopeBatch) -> Answer {
-    let outcomes = ingest::ingest(&shared.store, &me, batch.into_vec()).await;
+    let outcomes = ingest::ingest(&shared.store, &shared.metrics, &me, batch.into_vec()).await;
     BoundedVec::new(outcomes)
         .map(|outcomes| Response::Sent { outcomes })
         .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))

@@ -2,4 +2,6 @@
 
 pub mod federation;
 pub mod group;
+pub mod presence;
 mod users;
+mod watcher;

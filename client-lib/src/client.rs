@@ -178,11 +178,20 @@ impl Client {
         &self,
         work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ClientError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
+        self.spawn_blocking(work)
             .await
             .map_err(|_| ClientError::Cancelled)?
             .map_err(ClientError::from)
+    }
+
+    /// Starts `work` on the blocking pool. The handle can be awaited again after an await
+    /// of it was cancelled; the work runs to its end either way.
+    pub(crate) fn spawn_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<T, StoreError>> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
     }
 
     /// The home relay's dial address, once registered.

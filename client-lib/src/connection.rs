@@ -3,7 +3,10 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use futures::{AsyncReadExt, io::WriteHalf};
+use futures::{
+    AsyncReadExt,
+    io::{ReadHalf, WriteHalf},
+};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tidings_protocol::{
     ErrorAnswer, RawEnvelope,
@@ -128,8 +131,16 @@ impl Connection {
         // pushes arrive can never deadlock the stream task.
         let (pushes_tx, pushes) = mpsc::unbounded_channel();
         let (live_tx, live) = mpsc::channel(LIVE_QUEUE);
+        let link = Link {
+            control: network.control(),
+            relay,
+            unheard: Vec::new(),
+            heard: false,
+            reopened: 0,
+        };
         tokio::spawn(run(
             stream,
+            link,
             outgoing_rx,
             Pushes {
                 mailbox: pushes_tx,
@@ -174,8 +185,55 @@ struct Pushes {
     live: mpsc::Sender<Push>,
 }
 
+/// The stream to the relay, and how to open it again while that is still safe.
+struct Link {
+    control: libp2p_stream::Control,
+    relay: PeerId,
+    /// Frames written before the relay said anything: the relay may have dropped the stream
+    /// unread (libp2p-stream drops new streams when many arrive at once), so they are
+    /// written again on a new stream. Cleared by the relay's first frame.
+    unheard: Vec<ClientFrame>,
+    heard: bool,
+    reopened: u32,
+}
+
+/// How often a stream the relay closed before saying anything is opened again.
+const REOPEN_ATTEMPTS: u32 = 3;
+
+impl Link {
+    /// Whether the stream ended before the relay said anything, and may be opened again.
+    fn may_reopen(&self) -> bool {
+        !self.heard && self.reopened < REOPEN_ATTEMPTS
+    }
+
+    /// Opens a new stream and writes again what the relay never answered.
+    async fn reopen(&mut self) -> Result<(ReadHalf<Stream>, WriteHalf<Stream>), String> {
+        tokio::time::sleep(Duration::from_millis(50 << self.reopened)).await;
+        self.reopened += 1;
+        tracing::debug!(
+            attempt = self.reopened,
+            "the relay closed a new stream unread; reopening"
+        );
+        let stream = self
+            .control
+            .open_stream(self.relay, StreamProtocol::new(CLIENT_PROTOCOL))
+            .await
+            .map_err(|error| error.to_string())?;
+        let (reader, mut writer) = stream.split();
+        for frame in &self.unheard {
+            write(&mut writer, frame).await?;
+        }
+        Ok((reader, writer))
+    }
+}
+
 /// Owns the stream: writes requests, acks and heartbeats, reads answers and pushes.
-async fn run(stream: Stream, mut outgoing: mpsc::Receiver<Outgoing>, pushes: Pushes) {
+async fn run(
+    stream: Stream,
+    mut link: Link,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    pushes: Pushes,
+) {
     let mut heartbeat: Option<tokio::time::Interval> = None;
     let (reader, mut writer) = stream.split();
     let mut pending: HashMap<u64, oneshot::Sender<Result<Response, ConnectionError>>> =
@@ -206,24 +264,46 @@ async fn run(stream: Stream, mut outgoing: mpsc::Receiver<Outgoing>, pushes: Pus
                         continue;
                     }
                 };
+                if !link.heard {
+                    link.unheard.push(frame.clone());
+                }
                 if let Err(error) = write(&mut writer, &frame).await {
-                    break Some(error);
+                    if !link.may_reopen() {
+                        break Some(error);
+                    }
+                    match link.reopen().await {
+                        Ok((reader, new_writer)) => {
+                            writer = new_writer;
+                            read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
+                        }
+                        Err(error) => break Some(error),
+                    }
                 }
             }
             (reader, buf, result) = &mut read => {
-                match result {
+                let ended = match result {
                     Ok(true) => match RelayFrame::decode(&buf) {
                         Ok(frame) => {
-                            if let Some(end) = on_frame(frame, &mut pending, &pushes) {
-                                break Some(end);
-                            }
+                            link.heard = true;
+                            link.unheard.clear();
+                            on_frame(frame, &mut pending, &pushes)
                         }
-                        Err(error) => break Some(format!("undecodable frame from relay: {error}")),
+                        Err(error) => Some(format!("undecodable frame from relay: {error}")),
                     },
-                    Ok(false) => break Some("relay closed the stream".into()),
-                    Err(error) => break Some(error.to_string()),
+                    Ok(false) => Some("relay closed the stream".into()),
+                    Err(error) => Some(error.to_string()),
+                };
+                match ended {
+                    None => read = Box::pin(framing::read_frame_owned(reader, buf)),
+                    Some(_) if link.may_reopen() => match link.reopen().await {
+                        Ok((reader, new_writer)) => {
+                            writer = new_writer;
+                            read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
+                        }
+                        Err(error) => break Some(error),
+                    },
+                    Some(reason) => break Some(reason),
                 }
-                read = Box::pin(framing::read_frame_owned(reader, buf));
             }
         }
     };

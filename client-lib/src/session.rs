@@ -18,8 +18,8 @@ use crate::{
     connection::{Connection, Push},
     events::Event,
     store::{
-        Conversation, MessageRecord, MessageStatus, OutboxEntry, StoreError, outbox::Finished,
-        tables::OutboxContent,
+        Conversation, MessageRecord, MessageStatus, OutboxEntry, Received, StoreError,
+        outbox::Finished, tables::OutboxContent,
     },
 };
 
@@ -63,14 +63,27 @@ impl From<ClientError> for SealError {
     }
 }
 
+/// A pushed batch on its way into the store.
+struct Storing {
+    /// Its last sequence number (what to ack).
+    last: u64,
+    task: tokio::task::JoinHandle<Result<Received, StoreError>>,
+}
+
 /// A live connection to the home relay.
 pub struct Session {
     client: Client,
     connection: Connection,
     events: VecDeque<Event>,
-    /// A pushed batch not yet stored and acked. It stays here until it is, so a cancelled
-    /// `next_event` never drops it (a later cumulative ack would delete it at the relay).
+    /// A pushed batch not yet handed to the store.
     unprocessed: Option<Vec<Delivery>>,
+    /// A batch being stored, on the blocking pool; the handle is awaited again after a
+    /// cancelled `next_event`, so neither the batch nor its events are lost.
+    storing: Option<Storing>,
+    /// The last sequence number of a stored batch whose ack is still due.
+    unacked: Option<u64>,
+    /// A stored batch queued receipts: the outbox must be sent (again, if a send was cut).
+    flush_due: bool,
     /// The relay said "caught up"; the outbox flush and the event are still due.
     caught_up: bool,
     /// When to flush again because entries wait, and the pause after that one.
@@ -85,6 +98,9 @@ impl Session {
             connection,
             events: VecDeque::new(),
             unprocessed: None,
+            storing: None,
+            unacked: None,
+            flush_due: false,
             caught_up: false,
             retry_at: None,
             retry_pause: RETRY_FIRST,
@@ -373,18 +389,39 @@ impl Session {
     /// The next event; an error once the connection is lost (reconnect with
     /// [`Client::connect`]: nothing is lost, unacked envelopes come again).
     ///
-    /// Cancel-safe: dropping the future loses no message. What was received is stored before
-    /// it is acked, and a batch whose processing was interrupted is processed again (stored
-    /// once) on the next call. Only the event of an interrupted batch may be missed; the
-    /// store is the record.
+    /// Cancel-safe: dropping the future loses neither a message nor its event. What was
+    /// received is stored before it is acked; a batch whose storing was interrupted is
+    /// awaited again on the next call, and its events come then.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
+            if let Some(storing) = &mut self.storing {
+                let stored = (&mut storing.task).await;
+                let last = storing.last;
+                self.storing = None;
+                let received = stored.map_err(|_| ClientError::Cancelled)??;
+                tracing::trace!(last, "stored a pushed batch");
+                self.events.extend(received.events);
+                self.unacked = Some(last);
+            }
+            if let Some(last) = self.unacked {
+                // Stored durably: now the relay may delete them; then send the receipts.
+                self.connection
+                    .requester()
+                    .ack(last)
+                    .await
+                    .map_err(ConnectionErrorOrRefused)?;
+                self.unacked = None;
+                self.flush_due = true;
+            }
+            if self.flush_due {
+                self.flush().await?;
+                self.flush_due = false;
+            }
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
             }
-            if let Some(items) = self.unprocessed.clone() {
-                self.on_deliveries(items).await?;
-                self.unprocessed = None;
+            if let Some(items) = self.unprocessed.take() {
+                self.storing = self.start_storing(items);
                 continue;
             }
             if self.caught_up {
@@ -447,12 +484,9 @@ impl Session {
         Ok(events)
     }
 
-    /// Verifies, decrypts and stores a pushed batch, then acks it and sends receipts.
-    async fn on_deliveries(&mut self, items: Vec<Delivery>) -> Result<(), ClientError> {
-        let Some(last) = items.last().map(|item| item.seq) else {
-            return Ok(());
-        };
-        let first_seq = items.first().map(|item| item.seq);
+    /// Verifies a pushed batch and starts decrypting and storing it on the blocking pool.
+    fn start_storing(&self, items: Vec<Delivery>) -> Option<Storing> {
+        let last = items.last()?.seq;
         let mut envelopes = Vec::with_capacity(items.len());
         let mut bounces = Vec::new();
         for item in items {
@@ -467,20 +501,10 @@ impl Session {
                 MailboxItem::Bounce(bounce) => bounces.push(bounce),
             }
         }
-        let received = self
-            .client
-            .blocking(move |inner| inner.store.receive(&inner.identity, &envelopes, &bounces))
-            .await?;
-        tracing::trace!(first = ?first_seq, last, "stored a pushed batch");
-        // Stored durably: now the relay may delete them.
-        self.connection
-            .requester()
-            .ack(last)
-            .await
-            .map_err(ConnectionErrorOrRefused)?;
-        self.events.extend(received.events);
-        self.flush().await?;
-        Ok(())
+        let task = self.client.spawn_blocking(move |inner| {
+            inner.store.receive(&inner.identity, &envelopes, &bounces)
+        });
+        Some(Storing { last, task })
     }
 
     pub(crate) fn connection(&self) -> &Connection {

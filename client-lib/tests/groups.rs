@@ -30,8 +30,7 @@ async fn group_texts(user: &TestUser, count: usize) -> Vec<String> {
     let mut got = Vec::new();
     while got.len() < count {
         assert!(tokio::time::Instant::now() < deadline, "only got {got:?}");
-        let mut session = user.connect().await;
-        got.extend(texts(&session.sync(Duration::from_secs(2)).await.unwrap()));
+        got.extend(texts(&user.sync(Duration::from_secs(2)).await));
     }
     got
 }
@@ -59,11 +58,7 @@ async fn a_group_across_three_relays_reaches_everyone_once_with_receipt_counts()
         .unwrap();
     // Dave stays offline; the others sync (and learn of the group).
     for user in [&bob, &carol] {
-        user.connect()
-            .await
-            .sync(Duration::from_secs(5))
-            .await
-            .unwrap();
+        user.sync(Duration::from_secs(5)).await;
     }
     // The creation itself reached each other relay in one batch.
     assert_eq!(net.relay(0).metrics().forward_batches(BatchKind::Group), 2);
@@ -298,13 +293,7 @@ async fn a_member_whose_relay_is_down_gets_the_key_once_it_is_back() {
 
     let mut alice_session = alice.connect().await;
     alice_session.create_group("pair", &["bob"]).await.unwrap();
-    assert!(
-        bob.connect()
-            .await
-            .sync(Duration::from_secs(5))
-            .await
-            .is_ok()
-    );
+    bob.sync(Duration::from_secs(5)).await;
 
     // Bob's relay is down when Alice first sends: his keys cannot be claimed, so the key
     // share waits in her outbox while the message itself goes out.

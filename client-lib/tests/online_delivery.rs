@@ -167,3 +167,44 @@ async fn one_read_up_to_marker_turns_a_whole_backlog_read() {
     assert_eq!(reads, 1, "earlier messages are not read again: {events:?}");
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_survive_a_next_event_that_is_cancelled_again_and_again() {
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
+    let mut alice_session = alice.connect().await;
+    let mut bob_session = bob.connect().await;
+    bob_session.subscribe().await.unwrap();
+    const COUNT: usize = 30;
+    for n in 0..COUNT {
+        alice_session
+            .send_text("bob", &format!("m{n}"))
+            .await
+            .unwrap();
+    }
+    // A UI polls next_event inside select! with other work: every poll may be cut short,
+    // whatever it was doing (storing a batch, acking, flushing receipts).
+    let mut texts = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut cut = 0u64;
+    while texts.len() < COUNT && tokio::time::Instant::now() < deadline {
+        let patience = Duration::from_micros(200 + (cut % 7) * 300);
+        match tokio::time::timeout(patience, bob_session.next_event()).await {
+            Ok(Ok(Event::Message(message))) => texts.push(message.text),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => panic!("session failed: {error}"),
+            Err(_) => cut += 1,
+        }
+    }
+    let want: Vec<String> = (0..COUNT).map(|n| format!("m{n}")).collect();
+    assert_eq!(
+        texts, want,
+        "every message's event, once, in order ({cut} polls cut)"
+    );
+    assert!(cut > 0, "the test cut no poll short");
+    relay.shutdown().await;
+}

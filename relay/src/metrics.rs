@@ -86,7 +86,7 @@ impl Default for Metrics {
         let envelopes_stored = Family::<StoredLabels, Counter>::default();
         registry.register(
             "envelopes_stored",
-            "Envelopes durably accepted (a group envelope once per member relay), by kind",
+            "Envelopes durably accepted, by kind and by who handed them over",
             envelopes_stored.clone(),
         );
         Self {

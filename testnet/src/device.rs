@@ -5,7 +5,7 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     process::Stdio,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, bail};
@@ -20,7 +20,8 @@ use tokio::{
 /// How long a device process may take to come online.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Line a device prints just before it subscribes (when its user is about to go online).
+/// Line a device prints just before it subscribes (when its user is about to go online),
+/// with the time.
 const SUBSCRIBING: &str = "subscribing";
 /// Line a device prints once subscribed.
 const ONLINE: &str = "online";
@@ -31,7 +32,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let client = Client::open(data_dir, None)?;
     let mut session = client.connect().await?;
-    say(SUBSCRIBING)?;
+    say(&format!("{SUBSCRIBING} {}", unix_micros(SystemTime::now())))?;
     session.subscribe().await?;
     say(ONLINE)?;
     loop {
@@ -46,6 +47,20 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn unix_micros(at: SystemTime) -> u128 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros()
+}
+
+/// The moment a device stamped (microseconds since the epoch, by the same system clock),
+/// as an `Instant` of this process: exact however late this process reads the line.
+fn stamped_instant(stamp: &str) -> Option<Instant> {
+    let stamp: u128 = stamp.parse().ok()?;
+    let ago = unix_micros(SystemTime::now()).checked_sub(stamp)?;
+    Instant::now().checked_sub(Duration::from_micros(u64::try_from(ago).ok()?))
+}
+
 fn say(line: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
@@ -57,7 +72,7 @@ fn say(line: &str) -> anyhow::Result<()> {
 pub struct DeviceProcess {
     child: Child,
     _stdout: Lines<BufReader<ChildStdout>>,
-    /// When the device was about to subscribe (read from its output).
+    /// When the device was about to subscribe (stamped by the device).
     pub subscribing_at: Instant,
 }
 
@@ -97,9 +112,9 @@ impl DeviceProcess {
         let started = tokio::time::timeout(START_TIMEOUT, async {
             let mut subscribing_at = None;
             while let Some(line) = lines.next_line().await? {
-                match line.trim() {
-                    SUBSCRIBING => subscribing_at = Some(Instant::now()),
-                    ONLINE => return Ok(subscribing_at),
+                match line.trim().split_once(' ') {
+                    Some((SUBSCRIBING, stamp)) => subscribing_at = stamped_instant(stamp),
+                    _ if line.trim() == ONLINE => return Ok(subscribing_at),
                     _ => {}
                 }
             }

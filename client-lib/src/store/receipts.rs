@@ -174,10 +174,12 @@ fn read_state(
     }
     Ok(match record.status {
         MessageStatus::Read => ReadState::AlreadyRead,
-        MessageStatus::Sent | MessageStatus::Delivered => ReadState::Covered,
-        MessageStatus::Pending | MessageStatus::Failed(_) | MessageStatus::Received => {
-            ReadState::NotTheirs
+        // Pending too: the relay's "taken" answer may still be on its way when the marker
+        // of a reader who already has the message arrives.
+        MessageStatus::Pending | MessageStatus::Sent | MessageStatus::Delivered => {
+            ReadState::Covered
         }
+        MessageStatus::Failed(_) | MessageStatus::Received => ReadState::NotTheirs,
     })
 }
 

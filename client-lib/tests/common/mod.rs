@@ -78,6 +78,11 @@ impl TestUser {
     pub async fn connect(&self) -> Session {
         self.client.connect().await.unwrap()
     }
+
+    /// Connects, takes what is waiting (or arrives) within `window`, and disconnects.
+    pub async fn sync(&self, window: Duration) -> Vec<Event> {
+        self.connect().await.sync(window).await.unwrap()
+    }
 }
 
 /// Waits for events until `done` says stop, failing after a deadline.

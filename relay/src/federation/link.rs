@@ -20,6 +20,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request waits for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a request is tried on a fresh stream when the stream breaks before the answer.
+const LINK_ATTEMPTS: u32 = 4;
+
 /// Requests queued on one link before callers wait.
 const LINK_QUEUE: usize = 64;
 
@@ -93,20 +96,26 @@ impl Links {
     }
 
     /// Sends a request to `remote` and waits for the answer. A stream that breaks before the
-    /// answer is replaced once: every request is safe to repeat (the receiver dedupes by
-    /// envelope id, and a repeated claim only uses up another one-time key).
+    /// answer is replaced, a few times with a short pause: a relay that gets many new
+    /// streams at once drops some unread (libp2p-stream keeps no queue of them). Every
+    /// request is safe to repeat (the receiver dedupes by envelope id, and a repeated claim
+    /// only uses up another one-time key).
     pub async fn request(
         &self,
         remote: &Remote,
         request: FederationRequest,
     ) -> Result<FederationResponse, LinkError> {
-        let link = self.link(remote).await?;
-        match Self::send_on(link, request.clone()).await {
-            Err(LinkError::Unreachable(reason)) => {
-                tracing::debug!(peer = %remote.peer, %reason, "federation stream broke; retrying on a new one");
-                Self::send_on(self.link(remote).await?, request).await
+        let mut attempt = 1;
+        loop {
+            let link = self.link(remote).await?;
+            match Self::send_on(link, request.clone()).await {
+                Err(LinkError::Unreachable(reason)) if attempt < LINK_ATTEMPTS => {
+                    tracing::debug!(peer = %remote.peer, %reason, attempt, "federation stream broke; retrying on a new one");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 

@@ -335,10 +335,12 @@ async fn forward(store: &Store, metrics: &Metrics, items: Vec<ForwardItem>) -> V
         }
     }
     for (index, kind) in kinds {
-        for outcome in &outcomes[index] {
-            if matches!(outcome, SendOutcome::Accepted) {
-                metrics.envelope_stored(kind, StoredFrom::Federation);
-            }
+        // A group envelope is stored once for all its recipients here.
+        if outcomes[index]
+            .iter()
+            .any(|outcome| matches!(outcome, SendOutcome::Accepted))
+        {
+            metrics.envelope_stored(kind, StoredFrom::Federation);
         }
     }
     outcomes.into_iter().flatten().collect()

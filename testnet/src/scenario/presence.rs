@@ -360,12 +360,12 @@ struct Run<'a> {
 impl Run<'_> {
     async fn round(&mut self, dir: &Path, round: usize) -> anyhow::Result<()> {
         let subjects: Vec<usize> = (0..self.subject_users.len()).collect();
+        let phase_start = Instant::now();
         let mut devices = self.bring_online(dir).await?;
         let online_at: Vec<Instant> = devices.iter().map(|d| d.subscribing_at).collect();
         let pairs = self.plan.allowed_pairs(&subjects);
         let deadline = Instant::now() + SETTLE_TIMEOUT;
-        let want_online =
-            |o: &Observation| o.state == PresenceState::Online && o.at >= online_at[o.subject];
+        let want_online = |o: &Observation| o.state == PresenceState::Online && o.at >= phase_start;
         wait_until(deadline, || seen_all(self.log, &pairs, want_online)).await;
         self.sample(&pairs, &online_at, want_online, false);
 
@@ -515,14 +515,22 @@ impl Run<'_> {
                 .find(|o| o.watcher == j && o.subject == k && o.pushed && wanted(o));
             match first {
                 Some(o) => {
-                    let ms = o.at.duration_since(since[k]).as_secs_f64() * 1000.0;
+                    let ms = o.at.saturating_duration_since(since[k]).as_secs_f64() * 1000.0;
                     if vanished {
                         self.tally.vanished.push(ms);
                     } else {
                         self.tally.latency.push(ms);
                     }
                 }
-                None => self.tally.missed += 1,
+                None => {
+                    tracing::warn!(
+                        watcher = j,
+                        subject = k,
+                        vanished,
+                        "a watcher was never told"
+                    );
+                    self.tally.missed += 1;
+                }
             }
         }
     }

@@ -84,8 +84,23 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Runs until `stop`; commands arrive on `commands`.
+    /// Runs until `stop`; commands arrive on `commands`. A failure is logged as it happens
+    /// (the scenario only sees a closed command channel until it joins the task).
     pub async fn run(
+        self,
+        log: SharedLog,
+        commands: mpsc::Receiver<Command>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let index = self.index;
+        let result = self.serve(log, commands, stop).await;
+        if let Err(error) = &result {
+            tracing::error!(watcher = index, "watcher failed: {error:#}");
+        }
+        result
+    }
+
+    async fn serve(
         self,
         log: SharedLog,
         mut commands: mpsc::Receiver<Command>,

@@ -1,4 +1,4 @@
-//! Devices reach their relay over QUIC as well as TCP.
+//! Devices reach their relay over QUIC as well as TCP, and many at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -41,5 +41,41 @@ async fn a_quic_user_and_a_tcp_user_chat() {
             .iter()
             .any(|e| matches!(e, Event::Message(m) if m.text == "over QUIC"))
     );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_devices_connecting_at_once_all_get_their_session() {
+    // libp2p-stream hands a relay new streams through a one-slot queue and drops what does
+    // not fit: a burst of devices must still all get through (the client reopens a stream
+    // the relay closed before saying anything).
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let mut users = Vec::new();
+    for _ in 0..24 {
+        users.push(common::TestUser::register(&relay).await);
+    }
+    for round in 0..3 {
+        let mut connecting = tokio::task::JoinSet::new();
+        for user in &users {
+            let client = user.client.clone();
+            connecting.spawn(async move {
+                let mut session = client.connect().await?;
+                session.subscribe().await?;
+                Ok::<_, tidings_client::ClientError>(session)
+            });
+        }
+        let mut sessions = Vec::new();
+        while let Some(joined) = connecting.join_next().await {
+            match joined.unwrap() {
+                Ok(session) => sessions.push(session),
+                Err(error) => panic!("round {round}: a device got no session: {error}"),
+            }
+        }
+        assert_eq!(sessions.len(), users.len());
+        for session in sessions {
+            session.close().await;
+        }
+    }
     relay.shutdown().await;
 }

@@ -29,10 +29,8 @@ async fn users_on_different_relays_chat_through_the_dht() {
             .is_some()
     );
 
-    let mut bob_session = bob.connect().await;
-    bob_session.subscribe().await.unwrap();
-    let mut alice_session = alice.connect().await;
-    alice_session.subscribe().await.unwrap();
+    let mut bob_session = bob.online().await;
+    let mut alice_session = alice.online().await;
     let sent = alice_session
         .send_text("bob", "across relays")
         .await
@@ -118,8 +116,7 @@ async fn the_outbox_delivers_once_a_remote_relay_is_back() {
 async fn envelopes_that_cannot_be_delivered_in_time_bounce_to_the_sender() {
     let mut net = Net::start_with(3, |config| config.federation.undeliverable_after_secs = 2).await;
     let (alice, bob) = pair(&net, 0, 2).await;
-    let mut alice_session = alice.connect().await;
-    alice_session.subscribe().await.unwrap();
+    let mut alice_session = alice.online().await;
     alice_session
         .send_text("bob", "opens the session")
         .await

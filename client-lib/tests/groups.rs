@@ -50,8 +50,7 @@ async fn a_group_across_three_relays_reaches_everyone_once_with_receipt_counts()
     ])
     .await;
 
-    let mut alice_session = alice.connect().await;
-    alice_session.subscribe().await.unwrap();
+    let mut alice_session = alice.online().await;
     let group = alice_session
         .create_group("hikers", &["bob", "carol", "dave"])
         .await
@@ -152,8 +151,7 @@ async fn a_removed_member_cannot_read_what_is_sent_afterwards() {
     assert!(group_texts(&bob, 1).await.contains(&"before".to_string()));
 
     // Carol keeps listening while Alice removes her and sends again.
-    let mut carol_session = carol.connect().await;
-    carol_session.subscribe().await.unwrap();
+    let mut carol_session = carol.online().await;
     alice_session
         .remove_from_group(group, &["carol"])
         .await

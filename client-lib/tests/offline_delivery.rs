@@ -40,8 +40,7 @@ async fn offline_messages_survive_a_relay_restart_in_order() {
     );
 
     // Alice comes back and collects the ✓✓ receipts Bob sent while she was away.
-    let mut alice_session = alice.connect().await;
-    alice_session.subscribe().await.unwrap();
+    let mut alice_session = alice.online().await;
     let mut delivered = 0;
     wait_for(&mut alice_session, |event| {
         if matches!(

@@ -19,10 +19,8 @@ async fn a_message_gets_sent_delivered_and_read_ticks() {
         bob,
     } = two_friends().await;
 
-    let mut bob_session = bob.connect().await;
-    bob_session.subscribe().await.unwrap();
-    let mut alice_session = alice.connect().await;
-    alice_session.subscribe().await.unwrap();
+    let mut bob_session = bob.online().await;
+    let mut alice_session = alice.online().await;
 
     let sent = alice_session.send_text("bob", "hello Bob").await.unwrap();
     assert_eq!(
@@ -83,8 +81,7 @@ async fn one_read_up_to_marker_turns_a_whole_backlog_read() {
         alice,
         bob,
     } = two_friends().await;
-    let mut alice_session = alice.connect().await;
-    alice_session.subscribe().await.unwrap();
+    let mut alice_session = alice.online().await;
     let mut sent = Vec::new();
     for n in 0..5 {
         sent.push(
@@ -177,8 +174,7 @@ async fn events_survive_a_next_event_that_is_cancelled_again_and_again() {
         bob,
     } = two_friends().await;
     let mut alice_session = alice.connect().await;
-    let mut bob_session = bob.connect().await;
-    bob_session.subscribe().await.unwrap();
+    let mut bob_session = bob.online().await;
     const COUNT: usize = 30;
     for n in 0..COUNT {
         alice_session

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Net, TestUser, wait_for};
 use tidings_client::{
-    Event, Session,
+    Event,
     connection::{Connection, Push},
     net::Network,
 };
@@ -24,12 +24,6 @@ fn is_presence(event: &Event, who: UserId, want: fn(&PresenceState) -> bool) -> 
     matches!(event, Event::Presence { user, state } if *user == who && want(state))
 }
 
-async fn online_session(user: &TestUser) -> Session {
-    let mut session = user.connect().await;
-    session.subscribe().await.unwrap();
-    session
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_while_connected_and_last_seen_survives_a_relay_restart() {
     let mut net = Net::start(1).await;
@@ -38,14 +32,14 @@ async fn online_while_connected_and_last_seen_survives_a_relay_restart() {
     alice.befriend("bob", &bob);
     let bob_id = bob.client.user_id();
 
-    let mut alice_session = online_session(&alice).await;
+    let mut alice_session = alice.online().await;
     let reports = alice_session.watch_presence(&["bob"]).await.unwrap();
     assert_eq!(
         reports[0].state,
         PresenceState::Offline { last_seen_ms: None }
     );
 
-    let bob_session = online_session(&bob).await;
+    let bob_session = bob.online().await;
     wait_for(&mut alice_session, |e| {
         is_presence(e, bob_id, |s| *s == PresenceState::Online)
     })
@@ -68,7 +62,7 @@ async fn online_while_connected_and_last_seen_survives_a_relay_restart() {
     drop(alice_session);
     net.stop(0).await;
     net.restart(0).await;
-    let alice_session = online_session(&alice).await;
+    let alice_session = alice.online().await;
     let reports = alice_session.watch_presence(&["bob"]).await.unwrap();
     assert_eq!(
         reports[0].state,
@@ -92,7 +86,7 @@ async fn presence_crosses_relays_and_a_denied_watcher_elsewhere_learns_nothing()
     let bob_id = bob.client.user_id();
 
     // Bob shares presence with his contacts only: Alice, not Carol.
-    let bob_session = online_session(&bob).await;
+    let bob_session = bob.online().await;
     assert_eq!(
         bob_session
             .set_presence(Visibility::Contacts)
@@ -101,8 +95,8 @@ async fn presence_crosses_relays_and_a_denied_watcher_elsewhere_learns_nothing()
         1
     );
 
-    let mut alice_session = online_session(&alice).await;
-    let mut carol_session = online_session(&carol).await;
+    let mut alice_session = alice.online().await;
+    let mut carol_session = carol.online().await;
     let seen = alice_session.watch_presence(&["bob"]).await.unwrap();
     assert_eq!(seen[0].state, PresenceState::Online);
     let denied = carol_session.watch_presence(&["bob"]).await.unwrap();
@@ -130,7 +124,7 @@ async fn presence_crosses_relays_and_a_denied_watcher_elsewhere_learns_nothing()
     // back is seen again.
     net.stop(1).await;
     net.restart(1).await;
-    let _bob_again = online_session(&bob).await;
+    let _bob_again = bob.online().await;
     wait_for(&mut alice_session, |e| {
         is_presence(e, bob_id, |s| *s == PresenceState::Online)
     })
@@ -172,7 +166,7 @@ async fn a_silent_device_goes_offline_within_the_heartbeat_timeout() {
     assert!(heartbeat_ms > 0 && heartbeat_ms < 2000, "{heartbeat_ms}");
 
     // Alice's session sends heartbeats, so she stays online past the timeout.
-    let mut alice_session = online_session(&alice).await;
+    let mut alice_session = alice.online().await;
     let now = alice_session.watch_presence(&["bob"]).await.unwrap();
     assert_eq!(now[0].state, PresenceState::Online);
     let started = tokio::time::Instant::now();
@@ -205,9 +199,9 @@ async fn typing_reaches_a_live_device_across_relays_and_is_never_stored() {
     bob.befriend("alice", &alice);
     let alice_id = alice.client.user_id();
 
-    let mut alice_session = online_session(&alice).await;
+    let mut alice_session = alice.online().await;
     alice_session.send_text("bob", "hi").await.unwrap();
-    let mut bob_session = online_session(&bob).await;
+    let mut bob_session = bob.online().await;
     wait_for(&mut bob_session, |e| matches!(e, Event::Message(_))).await;
 
     assert_eq!(alice_session.send_typing("bob", true).await.unwrap(), 1);
@@ -240,7 +234,7 @@ async fn group_typing_reaches_the_live_members_on_every_relay_and_is_never_store
         alice.befriend(name, other);
     }
     let alice_id = alice.client.user_id();
-    let mut alice_session = online_session(&alice).await;
+    let mut alice_session = alice.online().await;
     let group = alice_session
         .create_group("crew", &["bob", "carol", "dave"])
         .await
@@ -249,7 +243,7 @@ async fn group_typing_reaches_the_live_members_on_every_relay_and_is_never_store
     // Bob (the other relay) and Carol (Alice's relay) are live; Dave is not.
     let mut live = Vec::new();
     for member in [&bob, &carol] {
-        let mut session = online_session(member).await;
+        let mut session = member.online().await;
         wait_for(&mut session, |e| matches!(e, Event::GroupChanged { .. })).await;
         live.push(session);
     }

@@ -29,8 +29,7 @@ async fn a_flapping_receiver_gets_everything_once_in_order() {
             expected.push(text);
         }
         // Bob connects, takes at most a few events, and drops the connection abruptly.
-        let mut bob_session = bob.connect().await;
-        bob_session.subscribe().await.unwrap();
+        let mut bob_session = bob.online().await;
         for _ in 0..=round {
             let _ =
                 tokio::time::timeout(Duration::from_millis(300), bob_session.next_event()).await;

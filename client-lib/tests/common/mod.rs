@@ -79,6 +79,13 @@ impl TestUser {
         self.client.connect().await.unwrap()
     }
 
+    /// Connects and subscribes: the user is online until the session ends.
+    pub async fn online(&self) -> Session {
+        let mut session = self.connect().await;
+        session.subscribe().await.unwrap();
+        session
+    }
+
     /// Connects, takes what is waiting (or arrives) within `window`, and disconnects.
     pub async fn sync(&self, window: Duration) -> Vec<Event> {
         self.connect().await.sync(window).await.unwrap()

@@ -67,6 +67,9 @@ impl From<ClientError> for SealError {
 struct Storing {
     /// Its last sequence number (what to ack).
     last: u64,
+    /// The batch itself, to store again if storing failed: a later cumulative ack must
+    /// never cover it unstored.
+    items: Vec<Delivery>,
     task: tokio::task::JoinHandle<Result<Received, StoreError>>,
 }
 
@@ -396,9 +399,17 @@ impl Session {
         loop {
             if let Some(storing) = &mut self.storing {
                 let stored = (&mut storing.task).await;
-                let last = storing.last;
-                self.storing = None;
-                let received = stored.map_err(|_| ClientError::Cancelled)??;
+                let Some(Storing { last, items, .. }) = self.storing.take() else {
+                    continue;
+                };
+                let received = match stored {
+                    Ok(Ok(received)) => received,
+                    failed => {
+                        self.unprocessed = Some(items);
+                        failed.map_err(|_| ClientError::Cancelled)??;
+                        continue;
+                    }
+                };
                 tracing::trace!(last, "stored a pushed batch");
                 self.events.extend(received.events);
                 self.unacked = Some(last);
@@ -489,7 +500,7 @@ impl Session {
         let last = items.last()?.seq;
         let mut envelopes = Vec::with_capacity(items.len());
         let mut bounces = Vec::new();
-        for item in items {
+        for item in items.iter().cloned() {
             match item.item {
                 MailboxItem::Envelope(raw) => match raw.open() {
                     Ok(envelope) => envelopes.push((envelope, raw)),
@@ -504,7 +515,7 @@ impl Session {
         let task = self.client.spawn_blocking(move |inner| {
             inner.store.receive(&inner.identity, &envelopes, &bounces)
         });
-        Some(Storing { last, task })
+        Some(Storing { last, items, task })
     }
 
     pub(crate) fn connection(&self) -> &Connection {

@@ -286,13 +286,25 @@ impl Client {
     /// Stores a text for `who` (a contact or a group) as pending; it is sent on the next
     /// flush (works offline).
     pub async fn queue_text(&self, who: &str, text: &str) -> Result<MessageRecord, ClientError> {
-        if text.len() > MAX_TEXT_BYTES {
+        self.queue_texts(who, vec![text.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| ClientError::Unexpected("nothing queued".into()))
+    }
+
+    /// Records several texts to `who` and queues them, in order, in one local commit (sent
+    /// on the next flush).
+    pub async fn queue_texts(
+        &self,
+        who: &str,
+        texts: Vec<String>,
+    ) -> Result<Vec<MessageRecord>, ClientError> {
+        if let Some(text) = texts.iter().find(|text| text.len() > MAX_TEXT_BYTES) {
             return Err(ClientError::TextTooLong(text.len()));
         }
         let conversation = self.conversation(who)?;
         let me = self.user_id();
-        let text = text.to_string();
-        self.blocking(move |inner| inner.store.queue_text(me, conversation, text))
+        self.blocking(move |inner| inner.store.queue_texts(me, conversation, texts))
             .await
     }
 

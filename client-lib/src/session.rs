@@ -1,7 +1,7 @@
 //! [`Session`]: a live connection to the home relay: send in order, receive, ack, receipts.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     time::Duration,
 };
 
@@ -205,42 +205,60 @@ impl Session {
         let mut report = FlushReport::default();
         let mut waiting: HashSet<Conversation> = HashSet::new();
         let mut keyed: HashSet<GroupId> = HashSet::new();
+        let mut devices: HashMap<UserId, DeviceId> = HashMap::new();
         loop {
             let pending = self
                 .client
                 .blocking(|inner| inner.store.pending(4 * MAX_BATCH_ENVELOPES))
                 .await?;
-            let mut batch: Vec<(u64, OutboxEntry, RawEnvelope)> = Vec::new();
-            let mut bytes = 0;
+            // Choose a batch, finding each recipient's device first (network, for a new
+            // peer), then seal what is not sealed yet in one local commit.
+            let mut chosen: Vec<(u64, OutboxEntry)> = Vec::new();
+            let mut to_seal: Vec<(u64, Option<DeviceId>)> = Vec::new();
             for (seq, entry) in pending {
+                if chosen.len() == MAX_BATCH_ENVELOPES {
+                    break;
+                }
                 if waiting.contains(&entry.to) {
                     continue;
                 }
-                let sealed = match entry.sealed.clone() {
-                    Some(sealed) => sealed,
-                    None => match self.seal(seq, &entry, &mut keyed).await {
-                        Ok(sealed) => sealed,
+                if entry.sealed.is_none() {
+                    match self.prepare(&entry, &mut keyed, &mut devices).await {
+                        Ok(device) => to_seal.push((seq, device)),
                         Err(SealError::Wait(reason)) => {
                             waiting.insert(entry.to);
                             report.waiting.push(reason);
                             continue;
                         }
                         Err(SealError::Fail(reason)) => {
-                            self.finish(
-                                seq,
-                                entry.id,
-                                Finished::Failed(reason),
-                                &mut report.failed,
-                            )
-                            .await?;
+                            let failed = vec![(seq, entry.id, Finished::Failed(reason))];
+                            self.finish(failed, &mut report).await?;
                             continue;
                         }
                         Err(SealError::Client(error)) => return Err(error),
-                    },
+                    }
+                }
+                chosen.push((seq, entry));
+            }
+            let mut sealed_now = if to_seal.is_empty() {
+                Vec::new()
+            } else {
+                self.client
+                    .blocking(move |inner| inner.store.seal_many(&inner.identity, &to_seal))
+                    .await?
+            }
+            .into_iter();
+            let mut batch: Vec<(u64, OutboxEntry, RawEnvelope)> = Vec::new();
+            let mut bytes = 0;
+            for (seq, entry) in chosen {
+                let sealed = match entry.sealed.clone() {
+                    Some(sealed) => sealed,
+                    None => sealed_now
+                        .next()
+                        .ok_or_else(|| ClientError::Unexpected("an entry was not sealed".into()))?,
                 };
-                if !batch.is_empty()
-                    && (batch.len() == MAX_BATCH_ENVELOPES || bytes + sealed.len() > SEND_MAX_BYTES)
-                {
+                // What does not fit stays sealed in the outbox for the next request.
+                if !batch.is_empty() && bytes + sealed.len() > SEND_MAX_BYTES {
                     break;
                 }
                 bytes += sealed.len();
@@ -257,11 +275,11 @@ impl Session {
                 other => return Err(ClientError::Unexpected(format!("{other:?}"))),
             };
             let mut stop = false;
+            let mut finished = Vec::with_capacity(batch.len());
             for ((seq, entry, _), outcome) in batch.into_iter().zip(outcomes) {
                 match outcome {
                     SendOutcome::Accepted | SendOutcome::Duplicate => {
-                        self.finish(seq, entry.id, Finished::Sent, &mut report.sent)
-                            .await?;
+                        finished.push((seq, entry.id, Finished::Sent));
                     }
                     SendOutcome::Rejected(answer) if answer.code.is_transient() => {
                         tracing::info!(%answer, "relay asked to retry later");
@@ -271,73 +289,85 @@ impl Session {
                     }
                     SendOutcome::Rejected(answer) => {
                         report.refused.push((entry.id, answer.to_string()));
-                        let failed = Finished::Failed(answer.to_string());
-                        self.finish(seq, entry.id, failed, &mut report.failed)
-                            .await?;
+                        finished.push((seq, entry.id, Finished::Failed(answer.to_string())));
                     }
                 }
             }
+            self.finish(finished, &mut report).await?;
             if stop {
                 return Ok(report);
             }
         }
     }
 
+    /// Removes finished entries from the outbox in one local commit, moving their messages'
+    /// ticks, and reports them.
     async fn finish(
         &mut self,
-        seq: u64,
-        id: EnvelopeId,
-        finished: Finished,
-        into: &mut Vec<MessageRecord>,
+        entries: Vec<(u64, EnvelopeId, Finished)>,
+        report: &mut FlushReport,
     ) -> Result<(), ClientError> {
-        let record = self
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let sent: Vec<bool> = entries
+            .iter()
+            .map(|(_, _, finished)| *finished == Finished::Sent)
+            .collect();
+        let records = self
             .client
-            .blocking(move |inner| inner.store.finish(seq, id, finished))
+            .blocking(move |inner| inner.store.finish_many(entries))
             .await?;
-        if let Some(record) = record {
+        for (record, sent) in records.into_iter().zip(sent) {
+            let Some(record) = record else { continue };
             self.events.push_back(Event::Status {
                 peer: record.peer,
                 id: record.id,
                 status: record.status.clone(),
             });
-            into.push(record);
+            if sent {
+                report.sent.push(record);
+            } else {
+                report.failed.push(record);
+            }
         }
         Ok(())
     }
 
-    /// Encrypts an entry: to a user, first opening an Olm session from a claimed bundle if
-    /// needed; to a group, first giving every member the current session key (once per
-    /// flush per group).
-    async fn seal(
+    /// What sealing an entry needs first: a user's device (opening an Olm session from a
+    /// claimed bundle if there is none yet; remembered per flush), or, for a group message,
+    /// that every member holds the current session key (once per flush per group).
+    async fn prepare(
         &self,
-        seq: u64,
         entry: &OutboxEntry,
         keyed: &mut HashSet<GroupId>,
-    ) -> Result<RawEnvelope, SealError> {
-        let device = match (entry.to, &entry.content) {
-            (Conversation::Direct(to), _) => Some(
-                match self
+        devices: &mut HashMap<UserId, DeviceId>,
+    ) -> Result<Option<DeviceId>, SealError> {
+        match (entry.to, &entry.content) {
+            (Conversation::Direct(to), _) => {
+                if let Some(device) = devices.get(&to) {
+                    return Ok(Some(*device));
+                }
+                let known = self
                     .client
                     .blocking(move |inner| inner.store.device_for(&to))
-                    .await?
-                {
+                    .await?;
+                let device = match known {
                     Some(device) => device,
                     None => self.open_session(to).await?,
-                },
-            ),
+                };
+                devices.insert(to, device);
+                Ok(Some(device))
+            }
             (Conversation::Group(group), OutboxContent::Encrypted(_)) => {
                 if !keyed.contains(&group) {
                     self.share_group_key(group).await?;
                     keyed.insert(group);
                 }
-                None
+                Ok(None)
             }
-            (Conversation::Group(_), OutboxContent::Plain(_)) => None,
-        };
-        self.client
-            .blocking(move |inner| inner.store.seal(&inner.identity, seq, device))
-            .await
-            .map_err(SealError::Client)
+            (Conversation::Group(_), OutboxContent::Plain(_)) => Ok(None),
+        }
     }
 
     pub(crate) async fn open_session(&self, to: UserId) -> Result<DeviceId, SealError> {

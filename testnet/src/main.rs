@@ -1,5 +1,6 @@
 //! `tidings-testnet`: start Tidings networks on loopback and run scenarios against them.
 
+mod bench;
 mod cluster;
 mod demo;
 mod device;
@@ -32,6 +33,11 @@ enum Command {
     Scenario {
         #[command(subcommand)]
         scenario: Scenario,
+    },
+    /// Run a bounded benchmark against relay processes and print its figures.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
     },
     /// Run a user's device: subscribe and stay online until SIGTERM (used for device child
     /// processes in scenarios).
@@ -122,6 +128,36 @@ enum Scenario {
         /// Keep the working directory (relay data and logs, client stores) here.
         #[arg(long)]
         keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// One relay, sender/receiver pairs each keeping a window of messages in flight for a
+    /// while: delivered msg/s and latency from queueing to the receiver's store.
+    Throughput {
+        /// Sender/receiver pairs.
+        #[arg(long, default_value_t = 8)]
+        pairs: usize,
+        /// Messages each sender has in flight.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messages wait at the relay for an offline user, who then connects: drain msg/s, and
+    /// a check that none is lost or doubled (exit 1 if one is).
+    Drain {
+        /// Messages waiting.
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -249,6 +285,38 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!(
                     "the presence scenario found a privacy violation, a stored typing notice, a missed update or a stale online"
                 );
+            }
+            Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Throughput {
+                    pairs,
+                    window,
+                    seconds,
+                    json,
+                },
+        } => {
+            let params = bench::throughput::Params {
+                pairs,
+                window,
+                seconds,
+            };
+            let report = in_work_dir(None, |work| async move {
+                bench::throughput::run(&work, params).await
+            })?;
+            report.print(json)
+        }
+        Command::Bench {
+            bench: Bench::Drain { messages, json },
+        } => {
+            let params = bench::drain::Params { messages };
+            let report = in_work_dir(None, |work| async move {
+                bench::drain::run(&work, params).await
+            })?;
+            report.print(json)?;
+            if !report.passed() {
+                anyhow::bail!("the drain lost or doubled messages");
             }
             Ok(())
         }

@@ -71,41 +71,46 @@ pub(super) fn enqueue_receipts(
 }
 
 impl ClientStore {
-    /// Records a text (pending) in a conversation and queues it, atomically.
-    pub fn queue_text(
+    /// Records texts (pending) in a conversation and queues them, in order, in one
+    /// transaction.
+    pub fn queue_texts(
         &self,
         me: UserId,
         to: Conversation,
-        text: String,
-    ) -> Result<MessageRecord, StoreError> {
+        texts: Vec<String>,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
         self.write(|txn| {
             let now = now_ms();
             let (peer, group) = match to {
                 Conversation::Direct(user) => (user, None),
                 Conversation::Group(group) => (me, Some(group)),
             };
-            let record = MessageRecord {
-                id: EnvelopeId::random(),
-                peer,
-                group,
-                direction: Direction::Outgoing,
-                text: text.clone(),
-                sent_at_ms: now,
-                stored_at_ms: now,
-                status: MessageStatus::Pending,
-            };
-            history::append(txn, &record)?;
-            enqueue(
-                txn,
-                &OutboxEntry {
-                    id: record.id,
-                    to,
-                    kind: Kind::Message,
-                    content: OutboxContent::Encrypted(Payload::Text { text }),
-                    sealed: None,
-                },
-            )?;
-            Ok(record)
+            let mut records = Vec::with_capacity(texts.len());
+            for text in &texts {
+                let record = MessageRecord {
+                    id: EnvelopeId::random(),
+                    peer,
+                    group,
+                    direction: Direction::Outgoing,
+                    text: text.clone(),
+                    sent_at_ms: now,
+                    stored_at_ms: now,
+                    status: MessageStatus::Pending,
+                };
+                history::append(txn, &record)?;
+                enqueue(
+                    txn,
+                    &OutboxEntry {
+                        id: record.id,
+                        to,
+                        kind: Kind::Message,
+                        content: OutboxContent::Encrypted(Payload::Text { text: text.clone() }),
+                        sealed: None,
+                    },
+                )?;
+                records.push(record);
+            }
+            Ok(records)
         })
     }
 
@@ -170,34 +175,55 @@ impl ClientStore {
         id: EnvelopeId,
         finished: Finished,
     ) -> Result<Option<MessageRecord>, StoreError> {
+        Ok(self.finish_many(vec![(seq, id, finished)])?.pop().flatten())
+    }
+
+    /// Finishes several entries (as [`ClientStore::finish`]) in one transaction, in order.
+    pub fn finish_many(
+        &self,
+        entries: Vec<(u64, EnvelopeId, Finished)>,
+    ) -> Result<Vec<Option<MessageRecord>>, StoreError> {
         self.write(|txn| {
-            let mut outbox = txn.open_table(OUTBOX)?;
-            let Some(entry) = outbox
-                .get(seq)?
-                .map(|bytes| decode::<OutboxEntry>("outbox", bytes.value()))
-                .transpose()?
-            else {
-                return Ok(None);
-            };
-            if entry.id != id {
-                return Ok(None);
-            }
-            outbox.remove(seq)?;
-            drop(outbox);
-            if let (Finished::Sent, OutboxContent::Plain(bytes)) = (&finished, &entry.content) {
-                groups::apply_own_change(txn, bytes)?;
-            }
-            let status = match finished {
-                Finished::Sent => MessageStatus::Sent,
-                Finished::Failed(reason) => MessageStatus::Failed(reason),
-            };
-            match entry.to {
-                Conversation::Direct(peer) => match status {
-                    MessageStatus::Failed(reason) => history::fail(txn, &peer, &entry.id, reason),
-                    status => history::advance(txn, &peer, &entry.id, status),
-                },
-                Conversation::Group(_) => history::set_own_status(txn, &entry.id, status),
-            }
+            entries
+                .iter()
+                .map(|(seq, id, finished)| finish_entry(txn, *seq, id, finished.clone()))
+                .collect()
         })
+    }
+}
+
+/// Finishes one entry inside `txn` (see [`ClientStore::finish`]).
+fn finish_entry(
+    txn: &WriteTransaction,
+    seq: u64,
+    id: &EnvelopeId,
+    finished: Finished,
+) -> Result<Option<MessageRecord>, StoreError> {
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let Some(entry) = outbox
+        .get(seq)?
+        .map(|bytes| decode::<OutboxEntry>("outbox", bytes.value()))
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    if entry.id != *id {
+        return Ok(None);
+    }
+    outbox.remove(seq)?;
+    drop(outbox);
+    if let (Finished::Sent, OutboxContent::Plain(bytes)) = (&finished, &entry.content) {
+        groups::apply_own_change(txn, bytes)?;
+    }
+    let status = match finished {
+        Finished::Sent => MessageStatus::Sent,
+        Finished::Failed(reason) => MessageStatus::Failed(reason),
+    };
+    match entry.to {
+        Conversation::Direct(peer) => match status {
+            MessageStatus::Failed(reason) => history::fail(txn, &peer, &entry.id, reason),
+            status => history::advance(txn, &peer, &entry.id, status),
+        },
+        Conversation::Group(_) => history::set_own_status(txn, &entry.id, status),
     }
 }

@@ -1,6 +1,6 @@
 //! Sealing: outbox entries and group key shares become signed envelopes, exactly once.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{GroupOutbound, Identity};
 use tidings_protocol::{
     Address, DeviceId, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
@@ -25,50 +25,26 @@ impl ClientStore {
         seq: u64,
         device: Option<DeviceId>,
     ) -> Result<RawEnvelope, StoreError> {
+        let mut sealed = self.seal_many(identity, &[(seq, device)])?;
+        sealed
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("outbox entry {seq}")))
+    }
+
+    /// Seals several outbox entries (as [`ClientStore::seal`]) in one transaction, in order.
+    pub fn seal_many(
+        &self,
+        identity: &Identity,
+        entries: &[(u64, Option<DeviceId>)],
+    ) -> Result<Vec<RawEnvelope>, StoreError> {
         self.write(|txn| {
-            let entry: OutboxEntry = match txn.open_table(OUTBOX)?.get(seq)? {
-                Some(bytes) => decode("outbox", bytes.value())?,
-                None => return Err(StoreError::NotFound(format!("outbox entry {seq}"))),
-            };
-            if let Some(sealed) = entry.sealed {
-                return Ok(sealed);
+            let mut state = CryptoState::new(identity);
+            let mut out = Vec::with_capacity(entries.len());
+            for &(seq, device) in entries {
+                out.push(seal_entry(txn, &mut state, identity, seq, device)?);
             }
-            let sealed = match (entry.to, entry.content) {
-                (Conversation::Direct(user), OutboxContent::Encrypted(payload)) => {
-                    let device = device.ok_or_else(|| {
-                        StoreError::NotFound(format!("a device of {user} to encrypt to"))
-                    })?;
-                    let mut state = CryptoState::new(identity);
-                    let to = Address { user, device };
-                    let sealed = olm_seal(txn, &mut state, entry.id, to, entry.kind, payload)?;
-                    state.save(txn)?;
-                    sealed
-                }
-                (Conversation::Group(group), OutboxContent::Encrypted(payload)) => {
-                    let body = megolm_seal(txn, identity, group, entry.id, payload)?;
-                    sign(
-                        identity,
-                        entry.id,
-                        Recipient::Group(group),
-                        entry.kind,
-                        body,
-                    )
-                }
-                (Conversation::Group(group), OutboxContent::Plain(body)) => sign(
-                    identity,
-                    entry.id,
-                    Recipient::Group(group),
-                    entry.kind,
-                    body,
-                ),
-                (Conversation::Direct(_), OutboxContent::Plain(_)) => {
-                    return Err(StoreError::Corrupt {
-                        table: "outbox",
-                        reason: "a plain entry for a user".into(),
-                    });
-                }
-            };
-            ClientStore::save_sealed(txn, seq, sealed)
+            state.save(txn)?;
+            Ok(out)
         })
     }
 
@@ -163,4 +139,53 @@ fn megolm_seal(
     state.pickle = outbound.pickle(identity.store_key());
     table.insert(group.as_bytes(), encode(&state).as_slice())?;
     Ok(body.encode())
+}
+
+/// Seals one outbox entry inside `txn` (see [`ClientStore::seal`]).
+fn seal_entry(
+    txn: &WriteTransaction,
+    state: &mut CryptoState<'_>,
+    identity: &Identity,
+    seq: u64,
+    device: Option<DeviceId>,
+) -> Result<RawEnvelope, StoreError> {
+    let entry: OutboxEntry = match txn.open_table(OUTBOX)?.get(seq)? {
+        Some(bytes) => decode("outbox", bytes.value())?,
+        None => return Err(StoreError::NotFound(format!("outbox entry {seq}"))),
+    };
+    if let Some(sealed) = entry.sealed {
+        return Ok(sealed);
+    }
+    let sealed = match (entry.to, entry.content) {
+        (Conversation::Direct(user), OutboxContent::Encrypted(payload)) => {
+            let device = device
+                .ok_or_else(|| StoreError::NotFound(format!("a device of {user} to encrypt to")))?;
+            let to = Address { user, device };
+            olm_seal(txn, state, entry.id, to, entry.kind, payload)?
+        }
+        (Conversation::Group(group), OutboxContent::Encrypted(payload)) => {
+            let body = megolm_seal(txn, identity, group, entry.id, payload)?;
+            sign(
+                identity,
+                entry.id,
+                Recipient::Group(group),
+                entry.kind,
+                body,
+            )
+        }
+        (Conversation::Group(group), OutboxContent::Plain(body)) => sign(
+            identity,
+            entry.id,
+            Recipient::Group(group),
+            entry.kind,
+            body,
+        ),
+        (Conversation::Direct(_), OutboxContent::Plain(_)) => {
+            return Err(StoreError::Corrupt {
+                table: "outbox",
+                reason: "a plain entry for a user".into(),
+            });
+        }
+    };
+    ClientStore::save_sealed(txn, seq, sealed)
 }

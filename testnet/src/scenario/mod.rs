@@ -3,5 +3,5 @@
 pub mod federation;
 pub mod group;
 pub mod presence;
-mod users;
+pub(crate) mod users;
 mod watcher;

@@ -1,0 +1,200 @@
+//! `bench throughput`: one relay, P sender/receiver pairs; each sender queues W messages,
+//! sends them, waits for the relay's answer and goes again, for D seconds. Reports what the
+//! receivers' clients stored per second and how long each message took to get there.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::ensure;
+use serde::Serialize;
+use tidings_client::{Client, Event};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{PEER, SendTimes, introduce_pairs};
+use crate::{cluster::Cluster, report::Percentiles, scenario::users};
+
+/// How long the bench waits for the last messages after the senders stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Size of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// Sender/receiver pairs.
+    pub pairs: usize,
+    /// Messages each sender has in flight (queued, sent, awaiting the relay's answer).
+    pub window: usize,
+    /// How long the senders send.
+    pub seconds: u64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputReport {
+    /// Bench name.
+    pub bench: &'static str,
+    /// Sender/receiver pairs.
+    pub pairs: usize,
+    /// Messages in flight per sender.
+    pub window: usize,
+    /// Seconds of sending.
+    pub seconds: u64,
+    /// Messages the relay accepted.
+    pub sent: usize,
+    /// Of those, messages the receivers' clients stored.
+    pub delivered: usize,
+    /// Accepted messages that never arrived.
+    pub lost: usize,
+    /// Delivered messages per second, from the first send to the last arrival.
+    pub msgs_per_s: f64,
+    /// From queueing at the sender to being stored by the receiver.
+    pub latency_ms: Percentiles,
+}
+
+impl ThroughputReport {
+    /// Prints for people, or as one JSON object.
+    pub fn print(&self, json: bool) -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(self)?);
+            return Ok(());
+        }
+        let l = &self.latency_ms;
+        println!(
+            "throughput: {} pairs, window {}, {} s: {} sent, {} delivered, {} lost",
+            self.pairs, self.window, self.seconds, self.sent, self.delivered, self.lost
+        );
+        println!("  {:.0} msg/s delivered", self.msgs_per_s);
+        println!(
+            "  latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.p50, l.p90, l.p99, l.max
+        );
+        Ok(())
+    }
+}
+
+/// Runs the bench in `work`.
+pub async fn run(work: &Path, params: Params) -> anyhow::Result<ThroughputReport> {
+    ensure!(params.pairs >= 1, "at least one pair");
+    ensure!(
+        (1..=4096).contains(&params.window),
+        "a window of 1 to 4096 messages"
+    );
+    ensure!((1..=600).contains(&params.seconds), "1 to 600 seconds");
+    let cluster = Cluster::start(work, 1).await?;
+    let clients = users::register_all(&work.join("users"), params.pairs * 2, &cluster).await?;
+    introduce_pairs(&clients).await?;
+
+    let times = SendTimes::default();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let mut receivers = JoinSet::new();
+    for receiver in clients.iter().skip(1).step_by(2) {
+        receivers.spawn(receive(
+            receiver.clone(),
+            times.clone(),
+            latencies.clone(),
+            delivered.clone(),
+            stop.clone(),
+        ));
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(params.seconds);
+    let mut senders = JoinSet::new();
+    for sender in clients.iter().step_by(2) {
+        senders.spawn(send(sender.clone(), params.window, deadline, times.clone()));
+    }
+    let mut sent = 0;
+    while let Some(joined) = senders.join_next().await {
+        sent += joined??;
+    }
+    let give_up = Instant::now() + DRAIN_TIMEOUT;
+    while delivered.load(Ordering::Relaxed) < sent && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.cancel();
+    while let Some(joined) = receivers.join_next().await {
+        joined??;
+    }
+    cluster.stop().await?;
+    let delivered = delivered.load(Ordering::Relaxed);
+    let latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok(ThroughputReport {
+        bench: "throughput",
+        pairs: params.pairs,
+        window: params.window,
+        seconds: params.seconds,
+        sent,
+        delivered,
+        lost: sent.saturating_sub(delivered),
+        msgs_per_s: delivered as f64 / elapsed,
+        latency_ms: Percentiles::of(latencies),
+    })
+}
+
+/// Queues a window of messages in one local commit, sends them, and goes again until
+/// `deadline`; returns how many the relay accepted.
+async fn send(
+    client: Client,
+    window: usize,
+    deadline: Instant,
+    times: SendTimes,
+) -> anyhow::Result<usize> {
+    let mut session = users::connect(&client).await;
+    let mut sent = 0;
+    let mut round = 0usize;
+    while Instant::now() < deadline {
+        let texts = (0..window)
+            .map(|n| format!("round {round} message {n}"))
+            .collect();
+        let queued = client.queue_texts(PEER, texts).await?;
+        times.queued(queued.iter().map(|record| record.id));
+        let report = session.flush().await?;
+        ensure!(
+            report.failed.is_empty() && report.waiting.is_empty(),
+            "the relay did not take everything: {:?} {:?}",
+            report.failed,
+            report.waiting
+        );
+        sent += report.sent.len();
+        round += 1;
+    }
+    session.close().await;
+    Ok(sent)
+}
+
+/// Stays subscribed, timing every message that arrives, until `stop`.
+async fn receive(
+    client: Client,
+    times: SendTimes,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    delivered: Arc<AtomicUsize>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut session = users::connect(&client).await;
+    session.subscribe().await?;
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => break,
+            event = session.next_event() => event?,
+        };
+        if let Event::Message(message) = event
+            && let Some(ms) = times.since(&message.id)
+        {
+            latencies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(ms);
+            delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    session.close().await;
+    Ok(())
+}

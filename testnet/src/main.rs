@@ -149,6 +149,22 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// A fixed rate across two relays (senders on one, receivers on the other): latency
+    /// from queueing to the receiver's store at that load.
+    Latency {
+        /// Messages per second, over all senders.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Sender/receiver pairs sharing the rate.
+        #[arg(long, default_value_t = 8)]
+        pairs: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Messages wait at the relay for an offline user, who then connects: drain msg/s, and
     /// a check that none is lost or doubled (exit 1 if one is).
     Drain {
@@ -304,6 +320,25 @@ fn main() -> anyhow::Result<()> {
             };
             let report = in_work_dir(None, |work| async move {
                 bench::throughput::run(&work, params).await
+            })?;
+            report.print(json)
+        }
+        Command::Bench {
+            bench:
+                Bench::Latency {
+                    rate,
+                    pairs,
+                    seconds,
+                    json,
+                },
+        } => {
+            let params = bench::latency::Params {
+                rate,
+                pairs,
+                seconds,
+            };
+            let report = in_work_dir(None, |work| async move {
+                bench::latency::run(&work, params).await
             })?;
             report.print(json)
         }

@@ -2,18 +2,24 @@
 //! with real clients (their stores, Olm sessions and commits) on both ends.
 
 pub mod drain;
+pub mod latency;
 pub mod throughput;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Instant,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
-use tidings_client::Client;
+use tidings_client::{Client, Event};
 use tidings_protocol::EnvelopeId;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::scenario::users;
+use crate::{report::Percentiles, scenario::users};
 
 /// The contact name each side of a pair gives the other.
 pub const PEER: &str = "peer";
@@ -53,5 +59,93 @@ pub async fn introduce_pairs(clients: &[Client]) -> anyhow::Result<()> {
             session.close().await;
         }
     }
+    Ok(())
+}
+
+/// Receiving devices that stay subscribed and time every message against [`SendTimes`].
+pub struct Receivers {
+    /// When each message was queued (senders note it here).
+    pub times: SendTimes,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    delivered: Arc<AtomicUsize>,
+    stop: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Receivers {
+    /// Subscribes each client and starts counting.
+    pub fn start<'a>(clients: impl IntoIterator<Item = &'a Client>) -> Self {
+        let mut receivers = Self {
+            times: SendTimes::default(),
+            latencies: Arc::default(),
+            delivered: Arc::default(),
+            stop: CancellationToken::new(),
+            tasks: JoinSet::new(),
+        };
+        for client in clients {
+            receivers.tasks.spawn(receive(
+                client.clone(),
+                receivers.times.clone(),
+                receivers.latencies.clone(),
+                receivers.delivered.clone(),
+                receivers.stop.clone(),
+            ));
+        }
+        receivers
+    }
+
+    /// Waits until `count` messages arrived, or `timeout` passed.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) {
+        let give_up = Instant::now() + timeout;
+        while self.delivered.load(Ordering::Relaxed) < count && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the receivers; returns how many messages arrived and their latencies.
+    pub async fn finish(mut self) -> anyhow::Result<(usize, Percentiles)> {
+        self.stop.cancel();
+        while let Some(joined) = self.tasks.join_next().await {
+            joined??;
+        }
+        let latencies = std::mem::take(
+            &mut *self
+                .latencies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        Ok((
+            self.delivered.load(Ordering::Relaxed),
+            Percentiles::of(latencies),
+        ))
+    }
+}
+
+/// Stays subscribed, timing every message that arrives, until `stop`.
+async fn receive(
+    client: Client,
+    times: SendTimes,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    delivered: Arc<AtomicUsize>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut session = users::connect(&client).await;
+    session.subscribe().await?;
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => break,
+            event = session.next_event() => event?,
+        };
+        if let Event::Message(message) = event
+            && let Some(ms) = times.since(&message.id)
+        {
+            latencies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(ms);
+            delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    session.close().await;
     Ok(())
 }

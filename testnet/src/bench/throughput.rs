@@ -4,20 +4,15 @@
 
 use std::{
     path::Path,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering},
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::ensure;
 use serde::Serialize;
-use tidings_client::{Client, Event};
+use tidings_client::Client;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
-use super::{PEER, SendTimes, introduce_pairs};
+use super::{PEER, Receivers, SendTimes, introduce_pairs};
 use crate::{cluster::Cluster, report::Percentiles, scenario::users};
 
 /// How long the bench waits for the last messages after the senders stop.
@@ -90,20 +85,8 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<ThroughputReport
     let clients = users::register_all(&work.join("users"), params.pairs * 2, &cluster).await?;
     introduce_pairs(&clients).await?;
 
-    let times = SendTimes::default();
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let delivered = Arc::new(AtomicUsize::new(0));
-    let stop = CancellationToken::new();
-    let mut receivers = JoinSet::new();
-    for receiver in clients.iter().skip(1).step_by(2) {
-        receivers.spawn(receive(
-            receiver.clone(),
-            times.clone(),
-            latencies.clone(),
-            delivered.clone(),
-            stop.clone(),
-        ));
-    }
+    let receivers = Receivers::start(clients.iter().skip(1).step_by(2));
+    let times = receivers.times.clone();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(params.seconds);
     let mut senders = JoinSet::new();
@@ -114,18 +97,10 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<ThroughputReport
     while let Some(joined) = senders.join_next().await {
         sent += joined??;
     }
-    let give_up = Instant::now() + DRAIN_TIMEOUT;
-    while delivered.load(Ordering::Relaxed) < sent && Instant::now() < give_up {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    receivers.wait_for(sent, DRAIN_TIMEOUT).await;
     let elapsed = started.elapsed().as_secs_f64();
-    stop.cancel();
-    while let Some(joined) = receivers.join_next().await {
-        joined??;
-    }
+    let (delivered, latency_ms) = receivers.finish().await?;
     cluster.stop().await?;
-    let delivered = delivered.load(Ordering::Relaxed);
-    let latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(PoisonError::into_inner));
     Ok(ThroughputReport {
         bench: "throughput",
         pairs: params.pairs,
@@ -135,7 +110,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<ThroughputReport
         delivered,
         lost: sent.saturating_sub(delivered),
         msgs_per_s: delivered as f64 / elapsed,
-        latency_ms: Percentiles::of(latencies),
+        latency_ms,
     })
 }
 
@@ -168,33 +143,4 @@ async fn send(
     }
     session.close().await;
     Ok(sent)
-}
-
-/// Stays subscribed, timing every message that arrives, until `stop`.
-async fn receive(
-    client: Client,
-    times: SendTimes,
-    latencies: Arc<Mutex<Vec<f64>>>,
-    delivered: Arc<AtomicUsize>,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut session = users::connect(&client).await;
-    session.subscribe().await?;
-    loop {
-        let event = tokio::select! {
-            _ = stop.cancelled() => break,
-            event = session.next_event() => event?,
-        };
-        if let Event::Message(message) = event
-            && let Some(ms) = times.since(&message.id)
-        {
-            latencies
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(ms);
-            delivered.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    session.close().await;
-    Ok(())
 }

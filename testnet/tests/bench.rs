@@ -55,20 +55,15 @@ fn the_drain_bench_stores_the_whole_backlog_once() {
 
 #[test]
 fn the_latency_bench_holds_its_rate_across_two_relays() {
-    let report = bench(&[
-        "latency",
-        "--rate",
-        "200",
-        "--pairs",
-        "2",
-        "--seconds",
-        "2",
-    ]);
+    let report = bench(&["latency", "--rate", "200", "--pairs", "2", "--seconds", "2"]);
     assert_eq!(report["bench"], "latency");
     let sent = report["sent"].as_u64().unwrap();
     // 200 msg/s for 2 s, give or take the first and last tick.
     assert!((300..=420).contains(&sent), "{report}");
     assert_eq!(report["delivered"].as_u64().unwrap(), sent, "{report}");
     assert_eq!(report["lost"], 0);
-    assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
 }

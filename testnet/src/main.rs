@@ -148,6 +148,9 @@ enum Bench {
         /// Print one JSON object instead of a human report.
         #[arg(long)]
         json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// A fixed rate across two relays (senders on one, receivers on the other): latency
     /// from queueing to the receiver's store at that load.
@@ -164,6 +167,9 @@ enum Bench {
         /// Print one JSON object instead of a human report.
         #[arg(long)]
         json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// Messages wait at the relay for an offline user, who then connects: drain msg/s, and
     /// a check that none is lost or doubled (exit 1 if one is).
@@ -174,6 +180,9 @@ enum Bench {
         /// Print one JSON object instead of a human report.
         #[arg(long)]
         json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
 }
 
@@ -311,6 +320,7 @@ fn main() -> anyhow::Result<()> {
                     window,
                     seconds,
                     json,
+                    keep,
                 },
         } => {
             let params = bench::throughput::Params {
@@ -318,7 +328,7 @@ fn main() -> anyhow::Result<()> {
                 window,
                 seconds,
             };
-            let report = in_work_dir(None, |work| async move {
+            let report = in_work_dir(keep, |work| async move {
                 bench::throughput::run(&work, params).await
             })?;
             report.print(json)
@@ -330,6 +340,7 @@ fn main() -> anyhow::Result<()> {
                     pairs,
                     seconds,
                     json,
+                    keep,
                 },
         } => {
             let params = bench::latency::Params {
@@ -337,16 +348,21 @@ fn main() -> anyhow::Result<()> {
                 pairs,
                 seconds,
             };
-            let report = in_work_dir(None, |work| async move {
+            let report = in_work_dir(keep, |work| async move {
                 bench::latency::run(&work, params).await
             })?;
             report.print(json)
         }
         Command::Bench {
-            bench: Bench::Drain { messages, json },
+            bench:
+                Bench::Drain {
+                    messages,
+                    json,
+                    keep,
+                },
         } => {
             let params = bench::drain::Params { messages };
-            let report = in_work_dir(None, |work| async move {
+            let report = in_work_dir(keep, |work| async move {
                 bench::drain::run(&work, params).await
             })?;
             report.print(json)?;

@@ -15,6 +15,17 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+impl std::fmt::Display for Percentiles {
+    /// "p50 1.2 ms, p90 3.4 ms, p99 5.6 ms, max 7.8 ms".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.p50, self.p90, self.p99, self.max
+        )
+    }
+}
+
 impl Percentiles {
     /// Percentiles of `samples` (milliseconds); zeros when there are none.
     pub fn of(mut samples: Vec<f64>) -> Self {
@@ -90,10 +101,9 @@ impl Report {
             "  sent {}  accepted {}  delivered {}  lost {}  duplicates {}  out of order {}",
             self.sent, self.accepted, self.delivered, self.lost, self.duplicates, self.out_of_order
         );
-        let l = self.latency_ms;
         println!(
-            "  latency ms (send -> stored on the recipient's device): p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
-            l.p50, l.p90, l.p99, l.max
+            "  latency (send -> stored on the recipient's device): {}",
+            self.latency_ms
         );
         println!("  wall {:.1} s", self.wall_s);
         Ok(())

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tidings_client::{Client, Event};
+use tidings_client::{Client, Event, Session};
 use tidings_protocol::EnvelopeId;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,26 @@ pub async fn introduce_pairs(clients: &[Client]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Queues `texts` to the pair's peer in one local commit, notes when, and sends them;
+/// returns how many the relay accepted (anything refused or left waiting is an error).
+pub async fn send_round(
+    client: &Client,
+    session: &mut Session,
+    texts: Vec<String>,
+    times: &SendTimes,
+) -> anyhow::Result<usize> {
+    let queued = client.queue_texts(PEER, texts).await?;
+    times.queued(queued.iter().map(|record| record.id));
+    let report = session.flush().await?;
+    anyhow::ensure!(
+        report.failed.is_empty() && report.waiting.is_empty(),
+        "the relay did not take everything: {:?} {:?}",
+        report.failed,
+        report.waiting
+    );
+    Ok(report.sent.len())
 }
 
 /// Receiving devices that stay subscribed and time every message against [`SendTimes`].

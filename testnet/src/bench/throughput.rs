@@ -12,7 +12,7 @@ use serde::Serialize;
 use tidings_client::Client;
 use tokio::task::JoinSet;
 
-use super::{PEER, Receivers, SendTimes, introduce_pairs};
+use super::{Receivers, SendTimes, introduce_pairs, send_round};
 use crate::{cluster::Cluster, report::Percentiles, scenario::users};
 
 /// How long the bench waits for the last messages after the senders stop.
@@ -59,16 +59,12 @@ impl ThroughputReport {
             println!("{}", serde_json::to_string(self)?);
             return Ok(());
         }
-        let l = &self.latency_ms;
         println!(
             "throughput: {} pairs, window {}, {} s: {} sent, {} delivered, {} lost",
             self.pairs, self.window, self.seconds, self.sent, self.delivered, self.lost
         );
         println!("  {:.0} msg/s delivered", self.msgs_per_s);
-        println!(
-            "  latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            l.p50, l.p90, l.p99, l.max
-        );
+        println!("  latency {}", self.latency_ms);
         Ok(())
     }
 }
@@ -129,16 +125,7 @@ async fn send(
         let texts = (0..window)
             .map(|n| format!("round {round} message {n}"))
             .collect();
-        let queued = client.queue_texts(PEER, texts).await?;
-        times.queued(queued.iter().map(|record| record.id));
-        let report = session.flush().await?;
-        ensure!(
-            report.failed.is_empty() && report.waiting.is_empty(),
-            "the relay did not take everything: {:?} {:?}",
-            report.failed,
-            report.waiting
-        );
-        sent += report.sent.len();
+        sent += send_round(&client, &mut session, texts, &times).await?;
         round += 1;
     }
     session.close().await;

@@ -455,8 +455,11 @@ impl Session {
                 self.flush_due = true;
             }
             if self.flush_due {
-                self.flush().await?;
+                // Due again only if this call is cancelled mid-flush: an error is reported
+                // once and the events still come next call (the outbox keeps the receipts).
+                let flushed = self.flush().await;
                 self.flush_due = false;
+                flushed?;
             }
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);

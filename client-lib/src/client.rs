@@ -337,8 +337,8 @@ impl Client {
         address: Multiaddr,
     ) -> Result<Connection, ClientError> {
         let network = self.network().await?;
-        let relay = network.dial(address).await?;
-        Ok(Connection::open(network, relay).await?)
+        let relay = network.dial(address.clone()).await?;
+        Ok(Connection::open_redialling(network, relay, address).await?)
     }
 
     /// Registers this device at the relay at `address` (with an invite code if the relay asks

@@ -7,7 +7,7 @@ use futures::{
     AsyncReadExt,
     io::{ReadHalf, WriteHalf},
 };
-use libp2p::{PeerId, Stream, StreamProtocol};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use tidings_protocol::{
     ErrorAnswer, RawEnvelope,
     client::{CLIENT_PROTOCOL, ClientFrame, Delivery, RelayFrame, Request, Response},
@@ -118,8 +118,27 @@ impl Requester {
 }
 
 impl Connection {
+    /// Opens the client stream on an established connection to `relay`, dialled at
+    /// `address`: a stream the relay closes before saying anything is opened again,
+    /// redialling `address` if the connection itself went away.
+    pub async fn open_redialling(
+        network: &Network,
+        relay: PeerId,
+        address: Multiaddr,
+    ) -> Result<Connection, ConnectionError> {
+        Self::start(network, relay, Some(address)).await
+    }
+
     /// Opens the client stream on an established connection to `relay`.
     pub async fn open(network: &Network, relay: PeerId) -> Result<Connection, ConnectionError> {
+        Self::start(network, relay, None).await
+    }
+
+    async fn start(
+        network: &Network,
+        relay: PeerId,
+        address: Option<Multiaddr>,
+    ) -> Result<Connection, ConnectionError> {
         let stream = network
             .control()
             .open_stream(relay, StreamProtocol::new(CLIENT_PROTOCOL))
@@ -132,7 +151,8 @@ impl Connection {
         let (pushes_tx, pushes) = mpsc::unbounded_channel();
         let (live_tx, live) = mpsc::channel(LIVE_QUEUE);
         let link = Link {
-            control: network.control(),
+            network: network.clone(),
+            address,
             relay,
             unheard: Vec::new(),
             heard: false,
@@ -187,7 +207,9 @@ struct Pushes {
 
 /// The stream to the relay, and how to open it again while that is still safe.
 struct Link {
-    control: libp2p_stream::Control,
+    network: Network,
+    /// Where to dial the relay again if the connection itself is gone.
+    address: Option<Multiaddr>,
     relay: PeerId,
     /// Frames written before the relay said anything: the relay may have dropped the stream
     /// unread (libp2p-stream drops new streams when many arrive at once), so they are
@@ -206,16 +228,34 @@ impl Link {
         !self.heard && self.reopened < REOPEN_ATTEMPTS
     }
 
-    /// Opens a new stream and writes again what the relay never answered.
+    /// Opens a new stream (redialling if needed) and writes again what the relay never
+    /// answered; tries again while attempts are left.
     async fn reopen(&mut self) -> Result<(ReadHalf<Stream>, WriteHalf<Stream>), String> {
-        tokio::time::sleep(Duration::from_millis(50 << self.reopened)).await;
-        self.reopened += 1;
-        tracing::debug!(
-            attempt = self.reopened,
-            "the relay closed a new stream unread; reopening"
-        );
+        loop {
+            tokio::time::sleep(Duration::from_millis(50 << self.reopened)).await;
+            self.reopened += 1;
+            tracing::debug!(
+                attempt = self.reopened,
+                "the relay closed a new stream unread; reopening"
+            );
+            match self.try_reopen().await {
+                Ok(halves) => return Ok(halves),
+                Err(error) if self.reopened >= REOPEN_ATTEMPTS => return Err(error),
+                Err(error) => tracing::debug!(%error, "reopening failed"),
+            }
+        }
+    }
+
+    async fn try_reopen(&mut self) -> Result<(ReadHalf<Stream>, WriteHalf<Stream>), String> {
+        if let Some(address) = &self.address {
+            self.network
+                .dial(address.clone())
+                .await
+                .map_err(|error| error.to_string())?;
+        }
         let stream = self
-            .control
+            .network
+            .control()
             .open_stream(self.relay, StreamProtocol::new(CLIENT_PROTOCOL))
             .await
             .map_err(|error| error.to_string())?;

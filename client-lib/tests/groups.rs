@@ -92,8 +92,8 @@ async fn a_group_across_three_relays_reaches_everyone_once_with_receipt_counts()
         .send_text("hikers", "bring water")
         .await
         .unwrap();
+    assert_eq!(group_texts(&bob, 1).await, vec!["bring water".to_string()]);
     let mut bob_session = bob.connect().await;
-    bob_session.sync(Duration::from_secs(2)).await.unwrap();
     assert_eq!(bob_session.mark_read("hikers").await.unwrap(), 2);
     wait_for(&mut alice_session, |_| {
         let first = alice.client.receipt_counts(&sent.id).unwrap();

@@ -218,6 +218,25 @@ where
     on_runtime(job(work))
 }
 
+/// Runs `job` in a work dir (see [`in_work_dir`]), prints its report, and fails with the
+/// report's verdict.
+fn run_and_report<R, F>(
+    keep: Option<PathBuf>,
+    json: bool,
+    job: impl FnOnce(PathBuf) -> F,
+) -> anyhow::Result<()>
+where
+    R: report::Outcome,
+    F: std::future::Future<Output = anyhow::Result<R>>,
+{
+    let report = in_work_dir(keep, job)?;
+    report.show(json)?;
+    match report.failure() {
+        Some(why) => anyhow::bail!(why),
+        None => Ok(()),
+    }
+}
+
 /// Runs `job` on a fresh runtime, with logging.
 fn on_runtime<T>(job: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     init_logging();
@@ -248,14 +267,9 @@ fn main() -> anyhow::Result<()> {
                 messages,
                 seed,
             };
-            let report = in_work_dir(keep, |work| async move {
+            run_and_report(keep, json, |work| async move {
                 scenario::federation::run(&work, params).await
-            })?;
-            report.print_with_verdict(json)?;
-            if !report.passed() {
-                anyhow::bail!("the scenario found lost, duplicated or reordered messages");
-            }
-            Ok(())
+            })
         }
         Command::Scenario {
             scenario:
@@ -274,16 +288,9 @@ fn main() -> anyhow::Result<()> {
                 messages,
                 seed,
             };
-            let report = in_work_dir(keep, |work| async move {
+            run_and_report(keep, json, |work| async move {
                 scenario::group::run(&work, params).await
-            })?;
-            report.print(json)?;
-            if !report.passed() {
-                anyhow::bail!(
-                    "the group scenario found lost, duplicated or reordered messages, or too many batches"
-                );
-            }
-            Ok(())
+            })
         }
         Command::Scenario {
             scenario:
@@ -302,16 +309,9 @@ fn main() -> anyhow::Result<()> {
                 rounds,
                 heartbeat_timeout_secs: heartbeat_timeout,
             };
-            let report = in_work_dir(keep, |work| async move {
+            run_and_report(keep, json, |work| async move {
                 scenario::presence::run(&work, params).await
-            })?;
-            report.print(json)?;
-            if !report.passed() {
-                anyhow::bail!(
-                    "the presence scenario found a privacy violation, a stored typing notice, a missed update or a stale online"
-                );
-            }
-            Ok(())
+            })
         }
         Command::Bench {
             bench:
@@ -328,10 +328,9 @@ fn main() -> anyhow::Result<()> {
                 window,
                 seconds,
             };
-            let report = in_work_dir(keep, |work| async move {
+            run_and_report(keep, json, |work| async move {
                 bench::throughput::run(&work, params).await
-            })?;
-            report.print(json)
+            })
         }
         Command::Bench {
             bench:
@@ -348,10 +347,9 @@ fn main() -> anyhow::Result<()> {
                 pairs,
                 seconds,
             };
-            let report = in_work_dir(keep, |work| async move {
+            run_and_report(keep, json, |work| async move {
                 bench::latency::run(&work, params).await
-            })?;
-            report.print(json)
+            })
         }
         Command::Bench {
             bench:
@@ -362,14 +360,9 @@ fn main() -> anyhow::Result<()> {
                 },
         } => {
             let params = bench::drain::Params { messages };
-            let report = in_work_dir(keep, |work| async move {
+            run_and_report(keep, json, |work| async move {
                 bench::drain::run(&work, params).await
-            })?;
-            report.print(json)?;
-            if !report.passed() {
-                anyhow::bail!("the drain lost or doubled messages");
-            }
-            Ok(())
+            })
         }
         Command::Device { data_dir } => on_runtime(device::run(&data_dir)),
         Command::Demo { keep } => in_work_dir(keep, |work| async move {

@@ -2,6 +2,26 @@
 
 use serde::Serialize;
 
+/// A finished run's report: shown for people or as one JSON object, with a verdict.
+pub trait Outcome {
+    /// Prints the report (as JSON with `json`).
+    fn show(&self, json: bool) -> anyhow::Result<()>;
+    /// Why the run failed, if it did.
+    fn failure(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+impl Outcome for Report {
+    fn show(&self, json: bool) -> anyhow::Result<()> {
+        self.print_with_verdict(json)
+    }
+
+    fn failure(&self) -> Option<&'static str> {
+        (!self.passed()).then_some("the scenario found lost, duplicated or reordered messages")
+    }
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Percentiles {

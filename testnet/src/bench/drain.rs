@@ -13,7 +13,7 @@ use tidings_client::{Direction, Event};
 use tidings_protocol::EnvelopeId;
 
 use super::{PEER, introduce_pairs};
-use crate::{cluster::Cluster, scenario::users};
+use crate::{cluster::Cluster, report::Outcome, scenario::users};
 
 /// How long the device may take to drain the backlog.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -135,4 +135,14 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<DrainReport> {
         drain_s,
         msgs_per_s: seen.len() as f64 / drain_s,
     })
+}
+
+impl Outcome for DrainReport {
+    fn show(&self, json: bool) -> anyhow::Result<()> {
+        self.print(json)
+    }
+
+    fn failure(&self) -> Option<&'static str> {
+        (!self.passed()).then_some("the drain lost or doubled messages")
+    }
 }

@@ -12,7 +12,11 @@ use tidings_client::Client;
 use tokio::task::JoinSet;
 
 use super::{Receivers, SendTimes, introduce_pairs, send_round};
-use crate::{cluster::Cluster, report::Percentiles, scenario::users};
+use crate::{
+    cluster::Cluster,
+    report::{Outcome, Percentiles},
+    scenario::users,
+};
 
 /// How long the bench waits for the last messages after the senders stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,4 +146,10 @@ async fn send_paced(
     }
     session.close().await;
     Ok(sent)
+}
+
+impl Outcome for LatencyReport {
+    fn show(&self, json: bool) -> anyhow::Result<()> {
+        self.print(json)
+    }
 }

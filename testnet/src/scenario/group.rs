@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::users::{self, name};
 use crate::{
     cluster::Cluster,
-    report::{Percentiles, Report},
+    report::{Outcome, Percentiles, Report},
 };
 
 /// How long the scenario waits for the last messages to arrive.
@@ -240,4 +240,16 @@ fn count(clients: &[Client], group: GroupId) -> anyhow::Result<Tally> {
     tally.accepted = accepted.len();
     tally.expected = tally.accepted * (clients.len() - 1);
     Ok(tally)
+}
+
+impl Outcome for GroupReport {
+    fn show(&self, json: bool) -> anyhow::Result<()> {
+        self.print(json)
+    }
+
+    fn failure(&self) -> Option<&'static str> {
+        (!self.passed()).then_some(
+            "the group scenario found lost, duplicated or reordered messages, or too many batches",
+        )
+    }
 }

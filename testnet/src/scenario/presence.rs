@@ -26,7 +26,7 @@ use super::{
 use crate::{
     cluster::Cluster,
     device::{Departure, DeviceProcess, log_path},
-    report::Percentiles,
+    report::{Outcome, Percentiles},
 };
 
 /// How long past the heartbeat timeout a vanished device may still look online.
@@ -567,5 +567,15 @@ fn still_online(log: &SharedLog, pairs: &[(usize, usize)]) -> usize {
 async fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) {
     while !done() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Outcome for PresenceReport {
+    fn show(&self, json: bool) -> anyhow::Result<()> {
+        self.print(json)
+    }
+
+    fn failure(&self) -> Option<&'static str> {
+        (!self.passed()).then_some("the presence scenario found a privacy violation, a stored typing notice, a missed update or a stale online")
     }
 }

@@ -19,6 +19,8 @@
 mod client;
 pub mod connection;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod home;
 pub mod net;

@@ -192,7 +192,9 @@ impl Session {
         if report.waiting.is_empty() {
             self.retry_at = None;
             self.retry_pause = RETRY_FIRST;
-        } else {
+        } else if self.retry_at.is_none_or(|at| Instant::now() >= at) {
+            // Back off per failed retry, not per flush: sending several messages in a row
+            // must not push the next retry minutes away.
             self.retry_at = Some(Instant::now() + self.retry_pause);
             self.retry_pause = (self.retry_pause * 2).min(RETRY_MAX);
         }

@@ -294,13 +294,15 @@ async fn a_member_whose_relay_is_down_gets_the_key_once_it_is_back() {
     bob.sync(Duration::from_secs(5)).await;
 
     // Bob's relay is down when Alice first sends: his keys cannot be claimed, so the key
-    // share waits in her outbox while the message itself goes out.
+    // share waits in her outbox while the messages themselves go out.
     net.stop(1).await;
-    let sent = alice_session
-        .send_text("pair", "while you were away")
-        .await
-        .unwrap();
-    assert_eq!(sent.status, MessageStatus::Sent);
+    let texts: Vec<String> = (1..=6)
+        .map(|n| format!("while you were away {n}"))
+        .collect();
+    for text in &texts {
+        let sent = alice_session.send_text("pair", text).await.unwrap();
+        assert_eq!(sent.status, MessageStatus::Sent);
+    }
     let pending = alice.client.store().pending(16).unwrap();
     assert!(
         pending
@@ -313,8 +315,10 @@ async fn a_member_whose_relay_is_down_gets_the_key_once_it_is_back() {
     alice_session.subscribe().await.unwrap();
     let listening = tokio::spawn(async move { while alice_session.next_event().await.is_ok() {} });
     net.restart(1).await;
-    let got = group_texts(&bob, 1).await;
-    assert_eq!(got, vec!["while you were away".to_string()]);
+    // They reach Bob before their key and wait; once it comes they are shown in the order
+    // Alice wrote them.
+    let got = group_texts(&bob, texts.len()).await;
+    assert_eq!(got, texts);
     listening.abort();
     net.shutdown().await;
 }

@@ -72,6 +72,10 @@ impl ClientFrame {
                 }),
                 _ => Ok(()),
             },
+            ClientFrame::Request {
+                body: Request::PublishHome(record),
+                ..
+            } => record.check_len(),
             _ => Ok(()),
         }
     }

@@ -98,7 +98,7 @@ pub enum EnvelopeError {
     /// The bytes do not decode as an envelope.
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    /// The sender's device id is not a valid ed25519 key.
+    /// The sender's device id is not a valid ed25519 key, or is a weak (small-order) one.
     #[error("sender device key is invalid")]
     BadSenderKey,
     /// The signature does not match the sender device's key.
@@ -200,9 +200,15 @@ impl RawEnvelope {
 }
 
 fn sender_key(device: &DeviceId) -> Result<VerifyingKey, EnvelopeError> {
-    device
+    let key = device
         .verifying_key()
-        .map_err(|_| EnvelopeError::BadSenderKey)
+        .map_err(|_| EnvelopeError::BadSenderKey)?;
+    // A small-order key satisfies the batch equation for every message with a trivial
+    // signature; `verify_strict` refuses it, `ed25519_dalek::verify_batch` does not.
+    if key.is_weak() {
+        return Err(EnvelopeError::BadSenderKey);
+    }
+    Ok(key)
 }
 
 /// Verifies many envelopes' signatures at once, each against the device named inside it.
@@ -302,6 +308,28 @@ mod tests {
         assert_eq!(results.len(), 4);
         assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok());
         assert_eq!(results[2], Err(EnvelopeError::BadSignature));
+    }
+
+    #[test]
+    fn a_weak_sender_key_is_refused_in_a_batch_too() {
+        // Caught by the `envelope` fuzz check, batch against single verification (seed
+        // `fuzz/seeds/envelope/weak-key-forgery`): the identity point as device key, and
+        // (identity point, 0) as signature.
+        let (_, address) = device();
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut forged = envelope(address, b"forged");
+        forged.sender.device = DeviceId::from_bytes(identity);
+        let mut bytes = ENVELOPE_MAGIC.to_vec();
+        codec::encode_into(&forged, &mut bytes);
+        bytes.extend_from_slice(&identity);
+        bytes.extend_from_slice(&[0; 32]);
+        let raw = RawEnvelope::from_bytes(bytes);
+        assert_eq!(raw.open(), Err(EnvelopeError::BadSenderKey));
+        assert_eq!(
+            verify_batch(&[(&raw, &forged)]),
+            vec![Err(EnvelopeError::BadSenderKey)]
+        );
     }
 
     #[test]

@@ -76,13 +76,22 @@ impl FederationFrame {
     /// Decodes a frame from another relay, checking the bounds no single list captures.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let frame: Self = codec::decode(bytes, MAX_FRAME_BYTES)?;
-        if let FederationFrame::Request {
-            body: FederationRequest::Forward { items },
-            ..
-        } = &frame
-        {
-            let recipients: usize = items.iter().map(|item| item.recipients.len()).sum();
-            codec::check_count("forward recipients", recipients, MAX_FORWARD_RECIPIENTS)?;
+        match &frame {
+            FederationFrame::Request {
+                body: FederationRequest::Forward { items },
+                ..
+            } => {
+                let recipients: usize = items.iter().map(|item| item.recipients.len()).sum();
+                codec::check_count("forward recipients", recipients, MAX_FORWARD_RECIPIENTS)?;
+            }
+            FederationFrame::Request {
+                body: FederationRequest::Handoff { home, previous, .. },
+                ..
+            } => {
+                home.check_len()?;
+                previous.check_len()?;
+            }
+            _ => {}
         }
         Ok(frame)
     }

@@ -48,8 +48,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         *buf = Vec::new();
     }
     buf.clear();
-    buf.resize(len, 0);
-    reader.read_exact(buf).await?;
+    // The buffer grows with the bytes that arrive, not with the length announced: a peer that
+    // announces a large frame and sends nothing more must not make us hold that much.
+    buf.reserve(len.min(KEEP_BUFFER_BYTES));
+    let read = (&mut *reader).take(len as u64).read_to_end(buf).await?;
+    if read < len {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(true)
 }
 

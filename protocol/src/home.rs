@@ -147,6 +147,20 @@ impl HomeRecord {
         codec::encode(self)
     }
 
+    /// Fails with [`DecodeError::TooLarge`] when the record encodes to more than
+    /// [`MAX_HOME_RECORD_BYTES`]. A record inside a frame is otherwise bounded only by the
+    /// frame, yet relays store it in their user records and put it in the DHT.
+    pub fn check_len(&self) -> Result<(), DecodeError> {
+        let len = self.encode().len();
+        if len > MAX_HOME_RECORD_BYTES {
+            return Err(DecodeError::TooLarge {
+                len,
+                max: MAX_HOME_RECORD_BYTES,
+            });
+        }
+        Ok(())
+    }
+
     /// Decodes a DHT value found under `key` and verifies it (signature, expiry, key).
     pub fn decode_verified(key: &[u8], value: &[u8], now_ms: u64) -> Result<Self, HomeError> {
         let record: HomeRecord = codec::decode(value, MAX_HOME_RECORD_BYTES)?;

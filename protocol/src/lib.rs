@@ -34,6 +34,8 @@ pub mod envelope;
 pub mod errors;
 pub mod federation;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod home;
 pub mod ids;

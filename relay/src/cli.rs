@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::{RegistrationPolicy, RelayConfig, RelayOptions, invites::Invites};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use libp2p::PeerId;
 
 /// A Tidings relay: stores and forwards end-to-end encrypted envelopes for its users.
 ///
@@ -65,6 +66,10 @@ enum Command {
         /// once listening, for scripts.
         #[arg(long)]
         print_addr: bool,
+        /// Test harness only: read `block <peer id>` / `unblock <peer id>` lines on stdin and
+        /// cut or restore links to those relays (used by `tidings-testnet scenario chaos`).
+        #[arg(long, hide = true)]
+        faults_from_stdin: bool,
     },
     /// Manage invite codes (for `registration.policy = "invite"`); works while the relay runs.
     Invite {
@@ -164,24 +169,42 @@ where
             registration,
             metrics_listen,
             print_addr,
+            faults_from_stdin,
         } => run(
             dir.data_dir,
-            listen,
-            registration,
-            metrics_listen,
-            print_addr,
+            RunOverrides {
+                listen,
+                registration,
+                metrics_listen,
+            },
+            Outputs {
+                print_addr,
+                faults_from_stdin,
+            },
         ),
         Command::Invite { command } => invite(command),
     }
 }
 
-fn run(
-    data_dir: PathBuf,
+/// Command-line settings that replace the config file's.
+struct RunOverrides {
     listen: Vec<String>,
     registration: Option<RegistrationPolicy>,
     metrics_listen: Option<String>,
+}
+
+/// How `run` talks to a script or test harness that started it.
+struct Outputs {
     print_addr: bool,
-) -> anyhow::Result<()> {
+    faults_from_stdin: bool,
+}
+
+fn run(data_dir: PathBuf, overrides: RunOverrides, outputs: Outputs) -> anyhow::Result<()> {
+    let RunOverrides {
+        listen,
+        registration,
+        metrics_listen,
+    } = overrides;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(limit, "open-files limit raised"),
         Err(error) => tracing::warn!(%error, "could not raise the open-files limit"),
@@ -202,7 +225,7 @@ fn run(
         config.metrics_listen = metrics_listen;
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let relay = crate::start(RelayOptions {
             data_dir,
             config,
@@ -212,7 +235,10 @@ fn run(
         for address in relay.dial_addrs() {
             tracing::info!(%address, "dial address");
         }
-        if print_addr {
+        if outputs.faults_from_stdin {
+            tokio::spawn(read_faults(relay.network()));
+        }
+        if outputs.print_addr {
             match relay.tcp_dial_addr() {
                 Some(address) => println!("{address}"),
                 None => println!("{}", relay.peer_id()),
@@ -225,7 +251,32 @@ fn run(
         tracing::info!("stopping: finishing requests already taken");
         relay.shutdown().await;
         anyhow::Ok(())
-    })
+    });
+    // Everything accepted is committed by now; only a blocked stdin read (the fault reader)
+    // may still hold a runtime thread, and it must not keep the process alive.
+    runtime.shutdown_background();
+    served
+}
+
+/// Applies `block <peer id>` / `unblock <peer id>` lines from stdin until it closes.
+async fn read_faults(network: crate::network::NetworkHandle) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let (verb, peer) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+        let blocked = match verb {
+            "block" => true,
+            "unblock" => false,
+            _ => {
+                tracing::warn!(%line, "unknown fault command");
+                continue;
+            }
+        };
+        match peer.trim().parse::<PeerId>() {
+            Ok(peer) => network.set_blocked(peer, blocked).await,
+            Err(error) => tracing::warn!(%line, %error, "fault command without a peer id"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
+use tidings_protocol::limits::MAX_GROUP_MEMBERS;
 
 /// File name of the configuration inside the data dir.
 pub const CONFIG_FILE: &str = "relay.toml";
@@ -83,6 +84,17 @@ pub struct LimitsConfig {
     pub outbox_max_envelopes: u64,
     /// How long envelope ids are remembered to drop duplicates, in hours.
     pub dedupe_window_hours: u64,
+    /// Envelopes one local user may send per second, sustained (a group envelope is one);
+    /// more are refused with `rate_limited` and retried by the client.
+    pub user_envelopes_per_sec: u64,
+    /// Envelopes one local user may send at once before the per-second rate applies.
+    pub user_envelopes_burst: u64,
+    /// Envelopes another relay may hand over per second, sustained, counted once per
+    /// recipient here; more are refused with `rate_limited` and stay in its outbox.
+    pub relay_envelopes_per_sec: u64,
+    /// Envelopes (per recipient) another relay may hand over at once; at least the largest
+    /// group, so one group envelope always fits.
+    pub relay_envelopes_burst: u64,
 }
 
 impl Default for LimitsConfig {
@@ -92,7 +104,48 @@ impl Default for LimitsConfig {
             mailbox_max_envelopes: 100_000,
             outbox_max_envelopes: 1_000_000,
             dedupe_window_hours: 7 * 24,
+            user_envelopes_per_sec: 100,
+            user_envelopes_burst: 1_000,
+            relay_envelopes_per_sec: 10_000,
+            relay_envelopes_burst: 100_000,
         }
+    }
+}
+
+impl LimitsConfig {
+    /// Checks that every rate limit can let something through.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let at_least = |key: &'static str, value: u64, min: u64, reason: &'static str| {
+            if value < min {
+                Err(ConfigError::OutOfRange { key, value, reason })
+            } else {
+                Ok(())
+            }
+        };
+        at_least(
+            "limits.user_envelopes_per_sec",
+            self.user_envelopes_per_sec,
+            1,
+            "must be at least 1",
+        )?;
+        at_least(
+            "limits.user_envelopes_burst",
+            self.user_envelopes_burst,
+            1,
+            "must be at least 1",
+        )?;
+        at_least(
+            "limits.relay_envelopes_per_sec",
+            self.relay_envelopes_per_sec,
+            1,
+            "must be at least 1",
+        )?;
+        at_least(
+            "limits.relay_envelopes_burst",
+            self.relay_envelopes_burst,
+            MAX_GROUP_MEMBERS as u64,
+            "must be at least 1024 (the largest group), so one group envelope always fits",
+        )
     }
 }
 
@@ -223,6 +276,7 @@ impl RelayConfig {
         self.bootstrap_addrs()?;
         parse_addrs(&self.announce)?;
         self.metrics_addr()?;
+        self.limits.validate()?;
         if self.presence.heartbeat_timeout_secs == 0 {
             return Err(ConfigError::OutOfRange {
                 key: "presence.heartbeat_timeout_secs",
@@ -268,7 +322,7 @@ impl RelayConfig {
 # Every key is optional: a missing key takes the default shown in the comment above it.
 
 # A human name for this relay, shown in logs. Default: "tidings-relay".
-name = {name:?}
+name = {name}
 
 # Where to listen, as libp2p multiaddrs. TCP carries Noise + Yamux; "udp/.../quic-v1" is QUIC.
 # Port 0 picks a free port. `tidings-relay run --listen ADDR` overrides this list.
@@ -304,6 +358,19 @@ outbox_max_envelopes = {outbox}
 # How long envelope ids are remembered so retries are not stored twice, in hours.
 # Default: 168 (7 days).
 dedupe_window_hours = {dedupe}
+# Rate limits (token buckets). A sender over its limit gets `rate_limited` for the envelopes
+# beyond it (never a silent drop): clients keep those messages and retry them later, other
+# relays keep them in their outbox. What passes keeps the sender's order.
+# Envelopes one user of this relay may send per second, sustained (a group message counts
+# once: this relay fans it out). Default: 100.
+user_envelopes_per_sec = {user_rate}
+# ... and at once, e.g. after being offline with messages queued. Default: 1000.
+user_envelopes_burst = {user_burst}
+# Envelopes another relay may hand over per second, counted once per recipient here.
+# Default: 10000.
+relay_envelopes_per_sec = {relay_rate}
+# ... and at once; at least 1024 (the largest group). Default: 100000.
+relay_envelopes_burst = {relay_burst}
 
 [federation]
 # How long an envelope for a user on another relay is retried before its sender is told it
@@ -320,16 +387,20 @@ watch_ttl_secs = {watch_ttl}
 "#,
             heartbeat = self.presence.heartbeat_timeout_secs,
             watch_ttl = self.presence.watch_ttl_secs,
-            name = self.name,
+            name = toml_string(&self.name),
             max_sessions = self.limits.max_sessions,
             mailbox = self.limits.mailbox_max_envelopes,
             outbox = self.limits.outbox_max_envelopes,
             metrics = match &self.metrics_listen {
-                Some(address) => format!("metrics_listen = {address:?}"),
+                Some(address) => format!("metrics_listen = {}", toml_string(address)),
                 None => "# metrics_listen = \"127.0.0.1:9717\"".to_string(),
             },
             undeliverable = self.federation.undeliverable_after_secs,
             dedupe = self.limits.dedupe_window_hours,
+            user_rate = self.limits.user_envelopes_per_sec,
+            user_burst = self.limits.user_envelopes_burst,
+            relay_rate = self.limits.relay_envelopes_per_sec,
+            relay_burst = self.limits.relay_envelopes_burst,
         )
     }
 }
@@ -348,10 +419,16 @@ fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
         .collect()
 }
 
+/// `text` as a TOML string. Rust's `{:?}` is no TOML: it writes `\u{feff}` or `\0`, which
+/// made `init` write a file `run` cannot read (found by the `relay_config` fuzz check).
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
 fn toml_list(items: &[String]) -> String {
     items
         .iter()
-        .map(|item| format!("{item:?}"))
+        .map(|item| toml_string(item))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -408,6 +485,26 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("watch_ttl_secs"), "{error}");
         config.presence.watch_ttl_secs = 3;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn rate_limits_are_written_read_back_and_checked() {
+        let mut config = RelayConfig::default();
+        config.limits.user_envelopes_per_sec = 7;
+        config.limits.relay_envelopes_burst = 5000;
+        assert_eq!(
+            RelayConfig::parse(&config.to_commented_toml()),
+            Ok(config.clone())
+        );
+        config.limits.user_envelopes_per_sec = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("limits.user_envelopes_per_sec"), "{error}");
+        config.limits.user_envelopes_per_sec = 1;
+        config.limits.relay_envelopes_burst = 1023;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("limits.relay_envelopes_burst"), "{error}");
+        config.limits.relay_envelopes_burst = 1024;
         assert!(config.validate().is_ok());
     }
 }

@@ -1,4 +1,7 @@
-//! Taking envelopes in, from a device or another relay: check, verify, store, answer each.
+//! Taking envelopes in, from a device or another relay: rate-limit, check, verify, store,
+//! answer each.
+
+mod rate;
 
 use bytes::Bytes;
 use tidings_protocol::{
@@ -11,8 +14,15 @@ use crate::store::{
     GroupEnvelope, GroupOutcome, NewEnvelope, Origin, Store, StoreError, StoreOutcome,
 };
 
+pub(crate) use rate::RateLimits;
+
 pub(crate) fn reject(code: ErrorCode, detail: impl Into<String>) -> SendOutcome {
     SendOutcome::Rejected(ErrorAnswer::new(code, detail))
+}
+
+/// Answer for an envelope beyond its sender's rate limit: transient, nothing was stored.
+pub(crate) fn rate_limited(detail: &str) -> SendOutcome {
+    reject(ErrorCode::RateLimited, detail)
 }
 
 /// Answer for a storage failure: transient, nothing was stored.

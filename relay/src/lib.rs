@@ -26,6 +26,8 @@
 pub mod cli;
 pub mod config;
 pub(crate) mod federation;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod ingest;
 pub mod invites;
 pub mod mailbox;
@@ -39,5 +41,5 @@ pub(crate) mod shared;
 pub mod store;
 
 pub use config::{RegistrationPolicy, RelayConfig};
-pub use network::DhtStats;
+pub use network::{DhtStats, LookupStats};
 pub use server::{RelayError, RelayOptions, RunningRelay, STORE_FILE, init, start};

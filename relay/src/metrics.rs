@@ -1,18 +1,39 @@
 //! Prometheus metrics of the relay, and the loopback HTTP endpoint serving them and
 //! `/healthz`.
+//!
+//! Every series lives here as a typed method; the rest of the relay calls one method per
+//! event. The store writer has its own handle ([`StoreMetrics`]), created with the writer and
+//! registered here. libp2p's own metrics (`libp2p_*`) share the registry.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
+use libp2p::metrics::Recorder;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue, text::encode},
-    metrics::{counter::Counter, family::Family},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, text::encode},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
     registry::Registry,
 };
-use tidings_protocol::Kind;
+use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
 use tokio_util::sync::CancellationToken;
+
+use crate::network::DhtStats;
 
 /// What kind of envelopes a forward batch carried.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -28,7 +49,7 @@ struct BatchLabels {
     kind: BatchKind,
 }
 
-/// Who handed the relay an envelope it stored.
+/// Who handed the relay an envelope (stored or refused).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum StoredFrom {
     /// One of its own users' devices.
@@ -67,37 +88,265 @@ struct StoredLabels {
     from: StoredFrom,
 }
 
-/// The relay's counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FromLabels {
+    from: StoredFrom,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectedLabels {
+    /// The error code's wire name.
+    reason: &'static str,
+    from: StoredFrom,
+}
+
+/// How far an envelope got towards a device.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum DeliveryStage {
+    /// Written to a subscribed device's stream.
+    Pushed,
+    /// Acknowledged by the device (and so deleted from its mailbox).
+    Acked,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveredLabels {
+    stage: DeliveryStage,
+}
+
+/// The store writer's series: commit latency and failures, outbox and mailbox depth, and the
+/// envelopes other relays took off the outbox. Cheap to clone (the series are shared).
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    commit_seconds: Histogram,
+    commit_failures: Counter,
+    outbox_envelopes: Gauge,
+    mailbox_envelopes: Gauge,
+    forwarded: Counter,
+    writer_running: Arc<AtomicBool>,
+    last_commit_failed: Arc<AtomicBool>,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self {
+            // 50 µs to ~3.3 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
+            commit_failures: Counter::default(),
+            outbox_envelopes: Gauge::default(),
+            mailbox_envelopes: Gauge::default(),
+            forwarded: Counter::default(),
+            writer_running: Arc::new(AtomicBool::new(false)),
+            last_commit_failed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Marks the store writer as running until dropped (also when its thread unwinds).
+#[derive(Debug)]
+pub struct WriterRunning(Arc<AtomicBool>);
+
+impl Drop for WriterRunning {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+impl StoreMetrics {
+    /// Called by the writer thread as it starts; the guard marks it stopped when dropped.
+    pub fn writer_started(&self) -> WriterRunning {
+        self.writer_running.store(true, Ordering::Relaxed);
+        WriterRunning(self.writer_running.clone())
+    }
+
+    /// Records one commit: how long it took and whether it reached the disk.
+    pub fn commit(&self, took: Duration, committed: bool) {
+        if committed {
+            self.commit_seconds.observe(took.as_secs_f64());
+        } else {
+            self.commit_failures.inc();
+        }
+        self.last_commit_failed.store(!committed, Ordering::Relaxed);
+    }
+
+    /// Sets the outbox depth (entries waiting for other relays).
+    pub fn set_outbox(&self, entries: u64) {
+        self.outbox_envelopes.set(saturating_i64(entries));
+    }
+
+    /// Sets the number of entries waiting in all mailboxes.
+    pub fn set_mailboxes(&self, entries: u64) {
+        self.mailbox_envelopes.set(saturating_i64(entries));
+    }
+
+    /// Counts outbox entries another relay has durably taken.
+    pub fn forwarded(&self, entries: usize) {
+        self.forwarded.inc_by(entries as u64);
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Decrements a gauge when dropped: one live connection, session or stream.
+#[derive(Debug)]
+pub struct Live(Gauge);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Home records checked on their way into or out of the DHT, read from [`DhtStats`] at
+/// each scrape.
+#[derive(Debug, Default)]
+struct HomeRecords(Arc<OnceLock<Arc<DhtStats>>>);
+
+impl Collector for HomeRecords {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = self.0.get() else {
+            return Ok(());
+        };
+        let mut metric = encoder.encode_descriptor(
+            "home_records",
+            "Home records from the DHT: stored after validation, or refused (forged, stale, \
+             expired, for another user)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (verdict, count) in [("stored", stats.stored()), ("rejected", stats.rejected())] {
+            let labels = [("verdict", verdict)];
+            ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The relay's metrics.
 pub struct Metrics {
     registry: Registry,
+    libp2p: libp2p::metrics::Metrics,
     forward_batches: Family<BatchLabels, Counter>,
     envelopes_stored: Family<StoredLabels, Counter>,
+    envelopes_rejected: Family<RejectedLabels, Counter>,
+    envelopes_duplicate: Family<FromLabels, Counter>,
+    envelopes_delivered: Family<DeliveredLabels, Counter>,
+    connections: Gauge,
+    sessions: Gauge,
+    federation_streams: Gauge,
+    store: StoreMetrics,
+    network_running: AtomicBool,
+    dht: Arc<OnceLock<Arc<DhtStats>>>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("tidings");
+        Self::new(StoreMetrics::default())
+    }
+}
+
+impl Metrics {
+    /// Metrics of a relay whose store writer reports through `store`.
+    pub fn new(store: StoreMetrics) -> Self {
+        let mut registry = Registry::default();
+        let libp2p = libp2p::metrics::Metrics::new(&mut registry);
+        let tidings = registry.sub_registry_with_prefix("tidings");
         let forward_batches = Family::<BatchLabels, Counter>::default();
-        registry.register(
+        tidings.register(
             "forward_batches",
             "Batches of envelopes forwarded to other relays",
             forward_batches.clone(),
         );
         let envelopes_stored = Family::<StoredLabels, Counter>::default();
-        registry.register(
+        tidings.register(
             "envelopes_stored",
             "Envelopes durably accepted, by kind and by who handed them over",
             envelopes_stored.clone(),
         );
+        let envelopes_rejected = Family::<RejectedLabels, Counter>::default();
+        tidings.register(
+            "envelopes_rejected",
+            "Envelopes refused, by error code and by who handed them over (one per recipient \
+             for envelopes from other relays)",
+            envelopes_rejected.clone(),
+        );
+        let envelopes_duplicate = Family::<FromLabels, Counter>::default();
+        tidings.register(
+            "envelopes_duplicate",
+            "Envelopes handed over again (replayed ids), answered Duplicate and not stored again",
+            envelopes_duplicate.clone(),
+        );
+        tidings.register(
+            "envelopes_forwarded",
+            "Outbox entries (one per envelope and recipient) another relay durably took",
+            store.forwarded.clone(),
+        );
+        let envelopes_delivered = Family::<DeliveredLabels, Counter>::default();
+        tidings.register(
+            "envelopes_delivered",
+            "Mailbox entries pushed to devices, and acknowledged by them",
+            envelopes_delivered.clone(),
+        );
+        tidings.register(
+            "outbox_envelopes",
+            "Envelopes waiting in the outbox for other relays (one per recipient)",
+            store.outbox_envelopes.clone(),
+        );
+        tidings.register(
+            "mailbox_envelopes",
+            "Entries waiting in all mailboxes for their devices",
+            store.mailbox_envelopes.clone(),
+        );
+        tidings.register(
+            "store_commit_seconds",
+            "Time of each durable store commit (one commit holds many operations)",
+            store.commit_seconds.clone(),
+        );
+        tidings.register(
+            "store_commit_failures",
+            "Store commits that failed (every operation in them was answered with an error)",
+            store.commit_failures.clone(),
+        );
+        let connections = Gauge::default();
+        tidings.register(
+            "connections",
+            "Established libp2p connections (devices and relays)",
+            connections.clone(),
+        );
+        let sessions = Gauge::default();
+        tidings.register(
+            "sessions",
+            "Device streams being served (client protocol)",
+            sessions.clone(),
+        );
+        let federation_streams = Gauge::default();
+        tidings.register(
+            "federation_streams",
+            "Streams from other relays being served (federation protocol)",
+            federation_streams.clone(),
+        );
+        let home_records = HomeRecords::default();
+        let dht = home_records.0.clone();
+        tidings.register_collector(Box::new(home_records));
         Self {
             registry,
+            libp2p,
             forward_batches,
             envelopes_stored,
+            envelopes_rejected,
+            envelopes_duplicate,
+            envelopes_delivered,
+            connections,
+            sessions,
+            federation_streams,
+            store,
+            network_running: AtomicBool::new(false),
+            dht,
         }
     }
-}
 
-impl Metrics {
     /// Counts one forward batch.
     pub fn forward_batch(&self, group: bool) {
         let kind = if group {
@@ -138,6 +387,128 @@ impl Metrics {
                 self.envelopes_stored.get_or_create(&labels).get()
             })
             .sum()
+    }
+
+    /// Counts the refusals and the duplicates among the answers to one request.
+    pub(crate) fn envelopes_answered(&self, outcomes: &[SendOutcome], from: StoredFrom) {
+        for outcome in outcomes {
+            match outcome {
+                SendOutcome::Rejected(answer) => {
+                    let labels = RejectedLabels {
+                        reason: answer.code.as_str(),
+                        from,
+                    };
+                    self.envelopes_rejected.get_or_create(&labels).inc();
+                }
+                SendOutcome::Duplicate => {
+                    self.envelopes_duplicate
+                        .get_or_create(&FromLabels { from })
+                        .inc();
+                }
+                SendOutcome::Accepted => {}
+            }
+        }
+    }
+
+    /// Envelopes answered Duplicate so far, from devices and relays together.
+    pub fn envelopes_duplicate(&self) -> u64 {
+        [StoredFrom::Client, StoredFrom::Federation]
+            .into_iter()
+            .map(|from| {
+                self.envelopes_duplicate
+                    .get_or_create(&FromLabels { from })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Envelopes refused with `code` so far, from devices and relays together.
+    pub fn envelopes_rejected(&self, code: ErrorCode) -> u64 {
+        [StoredFrom::Client, StoredFrom::Federation]
+            .into_iter()
+            .map(|from| {
+                let labels = RejectedLabels {
+                    reason: code.as_str(),
+                    from,
+                };
+                self.envelopes_rejected.get_or_create(&labels).get()
+            })
+            .sum()
+    }
+
+    /// Counts mailbox entries pushed to a device, or acknowledged by it.
+    pub(crate) fn envelopes_delivered(&self, stage: DeliveryStage, entries: usize) {
+        self.envelopes_delivered
+            .get_or_create(&DeliveredLabels { stage })
+            .inc_by(entries as u64);
+    }
+
+    /// Mailbox entries that reached `stage` so far.
+    pub fn delivered(&self, stage: DeliveryStage) -> u64 {
+        self.envelopes_delivered
+            .get_or_create(&DeliveredLabels { stage })
+            .get()
+    }
+
+    /// Counts a device session until the guard is dropped.
+    pub(crate) fn session_opened(&self) -> Live {
+        self.sessions.inc();
+        Live(self.sessions.clone())
+    }
+
+    /// Device sessions being served now.
+    pub fn sessions(&self) -> i64 {
+        self.sessions.get()
+    }
+
+    /// Counts a federation stream until the guard is dropped.
+    pub(crate) fn federation_stream_opened(&self) -> Live {
+        self.federation_streams.inc();
+        Live(self.federation_streams.clone())
+    }
+
+    /// Records what the network event loop saw: libp2p's own metrics, and connections.
+    pub(crate) fn swarm_event<E>(&self, event: &libp2p::swarm::SwarmEvent<E>) {
+        self.libp2p.record(event);
+        match event {
+            libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } => {
+                self.connections.inc();
+            }
+            libp2p::swarm::SwarmEvent::ConnectionClosed { .. } => {
+                self.connections.dec();
+            }
+            _ => {}
+        }
+    }
+
+    /// Records a protocol event (Kademlia, identify, ping) in libp2p's metrics.
+    pub(crate) fn libp2p_event<E>(&self, event: &E)
+    where
+        libp2p::metrics::Metrics: Recorder<E>,
+    {
+        self.libp2p.record(event);
+    }
+
+    /// Called by the network event loop as it starts and stops (for `/healthz`), with the
+    /// DHT counters it keeps.
+    pub(crate) fn network_running(&self, running: bool, dht: &Arc<DhtStats>) {
+        let _ = self.dht.set(dht.clone());
+        self.network_running.store(running, Ordering::Relaxed);
+    }
+
+    /// Whether the relay is serving: its store writer and network loop run and the last
+    /// commit reached the disk. The error says what is wrong.
+    pub fn health(&self) -> Result<(), &'static str> {
+        if !self.store.writer_running.load(Ordering::Relaxed) {
+            return Err("the store writer is not running");
+        }
+        if self.store.last_commit_failed.load(Ordering::Relaxed) {
+            return Err("the last store commit failed");
+        }
+        if !self.network_running.load(Ordering::Relaxed) {
+            return Err("the network event loop is not running");
+        }
+        Ok(())
     }
 
     /// The metrics in Prometheus text format.
@@ -194,7 +565,14 @@ fn respond(metrics: &Metrics, request: &Request<hyper::body::Incoming>) -> Respo
             metrics.render(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
-        "/healthz" => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
+        "/healthz" => match metrics.health() {
+            Ok(()) => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
+            Err(reason) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("unhealthy: {reason}\n"),
+                "text/plain",
+            ),
+        },
         _ => (
             StatusCode::NOT_FOUND,
             "not found\n".to_string(),

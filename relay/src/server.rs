@@ -142,11 +142,8 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let store_path = data_dir.join(STORE_FILE);
     let (store, writer) = match options.fault {
         Some(switch) => {
-            let backend =
-                FaultyBackend::open(&store_path, switch).map_err(|source| RelayError::Io {
-                    path: store_path.display().to_string(),
-                    source,
-                })?;
+            let path = store_path.clone();
+            let backend = move || FaultyBackend::open(&path, switch.clone());
             Store::open_with_backend(backend, store_config, hub.clone())?
         }
         None => Store::open(&store_path, store_config, hub.clone())?,
@@ -158,11 +155,16 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let network_stop = CancellationToken::new();
     let sessions = TaskTracker::new();
     let background = TaskTracker::new();
-    background.spawn(event_loop.run(network_stop.clone()));
+    let metrics = Arc::new(crate::metrics::Metrics::new(writer.metrics()));
+    background.spawn(
+        event_loop
+            .with_metrics(metrics.clone())
+            .run(network_stop.clone()),
+    );
 
-    let metrics = Arc::new(crate::metrics::Metrics::default());
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
+        rates: crate::ingest::RateLimits::new(&config.limits),
         directory: Directory::new(store.clone(), network.clone()),
         links: Links::new(control.clone(), network.clone()),
         store,
@@ -333,6 +335,19 @@ impl RunningRelay {
         user: tidings_protocol::UserId,
     ) -> Option<tidings_protocol::HomeRecord> {
         self.network.get_home(user).await
+    }
+
+    /// A handle on the relay's network event loop.
+    pub fn network(&self) -> NetworkHandle {
+        self.network.clone()
+    }
+
+    /// As [`RunningRelay::lookup_home`], with what the DHT query cost (for benchmarks).
+    pub async fn lookup_home_with_stats(
+        &self,
+        user: tidings_protocol::UserId,
+    ) -> (Option<tidings_protocol::HomeRecord>, network::LookupStats) {
+        self.network.get_home_with_stats(user).await
     }
 
     /// The relay's metrics.

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<Metrics>,
+    /// Per-user and per-relay rate limits on envelopes.
+    pub rates: crate::ingest::RateLimits,
     /// Who is online here and who watches whom.
     pub presence: PresenceBook,
 }

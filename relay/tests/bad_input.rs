@@ -244,3 +244,281 @@ async fn invite_policy_asks_for_a_valid_unused_code() {
     let answer = second.request(register(&second, Some(code))).await;
     assert_eq!(answer.unwrap_err().code, ErrorCode::InvalidInvite);
 }
+
+#[tokio::test]
+async fn a_user_over_the_rate_limit_is_told_so_and_loses_nothing() {
+    let relay = common::start_tweaked(
+        |config| {
+            config.limits.user_envelopes_per_sec = 5;
+            config.limits.user_envelopes_burst = 10;
+        },
+        None,
+    )
+    .await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut carol = RawDevice::connect(&address).await;
+    carol.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+
+    let sent: Vec<RawEnvelope> = (0..25)
+        .map(|n| {
+            alice
+                .envelope_to(bob.address(), format!("{n}").as_bytes())
+                .sign(&alice.device)
+        })
+        .collect();
+    let answers = outcomes(alice.send(sent.clone()).await);
+    let accepted = answers
+        .iter()
+        .take_while(|outcome| **outcome == SendOutcome::Accepted)
+        .count();
+    assert_eq!(accepted, 10, "the burst passes: {answers:?}");
+    for answer in &answers[accepted..] {
+        assert_eq!(rejected(answer), ErrorCode::RateLimited);
+    }
+    assert!(ErrorCode::RateLimited.is_transient());
+
+    // Another user has an allowance of her own.
+    let from_carol = carol.envelope_to(bob.address(), b"hi").sign(&carol.device);
+    assert_eq!(
+        outcomes(carol.send(vec![from_carol.clone()]).await),
+        [SendOutcome::Accepted]
+    );
+
+    // Alice retries what was refused, as her client does, until it is all in.
+    let mut next = accepted;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while next < sent.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retries never got through"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        next += outcomes(alice.send(sent[next..].to_vec()).await)
+            .iter()
+            .take_while(|outcome| **outcome == SendOutcome::Accepted)
+            .count();
+    }
+    let got = mailbox(&mut bob).await;
+    let from_alice: Vec<RawEnvelope> = got
+        .iter()
+        .filter(|raw| **raw != from_carol)
+        .cloned()
+        .collect();
+    assert_eq!(from_alice, sent, "every envelope once, in the order sent");
+    assert!(got.contains(&from_carol));
+    assert!(
+        relay
+            .relay
+            .metrics()
+            .envelopes_rejected(ErrorCode::RateLimited)
+            >= 15
+    );
+}
+
+/// A relay as a child process, so its memory is measured apart from the test's.
+struct ChildRelay {
+    child: std::process::Child,
+    addr: libp2p::Multiaddr,
+    metrics: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildRelay {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let config = tidings_relay::RelayConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        tidings_relay::init(dir.path(), &config).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidings-relay"))
+            .args(["run", "--print-addr", "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = lines.next().unwrap().unwrap().trim().parse().unwrap();
+        let url = lines.next().unwrap().unwrap();
+        let metrics = url
+            .trim()
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            addr,
+            metrics,
+            _dir: dir,
+        }
+    }
+
+    /// Resident memory of the relay process, in bytes.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+
+    async fn sessions(&self) -> f64 {
+        let (_, text) = common::http_get(self.metrics, "/metrics").await;
+        common::metric(&text, "tidings_sessions", &[]).unwrap()
+    }
+}
+
+impl Drop for ChildRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes requests on `stream` and never reads an answer, until the relay stops taking them
+/// (its answers fill the stream's window, so it stops reading) or `max` bytes went out.
+async fn flood_without_reading(stream: libp2p::Stream, max: usize) -> usize {
+    use futures::AsyncWriteExt;
+    let mut chunk = Vec::new();
+    for id in 0..64 {
+        let body = Request::ClaimBundle {
+            user: tidings_protocol::UserId::from_bytes(rand::random()),
+        };
+        tidings_protocol::framing::encode_frame(&ClientFrame::Request { id, body }, &mut chunk);
+    }
+    let mut stream = stream;
+    let mut written = 0;
+    while written < max {
+        let write = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            stream.write_all(&chunk),
+        );
+        match write.await {
+            Ok(Ok(())) => written += chunk.len(),
+            _ => break,
+        }
+    }
+    // Kept open (and unread) until the test ends.
+    std::mem::forget(stream);
+    written
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_never_read_or_never_finish_a_frame_keep_the_relay_bounded() {
+    use futures::AsyncWriteExt;
+    use tidings_protocol::client::CLIENT_PROTOCOL;
+    // Below the relay's 64 streams per connection, leaving room for identify and ping.
+    const CONNECTIONS: usize = 4;
+    const STALLED: usize = 30;
+    const FLOODING: usize = 10;
+    let relay = ChildRelay::start();
+    // Let it settle, then take the baseline.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = relay.rss();
+
+    let mut openers = Vec::new();
+    let mut stalled = Vec::new();
+    let mut floods = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let mut opener = common::StreamOpener::dial(keypair, &relay.addr);
+        for _ in 0..STALLED {
+            // A frame announcing the largest size, of which a few bytes ever come.
+            let mut stream = opener.open(CLIENT_PROTOCOL).await.unwrap();
+            let mut bytes = (MAX_FRAME_BYTES as u32).to_be_bytes().to_vec();
+            bytes.extend_from_slice(&[0xa1; 64]);
+            // A stream the relay dropped at once (see below) fails here: no matter.
+            if stream.write_all(&bytes).await.is_ok() {
+                let _ = stream.flush().await;
+                stalled.push(stream);
+            }
+        }
+        for _ in 0..FLOODING {
+            let stream = opener.open(CLIENT_PROTOCOL).await.unwrap();
+            floods.push(tokio::spawn(flood_without_reading(stream, 4 << 20)));
+        }
+        openers.push(opener);
+    }
+    let mut flooded = 0;
+    for flood in floods {
+        flooded += flood.await.unwrap();
+    }
+    // libp2p-stream drops an inbound stream when the acceptor is busy (it hands them over
+    // one at a time), so a few of a burst may be missing; never more than were opened.
+    let served = relay.sessions().await;
+    let streams = (CONNECTIONS * (STALLED + FLOODING)) as f64;
+    assert!(
+        served <= streams && served > streams / 2.0,
+        "{served} sessions"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let grown = relay.rss().saturating_sub(before);
+    eprintln!(
+        "{served} sessions ({} stalled mid-frame, {} wrote {flooded} bytes unread): \
+         relay RSS +{} KiB",
+        stalled.len(),
+        CONNECTIONS * FLOODING,
+        grown / 1024
+    );
+    // Stalled frames cost what arrived, not what they announce (that would be 120 MiB); the
+    // unread streams cost at most their yamux window (256 KiB each, 10 MiB in all).
+    assert!(grown < 48 << 20, "relay memory grew by {} MiB", grown >> 20);
+    assert!(
+        flooded < CONNECTIONS * FLOODING * (2 << 20),
+        "the relay stopped reading"
+    );
+
+    // A connection opening more streams than the relay's cap (64) is closed altogether: its
+    // first stream dies, and its sessions end.
+    let mut greedy = openers.remove(0);
+    for _ in 0..40 {
+        let open = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            greedy.open(CLIENT_PROTOCOL),
+        );
+        let Ok(Ok(mut stream)) = open.await else {
+            break;
+        };
+        let _ = stream.write_all(&[0]).await;
+        std::mem::forget(stream);
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while stalled[0].write_all(&[0xa1]).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the greedy connection stayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    while relay.sessions().await >= served {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the greedy connection's sessions stayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Meanwhile a well-behaved device is served as usual.
+    let mut bob = RawDevice::connect(&relay.addr).await;
+    bob.register().await;
+    let note = bob
+        .envelope_to(bob.address(), b"still here")
+        .sign(&bob.device);
+    assert_eq!(
+        outcomes(bob.send(vec![note]).await),
+        [SendOutcome::Accepted]
+    );
+    drop(stalled);
+}

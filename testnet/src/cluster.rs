@@ -21,6 +21,19 @@ impl Cluster {
         Self::start_with(work, count, |_| {}).await
     }
 
+    /// As [`Cluster::start`], with the per-user and per-relay rate limits lifted: benches
+    /// measure what the relay can carry, not the policy that protects it.
+    pub async fn start_unthrottled(work: &Path, count: usize) -> anyhow::Result<Cluster> {
+        Self::start_with(work, count, |config| {
+            let limits = &mut config.limits;
+            limits.user_envelopes_per_sec = 1_000_000;
+            limits.user_envelopes_burst = 1_000_000;
+            limits.relay_envelopes_per_sec = 10_000_000;
+            limits.relay_envelopes_burst = 10_000_000;
+        })
+        .await
+    }
+
     /// As [`Cluster::start`], with each relay's configuration changed by `tweak` first.
     pub async fn start_with(
         work: &Path,

@@ -58,6 +58,38 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// Users send 1:1 and group messages while relays are SIGKILLed and restarted, relay
+    /// links are cut and healed (--partition) and users drop offline. Fails if any accepted
+    /// message is lost, duplicated or out of order at any intended device.
+    Chaos {
+        /// Relay processes (the first starts the DHT, the others join it).
+        #[arg(long, default_value_t = 3)]
+        relays: usize,
+        /// Users, spread round-robin over the relays (one group per ten users).
+        #[arg(long, default_value_t = 12)]
+        users: usize,
+        /// Messages in total, a fifth of them to groups.
+        #[arg(long, default_value_t = 600)]
+        messages: usize,
+        /// Messages per second while the faults happen (the run lasts messages / rate).
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Mean seconds between relay kills (0: no kills).
+        #[arg(long, default_value_t = 3.0)]
+        kill_every: f64,
+        /// Also cut and heal links between relays.
+        #[arg(long)]
+        partition: bool,
+        /// Seed of the workload and the faults.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// Users spread over relays send to random others (a quarter of them offline while
     /// everyone sends). Fails if any accepted message is lost, duplicated or out of order.
     Federation {
@@ -184,6 +216,65 @@ enum Bench {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// One group spread over relays, one member sending paced messages: time until every
+    /// online member has each one, each member's arrival, and relay-to-relay batches per
+    /// message (exit 1 if a member missed one).
+    Fanout {
+        /// Relay processes; member i is homed on relay i % relays.
+        #[arg(long, default_value_t = 3)]
+        relays: usize,
+        /// Group members, the sender included.
+        #[arg(long, default_value_t = 64)]
+        members: usize,
+        /// Timed messages.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+        /// Milliseconds between two messages.
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Idle devices (real client sessions, subscribed) on one relay process: the relay's
+    /// resident memory per connection, and the time to connect them all.
+    Connections {
+        /// Devices connected at once.
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Seconds connected and idle before the relay's memory is read.
+        #[arg(long, default_value_t = 1)]
+        idle_secs: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Relays in this process forming one DHT; users register on random relays, then other
+    /// relays look their home records up: latency and Kademlia requests per lookup (exit 1
+    /// if a lookup failed).
+    Dht {
+        /// Relays (past 20, k = 20 replication no longer puts every record on every relay).
+        #[arg(long, default_value_t = 50)]
+        relays: usize,
+        /// Users (home records), each looked up once.
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Seed of the random choices of relays.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+        /// Keep the working directory (relay data, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
 }
 
 fn init_logging() {
@@ -269,6 +360,37 @@ fn main() -> anyhow::Result<()> {
             };
             run_and_report(keep, json, |work| async move {
                 scenario::federation::run(&work, params).await
+            })
+        }
+        Command::Scenario {
+            scenario:
+                Scenario::Chaos {
+                    relays,
+                    users,
+                    messages,
+                    rate,
+                    kill_every,
+                    partition,
+                    seed,
+                    json,
+                    keep,
+                },
+        } => {
+            anyhow::ensure!(
+                kill_every >= 0.0 && kill_every.is_finite(),
+                "--kill-every must be zero or more seconds"
+            );
+            let params = scenario::chaos::Params {
+                relays,
+                users,
+                messages,
+                rate,
+                kill_every: std::time::Duration::from_secs_f64(kill_every),
+                partition,
+                seed,
+            };
+            run_and_report(keep, json, |work| async move {
+                scenario::chaos::run(&work, params).await
             })
         }
         Command::Scenario {
@@ -362,6 +484,60 @@ fn main() -> anyhow::Result<()> {
             let params = bench::drain::Params { messages };
             run_and_report(keep, json, |work| async move {
                 bench::drain::run(&work, params).await
+            })
+        }
+        Command::Bench {
+            bench:
+                Bench::Fanout {
+                    relays,
+                    members,
+                    messages,
+                    interval_ms,
+                    json,
+                    keep,
+                },
+        } => {
+            let params = bench::fanout::Params {
+                relays,
+                members,
+                messages,
+                interval_ms,
+            };
+            run_and_report(keep, json, |work| async move {
+                bench::fanout::run(&work, params).await
+            })
+        }
+        Command::Bench {
+            bench:
+                Bench::Connections {
+                    devices,
+                    idle_secs,
+                    json,
+                    keep,
+                },
+        } => {
+            let params = bench::connections::Params { devices, idle_secs };
+            run_and_report(keep, json, |work| async move {
+                bench::connections::run(&work, params).await
+            })
+        }
+        Command::Bench {
+            bench:
+                Bench::Dht {
+                    relays,
+                    users,
+                    seed,
+                    json,
+                    keep,
+                },
+        } => {
+            let params = bench::dht::Params {
+                relays,
+                users,
+                seed,
+            };
+            run_and_report(keep, json, |work| async move {
+                bench::dht::run(&work, params).await
             })
         }
         Command::Device { data_dir } => on_runtime(device::run(&data_dir)),

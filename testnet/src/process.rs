@@ -1,16 +1,17 @@
 //! Relays as real child processes: start, kill -9, stop gracefully, restart on the same port.
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
 
 use anyhow::{Context, bail};
-use libp2p::{Multiaddr, multiaddr::Protocol};
+use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, ChildStdin, Command},
 };
 
 /// How long a relay process may take to report its address.
@@ -19,6 +20,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A `tidings-relay` running as a child process (this executable, re-run as `relay run`).
 pub struct RelayProcess {
     child: Child,
+    /// Where fault commands go (`block <peer>` / `unblock <peer>`).
+    faults: ChildStdin,
+    /// Relays this one is cut off from, applied again after a restart.
+    blocked: BTreeSet<PeerId>,
     data_dir: PathBuf,
     /// Where clients dial it (with `/p2p/<peer id>`).
     pub addr: Multiaddr,
@@ -41,6 +46,7 @@ impl RelayProcess {
                 "relay",
                 "run",
                 "--print-addr",
+                "--faults-from-stdin",
                 "--listen",
                 listen,
                 "--data-dir",
@@ -50,12 +56,13 @@ impl RelayProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .context("starting a relay process")?;
+        let faults = child.stdin.take().context("relay stdin")?;
         let stdout = child.stdout.take().context("relay stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
@@ -82,6 +89,8 @@ impl RelayProcess {
             };
         Ok(RelayProcess {
             child,
+            faults,
+            blocked: BTreeSet::new(),
             data_dir: data_dir.to_path_buf(),
             addr,
             metrics,
@@ -100,6 +109,31 @@ impl RelayProcess {
             .filter(|line| line.starts_with(name) && line.contains(labels))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
+    }
+
+    /// The relay's peer id (from its dial address).
+    pub fn peer_id(&self) -> anyhow::Result<PeerId> {
+        match self.addr.iter().last() {
+            Some(Protocol::P2p(peer)) => Ok(peer),
+            _ => bail!("relay address {} has no peer id", self.addr),
+        }
+    }
+
+    /// Cuts the relay's links to `peer` (both ways, as far as this relay is concerned), or
+    /// restores them. Kept across [`RelayProcess::restart`].
+    pub async fn set_blocked(&mut self, peer: PeerId, blocked: bool) -> anyhow::Result<()> {
+        if blocked {
+            self.blocked.insert(peer);
+        } else {
+            self.blocked.remove(&peer);
+        }
+        let verb = if blocked { "block" } else { "unblock" };
+        self.faults
+            .write_all(format!("{verb} {peer}\n").as_bytes())
+            .await
+            .context("sending a fault command to the relay")?;
+        self.faults.flush().await?;
+        Ok(())
     }
 
     /// The OS process id.
@@ -142,7 +176,11 @@ impl RelayProcess {
     /// killed).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let listen = self.listen_addr();
+        let blocked = std::mem::take(&mut self.blocked);
         *self = RelayProcess::start(&self.data_dir, &listen).await?;
+        for peer in blocked {
+            self.set_blocked(peer, true).await?;
+        }
         Ok(())
     }
 }

@@ -67,3 +67,69 @@ fn the_latency_bench_holds_its_rate_across_two_relays() {
         "{report}"
     );
 }
+
+#[test]
+fn the_fanout_bench_reaches_every_member_with_one_batch_per_other_relay() {
+    let report = bench(&[
+        "fanout",
+        "--relays",
+        "2",
+        "--members",
+        "6",
+        "--messages",
+        "5",
+        "--interval-ms",
+        "50",
+    ]);
+    assert_eq!(report["bench"], "fanout");
+    assert_eq!(report["messages"], 5, "{report}");
+    assert_eq!(report["online_members"], 5, "{report}");
+    assert_eq!(report["deliveries_expected"], 25, "{report}");
+    assert_eq!(report["deliveries"], 25, "{report}");
+    assert_eq!(report["missed"], 0);
+    assert_eq!(report["duplicates"], 0);
+    let batches = report["forward_batches_per_message"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&batches), "{report}");
+    for figure in ["all_members_ms", "member_ms"] {
+        let p = &report[figure];
+        assert!(p["p50"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(p["max"].as_f64().unwrap() >= p["p50"].as_f64().unwrap());
+    }
+    // A message is everyone's only once the last member has it.
+    assert!(
+        report["all_members_ms"]["p50"].as_f64().unwrap()
+            >= report["member_ms"]["p50"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn the_connections_bench_measures_the_relays_memory_per_idle_device() {
+    let report = bench(&["connections", "--devices", "20", "--idle-secs", "1"]);
+    assert_eq!(report["bench"], "connections");
+    assert_eq!(report["devices"], 20);
+    assert_eq!(report["connected"], 20, "{report}");
+    let before = report["rss_before_kib"].as_u64().unwrap();
+    let after = report["rss_after_kib"].as_u64().unwrap();
+    assert!(before > 1024 && after > before, "{report}");
+    let per = report["rss_per_connection_kib"].as_f64().unwrap();
+    assert!(per > 0.0 && per < 10_000.0, "{report}");
+    assert!(report["connect_s"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
+fn the_dht_bench_finds_every_home_record_and_counts_the_requests() {
+    let report = bench(&["dht", "--relays", "5", "--users", "10"]);
+    assert_eq!(report["bench"], "dht");
+    // Each record looked up twice, from two random relays.
+    assert_eq!(report["lookups"], 20);
+    assert_eq!(report["found"], 20, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["routing_peers_min"], 4, "{report}");
+    for pass in ["latency_ms", "repeat_latency_ms"] {
+        assert!(report[pass]["p50"].as_f64().unwrap() > 0.0, "{report}");
+    }
+    // Five relays: a lookup asks at least one of the four others, and never more than them.
+    let requests = &report["requests_per_lookup"];
+    assert!(requests["p50"].as_f64().unwrap() >= 1.0, "{report}");
+    assert!(requests["max"].as_f64().unwrap() <= 4.0, "{report}");
+}

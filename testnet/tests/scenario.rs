@@ -1,4 +1,4 @@
-//! The federation, group and presence scenarios at a small size: relay processes, users
+//! The federation, group, presence and chaos scenarios at a small size: relay processes, users
 //! offline for a while, and JSON reports that must show nothing lost, reordered or leaked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -136,4 +136,44 @@ fn the_presence_scenario_keeps_privacy_tells_in_time_and_never_stores_typing() {
     // heartbeat timeout plus the scenario's grace.
     let vanished = report["vanished_offline_ms"]["max"].as_f64().unwrap();
     assert!(vanished > 0.0 && vanished <= 5_000.0, "{report}");
+}
+
+#[test]
+fn the_chaos_scenario_survives_kills_partitions_and_offline_users() {
+    let report = scenario(&[
+        "chaos",
+        "--relays",
+        "3",
+        "--users",
+        "10",
+        "--messages",
+        "240",
+        "--rate",
+        "40",
+        "--kill-every",
+        "1.5",
+        "--partition",
+        "--seed",
+        "5",
+    ]);
+    assert_fields(
+        &report,
+        &[
+            ("relays", 3),
+            ("users", 10),
+            ("sent", 240),
+            ("accepted", 240),
+            ("lost", 0),
+            ("duplicates", 0),
+            ("out_of_order", 0),
+            ("seed", 5),
+        ],
+    );
+    assert_eq!(report["scenario"], "chaos");
+    // The fixed seed draws kills, partitions and offline users inside the 6 s of traffic.
+    for key in ["kills", "partitions", "offline_episodes", "group_messages"] {
+        assert!(report[key].as_u64().unwrap() > 0, "{key} in {report}");
+    }
+    // Every accepted message reached each of its recipients: at least one each.
+    assert!(report["delivered"].as_u64().unwrap() >= 240, "{report}");
 }

@@ -15,7 +15,7 @@ use super::{
     tables::{
         Conversation, Direction, GROUP_INBOUND, GROUP_OUTBOUND, GROUP_PENDING, GROUP_RECEIPTS,
         GROUPS, MessageRecord, MessageStatus, OutboundGroup, OutboxContent, OutboxEntry,
-        inbound_key, pending_key, receipt_key,
+        inbound_key, pending_arrival, pending_key, receipt_key,
     },
 };
 use crate::events::Event;
@@ -151,8 +151,17 @@ pub(super) fn open_message(
         .get(key.as_str())?
         .map(|pickle| pickle.value().to_string());
     let Some(pickle) = pickle else {
-        txn.open_table(GROUP_PENDING)?
-            .insert(&pending_key(&group, &sender, &envelope.id), raw.as_bytes())?;
+        let mut pending = txn.open_table(GROUP_PENDING)?;
+        let (first, last) = pending_range(&group, &sender);
+        let arrival = pending
+            .range::<&[u8; 64]>(&first..=&last)?
+            .next_back()
+            .transpose()?
+            .map_or(0, |(key, _)| pending_arrival(key.value()).saturating_add(1));
+        pending.insert(
+            &pending_key(&group, &sender, arrival, &envelope.id),
+            raw.as_bytes(),
+        )?;
         return Ok(Opened::Waiting);
     };
     let mut inbound = match GroupInbound::unpickle(&pickle, store_key) {
@@ -182,15 +191,22 @@ pub(super) fn open_message(
     Ok(Opened::Sealed(sealed))
 }
 
-/// Envelopes of `sender` in `group` that were waiting for a session key.
+/// The first and last possible keys of `sender`'s waiting envelopes in `group`.
+fn pending_range(group: &GroupId, sender: &UserId) -> ([u8; 64], [u8; 64]) {
+    (
+        pending_key(group, sender, 0, &EnvelopeId::from_bytes([0; 16])),
+        pending_key(group, sender, u64::MAX, &EnvelopeId::from_bytes([0xff; 16])),
+    )
+}
+
+/// Envelopes of `sender` in `group` that were waiting for a session key, oldest first.
 pub(super) fn take_pending(
     txn: &WriteTransaction,
     group: &GroupId,
     sender: &UserId,
 ) -> Result<Vec<RawEnvelope>, StoreError> {
     let mut table = txn.open_table(GROUP_PENDING)?;
-    let start = pending_key(group, sender, &EnvelopeId::from_bytes([0; 16]));
-    let end = pending_key(group, sender, &EnvelopeId::from_bytes([0xff; 16]));
+    let (start, end) = pending_range(group, sender);
     let mut found = Vec::new();
     table.retain_in::<&[u8; 64], _>(&start..=&end, |_, bytes| {
         found.push(RawEnvelope::from_bytes(bytes.to_vec()));

@@ -127,7 +127,11 @@ impl ClientStore {
     }
 }
 
-fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes a record of `table` (the fuzz checks reach it too).
+pub(crate) fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     codec::decode(bytes, tables::MAX_RECORD).map_err(|error| StoreError::Corrupt {
         table,
         reason: error.to_string(),

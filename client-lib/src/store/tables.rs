@@ -34,7 +34,8 @@ pub const GROUP_OUTBOUND: TableDefinition<&[u8; 16], &[u8]> =
     TableDefinition::new("group_outbound");
 /// "group/sender/session id" -> pickled inbound Megolm session.
 pub const GROUP_INBOUND: TableDefinition<&str, &str> = TableDefinition::new("group_inbound");
-/// group id ++ sender ++ envelope id -> envelope bytes waiting for their session key.
+/// group id ++ sender ++ arrival number ++ envelope id prefix -> envelope bytes waiting for
+/// their session key (in arrival order, so they are released in the order they were sent).
 pub const GROUP_PENDING: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("group_pending");
 /// message id ++ member -> receipt status (1 delivered, 2 read) of our group messages.
 pub const GROUP_RECEIPTS: TableDefinition<&[u8; 48], u8> = TableDefinition::new("group_receipts");
@@ -216,13 +217,22 @@ pub fn inbound_key(group: &GroupId, sender: &UserId, session_id: &str) -> String
     format!("{group}/{sender}/{session_id}")
 }
 
-/// Key of a group envelope waiting for its session key.
-pub fn pending_key(group: &GroupId, sender: &UserId, id: &EnvelopeId) -> [u8; 64] {
+/// Key of a group envelope waiting for its session key: the `arrival`-th from `sender` in
+/// `group` (big-endian, so keys sort in arrival order).
+pub fn pending_key(group: &GroupId, sender: &UserId, arrival: u64, id: &EnvelopeId) -> [u8; 64] {
     let mut key = [0u8; 64];
     key[..16].copy_from_slice(group.as_bytes());
     key[16..48].copy_from_slice(sender.as_bytes());
-    key[48..].copy_from_slice(id.as_bytes());
+    key[48..56].copy_from_slice(&arrival.to_be_bytes());
+    key[56..].copy_from_slice(&id.as_bytes()[..8]);
     key
+}
+
+/// The arrival number in a [`pending_key`].
+pub fn pending_arrival(key: &[u8; 64]) -> u64 {
+    let mut arrival = [0u8; 8];
+    arrival.copy_from_slice(&key[48..56]);
+    u64::from_be_bytes(arrival)
 }
 
 /// Key of a member's receipt for one of our group messages.

@@ -30,6 +30,7 @@ type Answer = Result<FederationResponse, ErrorAnswer>;
 
 /// Serves one inbound federation stream until it ends or the relay stops.
 pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
+    let _live = shared.metrics.federation_stream_opened();
     let (mut reader, mut writer) = stream.split();
     let mut buf = Vec::new();
     loop {
@@ -45,14 +46,25 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
                 break;
             }
         }
-        let (id, request) = match FederationFrame::decode(&buf) {
-            Ok(FederationFrame::Request { id, body }) => (id, body),
-            Ok(FederationFrame::Response { .. }) | Err(_) => {
-                tracing::info!(%peer, "closing a federation stream that sent garbage");
+        let (id, body) = match FederationFrame::decode(&buf) {
+            Ok(FederationFrame::Request { id, body }) => (id, handle(&shared, peer, body).await),
+            // A request this relay cannot read but whose id it can (say, a kind from a newer
+            // version): an error answer, and the stream goes on.
+            Err(error) => match request_id(&buf) {
+                Some(id) => (
+                    id,
+                    Err(ErrorAnswer::new(ErrorCode::Malformed, error.to_string())),
+                ),
+                None => {
+                    tracing::info!(%peer, %error, "closing a federation stream that sent garbage");
+                    break;
+                }
+            },
+            Ok(FederationFrame::Response { .. }) => {
+                tracing::info!(%peer, "closing a federation stream that sent a response");
                 break;
             }
         };
-        let body = handle(&shared, peer, request).await;
         let written = tokio::time::timeout(
             WRITE_TIMEOUT,
             framing::write_frame(&mut writer, &FederationFrame::Response { id, body }),
@@ -65,6 +77,23 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
     let _ = futures::AsyncWriteExt::close(&mut writer).await;
 }
 
+/// The id of a request frame whose body does not decode, if the frame says that much.
+fn request_id(bytes: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    enum Probe {
+        #[serde(rename = "q")]
+        Request {
+            #[serde(rename = "i")]
+            id: u64,
+        },
+    }
+    match tidings_protocol::codec::decode::<Probe>(bytes, tidings_protocol::limits::MAX_FRAME_BYTES)
+    {
+        Ok(Probe::Request { id }) => Some(id),
+        Err(_) => None,
+    }
+}
+
 fn stored(outcomes: Vec<SendOutcome>) -> Answer {
     BoundedVec::new(outcomes)
         .map(|outcomes| FederationResponse::Stored { outcomes })
@@ -74,7 +103,11 @@ fn stored(outcomes: Vec<SendOutcome>) -> Answer {
 async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> Answer {
     match request {
         FederationRequest::Forward { items } => {
-            stored(forward(&shared.store, &shared.metrics, items.into_vec()).await)
+            let outcomes = forward_limited(shared, peer, items.into_vec()).await;
+            shared
+                .metrics
+                .envelopes_answered(&outcomes, StoredFrom::Federation);
+            stored(outcomes)
         }
         FederationRequest::Claim { user } => claim(&shared.store, user)
             .await
@@ -237,6 +270,35 @@ async fn claim(store: &Store, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
             format!("{user} has not published keys yet"),
         )),
     }
+}
+
+/// Stores the leading items the peer's rate limit covers (each costs one token per
+/// recipient) and answers the rest `rate_limited`: one outcome per recipient, items in order.
+/// The sending relay keeps the refused ones in its outbox and retries them after a pause.
+async fn forward_limited(
+    shared: &Shared,
+    peer: PeerId,
+    mut items: Vec<ForwardItem>,
+) -> Vec<SendOutcome> {
+    let costs: Vec<usize> = items
+        .iter()
+        .map(|item| item.recipients.len().max(1))
+        .collect();
+    let granted = shared.rates.relays.take(peer, costs.iter().copied());
+    let refused = items.split_off(granted);
+    let mut outcomes = if items.is_empty() {
+        Vec::new()
+    } else {
+        forward(&shared.store, &shared.metrics, items).await
+    };
+    if !refused.is_empty() {
+        tracing::info!(%peer, refused = refused.len(), "another relay is over its rate limit");
+        let limited = ingest::rate_limited("your relay is sending too fast; retry later");
+        for item in &refused {
+            outcomes.extend(std::iter::repeat_n(limited.clone(), item.recipients.len()));
+        }
+    }
+    outcomes
 }
 
 /// Stores forwarded items: one outcome per recipient, items in order. Signatures are checked

@@ -7,19 +7,21 @@ use std::{
 };
 
 use libp2p::kad::{
-    self, GetRecordOk, QueryId, QueryResult, Quorum, Record, RecordKey,
+    self, GetRecordOk, QueryId, QueryResult, QueryStats, Quorum, Record, RecordKey,
     store::{MemoryStore, RecordStore},
 };
 use tidings_protocol::{HomeRecord, UserId, now_ms};
 use tokio::sync::oneshot;
 
-use super::DhtStats;
+use super::{DhtStats, LookupStats};
 
 /// A lookup in flight, possibly asked for by several callers.
 struct PendingGet {
     user: UserId,
     best: Option<HomeRecord>,
-    replies: Vec<oneshot::Sender<Option<HomeRecord>>>,
+    /// Requests sent and time spent when the first valid record came.
+    first_record: Option<(u32, Duration)>,
+    replies: Vec<oneshot::Sender<(Option<HomeRecord>, LookupStats)>>,
 }
 
 /// The DHT side of the event loop.
@@ -87,7 +89,7 @@ impl Dht {
         &mut self,
         kad: &mut kad::Behaviour<MemoryStore>,
         user: UserId,
-        reply: oneshot::Sender<Option<HomeRecord>>,
+        reply: oneshot::Sender<(Option<HomeRecord>, LookupStats)>,
     ) {
         if let Some(pending) = self.by_user.get(&user).and_then(|id| self.gets.get_mut(id)) {
             pending.replies.push(reply);
@@ -100,6 +102,7 @@ impl Dht {
             PendingGet {
                 user,
                 best: None,
+                first_record: None,
                 replies: vec![reply],
             },
         );
@@ -127,8 +130,9 @@ impl Dht {
         }
     }
 
-    /// Folds a query result into its lookup; answers when the query ends.
-    pub fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
+    /// Folds a query result (and kad's counts so far) into its lookup; answers when the
+    /// query ends.
+    pub fn on_query(&mut self, id: QueryId, result: QueryResult, stats: &QueryStats, last: bool) {
         let QueryResult::GetRecord(result) = result else {
             return;
         };
@@ -139,6 +143,11 @@ impl Dht {
             let record = found.record;
             match HomeRecord::decode_verified(record.key.as_ref(), &record.value, now_ms()) {
                 Ok(home) if home.user == pending.user => {
+                    // A record held locally comes before the query has sent anything.
+                    pending.first_record.get_or_insert((
+                        stats.num_requests(),
+                        stats.duration().unwrap_or_default(),
+                    ));
                     pending.best = newer(pending.best.take(), home);
                 }
                 Ok(_) | Err(_) => {
@@ -148,8 +157,14 @@ impl Dht {
         }
         if last && let Some(done) = self.gets.remove(&id) {
             self.by_user.remove(&done.user);
+            let lookup = LookupStats {
+                requests: stats.num_requests(),
+                successes: stats.num_successes(),
+                requests_to_first_record: done.first_record.map(|(requests, _)| requests),
+                time_to_first_record: done.first_record.map(|(_, took)| took),
+            };
             for reply in done.replies {
-                let _ = reply.send(done.best.clone());
+                let _ = reply.send((done.best.clone(), lookup));
             }
         }
     }

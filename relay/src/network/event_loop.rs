@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Behaviour, BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, dht::Dht};
+use crate::metrics::Metrics;
 
 /// Owns the Swarm and drives it until shutdown.
 pub struct EventLoop {
@@ -15,6 +16,10 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
     dht: Dht,
+    /// The DHT counters `dht` keeps, for `/metrics`.
+    dht_stats: Arc<DhtStats>,
+    /// Where swarm events are counted (libp2p's own metrics, connections).
+    metrics: Arc<Metrics>,
 }
 
 impl EventLoop {
@@ -28,12 +33,21 @@ impl EventLoop {
             swarm,
             commands,
             listen_addrs,
-            dht: Dht::new(stats),
+            dht: Dht::new(stats.clone()),
+            dht_stats: stats,
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Counts swarm events in `metrics` (otherwise in a private set nobody reads).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Drives the swarm until `shutdown` fires; dropping the swarm then closes every connection.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        self.metrics.network_running(true, &self.dht_stats);
         if self.swarm.behaviour_mut().kad.bootstrap().is_err() {
             tracing::info!("no bootstrap relays: this relay starts a new network");
         }
@@ -44,6 +58,7 @@ impl EventLoop {
                 event = self.swarm.select_next_some() => self.on_event(event),
             }
         }
+        self.metrics.network_running(false, &self.dht_stats);
         tracing::debug!("network event loop stopped");
     }
 
@@ -64,10 +79,20 @@ impl EventLoop {
                     kad.add_address(&peer, address);
                 }
             }
+            Command::SetBlocked { peer, blocked } => {
+                let list = &mut self.swarm.behaviour_mut().blocked;
+                if blocked {
+                    list.block_peer(peer);
+                } else {
+                    list.unblock_peer(peer);
+                }
+                tracing::info!(%peer, blocked, "relay link blocked or unblocked");
+            }
         }
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.record(&event);
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             // Relays (peers speaking our DHT protocol) join the routing table.
@@ -108,6 +133,19 @@ impl EventLoop {
         }
     }
 
+    /// Counts an event in libp2p's metrics (swarm, Kademlia, identify, ping).
+    fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
+        self.metrics.swarm_event(event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.metrics.libp2p_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
+                self.metrics.libp2p_event(event)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.metrics.libp2p_event(event),
+            _ => {}
+        }
+    }
+
     fn on_kad(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest {
@@ -121,8 +159,11 @@ impl EventLoop {
                 self.dht.on_inbound_put(kad, record);
             }
             kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
-            } => self.dht.on_query(id, result, step.last),
+                id,
+                result,
+                step,
+                stats,
+            } => self.dht.on_query(id, result, &stats, step.last),
             kad::Event::RoutingUpdated { peer, .. } => {
                 tracing::debug!(%peer, "relay joined the routing table");
             }

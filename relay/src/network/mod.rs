@@ -16,7 +16,7 @@ use std::{
 };
 
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, identify,
+    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, allow_block_list, identify,
     identity::Keypair,
     kad::{self, store::MemoryStore},
     multiaddr::Protocol,
@@ -80,6 +80,8 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     /// Keeps idle connections measured and alive.
     pub ping: ping::Behaviour,
+    /// Peers this relay refuses to be connected to (see [`NetworkHandle::set_blocked`]).
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
 /// Counters of DHT record handling (read by tests and metrics).
@@ -103,6 +105,25 @@ impl DhtStats {
     }
 }
 
+/// What one home-record lookup cost, from libp2p-kad's `QueryStats` for its query.
+///
+/// A lookup runs until the relays closest to the key have answered, so it goes on after a
+/// record was found: `requests` counts the whole query, `requests_to_first_record` the
+/// part before the first valid record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Requests the query sent to other relays in all (`QueryStats::num_requests` at its end).
+    pub requests: u32,
+    /// Of those, requests that were answered (`QueryStats::num_successes`).
+    pub successes: u32,
+    /// Requests sent when the first valid record arrived (`num_requests` at that progress
+    /// step): 0 if this relay held the record itself; `None` if none was found.
+    pub requests_to_first_record: Option<u32>,
+    /// Time from the query's first request to the first valid record (`QueryStats::duration`
+    /// at that step): zero if this relay held the record itself.
+    pub time_to_first_record: Option<Duration>,
+}
+
 /// What the event loop does for the rest of the relay.
 pub(crate) enum Command {
     /// Store a (validated) home record locally and publish it to the DHT.
@@ -110,15 +131,17 @@ pub(crate) enum Command {
         record: Box<HomeRecord>,
         reply: oneshot::Sender<()>,
     },
-    /// Look up the newest valid home record of a user.
+    /// Look up the newest valid home record of a user (and what the query cost).
     GetHome {
         user: UserId,
-        reply: oneshot::Sender<Option<HomeRecord>>,
+        reply: oneshot::Sender<(Option<HomeRecord>, LookupStats)>,
     },
     /// Remember addresses of a relay (from a home record) so it can be dialed.
     AddAddresses { peer: PeerId, addrs: Vec<Multiaddr> },
     /// How many relays are in the routing table.
     RoutingPeers { reply: oneshot::Sender<usize> },
+    /// Refuse (and close) every connection with a peer, or allow it again.
+    SetBlocked { peer: PeerId, blocked: bool },
 }
 
 /// What the rest of the relay sees of the network. Cheap to clone.
@@ -170,12 +193,22 @@ impl NetworkHandle {
 
     /// The newest valid home record of `user` in the DHT, if any.
     pub async fn get_home(&self, user: UserId) -> Option<HomeRecord> {
+        self.get_home_with_stats(user).await.0
+    }
+
+    /// As [`NetworkHandle::get_home`], with what libp2p-kad counted for the query (for
+    /// benchmarks). A caller that joins a lookup already running gets that query's counts.
+    pub async fn get_home_with_stats(&self, user: UserId) -> (Option<HomeRecord>, LookupStats) {
         let (reply, answer) = oneshot::channel();
-        self.commands
+        if self
+            .commands
             .send(Command::GetHome { user, reply })
             .await
-            .ok()?;
-        answer.await.ok().flatten()
+            .is_err()
+        {
+            return (None, LookupStats::default());
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// How many other relays are in the DHT routing table.
@@ -190,6 +223,17 @@ impl NetworkHandle {
             return 0;
         }
         answer.await.unwrap_or(0)
+    }
+
+    /// Cuts this relay off from `peer` (open connections close, new ones in either direction
+    /// are refused), or lets it connect again. What waits for that peer stays queued in the
+    /// outbox until the link is back: the fault injection of `tidings-testnet scenario chaos`
+    /// uses it to partition relays.
+    pub async fn set_blocked(&self, peer: PeerId, blocked: bool) {
+        let _ = self
+            .commands
+            .send(Command::SetBlocked { peer, blocked })
+            .await;
     }
 
     /// Remembers where a relay can be dialed.
@@ -253,6 +297,7 @@ pub fn build(
                     key.public(),
                 )),
                 ping: ping::Behaviour::default(),
+                blocked: allow_block_list::Behaviour::default(),
             }
         })
         .map_err(|error| NetworkError::Transport(error.to_string()))?

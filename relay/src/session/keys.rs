@@ -65,6 +65,16 @@ pub(super) async fn upload(shared: Arc<Shared>, me: Address, upload: UploadKeys)
     }
 }
 
+/// A user the DHT has no home record for, as far as this relay can see right now. Not
+/// final: a relay that just restarted, or is cut off from part of the network, finds no
+/// record for users who do exist, so the client keeps the message and asks again later.
+fn no_home_yet(user: UserId) -> ErrorAnswer {
+    ErrorAnswer::new(
+        ErrorCode::Unavailable,
+        format!("no home relay found for {user} yet; retry later"),
+    )
+}
+
 /// Hands out a bundle of `user`, from here or from the user's home relay; the client
 /// verifies it against the user id it trusts.
 pub(super) async fn claim(shared: Arc<Shared>, user: UserId) -> Answer {
@@ -91,12 +101,7 @@ pub(super) async fn claim(shared: Arc<Shared>, user: UserId) -> Answer {
         .map_err(storage_answer)?
     {
         Home::Remote(remote) => remote,
-        Home::Local | Home::Unknown => {
-            return Err(ErrorAnswer::new(
-                ErrorCode::UnknownRecipient,
-                format!("no home relay is known for {user}"),
-            ));
-        }
+        Home::Local | Home::Unknown => return Err(no_home_yet(user)),
     };
     match shared
         .links
@@ -165,12 +170,7 @@ pub(super) async fn claim_many(shared: Arc<Shared>, users: Vec<UserId>) -> Answe
                 .or_insert_with(|| (remote, Vec::new()))
                 .1
                 .push((index, user)),
-            Ok(_) => {
-                answers[index] = Some(Err(ErrorAnswer::new(
-                    ErrorCode::UnknownRecipient,
-                    format!("no home relay is known for {user}"),
-                )))
-            }
+            Ok(_) => answers[index] = Some(Err(no_home_yet(user))),
             Err(error) => answers[index] = Some(Err(storage_answer(error))),
         }
     }

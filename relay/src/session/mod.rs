@@ -31,7 +31,10 @@ use tidings_protocol::{
 };
 
 pub(crate) use crate::shared::Shared;
-use crate::{ingest::storage_answer, presence::LiveSender, presence::SessionId, store::Store};
+use crate::{
+    ingest::storage_answer, metrics::DeliveryStage, presence::LiveSender, presence::SessionId,
+    store::Store,
+};
 use subscribe::Pump;
 
 /// Requests one session may have in flight before the relay stops reading its stream.
@@ -59,6 +62,7 @@ pub(crate) fn device_of(peer: &PeerId) -> Option<DeviceId> {
 
 /// Serves one inbound client stream until it closes, fails or the relay shuts down.
 pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
+    let _live = shared.metrics.session_opened();
     let (reader, mut writer) = stream.split();
     let Some(device) = device_of(&peer) else {
         let fatal = ErrorAnswer::new(
@@ -143,6 +147,10 @@ impl Session {
                 frame = next_push(&mut self.pump, &self.shared.store), if self.pump.is_some() => {
                     match frame {
                         Ok(frame) => {
+                            if let RelayFrame::Deliver { items } = &frame {
+                                let metrics = &self.shared.metrics;
+                                metrics.envelopes_delivered(DeliveryStage::Pushed, items.len());
+                            }
                             framing::encode_frame(&frame, &mut self.out);
                             Flow::Continue
                         }
@@ -352,9 +360,12 @@ impl Session {
         let (Some(pump), Some(user)) = (self.pump.as_mut(), self.user) else {
             return;
         };
-        let Some(up_to) = pump.on_ack(up_to) else {
+        let Some((up_to, newly_acked)) = pump.on_ack(up_to) else {
             return;
         };
+        self.shared
+            .metrics
+            .envelopes_delivered(DeliveryStage::Acked, newly_acked as usize);
         tracing::trace!(%user, up_to, "ack");
         let store = self.shared.store.clone();
         self.inflight.push_back(Box::pin(async move {

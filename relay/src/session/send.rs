@@ -8,11 +8,30 @@ use tidings_protocol::{
 };
 
 use super::{Answer, Shared};
-use crate::ingest;
+use crate::{ingest, metrics::StoredFrom};
 
-/// Handles one `Send` request.
+/// Handles one `Send` request. The envelopes beyond the user's rate limit are answered
+/// `rate_limited` (the client keeps them and retries); the ones before them go on as usual.
 pub(super) async fn handle(shared: Arc<Shared>, me: Address, batch: EnvelopeBatch) -> Answer {
-    let outcomes = ingest::ingest(&shared.store, &shared.metrics, &me, batch.into_vec()).await;
+    let mut raws = batch.into_vec();
+    let granted = shared
+        .rates
+        .users
+        .take(me.user, std::iter::repeat_n(1, raws.len()));
+    let refused = raws.split_off(granted);
+    let mut outcomes = if raws.is_empty() {
+        Vec::new()
+    } else {
+        ingest::ingest(&shared.store, &shared.metrics, &me, raws).await
+    };
+    outcomes.extend(
+        refused
+            .iter()
+            .map(|_| ingest::rate_limited("you are sending too fast; retry later")),
+    );
+    shared
+        .metrics
+        .envelopes_answered(&outcomes, StoredFrom::Client);
     BoundedVec::new(outcomes)
         .map(|outcomes| Response::Sent { outcomes })
         .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))

@@ -59,12 +59,14 @@ impl Pump {
         Ok((pump, response))
     }
 
-    /// Records an ack; returns the sequence number to delete up to, if it moved forward.
-    pub fn on_ack(&mut self, up_to: u64) -> Option<u64> {
+    /// Records an ack; returns the sequence number to delete up to, if it moved forward, and
+    /// how many entries that newly covers.
+    pub fn on_ack(&mut self, up_to: u64) -> Option<(u64, u64)> {
         let up_to = up_to.min(self.next - 1);
         (up_to > self.acked).then(|| {
+            let newly = up_to - self.acked;
             self.acked = up_to;
-            up_to
+            (up_to, newly)
         })
     }
 

@@ -10,6 +10,7 @@ mod groups;
 mod mail;
 mod presence;
 mod reads;
+mod slot;
 pub mod tables;
 mod txn;
 mod users;
@@ -19,6 +20,8 @@ use std::{path::Path, sync::Arc};
 
 use bytes::Bytes;
 use redb::{Database, StorageBackend};
+
+use self::slot::{DbSlot, Opener};
 use tidings_protocol::{
     DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, GroupId, HomeRecord, IdentityKey, KeyBundle,
     SignedPreKey, UserId,
@@ -27,6 +30,8 @@ use tidings_protocol::{
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::mailbox::Hub;
+pub(crate) use presence::decode as decode_presence;
+pub(crate) use reads::decode_user;
 pub use tables::{Cursor, OutboxMeta, PresenceChange, PresenceRecord, UserRecord};
 pub use writer::WriterHandle;
 
@@ -295,7 +300,7 @@ pub struct StoreConfig {
 /// Cloneable handle to the relay's database.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     ops: mpsc::Sender<writer::WriteOp>,
     outbox: Arc<Notify>,
 }
@@ -307,27 +312,31 @@ impl Store {
         config: StoreConfig,
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
-        let db = Database::create(path)?;
-        Self::start(db, config, hub)
+        let path = path.to_path_buf();
+        Self::start(Box::new(move || Ok(Database::create(&path)?)), config, hub)
     }
 
-    /// Like [`Store::open`], over a custom storage backend (used to inject I/O faults).
-    pub fn open_with_backend(
-        backend: impl StorageBackend,
+    /// Like [`Store::open`], over a custom storage backend (used to inject I/O faults);
+    /// `backend` is called again whenever the database is reopened.
+    pub fn open_with_backend<B: StorageBackend>(
+        backend: impl Fn() -> std::io::Result<B> + Send + Sync + 'static,
         config: StoreConfig,
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
-        let db = Database::builder().create_with_backend(backend)?;
-        Self::start(db, config, hub)
+        let opener: Opener = Box::new(move || {
+            let backend = backend().map_err(StoreError::storage)?;
+            Ok(Database::builder().create_with_backend(backend)?)
+        });
+        Self::start(opener, config, hub)
     }
 
     fn start(
-        db: Database,
+        opener: Opener,
         config: StoreConfig,
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
-        txn::create_tables(&db)?;
-        let db = Arc::new(db);
+        let db = Arc::new(DbSlot::open(opener)?);
+        txn::create_tables(&*db.get()?)?;
         let (ops, receiver) = mpsc::channel(WRITE_QUEUE);
         let outbox = Arc::new(Notify::new());
         let outputs = writer::Outputs {
@@ -565,8 +574,8 @@ impl Store {
         &self,
         query: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || query(&db))
+        let slot = self.db.clone();
+        tokio::task::spawn_blocking(move || query(&*slot.get()?))
             .await
             .map_err(|_| StoreError::Closed)?
     }

@@ -12,7 +12,8 @@ use super::{
 /// Largest presence record (an allowed list at its limit).
 const MAX_PRESENCE_RECORD: usize = 256 * 1024;
 
-fn decode(bytes: &[u8]) -> Result<PresenceRecord, StoreError> {
+/// Decodes a `presence` value (reached by the fuzz checks through `store::decode_presence`).
+pub(crate) fn decode(bytes: &[u8]) -> Result<PresenceRecord, StoreError> {
     codec::decode(bytes, MAX_PRESENCE_RECORD).map_err(|error| corrupt("presence", error))
 }
 

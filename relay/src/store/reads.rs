@@ -148,7 +148,8 @@ pub fn group_versions(
     Ok(out)
 }
 
-fn decode_user(bytes: &[u8]) -> Result<UserRecord, StoreError> {
+/// Decodes a `users` value (reached by the fuzz checks through `store::decode_user`).
+pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserRecord, StoreError> {
     codec::decode(bytes, MAX_USER_RECORD).map_err(|error| StoreError::Corrupt {
         table: "users",
         reason: error.to_string(),

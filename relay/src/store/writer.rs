@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, thread::JoinHandle};
 
-use redb::Database;
+use redb::{Database, ReadableDatabase, ReadableTableMetadata};
 use tidings_protocol::{
     DeviceCert, DeviceId, ErrorAnswer, HomeRecord, IdentityKey, SignedPreKey, UserId,
 };
@@ -12,10 +12,11 @@ use super::{
     ClaimOutcome, DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, HandoffItem,
     KeysOutcome, NewEnvelope, Origin, RegisterOutcome, SetHomeOutcome, StoreConfig, StoreError,
     StoreOutcome,
+    slot::DbSlot,
     tables::PresenceChange,
     txn::{self, WriterState},
 };
-use crate::mailbox::Hub;
+use crate::{mailbox::Hub, metrics::StoreMetrics};
 use tidings_protocol::group::SignedDescriptor;
 
 /// Most operations applied in one commit.
@@ -123,9 +124,15 @@ pub enum OpResult {
 /// Joins the writer thread once every [`super::Store`] handle is dropped.
 pub struct WriterHandle {
     thread: Option<JoinHandle<()>>,
+    metrics: StoreMetrics,
 }
 
 impl WriterHandle {
+    /// The writer's series (commit latency, outbox and mailbox depth), for `/metrics`.
+    pub fn metrics(&self) -> StoreMetrics {
+        self.metrics.clone()
+    }
+
     /// Waits (on the blocking pool) until the writer has committed everything queued and
     /// exited. Call after dropping every `Store` clone.
     pub async fn join(mut self) {
@@ -142,27 +149,46 @@ pub struct Outputs {
 }
 
 pub fn spawn(
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     receiver: mpsc::Receiver<WriteOp>,
     config: StoreConfig,
     outputs: Outputs,
 ) -> Result<WriterHandle, StoreError> {
-    let state = WriterState::load(&db)?;
+    let state = WriterState::load(&*db.get()?)?;
+    let metrics = StoreMetrics::default();
+    metrics.set_outbox(state.outbox_len);
+    if let Some(entries) = mailbox_entries(&*db.get()?) {
+        metrics.set_mailboxes(entries);
+    }
+    let running = metrics.writer_started();
+    let thread_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("tidings-store-writer".into())
-        .spawn(move || run(&db, receiver, &config, state, &outputs))
+        .spawn(move || {
+            let _running = running;
+            run(&db, receiver, &config, state, &outputs, &thread_metrics)
+        })
         .map_err(StoreError::storage)?;
     Ok(WriterHandle {
         thread: Some(thread),
+        metrics,
     })
 }
 
+/// Entries waiting in all mailboxes (redb keeps each table's length: no scan).
+fn mailbox_entries(db: &Database) -> Option<u64> {
+    let txn = db.begin_read().ok()?;
+    let table = txn.open_table(super::tables::MAILBOX).ok()?;
+    table.len().ok()
+}
+
 fn run(
-    db: &Database,
+    slot: &DbSlot,
     mut receiver: mpsc::Receiver<WriteOp>,
     config: &StoreConfig,
     mut state: WriterState,
     outputs: &Outputs,
+    metrics: &StoreMetrics,
 ) {
     let mut batch = Vec::with_capacity(MAX_OPS_PER_COMMIT);
     while let Some(first) = receiver.blocking_recv() {
@@ -177,23 +203,71 @@ fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(db, &mut batch, config, &mut state, outputs);
+        let db = match slot.get() {
+            Ok(db) => db,
+            // A reopen failed before: try again now that there is work.
+            Err(_) => match reopen(slot, &mut state) {
+                Ok(db) => db,
+                Err(error) => {
+                    tracing::error!(%error, "the database is still closed; refusing this batch");
+                    for op in batch.drain(..) {
+                        fail(op, error.clone());
+                    }
+                    continue;
+                }
+            },
+        };
+        if !commit_batch(&db, &mut batch, config, &mut state, outputs, metrics) {
+            // redb takes no more writes after a failed commit until it is reopened.
+            drop(db);
+            if let Err(error) = reopen(slot, &mut state) {
+                tracing::error!(%error, "cannot reopen the database; will retry with the next batch");
+            }
+        }
     }
     tracing::debug!("store writer stopped: every handle dropped");
 }
 
-/// Applies and commits one batch, then answers every operation in it.
+/// Closes and opens the database again (redb repairs it to its last durable commit) and
+/// rereads the writer's state, keeping outbox numbers that were already handed out unused.
+fn reopen(slot: &DbSlot, state: &mut WriterState) -> Result<Arc<Database>, StoreError> {
+    let db = slot.reopen()?;
+    let durable = WriterState::load(&db)?;
+    *state = WriterState {
+        outbox_len: durable.outbox_len,
+        outbox_seq: durable.outbox_seq.max(state.outbox_seq),
+    };
+    Ok(db)
+}
+
+/// Applies and commits one batch, then answers every operation in it; false if the commit
+/// failed (every operation was answered with the error).
 fn commit_batch(
     db: &Database,
     batch: &mut Vec<WriteOp>,
     config: &StoreConfig,
     state: &mut WriterState,
     outputs: &Outputs,
-) {
+    metrics: &StoreMetrics,
+) -> bool {
     let started = std::time::Instant::now();
     let ops = batch.len();
-    match txn::apply_batch(db, batch, config, state) {
+    let forwarded: usize = batch
+        .iter()
+        .map(|op| match op {
+            WriteOp::OutboxDone { seqs, .. } => seqs.len(),
+            _ => 0,
+        })
+        .sum();
+    let applied = txn::apply_batch(db, batch, config, state);
+    metrics.commit(started.elapsed(), applied.is_ok());
+    match applied {
         Ok((results, effects)) => {
+            metrics.forwarded(forwarded);
+            metrics.set_outbox(state.outbox_len);
+            if let Some(entries) = mailbox_entries(db) {
+                metrics.set_mailboxes(entries);
+            }
             // Pushes and answers go out only now that the commit is durable.
             for publication in &effects.publications {
                 outputs.hub.publish(publication);
@@ -210,6 +284,7 @@ fn commit_batch(
             for op in batch.drain(..) {
                 fail(op, error.clone());
             }
+            return false;
         }
     }
     tracing::trace!(
@@ -217,6 +292,7 @@ fn commit_batch(
         elapsed_us = started.elapsed().as_micros() as u64,
         "committed batch"
     );
+    true
 }
 
 fn answer(op: WriteOp, result: OpResult) {

@@ -27,13 +27,30 @@ pub async fn start_relay(policy: RegistrationPolicy) -> TestRelay {
 /// `count` relays forming one DHT (the first starts it, the others bootstrap from it), each
 /// knowing all others before this returns.
 pub async fn start_relays(count: usize) -> Vec<TestRelay> {
+    start_relays_tweaked(count, |_| {}).await
+}
+
+/// As [`start_relays`], each relay's configuration changed by `tweak` first.
+pub async fn start_relays_tweaked(
+    count: usize,
+    tweak: impl Fn(&mut RelayConfig),
+) -> Vec<TestRelay> {
     let mut relays: Vec<TestRelay> = Vec::new();
     for _ in 0..count {
         let bootstrap = relays
             .first()
             .map(|first| vec![first.relay.tcp_dial_addr().unwrap().to_string()])
             .unwrap_or_default();
-        relays.push(start_relay_with(RegistrationPolicy::Open, bootstrap).await);
+        relays.push(
+            start_tweaked(
+                |config| {
+                    config.bootstrap = bootstrap;
+                    tweak(config);
+                },
+                None,
+            )
+            .await,
+        );
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for relay in &relays {
@@ -52,6 +69,72 @@ pub async fn start_relay_with(policy: RegistrationPolicy, bootstrap: Vec<String>
     let dir = tempfile::tempdir().unwrap();
     let relay = start_in(dir.path(), policy, bootstrap, true).await;
     TestRelay { dir, relay }
+}
+
+/// Starts a relay (open registration) in a fresh dir, its configuration changed by `tweak`,
+/// over a store that fails while `fault` is on (if given).
+pub async fn start_tweaked(
+    tweak: impl FnOnce(&mut RelayConfig),
+    fault: Option<tidings_relay::store::fault::FaultSwitch>,
+) -> TestRelay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..RelayConfig::default()
+    };
+    tweak(&mut config);
+    tidings_relay::init(dir.path(), &config).unwrap();
+    let relay = tidings_relay::start(RelayOptions {
+        data_dir: dir.path().to_path_buf(),
+        config,
+        fault,
+    })
+    .await
+    .unwrap();
+    TestRelay { dir, relay }
+}
+
+/// GETs `path` from an HTTP/1.1 endpoint: the status code and the body.
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the metrics endpoint did not answer")
+    .unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a series in Prometheus text (summed over the series of `name` whose labels
+/// contain every one of `labels`, e.g. `reason="bad_signature"`); None if there is none.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+        if series_name != name || !labels.iter().all(|label| series_labels.contains(label)) {
+            continue;
+        }
+        *found.get_or_insert(0.0) += value.parse::<f64>().unwrap();
+    }
+    found
 }
 
 /// Starts a relay in `dir` on a fresh loopback port (initializing the dir if asked).
@@ -98,30 +181,63 @@ async fn open_stream(
     address: &Multiaddr,
     protocol: &'static str,
 ) -> Stream {
-    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let mut control = swarm.behaviour().new_control();
-    let peer = tidings_client_peer(address);
-    swarm.dial(address.clone()).unwrap();
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
-    control
-        .open_stream(peer, StreamProtocol::new(protocol))
+    StreamOpener::dial(keypair, address)
+        .open(protocol)
         .await
         .unwrap()
+}
+
+/// One connection to a relay (its swarm running in the background until [`Self::close`])
+/// on which streams are opened one by one.
+pub struct StreamOpener {
+    control: libp2p_stream::Control,
+    peer: libp2p::PeerId,
+    swarm: tokio::task::JoinHandle<()>,
+}
+
+impl StreamOpener {
+    pub fn dial(keypair: libp2p::identity::Keypair, address: &Multiaddr) -> Self {
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let control = swarm.behaviour().new_control();
+        let peer = tidings_client_peer(address);
+        swarm.dial(address.clone()).unwrap();
+        let swarm = tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        Self {
+            control,
+            peer,
+            swarm,
+        }
+    }
+
+    /// Opens another stream of `protocol` on the connection.
+    pub async fn open(
+        &mut self,
+        protocol: &'static str,
+    ) -> Result<Stream, libp2p_stream::OpenStreamError> {
+        self.control
+            .open_stream(self.peer, StreamProtocol::new(protocol))
+            .await
+    }
+
+    /// Stops the swarm: the connection and every stream on it end.
+    pub fn close(self) {
+        self.swarm.abort();
+    }
 }
 
 impl RawDevice {
@@ -240,6 +356,80 @@ impl RawDevice {
     }
 }
 
+impl RawDevice {
+    /// Subscribes and reads the mailbox until caught up, acking what arrived: the envelopes
+    /// in order (bounce notices are left out).
+    pub async fn drain(&mut self) -> Vec<RawEnvelope> {
+        assert!(matches!(
+            self.request(Request::Subscribe).await,
+            Ok(Response::Subscribed { .. })
+        ));
+        let mut got = Vec::new();
+        loop {
+            match self.read().await {
+                Some(RelayFrame::Deliver { items }) => {
+                    let mut last = 0;
+                    for delivery in items.into_vec() {
+                        last = delivery.seq;
+                        if let tidings_protocol::MailboxItem::Envelope(raw) = delivery.item {
+                            got.push(raw);
+                        }
+                    }
+                    // The relay pushes a window ahead of the acks, no more.
+                    self.send_frame(&ClientFrame::Ack { up_to: last }).await;
+                }
+                Some(RelayFrame::CaughtUp { .. }) => return got,
+                Some(_) => continue,
+                None => panic!("stream closed while draining the mailbox"),
+            }
+        }
+    }
+}
+
+/// A user of another relay, signing envelopes without being connected anywhere.
+pub struct Stranger {
+    pub account: SigningKey,
+    pub device: SigningKey,
+}
+
+impl Stranger {
+    pub fn new() -> Self {
+        Self {
+            account: SigningKey::from_bytes(&rand::random()),
+            device: SigningKey::from_bytes(&rand::random()),
+        }
+    }
+
+    pub fn address(&self) -> Address {
+        Address {
+            user: UserId::from(&self.account.verifying_key()),
+            device: DeviceId::from(&self.device.verifying_key()),
+        }
+    }
+
+    /// A signed message envelope to `to`.
+    pub fn envelope_to(&self, to: Address, body: &[u8]) -> RawEnvelope {
+        Envelope {
+            id: EnvelopeId::random(),
+            sender: self.address(),
+            recipient: Recipient::Direct(to),
+            sent_at_ms: 1,
+            kind: Kind::Message,
+            body: body.to_vec(),
+        }
+        .sign(&self.device)
+    }
+
+    /// A forward item carrying `envelope` to its one (direct) recipient `to`.
+    pub fn item(envelope: RawEnvelope, to: Address) -> tidings_protocol::federation::ForwardItem {
+        tidings_protocol::federation::ForwardItem {
+            envelope,
+            recipients: BoundedVec::new(vec![to.user]).unwrap(),
+            group_version: 0,
+        }
+    }
+}
+
 fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
     address
         .iter()
@@ -252,6 +442,8 @@ fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
 
 /// A peer speaking the federation protocol by hand (it may pose as any relay).
 pub struct RawRelayPeer {
+    /// Its peer id (what the relay rate-limits and checks handoffs against).
+    pub peer_id: libp2p::PeerId,
     reader: ReadHalf<Stream>,
     writer: WriteHalf<Stream>,
     next_id: u64,
@@ -260,18 +452,57 @@ pub struct RawRelayPeer {
 
 impl RawRelayPeer {
     pub async fn connect(address: &Multiaddr) -> Self {
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let peer_id = keypair.public().to_peer_id();
         let stream = open_stream(
-            libp2p::identity::Keypair::generate_ed25519(),
+            keypair,
             address,
             tidings_protocol::federation::FEDERATION_PROTOCOL,
         )
         .await;
         let (reader, writer) = stream.split();
         Self {
+            peer_id,
             reader,
             writer,
             next_id: 1,
             buf: Vec::new(),
+        }
+    }
+
+    /// Writes bytes as they are (frames made by hand, or garbage).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        framing::write_frames(&mut self.writer, bytes)
+            .await
+            .unwrap();
+    }
+
+    /// The next frame from the relay; None once the relay closed the stream (or it failed).
+    pub async fn read(&mut self) -> Option<tidings_protocol::federation::FederationFrame> {
+        let got = tokio::time::timeout(
+            Duration::from_secs(10),
+            framing::read_frame(&mut self.reader, &mut self.buf),
+        )
+        .await
+        .expect("relay did not answer or close in time");
+        match got {
+            Ok(true) => {
+                Some(tidings_protocol::federation::FederationFrame::decode(&self.buf).unwrap())
+            }
+            _ => None,
+        }
+    }
+
+    /// Forwards items; one outcome per recipient.
+    pub async fn forward(
+        &mut self,
+        items: Vec<tidings_protocol::federation::ForwardItem>,
+    ) -> Vec<tidings_protocol::client::SendOutcome> {
+        use tidings_protocol::federation::{FederationRequest, FederationResponse};
+        let items = BoundedVec::new(items).unwrap();
+        match self.request(FederationRequest::Forward { items }).await {
+            Ok(FederationResponse::Stored { outcomes }) => outcomes.into_vec(),
+            other => panic!("unexpected {other:?}"),
         }
     }
 

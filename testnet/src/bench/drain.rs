@@ -72,7 +72,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<DrainReport> {
         (1..=1_000_000).contains(&params.messages),
         "1 to 1,000,000 messages"
     );
-    let cluster = Cluster::start(work, 1).await?;
+    let cluster = Cluster::start_unthrottled(work, 1).await?;
     let clients = users::register_all(&work.join("users"), 2, &cluster).await?;
     introduce_pairs(&clients).await?;
     let (sender, receiver) = (&clients[0], &clients[1]);

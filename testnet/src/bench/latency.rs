@@ -84,7 +84,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<LatencyReport> {
     ensure!(params.pairs >= 1, "at least one pair");
     ensure!((1..=100_000).contains(&params.rate), "1 to 100,000 msg/s");
     ensure!((1..=600).contains(&params.seconds), "1 to 600 seconds");
-    let cluster = Cluster::start(work, 2).await?;
+    let cluster = Cluster::start_unthrottled(work, 2).await?;
     // User i is homed on relay i % 2: senders (even) on the first, receivers on the second.
     let clients = users::register_all(&work.join("users"), params.pairs * 2, &cluster).await?;
     introduce_pairs(&clients).await?;

@@ -81,7 +81,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<ThroughputReport
         "a window of 1 to 4096 messages"
     );
     ensure!((1..=600).contains(&params.seconds), "1 to 600 seconds");
-    let cluster = Cluster::start(work, 1).await?;
+    let cluster = Cluster::start_unthrottled(work, 1).await?;
     let clients = users::register_all(&work.join("users"), params.pairs * 2, &cluster).await?;
     introduce_pairs(&clients).await?;
 

@@ -2,19 +2,20 @@
 //! whom are offline for a while; every accepted message must arrive once, in order.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::Path,
     time::{Duration, Instant},
 };
 
 use anyhow::ensure;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use tidings_client::{Client, Conversation, Direction};
-use tidings_protocol::EnvelopeId;
 use tokio::{sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::users::{self, name};
+use super::{
+    tally,
+    users::{self, name},
+};
 use crate::{
     cluster::Cluster,
     report::{Percentiles, Report},
@@ -80,15 +81,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<Report> {
     }
 
     let deadline = Instant::now() + QUIESCENCE_TIMEOUT;
-    let mut tally = count(&clients)?;
-    while tally.lost() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        tally = count(&clients)?;
-    }
-    for id in tally.accepted.difference(&tally.delivered).take(20) {
-        let what = tally.described.get(id).map(String::as_str).unwrap_or("?");
-        tracing::error!(%id, "lost: {what}");
-    }
+    let tally = tally::settle(&clients, &[], params.messages, deadline).await?;
     stop.cancel();
     while receivers.join_next().await.is_some() {}
     cluster.stop().await?;
@@ -97,8 +90,8 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<Report> {
         relays: params.relays,
         users: params.users,
         sent: params.messages,
-        accepted: tally.accepted.len(),
-        delivered: tally.delivered.len(),
+        accepted: tally.accepted,
+        delivered: tally.delivered,
         lost: tally.lost(),
         duplicates: tally.duplicates,
         out_of_order: tally.out_of_order,
@@ -125,69 +118,4 @@ fn workload(params: &Params) -> Vec<Vec<(usize, String)>> {
         lists[sender].push((recipient, format!("{sender}>{recipient}#{counter}")));
     }
     lists
-}
-
-/// What the users' stores hold.
-#[derive(Default)]
-struct Tally {
-    accepted: HashSet<EnvelopeId>,
-    /// Sent messages by id: who sent it and its text, to name what got lost.
-    described: HashMap<EnvelopeId, String>,
-    delivered: HashSet<EnvelopeId>,
-    duplicates: usize,
-    out_of_order: usize,
-    latencies: Vec<f64>,
-}
-
-impl Tally {
-    fn lost(&self) -> usize {
-        self.accepted.difference(&self.delivered).count()
-    }
-}
-
-fn count(clients: &[Client]) -> anyhow::Result<Tally> {
-    let mut tally = Tally::default();
-    for (index, client) in clients.iter().enumerate() {
-        for (other, peer) in clients.iter().enumerate() {
-            if other == index {
-                continue;
-            }
-            let mut last_counter = 0u64;
-            for record in client
-                .store()
-                .history(&Conversation::Direct(peer.user_id()))?
-            {
-                match record.direction {
-                    Direction::Outgoing if record.status.is_sent() => {
-                        tally.accepted.insert(record.id);
-                        tally.described.insert(
-                            record.id,
-                            format!("{} \"{}\" ({:?})", name(index), record.text, record.status),
-                        );
-                    }
-                    Direction::Outgoing => {}
-                    Direction::Incoming => {
-                        if !tally.delivered.insert(record.id) {
-                            tally.duplicates += 1;
-                            continue;
-                        }
-                        let counter = record
-                            .text
-                            .rsplit('#')
-                            .next()
-                            .and_then(|n| n.parse::<u64>().ok())
-                            .unwrap_or(0);
-                        if counter < last_counter {
-                            tally.out_of_order += 1;
-                        }
-                        last_counter = last_counter.max(counter);
-                        tally
-                            .latencies
-                            .push(record.stored_at_ms.saturating_sub(record.sent_at_ms) as f64);
-                    }
-                }
-            }
-        }
-    }
-    Ok(tally)
 }

@@ -3,7 +3,6 @@
 //! and each message must cross to each other relay at most once.
 
 use std::{
-    collections::{HashMap, HashSet},
     path::Path,
     time::{Duration, Instant},
 };
@@ -11,12 +10,13 @@ use std::{
 use anyhow::ensure;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
-use tidings_client::{Client, Conversation, Direction};
-use tidings_protocol::{EnvelopeId, GroupId};
 use tokio::{sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::users::{self, name};
+use super::{
+    tally::{self, GroupMembers},
+    users::{self, name},
+};
 use crate::{
     cluster::Cluster,
     report::{Outcome, Percentiles, Report},
@@ -103,7 +103,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<GroupReport> {
     let group = creator.create_group(GROUP, &everyone).await?;
     creator.close().await;
     for client in &clients[1..] {
-        wait_for_group(client, group).await?;
+        users::wait_for_group(client, group).await?;
     }
 
     let offline: Vec<bool> = (0..params.members).map(|index| index % 4 == 3).collect();
@@ -127,11 +127,11 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<GroupReport> {
         flag.send_replace(true);
     }
     let deadline = Instant::now() + QUIESCENCE_TIMEOUT;
-    let mut tally = count(&clients, group)?;
-    while tally.lost() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        tally = count(&clients, group)?;
-    }
+    let members = [GroupMembers {
+        id: group,
+        members: (0..params.members).collect(),
+    }];
+    let tally = tally::settle(&clients, &members, params.messages, deadline).await?;
     // Retries and late batches have settled by now.
     let forward_batches = cluster.group_batches().await? - batches_before;
     stop.cancel();
@@ -160,19 +160,6 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<GroupReport> {
     })
 }
 
-async fn wait_for_group(client: &Client, group: GroupId) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client.store().group(&group)?.is_none() {
-        ensure!(
-            Instant::now() < deadline,
-            "a member never learned of the group"
-        );
-        let mut session = users::connect(client).await;
-        let _ = session.sync(Duration::from_secs(2)).await;
-    }
-    Ok(())
-}
-
 /// Per member, the texts to send to the group in order; texts carry the sender's counter.
 fn workload(params: &Params) -> Vec<Vec<(String, String)>> {
     let mut rng = StdRng::seed_from_u64(params.seed);
@@ -184,62 +171,6 @@ fn workload(params: &Params) -> Vec<Vec<(String, String)>> {
         lists[sender].push((GROUP.to_string(), format!("{sender}#{}", counters[sender])));
     }
     lists
-}
-
-#[derive(Default)]
-struct Tally {
-    accepted: usize,
-    /// Deliveries expected: accepted messages times the members besides their sender.
-    expected: usize,
-    delivered: usize,
-    duplicates: usize,
-    out_of_order: usize,
-    latencies: Vec<f64>,
-}
-
-impl Tally {
-    fn lost(&self) -> usize {
-        self.expected.saturating_sub(self.delivered)
-    }
-}
-
-fn count(clients: &[Client], group: GroupId) -> anyhow::Result<Tally> {
-    let mut tally = Tally::default();
-    let mut accepted: HashSet<EnvelopeId> = HashSet::new();
-    for client in clients {
-        let mut seen: HashSet<EnvelopeId> = HashSet::new();
-        let mut last: HashMap<String, u64> = HashMap::new();
-        for record in client.store().history(&Conversation::Group(group))? {
-            match record.direction {
-                Direction::Outgoing => {
-                    if record.status.is_sent() {
-                        accepted.insert(record.id);
-                    }
-                }
-                Direction::Incoming if record.text.contains('#') => {
-                    if !seen.insert(record.id) {
-                        tally.duplicates += 1;
-                        continue;
-                    }
-                    tally.delivered += 1;
-                    let (sender, counter) = record.text.split_once('#').unwrap_or(("", "0"));
-                    let counter: u64 = counter.parse().unwrap_or(0);
-                    let previous = last.entry(sender.to_string()).or_insert(0);
-                    if counter < *previous {
-                        tally.out_of_order += 1;
-                    }
-                    *previous = (*previous).max(counter);
-                    tally
-                        .latencies
-                        .push(record.stored_at_ms.saturating_sub(record.sent_at_ms) as f64);
-                }
-                Direction::Incoming => {}
-            }
-        }
-    }
-    tally.accepted = accepted.len();
-    tally.expected = tally.accepted * (clients.len() - 1);
-    Ok(tally)
 }
 
 impl Outcome for GroupReport {

@@ -1,7 +1,9 @@
 //! Named workloads run against a network of relay processes.
 
+pub mod chaos;
 pub mod federation;
 pub mod group;
 pub mod presence;
+pub(crate) mod tally;
 pub(crate) mod users;
 mod watcher;

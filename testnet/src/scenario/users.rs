@@ -1,10 +1,15 @@
 //! Scenario users: clients in this process, each with a receiving session that can go
 //! offline, and a sender that works through a list in order.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
+use anyhow::ensure;
 use tidings_client::{Client, Session};
+use tidings_protocol::GroupId;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -109,4 +114,18 @@ pub async fn send(client: Client, messages: Vec<(String, String)>) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits (syncing now and then) until `client` has learned of `group`.
+pub async fn wait_for_group(client: &Client, group: GroupId) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.store().group(&group)?.is_none() {
+        ensure!(
+            Instant::now() < deadline,
+            "a member never learned of the group"
+        );
+        let mut session = connect(client).await;
+        let _ = session.sync(Duration::from_secs(2)).await;
+    }
+    Ok(())
 }

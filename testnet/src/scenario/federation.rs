@@ -16,10 +16,7 @@ use super::{
     tally,
     users::{self, name},
 };
-use crate::{
-    cluster::Cluster,
-    report::{Percentiles, Report},
-};
+use crate::{cluster::Cluster, report::Report};
 
 /// How long the scenario waits for the last messages to arrive.
 const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,21 +82,15 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<Report> {
     stop.cancel();
     while receivers.join_next().await.is_some() {}
     cluster.stop().await?;
-    Ok(Report {
+    Ok(tally.report(tally::Run {
         scenario: "federation",
         relays: params.relays,
         users: params.users,
         sent: params.messages,
-        accepted: tally.accepted,
-        delivered: tally.delivered,
-        lost: tally.lost(),
-        duplicates: tally.duplicates,
-        out_of_order: tally.out_of_order,
-        latency_ms: Percentiles::of(tally.latencies),
-        wall_s: started.elapsed().as_secs_f64(),
+        started,
         offline_users: offline.iter().filter(|away| **away).count(),
         seed: params.seed,
-    })
+    }))
 }
 
 /// Per sender, the (recipient, text) list to send in order. Texts carry the pair's counter.

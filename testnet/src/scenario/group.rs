@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     cluster::Cluster,
-    report::{Outcome, Percentiles, Report},
+    report::{Outcome, Report},
 };
 
 /// How long the scenario waits for the last messages to arrive.
@@ -139,21 +139,15 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<GroupReport> {
     cluster.stop().await?;
     let messages = params.messages.max(1);
     Ok(GroupReport {
-        report: Report {
+        report: tally.report(tally::Run {
             scenario: "group",
             relays: params.relays,
             users: params.members,
             sent: params.messages,
-            accepted: tally.accepted,
-            delivered: tally.delivered,
-            lost: tally.lost(),
-            duplicates: tally.duplicates,
-            out_of_order: tally.out_of_order,
-            latency_ms: Percentiles::of(tally.latencies),
-            wall_s: started.elapsed().as_secs_f64(),
+            started,
             offline_users: offline.iter().filter(|away| **away).count(),
             seed: params.seed,
-        },
+        }),
         members: params.members,
         forward_batches,
         forward_batches_per_message: forward_batches as f64 / messages as f64,

@@ -7,6 +7,7 @@ use tidings_client::{Client, Conversation, Direction, MessageStatus};
 use tidings_protocol::{EnvelopeId, GroupId};
 
 use super::users::name;
+use crate::report::{Percentiles, Report};
 
 /// A group of the workload and its members (indexes into the clients).
 #[derive(Debug, Clone)]
@@ -71,6 +72,45 @@ pub async fn settle(
         tracing::error!("lost: {missing}");
     }
     Ok(tally)
+}
+
+/// What a run was, beside what its tally counted.
+pub struct Run {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Relay processes.
+    pub relays: usize,
+    /// Users.
+    pub users: usize,
+    /// Messages handed to senders.
+    pub sent: usize,
+    /// When the run started.
+    pub started: std::time::Instant,
+    /// Users that went offline for part of the run.
+    pub offline_users: usize,
+    /// Seed of the workload.
+    pub seed: u64,
+}
+
+impl Tally {
+    /// The report of `run`, with these counts.
+    pub fn report(self, run: Run) -> Report {
+        Report {
+            scenario: run.scenario,
+            relays: run.relays,
+            users: run.users,
+            sent: run.sent,
+            accepted: self.accepted,
+            delivered: self.delivered,
+            lost: self.lost(),
+            duplicates: self.duplicates,
+            out_of_order: self.out_of_order,
+            latency_ms: Percentiles::of(self.latencies),
+            wall_s: run.started.elapsed().as_secs_f64(),
+            offline_users: run.offline_users,
+            seed: run.seed,
+        }
+    }
 }
 
 /// One accepted message: who must get it, and how to name it.

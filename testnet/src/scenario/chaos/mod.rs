@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     cluster::Cluster,
-    report::{Outcome, Percentiles, Report},
+    report::{Outcome, Report},
 };
 
 /// How long the scenario waits, after the last fault, for everything to arrive.
@@ -169,21 +169,15 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<ChaosReport> {
     let (played, tally) = (played?, tally?);
     cluster.stop().await?;
     Ok(ChaosReport {
-        report: Report {
+        report: tally.report(tally::Run {
             scenario: "chaos",
             relays: params.relays,
             users: params.users,
             sent: params.messages,
-            accepted: tally.accepted,
-            delivered: tally.delivered,
-            lost: tally.lost(),
-            duplicates: tally.duplicates,
-            out_of_order: tally.out_of_order,
-            latency_ms: Percentiles::of(tally.latencies),
-            wall_s: started.elapsed().as_secs_f64(),
+            started,
             offline_users: count_away(&events),
             seed: params.seed,
-        },
+        }),
         kills: played.kills,
         partitions: played.partitions,
         offline_episodes: played.offline_episodes,

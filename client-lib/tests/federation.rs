@@ -113,6 +113,47 @@ async fn the_outbox_delivers_once_a_remote_relay_is_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_between_relays_holds_messages_until_it_heals() {
+    let net = Net::start(2).await;
+    let (alice, bob) = pair(&net, 0, 1).await;
+    let mut alice_session = alice.connect().await;
+    alice_session.send_text("bob", "before").await.unwrap();
+    let mut bob_session = bob.online().await;
+    wait_for(&mut bob_session, |event| matches!(event, Event::Message(_))).await;
+
+    // Both relays refuse each other: what Alice sends is accepted by her relay and waits.
+    let (a, b) = (net.relay(0), net.relay(1));
+    a.network().set_blocked(b.peer_id(), true).await;
+    b.network().set_blocked(a.peer_id(), true).await;
+    for text in ["cut 1", "cut 2"] {
+        let message = alice_session.send_text("bob", text).await.unwrap();
+        assert_eq!(
+            message.status,
+            MessageStatus::Sent,
+            "accepted into the outbox"
+        );
+    }
+    let quiet = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(event) = tokio::time::timeout_at(quiet, bob_session.next_event()).await {
+        let event = event.unwrap();
+        assert!(
+            !matches!(event, Event::Message(_)),
+            "nothing crosses a cut link: {event:?}"
+        );
+    }
+
+    a.network().set_blocked(b.peer_id(), false).await;
+    b.network().set_blocked(a.peer_id(), false).await;
+    let events = wait_for(
+        &mut bob_session,
+        |event| matches!(event, Event::Message(message) if message.text == "cut 2"),
+    )
+    .await;
+    assert_eq!(texts(&events), ["cut 1", "cut 2"]);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelopes_that_cannot_be_delivered_in_time_bounce_to_the_sender() {
     let mut net = Net::start_with(3, |config| config.federation.undeliverable_after_secs = 2).await;
     let (alice, bob) = pair(&net, 0, 2).await;

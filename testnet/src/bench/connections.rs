@@ -137,6 +137,8 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<ConnectionsRepor
     }
     while closing.join_next().await.is_some() {}
     cluster.stop().await?;
+    // Each client's store syncs as it closes: off the runtime, and inside the wall time.
+    tokio::task::spawn_blocking(move || drop(clients)).await?;
     Ok(ConnectionsReport {
         bench: "connections",
         devices: params.devices,

@@ -96,6 +96,24 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     write_frames(writer, &out).await
 }
 
+/// The id of a request frame whose body does not decode (a newer peer's request kind, or a
+/// malformed body), if the frame says that much: client and federation request frames both
+/// start with it, so the receiver can answer that request with an error and keep the stream.
+pub fn request_id(frame: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    enum Probe {
+        #[serde(rename = "q")]
+        Request {
+            #[serde(rename = "i")]
+            id: u64,
+        },
+    }
+    match codec::decode::<Probe>(frame, MAX_FRAME_BYTES) {
+        Ok(Probe::Request { id }) => Some(id),
+        Err(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

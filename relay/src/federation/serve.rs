@@ -50,7 +50,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
             Ok(FederationFrame::Request { id, body }) => (id, handle(&shared, peer, body).await),
             // A request this relay cannot read but whose id it can (say, a kind from a newer
             // version): an error answer, and the stream goes on.
-            Err(error) => match request_id(&buf) {
+            Err(error) => match tidings_protocol::framing::request_id(&buf) {
                 Some(id) => (
                     id,
                     Err(ErrorAnswer::new(ErrorCode::Malformed, error.to_string())),
@@ -75,23 +75,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
         }
     }
     let _ = futures::AsyncWriteExt::close(&mut writer).await;
-}
-
-/// The id of a request frame whose body does not decode, if the frame says that much.
-fn request_id(bytes: &[u8]) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    enum Probe {
-        #[serde(rename = "q")]
-        Request {
-            #[serde(rename = "i")]
-            id: u64,
-        },
-    }
-    match tidings_protocol::codec::decode::<Probe>(bytes, tidings_protocol::limits::MAX_FRAME_BYTES)
-    {
-        Ok(Probe::Request { id }) => Some(id),
-        Err(_) => None,
-    }
 }
 
 fn stored(outcomes: Vec<SendOutcome>) -> Answer {

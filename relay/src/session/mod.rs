@@ -259,21 +259,13 @@ impl Session {
     /// A frame that does not decode: answer the request it claims to be, if it names one,
     /// so newer clients with requests we do not know keep their stream; otherwise close.
     fn on_undecodable(&mut self, bytes: &[u8], error: &codec::DecodeError) -> Flow {
-        #[derive(serde::Deserialize)]
-        enum Probe {
-            #[serde(rename = "q")]
-            Request {
-                #[serde(rename = "i")]
-                id: u64,
-            },
-        }
         let answer = ErrorAnswer::new(ErrorCode::Malformed, error.to_string());
-        match codec::decode::<Probe>(bytes, MAX_FRAME_BYTES) {
-            Ok(Probe::Request { id }) => {
+        match tidings_protocol::framing::request_id(bytes) {
+            Some(id) => {
                 self.respond(id, Err(answer));
                 Flow::Continue
             }
-            Err(_) => self.fatal(answer),
+            None => self.fatal(answer),
         }
     }
 

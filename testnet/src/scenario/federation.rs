@@ -41,17 +41,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<Report> {
     let started = Instant::now();
     let cluster = Cluster::start(work, params.relays).await?;
     let clients = users::register_all(&work.join("users"), params.users, &cluster).await?;
-    let cards = clients
-        .iter()
-        .map(|client| client.card(None))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (index, client) in clients.iter().enumerate() {
-        for (other, card) in cards.iter().enumerate() {
-            if other != index {
-                client.add_contact(&name(other), card)?;
-            }
-        }
-    }
+    users::introduce_all(&clients)?;
 
     // A quarter of the users are offline while everyone sends, and come back afterwards.
     let offline: Vec<bool> = (0..params.users).map(|index| index % 4 == 3).collect();

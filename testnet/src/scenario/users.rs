@@ -44,6 +44,22 @@ pub async fn register_all(
     Ok(clients)
 }
 
+/// Makes every user a contact of every other, user `i` named [`name`]`(i)`.
+pub fn introduce_all(clients: &[Client]) -> anyhow::Result<()> {
+    let cards = clients
+        .iter()
+        .map(|client| client.card(None))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (index, client) in clients.iter().enumerate() {
+        for (other, card) in cards.iter().enumerate() {
+            if other != index {
+                client.add_contact(&name(other), card)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn connect(client: &Client) -> Session {
     let mut pause = Duration::from_millis(50);
     loop {

@@ -109,17 +109,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<ChaosReport> {
     let started = Instant::now();
     let mut cluster = Cluster::start(work, params.relays).await?;
     let clients = users::register_all(&work.join("users"), params.users, &cluster).await?;
-    let cards = clients
-        .iter()
-        .map(|client| client.card(None))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (index, client) in clients.iter().enumerate() {
-        for (other, card) in cards.iter().enumerate() {
-            if other != index {
-                client.add_contact(&name(other), card)?;
-            }
-        }
-    }
+    users::introduce_all(&clients)?;
     let mut rng = StdRng::seed_from_u64(params.seed);
     let groups = create_groups(&clients, &mut rng).await?;
     let (plans, group_messages) = workload(&params, &groups, &mut rng);

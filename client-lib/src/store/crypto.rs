@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use redb::{ReadableTable, WriteTransaction};
-use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions};
+use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions, olm::PRE_KEY_MESSAGE};
 use tidings_protocol::{
     Address, BoundedVec, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope, Recipient,
     UserId,
@@ -119,11 +119,29 @@ impl<'a> CryptoState<'a> {
     }
 }
 
+/// The account a peer device was bound to by a verified certificate, if any.
+fn bound_user(txn: &WriteTransaction, device: &DeviceId) -> Result<Option<UserId>, StoreError> {
+    Ok(txn
+        .open_table(PEER_USERS)?
+        .get(device.as_bytes())?
+        .map(|user| UserId::from_bytes(*user.value())))
+}
+
+/// Binds a device to the account whose certificate for it was verified (a claimed bundle or a
+/// pre-key message's sender keys) and makes it the device we talk to for that account. A
+/// device never changes account: binding it to another one is refused.
 pub(super) fn bind_peer(
     txn: &WriteTransaction,
     user: &UserId,
     device: &DeviceId,
 ) -> Result<(), StoreError> {
+    if let Some(bound) = bound_user(txn, device)?
+        && bound != *user
+    {
+        return Err(StoreError::Conflict(format!(
+            "device {device} belongs to {bound}, not {user}"
+        )));
+    }
     txn.open_table(PEER_USERS)?
         .insert(device.as_bytes(), user.as_bytes())?;
     txn.open_table(USER_DEVICES)?
@@ -278,15 +296,20 @@ pub(super) fn olm_open(
     }
     let body = OlmBody::decode(&envelope.body).map_err(|error| error.to_string())?;
     let sender = envelope.sender;
-    if body.sender_keys.is_none() {
-        // A normal message: the device must be bound to the user who claims to send it.
-        let bound = txn
-            .open_table(PEER_USERS)
-            .and_then(|table| Ok(table.get(sender.device.as_bytes())?.map(|u| *u.value())))
-            .map_err(|error| error.to_string())?;
-        if bound != Some(*sender.user.as_bytes()) {
+    // The envelope's signature proves the device; only a verified certificate proves its
+    // account. A device bound to one account never speaks for another, and a device we never
+    // bound must open a session with a pre-key message whose sender keys carry that proof.
+    match bound_user(txn, &sender.device).map_err(|error| error.to_string())? {
+        Some(user) if user != sender.user => {
+            return Err(format!(
+                "device {} belongs to {user}, not to the sender {}",
+                sender.device, sender.user
+            ));
+        }
+        None if body.message_type != PRE_KEY_MESSAGE => {
             return Err("no session with this sender's device".into());
         }
+        _ => {}
     }
     let plaintext = state
         .decrypt(txn, &sender, &body)

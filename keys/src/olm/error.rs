@@ -18,9 +18,12 @@ pub enum OlmError {
     /// The ciphertext does not decode as an Olm message.
     #[error("malformed Olm message: {0}")]
     MalformedMessage(#[source] vodozemac::DecodeError),
-    /// A pre-key message that opens a new session came without the sender's keys.
+    /// A pre-key message came without the sender's keys.
     #[error("pre-key message without sender keys")]
     MissingSenderKeys,
+    /// A normal message carried sender keys: only a pre-key message may (it opens a session).
+    #[error("sender keys on a normal message")]
+    UnexpectedSenderKeys,
     /// The sender keys do not prove that the pre-key message comes from the sending device.
     #[error("sender keys rejected: {0}")]
     ForgedSenderKeys(#[from] SenderKeysError),

@@ -58,10 +58,14 @@ impl PeerSessions {
 
     /// Decrypts a body from `sender` (the authenticated sender address of the envelope).
     ///
-    /// A normal message is tried on every session. A pre-key message goes to the session it
-    /// was sent on if there is one; otherwise its sender keys must prove that its identity key
-    /// belongs to `sender`, and a new session is created through `account`, which consumes the
-    /// one-time key: persist the account afterwards.
+    /// A normal message is tried on every session and must not carry sender keys: they prove
+    /// who opens a session, and a message on an existing session opens none. A pre-key message
+    /// must carry sender keys proving that its identity key belongs to `sender`, whether it
+    /// goes to the session it was sent on or opens a new one through `account` (which consumes
+    /// the one-time key: persist the account afterwards).
+    ///
+    /// This only proves which *device* sent the message; the caller must check that the device
+    /// belongs to the envelope's sender user (a verified certificate, remembered).
     ///
     /// A replayed message is an error, never a second plaintext, while its session is here:
     /// [`OlmError::Decryption`] (its message key is used up). Once that session is gone, a
@@ -76,9 +80,17 @@ impl PeerSessions {
     ) -> Result<Vec<u8>, OlmError> {
         let message = session::parse(body)?;
         let pre_key = match &message {
+            OlmMessage::Normal(_) if body.sender_keys.is_some() => {
+                return Err(OlmError::UnexpectedSenderKeys);
+            }
             OlmMessage::Normal(_) => return self.decrypt_normal(&message),
             OlmMessage::PreKey(pre_key) => pre_key,
         };
+        let keys = body
+            .sender_keys
+            .as_ref()
+            .ok_or(OlmError::MissingSenderKeys)?;
+        verify_sender_keys(keys, sender, pre_key)?;
         if let Some(index) = self
             .sessions
             .iter()
@@ -86,11 +98,6 @@ impl PeerSessions {
         {
             return self.decrypt_with(index, &message);
         }
-        let keys = body
-            .sender_keys
-            .as_ref()
-            .ok_or(OlmError::MissingSenderKeys)?;
-        verify_sender_keys(keys, sender, pre_key)?;
         let (session, plaintext) =
             account.create_inbound_session(keys.identity.curve25519, pre_key)?;
         self.add(session);

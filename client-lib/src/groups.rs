@@ -1,9 +1,11 @@
 //! Groups from the user's side: creating and changing them, and giving members the key of
 //! this device's sending session.
 
+use std::collections::HashMap;
+
 use tidings_protocol::{
-    BoundedVec, DeviceId, GroupId, UserId,
-    client::{Request, Response},
+    BoundedVec, DeviceId, GroupId, Kind, MailboxItem, Recipient, UserId,
+    client::{Delivery, Request, Response},
     group::{Descriptor, GroupMember, Role, SignedDescriptor},
     limits::{MAX_BATCH_ENVELOPES, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_LEN},
 };
@@ -44,11 +46,82 @@ impl Client {
     }
 }
 
+/// The newest descriptor version each group change in a pushed batch names.
+pub(crate) fn changes_in(items: &[Delivery]) -> HashMap<GroupId, u64> {
+    let mut changes: HashMap<GroupId, u64> = HashMap::new();
+    for item in items {
+        let MailboxItem::Envelope(raw) = &item.item else {
+            continue;
+        };
+        let Ok(envelope) = raw.decode_unverified() else {
+            continue;
+        };
+        let (Kind::GroupControl, Recipient::Group(group)) = (envelope.kind, envelope.recipient)
+        else {
+            continue;
+        };
+        if let Ok(change) = SignedDescriptor::decode(&envelope.body)
+            && change.descriptor.group == group
+        {
+            let newest = changes.entry(group).or_default();
+            *newest = (*newest).max(change.descriptor.version);
+        }
+    }
+    changes
+}
+
 fn members_of(descriptor: &Descriptor) -> Vec<GroupMember> {
     descriptor.members.to_vec()
 }
 
 impl Session {
+    /// Fetches from the relay the descriptor versions this device lacks before each group's
+    /// change in `changes` (group -> version of the change), and applies them, each checked
+    /// against the one before. A relay that cannot fill a gap leaves it: the change is then
+    /// refused when it is stored, as any change that does not follow.
+    pub(crate) async fn fill_group_gaps(
+        &self,
+        changes: HashMap<GroupId, u64>,
+    ) -> Result<(), ClientError> {
+        for (group, version) in changes {
+            loop {
+                let held = self
+                    .client()
+                    .store()
+                    .group(&group)?
+                    .map_or(0, |known| known.descriptor.version);
+                if held + 1 >= version {
+                    break;
+                }
+                let request = Request::GroupVersions {
+                    group,
+                    from: held + 1,
+                };
+                let versions = match self.request_pub(request).await {
+                    Ok(Response::GroupVersions { versions }) => versions.into_vec(),
+                    Ok(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+                    Err(ClientError::Refused(answer)) => {
+                        tracing::info!(%group, %answer, "the relay has no versions to fill a gap");
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                };
+                let missing: Vec<SignedDescriptor> = versions
+                    .into_iter()
+                    .filter(|known| known.descriptor.version < version)
+                    .collect();
+                let applied = self
+                    .client()
+                    .blocking(move |inner| inner.store.apply_group_versions(&missing))
+                    .await?;
+                if applied == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Gives every member who lacks it the key of this device's current sending session for
     /// `group` (making a new session first if a member who had the old key left).
     pub(crate) async fn share_group_key(&self, group: GroupId) -> Result<(), SealError> {
@@ -163,14 +236,7 @@ impl Session {
                 });
             }
         }
-        let descriptor = Descriptor {
-            group: GroupId::random(),
-            version: 1,
-            previous: None,
-            name: name.to_string(),
-            members: bounded(list)?,
-            author: me,
-        };
+        let descriptor = Descriptor::genesis(me, name.to_string(), bounded(list)?);
         let group = descriptor.group;
         self.publish_change(descriptor).await?;
         Ok(group)
@@ -269,11 +335,9 @@ impl Session {
     async fn publish_next(
         &mut self,
         current: &SignedDescriptor,
-        mut next: Descriptor,
+        next: Descriptor,
     ) -> Result<(), ClientError> {
-        next.version = current.descriptor.version + 1;
-        next.previous = Some(current.hash());
-        next.author = self.client().user_id();
+        let next = Descriptor::successor(current, self.client().user_id(), next.name, next.members);
         self.publish_change(next).await
     }
 

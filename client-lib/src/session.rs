@@ -466,8 +466,14 @@ impl Session {
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
             }
-            if let Some(items) = self.unprocessed.take() {
-                self.storing = self.start_storing(items);
+            if let Some(items) = &self.unprocessed {
+                // Cancel-safe: the batch stays unprocessed until the gaps are filled, and
+                // filling again only asks for what is still missing.
+                let changes = crate::groups::changes_in(items);
+                self.fill_group_gaps(changes).await?;
+                if let Some(items) = self.unprocessed.take() {
+                    self.storing = self.start_storing(items);
+                }
                 continue;
             }
             if self.caught_up {

@@ -322,3 +322,29 @@ async fn a_member_whose_relay_is_down_gets_the_key_once_it_is_back() {
     listening.abort();
     net.shutdown().await;
 }
+
+/// Carol joins at version 3 and never saw versions 1 and 2: her device fetches them from her
+/// relay and checks the whole chain before taking the change that adds her, then reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_later_fetches_the_versions_she_missed_and_reads() {
+    let net = Net::start(2).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(0)).await;
+    let carol = TestUser::register(net.relay(1)).await;
+    befriend_all(&[("alice", &alice), ("bob", &bob), ("carol", &carol)]).await;
+
+    let mut alice_session = alice.online().await;
+    let group = alice_session.create_group("late", &["bob"]).await.unwrap();
+    alice_session.rename_group(group, "later").await.unwrap();
+    alice_session.add_to_group(group, &["carol"]).await.unwrap();
+    alice_session
+        .send_text("later", "welcome carol")
+        .await
+        .unwrap();
+
+    let got = group_texts(&carol, 1).await;
+    assert_eq!(got, ["welcome carol"]);
+    let known = carol.client.store().group(&group).unwrap().unwrap();
+    assert_eq!(known.descriptor.version, 3);
+    assert_eq!(known.descriptor.name, "later");
+}

@@ -10,8 +10,10 @@ use crate::{
     codec::{self, BoundedVec, DecodeError},
     envelope::RawEnvelope,
     errors::ErrorAnswer,
+    federation::MAX_DESCRIPTORS_PER_REQUEST,
+    group::SignedDescriptor,
     home::HomeRecord,
-    ids::UserId,
+    ids::{GroupId, UserId},
     limits::{
         MAX_BATCH_ENVELOPES, MAX_CARD_ADDRS, MAX_FRAME_BYTES, MAX_INVITE_LEN,
         MAX_ONE_TIME_KEYS_PER_UPLOAD, MAX_PRESENCE_ALLOWED, MAX_PRESENCE_WATCH,
@@ -145,6 +147,18 @@ pub enum Request {
         /// The envelope, signed by this device.
         #[serde(rename = "e")]
         envelope: RawEnvelope,
+    },
+    /// Versions of a group's descriptor from `from` on (oldest first, at most
+    /// [`MAX_DESCRIPTORS_PER_REQUEST`]), for a member whose device missed some: every change
+    /// must chain from the version the device holds.
+    #[serde(rename = "gvers")]
+    GroupVersions {
+        /// The group.
+        #[serde(rename = "g")]
+        group: GroupId,
+        /// The first version wanted.
+        #[serde(rename = "f")]
+        from: u64,
     },
 }
 
@@ -306,6 +320,13 @@ pub enum Response {
         /// Devices or relays reached.
         #[serde(rename = "n")]
         reached: u32,
+    },
+    /// Consecutive descriptor versions of a group, oldest first (empty: none from there).
+    #[serde(rename = "gvers")]
+    GroupVersions {
+        /// The versions.
+        #[serde(rename = "v")]
+        versions: BoundedVec<SignedDescriptor, MAX_DESCRIPTORS_PER_REQUEST>,
     },
 }
 

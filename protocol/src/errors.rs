@@ -52,6 +52,9 @@ pub enum ErrorCode {
     /// The user's home is another relay (ask the DHT again).
     #[serde(rename = "wrong_relay")]
     WrongRelay,
+    /// The relay that handed this over is not the sender's home relay.
+    #[serde(rename = "wrong_origin")]
+    WrongOrigin,
     /// A home record is forged, expired, stale or not for this user.
     #[serde(rename = "bad_home_record")]
     BadHomeRecord,
@@ -108,6 +111,7 @@ impl ErrorCode {
             ErrorCode::BadKeys => "bad_keys",
             ErrorCode::UnknownRecipient => "unknown_recipient",
             ErrorCode::WrongRelay => "wrong_relay",
+            ErrorCode::WrongOrigin => "wrong_origin",
             ErrorCode::BadHomeRecord => "bad_home_record",
             ErrorCode::Undeliverable => "undeliverable",
             ErrorCode::NotMember => "not_member",
@@ -144,22 +148,34 @@ pub struct ErrorAnswer {
     /// What went wrong.
     #[serde(rename = "c")]
     pub code: ErrorCode,
-    /// More about it, for logs and people.
-    #[serde(rename = "d")]
+    /// More about it, for logs and people; at most [`MAX_ERROR_DETAIL_LEN`] bytes (a longer
+    /// one from a peer is cut when decoded).
+    #[serde(rename = "d", deserialize_with = "bounded_detail")]
     pub detail: String,
+}
+
+/// Cuts `detail` to [`MAX_ERROR_DETAIL_LEN`] bytes at a character boundary.
+fn cut_detail(detail: &mut String) {
+    if detail.len() > MAX_ERROR_DETAIL_LEN {
+        let mut cut = MAX_ERROR_DETAIL_LEN;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+    }
+}
+
+fn bounded_detail<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let mut detail = String::deserialize(deserializer)?;
+    cut_detail(&mut detail);
+    Ok(detail)
 }
 
 impl ErrorAnswer {
     /// An answer with the given code and detail (cut to [`MAX_ERROR_DETAIL_LEN`]).
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         let mut detail = detail.into();
-        if detail.len() > MAX_ERROR_DETAIL_LEN {
-            let mut cut = MAX_ERROR_DETAIL_LEN;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            detail.truncate(cut);
-        }
+        cut_detail(&mut detail);
         Self { code, detail }
     }
 }
@@ -172,7 +188,19 @@ impl fmt::Display for ErrorAnswer {
 
 #[cfg(test)]
 mod tests {
-    use super::ErrorCode;
+    use super::{ErrorAnswer, ErrorCode, MAX_ERROR_DETAIL_LEN};
+
+    #[test]
+    fn a_peers_overlong_detail_is_cut_when_decoded() {
+        let long = ErrorAnswer {
+            code: ErrorCode::Malformed,
+            detail: "é".repeat(MAX_ERROR_DETAIL_LEN),
+        };
+        let bytes = crate::codec::encode(&long);
+        let decoded: ErrorAnswer = crate::codec::decode(&bytes, bytes.len()).unwrap();
+        assert!(decoded.detail.len() <= MAX_ERROR_DETAIL_LEN);
+        assert!(long.detail.starts_with(&decoded.detail));
+    }
 
     #[test]
     fn display_names_are_the_wire_names() {
@@ -191,6 +219,7 @@ mod tests {
             ErrorCode::BadKeys,
             ErrorCode::UnknownRecipient,
             ErrorCode::WrongRelay,
+            ErrorCode::WrongOrigin,
             ErrorCode::BadHomeRecord,
             ErrorCode::Undeliverable,
             ErrorCode::NotMember,

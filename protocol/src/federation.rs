@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    certs::KeyBundle,
+    certs::{DeviceCert, KeyBundle},
     client::SendOutcome,
     codec::{self, BoundedVec, DecodeError},
     envelope::RawEnvelope,
@@ -78,7 +78,7 @@ impl FederationFrame {
         let frame: Self = codec::decode(bytes, MAX_FRAME_BYTES)?;
         match &frame {
             FederationFrame::Request {
-                body: FederationRequest::Forward { items },
+                body: FederationRequest::Forward { items, .. },
                 ..
             } => {
                 let recipients: usize = items.iter().map(|item| item.recipients.len()).sum();
@@ -101,12 +101,16 @@ impl FederationFrame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FederationRequest {
     /// Store these envelopes for their recipients, homed at the receiving relay. Answered
-    /// with one outcome per recipient, items in order.
+    /// with one outcome per recipient, items in order. The sending relay must be the home of
+    /// every envelope's sender.
     #[serde(rename = "fwd")]
     Forward {
         /// The items.
         #[serde(rename = "i")]
         items: BoundedVec<ForwardItem, MAX_BATCH_ENVELOPES>,
+        /// The certificates binding each sending device to its account, one per device.
+        #[serde(rename = "c")]
+        certs: BoundedVec<DeviceCert, MAX_BATCH_ENVELOPES>,
     },
     /// Which version of a group the receiving relay holds (0: none).
     #[serde(rename = "gver")]
@@ -178,6 +182,9 @@ pub enum FederationRequest {
         /// The envelope.
         #[serde(rename = "e")]
         envelope: RawEnvelope,
+        /// The certificate binding the sending device to its account.
+        #[serde(rename = "c")]
+        cert: DeviceCert,
         /// Its recipients there.
         #[serde(rename = "u")]
         recipients: BoundedVec<UserId, MAX_FORWARD_RECIPIENTS>,

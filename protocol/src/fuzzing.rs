@@ -179,7 +179,8 @@ pub fn client_request(data: &[u8]) {
         | Request::ClaimBundles { .. }
         | Request::Subscribe
         | Request::SetPresence { .. }
-        | Request::WatchPresence { .. } => {}
+        | Request::WatchPresence { .. }
+        | Request::GroupVersions { .. } => {}
     }
 }
 
@@ -210,6 +211,10 @@ pub fn client_response(data: &[u8]) {
             }
         }
         RelayFrame::Ephemeral(raw) => verify_envelopes(std::iter::once(raw)),
+        RelayFrame::Response {
+            body: Ok(Response::GroupVersions { versions }),
+            ..
+        } => descriptor_chain(versions),
         _ => {}
     }
 }
@@ -222,8 +227,11 @@ pub fn federation_request(data: &[u8]) {
     round_trip(&frame, MAX_FRAME_BYTES, FederationFrame::decode);
     match &frame {
         FederationFrame::Request { body, .. } => match body {
-            FederationRequest::Forward { items } => {
+            FederationRequest::Forward { items, certs } => {
                 verify_envelopes(items.iter().map(|item| &item.envelope));
+                for cert in certs.iter() {
+                    let _ = cert.verify();
+                }
             }
             FederationRequest::Descriptors { versions } => descriptor_chain(versions),
             FederationRequest::Handoff {
@@ -238,8 +246,9 @@ pub fn federation_request(data: &[u8]) {
                     mailbox_item(item.clone());
                 }
             }
-            FederationRequest::Ephemeral { envelope, .. } => {
+            FederationRequest::Ephemeral { envelope, cert, .. } => {
                 verify_envelopes(std::iter::once(envelope));
+                let _ = cert.verify();
             }
             FederationRequest::GroupVersion { .. }
             | FederationRequest::ClaimBundles { .. }
@@ -356,6 +365,9 @@ pub fn group_descriptor(data: &[u8]) {
     let me = UserId::from(&KEY.verifying_key());
     let mut mine = descriptor.clone();
     mine.author = me;
+    if let Some(salt) = mine.salt {
+        mine.group = crate::group::group_id_for(&me, &salt);
+    }
     let mut members = mine.members.to_vec();
     members.push(GroupMember {
         user: me,
@@ -373,6 +385,7 @@ pub fn group_descriptor(data: &[u8]) {
             Descriptor {
                 version: 2,
                 previous: Some(resigned.hash()),
+                salt: None,
                 ..resigned.descriptor.clone()
             },
         );

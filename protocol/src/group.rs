@@ -2,7 +2,9 @@
 //! signed by an admin of the version before it.
 //!
 //! The rules live here so relays and clients apply the very same ones:
-//! - version 1 (genesis) is signed by a user it names as admin;
+//! - version 1 (genesis) is signed by a user it names as admin, and the group id is derived
+//!   from that creator and a random salt the genesis carries, so nobody else can make a first
+//!   version for a group id another user created (squatting it where it is not known yet);
 //! - version n+1 names the hash of version n, and is signed by an admin of version n, or by
 //!   a member of version n who only removes themselves (leaving);
 //! - every version has at least one admin, at most [`MAX_GROUP_MEMBERS`] members, each once.
@@ -18,6 +20,19 @@ use crate::{
 };
 
 const DESCRIPTOR_MAGIC: &[u8; 4] = b"TDG1";
+const GROUP_ID_MAGIC: &[u8; 4] = b"TDGI";
+
+/// The id of the group `creator` makes with the random `salt`.
+pub fn group_id_for(creator: &UserId, salt: &[u8; 16]) -> GroupId {
+    let mut hasher = Sha256::new();
+    hasher.update(GROUP_ID_MAGIC);
+    hasher.update(creator.as_bytes());
+    hasher.update(salt);
+    let digest: [u8; 32] = hasher.finalize().into();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    GroupId::from_bytes(id)
+}
 
 /// What a member may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,6 +77,14 @@ pub struct Descriptor {
     /// Who signed this version.
     #[serde(rename = "a")]
     pub author: UserId,
+    /// Version 1 only: the salt the group id is derived from, with the creator's id.
+    #[serde(
+        rename = "c",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_bytes"
+    )]
+    pub salt: Option<[u8; 16]>,
 }
 
 /// Why a descriptor was refused.
@@ -121,6 +144,43 @@ fn signed_bytes(descriptor: &Descriptor) -> Vec<u8> {
 }
 
 impl Descriptor {
+    /// The first version of a new group of `author` (who must be an admin among `members`),
+    /// with a fresh salt and the group id derived from it.
+    pub fn genesis(
+        author: UserId,
+        name: String,
+        members: BoundedVec<GroupMember, MAX_GROUP_MEMBERS>,
+    ) -> Self {
+        let salt: [u8; 16] = rand::random();
+        Self {
+            group: group_id_for(&author, &salt),
+            version: 1,
+            previous: None,
+            name,
+            members,
+            author,
+            salt: Some(salt),
+        }
+    }
+
+    /// The version after this one, by `author`, with `members` and `name`.
+    pub fn successor(
+        known: &SignedDescriptor,
+        author: UserId,
+        name: String,
+        members: BoundedVec<GroupMember, MAX_GROUP_MEMBERS>,
+    ) -> Self {
+        Self {
+            group: known.descriptor.group,
+            version: known.descriptor.version + 1,
+            previous: Some(known.hash()),
+            name,
+            members,
+            author,
+            salt: None,
+        }
+    }
+
     /// The role of `user`, if a member.
     pub fn role_of(&self, user: &UserId) -> Option<Role> {
         self.members
@@ -141,6 +201,11 @@ impl Descriptor {
         }
         if self.version == 0 {
             return Err(GroupError::Invalid("version 0"));
+        }
+        if (self.version == 1) != self.salt.is_some() {
+            return Err(GroupError::Invalid(
+                "only the first version carries the salt",
+            ));
         }
         if self
             .members
@@ -216,6 +281,12 @@ impl SignedDescriptor {
         if descriptor.role_of(&descriptor.author) != Some(Role::Admin) {
             return Err(GroupError::NotAllowed("a creator who is not an admin"));
         }
+        if descriptor
+            .salt
+            .is_none_or(|salt| group_id_for(&descriptor.author, &salt) != descriptor.group)
+        {
+            return Err(GroupError::WrongGroup);
+        }
         self.verify_signature()
     }
 
@@ -249,17 +320,6 @@ impl SignedDescriptor {
             }
             None => return Err(GroupError::NotAllowed("someone who is not a member")),
         }
-        self.verify_signature()
-    }
-
-    /// Checks what can be checked of a version without the versions before it: its shape
-    /// and its author's signature. For a device that first hears of a group at a later
-    /// version (relays check the whole chain).
-    pub fn check_standalone(&self) -> Result<(), GroupError> {
-        if self.descriptor.version == 1 {
-            return self.check_genesis();
-        }
-        self.descriptor.check_shape()?;
         self.verify_signature()
     }
 
@@ -315,14 +375,17 @@ mod tests {
                 .collect(),
         );
         Descriptor {
-            group: GroupId::from_bytes([9; 16]),
+            group: group_id_for(&user(1), &SALT),
             version,
             previous,
             name: "friends".into(),
             members: BoundedVec::new(members).unwrap_or_default(),
             author: user(author),
+            salt: (version == 1).then_some(SALT),
         }
     }
+
+    const SALT: [u8; 16] = [5; 16];
 
     fn genesis() -> SignedDescriptor {
         SignedDescriptor::sign(
@@ -346,6 +409,36 @@ mod tests {
         );
         assert_eq!(v2.check_successor(&v1), Ok(()));
         assert_eq!(SignedDescriptor::check_chain(&[v1, v2]), Ok(()));
+    }
+
+    #[test]
+    fn nobody_can_make_a_first_version_for_a_group_id_another_user_created() {
+        assert_eq!(genesis().check_genesis(), Ok(()));
+        // Mallory signs a genesis for Alice's group id, naming herself admin.
+        let squat = SignedDescriptor::sign(
+            &key(7),
+            descriptor(1, None, 7, &[(7, Role::Admin), (2, Role::Member)]),
+        );
+        assert_eq!(squat.check_genesis(), Err(GroupError::WrongGroup));
+        // ... or with a salt of her own: the id no longer matches.
+        let mut other_salt = descriptor(1, None, 7, &[(7, Role::Admin)]);
+        other_salt.salt = Some([6; 16]);
+        let other_salt = SignedDescriptor::sign(&key(7), other_salt);
+        assert_eq!(other_salt.check_genesis(), Err(GroupError::WrongGroup));
+        // A fresh genesis derives its own id.
+        let mine = Descriptor::genesis(
+            user(7),
+            "mine".into(),
+            BoundedVec::new(vec![GroupMember {
+                user: user(7),
+                role: Role::Admin,
+            }])
+            .unwrap(),
+        );
+        assert_eq!(
+            SignedDescriptor::sign(&key(7), mine).check_genesis(),
+            Ok(())
+        );
     }
 
     #[test]

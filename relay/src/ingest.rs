@@ -267,5 +267,9 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
             ErrorCode::GroupOutOfDate,
             "this relay holds an older version of the group",
         ),
+        StoreOutcome::BadDescriptor => reject(
+            ErrorCode::BadDescriptor,
+            "the group change does not follow the versions this relay holds",
+        ),
     }
 }

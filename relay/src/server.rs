@@ -165,6 +165,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         rates: crate::ingest::RateLimits::new(&config.limits),
+        senders: crate::federation::SenderCheck::default(),
         directory: Directory::new(store.clone(), network.clone()),
         links: Links::new(control.clone(), network.clone()),
         store,

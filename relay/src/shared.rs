@@ -8,7 +8,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::RegistrationPolicy,
-    federation::{Directory, Links},
+    federation::{Directory, Links, SenderCheck},
     invites::Invites,
     mailbox::Hub,
     metrics::Metrics,
@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub rates: crate::ingest::RateLimits,
     /// Who is online here and who watches whom.
     pub presence: PresenceBook,
+    /// Certificates of other relays' senders already verified.
+    pub senders: SenderCheck,
 }
 
 impl Shared {

@@ -6,6 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
+
 use common::{RawDevice, RawRelayPeer, start_relays};
 use tidings_protocol::{
     BoundedVec, EnvelopeId, ErrorCode, GroupId, Kind, RawEnvelope, Recipient, UserId,
@@ -28,21 +30,30 @@ fn group_envelope(device: &RawDevice, group: GroupId, kind: Kind, body: Vec<u8>)
     .sign(&device.device)
 }
 
-fn descriptor(
-    group: GroupId,
-    version: u64,
-    previous: Option<[u8; 32]>,
-    author: UserId,
-    members: Vec<GroupMember>,
-) -> Descriptor {
-    Descriptor {
-        group,
-        version,
-        previous,
-        name: "climbers".into(),
-        members: BoundedVec::new(Descriptor::normalize(members)).unwrap(),
-        author,
-    }
+fn members(list: Vec<GroupMember>) -> BoundedVec<GroupMember, MAX_GROUP_MEMBERS> {
+    BoundedVec::new(Descriptor::normalize(list)).unwrap()
+}
+
+/// A new group of the account's user (who must be an admin in `list`).
+fn genesis(account: &SigningKey, list: Vec<GroupMember>) -> SignedDescriptor {
+    let author = UserId::from(&account.verifying_key());
+    SignedDescriptor::sign(
+        account,
+        Descriptor::genesis(author, "climbers".into(), members(list)),
+    )
+}
+
+/// The version after `known`, signed by `account`.
+fn next(
+    known: &SignedDescriptor,
+    account: &SigningKey,
+    list: Vec<GroupMember>,
+) -> SignedDescriptor {
+    let author = UserId::from(&account.verifying_key());
+    SignedDescriptor::sign(
+        account,
+        Descriptor::successor(known, author, "climbers".into(), members(list)),
+    )
 }
 
 fn member(user: UserId, role: Role) -> GroupMember {
@@ -86,21 +97,15 @@ async fn a_non_admin_change_is_refused_by_every_member_relay() {
         carol.address().user,
     );
 
-    let group = GroupId::random();
-    let v1 = SignedDescriptor::sign(
+    let v1 = genesis(
         &alice.account,
-        descriptor(
-            group,
-            1,
-            None,
-            a,
-            vec![
-                member(a, Role::Admin),
-                member(b, Role::Member),
-                member(c, Role::Member),
-            ],
-        ),
+        vec![
+            member(a, Role::Admin),
+            member(b, Role::Member),
+            member(c, Role::Member),
+        ],
     );
+    let group = v1.descriptor.group;
     let genesis = group_envelope(&alice, group, Kind::GroupControl, v1.encode());
     assert_eq!(sent(&mut alice, genesis).await, SendOutcome::Accepted);
     let mut peers = Vec::new();
@@ -112,20 +117,15 @@ async fn a_non_admin_change_is_refused_by_every_member_relay() {
 
     // Bob, a member but not an admin, makes himself admin and adds a stranger.
     let stranger = UserId::from(&ed25519_dalek::SigningKey::from_bytes(&[77; 32]).verifying_key());
-    let coup = SignedDescriptor::sign(
+    let coup = next(
+        &v1,
         &bob.account,
-        descriptor(
-            group,
-            2,
-            Some(v1.hash()),
-            b,
-            vec![
-                member(a, Role::Admin),
-                member(b, Role::Admin),
-                member(c, Role::Member),
-                member(stranger, Role::Member),
-            ],
-        ),
+        vec![
+            member(a, Role::Admin),
+            member(b, Role::Admin),
+            member(c, Role::Member),
+            member(stranger, Role::Member),
+        ],
     );
     let through_his_relay = group_envelope(&bob, group, Kind::GroupControl, coup.encode());
     match sent(&mut bob, through_his_relay.clone()).await {
@@ -148,6 +148,7 @@ async fn a_non_admin_change_is_refused_by_every_member_relay() {
                     group_version: 2,
                 }])
                 .unwrap(),
+                certs: BoundedVec::new(vec![bob.cert()]).unwrap(),
             })
             .await;
         assert!(forwarded.is_ok());
@@ -213,8 +214,8 @@ async fn a_group_of_1024_members_over_three_relays_is_fanned_out_once_per_relay(
             .iter()
             .map(|m| member(m.address().user, Role::Member)),
     );
-    let group = GroupId::random();
-    let v1 = SignedDescriptor::sign(&alice.account, descriptor(group, 1, None, a, list));
+    let v1 = genesis(&alice.account, list);
+    let group = v1.descriptor.group;
     let genesis = group_envelope(&alice, group, Kind::GroupControl, v1.encode());
     assert_eq!(sent(&mut alice, genesis).await, SendOutcome::Accepted);
     for address in &addrs[1..] {
@@ -274,5 +275,102 @@ async fn a_group_of_1024_members_over_three_relays_is_fanned_out_once_per_relay(
         metrics.forward_batches(BatchKind::Group) - before,
         2,
         "one batch per other relay"
+    );
+}
+
+/// Mallory, removed at version 2, signs a version 4 of her own (herself admin) and has her
+/// own relay forward it, naming an old version she was a member of; she also sends a plain
+/// message the same way. Bob's relay decides by the versions it holds: neither reaches him,
+/// and the group stays at version 2 there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_cannot_take_over_the_group_through_her_own_relay() {
+    let relay = common::start_relay(tidings_relay::RegistrationPolicy::Open).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let mallory = common::Stranger::new();
+    let mut rogue = RawRelayPeer::connect(&address).await;
+    rogue.vouch_for(&mallory).await;
+    let (a, b, m) = (
+        alice.address().user,
+        bob.address().user,
+        mallory.address().user,
+    );
+    let v1 = genesis(
+        &alice.account,
+        vec![
+            member(a, Role::Admin),
+            member(b, Role::Member),
+            member(m, Role::Member),
+        ],
+    );
+    let group = v1.descriptor.group;
+    let v2 = next(
+        &v1,
+        &alice.account,
+        vec![member(a, Role::Admin), member(b, Role::Member)],
+    );
+    for change in [&v1, &v2] {
+        let envelope = group_envelope(&alice, group, Kind::GroupControl, change.encode());
+        assert_eq!(sent(&mut alice, envelope).await, SendOutcome::Accepted);
+    }
+
+    let takeover = SignedDescriptor::sign(
+        &mallory.account,
+        Descriptor {
+            group,
+            version: 4,
+            previous: Some([1; 32]),
+            name: "mine now".into(),
+            members: members(vec![member(m, Role::Admin), member(b, Role::Member)]),
+            author: m,
+            salt: None,
+        },
+    );
+    let as_mallory = |kind: Kind, body: Vec<u8>| {
+        tidings_protocol::Envelope {
+            id: EnvelopeId::random(),
+            sender: mallory.address(),
+            recipient: Recipient::Group(group),
+            sent_at_ms: 1,
+            kind,
+            body,
+        }
+        .sign(&mallory.device)
+    };
+    for (kind, body) in [
+        (Kind::GroupControl, takeover.encode()),
+        (Kind::Message, b"still here".to_vec()),
+    ] {
+        for claimed in [1, 2, 4] {
+            let outcomes = rogue
+                .forward(
+                    vec![ForwardItem {
+                        envelope: as_mallory(kind, body.clone()),
+                        recipients: BoundedVec::new(vec![b]).unwrap(),
+                        group_version: claimed,
+                    }],
+                    &[&mallory],
+                )
+                .await;
+            assert!(
+                !outcomes[0].is_stored(),
+                "{kind:?} claiming version {claimed} was taken: {outcomes:?}"
+            );
+        }
+    }
+    assert_eq!(rogue.group_version(group).await, 2);
+    let got: Vec<UserId> = bob
+        .drain()
+        .await
+        .iter()
+        .map(|raw| raw.decode_unverified().unwrap().sender.user)
+        .collect();
+    assert_eq!(
+        got,
+        [a, a],
+        "bob got alice's two versions and nothing of mallory's"
     );
 }

@@ -93,9 +93,13 @@ async fn a_relay_sending_garbage_loses_only_its_own_stream() {
         other => panic!("expected an error answer, got {other:?}"),
     }
     let stranger = Stranger::new();
+    newer.vouch_for(&stranger).await;
     let first = stranger.envelope_to(bob.address(), b"after garbage");
     let outcomes = newer
-        .forward(vec![Stranger::item(first.clone(), bob.address())])
+        .forward(
+            vec![Stranger::item(first.clone(), bob.address())],
+            &[&stranger],
+        )
         .await;
     assert_eq!(outcomes, [SendOutcome::Accepted]);
 
@@ -107,9 +111,14 @@ async fn a_relay_sending_garbage_loses_only_its_own_stream() {
     drop(truncated);
 
     let mut fine = RawRelayPeer::connect(&address).await;
-    let second = stranger.envelope_to(bob.address(), b"still served");
+    let other = Stranger::new();
+    fine.vouch_for(&other).await;
+    let second = other.envelope_to(bob.address(), b"still served");
     let outcomes = fine
-        .forward(vec![Stranger::item(second.clone(), bob.address())])
+        .forward(
+            vec![Stranger::item(second.clone(), bob.address())],
+            &[&other],
+        )
         .await;
     assert_eq!(outcomes, [SendOutcome::Accepted]);
     assert_eq!(bob.drain().await, vec![first, second]);
@@ -124,6 +133,7 @@ async fn forged_and_replayed_envelopes_from_a_relay_are_refused_or_stored_once()
     let to = bob.address();
     let stranger = Stranger::new();
     let mut peer = RawRelayPeer::connect(&address).await;
+    peer.vouch_for(&stranger).await;
 
     let good = stranger.envelope_to(to, b"hello");
     let mut forged = stranger.envelope_to(to, b"forged").into_bytes();
@@ -141,36 +151,47 @@ async fn forged_and_replayed_envelopes_from_a_relay_are_refused_or_stored_once()
     let mut misrouted = Stranger::item(stranger.envelope_to(to, b"x"), to);
     misrouted.recipients = BoundedVec::new(vec![Stranger::new().address().user]).unwrap();
     let outcomes = peer
-        .forward(vec![
-            Stranger::item(good.clone(), to),
-            Stranger::item(forged, to),
-            Stranger::item(impostor, to),
-            misrouted,
-        ])
+        .forward(
+            vec![
+                Stranger::item(good.clone(), to),
+                Stranger::item(forged, to),
+                Stranger::item(impostor, to),
+                misrouted,
+            ],
+            &[&stranger],
+        )
         .await;
     assert_eq!(outcomes[0], SendOutcome::Accepted);
     assert_eq!(code(&outcomes[1]), Some(ErrorCode::BadSignature));
     assert_eq!(code(&outcomes[2]), Some(ErrorCode::BadSignature));
     assert_eq!(code(&outcomes[3]), Some(ErrorCode::Malformed));
 
-    // The same envelope again, from this relay or another: a duplicate, stored once.
-    let again = peer.forward(vec![Stranger::item(good.clone(), to)]).await;
+    // The same envelope again: a duplicate, stored once. Another relay is not the sender's
+    // home: it may not hand it over at all.
+    let again = peer
+        .forward(vec![Stranger::item(good.clone(), to)], &[&stranger])
+        .await;
     assert_eq!(again, [SendOutcome::Duplicate]);
     let mut other = RawRelayPeer::connect(&address).await;
-    let again = other.forward(vec![Stranger::item(good.clone(), to)]).await;
-    assert_eq!(again, [SendOutcome::Duplicate]);
+    let again = other
+        .forward(vec![Stranger::item(good.clone(), to)], &[&stranger])
+        .await;
+    assert_eq!(code(&again[0]), Some(ErrorCode::WrongOrigin));
     // The same id with other content: refused.
     let mut reused = good.decode_unverified().unwrap();
     reused.body = b"other".to_vec();
     let reused = reused.sign(&stranger.device);
-    let outcomes = peer.forward(vec![Stranger::item(reused, to)]).await;
+    let outcomes = peer
+        .forward(vec![Stranger::item(reused, to)], &[&stranger])
+        .await;
     assert_eq!(code(&outcomes[0]), Some(ErrorCode::IdReused));
 
     assert_eq!(bob.drain().await, vec![good]);
     let metrics = relay.relay.metrics();
     assert_eq!(metrics.envelopes_rejected(ErrorCode::BadSignature), 2);
     assert_eq!(metrics.envelopes_rejected(ErrorCode::IdReused), 1);
-    assert_eq!(metrics.envelopes_duplicate(), 2);
+    assert_eq!(metrics.envelopes_duplicate(), 1);
+    assert_eq!(metrics.envelopes_rejected(ErrorCode::WrongOrigin), 1);
 }
 
 #[tokio::test]
@@ -235,11 +256,12 @@ async fn a_flooding_relay_is_rate_limited_and_nothing_accepted_is_lost() {
         .collect();
 
     let mut flood = RawRelayPeer::connect(&address).await;
+    flood.vouch_for(&stranger).await;
     let mut accepted = 0;
     let mut limited = 0;
     for chunk in sent.chunks(256) {
         let items = chunk.iter().map(|raw| Stranger::item(raw.clone(), to));
-        for outcome in flood.forward(items.collect()).await {
+        for outcome in flood.forward(items.collect(), &[&stranger]).await {
             match code(&outcome) {
                 None if limited == 0 => accepted += 1,
                 Some(ErrorCode::RateLimited) => limited += 1,
@@ -261,9 +283,11 @@ async fn a_flooding_relay_is_rate_limited_and_nothing_accepted_is_lost() {
 
     // Another relay has its own allowance.
     let mut other = RawRelayPeer::connect(&address).await;
-    let theirs = Stranger::new().envelope_to(to, b"from another relay");
+    let their_user = Stranger::new();
+    other.vouch_for(&their_user).await;
+    let theirs = their_user.envelope_to(to, b"from another relay");
     let outcomes = other
-        .forward(vec![Stranger::item(theirs.clone(), to)])
+        .forward(vec![Stranger::item(theirs.clone(), to)], &[&their_user])
         .await;
     assert_eq!(outcomes, [SendOutcome::Accepted]);
 
@@ -281,7 +305,7 @@ async fn a_flooding_relay_is_rate_limited_and_nothing_accepted_is_lost() {
             .iter()
             .map(|raw| Stranger::item(raw.clone(), to));
         next += flood
-            .forward(items.collect())
+            .forward(items.collect(), &[&stranger])
             .await
             .iter()
             .take_while(|outcome| **outcome == SendOutcome::Accepted)

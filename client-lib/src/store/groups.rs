@@ -75,9 +75,10 @@ pub(super) fn apply_own_change(txn: &WriteTransaction, bytes: &[u8]) -> Result<(
     Ok(())
 }
 
-/// Takes a change someone else made. A group seen for the first time is trusted on first
-/// use (its signature and shape are checked; the relay checked the whole chain); after that
-/// every version must follow the last by the chain rules.
+/// Takes a change someone else made. Every version must follow the one held by the chain
+/// rules, and a group is first taken at version 1 (whose id is derived from its creator): a
+/// device that missed versions fetches them from its relay first (`Session`), so a version
+/// that skips ahead, however well signed, is refused.
 pub(super) fn accept_change(
     txn: &WriteTransaction,
     change: &SignedDescriptor,
@@ -89,10 +90,8 @@ pub(super) fn accept_change(
                 known: known.descriptor.version,
             }));
         }
-        Some(known) if known.descriptor.version + 1 == change.descriptor.version => {
-            change.check_successor(&known)
-        }
-        _ => change.check_standalone(),
+        Some(known) => change.check_successor(&known),
+        None => change.check_genesis(),
     };
     if verdict.is_ok() {
         save_descriptor(txn, change)?;
@@ -294,6 +293,22 @@ pub struct ReceiptCounts {
 }
 
 impl ClientStore {
+    /// Takes descriptor versions the relay sent to fill a gap, oldest first, each checked
+    /// against the one before (the first against what is held); returns how many applied.
+    pub fn apply_group_versions(&self, versions: &[SignedDescriptor]) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let mut applied = 0;
+            for version in versions {
+                if let Err(error) = accept_change(txn, version)? {
+                    tracing::info!(group = %version.descriptor.group, %error, "refusing a fetched group version");
+                    break;
+                }
+                applied += 1;
+            }
+            Ok(applied)
+        })
+    }
+
     /// The newest descriptor held for a group.
     pub fn group(&self, group: &GroupId) -> Result<Option<SignedDescriptor>, StoreError> {
         self.read(|txn| match txn.open_table(GROUPS)?.get(group.as_bytes())? {

@@ -262,6 +262,7 @@ pub(super) fn federation_frames(out: &Dir, f: &Fixture) {
                     },
                 ])
                 .unwrap(),
+                certs: BoundedVec::new(vec![f.cert()]).unwrap(),
             },
         ),
         (
@@ -322,6 +323,7 @@ pub(super) fn federation_frames(out: &Dir, f: &Fixture) {
             "ephemeral",
             FederationRequest::Ephemeral {
                 envelope: f.typing(),
+                cert: f.cert(),
                 recipients: BoundedVec::new(vec![f.peer.user]).unwrap(),
             },
         ),

@@ -41,14 +41,18 @@ struct Fixture {
     group: GroupId,
 }
 
+/// The salt of the fixture's group.
+const GROUP_SALT: [u8; 16] = [7; 16];
+
 impl Fixture {
     fn new() -> Self {
         let id = Identity::generate();
+        let group = tidings_protocol::group::group_id_for(&id.user_id(), &GROUP_SALT);
         Fixture {
             me: id.address(),
             id,
             peer: Identity::generate().address(),
-            group: GroupId::from_bytes([7; 16]),
+            group,
         }
     }
 
@@ -139,6 +143,7 @@ impl Fixture {
                 name: "friends".into(),
                 members: BoundedVec::new(members).unwrap(),
                 author: self.me.user,
+                salt: Some(GROUP_SALT),
             },
         )
     }
@@ -150,6 +155,7 @@ impl Fixture {
                 version: known.descriptor.version + 1,
                 previous: Some(known.hash()),
                 name: "friends, renamed".into(),
+                salt: None,
                 ..known.descriptor.clone()
             },
         )

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use tidings_protocol::{
-    BoundedVec, EnvelopeId, ErrorCode, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    Address, BoundedVec, DeviceCert, EnvelopeId, ErrorCode, GroupId, Kind, RawEnvelope, Recipient,
+    UserId,
     client::SendOutcome,
     federation::{FederationRequest, FederationResponse, ForwardItem, MAX_DESCRIPTORS_PER_REQUEST},
     group::SignedDescriptor,
@@ -94,6 +95,10 @@ pub(super) async fn forward(
             group_version: version.map(|(_, v)| v).unwrap_or(0),
         });
     }
+    let certs = match sender_certs(shared, &items).await {
+        Ok(certs) => certs,
+        Err(error) => return (Vec::new(), Err(error)),
+    };
     let Ok(items) = BoundedVec::new(items) else {
         return (
             Vec::new(),
@@ -102,7 +107,7 @@ pub(super) async fn forward(
     };
     let recipients: usize = items.iter().map(|item| item.recipients.len()).sum();
     tracing::debug!(peer = %remote.peer, items = items.len(), recipients, groups = groups.len(), "forwarding a batch");
-    let request = FederationRequest::Forward { items };
+    let request = FederationRequest::Forward { items, certs };
     shared.metrics.forward_batch(!groups.is_empty());
     let mut result = send(shared, remote, request.clone(), seqs.len()).await;
     if let Ok(outcomes) = &result
@@ -119,6 +124,31 @@ pub(super) async fn forward(
         result = send(shared, remote, request, seqs.len()).await;
     }
     (seqs, result)
+}
+
+/// The certificates of the items' senders (local users), one per device, so the other relay
+/// can tie each envelope's device to its account.
+async fn sender_certs(
+    shared: &Shared,
+    items: &[ForwardItem],
+) -> Result<BoundedVec<DeviceCert, MAX_BATCH_ENVELOPES>, LinkError> {
+    let mut senders: Vec<Address> = items
+        .iter()
+        .filter_map(|item| item.envelope.decode_unverified().ok())
+        .map(|envelope| envelope.sender)
+        .collect();
+    senders.sort();
+    senders.dedup();
+    let users = senders.iter().map(|sender| sender.user).collect();
+    let certs = shared
+        .store
+        .device_certs(users)
+        .await
+        .map_err(|error| LinkError::Unreachable(error.to_string()))?
+        .into_iter()
+        .filter(|cert| senders.binary_search(&cert.address()).is_ok())
+        .collect();
+    BoundedVec::new(certs).map_err(|error| LinkError::Unreachable(error.to_string()))
 }
 
 fn is_out_of_date(outcome: &SendOutcome) -> bool {

@@ -31,6 +31,17 @@ pub(crate) enum Home {
     Unknown,
 }
 
+/// Whether a relay is a user's home, as far as this relay can tell now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HomeCheck {
+    /// Its home record names that relay.
+    Home,
+    /// Its home is elsewhere (here, or another relay).
+    NotHome,
+    /// No home record could be found right now (the DHT may answer later).
+    Unknown,
+}
+
 /// Another relay, as a user's home record describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Remote {
@@ -141,5 +152,21 @@ impl Directory {
             .await;
         self.remember(user, remote.clone());
         Ok(Home::Remote(remote))
+    }
+
+    /// Whether `peer` is `user`'s home relay. A cached answer naming another relay is looked
+    /// up once more before saying no: the user may have just moved to `peer`.
+    pub async fn is_home_of(&self, user: UserId, peer: PeerId) -> Result<HomeCheck, StoreError> {
+        let check = |home: &Home| match home {
+            Home::Remote(remote) if remote.peer == peer => HomeCheck::Home,
+            Home::Remote(_) | Home::Local => HomeCheck::NotHome,
+            Home::Unknown => HomeCheck::Unknown,
+        };
+        let first = self.resolve(user).await?;
+        if check(&first) != HomeCheck::NotHome || first == Home::Local {
+            return Ok(check(&first));
+        }
+        self.invalidate(&user);
+        Ok(check(&self.resolve(user).await?))
     }
 }

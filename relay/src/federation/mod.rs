@@ -3,10 +3,13 @@
 
 mod batch;
 mod directory;
+mod forward_in;
 pub(crate) mod forwarder;
 pub(crate) mod handoff;
 mod link;
+mod senders;
 pub(crate) mod serve;
 
 pub(crate) use directory::{Directory, Home, Remote};
 pub(crate) use link::{LinkError, Links};
+pub(crate) use senders::SenderCheck;

@@ -5,22 +5,19 @@ use std::{sync::Arc, time::Duration};
 use futures::AsyncReadExt;
 use libp2p::{PeerId, Stream};
 use tidings_protocol::{
-    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, KeyBundle, Kind, MailboxItem, Recipient,
-    UserId,
+    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, KeyBundle, MailboxItem, UserId,
     client::SendOutcome,
-    federation::{FederationFrame, FederationRequest, FederationResponse, ForwardItem},
-    framing,
-    group::SignedDescriptor,
-    now_ms,
+    federation::{FederationFrame, FederationRequest, FederationResponse},
+    framing, now_ms,
 };
 
-use super::Home;
+use super::{Home, forward_in};
 use crate::{
-    ingest::{self, reject, storage_answer},
-    metrics::{Metrics, StoredFrom},
+    ingest::{self, storage_answer},
+    metrics::StoredFrom,
     presence,
     shared::Shared,
-    store::{ClaimOutcome, DescriptorsOutcome, GroupDelivery, HandoffItem, Origin, Store},
+    store::{ClaimOutcome, DescriptorsOutcome, HandoffItem, Store},
 };
 
 /// How long writing an answer may take.
@@ -85,8 +82,8 @@ fn stored(outcomes: Vec<SendOutcome>) -> Answer {
 
 async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> Answer {
     match request {
-        FederationRequest::Forward { items } => {
-            let outcomes = forward_limited(shared, peer, items.into_vec()).await;
+        FederationRequest::Forward { items, certs } => {
+            let outcomes = forward_in::forward(shared, peer, items.into_vec(), &certs).await;
             shared
                 .metrics
                 .envelopes_answered(&outcomes, StoredFrom::Federation);
@@ -143,8 +140,21 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
         FederationRequest::Ephemeral {
             envelope,
             recipients,
+            cert,
         } => {
-            presence::check_ephemeral(&envelope)?;
+            let sender = presence::check_ephemeral(&envelope)?.sender;
+            let mut unbound = shared
+                .senders
+                .check(
+                    &shared.directory,
+                    peer,
+                    std::slice::from_ref(&cert),
+                    [sender],
+                )
+                .await;
+            if let Some(answer) = unbound.remove(&sender) {
+                return Err(answer);
+            }
             let mut here = Vec::with_capacity(recipients.len());
             for user in recipients.iter() {
                 if matches!(shared.directory.resolve(*user).await, Ok(Home::Local)) {
@@ -253,140 +263,4 @@ async fn claim(store: &Store, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
             format!("{user} has not published keys yet"),
         )),
     }
-}
-
-/// Stores the leading items the peer's rate limit covers (each costs one token per
-/// recipient) and answers the rest `rate_limited`: one outcome per recipient, items in order.
-/// The sending relay keeps the refused ones in its outbox and retries them after a pause.
-async fn forward_limited(
-    shared: &Shared,
-    peer: PeerId,
-    mut items: Vec<ForwardItem>,
-) -> Vec<SendOutcome> {
-    let costs: Vec<usize> = items
-        .iter()
-        .map(|item| item.recipients.len().max(1))
-        .collect();
-    let granted = shared.rates.relays.take(peer, costs.iter().copied());
-    let refused = items.split_off(granted);
-    let mut outcomes = if items.is_empty() {
-        Vec::new()
-    } else {
-        forward(&shared.store, &shared.metrics, items).await
-    };
-    if !refused.is_empty() {
-        tracing::info!(%peer, refused = refused.len(), "another relay is over its rate limit");
-        let limited = ingest::rate_limited("your relay is sending too fast; retry later");
-        for item in &refused {
-            outcomes.extend(std::iter::repeat_n(limited.clone(), item.recipients.len()));
-        }
-    }
-    outcomes
-}
-
-/// Stores forwarded items: one outcome per recipient, items in order. Signatures are checked
-/// once per envelope, not once per recipient.
-async fn forward(store: &Store, metrics: &Metrics, items: Vec<ForwardItem>) -> Vec<SendOutcome> {
-    let recipients: Vec<Vec<UserId>> = items.iter().map(|item| item.recipients.to_vec()).collect();
-    let versions: Vec<u64> = items.iter().map(|item| item.group_version).collect();
-    let raws = items.into_iter().map(|item| item.envelope).collect();
-    let (good, refused) = ingest::verify(None, raws);
-    let kinds = ingest::kinds(&good);
-    let mut outcomes: Vec<Vec<SendOutcome>> = refused
-        .into_iter()
-        .zip(&recipients)
-        .map(|(refusal, users)| match refusal {
-            Some(refusal) => vec![refusal; users.len()],
-            None => Vec::new(),
-        })
-        .collect();
-    let mut directs = Vec::new();
-    let mut groups = Vec::new();
-    for (index, verified) in good {
-        let envelope = &verified.envelope;
-        let users = &recipients[index];
-        match envelope.recipient {
-            Recipient::Direct(address) if users.as_slice() == [address.user] => {
-                directs.push((index, verified.direct(address.user)));
-            }
-            Recipient::Direct(_) => {
-                outcomes[index] =
-                    vec![
-                        reject(ErrorCode::Malformed, "recipients do not match the envelope");
-                        users.len()
-                    ];
-            }
-            Recipient::Group(group) => {
-                if envelope.kind == Kind::GroupControl {
-                    // A change brings its own descriptor: take it before delivering.
-                    if let Ok(change) = SignedDescriptor::decode(&envelope.body) {
-                        let _ = store.store_descriptors(vec![change]).await;
-                    }
-                }
-                groups.push((
-                    index,
-                    GroupDelivery {
-                        id: envelope.id,
-                        sender: envelope.sender.user,
-                        group,
-                        version: versions[index],
-                        is_change: envelope.kind == Kind::GroupControl,
-                        bytes: verified.bytes.clone(),
-                        recipients: users.clone(),
-                    },
-                ));
-            }
-        }
-    }
-    if !directs.is_empty() {
-        let (slots, items): (Vec<usize>, Vec<_>) = directs.into_iter().unzip();
-        match store.store_envelopes(items, Origin::Federation).await {
-            Ok(stored) => {
-                for (index, outcome) in slots.into_iter().zip(stored) {
-                    outcomes[index] = vec![ingest::send_outcome(outcome)];
-                }
-            }
-            Err(error) => {
-                let answer = SendOutcome::Rejected(storage_answer(error));
-                for index in slots {
-                    outcomes[index] = vec![answer.clone()];
-                }
-            }
-        }
-    }
-    if !groups.is_empty() {
-        let sizes: Vec<(usize, usize)> = groups
-            .iter()
-            .map(|(index, delivery)| (*index, delivery.recipients.len()))
-            .collect();
-        let deliveries = groups.into_iter().map(|(_, delivery)| delivery).collect();
-        match store.store_group_deliveries(deliveries).await {
-            Ok(stored) => {
-                let mut stored = stored.into_iter();
-                for (index, count) in sizes {
-                    outcomes[index] = stored
-                        .by_ref()
-                        .take(count)
-                        .map(ingest::send_outcome)
-                        .collect();
-                }
-            }
-            Err(error) => {
-                let answer = SendOutcome::Rejected(storage_answer(error));
-                for (index, count) in sizes {
-                    outcomes[index] = vec![answer.clone(); count];
-                }
-            }
-        }
-    }
-    for (index, kind) in kinds {
-        // A group envelope is stored once for all its recipients here.
-        if outcomes[index]
-            .iter()
-            .any(|outcome| matches!(outcome, SendOutcome::Accepted))
-        {
-            metrics.envelope_stored(kind, StoredFrom::Federation);
-        }
-    }
-    outcomes.into_iter().flatten().collect()
 }

@@ -102,6 +102,23 @@ pub(crate) async fn pass_ephemeral(
         }
     }
     let mut reached = pass_ephemeral_here(shared, &raw, &here);
+    if remote.is_empty() {
+        return Ok(reached);
+    }
+    // The other relays check that the sending device belongs to its account.
+    let cert = shared
+        .store
+        .device_certs(vec![me.user])
+        .await
+        .map_err(crate::ingest::storage_answer)?
+        .into_iter()
+        .find(|cert| cert.address() == me)
+        .ok_or_else(|| {
+            ErrorAnswer::new(
+                ErrorCode::NotRegistered,
+                "this device is not registered here",
+            )
+        })?;
     for (relay, users) in remote.into_values() {
         let Ok(recipients) = BoundedVec::new(users) else {
             continue;
@@ -109,6 +126,7 @@ pub(crate) async fn pass_ephemeral(
         let request = FederationRequest::Ephemeral {
             envelope: raw.clone(),
             recipients,
+            cert: cert.clone(),
         };
         match tokio::time::timeout(REMOTE_TIMEOUT, shared.links.request(&relay, request)).await {
             Ok(Ok(FederationResponse::EphemeralPassed { reached: n })) => reached += n.min(1),

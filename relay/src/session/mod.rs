@@ -4,6 +4,7 @@
 //! order); registration and subscription change the session and run inline. The stream is
 //! read through one long-lived future, so no partly read frame is ever dropped.
 
+mod groups;
 mod home;
 mod keys;
 mod presence;
@@ -337,6 +338,9 @@ impl Session {
             )),
             Request::Ephemeral { envelope } => {
                 Box::pin(presence::ephemeral(self.shared.clone(), me, envelope))
+            }
+            Request::GroupVersions { group, from } => {
+                Box::pin(groups::versions(self.shared.clone(), me, group, from))
             }
         };
         self.inflight.push_back(Box::pin(async move {

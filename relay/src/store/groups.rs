@@ -208,32 +208,24 @@ impl Tables<'_> {
         item: &GroupDelivery,
     ) -> Result<Vec<StoreOutcome>, StoreError> {
         let all = |outcome| vec![outcome; item.recipients.len()];
-        let Some(head) = self.group_head(&item.group)? else {
-            return Ok(all(StoreOutcome::GroupOutOfDate));
-        };
-        if head.descriptor.version < item.version {
-            return Ok(all(StoreOutcome::GroupOutOfDate));
-        }
-        // The version the sender fanned out by decides who it is for (a change also goes
-        // to those it removed); membership of the sender likewise.
-        let governing = if head.descriptor.version == item.version {
-            head
-        } else {
-            match self.group_version(&item.group, item.version)? {
-                Some(version) => version,
-                None => return Ok(all(StoreOutcome::GroupOutOfDate)),
-            }
-        };
-        let previous = match governing.descriptor.version {
-            1 => None,
-            version => self.group_version(&item.group, version - 1)?,
+        // Membership is decided by the versions held here, never by the version the sending
+        // relay names: that only tells this relay when it is behind. A change governs its own
+        // delivery and also reaches those it removes.
+        let (governing, previous) = match &item.change {
+            Some(change) => match self.take_forwarded_change(change, &item.recipients)? {
+                Ok(previous) => (change.clone(), previous),
+                Err(outcome) => return Ok(all(outcome)),
+            },
+            None => match self.group_head(&item.group)? {
+                Some(head) if head.descriptor.version >= item.version => (head, None),
+                _ => return Ok(all(StoreOutcome::GroupOutOfDate)),
+            },
         };
         let member_of = |user: &UserId| {
             governing.descriptor.is_member(user)
-                || (item.is_change
-                    && previous
-                        .as_ref()
-                        .is_some_and(|p| p.descriptor.is_member(user)))
+                || previous
+                    .as_ref()
+                    .is_some_and(|p| p.descriptor.is_member(user))
         };
         if !member_of(&item.sender) {
             return Ok(all(StoreOutcome::NotMember));
@@ -263,5 +255,57 @@ impl Tables<'_> {
         }
         self.hold_blob(&item.id, &item.bytes, stored)?;
         Ok(outcomes)
+    }
+
+    /// Checks a group change another relay forwarded against the chain held here, storing it
+    /// if it is the next version. Returns the version before it, or the outcome for all its
+    /// recipients: behind (the sending relay then sends the missing versions first), or a
+    /// change that does not follow (forged, forked, or not identical to the version held).
+    fn take_forwarded_change(
+        &mut self,
+        change: &SignedDescriptor,
+        recipients: &[UserId],
+    ) -> Result<Result<Option<SignedDescriptor>, StoreOutcome>, StoreError> {
+        let group = change.descriptor.group;
+        let version = change.descriptor.version;
+        let before = match version {
+            1 => None,
+            version => self.group_version(&group, version - 1)?,
+        };
+        if let Some(held) = self.group_version(&group, version)? {
+            return Ok(if held == *change {
+                Ok(before)
+            } else {
+                Err(StoreOutcome::BadDescriptor)
+            });
+        }
+        let head = self.group_head(&group)?;
+        if head.is_none() && !self.names_local_member(change, recipients)? {
+            // Nothing is kept for a group none of whose members live here.
+            return Ok(Err(StoreOutcome::NotHere));
+        }
+        match self.accept_descriptor(change)? {
+            Ok(()) => Ok(Ok(head)),
+            Err(GroupError::Gap { .. }) => Ok(Err(StoreOutcome::GroupOutOfDate)),
+            Err(_) if head.is_none() && version > 1 => Ok(Err(StoreOutcome::GroupOutOfDate)),
+            Err(error) => {
+                tracing::info!(%group, version, %error, "refusing a forwarded group change");
+                Ok(Err(StoreOutcome::BadDescriptor))
+            }
+        }
+    }
+
+    /// Whether one of `recipients` lives here and is a member of the change.
+    fn names_local_member(
+        &self,
+        change: &SignedDescriptor,
+        recipients: &[UserId],
+    ) -> Result<bool, StoreError> {
+        for user in recipients {
+            if change.descriptor.is_member(user) && self.is_local(user)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }

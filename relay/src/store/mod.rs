@@ -200,8 +200,9 @@ pub struct GroupDelivery {
     pub group: GroupId,
     /// The descriptor version the sending relay fanned out by.
     pub version: u64,
-    /// Whether it carries a descriptor change (it then also reaches removed members).
-    pub is_change: bool,
+    /// The descriptor change it carries, if any: it must chain onto the versions held here,
+    /// and it also reaches the members it removes.
+    pub change: Option<SignedDescriptor>,
     /// The wire bytes.
     pub bytes: Bytes,
     /// Members homed here it is for.
@@ -265,6 +266,8 @@ pub enum StoreOutcome {
     NotMember,
     /// This relay holds an older version of the group than the sender fanned out by.
     GroupOutOfDate,
+    /// The group change does not chain onto the versions held here (forged, forked).
+    BadDescriptor,
 }
 
 /// Limits the store enforces.
@@ -509,6 +512,11 @@ impl Store {
     /// Everything known about a user registered here.
     pub async fn user(&self, user: UserId) -> Result<Option<UserRecord>, StoreError> {
         self.read(move |db| reads::user(db, &user)).await
+    }
+
+    /// The device certificates of those of `users` registered here (for forwards).
+    pub async fn device_certs(&self, users: Vec<UserId>) -> Result<Vec<DeviceCert>, StoreError> {
+        self.read(move |db| reads::device_certs(db, &users)).await
     }
 
     /// Every user record (for republishing home records and resuming handoffs at start).

@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
-use tidings_protocol::{DeviceId, EnvelopeId, GroupId, UserId, codec, group::SignedDescriptor};
+use tidings_protocol::{
+    DeviceCert, DeviceId, EnvelopeId, GroupId, UserId, codec, group::SignedDescriptor,
+};
 
 use super::{
     StoreError,
@@ -163,6 +165,19 @@ pub fn user(db: &Database, user: &UserId) -> Result<Option<UserRecord>, StoreErr
         .get(user.as_bytes())?
         .map(|bytes| decode_user(bytes.value()))
         .transpose()
+}
+
+/// The device certificates of those of `users` registered here.
+pub fn device_certs(db: &Database, users: &[UserId]) -> Result<Vec<DeviceCert>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(USERS)?;
+    let mut out = Vec::with_capacity(users.len());
+    for user in users {
+        if let Some(bytes) = table.get(user.as_bytes())? {
+            out.push(decode_user(bytes.value())?.cert);
+        }
+    }
+    Ok(out)
 }
 
 pub fn users(db: &Database) -> Result<Vec<UserRecord>, StoreError> {

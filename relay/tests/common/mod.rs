@@ -187,16 +187,31 @@ async fn open_stream(
         .unwrap()
 }
 
+/// What a test peer's swarm runs: raw streams, and Kademlia to put records at the relay.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct PeerBehaviour {
+    stream: libp2p_stream::Behaviour,
+    kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
+}
+
+/// A DHT record to put at the relay, and who waits for the answer.
+type PutRecord = (
+    libp2p::kad::Record,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
 /// One connection to a relay (its swarm running in the background until [`Self::close`])
-/// on which streams are opened one by one.
+/// on which streams are opened one by one, and DHT records put.
 pub struct StreamOpener {
     control: libp2p_stream::Control,
     peer: libp2p::PeerId,
+    puts: tokio::sync::mpsc::Sender<PutRecord>,
     swarm: tokio::task::JoinHandle<()>,
 }
 
 impl StreamOpener {
     pub fn dial(keypair: libp2p::identity::Keypair, address: &Multiaddr) -> Self {
+        use libp2p::kad;
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -205,21 +220,53 @@ impl StreamOpener {
                 yamux::Config::default,
             )
             .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .with_behaviour(|key| {
+                let id = key.public().to_peer_id();
+                let config = kad::Config::new(StreamProtocol::new("/tidings/kad/1"));
+                PeerBehaviour {
+                    stream: libp2p_stream::Behaviour::new(),
+                    kad: kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config),
+                }
+            })
             .unwrap()
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
-        let control = swarm.behaviour().new_control();
+        let control = swarm.behaviour().stream.new_control();
         let peer = tidings_client_peer(address);
         swarm.dial(address.clone()).unwrap();
+        let (puts, mut put_requests) = tokio::sync::mpsc::channel::<PutRecord>(4);
         let swarm = tokio::spawn(async move {
+            let mut waiting = std::collections::HashMap::new();
             loop {
-                swarm.select_next_some().await;
+                tokio::select! {
+                    Some((record, reply)) = put_requests.recv() => {
+                        let id = swarm.behaviour_mut().kad.put_record_to(
+                            record,
+                            std::iter::once(peer),
+                            kad::Quorum::One,
+                        );
+                        waiting.insert(id, reply);
+                    }
+                    event = swarm.select_next_some() => {
+                        if let libp2p::swarm::SwarmEvent::Behaviour(PeerBehaviourEvent::Kad(
+                            kad::Event::OutboundQueryProgressed {
+                                id,
+                                result: kad::QueryResult::PutRecord(result),
+                                ..
+                            },
+                        )) = event
+                            && let Some(reply) = waiting.remove(&id)
+                        {
+                            let _ = reply.send(result.map(|_| ()).map_err(|e| e.to_string()));
+                        }
+                    }
+                }
             }
         });
         Self {
             control,
             peer,
+            puts,
             swarm,
         }
     }
@@ -232,6 +279,17 @@ impl StreamOpener {
         self.control
             .open_stream(self.peer, StreamProtocol::new(protocol))
             .await
+    }
+
+    /// Puts a DHT record at the relay (which validates it as it would any other).
+    pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let record = libp2p::kad::Record::new(key, value);
+        self.puts.send((record, reply)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("the relay did not answer the put")
+            .unwrap()
     }
 
     /// Stops the swarm: the connection and every stream on it end.
@@ -407,6 +465,11 @@ impl Stranger {
         }
     }
 
+    /// The account's certificate for the device.
+    pub fn cert(&self) -> DeviceCert {
+        DeviceCert::issue(&self.account, self.address().device, 1)
+    }
+
     /// A signed message envelope to `to`.
     pub fn envelope_to(&self, to: Address, body: &[u8]) -> RawEnvelope {
         Envelope {
@@ -444,6 +507,7 @@ fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
 pub struct RawRelayPeer {
     /// Its peer id (what the relay rate-limits and checks handoffs against).
     pub peer_id: libp2p::PeerId,
+    opener: StreamOpener,
     reader: ReadHalf<Stream>,
     writer: WriteHalf<Stream>,
     next_id: u64,
@@ -454,20 +518,40 @@ impl RawRelayPeer {
     pub async fn connect(address: &Multiaddr) -> Self {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id();
-        let stream = open_stream(
-            keypair,
-            address,
-            tidings_protocol::federation::FEDERATION_PROTOCOL,
-        )
-        .await;
+        let mut opener = StreamOpener::dial(keypair, address);
+        let stream = opener
+            .open(tidings_protocol::federation::FEDERATION_PROTOCOL)
+            .await
+            .unwrap();
         let (reader, writer) = stream.split();
         Self {
             peer_id,
+            opener,
             reader,
             writer,
             next_id: 1,
             buf: Vec::new(),
         }
+    }
+
+    /// Makes this peer the home relay of `stranger`, as far as the relay it talks to can
+    /// tell: puts a home record signed by the stranger's account naming this peer in the
+    /// relay's DHT store (a rogue relay can do this for accounts it made up).
+    pub async fn vouch_for(&self, stranger: &Stranger) {
+        let record = tidings_protocol::HomeRecord::sign(
+            &stranger.account,
+            self.peer_id.to_string(),
+            BoundedVec::default(),
+            1,
+            tidings_protocol::now_ms() + 3_600_000,
+        );
+        self.opener
+            .put_record(
+                tidings_protocol::HomeRecord::dht_key(&record.user),
+                record.encode(),
+            )
+            .await
+            .unwrap();
     }
 
     /// Writes bytes as they are (frames made by hand, or garbage).
@@ -493,14 +577,19 @@ impl RawRelayPeer {
         }
     }
 
-    /// Forwards items; one outcome per recipient.
+    /// Forwards items with the certificates of `senders`; one outcome per recipient.
     pub async fn forward(
         &mut self,
         items: Vec<tidings_protocol::federation::ForwardItem>,
+        senders: &[&Stranger],
     ) -> Vec<tidings_protocol::client::SendOutcome> {
         use tidings_protocol::federation::{FederationRequest, FederationResponse};
         let items = BoundedVec::new(items).unwrap();
-        match self.request(FederationRequest::Forward { items }).await {
+        let certs = BoundedVec::new(senders.iter().map(|s| s.cert()).collect()).unwrap();
+        match self
+            .request(FederationRequest::Forward { items, certs })
+            .await
+        {
             Ok(FederationResponse::Stored { outcomes }) => outcomes.into_vec(),
             other => panic!("unexpected {other:?}"),
         }

@@ -186,6 +186,88 @@ impl Default for PresenceConfig {
     }
 }
 
+/// Connection and stream limits that keep one peer from taking what others need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Most established connections, devices and relays together.
+    pub max_connections: u32,
+    /// Most established connections with one peer.
+    pub max_connections_per_peer: u32,
+    /// Most incoming connections still in their handshake.
+    pub max_pending_connections: u32,
+    /// Most federation streams served at once, all other relays together.
+    pub federation_streams: usize,
+    /// Most federation streams served at once for one peer.
+    pub federation_streams_per_peer: usize,
+    /// Most client streams served at once for one device.
+    pub client_streams_per_device: usize,
+    /// A federation stream, or a device stream that has not registered, that completes no
+    /// frame for this long is closed, in seconds.
+    pub stream_idle_secs: u64,
+    /// A frame whose first byte arrived must arrive whole within this, in seconds.
+    pub frame_timeout_secs: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+            max_connections_per_peer: 8,
+            max_pending_connections: 512,
+            federation_streams: 1024,
+            federation_streams_per_peer: 16,
+            client_streams_per_device: 8,
+            stream_idle_secs: 60,
+            frame_timeout_secs: 30,
+        }
+    }
+}
+
+impl NetworkConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(&'static str, u64); 8] = [
+            ("network.max_connections", self.max_connections.into()),
+            (
+                "network.max_connections_per_peer",
+                self.max_connections_per_peer.into(),
+            ),
+            (
+                "network.max_pending_connections",
+                self.max_pending_connections.into(),
+            ),
+            ("network.federation_streams", self.federation_streams as u64),
+            (
+                "network.federation_streams_per_peer",
+                self.federation_streams_per_peer as u64,
+            ),
+            (
+                "network.client_streams_per_device",
+                self.client_streams_per_device as u64,
+            ),
+            ("network.stream_idle_secs", self.stream_idle_secs),
+            ("network.frame_timeout_secs", self.frame_timeout_secs),
+        ];
+        for (key, value) in checks {
+            if value == 0 {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value,
+                    reason: "must be at least 1",
+                });
+            }
+        }
+        if self.federation_streams_per_peer > self.federation_streams {
+            return Err(ConfigError::OutOfRange {
+                key: "network.federation_streams_per_peer",
+                value: self.federation_streams_per_peer as u64,
+                reason: "must not exceed network.federation_streams",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Everything `relay.toml` may set. Every key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -208,6 +290,8 @@ pub struct RelayConfig {
     pub federation: FederationConfig,
     /// Presence heartbeats and watches.
     pub presence: PresenceConfig,
+    /// Connection and stream limits per peer and in total, and read timeouts.
+    pub network: NetworkConfig,
 }
 
 impl Default for RelayConfig {
@@ -225,6 +309,7 @@ impl Default for RelayConfig {
             limits: LimitsConfig::default(),
             federation: FederationConfig::default(),
             presence: PresenceConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -277,6 +362,7 @@ impl RelayConfig {
         parse_addrs(&self.announce)?;
         self.metrics_addr()?;
         self.limits.validate()?;
+        self.network.validate()?;
         if self.presence.heartbeat_timeout_secs == 0 {
             return Err(ConfigError::OutOfRange {
                 key: "presence.heartbeat_timeout_secs",
@@ -384,7 +470,40 @@ heartbeat_timeout_secs = {heartbeat}
 # How long another relay's watch on a user's presence lasts unless renewed (relays renew at
 # a third of it, so a restarted relay is watched again within that). Default: 90.
 watch_ttl_secs = {watch_ttl}
+
+[network]
+# Limits that keep one peer (a device, another relay, or a stranger) from taking what the
+# others need. Beyond them new connections or streams are refused and counted in /metrics.
+# Most established connections, all peers together. Default: 100000.
+max_connections = {max_connections}
+# Most established connections with one peer. Default: 8.
+max_connections_per_peer = {connections_per_peer}
+# Most incoming connections still in their handshake. Default: 512.
+max_pending_connections = {pending_connections}
+# Most streams from other relays served at once, all together. One peer may hold at most
+# federation_streams_per_peer of them, and once three quarters are taken only peers holding
+# none get one, so a relay that needs its first stream still finds room. Default: 1024.
+federation_streams = {federation_streams}
+# Most streams from one other relay served at once (a relay uses one). Default: 16.
+federation_streams_per_peer = {federation_streams_per_peer}
+# Most client streams of one device served at once. Default: 8.
+client_streams_per_device = {client_streams_per_device}
+# A stream from another relay, or from a device that has not registered, that sends no
+# complete frame for this long is closed (the other side opens a new one when it needs
+# it), in seconds. Default: 60.
+stream_idle_secs = {stream_idle}
+# A frame whose first byte has arrived must arrive whole within this many seconds, or
+# its stream is closed. Default: 30.
+frame_timeout_secs = {frame_timeout}
 "#,
+            max_connections = self.network.max_connections,
+            connections_per_peer = self.network.max_connections_per_peer,
+            pending_connections = self.network.max_pending_connections,
+            federation_streams = self.network.federation_streams,
+            federation_streams_per_peer = self.network.federation_streams_per_peer,
+            client_streams_per_device = self.network.client_streams_per_device,
+            stream_idle = self.network.stream_idle_secs,
+            frame_timeout = self.network.frame_timeout_secs,
             heartbeat = self.presence.heartbeat_timeout_secs,
             watch_ttl = self.presence.watch_ttl_secs,
             name = toml_string(&self.name),

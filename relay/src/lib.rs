@@ -39,6 +39,7 @@ mod server;
 pub(crate) mod session;
 pub(crate) mod shared;
 pub mod store;
+pub(crate) mod streams;
 
 pub use config::{RegistrationPolicy, RelayConfig};
 pub use network::{DhtStats, LookupStats};

@@ -114,6 +114,34 @@ struct DeliveredLabels {
     stage: DeliveryStage,
 }
 
+/// Which protocol a stream speaks, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum StreamKind {
+    /// `/tidings/client/1`, from devices.
+    Client,
+    /// `/tidings/federation/1`, from other relays.
+    Federation,
+}
+
+/// Why a stream was refused or closed early, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum StreamLimit {
+    /// The peer already held its share of streams.
+    PeerLimit,
+    /// Every slot was taken.
+    Full,
+    /// No frame within the idle timeout.
+    Idle,
+    /// A started frame did not arrive whole in time.
+    SlowFrame,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    protocol: StreamKind,
+    reason: StreamLimit,
+}
+
 /// The store writer's series: commit latency and failures, outbox and mailbox depth, and the
 /// envelopes other relays took off the outbox. Cheap to clone (the series are shared).
 #[derive(Debug, Clone)]
@@ -236,6 +264,9 @@ pub struct Metrics {
     connections: Gauge,
     sessions: Gauge,
     federation_streams: Gauge,
+    streams_refused: Family<StreamLabels, Counter>,
+    stream_timeouts: Family<StreamLabels, Counter>,
+    connections_refused: Counter,
     store: StoreMetrics,
     network_running: AtomicBool,
     dht: Arc<OnceLock<Arc<DhtStats>>>,
@@ -327,6 +358,25 @@ impl Metrics {
             "Streams from other relays being served (federation protocol)",
             federation_streams.clone(),
         );
+        let streams_refused = Family::<StreamLabels, Counter>::default();
+        tidings.register(
+            "streams_refused",
+            "New streams refused because their peer held its share, or every slot was taken",
+            streams_refused.clone(),
+        );
+        let stream_timeouts = Family::<StreamLabels, Counter>::default();
+        tidings.register(
+            "stream_timeouts",
+            "Streams closed because no frame came in time (idle) or a started frame did not \
+             arrive whole in time (slow_frame)",
+            stream_timeouts.clone(),
+        );
+        let connections_refused = Counter::default();
+        tidings.register(
+            "connections_refused",
+            "Incoming connections refused by the connection limits (per peer, pending, total)",
+            connections_refused.clone(),
+        );
         let home_records = HomeRecords::default();
         let dht = home_records.0.clone();
         tidings.register_collector(Box::new(home_records));
@@ -341,6 +391,9 @@ impl Metrics {
             connections,
             sessions,
             federation_streams,
+            streams_refused,
+            stream_timeouts,
+            connections_refused,
             store,
             network_running: AtomicBool::new(false),
             dht,
@@ -465,6 +518,38 @@ impl Metrics {
     pub(crate) fn federation_stream_opened(&self) -> Live {
         self.federation_streams.inc();
         Live(self.federation_streams.clone())
+    }
+
+    /// Counts a new stream refused for `reason` (a peer or total limit).
+    pub(crate) fn stream_refused(&self, protocol: StreamKind, reason: StreamLimit) {
+        self.streams_refused
+            .get_or_create(&StreamLabels { protocol, reason })
+            .inc();
+    }
+
+    /// Streams of `protocol` refused so far, for any reason.
+    pub fn streams_refused(&self, protocol: StreamKind) -> u64 {
+        [StreamLimit::PeerLimit, StreamLimit::Full]
+            .into_iter()
+            .map(|reason| {
+                self.streams_refused
+                    .get_or_create(&StreamLabels { protocol, reason })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Counts a stream closed because a frame did not come (`Idle`) or did not finish
+    /// (`SlowFrame`) in time.
+    pub(crate) fn stream_timed_out(&self, protocol: StreamKind, reason: StreamLimit) {
+        self.stream_timeouts
+            .get_or_create(&StreamLabels { protocol, reason })
+            .inc();
+    }
+
+    /// Counts an incoming connection refused by the connection limits.
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Records what the network event loop saw: libp2p's own metrics, and connections.

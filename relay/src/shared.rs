@@ -15,6 +15,7 @@ use crate::{
     network::NetworkHandle,
     presence::PresenceBook,
     store::Store,
+    streams::FrameTimeouts,
 };
 
 pub(crate) struct Shared {
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub rates: crate::ingest::RateLimits,
     /// Who is online here and who watches whom.
     pub presence: PresenceBook,
+    /// How long an inbound stream may stay silent, and take over one frame.
+    pub read_timeouts: FrameTimeouts,
 }
 
 impl Shared {

@@ -17,10 +17,11 @@ use tidings_protocol::{
 use super::Home;
 use crate::{
     ingest::{self, reject, storage_answer},
-    metrics::{Metrics, StoredFrom},
+    metrics::{Metrics, StoredFrom, StreamKind},
     presence,
     shared::Shared,
     store::{ClaimOutcome, DescriptorsOutcome, GroupDelivery, HandoffItem, Origin, Store},
+    streams::read_frame_timed,
 };
 
 /// How long writing an answer may take.
@@ -36,13 +37,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
     loop {
         let read = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
-            read = framing::read_frame(&mut reader, &mut buf) => read,
+            read = read_frame_timed(&mut reader, &mut buf, shared.read_timeouts) => read,
         };
         match read {
             Ok(true) => {}
             Ok(false) => break,
             Err(error) => {
-                tracing::info!(%peer, %error, "closing a federation stream");
+                if let Some(reason) = error.deadline() {
+                    shared
+                        .metrics
+                        .stream_timed_out(StreamKind::Federation, reason);
+                }
+                tracing::debug!(%peer, %error, "closing a federation stream");
                 break;
             }
         }

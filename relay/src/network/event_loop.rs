@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use libp2p::{Multiaddr, Swarm, identify, kad, swarm::SwarmEvent};
+use libp2p::{
+    Multiaddr, Swarm, connection_limits, identify, kad,
+    swarm::{ListenError, SwarmEvent},
+};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -125,6 +128,14 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } if cause.downcast_ref::<connection_limits::Exceeded>().is_some() => {
+                self.metrics.connection_refused();
+                tracing::info!(%send_back_addr, ?cause, "connection refused: over a connection limit");
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!(%error, "incoming connection failed");

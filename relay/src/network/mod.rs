@@ -16,7 +16,8 @@ use std::{
 };
 
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, allow_block_list, identify,
+    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, allow_block_list, connection_limits,
+    identify,
     identity::Keypair,
     kad::{self, store::MemoryStore},
     multiaddr::Protocol,
@@ -26,6 +27,8 @@ use libp2p::{
 };
 use tidings_protocol::{HomeRecord, UserId};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::NetworkConfig;
 
 pub use event_loop::EventLoop;
 
@@ -82,6 +85,16 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Peers this relay refuses to be connected to (see [`NetworkHandle::set_blocked`]).
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Connections per peer, in their handshake, and in total (`[network]` in the config).
+    pub limits: connection_limits::Behaviour,
+}
+
+/// The connection limits of `[network]`, for libp2p's `connection_limits` behaviour.
+fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLimits {
+    connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(config.max_pending_connections))
 }
 
 /// Counters of DHT record handling (read by tests and metrics).
@@ -260,6 +273,7 @@ pub fn build(
     keypair: Keypair,
     listen: &[Multiaddr],
     bootstrap: &[Multiaddr],
+    limits: &NetworkConfig,
 ) -> Result<(EventLoop, NetworkHandle, libp2p_stream::Control), NetworkError> {
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -298,6 +312,7 @@ pub fn build(
                 )),
                 ping: ping::Behaviour::default(),
                 blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(connection_limits(limits)),
             }
         })
         .map_err(|error| NetworkError::Transport(error.to_string()))?

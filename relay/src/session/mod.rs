@@ -32,8 +32,12 @@ use tidings_protocol::{
 
 pub(crate) use crate::shared::Shared;
 use crate::{
-    ingest::storage_answer, metrics::DeliveryStage, presence::LiveSender, presence::SessionId,
+    ingest::storage_answer,
+    metrics::{DeliveryStage, StreamKind},
+    presence::LiveSender,
+    presence::SessionId,
     store::Store,
+    streams::{FrameTimeouts, TimedFrameError, read_frame_timed_owned},
 };
 use subscribe::Pump;
 
@@ -123,7 +127,13 @@ enum Flow {
 
 impl Session {
     async fn run(mut self, reader: ReadHalf<Stream>, mut writer: WriteHalf<Stream>) {
-        let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
+        // The idle deadline is the session's own (heartbeats, registration); a started
+        // frame must finish within the frame timeout.
+        let timeouts = FrameTimeouts {
+            idle: None,
+            frame: self.shared.read_timeouts.frame,
+        };
+        let mut read = Box::pin(read_frame_timed_owned(reader, Vec::new(), timeouts));
         let timeout = self.shared.presence.timing.heartbeat_timeout;
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
@@ -162,16 +172,21 @@ impl Session {
                     let flow = match result {
                         Ok(true) => self.on_frame(&buf).await,
                         Ok(false) => Flow::Close,
-                        Err(FrameError::TooLarge { len, max }) => self.fatal(ErrorAnswer::new(
-                            ErrorCode::FrameTooLarge,
-                            format!("frame of {len} bytes exceeds {max}"),
-                        )),
-                        Err(FrameError::Io(error)) => {
-                            tracing::debug!(%error, "client stream read failed");
+                        Err(TimedFrameError::Frame(FrameError::TooLarge { len, max })) => {
+                            self.fatal(ErrorAnswer::new(
+                                ErrorCode::FrameTooLarge,
+                                format!("frame of {len} bytes exceeds {max}"),
+                            ))
+                        }
+                        Err(error) => {
+                            if let Some(reason) = error.deadline() {
+                                self.shared.metrics.stream_timed_out(StreamKind::Client, reason);
+                            }
+                            tracing::debug!(device = %self.device, %error, "client stream read ended");
                             Flow::Close
                         }
                     };
-                    read = Box::pin(framing::read_frame_owned(reader, buf));
+                    read = Box::pin(read_frame_timed_owned(reader, buf, timeouts));
                     flow
                 }
             };

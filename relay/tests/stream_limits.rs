@@ -116,3 +116,26 @@ async fn a_stranger_holding_connections_and_idle_streams_does_not_stop_federatio
         opener.close();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_never_registers_loses_its_stream_and_a_registered_one_keeps_it() {
+    let relays = start_relays_tweaked(1, quick_timeouts).await;
+    let address = relays[0].relay.tcp_dial_addr().unwrap();
+    let mut idle = RawDevice::connect(&address).await;
+    let mut registered = RawDevice::connect(&address).await;
+    registered.register().await;
+
+    // The unregistered device says nothing: the relay closes its stream.
+    assert!(idle.read().await.is_none(), "an unregistered idle stream stayed open");
+    let text = relays[0].relay.metrics().render();
+    assert!(
+        metric(&text, "tidings_stream_timeouts_total", &["Client", "Idle"]).unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+
+    // The registered one, just as silent meanwhile, still answers.
+    let answer = registered
+        .request(tidings_protocol::client::Request::Subscribe)
+        .await;
+    assert!(answer.is_ok(), "{answer:?}");
+}

@@ -33,7 +33,7 @@ use tidings_protocol::{
 pub(crate) use crate::shared::Shared;
 use crate::{
     ingest::storage_answer,
-    metrics::{DeliveryStage, StreamKind},
+    metrics::{DeliveryStage, StreamKind, StreamLimit},
     presence::LiveSender,
     presence::SessionId,
     store::Store,
@@ -127,7 +127,7 @@ enum Flow {
 
 impl Session {
     async fn run(mut self, reader: ReadHalf<Stream>, mut writer: WriteHalf<Stream>) {
-        // The idle deadline is the session's own (heartbeats, registration); a started
+        // The idle deadlines are the session's own (heartbeats, registration); a started
         // frame must finish within the frame timeout.
         let timeouts = FrameTimeouts {
             idle: None,
@@ -135,6 +135,8 @@ impl Session {
         };
         let mut read = Box::pin(read_frame_timed_owned(reader, Vec::new(), timeouts));
         let timeout = self.shared.presence.timing.heartbeat_timeout;
+        // A device that has not registered may not hold its stream by saying nothing.
+        let unregistered_idle = self.shared.read_timeouts.idle;
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
@@ -142,6 +144,14 @@ impl Session {
                 _ = self.shared.shutdown.cancelled() => Flow::Close,
                 () = tokio::time::sleep_until(self.last_heard + timeout), if self.online => {
                     tracing::info!(device = %self.device, "device silent for {timeout:?}; taking it as gone");
+                    Flow::Close
+                }
+                () = tokio::time::sleep_until(self.last_heard + unregistered_idle.unwrap_or_default()),
+                    if self.user.is_none() && unregistered_idle.is_some() =>
+                {
+                    tracing::debug!(device = %self.device, "unregistered device silent; closing its stream");
+                    let metrics = &self.shared.metrics;
+                    metrics.stream_timed_out(StreamKind::Client, StreamLimit::Idle);
                     Flow::Close
                 }
                 Some(frame) = self.live_frames.recv() => {

@@ -128,6 +128,10 @@ pub enum FederationRequest {
         /// Whose.
         #[serde(rename = "u")]
         users: BoundedVec<UserId, MAX_BATCH_ENVELOPES>,
+        /// The user (homed at the sending relay) who asked; the receiving relay refuses a
+        /// claim for someone its home record does not place at the sending relay.
+        #[serde(rename = "r")]
+        requester: UserId,
     },
     /// Hand out a key bundle of a user homed at the receiving relay.
     #[serde(rename = "claim")]
@@ -135,6 +139,9 @@ pub enum FederationRequest {
         /// Whose.
         #[serde(rename = "u")]
         user: UserId,
+        /// The user (homed at the sending relay) who asked, as for `ClaimBundles`.
+        #[serde(rename = "r")]
+        requester: UserId,
     },
     /// The user moved to the receiving relay: here is what was waiting for them.
     #[serde(rename = "handoff")]

@@ -268,6 +268,47 @@ impl NetworkConfig {
     }
 }
 
+/// Key claims: how fast one-time keys are handed out, and how often another relay may ask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// One-time keys handed out per user and hour (at most this many at once); beyond it
+    /// claims get the user's fallback key, so nobody can drain the one-time keys.
+    pub one_time_keys_per_user_per_hour: u64,
+    /// Claims (one per user asked for) another relay may make per second, sustained.
+    pub relay_claims_per_sec: u64,
+    /// ... and at once; beyond it they are answered `rate_limited`.
+    pub relay_claims_burst: u64,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        Self {
+            one_time_keys_per_user_per_hour: 20,
+            relay_claims_per_sec: 100,
+            relay_claims_burst: 2048,
+        }
+    }
+}
+
+impl ClaimsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("claims.relay_claims_per_sec", self.relay_claims_per_sec),
+            ("claims.relay_claims_burst", self.relay_claims_burst),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value,
+                    reason: "must be at least 1",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything `relay.toml` may set. Every key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -292,6 +333,8 @@ pub struct RelayConfig {
     pub presence: PresenceConfig,
     /// Connection and stream limits per peer and in total, and read timeouts.
     pub network: NetworkConfig,
+    /// Key claims: one-time keys per user and hour, claims per other relay.
+    pub claims: ClaimsConfig,
 }
 
 impl Default for RelayConfig {
@@ -310,6 +353,7 @@ impl Default for RelayConfig {
             federation: FederationConfig::default(),
             presence: PresenceConfig::default(),
             network: NetworkConfig::default(),
+            claims: ClaimsConfig::default(),
         }
     }
 }
@@ -363,6 +407,7 @@ impl RelayConfig {
         self.metrics_addr()?;
         self.limits.validate()?;
         self.network.validate()?;
+        self.claims.validate()?;
         if self.presence.heartbeat_timeout_secs == 0 {
             return Err(ConfigError::OutOfRange {
                 key: "presence.heartbeat_timeout_secs",
@@ -495,7 +540,22 @@ stream_idle_secs = {stream_idle}
 # A frame whose first byte has arrived must arrive whole within this many seconds, or
 # its stream is closed. Default: 30.
 frame_timeout_secs = {frame_timeout}
+
+[claims]
+# One-time keys of a user handed out per hour (and at most this many at once). Beyond it a
+# claim gets the user's fallback key instead, so nobody can drain the one-time keys (the
+# session still opens; only its first message lacks one-time forward secrecy). 0: always the
+# fallback key. Default: 20.
+one_time_keys_per_user_per_hour = {otk_per_hour}
+# Key claims another relay may make per second (one per user asked for), sustained; beyond
+# it they are answered `rate_limited` and its users retry. Default: 100.
+relay_claims_per_sec = {claims_rate}
+# ... and at once. Default: 2048.
+relay_claims_burst = {claims_burst}
 "#,
+            otk_per_hour = self.claims.one_time_keys_per_user_per_hour,
+            claims_rate = self.claims.relay_claims_per_sec,
+            claims_burst = self.claims.relay_claims_burst,
             max_connections = self.network.max_connections,
             connections_per_peer = self.network.max_connections_per_peer,
             pending_connections = self.network.max_pending_connections,

@@ -142,6 +142,22 @@ struct StreamLabels {
     reason: StreamLimit,
 }
 
+/// Why a key claim from another relay was refused, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ClaimRefusal {
+    /// The requester's home record names another relay.
+    NotHome,
+    /// No home record of the requester was found.
+    UnknownRequester,
+    /// The asking relay claimed too fast.
+    RateLimited,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClaimLabels {
+    reason: ClaimRefusal,
+}
+
 /// The store writer's series: commit latency and failures, outbox and mailbox depth, and the
 /// envelopes other relays took off the outbox. Cheap to clone (the series are shared).
 #[derive(Debug, Clone)]
@@ -267,6 +283,8 @@ pub struct Metrics {
     streams_refused: Family<StreamLabels, Counter>,
     stream_timeouts: Family<StreamLabels, Counter>,
     connections_refused: Counter,
+    claims_refused: Family<ClaimLabels, Counter>,
+    one_time_keys_withheld: Counter,
     store: StoreMetrics,
     network_running: AtomicBool,
     dht: Arc<OnceLock<Arc<DhtStats>>>,
@@ -377,6 +395,20 @@ impl Metrics {
             "Incoming connections refused by the connection limits (per peer, pending, total)",
             connections_refused.clone(),
         );
+        let claims_refused = Family::<ClaimLabels, Counter>::default();
+        tidings.register(
+            "claims_refused",
+            "Key claims from other relays refused (one per user asked for): requester not \
+             homed at the asking relay, requester unknown, or claiming too fast",
+            claims_refused.clone(),
+        );
+        let one_time_keys_withheld = Counter::default();
+        tidings.register(
+            "one_time_keys_withheld",
+            "Claims answered with the fallback key because the user's hourly one-time key \
+             budget was spent",
+            one_time_keys_withheld.clone(),
+        );
         let home_records = HomeRecords::default();
         let dht = home_records.0.clone();
         tidings.register_collector(Box::new(home_records));
@@ -394,6 +426,8 @@ impl Metrics {
             streams_refused,
             stream_timeouts,
             connections_refused,
+            claims_refused,
+            one_time_keys_withheld,
             store,
             network_running: AtomicBool::new(false),
             dht,
@@ -550,6 +584,18 @@ impl Metrics {
     /// Counts an incoming connection refused by the connection limits.
     pub(crate) fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// Counts a key claim (one user asked for) refused to another relay.
+    pub(crate) fn claim_refused(&self, reason: ClaimRefusal) {
+        self.claims_refused
+            .get_or_create(&ClaimLabels { reason })
+            .inc();
+    }
+
+    /// Counts a claim answered with the fallback key to spare the one-time keys.
+    pub(crate) fn one_time_key_withheld(&self) {
+        self.one_time_keys_withheld.inc();
     }
 
     /// Records what the network event loop saw: libp2p's own metrics, and connections.

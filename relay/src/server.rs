@@ -15,7 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::presence::{PresenceBook, PresenceTiming};
 use crate::{
     config::{ConfigError, RelayConfig},
-    federation::{Directory, Links, forwarder::Forwarder, handoff},
+    federation::{Directory, Links, claims::ClaimLimits, forwarder::Forwarder, handoff},
     invites::Invites,
     mailbox::Hub,
     metrics::{StreamKind, StreamLimit},
@@ -183,6 +183,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             idle: Some(Duration::from_secs(config.network.stream_idle_secs.max(1))),
             frame: Duration::from_secs(config.network.frame_timeout_secs.max(1)),
         },
+        claims: ClaimLimits::new(&config.claims),
     });
     let accept = |control: &mut libp2p_stream::Control, protocol: &'static str| {
         control

@@ -8,7 +8,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::RegistrationPolicy,
-    federation::{Directory, Links},
+    federation::{Directory, Links, claims::ClaimLimits},
     invites::Invites,
     mailbox::Hub,
     metrics::Metrics,
@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub presence: PresenceBook,
     /// How long an inbound stream may stay silent, and take over one frame.
     pub read_timeouts: FrameTimeouts,
+    /// How fast one-time keys go out per user, and claims per other relay.
+    pub claims: ClaimLimits,
 }
 
 impl Shared {

@@ -31,6 +31,17 @@ pub(crate) enum Home {
     Unknown,
 }
 
+/// Whether a user lives at a given other relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HomeCheck {
+    /// Their home record names that relay.
+    Home,
+    /// It names another relay (or this one).
+    NotHome,
+    /// No valid home record found.
+    Unknown,
+}
+
 /// Another relay, as a user's home record describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Remote {
@@ -105,6 +116,23 @@ impl Directory {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         cache.remove(user);
+    }
+
+    /// Whether `user` is homed at the relay `peer`. A cached answer naming another relay is
+    /// looked up once more before saying no, so a user who just moved is not refused.
+    pub async fn is_home_of(&self, user: UserId, peer: PeerId) -> Result<HomeCheck, StoreError> {
+        match self.resolve(user).await? {
+            Home::Remote(remote) if remote.peer == peer => return Ok(HomeCheck::Home),
+            Home::Remote(_) => {}
+            Home::Local => return Ok(HomeCheck::NotHome),
+            Home::Unknown => return Ok(HomeCheck::Unknown),
+        }
+        self.invalidate(&user);
+        Ok(match self.resolve(user).await? {
+            Home::Remote(remote) if remote.peer == peer => HomeCheck::Home,
+            Home::Remote(_) | Home::Local => HomeCheck::NotHome,
+            Home::Unknown => HomeCheck::Unknown,
+        })
     }
 
     /// Where `user` lives now.

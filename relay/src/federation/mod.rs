@@ -2,11 +2,12 @@
 //! and handing moved users over (`/tidings/federation/1`).
 
 mod batch;
+pub(crate) mod claims;
 mod directory;
 pub(crate) mod forwarder;
 pub(crate) mod handoff;
 mod link;
 pub(crate) mod serve;
 
-pub(crate) use directory::{Directory, Home, Remote};
+pub(crate) use directory::{Directory, Home, HomeCheck, Remote};
 pub(crate) use link::{LinkError, Links};

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use futures::AsyncReadExt;
 use libp2p::{PeerId, Stream};
 use tidings_protocol::{
-    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, KeyBundle, Kind, MailboxItem, Recipient,
+    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, Kind, MailboxItem, Recipient,
     UserId,
     client::SendOutcome,
     federation::{FederationFrame, FederationRequest, FederationResponse, ForwardItem},
@@ -14,13 +14,13 @@ use tidings_protocol::{
     now_ms,
 };
 
-use super::Home;
+use super::{Home, claims};
 use crate::{
     ingest::{self, reject, storage_answer},
     metrics::{Metrics, StoredFrom, StreamKind},
     presence,
     shared::Shared,
-    store::{ClaimOutcome, DescriptorsOutcome, GroupDelivery, HandoffItem, Origin, Store},
+    store::{DescriptorsOutcome, GroupDelivery, HandoffItem, Origin, Store},
     streams::read_frame_timed,
 };
 
@@ -98,14 +98,15 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                 .envelopes_answered(&outcomes, StoredFrom::Federation);
             stored(outcomes)
         }
-        FederationRequest::Claim { user } => claim(&shared.store, user)
-            .await
-            .map(|bundle| FederationResponse::Bundle(Box::new(bundle))),
-        FederationRequest::ClaimBundles { users } => {
-            let mut bundles = Vec::with_capacity(users.len());
-            for user in users.iter() {
-                bundles.push(claim(&shared.store, *user).await);
+        FederationRequest::Claim { user, requester } => {
+            let mut answers = claims::serve(shared, peer, requester, &[user]).await?;
+            match answers.pop() {
+                Some(answer) => answer.map(|bundle| FederationResponse::Bundle(Box::new(bundle))),
+                None => Err(ErrorAnswer::new(ErrorCode::Unavailable, "not handled")),
             }
+        }
+        FederationRequest::ClaimBundles { users, requester } => {
+            let bundles = claims::serve(shared, peer, requester, users.as_slice()).await?;
             BoundedVec::new(bundles)
                 .map(|bundles| FederationResponse::Bundles { bundles })
                 .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
@@ -244,21 +245,6 @@ async fn handoff(
             })
             .collect(),
     )
-}
-
-/// Hands out a bundle of a user homed here.
-async fn claim(store: &Store, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
-    match store.claim_bundle(user).await.map_err(storage_answer)? {
-        ClaimOutcome::Bundle(bundle) => Ok(*bundle),
-        ClaimOutcome::UnknownUser => Err(ErrorAnswer::new(
-            ErrorCode::WrongRelay,
-            format!("{user} is not homed at this relay"),
-        )),
-        ClaimOutcome::NoKeys => Err(ErrorAnswer::new(
-            ErrorCode::NoKeys,
-            format!("{user} has not published keys yet"),
-        )),
-    }
 }
 
 /// Stores the leading items the peer's rate limit covers (each costs one token per

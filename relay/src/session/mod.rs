@@ -337,13 +337,13 @@ impl Session {
                 Box::pin(home::publish(self.shared.clone(), me, *record))
             }
             Request::ClaimBundles { users } => {
-                Box::pin(keys::claim_many(self.shared.clone(), users.into_vec()))
+                Box::pin(keys::claim_many(self.shared.clone(), me, users.into_vec()))
             }
             Request::Send { envelopes } => {
                 Box::pin(send::handle(self.shared.clone(), me, envelopes))
             }
             Request::UploadKeys(upload) => Box::pin(keys::upload(self.shared.clone(), me, *upload)),
-            Request::ClaimBundle { user } => Box::pin(keys::claim(self.shared.clone(), user)),
+            Request::ClaimBundle { user } => Box::pin(keys::claim(self.shared.clone(), me, user)),
             Request::SetPresence {
                 visibility,
                 allowed,

@@ -264,6 +264,13 @@ impl Collector for HomeRecords {
             let labels = [("verdict", verdict)];
             ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
         }
+        let lookups = encoder.encode_descriptor(
+            "dht_lookups",
+            "Home-record lookups started in the DHT (one Kademlia query each)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(stats.lookups()).encode(lookups)?;
         Ok(())
     }
 }

@@ -1,8 +1,12 @@
-//! Where users live: local users from the store, everyone else from the DHT, with a cache.
+//! Where users live: local users from the store, everyone else from the DHT, with a cache
+//! of what was found, a short memory of what was not, and a bound on lookups per request.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -19,6 +23,38 @@ const CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// Most cached lookups.
 const CACHE_MAX: usize = 100_000;
+
+/// How long a lookup that found nothing is remembered: asking again sooner runs no query.
+const MISS_TTL: Duration = Duration::from_secs(5);
+
+/// Most remembered misses.
+const MISS_MAX: usize = 10_000;
+
+/// Most DHT lookups one request may cause; cached answers cost nothing.
+pub(crate) const MAX_LOOKUPS_PER_REQUEST: usize = 128;
+
+/// How many DHT lookups a request may still cause. Shared by the lookups of one request,
+/// also when they run concurrently.
+pub(crate) struct LookupBudget(AtomicUsize);
+
+impl LookupBudget {
+    /// What one request may spend.
+    pub fn per_request() -> Self {
+        Self(AtomicUsize::new(MAX_LOOKUPS_PER_REQUEST))
+    }
+
+    /// No bound: for the relay's own work (forwarding its outbox, checking one user).
+    pub fn unbounded() -> Self {
+        Self(AtomicUsize::new(usize::MAX))
+    }
+
+    /// Takes one lookup, if any is left.
+    fn spend(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+            .is_ok()
+    }
+}
 
 /// Where a user's mailbox is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +107,8 @@ pub(crate) struct Directory {
     network: NetworkHandle,
     self_peer: String,
     cache: Mutex<HashMap<UserId, (Remote, Instant)>>,
+    /// Users the DHT had no record of, and when it said so.
+    misses: Mutex<HashMap<UserId, Instant>>,
 }
 
 impl Directory {
@@ -81,7 +119,30 @@ impl Directory {
             network,
             self_peer,
             cache: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn missed_recently(&self, user: &UserId) -> bool {
+        let misses = self
+            .misses
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        misses.get(user).is_some_and(|at| at.elapsed() < MISS_TTL)
+    }
+
+    fn remember_miss(&self, user: UserId) {
+        let mut misses = self
+            .misses
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if misses.len() >= MISS_MAX {
+            misses.retain(|_, at| at.elapsed() < MISS_TTL);
+            if misses.len() >= MISS_MAX {
+                misses.clear();
+            }
+        }
+        misses.insert(user, Instant::now());
     }
 
     fn cached(&self, user: &UserId) -> Option<Remote> {
@@ -116,6 +177,20 @@ impl Directory {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         cache.remove(user);
+        drop(cache);
+        self.misses
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(user);
+    }
+
+    /// Whether `user` is homed here: a store read, never a DHT query.
+    pub async fn is_local(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .user(user)
+            .await?
+            .is_some_and(|record| record.is_home(&self.self_peer)))
     }
 
     /// Whether `user` is homed at the relay `peer`. A cached answer naming another relay is
@@ -137,6 +212,16 @@ impl Directory {
 
     /// Where `user` lives now.
     pub async fn resolve(&self, user: UserId) -> Result<Home, StoreError> {
+        self.resolve_within(user, &LookupBudget::unbounded()).await
+    }
+
+    /// Where `user` lives now, running a DHT query only if `budget` has one left and the
+    /// DHT did not just come back empty for them.
+    pub async fn resolve_within(
+        &self,
+        user: UserId,
+        budget: &LookupBudget,
+    ) -> Result<Home, StoreError> {
         let record = self.store.user(user).await?;
         if record
             .as_ref()
@@ -149,10 +234,14 @@ impl Directory {
         }
         // A user who moved away told us where; the DHT may know something newer still.
         let mut best = record.and_then(|record| record.home);
-        if let Some(found) = self.network.get_home(user).await
-            && best.as_ref().is_none_or(|known| found.seq > known.seq)
-        {
-            best = Some(found);
+        if !self.missed_recently(&user) && budget.spend() {
+            match self.network.get_home(user).await {
+                Some(found) if best.as_ref().is_none_or(|known| found.seq > known.seq) => {
+                    best = Some(found);
+                }
+                Some(_) => {}
+                None => self.remember_miss(user),
+            }
         }
         let Some(home) = best else {
             return Ok(Home::Unknown);

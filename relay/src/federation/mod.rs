@@ -9,5 +9,5 @@ pub(crate) mod handoff;
 mod link;
 pub(crate) mod serve;
 
-pub(crate) use directory::{Directory, Home, HomeCheck, Remote};
+pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget, Remote};
 pub(crate) use link::{LinkError, Links};

@@ -14,7 +14,7 @@ use tidings_protocol::{
     now_ms,
 };
 
-use super::{Home, claims};
+use super::claims;
 use crate::{
     ingest::{self, reject, storage_answer},
     metrics::{Metrics, StoredFrom, StreamKind},
@@ -152,9 +152,11 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             recipients,
         } => {
             presence::check_ephemeral(&envelope)?;
+            // Whether a recipient is ours is a store read: no request may make us query
+            // the DHT once per recipient.
             let mut here = Vec::with_capacity(recipients.len());
             for user in recipients.iter() {
-                if matches!(shared.directory.resolve(*user).await, Ok(Home::Local)) {
+                if matches!(shared.directory.is_local(*user).await, Ok(true)) {
                     here.push(*user);
                 }
             }

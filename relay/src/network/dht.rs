@@ -96,6 +96,7 @@ impl Dht {
             return;
         }
         let id = kad.get_record(key_of(&user));
+        self.stats.lookups.fetch_add(1, Ordering::Relaxed);
         self.by_user.insert(user, id);
         self.gets.insert(
             id,

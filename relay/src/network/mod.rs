@@ -104,6 +104,9 @@ pub struct DhtStats {
     pub stored: AtomicU64,
     /// Home records refused (forged, expired, stale, wrong key, undecodable).
     pub rejected: AtomicU64,
+    /// DHT queries started to look up a home record (a caller joining a query already
+    /// running starts none).
+    pub lookups: AtomicU64,
 }
 
 impl DhtStats {
@@ -115,6 +118,11 @@ impl DhtStats {
     /// Records refused so far.
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Home-record lookups (DHT queries) started so far.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
     }
 }
 

@@ -13,7 +13,7 @@ use tidings_protocol::{
 };
 
 use crate::{
-    federation::{Home, Remote},
+    federation::{Home, LookupBudget, Remote},
     shared::Shared,
 };
 
@@ -90,8 +90,9 @@ pub(crate) async fn pass_ephemeral(
     };
     let mut here = Vec::new();
     let mut remote: HashMap<PeerId, (Remote, Vec<UserId>)> = HashMap::new();
+    let budget = LookupBudget::per_request();
     for user in recipients {
-        match shared.directory.resolve(user).await {
+        match shared.directory.resolve_within(user, &budget).await {
             Ok(Home::Local) => here.push(user),
             Ok(Home::Remote(relay)) => remote
                 .entry(relay.peer)

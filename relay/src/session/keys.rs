@@ -9,7 +9,7 @@ use tidings_protocol::{
 
 use super::{Answer, Shared};
 use crate::{
-    federation::{Home, LinkError, claims},
+    federation::{Home, LinkError, LookupBudget, claims},
     ingest::storage_answer,
     store::{ClaimOutcome, KeysOutcome},
 };
@@ -155,10 +155,15 @@ pub(super) async fn claim_many(shared: Arc<Shared>, me: Address, users: Vec<User
             ClaimOutcome::UnknownUser => unresolved.push((index, *user)),
         }
     }
+    let budget = Arc::new(LookupBudget::per_request());
     let resolved: Vec<_> = futures::stream::iter(unresolved)
         .map(|(index, user)| {
             let shared = shared.clone();
-            async move { (index, user, shared.directory.resolve(user).await) }
+            let budget = budget.clone();
+            async move {
+                let home = shared.directory.resolve_within(user, &budget).await;
+                (index, user, home)
+            }
         })
         .buffer_unordered(CLAIM_LOOKUPS_IN_FLIGHT)
         .collect()

@@ -207,6 +207,10 @@ pub struct NetworkConfig {
     pub stream_idle_secs: u64,
     /// A frame whose first byte arrived must arrive whole within this, in seconds.
     pub frame_timeout_secs: u64,
+    /// KiB of DHT records held for others (home records of users of other relays).
+    pub dht_store_kib: u64,
+    /// DHT records one peer may have stored here.
+    pub dht_records_per_peer: u64,
 }
 
 impl Default for NetworkConfig {
@@ -220,13 +224,15 @@ impl Default for NetworkConfig {
             client_streams_per_device: 8,
             stream_idle_secs: 60,
             frame_timeout_secs: 30,
+            dht_store_kib: 128 * 1024,
+            dht_records_per_peer: 50_000,
         }
     }
 }
 
 impl NetworkConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(&'static str, u64); 8] = [
+        let checks: [(&'static str, u64); 10] = [
             ("network.max_connections", self.max_connections.into()),
             (
                 "network.max_connections_per_peer",
@@ -247,6 +253,8 @@ impl NetworkConfig {
             ),
             ("network.stream_idle_secs", self.stream_idle_secs),
             ("network.frame_timeout_secs", self.frame_timeout_secs),
+            ("network.dht_store_kib", self.dht_store_kib),
+            ("network.dht_records_per_peer", self.dht_records_per_peer),
         ];
         for (key, value) in checks {
             if value == 0 {
@@ -540,6 +548,12 @@ stream_idle_secs = {stream_idle}
 # A frame whose first byte has arrived must arrive whole within this many seconds, or
 # its stream is closed. Default: 30.
 frame_timeout_secs = {frame_timeout}
+# KiB of DHT records (home records of other relays' users) this relay holds for the network.
+# A peer may store at most dht_records_per_peer of them; records that do not come from the
+# relay they name as home only fill half of it. Default: 131072 (128 MiB).
+dht_store_kib = {dht_store_kib}
+# DHT records one peer may have stored here. Default: 50000.
+dht_records_per_peer = {dht_records_per_peer}
 
 [claims]
 # One-time keys of a user handed out per hour (and at most this many at once). Beyond it a
@@ -564,6 +578,8 @@ relay_claims_burst = {claims_burst}
             client_streams_per_device = self.network.client_streams_per_device,
             stream_idle = self.network.stream_idle_secs,
             frame_timeout = self.network.frame_timeout_secs,
+            dht_store_kib = self.network.dht_store_kib,
+            dht_records_per_peer = self.network.dht_records_per_peer,
             heartbeat = self.presence.heartbeat_timeout_secs,
             watch_ttl = self.presence.watch_ttl_secs,
             name = toml_string(&self.name),

@@ -255,12 +255,16 @@ impl Collector for HomeRecords {
         };
         let mut metric = encoder.encode_descriptor(
             "home_records",
-            "Home records from the DHT: stored after validation, or refused (forged, stale, \
-             expired, for another user)",
+            "Home records from the DHT: stored after validation, refused (forged, stale, \
+             expired, for another user), or valid but over the store's limits",
             None,
             MetricType::Counter,
         )?;
-        for (verdict, count) in [("stored", stats.stored()), ("rejected", stats.rejected())] {
+        for (verdict, count) in [
+            ("stored", stats.stored()),
+            ("rejected", stats.rejected()),
+            ("over_limit", stats.over_limit()),
+        ] {
             let labels = [("verdict", verdict)];
             ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
         }

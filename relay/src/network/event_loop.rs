@@ -162,12 +162,13 @@ impl EventLoop {
             kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::PutRecord {
+                        source,
                         record: Some(record),
                         ..
                     },
             } => {
                 let kad = &mut self.swarm.behaviour_mut().kad;
-                self.dht.on_inbound_put(kad, record);
+                self.dht.on_inbound_put(kad, source, record);
             }
             kad::Event::OutboundQueryProgressed {
                 id,

@@ -555,7 +555,7 @@ pub struct RogueRelay {
     pub keypair: libp2p::identity::Keypair,
     pub peer_id: libp2p::PeerId,
     control: libp2p_stream::Control,
-    commands: tokio::sync::mpsc::Sender<RoguePut>,
+    commands: tokio::sync::mpsc::Sender<RogueCommand>,
     swarm: tokio::task::JoinHandle<()>,
 }
 
@@ -565,11 +565,18 @@ struct RogueBehaviour {
     stream: libp2p_stream::Behaviour,
 }
 
-/// Put `record` at `to`; the reply says whether `to` answered.
-struct RoguePut {
-    record: libp2p::kad::Record,
-    to: libp2p::PeerId,
-    reply: tokio::sync::oneshot::Sender<bool>,
+enum RogueCommand {
+    /// Put `record` at `to`; the reply says whether `to` answered.
+    Put {
+        record: libp2p::kad::Record,
+        to: libp2p::PeerId,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
+    /// Look a record up; the first one found.
+    Get {
+        key: libp2p::kad::RecordKey,
+        reply: tokio::sync::oneshot::Sender<Option<libp2p::kad::Record>>,
+    },
 }
 
 impl RogueRelay {
@@ -607,30 +614,50 @@ impl RogueRelay {
         swarm.behaviour_mut().kad.add_address(&relay, bare);
         swarm.dial(address.clone()).unwrap();
         let control = swarm.behaviour().stream.new_control();
-        let (commands, mut puts) = tokio::sync::mpsc::channel::<RoguePut>(16);
+        let (commands, mut asks) = tokio::sync::mpsc::channel::<RogueCommand>(16);
         let swarm = tokio::spawn(async move {
-            let mut waiting = std::collections::HashMap::new();
+            let mut puts = std::collections::HashMap::new();
+            let mut gets = std::collections::HashMap::new();
             loop {
                 tokio::select! {
-                    Some(put) = puts.recv() => {
-                        let id = swarm.behaviour_mut().kad.put_record_to(
-                            put.record,
-                            std::iter::once(put.to),
-                            kad::Quorum::One,
-                        );
-                        waiting.insert(id, put.reply);
-                    }
+                    Some(ask) = asks.recv() => match ask {
+                        RogueCommand::Put { record, to, reply } => {
+                            let id = swarm.behaviour_mut().kad.put_record_to(
+                                record,
+                                std::iter::once(to),
+                                kad::Quorum::One,
+                            );
+                            puts.insert(id, reply);
+                        }
+                        RogueCommand::Get { key, reply } => {
+                            let id = swarm.behaviour_mut().kad.get_record(key);
+                            gets.insert(id, reply);
+                        }
+                    },
                     event = swarm.select_next_some() => {
-                        if let libp2p::swarm::SwarmEvent::Behaviour(RogueBehaviourEvent::Kad(
-                            kad::Event::OutboundQueryProgressed {
-                                id,
-                                result: kad::QueryResult::PutRecord(result),
-                                ..
-                            },
+                        let libp2p::swarm::SwarmEvent::Behaviour(RogueBehaviourEvent::Kad(
+                            kad::Event::OutboundQueryProgressed { id, result, step, .. },
                         )) = event
-                            && let Some(reply) = waiting.remove(&id)
-                        {
-                            let _ = reply.send(result.is_ok());
+                        else {
+                            continue;
+                        };
+                        match result {
+                            kad::QueryResult::PutRecord(result) => {
+                                if let Some(reply) = puts.remove(&id) {
+                                    let _ = reply.send(result.is_ok());
+                                }
+                            }
+                            kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
+                                if let Some(reply) = gets.remove(&id) {
+                                    let _ = reply.send(Some(found.record));
+                                }
+                            }
+                            kad::QueryResult::GetRecord(_) if step.last => {
+                                if let Some(reply) = gets.remove(&id) {
+                                    let _ = reply.send(None);
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -649,7 +676,7 @@ impl RogueRelay {
     pub async fn put(&self, record: libp2p::kad::Record, to: libp2p::PeerId) -> bool {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.commands
-            .send(RoguePut { record, to, reply })
+            .send(RogueCommand::Put { record, to, reply })
             .await
             .unwrap();
         tokio::time::timeout(Duration::from_secs(10), answer)
@@ -658,20 +685,47 @@ impl RogueRelay {
             .unwrap_or(false)
     }
 
+    /// Looks a DHT record up (the relays answer); the first found, with the expiry the
+    /// answering relay gave it.
+    pub async fn get(&self, key: libp2p::kad::RecordKey) -> Option<libp2p::kad::Record> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.commands
+            .send(RogueCommand::Get { key, reply })
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("the DHT lookup did not finish")
+            .unwrap_or(None)
+    }
+
     /// A home record of `account` naming this rogue relay, as a DHT record.
     pub fn home_record_naming_me(&self, account: &SigningKey) -> libp2p::kad::Record {
-        let home = tidings_protocol::HomeRecord::sign(
-            account,
-            self.peer_id.to_string(),
-            BoundedVec::new(Vec::new()).unwrap(),
-            tidings_protocol::now_ms(),
-            tidings_protocol::now_ms() + tidings_protocol::home::HOME_RECORD_LIFETIME_MS,
-        );
-        libp2p::kad::Record::new(
-            tidings_protocol::HomeRecord::dht_key(&home.user),
-            home.encode(),
-        )
+        home_record_naming(account, &self.peer_id.to_string(), 30 * 24 * 3600 * 1000)
     }
+}
+
+/// A signed home record of `account` naming `relay`, expiring `lifetime_ms` from now, as a
+/// DHT record.
+pub fn home_record_naming(
+    account: &SigningKey,
+    relay: &str,
+    lifetime_ms: u64,
+) -> libp2p::kad::Record {
+    let home = tidings_protocol::HomeRecord::sign(
+        account,
+        relay.to_string(),
+        BoundedVec::new(Vec::new()).unwrap(),
+        tidings_protocol::now_ms(),
+        tidings_protocol::now_ms() + lifetime_ms,
+    );
+    libp2p::kad::Record::new(
+        tidings_protocol::HomeRecord::dht_key(&home.user),
+        home.encode(),
+    )
+}
+
+impl RogueRelay {
 
     /// Opens a federation stream to `relay`.
     pub async fn federation(&self, relay: libp2p::PeerId) -> RawRelayPeer {

@@ -227,7 +227,8 @@ pub enum FederationResponse {
     /// The presence change was passed on.
     #[serde(rename = "pchg")]
     PresenceTaken,
-    /// How many live devices the ephemeral envelope reached.
+    /// How many live devices the ephemeral envelope reached, counting only recipients who
+    /// let its sender see their presence (0 for the others, online or not).
     #[serde(rename = "eph")]
     EphemeralPassed {
         /// Devices reached.

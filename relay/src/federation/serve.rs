@@ -151,7 +151,7 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             envelope,
             recipients,
         } => {
-            presence::check_ephemeral(&envelope)?;
+            let sender = presence::check_ephemeral(&envelope)?.sender.user;
             // Whether a recipient is ours is a store read: no request may make us query
             // the DHT once per recipient.
             let mut here = Vec::with_capacity(recipients.len());
@@ -160,7 +160,7 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                     here.push(*user);
                 }
             }
-            let reached = presence::pass_ephemeral_here(shared, &envelope, &here);
+            let reached = presence::pass_ephemeral_here(shared, &envelope, sender, &here).await;
             Ok(FederationResponse::EphemeralPassed { reached })
         }
     }

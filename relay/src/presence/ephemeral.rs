@@ -102,7 +102,7 @@ pub(crate) async fn pass_ephemeral(
             Ok(Home::Unknown) | Err(_) => {}
         }
     }
-    let mut reached = pass_ephemeral_here(shared, &raw, &here);
+    let mut reached = pass_ephemeral_here(shared, &raw, me.user, &here).await;
     for (relay, users) in remote.into_values() {
         let Ok(recipients) = BoundedVec::new(users) else {
             continue;
@@ -120,18 +120,25 @@ pub(crate) async fn pass_ephemeral(
     Ok(reached)
 }
 
-/// Hands an ephemeral envelope to the live devices of local `recipients`; returns how many.
-pub(crate) fn pass_ephemeral_here(
+/// Hands an ephemeral envelope from `sender` to the live devices of local `recipients`;
+/// returns how many took it, counting only recipients who let `sender` see their presence:
+/// for everyone else the answer is 0 whether they are online or not, so it tells nothing.
+pub(crate) async fn pass_ephemeral_here(
     shared: &Shared,
     raw: &RawEnvelope,
+    sender: UserId,
     recipients: &[UserId],
 ) -> u32 {
     let mut reached = 0;
     for user in recipients {
+        let mut took = 0;
         for live in shared.presence.live_senders(user) {
             if live.try_send(RelayFrame::Ephemeral(raw.clone())).is_ok() {
-                reached += 1;
+                took += 1;
             }
+        }
+        if took > 0 && super::may_see(shared, &sender, *user).await {
+            reached += took;
         }
     }
     reached

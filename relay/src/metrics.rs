@@ -6,7 +6,6 @@
 //! registered here. libp2p's own metrics (`libp2p_*`) share the registry.
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
@@ -14,9 +13,6 @@ use std::{
     time::Duration,
 };
 
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
-use hyper_util::rt::TokioIo;
 use libp2p::metrics::Recorder;
 use prometheus_client::{
     collector::Collector,
@@ -31,9 +27,15 @@ use prometheus_client::{
     registry::Registry,
 };
 use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
-use tokio_util::sync::CancellationToken;
 
 use crate::network::DhtStats;
+
+mod endpoint;
+mod limits;
+
+pub use endpoint::serve;
+use limits::{ClaimLabels, StreamLabels};
+pub use limits::{ClaimRefusal, StreamKind, StreamLimit};
 
 /// What kind of envelopes a forward batch carried.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -112,50 +114,6 @@ pub enum DeliveryStage {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeliveredLabels {
     stage: DeliveryStage,
-}
-
-/// Which protocol a stream speaks, as a label.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum StreamKind {
-    /// `/tidings/client/1`, from devices.
-    Client,
-    /// `/tidings/federation/1`, from other relays.
-    Federation,
-}
-
-/// Why a stream was refused or closed early, as a label.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum StreamLimit {
-    /// The peer already held its share of streams.
-    PeerLimit,
-    /// Every slot was taken.
-    Full,
-    /// No frame within the idle timeout.
-    Idle,
-    /// A started frame did not arrive whole in time.
-    SlowFrame,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StreamLabels {
-    protocol: StreamKind,
-    reason: StreamLimit,
-}
-
-/// Why a key claim from another relay was refused, as a label.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum ClaimRefusal {
-    /// The requester's home record names another relay.
-    NotHome,
-    /// No home record of the requester was found.
-    UnknownRequester,
-    /// The asking relay claimed too fast.
-    RateLimited,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClaimLabels {
-    reason: ClaimRefusal,
 }
 
 /// The store writer's series: commit latency and failures, outbox and mailbox depth, and the
@@ -661,72 +619,4 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Binds the metrics endpoint; serving runs until `shutdown`.
-pub async fn serve(
-    address: SocketAddr,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
-    let serving = async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "metrics endpoint accept failed");
-                        continue;
-                    }
-                },
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(&metrics, &request)) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "metrics connection ended");
-                }
-            });
-        }
-    };
-    Ok((bound, serving))
-}
-
-fn respond(metrics: &Metrics, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let (status, body, content_type) = match request.uri().path() {
-        "/metrics" => (
-            StatusCode::OK,
-            metrics.render(),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
-        "/healthz" => match metrics.health() {
-            Ok(()) => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
-            Err(reason) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("unhealthy: {reason}\n"),
-                "text/plain",
-            ),
-        },
-        _ => (
-            StatusCode::NOT_FOUND,
-            "not found\n".to_string(),
-            "text/plain",
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, value);
-    }
-    response
 }

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{RawDevice, RawRelayPeer, RogueRelay, start_relays, start_relays_tweaked, upload_keys};
+use common::{
+    RawDevice, RawRelayPeer, RogueRelay, start_relays, start_relays_tweaked, upload_keys,
+};
 use ed25519_dalek::SigningKey;
 use tidings_protocol::{
     BoundedVec, ErrorCode, KeyBundle, UserId,
@@ -106,7 +108,10 @@ async fn a_rogue_relay_cannot_drain_a_users_one_time_keys() {
     }
     assert!(tally.one_time <= 10, "{tally:?}");
     assert!(tally.fallback > 0, "{tally:?}");
-    assert!(tally.limited > 0, "the relay's claim rate was not limited: {tally:?}");
+    assert!(
+        tally.limited > 0,
+        "the relay's claim rate was not limited: {tally:?}"
+    );
     assert!(keys_held(&mut bob).await >= 90, "{tally:?}");
 }
 

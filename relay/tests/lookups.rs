@@ -69,7 +69,10 @@ async fn a_watch_of_many_unknown_users_costs_bounded_lookups_and_misses_are_reme
     // A thousand users nobody has heard of: a bounded number of lookups.
     let before = a.dht_stats().lookups();
     let answer = alice.request(watch(random_users(1024))).await;
-    assert!(matches!(answer, Ok(Response::Presence { .. })), "{answer:?}");
+    assert!(
+        matches!(answer, Ok(Response::Presence { .. })),
+        "{answer:?}"
+    );
     let spent = a.dht_stats().lookups() - before;
     assert!(spent <= 128, "one watch ran {spent} DHT lookups");
 
@@ -79,5 +82,9 @@ async fn a_watch_of_many_unknown_users_costs_bounded_lookups_and_misses_are_reme
     alice.request(watch(few.clone())).await.unwrap();
     assert_eq!(a.dht_stats().lookups() - before, 20);
     alice.request(watch(few)).await.unwrap();
-    assert_eq!(a.dht_stats().lookups() - before, 20, "failed lookups were run again");
+    assert_eq!(
+        a.dht_stats().lookups() - before,
+        20,
+        "failed lookups were run again"
+    );
 }

@@ -146,7 +146,11 @@ async fn nobody_tells_watchers_and_typists_nothing_that_changes_with_being_onlin
             envelope: typing(&alice, bob.address()),
         })
         .await;
-    assert_eq!(reached(answer), 0, "the answer told Alice that Bob is online");
+    assert_eq!(
+        reached(answer),
+        0,
+        "the answer told Alice that Bob is online"
+    );
     // He still sees her typing.
     loop {
         match bob_live.read().await {
@@ -188,7 +192,11 @@ async fn nobody_tells_watchers_and_typists_nothing_that_changes_with_being_onlin
         }
     };
     assert_eq!(first.user, bob.address().user);
-    assert_ne!(first.state, PresenceState::Hidden, "a transition leaked as Hidden");
+    assert_ne!(
+        first.state,
+        PresenceState::Hidden,
+        "a transition leaked as Hidden"
+    );
 
     // Allowed now, Alice's typing answer counts Bob's live device again.
     let mut bob_live =

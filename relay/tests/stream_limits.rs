@@ -92,12 +92,8 @@ async fn a_stranger_holding_connections_and_idle_streams_does_not_stop_federatio
             "relay B never got Alice's message while a stranger held streams"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut reader = RawDevice::connect_as(
-            &b_address,
-            bob.account.clone(),
-            bob.device.clone(),
-        )
-        .await;
+        let mut reader =
+            RawDevice::connect_as(&b_address, bob.account.clone(), bob.device.clone()).await;
         bob_got = reader.drain().await;
     }
     assert_eq!(bob_got, vec![envelope]);
@@ -126,7 +122,10 @@ async fn a_device_that_never_registers_loses_its_stream_and_a_registered_one_kee
     registered.register().await;
 
     // The unregistered device says nothing: the relay closes its stream.
-    assert!(idle.read().await.is_none(), "an unregistered idle stream stayed open");
+    assert!(
+        idle.read().await.is_none(),
+        "an unregistered idle stream stayed open"
+    );
     let text = relays[0].relay.metrics().render();
     assert!(
         metric(&text, "tidings_stream_timeouts_total", &["Client", "Idle"]).unwrap_or(0.0) >= 1.0,

@@ -51,7 +51,9 @@ impl LookupBudget {
     /// Takes one lookup, if any is left.
     fn spend(&self) -> bool {
         self.0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
             .is_ok()
     }
 }

@@ -5,8 +5,7 @@ use std::{sync::Arc, time::Duration};
 use futures::AsyncReadExt;
 use libp2p::{PeerId, Stream};
 use tidings_protocol::{
-    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, Kind, MailboxItem, Recipient,
-    UserId,
+    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, Kind, MailboxItem, Recipient, UserId,
     client::SendOutcome,
     federation::{FederationFrame, FederationRequest, FederationResponse, ForwardItem},
     framing,

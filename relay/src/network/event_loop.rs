@@ -133,7 +133,10 @@ impl EventLoop {
                 error: ListenError::Denied { cause },
                 send_back_addr,
                 ..
-            } if cause.downcast_ref::<connection_limits::Exceeded>().is_some() => {
+            } if cause
+                .downcast_ref::<connection_limits::Exceeded>()
+                .is_some() =>
+            {
                 self.metrics.connection_refused();
                 tracing::info!(%send_back_addr, ?cause, "connection refused: over a connection limit");
             }

@@ -17,14 +17,8 @@ use std::{
 };
 
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, allow_block_list, connection_limits,
-    identify,
-    identity::Keypair,
-    kad,
-    multiaddr::Protocol,
-    noise, ping,
-    swarm::NetworkBehaviour,
-    tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, allow_block_list, connection_limits, identify,
+    identity::Keypair, kad, multiaddr::Protocol, noise, ping, swarm::NetworkBehaviour, tcp, yamux,
 };
 use tidings_protocol::{HomeRecord, UserId};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -325,8 +319,7 @@ pub fn build(
             let record_limits = RecordLimits {
                 max_bytes: usize::try_from(limits.dht_store_kib.saturating_mul(1024))
                     .unwrap_or(usize::MAX),
-                per_publisher: usize::try_from(limits.dht_records_per_peer)
-                    .unwrap_or(usize::MAX),
+                per_publisher: usize::try_from(limits.dht_records_per_peer).unwrap_or(usize::MAX),
             };
             let store = BoundedStore::new(peer_id, store_config, record_limits);
             let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);

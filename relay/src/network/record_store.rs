@@ -191,12 +191,21 @@ mod tests {
         assert_eq!(store.put_from(record(0, 100), greedy, true), Ok(()));
         // Four of ten slots' worth held: one more unvouched fits in half, then no more.
         assert_eq!(store.put_from(record(10, 100), other, false), Ok(()));
-        assert_eq!(store.put_from(record(11, 100), other, false), Err(Refused::Full));
+        assert_eq!(
+            store.put_from(record(11, 100), other, false),
+            Err(Refused::Full)
+        );
         // Vouched records use the whole budget.
         for key in 20..25 {
-            assert_eq!(store.put_from(record(key, 100), PeerId::random(), true), Ok(()));
+            assert_eq!(
+                store.put_from(record(key, 100), PeerId::random(), true),
+                Ok(())
+            );
         }
-        assert_eq!(store.put_from(record(30, 100), PeerId::random(), true), Err(Refused::Full));
+        assert_eq!(
+            store.put_from(record(30, 100), PeerId::random(), true),
+            Err(Refused::Full)
+        );
         // Removing gives the bytes and the publisher's share back.
         store.remove(&RecordKey::new(&[0]));
         assert_eq!(store.put_from(record(5, 100), greedy, true), Ok(()));

@@ -140,11 +140,17 @@ mod tests {
         // Silence: the idle timeout.
         let mut buf = Vec::new();
         let silent = read_frame_timed(&mut near, &mut buf, timeouts()).await;
-        assert!(matches!(silent, Err(TimedFrameError::Idle(_))), "{silent:?}");
+        assert!(
+            matches!(silent, Err(TimedFrameError::Idle(_))),
+            "{silent:?}"
+        );
         // A started frame that never ends: the frame timeout.
         far.write_all(&[0, 0, 0, 9, 1]).await.unwrap();
         let slow = read_frame_timed(&mut near, &mut buf, timeouts()).await;
-        assert!(matches!(slow, Err(TimedFrameError::SlowFrame(_))), "{slow:?}");
+        assert!(
+            matches!(slow, Err(TimedFrameError::SlowFrame(_))),
+            "{slow:?}"
+        );
         // A whole frame passes.
         let (mut near, mut far) = futures_ringbuf_pair();
         far.write_all(&[0, 0, 0, 2, 7, 8]).await.unwrap();

@@ -64,7 +64,9 @@ impl StreamSlots {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.held
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Takes a slot for a stream of `peer`, if its share and the total allow.

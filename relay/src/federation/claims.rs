@@ -99,15 +99,36 @@ async fn answer(shared: &Shared, user: UserId) -> Result<KeyBundle, ErrorAnswer>
     }
 }
 
-/// Serves another relay's claim for `users` made for `requester`: refused whole unless
-/// the requester is homed at `peer`; users beyond the relay's claim rate are answered
-/// `rate_limited`, the others in order.
+/// Serves another relay's claim for `users` made for `requester`: users beyond the relay's
+/// claim rate are answered `rate_limited` (the whole request if none is left), the request
+/// is refused whole unless the requester is homed at `peer`, the others are answered in
+/// order. The rate is charged first, so requests naming made-up requesters (each costing a
+/// lookup) are bounded by it too.
 pub(crate) async fn serve(
     shared: &Shared,
     peer: PeerId,
     requester: UserId,
     users: &[UserId],
 ) -> Result<Vec<Result<KeyBundle, ErrorAnswer>>, ErrorAnswer> {
+    let too_fast = || {
+        ErrorAnswer::new(
+            ErrorCode::RateLimited,
+            "your relay claims keys too fast; retry later",
+        )
+    };
+    let granted = shared
+        .claims
+        .relays
+        .take(peer, std::iter::repeat_n(1, users.len()));
+    if granted < users.len() {
+        tracing::info!(%peer, refused = users.len() - granted, "another relay claims keys too fast");
+        for _ in granted..users.len() {
+            shared.metrics.claim_refused(ClaimRefusal::RateLimited);
+        }
+    }
+    if granted == 0 && !users.is_empty() {
+        return Err(too_fast());
+    }
     match shared
         .directory
         .is_home_of(requester, peer)
@@ -130,23 +151,10 @@ pub(crate) async fn serve(
             ));
         }
     }
-    let granted = shared
-        .claims
-        .relays
-        .take(peer, std::iter::repeat_n(1, users.len()));
     let mut answers = Vec::with_capacity(users.len());
     for user in &users[..granted] {
         answers.push(answer(shared, *user).await);
     }
-    if granted < users.len() {
-        tracing::info!(%peer, refused = users.len() - granted, "another relay claims keys too fast");
-        for _ in granted..users.len() {
-            shared.metrics.claim_refused(ClaimRefusal::RateLimited);
-            answers.push(Err(ErrorAnswer::new(
-                ErrorCode::RateLimited,
-                "your relay claims keys too fast; retry later",
-            )));
-        }
-    }
+    answers.extend((granted..users.len()).map(|_| Err(too_fast())));
     Ok(answers)
 }

@@ -107,6 +107,12 @@ async fn a_stranger_holding_connections_and_idle_streams_does_not_stop_federatio
     let refused = metric(&text, "tidings_streams_refused_total", &[]).unwrap_or(0.0);
     let timeouts = metric(&text, "tidings_stream_timeouts_total", &[]).unwrap_or(0.0);
     assert!(refused > 0.0, "no refused stream counted:\n{text}");
+    let refused_connections =
+        metric(&text, "tidings_connections_refused_total", &[]).unwrap_or(0.0);
+    assert!(
+        refused_connections > 0.0,
+        "no refused connection counted:\n{text}"
+    );
     assert!(timeouts > 0.0, "no stream timeout counted:\n{text}");
     for opener in connections {
         opener.close();

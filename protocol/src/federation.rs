@@ -132,6 +132,10 @@ pub enum FederationRequest {
         /// Whose.
         #[serde(rename = "u")]
         users: BoundedVec<UserId, MAX_BATCH_ENVELOPES>,
+        /// The user (homed at the sending relay) who asked; the receiving relay refuses a
+        /// claim for someone its home record does not place at the sending relay.
+        #[serde(rename = "r")]
+        requester: UserId,
     },
     /// Hand out a key bundle of a user homed at the receiving relay.
     #[serde(rename = "claim")]
@@ -139,6 +143,9 @@ pub enum FederationRequest {
         /// Whose.
         #[serde(rename = "u")]
         user: UserId,
+        /// The user (homed at the sending relay) who asked, as for `ClaimBundles`.
+        #[serde(rename = "r")]
+        requester: UserId,
     },
     /// The user moved to the receiving relay: here is what was waiting for them.
     #[serde(rename = "handoff")]
@@ -227,7 +234,8 @@ pub enum FederationResponse {
     /// The presence change was passed on.
     #[serde(rename = "pchg")]
     PresenceTaken,
-    /// How many live devices the ephemeral envelope reached.
+    /// How many live devices the ephemeral envelope reached, counting only recipients who
+    /// let its sender see their presence (0 for the others, online or not).
     #[serde(rename = "eph")]
     EphemeralPassed {
         /// Devices reached.

@@ -9,6 +9,10 @@ use tidings_protocol::limits::MAX_GROUP_MEMBERS;
 /// File name of the configuration inside the data dir.
 pub const CONFIG_FILE: &str = "relay.toml";
 
+mod peers;
+
+pub use peers::{ClaimsConfig, NetworkConfig};
+
 /// Default TCP and UDP (QUIC) port.
 pub const DEFAULT_PORT: u16 = 4717;
 
@@ -208,6 +212,10 @@ pub struct RelayConfig {
     pub federation: FederationConfig,
     /// Presence heartbeats and watches.
     pub presence: PresenceConfig,
+    /// Connection and stream limits per peer and in total, and read timeouts.
+    pub network: NetworkConfig,
+    /// Key claims: one-time keys per user and hour, claims per other relay.
+    pub claims: ClaimsConfig,
 }
 
 impl Default for RelayConfig {
@@ -225,6 +233,8 @@ impl Default for RelayConfig {
             limits: LimitsConfig::default(),
             federation: FederationConfig::default(),
             presence: PresenceConfig::default(),
+            network: NetworkConfig::default(),
+            claims: ClaimsConfig::default(),
         }
     }
 }
@@ -277,6 +287,8 @@ impl RelayConfig {
         parse_addrs(&self.announce)?;
         self.metrics_addr()?;
         self.limits.validate()?;
+        self.network.validate()?;
+        self.claims.validate()?;
         if self.presence.heartbeat_timeout_secs == 0 {
             return Err(ConfigError::OutOfRange {
                 key: "presence.heartbeat_timeout_secs",
@@ -384,7 +396,63 @@ heartbeat_timeout_secs = {heartbeat}
 # How long another relay's watch on a user's presence lasts unless renewed (relays renew at
 # a third of it, so a restarted relay is watched again within that). Default: 90.
 watch_ttl_secs = {watch_ttl}
+
+[network]
+# Limits that keep one peer (a device, another relay, or a stranger) from taking what the
+# others need. Beyond them new connections or streams are refused and counted in /metrics.
+# Most established connections, all peers together. Default: 100000.
+max_connections = {max_connections}
+# Most established connections with one peer. Default: 8.
+max_connections_per_peer = {connections_per_peer}
+# Most incoming connections still in their handshake. Default: 512.
+max_pending_connections = {pending_connections}
+# Most streams from other relays served at once, all together. One peer may hold at most
+# federation_streams_per_peer of them, and once three quarters are taken only peers holding
+# none get one, so a relay that needs its first stream still finds room. Default: 1024.
+federation_streams = {federation_streams}
+# Most streams from one other relay served at once (a relay uses one). Default: 16.
+federation_streams_per_peer = {federation_streams_per_peer}
+# Most client streams of one device served at once. Default: 8.
+client_streams_per_device = {client_streams_per_device}
+# A stream from another relay, or from a device that has not registered, that sends no
+# complete frame for this long is closed (the other side opens a new one when it needs
+# it), in seconds. Default: 60.
+stream_idle_secs = {stream_idle}
+# A frame whose first byte has arrived must arrive whole within this many seconds, or
+# its stream is closed. Default: 30.
+frame_timeout_secs = {frame_timeout}
+# KiB of DHT records (home records of other relays' users) this relay holds for the network.
+# A peer may store at most dht_records_per_peer of them; records that do not come from the
+# relay they name as home only fill half of it. Default: 131072 (128 MiB).
+dht_store_kib = {dht_store_kib}
+# DHT records one peer may have stored here. Default: 50000.
+dht_records_per_peer = {dht_records_per_peer}
+
+[claims]
+# One-time keys of a user handed out per hour (and at most this many at once). Beyond it a
+# claim gets the user's fallback key instead, so nobody can drain the one-time keys (the
+# session still opens; only its first message lacks one-time forward secrecy). 0: always the
+# fallback key. Default: 20.
+one_time_keys_per_user_per_hour = {otk_per_hour}
+# Key claims another relay may make per second (one per user asked for), sustained; beyond
+# it they are answered `rate_limited` and its users retry. Default: 100.
+relay_claims_per_sec = {claims_rate}
+# ... and at once. Default: 2048.
+relay_claims_burst = {claims_burst}
 "#,
+            otk_per_hour = self.claims.one_time_keys_per_user_per_hour,
+            claims_rate = self.claims.relay_claims_per_sec,
+            claims_burst = self.claims.relay_claims_burst,
+            max_connections = self.network.max_connections,
+            connections_per_peer = self.network.max_connections_per_peer,
+            pending_connections = self.network.max_pending_connections,
+            federation_streams = self.network.federation_streams,
+            federation_streams_per_peer = self.network.federation_streams_per_peer,
+            client_streams_per_device = self.network.client_streams_per_device,
+            stream_idle = self.network.stream_idle_secs,
+            frame_timeout = self.network.frame_timeout_secs,
+            dht_store_kib = self.network.dht_store_kib,
+            dht_records_per_peer = self.network.dht_records_per_peer,
             heartbeat = self.presence.heartbeat_timeout_secs,
             watch_ttl = self.presence.watch_ttl_secs,
             name = toml_string(&self.name),

@@ -14,7 +14,7 @@ use crate::store::{
     GroupEnvelope, GroupOutcome, NewEnvelope, Origin, Store, StoreError, StoreOutcome,
 };
 
-pub(crate) use rate::RateLimits;
+pub(crate) use rate::{RateLimiter, RateLimits};
 
 pub(crate) fn reject(code: ErrorCode, detail: impl Into<String>) -> SendOutcome {
     SendOutcome::Rejected(ErrorAnswer::new(code, detail))

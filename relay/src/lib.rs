@@ -39,7 +39,8 @@ mod server;
 pub(crate) mod session;
 pub(crate) mod shared;
 pub mod store;
+pub(crate) mod streams;
 
 pub use config::{RegistrationPolicy, RelayConfig};
-pub use network::{DhtStats, LookupStats};
+pub use network::{DhtStats, KAD_PROTOCOL, LookupStats};
 pub use server::{RelayError, RelayOptions, RunningRelay, STORE_FILE, init, start};

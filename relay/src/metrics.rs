@@ -6,7 +6,6 @@
 //! registered here. libp2p's own metrics (`libp2p_*`) share the registry.
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
@@ -14,9 +13,6 @@ use std::{
     time::Duration,
 };
 
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
-use hyper_util::rt::TokioIo;
 use libp2p::metrics::Recorder;
 use prometheus_client::{
     collector::Collector,
@@ -31,9 +27,15 @@ use prometheus_client::{
     registry::Registry,
 };
 use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
-use tokio_util::sync::CancellationToken;
 
 use crate::network::DhtStats;
+
+mod endpoint;
+mod limits;
+
+pub use endpoint::serve;
+use limits::{ClaimLabels, StreamLabels};
+pub use limits::{ClaimRefusal, StreamKind, StreamLimit};
 
 /// What kind of envelopes a forward batch carried.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -211,15 +213,26 @@ impl Collector for HomeRecords {
         };
         let mut metric = encoder.encode_descriptor(
             "home_records",
-            "Home records from the DHT: stored after validation, or refused (forged, stale, \
-             expired, for another user)",
+            "Home records from the DHT: stored after validation, refused (forged, stale, \
+             expired, for another user), or valid but over the store's limits",
             None,
             MetricType::Counter,
         )?;
-        for (verdict, count) in [("stored", stats.stored()), ("rejected", stats.rejected())] {
+        for (verdict, count) in [
+            ("stored", stats.stored()),
+            ("rejected", stats.rejected()),
+            ("over_limit", stats.over_limit()),
+        ] {
             let labels = [("verdict", verdict)];
             ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
         }
+        let lookups = encoder.encode_descriptor(
+            "dht_lookups",
+            "Home-record lookups started in the DHT (one Kademlia query each)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(stats.lookups()).encode(lookups)?;
         Ok(())
     }
 }
@@ -236,6 +249,11 @@ pub struct Metrics {
     connections: Gauge,
     sessions: Gauge,
     federation_streams: Gauge,
+    streams_refused: Family<StreamLabels, Counter>,
+    stream_timeouts: Family<StreamLabels, Counter>,
+    connections_refused: Counter,
+    claims_refused: Family<ClaimLabels, Counter>,
+    one_time_keys_withheld: Counter,
     store: StoreMetrics,
     network_running: AtomicBool,
     dht: Arc<OnceLock<Arc<DhtStats>>>,
@@ -327,6 +345,39 @@ impl Metrics {
             "Streams from other relays being served (federation protocol)",
             federation_streams.clone(),
         );
+        let streams_refused = Family::<StreamLabels, Counter>::default();
+        tidings.register(
+            "streams_refused",
+            "New streams refused because their peer held its share, or every slot was taken",
+            streams_refused.clone(),
+        );
+        let stream_timeouts = Family::<StreamLabels, Counter>::default();
+        tidings.register(
+            "stream_timeouts",
+            "Streams closed because no frame came in time (idle) or a started frame did not \
+             arrive whole in time (slow_frame)",
+            stream_timeouts.clone(),
+        );
+        let connections_refused = Counter::default();
+        tidings.register(
+            "connections_refused",
+            "Incoming connections refused by the connection limits (per peer, pending, total)",
+            connections_refused.clone(),
+        );
+        let claims_refused = Family::<ClaimLabels, Counter>::default();
+        tidings.register(
+            "claims_refused",
+            "Key claims from other relays refused (one per user asked for): requester not \
+             homed at the asking relay, requester unknown, or claiming too fast",
+            claims_refused.clone(),
+        );
+        let one_time_keys_withheld = Counter::default();
+        tidings.register(
+            "one_time_keys_withheld",
+            "Claims answered with the fallback key because the user's hourly one-time key \
+             budget was spent",
+            one_time_keys_withheld.clone(),
+        );
         let home_records = HomeRecords::default();
         let dht = home_records.0.clone();
         tidings.register_collector(Box::new(home_records));
@@ -341,6 +392,11 @@ impl Metrics {
             connections,
             sessions,
             federation_streams,
+            streams_refused,
+            stream_timeouts,
+            connections_refused,
+            claims_refused,
+            one_time_keys_withheld,
             store,
             network_running: AtomicBool::new(false),
             dht,
@@ -467,6 +523,50 @@ impl Metrics {
         Live(self.federation_streams.clone())
     }
 
+    /// Counts a new stream refused for `reason` (a peer or total limit).
+    pub(crate) fn stream_refused(&self, protocol: StreamKind, reason: StreamLimit) {
+        self.streams_refused
+            .get_or_create(&StreamLabels { protocol, reason })
+            .inc();
+    }
+
+    /// Streams of `protocol` refused so far, for any reason.
+    pub fn streams_refused(&self, protocol: StreamKind) -> u64 {
+        [StreamLimit::PeerLimit, StreamLimit::Full]
+            .into_iter()
+            .map(|reason| {
+                self.streams_refused
+                    .get_or_create(&StreamLabels { protocol, reason })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Counts a stream closed because a frame did not come (`Idle`) or did not finish
+    /// (`SlowFrame`) in time.
+    pub(crate) fn stream_timed_out(&self, protocol: StreamKind, reason: StreamLimit) {
+        self.stream_timeouts
+            .get_or_create(&StreamLabels { protocol, reason })
+            .inc();
+    }
+
+    /// Counts an incoming connection refused by the connection limits.
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Counts a key claim (one user asked for) refused to another relay.
+    pub(crate) fn claim_refused(&self, reason: ClaimRefusal) {
+        self.claims_refused
+            .get_or_create(&ClaimLabels { reason })
+            .inc();
+    }
+
+    /// Counts a claim answered with the fallback key to spare the one-time keys.
+    pub(crate) fn one_time_key_withheld(&self) {
+        self.one_time_keys_withheld.inc();
+    }
+
     /// Records what the network event loop saw: libp2p's own metrics, and connections.
     pub(crate) fn swarm_event<E>(&self, event: &libp2p::swarm::SwarmEvent<E>) {
         self.libp2p.record(event);
@@ -519,72 +619,4 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Binds the metrics endpoint; serving runs until `shutdown`.
-pub async fn serve(
-    address: SocketAddr,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
-    let serving = async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "metrics endpoint accept failed");
-                        continue;
-                    }
-                },
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(&metrics, &request)) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "metrics connection ended");
-                }
-            });
-        }
-    };
-    Ok((bound, serving))
-}
-
-fn respond(metrics: &Metrics, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let (status, body, content_type) = match request.uri().path() {
-        "/metrics" => (
-            StatusCode::OK,
-            metrics.render(),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
-        "/healthz" => match metrics.health() {
-            Ok(()) => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
-            Err(reason) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("unhealthy: {reason}\n"),
-                "text/plain",
-            ),
-        },
-        _ => (
-            StatusCode::NOT_FOUND,
-            "not found\n".to_string(),
-            "text/plain",
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, value);
-    }
-    response
 }

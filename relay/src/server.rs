@@ -10,15 +10,15 @@ use std::{
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol};
 use tidings_protocol::{UserId, client::CLIENT_PROTOCOL, federation::FEDERATION_PROTOCOL};
-use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::presence::{PresenceBook, PresenceTiming};
 use crate::{
     config::{ConfigError, RelayConfig},
-    federation::{Directory, Links, forwarder::Forwarder, handoff},
+    federation::{Directory, Links, claims::ClaimLimits, forwarder::Forwarder, handoff},
     invites::Invites,
     mailbox::Hub,
+    metrics::{StreamKind, StreamLimit},
     network::{self, DhtStats, NetworkError, NetworkHandle},
     node_key::{self, NodeKeyError},
     session,
@@ -27,10 +27,8 @@ use crate::{
         Store, StoreConfig, StoreError, StoreLimits, WriterHandle,
         fault::{FaultSwitch, FaultyBackend},
     },
+    streams::{FrameTimeouts, Refusal, StreamSlots},
 };
-
-/// Federation streams one peer may have open at once.
-const MAX_FEDERATION_STREAMS: usize = 1024;
 
 /// File name of the mailbox database inside the data dir.
 pub const STORE_FILE: &str = "relay.redb";
@@ -149,7 +147,8 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         None => Store::open(&store_path, store_config, hub.clone())?,
     };
     let invites = Invites::open(&data_dir)?;
-    let (event_loop, mut network, mut control) = network::build(keypair, &listen, &bootstrap)?;
+    let (event_loop, mut network, mut control) =
+        network::build(keypair, &listen, &bootstrap, &config.network)?;
 
     let sessions_stop = CancellationToken::new();
     let network_stop = CancellationToken::new();
@@ -181,6 +180,11 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             heartbeat_timeout: Duration::from_secs(config.presence.heartbeat_timeout_secs.max(1)),
             watch_ttl: Duration::from_secs(config.presence.watch_ttl_secs.max(3)),
         }),
+        read_timeouts: FrameTimeouts {
+            idle: Some(Duration::from_secs(config.network.stream_idle_secs.max(1))),
+            frame: Duration::from_secs(config.network.frame_timeout_secs.max(1)),
+        },
+        claims: ClaimLimits::new(&config.claims),
     });
     let accept = |control: &mut libp2p_stream::Control, protocol: &'static str| {
         control
@@ -191,15 +195,21 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         shared.clone(),
         accept(&mut control, CLIENT_PROTOCOL)?,
         sessions.clone(),
-        Arc::new(Semaphore::new(config.limits.max_sessions)),
-        Service::Client,
+        StreamSlots::new(
+            config.limits.max_sessions,
+            config.network.client_streams_per_device,
+        ),
+        StreamKind::Client,
     ));
     background.spawn(accept_loop(
         shared.clone(),
         accept(&mut control, FEDERATION_PROTOCOL)?,
         sessions.clone(),
-        Arc::new(Semaphore::new(MAX_FEDERATION_STREAMS)),
-        Service::Federation,
+        StreamSlots::new(
+            config.network.federation_streams,
+            config.network.federation_streams_per_peer,
+        ),
+        StreamKind::Federation,
     ));
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(Forwarder::new(shared.clone(), undeliverable).run());
@@ -268,19 +278,14 @@ async fn resume(shared: Arc<Shared>) {
     }
 }
 
-/// Which protocol an acceptor serves.
-#[derive(Clone, Copy)]
-enum Service {
-    Client,
-    Federation,
-}
-
+/// Takes the streams of one protocol as they come: each gets a slot within its peer's
+/// share and the total, or is dropped (closed) at once, so the acceptor never waits.
 async fn accept_loop(
     shared: Arc<Shared>,
     mut incoming: libp2p_stream::IncomingStreams,
     sessions: TaskTracker,
-    slots: Arc<Semaphore>,
-    service: Service,
+    slots: Arc<StreamSlots>,
+    service: StreamKind,
 ) {
     loop {
         let next = tokio::select! {
@@ -290,15 +295,25 @@ async fn accept_loop(
         let Some((peer, stream)) = next else {
             break;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "stream limit reached; dropping a stream");
-            continue;
+        let slot = match slots.try_take(peer) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let reason = match refusal {
+                    Refusal::PeerLimit => StreamLimit::PeerLimit,
+                    Refusal::Full => StreamLimit::Full,
+                };
+                shared.metrics.stream_refused(service, reason);
+                tracing::debug!(%peer, ?service, ?reason, "stream refused");
+                continue;
+            }
         };
         let shared = shared.clone();
         sessions.spawn(async move {
             match service {
-                Service::Client => session::serve(shared, peer, stream).await,
-                Service::Federation => crate::federation::serve::serve(shared, peer, stream).await,
+                StreamKind::Client => session::serve(shared, peer, stream).await,
+                StreamKind::Federation => {
+                    crate::federation::serve::serve(shared, peer, stream).await
+                }
             }
             drop(slot);
         });

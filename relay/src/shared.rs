@@ -8,13 +8,14 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::RegistrationPolicy,
-    federation::{Directory, Links, SenderCheck},
+    federation::{Directory, Links, SenderCheck, claims::ClaimLimits},
     invites::Invites,
     mailbox::Hub,
     metrics::Metrics,
     network::NetworkHandle,
     presence::PresenceBook,
     store::Store,
+    streams::FrameTimeouts,
 };
 
 pub(crate) struct Shared {
@@ -41,6 +42,10 @@ pub(crate) struct Shared {
     pub presence: PresenceBook,
     /// Certificates of other relays' senders already verified.
     pub senders: SenderCheck,
+    /// How long an inbound stream may stay silent, and take over one frame.
+    pub read_timeouts: FrameTimeouts,
+    /// How fast one-time keys go out per user, and claims per other relay.
+    pub claims: ClaimLimits,
 }
 
 impl Shared {

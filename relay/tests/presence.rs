@@ -9,7 +9,7 @@ use common::{RawDevice, RawRelayPeer, start_relays};
 use ed25519_dalek::SigningKey;
 use tidings_protocol::{
     BoundedVec, ErrorCode, UserId,
-    client::Request,
+    client::{Request, Response},
     federation::FederationRequest,
     presence::{PresenceReport, PresenceState},
 };
@@ -92,4 +92,120 @@ async fn ephemeral_requests_with_stored_kinds_or_forged_senders_are_refused() {
         matches!(&answer, Err(refusal) if refusal.code == ErrorCode::SenderMismatch),
         "{answer:?}"
     );
+}
+
+/// A signed typing notice from `from` to `to`.
+fn typing(from: &RawDevice, to: tidings_protocol::Address) -> tidings_protocol::RawEnvelope {
+    let mut notice = from.envelope_to(
+        to,
+        &tidings_protocol::presence::TypingBody { typing: true }.encode(),
+    );
+    notice.kind = tidings_protocol::Kind::Typing;
+    notice.sent_at_ms = tidings_protocol::now_ms();
+    notice.sign(&from.device)
+}
+
+/// The number of devices a typing notice reached, as the relay answers it.
+fn reached(answer: Result<Response, tidings_protocol::ErrorAnswer>) -> u32 {
+    match answer {
+        Ok(Response::EphemeralPassed { reached }) => reached,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_tells_watchers_and_typists_nothing_that_changes_with_being_online() {
+    use tidings_protocol::{client::RelayFrame, presence::Visibility};
+    let relays = start_relays(1).await;
+    let address = relays[0].relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let set = |visibility| Request::SetPresence {
+        visibility,
+        allowed: BoundedVec::new(Vec::new()).unwrap(),
+    };
+    assert!(bob.request(set(Visibility::Nobody)).await.is_ok());
+    let watched = alice
+        .request(Request::WatchPresence {
+            users: BoundedVec::new(vec![bob.address().user]).unwrap(),
+        })
+        .await;
+    let Ok(Response::Presence { reports }) = watched else {
+        panic!("{watched:?}");
+    };
+    assert_eq!(reports[0].state, PresenceState::Hidden);
+
+    // Bob comes online on another stream of his device; Alice types to him.
+    let mut bob_live =
+        RawDevice::connect_as(&address, bob.account.clone(), bob.device.clone()).await;
+    bob_live.drain().await;
+    let answer = alice
+        .request(Request::Ephemeral {
+            envelope: typing(&alice, bob.address()),
+        })
+        .await;
+    assert_eq!(
+        reached(answer),
+        0,
+        "the answer told Alice that Bob is online"
+    );
+    // He still sees her typing.
+    loop {
+        match bob_live.read().await {
+            Some(RelayFrame::Ephemeral(_)) => break,
+            Some(_) => continue,
+            None => panic!("Bob's stream closed"),
+        }
+    }
+    // So does a relay asking on its own behalf: nothing about Bob's devices.
+    let mut relay = RawRelayPeer::connect(&address).await;
+    let stranger = common::Stranger::new();
+    let mut notice = stranger.envelope_to(bob.address(), b"").open().unwrap();
+    notice.kind = tidings_protocol::Kind::Typing;
+    notice.body = tidings_protocol::presence::TypingBody { typing: true }.encode();
+    notice.sent_at_ms = tidings_protocol::now_ms();
+    let passed = relay
+        .request(FederationRequest::Ephemeral {
+            envelope: notice.sign(&stranger.device),
+            recipients: BoundedVec::new(vec![bob.address().user]).unwrap(),
+        })
+        .await;
+    assert!(
+        matches!(
+            passed,
+            Ok(tidings_protocol::federation::FederationResponse::EphemeralPassed { reached: 0 })
+        ),
+        "{passed:?}"
+    );
+
+    // Bob leaves, then lets everyone see him: the first report Alice gets is that one,
+    // nothing for his coming and going before.
+    drop(bob_live);
+    assert!(bob.request(set(Visibility::Everyone)).await.is_ok());
+    let first = loop {
+        match alice.read().await {
+            Some(RelayFrame::Presence(report)) => break report,
+            Some(_) => continue,
+            None => panic!("Alice's stream closed"),
+        }
+    };
+    assert_eq!(first.user, bob.address().user);
+    assert_ne!(
+        first.state,
+        PresenceState::Hidden,
+        "a transition leaked as Hidden"
+    );
+
+    // Allowed now, Alice's typing answer counts Bob's live device again.
+    let mut bob_live =
+        RawDevice::connect_as(&address, bob.account.clone(), bob.device.clone()).await;
+    bob_live.drain().await;
+    let answer = alice
+        .request(Request::Ephemeral {
+            envelope: typing(&alice, bob.address()),
+        })
+        .await;
+    assert_eq!(reached(answer), 1);
 }

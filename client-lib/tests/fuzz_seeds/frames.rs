@@ -287,9 +287,16 @@ pub(super) fn federation_frames(out: &Dir, f: &Fixture) {
             "claims",
             FederationRequest::ClaimBundles {
                 users: BoundedVec::new(vec![f.peer.user]).unwrap(),
+                requester: f.me.user,
             },
         ),
-        ("claim", FederationRequest::Claim { user: f.peer.user }),
+        (
+            "claim",
+            FederationRequest::Claim {
+                user: f.peer.user,
+                requester: f.me.user,
+            },
+        ),
         (
             "handoff",
             FederationRequest::Handoff {

@@ -1,8 +1,12 @@
-//! Where users live: local users from the store, everyone else from the DHT, with a cache.
+//! Where users live: local users from the store, everyone else from the DHT, with a cache
+//! of what was found, a short memory of what was not, and a bound on lookups per request.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -20,6 +24,40 @@ const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Most cached lookups.
 const CACHE_MAX: usize = 100_000;
 
+/// How long a lookup that found nothing is remembered: asking again sooner runs no query.
+const MISS_TTL: Duration = Duration::from_secs(5);
+
+/// Most remembered misses.
+const MISS_MAX: usize = 10_000;
+
+/// Most DHT lookups one request may cause; cached answers cost nothing.
+pub(crate) const MAX_LOOKUPS_PER_REQUEST: usize = 128;
+
+/// How many DHT lookups a request may still cause. Shared by the lookups of one request,
+/// also when they run concurrently.
+pub(crate) struct LookupBudget(AtomicUsize);
+
+impl LookupBudget {
+    /// What one request may spend.
+    pub fn per_request() -> Self {
+        Self(AtomicUsize::new(MAX_LOOKUPS_PER_REQUEST))
+    }
+
+    /// No bound: for the relay's own work (forwarding its outbox, checking one user).
+    pub fn unbounded() -> Self {
+        Self(AtomicUsize::new(usize::MAX))
+    }
+
+    /// Takes one lookup, if any is left.
+    fn spend(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
+}
+
 /// Where a user's mailbox is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Home {
@@ -31,14 +69,14 @@ pub(crate) enum Home {
     Unknown,
 }
 
-/// Whether a relay is a user's home, as far as this relay can tell now.
+/// Whether a user lives at a given other relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HomeCheck {
-    /// Its home record names that relay.
+    /// Their home record names that relay.
     Home,
-    /// Its home is elsewhere (here, or another relay).
+    /// It names another relay (or this one).
     NotHome,
-    /// No home record could be found right now (the DHT may answer later).
+    /// No valid home record found.
     Unknown,
 }
 
@@ -71,6 +109,8 @@ pub(crate) struct Directory {
     network: NetworkHandle,
     self_peer: String,
     cache: Mutex<HashMap<UserId, (Remote, Instant)>>,
+    /// Users the DHT had no record of, and when it said so.
+    misses: Mutex<HashMap<UserId, Instant>>,
 }
 
 impl Directory {
@@ -81,7 +121,30 @@ impl Directory {
             network,
             self_peer,
             cache: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn missed_recently(&self, user: &UserId) -> bool {
+        let misses = self
+            .misses
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        misses.get(user).is_some_and(|at| at.elapsed() < MISS_TTL)
+    }
+
+    fn remember_miss(&self, user: UserId) {
+        let mut misses = self
+            .misses
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if misses.len() >= MISS_MAX {
+            misses.retain(|_, at| at.elapsed() < MISS_TTL);
+            if misses.len() >= MISS_MAX {
+                misses.clear();
+            }
+        }
+        misses.insert(user, Instant::now());
     }
 
     fn cached(&self, user: &UserId) -> Option<Remote> {
@@ -116,10 +179,51 @@ impl Directory {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         cache.remove(user);
+        drop(cache);
+        self.misses
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(user);
+    }
+
+    /// Whether `user` is homed here: a store read, never a DHT query.
+    pub async fn is_local(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .user(user)
+            .await?
+            .is_some_and(|record| record.is_home(&self.self_peer)))
+    }
+
+    /// Whether `user` is homed at the relay `peer`. A cached answer naming another relay is
+    /// looked up once more before saying no, so a user who just moved is not refused.
+    pub async fn is_home_of(&self, user: UserId, peer: PeerId) -> Result<HomeCheck, StoreError> {
+        match self.resolve(user).await? {
+            Home::Remote(remote) if remote.peer == peer => return Ok(HomeCheck::Home),
+            Home::Remote(_) => {}
+            Home::Local => return Ok(HomeCheck::NotHome),
+            Home::Unknown => return Ok(HomeCheck::Unknown),
+        }
+        self.invalidate(&user);
+        Ok(match self.resolve(user).await? {
+            Home::Remote(remote) if remote.peer == peer => HomeCheck::Home,
+            Home::Remote(_) | Home::Local => HomeCheck::NotHome,
+            Home::Unknown => HomeCheck::Unknown,
+        })
     }
 
     /// Where `user` lives now.
     pub async fn resolve(&self, user: UserId) -> Result<Home, StoreError> {
+        self.resolve_within(user, &LookupBudget::unbounded()).await
+    }
+
+    /// Where `user` lives now, running a DHT query only if `budget` has one left and the
+    /// DHT did not just come back empty for them.
+    pub async fn resolve_within(
+        &self,
+        user: UserId,
+        budget: &LookupBudget,
+    ) -> Result<Home, StoreError> {
         let record = self.store.user(user).await?;
         if record
             .as_ref()
@@ -132,10 +236,14 @@ impl Directory {
         }
         // A user who moved away told us where; the DHT may know something newer still.
         let mut best = record.and_then(|record| record.home);
-        if let Some(found) = self.network.get_home(user).await
-            && best.as_ref().is_none_or(|known| found.seq > known.seq)
-        {
-            best = Some(found);
+        if !self.missed_recently(&user) && budget.spend() {
+            match self.network.get_home(user).await {
+                Some(found) if best.as_ref().is_none_or(|known| found.seq > known.seq) => {
+                    best = Some(found);
+                }
+                Some(_) => {}
+                None => self.remember_miss(user),
+            }
         }
         let Some(home) = best else {
             return Ok(Home::Unknown);
@@ -152,21 +260,5 @@ impl Directory {
             .await;
         self.remember(user, remote.clone());
         Ok(Home::Remote(remote))
-    }
-
-    /// Whether `peer` is `user`'s home relay. A cached answer naming another relay is looked
-    /// up once more before saying no: the user may have just moved to `peer`.
-    pub async fn is_home_of(&self, user: UserId, peer: PeerId) -> Result<HomeCheck, StoreError> {
-        let check = |home: &Home| match home {
-            Home::Remote(remote) if remote.peer == peer => HomeCheck::Home,
-            Home::Remote(_) | Home::Local => HomeCheck::NotHome,
-            Home::Unknown => HomeCheck::Unknown,
-        };
-        let first = self.resolve(user).await?;
-        if check(&first) != HomeCheck::NotHome || first == Home::Local {
-            return Ok(check(&first));
-        }
-        self.invalidate(&user);
-        Ok(check(&self.resolve(user).await?))
     }
 }

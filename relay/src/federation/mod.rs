@@ -2,6 +2,7 @@
 //! and handing moved users over (`/tidings/federation/1`).
 
 mod batch;
+pub(crate) mod claims;
 mod directory;
 mod forward_in;
 pub(crate) mod forwarder;
@@ -10,6 +11,6 @@ mod link;
 mod senders;
 pub(crate) mod serve;
 
-pub(crate) use directory::{Directory, Home, Remote};
+pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget, Remote};
 pub(crate) use link::{LinkError, Links};
 pub(crate) use senders::SenderCheck;

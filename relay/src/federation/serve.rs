@@ -5,19 +5,20 @@ use std::{sync::Arc, time::Duration};
 use futures::AsyncReadExt;
 use libp2p::{PeerId, Stream};
 use tidings_protocol::{
-    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, KeyBundle, MailboxItem, UserId,
+    BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, MailboxItem,
     client::SendOutcome,
     federation::{FederationFrame, FederationRequest, FederationResponse},
     framing, now_ms,
 };
 
-use super::{Home, forward_in};
+use super::{claims, forward_in};
 use crate::{
     ingest::{self, storage_answer},
-    metrics::StoredFrom,
+    metrics::{StoredFrom, StreamKind},
     presence,
     shared::Shared,
-    store::{ClaimOutcome, DescriptorsOutcome, HandoffItem, Store},
+    store::{DescriptorsOutcome, HandoffItem},
+    streams::read_frame_timed,
 };
 
 /// How long writing an answer may take.
@@ -33,13 +34,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
     loop {
         let read = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
-            read = framing::read_frame(&mut reader, &mut buf) => read,
+            read = read_frame_timed(&mut reader, &mut buf, shared.read_timeouts) => read,
         };
         match read {
             Ok(true) => {}
             Ok(false) => break,
             Err(error) => {
-                tracing::info!(%peer, %error, "closing a federation stream");
+                if let Some(reason) = error.deadline() {
+                    shared
+                        .metrics
+                        .stream_timed_out(StreamKind::Federation, reason);
+                }
+                tracing::debug!(%peer, %error, "closing a federation stream");
                 break;
             }
         }
@@ -89,14 +95,15 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                 .envelopes_answered(&outcomes, StoredFrom::Federation);
             stored(outcomes)
         }
-        FederationRequest::Claim { user } => claim(&shared.store, user)
-            .await
-            .map(|bundle| FederationResponse::Bundle(Box::new(bundle))),
-        FederationRequest::ClaimBundles { users } => {
-            let mut bundles = Vec::with_capacity(users.len());
-            for user in users.iter() {
-                bundles.push(claim(&shared.store, *user).await);
+        FederationRequest::Claim { user, requester } => {
+            let mut answers = claims::serve(shared, peer, requester, &[user]).await?;
+            match answers.pop() {
+                Some(answer) => answer.map(|bundle| FederationResponse::Bundle(Box::new(bundle))),
+                None => Err(ErrorAnswer::new(ErrorCode::Unavailable, "not handled")),
             }
+        }
+        FederationRequest::ClaimBundles { users, requester } => {
+            let bundles = claims::serve(shared, peer, requester, users.as_slice()).await?;
             BoundedVec::new(bundles)
                 .map(|bundles| FederationResponse::Bundles { bundles })
                 .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
@@ -155,13 +162,16 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             if let Some(answer) = unbound.remove(&sender) {
                 return Err(answer);
             }
+            let sender = sender.user;
+            // Whether a recipient is ours is a store read: no request may make us query
+            // the DHT once per recipient.
             let mut here = Vec::with_capacity(recipients.len());
             for user in recipients.iter() {
-                if matches!(shared.directory.resolve(*user).await, Ok(Home::Local)) {
+                if matches!(shared.directory.is_local(*user).await, Ok(true)) {
                     here.push(*user);
                 }
             }
-            let reached = presence::pass_ephemeral_here(shared, &envelope, &here);
+            let reached = presence::pass_ephemeral_here(shared, &envelope, sender, &here).await;
             Ok(FederationResponse::EphemeralPassed { reached })
         }
     }
@@ -248,19 +258,4 @@ async fn handoff(
             })
             .collect(),
     )
-}
-
-/// Hands out a bundle of a user homed here.
-async fn claim(store: &Store, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
-    match store.claim_bundle(user).await.map_err(storage_answer)? {
-        ClaimOutcome::Bundle(bundle) => Ok(*bundle),
-        ClaimOutcome::UnknownUser => Err(ErrorAnswer::new(
-            ErrorCode::WrongRelay,
-            format!("{user} is not homed at this relay"),
-        )),
-        ClaimOutcome::NoKeys => Err(ErrorAnswer::new(
-            ErrorCode::NoKeys,
-            format!("{user} has not published keys yet"),
-        )),
-    }
 }

@@ -6,14 +6,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use libp2p::kad::{
-    self, GetRecordOk, QueryId, QueryResult, QueryStats, Quorum, Record, RecordKey,
-    store::{MemoryStore, RecordStore},
+use libp2p::{
+    PeerId,
+    kad::{
+        self, GetRecordOk, QueryId, QueryResult, QueryStats, Quorum, Record, RecordKey,
+        store::RecordStore,
+    },
 };
 use tidings_protocol::{HomeRecord, UserId, now_ms};
 use tokio::sync::oneshot;
 
-use super::{DhtStats, LookupStats};
+use super::{
+    DhtStats, LookupStats, MAX_RECORD_HOLD,
+    record_store::{BoundedStore, Refused},
+};
 
 /// A lookup in flight, possibly asked for by several callers.
 struct PendingGet {
@@ -35,11 +41,12 @@ fn key_of(user: &UserId) -> RecordKey {
     RecordKey::new(&HomeRecord::dht_key(user))
 }
 
-/// A kad record holding `home`, expiring when the signed record does.
-fn kad_record(home: &HomeRecord) -> Record {
-    let left = home.expires_at_ms.saturating_sub(now_ms());
+/// A kad record holding `home`, expiring when the signed record does but held at most
+/// `hold`: a signer may choose any expiry, the store does not keep a record that long.
+fn kad_record(home: &HomeRecord, hold: Duration) -> Record {
+    let left = Duration::from_millis(home.expires_at_ms.saturating_sub(now_ms()));
     let mut record = Record::new(key_of(&home.user), home.encode());
-    record.expires = Instant::now().checked_add(Duration::from_millis(left));
+    record.expires = Instant::now().checked_add(left.min(hold));
     record
 }
 
@@ -61,14 +68,14 @@ impl Dht {
     }
 
     /// The valid record stored locally under `key`, if any.
-    fn local(store: &mut MemoryStore, key: &RecordKey) -> Option<HomeRecord> {
+    fn local(store: &mut BoundedStore, key: &RecordKey) -> Option<HomeRecord> {
         let record = store.get(key)?;
         HomeRecord::decode_verified(key.as_ref(), &record.value, now_ms()).ok()
     }
 
     /// Stores a validated record locally (if it is not older than what is there) and
     /// publishes it.
-    pub fn put_home(&mut self, kad: &mut kad::Behaviour<MemoryStore>, home: &HomeRecord) {
+    pub fn put_home(&mut self, kad: &mut kad::Behaviour<BoundedStore>, home: &HomeRecord) {
         let key = key_of(&home.user);
         if let Some(known) = Self::local(kad.store_mut(), &key)
             && home.supersedes(&known).is_err()
@@ -76,7 +83,8 @@ impl Dht {
             tracing::debug!(user = %home.user, "not publishing a home record older than the one held");
             return;
         }
-        match kad.put_record(kad_record(home), Quorum::One) {
+        let hold = Duration::from_millis(tidings_protocol::home::HOME_RECORD_LIFETIME_MS);
+        match kad.put_record(kad_record(home, hold), Quorum::One) {
             Ok(_) => {
                 self.stats.stored.fetch_add(1, Ordering::Relaxed);
             }
@@ -87,7 +95,7 @@ impl Dht {
     /// Starts (or joins) a lookup of `user`'s home record.
     pub fn get_home(
         &mut self,
-        kad: &mut kad::Behaviour<MemoryStore>,
+        kad: &mut kad::Behaviour<BoundedStore>,
         user: UserId,
         reply: oneshot::Sender<(Option<HomeRecord>, LookupStats)>,
     ) {
@@ -96,6 +104,7 @@ impl Dht {
             return;
         }
         let id = kad.get_record(key_of(&user));
+        self.stats.lookups.fetch_add(1, Ordering::Relaxed);
         self.by_user.insert(user, id);
         self.gets.insert(
             id,
@@ -108,8 +117,15 @@ impl Dht {
         );
     }
 
-    /// Validates a record another peer wants us to store (Kademlia's inbound PUT).
-    pub fn on_inbound_put(&mut self, kad: &mut kad::Behaviour<MemoryStore>, record: Record) {
+    /// Validates a record peer `source` wants us to store (Kademlia's inbound PUT), and
+    /// stores it within the store's limits: a record is vouched for when `source` is the
+    /// relay it names as home.
+    pub fn on_inbound_put(
+        &mut self,
+        kad: &mut kad::Behaviour<BoundedStore>,
+        source: PeerId,
+        record: Record,
+    ) {
         let verdict = HomeRecord::decode_verified(record.key.as_ref(), &record.value, now_ms())
             .and_then(|home| match Self::local(kad.store_mut(), &record.key) {
                 Some(known) => home.supersedes(&known).map(|()| home),
@@ -117,8 +133,15 @@ impl Dht {
             });
         match verdict {
             Ok(home) => {
-                if let Err(error) = kad.store_mut().put(kad_record(&home)) {
-                    tracing::warn!(%error, "cannot store a home record");
+                let vouched = home.relay == source.to_string();
+                let held = kad_record(&home, MAX_RECORD_HOLD);
+                if let Err(refused) = kad.store_mut().put_from(held, source, vouched) {
+                    self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
+                    let why = match refused {
+                        Refused::PublisherLimit => "the peer has its share of records here",
+                        Refused::Full => "the record store is full",
+                    };
+                    tracing::debug!(%source, vouched, why, "not storing a home record");
                     return;
                 }
                 self.stats.stored.fetch_add(1, Ordering::Relaxed);

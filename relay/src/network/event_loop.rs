@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use libp2p::{Multiaddr, Swarm, identify, kad, swarm::SwarmEvent};
+use libp2p::{
+    Multiaddr, Swarm, connection_limits, identify, kad,
+    swarm::{ListenError, SwarmEvent},
+};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -126,6 +129,17 @@ impl EventLoop {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
             }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } if cause
+                .downcast_ref::<connection_limits::Exceeded>()
+                .is_some() =>
+            {
+                self.metrics.connection_refused();
+                tracing::info!(%send_back_addr, ?cause, "connection refused: over a connection limit");
+            }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!(%error, "incoming connection failed");
             }
@@ -151,12 +165,13 @@ impl EventLoop {
             kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::PutRecord {
+                        source,
                         record: Some(record),
                         ..
                     },
             } => {
                 let kad = &mut self.swarm.behaviour_mut().kad;
-                self.dht.on_inbound_put(kad, record);
+                self.dht.on_inbound_put(kad, source, record);
             }
             kad::Event::OutboundQueryProgressed {
                 id,

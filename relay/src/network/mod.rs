@@ -6,6 +6,7 @@
 
 mod dht;
 mod event_loop;
+mod record_store;
 
 use std::{
     sync::{
@@ -16,18 +17,16 @@ use std::{
 };
 
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, allow_block_list, identify,
-    identity::Keypair,
-    kad::{self, store::MemoryStore},
-    multiaddr::Protocol,
-    noise, ping,
-    swarm::NetworkBehaviour,
-    tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, SwarmBuilder, allow_block_list, connection_limits, identify,
+    identity::Keypair, kad, multiaddr::Protocol, noise, ping, swarm::NetworkBehaviour, tcp, yamux,
 };
 use tidings_protocol::{HomeRecord, UserId};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::config::NetworkConfig;
+
 pub use event_loop::EventLoop;
+use record_store::{BoundedStore, RecordLimits};
 
 /// Protocol string relays announce through identify.
 const IDENTIFY_PROTOCOL: &str = "/tidings/relay/1";
@@ -44,8 +43,12 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one DHT query may run.
 const DHT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Most home records one relay holds for the DHT.
+/// Most home records one relay holds for the DHT (the byte budget usually binds first).
 const MAX_DHT_RECORDS: usize = 1_000_000;
+
+/// Longest a record stays in the store unless its home relay publishes it again (Kademlia
+/// republishes every 22 hours), whatever expiry its signer chose.
+pub(crate) const MAX_RECORD_HOLD: Duration = Duration::from_secs(48 * 3600);
 
 /// Commands queued for the event loop before senders wait.
 const COMMAND_QUEUE: usize = 256;
@@ -75,13 +78,23 @@ pub struct Behaviour {
     /// Raw streams for the client and federation protocols.
     pub stream: libp2p_stream::Behaviour,
     /// The DHT of relays and home records.
-    pub kad: kad::Behaviour<MemoryStore>,
+    pub kad: kad::Behaviour<BoundedStore>,
     /// Tells peers who we are and which addresses we listen on.
     pub identify: identify::Behaviour,
     /// Keeps idle connections measured and alive.
     pub ping: ping::Behaviour,
     /// Peers this relay refuses to be connected to (see [`NetworkHandle::set_blocked`]).
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Connections per peer, in their handshake, and in total (`[network]` in the config).
+    pub limits: connection_limits::Behaviour,
+}
+
+/// The connection limits of `[network]`, for libp2p's `connection_limits` behaviour.
+fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLimits {
+    connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(config.max_pending_connections))
 }
 
 /// Counters of DHT record handling (read by tests and metrics).
@@ -91,6 +104,12 @@ pub struct DhtStats {
     pub stored: AtomicU64,
     /// Home records refused (forged, expired, stale, wrong key, undecodable).
     pub rejected: AtomicU64,
+    /// DHT queries started to look up a home record (a caller joining a query already
+    /// running starts none).
+    pub lookups: AtomicU64,
+    /// Valid home records from other peers not stored: their peer had its share, or the
+    /// store its budget.
+    pub over_limit: AtomicU64,
 }
 
 impl DhtStats {
@@ -102,6 +121,16 @@ impl DhtStats {
     /// Records refused so far.
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Valid records from other peers left out by the store's limits so far.
+    pub fn over_limit(&self) -> u64 {
+        self.over_limit.load(Ordering::Relaxed)
+    }
+
+    /// Home-record lookups (DHT queries) started so far.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
     }
 }
 
@@ -260,6 +289,7 @@ pub fn build(
     keypair: Keypair,
     listen: &[Multiaddr],
     bootstrap: &[Multiaddr],
+    limits: &NetworkConfig,
 ) -> Result<(EventLoop, NetworkHandle, libp2p_stream::Control), NetworkError> {
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -279,13 +309,19 @@ pub fn build(
             let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
             kad_config
                 .set_record_filtering(kad::StoreInserts::FilterBoth)
+                .set_record_ttl(Some(MAX_RECORD_HOLD))
                 .set_query_timeout(DHT_QUERY_TIMEOUT);
             let store_config = kad::store::MemoryStoreConfig {
                 max_records: MAX_DHT_RECORDS,
                 max_value_bytes: tidings_protocol::limits::MAX_HOME_RECORD_BYTES,
                 ..Default::default()
             };
-            let store = MemoryStore::with_config(peer_id, store_config);
+            let record_limits = RecordLimits {
+                max_bytes: usize::try_from(limits.dht_store_kib.saturating_mul(1024))
+                    .unwrap_or(usize::MAX),
+                per_publisher: usize::try_from(limits.dht_records_per_peer).unwrap_or(usize::MAX),
+            };
+            let store = BoundedStore::new(peer_id, store_config, record_limits);
             let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
             // Relays always answer DHT queries, even without a confirmed public address.
             kad.set_mode(Some(kad::Mode::Server));
@@ -298,6 +334,7 @@ pub fn build(
                 )),
                 ping: ping::Behaviour::default(),
                 blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(connection_limits(limits)),
             }
         })
         .map_err(|error| NetworkError::Transport(error.to_string()))?

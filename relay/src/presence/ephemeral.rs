@@ -13,7 +13,7 @@ use tidings_protocol::{
 };
 
 use crate::{
-    federation::{Home, Remote},
+    federation::{Home, LookupBudget, Remote},
     shared::Shared,
 };
 
@@ -90,8 +90,9 @@ pub(crate) async fn pass_ephemeral(
     };
     let mut here = Vec::new();
     let mut remote: HashMap<PeerId, (Remote, Vec<UserId>)> = HashMap::new();
+    let budget = LookupBudget::per_request();
     for user in recipients {
-        match shared.directory.resolve(user).await {
+        match shared.directory.resolve_within(user, &budget).await {
             Ok(Home::Local) => here.push(user),
             Ok(Home::Remote(relay)) => remote
                 .entry(relay.peer)
@@ -101,7 +102,7 @@ pub(crate) async fn pass_ephemeral(
             Ok(Home::Unknown) | Err(_) => {}
         }
     }
-    let mut reached = pass_ephemeral_here(shared, &raw, &here);
+    let mut reached = pass_ephemeral_here(shared, &raw, me.user, &here).await;
     if remote.is_empty() {
         return Ok(reached);
     }
@@ -137,18 +138,25 @@ pub(crate) async fn pass_ephemeral(
     Ok(reached)
 }
 
-/// Hands an ephemeral envelope to the live devices of local `recipients`; returns how many.
-pub(crate) fn pass_ephemeral_here(
+/// Hands an ephemeral envelope from `sender` to the live devices of local `recipients`;
+/// returns how many took it, counting only recipients who let `sender` see their presence:
+/// for everyone else the answer is 0 whether they are online or not, so it tells nothing.
+pub(crate) async fn pass_ephemeral_here(
     shared: &Shared,
     raw: &RawEnvelope,
+    sender: UserId,
     recipients: &[UserId],
 ) -> u32 {
     let mut reached = 0;
     for user in recipients {
+        let mut took = 0;
         for live in shared.presence.live_senders(user) {
             if live.try_send(RelayFrame::Ephemeral(raw.clone())).is_ok() {
-                reached += 1;
+                took += 1;
             }
+        }
+        if took > 0 && super::may_see(shared, &sender, *user).await {
+            reached += took;
         }
     }
     reached

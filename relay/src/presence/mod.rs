@@ -138,6 +138,14 @@ pub(crate) async fn state_for(
     Ok(visible_state(shared, &record, watcher, user))
 }
 
+/// Whether `watcher` may see local user `user`'s presence (an unreadable setting: no).
+async fn may_see(shared: &Shared, watcher: &UserId, user: UserId) -> bool {
+    *watcher == user
+        || record(shared, user)
+            .await
+            .is_ok_and(|record| record.visibility.permits(watcher, &record.allowed))
+}
+
 fn visible_state(
     shared: &Shared,
     record: &PresenceRecord,
@@ -170,7 +178,7 @@ pub(crate) async fn connect(
     };
     if first {
         tracing::debug!(%user, "online");
-        notify(shared, user).await;
+        notify(shared, user, Change::Transition).await;
     }
 }
 
@@ -205,7 +213,7 @@ pub(crate) async fn disconnect(shared: &Arc<Shared>, user: Option<UserId>, sessi
     {
         tracing::warn!(%user, %error, "last seen not stored");
     }
-    notify(shared, user).await;
+    notify(shared, user, Change::Transition).await;
 }
 
 /// Stores who may see `user`'s presence and tells every watcher what they may see now.
@@ -217,7 +225,7 @@ pub(crate) async fn set_visibility(
     shared.store.change_presence(user, change).await?;
     let fresh = shared.store.presence(user).await?;
     lock(&shared.presence.state).records.insert(user, fresh);
-    notify(shared, user).await;
+    notify(shared, user, Change::Settings).await;
     Ok(())
 }
 
@@ -233,8 +241,19 @@ fn forget_watches(state: &mut State, session: SessionId) {
     }
 }
 
+/// Why watchers are told about a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// The user came online or went offline: only watchers allowed to see it are told (a
+    /// denied watcher told `Hidden` at each transition would learn them all the same).
+    Transition,
+    /// The user changed who may see them: everyone is told, so a watcher who lost
+    /// permission hears `Hidden` at once.
+    Settings,
+}
+
 /// Tells everyone watching local user `user` what they may see of them now.
-async fn notify(shared: &Arc<Shared>, user: UserId) {
+async fn notify(shared: &Arc<Shared>, user: UserId, change: Change) {
     let record = match record(shared, user).await {
         Ok(record) => record,
         Err(error) => {
@@ -259,14 +278,23 @@ async fn notify(shared: &Arc<Shared>, user: UserId) {
         }
         (local, remote)
     };
+    let untold = |state: &PresenceState| {
+        change == Change::Transition && matches!(state, PresenceState::Hidden)
+    };
     for (watcher, live) in local {
         let state = visible_state(shared, &record, &watcher, user);
+        if untold(&state) {
+            continue;
+        }
         let _ = live.try_send(RelayFrame::Presence(PresenceReport { user, state }));
     }
     for (peer, watchers) in remote {
         let mut by_state: HashMap<PresenceStateKey, (PresenceState, Vec<UserId>)> = HashMap::new();
         for watcher in watchers {
             let state = visible_state(shared, &record, &watcher, user);
+            if untold(&state) {
+                continue;
+            }
             by_state
                 .entry(PresenceStateKey::of(&state))
                 .or_insert_with(|| (state, Vec::new()))

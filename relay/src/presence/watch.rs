@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{LiveSender, SessionId, State, forget_watches, lock, state_for};
 use crate::{
-    federation::{Home, Remote},
+    federation::{Home, LookupBudget, Remote},
     shared::Shared,
 };
 
@@ -42,8 +42,9 @@ pub(crate) async fn watch(
     }
     let mut states: HashMap<UserId, PresenceState> = HashMap::new();
     let mut remote: HashMap<PeerId, (Remote, Vec<UserId>)> = HashMap::new();
+    let budget = LookupBudget::per_request();
     for user in &users {
-        let home = shared.directory.resolve(*user).await;
+        let home = shared.directory.resolve_within(*user, &budget).await;
         match home {
             Ok(Home::Local) => {
                 let state = state_for(shared, &watcher, *user)
@@ -185,7 +186,7 @@ pub(crate) async fn watch_for_relay(
     let until = Instant::now() + shared.presence.timing.watch_ttl;
     let mut reports = Vec::with_capacity(users.len());
     for user in users {
-        let state = if matches!(shared.directory.resolve(user).await, Ok(Home::Local)) {
+        let state = if matches!(shared.directory.is_local(user).await, Ok(true)) {
             lock(&shared.presence.state)
                 .remote_watchers
                 .entry(user)

@@ -9,7 +9,7 @@ use tidings_protocol::{
 
 use super::{Answer, Shared};
 use crate::{
-    federation::{Home, LinkError},
+    federation::{Home, LinkError, LookupBudget, claims},
     ingest::storage_answer,
     store::{ClaimOutcome, KeysOutcome},
 };
@@ -77,16 +77,14 @@ fn no_home_yet(user: UserId) -> ErrorAnswer {
 
 /// Hands out a bundle of `user`, from here or from the user's home relay; the client
 /// verifies it against the user id it trusts.
-pub(super) async fn claim(shared: Arc<Shared>, user: UserId) -> Answer {
+pub(super) async fn claim(shared: Arc<Shared>, me: Address, user: UserId) -> Answer {
     let no_keys = || {
         ErrorAnswer::new(
             ErrorCode::NoKeys,
             format!("{user} has not published keys yet"),
         )
     };
-    match shared
-        .store
-        .claim_bundle(user)
+    match claims::hand_out(&shared, user)
         .await
         .map_err(storage_answer)?
     {
@@ -105,7 +103,13 @@ pub(super) async fn claim(shared: Arc<Shared>, user: UserId) -> Answer {
     };
     match shared
         .links
-        .request(&remote, FederationRequest::Claim { user })
+        .request(
+            &remote,
+            FederationRequest::Claim {
+                user,
+                requester: me.user,
+            },
+        )
         .await
     {
         Ok(FederationResponse::Bundle(bundle)) => Ok(Response::Bundle(bundle)),
@@ -129,7 +133,7 @@ const CLAIM_LOOKUPS_IN_FLIGHT: usize = 32;
 
 /// Hands out bundles of several users: local ones from the store, the rest with one
 /// federation request per home relay.
-pub(super) async fn claim_many(shared: Arc<Shared>, users: Vec<UserId>) -> Answer {
+pub(super) async fn claim_many(shared: Arc<Shared>, me: Address, users: Vec<UserId>) -> Answer {
     use futures::StreamExt;
     use std::collections::HashMap;
 
@@ -137,9 +141,7 @@ pub(super) async fn claim_many(shared: Arc<Shared>, users: Vec<UserId>) -> Answe
         vec![None; users.len()];
     let mut unresolved = Vec::new();
     for (index, user) in users.iter().enumerate() {
-        match shared
-            .store
-            .claim_bundle(*user)
+        match claims::hand_out(&shared, *user)
             .await
             .map_err(storage_answer)?
         {
@@ -153,10 +155,15 @@ pub(super) async fn claim_many(shared: Arc<Shared>, users: Vec<UserId>) -> Answe
             ClaimOutcome::UnknownUser => unresolved.push((index, *user)),
         }
     }
+    let budget = Arc::new(LookupBudget::per_request());
     let resolved: Vec<_> = futures::stream::iter(unresolved)
         .map(|(index, user)| {
             let shared = shared.clone();
-            async move { (index, user, shared.directory.resolve(user).await) }
+            let budget = budget.clone();
+            async move {
+                let home = shared.directory.resolve_within(user, &budget).await;
+                (index, user, home)
+            }
         })
         .buffer_unordered(CLAIM_LOOKUPS_IN_FLIGHT)
         .collect()
@@ -178,6 +185,7 @@ pub(super) async fn claim_many(shared: Arc<Shared>, users: Vec<UserId>) -> Answe
         let list: Vec<UserId> = wanted.iter().map(|(_, user)| *user).collect();
         let request = FederationRequest::ClaimBundles {
             users: BoundedVec::new(list).unwrap_or_default(),
+            requester: me.user,
         };
         match shared.links.request(&remote, request).await {
             Ok(FederationResponse::Bundles { bundles }) if bundles.len() == wanted.len() => {

@@ -33,8 +33,12 @@ use tidings_protocol::{
 
 pub(crate) use crate::shared::Shared;
 use crate::{
-    ingest::storage_answer, metrics::DeliveryStage, presence::LiveSender, presence::SessionId,
+    ingest::storage_answer,
+    metrics::{DeliveryStage, StreamKind, StreamLimit},
+    presence::LiveSender,
+    presence::SessionId,
     store::Store,
+    streams::{FrameTimeouts, TimedFrameError, read_frame_timed_owned},
 };
 use subscribe::Pump;
 
@@ -124,8 +128,16 @@ enum Flow {
 
 impl Session {
     async fn run(mut self, reader: ReadHalf<Stream>, mut writer: WriteHalf<Stream>) {
-        let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
+        // The idle deadlines are the session's own (heartbeats, registration); a started
+        // frame must finish within the frame timeout.
+        let timeouts = FrameTimeouts {
+            idle: None,
+            frame: self.shared.read_timeouts.frame,
+        };
+        let mut read = Box::pin(read_frame_timed_owned(reader, Vec::new(), timeouts));
         let timeout = self.shared.presence.timing.heartbeat_timeout;
+        // A device that has not registered may not hold its stream by saying nothing.
+        let unregistered_idle = self.shared.read_timeouts.idle;
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
@@ -133,6 +145,14 @@ impl Session {
                 _ = self.shared.shutdown.cancelled() => Flow::Close,
                 () = tokio::time::sleep_until(self.last_heard + timeout), if self.online => {
                     tracing::info!(device = %self.device, "device silent for {timeout:?}; taking it as gone");
+                    Flow::Close
+                }
+                () = tokio::time::sleep_until(self.last_heard + unregistered_idle.unwrap_or_default()),
+                    if self.user.is_none() && unregistered_idle.is_some() =>
+                {
+                    tracing::debug!(device = %self.device, "unregistered device silent; closing its stream");
+                    let metrics = &self.shared.metrics;
+                    metrics.stream_timed_out(StreamKind::Client, StreamLimit::Idle);
                     Flow::Close
                 }
                 Some(frame) = self.live_frames.recv() => {
@@ -163,16 +183,21 @@ impl Session {
                     let flow = match result {
                         Ok(true) => self.on_frame(&buf).await,
                         Ok(false) => Flow::Close,
-                        Err(FrameError::TooLarge { len, max }) => self.fatal(ErrorAnswer::new(
-                            ErrorCode::FrameTooLarge,
-                            format!("frame of {len} bytes exceeds {max}"),
-                        )),
-                        Err(FrameError::Io(error)) => {
-                            tracing::debug!(%error, "client stream read failed");
+                        Err(TimedFrameError::Frame(FrameError::TooLarge { len, max })) => {
+                            self.fatal(ErrorAnswer::new(
+                                ErrorCode::FrameTooLarge,
+                                format!("frame of {len} bytes exceeds {max}"),
+                            ))
+                        }
+                        Err(error) => {
+                            if let Some(reason) = error.deadline() {
+                                self.shared.metrics.stream_timed_out(StreamKind::Client, reason);
+                            }
+                            tracing::debug!(device = %self.device, %error, "client stream read ended");
                             Flow::Close
                         }
                     };
-                    read = Box::pin(framing::read_frame_owned(reader, buf));
+                    read = Box::pin(read_frame_timed_owned(reader, buf, timeouts));
                     flow
                 }
             };
@@ -313,13 +338,13 @@ impl Session {
                 Box::pin(home::publish(self.shared.clone(), me, *record))
             }
             Request::ClaimBundles { users } => {
-                Box::pin(keys::claim_many(self.shared.clone(), users.into_vec()))
+                Box::pin(keys::claim_many(self.shared.clone(), me, users.into_vec()))
             }
             Request::Send { envelopes } => {
                 Box::pin(send::handle(self.shared.clone(), me, envelopes))
             }
             Request::UploadKeys(upload) => Box::pin(keys::upload(self.shared.clone(), me, *upload)),
-            Request::ClaimBundle { user } => Box::pin(keys::claim(self.shared.clone(), user)),
+            Request::ClaimBundle { user } => Box::pin(keys::claim(self.shared.clone(), me, user)),
             Request::SetPresence {
                 visibility,
                 allowed,

@@ -1,6 +1,11 @@
 //! Test helpers: a relay on loopback and a raw device that speaks frames by hand.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod rogue;
+
+#[allow(unused_imports)] // each test binary uses some of them
+pub use rogue::{RogueRelay, home_record_naming, upload_keys};
+
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -187,31 +192,16 @@ async fn open_stream(
         .unwrap()
 }
 
-/// What a test peer's swarm runs: raw streams, and Kademlia to put records at the relay.
-#[derive(libp2p::swarm::NetworkBehaviour)]
-struct PeerBehaviour {
-    stream: libp2p_stream::Behaviour,
-    kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
-}
-
-/// A DHT record to put at the relay, and who waits for the answer.
-type PutRecord = (
-    libp2p::kad::Record,
-    tokio::sync::oneshot::Sender<Result<(), String>>,
-);
-
 /// One connection to a relay (its swarm running in the background until [`Self::close`])
-/// on which streams are opened one by one, and DHT records put.
+/// on which streams are opened one by one.
 pub struct StreamOpener {
     control: libp2p_stream::Control,
     peer: libp2p::PeerId,
-    puts: tokio::sync::mpsc::Sender<PutRecord>,
     swarm: tokio::task::JoinHandle<()>,
 }
 
 impl StreamOpener {
     pub fn dial(keypair: libp2p::identity::Keypair, address: &Multiaddr) -> Self {
-        use libp2p::kad;
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -220,53 +210,21 @@ impl StreamOpener {
                 yamux::Config::default,
             )
             .unwrap()
-            .with_behaviour(|key| {
-                let id = key.public().to_peer_id();
-                let config = kad::Config::new(StreamProtocol::new("/tidings/kad/1"));
-                PeerBehaviour {
-                    stream: libp2p_stream::Behaviour::new(),
-                    kad: kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config),
-                }
-            })
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
             .unwrap()
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
-        let control = swarm.behaviour().stream.new_control();
+        let control = swarm.behaviour().new_control();
         let peer = tidings_client_peer(address);
         swarm.dial(address.clone()).unwrap();
-        let (puts, mut put_requests) = tokio::sync::mpsc::channel::<PutRecord>(4);
         let swarm = tokio::spawn(async move {
-            let mut waiting = std::collections::HashMap::new();
             loop {
-                tokio::select! {
-                    Some((record, reply)) = put_requests.recv() => {
-                        let id = swarm.behaviour_mut().kad.put_record_to(
-                            record,
-                            std::iter::once(peer),
-                            kad::Quorum::One,
-                        );
-                        waiting.insert(id, reply);
-                    }
-                    event = swarm.select_next_some() => {
-                        if let libp2p::swarm::SwarmEvent::Behaviour(PeerBehaviourEvent::Kad(
-                            kad::Event::OutboundQueryProgressed {
-                                id,
-                                result: kad::QueryResult::PutRecord(result),
-                                ..
-                            },
-                        )) = event
-                            && let Some(reply) = waiting.remove(&id)
-                        {
-                            let _ = reply.send(result.map(|_| ()).map_err(|e| e.to_string()));
-                        }
-                    }
-                }
+                swarm.select_next_some().await;
             }
         });
         Self {
             control,
             peer,
-            puts,
             swarm,
         }
     }
@@ -279,17 +237,6 @@ impl StreamOpener {
         self.control
             .open_stream(self.peer, StreamProtocol::new(protocol))
             .await
-    }
-
-    /// Puts a DHT record at the relay (which validates it as it would any other).
-    pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let record = libp2p::kad::Record::new(key, value);
-        self.puts.send((record, reply)).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), answer)
-            .await
-            .expect("the relay did not answer the put")
-            .unwrap()
     }
 
     /// Stops the swarm: the connection and every stream on it end.
@@ -493,7 +440,7 @@ impl Stranger {
     }
 }
 
-fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
+pub(crate) fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
     address
         .iter()
         .find_map(|p| match p {
@@ -507,7 +454,8 @@ fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
 pub struct RawRelayPeer {
     /// Its peer id (what the relay rate-limits and checks handoffs against).
     pub peer_id: libp2p::PeerId,
-    opener: StreamOpener,
+    /// Its swarm, when it made its own connection (it can then put DHT records).
+    rogue: Option<(rogue::RogueRelay, libp2p::PeerId)>,
     reader: ReadHalf<Stream>,
     writer: WriteHalf<Stream>,
     next_id: u64,
@@ -516,42 +464,37 @@ pub struct RawRelayPeer {
 
 impl RawRelayPeer {
     pub async fn connect(address: &Multiaddr) -> Self {
-        let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let peer_id = keypair.public().to_peer_id();
-        let mut opener = StreamOpener::dial(keypair, address);
-        let stream = opener
-            .open(tidings_protocol::federation::FEDERATION_PROTOCOL)
-            .await
-            .unwrap();
-        let (reader, writer) = stream.split();
-        Self {
-            peer_id,
-            opener,
-            reader,
-            writer,
-            next_id: 1,
-            buf: Vec::new(),
-        }
+        let rogue = rogue::RogueRelay::connect(address).await;
+        let relay = tidings_client_peer(address);
+        let mut peer = rogue.federation(relay).await;
+        peer.rogue = Some((rogue, relay));
+        peer
     }
 
     /// Makes this peer the home relay of `stranger`, as far as the relay it talks to can
     /// tell: puts a home record signed by the stranger's account naming this peer in the
     /// relay's DHT store (a rogue relay can do this for accounts it made up).
     pub async fn vouch_for(&self, stranger: &Stranger) {
-        let record = tidings_protocol::HomeRecord::sign(
-            &stranger.account,
-            self.peer_id.to_string(),
-            BoundedVec::default(),
-            1,
-            tidings_protocol::now_ms() + 3_600_000,
+        let (rogue, relay) = self.rogue.as_ref().expect("a peer with its own swarm");
+        assert!(
+            rogue
+                .put(rogue.home_record_naming_me(&stranger.account), *relay)
+                .await,
+            "the relay did not take the home record"
         );
-        self.opener
-            .put_record(
-                tidings_protocol::HomeRecord::dht_key(&record.user),
-                record.encode(),
-            )
-            .await
-            .unwrap();
+    }
+
+    /// Speaks the federation protocol on a stream `peer_id` opened.
+    pub fn on_stream(peer_id: libp2p::PeerId, stream: Stream) -> Self {
+        let (reader, writer) = stream.split();
+        Self {
+            peer_id,
+            rogue: None,
+            reader,
+            writer,
+            next_id: 1,
+            buf: Vec::new(),
+        }
     }
 
     /// Writes bytes as they are (frames made by hand, or garbage).

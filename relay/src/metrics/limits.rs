@@ -1,0 +1,47 @@
+//! Labels of the series that count refused connections, streams and claims.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+
+/// Which protocol a stream speaks, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum StreamKind {
+    /// `/tidings/client/1`, from devices.
+    Client,
+    /// `/tidings/federation/1`, from other relays.
+    Federation,
+}
+
+/// Why a stream was refused or closed early, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum StreamLimit {
+    /// The peer already held its share of streams.
+    PeerLimit,
+    /// Every slot was taken.
+    Full,
+    /// No frame within the idle timeout.
+    Idle,
+    /// A started frame did not arrive whole in time.
+    SlowFrame,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct StreamLabels {
+    pub protocol: StreamKind,
+    pub reason: StreamLimit,
+}
+
+/// Why a key claim from another relay was refused, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ClaimRefusal {
+    /// The requester's home record names another relay.
+    NotHome,
+    /// No home record of the requester was found.
+    UnknownRequester,
+    /// The asking relay claimed too fast.
+    RateLimited,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ClaimLabels {
+    pub reason: ClaimRefusal,
+}

@@ -1,8 +1,8 @@
-//! Federation lockout (issue 12, item 3): a stranger holds 20 connections x 60 idle
+//! Federation lockout (issue 12, item 3): a stranger holds 20 connections x 60 stalled
 //! federation streams at Bob's relay. Relays that already hold a link keep using it, so the
-//! link from relay 1 is cut and healed (as connections do break) before an honest user there
-//! writes to Bob: judged by whether the message reaches Bob's client in time. A control round
-//! without the flood first shows the same path delivers.
+//! link from relay 1 is down while the flood starts (as connections do break) and healed
+//! before an honest user there writes to Bob: judged by whether the message reaches Bob's
+//! client in time. A control round without the flood first shows the same path delivers.
 
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,9 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     let sender = world.probe_user("lockout-probe", source).await?;
     world.introduce(&sender, "bob", world.bob())?;
 
-    cut_and_heal(world, source, victim).await?;
+    set_link(world, source, victim, false).await?;
+    tokio::time::sleep(CUT).await;
+    set_link(world, source, victim, true).await?;
     let control = probe(world, &sender, "lockout control").await?;
     let Some(control) = control else {
         bail!(
@@ -53,13 +55,17 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
         );
     };
 
+    // The link is down while the stranger fills every slot, as if it had broken just then
+    // (the slot it held goes to the flood too).
+    set_link(world, source, victim, false).await?;
     let flood = Flood::start(
         &world.relays[victim].addr,
         FLOOD_CONNECTIONS,
         FLOOD_STREAMS,
     )
-    .await?;
-    cut_and_heal(world, source, victim).await?;
+    .await;
+    set_link(world, source, victim, true).await?;
+    let flood = flood?;
     let flooded = probe(world, &sender, "lockout probe").await?;
     let (held, dropped) = (flood.held, flood.dropped);
     drop(flood);
@@ -81,17 +87,12 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     )])
 }
 
-/// Closes every connection between two relays, then lets them connect again.
-async fn cut_and_heal(world: &World, from: usize, to: usize) -> anyhow::Result<()> {
+/// Cuts the link between two relays (every connection closes, none may open) or heals it.
+async fn set_link(world: &World, from: usize, to: usize, up: bool) -> anyhow::Result<()> {
     let peer = world.relays[to].peer;
     world.cluster.lock().await.relays[from]
-        .set_blocked(peer, true)
-        .await?;
-    tokio::time::sleep(CUT).await;
-    world.cluster.lock().await.relays[from]
-        .set_blocked(peer, false)
-        .await?;
-    Ok(())
+        .set_blocked(peer, !up)
+        .await
 }
 
 /// Sends `text` to Bob; how long until his client stored it, if within the deadline.

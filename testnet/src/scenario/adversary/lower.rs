@@ -38,6 +38,9 @@ const DELIVERY_PATIENCE: Duration = Duration::from_secs(8);
 /// How long the honest sender to the rogue's user waits for the outcome.
 const BOUNCE_PATIENCE: Duration = Duration::from_secs(12);
 
+/// Presence changes the rogue relay keeps.
+const MAX_HEARD: usize = 1024;
+
 /// How long an unregistered, silent session may stay open (the bound it is judged by).
 pub const IDLE_BOUND: Duration = Duration::from_secs(3 * HEARTBEAT_SECS);
 
@@ -64,7 +67,15 @@ pub async fn host_rogue_user(world: &mut World) -> anyhow::Result<()> {
         fallback,
     });
     let user = zed.user_id();
+    let heard = world.rogue_heard.clone();
     let answer: Answerer = Arc::new(move |request| match request {
+        FederationRequest::PresenceChanged { report, .. } => {
+            let mut heard = heard.lock().unwrap_or_else(|poison| poison.into_inner());
+            if heard.len() < MAX_HEARD {
+                heard.push(report);
+            }
+            Ok(FederationResponse::PresenceTaken)
+        }
         FederationRequest::Claim { user: asked } if asked == user => {
             Ok(FederationResponse::Bundle(Box::new(bundles.next())))
         }
@@ -220,10 +231,17 @@ async fn dedupe_attempt(world: &World) -> anyhow::Result<Findings> {
     };
     let mut session = users::connect(&sender).await;
     let _ = session.flush().await;
-    let arrived = eventually(DELIVERY_PATIENCE, || {
+    let arrived = || -> anyhow::Result<bool> {
         Ok(readable(bob, &record.id)?.is_some_and(|got| got.text == "dedupe probe"))
-    })
-    .await?;
+    };
+    let refused = || -> anyhow::Result<bool> {
+        Ok(sender
+            .store()
+            .message(&record.id)?
+            .is_some_and(|mine| matches!(mine.status, MessageStatus::Failed(_))))
+    };
+    eventually(DELIVERY_PATIENCE, || Ok(arrived()? || refused()?)).await?;
+    let arrived = arrived()?;
     session.close().await;
     let status = sender.store().message(&record.id)?.map(|r| r.status);
     Ok(vec![(

@@ -74,6 +74,8 @@ pub struct Verdict {
     pub judged: bool,
     /// What was done and seen.
     pub detail: String,
+    /// How long the attack (with its observation) took, in milliseconds.
+    pub took_ms: u64,
 }
 
 impl Verdict {
@@ -83,6 +85,7 @@ impl Verdict {
             succeeded,
             judged: true,
             detail: detail.into(),
+            took_ms: 0,
         }
     }
 
@@ -92,6 +95,7 @@ impl Verdict {
             succeeded: false,
             judged: false,
             detail: format!("could not be judged: {error:#}"),
+            took_ms: 0,
         }
     }
 }
@@ -248,27 +252,25 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
     let mut attacks: BTreeMap<&'static str, Verdict> = BTreeMap::new();
     let attacking = Instant::now();
     let first_wave = futures::future::join_all([
-        Box::pin(impersonation::run(&world)) as futures::future::BoxFuture<'_, Findings>,
-        Box::pin(groups::takeover(&world)),
-        Box::pin(groups::squat(&world)),
-        Box::pin(claims::drain(&world)),
-        Box::pin(presence::leak(&world)),
-        Box::pin(presence::typing_forgery(&world)),
-        Box::pin(dht::lookups(&world)),
-        Box::pin(dht::records(&world)),
-        Box::pin(storage::descriptors(&world)),
-        Box::pin(storage::mailbox(&world)),
-        Box::pin(lower::dedupe(&world)),
-        Box::pin(lower::error_detail(&world)),
+        timed(impersonation::run(&world)),
+        timed(groups::takeover(&world)),
+        timed(groups::squat(&world)),
+        timed(claims::drain(&world)),
+        timed(presence::leak(&world)),
+        timed(presence::typing_forgery(&world)),
+        timed(dht::lookups(&world)),
+        timed(dht::records(&world)),
+        timed(storage::descriptors(&world)),
+        timed(storage::mailbox(&world)),
+        timed(lower::dedupe(&world)),
+        timed(lower::error_detail(&world)),
     ])
     .await;
     attacks.extend(first_wave.into_iter().flatten());
     // The second wave breaks relays for a while: lockout of one, the outbox of another.
-    let second_wave = futures::future::join_all([
-        Box::pin(lockout::run(&world)) as futures::future::BoxFuture<'_, Findings>,
-        Box::pin(storage::outbox(&world)),
-    ])
-    .await;
+    let second_wave =
+        futures::future::join_all([timed(lockout::run(&world)), timed(storage::outbox(&world))])
+            .await;
     attacks.extend(second_wave.into_iter().flatten());
     attacks.extend(lower::judge_idle_session(idle).await);
     attacks.extend(lower::store_permissions(&world));
@@ -319,6 +321,21 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
         attacks_s,
         settle_s,
         wall_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs an attack family, noting how long it took in each of its verdicts.
+fn timed<'a>(
+    attack: impl std::future::Future<Output = Findings> + Send + 'a,
+) -> futures::future::BoxFuture<'a, Findings> {
+    Box::pin(async move {
+        let started = Instant::now();
+        let mut found = attack.await;
+        let took = started.elapsed().as_millis() as u64;
+        for (_, verdict) in &mut found {
+            verdict.took_ms = took;
+        }
+        found
     })
 }
 

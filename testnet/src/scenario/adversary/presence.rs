@@ -1,14 +1,17 @@
-//! Presence and typing (issue 12, items 5 and 9): a stranger learns whether a user who
-//! shows presence to nobody is online (the `reached` count of a typing notice, and reports
-//! pushed at her transitions); and the rogue relay makes a user see "Alice is typing" that
-//! Alice never sent.
+//! Presence and typing (issue 12, items 5 and 9): a stranger, and the rogue relay for a
+//! user of its own, learn whether a user who shows presence to nobody is online (the
+//! `reached` count of a typing notice, reports pushed at her transitions); and the rogue
+//! relay makes a user see "Alice is typing" that Alice never sent.
 
 use std::time::Duration;
+
+use anyhow::Context;
 
 use tidings_client::Event;
 use tidings_protocol::{
     Address, Recipient,
     client::RelayFrame,
+    federation::FederationResponse,
     presence::Visibility,
 };
 
@@ -22,6 +25,7 @@ use crate::scenario::users;
 
 const REACHED: &str = "presence_reached_oracle";
 const TRANSITIONS: &str = "presence_transition_reports";
+const RELAYED: &str = "presence_relay_reports";
 const TYPING: &str = "typing_forgery";
 
 /// How long the relays get to notice a departure or an arrival.
@@ -32,7 +36,7 @@ const OBSERVE: Duration = Duration::from_secs(4);
 
 /// A subject with visibility `nobody` comes and goes; a stranger watches and types to her.
 pub async fn leak(world: &World) -> Findings {
-    findings(&[REACHED, TRANSITIONS], leak_attempt(world).await)
+    findings(&[REACHED, TRANSITIONS, RELAYED], leak_attempt(world).await)
 }
 
 async fn leak_attempt(world: &World) -> anyhow::Result<Findings> {
@@ -48,6 +52,21 @@ async fn leak_attempt(world: &World) -> anyhow::Result<Findings> {
     stranger.client.subscribe().await?;
     let first = stranger.client.watch(vec![subject.user_id()]).await?;
     stranger.client.pushes.clear();
+    // The rogue relay watches her too, for its own user.
+    let zed = world.zed.as_ref().context("the rogue hosts no user")?.user;
+    let mut stream = world.rogue.open(world.relays[home].peer).await?;
+    let rogue_watch = match stream
+        .request(rogue::watch_presence(zed, vec![subject.user_id()])?)
+        .await?
+    {
+        Ok(FederationResponse::Presence { reports }) => format!(
+            "answered {:?} to",
+            reports.first().map(|report| report.state)
+        ),
+        Ok(other) => format!("answered {other:?} to"),
+        Err(refusal) => format!("refused ({})", refusal.code),
+    };
+    let heard_before = heard_of(world, &subject.user_id());
     let typing_to = Recipient::Direct(subject.address());
     let online = reach(&mut stranger, me, typing_to).await?;
     session.close().await;
@@ -67,7 +86,17 @@ async fn leak_attempt(world: &World) -> anyhow::Result<Findings> {
         .filter(|frame| matches!(frame, RelayFrame::Presence(report) if report.user == subject.user_id()))
         .count();
     session.close().await;
+    let relayed = heard_of(world, &subject.user_id()) - heard_before;
     Ok(vec![
+        (
+            RELAYED,
+            Verdict::new(
+                relayed > 0,
+                format!(
+                    "her relay {rogue_watch} the rogue relay's watch for a user of its own, then told it of {relayed} changes as she left and came back"
+                ),
+            ),
+        ),
         (
             REACHED,
             Verdict::new(
@@ -88,6 +117,17 @@ async fn leak_attempt(world: &World) -> anyhow::Result<Findings> {
             ),
         ),
     ])
+}
+
+/// How many presence changes of `user` honest relays told the rogue relay of.
+fn heard_of(world: &World, user: &tidings_protocol::UserId) -> usize {
+    world
+        .rogue_heard
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .iter()
+        .filter(|report| report.user == *user)
+        .count()
 }
 
 /// What the stranger's relay says a typing notice from `me` to `to` reached.
@@ -121,7 +161,10 @@ async fn typing_attempt(world: &World) -> anyhow::Result<Findings> {
         .request(rogue::ephemeral(notice, vec![victim.user_id()])?)
         .await?;
     let relay_said = match answer {
-        Ok(response) => format!("the victim's relay answered {response:?}"),
+        Ok(FederationResponse::EphemeralPassed { reached }) => {
+            format!("the victim's relay passed it to {reached} devices")
+        }
+        Ok(other) => format!("the victim's relay answered {other:?}"),
         Err(refusal) => format!("the victim's relay refused ({})", refusal.code),
     };
     let alice = world.alice().user_id();

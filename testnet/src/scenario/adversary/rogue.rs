@@ -550,6 +550,14 @@ pub fn ephemeral(envelope: RawEnvelope, recipients: Vec<UserId>) -> anyhow::Resu
     })
 }
 
+/// `WatchPresence`: `watcher` (whose home the rogue claims to be) watches `users`.
+pub fn watch_presence(watcher: UserId, users: Vec<UserId>) -> anyhow::Result<FederationRequest> {
+    Ok(FederationRequest::WatchPresence {
+        watcher,
+        users: BoundedVec::new(users)?,
+    })
+}
+
 /// Whether a `Forward` answer stored anything, and what `relay` said, for a detail.
 pub fn judge_forward(
     answer: Result<FederationResponse, ErrorAnswer>,

@@ -5,7 +5,10 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -14,7 +17,7 @@ use libp2p::{Multiaddr, PeerId};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use tidings_client::{Client, KEY_FILE, MessageRecord};
 use tidings_keys::Identity;
-use tidings_protocol::{ContactCard, EnvelopeId, GroupId};
+use tidings_protocol::{ContactCard, EnvelopeId, GroupId, presence::PresenceReport};
 use tokio::sync::Mutex;
 
 use super::{GROUP, rogue::Rogue};
@@ -82,6 +85,8 @@ pub struct World {
     pub rogue: Rogue,
     /// The card of a user whose home is the rogue relay, once it hosts one.
     pub zed: Option<ContactCard>,
+    /// Presence changes honest relays told the rogue relay of (for its user's watches).
+    pub rogue_heard: Arc<std::sync::Mutex<Vec<PresenceReport>>>,
     work: PathBuf,
     probes: AtomicUsize,
 }
@@ -182,6 +187,7 @@ pub async fn build(
         mallory_dir,
         rogue,
         zed: None,
+        rogue_heard: Arc::default(),
         work: work.to_path_buf(),
         probes: AtomicUsize::new(0),
     })

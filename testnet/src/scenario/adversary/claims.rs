@@ -2,9 +2,7 @@
 //! Bob's bundles in one `ClaimBundles`. Judged by what Bob's relay tells Bob's own device
 //! about the one-time keys it holds for him (the `Registered` answer), before and after.
 
-use tidings_protocol::{
-    federation::FederationResponse, limits::MAX_BATCH_ENVELOPES,
-};
+use tidings_protocol::{federation::FederationResponse, limits::MAX_BATCH_ENVELOPES};
 
 use super::{Findings, Verdict, findings, raw::RawClient, rogue, world::World};
 

@@ -102,7 +102,10 @@ async fn records_attempt(world: &World) -> anyhow::Result<Findings> {
     let addrs = vec![world.relays[1].addr.to_string()];
     let century = now_ms() + 100 * 365 * 24 * 3600 * 1000;
     let long = craft::home_record(&craft::fresh_key(), named, addrs.clone(), Some(century))?;
-    let long_put = world.rogue.put(craft::kad_record(&long), vec![victim]).await?;
+    let long_put = world
+        .rogue
+        .put(craft::kad_record(&long), vec![victim])
+        .await?;
     let many: Vec<HomeRecord> = (0..RECORDS)
         .map(|_| craft::home_record(&craft::fresh_key(), named, addrs.clone(), None))
         .collect::<anyhow::Result<_>>()?;
@@ -114,7 +117,10 @@ async fn records_attempt(world: &World) -> anyhow::Result<Findings> {
                 .map(|home| world.rogue.put(craft::kad_record(home), vec![victim])),
         )
         .await;
-        puts += sent.into_iter().filter(|put| matches!(put, Ok(true))).count();
+        puts += sent
+            .into_iter()
+            .filter(|put| matches!(put, Ok(true)))
+            .count();
     }
 
     let held_long = world
@@ -126,7 +132,9 @@ async fn records_attempt(world: &World) -> anyhow::Result<Findings> {
     let long_verdict = match &held_long {
         None => Verdict::new(
             false,
-            format!("relay 1 does not hold a home record expiring in 100 years (put answered {long_put})"),
+            format!(
+                "relay 1 does not hold a home record expiring in 100 years (put answered {long_put})"
+            ),
         ),
         Some(found) => {
             let left = found

@@ -106,7 +106,9 @@ async fn squat_attempt(world: &World) -> anyhow::Result<Findings> {
     let victim = world.relays.len() - 1;
     let alice = world.alice();
     let mut session = users::connect(alice).await;
-    let group = session.create_group("squat-probe", &[&users::name(1)]).await?;
+    let group = session
+        .create_group("squat-probe", &[&users::name(1)])
+        .await?;
 
     let mallory = world.mallory_keys()?;
     let planted = craft::genesis(mallory.account_key(), group, "mallory's now", &[])?;

@@ -105,9 +105,8 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     let (taken, relay_said) = rogue::judge_forward(answer, "Bob's relay");
 
     let forged_stored = || -> anyhow::Result<bool> {
-        Ok(readable(bob, &forged_id)?.is_some_and(|record| {
-            record.peer == alice.user_id() && record.text == FORGED_TEXT
-        }))
+        Ok(readable(bob, &forged_id)?
+            .is_some_and(|record| record.peer == alice.user_id() && record.text == FORGED_TEXT))
     };
     // Alice's honest messages bind her back to her device as they arrive, so the mapping is
     // watched closely; whatever Bob sent her meanwhile shows at Alice as not for her device.

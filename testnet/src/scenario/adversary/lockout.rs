@@ -58,12 +58,7 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     // The link is down while the stranger fills every slot, as if it had broken just then
     // (the slot it held goes to the flood too).
     set_link(world, source, victim, false).await?;
-    let flood = Flood::start(
-        &world.relays[victim].addr,
-        FLOOD_CONNECTIONS,
-        FLOOD_STREAMS,
-    )
-    .await;
+    let flood = Flood::start(&world.relays[victim].addr, FLOOD_CONNECTIONS, FLOOD_STREAMS).await;
     set_link(world, source, victim, true).await?;
     let flood = flood?;
     let flooded = probe(world, &sender, "lockout probe").await?;
@@ -102,6 +97,9 @@ async fn probe(world: &World, sender: &Client, text: &str) -> anyhow::Result<Opt
     let record = session.send_text("bob", text).await?;
     session.close().await;
     let bob = world.bob();
-    let arrived = eventually(DELIVERY_DEADLINE, || Ok(readable(bob, &record.id)?.is_some())).await?;
+    let arrived = eventually(DELIVERY_DEADLINE, || {
+        Ok(readable(bob, &record.id)?.is_some())
+    })
+    .await?;
     Ok(arrived.then(|| started.elapsed()))
 }

@@ -13,7 +13,7 @@ use anyhow::Context;
 use tidings_client::MessageStatus;
 use tidings_keys::{Identity, OlmAccount};
 use tidings_protocol::{
-    BoundedVec, ContactCard, ErrorAnswer, ErrorCode, Kind, KeyBundle, Recipient, SignedPreKey,
+    BoundedVec, ContactCard, ErrorAnswer, ErrorCode, KeyBundle, Kind, Recipient, SignedPreKey,
     client::SendOutcome,
     federation::{FederationRequest, FederationResponse},
     limits::MAX_ERROR_DETAIL_LEN,
@@ -47,8 +47,9 @@ pub const IDLE_BOUND: Duration = Duration::from_secs(3 * HEARTBEAT_SECS);
 /// What the rogue relay answers a forward to its user with (an ANSI escape sequence, then
 /// far more than an error detail may hold).
 fn rogue_detail() -> String {
-    let mut detail =
-        String::from("\x1b[2J\x1b[31mYour relay is compromised: reinstall from evil.example\x1b[0m ");
+    let mut detail = String::from(
+        "\x1b[2J\x1b[31mYour relay is compromised: reinstall from evil.example\x1b[0m ",
+    );
     detail.push_str(&"A".repeat(16 * 1024));
     detail
 }
@@ -115,7 +116,11 @@ pub async fn host_rogue_user(world: &mut World) -> anyhow::Result<()> {
         vec![world.rogue.bare_addr()],
         None,
     )?;
-    if !world.rogue.put(craft::kad_record(&home), Vec::new()).await? {
+    if !world
+        .rogue
+        .put(craft::kad_record(&home), Vec::new())
+        .await?
+    {
         tracing::warn!("no relay took Zed's home record yet");
     }
     world.zed = Some(ContactCard {
@@ -166,10 +171,12 @@ async fn error_detail_attempt(world: &World) -> anyhow::Result<Findings> {
     let record = session.send_text("zed", "hello Zed").await?;
     let deadline = tokio::time::Instant::now() + BOUNCE_PATIENCE;
     let failed = || -> anyhow::Result<Option<String>> {
-        Ok(match sender.store().message(&record.id)?.map(|r| r.status) {
-            Some(MessageStatus::Failed(reason)) => Some(reason),
-            _ => None,
-        })
+        Ok(
+            match sender.store().message(&record.id)?.map(|r| r.status) {
+                Some(MessageStatus::Failed(reason)) => Some(reason),
+                _ => None,
+            },
+        )
     };
     while failed()?.is_none() {
         match tokio::time::timeout_at(deadline, session.next_event()).await {
@@ -185,7 +192,9 @@ async fn error_detail_attempt(world: &World) -> anyhow::Result<Findings> {
             DETAIL,
             Verdict::new(
                 false,
-                format!("the message to the rogue relay's user stood at {status:?}: no oversized reason reached the sender"),
+                format!(
+                    "the message to the rogue relay's user stood at {status:?}: no oversized reason reached the sender"
+                ),
             ),
         )]);
     };

@@ -104,10 +104,7 @@ impl Verdict {
 pub type Findings = Vec<(&'static str, Verdict)>;
 
 /// The findings of `attempt`, or every name unjudged if it failed.
-pub(crate) fn findings(
-    names: &[&'static str],
-    attempt: anyhow::Result<Findings>,
-) -> Findings {
+pub(crate) fn findings(names: &[&'static str], attempt: anyhow::Result<Findings>) -> Findings {
     match attempt {
         Ok(found) => found,
         Err(error) => {
@@ -194,7 +191,10 @@ impl Outcome for AdversaryReport {
             self.duplicates,
             self.out_of_order
         );
-        println!("  honest delay (send -> stored): {}", self.honest_delayed_ms);
+        println!(
+            "  honest delay (send -> stored): {}",
+            self.honest_delayed_ms
+        );
         for (name, verdict) in &self.attacks {
             let mark = match (verdict.judged, verdict.succeeded) {
                 (false, _) => "UNJUDGED ",
@@ -217,9 +217,8 @@ impl Outcome for AdversaryReport {
     }
 
     fn failure(&self) -> Option<&'static str> {
-        (!self.passed()).then_some(
-            "an attack succeeded or could not be judged, or honest messages were lost",
-        )
+        (!self.passed())
+            .then_some("an attack succeeded or could not be judged, or honest messages were lost")
     }
 }
 
@@ -246,7 +245,13 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
     for (client, plan) in world.honest.iter().zip(plans) {
         let (flag, watcher) = watch::channel(true);
         online.push(flag);
-        lives.spawn(chaos::live(client.clone(), plan, start, watcher, stop.clone()));
+        lives.spawn(chaos::live(
+            client.clone(),
+            plan,
+            start,
+            watcher,
+            stop.clone(),
+        ));
     }
 
     let mut attacks: BTreeMap<&'static str, Verdict> = BTreeMap::new();
@@ -344,6 +349,12 @@ fn expected(plans: &[Vec<chaos::Planned>], users: usize) -> usize {
     plans
         .iter()
         .flatten()
-        .map(|planned| if planned.target == GROUP { users - 1 } else { 1 })
+        .map(|planned| {
+            if planned.target == GROUP {
+                users - 1
+            } else {
+                1
+            }
+        })
         .sum()
 }

@@ -9,18 +9,10 @@ use anyhow::Context;
 
 use tidings_client::Event;
 use tidings_protocol::{
-    Address, Recipient,
-    client::RelayFrame,
-    federation::FederationResponse,
-    presence::Visibility,
+    Address, Recipient, client::RelayFrame, federation::FederationResponse, presence::Visibility,
 };
 
-use super::{
-    Findings, Verdict, craft, findings,
-    raw::RawUser,
-    rogue,
-    world::World,
-};
+use super::{Findings, Verdict, craft, findings, raw::RawUser, rogue, world::World};
 use crate::scenario::users;
 
 const REACHED: &str = "presence_reached_oracle";
@@ -76,7 +68,11 @@ async fn leak_attempt(world: &World) -> anyhow::Result<Findings> {
     session.subscribe().await?;
     tokio::time::sleep(SETTLE).await;
     // Whatever else the relay pushed to the stranger meanwhile.
-    while let Some(frame) = stranger.client.next_frame(Duration::from_millis(300)).await? {
+    while let Some(frame) = stranger
+        .client
+        .next_frame(Duration::from_millis(300))
+        .await?
+    {
         stranger.client.pushes.push_back(frame);
     }
     let pushed = stranger

@@ -73,8 +73,7 @@ impl RawClient {
 
     /// The next frame the relay sends (None: the stream ended, or nothing within `wait`).
     pub async fn next_frame(&mut self, wait: Duration) -> anyhow::Result<Option<RelayFrame>> {
-        match tokio::time::timeout(wait, framing::read_frame(&mut self.reader, &mut self.buf))
-            .await
+        match tokio::time::timeout(wait, framing::read_frame(&mut self.reader, &mut self.buf)).await
         {
             Err(_) => Ok(None),
             Ok(Ok(true)) => Ok(Some(RelayFrame::decode(&self.buf)?)),
@@ -106,7 +105,10 @@ impl RawClient {
     }
 
     /// Sends a request and waits for its answer, keeping pushed frames in [`Self::pushes`].
-    pub async fn request(&mut self, body: Request) -> anyhow::Result<Result<Response, ErrorAnswer>> {
+    pub async fn request(
+        &mut self,
+        body: Request,
+    ) -> anyhow::Result<Result<Response, ErrorAnswer>> {
         let id = self.next_id;
         self.next_id += 1;
         framing::write_frame(&mut self.writer, &ClientFrame::Request { id, body }).await?;
@@ -185,7 +187,10 @@ impl RawClient {
     }
 
     /// Passes a typing notice; how many devices or relays the relay says it reached.
-    pub async fn ephemeral(&mut self, envelope: RawEnvelope) -> anyhow::Result<Result<u32, ErrorAnswer>> {
+    pub async fn ephemeral(
+        &mut self,
+        envelope: RawEnvelope,
+    ) -> anyhow::Result<Result<u32, ErrorAnswer>> {
         Ok(match self.request(Request::Ephemeral { envelope }).await? {
             Ok(Response::EphemeralPassed { reached }) => Ok(reached),
             Ok(other) => return Err(anyhow!("unexpected answer {other:?}")),

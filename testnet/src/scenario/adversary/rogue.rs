@@ -295,6 +295,9 @@ pub struct Flood {
     pub dropped: usize,
 }
 
+/// How long a flood keeps opening streams.
+const FLOOD_TIME: Duration = Duration::from_secs(12);
+
 /// How long a freshly opened flood stream is watched for the relay closing it.
 const FLOOD_CHECK: Duration = Duration::from_millis(50);
 
@@ -307,14 +310,20 @@ impl Flood {
         per_connection: usize,
     ) -> anyhow::Result<Flood> {
         let keypair = Keypair::generate_ed25519();
+        let deadline = tokio::time::Instant::now() + FLOOD_TIME;
         let held = futures::future::join_all((0..connections).map(|_| {
             let keypair = keypair.clone();
             async move {
                 let mut dialer = Dialer::dial(keypair, relay)?;
                 let mut streams = Vec::with_capacity(per_connection);
                 let mut dropped = 0;
-                while streams.len() < per_connection && dropped < per_connection {
-                    match dialer.open(FEDERATION_PROTOCOL).await {
+                while streams.len() < per_connection
+                    && dropped < per_connection
+                    && tokio::time::Instant::now() < deadline
+                {
+                    let open = tokio::time::timeout_at(deadline, dialer.open(FEDERATION_PROTOCOL));
+                    let Ok(open) = open.await else { break };
+                    match open {
                         Ok(stream) => match stall(stream).await {
                             Some(stream) => streams.push(stream),
                             None => dropped += 1,
@@ -369,10 +378,7 @@ pub fn split_peer(address: &Multiaddr) -> anyhow::Result<(PeerId, Multiaddr)> {
 }
 
 /// Runs the swarm: commands in, Kademlia results out to whoever asked.
-async fn drive(
-    mut swarm: libp2p::Swarm<RogueBehaviour>,
-    mut commands: mpsc::Receiver<Command>,
-) {
+async fn drive(mut swarm: libp2p::Swarm<RogueBehaviour>, mut commands: mpsc::Receiver<Command>) {
     let mut puts: HashMap<QueryId, oneshot::Sender<bool>> = HashMap::new();
     let mut gets: HashMap<QueryId, (Vec<PeerRecord>, oneshot::Sender<Vec<PeerRecord>>)> =
         HashMap::new();
@@ -543,7 +549,10 @@ pub fn group_version(group: GroupId) -> FederationRequest {
 }
 
 /// `Ephemeral`: pass a typing notice to these users' live devices.
-pub fn ephemeral(envelope: RawEnvelope, recipients: Vec<UserId>) -> anyhow::Result<FederationRequest> {
+pub fn ephemeral(
+    envelope: RawEnvelope,
+    recipients: Vec<UserId>,
+) -> anyhow::Result<FederationRequest> {
     Ok(FederationRequest::Ephemeral {
         envelope,
         recipients: BoundedVec::new(recipients)?,

@@ -74,7 +74,11 @@ async fn descriptors_attempt(world: &World) -> anyhow::Result<Findings> {
             groups.push(group);
             versions.push(craft::genesis(&stranger, group, "flood", &members)?);
         }
-        if stream.request(rogue::descriptors(versions)?).await?.is_err() {
+        if stream
+            .request(rogue::descriptors(versions)?)
+            .await?
+            .is_err()
+        {
             refused += 1;
         }
     }
@@ -180,7 +184,11 @@ async fn outbox_attempt(world: &World) -> anyhow::Result<Findings> {
         &craft::made_up_users(MAX_GROUP_MEMBERS - 1),
     )?;
     let group = genesis.descriptor.group;
-    let mut batch = vec![craft::group_change(flooder.identity.device_key(), me, &genesis)];
+    let mut batch = vec![craft::group_change(
+        flooder.identity.device_key(),
+        me,
+        &genesis,
+    )];
     for _ in 0..OUTBOX_MESSAGES {
         batch.push(craft::envelope(
             flooder.identity.device_key(),
@@ -194,10 +202,16 @@ async fn outbox_attempt(world: &World) -> anyhow::Result<Findings> {
     let sent = batch.len();
     let outcomes = flooder.client.send(batch).await?;
     let accepted = match &outcomes {
-        Ok(outcomes) => outcomes.iter().filter(|outcome| outcome.is_stored()).count(),
+        Ok(outcomes) => outcomes
+            .iter()
+            .filter(|outcome| outcome.is_stored())
+            .count(),
         Err(_) => 0,
     };
-    let queued = view.metric("tidings_outbox_envelopes", "").await.unwrap_or(0.0);
+    let queued = view
+        .metric("tidings_outbox_envelopes", "")
+        .await
+        .unwrap_or(0.0);
 
     let probe = world.probe_user("outbox-probe", victim).await?;
     world.introduce(&probe, "alice", world.alice())?;

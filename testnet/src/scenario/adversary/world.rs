@@ -52,7 +52,10 @@ pub struct RelayView {
 impl RelayView {
     /// The sum of a metric's series whose line starts with `name` and contains `labels`.
     pub async fn metric(&self, name: &str, labels: &str) -> anyhow::Result<f64> {
-        let url = self.metrics.as_ref().context("the relay serves no metrics")?;
+        let url = self
+            .metrics
+            .as_ref()
+            .context("the relay serves no metrics")?;
         Ok(sum_series(&http_get(url).await?, name, labels))
     }
 
@@ -166,7 +169,9 @@ pub async fn build(
     let users_dir = work.join("users");
     let honest = users::register_all(&users_dir, users, &cluster).await?;
     users::introduce_all(&honest)?;
-    let honest_dirs = (0..users).map(|index| users_dir.join(name(index))).collect();
+    let honest_dirs = (0..users)
+        .map(|index| users_dir.join(name(index)))
+        .collect();
     let mallory_dir = work.join("mallory");
     let mallory = Client::init(&mallory_dir, None)?;
     mallory.register(views[0].addr.clone(), None).await?;
@@ -174,7 +179,10 @@ pub async fn build(
 
     let group = form_group(&honest, &mallory).await?;
     let rogue = Rogue::start(
-        &views.iter().map(|view| view.addr.clone()).collect::<Vec<_>>(),
+        &views
+            .iter()
+            .map(|view| view.addr.clone())
+            .collect::<Vec<_>>(),
     )
     .await?;
     Ok(World {

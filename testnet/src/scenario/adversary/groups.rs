@@ -20,7 +20,7 @@ const SQUAT: &str = "group_id_squatting";
 const OBSERVE: Duration = Duration::from_secs(6);
 
 /// How long a member added later gets to learn the squatted group.
-const JOIN_PATIENCE: Duration = Duration::from_secs(8);
+const JOIN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Mallory's forged version: judged by whether any honest member's client adopted it.
 pub async fn takeover(world: &World) -> Findings {

@@ -1,8 +1,9 @@
 //! Federation lockout (issue 12, item 3): a stranger holds 20 connections x 60 stalled
 //! federation streams at Bob's relay. Relays that already hold a link keep using it, so the
-//! link from relay 1 is down while the flood starts (as connections do break) and healed
-//! before an honest user there writes to Bob: judged by whether the message reaches Bob's
-//! client in time. A control round without the flood first shows the same path delivers.
+//! link from relay 1 is cut (as connections do break; the stranger takes the slot it held)
+//! and healed before an honest user there writes to Bob: judged by whether the message
+//! reaches Bob's client in time. A control round without the flood first shows the same path
+//! delivers.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ const FLOOD_STREAMS: usize = 60;
 
 /// How long an honest cross-relay message may take to arrive (the bound it is judged by).
 pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(8);
+
+/// Most streams the stranger adds once the link is cut.
+const TOP_UP: usize = 16;
 
 /// How long the link stays cut.
 const CUT: Duration = Duration::from_millis(300);
@@ -55,12 +59,14 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
         );
     };
 
-    // The link is down while the stranger fills every slot, as if it had broken just then
-    // (the slot it held goes to the flood too).
+    // The stranger fills every slot; then the link breaks (as connections do), the slot it
+    // held goes to the stranger too, and the link heals.
+    let mut flood =
+        Flood::start(&world.relays[victim].addr, FLOOD_CONNECTIONS, FLOOD_STREAMS).await?;
     set_link(world, source, victim, false).await?;
-    let flood = Flood::start(&world.relays[victim].addr, FLOOD_CONNECTIONS, FLOOD_STREAMS).await;
+    tokio::time::sleep(CUT).await;
+    flood.top_up(TOP_UP).await;
     set_link(world, source, victim, true).await?;
-    let flood = flood?;
     let flooded = probe(world, &sender, "lockout probe").await?;
     let (held, dropped) = (flood.held, flood.dropped);
     drop(flood);

@@ -287,8 +287,8 @@ impl Dialer {
 /// Federation streams held open at a relay by one stranger identity over several
 /// connections, each stalled one byte into its first frame, until dropped.
 pub struct Flood {
-    _dialers: Vec<Dialer>,
-    _streams: Vec<Stream>,
+    dialers: Vec<Dialer>,
+    streams: Vec<Stream>,
     /// Streams the relay kept open.
     pub held: usize,
     /// Streams the relay closed or refused as they were opened.
@@ -350,9 +350,36 @@ impl Flood {
         Ok(Flood {
             held: streams.len(),
             dropped,
-            _dialers: dialers,
-            _streams: streams,
+            dialers,
+            streams,
         })
+    }
+}
+
+impl Flood {
+    /// Opens more stalled streams until the relay drops one (at most `most`): takes the
+    /// slots freed since the flood started. How many it took.
+    pub async fn top_up(&mut self, most: usize) -> usize {
+        let mut taken = 0;
+        for attempt in 0..most {
+            let index = attempt % self.dialers.len().max(1);
+            let Some(dialer) = self.dialers.get_mut(index) else {
+                break;
+            };
+            let opened = dialer.open(FEDERATION_PROTOCOL).await;
+            match opened {
+                Ok(stream) => match stall(stream).await {
+                    Some(stream) => {
+                        self.streams.push(stream);
+                        taken += 1;
+                    }
+                    None => break,
+                },
+                Err(_) => break,
+            }
+        }
+        self.held += taken;
+        taken
     }
 }
 

@@ -3,11 +3,11 @@
 
 use ed25519_dalek::SigningKey;
 use libp2p::{PeerId, kad};
-use tidings_keys::OlmSession;
+use tidings_keys::{GroupOutbound, OlmSession};
 use tidings_protocol::{
     Address, BoundedVec, DeviceId, Envelope, EnvelopeId, GroupId, HomeRecord, Kind, RawEnvelope,
     Recipient, UserId,
-    content::{OlmBody, Payload, Sealed, SenderKeys},
+    content::{GroupSealed, MegolmBody, OlmBody, Payload, Sealed, SenderKeys},
     group::{Descriptor, GroupMember, Role, SignedDescriptor},
     home::HOME_RECORD_LIFETIME_MS,
     limits::MAX_CARD_ADDRS,
@@ -56,9 +56,32 @@ pub fn envelope(
     .sign(device_key)
 }
 
-/// A text over an existing Olm session, sealed as coming from `from` to `to`. With `forge`,
-/// the body carries `keys` whatever kind of message it is: a client that skips its
+/// `payload` over an existing Olm session, sealed as coming from `from` to `to`. With
+/// `forge`, the body carries `keys` whatever kind of message it is: a client that skips its
 /// device-to-user check when sender keys are present takes `from` at its word.
+pub fn olm_body(
+    session: &mut OlmSession,
+    keys: &SenderKeys,
+    id: EnvelopeId,
+    from: Address,
+    to: Address,
+    payload: Payload,
+    forge: bool,
+) -> anyhow::Result<OlmBody> {
+    let sealed = Sealed {
+        id,
+        from,
+        to,
+        payload,
+    };
+    let mut body = session.encrypt(&sealed.encode(), keys)?;
+    if forge {
+        body.sender_keys = Some(keys.clone());
+    }
+    Ok(body)
+}
+
+/// A text as [`olm_body`] seals it.
 pub fn olm_text(
     session: &mut OlmSession,
     keys: &SenderKeys,
@@ -68,19 +91,29 @@ pub fn olm_text(
     text: &str,
     forge: bool,
 ) -> anyhow::Result<OlmBody> {
-    let sealed = Sealed {
+    let payload = Payload::Text {
+        text: text.to_string(),
+    };
+    olm_body(session, keys, id, from, to, payload, forge)
+}
+
+/// A group text over a Megolm session of the attacker's, sealed as coming from `from`.
+pub fn megolm_text(
+    outbound: &mut GroupOutbound,
+    id: EnvelopeId,
+    from: Address,
+    group: GroupId,
+    text: &str,
+) -> MegolmBody {
+    let sealed = GroupSealed {
         id,
         from,
-        to,
+        group,
         payload: Payload::Text {
             text: text.to_string(),
         },
     };
-    let mut body = session.encrypt(&sealed.encode(), keys)?;
-    if forge {
-        body.sender_keys = Some(keys.clone());
-    }
-    Ok(body)
+    outbound.encrypt(&sealed.encode())
 }
 
 /// A typing notice ("started typing") from `sender`, signed by `device_key`.
@@ -168,6 +201,19 @@ pub fn home_record(
         now,
         expires_at_ms.unwrap_or(now + HOME_RECORD_LIFETIME_MS),
     ))
+}
+
+/// A home record claiming `user`'s home is `relay`, signed by someone else's `account`.
+pub fn hijacked_home_record(
+    user: UserId,
+    account: &SigningKey,
+    relay: PeerId,
+    addrs: Vec<String>,
+) -> anyhow::Result<HomeRecord> {
+    let mut record = home_record(account, relay, addrs, None)?;
+    record.user = user;
+    record.seq = u64::MAX / 2;
+    Ok(record)
 }
 
 /// A home record as the Kademlia record a relay would store it as.

@@ -3,7 +3,8 @@
 //! counted by the relay's own libp2p metrics;
 //! and the rogue relay stores home records in a relay's DHT store with an expiry a century
 //! out, and hundreds of records from one publishing peer for a relay that never vouched for
-//! them. Records are judged by asking the victim relay for them back over Kademlia.
+//! them, and a record moving Alice's home to the rogue that Alice never signed. Records are
+//! judged by asking the victim relay for them back over Kademlia.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use super::{Findings, Verdict, craft, findings, rogue, world::World};
 const LOOKUPS: &str = "lookup_amplification";
 const LONG_EXPIRY: &str = "dht_long_expiry";
 const PER_PEER: &str = "dht_records_per_peer";
+const HIJACK: &str = "dht_home_hijack";
 
 /// Made-up recipients of the amplifying typing notice.
 const LOOKUP_RECIPIENTS: usize = 256;
@@ -92,7 +94,10 @@ async fn lookups_attempt(world: &World) -> anyhow::Result<Findings> {
 
 /// Judged by asking the victim for the records back.
 pub async fn records(world: &World) -> Findings {
-    findings(&[LONG_EXPIRY, PER_PEER], records_attempt(world).await)
+    findings(
+        &[LONG_EXPIRY, PER_PEER, HIJACK],
+        records_attempt(world).await,
+    )
 }
 
 async fn records_attempt(world: &World) -> anyhow::Result<Findings> {
@@ -109,6 +114,18 @@ async fn records_attempt(world: &World) -> anyhow::Result<Findings> {
     let many: Vec<HomeRecord> = (0..RECORDS)
         .map(|_| craft::home_record(&craft::fresh_key(), named, addrs.clone(), None))
         .collect::<anyhow::Result<_>>()?;
+    // Alice's home "moved" to the rogue, with a record she never signed.
+    let alice = world.alice().user_id();
+    let hijack = craft::hijacked_home_record(
+        alice,
+        &craft::fresh_key(),
+        world.rogue.peer_id,
+        vec![world.rogue.bare_addr()],
+    )?;
+    let hijack_put = world
+        .rogue
+        .put(craft::kad_record(&hijack), vec![victim])
+        .await?;
     let mut puts = 0;
     for chunk in many.chunks(CHUNK) {
         let sent = join_all(
@@ -171,7 +188,31 @@ async fn records_attempt(world: &World) -> anyhow::Result<Findings> {
             })
             .count();
     }
+    let rogue = world.rogue.peer_id.to_string();
+    let hijacked = world
+        .rogue
+        .get(craft::kad_record(&hijack).key)
+        .await?
+        .into_iter()
+        .filter(|found| found.peer == Some(victim))
+        .any(|found| {
+            tidings_protocol::codec::decode::<HomeRecord>(
+                &found.record.value,
+                tidings_protocol::limits::MAX_HOME_RECORD_BYTES,
+            )
+            .is_ok_and(|home| home.relay == rogue)
+        });
     Ok(vec![
+        (
+            HIJACK,
+            Verdict::new(
+                hijacked,
+                format!(
+                    "the rogue put a home record for Alice naming itself, signed by another key (put answered {hijack_put}); relay 1 {} it back",
+                    if hijacked { "gives" } else { "does not give" }
+                ),
+            ),
+        ),
         (LONG_EXPIRY, long_verdict),
         (
             PER_PEER,

@@ -1,13 +1,17 @@
 //! Sender impersonation (issue 12, item 1): Trudy opens an Olm session with Bob by one honest
 //! message, then sends him, through the rogue relay, a message whose sender is Alice's user
-//! with Trudy's device, the body carrying sender keys. Judged at Bob: did his client store a
-//! text from Alice that Alice never sent, and does it now map Alice to Trudy's device?
+//! with Trudy's device, the body carrying sender keys; then, the same way, a group key share
+//! and a group message as Carol. Judged at Bob: did his client store a text from Alice that
+//! Alice never sent (or a group message from Carol), and does it map Alice to Trudy's device?
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tidings_client::{Conversation, MessageStatus};
-use tidings_protocol::{Address, EnvelopeId, Kind, Recipient};
+use tidings_keys::GroupOutbound;
+use tidings_protocol::{
+    Address, EnvelopeId, Kind, Recipient, content::Payload, federation::FederationResponse,
+};
 
 use super::{
     Findings, Verdict, craft, findings,
@@ -18,9 +22,13 @@ use super::{
 
 const MESSAGE: &str = "impersonation_message";
 const REBIND: &str = "impersonation_rebind";
+const GROUP_MESSAGE: &str = "impersonation_group_message";
 
 /// What Trudy makes Bob believe Alice wrote.
 const FORGED_TEXT: &str = "It's Alice, new phone. Use this one from now on.";
+
+/// What Trudy makes Bob believe Carol wrote in the group.
+const FORGED_GROUP_TEXT: &str = "Carol here: the meeting moved, details from Trudy";
 
 /// How long Bob's client gets to store Trudy's honest first message.
 const HELLO_PATIENCE: Duration = Duration::from_secs(15);
@@ -33,7 +41,7 @@ const REBIND_POLL: Duration = Duration::from_millis(20);
 
 /// Runs the attack; verdicts for the forged message and for the re-binding.
 pub async fn run(world: &World) -> Findings {
-    findings(&[MESSAGE, REBIND], attempt(world).await)
+    findings(&[MESSAGE, REBIND, GROUP_MESSAGE], attempt(world).await)
 }
 
 async fn attempt(world: &World) -> anyhow::Result<Findings> {
@@ -120,6 +128,7 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
         }
         tokio::time::sleep(REBIND_POLL).await;
     }
+    let group = forge_group_message(world, &mut trudy, &mut session, &mut stream).await?;
     let misdirected = alice
         .store()
         .history(&Conversation::Direct(bob.user_id()))?
@@ -139,6 +148,7 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
                 ),
             ),
         ),
+        (GROUP_MESSAGE, group),
         (
             REBIND,
             Verdict::new(
@@ -150,4 +160,77 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
             ),
         ),
     ])
+}
+
+/// The same flaw with a group key share: Trudy sends Bob, as Carol (user 2, a member in
+/// every version of the group), the key of a Megolm session of her own, then a group message
+/// "from Carol" on it. Judged by whether Bob's group history shows it as Carol's.
+async fn forge_group_message(
+    world: &World,
+    trudy: &mut RawUser,
+    session: &mut tidings_keys::OlmSession,
+    stream: &mut rogue::FederationStream,
+) -> anyhow::Result<Verdict> {
+    let (bob, carol) = (world.bob(), &world.honest[2]);
+    let bob_addr = bob.address();
+    let keys = trudy.olm.sender_keys(&trudy.identity);
+    let posing = Address {
+        user: carol.user_id(),
+        device: trudy.identity.device_id(),
+    };
+    let mut megolm = GroupOutbound::new();
+    let share = Payload::GroupKey {
+        group: world.group,
+        session_key: megolm.session_key(),
+    };
+    let share_id = EnvelopeId::random();
+    let body = craft::olm_body(session, &keys, share_id, posing, bob_addr, share, true)?;
+    let share = craft::envelope(
+        trudy.identity.device_key(),
+        share_id,
+        posing,
+        Recipient::Direct(bob_addr),
+        Kind::KeyShare,
+        body.encode(),
+    );
+    let message_id = EnvelopeId::random();
+    let body = craft::megolm_text(
+        &mut megolm,
+        message_id,
+        posing,
+        world.group,
+        FORGED_GROUP_TEXT,
+    );
+    let message = craft::envelope(
+        trudy.identity.device_key(),
+        message_id,
+        posing,
+        Recipient::Group(world.group),
+        Kind::Message,
+        body.encode(),
+    );
+    let version = match stream.request(rogue::group_version(world.group)).await? {
+        Ok(FederationResponse::GroupVersion(version)) => version,
+        other => bail!("Bob's relay did not say which version of the group it holds: {other:?}"),
+    };
+    let items = vec![
+        rogue::forward_item(share, vec![bob.user_id()], 0)?,
+        rogue::forward_item(message, vec![bob.user_id()], version)?,
+    ];
+    let answer = stream.request(rogue::forward(items)?).await?;
+    let (taken, relay_said) = rogue::judge_forward(answer, "Bob's relay");
+    let shown = || -> anyhow::Result<bool> {
+        Ok(readable(bob, &message_id)?.is_some_and(|record| {
+            record.peer == carol.user_id() && record.text == FORGED_GROUP_TEXT
+        }))
+    };
+    let patience = if taken { OBSERVE } else { Duration::ZERO };
+    let shown = eventually(patience, shown).await?;
+    Ok(Verdict::new(
+        shown,
+        format!(
+            "a key share and a group message as Carol with Trudy's device: {relay_said}; Bob's client {} the group message as Carol's",
+            if shown { "showed" } else { "did not show" }
+        ),
+    ))
 }

@@ -11,8 +11,9 @@ use anyhow::bail;
 use tidings_client::Client;
 
 use super::{
-    Findings, Verdict, findings,
-    rogue::Flood,
+    Findings, Verdict,
+    dialer::Flood,
+    findings,
     world::{World, eventually, readable},
 };
 use crate::scenario::users;

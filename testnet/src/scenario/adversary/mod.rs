@@ -6,6 +6,7 @@
 mod claims;
 mod craft;
 mod dht;
+mod dialer;
 mod groups;
 mod impersonation;
 mod lockout;

@@ -23,10 +23,7 @@ use tidings_protocol::{
 };
 use tokio::task::JoinHandle;
 
-use super::{
-    craft,
-    rogue::{Dialer, split_peer},
-};
+use super::{craft, dialer::Dialer, rogue::split_peer};
 
 /// How long a raw request waits for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);

@@ -213,7 +213,9 @@ fn the_adversary_scenario_finds_no_attack_that_works() {
     for name in [
         "impersonation_message",
         "impersonation_rebind",
+        "impersonation_group_message",
         "group_takeover",
+        "removed_member_posts",
         "group_id_squatting",
         "federation_lockout",
         "outbox_flood",
@@ -227,6 +229,7 @@ fn the_adversary_scenario_finds_no_attack_that_works() {
         "lookup_amplification",
         "dht_long_expiry",
         "dht_records_per_peer",
+        "dht_home_hijack",
         "dedupe_preclaim",
         "oversized_error_detail",
         "idle_unregistered_session",

@@ -1,20 +1,28 @@
 //! Group attacks (issue 12, item 2): Mallory, removed at version 2, forges a version 4 that
 //! makes her admin and drops Alice, and has the rogue relay forward it "as of version 1"
-//! (when she was a member); and a group id squatted at a relay that has not seen the group.
+//! (when she was a member), or posts to the group that way; and a group id squatted at a
+//! relay that has not seen the group.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Context;
-use tidings_protocol::{UserId, group::Role};
+use tidings_keys::{GroupOutbound, OlmAccount};
+use tidings_protocol::{EnvelopeId, Kind, Recipient, UserId, content::Payload, group::Role};
 
 use super::{
-    Findings, Verdict, craft, findings, rogue,
-    world::{World, eventually},
+    Findings, Verdict, craft, findings,
+    raw::RawClient,
+    rogue,
+    world::{World, eventually, readable},
 };
 use crate::scenario::users;
 
 const TAKEOVER: &str = "group_takeover";
 const SQUAT: &str = "group_id_squatting";
+const REMOVED_POSTS: &str = "removed_member_posts";
+
+/// What Mallory posts after her removal.
+const REMOVED_TEXT: &str = "still here, and still reading along";
 
 /// How long honest clients get to adopt the forged version (when a relay took it).
 const OBSERVE: Duration = Duration::from_secs(6);
@@ -148,4 +156,75 @@ async fn squat_attempt(world: &World) -> anyhow::Result<Findings> {
 
 fn short_group(group: &tidings_protocol::GroupId) -> String {
     group.to_string()[..8].to_string()
+}
+
+/// Mallory, removed at version 2, shares a Megolm key of hers with Bob (a direct message
+/// from her own device, which any user may send) and has the rogue relay forward a group
+/// message on it "by version 1". Judged by whether Bob's group history shows it.
+pub async fn removed_member_posts(world: &World) -> Findings {
+    findings(&[REMOVED_POSTS], removed_attempt(world).await)
+}
+
+async fn removed_attempt(world: &World) -> anyhow::Result<Findings> {
+    let mallory = world.mallory_keys()?;
+    let me = mallory.address();
+    let bob = world.bob();
+    let bob_addr = bob.address();
+    let mut client = RawClient::connect(mallory.device_key(), &world.relays[0].addr).await?;
+    let olm = OlmAccount::new();
+    let bundle = client.claim(bob.user_id()).await?;
+    let mut session = olm.create_outbound_session(&bob.user_id(), &bundle)?;
+    let mut megolm = GroupOutbound::new();
+    let share = Payload::GroupKey {
+        group: world.group,
+        session_key: megolm.session_key(),
+    };
+    let share_id = EnvelopeId::random();
+    let keys = olm.sender_keys(&mallory);
+    let body = craft::olm_body(&mut session, &keys, share_id, me, bob_addr, share, false)?;
+    let share = craft::envelope(
+        mallory.device_key(),
+        share_id,
+        me,
+        Recipient::Direct(bob_addr),
+        Kind::KeyShare,
+        body.encode(),
+    );
+    let shared = match client.send(vec![share]).await? {
+        Ok(outcomes) => outcomes.first().is_some_and(|outcome| outcome.is_stored()),
+        Err(_) => false,
+    };
+    let message_id = EnvelopeId::random();
+    let body = craft::megolm_text(&mut megolm, message_id, me, world.group, REMOVED_TEXT);
+    let message = craft::envelope(
+        mallory.device_key(),
+        message_id,
+        me,
+        Recipient::Group(world.group),
+        Kind::Message,
+        body.encode(),
+    );
+    let mut stream = world
+        .rogue
+        .open(world.relays[world.home_of(1)].peer)
+        .await?;
+    let item = rogue::forward_item(message, vec![bob.user_id()], 1)?;
+    let answer = stream.request(rogue::forward(vec![item])?).await?;
+    let (taken, relay_said) = rogue::judge_forward(answer, "Bob's relay");
+    let patience = if taken { OBSERVE } else { Duration::ZERO };
+    let shown = eventually(patience, || {
+        Ok(readable(bob, &message_id)?.is_some_and(|record| record.text == REMOVED_TEXT))
+    })
+    .await?;
+    Ok(vec![(
+        REMOVED_POSTS,
+        Verdict::new(
+            shown,
+            format!(
+                "her relay {} her key share to Bob; for her group message \"by version 1\" {relay_said}; Bob's client {} it",
+                if shared { "took" } else { "refused" },
+                if shown { "showed" } else { "did not show" }
+            ),
+        ),
+    )])
 }

@@ -259,7 +259,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
     let attacking = Instant::now();
     let first_wave = futures::future::join_all([
         timed(impersonation::run(&world)),
-        timed(groups::takeover(&world)),
+        timed(groups::removed_member_posts(&world)),
         timed(groups::squat(&world)),
         timed(claims::drain(&world)),
         timed(presence::leak(&world)),
@@ -273,10 +273,14 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
     ])
     .await;
     attacks.extend(first_wave.into_iter().flatten());
-    // The second wave breaks relays for a while: lockout of one, the outbox of another.
-    let second_wave =
-        futures::future::join_all([timed(lockout::run(&world)), timed(storage::outbox(&world))])
-            .await;
+    // The second wave breaks things for good or a while: the group's descriptors, the
+    // lockout of one relay, the outbox of another.
+    let second_wave = futures::future::join_all([
+        timed(groups::takeover(&world)),
+        timed(lockout::run(&world)),
+        timed(storage::outbox(&world)),
+    ])
+    .await;
     attacks.extend(second_wave.into_iter().flatten());
     attacks.extend(lower::judge_idle_session(idle).await);
     attacks.extend(lower::store_permissions(&world));

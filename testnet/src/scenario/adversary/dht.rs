@@ -22,7 +22,10 @@ const HIJACK: &str = "dht_home_hijack";
 const LOOKUP_RECIPIENTS: usize = 256;
 
 /// Most DHT lookups one request may cause (the bound the attack is judged by).
-pub const LOOKUP_BOUND: f64 = 32.0;
+pub const LOOKUP_BOUND: f64 = 128.0;
+
+/// Most lookups the same request may cause again right after (misses must be remembered).
+pub const REPEAT_BOUND: f64 = LOOKUP_BOUND / 4.0;
 
 /// How long the victim may take over the amplifying request.
 const LOOKUP_PATIENCE: Duration = Duration::from_secs(60);
@@ -80,9 +83,9 @@ async fn lookups_attempt(world: &World) -> anyhow::Result<Findings> {
     Ok(vec![(
         LOOKUPS,
         Verdict::new(
-            counts[0] > LOOKUP_BOUND,
+            counts[0] > LOOKUP_BOUND || counts[1] > REPEAT_BOUND,
             format!(
-                "one Ephemeral naming {LOOKUP_RECIPIENTS} made-up users made relay 1 run {} DHT lookups that found nothing in {:.1} s (bound {LOOKUP_BOUND}); the same request again: {} more in {:.1} s",
+                "one Ephemeral naming {LOOKUP_RECIPIENTS} made-up users made relay 1 run {} DHT lookups that found nothing in {:.1} s (bound {LOOKUP_BOUND}); the same request again: {} more in {:.1} s (bound {REPEAT_BOUND})",
                 counts[0],
                 took[0].as_secs_f64(),
                 counts[1],

@@ -212,10 +212,9 @@ async fn removed_attempt(world: &World) -> anyhow::Result<Findings> {
     let answer = stream.request(rogue::forward(vec![item])?).await?;
     let (taken, relay_said) = rogue::judge_forward(answer, "Bob's relay");
     let patience = if taken { OBSERVE } else { Duration::ZERO };
-    let shown = eventually(patience, || {
-        Ok(readable(bob, &message_id)?.is_some_and(|record| record.text == REMOVED_TEXT))
-    })
-    .await?;
+    // Decided once Bob's client recorded the message at all (shown, or as not openable).
+    eventually(patience, || Ok(bob.store().message(&message_id)?.is_some())).await?;
+    let shown = readable(bob, &message_id)?.is_some_and(|record| record.text == REMOVED_TEXT);
     Ok(vec![(
         REMOVED_POSTS,
         Verdict::new(

@@ -123,7 +123,9 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     loop {
         stored |= forged_stored()?;
         rebound |= bob.store().device_for(&alice.user_id())? == Some(trudy_addr.device);
-        if (stored && rebound) || tokio::time::Instant::now() >= deadline {
+        // Bob's client recorded it as not openable: it will not be stored readable later.
+        let refused = !stored && bob.store().message(&forged_id)?.is_some();
+        if (stored && rebound) || refused || tokio::time::Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(REBIND_POLL).await;
@@ -225,7 +227,9 @@ async fn forge_group_message(
         }))
     };
     let patience = if taken { OBSERVE } else { Duration::ZERO };
-    let shown = eventually(patience, shown).await?;
+    // Decided once Bob's client recorded the message at all (shown, or as not openable).
+    eventually(patience, || Ok(bob.store().message(&message_id)?.is_some())).await?;
+    let shown = shown()?;
     Ok(Verdict::new(
         shown,
         format!(

@@ -209,6 +209,7 @@ fn the_adversary_scenario_finds_no_attack_that_works() {
             ("attacks_unjudged", 0),
         ],
     );
+    assert_eq!(report["relays_stopped_cleanly"], true, "{report}");
     let attacks = report["attacks"].as_object().unwrap();
     for name in [
         "impersonation_message",

@@ -151,6 +151,8 @@ pub struct AdversaryReport {
     pub attacks_succeeded: usize,
     /// Attacks that could not be judged.
     pub attacks_unjudged: usize,
+    /// Every relay process was still there at the end and stopped gracefully.
+    pub relays_stopped_cleanly: bool,
     /// Seconds to start relays, register users, form the group and start the rogue relay.
     pub setup_s: f64,
     /// Seconds the attacks took (the honest chat ran meanwhile).
@@ -162,10 +164,12 @@ pub struct AdversaryReport {
 }
 
 impl AdversaryReport {
-    /// Whether every attack was judged and failed, and nothing honest was lost.
+    /// Whether every attack was judged and failed, nothing honest was lost, and every relay
+    /// survived.
     pub fn passed(&self) -> bool {
         self.attacks_succeeded == 0
             && self.attacks_unjudged == 0
+            && self.relays_stopped_cleanly
             && self.honest_lost == 0
             && self.duplicates == 0
             && self.out_of_order == 0
@@ -203,6 +207,9 @@ impl Outcome for AdversaryReport {
                 (true, false) => "held     ",
             };
             println!("  {mark} {name}: {}", verdict.detail);
+        }
+        if !self.relays_stopped_cleanly {
+            println!("  a relay did not stop cleanly after the attacks (see its relay.log)");
         }
         println!(
             "  {} attacks succeeded, {} unjudged; set-up {:.1} s, attacks {:.1} s, settling {:.1} s, wall {:.1} s",
@@ -307,7 +314,10 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
         }
     }
     let World { cluster, .. } = world;
-    cluster.into_inner().stop().await?;
+    let stopped = cluster.into_inner().stop().await;
+    if let Err(error) = &stopped {
+        tracing::error!("a relay did not stop cleanly after the attacks: {error:#}");
+    }
 
     let attacks_succeeded = attacks.values().filter(|v| v.succeeded).count();
     let attacks_unjudged = attacks.values().filter(|v| !v.judged).count();
@@ -327,6 +337,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
         attacks,
         attacks_succeeded,
         attacks_unjudged,
+        relays_stopped_cleanly: stopped.is_ok(),
         setup_s,
         attacks_s,
         settle_s,

@@ -374,3 +374,25 @@ fn expected(plans: &[Vec<chaos::Planned>], users: usize) -> usize {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chat_owes_one_delivery_per_direct_message_and_one_per_other_member() {
+        let plans = world::plan_chat(4, 40, CHAT_SPAN, 3);
+        let group: usize = plans.iter().flatten().filter(|p| p.target == GROUP).count();
+        assert_eq!(plans.iter().map(Vec::len).sum::<usize>(), 40);
+        assert_eq!(expected(&plans, 4), (40 - group) + group * 3);
+        assert!(plans.iter().flatten().all(|p| p.at < CHAT_SPAN));
+    }
+
+    #[test]
+    fn a_family_that_cannot_run_leaves_each_of_its_verdicts_unjudged() {
+        let error = anyhow::anyhow!("no relay answered");
+        let found = findings(&["a", "b"], Err(error));
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().all(|(_, verdict)| !verdict.judged));
+    }
+}

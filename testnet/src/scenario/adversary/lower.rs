@@ -77,10 +77,10 @@ pub async fn host_rogue_user(world: &mut World) -> anyhow::Result<()> {
             }
             Ok(FederationResponse::PresenceTaken)
         }
-        FederationRequest::Claim { user: asked } if asked == user => {
+        FederationRequest::Claim { user: asked, .. } if asked == user => {
             Ok(FederationResponse::Bundle(Box::new(bundles.next())))
         }
-        FederationRequest::ClaimBundles { users } => {
+        FederationRequest::ClaimBundles { users, .. } => {
             let answers = users
                 .iter()
                 .map(|asked| {

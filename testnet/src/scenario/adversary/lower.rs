@@ -292,7 +292,7 @@ pub async fn judge_idle_session(idle: IdleSession) -> Findings {
             Verdict::new(
                 !closed,
                 format!(
-                    "an unregistered session that never sent a frame was {} after {} s (bound {} s)",
+                    "an unregistered session that never sent a frame was {} when looked at after {} s (bound {} s)",
                     if closed { "closed" } else { "still open" },
                     idle.opened.elapsed().as_secs(),
                     IDLE_BOUND.as_secs()

@@ -162,6 +162,7 @@ async fn nobody_tells_watchers_and_typists_nothing_that_changes_with_being_onlin
     // So does a relay asking on its own behalf: nothing about Bob's devices.
     let mut relay = RawRelayPeer::connect(&address).await;
     let stranger = common::Stranger::new();
+    relay.vouch_for(&stranger).await;
     let mut notice = stranger.envelope_to(bob.address(), b"").open().unwrap();
     notice.kind = tidings_protocol::Kind::Typing;
     notice.body = tidings_protocol::presence::TypingBody { typing: true }.encode();
@@ -170,6 +171,7 @@ async fn nobody_tells_watchers_and_typists_nothing_that_changes_with_being_onlin
         .request(FederationRequest::Ephemeral {
             envelope: notice.sign(&stranger.device),
             recipients: BoundedVec::new(vec![bob.address().user]).unwrap(),
+            cert: stranger.cert(),
         })
         .await;
     assert!(

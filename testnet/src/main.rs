@@ -58,6 +58,32 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// Honest users chat 1:1 and in a group while a malicious relay (an in-process peer
+    /// speaking federation and Kademlia) and malicious users (raw streams, forged envelopes,
+    /// misused keys) run the attacks of issue 12: impersonation, group takeover and
+    /// squatting, federation lockout, storage floods, key draining, presence leaks, typing
+    /// forgery, DHT abuse and lower ones. Each attack is judged by what honest users see.
+    /// Exits 0 only if no attack succeeded and no honest message was lost.
+    Adversary {
+        /// Relay processes (at least 3; the first starts the DHT, the others join it).
+        #[arg(long, default_value_t = 3)]
+        relays: usize,
+        /// Honest users (at least 3), spread round-robin over the relays.
+        #[arg(long, default_value_t = 6)]
+        users: usize,
+        /// Honest messages, spread over the attacks, a fifth of them to the group.
+        #[arg(long, default_value_t = 60)]
+        messages: usize,
+        /// Seed of the honest chat.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object instead of a human report.
+        #[arg(long)]
+        json: bool,
+        /// Keep the working directory (relay data and logs, client stores) here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// Users send 1:1 and group messages while relays are SIGKILLed and restarted, relay
     /// links are cut and healed (--partition) and users drop offline. Fails if any accepted
     /// message is lost, duplicated or out of order at any intended device.
@@ -360,6 +386,27 @@ fn main() -> anyhow::Result<()> {
             };
             run_and_report(keep, json, |work| async move {
                 scenario::federation::run(&work, params).await
+            })
+        }
+        Command::Scenario {
+            scenario:
+                Scenario::Adversary {
+                    relays,
+                    users,
+                    messages,
+                    seed,
+                    json,
+                    keep,
+                },
+        } => {
+            let params = scenario::adversary::Params {
+                relays,
+                users,
+                messages,
+                seed,
+            };
+            run_and_report(keep, json, |work| async move {
+                scenario::adversary::run(&work, params).await
             })
         }
         Command::Scenario {

@@ -103,12 +103,7 @@ impl RelayProcess {
         let Some(url) = &self.metrics else {
             return Ok(0.0);
         };
-        let body = http_get(url).await?;
-        Ok(body
-            .lines()
-            .filter(|line| line.starts_with(name) && line.contains(labels))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(sum_series(&http_get(url).await?, name, labels))
     }
 
     /// The relay's peer id (from its dial address).
@@ -134,6 +129,11 @@ impl RelayProcess {
             .context("sending a fault command to the relay")?;
         self.faults.flush().await?;
         Ok(())
+    }
+
+    /// Its data directory (configuration, key, `relay.redb`, log).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// The OS process id.
@@ -185,8 +185,17 @@ impl RelayProcess {
     }
 }
 
+/// The sum of the series in Prometheus text whose line starts with `name` and contains
+/// `labels`.
+pub(crate) fn sum_series(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(name) && line.contains(labels))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A plain HTTP/1.0 GET of a loopback URL (the relay's own metrics endpoint).
-async fn http_get(url: &str) -> anyhow::Result<String> {
+pub(crate) async fn http_get(url: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").context("not an http URL")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));

@@ -1,5 +1,6 @@
-//! The federation, group, presence and chaos scenarios at a small size: relay processes, users
-//! offline for a while, and JSON reports that must show nothing lost, reordered or leaked.
+//! The federation, group, presence, chaos and adversary scenarios at a small size: relay
+//! processes, users offline for a while, attackers, and JSON reports that must show nothing
+//! lost, reordered, leaked or broken into.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 /// Runs `tidings-testnet scenario ARGS --json`, asserts it passed and returns its report.
@@ -176,4 +177,70 @@ fn the_chaos_scenario_survives_kills_partitions_and_offline_users() {
     }
     // Every accepted message reached each of its recipients: at least one each.
     assert!(report["delivered"].as_u64().unwrap() >= 240, "{report}");
+}
+
+/// Every attack of issue 12, run against honest users while they chat. Fails until the
+/// fixes of issue 12 are in: today every attack succeeds.
+#[test]
+fn the_adversary_scenario_finds_no_attack_that_works() {
+    let report = scenario(&[
+        "adversary",
+        "--relays",
+        "3",
+        "--users",
+        "4",
+        "--messages",
+        "30",
+        "--seed",
+        "2",
+    ]);
+    assert_eq!(report["scenario"], "adversary");
+    assert_fields(
+        &report,
+        &[
+            ("relays", 3),
+            ("users", 4),
+            ("sent", 30),
+            ("accepted", 30),
+            ("honest_lost", 0),
+            ("duplicates", 0),
+            ("out_of_order", 0),
+            ("attacks_succeeded", 0),
+            ("attacks_unjudged", 0),
+        ],
+    );
+    assert_eq!(report["relays_stopped_cleanly"], true, "{report}");
+    let attacks = report["attacks"].as_object().unwrap();
+    for name in [
+        "impersonation_message",
+        "impersonation_rebind",
+        "impersonation_group_message",
+        "group_takeover",
+        "removed_member_posts",
+        "group_id_squatting",
+        "federation_lockout",
+        "outbox_flood",
+        "descriptor_flood",
+        "mailbox_bytes",
+        "claim_draining",
+        "presence_reached_oracle",
+        "presence_transition_reports",
+        "presence_relay_reports",
+        "typing_forgery",
+        "lookup_amplification",
+        "dht_long_expiry",
+        "dht_records_per_peer",
+        "dht_home_hijack",
+        "dedupe_preclaim",
+        "oversized_error_detail",
+        "idle_unregistered_session",
+        "client_store_permissions",
+    ] {
+        let verdict = &attacks[name];
+        assert_eq!(verdict["judged"], true, "{name}: {verdict}");
+        assert_eq!(verdict["succeeded"], false, "{name}: {verdict}");
+    }
+    for key in ["p50", "p99"] {
+        assert!(report["honest_delayed_ms"][key].is_number(), "{report}");
+    }
 }

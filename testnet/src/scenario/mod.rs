@@ -1,5 +1,6 @@
 //! Named workloads run against a network of relay processes.
 
+pub mod adversary;
 pub mod chaos;
 pub mod federation;
 pub mod group;

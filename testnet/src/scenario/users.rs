@@ -134,11 +134,26 @@ pub async fn send(client: Client, messages: Vec<(String, String)>) {
 
 /// Waits (syncing now and then) until `client` has learned of `group`.
 pub async fn wait_for_group(client: &Client, group: GroupId) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client.store().group(&group)?.is_none() {
+    wait_for_group_version(client, group, 1, Duration::from_secs(60)).await
+}
+
+/// Waits (syncing now and then, at most `patience`) until `client` holds `version` or a later
+/// version of `group`.
+pub async fn wait_for_group_version(
+    client: &Client,
+    group: GroupId,
+    version: u64,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    while client
+        .store()
+        .group(&group)?
+        .is_none_or(|held| held.descriptor.version < version)
+    {
         ensure!(
             Instant::now() < deadline,
-            "a member never learned of the group"
+            "a member never learned of version {version} of the group"
         );
         let mut session = connect(client).await;
         let _ = session.sync(Duration::from_secs(2)).await;

@@ -5,6 +5,8 @@
 mod faults;
 mod user;
 
+pub(crate) use user::{Planned, live};
+
 use std::{
     collections::HashMap,
     path::Path,
@@ -17,7 +19,7 @@ use serde::Serialize;
 use tokio::{sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use self::{faults::Fault, user::Planned};
+use self::faults::Fault;
 use super::{
     tally::{self, GroupMembers},
     users::{self, name},

@@ -22,7 +22,8 @@ fn random_users(count: usize) -> Vec<UserId> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ephemeral_for_a_thousand_recipients_costs_the_receiving_relay_no_lookup_per_recipient() {
+async fn an_ephemeral_for_a_thousand_recipients_costs_the_receiving_relay_no_lookup_per_recipient()
+{
     let relays = start_relays(2).await;
     let b = &relays[1].relay;
     let mut bob = RawDevice::connect(&b.tcp_dial_addr().unwrap()).await;

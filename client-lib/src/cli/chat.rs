@@ -29,7 +29,9 @@ pub async fn send(client: &Client, name: &str, text: &str) -> anyhow::Result<()>
         .map(|record| record.status)
         .unwrap_or(MessageStatus::Pending);
     match (status, report) {
-        (MessageStatus::Failed(reason), _) => anyhow::bail!("✗ not sent to {name}: {reason}"),
+        (MessageStatus::Failed(reason), _) => {
+            anyhow::bail!("✗ not sent to {name}: {}", format::printable(&reason))
+        }
         (MessageStatus::Pending, Ok(report)) => {
             println!("… queued for {name}: {}", report.waiting.join("; "))
         }

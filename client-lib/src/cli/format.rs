@@ -23,8 +23,29 @@ fn preview(text: &str) -> String {
     }
 }
 
+/// `text` safe to print on a terminal: control characters (escape sequences could move the
+/// cursor, rewrite earlier lines or retitle the window) and bidirectional overrides (which
+/// reorder what is shown) become U+FFFD; newlines and tabs stay. Everything a peer wrote
+/// (texts, names, reasons) reaches the terminal through this.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && c != '\n' && c != '\t') || bidi {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// One line of `history`.
 pub fn history_line(client: &Client, record: &MessageRecord) -> String {
+    printable(&history_text(client, record))
+}
+
+fn history_text(client: &Client, record: &MessageRecord) -> String {
     let when = time(record.sent_at_ms, true);
     match (&record.direction, &record.status) {
         (Direction::Outgoing, status) if record.group.is_some() && status.is_sent() => {
@@ -50,7 +71,7 @@ pub fn history_line(client: &Client, record: &MessageRecord) -> String {
 /// The tick marks of an outgoing message, with the reason when it failed.
 pub fn ticks(status: &MessageStatus) -> String {
     match status {
-        MessageStatus::Failed(reason) => format!("✗ failed: {reason}"),
+        MessageStatus::Failed(reason) => format!("✗ failed: {}", printable(reason)),
         MessageStatus::Pending => "… pending".into(),
         other => other.ticks().into(),
     }
@@ -70,6 +91,10 @@ pub fn group_ticks(counts: &ReceiptCounts) -> String {
 
 /// One line of `listen`, or None for events not worth a line.
 pub fn event_line(client: &Client, event: &Event) -> Option<String> {
+    event_text(client, event).map(|line| printable(&line))
+}
+
+fn event_text(client: &Client, event: &Event) -> Option<String> {
     let now = time(tidings_protocol::now_ms(), false);
     let group_name = |group: &tidings_protocol::GroupId| {
         client
@@ -172,5 +197,26 @@ pub fn presence_text(state: &tidings_protocol::presence::PresenceState) -> Strin
         } => format!("offline, last seen {}", time(*at, true)),
         PresenceState::Offline { last_seen_ms: None } => "offline".into(),
         PresenceState::Hidden => "not sharing presence with you".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn escape_sequences_and_bidi_overrides_from_peers_never_reach_the_terminal() {
+        let hostile =
+            "hi\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[1A\rfake line\u{9b}31m\u{202e}gnp.exe\nok\tok";
+        let shown = printable(hostile);
+        assert!(
+            !shown
+                .chars()
+                .any(|c| (c.is_control() && c != '\n' && c != '\t')
+                    || ('\u{202a}'..='\u{202e}').contains(&c)),
+            "{shown:?}"
+        );
+        assert!(shown.ends_with("\nok\tok"));
+        assert_eq!(printable("plain ✓✓ text"), "plain ✓✓ text");
     }
 }

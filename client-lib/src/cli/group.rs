@@ -75,7 +75,12 @@ pub async fn run(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
                 } else {
                     "  (you left)"
                 };
-                println!("{}\t{}\t{} members{mine}", d.name, d.group, d.members.len());
+                println!(
+                    "{}\t{}\t{} members{mine}",
+                    format::printable(&d.name),
+                    d.group,
+                    d.members.len()
+                );
             }
         }
     }
@@ -87,7 +92,9 @@ fn info(client: &Client, group: &str, receipts: bool) -> anyhow::Result<()> {
     let descriptor = client.group(&id)?.descriptor;
     println!(
         "group \"{}\" ({}), version {}",
-        descriptor.name, descriptor.group, descriptor.version
+        format::printable(&descriptor.name),
+        descriptor.group,
+        descriptor.version
     );
     println!("members ({}):", descriptor.members.len());
     for member in descriptor.members.iter() {

@@ -119,6 +119,9 @@ pub(super) fn add_inbound(
     Ok(Ok(session_id))
 }
 
+/// Most envelopes of one member of one group kept waiting for that member's session key.
+pub const MAX_PENDING_PER_SENDER: usize = 1_000;
+
 /// What opening a group envelope gave.
 pub(super) enum Opened {
     /// The decrypted plaintext, checked against its envelope.
@@ -150,8 +153,21 @@ pub(super) fn open_message(
         .get(key.as_str())?
         .map(|pickle| pickle.value().to_string());
     let Some(pickle) = pickle else {
+        // Kept only for a member of a group we know, and only so many: nobody can fill the
+        // device with envelopes that wait for a key that never comes.
+        if !descriptor(txn, &group)?.is_some_and(|known| known.descriptor.is_member(&sender)) {
+            return Ok(Opened::Failed(
+                "the sender is not a member of a group this device knows".into(),
+            ));
+        }
         let mut pending = txn.open_table(GROUP_PENDING)?;
         let (first, last) = pending_range(&group, &sender);
+        let waiting = pending.range::<&[u8; 64]>(&first..=&last)?;
+        if waiting.count() >= MAX_PENDING_PER_SENDER {
+            return Ok(Opened::Failed(format!(
+                "more than {MAX_PENDING_PER_SENDER} of this sender's messages wait for their key"
+            )));
+        }
         let arrival = pending
             .range::<&[u8; 64]>(&first..=&last)?
             .next_back()

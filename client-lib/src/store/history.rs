@@ -6,12 +6,15 @@ use tidings_protocol::{EnvelopeId, UserId};
 use super::{
     ClientStore, StoreError, decode, encode,
     tables::{
-        CONVERSATION_HEADS, Conversation, MESSAGE_IDS, MESSAGES, MessageRecord, MessageStatus,
-        message_key,
+        CONVERSATION_HEADS, Conversation, Direction, MESSAGE_IDS, MESSAGES, MessageRecord,
+        MessageStatus, message_key,
     },
 };
 
-/// Appends a message to its conversation.
+/// Appends a message to its conversation. Its envelope id then finds it (receipts, bounces),
+/// unless the id already names a message: the first keeps it, so an envelope that reuses the
+/// id of one of ours cannot take its receipts; and an incoming envelope that could not be
+/// opened never claims its id (anyone can send one under any id).
 pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), StoreError> {
     let conversation = record.conversation().key();
     let mut heads = txn.open_table(CONVERSATION_HEADS)?;
@@ -24,8 +27,12 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
     let key = message_key(&record.conversation(), seq);
     txn.open_table(MESSAGES)?
         .insert(key.as_slice(), encode(record).as_slice())?;
-    txn.open_table(MESSAGE_IDS)?
-        .insert(record.id.as_bytes(), key.as_slice())?;
+    let unopened = record.direction == Direction::Incoming
+        && matches!(record.status, MessageStatus::Failed(_));
+    let mut ids = txn.open_table(MESSAGE_IDS)?;
+    if !unopened && ids.get(record.id.as_bytes())?.is_none() {
+        ids.insert(record.id.as_bytes(), key.as_slice())?;
+    }
     Ok(())
 }
 

@@ -73,14 +73,30 @@ from_redb!(
 /// File name of the database inside the client's data dir.
 pub const STORE_FILE: &str = "client.redb";
 
+/// Creates `path` with mode 0600 if it does not exist, or sets that mode if it does.
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed =
+        |error: std::io::Error| StoreError::Storage(format!("{}: {error}", path.display()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)
+}
+
 /// Handle to the client's database.
 pub struct ClientStore {
     db: Database,
 }
 
 impl ClientStore {
-    /// Opens (creating if needed) the database in `data_dir`.
+    /// Opens (creating if needed) the database in `data_dir`. It holds the plaintext history:
+    /// it is created readable by its owner only, and an existing one is made so.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        owner_only(&data_dir.join(STORE_FILE))?;
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(data_dir.join(STORE_FILE))?;

@@ -14,7 +14,7 @@ use super::{
     crypto::{CryptoState, olm_open},
     groups::{self, Opened},
     history, outbox, receipts,
-    tables::{Direction, MessageRecord, MessageStatus, RECEIVED},
+    tables::{Direction, MessageRecord, MessageStatus, RECEIVED, received_key},
 };
 use crate::events::Event;
 
@@ -66,15 +66,11 @@ impl ClientStore {
                 }
             }
             for (envelope, raw) in envelopes {
-                if txn
-                    .open_table(RECEIVED)?
-                    .get(envelope.id.as_bytes())?
-                    .is_some()
-                {
+                let key = received_key(&envelope.sender.user, &envelope.id);
+                if txn.open_table(RECEIVED)?.get(&key)?.is_some() {
                     continue;
                 }
-                txn.open_table(RECEIVED)?
-                    .insert(envelope.id.as_bytes(), now_ms())?;
+                txn.open_table(RECEIVED)?.insert(&key, now_ms())?;
                 batch.take(envelope, raw)?;
             }
             for (author, ids) in std::mem::take(&mut batch.delivered) {

@@ -41,8 +41,18 @@ pub const GROUP_PENDING: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::ne
 pub const GROUP_RECEIPTS: TableDefinition<&[u8; 48], u8> = TableDefinition::new("group_receipts");
 /// outbox sequence -> CBOR [`OutboxEntry`]; sent in key order.
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
-/// envelope ids already received (dedupe) -> when.
-pub const RECEIVED: TableDefinition<&[u8; 16], u64> = TableDefinition::new("received");
+/// sender user ++ envelope id of envelopes already received (dedupe) -> when. Keyed by sender
+/// too, so an envelope of someone else under the same id cannot make the real one a
+/// "duplicate".
+pub const RECEIVED: TableDefinition<&[u8; 48], u64> = TableDefinition::new("received_from");
+
+/// The [`RECEIVED`] key of an envelope.
+pub fn received_key(sender: &UserId, id: &EnvelopeId) -> [u8; 48] {
+    let mut key = [0u8; 48];
+    key[..32].copy_from_slice(sender.as_bytes());
+    key[32..].copy_from_slice(id.as_bytes());
+    key
+}
 
 /// META key: the home relay's dial address.
 pub const META_RELAY_ADDR: &str = "relay_addr";

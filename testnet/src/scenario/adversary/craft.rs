@@ -158,7 +158,11 @@ pub fn descriptor(
 
 /// A first version of a new group of `author` (its admin, the others members), with the
 /// group id derived from the author and a fresh salt, as every relay and device checks.
-pub fn genesis(author: &SigningKey, name: &str, others: &[UserId]) -> anyhow::Result<SignedDescriptor> {
+pub fn genesis(
+    author: &SigningKey,
+    name: &str,
+    others: &[UserId],
+) -> anyhow::Result<SignedDescriptor> {
     let mut members = vec![GroupMember {
         user: user_of(author),
         role: Role::Admin,

@@ -107,7 +107,10 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     let mut stream = world.rogue.open(bob_home.peer).await?;
     let item = rogue::forward_item(forged, vec![bob.user_id()], 0)?;
     let answer = stream
-        .request(rogue::forward(vec![item], vec![trudy.identity.cert().clone()])?)
+        .request(rogue::forward(
+            vec![item],
+            vec![trudy.identity.cert().clone()],
+        )?)
         .await
         .context("forwarding the forgery")?;
     let (taken, relay_said) = rogue::judge_forward(answer, "Bob's relay");

@@ -151,8 +151,11 @@ async fn typing_attempt(world: &World) -> anyhow::Result<Findings> {
     let device = craft::fresh_key();
     let account = craft::fresh_key();
     world.rogue.adopt(&account).await?;
-    let cert =
-        tidings_protocol::DeviceCert::issue(&account, craft::device_of(&device), tidings_protocol::now_ms());
+    let cert = tidings_protocol::DeviceCert::issue(
+        &account,
+        craft::device_of(&device),
+        tidings_protocol::now_ms(),
+    );
     let posing = Address {
         user: world.alice().user_id(),
         device: craft::device_of(&device),

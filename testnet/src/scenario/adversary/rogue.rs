@@ -387,7 +387,10 @@ pub fn forward_item(
 
 /// `Forward` of these items, with the device certificates the rogue holds (its own users'):
 /// whatever a forward must prove about its senders, that is all it can show.
-pub fn forward(items: Vec<ForwardItem>, certs: Vec<DeviceCert>) -> anyhow::Result<FederationRequest> {
+pub fn forward(
+    items: Vec<ForwardItem>,
+    certs: Vec<DeviceCert>,
+) -> anyhow::Result<FederationRequest> {
     Ok(FederationRequest::Forward {
         items: BoundedVec::new(items)?,
         certs: BoundedVec::new(certs)?,

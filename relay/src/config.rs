@@ -82,6 +82,10 @@ pub struct LimitsConfig {
     pub mailbox_max_envelopes: u64,
     /// Most envelopes waiting to be forwarded to other relays; more are refused (retry).
     pub outbox_max_envelopes: u64,
+    /// Most of those one local user's envelopes may hold (one entry per recipient elsewhere:
+    /// a group message to members on other relays takes one per member); more are refused
+    /// with `rate_limited` until other relays take some.
+    pub outbox_max_per_user: u64,
     /// How long envelope ids are remembered to drop duplicates, in hours.
     pub dedupe_window_hours: u64,
     /// Envelopes one local user may send per second, sustained (a group envelope is one);
@@ -103,6 +107,7 @@ impl Default for LimitsConfig {
             max_sessions: 100_000,
             mailbox_max_envelopes: 100_000,
             outbox_max_envelopes: 1_000_000,
+            outbox_max_per_user: 20_000,
             dedupe_window_hours: 7 * 24,
             user_envelopes_per_sec: 100,
             user_envelopes_burst: 1_000,
@@ -355,6 +360,11 @@ max_sessions = {max_sessions}
 mailbox_max_envelopes = {mailbox}
 # Most envelopes waiting to be forwarded to other relays. Default: 1000000.
 outbox_max_envelopes = {outbox}
+# Most of those one user's messages may hold: one entry per recipient on another relay (a
+# group message takes one per member elsewhere), so members nobody can reach fill their
+# sender's share, not everyone's. Beyond it: `rate_limited` until other relays take some.
+# Default: 20000.
+outbox_max_per_user = {outbox_per_user}
 # How long envelope ids are remembered so retries are not stored twice, in hours.
 # Default: 168 (7 days).
 dedupe_window_hours = {dedupe}
@@ -391,6 +401,7 @@ watch_ttl_secs = {watch_ttl}
             max_sessions = self.limits.max_sessions,
             mailbox = self.limits.mailbox_max_envelopes,
             outbox = self.limits.outbox_max_envelopes,
+            outbox_per_user = self.limits.outbox_max_per_user,
             metrics = match &self.metrics_listen {
                 Some(address) => format!("metrics_listen = {}", toml_string(address)),
                 None => "# metrics_listen = \"127.0.0.1:9717\"".to_string(),

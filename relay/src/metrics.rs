@@ -496,6 +496,11 @@ impl Metrics {
         self.network_running.store(running, Ordering::Relaxed);
     }
 
+    /// Entries waiting in the outbox for other relays.
+    pub fn outbox_entries(&self) -> i64 {
+        self.store.outbox_envelopes.get()
+    }
+
     /// Whether the relay is serving: its store writer and network loop run and the last
     /// commit reached the disk. The error says what is wrong.
     pub fn health(&self) -> Result<(), &'static str> {

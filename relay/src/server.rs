@@ -135,6 +135,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         limits: StoreLimits {
             mailbox_max_envelopes: config.limits.mailbox_max_envelopes,
             outbox_max_envelopes: config.limits.outbox_max_envelopes,
+            outbox_max_per_user: config.limits.outbox_max_per_user,
             dedupe_window_ms: config.limits.dedupe_window_hours.max(1) * 3600 * 1000,
         },
         self_peer: self_peer.to_string(),

@@ -6,55 +6,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawDevice, RawRelayPeer, start_relays};
+use common::{RawDevice, RawRelayPeer, descriptor, group_envelope, member, sent, start_relays};
 use tidings_protocol::{
-    BoundedVec, EnvelopeId, ErrorCode, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    BoundedVec, ErrorCode, GroupId, Kind, UserId,
     client::{RelayFrame, Request, Response, SendOutcome},
     federation::{FederationRequest, ForwardItem},
-    group::{Descriptor, GroupMember, Role, SignedDescriptor},
+    group::{Role, SignedDescriptor},
     limits::MAX_GROUP_MEMBERS,
 };
 use tidings_relay::metrics::BatchKind;
-
-fn group_envelope(device: &RawDevice, group: GroupId, kind: Kind, body: Vec<u8>) -> RawEnvelope {
-    tidings_protocol::Envelope {
-        id: EnvelopeId::random(),
-        sender: device.address(),
-        recipient: Recipient::Group(group),
-        sent_at_ms: 1,
-        kind,
-        body,
-    }
-    .sign(&device.device)
-}
-
-fn descriptor(
-    group: GroupId,
-    version: u64,
-    previous: Option<[u8; 32]>,
-    author: UserId,
-    members: Vec<GroupMember>,
-) -> Descriptor {
-    Descriptor {
-        group,
-        version,
-        previous,
-        name: "climbers".into(),
-        members: BoundedVec::new(Descriptor::normalize(members)).unwrap(),
-        author,
-    }
-}
-
-fn member(user: UserId, role: Role) -> GroupMember {
-    GroupMember { user, role }
-}
-
-async fn sent(device: &mut RawDevice, raw: RawEnvelope) -> SendOutcome {
-    match device.send(vec![raw]).await {
-        Ok(Response::Sent { outcomes }) => outcomes.into_vec().remove(0),
-        other => panic!("unexpected {other:?}"),
-    }
-}
 
 async fn wait_for_version(peer: &mut RawRelayPeer, group: GroupId, version: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -115,6 +115,44 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
         granted
     }
 
+    /// Takes `cost` more tokens for something already let through whose cost was known only
+    /// afterwards (a group envelope's entries); the bucket may go into debt, and while it is
+    /// in debt nothing more passes.
+    pub fn charge(&self, key: K, cost: usize) {
+        self.charge_at(key, cost, Instant::now());
+    }
+
+    fn charge_at(&self, key: K, cost: usize, now: Instant) {
+        if cost == 0 {
+            return;
+        }
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // A sender the map has no room for was refused by `take` and never got this far.
+        if let Some(bucket) = buckets.map.get_mut(&key) {
+            bucket.tokens = self.refilled(bucket, now) - cost as f64;
+            bucket.at = now;
+        }
+    }
+
+    /// Whether `key` owes tokens (see [`RateLimiter::charge`]).
+    pub fn in_debt(&self, key: K) -> bool {
+        self.in_debt_at(key, Instant::now())
+    }
+
+    fn in_debt_at(&self, key: K, now: Instant) -> bool {
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        buckets
+            .map
+            .get(&key)
+            .is_some_and(|bucket| self.refilled(bucket, now) < 0.0)
+    }
+
     fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         (bucket.tokens + elapsed * self.per_sec).min(self.burst)
@@ -141,7 +179,8 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
 /// The relay's rate limits: envelopes per user (`Send`) and per other relay (`Forward`).
 #[derive(Debug)]
 pub(crate) struct RateLimits {
-    /// A local user's envelopes, counted once each (a group envelope is one).
+    /// A local user's envelopes, counted once per entry they create (a group envelope once
+    /// per member it is stored or queued for).
     pub users: RateLimiter<UserId>,
     /// Another relay's forwarded envelopes, counted once per recipient here.
     pub relays: RateLimiter<PeerId>,
@@ -198,6 +237,24 @@ mod tests {
         assert_eq!(limiter.take_at(1u32, [4, 4, 4, 1], start), 2);
         // The 2 tokens left were not spent on the refused items.
         assert_eq!(limiter.take_at(1u32, [2], start), 1);
+    }
+
+    #[test]
+    fn a_charge_after_the_fact_puts_the_bucket_in_debt_until_it_refills() {
+        let limiter = RateLimiter::new(100, 100, 8);
+        let start = Instant::now();
+        assert_eq!(limiter.take_at(1u32, ones(1), start), 1);
+        assert!(!limiter.in_debt_at(1u32, start));
+        limiter.charge_at(1u32, 299, start);
+        assert!(limiter.in_debt_at(1u32, start));
+        assert_eq!(limiter.take_at(1u32, ones(1), start), 0);
+        // 200 tokens owed: paid off after two seconds.
+        let later = start + Duration::from_millis(2050);
+        assert!(!limiter.in_debt_at(1u32, later));
+        assert_eq!(limiter.take_at(1u32, ones(1), later), 1);
+        // Unknown senders owe nothing, and a charge does not make them known.
+        limiter.charge_at(2u32, 10, start);
+        assert!(!limiter.in_debt_at(2u32, start));
     }
 
     #[test]

@@ -22,12 +22,19 @@ pub(super) async fn handle(shared: Arc<Shared>, me: Address, batch: EnvelopeBatc
     let mut outcomes = if raws.is_empty() {
         Vec::new()
     } else {
-        ingest::ingest(&shared.store, &shared.metrics, &me, raws).await
+        ingest::ingest(
+            &shared.store,
+            &shared.metrics,
+            &shared.rates.users,
+            &me,
+            raws,
+        )
+        .await
     };
     outcomes.extend(
         refused
             .iter()
-            .map(|_| ingest::rate_limited("you are sending too fast; retry later")),
+            .map(|_| ingest::rate_limited(ingest::SENDING_TOO_FAST)),
     );
     shared
         .metrics

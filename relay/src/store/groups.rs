@@ -10,6 +10,7 @@ use tidings_protocol::{
 use super::{
     DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, NewEnvelope, StoreError,
     StoreOutcome,
+    mail::NoRoom,
     tables::{self},
     txn::{Tables, corrupt},
 };
@@ -43,21 +44,36 @@ impl Tables<'_> {
         &mut self,
         next: &SignedDescriptor,
     ) -> Result<Result<(), GroupError>, StoreError> {
-        let group = next.descriptor.group;
-        let verdict = match self.group_head(&group)? {
-            Some(known) if known == *next => return Ok(Ok(())),
-            Some(known) => next.check_successor(&known),
-            None => next.check_genesis(),
-        };
-        if verdict.is_ok() {
-            let version = next.descriptor.version;
-            self.group_versions.insert(
-                &tables::group_version_key(&group, version),
-                next.encode().as_slice(),
-            )?;
-            self.group_heads.insert(group.as_bytes(), version)?;
+        let verdict = self.check_descriptor(next)?;
+        if let Ok(true) = verdict {
+            self.put_descriptor(next)?;
         }
-        Ok(verdict)
+        Ok(verdict.map(|_| ()))
+    }
+
+    /// Whether `next` may follow the newest held version (or start the group): Ok(false) if
+    /// it is that version already. Writes nothing.
+    fn check_descriptor(
+        &self,
+        next: &SignedDescriptor,
+    ) -> Result<Result<bool, GroupError>, StoreError> {
+        Ok(match self.group_head(&next.descriptor.group)? {
+            Some(known) if known == *next => Ok(false),
+            Some(known) => next.check_successor(&known).map(|()| true),
+            None => next.check_genesis().map(|()| true),
+        })
+    }
+
+    /// Stores a checked descriptor as its group's newest version.
+    fn put_descriptor(&mut self, next: &SignedDescriptor) -> Result<(), StoreError> {
+        let group = next.descriptor.group;
+        let version = next.descriptor.version;
+        self.group_versions.insert(
+            &tables::group_version_key(&group, version),
+            next.encode().as_slice(),
+        )?;
+        self.group_heads.insert(group.as_bytes(), version)?;
+        Ok(())
     }
 
     /// Stores consecutive descriptor versions another relay sent to bring us up to date.
@@ -83,7 +99,8 @@ impl Tables<'_> {
 
     /// Stores a group envelope from a local member: applies its descriptor change, if any,
     /// then hands it to every other member once (local mailboxes share one blob; members
-    /// elsewhere get outbox entries sharing one body).
+    /// elsewhere get outbox entries sharing one body). Everything is checked before anything
+    /// is written, so a refused envelope leaves nothing behind in the batch's transaction.
     pub fn store_group_envelope(
         &mut self,
         item: &GroupEnvelope,
@@ -100,7 +117,7 @@ impl Tables<'_> {
             None => {}
         }
         let before = self.group_head(&item.group)?;
-        let governing = match &item.change {
+        let (governing, new_version) = match &item.change {
             Some(change) => {
                 if change.descriptor.author != item.sender || change.descriptor.group != item.group
                 {
@@ -108,13 +125,13 @@ impl Tables<'_> {
                         "a sender who is not the descriptor's author",
                     )));
                 }
-                if let Err(error) = self.accept_descriptor(change)? {
-                    return Ok(GroupOutcome::BadDescriptor(error));
+                match self.check_descriptor(change)? {
+                    Ok(new) => (change.clone(), new),
+                    Err(error) => return Ok(GroupOutcome::BadDescriptor(error)),
                 }
-                change.clone()
             }
             None => match &before {
-                Some(head) => head.clone(),
+                Some(head) => (head.clone(), false),
                 None => return Ok(GroupOutcome::UnknownGroup),
             },
         };
@@ -136,31 +153,45 @@ impl Tables<'_> {
             recipients.dedup();
         }
         recipients.retain(|user| *user != item.sender);
-
-        let reference = Bytes::copy_from_slice(&tables::blob_ref(&item.id));
-        let (mut local, mut queued) = (0usize, 0usize);
+        let mut here = Vec::new();
+        let mut elsewhere = Vec::new();
         for user in recipients {
             if self.is_local(&user)? {
-                if self.push_mailbox(&user, &reference, &item.bytes)?.is_some() {
-                    local += 1;
-                } else {
-                    // One full mailbox must not hold up the group; the sender is told.
-                    let reason =
-                        ErrorAnswer::new(ErrorCode::QuotaExceeded, "the member's mailbox is full");
-                    self.notify_sender(&item.sender, item.id, user, reason)?;
-                }
+                here.push(user);
             } else {
-                let entry = NewEnvelope {
-                    id: item.id,
-                    sender: item.sender,
-                    recipient: user,
-                    bytes: item.bytes.clone(),
-                };
-                if self.queue_outbox(&entry)?.is_none() {
-                    return Ok(GroupOutcome::OutboxFull);
-                }
-                queued += 1;
+                elsewhere.push(user);
             }
+        }
+        match self.outbox_room(&item.sender, elsewhere.len() as u64)? {
+            None => {}
+            Some(NoRoom::Outbox) => return Ok(GroupOutcome::OutboxFull),
+            Some(NoRoom::SenderShare) => return Ok(GroupOutcome::OutboxShareFull),
+        }
+
+        // Nothing below refuses the envelope.
+        if new_version {
+            self.put_descriptor(&governing)?;
+        }
+        let reference = Bytes::copy_from_slice(&tables::blob_ref(&item.id));
+        let mut local = 0usize;
+        for user in here {
+            if self.push_mailbox(&user, &reference, &item.bytes)?.is_some() {
+                local += 1;
+            } else {
+                // One full mailbox must not hold up the group; the sender is told.
+                let reason =
+                    ErrorAnswer::new(ErrorCode::QuotaExceeded, "the member's mailbox is full");
+                self.notify_sender(&item.sender, item.id, user, reason)?;
+            }
+        }
+        let queued = elsewhere.len();
+        for user in elsewhere {
+            self.insert_outbox(&NewEnvelope {
+                id: item.id,
+                sender: item.sender,
+                recipient: user,
+                bytes: item.bytes.clone(),
+            })?;
         }
         self.hold_blob(&item.id, &item.bytes, local as u64)?;
         self.mark_seen(&probe)?;

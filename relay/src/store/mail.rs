@@ -11,6 +11,15 @@ use super::{
 };
 use crate::mailbox::Publication;
 
+/// Why the outbox cannot take more entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoRoom {
+    /// It is full.
+    Outbox,
+    /// The sender's envelopes hold their whole share of it.
+    SenderShare,
+}
+
 impl Tables<'_> {
     pub fn store_envelopes(
         &mut self,
@@ -82,8 +91,9 @@ impl Tables<'_> {
             match origin {
                 Origin::Federation => return Ok(StoreOutcome::NotHere),
                 Origin::Client => match self.queue_outbox(item)? {
-                    Some(seq) => StoreOutcome::Queued { seq },
-                    None => return Ok(StoreOutcome::OutboxFull),
+                    Ok(seq) => StoreOutcome::Queued { seq },
+                    Err(NoRoom::Outbox) => return Ok(StoreOutcome::OutboxFull),
+                    Err(NoRoom::SenderShare) => return Ok(StoreOutcome::OutboxShareFull),
                 },
             }
         };
@@ -117,12 +127,51 @@ impl Tables<'_> {
         Ok(Some(seq))
     }
 
-    /// Queues an envelope for a user homed elsewhere; None when the outbox is full. Every
-    /// recipient gets its own entry; the bytes are stored once per envelope.
-    pub(super) fn queue_outbox(&mut self, item: &NewEnvelope) -> Result<Option<u64>, StoreError> {
-        if self.state.outbox_len >= self.config.limits.outbox_max_envelopes {
-            return Ok(None);
+    /// Queues an envelope for a user homed elsewhere, if the outbox and its sender's share of
+    /// it have room. Every recipient gets its own entry; the bytes are stored once per
+    /// envelope.
+    pub(super) fn queue_outbox(
+        &mut self,
+        item: &NewEnvelope,
+    ) -> Result<Result<u64, NoRoom>, StoreError> {
+        if let Some(refusal) = self.outbox_room(&item.sender, 1)? {
+            return Ok(Err(refusal));
         }
+        self.insert_outbox(item).map(Ok)
+    }
+
+    /// Why `entries` more outbox entries from `sender` do not fit, if they do not.
+    pub(super) fn outbox_room(
+        &mut self,
+        sender: &UserId,
+        entries: u64,
+    ) -> Result<Option<NoRoom>, StoreError> {
+        let limits = &self.config.limits;
+        if self.state.outbox_len.saturating_add(entries) > limits.outbox_max_envelopes {
+            return Ok(Some(NoRoom::Outbox));
+        }
+        let share = limits.outbox_max_per_user;
+        if self.outbox_held_by(sender)?.saturating_add(entries) > share {
+            return Ok(Some(NoRoom::SenderShare));
+        }
+        Ok(None)
+    }
+
+    /// Outbox entries `sender`'s envelopes hold.
+    fn outbox_held_by(&mut self, sender: &UserId) -> Result<u64, StoreError> {
+        if let Some(held) = self.dirty_senders.get(sender) {
+            return Ok(*held);
+        }
+        let held = self
+            .outbox_senders
+            .get(sender.as_bytes())?
+            .map(|held| held.value())
+            .unwrap_or(0);
+        Ok(held)
+    }
+
+    /// Adds an outbox entry (room was checked with [`Tables::outbox_room`]).
+    pub(super) fn insert_outbox(&mut self, item: &NewEnvelope) -> Result<u64, StoreError> {
         let id = item.id.as_bytes();
         let refs = self
             .outbox_refs
@@ -143,8 +192,10 @@ impl Tables<'_> {
         };
         self.outbox_meta.insert(seq, &meta.to_bytes())?;
         self.state.outbox_len += 1;
+        let held = self.outbox_held_by(&item.sender)?;
+        self.dirty_senders.insert(item.sender, held + 1);
         self.effects.outbox_grew = true;
-        Ok(Some(seq))
+        Ok(seq)
     }
 
     pub fn ack(&mut self, user: &UserId, up_to: u64) -> Result<(), StoreError> {
@@ -214,6 +265,9 @@ impl Tables<'_> {
             self.outbox_refs.insert(id, refs - 1)?;
         }
         self.state.outbox_len = self.state.outbox_len.saturating_sub(1);
+        let held = self.outbox_held_by(&meta.sender)?;
+        self.dirty_senders
+            .insert(meta.sender, held.saturating_sub(1));
         Ok(Some(meta))
     }
 

@@ -187,6 +187,8 @@ pub enum GroupOutcome {
     BadDescriptor(GroupError),
     /// The outbox is at its quota.
     OutboxFull,
+    /// The sender's envelopes hold their whole share of the outbox.
+    OutboxShareFull,
 }
 
 /// A group envelope another relay forwarded for members homed here.
@@ -261,6 +263,8 @@ pub enum StoreOutcome {
     MailboxFull,
     /// The outbox is at its quota.
     OutboxFull,
+    /// The sender's envelopes hold their whole share of the outbox.
+    OutboxShareFull,
     /// The sender or the recipient is not a member of the group.
     NotMember,
     /// This relay holds an older version of the group than the sender fanned out by.
@@ -274,6 +278,8 @@ pub struct StoreLimits {
     pub mailbox_max_envelopes: u64,
     /// Most envelopes waiting in the outbox.
     pub outbox_max_envelopes: u64,
+    /// Most outbox entries one local user's envelopes may hold.
+    pub outbox_max_per_user: u64,
     /// How long envelope ids are remembered for dedupe.
     pub dedupe_window_ms: u64,
 }
@@ -283,6 +289,7 @@ impl Default for StoreLimits {
         Self {
             mailbox_max_envelopes: 100_000,
             outbox_max_envelopes: 1_000_000,
+            outbox_max_per_user: 20_000,
             dedupe_window_ms: 7 * 24 * 3600 * 1000,
         }
     }

@@ -24,6 +24,8 @@ pub const OUTBOX_META: TableDefinition<u64, &[u8; 88]> = TableDefinition::new("o
 pub const OUTBOX_BODY: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("outbox_bodies");
 /// envelope id -> how many outbox entries use the body.
 pub const OUTBOX_REFS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("outbox_refs");
+/// local sender's user id -> how many outbox entries their envelopes hold.
+pub const OUTBOX_SENDERS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("outbox_senders");
 /// envelope id -> bytes of a group envelope stored once for all local recipients.
 pub const BLOBS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("blobs");
 /// envelope id -> how many mailbox entries point at the blob.

@@ -9,7 +9,8 @@ use super::{
     StoreConfig, StoreError,
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
-        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, PRESENCE, USERS, UserRecord,
+        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, USERS,
+        UserRecord,
     },
     writer::{OpResult, WriteOp},
 };
@@ -31,6 +32,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(OUTBOX_META)?;
     txn.open_table(OUTBOX_BODY)?;
     txn.open_table(OUTBOX_REFS)?;
+    txn.open_table(OUTBOX_SENDERS)?;
     txn.open_table(BLOBS)?;
     txn.open_table(BLOB_REFS)?;
     txn.open_table(GROUP_VERSIONS)?;
@@ -82,6 +84,7 @@ pub(super) struct Tables<'txn> {
     pub outbox_meta: Table<'txn, u64, &'static [u8; 88]>,
     pub outbox_body: Table<'txn, &'static [u8; 16], &'static [u8]>,
     pub outbox_refs: Table<'txn, &'static [u8; 16], u64>,
+    pub outbox_senders: Table<'txn, Bytes32, u64>,
     pub blobs: Table<'txn, &'static [u8; 16], &'static [u8]>,
     pub blob_refs: Table<'txn, &'static [u8; 16], u64>,
     pub group_versions: Table<'txn, &'static [u8; 24], &'static [u8]>,
@@ -91,6 +94,8 @@ pub(super) struct Tables<'txn> {
     pub seen_before: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
     /// Cursors changed in this batch, written back once at the end.
     pub dirty_cursors: HashMap<UserId, Cursor>,
+    /// Outbox entries per sender changed in this batch, written back once at the end.
+    pub dirty_senders: HashMap<UserId, u64>,
     pub now_ms: u64,
     pub config: &'txn StoreConfig,
     pub state: &'txn mut WriterState,
@@ -137,6 +142,7 @@ fn apply_and_commit(
             outbox_meta: txn.open_table(OUTBOX_META)?,
             outbox_body: txn.open_table(OUTBOX_BODY)?,
             outbox_refs: txn.open_table(OUTBOX_REFS)?,
+            outbox_senders: txn.open_table(OUTBOX_SENDERS)?,
             blobs: txn.open_table(BLOBS)?,
             blob_refs: txn.open_table(BLOB_REFS)?,
             group_versions: txn.open_table(GROUP_VERSIONS)?,
@@ -145,6 +151,7 @@ fn apply_and_commit(
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),
+            dirty_senders: HashMap::new(),
             now_ms,
             config,
             state,
@@ -155,6 +162,13 @@ fn apply_and_commit(
         }
         for (user, cursor) in &t.dirty_cursors {
             t.cursors.insert(user.as_bytes(), &cursor.to_bytes())?;
+        }
+        for (user, entries) in &t.dirty_senders {
+            if *entries == 0 {
+                t.outbox_senders.remove(user.as_bytes())?;
+            } else {
+                t.outbox_senders.insert(user.as_bytes(), *entries)?;
+            }
         }
         effects = t.effects;
     }

@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use futures::{AsyncReadExt, StreamExt, io::ReadHalf, io::WriteHalf};
 use libp2p::{Multiaddr, Stream, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
 use tempfile::TempDir;
+use tidings_protocol::group::{Descriptor, GroupMember, Role};
 use tidings_protocol::{
     Address, BoundedVec, DeviceCert, DeviceId, Envelope, EnvelopeId, Kind, RawEnvelope, Recipient,
     UserId,
@@ -540,5 +541,56 @@ impl RawRelayPeer {
             Ok(FederationResponse::GroupVersion(version)) => version,
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+/// A group envelope of `kind` from `device` to `group`, signed.
+pub fn group_envelope(
+    device: &RawDevice,
+    group: tidings_protocol::GroupId,
+    kind: Kind,
+    body: Vec<u8>,
+) -> RawEnvelope {
+    Envelope {
+        id: EnvelopeId::random(),
+        sender: device.address(),
+        recipient: Recipient::Group(group),
+        sent_at_ms: 1,
+        kind,
+        body,
+    }
+    .sign(&device.device)
+}
+
+/// A descriptor version named "climbers".
+pub fn descriptor(
+    group: tidings_protocol::GroupId,
+    version: u64,
+    previous: Option<[u8; 32]>,
+    author: UserId,
+    members: Vec<GroupMember>,
+) -> Descriptor {
+    Descriptor {
+        group,
+        version,
+        previous,
+        name: "climbers".into(),
+        members: BoundedVec::new(Descriptor::normalize(members)).unwrap(),
+        author,
+    }
+}
+
+pub fn member(user: UserId, role: Role) -> GroupMember {
+    GroupMember { user, role }
+}
+
+/// Sends one envelope; its outcome.
+pub async fn sent(
+    device: &mut RawDevice,
+    raw: RawEnvelope,
+) -> tidings_protocol::client::SendOutcome {
+    match device.send(vec![raw]).await {
+        Ok(Response::Sent { outcomes }) => outcomes.into_vec().remove(0),
+        other => panic!("unexpected {other:?}"),
     }
 }

@@ -1,0 +1,146 @@
+//! Filling a relay's storage, as one account or as nobody: group fan-outs to made-up members,
+//! and what a refused fan-out leaves behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{RawDevice, RawRelayPeer, descriptor, group_envelope, member, sent, start_tweaked};
+use tidings_protocol::{
+    ErrorCode, GroupId, Kind, UserId,
+    client::{Response, SendOutcome},
+    group::{Role, SignedDescriptor},
+};
+
+fn code(outcome: &SendOutcome) -> Option<ErrorCode> {
+    match outcome {
+        SendOutcome::Rejected(answer) => Some(answer.code),
+        _ => None,
+    }
+}
+
+/// Users nobody can find: their ids sort after any real member's (so a fan-out in id order
+/// reaches the real members first).
+fn made_up(count: usize) -> Vec<UserId> {
+    (0..count)
+        .map(|index| {
+            let mut bytes = [0xff; 32];
+            bytes[1..9].copy_from_slice(&(index as u64).to_be_bytes());
+            UserId::from_bytes(bytes)
+        })
+        .collect()
+}
+
+/// The genesis of a group `admin` creates with `members` (besides the admin).
+fn genesis(admin: &RawDevice, members: &[UserId]) -> (GroupId, tidings_protocol::RawEnvelope) {
+    let group = GroupId::random();
+    let a = admin.address().user;
+    let mut list = vec![member(a, Role::Admin)];
+    list.extend(members.iter().map(|user| member(*user, Role::Member)));
+    let v1 = SignedDescriptor::sign(&admin.account, descriptor(group, 1, None, a, list));
+    let raw = group_envelope(admin, group, Kind::GroupControl, v1.encode());
+    (group, raw)
+}
+
+#[tokio::test]
+async fn a_fan_out_refused_part_way_leaves_nothing_behind() {
+    let relay = start_tweaked(|config| config.limits.outbox_max_envelopes = 4, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+
+    // Bob lives here; ten made-up members would need ten outbox entries, four fit.
+    let mut members = vec![bob.address().user];
+    members.extend(made_up(10));
+    let (group, raw) = genesis(&alice, &members);
+    let outcome = sent(&mut alice, raw).await;
+    assert_eq!(code(&outcome), Some(ErrorCode::RateLimited), "{outcome:?}");
+
+    // Nothing of it was kept: no outbox entry, no mailbox entry, no descriptor.
+    assert_eq!(relay.relay.metrics().outbox_entries(), 0);
+    assert!(
+        bob.drain().await.is_empty(),
+        "bob got part of a refused fan-out"
+    );
+    let mut peer = RawRelayPeer::connect(&address).await;
+    assert_eq!(peer.group_version(group).await, 0);
+
+    // A group that fits goes through whole.
+    let mut members = vec![bob.address().user];
+    members.extend(made_up(4));
+    let (_, raw) = genesis(&alice, &members);
+    assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+    assert_eq!(relay.relay.metrics().outbox_entries(), 4);
+}
+
+#[tokio::test]
+async fn made_up_members_fill_their_senders_share_of_the_outbox_not_everyones() {
+    let relay = start_tweaked(
+        |config| {
+            config.limits.outbox_max_envelopes = 1_000;
+            config.limits.outbox_max_per_user = 100;
+        },
+        None,
+    )
+    .await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut mallory = RawDevice::connect(&address).await;
+    mallory.register().await;
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+
+    // Mallory's group of 1,023 made-up members: more than her share, refused whole.
+    let (_, raw) = genesis(&mallory, &made_up(1023));
+    let outcome = sent(&mut mallory, raw).await;
+    assert_eq!(code(&outcome), Some(ErrorCode::RateLimited), "{outcome:?}");
+    // Smaller ones fill her share, and then she is refused.
+    let (_, raw) = genesis(&mallory, &made_up(60));
+    assert_eq!(sent(&mut mallory, raw).await, SendOutcome::Accepted);
+    let (_, raw) = genesis(&mallory, &made_up(60));
+    let outcome = sent(&mut mallory, raw).await;
+    assert_eq!(code(&outcome), Some(ErrorCode::RateLimited), "{outcome:?}");
+    assert_eq!(relay.relay.metrics().outbox_entries(), 60);
+
+    // Alice still reaches users elsewhere.
+    let elsewhere = common::Stranger::new().address();
+    let raw = alice.envelope_to(elsewhere, b"hi").sign(&alice.device);
+    assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+}
+
+#[tokio::test]
+async fn a_group_message_costs_one_rate_token_per_entry_it_creates() {
+    // The default rate (100 a second, 1,000 at once); a share big enough not to matter.
+    let relay = start_tweaked(|config| config.limits.outbox_max_per_user = 1_000_000, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut mallory = RawDevice::connect(&address).await;
+    mallory.register().await;
+    let (group, raw) = genesis(&mallory, &made_up(300));
+    assert_eq!(sent(&mut mallory, raw).await, SendOutcome::Accepted);
+
+    // Ten messages of 300 entries each in one request: 3,000 entries, three times the burst.
+    let batch = (0..10)
+        .map(|_| group_envelope(&mallory, group, Kind::Message, b"spam".to_vec()))
+        .collect();
+    let Ok(Response::Sent { outcomes }) = mallory.send(batch).await else {
+        panic!("send failed");
+    };
+    let outcomes = outcomes.into_vec();
+    let accepted = outcomes
+        .iter()
+        .filter(|outcome| **outcome == SendOutcome::Accepted)
+        .count();
+    assert!(accepted >= 1, "{outcomes:?}");
+    assert!(
+        accepted <= 4,
+        "{accepted} group messages of 300 entries passed a burst of 1,000"
+    );
+    assert!(
+        outcomes[accepted..]
+            .iter()
+            .all(|outcome| code(outcome) == Some(ErrorCode::RateLimited))
+    );
+    // Every entry came out of the burst (and the few tokens refilled meanwhile).
+    let entries = relay.relay.metrics().outbox_entries();
+    assert!(entries <= 300 * 5, "{entries} entries from one burst");
+}

@@ -86,6 +86,9 @@ pub struct LimitsConfig {
     /// a group message to members on other relays takes one per member); more are refused
     /// with `rate_limited` until other relays take some.
     pub outbox_max_per_user: u64,
+    /// Most undelivered envelopes the forwards of one other relay may hold in the mailboxes
+    /// here, all users together; more are refused with `rate_limited` (it retries later).
+    pub relay_mailbox_max_envelopes: u64,
     /// How long envelope ids are remembered to drop duplicates, in hours.
     pub dedupe_window_hours: u64,
     /// Envelopes one local user may send per second, sustained (a group envelope is one);
@@ -108,6 +111,7 @@ impl Default for LimitsConfig {
             mailbox_max_envelopes: 100_000,
             outbox_max_envelopes: 1_000_000,
             outbox_max_per_user: 20_000,
+            relay_mailbox_max_envelopes: 1_000_000,
             dedupe_window_hours: 7 * 24,
             user_envelopes_per_sec: 100,
             user_envelopes_burst: 1_000,
@@ -365,6 +369,10 @@ outbox_max_envelopes = {outbox}
 # sender's share, not everyone's. Beyond it: `rate_limited` until other relays take some.
 # Default: 20000.
 outbox_max_per_user = {outbox_per_user}
+# Most undelivered envelopes one other relay's forwards may hold in the mailboxes here, all
+# users together; beyond it that relay gets `rate_limited` and keeps them in its outbox until
+# users here take some. Default: 1000000.
+relay_mailbox_max_envelopes = {relay_mailbox}
 # How long envelope ids are remembered so retries are not stored twice, in hours.
 # Default: 168 (7 days).
 dedupe_window_hours = {dedupe}
@@ -402,6 +410,7 @@ watch_ttl_secs = {watch_ttl}
             mailbox = self.limits.mailbox_max_envelopes,
             outbox = self.limits.outbox_max_envelopes,
             outbox_per_user = self.limits.outbox_max_per_user,
+            relay_mailbox = self.limits.relay_mailbox_max_envelopes,
             metrics = match &self.metrics_listen {
                 Some(address) => format!("metrics_listen = {}", toml_string(address)),
                 None => "# metrics_listen = \"127.0.0.1:9717\"".to_string(),

@@ -286,6 +286,10 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
         StoreOutcome::MailboxFull => {
             reject(ErrorCode::QuotaExceeded, "the recipient's mailbox is full")
         }
+        StoreOutcome::RelayShareFull => reject(
+            ErrorCode::RateLimited,
+            "your relay's envelopes hold their whole share of the mailboxes here; retry later",
+        ),
         StoreOutcome::OutboxFull => reject(
             ErrorCode::RateLimited,
             "this relay's outbox is full; retry later",

@@ -136,6 +136,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             mailbox_max_envelopes: config.limits.mailbox_max_envelopes,
             outbox_max_envelopes: config.limits.outbox_max_envelopes,
             outbox_max_per_user: config.limits.outbox_max_per_user,
+            relay_mailbox_max_envelopes: config.limits.relay_mailbox_max_envelopes,
             dedupe_window_ms: config.limits.dedupe_window_hours.max(1) * 3600 * 1000,
         },
         self_peer: self_peer.to_string(),

@@ -4,10 +4,13 @@
 
 mod common;
 
-use common::{RawDevice, RawRelayPeer, descriptor, group_envelope, member, sent, start_tweaked};
+use common::{
+    RawDevice, RawRelayPeer, Stranger, descriptor, group_envelope, member, sent, start_tweaked,
+};
 use tidings_protocol::{
     ErrorCode, GroupId, Kind, UserId,
     client::{Response, SendOutcome},
+    federation::ForwardItem,
     group::{Role, SignedDescriptor},
 };
 
@@ -103,7 +106,7 @@ async fn made_up_members_fill_their_senders_share_of_the_outbox_not_everyones() 
     assert_eq!(relay.relay.metrics().outbox_entries(), 60);
 
     // Alice still reaches users elsewhere.
-    let elsewhere = common::Stranger::new().address();
+    let elsewhere = Stranger::new().address();
     let raw = alice.envelope_to(elsewhere, b"hi").sign(&alice.device);
     assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
 }
@@ -143,4 +146,45 @@ async fn a_group_message_costs_one_rate_token_per_entry_it_creates() {
     // Every entry came out of the burst (and the few tokens refilled meanwhile).
     let entries = relay.relay.metrics().outbox_entries();
     assert!(entries <= 300 * 5, "{entries} entries from one burst");
+}
+
+#[tokio::test]
+async fn one_relay_fills_only_its_share_of_the_mailboxes_here() {
+    let relay = start_tweaked(|config| config.limits.relay_mailbox_max_envelopes = 5, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let to = bob.address();
+    let sender = Stranger::new();
+    let forward = |count: usize| -> Vec<ForwardItem> {
+        (0..count)
+            .map(|_| Stranger::item(sender.envelope_to(to, b"flood"), to))
+            .collect()
+    };
+
+    let mut flooder = RawRelayPeer::connect(&address).await;
+    let outcomes = flooder.forward(forward(8)).await;
+    let accepted = outcomes
+        .iter()
+        .filter(|outcome| **outcome == SendOutcome::Accepted)
+        .count();
+    assert_eq!(accepted, 5, "{outcomes:?}");
+    assert!(
+        outcomes[5..]
+            .iter()
+            .all(|outcome| code(outcome) == Some(ErrorCode::RateLimited))
+    );
+    // Another relay's forwards still get in.
+    let mut honest = RawRelayPeer::connect(&address).await;
+    assert_eq!(
+        honest.forward(forward(1)).await,
+        vec![SendOutcome::Accepted]
+    );
+
+    // Once bob has taken them, the flooder's share is free again.
+    assert_eq!(bob.drain().await.len(), 6);
+    assert_eq!(
+        flooder.forward(forward(1)).await,
+        vec![SendOutcome::Accepted]
+    );
 }

@@ -272,7 +272,7 @@ async fn forward_limited(
     let mut outcomes = if items.is_empty() {
         Vec::new()
     } else {
-        forward(&shared.store, &shared.metrics, items).await
+        forward(&shared.store, &shared.metrics, peer, items).await
     };
     if !refused.is_empty() {
         tracing::info!(%peer, refused = refused.len(), "another relay is over its rate limit");
@@ -286,7 +286,12 @@ async fn forward_limited(
 
 /// Stores forwarded items: one outcome per recipient, items in order. Signatures are checked
 /// once per envelope, not once per recipient.
-async fn forward(store: &Store, metrics: &Metrics, items: Vec<ForwardItem>) -> Vec<SendOutcome> {
+async fn forward(
+    store: &Store,
+    metrics: &Metrics,
+    peer: PeerId,
+    items: Vec<ForwardItem>,
+) -> Vec<SendOutcome> {
     let recipients: Vec<Vec<UserId>> = items.iter().map(|item| item.recipients.to_vec()).collect();
     let versions: Vec<u64> = items.iter().map(|item| item.group_version).collect();
     let raws = items.into_iter().map(|item| item.envelope).collect();
@@ -329,6 +334,7 @@ async fn forward(store: &Store, metrics: &Metrics, items: Vec<ForwardItem>) -> V
                         id: envelope.id,
                         sender: envelope.sender.user,
                         group,
+                        origin: peer,
                         version: versions[index],
                         is_change: envelope.kind == Kind::GroupControl,
                         bytes: verified.bytes.clone(),
@@ -340,7 +346,7 @@ async fn forward(store: &Store, metrics: &Metrics, items: Vec<ForwardItem>) -> V
     }
     if !directs.is_empty() {
         let (slots, items): (Vec<usize>, Vec<_>) = directs.into_iter().unzip();
-        match store.store_envelopes(items, Origin::Federation).await {
+        match store.store_envelopes(items, Origin::Federation(peer)).await {
             Ok(stored) => {
                 for (index, outcome) in slots.into_iter().zip(stored) {
                     outcomes[index] = vec![ingest::send_outcome(outcome)];

@@ -281,13 +281,13 @@ impl Tables<'_> {
             } else if let Some(earlier) = self.seen_key(&key, &item.bytes)? {
                 earlier
             } else {
-                match self.push_mailbox(user, &reference, &item.bytes)? {
-                    Some(seq) => {
+                match self.push_forwarded(&item.origin, user, &reference, &item.bytes)? {
+                    Ok(seq) => {
                         self.mark_seen_key(&key, &item.bytes)?;
                         stored += 1;
                         StoreOutcome::Accepted { seq }
                     }
-                    None => StoreOutcome::MailboxFull,
+                    Err(refused) => refused,
                 }
             };
             outcomes.push(outcome);

@@ -83,13 +83,22 @@ impl Tables<'_> {
             return Ok(earlier);
         }
         let outcome = if self.is_local(&item.recipient)? {
-            match self.push_mailbox(&item.recipient, &item.bytes, &item.bytes)? {
+            let pushed = match origin {
+                Origin::Client => self.push_mailbox(&item.recipient, &item.bytes, &item.bytes)?,
+                Origin::Federation(relay) => {
+                    match self.push_forwarded(&relay, &item.recipient, &item.bytes, &item.bytes)? {
+                        Ok(seq) => Some(seq),
+                        Err(outcome) => return Ok(outcome),
+                    }
+                }
+            };
+            match pushed {
                 Some(seq) => StoreOutcome::Accepted { seq },
                 None => return Ok(StoreOutcome::MailboxFull),
             }
         } else {
             match origin {
-                Origin::Federation => return Ok(StoreOutcome::NotHere),
+                Origin::Federation(_) => return Ok(StoreOutcome::NotHere),
                 Origin::Client => match self.queue_outbox(item)? {
                     Ok(seq) => StoreOutcome::Queued { seq },
                     Err(NoRoom::Outbox) => return Ok(StoreOutcome::OutboxFull),
@@ -125,6 +134,42 @@ impl Tables<'_> {
             bytes: delivered.clone(),
         });
         Ok(Some(seq))
+    }
+
+    /// Like [`Tables::push_mailbox`] for an entry another relay forwarded, within that
+    /// relay's share of the mailboxes here (the entry remembers where it came from, so an
+    /// ack gives the share back).
+    pub(super) fn push_forwarded(
+        &mut self,
+        relay: &libp2p::PeerId,
+        user: &UserId,
+        stored: &Bytes,
+        delivered: &Bytes,
+    ) -> Result<Result<u64, StoreOutcome>, StoreError> {
+        let tag = tables::relay_tag(relay);
+        let held = self.held_for(&tag)?;
+        if held >= self.config.limits.relay_mailbox_max_envelopes {
+            return Ok(Err(StoreOutcome::RelayShareFull));
+        }
+        let Some(seq) = self.push_mailbox(user, stored, delivered)? else {
+            return Ok(Err(StoreOutcome::MailboxFull));
+        };
+        self.mailbox_origins
+            .insert(&tables::mailbox_key(user, seq), &tag)?;
+        self.dirty_holds.insert(tag, held + 1);
+        Ok(Ok(seq))
+    }
+
+    /// Mailbox entries the relay tagged `tag` holds here.
+    fn held_for(&mut self, tag: &[u8; 16]) -> Result<u64, StoreError> {
+        if let Some(held) = self.dirty_holds.get(tag) {
+            return Ok(*held);
+        }
+        Ok(self
+            .relay_holds
+            .get(tag)?
+            .map(|held| held.value())
+            .unwrap_or(0))
     }
 
     /// Queues an envelope for a user homed elsewhere, if the outbox and its sender's share of
@@ -214,6 +259,16 @@ impl Tables<'_> {
             })?;
         for id in blobs {
             self.release_blob(&id)?;
+        }
+        let mut origins = Vec::new();
+        self.mailbox_origins
+            .retain_in::<&[u8; 40], _>(&start..=&end, |_, tag| {
+                origins.push(*tag);
+                false
+            })?;
+        for tag in origins {
+            let held = self.held_for(&tag)?;
+            self.dirty_holds.insert(tag, held.saturating_sub(1));
         }
         cursor.acked = up_to;
         self.dirty_cursors.insert(*user, cursor);

@@ -200,6 +200,8 @@ pub struct GroupDelivery {
     pub sender: UserId,
     /// The group.
     pub group: GroupId,
+    /// The relay that forwarded it (charged for the mailbox entries it creates here).
+    pub origin: libp2p::PeerId,
     /// The descriptor version the sending relay fanned out by.
     pub version: u64,
     /// Whether it carries a descriptor change (it then also reaches removed members).
@@ -236,8 +238,9 @@ pub enum HandoffItem {
 pub enum Origin {
     /// A local device: envelopes for users elsewhere go to the outbox.
     Client,
-    /// Another relay: only envelopes for users homed here are taken.
-    Federation,
+    /// Another relay: only envelopes for users homed here are taken, within that relay's
+    /// share of the mailboxes.
+    Federation(libp2p::PeerId),
 }
 
 /// What became of one [`NewEnvelope`].
@@ -261,6 +264,8 @@ pub enum StoreOutcome {
     NotHere,
     /// The recipient's mailbox is at its quota.
     MailboxFull,
+    /// The forwarding relay's envelopes hold their whole share of the mailboxes here.
+    RelayShareFull,
     /// The outbox is at its quota.
     OutboxFull,
     /// The sender's envelopes hold their whole share of the outbox.
@@ -280,6 +285,8 @@ pub struct StoreLimits {
     pub outbox_max_envelopes: u64,
     /// Most outbox entries one local user's envelopes may hold.
     pub outbox_max_per_user: u64,
+    /// Most mailbox entries one other relay's forwards may hold here.
+    pub relay_mailbox_max_envelopes: u64,
     /// How long envelope ids are remembered for dedupe.
     pub dedupe_window_ms: u64,
 }
@@ -290,6 +297,7 @@ impl Default for StoreLimits {
             mailbox_max_envelopes: 100_000,
             outbox_max_envelopes: 1_000_000,
             outbox_max_per_user: 20_000,
+            relay_mailbox_max_envelopes: 1_000_000,
             dedupe_window_ms: 7 * 24 * 3600 * 1000,
         }
     }

@@ -26,6 +26,11 @@ pub const OUTBOX_BODY: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new(
 pub const OUTBOX_REFS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("outbox_refs");
 /// local sender's user id -> how many outbox entries their envelopes hold.
 pub const OUTBOX_SENDERS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("outbox_senders");
+/// mailbox key -> [`relay_tag`] of the relay whose forward put the entry there.
+pub const MAILBOX_ORIGINS: TableDefinition<&[u8; 40], &[u8; 16]> =
+    TableDefinition::new("mailbox_origins");
+/// [`relay_tag`] -> how many mailbox entries that relay's forwards hold here.
+pub const RELAY_HOLDS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("relay_holds");
 /// envelope id -> bytes of a group envelope stored once for all local recipients.
 pub const BLOBS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("blobs");
 /// envelope id -> how many mailbox entries point at the blob.
@@ -99,6 +104,15 @@ pub fn delivery_key(id: &EnvelopeId, user: &UserId) -> [u8; 16] {
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest[..16]);
     key
+}
+
+/// A short, fixed-width name for another relay in the tables.
+pub fn relay_tag(relay: &libp2p::PeerId) -> [u8; 16] {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(relay.to_bytes());
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&digest[..16]);
+    tag
 }
 
 /// Dedupe tables rotate by generation; each holds envelope id -> [`SeenMark`] (16 bytes).

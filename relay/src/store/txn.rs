@@ -9,8 +9,8 @@ use super::{
     StoreConfig, StoreError,
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
-        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, USERS,
-        UserRecord,
+        MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS,
+        PRESENCE, RELAY_HOLDS, USERS, UserRecord,
     },
     writer::{OpResult, WriteOp},
 };
@@ -33,6 +33,8 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(OUTBOX_BODY)?;
     txn.open_table(OUTBOX_REFS)?;
     txn.open_table(OUTBOX_SENDERS)?;
+    txn.open_table(MAILBOX_ORIGINS)?;
+    txn.open_table(RELAY_HOLDS)?;
     txn.open_table(BLOBS)?;
     txn.open_table(BLOB_REFS)?;
     txn.open_table(GROUP_VERSIONS)?;
@@ -85,6 +87,8 @@ pub(super) struct Tables<'txn> {
     pub outbox_body: Table<'txn, &'static [u8; 16], &'static [u8]>,
     pub outbox_refs: Table<'txn, &'static [u8; 16], u64>,
     pub outbox_senders: Table<'txn, Bytes32, u64>,
+    pub mailbox_origins: Table<'txn, &'static [u8; 40], &'static [u8; 16]>,
+    pub relay_holds: Table<'txn, &'static [u8; 16], u64>,
     pub blobs: Table<'txn, &'static [u8; 16], &'static [u8]>,
     pub blob_refs: Table<'txn, &'static [u8; 16], u64>,
     pub group_versions: Table<'txn, &'static [u8; 24], &'static [u8]>,
@@ -96,6 +100,8 @@ pub(super) struct Tables<'txn> {
     pub dirty_cursors: HashMap<UserId, Cursor>,
     /// Outbox entries per sender changed in this batch, written back once at the end.
     pub dirty_senders: HashMap<UserId, u64>,
+    /// Mailbox entries per origin relay changed in this batch, written back at the end.
+    pub dirty_holds: HashMap<[u8; 16], u64>,
     pub now_ms: u64,
     pub config: &'txn StoreConfig,
     pub state: &'txn mut WriterState,
@@ -143,6 +149,8 @@ fn apply_and_commit(
             outbox_body: txn.open_table(OUTBOX_BODY)?,
             outbox_refs: txn.open_table(OUTBOX_REFS)?,
             outbox_senders: txn.open_table(OUTBOX_SENDERS)?,
+            mailbox_origins: txn.open_table(MAILBOX_ORIGINS)?,
+            relay_holds: txn.open_table(RELAY_HOLDS)?,
             blobs: txn.open_table(BLOBS)?,
             blob_refs: txn.open_table(BLOB_REFS)?,
             group_versions: txn.open_table(GROUP_VERSIONS)?,
@@ -152,6 +160,7 @@ fn apply_and_commit(
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),
             dirty_senders: HashMap::new(),
+            dirty_holds: HashMap::new(),
             now_ms,
             config,
             state,
@@ -162,6 +171,13 @@ fn apply_and_commit(
         }
         for (user, cursor) in &t.dirty_cursors {
             t.cursors.insert(user.as_bytes(), &cursor.to_bytes())?;
+        }
+        for (relay, entries) in &t.dirty_holds {
+            if *entries == 0 {
+                t.relay_holds.remove(relay)?;
+            } else {
+                t.relay_holds.insert(relay, *entries)?;
+            }
         }
         for (user, entries) in &t.dirty_senders {
             if *entries == 0 {

@@ -8,9 +8,9 @@ use common::{
     RawDevice, RawRelayPeer, Stranger, descriptor, group_envelope, member, sent, start_tweaked,
 };
 use tidings_protocol::{
-    ErrorCode, GroupId, Kind, UserId,
+    BoundedVec, ErrorCode, GroupId, Kind, UserId,
     client::{Response, SendOutcome},
-    federation::ForwardItem,
+    federation::{FederationRequest, ForwardItem},
     group::{Role, SignedDescriptor},
 };
 
@@ -187,4 +187,55 @@ async fn one_relay_fills_only_its_share_of_the_mailboxes_here() {
         flooder.forward(forward(1)).await,
         vec![SendOutcome::Accepted]
     );
+}
+
+/// A `Descriptors` request carrying the genesis of a group of `members`, signed by a stranger.
+fn stranger_genesis(members: &[UserId]) -> (GroupId, FederationRequest) {
+    let admin = Stranger::new();
+    let a = admin.address().user;
+    let group = GroupId::random();
+    let mut list = vec![member(a, Role::Admin)];
+    list.extend(members.iter().map(|user| member(*user, Role::Member)));
+    let v1 = SignedDescriptor::sign(&admin.account, descriptor(group, 1, None, a, list));
+    let versions = BoundedVec::new(vec![v1]).unwrap();
+    (group, FederationRequest::Descriptors { versions })
+}
+
+#[tokio::test]
+async fn strangers_cannot_make_a_relay_keep_descriptors_of_groups_it_has_no_member_of() {
+    let relay = start_tweaked(|_| {}, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let mut peer = RawRelayPeer::connect(&address).await;
+
+    // Made-up members only: refused, nothing kept.
+    let (group, request) = stranger_genesis(&made_up(1023));
+    let answer = peer.request(request).await;
+    assert_eq!(answer.unwrap_err().code, ErrorCode::NotMember);
+    assert_eq!(peer.group_version(group).await, 0);
+
+    // A group with a member here is kept...
+    let (group, request) = stranger_genesis(&[bob.address().user]);
+    assert!(peer.request(request).await.is_ok());
+    assert_eq!(peer.group_version(group).await, 1);
+
+    // ...but one peer cannot make the relay keep them without bound: big descriptors naming
+    // bob are refused once the peer has used its share.
+    let mut members = made_up(1022);
+    members.push(bob.address().user);
+    let mut kept = 0;
+    let mut limited = 0;
+    for _ in 0..100 {
+        let (_, request) = stranger_genesis(&members);
+        match peer.request(request).await {
+            Ok(_) => kept += 1,
+            Err(answer) => {
+                assert_eq!(answer.code, ErrorCode::RateLimited, "{answer}");
+                limited += 1;
+            }
+        }
+    }
+    assert!(limited > 0, "100 descriptors of ~36 KiB all kept");
+    assert!(kept < 100, "{kept}");
 }

@@ -111,6 +111,17 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             .map(FederationResponse::GroupVersion)
             .map_err(storage_answer),
         FederationRequest::Descriptors { versions } => {
+            let kib: usize = versions
+                .iter()
+                .map(|version| version.encode().len().div_ceil(1024))
+                .sum();
+            if shared.rates.descriptors.take(peer, [kib]) == 0 {
+                tracing::info!(%peer, kib, "another relay is over its descriptor rate");
+                return Err(ErrorAnswer::new(
+                    ErrorCode::RateLimited,
+                    "your relay is sending group descriptors too fast; retry later",
+                ));
+            }
             match shared
                 .store
                 .store_descriptors(versions.into_vec())
@@ -121,6 +132,10 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                 DescriptorsOutcome::Rejected(error) => Err(ErrorAnswer::new(
                     ErrorCode::BadDescriptor,
                     error.to_string(),
+                )),
+                DescriptorsOutcome::NoMemberHere => Err(ErrorAnswer::new(
+                    ErrorCode::NotMember,
+                    "no member of this group lives here",
                 )),
             }
         }

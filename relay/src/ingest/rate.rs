@@ -23,6 +23,11 @@ use crate::config::LimitsConfig;
 /// Most users tracked at once (about 64 bytes each).
 const MAX_TRACKED_USERS: usize = 1 << 18;
 
+/// KiB of group descriptors another relay may make this relay keep, per second and at once
+/// (a descriptor is at most 60 KiB).
+const DESCRIPTOR_KIB_PER_SEC: u64 = 64;
+const DESCRIPTOR_KIB_BURST: u64 = 2048;
+
 /// Most other relays tracked at once.
 const MAX_TRACKED_RELAYS: usize = 1 << 14;
 
@@ -184,6 +189,8 @@ pub(crate) struct RateLimits {
     pub users: RateLimiter<UserId>,
     /// Another relay's forwarded envelopes, counted once per recipient here.
     pub relays: RateLimiter<PeerId>,
+    /// KiB of group descriptors another relay hands over (kept as long as the group).
+    pub descriptors: RateLimiter<PeerId>,
 }
 
 impl RateLimits {
@@ -198,6 +205,11 @@ impl RateLimits {
             relays: RateLimiter::new(
                 limits.relay_envelopes_per_sec,
                 limits.relay_envelopes_burst,
+                MAX_TRACKED_RELAYS,
+            ),
+            descriptors: RateLimiter::new(
+                DESCRIPTOR_KIB_PER_SEC,
+                DESCRIPTOR_KIB_BURST,
                 MAX_TRACKED_RELAYS,
             ),
         }

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use redb::ReadableTable;
 use tidings_protocol::{
     ErrorAnswer, ErrorCode, GroupId, UserId,
+    federation::MAX_DESCRIPTORS_PER_REQUEST,
     group::{GroupError, SignedDescriptor},
 };
 
@@ -81,6 +82,36 @@ impl Tables<'_> {
         &mut self,
         versions: &[SignedDescriptor],
     ) -> Result<DescriptorsOutcome, StoreError> {
+        // A group not held here is taken only if a version sent names a member living here,
+        // or if the request is a full chunk of a longer chain (the member may be added by a
+        // later version, in the next chunk). Nobody else can make the relay keep a group.
+        let full_chunk = versions.len() >= MAX_DESCRIPTORS_PER_REQUEST;
+        let mut checked: Vec<GroupId> = Vec::new();
+        for version in versions {
+            let group = version.descriptor.group;
+            if checked.contains(&group) || full_chunk {
+                continue;
+            }
+            checked.push(group);
+            if self.group_head(&group)?.is_some() {
+                continue;
+            }
+            let mut named = false;
+            for other in versions.iter().filter(|v| v.descriptor.group == group) {
+                for member in other.descriptor.members.iter() {
+                    if self.is_local(&member.user)? {
+                        named = true;
+                        break;
+                    }
+                }
+                if named {
+                    break;
+                }
+            }
+            if !named {
+                return Ok(DescriptorsOutcome::NoMemberHere);
+            }
+        }
         let mut head = 0;
         for next in versions {
             if let Some(known) = self.group_head(&next.descriptor.group)?

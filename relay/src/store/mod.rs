@@ -222,6 +222,8 @@ pub enum DescriptorsOutcome {
     },
     /// A version breaks the rules.
     Rejected(GroupError),
+    /// The group is not held here and no version sent names a member living here.
+    NoMemberHere,
 }
 
 /// One entry a user's previous home relay hands on.

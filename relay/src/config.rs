@@ -80,6 +80,9 @@ pub struct LimitsConfig {
     pub max_sessions: usize,
     /// Most undelivered envelopes kept for one user; more are refused with `quota_exceeded`.
     pub mailbox_max_envelopes: u64,
+    /// Most bytes of undelivered envelopes kept for one user; more are refused with
+    /// `quota_exceeded`.
+    pub mailbox_max_bytes: u64,
     /// Most envelopes waiting to be forwarded to other relays; more are refused (retry).
     pub outbox_max_envelopes: u64,
     /// Most of those one local user's envelopes may hold (one entry per recipient elsewhere:
@@ -109,6 +112,7 @@ impl Default for LimitsConfig {
         Self {
             max_sessions: 100_000,
             mailbox_max_envelopes: 100_000,
+            mailbox_max_bytes: 256 * 1024 * 1024,
             outbox_max_envelopes: 1_000_000,
             outbox_max_per_user: 20_000,
             relay_mailbox_max_envelopes: 1_000_000,
@@ -362,6 +366,9 @@ max_sessions = {max_sessions}
 # Most undelivered envelopes kept for one user; senders get `quota_exceeded` beyond it.
 # Default: 100000.
 mailbox_max_envelopes = {mailbox}
+# Most bytes of undelivered envelopes kept for one user (a group message counts its full size
+# for every member it waits for). Default: 268435456 (256 MiB).
+mailbox_max_bytes = {mailbox_bytes}
 # Most envelopes waiting to be forwarded to other relays. Default: 1000000.
 outbox_max_envelopes = {outbox}
 # Most of those one user's messages may hold: one entry per recipient on another relay (a
@@ -408,6 +415,7 @@ watch_ttl_secs = {watch_ttl}
             name = toml_string(&self.name),
             max_sessions = self.limits.max_sessions,
             mailbox = self.limits.mailbox_max_envelopes,
+            mailbox_bytes = self.limits.mailbox_max_bytes,
             outbox = self.limits.outbox_max_envelopes,
             outbox_per_user = self.limits.outbox_max_per_user,
             relay_mailbox = self.limits.relay_mailbox_max_envelopes,

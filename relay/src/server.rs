@@ -134,6 +134,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let store_config = StoreConfig {
         limits: StoreLimits {
             mailbox_max_envelopes: config.limits.mailbox_max_envelopes,
+            mailbox_max_bytes: config.limits.mailbox_max_bytes,
             outbox_max_envelopes: config.limits.outbox_max_envelopes,
             outbox_max_per_user: config.limits.outbox_max_per_user,
             relay_mailbox_max_envelopes: config.limits.relay_mailbox_max_envelopes,

@@ -239,3 +239,36 @@ async fn strangers_cannot_make_a_relay_keep_descriptors_of_groups_it_has_no_memb
     assert!(limited > 0, "100 descriptors of ~36 KiB all kept");
     assert!(kept < 100, "{kept}");
 }
+
+#[tokio::test]
+async fn a_mailbox_holds_at_most_its_byte_quota() {
+    let relay = start_tweaked(|config| config.limits.mailbox_max_bytes = 200_000, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let big = vec![7u8; 60_000];
+    let to = bob.address();
+    let envelope = |alice: &RawDevice| alice.envelope_to(to, &big).sign(&alice.device);
+
+    for _ in 0..3 {
+        let raw = envelope(&alice);
+        assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+    }
+    let raw = envelope(&alice);
+    let outcome = sent(&mut alice, raw).await;
+    assert_eq!(
+        code(&outcome),
+        Some(ErrorCode::QuotaExceeded),
+        "{outcome:?}"
+    );
+    // Small ones still fit in what is left.
+    let raw = alice.envelope_to(to, b"hi").sign(&alice.device);
+    assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+
+    // Once bob has taken them, there is room again.
+    assert_eq!(bob.drain().await.len(), 4);
+    let raw = envelope(&alice);
+    assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+}

@@ -123,6 +123,13 @@ impl Tables<'_> {
         if cursor.pending() >= self.config.limits.mailbox_max_envelopes {
             return Ok(None);
         }
+        // What the user holds is the envelope, whether stored here or as a blob reference.
+        let held = self.mailbox_size(user)?;
+        let size = held.saturating_add(delivered.len() as u64);
+        if size > self.config.limits.mailbox_max_bytes {
+            return Ok(None);
+        }
+        self.dirty_bytes.insert(*user, size);
         cursor.head += 1;
         let seq = cursor.head;
         self.mailbox
@@ -252,14 +259,20 @@ impl Tables<'_> {
         let start = tables::mailbox_key(user, cursor.acked + 1);
         let end = tables::mailbox_key(user, up_to);
         let mut blobs = Vec::new();
+        let mut freed = 0u64;
         self.mailbox
             .retain_in::<&[u8; 40], _>(&start..=&end, |_, value| {
-                blobs.extend(tables::parse_blob_ref(value));
+                match tables::parse_blob_ref(value) {
+                    Some(id) => blobs.push(id),
+                    None => freed += value.len() as u64,
+                }
                 false
             })?;
         for id in blobs {
-            self.release_blob(&id)?;
+            freed += self.release_blob(&id)?;
         }
+        let held = self.mailbox_size(user)?;
+        self.dirty_bytes.insert(*user, held.saturating_sub(freed));
         let mut origins = Vec::new();
         self.mailbox_origins
             .retain_in::<&[u8; 40], _>(&start..=&end, |_, tag| {
@@ -275,8 +288,25 @@ impl Tables<'_> {
         Ok(())
     }
 
-    /// Drops one mailbox reference to a blob, deleting it with the last one.
-    fn release_blob(&mut self, id: &[u8; 16]) -> Result<(), StoreError> {
+    /// Bytes of the envelopes waiting in `user`'s mailbox.
+    fn mailbox_size(&self, user: &UserId) -> Result<u64, StoreError> {
+        if let Some(bytes) = self.dirty_bytes.get(user) {
+            return Ok(*bytes);
+        }
+        Ok(self
+            .mailbox_bytes
+            .get(user.as_bytes())?
+            .map(|bytes| bytes.value())
+            .unwrap_or(0))
+    }
+
+    /// Drops one mailbox reference to a blob, deleting it with the last one; the blob's size.
+    fn release_blob(&mut self, id: &[u8; 16]) -> Result<u64, StoreError> {
+        let size = self
+            .blobs
+            .get(id)?
+            .map(|blob| blob.value().len() as u64)
+            .unwrap_or(0);
         let refs = self
             .blob_refs
             .get(id)?
@@ -288,7 +318,7 @@ impl Tables<'_> {
         } else {
             self.blob_refs.insert(id, refs - 1)?;
         }
-        Ok(())
+        Ok(size)
     }
 
     /// The bytes of outbox entry `seq`'s envelope.

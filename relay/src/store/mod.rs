@@ -283,6 +283,8 @@ pub enum StoreOutcome {
 pub struct StoreLimits {
     /// Most unacked envelopes in one mailbox.
     pub mailbox_max_envelopes: u64,
+    /// Most bytes of unacked envelopes in one mailbox.
+    pub mailbox_max_bytes: u64,
     /// Most envelopes waiting in the outbox.
     pub outbox_max_envelopes: u64,
     /// Most outbox entries one local user's envelopes may hold.
@@ -297,6 +299,7 @@ impl Default for StoreLimits {
     fn default() -> Self {
         Self {
             mailbox_max_envelopes: 100_000,
+            mailbox_max_bytes: 256 * 1024 * 1024,
             outbox_max_envelopes: 1_000_000,
             outbox_max_per_user: 20_000,
             relay_mailbox_max_envelopes: 1_000_000,

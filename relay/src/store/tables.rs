@@ -15,6 +15,8 @@ pub const DEVICES: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new(
 pub const ONE_TIME_KEYS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("one_time_keys");
 /// user id -> [`Cursor`] (16 bytes).
 pub const CURSORS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("cursors");
+/// user id -> bytes of the envelopes waiting in the user's mailbox.
+pub const MAILBOX_BYTES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("mailbox_bytes");
 /// user id ++ sequence number (big-endian) -> envelope bytes.
 pub const MAILBOX: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("mailbox");
 

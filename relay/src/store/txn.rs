@@ -9,8 +9,8 @@ use super::{
     StoreConfig, StoreError,
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
-        MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS,
-        PRESENCE, RELAY_HOLDS, USERS, UserRecord,
+        MAILBOX_BYTES, MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS,
+        OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USERS, UserRecord,
     },
     writer::{OpResult, WriteOp},
 };
@@ -34,6 +34,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(OUTBOX_REFS)?;
     txn.open_table(OUTBOX_SENDERS)?;
     txn.open_table(MAILBOX_ORIGINS)?;
+    txn.open_table(MAILBOX_BYTES)?;
     txn.open_table(RELAY_HOLDS)?;
     txn.open_table(BLOBS)?;
     txn.open_table(BLOB_REFS)?;
@@ -87,6 +88,7 @@ pub(super) struct Tables<'txn> {
     pub outbox_body: Table<'txn, &'static [u8; 16], &'static [u8]>,
     pub outbox_refs: Table<'txn, &'static [u8; 16], u64>,
     pub outbox_senders: Table<'txn, Bytes32, u64>,
+    pub mailbox_bytes: Table<'txn, Bytes32, u64>,
     pub mailbox_origins: Table<'txn, &'static [u8; 40], &'static [u8; 16]>,
     pub relay_holds: Table<'txn, &'static [u8; 16], u64>,
     pub blobs: Table<'txn, &'static [u8; 16], &'static [u8]>,
@@ -100,6 +102,8 @@ pub(super) struct Tables<'txn> {
     pub dirty_cursors: HashMap<UserId, Cursor>,
     /// Outbox entries per sender changed in this batch, written back once at the end.
     pub dirty_senders: HashMap<UserId, u64>,
+    /// Mailbox sizes changed in this batch, written back once at the end.
+    pub dirty_bytes: HashMap<UserId, u64>,
     /// Mailbox entries per origin relay changed in this batch, written back at the end.
     pub dirty_holds: HashMap<[u8; 16], u64>,
     pub now_ms: u64,
@@ -149,6 +153,7 @@ fn apply_and_commit(
             outbox_body: txn.open_table(OUTBOX_BODY)?,
             outbox_refs: txn.open_table(OUTBOX_REFS)?,
             outbox_senders: txn.open_table(OUTBOX_SENDERS)?,
+            mailbox_bytes: txn.open_table(MAILBOX_BYTES)?,
             mailbox_origins: txn.open_table(MAILBOX_ORIGINS)?,
             relay_holds: txn.open_table(RELAY_HOLDS)?,
             blobs: txn.open_table(BLOBS)?,
@@ -160,6 +165,7 @@ fn apply_and_commit(
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),
             dirty_senders: HashMap::new(),
+            dirty_bytes: HashMap::new(),
             dirty_holds: HashMap::new(),
             now_ms,
             config,
@@ -171,6 +177,13 @@ fn apply_and_commit(
         }
         for (user, cursor) in &t.dirty_cursors {
             t.cursors.insert(user.as_bytes(), &cursor.to_bytes())?;
+        }
+        for (user, bytes) in &t.dirty_bytes {
+            if *bytes == 0 {
+                t.mailbox_bytes.remove(user.as_bytes())?;
+            } else {
+                t.mailbox_bytes.insert(user.as_bytes(), *bytes)?;
+            }
         }
         for (relay, entries) in &t.dirty_holds {
             if *entries == 0 {

@@ -272,3 +272,45 @@ async fn a_mailbox_holds_at_most_its_byte_quota() {
     let raw = envelope(&alice);
     assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
 }
+
+#[tokio::test]
+async fn an_id_learned_in_advance_cannot_get_the_real_envelope_refused() {
+    let relay = start_tweaked(|_| {}, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let mut mallory = RawDevice::connect(&address).await;
+    mallory.register().await;
+    let to = bob.address();
+    let real = alice.envelope_to(to, b"the real one");
+
+    // Mallory, a local user, and a stranger over federation both use the id first.
+    let mut squatted = mallory.envelope_to(to, b"squat");
+    squatted.id = real.id;
+    let raw = squatted.sign(&mallory.device);
+    assert_eq!(sent(&mut mallory, raw).await, SendOutcome::Accepted);
+    let stranger = Stranger::new();
+    let mut forged = tidings_protocol::Envelope {
+        id: real.id,
+        ..real.clone()
+    };
+    forged.sender = stranger.address();
+    let mut peer = RawRelayPeer::connect(&address).await;
+    let outcomes = peer
+        .forward(vec![Stranger::item(forged.sign(&stranger.device), to)])
+        .await;
+    assert_eq!(outcomes, vec![SendOutcome::Accepted]);
+
+    // Alice's envelope still goes through, once.
+    let raw = real.sign(&alice.device);
+    assert_eq!(sent(&mut alice, raw.clone()).await, SendOutcome::Accepted);
+    assert_eq!(sent(&mut alice, raw).await, SendOutcome::Duplicate);
+    let got = bob.drain().await;
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().any(|raw| {
+        let envelope = raw.decode_unverified().unwrap();
+        envelope.sender == alice.address() && envelope.body == b"the real one"
+    }));
+}

@@ -304,7 +304,7 @@ impl Tables<'_> {
         let mut outcomes = Vec::with_capacity(item.recipients.len());
         let mut stored = 0u64;
         for user in &item.recipients {
-            let key = tables::delivery_key(&item.id, user);
+            let key = tables::delivery_key(&item.sender, &item.id, user);
             let outcome = if !self.is_local(user)? {
                 StoreOutcome::NotHere
             } else if !member_of(user) {

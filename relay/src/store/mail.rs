@@ -34,13 +34,13 @@ impl Tables<'_> {
 
     /// What an earlier envelope with this id means for one arriving now, if anything.
     pub(super) fn seen(&self, item: &NewEnvelope) -> Result<Option<StoreOutcome>, StoreError> {
-        self.seen_key(tables::seen_key(&item.id), &item.bytes)
+        self.seen_key(&tables::seen_key(&item.sender, &item.id), &item.bytes)
     }
 
     /// Like [`Tables::seen`], under any dedupe key.
     pub(super) fn seen_key(
         &self,
-        id: &[u8; 16],
+        id: &tables::SeenKey,
         bytes: &[u8],
     ) -> Result<Option<StoreOutcome>, StoreError> {
         let mark = match self.seen_now.get(id)? {
@@ -60,11 +60,15 @@ impl Tables<'_> {
     }
 
     pub(super) fn mark_seen(&mut self, item: &NewEnvelope) -> Result<(), StoreError> {
-        self.mark_seen_key(tables::seen_key(&item.id), &item.bytes)
+        self.mark_seen_key(&tables::seen_key(&item.sender, &item.id), &item.bytes)
     }
 
     /// Like [`Tables::mark_seen`], under any dedupe key.
-    pub(super) fn mark_seen_key(&mut self, id: &[u8; 16], bytes: &[u8]) -> Result<(), StoreError> {
+    pub(super) fn mark_seen_key(
+        &mut self,
+        id: &tables::SeenKey,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
         let mark = SeenMark {
             fingerprint: tables::fingerprint(bytes),
             at_ms: self.now_ms,

@@ -95,19 +95,6 @@ pub fn group_version_key(group: &GroupId, version: u64) -> [u8; 24] {
     key
 }
 
-/// Dedupe key of one group envelope for one recipient (forwarded items may be retried for a
-/// subset of recipients, so the envelope id alone cannot say who has it).
-pub fn delivery_key(id: &EnvelopeId, user: &UserId) -> [u8; 16] {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(id.as_bytes());
-    hasher.update(user.as_bytes());
-    let digest = hasher.finalize();
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest[..16]);
-    key
-}
-
 /// A short, fixed-width name for another relay in the tables.
 pub fn relay_tag(relay: &libp2p::PeerId) -> [u8; 16] {
     use sha2::Digest;
@@ -117,9 +104,42 @@ pub fn relay_tag(relay: &libp2p::PeerId) -> [u8; 16] {
     tag
 }
 
-/// Dedupe tables rotate by generation; each holds envelope id -> [`SeenMark`] (16 bytes).
+/// A dedupe key: the sender's user id, then 16 bytes naming the envelope (its id, or for a
+/// group envelope forwarded to one recipient a hash of id and recipient). Keyed by sender, so
+/// someone who learns an id in advance cannot get another sender's envelope refused.
+pub type SeenKey = [u8; 48];
+
+/// Dedupe key of an envelope.
+pub fn seen_key(sender: &UserId, id: &EnvelopeId) -> SeenKey {
+    let mut key = [0u8; 48];
+    key[..32].copy_from_slice(sender.as_bytes());
+    key[32..].copy_from_slice(id.as_bytes());
+    key
+}
+
+/// Dedupe key of one group envelope for one recipient (forwarded items may be retried for a
+/// subset of recipients, so the envelope id alone cannot say who has it).
+pub fn delivery_key(sender: &UserId, id: &EnvelopeId, user: &UserId) -> SeenKey {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(id.as_bytes());
+    hasher.update(user.as_bytes());
+    let digest = hasher.finalize();
+    let mut key = [0u8; 48];
+    key[..32].copy_from_slice(sender.as_bytes());
+    key[32..].copy_from_slice(&digest[..16]);
+    key
+}
+
+/// Prefix of the dedupe tables' names.
+pub const SEEN_PREFIX: &str = "seen_by_sender.";
+
+/// Prefix of the dedupe tables of earlier versions, keyed by bare envelope id.
+pub const LEGACY_SEEN_PREFIX: &str = "seen.";
+
+/// Dedupe tables rotate by generation; each holds [`SeenKey`] -> [`SeenMark`] (16 bytes).
 pub fn seen_table(generation: u64) -> String {
-    format!("seen.{generation}")
+    format!("{SEEN_PREFIX}{generation}")
 }
 
 /// Everything the relay knows about one registered user.
@@ -289,11 +309,6 @@ pub fn fingerprint(envelope: &[u8]) -> [u8; 8] {
     let n = tail.len().min(8);
     out[..n].copy_from_slice(&tail[..n]);
     out
-}
-
-/// The dedupe key of an envelope id.
-pub fn seen_key(id: &EnvelopeId) -> &[u8; 16] {
-    id.as_bytes()
 }
 
 #[cfg(test)]

@@ -96,8 +96,8 @@ pub(super) struct Tables<'txn> {
     pub group_versions: Table<'txn, &'static [u8; 24], &'static [u8]>,
     pub group_heads: Table<'txn, &'static [u8; 16], u64>,
     pub presence: Table<'txn, Bytes32, &'static [u8]>,
-    pub seen_now: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
-    pub seen_before: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
+    pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
+    pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Cursors changed in this batch, written back once at the end.
     pub dirty_cursors: HashMap<UserId, Cursor>,
     /// Outbox entries per sender changed in this batch, written back once at the end.
@@ -205,21 +205,30 @@ fn apply_and_commit(
     Ok((results, effects))
 }
 
-/// Deletes dedupe generations older than the previous one.
+/// Deletes dedupe generations older than the previous one, and the tables of earlier
+/// versions (keyed by bare envelope id).
 fn drop_old_seen_tables(txn: &WriteTransaction, generation: u64) -> Result<(), StoreError> {
-    let stale: Vec<String> = txn
-        .list_tables()?
-        .map(|handle| redb::TableHandle::name(&handle).to_string())
-        .filter(|name| {
-            name.strip_prefix("seen.")
-                .and_then(|g| g.parse::<u64>().ok())
-                .is_some_and(|g| g + 1 < generation)
-        })
-        .collect();
-    for name in stale {
-        let definition: redb::TableDefinition<&[u8; 16], &[u8; 16]> =
-            redb::TableDefinition::new(&name);
-        txn.delete_table(definition)?;
+    let mut stale = Vec::new();
+    for handle in txn.list_tables()? {
+        let name = redb::TableHandle::name(&handle);
+        if let Some(old) = name.strip_prefix(tables::SEEN_PREFIX) {
+            if old.parse::<u64>().is_ok_and(|g| g + 1 < generation) {
+                stale.push((name.to_string(), false));
+            }
+        } else if name.starts_with(tables::LEGACY_SEEN_PREFIX) {
+            stale.push((name.to_string(), true));
+        }
+    }
+    for (name, legacy) in stale {
+        if legacy {
+            let definition: redb::TableDefinition<&[u8; 16], &[u8; 16]> =
+                redb::TableDefinition::new(&name);
+            txn.delete_table(definition)?;
+        } else {
+            let definition: redb::TableDefinition<&tables::SeenKey, &[u8; 16]> =
+                redb::TableDefinition::new(&name);
+            txn.delete_table(definition)?;
+        }
     }
     Ok(())
 }

@@ -65,11 +65,34 @@ pub enum RegistrationPolicy {
 }
 
 /// Registration settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationConfig {
     /// Who may register.
     pub policy: RegistrationPolicy,
+    /// New accounts one source (IPv4 address, IPv6 /64) may register per hour, sustained.
+    pub per_source_per_hour: u64,
+    /// ... and at once.
+    pub per_source_burst: u64,
+    /// Whether connections from loopback are limited too (a local TLS proxy makes every
+    /// browser come from loopback; a relay behind one should set this and trust the proxy's
+    /// own limits, or keep it off).
+    pub limit_loopback: bool,
+    /// Most accounts under open registration; 0 means no cap. Invite codes are not counted
+    /// against it (the operator hands them out).
+    pub max_accounts: u64,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            policy: RegistrationPolicy::default(),
+            per_source_per_hour: 20,
+            per_source_burst: 20,
+            limit_loopback: false,
+            max_accounts: 100_000,
+        }
+    }
 }
 
 /// Quotas and bounds.
@@ -290,6 +313,24 @@ impl RelayConfig {
         parse_addrs(&self.announce)?;
         self.metrics_addr()?;
         self.limits.validate()?;
+        for (key, value) in [
+            (
+                "registration.per_source_per_hour",
+                self.registration.per_source_per_hour,
+            ),
+            (
+                "registration.per_source_burst",
+                self.registration.per_source_burst,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value,
+                    reason: "must be at least 1 (use policy = \"closed\" to take nobody)",
+                });
+            }
+        }
         if self.presence.heartbeat_timeout_secs == 0 {
             return Err(ConfigError::OutOfRange {
                 key: "presence.heartbeat_timeout_secs",
@@ -359,6 +400,17 @@ bootstrap = [{bootstrap}]
 # Who may register: "open" (anyone), "invite" (an invite code from
 # `tidings-relay invite create`), or "closed" (nobody new). Default: "open".
 policy = "{policy}"
+# New accounts one source (an IPv4 address, or an IPv6 /64) may register per hour, sustained,
+# and at once; beyond it `rate_limited`. Default: 20 and 20.
+per_source_per_hour = {per_source}
+per_source_burst = {per_source_burst}
+# Whether registrations from loopback count against those limits too. A relay behind a local
+# proxy (browsers over /ws through a TLS proxy) sees every client as loopback: keep it off and
+# let the proxy limit, or turn it on to treat them all as one source. Default: false.
+limit_loopback = {limit_loopback}
+# Most accounts this relay keeps under open registration; 0: no cap. Beyond it new
+# registrations get `registration_closed`. Default: 100000.
+max_accounts = {max_accounts}
 
 [limits]
 # Most device sessions served at once. Default: 100000.
@@ -414,6 +466,10 @@ watch_ttl_secs = {watch_ttl}
             watch_ttl = self.presence.watch_ttl_secs,
             name = toml_string(&self.name),
             max_sessions = self.limits.max_sessions,
+            per_source = self.registration.per_source_per_hour,
+            per_source_burst = self.registration.per_source_burst,
+            limit_loopback = self.registration.limit_loopback,
+            max_accounts = self.registration.max_accounts,
             mailbox = self.limits.mailbox_max_envelopes,
             mailbox_bytes = self.limits.mailbox_max_bytes,
             outbox = self.limits.outbox_max_envelopes,

@@ -30,6 +30,7 @@ pub(crate) mod federation;
 pub mod fuzzing;
 pub(crate) mod ingest;
 pub mod invites;
+mod limit_metrics;
 pub mod mailbox;
 pub mod metrics;
 pub(crate) mod network;
@@ -38,6 +39,7 @@ mod presence;
 mod server;
 pub(crate) mod session;
 pub(crate) mod shared;
+pub(crate) mod sources;
 pub mod store;
 
 pub use config::{RegistrationPolicy, RelayConfig};

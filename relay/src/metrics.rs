@@ -33,6 +33,7 @@ use prometheus_client::{
 use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::limit_metrics::{LimitMetrics, Refusal};
 use crate::network::DhtStats;
 
 /// What kind of envelopes a forward batch carried.
@@ -237,6 +238,8 @@ pub struct Metrics {
     sessions: Gauge,
     federation_streams: Gauge,
     store: StoreMetrics,
+    /// What the storage and registration limits refused, and the disk floor.
+    pub limits: LimitMetrics,
     network_running: AtomicBool,
     dht: Arc<OnceLock<Arc<DhtStats>>>,
 }
@@ -327,6 +330,7 @@ impl Metrics {
             "Streams from other relays being served (federation protocol)",
             federation_streams.clone(),
         );
+        let limits = LimitMetrics::register(tidings);
         let home_records = HomeRecords::default();
         let dht = home_records.0.clone();
         tidings.register_collector(Box::new(home_records));
@@ -342,6 +346,7 @@ impl Metrics {
             sessions,
             federation_streams,
             store,
+            limits,
             network_running: AtomicBool::new(false),
             dht,
         }

@@ -159,21 +159,25 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let sessions = TaskTracker::new();
     let background = TaskTracker::new();
     let metrics = Arc::new(crate::metrics::Metrics::new(writer.metrics()));
+    let sources = Arc::new(crate::sources::PeerSources::default());
     background.spawn(
         event_loop
             .with_metrics(metrics.clone())
+            .with_sources(sources.clone())
             .run(network_stop.clone()),
     );
 
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
-        rates: crate::ingest::RateLimits::new(&config.limits),
+        rates: crate::ingest::RateLimits::new(&config.limits, &config.registration),
         directory: Directory::new(store.clone(), network.clone()),
         links: Links::new(control.clone(), network.clone()),
         store,
         hub,
         invites,
         policy: config.registration.policy,
+        registration: config.registration.clone(),
+        sources,
         network: network.clone(),
         announce: config.announce.clone(),
         handoffs: Mutex::new(HashSet::new()),

@@ -7,13 +7,14 @@ use tidings_protocol::{BoundedVec, UserId, limits::MAX_CARD_ADDRS};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::RegistrationPolicy,
+    config::{RegistrationConfig, RegistrationPolicy},
     federation::{Directory, Links},
     invites::Invites,
     mailbox::Hub,
     metrics::Metrics,
     network::NetworkHandle,
     presence::PresenceBook,
+    sources::PeerSources,
     store::Store,
 };
 
@@ -22,6 +23,10 @@ pub(crate) struct Shared {
     pub hub: std::sync::Arc<Hub>,
     pub invites: Invites,
     pub policy: RegistrationPolicy,
+    /// Registration limits: per source, and the cap on accounts.
+    pub registration: RegistrationConfig,
+    /// Where each connected peer connects from.
+    pub sources: std::sync::Arc<PeerSources>,
     pub network: NetworkHandle,
     pub directory: Directory,
     pub links: Links,

@@ -13,6 +13,7 @@ use tidings_protocol::{
     federation::{FederationRequest, ForwardItem},
     group::{Role, SignedDescriptor},
 };
+use tidings_relay::metrics::Refusal;
 
 fn code(outcome: &SendOutcome) -> Option<ErrorCode> {
     match outcome {
@@ -237,6 +238,9 @@ async fn strangers_cannot_make_a_relay_keep_descriptors_of_groups_it_has_no_memb
         }
     }
     assert!(limited > 0, "100 descriptors of ~36 KiB all kept");
+    let limits = &relay.relay.metrics().limits;
+    assert_eq!(limits.refusals(Refusal::DescriptorRate), limited);
+    assert_eq!(limits.refusals(Refusal::DescriptorNoMember), 1);
     assert!(kept < 100, "{kept}");
 }
 
@@ -313,4 +317,63 @@ async fn an_id_learned_in_advance_cannot_get_the_real_envelope_refused() {
         let envelope = raw.decode_unverified().unwrap();
         envelope.sender == alice.address() && envelope.body == b"the real one"
     }));
+}
+
+/// Sends a registration as `device` and returns the answer.
+async fn try_register(device: &mut RawDevice) -> Result<Response, tidings_protocol::ErrorAnswer> {
+    let cert = device.cert();
+    device
+        .request(tidings_protocol::client::Request::Register(Box::new(
+            tidings_protocol::client::Register { cert, invite: None },
+        )))
+        .await
+}
+
+#[tokio::test]
+async fn one_source_registers_a_few_accounts_an_hour_not_thousands() {
+    let relay = start_tweaked(
+        |config| {
+            config.registration.per_source_per_hour = 3;
+            config.registration.per_source_burst = 3;
+            config.registration.limit_loopback = true;
+        },
+        None,
+    )
+    .await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut registered = Vec::new();
+    for _ in 0..3 {
+        let mut device = RawDevice::connect(&address).await;
+        device.register().await;
+        registered.push(device);
+    }
+    let mut device = RawDevice::connect(&address).await;
+    let answer = try_register(&mut device).await;
+    assert_eq!(answer.unwrap_err().code, ErrorCode::RateLimited);
+    let limits = &relay.relay.metrics().limits;
+    assert_eq!(limits.refusals(Refusal::RegistrationRate), 1);
+    // Devices already registered come back without a token.
+    let again = &registered[0];
+    let mut again =
+        RawDevice::connect_as(&address, again.account.clone(), again.device.clone()).await;
+    assert!(matches!(
+        try_register(&mut again).await,
+        Ok(Response::Registered { new: false, .. })
+    ));
+}
+
+#[tokio::test]
+async fn open_registration_stops_at_its_account_cap() {
+    let relay = start_tweaked(|config| config.registration.max_accounts = 2, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    for _ in 0..2 {
+        RawDevice::connect(&address).await.register().await;
+    }
+    let mut device = RawDevice::connect(&address).await;
+    let answer = try_register(&mut device).await;
+    assert_eq!(answer.unwrap_err().code, ErrorCode::RegistrationClosed);
+    assert_eq!(
+        relay.relay.metrics().limits.refusals(Refusal::AccountCap),
+        1
+    );
 }

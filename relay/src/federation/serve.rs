@@ -17,7 +17,7 @@ use tidings_protocol::{
 use super::Home;
 use crate::{
     ingest::{self, reject, storage_answer},
-    metrics::{Metrics, StoredFrom},
+    metrics::{Metrics, Refusal, StoredFrom},
     presence,
     shared::Shared,
     store::{ClaimOutcome, DescriptorsOutcome, GroupDelivery, HandoffItem, Origin, Store},
@@ -117,6 +117,7 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                 .sum();
             if shared.rates.descriptors.take(peer, [kib]) == 0 {
                 tracing::info!(%peer, kib, "another relay is over its descriptor rate");
+                shared.metrics.limits.refused(Refusal::DescriptorRate);
                 return Err(ErrorAnswer::new(
                     ErrorCode::RateLimited,
                     "your relay is sending group descriptors too fast; retry later",
@@ -133,10 +134,13 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                     ErrorCode::BadDescriptor,
                     error.to_string(),
                 )),
-                DescriptorsOutcome::NoMemberHere => Err(ErrorAnswer::new(
-                    ErrorCode::NotMember,
-                    "no member of this group lives here",
-                )),
+                DescriptorsOutcome::NoMemberHere => {
+                    shared.metrics.limits.refused(Refusal::DescriptorNoMember);
+                    Err(ErrorAnswer::new(
+                        ErrorCode::NotMember,
+                        "no member of this group lives here",
+                    ))
+                }
             }
         }
         FederationRequest::Handoff {

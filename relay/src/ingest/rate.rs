@@ -18,7 +18,10 @@ use std::{
 use libp2p::PeerId;
 use tidings_protocol::UserId;
 
-use crate::config::LimitsConfig;
+use crate::{
+    config::{LimitsConfig, RegistrationConfig},
+    sources::Source,
+};
 
 /// Most users tracked at once (about 64 bytes each).
 const MAX_TRACKED_USERS: usize = 1 << 18;
@@ -27,6 +30,9 @@ const MAX_TRACKED_USERS: usize = 1 << 18;
 /// (a descriptor is at most 60 KiB).
 const DESCRIPTOR_KIB_PER_SEC: u64 = 64;
 const DESCRIPTOR_KIB_BURST: u64 = 2048;
+
+/// Most network sources tracked at once for registrations.
+const MAX_TRACKED_SOURCES: usize = 1 << 16;
 
 /// Most other relays tracked at once.
 const MAX_TRACKED_RELAYS: usize = 1 << 14;
@@ -62,7 +68,15 @@ pub(crate) struct RateLimiter<K> {
 impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// Buckets of `burst` tokens refilling at `per_sec`, for at most `capacity` senders.
     pub fn new(per_sec: u64, burst: u64, capacity: usize) -> Self {
-        let per_sec = per_sec.max(1) as f64;
+        Self::with_rate(per_sec.max(1) as f64, burst, capacity)
+    }
+
+    /// Buckets of `burst` tokens refilling at `per_hour`, for at most `capacity` senders.
+    pub fn per_hour(per_hour: u64, burst: u64, capacity: usize) -> Self {
+        Self::with_rate(per_hour.max(1) as f64 / 3600.0, burst, capacity)
+    }
+
+    fn with_rate(per_sec: f64, burst: u64, capacity: usize) -> Self {
         let burst = burst.max(1) as f64;
         // A bucket emptied now is full again after this long: sweeping more often finds none.
         let refill = Duration::from_secs_f64(burst / per_sec);
@@ -191,11 +205,13 @@ pub(crate) struct RateLimits {
     pub relays: RateLimiter<PeerId>,
     /// KiB of group descriptors another relay hands over (kept as long as the group).
     pub descriptors: RateLimiter<PeerId>,
+    /// New accounts per network source.
+    pub registrations: RateLimiter<Source>,
 }
 
 impl RateLimits {
     /// Limits as configured.
-    pub fn new(limits: &LimitsConfig) -> Self {
+    pub fn new(limits: &LimitsConfig, registration: &RegistrationConfig) -> Self {
         Self {
             users: RateLimiter::new(
                 limits.user_envelopes_per_sec,
@@ -211,6 +227,11 @@ impl RateLimits {
                 DESCRIPTOR_KIB_PER_SEC,
                 DESCRIPTOR_KIB_BURST,
                 MAX_TRACKED_RELAYS,
+            ),
+            registrations: RateLimiter::per_hour(
+                registration.per_source_per_hour,
+                registration.per_source_burst,
+                MAX_TRACKED_SOURCES,
             ),
         }
     }

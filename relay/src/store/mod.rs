@@ -95,6 +95,8 @@ pub enum RegisterOutcome {
     DeviceLimit,
     /// The device is registered under another account.
     DeviceTaken,
+    /// A new account, and the relay holds as many as it may.
+    AccountLimit,
 }
 
 /// Result of a key upload.
@@ -384,10 +386,19 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Registers the device a verified certificate names.
-    pub async fn register(&self, cert: DeviceCert) -> Result<RegisterOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::Register { cert, reply })
-            .await
+    /// Registers the device a verified certificate names; a new account only while fewer
+    /// than `max_accounts` (if given) are registered.
+    pub async fn register(
+        &self,
+        cert: DeviceCert,
+        max_accounts: Option<u64>,
+    ) -> Result<RegisterOutcome, StoreError> {
+        self.submit(|reply| writer::WriteOp::Register {
+            cert,
+            max_accounts,
+            reply,
+        })
+        .await
     }
 
     /// Stores Olm keys of a registered device (signatures already checked).

@@ -243,7 +243,9 @@ pub(super) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> St
 impl Tables<'_> {
     fn apply(&mut self, op: &WriteOp) -> Result<OpResult, StoreError> {
         Ok(match op {
-            WriteOp::Register { cert, .. } => OpResult::Register(self.register(cert)?),
+            WriteOp::Register {
+                cert, max_accounts, ..
+            } => OpResult::Register(self.register(cert, *max_accounts)?),
             WriteOp::UploadKeys {
                 device,
                 identity,

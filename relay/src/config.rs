@@ -115,6 +115,9 @@ pub struct LimitsConfig {
     /// Most undelivered envelopes the forwards of one other relay may hold in the mailboxes
     /// here, all users together; more are refused with `rate_limited` (it retries later).
     pub relay_mailbox_max_envelopes: u64,
+    /// Below this many free bytes on the data dir's filesystem the relay refuses work that
+    /// grows its store (`storage_full`) and keeps serving reads and acks.
+    pub min_free_disk_bytes: u64,
     /// How long envelope ids are remembered to drop duplicates, in hours.
     pub dedupe_window_hours: u64,
     /// Envelopes one local user may send per second, sustained (a group envelope is one);
@@ -139,6 +142,7 @@ impl Default for LimitsConfig {
             outbox_max_envelopes: 1_000_000,
             outbox_max_per_user: 20_000,
             relay_mailbox_max_envelopes: 1_000_000,
+            min_free_disk_bytes: 1024 * 1024 * 1024,
             dedupe_window_hours: 7 * 24,
             user_envelopes_per_sec: 100,
             user_envelopes_burst: 1_000,
@@ -432,6 +436,10 @@ outbox_max_per_user = {outbox_per_user}
 # users together; beyond it that relay gets `rate_limited` and keeps them in its outbox until
 # users here take some. Default: 1000000.
 relay_mailbox_max_envelopes = {relay_mailbox}
+# Below this many free bytes on the data dir's filesystem the relay refuses what would grow
+# its store (sends, forwards, registrations, key uploads) with `storage_full`, which senders
+# retry, and keeps serving reads and acks; /healthz says so. Default: 1073741824 (1 GiB).
+min_free_disk_bytes = {min_free_disk}
 # How long envelope ids are remembered so retries are not stored twice, in hours.
 # Default: 168 (7 days).
 dedupe_window_hours = {dedupe}
@@ -475,6 +483,7 @@ watch_ttl_secs = {watch_ttl}
             outbox = self.limits.outbox_max_envelopes,
             outbox_per_user = self.limits.outbox_max_per_user,
             relay_mailbox = self.limits.relay_mailbox_max_envelopes,
+            min_free_disk = self.limits.min_free_disk_bytes,
             metrics = match &self.metrics_listen {
                 Some(address) => format!("metrics_listen = {}", toml_string(address)),
                 None => "# metrics_listen = \"127.0.0.1:9717\"".to_string(),

@@ -25,6 +25,7 @@
 
 pub mod cli;
 pub mod config;
+mod disk;
 pub(crate) mod federation;
 #[doc(hidden)]
 pub mod fuzzing;

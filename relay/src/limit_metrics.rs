@@ -67,6 +67,11 @@ impl LimitMetrics {
         self.refused.get_or_create(&RefusalLabels { reason }).get()
     }
 
+    /// Whether the last disk check found free space below the floor.
+    pub fn disk_low(&self) -> bool {
+        self.disk_low.get() != 0
+    }
+
     /// Records the last disk check.
     pub fn disk(&self, free_bytes: u64, low: bool) {
         self.disk_free_bytes

@@ -518,6 +518,9 @@ impl Metrics {
         if !self.network_running.load(Ordering::Relaxed) {
             return Err("the network event loop is not running");
         }
+        if self.limits.disk_low() {
+            return Err("free disk space is below the floor (limits.min_free_disk_bytes)");
+        }
         Ok(())
     }
 

@@ -160,6 +160,11 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let background = TaskTracker::new();
     let metrics = Arc::new(crate::metrics::Metrics::new(writer.metrics()));
     let sources = Arc::new(crate::sources::PeerSources::default());
+    let disk = crate::disk::DiskFloor::new(
+        &data_dir,
+        config.limits.min_free_disk_bytes,
+        metrics.clone(),
+    );
     background.spawn(
         event_loop
             .with_metrics(metrics.clone())
@@ -177,6 +182,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         invites,
         policy: config.registration.policy,
         registration: config.registration.clone(),
+        disk: disk.clone(),
         sources,
         network: network.clone(),
         announce: config.announce.clone(),
@@ -210,6 +216,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(Forwarder::new(shared.clone(), undeliverable).run());
     sessions.spawn(resume(shared.clone()));
+    sessions.spawn(disk.watch(sessions_stop.clone()));
     sessions.spawn(crate::presence::renew_remote_watches(shared.clone()));
 
     let metrics_addr = match config.metrics_addr()? {

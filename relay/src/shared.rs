@@ -8,6 +8,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::{RegistrationConfig, RegistrationPolicy},
+    disk::DiskFloor,
     federation::{Directory, Links},
     invites::Invites,
     mailbox::Hub,
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     pub policy: RegistrationPolicy,
     /// Registration limits: per source, and the cap on accounts.
     pub registration: RegistrationConfig,
+    /// The disk-space floor below which nothing that grows the store is taken.
+    pub disk: std::sync::Arc<DiskFloor>,
     /// Where each connected peer connects from.
     pub sources: std::sync::Arc<PeerSources>,
     pub network: NetworkHandle,

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    RawDevice, RawRelayPeer, Stranger, descriptor, group_envelope, member, sent, start_tweaked,
+    RawDevice, RawRelayPeer, Stranger, TestRelay, descriptor, group_envelope, member,
+    restart_tweaked, sent, start_tweaked,
 };
 use tidings_protocol::{
     BoundedVec, ErrorCode, GroupId, Kind, UserId,
@@ -376,4 +377,81 @@ async fn open_registration_stops_at_its_account_cap() {
         relay.relay.metrics().limits.refusals(Refusal::AccountCap),
         1
     );
+}
+
+#[tokio::test]
+async fn below_the_disk_floor_nothing_grows_the_store_but_reads_and_acks_go_on() {
+    let with_metrics = |config: &mut tidings_relay::RelayConfig| {
+        config.metrics_listen = Some("127.0.0.1:0".into());
+    };
+    let first = start_tweaked(with_metrics, None).await;
+    let address = first.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let raw = alice
+        .envelope_to(bob.address(), b"before")
+        .sign(&alice.device);
+    assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+    let keys = |device: &RawDevice| (device.account.clone(), device.device.clone());
+    let (alice_keys, bob_keys) = (keys(&alice), keys(&bob));
+    drop((alice, bob));
+    let TestRelay { dir, relay } = first;
+    relay.shutdown().await;
+
+    // The same relay, with a floor above any free space there is.
+    let relay = restart_tweaked(dir.path(), |config| {
+        with_metrics(config);
+        config.limits.min_free_disk_bytes = u64::MAX;
+    })
+    .await;
+    let address = relay.tcp_dial_addr().unwrap();
+    let full = |answer: &tidings_protocol::ErrorAnswer| answer.code == ErrorCode::StorageFull;
+    let mut alice = RawDevice::connect_as(&address, alice_keys.0, alice_keys.1).await;
+    let mut bob = RawDevice::connect_as(&address, bob_keys.0, bob_keys.1).await;
+
+    // Alice cannot send, nor upload keys.
+    let raw = alice
+        .envelope_to(bob.address(), b"after")
+        .sign(&alice.device);
+    assert!(matches!(sent(&mut alice, raw).await, SendOutcome::Rejected(answer) if full(&answer)));
+    let upload = tidings_protocol::client::UploadKeys {
+        identity: None,
+        one_time_keys: BoundedVec::new(Vec::new()).unwrap(),
+        fallback: None,
+    };
+    let answer = alice
+        .request(tidings_protocol::client::Request::UploadKeys(Box::new(
+            upload,
+        )))
+        .await;
+    assert!(full(&answer.unwrap_err()));
+    // Bob still reads and acks what he had.
+    let got = bob.drain().await;
+    assert_eq!(got.len(), 1);
+
+    // A newcomer cannot register.
+    let mut carol = RawDevice::connect(&address).await;
+    assert!(full(&try_register(&mut carol).await.unwrap_err()));
+    assert!(ErrorCode::StorageFull.is_transient());
+
+    // Another relay's forward is refused, for every recipient.
+    let mut peer = RawRelayPeer::connect(&address).await;
+    let stranger = Stranger::new();
+    let to = stranger.address();
+    let outcomes = peer
+        .forward(vec![Stranger::item(stranger.envelope_to(to, b"x"), to)])
+        .await;
+    assert!(matches!(&outcomes[..], [SendOutcome::Rejected(answer)] if full(answer)));
+
+    // /healthz and the metrics say why.
+    let metrics_at = relay.metrics_addr().unwrap();
+    let (status, body) = common::http_get(metrics_at, "/healthz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("free disk space"), "{body}");
+    let (_, text) = common::http_get(metrics_at, "/metrics").await;
+    assert_eq!(common::metric(&text, "tidings_disk_low", &[]), Some(1.0));
+    assert!(common::metric(&text, "tidings_refused_total", &["reason=\"DiskLow\""]) >= Some(2.0));
+    relay.shutdown().await;
 }

@@ -86,7 +86,13 @@ fn stored(outcomes: Vec<SendOutcome>) -> Answer {
 async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> Answer {
     match request {
         FederationRequest::Forward { items } => {
-            let outcomes = forward_limited(shared, peer, items.into_vec()).await;
+            let outcomes = match shared.disk.admit() {
+                Ok(()) => forward_limited(shared, peer, items.into_vec()).await,
+                Err(answer) => {
+                    let recipients = items.iter().map(|item| item.recipients.len()).sum();
+                    vec![SendOutcome::Rejected(answer); recipients]
+                }
+            };
             shared
                 .metrics
                 .envelopes_answered(&outcomes, StoredFrom::Federation);
@@ -111,6 +117,7 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             .map(FederationResponse::GroupVersion)
             .map_err(storage_answer),
         FederationRequest::Descriptors { versions } => {
+            shared.disk.admit()?;
             let kib: usize = versions
                 .iter()
                 .map(|version| version.encode().len().div_ceil(1024))
@@ -147,7 +154,10 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             home,
             previous,
             items,
-        } => handoff(shared, peer, &home, &previous, items.into_vec()).await,
+        } => {
+            shared.disk.admit()?;
+            handoff(shared, peer, &home, &previous, items.into_vec()).await
+        }
         FederationRequest::WatchPresence { watcher, users } => {
             let reports =
                 presence::watch_for_relay(shared, peer, watcher, users.into_vec()).await?;

@@ -46,6 +46,9 @@ pub(super) async fn handle(
             Some(user),
         );
     }
+    if let Err(answer) = shared.disk.admit() {
+        return (Err(answer), None);
+    }
     // A device registered before comes back freely; a new one costs its source a token.
     let known = matches!(shared.store.device_user(device).await, Ok(Some(owner)) if owner == user);
     if !known && let Err(answer) = limit_source(shared, peer) {

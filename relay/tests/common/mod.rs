@@ -95,6 +95,26 @@ pub async fn start_tweaked(
     TestRelay { dir, relay }
 }
 
+/// Starts the relay initialized in `dir` again (on a fresh loopback port), its configuration
+/// changed by `tweak`.
+pub async fn restart_tweaked(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut RelayConfig),
+) -> RunningRelay {
+    let mut config = RelayConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..RelayConfig::default()
+    };
+    tweak(&mut config);
+    tidings_relay::start(RelayOptions {
+        data_dir: dir.to_path_buf(),
+        config,
+        fault: None,
+    })
+    .await
+    .unwrap()
+}
+
 /// GETs `path` from an HTTP/1.1 endpoint: the status code and the body.
 pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -88,6 +88,10 @@ pub enum ErrorCode {
     /// The relay is shutting down or overloaded; retry later.
     #[serde(rename = "unavailable")]
     Unavailable,
+    /// The relay's disk is nearly full: it takes nothing that grows its store for now (reads
+    /// and acks still work); retry later.
+    #[serde(rename = "storage_full")]
+    StorageFull,
     /// A code from a newer version.
     #[serde(other)]
     Unknown,
@@ -123,6 +127,7 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Storage => "storage",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -131,7 +136,10 @@ impl ErrorCode {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimited | ErrorCode::Storage | ErrorCode::Unavailable
+            ErrorCode::RateLimited
+                | ErrorCode::Storage
+                | ErrorCode::Unavailable
+                | ErrorCode::StorageFull
         )
     }
 }
@@ -231,6 +239,7 @@ mod tests {
             ErrorCode::QuotaExceeded,
             ErrorCode::Storage,
             ErrorCode::Unavailable,
+            ErrorCode::StorageFull,
             ErrorCode::Unknown,
         ] {
             let mut bytes = Vec::new();

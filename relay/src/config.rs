@@ -69,11 +69,34 @@ pub enum RegistrationPolicy {
 }
 
 /// Registration settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationConfig {
     /// Who may register.
     pub policy: RegistrationPolicy,
+    /// New accounts one source (IPv4 address, IPv6 /64) may register per hour, sustained.
+    pub per_source_per_hour: u64,
+    /// ... and at once.
+    pub per_source_burst: u64,
+    /// Whether connections from loopback are limited too (a local TLS proxy makes every
+    /// browser come from loopback; a relay behind one should set this and trust the proxy's
+    /// own limits, or keep it off).
+    pub limit_loopback: bool,
+    /// Most accounts under open registration; 0 means no cap. Invite codes are not counted
+    /// against it (the operator hands them out).
+    pub max_accounts: u64,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            policy: RegistrationPolicy::default(),
+            per_source_per_hour: 20,
+            per_source_burst: 20,
+            limit_loopback: false,
+            max_accounts: 100_000,
+        }
+    }
 }
 
 /// Quotas and bounds.
@@ -84,8 +107,21 @@ pub struct LimitsConfig {
     pub max_sessions: usize,
     /// Most undelivered envelopes kept for one user; more are refused with `quota_exceeded`.
     pub mailbox_max_envelopes: u64,
+    /// Most bytes of undelivered envelopes kept for one user; more are refused with
+    /// `quota_exceeded`.
+    pub mailbox_max_bytes: u64,
     /// Most envelopes waiting to be forwarded to other relays; more are refused (retry).
     pub outbox_max_envelopes: u64,
+    /// Most of those one local user's envelopes may hold (one entry per recipient elsewhere:
+    /// a group message to members on other relays takes one per member); more are refused
+    /// with `rate_limited` until other relays take some.
+    pub outbox_max_per_user: u64,
+    /// Most undelivered envelopes the forwards of one other relay may hold in the mailboxes
+    /// here, all users together; more are refused with `rate_limited` (it retries later).
+    pub relay_mailbox_max_envelopes: u64,
+    /// Below this many free bytes on the data dir's filesystem the relay refuses work that
+    /// grows its store (`storage_full`) and keeps serving reads and acks.
+    pub min_free_disk_bytes: u64,
     /// How long envelope ids are remembered to drop duplicates, in hours.
     pub dedupe_window_hours: u64,
     /// Envelopes one local user may send per second, sustained (a group envelope is one);
@@ -106,7 +142,11 @@ impl Default for LimitsConfig {
         Self {
             max_sessions: 100_000,
             mailbox_max_envelopes: 100_000,
+            mailbox_max_bytes: 256 * 1024 * 1024,
             outbox_max_envelopes: 1_000_000,
+            outbox_max_per_user: 20_000,
+            relay_mailbox_max_envelopes: 1_000_000,
+            min_free_disk_bytes: 1024 * 1024 * 1024,
             dedupe_window_hours: 7 * 24,
             user_envelopes_per_sec: 100,
             user_envelopes_burst: 1_000,
@@ -289,6 +329,24 @@ impl RelayConfig {
         self.limits.validate()?;
         self.network.validate()?;
         self.claims.validate()?;
+        for (key, value) in [
+            (
+                "registration.per_source_per_hour",
+                self.registration.per_source_per_hour,
+            ),
+            (
+                "registration.per_source_burst",
+                self.registration.per_source_burst,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value,
+                    reason: "must be at least 1 (use policy = \"closed\" to take nobody)",
+                });
+            }
+        }
         if self.presence.heartbeat_timeout_secs == 0 {
             return Err(ConfigError::OutOfRange {
                 key: "presence.heartbeat_timeout_secs",
@@ -358,6 +416,17 @@ bootstrap = [{bootstrap}]
 # Who may register: "open" (anyone), "invite" (an invite code from
 # `tidings-relay invite create`), or "closed" (nobody new). Default: "open".
 policy = "{policy}"
+# New accounts one source (an IPv4 address, or an IPv6 /64) may register per hour, sustained,
+# and at once; beyond it `rate_limited`. Default: 20 and 20.
+per_source_per_hour = {per_source}
+per_source_burst = {per_source_burst}
+# Whether registrations from loopback count against those limits too. A relay behind a local
+# proxy (browsers over /ws through a TLS proxy) sees every client as loopback: keep it off and
+# let the proxy limit, or turn it on to treat them all as one source. Default: false.
+limit_loopback = {limit_loopback}
+# Most accounts this relay keeps under open registration; 0: no cap. Beyond it new
+# registrations get `registration_closed`. Default: 100000.
+max_accounts = {max_accounts}
 
 [limits]
 # Most device sessions served at once. Default: 100000.
@@ -365,8 +434,24 @@ max_sessions = {max_sessions}
 # Most undelivered envelopes kept for one user; senders get `quota_exceeded` beyond it.
 # Default: 100000.
 mailbox_max_envelopes = {mailbox}
+# Most bytes of undelivered envelopes kept for one user (a group message counts its full size
+# for every member it waits for). Default: 268435456 (256 MiB).
+mailbox_max_bytes = {mailbox_bytes}
 # Most envelopes waiting to be forwarded to other relays. Default: 1000000.
 outbox_max_envelopes = {outbox}
+# Most of those one user's messages may hold: one entry per recipient on another relay (a
+# group message takes one per member elsewhere), so members nobody can reach fill their
+# sender's share, not everyone's. Beyond it: `rate_limited` until other relays take some.
+# Default: 20000.
+outbox_max_per_user = {outbox_per_user}
+# Most undelivered envelopes one other relay's forwards may hold in the mailboxes here, all
+# users together; beyond it that relay gets `rate_limited` and keeps them in its outbox until
+# users here take some. Default: 1000000.
+relay_mailbox_max_envelopes = {relay_mailbox}
+# Below this many free bytes on the data dir's filesystem the relay refuses what would grow
+# its store (sends, forwards, registrations, key uploads) with `storage_full`, which senders
+# retry, and keeps serving reads and acks; /healthz says so. Default: 1073741824 (1 GiB).
+min_free_disk_bytes = {min_free_disk}
 # How long envelope ids are remembered so retries are not stored twice, in hours.
 # Default: 168 (7 days).
 dedupe_window_hours = {dedupe}
@@ -457,8 +542,16 @@ relay_claims_burst = {claims_burst}
             watch_ttl = self.presence.watch_ttl_secs,
             name = toml_string(&self.name),
             max_sessions = self.limits.max_sessions,
+            per_source = self.registration.per_source_per_hour,
+            per_source_burst = self.registration.per_source_burst,
+            limit_loopback = self.registration.limit_loopback,
+            max_accounts = self.registration.max_accounts,
             mailbox = self.limits.mailbox_max_envelopes,
+            mailbox_bytes = self.limits.mailbox_max_bytes,
             outbox = self.limits.outbox_max_envelopes,
+            outbox_per_user = self.limits.outbox_max_per_user,
+            relay_mailbox = self.limits.relay_mailbox_max_envelopes,
+            min_free_disk = self.limits.min_free_disk_bytes,
             metrics = match &self.metrics_listen {
                 Some(address) => format!("metrics_listen = {}", toml_string(address)),
                 None => "# metrics_listen = \"127.0.0.1:9717\"".to_string(),

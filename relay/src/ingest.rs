@@ -5,8 +5,9 @@ mod rate;
 
 use bytes::Bytes;
 use tidings_protocol::{
-    Address, Envelope, ErrorAnswer, ErrorCode, Kind, RawEnvelope, Recipient, client::SendOutcome,
-    envelope::verify_batch, group::SignedDescriptor, limits::MAX_ENVELOPE_BYTES,
+    Address, Envelope, ErrorAnswer, ErrorCode, Kind, RawEnvelope, Recipient, UserId,
+    client::SendOutcome, envelope::verify_batch, group::SignedDescriptor,
+    limits::MAX_ENVELOPE_BYTES,
 };
 
 use crate::metrics::{Metrics, StoredFrom};
@@ -19,6 +20,13 @@ pub(crate) use rate::{RateLimiter, RateLimits};
 pub(crate) fn reject(code: ErrorCode, detail: impl Into<String>) -> SendOutcome {
     SendOutcome::Rejected(ErrorAnswer::new(code, detail))
 }
+
+/// What a device over its rate limit is told.
+pub(crate) const SENDING_TOO_FAST: &str = "you are sending too fast; retry later";
+
+/// What a device whose envelopes hold their whole share of the outbox is told.
+const OUTBOX_SHARE_FULL: &str =
+    "your messages waiting for other relays hold your whole share of the outbox; retry later";
 
 /// Answer for an envelope beyond its sender's rate limit: transient, nothing was stored.
 pub(crate) fn rate_limited(detail: &str) -> SendOutcome {
@@ -158,24 +166,43 @@ fn classify(verified: &Verified) -> Result<Stored, SendOutcome> {
     }
 }
 
-/// Verifies and durably stores a device's batch, in order; one outcome per envelope.
+/// Verifies and durably stores a device's batch, in order; one outcome per envelope. A group
+/// envelope is charged to `rates` for every further entry it creates; once the sender owes
+/// tokens, the rest of the request is refused `rate_limited`.
 pub(crate) async fn ingest(
     store: &Store,
     metrics: &Metrics,
+    rates: &RateLimiter<UserId>,
     sender: &Address,
     raws: Vec<RawEnvelope>,
 ) -> Vec<SendOutcome> {
     let (good, mut outcomes) = verify(Some(sender), raws);
     let kinds = kinds(&good);
     let mut directs: Vec<(usize, NewEnvelope)> = Vec::new();
+    let mut limited = false;
     for (index, verified) in good {
+        if limited {
+            outcomes[index] = Some(rate_limited(SENDING_TOO_FAST));
+            continue;
+        }
         match classify(&verified) {
             Ok(Stored::Direct(item)) => directs.push((index, item)),
             Ok(Stored::Group(item)) => {
                 // Earlier direct envelopes of the request are stored first: order holds.
                 store_directs(store, &mut directs, &mut outcomes).await;
+                if rates.in_debt(sender.user) {
+                    limited = true;
+                    outcomes[index] = Some(rate_limited(SENDING_TOO_FAST));
+                    continue;
+                }
                 outcomes[index] = Some(match store.store_group_envelope(*item).await {
-                    Ok(outcome) => group_outcome(outcome),
+                    Ok(outcome) => {
+                        if let GroupOutcome::Accepted { local, queued } = outcome {
+                            // One token was taken for the envelope already.
+                            rates.charge(sender.user, (local + queued).saturating_sub(1));
+                        }
+                        group_outcome(outcome)
+                    }
                     Err(error) => SendOutcome::Rejected(storage_answer(error)),
                 });
             }
@@ -239,6 +266,7 @@ fn group_outcome(outcome: GroupOutcome) -> SendOutcome {
             ErrorCode::RateLimited,
             "this relay's outbox is full; retry later",
         ),
+        GroupOutcome::OutboxShareFull => reject(ErrorCode::RateLimited, OUTBOX_SHARE_FULL),
     }
 }
 
@@ -258,10 +286,15 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
         StoreOutcome::MailboxFull => {
             reject(ErrorCode::QuotaExceeded, "the recipient's mailbox is full")
         }
+        StoreOutcome::RelayShareFull => reject(
+            ErrorCode::RateLimited,
+            "your relay's envelopes hold their whole share of the mailboxes here; retry later",
+        ),
         StoreOutcome::OutboxFull => reject(
             ErrorCode::RateLimited,
             "this relay's outbox is full; retry later",
         ),
+        StoreOutcome::OutboxShareFull => reject(ErrorCode::RateLimited, OUTBOX_SHARE_FULL),
         StoreOutcome::NotMember => reject(ErrorCode::NotMember, "not a member of the group"),
         StoreOutcome::GroupOutOfDate => reject(
             ErrorCode::GroupOutOfDate,

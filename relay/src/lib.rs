@@ -25,11 +25,13 @@
 
 pub mod cli;
 pub mod config;
+mod disk;
 pub(crate) mod federation;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod ingest;
 pub mod invites;
+mod limit_metrics;
 pub mod mailbox;
 pub mod metrics;
 pub(crate) mod network;
@@ -38,6 +40,7 @@ mod presence;
 mod server;
 pub(crate) mod session;
 pub(crate) mod shared;
+pub(crate) mod sources;
 pub mod store;
 pub(crate) mod streams;
 

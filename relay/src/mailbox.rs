@@ -2,6 +2,7 @@
 //!
 //! The store writer publishes every committed envelope here. A subscribed session holds a
 //! [`Feed`] for its user: a watch on the mailbox head plus a short ring of the newest entries,
+//! (at most 512 and 1 MiB of them, so big envelopes cannot make it hold 512 x 64 KiB per user),
 //! so an online device is usually served from memory; anything the ring no longer holds is
 //! read back from the store. Nothing here is authoritative: it only saves reads.
 
@@ -17,6 +18,9 @@ use tokio::sync::watch;
 /// Newest entries a feed keeps in memory.
 const FEED_RING: usize = 512;
 
+/// Most bytes of entries a feed keeps in memory (besides the newest entry, always kept).
+const FEED_RING_BYTES: usize = 1024 * 1024;
+
 /// A committed mailbox entry.
 #[derive(Debug, Clone)]
 pub struct Publication {
@@ -31,7 +35,14 @@ pub struct Publication {
 /// Live view of one user's mailbox for the sessions subscribed to it.
 pub struct Feed {
     head: watch::Sender<u64>,
-    recent: Mutex<VecDeque<(u64, Bytes)>>,
+    recent: Mutex<Ring>,
+}
+
+/// The newest entries of a feed, contiguous, and their total size.
+#[derive(Default)]
+struct Ring {
+    entries: VecDeque<(u64, Bytes)>,
+    bytes: usize,
 }
 
 impl Feed {
@@ -59,6 +70,7 @@ impl Feed {
             .recent
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
+        let recent = &recent.entries;
         let Some((first, _)) = recent.front() else {
             return Vec::new();
         };
@@ -84,13 +96,25 @@ impl Feed {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             // Keep the ring contiguous: a gap means entries were missed, so start over.
-            if recent.back().is_some_and(|(last, _)| *last + 1 != seq) {
-                recent.clear();
+            if recent
+                .entries
+                .back()
+                .is_some_and(|(last, _)| *last + 1 != seq)
+            {
+                recent.entries.clear();
+                recent.bytes = 0;
             }
-            if recent.len() == FEED_RING {
-                recent.pop_front();
+            // Bounded by count and by bytes; the newest entry is always kept.
+            while recent.entries.len() >= FEED_RING
+                || (!recent.entries.is_empty() && recent.bytes + bytes.len() > FEED_RING_BYTES)
+            {
+                match recent.entries.pop_front() {
+                    Some((_, old)) => recent.bytes = recent.bytes.saturating_sub(old.len()),
+                    None => break,
+                }
             }
-            recent.push_back((seq, bytes));
+            recent.bytes += bytes.len();
+            recent.entries.push_back((seq, bytes));
         }
         self.observe_head(seq);
     }
@@ -114,7 +138,7 @@ impl Hub {
         }
         let feed = Arc::new(Feed {
             head: watch::channel(0).0,
-            recent: Mutex::new(VecDeque::new()),
+            recent: Mutex::new(Ring::default()),
         });
         feeds.insert(user, Arc::downgrade(&feed));
         feed
@@ -173,6 +197,41 @@ mod tests {
             "a gap must force a store read"
         );
         assert_eq!(feed.recent_from(7, 10, usize::MAX).len(), 1);
+    }
+
+    #[test]
+    fn a_sender_of_big_envelopes_cannot_make_a_ring_hold_more_than_its_bytes() {
+        let hub = Hub::default();
+        let user = UserId::from_bytes([3; 32]);
+        let feed = hub.subscribe(user);
+        let big = Bytes::from(vec![0u8; 64 * 1024]);
+        for seq in 1..=FEED_RING as u64 {
+            hub.publish(&Publication {
+                user,
+                seq,
+                bytes: big.clone(),
+            });
+        }
+        let held: usize = feed
+            .recent
+            .lock()
+            .unwrap()
+            .entries
+            .iter()
+            .map(|(_, bytes)| bytes.len())
+            .sum();
+        assert!(held <= FEED_RING_BYTES, "the ring holds {held} bytes");
+        // The newest entries are still served from memory, the oldest from the store.
+        let newest = FEED_RING as u64;
+        assert_eq!(feed.recent_from(newest, 1, usize::MAX).len(), 1);
+        assert!(feed.recent_from(1, 1, usize::MAX).is_empty());
+        // One entry over the byte bound is still held (a feed always has the newest).
+        hub.publish(&Publication {
+            user,
+            seq: newest + 1,
+            bytes: Bytes::from(vec![0u8; FEED_RING_BYTES + 1]),
+        });
+        assert_eq!(feed.recent_from(newest + 1, 1, usize::MAX).len(), 1);
     }
 
     #[test]

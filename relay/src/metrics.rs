@@ -28,6 +28,7 @@ use prometheus_client::{
 };
 use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
 
+pub use crate::limit_metrics::{LimitMetrics, Refusal};
 use crate::network::DhtStats;
 
 mod endpoint;
@@ -255,6 +256,8 @@ pub struct Metrics {
     claims_refused: Family<ClaimLabels, Counter>,
     one_time_keys_withheld: Counter,
     store: StoreMetrics,
+    /// What the storage and registration limits refused, and the disk floor.
+    pub limits: LimitMetrics,
     network_running: AtomicBool,
     dht: Arc<OnceLock<Arc<DhtStats>>>,
 }
@@ -378,6 +381,7 @@ impl Metrics {
              budget was spent",
             one_time_keys_withheld.clone(),
         );
+        let limits = LimitMetrics::register(tidings);
         let home_records = HomeRecords::default();
         let dht = home_records.0.clone();
         tidings.register_collector(Box::new(home_records));
@@ -398,6 +402,7 @@ impl Metrics {
             claims_refused,
             one_time_keys_withheld,
             store,
+            limits,
             network_running: AtomicBool::new(false),
             dht,
         }
@@ -596,6 +601,11 @@ impl Metrics {
         self.network_running.store(running, Ordering::Relaxed);
     }
 
+    /// Entries waiting in the outbox for other relays.
+    pub fn outbox_entries(&self) -> i64 {
+        self.store.outbox_envelopes.get()
+    }
+
     /// Whether the relay is serving: its store writer and network loop run and the last
     /// commit reached the disk. The error says what is wrong.
     pub fn health(&self) -> Result<(), &'static str> {
@@ -607,6 +617,9 @@ impl Metrics {
         }
         if !self.network_running.load(Ordering::Relaxed) {
             return Err("the network event loop is not running");
+        }
+        if self.limits.disk_low() {
+            return Err("free disk space is below the floor (limits.min_free_disk_bytes)");
         }
         Ok(())
     }

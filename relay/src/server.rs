@@ -132,7 +132,10 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let store_config = StoreConfig {
         limits: StoreLimits {
             mailbox_max_envelopes: config.limits.mailbox_max_envelopes,
+            mailbox_max_bytes: config.limits.mailbox_max_bytes,
             outbox_max_envelopes: config.limits.outbox_max_envelopes,
+            outbox_max_per_user: config.limits.outbox_max_per_user,
+            relay_mailbox_max_envelopes: config.limits.relay_mailbox_max_envelopes,
             dedupe_window_ms: config.limits.dedupe_window_hours.max(1) * 3600 * 1000,
         },
         self_peer: self_peer.to_string(),
@@ -155,15 +158,22 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let sessions = TaskTracker::new();
     let background = TaskTracker::new();
     let metrics = Arc::new(crate::metrics::Metrics::new(writer.metrics()));
+    let sources = Arc::new(crate::sources::PeerSources::default());
+    let disk = crate::disk::DiskFloor::new(
+        &data_dir,
+        config.limits.min_free_disk_bytes,
+        metrics.clone(),
+    );
     background.spawn(
         event_loop
             .with_metrics(metrics.clone())
+            .with_sources(sources.clone())
             .run(network_stop.clone()),
     );
 
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
-        rates: crate::ingest::RateLimits::new(&config.limits),
+        rates: crate::ingest::RateLimits::new(&config.limits, &config.registration),
         senders: crate::federation::SenderCheck::default(),
         directory: Directory::new(store.clone(), network.clone()),
         links: Links::new(control.clone(), network.clone()),
@@ -171,6 +181,9 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         hub,
         invites,
         policy: config.registration.policy,
+        registration: config.registration.clone(),
+        disk: disk.clone(),
+        sources,
         network: network.clone(),
         announce: config.announce.clone(),
         handoffs: Mutex::new(HashSet::new()),
@@ -214,6 +227,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(Forwarder::new(shared.clone(), undeliverable).run());
     sessions.spawn(resume(shared.clone()));
+    sessions.spawn(disk.watch(sessions_stop.clone()));
     sessions.spawn(crate::presence::renew_remote_watches(shared.clone()));
 
     let metrics_addr = match config.metrics_addr()? {

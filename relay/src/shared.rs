@@ -7,13 +7,15 @@ use tidings_protocol::{BoundedVec, UserId, limits::MAX_CARD_ADDRS};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::RegistrationPolicy,
+    config::{RegistrationConfig, RegistrationPolicy},
+    disk::DiskFloor,
     federation::{Directory, Links, SenderCheck, claims::ClaimLimits},
     invites::Invites,
     mailbox::Hub,
     metrics::Metrics,
     network::NetworkHandle,
     presence::PresenceBook,
+    sources::PeerSources,
     store::Store,
     streams::FrameTimeouts,
 };
@@ -23,6 +25,12 @@ pub(crate) struct Shared {
     pub hub: std::sync::Arc<Hub>,
     pub invites: Invites,
     pub policy: RegistrationPolicy,
+    /// Registration limits: per source, and the cap on accounts.
+    pub registration: RegistrationConfig,
+    /// The disk-space floor below which nothing that grows the store is taken.
+    pub disk: std::sync::Arc<DiskFloor>,
+    /// Where each connected peer connects from.
+    pub sources: std::sync::Arc<PeerSources>,
     pub network: NetworkHandle,
     pub directory: Directory,
     pub links: Links,

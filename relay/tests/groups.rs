@@ -6,66 +6,17 @@ mod common;
 
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-
-use common::{RawDevice, RawRelayPeer, start_relays};
+use common::{
+    RawDevice, RawRelayPeer, genesis, group_envelope, member, members, next, sent, start_relays,
+};
 use tidings_protocol::{
-    BoundedVec, EnvelopeId, ErrorCode, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    BoundedVec, EnvelopeId, ErrorCode, GroupId, Kind, Recipient, UserId,
     client::{RelayFrame, Request, Response, SendOutcome},
     federation::{FederationRequest, ForwardItem},
-    group::{Descriptor, GroupMember, Role, SignedDescriptor},
+    group::{Descriptor, Role, SignedDescriptor},
     limits::MAX_GROUP_MEMBERS,
 };
 use tidings_relay::metrics::BatchKind;
-
-fn group_envelope(device: &RawDevice, group: GroupId, kind: Kind, body: Vec<u8>) -> RawEnvelope {
-    tidings_protocol::Envelope {
-        id: EnvelopeId::random(),
-        sender: device.address(),
-        recipient: Recipient::Group(group),
-        sent_at_ms: 1,
-        kind,
-        body,
-    }
-    .sign(&device.device)
-}
-
-fn members(list: Vec<GroupMember>) -> BoundedVec<GroupMember, MAX_GROUP_MEMBERS> {
-    BoundedVec::new(Descriptor::normalize(list)).unwrap()
-}
-
-/// A new group of the account's user (who must be an admin in `list`).
-fn genesis(account: &SigningKey, list: Vec<GroupMember>) -> SignedDescriptor {
-    let author = UserId::from(&account.verifying_key());
-    SignedDescriptor::sign(
-        account,
-        Descriptor::genesis(author, "climbers".into(), members(list)),
-    )
-}
-
-/// The version after `known`, signed by `account`.
-fn next(
-    known: &SignedDescriptor,
-    account: &SigningKey,
-    list: Vec<GroupMember>,
-) -> SignedDescriptor {
-    let author = UserId::from(&account.verifying_key());
-    SignedDescriptor::sign(
-        account,
-        Descriptor::successor(known, author, "climbers".into(), members(list)),
-    )
-}
-
-fn member(user: UserId, role: Role) -> GroupMember {
-    GroupMember { user, role }
-}
-
-async fn sent(device: &mut RawDevice, raw: RawEnvelope) -> SendOutcome {
-    match device.send(vec![raw]).await {
-        Ok(Response::Sent { outcomes }) => outcomes.into_vec().remove(0),
-        other => panic!("unexpected {other:?}"),
-    }
-}
 
 async fn wait_for_version(peer: &mut RawRelayPeer, group: GroupId, version: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -9,7 +9,7 @@ use tidings_protocol::{
 
 use crate::{
     ingest::{self, Verified, reject, storage_answer},
-    metrics::StoredFrom,
+    metrics::{Refusal, StoredFrom},
     shared::Shared,
     store::{GroupDelivery, Origin},
 };
@@ -44,8 +44,13 @@ pub(super) async fn forward(
     outcomes
 }
 
-/// What a forwarded group change says, checked against its envelope.
-fn group_change(verified: &Verified) -> Result<Option<SignedDescriptor>, SendOutcome> {
+/// What a forwarded group change says, checked against its envelope; its bytes are charged
+/// to the peer's descriptor rate (a change is kept as long as its group).
+fn group_change(
+    shared: &Shared,
+    peer: PeerId,
+    verified: &Verified,
+) -> Result<Option<SignedDescriptor>, SendOutcome> {
     let envelope = &verified.envelope;
     if envelope.kind != Kind::GroupControl {
         return Ok(None);
@@ -58,6 +63,13 @@ fn group_change(verified: &Verified) -> Result<Option<SignedDescriptor>, SendOut
         return Err(reject(
             ErrorCode::BadDescriptor,
             "a group change must be sent by its author to its group",
+        ));
+    }
+    let kib = envelope.body.len().div_ceil(1024);
+    if shared.rates.descriptors.take(peer, [kib]) == 0 {
+        shared.metrics.limits.refused(Refusal::DescriptorRate);
+        return Err(ingest::rate_limited(
+            "your relay is sending group descriptors too fast; retry later",
         ));
     }
     Ok(Some(change))
@@ -120,7 +132,7 @@ async fn store_items(
                         users.len()
                     ];
             }
-            Recipient::Group(group) => match group_change(&verified) {
+            Recipient::Group(group) => match group_change(shared, peer, &verified) {
                 Ok(change) => groups.push((
                     index,
                     GroupDelivery {
@@ -129,6 +141,7 @@ async fn store_items(
                         group,
                         version: versions[index],
                         change,
+                        origin: peer,
                         bytes: verified.bytes.clone(),
                         recipients: users.clone(),
                     },
@@ -141,7 +154,7 @@ async fn store_items(
         let (slots, items): (Vec<usize>, Vec<_>) = directs.into_iter().unzip();
         match shared
             .store
-            .store_envelopes(items, Origin::Federation)
+            .store_envelopes(items, Origin::Federation(peer))
             .await
         {
             Ok(stored) => {

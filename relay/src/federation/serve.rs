@@ -14,7 +14,7 @@ use tidings_protocol::{
 use super::{claims, forward_in};
 use crate::{
     ingest::{self, storage_answer},
-    metrics::{StoredFrom, StreamKind},
+    metrics::{Refusal, StoredFrom, StreamKind},
     presence,
     shared::Shared,
     store::{DescriptorsOutcome, HandoffItem},
@@ -89,7 +89,13 @@ fn stored(outcomes: Vec<SendOutcome>) -> Answer {
 async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> Answer {
     match request {
         FederationRequest::Forward { items, certs } => {
-            let outcomes = forward_in::forward(shared, peer, items.into_vec(), &certs).await;
+            let outcomes = match shared.disk.admit() {
+                Ok(()) => forward_in::forward(shared, peer, items.into_vec(), &certs).await,
+                Err(answer) => {
+                    let recipients = items.iter().map(|item| item.recipients.len()).sum();
+                    vec![SendOutcome::Rejected(answer); recipients]
+                }
+            };
             shared
                 .metrics
                 .envelopes_answered(&outcomes, StoredFrom::Federation);
@@ -115,6 +121,19 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             .map(FederationResponse::GroupVersion)
             .map_err(storage_answer),
         FederationRequest::Descriptors { versions } => {
+            shared.disk.admit()?;
+            let kib: usize = versions
+                .iter()
+                .map(|version| version.encode().len().div_ceil(1024))
+                .sum();
+            if shared.rates.descriptors.take(peer, [kib]) == 0 {
+                tracing::info!(%peer, kib, "another relay is over its descriptor rate");
+                shared.metrics.limits.refused(Refusal::DescriptorRate);
+                return Err(ErrorAnswer::new(
+                    ErrorCode::RateLimited,
+                    "your relay is sending group descriptors too fast; retry later",
+                ));
+            }
             match shared
                 .store
                 .store_descriptors(versions.into_vec())
@@ -126,13 +145,23 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                     ErrorCode::BadDescriptor,
                     error.to_string(),
                 )),
+                DescriptorsOutcome::NoMemberHere => {
+                    shared.metrics.limits.refused(Refusal::DescriptorNoMember);
+                    Err(ErrorAnswer::new(
+                        ErrorCode::NotMember,
+                        "no member of this group lives here",
+                    ))
+                }
             }
         }
         FederationRequest::Handoff {
             home,
             previous,
             items,
-        } => handoff(shared, peer, &home, &previous, items.into_vec()).await,
+        } => {
+            shared.disk.admit()?;
+            handoff(shared, peer, &home, &previous, items.into_vec()).await
+        }
         FederationRequest::WatchPresence { watcher, users } => {
             let reports =
                 presence::watch_for_relay(shared, peer, watcher, users.into_vec()).await?;

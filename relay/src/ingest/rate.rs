@@ -18,10 +18,21 @@ use std::{
 use libp2p::PeerId;
 use tidings_protocol::UserId;
 
-use crate::config::LimitsConfig;
+use crate::{
+    config::{LimitsConfig, RegistrationConfig},
+    sources::Source,
+};
 
 /// Most users tracked at once (about 64 bytes each).
 const MAX_TRACKED_USERS: usize = 1 << 18;
+
+/// KiB of group descriptors another relay may make this relay keep, per second and at once
+/// (a descriptor is at most 60 KiB).
+const DESCRIPTOR_KIB_PER_SEC: u64 = 64;
+const DESCRIPTOR_KIB_BURST: u64 = 2048;
+
+/// Most network sources tracked at once for registrations.
+const MAX_TRACKED_SOURCES: usize = 1 << 16;
 
 /// Most other relays tracked at once.
 const MAX_TRACKED_RELAYS: usize = 1 << 14;
@@ -57,7 +68,15 @@ pub(crate) struct RateLimiter<K> {
 impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// Buckets of `burst` tokens refilling at `per_sec`, for at most `capacity` senders.
     pub fn new(per_sec: u64, burst: u64, capacity: usize) -> Self {
-        let per_sec = per_sec.max(1) as f64;
+        Self::with_rate(per_sec.max(1) as f64, burst, capacity)
+    }
+
+    /// Buckets of `burst` tokens refilling at `per_hour`, for at most `capacity` senders.
+    pub fn per_hour(per_hour: u64, burst: u64, capacity: usize) -> Self {
+        Self::with_rate(per_hour.max(1) as f64 / 3600.0, burst, capacity)
+    }
+
+    fn with_rate(per_sec: f64, burst: u64, capacity: usize) -> Self {
         let burst = burst.max(1) as f64;
         // A bucket emptied now is full again after this long: sweeping more often finds none.
         let refill = Duration::from_secs_f64(burst / per_sec);
@@ -115,6 +134,44 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
         granted
     }
 
+    /// Takes `cost` more tokens for something already let through whose cost was known only
+    /// afterwards (a group envelope's entries); the bucket may go into debt, and while it is
+    /// in debt nothing more passes.
+    pub fn charge(&self, key: K, cost: usize) {
+        self.charge_at(key, cost, Instant::now());
+    }
+
+    fn charge_at(&self, key: K, cost: usize, now: Instant) {
+        if cost == 0 {
+            return;
+        }
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // A sender the map has no room for was refused by `take` and never got this far.
+        if let Some(bucket) = buckets.map.get_mut(&key) {
+            bucket.tokens = self.refilled(bucket, now) - cost as f64;
+            bucket.at = now;
+        }
+    }
+
+    /// Whether `key` owes tokens (see [`RateLimiter::charge`]).
+    pub fn in_debt(&self, key: K) -> bool {
+        self.in_debt_at(key, Instant::now())
+    }
+
+    fn in_debt_at(&self, key: K, now: Instant) -> bool {
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        buckets
+            .map
+            .get(&key)
+            .is_some_and(|bucket| self.refilled(bucket, now) < 0.0)
+    }
+
     fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         (bucket.tokens + elapsed * self.per_sec).min(self.burst)
@@ -141,15 +198,20 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
 /// The relay's rate limits: envelopes per user (`Send`) and per other relay (`Forward`).
 #[derive(Debug)]
 pub(crate) struct RateLimits {
-    /// A local user's envelopes, counted once each (a group envelope is one).
+    /// A local user's envelopes, counted once per entry they create (a group envelope once
+    /// per member it is stored or queued for).
     pub users: RateLimiter<UserId>,
     /// Another relay's forwarded envelopes, counted once per recipient here.
     pub relays: RateLimiter<PeerId>,
+    /// KiB of group descriptors another relay hands over (kept as long as the group).
+    pub descriptors: RateLimiter<PeerId>,
+    /// New accounts per network source.
+    pub registrations: RateLimiter<Source>,
 }
 
 impl RateLimits {
     /// Limits as configured.
-    pub fn new(limits: &LimitsConfig) -> Self {
+    pub fn new(limits: &LimitsConfig, registration: &RegistrationConfig) -> Self {
         Self {
             users: RateLimiter::new(
                 limits.user_envelopes_per_sec,
@@ -160,6 +222,16 @@ impl RateLimits {
                 limits.relay_envelopes_per_sec,
                 limits.relay_envelopes_burst,
                 MAX_TRACKED_RELAYS,
+            ),
+            descriptors: RateLimiter::new(
+                DESCRIPTOR_KIB_PER_SEC,
+                DESCRIPTOR_KIB_BURST,
+                MAX_TRACKED_RELAYS,
+            ),
+            registrations: RateLimiter::per_hour(
+                registration.per_source_per_hour,
+                registration.per_source_burst,
+                MAX_TRACKED_SOURCES,
             ),
         }
     }
@@ -198,6 +270,24 @@ mod tests {
         assert_eq!(limiter.take_at(1u32, [4, 4, 4, 1], start), 2);
         // The 2 tokens left were not spent on the refused items.
         assert_eq!(limiter.take_at(1u32, [2], start), 1);
+    }
+
+    #[test]
+    fn a_charge_after_the_fact_puts_the_bucket_in_debt_until_it_refills() {
+        let limiter = RateLimiter::new(100, 100, 8);
+        let start = Instant::now();
+        assert_eq!(limiter.take_at(1u32, ones(1), start), 1);
+        assert!(!limiter.in_debt_at(1u32, start));
+        limiter.charge_at(1u32, 299, start);
+        assert!(limiter.in_debt_at(1u32, start));
+        assert_eq!(limiter.take_at(1u32, ones(1), start), 0);
+        // 200 tokens owed: paid off after two seconds.
+        let later = start + Duration::from_millis(2050);
+        assert!(!limiter.in_debt_at(1u32, later));
+        assert_eq!(limiter.take_at(1u32, ones(1), later), 1);
+        // Unknown senders owe nothing, and a charge does not make them known.
+        limiter.charge_at(2u32, 10, start);
+        assert!(!limiter.in_debt_at(2u32, start));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Behaviour, BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, dht::Dht};
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, sources::PeerSources};
 
 /// Owns the Swarm and drives it until shutdown.
 pub struct EventLoop {
@@ -23,6 +23,8 @@ pub struct EventLoop {
     dht_stats: Arc<DhtStats>,
     /// Where swarm events are counted (libp2p's own metrics, connections).
     metrics: Arc<Metrics>,
+    /// Where each connected peer connects from, for per-source limits.
+    sources: Arc<PeerSources>,
 }
 
 impl EventLoop {
@@ -39,7 +41,14 @@ impl EventLoop {
             dht: Dht::new(stats.clone()),
             dht_stats: stats,
             metrics: Arc::new(Metrics::default()),
+            sources: Arc::new(PeerSources::default()),
         }
+    }
+
+    /// Records connected peers' remote addresses in `sources`.
+    pub(crate) fn with_sources(mut self, sources: Arc<PeerSources>) -> Self {
+        self.sources = sources;
+        self
     }
 
     /// Counts swarm events in `metrics` (otherwise in a private set nobody reads).
@@ -120,11 +129,16 @@ impl EventLoop {
             SwarmEvent::ListenerError { error, .. } => {
                 tracing::warn!(%error, "listener error");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
                 tracing::debug!(%peer_id, "connection established");
+                self.sources
+                    .connected(peer_id, endpoint.get_remote_address());
             }
             SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
                 tracing::debug!(%peer_id, ?cause, "connection closed");
+                self.sources.disconnected(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");

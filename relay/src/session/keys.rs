@@ -32,6 +32,7 @@ fn check_prekey(me: &Address, key: &SignedPreKey, fallback: bool) -> Result<(), 
 
 /// Verifies every signature, then stores the keys.
 pub(super) async fn upload(shared: Arc<Shared>, me: Address, upload: UploadKeys) -> Answer {
+    shared.disk.admit()?;
     if let Some(identity) = &upload.identity {
         if identity.device != me.device {
             return Err(bad_keys("the identity key names another device"));

@@ -89,6 +89,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
     let session = Session {
         id: shared.presence.session_id(),
         shared,
+        peer,
         device,
         user,
         pump: None,
@@ -105,6 +106,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
 struct Session {
     id: SessionId,
     shared: Arc<Shared>,
+    peer: PeerId,
     device: DeviceId,
     user: Option<UserId>,
     pump: Option<Pump>,
@@ -298,7 +300,7 @@ impl Session {
     async fn on_request(&mut self, id: u64, request: Request) -> Flow {
         if let Request::Register(register) = request {
             let (answer, user) =
-                register::handle(&self.shared, self.device, self.user, *register).await;
+                register::handle(&self.shared, self.peer, self.device, self.user, *register).await;
             if user.is_some() {
                 self.user = user;
             }

@@ -7,13 +7,16 @@ use tidings_protocol::{
     client::{Register, Response},
 };
 
+use libp2p::PeerId;
+
 use super::{Answer, Shared};
 use crate::ingest::storage_answer;
-use crate::{config::RegistrationPolicy, store::RegisterOutcome};
+use crate::{config::RegistrationPolicy, metrics::Refusal, store::RegisterOutcome};
 
 /// Returns the answer and, on success, the user the session now belongs to.
 pub(super) async fn handle(
     shared: &Arc<Shared>,
+    peer: PeerId,
     device: DeviceId,
     current: Option<UserId>,
     register: Register,
@@ -43,11 +46,23 @@ pub(super) async fn handle(
             Some(user),
         );
     }
+    if let Err(answer) = shared.disk.admit() {
+        return (Err(answer), None);
+    }
+    // A device registered before comes back freely; a new one costs its source a token.
+    let known = matches!(shared.store.device_user(device).await, Ok(Some(owner)) if owner == user);
+    if !known && let Err(answer) = limit_source(shared, peer) {
+        return (Err(answer), None);
+    }
     let invite = match admit(shared, register.invite).await {
         Ok(invite) => invite,
         Err(answer) => return (Err(answer), None),
     };
-    let outcome = shared.store.register(cert).await;
+    let max_accounts = match (shared.policy, shared.registration.max_accounts) {
+        (RegistrationPolicy::Open, max) if max > 0 => Some(max),
+        _ => None,
+    };
+    let outcome = shared.store.register(cert, max_accounts).await;
     let answer = match outcome {
         Ok(RegisterOutcome::Registered { new, one_time_keys }) => {
             tracing::info!(%user, %device, new, "device registered");
@@ -69,12 +84,36 @@ pub(super) async fn handle(
             ErrorCode::BadCertificate,
             "this device is registered under another account",
         ),
+        Ok(RegisterOutcome::AccountLimit) => {
+            shared.metrics.limits.refused(Refusal::AccountCap);
+            ErrorAnswer::new(
+                ErrorCode::RegistrationClosed,
+                "this relay holds as many accounts as it takes",
+            )
+        }
         Err(error) => storage_answer(error),
     };
     if let Some(code) = invite {
         refund(shared, code).await;
     }
     (Err(answer), None)
+}
+
+/// Takes a registration token from the source the peer connects from.
+fn limit_source(shared: &Shared, peer: PeerId) -> Result<(), ErrorAnswer> {
+    let source = shared.sources.source(&peer);
+    if source.is_loopback() && !shared.registration.limit_loopback {
+        return Ok(());
+    }
+    if shared.rates.registrations.take(source, [1]) == 1 {
+        return Ok(());
+    }
+    tracing::info!(?source, "registrations from one source over their rate");
+    shared.metrics.limits.refused(Refusal::RegistrationRate);
+    Err(ErrorAnswer::new(
+        ErrorCode::RateLimited,
+        "too many new accounts from your network; retry later",
+    ))
 }
 
 fn refuse(code: ErrorCode, detail: &str) -> (Answer, Option<UserId>) {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tidings_protocol::{
     Address, BoundedVec, ErrorAnswer, ErrorCode,
-    client::{EnvelopeBatch, Response},
+    client::{EnvelopeBatch, Response, SendOutcome},
 };
 
 use super::{Answer, Shared};
@@ -14,6 +14,18 @@ use crate::{ingest, metrics::StoredFrom};
 /// `rate_limited` (the client keeps them and retries); the ones before them go on as usual.
 pub(super) async fn handle(shared: Arc<Shared>, me: Address, batch: EnvelopeBatch) -> Answer {
     let mut raws = batch.into_vec();
+    if let Err(answer) = shared.disk.admit() {
+        let outcomes: Vec<SendOutcome> = raws
+            .iter()
+            .map(|_| SendOutcome::Rejected(answer.clone()))
+            .collect();
+        shared
+            .metrics
+            .envelopes_answered(&outcomes, StoredFrom::Client);
+        return BoundedVec::new(outcomes)
+            .map(|outcomes| Response::Sent { outcomes })
+            .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()));
+    }
     let granted = shared
         .rates
         .users
@@ -22,12 +34,19 @@ pub(super) async fn handle(shared: Arc<Shared>, me: Address, batch: EnvelopeBatc
     let mut outcomes = if raws.is_empty() {
         Vec::new()
     } else {
-        ingest::ingest(&shared.store, &shared.metrics, &me, raws).await
+        ingest::ingest(
+            &shared.store,
+            &shared.metrics,
+            &shared.rates.users,
+            &me,
+            raws,
+        )
+        .await
     };
     outcomes.extend(
         refused
             .iter()
-            .map(|_| ingest::rate_limited("you are sending too fast; retry later")),
+            .map(|_| ingest::rate_limited(ingest::SENDING_TOO_FAST)),
     );
     shared
         .metrics

@@ -4,12 +4,14 @@ use bytes::Bytes;
 use redb::ReadableTable;
 use tidings_protocol::{
     ErrorAnswer, ErrorCode, GroupId, UserId,
+    federation::MAX_DESCRIPTORS_PER_REQUEST,
     group::{GroupError, SignedDescriptor},
 };
 
 use super::{
     DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, NewEnvelope, StoreError,
     StoreOutcome,
+    mail::NoRoom,
     tables::{self},
     txn::{Tables, corrupt},
 };
@@ -43,21 +45,36 @@ impl Tables<'_> {
         &mut self,
         next: &SignedDescriptor,
     ) -> Result<Result<(), GroupError>, StoreError> {
-        let group = next.descriptor.group;
-        let verdict = match self.group_head(&group)? {
-            Some(known) if known == *next => return Ok(Ok(())),
-            Some(known) => next.check_successor(&known),
-            None => next.check_genesis(),
-        };
-        if verdict.is_ok() {
-            let version = next.descriptor.version;
-            self.group_versions.insert(
-                &tables::group_version_key(&group, version),
-                next.encode().as_slice(),
-            )?;
-            self.group_heads.insert(group.as_bytes(), version)?;
+        let verdict = self.check_descriptor(next)?;
+        if let Ok(true) = verdict {
+            self.put_descriptor(next)?;
         }
-        Ok(verdict)
+        Ok(verdict.map(|_| ()))
+    }
+
+    /// Whether `next` may follow the newest held version (or start the group): Ok(false) if
+    /// it is that version already. Writes nothing.
+    fn check_descriptor(
+        &self,
+        next: &SignedDescriptor,
+    ) -> Result<Result<bool, GroupError>, StoreError> {
+        Ok(match self.group_head(&next.descriptor.group)? {
+            Some(known) if known == *next => Ok(false),
+            Some(known) => next.check_successor(&known).map(|()| true),
+            None => next.check_genesis().map(|()| true),
+        })
+    }
+
+    /// Stores a checked descriptor as its group's newest version.
+    fn put_descriptor(&mut self, next: &SignedDescriptor) -> Result<(), StoreError> {
+        let group = next.descriptor.group;
+        let version = next.descriptor.version;
+        self.group_versions.insert(
+            &tables::group_version_key(&group, version),
+            next.encode().as_slice(),
+        )?;
+        self.group_heads.insert(group.as_bytes(), version)?;
+        Ok(())
     }
 
     /// Stores consecutive descriptor versions another relay sent to bring us up to date.
@@ -65,6 +82,36 @@ impl Tables<'_> {
         &mut self,
         versions: &[SignedDescriptor],
     ) -> Result<DescriptorsOutcome, StoreError> {
+        // A group not held here is taken only if a version sent names a member living here,
+        // or if the request is a full chunk of a longer chain (the member may be added by a
+        // later version, in the next chunk). Nobody else can make the relay keep a group.
+        let full_chunk = versions.len() >= MAX_DESCRIPTORS_PER_REQUEST;
+        let mut checked: Vec<GroupId> = Vec::new();
+        for version in versions {
+            let group = version.descriptor.group;
+            if checked.contains(&group) || full_chunk {
+                continue;
+            }
+            checked.push(group);
+            if self.group_head(&group)?.is_some() {
+                continue;
+            }
+            let mut named = false;
+            for other in versions.iter().filter(|v| v.descriptor.group == group) {
+                for member in other.descriptor.members.iter() {
+                    if self.is_local(&member.user)? {
+                        named = true;
+                        break;
+                    }
+                }
+                if named {
+                    break;
+                }
+            }
+            if !named {
+                return Ok(DescriptorsOutcome::NoMemberHere);
+            }
+        }
         let mut head = 0;
         for next in versions {
             if let Some(known) = self.group_head(&next.descriptor.group)?
@@ -83,7 +130,8 @@ impl Tables<'_> {
 
     /// Stores a group envelope from a local member: applies its descriptor change, if any,
     /// then hands it to every other member once (local mailboxes share one blob; members
-    /// elsewhere get outbox entries sharing one body).
+    /// elsewhere get outbox entries sharing one body). Everything is checked before anything
+    /// is written, so a refused envelope leaves nothing behind in the batch's transaction.
     pub fn store_group_envelope(
         &mut self,
         item: &GroupEnvelope,
@@ -100,7 +148,7 @@ impl Tables<'_> {
             None => {}
         }
         let before = self.group_head(&item.group)?;
-        let governing = match &item.change {
+        let (governing, new_version) = match &item.change {
             Some(change) => {
                 if change.descriptor.author != item.sender || change.descriptor.group != item.group
                 {
@@ -108,13 +156,13 @@ impl Tables<'_> {
                         "a sender who is not the descriptor's author",
                     )));
                 }
-                if let Err(error) = self.accept_descriptor(change)? {
-                    return Ok(GroupOutcome::BadDescriptor(error));
+                match self.check_descriptor(change)? {
+                    Ok(new) => (change.clone(), new),
+                    Err(error) => return Ok(GroupOutcome::BadDescriptor(error)),
                 }
-                change.clone()
             }
             None => match &before {
-                Some(head) => head.clone(),
+                Some(head) => (head.clone(), false),
                 None => return Ok(GroupOutcome::UnknownGroup),
             },
         };
@@ -136,31 +184,45 @@ impl Tables<'_> {
             recipients.dedup();
         }
         recipients.retain(|user| *user != item.sender);
-
-        let reference = Bytes::copy_from_slice(&tables::blob_ref(&item.id));
-        let (mut local, mut queued) = (0usize, 0usize);
+        let mut here = Vec::new();
+        let mut elsewhere = Vec::new();
         for user in recipients {
             if self.is_local(&user)? {
-                if self.push_mailbox(&user, &reference, &item.bytes)?.is_some() {
-                    local += 1;
-                } else {
-                    // One full mailbox must not hold up the group; the sender is told.
-                    let reason =
-                        ErrorAnswer::new(ErrorCode::QuotaExceeded, "the member's mailbox is full");
-                    self.notify_sender(&item.sender, item.id, user, reason)?;
-                }
+                here.push(user);
             } else {
-                let entry = NewEnvelope {
-                    id: item.id,
-                    sender: item.sender,
-                    recipient: user,
-                    bytes: item.bytes.clone(),
-                };
-                if self.queue_outbox(&entry)?.is_none() {
-                    return Ok(GroupOutcome::OutboxFull);
-                }
-                queued += 1;
+                elsewhere.push(user);
             }
+        }
+        match self.outbox_room(&item.sender, elsewhere.len() as u64)? {
+            None => {}
+            Some(NoRoom::Outbox) => return Ok(GroupOutcome::OutboxFull),
+            Some(NoRoom::SenderShare) => return Ok(GroupOutcome::OutboxShareFull),
+        }
+
+        // Nothing below refuses the envelope.
+        if new_version {
+            self.put_descriptor(&governing)?;
+        }
+        let reference = Bytes::copy_from_slice(&tables::blob_ref(&item.id));
+        let mut local = 0usize;
+        for user in here {
+            if self.push_mailbox(&user, &reference, &item.bytes)?.is_some() {
+                local += 1;
+            } else {
+                // One full mailbox must not hold up the group; the sender is told.
+                let reason =
+                    ErrorAnswer::new(ErrorCode::QuotaExceeded, "the member's mailbox is full");
+                self.notify_sender(&item.sender, item.id, user, reason)?;
+            }
+        }
+        let queued = elsewhere.len();
+        for user in elsewhere {
+            self.insert_outbox(&NewEnvelope {
+                id: item.id,
+                sender: item.sender,
+                recipient: user,
+                bytes: item.bytes.clone(),
+            })?;
         }
         self.hold_blob(&item.id, &item.bytes, local as u64)?;
         self.mark_seen(&probe)?;
@@ -234,7 +296,7 @@ impl Tables<'_> {
         let mut outcomes = Vec::with_capacity(item.recipients.len());
         let mut stored = 0u64;
         for user in &item.recipients {
-            let key = tables::delivery_key(&item.id, user);
+            let key = tables::delivery_key(&item.sender, &item.id, user);
             let outcome = if !self.is_local(user)? {
                 StoreOutcome::NotHere
             } else if !member_of(user) {
@@ -242,13 +304,13 @@ impl Tables<'_> {
             } else if let Some(earlier) = self.seen_key(&key, &item.bytes)? {
                 earlier
             } else {
-                match self.push_mailbox(user, &reference, &item.bytes)? {
-                    Some(seq) => {
+                match self.push_forwarded(&item.origin, user, &reference, &item.bytes)? {
+                    Ok(seq) => {
                         self.mark_seen_key(&key, &item.bytes)?;
                         stored += 1;
                         StoreOutcome::Accepted { seq }
                     }
-                    None => StoreOutcome::MailboxFull,
+                    Err(refused) => refused,
                 }
             };
             outcomes.push(outcome);

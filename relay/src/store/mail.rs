@@ -11,6 +11,15 @@ use super::{
 };
 use crate::mailbox::Publication;
 
+/// Why the outbox cannot take more entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoRoom {
+    /// It is full.
+    Outbox,
+    /// The sender's envelopes hold their whole share of it.
+    SenderShare,
+}
+
 impl Tables<'_> {
     pub fn store_envelopes(
         &mut self,
@@ -25,13 +34,13 @@ impl Tables<'_> {
 
     /// What an earlier envelope with this id means for one arriving now, if anything.
     pub(super) fn seen(&self, item: &NewEnvelope) -> Result<Option<StoreOutcome>, StoreError> {
-        self.seen_key(tables::seen_key(&item.id), &item.bytes)
+        self.seen_key(&tables::seen_key(&item.sender, &item.id), &item.bytes)
     }
 
     /// Like [`Tables::seen`], under any dedupe key.
     pub(super) fn seen_key(
         &self,
-        id: &[u8; 16],
+        id: &tables::SeenKey,
         bytes: &[u8],
     ) -> Result<Option<StoreOutcome>, StoreError> {
         let mark = match self.seen_now.get(id)? {
@@ -51,11 +60,15 @@ impl Tables<'_> {
     }
 
     pub(super) fn mark_seen(&mut self, item: &NewEnvelope) -> Result<(), StoreError> {
-        self.mark_seen_key(tables::seen_key(&item.id), &item.bytes)
+        self.mark_seen_key(&tables::seen_key(&item.sender, &item.id), &item.bytes)
     }
 
     /// Like [`Tables::mark_seen`], under any dedupe key.
-    pub(super) fn mark_seen_key(&mut self, id: &[u8; 16], bytes: &[u8]) -> Result<(), StoreError> {
+    pub(super) fn mark_seen_key(
+        &mut self,
+        id: &tables::SeenKey,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
         let mark = SeenMark {
             fingerprint: tables::fingerprint(bytes),
             at_ms: self.now_ms,
@@ -74,16 +87,26 @@ impl Tables<'_> {
             return Ok(earlier);
         }
         let outcome = if self.is_local(&item.recipient)? {
-            match self.push_mailbox(&item.recipient, &item.bytes, &item.bytes)? {
+            let pushed = match origin {
+                Origin::Client => self.push_mailbox(&item.recipient, &item.bytes, &item.bytes)?,
+                Origin::Federation(relay) => {
+                    match self.push_forwarded(&relay, &item.recipient, &item.bytes, &item.bytes)? {
+                        Ok(seq) => Some(seq),
+                        Err(outcome) => return Ok(outcome),
+                    }
+                }
+            };
+            match pushed {
                 Some(seq) => StoreOutcome::Accepted { seq },
                 None => return Ok(StoreOutcome::MailboxFull),
             }
         } else {
             match origin {
-                Origin::Federation => return Ok(StoreOutcome::NotHere),
+                Origin::Federation(_) => return Ok(StoreOutcome::NotHere),
                 Origin::Client => match self.queue_outbox(item)? {
-                    Some(seq) => StoreOutcome::Queued { seq },
-                    None => return Ok(StoreOutcome::OutboxFull),
+                    Ok(seq) => StoreOutcome::Queued { seq },
+                    Err(NoRoom::Outbox) => return Ok(StoreOutcome::OutboxFull),
+                    Err(NoRoom::SenderShare) => return Ok(StoreOutcome::OutboxShareFull),
                 },
             }
         };
@@ -104,6 +127,13 @@ impl Tables<'_> {
         if cursor.pending() >= self.config.limits.mailbox_max_envelopes {
             return Ok(None);
         }
+        // What the user holds is the envelope, whether stored here or as a blob reference.
+        let held = self.mailbox_size(user)?;
+        let size = held.saturating_add(delivered.len() as u64);
+        if size > self.config.limits.mailbox_max_bytes {
+            return Ok(None);
+        }
+        self.dirty_bytes.insert(*user, size);
         cursor.head += 1;
         let seq = cursor.head;
         self.mailbox
@@ -117,12 +147,87 @@ impl Tables<'_> {
         Ok(Some(seq))
     }
 
-    /// Queues an envelope for a user homed elsewhere; None when the outbox is full. Every
-    /// recipient gets its own entry; the bytes are stored once per envelope.
-    pub(super) fn queue_outbox(&mut self, item: &NewEnvelope) -> Result<Option<u64>, StoreError> {
-        if self.state.outbox_len >= self.config.limits.outbox_max_envelopes {
-            return Ok(None);
+    /// Like [`Tables::push_mailbox`] for an entry another relay forwarded, within that
+    /// relay's share of the mailboxes here (the entry remembers where it came from, so an
+    /// ack gives the share back).
+    pub(super) fn push_forwarded(
+        &mut self,
+        relay: &libp2p::PeerId,
+        user: &UserId,
+        stored: &Bytes,
+        delivered: &Bytes,
+    ) -> Result<Result<u64, StoreOutcome>, StoreError> {
+        let tag = tables::relay_tag(relay);
+        let held = self.held_for(&tag)?;
+        if held >= self.config.limits.relay_mailbox_max_envelopes {
+            return Ok(Err(StoreOutcome::RelayShareFull));
         }
+        let Some(seq) = self.push_mailbox(user, stored, delivered)? else {
+            return Ok(Err(StoreOutcome::MailboxFull));
+        };
+        self.mailbox_origins
+            .insert(&tables::mailbox_key(user, seq), &tag)?;
+        self.dirty_holds.insert(tag, held + 1);
+        Ok(Ok(seq))
+    }
+
+    /// Mailbox entries the relay tagged `tag` holds here.
+    fn held_for(&mut self, tag: &[u8; 16]) -> Result<u64, StoreError> {
+        if let Some(held) = self.dirty_holds.get(tag) {
+            return Ok(*held);
+        }
+        Ok(self
+            .relay_holds
+            .get(tag)?
+            .map(|held| held.value())
+            .unwrap_or(0))
+    }
+
+    /// Queues an envelope for a user homed elsewhere, if the outbox and its sender's share of
+    /// it have room. Every recipient gets its own entry; the bytes are stored once per
+    /// envelope.
+    pub(super) fn queue_outbox(
+        &mut self,
+        item: &NewEnvelope,
+    ) -> Result<Result<u64, NoRoom>, StoreError> {
+        if let Some(refusal) = self.outbox_room(&item.sender, 1)? {
+            return Ok(Err(refusal));
+        }
+        self.insert_outbox(item).map(Ok)
+    }
+
+    /// Why `entries` more outbox entries from `sender` do not fit, if they do not.
+    pub(super) fn outbox_room(
+        &mut self,
+        sender: &UserId,
+        entries: u64,
+    ) -> Result<Option<NoRoom>, StoreError> {
+        let limits = &self.config.limits;
+        if self.state.outbox_len.saturating_add(entries) > limits.outbox_max_envelopes {
+            return Ok(Some(NoRoom::Outbox));
+        }
+        let share = limits.outbox_max_per_user;
+        if self.outbox_held_by(sender)?.saturating_add(entries) > share {
+            return Ok(Some(NoRoom::SenderShare));
+        }
+        Ok(None)
+    }
+
+    /// Outbox entries `sender`'s envelopes hold.
+    fn outbox_held_by(&mut self, sender: &UserId) -> Result<u64, StoreError> {
+        if let Some(held) = self.dirty_senders.get(sender) {
+            return Ok(*held);
+        }
+        let held = self
+            .outbox_senders
+            .get(sender.as_bytes())?
+            .map(|held| held.value())
+            .unwrap_or(0);
+        Ok(held)
+    }
+
+    /// Adds an outbox entry (room was checked with [`Tables::outbox_room`]).
+    pub(super) fn insert_outbox(&mut self, item: &NewEnvelope) -> Result<u64, StoreError> {
         let id = item.id.as_bytes();
         let refs = self
             .outbox_refs
@@ -143,8 +248,10 @@ impl Tables<'_> {
         };
         self.outbox_meta.insert(seq, &meta.to_bytes())?;
         self.state.outbox_len += 1;
+        let held = self.outbox_held_by(&item.sender)?;
+        self.dirty_senders.insert(item.sender, held + 1);
         self.effects.outbox_grew = true;
-        Ok(Some(seq))
+        Ok(seq)
     }
 
     pub fn ack(&mut self, user: &UserId, up_to: u64) -> Result<(), StoreError> {
@@ -156,21 +263,54 @@ impl Tables<'_> {
         let start = tables::mailbox_key(user, cursor.acked + 1);
         let end = tables::mailbox_key(user, up_to);
         let mut blobs = Vec::new();
+        let mut freed = 0u64;
         self.mailbox
             .retain_in::<&[u8; 40], _>(&start..=&end, |_, value| {
-                blobs.extend(tables::parse_blob_ref(value));
+                match tables::parse_blob_ref(value) {
+                    Some(id) => blobs.push(id),
+                    None => freed += value.len() as u64,
+                }
                 false
             })?;
         for id in blobs {
-            self.release_blob(&id)?;
+            freed += self.release_blob(&id)?;
+        }
+        let held = self.mailbox_size(user)?;
+        self.dirty_bytes.insert(*user, held.saturating_sub(freed));
+        let mut origins = Vec::new();
+        self.mailbox_origins
+            .retain_in::<&[u8; 40], _>(&start..=&end, |_, tag| {
+                origins.push(*tag);
+                false
+            })?;
+        for tag in origins {
+            let held = self.held_for(&tag)?;
+            self.dirty_holds.insert(tag, held.saturating_sub(1));
         }
         cursor.acked = up_to;
         self.dirty_cursors.insert(*user, cursor);
         Ok(())
     }
 
-    /// Drops one mailbox reference to a blob, deleting it with the last one.
-    fn release_blob(&mut self, id: &[u8; 16]) -> Result<(), StoreError> {
+    /// Bytes of the envelopes waiting in `user`'s mailbox.
+    fn mailbox_size(&self, user: &UserId) -> Result<u64, StoreError> {
+        if let Some(bytes) = self.dirty_bytes.get(user) {
+            return Ok(*bytes);
+        }
+        Ok(self
+            .mailbox_bytes
+            .get(user.as_bytes())?
+            .map(|bytes| bytes.value())
+            .unwrap_or(0))
+    }
+
+    /// Drops one mailbox reference to a blob, deleting it with the last one; the blob's size.
+    fn release_blob(&mut self, id: &[u8; 16]) -> Result<u64, StoreError> {
+        let size = self
+            .blobs
+            .get(id)?
+            .map(|blob| blob.value().len() as u64)
+            .unwrap_or(0);
         let refs = self
             .blob_refs
             .get(id)?
@@ -182,7 +322,7 @@ impl Tables<'_> {
         } else {
             self.blob_refs.insert(id, refs - 1)?;
         }
-        Ok(())
+        Ok(size)
     }
 
     /// The bytes of outbox entry `seq`'s envelope.
@@ -214,6 +354,9 @@ impl Tables<'_> {
             self.outbox_refs.insert(id, refs - 1)?;
         }
         self.state.outbox_len = self.state.outbox_len.saturating_sub(1);
+        let held = self.outbox_held_by(&meta.sender)?;
+        self.dirty_senders
+            .insert(meta.sender, held.saturating_sub(1));
         Ok(Some(meta))
     }
 

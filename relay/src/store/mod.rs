@@ -95,6 +95,8 @@ pub enum RegisterOutcome {
     DeviceLimit,
     /// The device is registered under another account.
     DeviceTaken,
+    /// A new account, and the relay holds as many as it may.
+    AccountLimit,
 }
 
 /// Result of a key upload.
@@ -187,6 +189,8 @@ pub enum GroupOutcome {
     BadDescriptor(GroupError),
     /// The outbox is at its quota.
     OutboxFull,
+    /// The sender's envelopes hold their whole share of the outbox.
+    OutboxShareFull,
 }
 
 /// A group envelope another relay forwarded for members homed here.
@@ -198,6 +202,8 @@ pub struct GroupDelivery {
     pub sender: UserId,
     /// The group.
     pub group: GroupId,
+    /// The relay that forwarded it (charged for the mailbox entries it creates here).
+    pub origin: libp2p::PeerId,
     /// The descriptor version the sending relay fanned out by.
     pub version: u64,
     /// The descriptor change it carries, if any: it must chain onto the versions held here,
@@ -219,6 +225,8 @@ pub enum DescriptorsOutcome {
     },
     /// A version breaks the rules.
     Rejected(GroupError),
+    /// The group is not held here and no version sent names a member living here.
+    NoMemberHere,
 }
 
 /// One entry a user's previous home relay hands on.
@@ -235,8 +243,9 @@ pub enum HandoffItem {
 pub enum Origin {
     /// A local device: envelopes for users elsewhere go to the outbox.
     Client,
-    /// Another relay: only envelopes for users homed here are taken.
-    Federation,
+    /// Another relay: only envelopes for users homed here are taken, within that relay's
+    /// share of the mailboxes.
+    Federation(libp2p::PeerId),
 }
 
 /// What became of one [`NewEnvelope`].
@@ -260,8 +269,12 @@ pub enum StoreOutcome {
     NotHere,
     /// The recipient's mailbox is at its quota.
     MailboxFull,
+    /// The forwarding relay's envelopes hold their whole share of the mailboxes here.
+    RelayShareFull,
     /// The outbox is at its quota.
     OutboxFull,
+    /// The sender's envelopes hold their whole share of the outbox.
+    OutboxShareFull,
     /// The sender or the recipient is not a member of the group.
     NotMember,
     /// This relay holds an older version of the group than the sender fanned out by.
@@ -275,8 +288,14 @@ pub enum StoreOutcome {
 pub struct StoreLimits {
     /// Most unacked envelopes in one mailbox.
     pub mailbox_max_envelopes: u64,
+    /// Most bytes of unacked envelopes in one mailbox.
+    pub mailbox_max_bytes: u64,
     /// Most envelopes waiting in the outbox.
     pub outbox_max_envelopes: u64,
+    /// Most outbox entries one local user's envelopes may hold.
+    pub outbox_max_per_user: u64,
+    /// Most mailbox entries one other relay's forwards may hold here.
+    pub relay_mailbox_max_envelopes: u64,
     /// How long envelope ids are remembered for dedupe.
     pub dedupe_window_ms: u64,
 }
@@ -285,7 +304,10 @@ impl Default for StoreLimits {
     fn default() -> Self {
         Self {
             mailbox_max_envelopes: 100_000,
+            mailbox_max_bytes: 256 * 1024 * 1024,
             outbox_max_envelopes: 1_000_000,
+            outbox_max_per_user: 20_000,
+            relay_mailbox_max_envelopes: 1_000_000,
             dedupe_window_ms: 7 * 24 * 3600 * 1000,
         }
     }
@@ -367,10 +389,19 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Registers the device a verified certificate names.
-    pub async fn register(&self, cert: DeviceCert) -> Result<RegisterOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::Register { cert, reply })
-            .await
+    /// Registers the device a verified certificate names; a new account only while fewer
+    /// than `max_accounts` (if given) are registered.
+    pub async fn register(
+        &self,
+        cert: DeviceCert,
+        max_accounts: Option<u64>,
+    ) -> Result<RegisterOutcome, StoreError> {
+        self.submit(|reply| writer::WriteOp::Register {
+            cert,
+            max_accounts,
+            reply,
+        })
+        .await
     }
 
     /// Stores Olm keys of a registered device (signatures already checked).

@@ -15,6 +15,8 @@ pub const DEVICES: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new(
 pub const ONE_TIME_KEYS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("one_time_keys");
 /// user id -> [`Cursor`] (16 bytes).
 pub const CURSORS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("cursors");
+/// user id -> bytes of the envelopes waiting in the user's mailbox.
+pub const MAILBOX_BYTES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("mailbox_bytes");
 /// user id ++ sequence number (big-endian) -> envelope bytes.
 pub const MAILBOX: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("mailbox");
 
@@ -24,6 +26,13 @@ pub const OUTBOX_META: TableDefinition<u64, &[u8; 88]> = TableDefinition::new("o
 pub const OUTBOX_BODY: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("outbox_bodies");
 /// envelope id -> how many outbox entries use the body.
 pub const OUTBOX_REFS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("outbox_refs");
+/// local sender's user id -> how many outbox entries their envelopes hold.
+pub const OUTBOX_SENDERS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("outbox_senders");
+/// mailbox key -> [`relay_tag`] of the relay whose forward put the entry there.
+pub const MAILBOX_ORIGINS: TableDefinition<&[u8; 40], &[u8; 16]> =
+    TableDefinition::new("mailbox_origins");
+/// [`relay_tag`] -> how many mailbox entries that relay's forwards hold here.
+pub const RELAY_HOLDS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("relay_holds");
 /// envelope id -> bytes of a group envelope stored once for all local recipients.
 pub const BLOBS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("blobs");
 /// envelope id -> how many mailbox entries point at the blob.
@@ -86,22 +95,51 @@ pub fn group_version_key(group: &GroupId, version: u64) -> [u8; 24] {
     key
 }
 
+/// A short, fixed-width name for another relay in the tables.
+pub fn relay_tag(relay: &libp2p::PeerId) -> [u8; 16] {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(relay.to_bytes());
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&digest[..16]);
+    tag
+}
+
+/// A dedupe key: the sender's user id, then 16 bytes naming the envelope (its id, or for a
+/// group envelope forwarded to one recipient a hash of id and recipient). Keyed by sender, so
+/// someone who learns an id in advance cannot get another sender's envelope refused.
+pub type SeenKey = [u8; 48];
+
+/// Dedupe key of an envelope.
+pub fn seen_key(sender: &UserId, id: &EnvelopeId) -> SeenKey {
+    let mut key = [0u8; 48];
+    key[..32].copy_from_slice(sender.as_bytes());
+    key[32..].copy_from_slice(id.as_bytes());
+    key
+}
+
 /// Dedupe key of one group envelope for one recipient (forwarded items may be retried for a
 /// subset of recipients, so the envelope id alone cannot say who has it).
-pub fn delivery_key(id: &EnvelopeId, user: &UserId) -> [u8; 16] {
+pub fn delivery_key(sender: &UserId, id: &EnvelopeId, user: &UserId) -> SeenKey {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     hasher.update(id.as_bytes());
     hasher.update(user.as_bytes());
     let digest = hasher.finalize();
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest[..16]);
+    let mut key = [0u8; 48];
+    key[..32].copy_from_slice(sender.as_bytes());
+    key[32..].copy_from_slice(&digest[..16]);
     key
 }
 
-/// Dedupe tables rotate by generation; each holds envelope id -> [`SeenMark`] (16 bytes).
+/// Prefix of the dedupe tables' names.
+pub const SEEN_PREFIX: &str = "seen_by_sender.";
+
+/// Prefix of the dedupe tables of earlier versions, keyed by bare envelope id.
+pub const LEGACY_SEEN_PREFIX: &str = "seen.";
+
+/// Dedupe tables rotate by generation; each holds [`SeenKey`] -> [`SeenMark`] (16 bytes).
 pub fn seen_table(generation: u64) -> String {
-    format!("seen.{generation}")
+    format!("{SEEN_PREFIX}{generation}")
 }
 
 /// Everything the relay knows about one registered user.
@@ -271,11 +309,6 @@ pub fn fingerprint(envelope: &[u8]) -> [u8; 8] {
     let n = tail.len().min(8);
     out[..n].copy_from_slice(&tail[..n]);
     out
-}
-
-/// The dedupe key of an envelope id.
-pub fn seen_key(id: &EnvelopeId) -> &[u8; 16] {
-    id.as_bytes()
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use super::{
     StoreConfig, StoreError,
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
-        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, PRESENCE, USERS, UserRecord,
+        MAILBOX_BYTES, MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS,
+        OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USERS, UserRecord,
     },
     writer::{OpResult, WriteOp},
 };
@@ -31,6 +32,10 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(OUTBOX_META)?;
     txn.open_table(OUTBOX_BODY)?;
     txn.open_table(OUTBOX_REFS)?;
+    txn.open_table(OUTBOX_SENDERS)?;
+    txn.open_table(MAILBOX_ORIGINS)?;
+    txn.open_table(MAILBOX_BYTES)?;
+    txn.open_table(RELAY_HOLDS)?;
     txn.open_table(BLOBS)?;
     txn.open_table(BLOB_REFS)?;
     txn.open_table(GROUP_VERSIONS)?;
@@ -82,15 +87,25 @@ pub(super) struct Tables<'txn> {
     pub outbox_meta: Table<'txn, u64, &'static [u8; 88]>,
     pub outbox_body: Table<'txn, &'static [u8; 16], &'static [u8]>,
     pub outbox_refs: Table<'txn, &'static [u8; 16], u64>,
+    pub outbox_senders: Table<'txn, Bytes32, u64>,
+    pub mailbox_bytes: Table<'txn, Bytes32, u64>,
+    pub mailbox_origins: Table<'txn, &'static [u8; 40], &'static [u8; 16]>,
+    pub relay_holds: Table<'txn, &'static [u8; 16], u64>,
     pub blobs: Table<'txn, &'static [u8; 16], &'static [u8]>,
     pub blob_refs: Table<'txn, &'static [u8; 16], u64>,
     pub group_versions: Table<'txn, &'static [u8; 24], &'static [u8]>,
     pub group_heads: Table<'txn, &'static [u8; 16], u64>,
     pub presence: Table<'txn, Bytes32, &'static [u8]>,
-    pub seen_now: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
-    pub seen_before: Table<'txn, &'static [u8; 16], &'static [u8; 16]>,
+    pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
+    pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Cursors changed in this batch, written back once at the end.
     pub dirty_cursors: HashMap<UserId, Cursor>,
+    /// Outbox entries per sender changed in this batch, written back once at the end.
+    pub dirty_senders: HashMap<UserId, u64>,
+    /// Mailbox sizes changed in this batch, written back once at the end.
+    pub dirty_bytes: HashMap<UserId, u64>,
+    /// Mailbox entries per origin relay changed in this batch, written back at the end.
+    pub dirty_holds: HashMap<[u8; 16], u64>,
     pub now_ms: u64,
     pub config: &'txn StoreConfig,
     pub state: &'txn mut WriterState,
@@ -137,6 +152,10 @@ fn apply_and_commit(
             outbox_meta: txn.open_table(OUTBOX_META)?,
             outbox_body: txn.open_table(OUTBOX_BODY)?,
             outbox_refs: txn.open_table(OUTBOX_REFS)?,
+            outbox_senders: txn.open_table(OUTBOX_SENDERS)?,
+            mailbox_bytes: txn.open_table(MAILBOX_BYTES)?,
+            mailbox_origins: txn.open_table(MAILBOX_ORIGINS)?,
+            relay_holds: txn.open_table(RELAY_HOLDS)?,
             blobs: txn.open_table(BLOBS)?,
             blob_refs: txn.open_table(BLOB_REFS)?,
             group_versions: txn.open_table(GROUP_VERSIONS)?,
@@ -145,6 +164,9 @@ fn apply_and_commit(
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),
+            dirty_senders: HashMap::new(),
+            dirty_bytes: HashMap::new(),
+            dirty_holds: HashMap::new(),
             now_ms,
             config,
             state,
@@ -156,27 +178,57 @@ fn apply_and_commit(
         for (user, cursor) in &t.dirty_cursors {
             t.cursors.insert(user.as_bytes(), &cursor.to_bytes())?;
         }
+        for (user, bytes) in &t.dirty_bytes {
+            if *bytes == 0 {
+                t.mailbox_bytes.remove(user.as_bytes())?;
+            } else {
+                t.mailbox_bytes.insert(user.as_bytes(), *bytes)?;
+            }
+        }
+        for (relay, entries) in &t.dirty_holds {
+            if *entries == 0 {
+                t.relay_holds.remove(relay)?;
+            } else {
+                t.relay_holds.insert(relay, *entries)?;
+            }
+        }
+        for (user, entries) in &t.dirty_senders {
+            if *entries == 0 {
+                t.outbox_senders.remove(user.as_bytes())?;
+            } else {
+                t.outbox_senders.insert(user.as_bytes(), *entries)?;
+            }
+        }
         effects = t.effects;
     }
     txn.commit()?;
     Ok((results, effects))
 }
 
-/// Deletes dedupe generations older than the previous one.
+/// Deletes dedupe generations older than the previous one, and the tables of earlier
+/// versions (keyed by bare envelope id).
 fn drop_old_seen_tables(txn: &WriteTransaction, generation: u64) -> Result<(), StoreError> {
-    let stale: Vec<String> = txn
-        .list_tables()?
-        .map(|handle| redb::TableHandle::name(&handle).to_string())
-        .filter(|name| {
-            name.strip_prefix("seen.")
-                .and_then(|g| g.parse::<u64>().ok())
-                .is_some_and(|g| g + 1 < generation)
-        })
-        .collect();
-    for name in stale {
-        let definition: redb::TableDefinition<&[u8; 16], &[u8; 16]> =
-            redb::TableDefinition::new(&name);
-        txn.delete_table(definition)?;
+    let mut stale = Vec::new();
+    for handle in txn.list_tables()? {
+        let name = redb::TableHandle::name(&handle);
+        if let Some(old) = name.strip_prefix(tables::SEEN_PREFIX) {
+            if old.parse::<u64>().is_ok_and(|g| g + 1 < generation) {
+                stale.push((name.to_string(), false));
+            }
+        } else if name.starts_with(tables::LEGACY_SEEN_PREFIX) {
+            stale.push((name.to_string(), true));
+        }
+    }
+    for (name, legacy) in stale {
+        if legacy {
+            let definition: redb::TableDefinition<&[u8; 16], &[u8; 16]> =
+                redb::TableDefinition::new(&name);
+            txn.delete_table(definition)?;
+        } else {
+            let definition: redb::TableDefinition<&tables::SeenKey, &[u8; 16]> =
+                redb::TableDefinition::new(&name);
+            txn.delete_table(definition)?;
+        }
     }
     Ok(())
 }
@@ -191,7 +243,9 @@ pub(super) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> St
 impl Tables<'_> {
     fn apply(&mut self, op: &WriteOp) -> Result<OpResult, StoreError> {
         Ok(match op {
-            WriteOp::Register { cert, .. } => OpResult::Register(self.register(cert)?),
+            WriteOp::Register {
+                cert, max_accounts, ..
+            } => OpResult::Register(self.register(cert, *max_accounts)?),
             WriteOp::UploadKeys {
                 device,
                 identity,

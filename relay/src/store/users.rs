@@ -1,6 +1,6 @@
 //! Registration, Olm keys and home records inside the batch transaction.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 use tidings_protocol::{
     DeviceCert, DeviceId, HomeRecord, IdentityKey, KeyBundle, SignedPreKey, UserId, codec, limits,
 };
@@ -13,7 +13,11 @@ use super::{
 };
 
 impl Tables<'_> {
-    pub fn register(&mut self, cert: &DeviceCert) -> Result<RegisterOutcome, StoreError> {
+    pub fn register(
+        &mut self,
+        cert: &DeviceCert,
+        max_accounts: Option<u64>,
+    ) -> Result<RegisterOutcome, StoreError> {
         if let Some(owner) = self.devices.get(cert.device.as_bytes())? {
             let owner = UserId::from_bytes(*owner.value());
             if owner != cert.user {
@@ -25,6 +29,12 @@ impl Tables<'_> {
             });
         }
         let existing = self.user(&cert.user)?;
+        if existing.is_none()
+            && let Some(max) = max_accounts
+            && self.users.len()? >= max
+        {
+            return Ok(RegisterOutcome::AccountLimit);
+        }
         if let Some(existing) = &existing {
             // One device per account: a newer certificate from the account replaces the old
             // device (the account key outranks any device); an older one is refused.

@@ -30,6 +30,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub enum WriteOp {
     Register {
         cert: DeviceCert,
+        max_accounts: Option<u64>,
         reply: Reply<RegisterOutcome>,
     },
     UploadKeys {

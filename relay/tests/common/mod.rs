@@ -12,6 +12,7 @@ use ed25519_dalek::SigningKey;
 use futures::{AsyncReadExt, StreamExt, io::ReadHalf, io::WriteHalf};
 use libp2p::{Multiaddr, Stream, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
 use tempfile::TempDir;
+use tidings_protocol::group::{Descriptor, GroupMember, Role, SignedDescriptor};
 use tidings_protocol::{
     Address, BoundedVec, DeviceCert, DeviceId, Envelope, EnvelopeId, Kind, RawEnvelope, Recipient,
     UserId,
@@ -97,6 +98,26 @@ pub async fn start_tweaked(
     .await
     .unwrap();
     TestRelay { dir, relay }
+}
+
+/// Starts the relay initialized in `dir` again (on a fresh loopback port), its configuration
+/// changed by `tweak`.
+pub async fn restart_tweaked(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut RelayConfig),
+) -> RunningRelay {
+    let mut config = RelayConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..RelayConfig::default()
+    };
+    tweak(&mut config);
+    tidings_relay::start(RelayOptions {
+        data_dir: dir.to_path_buf(),
+        config,
+        fault: None,
+    })
+    .await
+    .unwrap()
 }
 
 /// GETs `path` from an HTTP/1.1 endpoint: the status code and the body.
@@ -572,5 +593,64 @@ impl RawRelayPeer {
             Ok(FederationResponse::GroupVersion(version)) => version,
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+/// A group envelope of `kind` from `device` to `group`, signed.
+pub fn group_envelope(
+    device: &RawDevice,
+    group: tidings_protocol::GroupId,
+    kind: Kind,
+    body: Vec<u8>,
+) -> RawEnvelope {
+    Envelope {
+        id: EnvelopeId::random(),
+        sender: device.address(),
+        recipient: Recipient::Group(group),
+        sent_at_ms: 1,
+        kind,
+        body,
+    }
+    .sign(&device.device)
+}
+
+/// A member list, sorted as a descriptor keeps it.
+pub fn members(
+    list: Vec<GroupMember>,
+) -> BoundedVec<GroupMember, { tidings_protocol::limits::MAX_GROUP_MEMBERS }> {
+    BoundedVec::new(Descriptor::normalize(list)).unwrap()
+}
+
+/// The first version of a new group "climbers" of the account's user (who must be an
+/// admin in `list`); its id is derived from the account and a fresh salt.
+pub fn genesis(account: &SigningKey, list: Vec<GroupMember>) -> SignedDescriptor {
+    let author = UserId::from(&account.verifying_key());
+    SignedDescriptor::sign(
+        account,
+        Descriptor::genesis(author, "climbers".into(), members(list)),
+    )
+}
+
+/// The version after `known`, signed by `account`.
+pub fn next(known: &SignedDescriptor, account: &SigningKey, list: Vec<GroupMember>) -> SignedDescriptor {
+    let author = UserId::from(&account.verifying_key());
+    SignedDescriptor::sign(
+        account,
+        Descriptor::successor(known, author, "climbers".into(), members(list)),
+    )
+}
+
+pub fn member(user: UserId, role: Role) -> GroupMember {
+    GroupMember { user, role }
+}
+
+/// Sends one envelope; its outcome.
+pub async fn sent(
+    device: &mut RawDevice,
+    raw: RawEnvelope,
+) -> tidings_protocol::client::SendOutcome {
+    match device.send(vec![raw]).await {
+        Ok(Response::Sent { outcomes }) => outcomes.into_vec().remove(0),
+        other => panic!("unexpected {other:?}"),
     }
 }

@@ -242,6 +242,8 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
         config.limits.outbox_max_envelopes = OUTBOX_MAX;
         config.network.stream_idle_secs = HEARTBEAT_SECS;
         config.network.dht_records_per_peer = dht::RECORDS_BOUND as u64;
+        config.limits.mailbox_max_bytes = storage::MAILBOX_BOUND as u64;
+        config.limits.outbox_max_per_user = OUTBOX_MAX / 5;
     })
     .await?;
     let idle = lower::open_idle_session(&world).await;

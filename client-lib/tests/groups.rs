@@ -348,3 +348,34 @@ async fn a_member_added_later_fetches_the_versions_she_missed_and_reads() {
     assert_eq!(known.descriptor.version, 3);
     assert_eq!(known.descriptor.name, "later");
 }
+
+/// A long chain reaches a relay where the group's first member arrives only at version 22:
+/// the relay takes the first chunks of versions (with no member of its own in them) because
+/// it asked the sending relay for them, then the member's device checks the whole chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_chain_reaches_a_relay_whose_first_member_joins_late() {
+    let net = Net::start(2).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(0)).await;
+    let carol = TestUser::register(net.relay(1)).await;
+    befriend_all(&[("alice", &alice), ("bob", &bob), ("carol", &carol)]).await;
+
+    let mut alice_session = alice.online().await;
+    let group = alice_session.create_group("long", &["bob"]).await.unwrap();
+    for round in 0..20 {
+        alice_session
+            .rename_group(group, &format!("long {round}"))
+            .await
+            .unwrap();
+    }
+    alice_session.add_to_group(group, &["carol"]).await.unwrap();
+    alice_session
+        .send_text("long 19", "welcome, carol")
+        .await
+        .unwrap();
+
+    let got = group_texts(&carol, 1).await;
+    assert_eq!(got, ["welcome, carol"]);
+    let known = carol.client.store().group(&group).unwrap().unwrap();
+    assert_eq!(known.descriptor.version, 22);
+}

@@ -175,6 +175,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         metrics: metrics.clone(),
         rates: crate::ingest::RateLimits::new(&config.limits, &config.registration),
         senders: crate::federation::SenderCheck::default(),
+        awaited_groups: crate::federation::AwaitedGroups::default(),
         directory: Directory::new(store.clone(), network.clone()),
         links: Links::new(control.clone(), network.clone()),
         store,

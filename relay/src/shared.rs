@@ -9,7 +9,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     config::{RegistrationConfig, RegistrationPolicy},
     disk::DiskFloor,
-    federation::{Directory, Links, SenderCheck, claims::ClaimLimits},
+    federation::{AwaitedGroups, Directory, Links, SenderCheck, claims::ClaimLimits},
     invites::Invites,
     mailbox::Hub,
     metrics::Metrics,
@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub presence: PresenceBook,
     /// Certificates of other relays' senders already verified.
     pub senders: SenderCheck,
+    /// Groups other relays were asked to bring this relay up to date on.
+    pub awaited_groups: AwaitedGroups,
     /// How long an inbound stream may stay silent, and take over one frame.
     pub read_timeouts: FrameTimeouts,
     /// How fast one-time keys go out per user, and claims per other relay.

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    RawDevice, RawRelayPeer, Stranger, TestRelay, group_envelope, member,
-    restart_tweaked, sent, start_tweaked,
+    RawDevice, RawRelayPeer, Stranger, TestRelay, group_envelope, member, restart_tweaked, sent,
+    start_tweaked,
 };
 use tidings_protocol::{
     BoundedVec, ErrorCode, GroupId, Kind, UserId,
@@ -220,6 +220,26 @@ async fn strangers_cannot_make_a_relay_keep_descriptors_of_groups_it_has_no_memb
     let answer = peer.request(request).await;
     assert_eq!(answer.unwrap_err().code, ErrorCode::NotMember);
     assert_eq!(peer.group_version(group).await, 0);
+    // Nor as a full request of sixteen groups' first versions.
+    let mut versions = Vec::new();
+    let mut groups = Vec::new();
+    for _ in 0..tidings_protocol::federation::MAX_DESCRIPTORS_PER_REQUEST {
+        let (group, request) = stranger_genesis(&made_up(3));
+        let FederationRequest::Descriptors { versions: one } = request else {
+            unreachable!()
+        };
+        versions.extend(one.into_vec());
+        groups.push(group);
+    }
+    let answer = peer
+        .request(FederationRequest::Descriptors {
+            versions: BoundedVec::new(versions).unwrap(),
+        })
+        .await;
+    assert_eq!(answer.unwrap_err().code, ErrorCode::NotMember);
+    for group in groups {
+        assert_eq!(peer.group_version(group).await, 0);
+    }
 
     // A group with a member here is kept...
     let (group, request) = stranger_genesis(&[bob.address().user]);
@@ -245,7 +265,7 @@ async fn strangers_cannot_make_a_relay_keep_descriptors_of_groups_it_has_no_memb
     assert!(limited > 0, "100 descriptors of ~36 KiB all kept");
     let limits = &relay.relay.metrics().limits;
     assert_eq!(limits.refusals(Refusal::DescriptorRate), limited);
-    assert_eq!(limits.refusals(Refusal::DescriptorNoMember), 1);
+    assert_eq!(limits.refusals(Refusal::DescriptorNoMember), 2);
     assert!(kept < 100, "{kept}");
 }
 

@@ -11,7 +11,7 @@ use crate::{
     ingest::{self, Verified, reject, storage_answer},
     metrics::{Refusal, StoredFrom},
     shared::Shared,
-    store::{GroupDelivery, Origin},
+    store::{GroupDelivery, Origin, StoreOutcome},
 };
 
 /// Stores the leading items the peer's rate limit covers (each costs one token per
@@ -175,16 +175,22 @@ async fn store_items(
             .iter()
             .map(|(index, delivery)| (*index, delivery.recipients.len()))
             .collect();
+        let awaiting: Vec<(tidings_protocol::GroupId, Vec<UserId>)> = groups
+            .iter()
+            .map(|(_, delivery)| (delivery.group, delivery.recipients.clone()))
+            .collect();
         let deliveries = groups.into_iter().map(|(_, delivery)| delivery).collect();
         match shared.store.store_group_deliveries(deliveries).await {
             Ok(stored) => {
                 let mut stored = stored.into_iter();
-                for (index, count) in sizes {
-                    outcomes[index] = stored
-                        .by_ref()
-                        .take(count)
-                        .map(ingest::send_outcome)
-                        .collect();
+                for ((index, count), (group, users)) in sizes.into_iter().zip(awaiting) {
+                    let answers: Vec<StoreOutcome> = stored.by_ref().take(count).collect();
+                    if answers.contains(&StoreOutcome::GroupOutOfDate)
+                        && has_local(shared, &users).await
+                    {
+                        shared.awaited_groups.expect(peer, group);
+                    }
+                    outcomes[index] = answers.into_iter().map(ingest::send_outcome).collect();
                 }
             }
             Err(error) => {
@@ -205,4 +211,14 @@ async fn store_items(
         }
     }
     outcomes.into_iter().flatten().collect()
+}
+
+/// Whether one of `users` lives here (a store read per user until one does).
+async fn has_local(shared: &Shared, users: &[UserId]) -> bool {
+    for user in users {
+        if matches!(shared.directory.is_local(*user).await, Ok(true)) {
+            return true;
+        }
+    }
+    false
 }

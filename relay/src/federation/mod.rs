@@ -1,6 +1,7 @@
 //! Relay to relay: finding users' homes, forwarding the outbox, serving other relays,
 //! and handing moved users over (`/tidings/federation/1`).
 
+mod awaited;
 mod batch;
 pub(crate) mod claims;
 mod directory;
@@ -11,6 +12,7 @@ mod link;
 mod senders;
 pub(crate) mod serve;
 
+pub(crate) use awaited::AwaitedGroups;
 pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget, Remote};
 pub(crate) use link::{LinkError, Links};
 pub(crate) use senders::SenderCheck;

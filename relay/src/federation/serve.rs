@@ -134,9 +134,15 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                     "your relay is sending group descriptors too fast; retry later",
                 ));
             }
+            // Taken without a member here only from the relay this relay asked for them.
+            let awaited = versions.first().is_some_and(|first| {
+                let group = first.descriptor.group;
+                versions.iter().all(|v| v.descriptor.group == group)
+                    && shared.awaited_groups.is_expected(peer, group)
+            });
             match shared
                 .store
-                .store_descriptors(versions.into_vec())
+                .store_descriptors(versions.into_vec(), awaited)
                 .await
                 .map_err(storage_answer)?
             {

@@ -4,7 +4,6 @@ use bytes::Bytes;
 use redb::ReadableTable;
 use tidings_protocol::{
     ErrorAnswer, ErrorCode, GroupId, UserId,
-    federation::MAX_DESCRIPTORS_PER_REQUEST,
     group::{GroupError, SignedDescriptor},
 };
 
@@ -81,15 +80,16 @@ impl Tables<'_> {
     pub fn store_descriptors(
         &mut self,
         versions: &[SignedDescriptor],
+        awaited: bool,
     ) -> Result<DescriptorsOutcome, StoreError> {
         // A group not held here is taken only if a version sent names a member living here,
-        // or if the request is a full chunk of a longer chain (the member may be added by a
-        // later version, in the next chunk). Nobody else can make the relay keep a group.
-        let full_chunk = versions.len() >= MAX_DESCRIPTORS_PER_REQUEST;
+        // or if this relay is waiting for it (it answered `group_out_of_date` to a forward
+        // for members here: they may be added by a later version than this request carries).
+        // Nobody else can make the relay keep a group.
         let mut checked: Vec<GroupId> = Vec::new();
         for version in versions {
             let group = version.descriptor.group;
-            if checked.contains(&group) || full_chunk {
+            if checked.contains(&group) || awaited {
                 continue;
             }
             checked.push(group);

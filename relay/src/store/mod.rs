@@ -485,13 +485,20 @@ impl Store {
             .await
     }
 
-    /// Checks and stores descriptor versions another relay sent.
+    /// Checks and stores descriptor versions another relay sent. A group not held here is
+    /// taken only if a version names a member living here, or if `awaited` (this relay asked
+    /// that relay for the group: it forwarded an envelope for members here).
     pub async fn store_descriptors(
         &self,
         versions: Vec<SignedDescriptor>,
+        awaited: bool,
     ) -> Result<DescriptorsOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::Descriptors { versions, reply })
-            .await
+        self.submit(|reply| writer::WriteOp::Descriptors {
+            versions,
+            awaited,
+            reply,
+        })
+        .await
     }
 
     /// Descriptor versions of `group` from `from` on (at most `limit`), oldest first.

@@ -272,9 +272,9 @@ impl Tables<'_> {
             WriteOp::GroupForward { items, .. } => {
                 OpResult::Envelopes(self.store_group_deliveries(items)?)
             }
-            WriteOp::Descriptors { versions, .. } => {
-                OpResult::Descriptors(self.store_descriptors(versions)?)
-            }
+            WriteOp::Descriptors {
+                versions, awaited, ..
+            } => OpResult::Descriptors(self.store_descriptors(versions, *awaited)?),
             WriteOp::Ack { user, up_to, .. } => {
                 self.ack(user, *up_to)?;
                 OpResult::Done

@@ -68,6 +68,7 @@ pub enum WriteOp {
     },
     Descriptors {
         versions: Vec<SignedDescriptor>,
+        awaited: bool,
         reply: Reply<DescriptorsOutcome>,
     },
     Ack {

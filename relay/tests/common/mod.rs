@@ -632,7 +632,11 @@ pub fn genesis(account: &SigningKey, list: Vec<GroupMember>) -> SignedDescriptor
 }
 
 /// The version after `known`, signed by `account`.
-pub fn next(known: &SignedDescriptor, account: &SigningKey, list: Vec<GroupMember>) -> SignedDescriptor {
+pub fn next(
+    known: &SignedDescriptor,
+    account: &SigningKey,
+    list: Vec<GroupMember>,
+) -> SignedDescriptor {
     let author = UserId::from(&account.verifying_key());
     SignedDescriptor::sign(
         account,

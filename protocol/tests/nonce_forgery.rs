@@ -279,7 +279,10 @@ fn batch_verdicts_match_strict_verification_on_edge_signatures() {
     raws.push(forger.unreduced_s(&next()));
     // Mixed-order keys: `s·B - k·A` is `r·B - k·T`, which strict verification takes when
     // `k·T` vanishes (k even for T of order 2, a multiple of 8 for order 8).
-    for (seed, torsion) in [(&b"order 2"[..], EIGHT_TORSION[4]), (b"order 8", EIGHT_TORSION[1])] {
+    for (seed, torsion) in [
+        (&b"order 2"[..], EIGHT_TORSION[4]),
+        (b"order 8", EIGHT_TORSION[1]),
+    ] {
         let mixed = Forger::with_key_offset(seed, torsion);
         for m in 0..24 {
             raws.push(mixed.torsioned(&mixed.envelope(m), &EdwardsPoint::identity()));

@@ -196,3 +196,32 @@ async fn typing_notices_cannot_be_forged_in_another_accounts_name() {
         "only Mallory's own notice reached Bob"
     );
 }
+
+/// Binding senders must not become a lookup amplifier: a batch of 256 envelopes from 256
+/// made-up senders nobody vouches for costs a bounded number of DHT lookups, and every one
+/// is answered (to retry later), none stored.
+#[tokio::test]
+async fn binding_many_unknown_senders_costs_bounded_lookups() {
+    let relay = start_relay(RegistrationPolicy::Open).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let senders: Vec<Stranger> = (0..256).map(|_| Stranger::new()).collect();
+    let items = senders
+        .iter()
+        .map(|sender| Stranger::item(sender.envelope_to(bob.address(), b"?"), bob.address()))
+        .collect();
+    let refs: Vec<&Stranger> = senders.iter().collect();
+    let mut rogue = RawRelayPeer::connect(&address).await;
+    let before = relay.relay.dht_stats().lookups();
+    let outcomes = rogue.forward(items, &refs).await;
+    let spent = relay.relay.dht_stats().lookups() - before;
+    assert!(spent <= 128, "one forward ran {spent} DHT lookups");
+    assert_eq!(outcomes.len(), 256);
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| code(outcome) == Some(ErrorCode::Unavailable)),
+        "{outcomes:?}"
+    );
+}

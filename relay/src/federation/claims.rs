@@ -5,7 +5,7 @@
 use libp2p::PeerId;
 use tidings_protocol::{ErrorAnswer, ErrorCode, KeyBundle, UserId};
 
-use super::HomeCheck;
+use super::{HomeCheck, LookupBudget};
 use crate::{
     config::ClaimsConfig,
     ingest::{RateLimiter, storage_answer},
@@ -131,7 +131,7 @@ pub(crate) async fn serve(
     }
     match shared
         .directory
-        .is_home_of(requester, peer)
+        .is_home_of(requester, peer, &LookupBudget::per_request())
         .await
         .map_err(storage_answer)?
     {

@@ -197,15 +197,20 @@ impl Directory {
 
     /// Whether `user` is homed at the relay `peer`. A cached answer naming another relay is
     /// looked up once more before saying no, so a user who just moved is not refused.
-    pub async fn is_home_of(&self, user: UserId, peer: PeerId) -> Result<HomeCheck, StoreError> {
-        match self.resolve(user).await? {
+    pub async fn is_home_of(
+        &self,
+        user: UserId,
+        peer: PeerId,
+        budget: &LookupBudget,
+    ) -> Result<HomeCheck, StoreError> {
+        match self.resolve_within(user, budget).await? {
             Home::Remote(remote) if remote.peer == peer => return Ok(HomeCheck::Home),
             Home::Remote(_) => {}
             Home::Local => return Ok(HomeCheck::NotHome),
             Home::Unknown => return Ok(HomeCheck::Unknown),
         }
         self.invalidate(&user);
-        Ok(match self.resolve(user).await? {
+        Ok(match self.resolve_within(user, budget).await? {
             Home::Remote(remote) if remote.peer == peer => HomeCheck::Home,
             Home::Remote(_) | Home::Local => HomeCheck::NotHome,
             Home::Unknown => HomeCheck::Unknown,

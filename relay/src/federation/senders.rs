@@ -14,7 +14,7 @@ use futures::{StreamExt, stream};
 use libp2p::PeerId;
 use tidings_protocol::{Address, DeviceCert, DeviceId, ErrorAnswer, ErrorCode, UserId};
 
-use super::{Directory, directory::HomeCheck};
+use super::{Directory, HomeCheck, LookupBudget};
 use crate::ingest::storage_answer;
 
 /// Most (device, account) bindings remembered after their certificate verified.
@@ -79,8 +79,11 @@ impl SenderCheck {
                 );
             }
         }
+        // One request's senders cost at most a request's lookups; the rest wait (transient).
+        let budget = LookupBudget::per_request();
+        let budget = &budget;
         let homes: HashMap<UserId, Result<(), ErrorAnswer>> = stream::iter(users)
-            .map(|user| async move { (user, home_answer(directory, user, origin).await) })
+            .map(|user| async move { (user, home_answer(directory, user, origin, budget).await) })
             .buffer_unordered(LOOKUPS_AT_ONCE)
             .collect()
             .await;
@@ -97,8 +100,9 @@ async fn home_answer(
     directory: &Directory,
     user: UserId,
     origin: PeerId,
+    budget: &LookupBudget,
 ) -> Result<(), ErrorAnswer> {
-    match directory.is_home_of(user, origin).await {
+    match directory.is_home_of(user, origin, budget).await {
         Ok(HomeCheck::Home) => Ok(()),
         Ok(HomeCheck::NotHome) => Err(ErrorAnswer::new(
             ErrorCode::WrongOrigin,

@@ -313,7 +313,7 @@ outbox_max_per_user = {outbox_per_user}
 relay_mailbox_max_envelopes = {relay_mailbox}
 # Below this many free bytes on the data dir's filesystem the relay refuses what would grow
 # its store (sends, forwards, registrations, key uploads) with `storage_full`, which senders
-# retry, and keeps serving reads and acks; /healthz says so. Default: 1073741824 (1 GiB).
+# retry, and keeps serving reads and acks; /healthz says so. Default: 268435456 (256 MiB).
 min_free_disk_bytes = {min_free_disk}
 # How long envelope ids are remembered so retries are not stored twice, in hours.
 # Default: 168 (7 days).

@@ -96,7 +96,7 @@ impl Default for LimitsConfig {
             outbox_max_envelopes: 1_000_000,
             outbox_max_per_user: 20_000,
             relay_mailbox_max_envelopes: 1_000_000,
-            min_free_disk_bytes: 1024 * 1024 * 1024,
+            min_free_disk_bytes: 256 * 1024 * 1024,
             dedupe_window_hours: 7 * 24,
             user_envelopes_per_sec: 100,
             user_envelopes_burst: 1_000,

@@ -121,11 +121,17 @@ async fn a_stranger_holding_connections_and_idle_streams_does_not_stop_federatio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_never_registers_loses_its_stream_and_a_registered_one_keeps_it() {
-    let relays = start_relays_tweaked(1, quick_timeouts).await;
+    // Long enough that registering right after connecting never races it, even on a busy
+    // machine (the other test of this file floods a relay meanwhile).
+    let relays = start_relays_tweaked(1, |config| {
+        config.network.stream_idle_secs = 6;
+        config.network.frame_timeout_secs = 6;
+    })
+    .await;
     let address = relays[0].relay.tcp_dial_addr().unwrap();
-    let mut idle = RawDevice::connect(&address).await;
     let mut registered = RawDevice::connect(&address).await;
     registered.register().await;
+    let mut idle = RawDevice::connect(&address).await;
 
     // The unregistered device says nothing: the relay closes its stream.
     assert!(

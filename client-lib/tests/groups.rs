@@ -323,15 +323,21 @@ async fn a_member_whose_relay_is_down_gets_the_key_once_it_is_back() {
     net.shutdown().await;
 }
 
-/// Carol joins at version 3 and never saw versions 1 and 2: her device fetches them from her
-/// relay and checks the whole chain before taking the change that adds her, then reads.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_added_later_fetches_the_versions_she_missed_and_reads() {
+/// Alice and Bob on one relay, Carol on another, all contacts of each other.
+async fn alice_and_bob_then_carol_elsewhere() -> (Net, TestUser, TestUser, TestUser) {
     let net = Net::start(2).await;
     let alice = TestUser::register(net.relay(0)).await;
     let bob = TestUser::register(net.relay(0)).await;
     let carol = TestUser::register(net.relay(1)).await;
     befriend_all(&[("alice", &alice), ("bob", &bob), ("carol", &carol)]).await;
+    (net, alice, bob, carol)
+}
+
+/// Carol joins at version 3 and never saw versions 1 and 2: her device fetches them from her
+/// relay and checks the whole chain before taking the change that adds her, then reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_later_fetches_the_versions_she_missed_and_reads() {
+    let (_net, alice, _bob, carol) = alice_and_bob_then_carol_elsewhere().await;
 
     let mut alice_session = alice.online().await;
     let group = alice_session.create_group("late", &["bob"]).await.unwrap();
@@ -354,11 +360,7 @@ async fn a_member_added_later_fetches_the_versions_she_missed_and_reads() {
 /// it asked the sending relay for them, then the member's device checks the whole chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_chain_reaches_a_relay_whose_first_member_joins_late() {
-    let net = Net::start(2).await;
-    let alice = TestUser::register(net.relay(0)).await;
-    let bob = TestUser::register(net.relay(0)).await;
-    let carol = TestUser::register(net.relay(1)).await;
-    befriend_all(&[("alice", &alice), ("bob", &bob), ("carol", &carol)]).await;
+    let (_net, alice, _bob, carol) = alice_and_bob_then_carol_elsewhere().await;
 
     let mut alice_session = alice.online().await;
     let group = alice_session.create_group("long", &["bob"]).await.unwrap();

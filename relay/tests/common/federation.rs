@@ -12,7 +12,7 @@ use tidings_protocol::{
     UserId, framing,
 };
 
-use super::{rogue, tidings_client_peer};
+use super::{address_of, cert_of, rogue, tidings_client_peer};
 
 /// A user of another relay, signing envelopes without being connected anywhere.
 pub struct Stranger {
@@ -29,15 +29,12 @@ impl Stranger {
     }
 
     pub fn address(&self) -> Address {
-        Address {
-            user: UserId::from(&self.account.verifying_key()),
-            device: DeviceId::from(&self.device.verifying_key()),
-        }
+        address_of(&self.account, &self.device)
     }
 
     /// The account's certificate for the device.
     pub fn cert(&self) -> DeviceCert {
-        DeviceCert::issue(&self.account, self.address().device, 1)
+        cert_of(&self.account, &self.device)
     }
 
     /// A signed message envelope to `to`.

@@ -298,14 +298,11 @@ impl RawDevice {
     }
 
     pub fn address(&self) -> Address {
-        Address {
-            user: UserId::from(&self.account.verifying_key()),
-            device: DeviceId::from(&self.device.verifying_key()),
-        }
+        address_of(&self.account, &self.device)
     }
 
     pub fn cert(&self) -> DeviceCert {
-        DeviceCert::issue(&self.account, self.address().device, 1)
+        cert_of(&self.account, &self.device)
     }
 
     pub async fn send_frame(&mut self, frame: &ClientFrame) {
@@ -428,6 +425,19 @@ pub(crate) fn tidings_client_peer(address: &Multiaddr) -> libp2p::PeerId {
             _ => None,
         })
         .unwrap()
+}
+
+/// The address of the device key `device` of the account key `account`.
+pub fn address_of(account: &SigningKey, device: &SigningKey) -> Address {
+    Address {
+        user: UserId::from(&account.verifying_key()),
+        device: DeviceId::from(&device.verifying_key()),
+    }
+}
+
+/// The account's certificate for the device.
+pub fn cert_of(account: &SigningKey, device: &SigningKey) -> DeviceCert {
+    DeviceCert::issue(account, DeviceId::from(&device.verifying_key()), 1)
 }
 
 /// A group envelope of `kind` from `device` to `group`, signed.

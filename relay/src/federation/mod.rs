@@ -9,6 +9,7 @@ mod forward_in;
 pub(crate) mod forwarder;
 pub(crate) mod handoff;
 mod link;
+mod link_stream;
 mod senders;
 pub(crate) mod serve;
 

@@ -32,6 +32,7 @@ pub mod fuzzing;
 pub(crate) mod ingest;
 pub mod invites;
 mod limit_metrics;
+mod listen_check;
 pub mod mailbox;
 pub mod metrics;
 pub(crate) mod network;

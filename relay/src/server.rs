@@ -65,6 +65,9 @@ pub enum RelayError {
     /// The network could not start.
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// A listen address is held by another socket (often another relay on the same port).
+    #[error(transparent)]
+    AddressTaken(#[from] crate::listen_check::AddressTaken),
     /// A listener did not come up in time.
     #[error("listeners did not report their addresses within {LISTEN_TIMEOUT:?}")]
     ListenTimeout,
@@ -125,6 +128,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let config = options.config;
     config.validate()?;
     let listen = config.listen_addrs()?;
+    crate::listen_check::ensure_free(&listen)?;
     let bootstrap = config.bootstrap_addrs()?;
     let keypair = node_key::load(&data_dir)?;
     let self_peer = keypair.public().to_peer_id();

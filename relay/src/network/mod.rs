@@ -28,6 +28,9 @@ use crate::config::NetworkConfig;
 pub use event_loop::EventLoop;
 use record_store::{BoundedStore, RecordLimits};
 
+/// What relays announce as their agent through identify.
+pub const AGENT_VERSION: &str = concat!("tidings-relay/", env!("CARGO_PKG_VERSION"));
+
 /// Protocol string relays announce through identify.
 const IDENTIFY_PROTOCOL: &str = "/tidings/relay/1";
 
@@ -328,10 +331,10 @@ pub fn build(
             Behaviour {
                 stream: libp2p_stream::Behaviour::new(),
                 kad,
-                identify: identify::Behaviour::new(identify::Config::new(
-                    IDENTIFY_PROTOCOL.into(),
-                    key.public(),
-                )),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                        .with_agent_version(AGENT_VERSION.into()),
+                ),
                 ping: ping::Behaviour::default(),
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(connection_limits(limits)),

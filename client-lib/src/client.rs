@@ -323,8 +323,8 @@ impl Client {
         self.inner
             .network
             .get_or_try_init(|| async {
-                let secret = identity.device_key().to_bytes();
-                let keypair = libp2p::identity::Keypair::ed25519_from_bytes(secret)
+                let keypair = identity
+                    .libp2p_keypair()
                     .map_err(|error| NetError::Transport(error.to_string()))?;
                 Network::start(keypair)
             })

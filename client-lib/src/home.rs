@@ -66,8 +66,7 @@ impl Client {
     ) -> Result<HomeRecord, ClientError> {
         let previous = self.home_record()?.map(|record| record.seq).unwrap_or(0);
         let now = now_ms();
-        let record = HomeRecord::sign(
-            self.inner.identity.account_key(),
+        let record = self.inner.identity.sign_home_record(
             relay.to_string(),
             addrs,
             now.max(previous + 1),

@@ -39,10 +39,8 @@ fn envelopes(c: &mut Criterion) {
     let mut group = c.benchmark_group("envelope");
     group.throughput(Throughput::Elements(1));
     let one = envelope(&alice);
-    group.bench_function("sign", |b| {
-        b.iter(|| black_box(&one).sign(alice.device_key()))
-    });
-    let raw = one.sign(alice.device_key());
+    group.bench_function("sign", |b| b.iter(|| alice.sign_envelope(black_box(&one))));
+    let raw = alice.sign_envelope(&one);
     group.bench_function("decode_unverified", |b| {
         b.iter(|| black_box(&raw).decode_unverified().unwrap())
     });
@@ -52,7 +50,7 @@ fn envelopes(c: &mut Criterion) {
     let batch: Vec<(RawEnvelope, Envelope)> = (0..256)
         .map(|_| {
             let envelope = envelope(&alice);
-            (envelope.sign(alice.device_key()), envelope)
+            (alice.sign_envelope(&envelope), envelope)
         })
         .collect();
     let items: Vec<(&RawEnvelope, &Envelope)> = batch.iter().map(|(r, e)| (r, e)).collect();

@@ -3,21 +3,30 @@
 use std::{fmt, path::Path};
 
 use ed25519_dalek::SigningKey;
-use rand::Rng;
-use tidings_protocol::{Address, DeviceCert, DeviceId, UserId};
-use zeroize::Zeroizing;
+use tidings_protocol::{
+    Address, BoundedVec, DeviceCert, DeviceId, Envelope, HomeRecord, IdentityKey, RawEnvelope,
+    SignedPreKey, UserId,
+    group::{Descriptor, SignedDescriptor},
+    limits::MAX_CARD_ADDRS,
+};
 
-use crate::keyfile::{self, KeyFileError};
+use crate::{
+    keyfile::{self, KeyFileError, Secrets},
+    store_key::StoreKey,
+};
 
 /// Everything a device needs to prove who it is and to unlock its local crypto state.
 ///
-/// Holds secrets: both signing keys and the store key are wiped from memory when the value is
-/// dropped, and `Debug` prints only the public ids.
+/// Holds secrets and never hands them out: callers ask it to sign as the device or as the
+/// account, and pass its [`StoreKey`] to the pickle functions. Both signing keys and the store
+/// key are wiped from memory when the value is dropped, and `Debug` prints only the public ids.
+/// With the `test-utils` feature, [`Identity::device_key`] and [`Identity::account_key`] hand
+/// out the signing keys so tests can forge.
 pub struct Identity {
     account: SigningKey,
     device: SigningKey,
     cert: DeviceCert,
-    store_key: Zeroizing<[u8; 32]>,
+    store_key: StoreKey,
 }
 
 impl Identity {
@@ -31,23 +40,21 @@ impl Identity {
             DeviceId::from(&device.verifying_key()),
             tidings_protocol::now_ms(),
         );
-        let mut store_key = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(store_key.as_mut_slice());
         Identity {
             account,
             device,
             cert,
-            store_key,
+            store_key: StoreKey::generate(),
         }
     }
 
     /// Assembles an identity from its parts, checking that they belong together: the
     /// certificate verifies and names exactly these two keys.
-    pub(crate) fn from_parts(
+    fn from_parts(
         account: SigningKey,
         device: SigningKey,
         cert: DeviceCert,
-        store_key: Zeroizing<[u8; 32]>,
+        store_key: StoreKey,
     ) -> Result<Identity, &'static str> {
         if cert.user != UserId::from(&account.verifying_key()) {
             return Err("the certificate names another account key");
@@ -63,6 +70,16 @@ impl Identity {
             cert,
             store_key,
         })
+    }
+
+    /// The identity a key file's secrets describe, if they belong together.
+    fn from_secrets(secrets: &Secrets) -> Result<Identity, &'static str> {
+        Identity::from_parts(
+            SigningKey::from_bytes(&secrets.account),
+            SigningKey::from_bytes(&secrets.device),
+            secrets.cert.clone(),
+            StoreKey::from_secret(secrets.store),
+        )
     }
 
     /// The user id: the public half of the account key.
@@ -85,19 +102,63 @@ impl Identity {
         &self.cert
     }
 
-    /// The device key: signs envelopes and key statements, and is the device's libp2p identity.
+    /// The key that encrypts this device's pickled crypto state (Olm account, sessions).
+    pub fn store_key(&self) -> &StoreKey {
+        &self.store_key
+    }
+
+    /// Signs `envelope` as this device.
+    pub fn sign_envelope(&self, envelope: &Envelope) -> RawEnvelope {
+        envelope.sign(&self.device)
+    }
+
+    /// Signs a group descriptor as this account (an admin's change to a group).
+    pub fn sign_descriptor(&self, descriptor: Descriptor) -> SignedDescriptor {
+        SignedDescriptor::sign(&self.account, descriptor)
+    }
+
+    /// Signs, as this account, a home record naming `relay` (reachable at `addrs`) as home.
+    pub fn sign_home_record(
+        &self,
+        relay: String,
+        addrs: BoundedVec<String, MAX_CARD_ADDRS>,
+        seq: u64,
+        expires_at_ms: u64,
+    ) -> HomeRecord {
+        HomeRecord::sign(&self.account, relay, addrs, seq, expires_at_ms)
+    }
+
+    /// The device key as a libp2p keypair: the device's identity in the Noise handshake.
+    ///
+    /// Fails only if libp2p stops taking 32-byte ed25519 secrets.
+    pub fn libp2p_keypair(
+        &self,
+    ) -> Result<libp2p_identity::Keypair, libp2p_identity::DecodingError> {
+        // `try_from_bytes` wipes the copy it is given.
+        let secret = libp2p_identity::ed25519::SecretKey::try_from_bytes(self.device.to_bytes())?;
+        Ok(libp2p_identity::ed25519::Keypair::from(secret).into())
+    }
+
+    /// Signs an Olm identity key (curve25519) as this device.
+    pub(crate) fn sign_identity_key(&self, curve25519: [u8; 32]) -> IdentityKey {
+        IdentityKey::sign(&self.device, curve25519)
+    }
+
+    /// Signs a one-time or fallback key (curve25519) as this device.
+    pub(crate) fn sign_pre_key(&self, curve25519: [u8; 32], fallback: bool) -> SignedPreKey {
+        SignedPreKey::sign(&self.device, curve25519, fallback)
+    }
+
+    /// The device key, for tests that forge what only this device could sign.
+    #[cfg(feature = "test-utils")]
     pub fn device_key(&self) -> &SigningKey {
         &self.device
     }
 
-    /// The account key: certifies devices and signs home records.
+    /// The account key, for tests that forge what only this account could sign.
+    #[cfg(feature = "test-utils")]
     pub fn account_key(&self) -> &SigningKey {
         &self.account
-    }
-
-    /// The random key that encrypts this device's pickled crypto state (Olm account, sessions).
-    pub fn store_key(&self) -> &[u8; 32] {
-        &self.store_key
     }
 
     /// Writes the identity to a key file at `path`, replacing it atomically.
@@ -105,7 +166,13 @@ impl Identity {
     /// With a passphrase the secrets are encrypted (Argon2id + XChaCha20-Poly1305); without one
     /// they are protected by the file's `0600` mode only. See [`crate::keyfile`].
     pub fn save(&self, path: &Path, passphrase: Option<&str>) -> Result<(), KeyFileError> {
-        keyfile::save(self, path, passphrase)
+        let secrets = Secrets {
+            account: self.account.to_bytes(),
+            device: self.device.to_bytes(),
+            store: *self.store_key.secret(),
+            cert: self.cert.clone(),
+        };
+        keyfile::save(secrets, path, passphrase)
     }
 
     /// Reads an identity from the key file at `path`.
@@ -114,7 +181,8 @@ impl Identity {
     /// [`KeyFileError::NotEncrypted`] when `passphrase` does not fit the file, and with
     /// [`KeyFileError::InsecurePermissions`] when the file is readable by group or others.
     pub fn load(path: &Path, passphrase: Option<&str>) -> Result<Identity, KeyFileError> {
-        keyfile::load(path, passphrase)
+        let secrets = keyfile::load(path, passphrase)?;
+        Identity::from_secrets(&secrets).map_err(KeyFileError::Inconsistent)
     }
 }
 
@@ -127,19 +195,24 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// Every secret field wipes itself on drop (`SigningKey` and `Zeroizing` both do).
+/// Every secret field wipes itself on drop (`SigningKey` and `StoreKey` both do).
 impl zeroize::ZeroizeOnDrop for Identity {}
 
 #[cfg(test)]
 mod tests {
+    use tidings_protocol::{EnvelopeId, Kind, Recipient};
+    use zeroize::ZeroizeOnDrop;
+
     use super::*;
 
     fn fixed() -> Identity {
         let account = SigningKey::from_bytes(&[0x11; 32]);
         let device = SigningKey::from_bytes(&[0x22; 32]);
         let cert = DeviceCert::issue(&account, DeviceId::from(&device.verifying_key()), 7);
-        Identity::from_parts(account, device, cert, Zeroizing::new([0x33; 32])).unwrap()
+        Identity::from_parts(account, device, cert, StoreKey::from_secret([0x33; 32])).unwrap()
     }
+
+    fn wiped_on_drop<T: ZeroizeOnDrop>(_: &T) {}
 
     #[test]
     fn debug_shows_ids_and_no_secrets() {
@@ -157,6 +230,8 @@ mod tests {
             assert!(!printed.contains(&format!("{secret:?}")));
             assert!(!printed.contains(&hex(&secret)));
         }
+        assert_eq!(format!("{:?}", identity.store_key()), "StoreKey(..)");
+        wiped_on_drop(&identity);
     }
 
     fn hex(bytes: &[u8]) -> String {
@@ -169,14 +244,17 @@ mod tests {
         assert_eq!(identity.cert().verify(), Ok(()));
         assert_eq!(
             identity.user_id(),
-            UserId::from(&identity.account_key().verifying_key())
+            UserId::from(&identity.account.verifying_key())
         );
         assert_eq!(
             identity.device_id(),
-            DeviceId::from(&identity.device_key().verifying_key())
+            DeviceId::from(&identity.device.verifying_key())
         );
-        assert_ne!(identity.store_key(), &[0; 32]);
-        assert_ne!(identity.store_key(), Identity::generate().store_key());
+        assert_ne!(identity.store_key().secret(), &[0; 32]);
+        assert_ne!(
+            identity.store_key().secret(),
+            Identity::generate().store_key().secret()
+        );
     }
 
     #[test]
@@ -185,6 +263,57 @@ mod tests {
         let device = SigningKey::from_bytes(&[2; 32]);
         let other = SigningKey::from_bytes(&[3; 32]);
         let cert = DeviceCert::issue(&account, DeviceId::from(&other.verifying_key()), 7);
-        assert!(Identity::from_parts(account, device, cert, Zeroizing::new([0; 32])).is_err());
+        assert!(
+            Identity::from_parts(account, device, cert, StoreKey::from_secret([0; 32])).is_err()
+        );
+    }
+
+    #[test]
+    fn a_key_file_with_mismatched_secrets_is_inconsistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let identity = fixed();
+        let mismatched = Secrets {
+            account: identity.account.to_bytes(),
+            device: [5; 32],
+            store: [0x33; 32],
+            cert: identity.cert().clone(),
+        };
+        keyfile::save(mismatched, &path, None).unwrap();
+        assert!(matches!(
+            Identity::load(&path, None),
+            Err(KeyFileError::Inconsistent(_))
+        ));
+    }
+
+    #[test]
+    fn what_it_signs_verifies_as_this_device_and_account() {
+        let identity = fixed();
+        let envelope = Envelope {
+            id: EnvelopeId::from_bytes([1; 16]),
+            sender: identity.address(),
+            recipient: Recipient::Direct(identity.address()),
+            sent_at_ms: 7,
+            kind: Kind::Message,
+            body: b"hi".to_vec(),
+        };
+        let raw = identity.sign_envelope(&envelope);
+        assert_eq!(raw, envelope.sign(&identity.device));
+        assert_eq!(raw.open().map(|opened| opened.id), Ok(envelope.id));
+
+        let record = identity.sign_home_record("relay".into(), BoundedVec::default(), 3, u64::MAX);
+        assert_eq!(record.user, identity.user_id());
+        assert_eq!(record.verify(0), Ok(()));
+
+        assert_eq!(identity.sign_identity_key([9; 32]).verify(), Ok(()));
+        assert_eq!(identity.sign_pre_key([9; 32], true).verify(), Ok(()));
+    }
+
+    #[test]
+    fn the_libp2p_keypair_is_the_device_key() {
+        let identity = fixed();
+        let keypair = identity.libp2p_keypair().unwrap();
+        let public = keypair.public().try_into_ed25519().unwrap().to_bytes();
+        assert_eq!(&public, identity.device_id().as_bytes());
     }
 }

@@ -2,8 +2,11 @@
 //! ([`Identity`]), their key file on disk, and pairwise Olm sessions from `vodozemac`
 //! ([`OlmAccount`], [`OlmSession`], [`PeerSessions`]).
 //!
-//! No networking and no async: callers move the bytes. Secret-holding types zeroize their
-//! secrets on drop and print redacted in `Debug`.
+//! No networking and no async: callers move the bytes. No secret leaves this crate: an
+//! [`Identity`] signs as its device or account, its [`StoreKey`] only feeds the pickle
+//! functions, and the device's libp2p keypair is handed straight to the transport. The
+//! `test-utils` feature exposes the raw signing keys to tests that forge. Secret-holding types
+//! zeroize their secrets on drop and print redacted in `Debug`.
 //!
 //! ```
 //! use tidings_keys::{Identity, OlmAccount, PeerSessions};
@@ -40,8 +43,10 @@ mod identity;
 pub mod keyfile;
 pub mod megolm;
 pub mod olm;
+mod store_key;
 
 pub use identity::Identity;
 pub use keyfile::{KeyFileError, KeyFileInfo};
 pub use megolm::{GroupInbound, GroupOutbound, MegolmError};
 pub use olm::{OlmAccount, OlmError, OlmSession, PeerSessions, SenderKeysError};
+pub use store_key::StoreKey;

@@ -7,7 +7,7 @@ use vodozemac::megolm::{
     MegolmMessage, SessionConfig, SessionKey,
 };
 
-use crate::olm::MAX_PICKLE_LEN;
+use crate::{olm::MAX_PICKLE_LEN, store_key::StoreKey};
 
 const CONFIG: SessionConfig = SessionConfig::version_1();
 
@@ -82,14 +82,14 @@ impl GroupOutbound {
     }
 
     /// The session, encrypted under `key`.
-    pub fn pickle(&self, key: &[u8; 32]) -> String {
-        self.session.pickle().encrypt(key)
+    pub fn pickle(&self, key: &StoreKey) -> String {
+        self.session.pickle().encrypt(key.secret())
     }
 
     /// Restores a session from [`GroupOutbound::pickle`].
-    pub fn unpickle(pickle: &str, key: &[u8; 32]) -> Result<Self, MegolmError> {
+    pub fn unpickle(pickle: &str, key: &StoreKey) -> Result<Self, MegolmError> {
         check_len(pickle)?;
-        let pickle = GroupSessionPickle::from_encrypted(pickle, key)
+        let pickle = GroupSessionPickle::from_encrypted(pickle, key.secret())
             .map_err(|error| MegolmError::Pickle(error.to_string()))?;
         Ok(Self {
             session: GroupSession::from_pickle(pickle),
@@ -130,14 +130,14 @@ impl GroupInbound {
     }
 
     /// The session, encrypted under `key`.
-    pub fn pickle(&self, key: &[u8; 32]) -> String {
-        self.session.pickle().encrypt(key)
+    pub fn pickle(&self, key: &StoreKey) -> String {
+        self.session.pickle().encrypt(key.secret())
     }
 
     /// Restores a session from [`GroupInbound::pickle`].
-    pub fn unpickle(pickle: &str, key: &[u8; 32]) -> Result<Self, MegolmError> {
+    pub fn unpickle(pickle: &str, key: &StoreKey) -> Result<Self, MegolmError> {
         check_len(pickle)?;
-        let pickle = InboundGroupSessionPickle::from_encrypted(pickle, key)
+        let pickle = InboundGroupSessionPickle::from_encrypted(pickle, key.secret())
             .map_err(|error| MegolmError::Pickle(error.to_string()))?;
         Ok(Self {
             session: InboundGroupSession::from_pickle(pickle),
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn sessions_survive_pickling_and_tampering_is_caught() {
-        let key = [7u8; 32];
+        let key = StoreKey::from_secret([7u8; 32]);
         let sender = GroupOutbound::new();
         let member = GroupInbound::from_session_key(&sender.session_key()).unwrap();
         let mut sender = GroupOutbound::unpickle(&sender.pickle(&key), &key).unwrap();

@@ -8,10 +8,13 @@
 )]
 
 use proptest::prelude::*;
-use tidings_keys::{Identity, OlmAccount, OlmSession, PeerSessions};
+use tidings_keys::{Identity, OlmAccount, OlmSession, PeerSessions, StoreKey};
 use tidings_protocol::{KeyBundle, content::OlmBody};
 
-const KEY: [u8; 32] = [7; 32];
+/// A fixed store key.
+fn key() -> StoreKey {
+    StoreKey::from_bytes([7; 32])
+}
 
 /// A real stored session list, to mutate.
 fn stored_sessions() -> Vec<u8> {
@@ -28,7 +31,7 @@ fn stored_sessions() -> Vec<u8> {
             .create_outbound_session(&bob.user_id(), &bundle)
             .unwrap(),
     );
-    sessions.to_bytes(&KEY)
+    sessions.to_bytes(&key())
 }
 
 proptest! {
@@ -36,19 +39,19 @@ proptest! {
 
     #[test]
     fn from_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = PeerSessions::from_bytes(&bytes, &KEY);
+        let _ = PeerSessions::from_bytes(&bytes, &key());
     }
 
     #[test]
     fn unpickle_never_panics(text in ".{0,512}", bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = OlmAccount::unpickle(&text, &KEY);
-        let _ = OlmSession::unpickle(&text, &KEY);
+        let _ = OlmAccount::unpickle(&text, &key());
+        let _ = OlmSession::unpickle(&text, &key());
         let lossy = String::from_utf8_lossy(&bytes);
-        let _ = OlmAccount::unpickle(&lossy, &KEY);
-        let _ = OlmSession::unpickle(&lossy, &KEY);
+        let _ = OlmAccount::unpickle(&lossy, &key());
+        let _ = OlmSession::unpickle(&lossy, &key());
         let mut prefixed = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA|".to_owned();
         prefixed.push_str(&text);
-        let _ = OlmSession::unpickle(&prefixed, &KEY);
+        let _ = OlmSession::unpickle(&prefixed, &key());
     }
 
     #[test]
@@ -58,7 +61,7 @@ proptest! {
             let at = index.index(bytes.len());
             bytes[at] ^= mask;
         }
-        let _ = PeerSessions::from_bytes(&bytes, &KEY);
+        let _ = PeerSessions::from_bytes(&bytes, &key());
     }
 
     #[test]

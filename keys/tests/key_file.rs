@@ -32,7 +32,10 @@ fn assert_same(loaded: &Identity, original: &Identity) {
         loaded.device_key().to_bytes(),
         original.device_key().to_bytes()
     );
-    assert_eq!(loaded.store_key(), original.store_key());
+    assert_eq!(
+        loaded.store_key().as_bytes(),
+        original.store_key().as_bytes()
+    );
 }
 
 fn mode_of(path: &Path) -> u32 {

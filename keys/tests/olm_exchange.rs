@@ -7,7 +7,7 @@
     reason = "test helpers fail loudly"
 )]
 
-use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions, SenderKeysError};
+use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions, SenderKeysError, StoreKey};
 use tidings_protocol::{IdentityKey, KeyBundle, content::OlmBody};
 
 struct Device {
@@ -144,16 +144,16 @@ fn restart(
     key_file: &std::path::Path,
 ) -> (Device, PeerSessions) {
     device.identity.save(key_file, None).unwrap();
-    let store_key = *device.identity.store_key();
-    let account = device.olm.pickle(&store_key);
-    let stored = sessions.to_bytes(&store_key);
+    let store_key = device.identity.store_key();
+    let account = device.olm.pickle(store_key);
+    let stored = sessions.to_bytes(store_key);
     drop((device, sessions));
 
     let identity = Identity::load(key_file, None).unwrap();
     let olm = OlmAccount::unpickle(&account, identity.store_key()).unwrap();
     let sessions = PeerSessions::from_bytes(&stored, identity.store_key()).unwrap();
     assert!(matches!(
-        PeerSessions::from_bytes(&stored, &[0; 32]),
+        PeerSessions::from_bytes(&stored, &StoreKey::from_bytes([0; 32])),
         Err(OlmError::Pickle(_))
     ));
     (Device { identity, olm }, sessions)

@@ -25,8 +25,9 @@ use crate::{
 /// Most recipients across the items of one forward.
 pub const MAX_FORWARD_RECIPIENTS: usize = 4096;
 
-/// Most descriptor versions in one `Descriptors` request.
-pub const MAX_DESCRIPTORS_PER_REQUEST: usize = 16;
+/// Most descriptor versions in one `Descriptors` request (defined with the other limits,
+/// since the client protocol's `GroupVersions` answer shares it).
+pub use crate::limits::MAX_DESCRIPTORS_PER_REQUEST;
 
 /// One envelope and the users homed at the receiving relay it is for: the recipient of a
 /// direct envelope, or the group members living there (the ciphertext travels once).

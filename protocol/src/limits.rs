@@ -51,6 +51,10 @@ pub const MAX_GROUP_NAME_LEN: usize = 128;
 /// Largest encoded signed group descriptor (fits in one envelope body).
 pub const MAX_DESCRIPTOR_BYTES: usize = 60 * 1024;
 
+/// Most descriptor versions in one federation `Descriptors` request or one client
+/// `GroupVersions` answer.
+pub const MAX_DESCRIPTORS_PER_REQUEST: usize = 16;
+
 /// Most descriptor versions sent at once to bring a relay up to date.
 pub const MAX_DESCRIPTOR_CHAIN: usize = 64;
 

@@ -1,15 +1,20 @@
 //! The relay's libp2p key: created once by `init`, kept in the data dir, never world-readable.
 
 use std::{
-    io::Write,
+    fs::File,
+    io::{Read, Write},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::Path,
 };
 
 use libp2p::identity::Keypair;
+use zeroize::Zeroizing;
 
 /// File name of the relay key inside the data dir.
 pub const KEY_FILE: &str = "relay.key";
+
+/// Largest relay key file accepted; an ed25519 key in libp2p's encoding is 68 bytes.
+const MAX_KEY_FILE_BYTES: usize = 4096;
 
 /// Why the relay key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +56,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> NodeKeyError + '_ {
 pub fn create(data_dir: &Path) -> Result<Keypair, NodeKeyError> {
     let path = data_dir.join(KEY_FILE);
     let keypair = Keypair::generate_ed25519();
-    let bytes = keypair
-        .to_protobuf_encoding()
-        .map_err(|error| NodeKeyError::Invalid {
-            path: path.display().to_string(),
-            reason: error.to_string(),
-        })?;
+    let bytes = encode(&keypair, &path)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -79,22 +79,74 @@ pub fn load(data_dir: &Path) -> Result<Keypair, NodeKeyError> {
             mode,
         });
     }
-    if metadata.len() > 4096 {
-        return Err(NodeKeyError::Invalid {
-            path: path.display().to_string(),
-            reason: "file too large".into(),
-        });
+    if metadata.len() > MAX_KEY_FILE_BYTES as u64 {
+        return Err(too_large(&path));
     }
-    let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+    let bytes = read_secret(&path)?;
     Keypair::from_protobuf_encoding(&bytes).map_err(|error| NodeKeyError::Invalid {
         path: path.display().to_string(),
         reason: error.to_string(),
     })
 }
 
+/// The key in libp2p's file encoding, in a buffer wiped on drop.
+fn encode(keypair: &Keypair, path: &Path) -> Result<Zeroizing<Vec<u8>>, NodeKeyError> {
+    keypair
+        .to_protobuf_encoding()
+        .map(Zeroizing::new)
+        .map_err(|error| NodeKeyError::Invalid {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })
+}
+
+/// Reads at most [`MAX_KEY_FILE_BYTES`] into a buffer wiped on drop, allocated once with room
+/// for one byte too many, so reading never reallocates and leaves a copy of the key behind.
+fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, NodeKeyError> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES + 1));
+    File::open(path)
+        .and_then(|file| {
+            file.take(MAX_KEY_FILE_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(io_error(path))?;
+    if bytes.len() > MAX_KEY_FILE_BYTES {
+        return Err(too_large(path));
+    }
+    Ok(bytes)
+}
+
+fn too_large(path: &Path) -> NodeKeyError {
+    NodeKeyError::Invalid {
+        path: path.display().to_string(),
+        reason: "file too large".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use zeroize::ZeroizeOnDrop;
+
     use super::*;
+
+    fn wiped_on_drop<T: ZeroizeOnDrop>(_: &T) {}
+
+    #[test]
+    fn key_bytes_live_only_in_buffers_wiped_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let keypair = create(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let encoded = encode(&keypair, &path).unwrap();
+        wiped_on_drop(&encoded);
+        let read = read_secret(&path).unwrap();
+        wiped_on_drop(&read);
+        assert_eq!(*read, *encoded, "the file holds the encoded key");
+        assert_eq!(
+            read.capacity(),
+            MAX_KEY_FILE_BYTES + 1,
+            "reading never reallocated (no stray copy of the key)"
+        );
+    }
 
     #[test]
     fn keys_are_private_and_round_trip() {

@@ -281,7 +281,7 @@ pub(super) fn olm_seal(
         kind,
         body: body.encode(),
     };
-    Ok(envelope.sign(identity.device_key()))
+    Ok(identity.sign_envelope(&envelope))
 }
 
 /// Decrypts one Olm envelope; a `String` error is a reason to record, not a store failure.

@@ -102,7 +102,7 @@ pub(super) fn accept_change(
 /// Stores the key a member sent for their session in `group`.
 pub(super) fn add_inbound(
     txn: &WriteTransaction,
-    store_key: &[u8; 32],
+    store_key: &tidings_keys::StoreKey,
     group: &GroupId,
     sender: &UserId,
     session_key: &[u8],
@@ -135,7 +135,7 @@ pub(super) enum Opened {
 /// Decrypts a group message, or parks it until its session key arrives.
 pub(super) fn open_message(
     txn: &WriteTransaction,
-    store_key: &[u8; 32],
+    store_key: &tidings_keys::StoreKey,
     envelope: &Envelope,
     raw: &RawEnvelope,
 ) -> Result<Opened, StoreError> {

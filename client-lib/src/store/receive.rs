@@ -161,8 +161,8 @@ impl Batch<'_> {
                 Ok(())
             }
             (Kind::KeyShare, Payload::GroupKey { group, session_key }) => {
-                let key = *self.state.identity.store_key();
-                match groups::add_inbound(self.txn, &key, &group, &peer, &session_key)? {
+                let key = self.state.identity.store_key();
+                match groups::add_inbound(self.txn, key, &group, &peer, &session_key)? {
                     Ok(_) => {
                         // Messages that arrived before their key can be opened now.
                         for raw in groups::take_pending(self.txn, &group, &peer)? {
@@ -194,8 +194,8 @@ impl Batch<'_> {
         raw: &RawEnvelope,
         group: GroupId,
     ) -> Result<(), StoreError> {
-        let key = *self.state.identity.store_key();
-        match groups::open_message(self.txn, &key, envelope, raw)? {
+        let key = self.state.identity.store_key();
+        match groups::open_message(self.txn, key, envelope, raw)? {
             Opened::Sealed(sealed) => match sealed.payload {
                 Payload::Text { text } => self.deliver(groups::incoming(envelope, group, text)),
                 _ => Ok(()),

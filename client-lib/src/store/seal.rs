@@ -93,15 +93,14 @@ pub(crate) fn sign(
     kind: Kind,
     body: Vec<u8>,
 ) -> RawEnvelope {
-    Envelope {
+    identity.sign_envelope(&Envelope {
         id,
         sender: identity.address(),
         recipient,
         sent_at_ms: now_ms(),
         kind,
         body,
-    }
-    .sign(identity.device_key())
+    })
 }
 
 /// Encrypts a group payload with this device's sending session for the group.

@@ -12,7 +12,7 @@ use vodozemac::{
 };
 
 use super::{OlmError, OlmSession, SESSION_CONFIG, check_pickle_len};
-use crate::Identity;
+use crate::{Identity, store_key::StoreKey};
 
 /// A device's Olm account (vodozemac): the long-term curve25519 identity key and the
 /// private halves of its published one-time and fallback keys.
@@ -38,7 +38,7 @@ impl OlmAccount {
 
     /// The identity key, signed by `identity`'s device key.
     pub fn identity_key(&self, identity: &Identity) -> IdentityKey {
-        IdentityKey::sign(identity.device_key(), self.curve25519_key())
+        identity.sign_identity_key(self.curve25519_key())
     }
 
     /// What a pre-key message carries so the recipient can check who opens the session.
@@ -67,7 +67,7 @@ impl OlmAccount {
         self.account.mark_keys_as_published();
         created
             .iter()
-            .map(|key| SignedPreKey::sign(identity.device_key(), key.to_bytes(), false))
+            .map(|key| identity.sign_pre_key(key.to_bytes(), false))
             .collect()
     }
 
@@ -83,7 +83,7 @@ impl OlmAccount {
             reason = "vodozemac always reports the fallback key it just generated as unpublished"
         )]
         let key = fresh.expect("a freshly generated fallback key is unpublished");
-        SignedPreKey::sign(identity.device_key(), key.to_bytes(), true)
+        identity.sign_pre_key(key.to_bytes(), true)
     }
 
     /// Opens a session to the device described by `bundle`, after checking that every part of
@@ -128,14 +128,15 @@ impl OlmAccount {
     }
 
     /// The account, encrypted under `key` (vodozemac pickle format).
-    pub fn pickle(&self, key: &[u8; 32]) -> String {
-        self.account.pickle().encrypt(key)
+    pub fn pickle(&self, key: &StoreKey) -> String {
+        self.account.pickle().encrypt(key.secret())
     }
 
     /// Restores an account from [`OlmAccount::pickle`]'s output.
-    pub fn unpickle(pickle: &str, key: &[u8; 32]) -> Result<Self, OlmError> {
+    pub fn unpickle(pickle: &str, key: &StoreKey) -> Result<Self, OlmError> {
         check_pickle_len(pickle)?;
-        let pickle = AccountPickle::from_encrypted(pickle, key).map_err(OlmError::Pickle)?;
+        let pickle =
+            AccountPickle::from_encrypted(pickle, key.secret()).map_err(OlmError::Pickle)?;
         Ok(Self {
             account: Account::from_pickle(pickle),
         })

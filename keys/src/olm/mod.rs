@@ -46,7 +46,7 @@ mod tests {
     use vodozemac::base64_encode;
 
     use super::*;
-    use crate::Identity;
+    use crate::{Identity, store_key::StoreKey};
 
     #[test]
     fn debug_output_is_redacted() {
@@ -90,17 +90,17 @@ mod tests {
             account.generate_one_time_keys(&identity, 100);
         }
         account.rotate_fallback_key(&identity);
-        let pickle = account.pickle(&[1; 32]);
+        let pickle = account.pickle(&StoreKey::from_secret([1; 32]));
         assert!(pickle.len() < MAX_PICKLE_LEN, "{} bytes", pickle.len());
-        let restored = OlmAccount::unpickle(&pickle, &[1; 32]).unwrap();
+        let restored = OlmAccount::unpickle(&pickle, &StoreKey::from_secret([1; 32])).unwrap();
         assert_eq!(restored.curve25519_key(), account.curve25519_key());
         assert!(matches!(
-            OlmAccount::unpickle(&pickle, &[2; 32]),
+            OlmAccount::unpickle(&pickle, &StoreKey::from_secret([2; 32])),
             Err(OlmError::Pickle(_))
         ));
         let oversized = "A".repeat(MAX_PICKLE_LEN + 1);
         assert!(matches!(
-            OlmAccount::unpickle(&oversized, &[1; 32]),
+            OlmAccount::unpickle(&oversized, &StoreKey::from_secret([1; 32])),
             Err(OlmError::PickleTooLarge { .. })
         ));
     }

@@ -7,6 +7,7 @@ use tidings_protocol::{
 use vodozemac::olm::{OlmMessage, PreKeyMessage};
 
 use super::{OlmAccount, OlmError, OlmSession, SenderKeysError, session};
+use crate::store_key::StoreKey;
 
 /// Most sessions kept with one peer device; the least recently used is dropped beyond it.
 pub const MAX_PEER_SESSIONS: usize = 8;
@@ -131,7 +132,7 @@ impl PeerSessions {
     }
 
     /// The sessions, most recently used first, as a CBOR list of their encrypted pickles.
-    pub fn to_bytes(&self, key: &[u8; 32]) -> Vec<u8> {
+    pub fn to_bytes(&self, key: &StoreKey) -> Vec<u8> {
         let pickles: Vec<String> = self
             .sessions
             .iter()
@@ -141,7 +142,7 @@ impl PeerSessions {
     }
 
     /// Restores the sessions from [`PeerSessions::to_bytes`]'s output, checking every bound.
-    pub fn from_bytes(bytes: &[u8], key: &[u8; 32]) -> Result<Self, OlmError> {
+    pub fn from_bytes(bytes: &[u8], key: &StoreKey) -> Result<Self, OlmError> {
         let pickles: BoundedVec<String, MAX_PEER_SESSIONS> =
             codec::decode(bytes, MAX_PEER_SESSIONS_BYTES)?;
         let sessions = pickles

@@ -9,6 +9,7 @@ use vodozemac::{
 };
 
 use super::{NORMAL_MESSAGE, OlmError, PRE_KEY_MESSAGE, check_pickle_len};
+use crate::store_key::StoreKey;
 
 /// Separates the peer's identity key from the vodozemac pickle in [`OlmSession::pickle`].
 const PICKLE_SEPARATOR: char = '|';
@@ -78,15 +79,15 @@ impl OlmSession {
 
     /// The session, encrypted under `key`: the peer's identity key in base64 (public, stored
     /// in clear), `|`, then vodozemac's encrypted pickle of the ratchet state.
-    pub fn pickle(&self, key: &[u8; 32]) -> String {
+    pub fn pickle(&self, key: &StoreKey) -> String {
         let mut pickle = base64_encode(self.peer_identity_key);
         pickle.push(PICKLE_SEPARATOR);
-        pickle.push_str(&self.session.pickle().encrypt(key));
+        pickle.push_str(&self.session.pickle().encrypt(key.secret()));
         pickle
     }
 
     /// Restores a session from [`OlmSession::pickle`]'s output.
-    pub fn unpickle(pickle: &str, key: &[u8; 32]) -> Result<Self, OlmError> {
+    pub fn unpickle(pickle: &str, key: &StoreKey) -> Result<Self, OlmError> {
         check_pickle_len(pickle)?;
         let (peer, session) = pickle
             .split_once(PICKLE_SEPARATOR)
@@ -95,7 +96,8 @@ impl OlmSession {
             .ok()
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .ok_or(OlmError::MalformedPickle("bad peer identity key"))?;
-        let session = SessionPickle::from_encrypted(session, key).map_err(OlmError::Pickle)?;
+        let session =
+            SessionPickle::from_encrypted(session, key.secret()).map_err(OlmError::Pickle)?;
         Ok(Self::new(Session::from_pickle(session), peer))
     }
 }

@@ -362,6 +362,7 @@ impl Tables<'_> {
 
     /// Forgets outbox entries the remote relay has committed.
     pub fn outbox_done(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
+        self.effects.forwarded += seqs.len();
         for seq in seqs {
             self.remove_outbox(*seq)?;
         }

@@ -16,6 +16,8 @@ mod presence;
 mod reads;
 mod slot;
 pub mod tables;
+#[cfg(test)]
+mod tests;
 mod txn;
 mod users;
 mod writer;

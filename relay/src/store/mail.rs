@@ -4,8 +4,10 @@ use bytes::Bytes;
 use redb::ReadableTable;
 use tidings_protocol::{Bounce, EnvelopeId, ErrorAnswer, MailboxItem, UserId};
 
+use tidings_protocol::store::StoreError;
+
 use super::{
-    HandoffItem, NewEnvelope, Origin, StoreError, StoreOutcome,
+    outcomes::{HandoffItem, NewEnvelope, Origin, StoreOutcome},
     tables::{self, OutboxMeta, SeenMark},
     txn::Tables,
 };

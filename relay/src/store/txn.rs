@@ -8,7 +8,7 @@ use tidings_protocol::{UserId, codec};
 use tidings_protocol::store::StoreError;
 
 use super::{
-    StoreConfig,
+    config::StoreConfig,
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
         MAILBOX_BYTES, MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS,

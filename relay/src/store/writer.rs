@@ -7,7 +7,7 @@ use tidings_protocol::store::StoreError;
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    StoreConfig,
+    config::StoreConfig,
     op::WriteOp,
     slot::DbSlot,
     txn::{self, WriterState},

@@ -15,6 +15,8 @@ mod receipts;
 mod receive;
 mod seal;
 pub mod tables;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 

@@ -4,6 +4,10 @@
 //! writer thread. The writer applies everything that queued up meanwhile in one write
 //! transaction and commits it with one fsync (a group commit), then answers each caller. A
 //! caller's answer therefore always means "durable" (or a storage error: nothing stored).
+//!
+//! A new write is one method here, which queues a closure over the batch's tables with a
+//! reply of that closure's outcome type (`op.rs`), plus the `Tables` method the closure calls
+//! (`users.rs`, `mail.rs`, `groups.rs`, `presence.rs`); the writer needs no change.
 
 mod config;
 #[cfg(feature = "test-utils")]

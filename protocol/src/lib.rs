@@ -42,6 +42,8 @@ pub mod ids;
 pub mod limits;
 pub mod mailbox;
 pub mod presence;
+#[cfg(feature = "store")]
+pub mod store;
 
 pub use card::ContactCard;
 pub use certs::{CertError, DeviceCert, IdentityKey, KeyBundle, SignedPreKey};

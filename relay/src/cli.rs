@@ -227,12 +227,7 @@ fn run(data_dir: PathBuf, overrides: RunOverrides, outputs: Outputs) -> anyhow::
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let served = runtime.block_on(async move {
-        let relay = crate::start(RelayOptions {
-            data_dir,
-            config,
-            fault: None,
-        })
-        .await?;
+        let relay = crate::start(RelayOptions::new(data_dir, config)).await?;
         for address in relay.dial_addrs() {
             tracing::info!(%address, "dial address");
         }

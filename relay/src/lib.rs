@@ -16,7 +16,7 @@
 //!     ..RelayConfig::default()
 //! };
 //! tidings_relay::init(&data_dir, &config)?;
-//! let relay = tidings_relay::start(RelayOptions { data_dir, config, fault: None }).await?;
+//! let relay = tidings_relay::start(RelayOptions::new(data_dir, config)).await?;
 //! println!("dial {:?}", relay.tcp_dial_addr());
 //! relay.shutdown().await;
 //! # Ok(())

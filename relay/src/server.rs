@@ -23,10 +23,7 @@ use crate::{
     node_key::{self, NodeKeyError},
     session,
     shared::Shared,
-    store::{
-        Store, StoreConfig, StoreError, StoreLimits, WriterHandle,
-        fault::{FaultSwitch, FaultyBackend},
-    },
+    store::{Store, StoreConfig, StoreError, StoreLimits, WriterHandle},
     streams::{FrameTimeouts, Refusal, StreamSlots},
 };
 
@@ -103,7 +100,20 @@ pub struct RelayOptions {
     /// The configuration (usually [`RelayConfig::load`] of the data dir, plus overrides).
     pub config: RelayConfig,
     /// Test hook: open the store over a backend whose I/O fails while this switch is on.
-    pub fault: Option<FaultSwitch>,
+    #[cfg(feature = "test-utils")]
+    pub fault: Option<crate::store::fault::FaultSwitch>,
+}
+
+impl RelayOptions {
+    /// Options to start the relay of `data_dir` with `config`.
+    pub fn new(data_dir: PathBuf, config: RelayConfig) -> Self {
+        Self {
+            data_dir,
+            config,
+            #[cfg(feature = "test-utils")]
+            fault: None,
+        }
+    }
 }
 
 /// A started relay. Dropping it without [`RunningRelay::shutdown`] leaves its tasks running
@@ -145,14 +155,11 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         self_peer: self_peer.to_string(),
     };
     let store_path = data_dir.join(STORE_FILE);
-    let (store, writer) = match options.fault {
-        Some(switch) => {
-            let path = store_path.clone();
-            let backend = move || FaultyBackend::open(&path, switch.clone());
-            Store::open_with_backend(backend, store_config, hub.clone())?
-        }
-        None => Store::open(&store_path, store_config, hub.clone())?,
-    };
+    #[cfg(feature = "test-utils")]
+    let (store, writer) =
+        Store::open_faulty(&store_path, options.fault, store_config, hub.clone())?;
+    #[cfg(not(feature = "test-utils"))]
+    let (store, writer) = Store::open(&store_path, store_config, hub.clone())?;
     let invites = Invites::open(&data_dir)?;
     let (event_loop, mut network, mut control) =
         network::build(keypair, &listen, &bootstrap, &config.network)?;

@@ -1,5 +1,5 @@
 //! Filling a relay's storage, as one account or as nobody: group fan-outs to made-up members,
-//! and what a refused fan-out leaves behind.
+//! and what a refused fan-out leaves behind; a disk that fails under the relay.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -14,7 +14,7 @@ use tidings_protocol::{
     federation::{FederationRequest, ForwardItem},
     group::Role,
 };
-use tidings_relay::metrics::Refusal;
+use tidings_relay::{metrics::Refusal, store::fault::FaultSwitch};
 
 fn code(outcome: &SendOutcome) -> Option<ErrorCode> {
     match outcome {
@@ -484,5 +484,94 @@ async fn below_the_disk_floor_nothing_grows_the_store_but_reads_and_acks_go_on()
     let (_, text) = common::http_get(metrics_at, "/metrics").await;
     assert_eq!(common::metric(&text, "tidings_disk_low", &[]), Some(1.0));
     assert!(common::metric(&text, "tidings_refused_total", &["reason=\"DiskLow\""]) >= Some(2.0));
+    relay.shutdown().await;
+}
+
+/// The text bodies of `device`'s mailbox, in order (draining and acking it).
+async fn bodies(device: &mut RawDevice) -> Vec<String> {
+    device
+        .drain()
+        .await
+        .into_iter()
+        .map(|raw| String::from_utf8(raw.open().unwrap().body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_commit_is_an_error_answer_and_nothing_accepted_is_lost() {
+    let switch = FaultSwitch::default();
+    let TestRelay { dir, relay } = start_tweaked(|_| {}, Some(switch.clone())).await;
+    let address = relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    for text in ["before 1", "before 2"] {
+        let raw = alice
+            .envelope_to(bob.address(), text.as_bytes())
+            .sign(&alice.device);
+        assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+    }
+
+    // The disk fails: the relay refuses with a transient storage error.
+    switch.fail();
+    let during = alice
+        .envelope_to(bob.address(), b"during")
+        .sign(&alice.device);
+    let outcome = sent(&mut alice, during.clone()).await;
+    assert_eq!(code(&outcome), Some(ErrorCode::Storage), "{outcome:?}");
+
+    // The operator fixes the disk and restarts the relay; Alice's device sends it again.
+    switch.heal();
+    let keys = |device: &RawDevice| (device.account.clone(), device.device.clone());
+    let (alice_keys, bob_keys) = (keys(&alice), keys(&bob));
+    drop((alice, bob));
+    relay.shutdown().await;
+    let relay = restart_tweaked(dir.path(), |_| {}).await;
+    let address = relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect_as(&address, alice_keys.0, alice_keys.1).await;
+    assert_eq!(sent(&mut alice, during).await, SendOutcome::Accepted);
+
+    let mut bob = RawDevice::connect_as(&address, bob_keys.0, bob_keys.1).await;
+    assert_eq!(bodies(&mut bob).await, ["before 1", "before 2", "during"]);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_relay_whose_disk_recovers_takes_messages_again_without_a_restart() {
+    let switch = FaultSwitch::default();
+    let TestRelay { dir: _dir, relay } = start_tweaked(|_| {}, Some(switch.clone())).await;
+    let address = relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let envelope = |text: &str| {
+        alice
+            .envelope_to(bob.address(), text.as_bytes())
+            .sign(&alice.device)
+    };
+    let before = envelope("before");
+    let during = [envelope("during 1"), envelope("during 2")];
+    let after = envelope("after");
+    assert_eq!(sent(&mut alice, before).await, SendOutcome::Accepted);
+
+    // Two failed commits in a row (the relay tries to reopen its database after each).
+    switch.fail();
+    for raw in &during {
+        let outcome = sent(&mut alice, raw.clone()).await;
+        assert_eq!(code(&outcome), Some(ErrorCode::Storage), "{outcome:?}");
+    }
+
+    // The disk is back; the same relay process accepts the retries and what comes next.
+    switch.heal();
+    for raw in during {
+        assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+    }
+    assert_eq!(sent(&mut alice, after).await, SendOutcome::Accepted);
+    assert_eq!(
+        bodies(&mut bob).await,
+        ["before", "during 1", "during 2", "after"]
+    );
     relay.shutdown().await;
 }

@@ -46,10 +46,8 @@ impl<'a> CryptoState<'a> {
                 .map(|value| value.value().to_vec());
             let account = match pickle {
                 Some(pickle) => OlmAccount::unpickle(
-                    std::str::from_utf8(&pickle).map_err(|_| StoreError::Corrupt {
-                        table: "meta",
-                        reason: "account pickle is not text".into(),
-                    })?,
+                    std::str::from_utf8(&pickle)
+                        .map_err(|_| StoreError::corrupt("meta", "account pickle is not text"))?,
                     self.identity.store_key(),
                 )?,
                 None => {
@@ -179,10 +177,7 @@ impl ClientStore {
                 one_time_keys: BoundedVec::new(
                     account.generate_one_time_keys(identity, one_time_keys),
                 )
-                .map_err(|error| StoreError::Corrupt {
-                    table: "meta",
-                    reason: error.to_string(),
-                })?,
+                .map_err(|error| StoreError::corrupt("meta", error))?,
                 fallback: Some(account.rotate_fallback_key(identity)),
             };
             state.account_dirty = true;
@@ -209,10 +204,8 @@ impl ClientStore {
             state.save(txn)?;
             Ok(UploadKeys {
                 identity: None,
-                one_time_keys: BoundedVec::new(keys).map_err(|error| StoreError::Corrupt {
-                    table: "meta",
-                    reason: error.to_string(),
-                })?,
+                one_time_keys: BoundedVec::new(keys)
+                    .map_err(|error| StoreError::corrupt("meta", error))?,
                 fallback: None,
             })
         })

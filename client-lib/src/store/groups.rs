@@ -46,10 +46,7 @@ pub(super) fn descriptor(
     match txn.open_table(GROUPS)?.get(group.as_bytes())? {
         Some(bytes) => SignedDescriptor::decode(bytes.value())
             .map(Some)
-            .map_err(|error| StoreError::Corrupt {
-                table: "groups",
-                reason: error.to_string(),
-            }),
+            .map_err(|error| StoreError::corrupt("groups", error)),
         None => Ok(None),
     }
 }
@@ -330,10 +327,7 @@ impl ClientStore {
         self.read(|txn| match txn.open_table(GROUPS)?.get(group.as_bytes())? {
             Some(bytes) => SignedDescriptor::decode(bytes.value())
                 .map(Some)
-                .map_err(|error| StoreError::Corrupt {
-                    table: "groups",
-                    reason: error.to_string(),
-                }),
+                .map_err(|error| StoreError::corrupt("groups", error)),
             None => Ok(None),
         })
     }
@@ -388,13 +382,8 @@ impl ClientStore {
                     fresh
                 }
             };
-            let outbound =
-                GroupOutbound::unpickle(&state.pickle, identity.store_key()).map_err(|error| {
-                    StoreError::Corrupt {
-                        table: "group_outbound",
-                        reason: error.to_string(),
-                    }
-                })?;
+            let outbound = GroupOutbound::unpickle(&state.pickle, identity.store_key())
+                .map_err(|error| StoreError::corrupt("group_outbound", error))?;
             let need = members
                 .into_iter()
                 .filter(|user| !state.shared_with.contains(user))

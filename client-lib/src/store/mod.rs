@@ -15,6 +15,8 @@ mod receipts;
 mod receive;
 mod seal;
 pub mod tables;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
@@ -30,17 +32,9 @@ pub use tables::{Conversation, Direction, MessageRecord, MessageStatus, OutboxEn
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// redb reported an error.
+    /// The database failed (redb's typed error, a corrupt record), as the relay's store does.
     #[error("local store: {0}")]
-    Storage(String),
-    /// A record did not decode.
-    #[error("local store record in {table} is corrupt: {reason}")]
-    Corrupt {
-        /// Table.
-        table: &'static str,
-        /// Why.
-        reason: String,
-    },
+    Storage(#[from] tidings_protocol::store::StoreError),
     /// Crypto state could not be loaded or used.
     #[error("crypto state: {0}")]
     Crypto(#[from] tidings_keys::OlmError),
@@ -52,17 +46,23 @@ pub enum StoreError {
     NotFound(String),
 }
 
+impl StoreError {
+    /// A record of `table` that does not decode.
+    pub(crate) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> Self {
+        StoreError::Storage(tidings_protocol::store::StoreError::corrupt(table, reason))
+    }
+}
+
 macro_rules! from_redb {
     ($($error:ty),*) => {$(
         impl From<$error> for StoreError {
             fn from(error: $error) -> Self {
-                StoreError::Storage(error.to_string())
+                StoreError::Storage(error.into())
             }
         }
     )*};
 }
 from_redb!(
-    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
@@ -76,8 +76,12 @@ pub const STORE_FILE: &str = "client.redb";
 /// Creates `path` with mode 0600 if it does not exist, or sets that mode if it does.
 fn owner_only(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let failed =
-        |error: std::io::Error| StoreError::Storage(format!("{}: {error}", path.display()));
+    let failed = |error: std::io::Error| {
+        StoreError::Storage(tidings_protocol::store::StoreError::io(
+            path.display().to_string(),
+            error,
+        ))
+    };
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -148,10 +152,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     table: &'static str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    codec::decode(bytes, tables::MAX_RECORD).map_err(|error| StoreError::Corrupt {
-        table,
-        reason: error.to_string(),
-    })
+    codec::decode(bytes, tables::MAX_RECORD).map_err(|error| StoreError::corrupt(table, error))
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {

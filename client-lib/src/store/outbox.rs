@@ -52,10 +52,8 @@ pub(super) fn enqueue_receipts(
     ids: &[EnvelopeId],
 ) -> Result<(), StoreError> {
     for chunk in ids.chunks(MAX_RECEIPT_IDS) {
-        let ids = BoundedVec::new(chunk.to_vec()).map_err(|error| StoreError::Corrupt {
-            table: "outbox",
-            reason: error.to_string(),
-        })?;
+        let ids = BoundedVec::new(chunk.to_vec())
+            .map_err(|error| StoreError::corrupt("outbox", error))?;
         enqueue(
             txn,
             &OutboxEntry {

@@ -121,13 +121,8 @@ fn megolm_seal(
             "a sending session for group {group}"
         )));
     };
-    let mut outbound =
-        GroupOutbound::unpickle(&state.pickle, identity.store_key()).map_err(|error| {
-            StoreError::Corrupt {
-                table: "group_outbound",
-                reason: error.to_string(),
-            }
-        })?;
+    let mut outbound = GroupOutbound::unpickle(&state.pickle, identity.store_key())
+        .map_err(|error| StoreError::corrupt("group_outbound", error))?;
     let plaintext = GroupSealed {
         id,
         from: identity.address(),
@@ -180,10 +175,7 @@ fn seal_entry(
             body,
         ),
         (Conversation::Direct(_), OutboxContent::Plain(_)) => {
-            return Err(StoreError::Corrupt {
-                table: "outbox",
-                reason: "a plain entry for a user".into(),
-            });
+            return Err(StoreError::corrupt("outbox", "a plain entry for a user"));
         }
     };
     ClientStore::save_sealed(txn, seq, sealed)

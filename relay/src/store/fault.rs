@@ -1,11 +1,38 @@
 //! A storage backend that fails on command, to prove that failed commits lose nothing.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use redb::{BackendError, StorageBackend, backends::FileBackend};
+use tidings_protocol::store::StoreError;
+
+use super::{Store, StoreConfig, WriterHandle};
+use crate::mailbox::Hub;
+
+impl Store {
+    /// Opens the store at `path`: over a [`FaultyBackend`] driven by `switch` if one is
+    /// given, as [`Store::open`] does otherwise.
+    pub fn open_faulty(
+        path: &Path,
+        switch: Option<FaultSwitch>,
+        config: StoreConfig,
+        hub: Arc<Hub>,
+    ) -> Result<(Store, WriterHandle), StoreError> {
+        match switch {
+            Some(switch) => {
+                let path = path.to_path_buf();
+                let backend = move || FaultyBackend::open(&path, switch.clone());
+                Store::open_with_backend(backend, config, hub)
+            }
+            None => Store::open(path, config, hub),
+        }
+    }
+}
 
 /// Shared switch that makes a [`FaultyBackend`] fail every write and sync while it is on.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +63,7 @@ pub struct FaultyBackend {
 
 impl FaultyBackend {
     /// Wraps the file at `path` (created if missing).
-    pub fn open(path: &std::path::Path, switch: FaultSwitch) -> std::io::Result<Self> {
+    pub fn open(path: &Path, switch: FaultSwitch) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

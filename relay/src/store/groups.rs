@@ -7,10 +7,13 @@ use tidings_protocol::{
     group::{GroupError, SignedDescriptor},
 };
 
+use tidings_protocol::store::StoreError;
+
 use super::{
-    DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, NewEnvelope, StoreError,
-    StoreOutcome,
     mail::NoRoom,
+    outcomes::{
+        DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, NewEnvelope, StoreOutcome,
+    },
     tables::{self},
     txn::{Tables, corrupt},
 };

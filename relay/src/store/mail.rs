@@ -4,8 +4,10 @@ use bytes::Bytes;
 use redb::ReadableTable;
 use tidings_protocol::{Bounce, EnvelopeId, ErrorAnswer, MailboxItem, UserId};
 
+use tidings_protocol::store::StoreError;
+
 use super::{
-    HandoffItem, NewEnvelope, Origin, StoreError, StoreOutcome,
+    outcomes::{HandoffItem, NewEnvelope, Origin, StoreOutcome},
     tables::{self, OutboxMeta, SeenMark},
     txn::Tables,
 };
@@ -362,6 +364,7 @@ impl Tables<'_> {
 
     /// Forgets outbox entries the remote relay has committed.
     pub fn outbox_done(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
+        self.effects.forwarded += seqs.len();
         for seq in seqs {
             self.remove_outbox(*seq)?;
         }

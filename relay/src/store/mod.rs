@@ -4,15 +4,24 @@
 //! writer thread. The writer applies everything that queued up meanwhile in one write
 //! transaction and commits it with one fsync (a group commit), then answers each caller. A
 //! caller's answer therefore always means "durable" (or a storage error: nothing stored).
+//!
+//! A new write is one method here, which queues a closure over the batch's tables with a
+//! reply of that closure's outcome type (`op.rs`), plus the `Tables` method the closure calls
+//! (`users.rs`, `mail.rs`, `groups.rs`, `presence.rs`); the writer needs no change.
 
+mod config;
+#[cfg(feature = "test-utils")]
 pub mod fault;
 mod groups;
 mod mail;
+mod op;
 mod outcomes;
 mod presence;
 mod reads;
 mod slot;
 pub mod tables;
+#[cfg(test)]
+mod tests;
 mod txn;
 mod users;
 mod writer;
@@ -20,9 +29,13 @@ mod writer;
 use std::{path::Path, sync::Arc};
 
 use bytes::Bytes;
-use redb::{Database, StorageBackend};
+use redb::Database;
 
-use self::slot::{DbSlot, Opener};
+use self::{
+    op::WriteOp,
+    slot::{DbSlot, Opener},
+    txn::Tables,
+};
 use tidings_protocol::{
     DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, GroupId, HomeRecord, IdentityKey, SignedPreKey,
     UserId, group::SignedDescriptor,
@@ -30,102 +43,25 @@ use tidings_protocol::{
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::mailbox::Hub;
+pub use config::{StoreConfig, StoreLimits};
 pub use outcomes::*;
 pub(crate) use presence::decode as decode_presence;
 pub(crate) use reads::decode_user;
 pub use tables::{Cursor, OutboxMeta, PresenceChange, PresenceRecord, UserRecord};
+pub use tidings_protocol::store::StoreError;
 pub use writer::WriterHandle;
 
 /// Queued operations the writer may hold before callers wait (backpressure).
 const WRITE_QUEUE: usize = 1024;
-
-/// Why a storage operation failed. Nothing of a failed operation was stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// redb reported an error (I/O, full disk, corruption detected, ...).
-    #[error("storage failure: {0}")]
-    Storage(String),
-    /// A stored record did not decode.
-    #[error("corrupt record in {table}: {reason}")]
-    Corrupt {
-        /// The table holding it.
-        table: &'static str,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The store was shut down.
-    #[error("the store is shut down")]
-    Closed,
-}
-
-impl StoreError {
-    fn storage(error: impl std::fmt::Display) -> Self {
-        StoreError::Storage(error.to_string())
-    }
-}
-
-macro_rules! from_redb {
-    ($($error:ty),*) => {$(
-        impl From<$error> for StoreError {
-            fn from(error: $error) -> Self {
-                StoreError::storage(error)
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
-/// Limits the store enforces.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreLimits {
-    /// Most unacked envelopes in one mailbox.
-    pub mailbox_max_envelopes: u64,
-    /// Most bytes of unacked envelopes in one mailbox.
-    pub mailbox_max_bytes: u64,
-    /// Most envelopes waiting in the outbox.
-    pub outbox_max_envelopes: u64,
-    /// Most outbox entries one local user's envelopes may hold.
-    pub outbox_max_per_user: u64,
-    /// Most mailbox entries one other relay's forwards may hold here.
-    pub relay_mailbox_max_envelopes: u64,
-    /// How long envelope ids are remembered for dedupe.
-    pub dedupe_window_ms: u64,
-}
-
-impl Default for StoreLimits {
-    fn default() -> Self {
-        Self {
-            mailbox_max_envelopes: 100_000,
-            mailbox_max_bytes: 256 * 1024 * 1024,
-            outbox_max_envelopes: 1_000_000,
-            outbox_max_per_user: 20_000,
-            relay_mailbox_max_envelopes: 1_000_000,
-            dedupe_window_ms: 7 * 24 * 3600 * 1000,
-        }
-    }
-}
-
-/// How the store is set up.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// Limits.
-    pub limits: StoreLimits,
-    /// This relay's peer id (text), to tell users homed here from users who moved.
-    pub self_peer: String,
-}
+/// What a local group envelope counts against a batch's limit (its fan-out is unknown
+/// until it is planned inside the batch).
+const GROUP_ENVELOPE_WEIGHT: usize = 64;
 
 /// Cloneable handle to the relay's database.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DbSlot>,
-    ops: mpsc::Sender<writer::WriteOp>,
+    ops: mpsc::Sender<WriteOp>,
     outbox: Arc<Notify>,
 }
 
@@ -142,13 +78,15 @@ impl Store {
 
     /// Like [`Store::open`], over a custom storage backend (used to inject I/O faults);
     /// `backend` is called again whenever the database is reopened.
-    pub fn open_with_backend<B: StorageBackend>(
+    #[cfg(feature = "test-utils")]
+    pub fn open_with_backend<B: redb::StorageBackend>(
         backend: impl Fn() -> std::io::Result<B> + Send + Sync + 'static,
         config: StoreConfig,
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
         let opener: Opener = Box::new(move || {
-            let backend = backend().map_err(StoreError::storage)?;
+            let backend =
+                backend().map_err(|error| StoreError::io("opening the storage backend", error))?;
             Ok(Database::builder().create_with_backend(backend)?)
         });
         Self::start(opener, config, hub)
@@ -176,13 +114,16 @@ impl Store {
         self.outbox.clone()
     }
 
-    async fn submit<T>(
+    /// Queues `work` for the writer and waits until the batch holding it is committed.
+    /// `weight`: the entries it may store, counted against the batch's limit.
+    async fn write<T: Send + 'static>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::WriteOp,
+        weight: usize,
+        work: impl FnOnce(&mut Tables<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.ops
-            .send(make(reply))
+            .send(op::queue(weight, work, reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -195,12 +136,8 @@ impl Store {
         cert: DeviceCert,
         max_accounts: Option<u64>,
     ) -> Result<RegisterOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::Register {
-            cert,
-            max_accounts,
-            reply,
-        })
-        .await
+        self.write(1, move |t| t.register(&cert, max_accounts))
+            .await
     }
 
     /// Stores Olm keys of a registered device (signatures already checked).
@@ -211,20 +148,20 @@ impl Store {
         one_time_keys: Vec<SignedPreKey>,
         fallback: Option<SignedPreKey>,
     ) -> Result<KeysOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::UploadKeys {
-            device,
-            identity,
-            one_time_keys,
-            fallback,
-            reply,
+        self.write(1, move |t| {
+            t.upload_keys(
+                &device,
+                identity.as_ref(),
+                &one_time_keys,
+                fallback.as_ref(),
+            )
         })
         .await
     }
 
     /// Hands out a key bundle of `user`, consuming one of its one-time keys.
     pub async fn claim_bundle(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::Claim { user, reply })
-            .await
+        self.write(1, move |t| t.claim(&user)).await
     }
 
     /// Durably stores envelopes (mailbox or outbox); one outcome per envelope, in order.
@@ -233,21 +170,13 @@ impl Store {
         items: Vec<NewEnvelope>,
         origin: Origin,
     ) -> Result<Vec<StoreOutcome>, StoreError> {
-        self.submit(|reply| writer::WriteOp::Envelopes {
-            items,
-            origin,
-            reply,
-        })
-        .await
+        self.write(items.len(), move |t| t.store_envelopes(&items, origin))
+            .await
     }
 
     /// Records a verified home record of a registered user.
     pub async fn set_home(&self, record: HomeRecord) -> Result<SetHomeOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::SetHome {
-            record: Box::new(record),
-            reply,
-        })
-        .await
+        self.write(1, move |t| t.set_home(&record)).await
     }
 
     /// Stores what a user's previous home handed on (the user must be homed here now).
@@ -256,14 +185,13 @@ impl Store {
         user: UserId,
         items: Vec<HandoffItem>,
     ) -> Result<Vec<StoreOutcome>, StoreError> {
-        self.submit(|reply| writer::WriteOp::Handoff { user, items, reply })
+        self.write(items.len(), move |t| t.handoff_in(&user, &items))
             .await
     }
 
     /// Forgets outbox entries another relay has committed.
     pub async fn outbox_done(&self, seqs: Vec<u64>) -> Result<(), StoreError> {
-        self.submit(|reply| writer::WriteOp::OutboxDone { seqs, reply })
-            .await
+        self.write(seqs.len(), move |t| t.outbox_done(&seqs)).await
     }
 
     /// Stores and fans out a group envelope from a local member.
@@ -271,8 +199,10 @@ impl Store {
         &self,
         item: GroupEnvelope,
     ) -> Result<GroupOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::GroupEnvelope { item, reply })
-            .await
+        self.write(GROUP_ENVELOPE_WEIGHT, move |t| {
+            t.store_group_envelope(&item)
+        })
+        .await
     }
 
     /// Stores group envelopes another relay forwarded; one outcome per recipient.
@@ -280,7 +210,8 @@ impl Store {
         &self,
         items: Vec<GroupDelivery>,
     ) -> Result<Vec<StoreOutcome>, StoreError> {
-        self.submit(|reply| writer::WriteOp::GroupForward { items, reply })
+        let weight = items.iter().map(|item| item.recipients.len()).sum();
+        self.write(weight, move |t| t.store_group_deliveries(&items))
             .await
     }
 
@@ -292,12 +223,8 @@ impl Store {
         versions: Vec<SignedDescriptor>,
         awaited: bool,
     ) -> Result<DescriptorsOutcome, StoreError> {
-        self.submit(|reply| writer::WriteOp::Descriptors {
-            versions,
-            awaited,
-            reply,
-        })
-        .await
+        self.write(1, move |t| t.store_descriptors(&versions, awaited))
+            .await
     }
 
     /// Descriptor versions of `group` from `from` on (at most `limit`), oldest first.
@@ -318,14 +245,13 @@ impl Store {
 
     /// Moves outbox entries whose recipient now lives here into their mailbox.
     pub async fn outbox_to_mailbox(&self, seqs: Vec<u64>) -> Result<(), StoreError> {
-        self.submit(|reply| writer::WriteOp::OutboxToMailbox { seqs, reply })
+        self.write(seqs.len(), move |t| t.outbox_to_mailbox(&seqs))
             .await
     }
 
     /// Gives up on an outbox entry, leaving a bounce in its sender's mailbox.
     pub async fn bounce(&self, seq: u64, reason: ErrorAnswer) -> Result<(), StoreError> {
-        self.submit(|reply| writer::WriteOp::Bounce { seq, reason, reply })
-            .await
+        self.write(1, move |t| t.bounce(seq, &reason)).await
     }
 
     /// Outbox entries after `after`, oldest first, at most `limit`.
@@ -363,8 +289,7 @@ impl Store {
 
     /// Deletes `user`'s mailbox up to and including `up_to`.
     pub async fn ack(&self, user: UserId, up_to: u64) -> Result<(), StoreError> {
-        self.submit(|reply| writer::WriteOp::Ack { user, up_to, reply })
-            .await
+        self.write(1, move |t| t.ack(&user, up_to)).await
     }
 
     /// Changes a local user's presence settings or last seen.
@@ -373,12 +298,8 @@ impl Store {
         user: UserId,
         change: PresenceChange,
     ) -> Result<(), StoreError> {
-        self.submit(|reply| writer::WriteOp::Presence {
-            user,
-            change,
-            reply,
-        })
-        .await
+        self.write(1, move |t| t.change_presence(&user, &change))
+            .await
     }
 
     /// A local user's presence settings and last seen (defaults if never set).

@@ -3,8 +3,9 @@
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tidings_protocol::{UserId, codec};
 
+use tidings_protocol::store::StoreError;
+
 use super::{
-    StoreError,
     tables::{PRESENCE, PresenceChange, PresenceRecord},
     txn::{Tables, corrupt},
 };

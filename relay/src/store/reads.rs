@@ -6,12 +6,11 @@ use tidings_protocol::{
     DeviceCert, DeviceId, EnvelopeId, GroupId, UserId, codec, group::SignedDescriptor,
 };
 
-use super::{
-    StoreError,
-    tables::{
-        self, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX, ONE_TIME_KEYS,
-        OUTBOX_BODY, OUTBOX_META, OutboxMeta, USERS, UserRecord,
-    },
+use tidings_protocol::store::StoreError;
+
+use super::tables::{
+    self, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX, ONE_TIME_KEYS,
+    OUTBOX_BODY, OUTBOX_META, OutboxMeta, USERS, UserRecord,
 };
 
 pub fn device_user(db: &Database, device: &DeviceId) -> Result<Option<UserId>, StoreError> {

@@ -11,7 +11,7 @@ use std::{
 
 use redb::Database;
 
-use super::StoreError;
+use tidings_protocol::store::StoreError;
 
 /// Opens (creating if needed) the database; called again to reopen it.
 pub type Opener = Box<dyn Fn() -> Result<Database, StoreError> + Send + Sync>;
@@ -41,7 +41,9 @@ impl DbSlot {
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
             .clone()
-            .ok_or_else(|| StoreError::storage("the database is closed after a disk failure"))
+            .ok_or(StoreError::Unavailable {
+                reason: "the database is closed after a disk failure",
+            })
     }
 
     /// Closes the database (once reads in progress are done; new ones wait) and opens it
@@ -59,9 +61,9 @@ impl DbSlot {
                     }
                     Err(shared) => {
                         *slot = Some(shared);
-                        return Err(StoreError::storage(
-                            "cannot reopen the database: reads still hold it",
-                        ));
+                        return Err(StoreError::Unavailable {
+                            reason: "cannot reopen the database: reads still hold it",
+                        });
                     }
                 }
             };

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use redb::{Database, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tidings_protocol::{UserId, codec};
 
+use tidings_protocol::store::StoreError;
+
 use super::{
-    StoreConfig, StoreError,
+    config::StoreConfig,
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
         MAILBOX_BYTES, MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS,
         OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USERS, UserRecord,
     },
-    writer::{OpResult, WriteOp},
 };
 use crate::mailbox::Publication;
 
@@ -75,6 +76,8 @@ pub struct Effects {
     pub publications: Vec<Publication>,
     /// Whether the outbox got new entries (the forwarder should look).
     pub outbox_grew: bool,
+    /// Outbox entries another relay confirmed (for the metrics).
+    pub forwarded: usize,
 }
 
 /// The tables of one write transaction, opened once per batch.
@@ -112,16 +115,17 @@ pub(super) struct Tables<'txn> {
     pub effects: Effects,
 }
 
-/// Applies every operation of the batch in one transaction and commits it. On any error
-/// nothing is committed and the writer's counters are as before.
+/// Runs `apply` (every operation of a batch, in order) on the tables of one write
+/// transaction and commits it. On any error nothing is committed and the writer's counters
+/// are as before.
 pub fn apply_batch(
     db: &Database,
-    batch: &[WriteOp],
     config: &StoreConfig,
     state: &mut WriterState,
-) -> Result<(Vec<OpResult>, Effects), StoreError> {
+    apply: impl FnOnce(&mut Tables<'_>) -> Result<(), StoreError>,
+) -> Result<Effects, StoreError> {
     let before = *state;
-    let applied = apply_and_commit(db, batch, config, state);
+    let applied = apply_and_commit(db, config, state, apply);
     if applied.is_err() {
         *state = before;
     }
@@ -130,15 +134,14 @@ pub fn apply_batch(
 
 fn apply_and_commit(
     db: &Database,
-    batch: &[WriteOp],
     config: &StoreConfig,
     state: &mut WriterState,
-) -> Result<(Vec<OpResult>, Effects), StoreError> {
+    apply: impl FnOnce(&mut Tables<'_>) -> Result<(), StoreError>,
+) -> Result<Effects, StoreError> {
     let now_ms = tidings_protocol::now_ms();
     let generation = now_ms / (config.limits.dedupe_window_ms / 2).max(1);
     let txn = db.begin_write()?;
     drop_old_seen_tables(&txn, generation)?;
-    let mut results = Vec::with_capacity(batch.len());
     let effects;
     {
         let seen_now_name = tables::seen_table(generation);
@@ -172,9 +175,7 @@ fn apply_and_commit(
             state,
             effects: Effects::default(),
         };
-        for op in batch {
-            results.push(t.apply(op)?);
-        }
+        apply(&mut t)?;
         for (user, cursor) in &t.dirty_cursors {
             t.cursors.insert(user.as_bytes(), &cursor.to_bytes())?;
         }
@@ -202,7 +203,7 @@ fn apply_and_commit(
         effects = t.effects;
     }
     txn.commit()?;
-    Ok((results, effects))
+    Ok(effects)
 }
 
 /// Deletes dedupe generations older than the previous one, and the tables of earlier
@@ -234,70 +235,10 @@ fn drop_old_seen_tables(txn: &WriteTransaction, generation: u64) -> Result<(), S
 }
 
 pub(super) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        table,
-        reason: reason.to_string(),
-    }
+    StoreError::corrupt(table, reason)
 }
 
 impl Tables<'_> {
-    fn apply(&mut self, op: &WriteOp) -> Result<OpResult, StoreError> {
-        Ok(match op {
-            WriteOp::Register {
-                cert, max_accounts, ..
-            } => OpResult::Register(self.register(cert, *max_accounts)?),
-            WriteOp::UploadKeys {
-                device,
-                identity,
-                one_time_keys,
-                fallback,
-                ..
-            } => OpResult::UploadKeys(self.upload_keys(
-                device,
-                identity.as_ref(),
-                one_time_keys,
-                fallback.as_ref(),
-            )?),
-            WriteOp::Claim { user, .. } => OpResult::Claim(self.claim(user)?),
-            WriteOp::SetHome { record, .. } => OpResult::SetHome(self.set_home(record)?),
-            WriteOp::Envelopes { items, origin, .. } => {
-                OpResult::Envelopes(self.store_envelopes(items, *origin)?)
-            }
-            WriteOp::Handoff { user, items, .. } => {
-                OpResult::Envelopes(self.handoff_in(user, items)?)
-            }
-            WriteOp::GroupEnvelope { item, .. } => {
-                OpResult::Group(self.store_group_envelope(item)?)
-            }
-            WriteOp::GroupForward { items, .. } => {
-                OpResult::Envelopes(self.store_group_deliveries(items)?)
-            }
-            WriteOp::Descriptors {
-                versions, awaited, ..
-            } => OpResult::Descriptors(self.store_descriptors(versions, *awaited)?),
-            WriteOp::Ack { user, up_to, .. } => {
-                self.ack(user, *up_to)?;
-                OpResult::Done
-            }
-            WriteOp::OutboxDone { seqs, .. } => {
-                self.outbox_done(seqs)?;
-                OpResult::Done
-            }
-            WriteOp::OutboxToMailbox { seqs, .. } => {
-                self.outbox_to_mailbox(seqs)?;
-                OpResult::Done
-            }
-            WriteOp::Bounce { seq, reason, .. } => {
-                self.bounce(*seq, reason)?;
-                OpResult::Done
-            }
-            WriteOp::Presence { user, change, .. } => {
-                self.change_presence(user, change)?;
-                OpResult::Done
-            }
-        })
-    }
-
     pub fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
         match self.users.get(user.as_bytes())? {
             Some(bytes) => codec::decode(bytes.value(), MAX_USER_RECORD)

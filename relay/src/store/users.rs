@@ -5,8 +5,10 @@ use tidings_protocol::{
     DeviceCert, DeviceId, HomeRecord, IdentityKey, KeyBundle, SignedPreKey, UserId, codec, limits,
 };
 
+use tidings_protocol::store::StoreError;
+
 use super::{
-    ClaimOutcome, KeysOutcome, RegisterOutcome, SetHomeOutcome, StoreError,
+    outcomes::{ClaimOutcome, KeysOutcome, RegisterOutcome, SetHomeOutcome},
     reads::count_one_time_keys,
     tables::{self, UserRecord},
     txn::{Tables, corrupt},

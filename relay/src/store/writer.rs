@@ -3,125 +3,21 @@
 use std::{sync::Arc, thread::JoinHandle};
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata};
-use tidings_protocol::{
-    DeviceCert, DeviceId, ErrorAnswer, HomeRecord, IdentityKey, SignedPreKey, UserId,
-};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tidings_protocol::store::StoreError;
+use tokio::sync::{Notify, mpsc};
 
 use super::{
-    ClaimOutcome, DescriptorsOutcome, GroupDelivery, GroupEnvelope, GroupOutcome, HandoffItem,
-    KeysOutcome, NewEnvelope, Origin, RegisterOutcome, SetHomeOutcome, StoreConfig, StoreError,
-    StoreOutcome,
+    config::StoreConfig,
+    op::WriteOp,
     slot::DbSlot,
-    tables::PresenceChange,
     txn::{self, WriterState},
 };
 use crate::{mailbox::Hub, metrics::StoreMetrics};
-use tidings_protocol::group::SignedDescriptor;
 
 /// Most operations applied in one commit.
 const MAX_OPS_PER_COMMIT: usize = 512;
 /// Most envelopes stored in one commit.
 const MAX_ENVELOPES_PER_COMMIT: usize = 8192;
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// One queued mutation with the channel its answer goes back on.
-pub enum WriteOp {
-    Register {
-        cert: DeviceCert,
-        max_accounts: Option<u64>,
-        reply: Reply<RegisterOutcome>,
-    },
-    UploadKeys {
-        device: DeviceId,
-        identity: Option<IdentityKey>,
-        one_time_keys: Vec<SignedPreKey>,
-        fallback: Option<SignedPreKey>,
-        reply: Reply<KeysOutcome>,
-    },
-    Claim {
-        user: UserId,
-        reply: Reply<ClaimOutcome>,
-    },
-    SetHome {
-        record: Box<HomeRecord>,
-        reply: Reply<SetHomeOutcome>,
-    },
-    Envelopes {
-        items: Vec<NewEnvelope>,
-        origin: Origin,
-        reply: Reply<Vec<StoreOutcome>>,
-    },
-    Handoff {
-        user: UserId,
-        items: Vec<HandoffItem>,
-        reply: Reply<Vec<StoreOutcome>>,
-    },
-    GroupEnvelope {
-        item: GroupEnvelope,
-        reply: Reply<GroupOutcome>,
-    },
-    GroupForward {
-        items: Vec<GroupDelivery>,
-        reply: Reply<Vec<StoreOutcome>>,
-    },
-    Descriptors {
-        versions: Vec<SignedDescriptor>,
-        awaited: bool,
-        reply: Reply<DescriptorsOutcome>,
-    },
-    Ack {
-        user: UserId,
-        up_to: u64,
-        reply: Reply<()>,
-    },
-    OutboxDone {
-        seqs: Vec<u64>,
-        reply: Reply<()>,
-    },
-    OutboxToMailbox {
-        seqs: Vec<u64>,
-        reply: Reply<()>,
-    },
-    Bounce {
-        seq: u64,
-        reason: ErrorAnswer,
-        reply: Reply<()>,
-    },
-    Presence {
-        user: UserId,
-        change: PresenceChange,
-        reply: Reply<()>,
-    },
-}
-
-impl WriteOp {
-    fn weight(&self) -> usize {
-        match self {
-            WriteOp::Envelopes { items, .. } => items.len(),
-            WriteOp::Handoff { items, .. } => items.len(),
-            WriteOp::GroupEnvelope { .. } => 64,
-            WriteOp::GroupForward { items, .. } => {
-                items.iter().map(|item| item.recipients.len()).sum()
-            }
-            WriteOp::OutboxDone { seqs, .. } | WriteOp::OutboxToMailbox { seqs, .. } => seqs.len(),
-            _ => 1,
-        }
-    }
-}
-
-/// The outcome of one operation inside a committed transaction.
-pub enum OpResult {
-    Register(RegisterOutcome),
-    UploadKeys(KeysOutcome),
-    Claim(ClaimOutcome),
-    SetHome(SetHomeOutcome),
-    Envelopes(Vec<StoreOutcome>),
-    Group(GroupOutcome),
-    Descriptors(DescriptorsOutcome),
-    Done,
-}
 
 /// Joins the writer thread once every [`super::Store`] handle is dropped.
 pub struct WriterHandle {
@@ -170,7 +66,7 @@ pub fn spawn(
             let _running = running;
             run(&db, receiver, &config, state, &outputs, &thread_metrics)
         })
-        .map_err(StoreError::storage)?;
+        .map_err(|error| StoreError::io("starting the store writer thread", error))?;
     Ok(WriterHandle {
         thread: Some(thread),
         metrics,
@@ -213,7 +109,7 @@ fn run(
                 Err(error) => {
                     tracing::error!(%error, "the database is still closed; refusing this batch");
                     for op in batch.drain(..) {
-                        fail(op, error.clone());
+                        op.answer(Err(&error));
                     }
                     continue;
                 }
@@ -254,18 +150,16 @@ fn commit_batch(
 ) -> bool {
     let started = std::time::Instant::now();
     let ops = batch.len();
-    let forwarded: usize = batch
-        .iter()
-        .map(|op| match op {
-            WriteOp::OutboxDone { seqs, .. } => seqs.len(),
-            _ => 0,
-        })
-        .sum();
-    let applied = txn::apply_batch(db, batch, config, state);
+    let applied = txn::apply_batch(db, config, state, |tables| {
+        for op in batch.iter_mut() {
+            op.apply(tables)?;
+        }
+        Ok(())
+    });
     metrics.commit(started.elapsed(), applied.is_ok());
     match applied {
-        Ok((results, effects)) => {
-            metrics.forwarded(forwarded);
+        Ok(effects) => {
+            metrics.forwarded(effects.forwarded);
             metrics.set_outbox(state.outbox_len);
             if let Some(entries) = mailbox_entries(db) {
                 metrics.set_mailboxes(entries);
@@ -277,14 +171,14 @@ fn commit_batch(
             if effects.outbox_grew {
                 outputs.outbox.notify_one();
             }
-            for (op, result) in batch.drain(..).zip(results) {
-                answer(op, result);
+            for op in batch.drain(..) {
+                op.answer(Ok(()));
             }
         }
         Err(error) => {
             tracing::error!(%error, ops, "store commit failed; every operation in it is answered with an error");
             for op in batch.drain(..) {
-                fail(op, error.clone());
+                op.answer(Err(&error));
             }
             return false;
         }
@@ -295,64 +189,4 @@ fn commit_batch(
         "committed batch"
     );
     true
-}
-
-fn answer(op: WriteOp, result: OpResult) {
-    // A caller that gave up waiting is not an error here.
-    let _ = match (op, result) {
-        (WriteOp::Register { reply, .. }, OpResult::Register(outcome)) => {
-            reply.send(Ok(outcome)).map_err(drop)
-        }
-        (WriteOp::UploadKeys { reply, .. }, OpResult::UploadKeys(outcome)) => {
-            reply.send(Ok(outcome)).map_err(drop)
-        }
-        (WriteOp::Claim { reply, .. }, OpResult::Claim(outcome)) => {
-            reply.send(Ok(outcome)).map_err(drop)
-        }
-        (WriteOp::SetHome { reply, .. }, OpResult::SetHome(outcome)) => {
-            reply.send(Ok(outcome)).map_err(drop)
-        }
-        (WriteOp::Envelopes { reply, .. }, OpResult::Envelopes(outcomes))
-        | (WriteOp::Handoff { reply, .. }, OpResult::Envelopes(outcomes))
-        | (WriteOp::GroupForward { reply, .. }, OpResult::Envelopes(outcomes)) => {
-            reply.send(Ok(outcomes)).map_err(drop)
-        }
-        (WriteOp::GroupEnvelope { reply, .. }, OpResult::Group(outcome)) => {
-            reply.send(Ok(outcome)).map_err(drop)
-        }
-        (WriteOp::Descriptors { reply, .. }, OpResult::Descriptors(outcome)) => {
-            reply.send(Ok(outcome)).map_err(drop)
-        }
-        (WriteOp::Ack { reply, .. }, OpResult::Done)
-        | (WriteOp::OutboxDone { reply, .. }, OpResult::Done)
-        | (WriteOp::OutboxToMailbox { reply, .. }, OpResult::Done)
-        | (WriteOp::Bounce { reply, .. }, OpResult::Done)
-        | (WriteOp::Presence { reply, .. }, OpResult::Done) => reply.send(Ok(())).map_err(drop),
-        (op, _) => {
-            fail(
-                op,
-                StoreError::storage("internal: result does not match its operation"),
-            );
-            Ok(())
-        }
-    };
-}
-
-fn fail(op: WriteOp, error: StoreError) {
-    let _ = match op {
-        WriteOp::Register { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::UploadKeys { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::Claim { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::SetHome { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::Envelopes { reply, .. }
-        | WriteOp::Handoff { reply, .. }
-        | WriteOp::GroupForward { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::GroupEnvelope { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::Descriptors { reply, .. } => reply.send(Err(error)).map_err(drop),
-        WriteOp::Ack { reply, .. }
-        | WriteOp::OutboxDone { reply, .. }
-        | WriteOp::OutboxToMailbox { reply, .. }
-        | WriteOp::Bounce { reply, .. }
-        | WriteOp::Presence { reply, .. } => reply.send(Err(error)).map_err(drop),
-    };
 }

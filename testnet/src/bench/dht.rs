@@ -285,12 +285,7 @@ async fn start_relays(work: &Path, count: usize) -> anyhow::Result<Vec<RunningRe
             ..RelayConfig::default()
         };
         tidings_relay::init(&data_dir, &config)?;
-        let started = tidings_relay::start(RelayOptions {
-            data_dir,
-            config,
-            fault: None,
-        })
-        .await;
+        let started = tidings_relay::start(RelayOptions::new(data_dir, config)).await;
         match started {
             Ok(relay) => relays.push(relay),
             Err(error) => {

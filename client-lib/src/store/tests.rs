@@ -1,0 +1,133 @@
+//! The client store's API on a real redb file: what it keeps, in which order, and the typed
+//! errors it answers with.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use tidings_protocol::{BoundedVec, ContactCard, UserId};
+
+use super::{
+    ClientStore, Conversation, MessageStatus, StoreError, outbox::Finished, tables::CONTACTS,
+};
+
+fn user(byte: u8) -> UserId {
+    UserId::from_bytes([byte; 32])
+}
+
+fn card(user: UserId) -> ContactCard {
+    ContactCard {
+        user,
+        name: None,
+        relay: "relay".into(),
+        addrs: BoundedVec::new(vec!["/ip4/127.0.0.1/tcp/1".into()]).unwrap(),
+    }
+}
+
+#[test]
+fn meta_and_contacts_round_trip_and_a_taken_name_or_user_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ClientStore::open(dir.path()).unwrap();
+    store.set_meta("relay_addr", b"somewhere").unwrap();
+    assert_eq!(store.meta("relay_addr").unwrap().unwrap(), b"somewhere");
+    assert_eq!(store.meta("nothing").unwrap(), None);
+
+    store.add_contact("bob", &card(user(2))).unwrap();
+    assert!(matches!(
+        store.add_contact("bob", &card(user(3))),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.add_contact("robert", &card(user(2))),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.contact("bob").unwrap(), Some(card(user(2))));
+    assert_eq!(
+        store.contact_name(&user(2)).unwrap().as_deref(),
+        Some("bob")
+    );
+    assert_eq!(store.contacts().unwrap().len(), 1);
+}
+
+#[test]
+fn queued_texts_wait_in_order_and_finish_only_under_their_own_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ClientStore::open(dir.path()).unwrap();
+    let bob = Conversation::Direct(user(2));
+    let records = store
+        .queue_texts(user(1), bob, vec!["one".into(), "two".into()])
+        .unwrap();
+    assert!(records.iter().all(|r| r.status == MessageStatus::Pending));
+    let pending = store.pending(10).unwrap();
+    let seqs: Vec<u64> = pending.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, [1, 2]);
+    assert_eq!(pending[0].1.id, records[0].id);
+
+    // A late answer naming another envelope leaves the entry alone.
+    assert_eq!(
+        store.finish(1, records[1].id, Finished::Sent).unwrap(),
+        None
+    );
+    assert_eq!(store.pending(10).unwrap().len(), 2);
+    let sent = store.finish(1, records[0].id, Finished::Sent).unwrap();
+    assert_eq!(sent.unwrap().status, MessageStatus::Sent);
+    let failed = store
+        .finish(2, records[1].id, Finished::Failed("refused".into()))
+        .unwrap();
+    assert_eq!(
+        failed.unwrap().status,
+        MessageStatus::Failed("refused".into())
+    );
+    assert!(store.pending(10).unwrap().is_empty());
+    let history: Vec<_> = store
+        .history(&bob)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.text, r.status))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("one".to_string(), MessageStatus::Sent),
+            ("two".to_string(), MessageStatus::Failed("refused".into()))
+        ]
+    );
+
+    // Outbox numbers are never reused.
+    store
+        .queue_texts(user(1), bob, vec!["three".into()])
+        .unwrap();
+    assert_eq!(store.pending(10).unwrap()[0].0, 3);
+}
+
+#[test]
+fn what_was_committed_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let bob = Conversation::Direct(user(2));
+    let queued = {
+        let store = ClientStore::open(dir.path()).unwrap();
+        store.add_contact("bob", &card(user(2))).unwrap();
+        store
+            .queue_texts(user(1), bob, vec!["kept".into()])
+            .unwrap()
+    };
+    let store = ClientStore::open(dir.path()).unwrap();
+    assert_eq!(store.contact("bob").unwrap(), Some(card(user(2))));
+    assert_eq!(store.pending(10).unwrap()[0].1.id, queued[0].id);
+    assert_eq!(store.message(&queued[0].id).unwrap().unwrap().text, "kept");
+}
+
+#[test]
+fn a_record_that_does_not_decode_is_a_typed_corrupt_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ClientStore::open(dir.path()).unwrap();
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(CONTACTS)
+        .unwrap()
+        .insert("mallory", [0xff_u8, 0x00, 0x13].as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    match store.contact("mallory") {
+        Err(StoreError::Storage(tidings_protocol::store::StoreError::Corrupt {
+            table, ..
+        })) => assert_eq!(table, "contacts"),
+        other => panic!("not a corrupt-record error: {other:?}"),
+    }
+}

@@ -2,7 +2,7 @@
 //! receipts members send for our group messages.
 
 use redb::{ReadableTable, WriteTransaction};
-use tidings_keys::{GroupInbound, GroupOutbound, Identity};
+use tidings_keys::{GroupInbound, GroupOutbound, Identity, MegolmError};
 use tidings_protocol::{
     Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
     content::{GroupSealed, MegolmBody, Payload},
@@ -47,10 +47,10 @@ pub(super) fn add_inbound(
     group: &GroupId,
     sender: &UserId,
     session_key: &[u8],
-) -> Result<Result<String, String>, StoreError> {
+) -> Result<Result<String, MegolmError>, StoreError> {
     let inbound = match GroupInbound::from_session_key(session_key) {
         Ok(inbound) => inbound,
-        Err(error) => return Ok(Err(error.to_string())),
+        Err(error) => return Ok(Err(error)),
     };
     let session_id = inbound.session_id();
     txn.open_table(GROUP_INBOUND)?.insert(

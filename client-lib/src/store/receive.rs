@@ -133,7 +133,7 @@ impl Batch<'_> {
             (Recipient::Group(group), _) => self.group_message(envelope, raw, group),
             (Recipient::Direct(_), _) => match olm_open(self.txn, &mut self.state, envelope) {
                 Ok(payload) => self.direct(envelope, payload),
-                Err(reason) => self.failed(envelope, None, reason),
+                Err(reason) => self.failed(envelope, None, reason.to_string()),
             },
         }
     }

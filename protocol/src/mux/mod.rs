@@ -252,15 +252,26 @@ impl<F: Frames, R: Reply<F::Answer>> Mux<F, R> {
     {
         let mut read = pin!(framing::read_frame_owned(reader, Vec::new()));
         let mut out = Vec::new();
+        let mut read_first = true;
         loop {
             let next = if self.has_room() {
                 Either::Left(commands.next())
             } else {
                 Either::Right(future::pending())
             };
-            let event = match future::select(next, read.as_mut()).await {
-                Either::Left((command, _)) => Either::Left(command),
-                Either::Right((read, _)) => Either::Right(read),
+            // Whichever is ready first, taking turns when both are, so that neither a peer
+            // that keeps sending nor a caller that keeps queueing starves the other side.
+            read_first = !read_first;
+            let event = if read_first {
+                match future::select(read.as_mut(), next).await {
+                    Either::Left((read, _)) => Either::Right(read),
+                    Either::Right((command, _)) => Either::Left(command),
+                }
+            } else {
+                match future::select(next, read.as_mut()).await {
+                    Either::Left((command, _)) => Either::Left(command),
+                    Either::Right((read, _)) => Either::Right(read),
+                }
             };
             match event {
                 Either::Left(None) => return MuxError::Dropped,

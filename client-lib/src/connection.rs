@@ -405,10 +405,7 @@ async fn run(
             break reason;
         }
         match route.reopen(&mux).await {
-            Ok((new_reader, new_writer)) => {
-                let _ = writer.close().await;
-                (reader, writer) = (new_reader, new_writer);
-            }
+            Ok((new_reader, new_writer)) => (reader, writer) = (new_reader, new_writer),
             Err(error) => {
                 tracing::debug!(%error, "the relay's stream could not be replaced");
                 break reason;

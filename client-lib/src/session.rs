@@ -68,7 +68,7 @@ impl Client {
 }
 
 impl Session {
-    pub(crate) fn new(client: Client, connection: Connection) -> Self {
+    fn new(client: Client, connection: Connection) -> Self {
         Self {
             client,
             connection,

@@ -1,100 +1,24 @@
-//! [`Client`]: one user's device: identity, local store, and the way to its home relay.
+//! [`Client`]: one user's device: its identity and local store, and the network it opens
+//! connections to its relays on. Everything that talks to a relay sits above it.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::Path, sync::Arc};
 
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
-use tidings_keys::{Identity, KeyFileError};
+use tidings_keys::Identity;
 use tidings_protocol::{
-    Address, BoundedVec, ContactCard, ErrorAnswer, UserId,
-    client::{Register, Request, Response},
+    Address, BoundedVec, ContactCard, UserId,
     limits::{MAX_CARD_ADDRS, MAX_TEXT_BYTES},
 };
 
 use crate::{
-    connection::{Connection, ConnectionError},
+    connection::Connection,
+    error::ClientError,
     net::{NetError, Network},
-    session::Session,
     store::{ClientStore, Conversation, MessageRecord, StoreError, tables::META_RELAY_ADDR},
 };
 
 /// File name of the key file inside the data dir.
 pub const KEY_FILE: &str = "identity.key";
-
-/// One-time keys published at registration and on every top-up.
-pub(crate) const ONE_TIME_KEY_BATCH: usize = 50;
-
-/// Why a client operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The data dir holds no identity.
-    #[error("{0} holds no identity; run `tidings init` first")]
-    NotInitialized(PathBuf),
-    /// The data dir already holds an identity.
-    #[error("{0} already holds an identity; refusing to replace it")]
-    AlreadyInitialized(PathBuf),
-    /// The key file could not be used.
-    #[error("key file: {0}")]
-    Keys(#[from] KeyFileError),
-    /// The local store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The network failed.
-    #[error(transparent)]
-    Net(#[from] NetError),
-    /// The connection to the relay failed.
-    #[error(transparent)]
-    Connection(#[from] ConnectionError),
-    /// No relay is known yet.
-    #[error("not registered with a relay yet; run `tidings register --relay MULTIADDR`")]
-    NotRegistered,
-    /// No such contact (or user id).
-    #[error("no contact named {0:?} (add one with `tidings contact add NAME CARD`)")]
-    UnknownContact(String),
-    /// The relay refused, with its reason.
-    #[error("the relay refused: {0}")]
-    Refused(ErrorAnswer),
-    /// The relay answered something unexpected.
-    #[error("unexpected answer from the relay: {0}")]
-    Unexpected(String),
-    /// A relay address is malformed.
-    #[error("invalid relay address {0:?}")]
-    BadAddress(String),
-    /// A name means several things.
-    #[error("{0}")]
-    Ambiguous(String),
-    /// A group operation is not possible.
-    #[error("{0}")]
-    Group(String),
-    /// A message is too long.
-    #[error("message of {0} bytes is longer than the limit of {MAX_TEXT_BYTES}")]
-    TextTooLong(usize),
-    /// Creating the data dir failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
-    },
-    /// A blocking task was cancelled (the runtime is shutting down).
-    #[error("the client is shutting down")]
-    Cancelled,
-}
-
-impl From<ConnectionErrorOrRefused> for ClientError {
-    fn from(error: ConnectionErrorOrRefused) -> Self {
-        match error.0 {
-            ConnectionError::Refused(answer) => ClientError::Refused(answer),
-            other => ClientError::Connection(other),
-        }
-    }
-}
-
-/// A connection error where a relay refusal becomes [`ClientError::Refused`].
-pub(crate) struct ConnectionErrorOrRefused(pub ConnectionError);
 
 pub(crate) struct Inner {
     pub identity: Identity,
@@ -108,15 +32,6 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
-}
-
-/// What registering returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registration {
-    /// The relay's peer id.
-    pub relay: PeerId,
-    /// False if this device was already registered there.
-    pub new: bool,
 }
 
 impl Client {
@@ -243,11 +158,7 @@ impl Client {
         match named.as_slice() {
             [one] => return Ok(Conversation::Group(one.descriptor.group)),
             [] => {}
-            _ => {
-                return Err(ClientError::Ambiguous(format!(
-                    "several groups are named {who:?}; use the group id"
-                )));
-            }
+            _ => return Err(ClientError::AmbiguousGroup(who.to_string())),
         }
         who.parse()
             .map(Conversation::Direct)
@@ -261,6 +172,11 @@ impl Client {
         }
         who.parse()
             .map_err(|_| ClientError::UnknownContact(who.to_string()))
+    }
+
+    /// The users some contact names or user ids mean.
+    pub(crate) fn resolve_all(&self, who: &[&str]) -> Result<Vec<UserId>, ClientError> {
+        who.iter().map(|w| self.resolve(w)).collect()
     }
 
     /// How a user is shown: their contact name, else a short form of their id.
@@ -289,7 +205,7 @@ impl Client {
         self.queue_texts(who, vec![text.to_string()])
             .await?
             .pop()
-            .ok_or_else(|| ClientError::Unexpected("nothing queued".into()))
+            .ok_or(ClientError::Internal("queueing a text stored nothing"))
     }
 
     /// Records several texts to `who` and queues them, in order, in one local commit (sent
@@ -339,52 +255,6 @@ impl Client {
         let network = self.network().await?;
         let relay = network.dial(address.clone()).await?;
         Ok(Connection::open_redialling(network, relay, address).await?)
-    }
-
-    /// Registers this device at the relay at `address` (with an invite code if the relay asks
-    /// for one), makes it the home relay and publishes this device's keys.
-    pub async fn register(
-        &self,
-        address: Multiaddr,
-        invite: Option<String>,
-    ) -> Result<Registration, ClientError> {
-        let connection = self.open_connection(address.clone()).await?;
-        let relay = connection.relay();
-        let request = Request::Register(Box::new(Register {
-            cert: self.inner.identity.cert().clone(),
-            invite,
-        }));
-        let (new, relay_addrs) = match connection
-            .request(request)
-            .await
-            .map_err(ConnectionErrorOrRefused)?
-        {
-            Response::Registered {
-                new, relay_addrs, ..
-            } => (new, relay_addrs),
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
-        };
-        let record = self.sign_home(relay, relay_addrs)?;
-        crate::home::publish(&connection, &record).await?;
-        let address = with_peer(address, relay);
-        self.inner
-            .store
-            .set_meta(META_RELAY_ADDR, address.to_string().as_bytes())?;
-        let session = Session::new(self.clone(), connection);
-        session.publish_keys().await?;
-        session.close().await;
-        Ok(Registration { relay, new })
-    }
-
-    /// Connects to the home relay. Nothing is received until [`Session::subscribe`].
-    pub async fn connect(&self) -> Result<Session, ClientError> {
-        let address = self.relay_addr()?.ok_or(ClientError::NotRegistered)?;
-        let connection = self.open_connection(address).await?;
-        let session = Session::new(self.clone(), connection);
-        session.publish_keys().await?;
-        session.refresh_home().await?;
-        self.tell_previous_home().await;
-        Ok(session)
     }
 }
 

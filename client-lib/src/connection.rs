@@ -1,41 +1,82 @@
-//! One client-protocol stream to the home relay: requests matched to responses by id, and
-//! mailbox pushes handed to whoever consumes [`Connection::next_push`].
+//! The device's one client-protocol stream to its home relay, on the shared multiplexer
+//! (`tidings_protocol::mux`): requests matched to answers, acks and heartbeats, and mailbox
+//! pushes handed to whoever consumes [`Connection::next_push`].
+//!
+//! The stream task spawned by [`Connection::open`] owns the stream: nothing else writes to
+//! the relay or reads from it.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use futures::{
-    AsyncReadExt,
+    AsyncReadExt, AsyncWriteExt, Stream,
+    channel::oneshot,
     io::{ReadHalf, WriteHalf},
 };
-use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use libp2p_stream::OpenStreamError;
 use tidings_protocol::{
     ErrorAnswer, RawEnvelope,
     client::{CLIENT_PROTOCOL, ClientFrame, Delivery, RelayFrame, Request, Response},
-    framing,
+    mux::{ClientFrames, MAX_IN_FLIGHT, Mux, MuxError, Outgoing},
     presence::PresenceReport,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::net::Network;
+use crate::{
+    calls::ClientCall,
+    net::{NetError, Network},
+};
 
 /// How long a request waits for its answer before the connection is considered dead.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests, acks and heartbeat changes queued for the stream task before callers wait.
+const OUTGOING_QUEUE: usize = 64;
+
+/// Presence changes and typing notices kept for a consumer that is not reading; beyond it
+/// they are dropped (they are ephemeral; a later change supersedes them).
+const LIVE_QUEUE: usize = 256;
+
+/// How often a stream the relay closed before saying anything is opened again.
+const REOPEN_ATTEMPTS: u32 = 3;
+
+/// Heartbeats are never sent more often than this, whatever the relay asks.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// Why a request got no answer from the relay.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectionError {
     /// The relay refused it, with a typed reason.
     #[error("relay refused: {0}")]
     Refused(ErrorAnswer),
     /// The stream closed or failed before the answer came.
     #[error("connection to the relay lost: {0}")]
-    Lost(String),
+    Lost(MuxError),
+    /// The connection was closed already (its stream task has ended).
+    #[error("connection to the relay lost: the connection is closed")]
+    Closed,
+    /// The relay could not be dialled again.
+    #[error("connection to the relay lost: {0}")]
+    Dial(NetError),
+    /// No stream could be opened to the relay.
+    #[error("connection to the relay lost: {0}")]
+    Open(Arc<OpenStreamError>),
     /// The relay did not answer in time.
     #[error("the relay did not answer within {REQUEST_TIMEOUT:?}")]
     Timeout,
     /// The relay answered with something that does not fit the request.
-    #[error("unexpected answer from the relay: {0}")]
-    Unexpected(String),
+    #[error("unexpected answer from the relay to {asked}: {got:?}")]
+    Unexpected {
+        /// The request kind.
+        asked: &'static str,
+        /// What came back.
+        got: Box<Response>,
+    },
 }
 
 /// Something the relay pushed.
@@ -56,16 +97,14 @@ pub enum Push {
     Ephemeral(RawEnvelope),
 }
 
-/// Presence changes and typing notices kept for a consumer that is not reading; beyond it
-/// they are dropped (they are ephemeral; a later change supersedes them).
-const LIVE_QUEUE: usize = 256;
+/// Where the answer of one request goes.
+type Reply = oneshot::Sender<Result<Result<Response, ErrorAnswer>, MuxError>>;
 
-enum Outgoing {
-    Request {
-        body: Request,
-        reply: oneshot::Sender<Result<Response, ConnectionError>>,
-    },
-    Ack(u64),
+/// What callers queue for the stream task.
+enum Command {
+    /// A request or a frame for the multiplexer.
+    Mux(Outgoing<ClientFrames, Reply>),
+    /// Send a heartbeat this often from now on.
     Heartbeat(Duration),
 }
 
@@ -81,20 +120,29 @@ pub struct Connection {
 /// Sends requests and acks on a connection; cloneable.
 #[derive(Clone)]
 pub struct Requester {
-    outgoing: mpsc::Sender<Outgoing>,
+    outgoing: mpsc::Sender<Command>,
 }
 
 impl Requester {
+    /// Sends a typed request and waits for its typed answer.
+    pub async fn call<C: ClientCall>(&self, call: C) -> Result<C::Answer, ConnectionError> {
+        let response = self.request(call.into_request()).await?;
+        C::answer(response).map_err(|got| ConnectionError::Unexpected {
+            asked: C::NAME,
+            got: Box::new(got),
+        })
+    }
+
     /// Sends a request and waits for its answer.
     pub async fn request(&self, body: Request) -> Result<Response, ConnectionError> {
         let (reply, answer) = oneshot::channel();
-        self.outgoing
-            .send(Outgoing::Request { body, reply })
-            .await
-            .map_err(|_| ConnectionError::Lost("connection closed".into()))?;
+        self.queue(Command::Mux(Outgoing::Request { body, reply }))
+            .await?;
         match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ConnectionError::Lost("connection closed".into())),
+            Ok(Ok(Ok(Ok(response)))) => Ok(response),
+            Ok(Ok(Ok(Err(refusal)))) => Err(ConnectionError::Refused(refusal)),
+            Ok(Ok(Err(lost))) => Err(ConnectionError::Lost(lost)),
+            Ok(Err(oneshot::Canceled)) => Err(ConnectionError::Closed),
             Err(_) => Err(ConnectionError::Timeout),
         }
     }
@@ -102,18 +150,22 @@ impl Requester {
     /// Sends a heartbeat every `every` from now on (the relay's `heartbeat_ms`), so the
     /// relay keeps this device online while the process lives.
     pub async fn heartbeat(&self, every: Duration) -> Result<(), ConnectionError> {
-        self.outgoing
-            .send(Outgoing::Heartbeat(every))
-            .await
-            .map_err(|_| ConnectionError::Lost("connection closed".into()))
+        self.queue(Command::Heartbeat(every)).await
     }
 
     /// Tells the relay everything up to `seq` is stored on this device.
     pub async fn ack(&self, seq: u64) -> Result<(), ConnectionError> {
+        self.queue(Command::Mux(Outgoing::Frame(ClientFrame::Ack {
+            up_to: seq,
+        })))
+        .await
+    }
+
+    async fn queue(&self, command: Command) -> Result<(), ConnectionError> {
         self.outgoing
-            .send(Outgoing::Ack(seq))
+            .send(command)
             .await
-            .map_err(|_| ConnectionError::Lost("connection closed".into()))
+            .map_err(|_| ConnectionError::Closed)
     }
 }
 
@@ -139,33 +191,29 @@ impl Connection {
         relay: PeerId,
         address: Option<Multiaddr>,
     ) -> Result<Connection, ConnectionError> {
-        let stream = network
-            .control()
-            .open_stream(relay, StreamProtocol::new(CLIENT_PROTOCOL))
-            .await
-            .map_err(|error| ConnectionError::Lost(error.to_string()))?;
-        let (outgoing, outgoing_rx) = mpsc::channel(64);
+        let route = Route {
+            network: network.clone(),
+            address,
+            relay,
+            reopened: 0,
+        };
+        let (reader, writer) = route.open().await?;
+        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
         // Unbounded on purpose: the relay never has more than its window (1024 envelopes) unacked
         // in flight, so this cannot grow past that, and a consumer that awaits a request while
         // pushes arrive can never deadlock the stream task.
         let (pushes_tx, pushes) = mpsc::unbounded_channel();
         let (live_tx, live) = mpsc::channel(LIVE_QUEUE);
-        let link = Link {
-            network: network.clone(),
-            address,
-            relay,
-            unheard: Vec::new(),
-            heard: false,
-            reopened: 0,
+        let pushes_to = Pushes {
+            mailbox: pushes_tx,
+            live: live_tx,
         };
         tokio::spawn(run(
-            stream,
-            link,
-            outgoing_rx,
-            Pushes {
-                mailbox: pushes_tx,
-                live: live_tx,
-            },
+            reader,
+            writer,
+            route,
+            Queue::new(outgoing_rx),
+            pushes_to,
         ));
         Ok(Connection {
             requester: Requester { outgoing },
@@ -185,6 +233,11 @@ impl Connection {
         self.requester.clone()
     }
 
+    /// Sends a typed request and waits for its typed answer.
+    pub async fn call<C: ClientCall>(&self, call: C) -> Result<C::Answer, ConnectionError> {
+        self.requester.call(call).await
+    }
+
     /// Sends a request and waits for its answer.
     pub async fn request(&self, body: Request) -> Result<Response, ConnectionError> {
         self.requester.request(body).await
@@ -199,38 +252,33 @@ impl Connection {
     }
 }
 
-/// Where the stream task hands pushes: mailbox pushes are never dropped; live ones may be.
-struct Pushes {
-    mailbox: mpsc::UnboundedSender<Push>,
-    live: mpsc::Sender<Push>,
-}
+/// The relay's stream halves.
+type Halves = (ReadHalf<libp2p::Stream>, WriteHalf<libp2p::Stream>);
 
-/// The stream to the relay, and how to open it again while that is still safe.
-struct Link {
+/// How to reach the relay again while replacing the stream is still safe.
+struct Route {
     network: Network,
     /// Where to dial the relay again if the connection itself is gone.
     address: Option<Multiaddr>,
     relay: PeerId,
-    /// Frames written before the relay said anything: the relay may have dropped the stream
-    /// unread (libp2p-stream drops new streams when many arrive at once), so they are
-    /// written again on a new stream. Cleared by the relay's first frame.
-    unheard: Vec<ClientFrame>,
-    heard: bool,
     reopened: u32,
 }
 
-/// How often a stream the relay closed before saying anything is opened again.
-const REOPEN_ATTEMPTS: u32 = 3;
-
-impl Link {
-    /// Whether the stream ended before the relay said anything, and may be opened again.
-    fn may_reopen(&self) -> bool {
-        !self.heard && self.reopened < REOPEN_ATTEMPTS
+impl Route {
+    async fn open(&self) -> Result<Halves, ConnectionError> {
+        let stream = self
+            .network
+            .control()
+            .open_stream(self.relay, StreamProtocol::new(CLIENT_PROTOCOL))
+            .await
+            .map_err(|error| ConnectionError::Open(Arc::new(error)))?;
+        Ok(stream.split())
     }
 
     /// Opens a new stream (redialling if needed) and writes again what the relay never
-    /// answered; tries again while attempts are left.
-    async fn reopen(&mut self) -> Result<(ReadHalf<Stream>, WriteHalf<Stream>), String> {
+    /// heard (libp2p-stream drops new streams unread when many arrive at once); tries again
+    /// while attempts are left.
+    async fn reopen(&mut self, mux: &Mux<ClientFrames, Reply>) -> Result<Halves, ConnectionError> {
         loop {
             tokio::time::sleep(Duration::from_millis(50 << self.reopened)).await;
             self.reopened += 1;
@@ -238,7 +286,7 @@ impl Link {
                 attempt = self.reopened,
                 "the relay closed a new stream unread; reopening"
             );
-            match self.try_reopen().await {
+            match self.try_reopen(mux).await {
                 Ok(halves) => return Ok(halves),
                 Err(error) if self.reopened >= REOPEN_ATTEMPTS => return Err(error),
                 Err(error) => tracing::debug!(%error, "reopening failed"),
@@ -246,169 +294,126 @@ impl Link {
         }
     }
 
-    async fn try_reopen(&mut self) -> Result<(ReadHalf<Stream>, WriteHalf<Stream>), String> {
+    async fn try_reopen(&self, mux: &Mux<ClientFrames, Reply>) -> Result<Halves, ConnectionError> {
         if let Some(address) = &self.address {
             self.network
                 .dial(address.clone())
                 .await
-                .map_err(|error| error.to_string())?;
+                .map_err(ConnectionError::Dial)?;
         }
-        let stream = self
-            .network
-            .control()
-            .open_stream(self.relay, StreamProtocol::new(CLIENT_PROTOCOL))
+        let (reader, mut writer) = self.open().await?;
+        mux.replay(&mut writer)
             .await
-            .map_err(|error| error.to_string())?;
-        let (reader, mut writer) = stream.split();
-        for frame in &self.unheard {
-            write(&mut writer, frame).await?;
-        }
+            .map_err(ConnectionError::Lost)?;
         Ok((reader, writer))
     }
 }
 
-/// Owns the stream: writes requests, acks and heartbeats, reads answers and pushes.
+/// The callers' queue as the multiplexer reads it, with heartbeats mixed in: a `Ping` frame
+/// each time the heartbeat interval (if any) ticks.
+struct Queue {
+    commands: mpsc::Receiver<Command>,
+    heartbeat: Option<tokio::time::Interval>,
+}
+
+impl Queue {
+    fn new(commands: mpsc::Receiver<Command>) -> Self {
+        Self {
+            commands,
+            heartbeat: None,
+        }
+    }
+}
+
+impl Stream for Queue {
+    type Item = Outgoing<ClientFrames, Reply>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match self.commands.poll_recv(cx) {
+                Poll::Ready(Some(Command::Mux(outgoing))) => return Poll::Ready(Some(outgoing)),
+                Poll::Ready(Some(Command::Heartbeat(every))) => {
+                    let mut interval = tokio::time::interval(every.max(MIN_HEARTBEAT));
+                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    self.heartbeat = Some(interval);
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
+            }
+        }
+        match &mut self.heartbeat {
+            Some(interval) => interval
+                .poll_tick(cx)
+                .map(|_| Some(Outgoing::Frame(ClientFrame::Ping))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Where the stream task hands pushes: mailbox pushes are never dropped; live ones may be.
+struct Pushes {
+    mailbox: mpsc::UnboundedSender<Push>,
+    live: mpsc::Sender<Push>,
+}
+
+impl Pushes {
+    /// Hands on one frame that is not an answer; an error ends the stream.
+    fn take(&self, frame: RelayFrame) -> Result<(), MuxError> {
+        match frame {
+            // Answers never get here: the multiplexer routes them to their requests.
+            RelayFrame::Response { .. } => Ok(()),
+            RelayFrame::Deliver { items } => self
+                .mailbox
+                .send(Push::Deliver(items.into_vec()))
+                .map_err(|_| MuxError::Dropped),
+            RelayFrame::CaughtUp { head } => {
+                let _ = self.mailbox.send(Push::CaughtUp { head });
+                Ok(())
+            }
+            RelayFrame::Fatal(answer) => {
+                let _ = self.mailbox.send(Push::Closed(Some(answer.clone())));
+                Err(MuxError::Fatal(answer))
+            }
+            RelayFrame::Presence(report) => {
+                let _ = self.live.try_send(Push::Presence(report));
+                Ok(())
+            }
+            RelayFrame::Ephemeral(envelope) => {
+                let _ = self.live.try_send(Push::Ephemeral(envelope));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Owns the stream: runs the multiplexer on it, and on a new one while the relay has said
+/// nothing yet; then fails what is pending and tells the push consumer.
 async fn run(
-    stream: Stream,
-    mut link: Link,
-    mut outgoing: mpsc::Receiver<Outgoing>,
+    mut reader: ReadHalf<libp2p::Stream>,
+    mut writer: WriteHalf<libp2p::Stream>,
+    mut route: Route,
+    mut queue: Queue,
     pushes: Pushes,
 ) {
-    let mut heartbeat: Option<tokio::time::Interval> = None;
-    let (reader, mut writer) = stream.split();
-    let mut pending: HashMap<u64, oneshot::Sender<Result<Response, ConnectionError>>> =
-        HashMap::new();
-    let mut next_id = 1u64;
-    let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
+    let mut mux = Mux::<ClientFrames, Reply>::new(MAX_IN_FLIGHT).keeping_unheard();
     let reason = loop {
-        tokio::select! {
-            _ = tick(&mut heartbeat) => {
-                if let Err(error) = write(&mut writer, &ClientFrame::Ping).await {
-                    break Some(error);
-                }
-            }
-            command = outgoing.recv() => {
-                let Some(command) = command else { break None };
-                let frame = match command {
-                    Outgoing::Request { body, reply } => {
-                        let id = next_id;
-                        next_id += 1;
-                        pending.insert(id, reply);
-                        ClientFrame::Request { id, body }
-                    }
-                    Outgoing::Ack(up_to) => ClientFrame::Ack { up_to },
-                    Outgoing::Heartbeat(every) => {
-                        let mut interval = tokio::time::interval(every.max(Duration::from_millis(100)));
-                        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        heartbeat = Some(interval);
-                        continue;
-                    }
-                };
-                if !link.heard {
-                    link.unheard.push(frame.clone());
-                }
-                if let Err(error) = write(&mut writer, &frame).await {
-                    if !link.may_reopen() {
-                        break Some(error);
-                    }
-                    match link.reopen().await {
-                        Ok((reader, new_writer)) => {
-                            writer = new_writer;
-                            read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
-                        }
-                        Err(error) => break Some(error),
-                    }
-                }
-            }
-            (reader, buf, result) = &mut read => {
-                let ended = match result {
-                    Ok(true) => match RelayFrame::decode(&buf) {
-                        Ok(frame) => {
-                            link.heard = true;
-                            link.unheard.clear();
-                            on_frame(frame, &mut pending, &pushes)
-                        }
-                        Err(error) => Some(format!("undecodable frame from relay: {error}")),
-                    },
-                    Ok(false) => Some("relay closed the stream".into()),
-                    Err(error) => Some(error.to_string()),
-                };
-                match ended {
-                    None => read = Box::pin(framing::read_frame_owned(reader, buf)),
-                    Some(_) if link.may_reopen() => match link.reopen().await {
-                        Ok((reader, new_writer)) => {
-                            writer = new_writer;
-                            read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
-                        }
-                        Err(error) => break Some(error),
-                    },
-                    Some(reason) => break Some(reason),
-                }
+        let reason = mux
+            .run(reader, &mut writer, &mut queue, |frame| pushes.take(frame))
+            .await;
+        let replaceable = mux.can_replay() && route.reopened < REOPEN_ATTEMPTS;
+        if matches!(reason, MuxError::Dropped) || !replaceable {
+            break reason;
+        }
+        match route.reopen(&mux).await {
+            Ok((new_reader, new_writer)) => (reader, writer) = (new_reader, new_writer),
+            Err(error) => {
+                tracing::debug!(%error, "the relay's stream could not be replaced");
+                break reason;
             }
         }
     };
-    let reason = reason.unwrap_or_else(|| "connection dropped by the client".into());
-    for (_, reply) in pending.drain() {
-        let _ = reply.send(Err(ConnectionError::Lost(reason.clone())));
-    }
+    drop(queue);
+    mux.fail_all(&reason);
     let _ = pushes.mailbox.send(Push::Closed(None));
-    let _ = futures::AsyncWriteExt::close(&mut writer).await;
-}
-
-async fn tick(heartbeat: &mut Option<tokio::time::Interval>) {
-    match heartbeat {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-async fn write(writer: &mut WriteHalf<Stream>, frame: &ClientFrame) -> Result<(), String> {
-    framing::write_frame(writer, frame)
-        .await
-        .map_err(|error| error.to_string())
-}
-
-/// Routes one frame; returns a reason when the stream must end.
-fn on_frame(
-    frame: RelayFrame,
-    pending: &mut HashMap<u64, oneshot::Sender<Result<Response, ConnectionError>>>,
-    pushes: &Pushes,
-) -> Option<String> {
-    match frame {
-        RelayFrame::Response { id, body } => {
-            if let Some(reply) = pending.remove(&id) {
-                let _ = reply.send(body.map_err(ConnectionError::Refused));
-            }
-            None
-        }
-        RelayFrame::Deliver { items } => {
-            if pushes
-                .mailbox
-                .send(Push::Deliver(items.into_vec()))
-                .is_err()
-            {
-                return Some("push consumer gone".into());
-            }
-            None
-        }
-        RelayFrame::CaughtUp { head } => {
-            let _ = pushes.mailbox.send(Push::CaughtUp { head });
-            None
-        }
-        RelayFrame::Fatal(answer) => {
-            let reason = answer.to_string();
-            let _ = pushes.mailbox.send(Push::Closed(Some(answer)));
-            Some(reason)
-        }
-        RelayFrame::Presence(report) => {
-            let _ = pushes.live.try_send(Push::Presence(report));
-            None
-        }
-        RelayFrame::Ephemeral(envelope) => {
-            let _ = pushes.live.try_send(Push::Ephemeral(envelope));
-            None
-        }
-    }
+    let _ = writer.close().await;
 }

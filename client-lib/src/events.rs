@@ -1,6 +1,9 @@
 //! What a running client reports: new messages, tick changes, problems.
 
-use tidings_protocol::{Address, EnvelopeId, GroupId, UserId, presence::PresenceState};
+use tidings_protocol::{
+    Address, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    presence::{PresenceState, TypingBody},
+};
 
 use crate::store::{MessageRecord, MessageStatus};
 
@@ -70,3 +73,21 @@ pub enum Event {
 
 /// How long "typing…" is shown without a new notice.
 pub const TYPING_EXPIRES: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// The event a typing notice means, if its signature holds and it is one.
+pub(crate) fn typing_event(raw: &RawEnvelope) -> Option<Event> {
+    let envelope = raw.open().ok()?;
+    if envelope.kind != Kind::Typing {
+        return None;
+    }
+    let body = TypingBody::decode(&envelope.body).ok()?;
+    let group = match envelope.recipient {
+        Recipient::Group(group) => Some(group),
+        Recipient::Direct(_) => None,
+    };
+    Some(Event::Typing {
+        from: envelope.sender.user,
+        group,
+        typing: body.typing,
+    })
+}

@@ -1,11 +1,12 @@
-//! The user's home relay: signing home records, keeping them fresh, and moving home.
+//! The user's home relay: registering there, signing home records, keeping them fresh, and
+//! moving home.
 
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use tidings_protocol::{
     BoundedVec, HomeRecord,
-    client::{Register, Request, Response},
+    client::Register,
     codec,
     home::HOME_RECORD_LIFETIME_MS,
     limits::{MAX_CARD_ADDRS, MAX_HOME_RECORD_BYTES},
@@ -13,9 +14,11 @@ use tidings_protocol::{
 };
 
 use crate::{
-    client::{Client, ClientError, ConnectionErrorOrRefused},
+    calls::PublishHome,
+    client::{Client, relay_peer, with_peer},
     connection::Connection,
-    session::Session,
+    error::ClientError,
+    key_upload::publish_keys,
     store::tables::{META_HOME_RECORD, META_KEYS_PUBLISHED, META_MOVE_NOTICE, META_RELAY_ADDR},
 };
 
@@ -32,18 +35,17 @@ pub struct Moved {
     pub previous_told: bool,
 }
 
-pub(crate) async fn publish(
-    connection: &Connection,
-    record: &HomeRecord,
-) -> Result<(), ClientError> {
-    match connection
-        .request(Request::PublishHome(Box::new(record.clone())))
-        .await
-        .map_err(ConnectionErrorOrRefused)?
-    {
-        Response::HomePublished => Ok(()),
-        other => Err(ClientError::Unexpected(format!("{other:?}"))),
-    }
+/// What registering returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The relay's peer id.
+    pub relay: PeerId,
+    /// False if this device was already registered there.
+    pub new: bool,
+}
+
+async fn publish(connection: &Connection, record: &HomeRecord) -> Result<(), ClientError> {
+    Ok(connection.call(PublishHome(record.clone())).await?)
 }
 
 impl Client {
@@ -54,7 +56,7 @@ impl Client {
         };
         codec::decode(&bytes, MAX_HOME_RECORD_BYTES)
             .map(Some)
-            .map_err(|error| ClientError::Unexpected(format!("stored home record: {error}")))
+            .map_err(ClientError::CorruptHomeRecord)
     }
 
     /// Signs a record naming `relay` as home, with a sequence number above every earlier one
@@ -78,6 +80,36 @@ impl Client {
         Ok(record)
     }
 
+    fn registration(&self, invite: Option<String>) -> Register {
+        Register {
+            cert: self.inner.identity.cert().clone(),
+            invite,
+        }
+    }
+
+    /// Registers this device at the relay at `address` (with an invite code if the relay asks
+    /// for one), makes it the home relay and publishes this device's keys.
+    pub async fn register(
+        &self,
+        address: Multiaddr,
+        invite: Option<String>,
+    ) -> Result<Registration, ClientError> {
+        let connection = self.open_connection(address.clone()).await?;
+        let relay = connection.relay();
+        let registered = connection.call(self.registration(invite)).await?;
+        let record = self.sign_home(relay, registered.relay_addrs)?;
+        publish(&connection, &record).await?;
+        let address = with_peer(address, relay);
+        self.inner
+            .store
+            .set_meta(META_RELAY_ADDR, address.to_string().as_bytes())?;
+        publish_keys(self, &connection).await?;
+        Ok(Registration {
+            relay,
+            new: registered.new,
+        })
+    }
+
     /// Makes the relay at `address` this user's home: registers there, publishes a newer home
     /// record, and tells the previous home, which hands on everything it still holds for us.
     pub async fn move_home(
@@ -88,33 +120,19 @@ impl Client {
         let previous = self.relay_addr()?.ok_or(ClientError::NotRegistered)?;
         let connection = self.open_connection(address.clone()).await?;
         let relay = connection.relay();
-        if Some(relay) == crate::client::relay_peer(&previous) {
-            return Err(ClientError::Unexpected(
-                "that relay is already your home".into(),
-            ));
+        if Some(relay) == relay_peer(&previous) {
+            return Err(ClientError::AlreadyHome);
         }
-        let request = Request::Register(Box::new(Register {
-            cert: self.inner.identity.cert().clone(),
-            invite,
-        }));
-        let relay_addrs = match connection
-            .request(request)
-            .await
-            .map_err(ConnectionErrorOrRefused)?
-        {
-            Response::Registered { relay_addrs, .. } => relay_addrs,
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
-        };
-        let record = self.sign_home(relay, relay_addrs)?;
+        let registered = connection.call(self.registration(invite)).await?;
+        let record = self.sign_home(relay, registered.relay_addrs)?;
         publish(&connection, &record).await?;
-        let address = crate::client::with_peer(address, relay);
+        let address = with_peer(address, relay);
         let store = &self.inner.store;
         store.set_meta(META_MOVE_NOTICE, previous.to_string().as_bytes())?;
         store.set_meta(META_RELAY_ADDR, address.to_string().as_bytes())?;
         store.set_meta(META_KEYS_PUBLISHED, b"")?;
-        let session = Session::new(self.clone(), connection);
-        session.publish_keys().await?;
-        session.close().await;
+        publish_keys(self, &connection).await?;
+        drop(connection);
         let previous_told = self.tell_previous_home().await;
         Ok(Moved {
             relay,
@@ -150,20 +168,21 @@ impl Client {
     }
 }
 
-impl Session {
-    /// Re-signs the home record when half of its lifetime has passed.
-    pub(crate) async fn refresh_home(&self) -> Result<(), ClientError> {
-        let client = self.client();
-        let Some(record) = client.home_record()? else {
-            return Ok(());
-        };
-        if record.expires_at_ms > now_ms() + HOME_RECORD_LIFETIME_MS / 2 {
-            return Ok(());
-        }
-        let Ok(relay) = record.relay.parse::<PeerId>() else {
-            return Ok(());
-        };
-        let fresh = client.sign_home(relay, record.addrs)?;
-        publish(self.connection(), &fresh).await
+/// Re-signs the home record when half of its lifetime has passed, and publishes it on
+/// `connection`.
+pub(crate) async fn refresh_home(
+    client: &Client,
+    connection: &Connection,
+) -> Result<(), ClientError> {
+    let Some(record) = client.home_record()? else {
+        return Ok(());
+    };
+    if record.expires_at_ms > now_ms() + HOME_RECORD_LIFETIME_MS / 2 {
+        return Ok(());
     }
+    let Ok(relay) = record.relay.parse::<PeerId>() else {
+        return Ok(());
+    };
+    let fresh = client.sign_home(relay, record.addrs)?;
+    publish(connection, &fresh).await
 }

@@ -16,20 +16,36 @@
 //! # }
 //! ```
 
-mod client;
+// Layers, each using only those above it in this list: the stream and its typed calls; the
+// identity and store facade; what a connection does for it (keys, home, outbox, group
+// chain); the session; features on a session (presence, groups).
+pub mod calls;
 pub mod connection;
+mod error;
 pub mod events;
-#[doc(hidden)]
-pub mod fuzzing;
-mod groups;
-mod home;
 pub mod net;
-mod presence;
-mod session;
 pub mod store;
 
-pub use client::{Client, ClientError, KEY_FILE, Registration, relay_peer};
+mod client;
+
+mod flush;
+mod group_keys;
+mod group_sync;
+mod home;
+mod key_upload;
+
+mod session;
+
+mod groups;
+mod presence;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use client::{Client, KEY_FILE, relay_peer};
+pub use error::{ClientError, GroupOpError};
 pub use events::Event;
-pub use home::Moved;
-pub use session::{FlushReport, Session};
+pub use flush::FlushReport;
+pub use home::{Moved, Registration};
+pub use session::Session;
 pub use store::{Conversation, Direction, MessageRecord, MessageStatus, ReceiptCounts};

@@ -2,14 +2,13 @@
 //! sending and reading typing notices.
 
 use tidings_protocol::{
-    Address, BoundedVec, EnvelopeId, Kind, RawEnvelope, Recipient,
-    client::{Request, Response},
+    Address, BoundedVec, EnvelopeId, Kind, Recipient,
     presence::{PresenceReport, TypingBody, Visibility},
 };
 
 use crate::{
-    client::ClientError,
-    events::Event,
+    calls::{Ephemeral, SetPresence, WatchPresence},
+    error::ClientError,
     session::Session,
     store::{Conversation, sign},
 };
@@ -29,30 +28,29 @@ impl Session {
             Visibility::Everyone | Visibility::Nobody => Vec::new(),
         };
         let count = allowed.len();
-        let allowed = BoundedVec::new(allowed)
-            .map_err(|error| ClientError::Unexpected(format!("too many contacts: {error}")))?;
-        match self
-            .request_pub(Request::SetPresence {
-                visibility,
-                allowed,
-            })
-            .await?
-        {
-            Response::PresenceSet => Ok(count),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        let allowed = BoundedVec::new(allowed).map_err(|source| ClientError::TooMany {
+            what: "contacts",
+            source,
+        })?;
+        let asked = SetPresence {
+            visibility,
+            allowed,
+        };
+        self.connection().call(asked).await?;
+        Ok(count)
     }
 
     /// Watches the presence of contacts (names or user ids), replacing this session's
     /// earlier watch: returns what we may see of each now; changes come as
     /// [`Event::Presence`].
     pub async fn watch_presence(&self, who: &[&str]) -> Result<Vec<PresenceReport>, ClientError> {
-        let users = BoundedVec::new(self.client().resolve_all(who)?)
-            .map_err(|error| ClientError::Unexpected(format!("too many users: {error}")))?;
-        match self.request_pub(Request::WatchPresence { users }).await? {
-            Response::Presence { reports } => Ok(reports.into_vec()),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        let users = BoundedVec::new(self.client().resolve_all(who)?).map_err(|source| {
+            ClientError::TooMany {
+                what: "users to watch",
+                source,
+            }
+        })?;
+        Ok(self.connection().call(WatchPresence { users }).await?)
     }
 
     /// Tells a contact or group that we started (`true`) or stopped typing. Never stored:
@@ -82,27 +80,6 @@ impl Session {
                 ))
             })
             .await?;
-        match self.request_pub(Request::Ephemeral { envelope }).await? {
-            Response::EphemeralPassed { reached } => Ok(reached),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        Ok(self.connection().call(Ephemeral { envelope }).await?)
     }
-}
-
-/// The event a typing notice means, if its signature holds and it is one.
-pub(crate) fn typing_event(raw: &RawEnvelope) -> Option<Event> {
-    let envelope = raw.open().ok()?;
-    if envelope.kind != Kind::Typing {
-        return None;
-    }
-    let body = TypingBody::decode(&envelope.body).ok()?;
-    let group = match envelope.recipient {
-        Recipient::Group(group) => Some(group),
-        Recipient::Direct(_) => None,
-    };
-    Some(Event::Typing {
-        from: envelope.sender.user,
-        group,
-        typing: body.typing,
-    })
 }

@@ -41,6 +41,7 @@ pub mod home;
 pub mod ids;
 pub mod limits;
 pub mod mailbox;
+pub mod mux;
 pub mod presence;
 #[cfg(feature = "store")]
 pub mod store;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions, olm::PRE_KEY_MESSAGE};
 use tidings_protocol::{
-    Address, BoundedVec, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope, Recipient,
-    UserId,
+    Address, BoundedVec, DecodeError, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope,
+    Recipient, UserId,
     client::UploadKeys,
     content::{OlmBody, Payload, Sealed, SenderKeys},
     now_ms,
@@ -277,40 +277,73 @@ pub(super) fn olm_seal(
     Ok(identity.sign_envelope(&envelope))
 }
 
-/// Decrypts one Olm envelope; a `String` error is a reason to record, not a store failure.
+/// Why a direct envelope could not be opened: a reason recorded with the message (shown as
+/// it always was), not a failure of the store transaction.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum OpenError {
+    /// It is addressed to another device.
+    #[error("not addressed to this device")]
+    NotForThisDevice,
+    /// The Olm body does not decode.
+    #[error("{0}")]
+    Body(DecodeError),
+    /// The sending device is bound to another account than the sender's.
+    #[error("device {device} belongs to {bound}, not to the sender {sender}")]
+    WrongAccount {
+        /// The sending device.
+        device: DeviceId,
+        /// The account it is bound to.
+        bound: UserId,
+        /// The account the envelope names.
+        sender: UserId,
+    },
+    /// There is no session with the device, and the message cannot open one.
+    #[error("no session with this sender's device")]
+    NoSession,
+    /// Decrypting (or reading the crypto state for it) failed.
+    #[error("{0}")]
+    Crypto(StoreError),
+    /// The plaintext does not decode.
+    #[error("{0}")]
+    Sealed(DecodeError),
+    /// The plaintext was sealed for another envelope.
+    #[error("the ciphertext was made for another envelope")]
+    OtherEnvelope,
+}
+
+/// Decrypts one Olm envelope.
 pub(super) fn olm_open(
     txn: &WriteTransaction,
     state: &mut CryptoState,
     envelope: &Envelope,
-) -> Result<Payload, String> {
+) -> Result<Payload, OpenError> {
     let identity = state.identity;
     if envelope.recipient != Recipient::Direct(identity.address()) {
-        return Err("not addressed to this device".into());
+        return Err(OpenError::NotForThisDevice);
     }
-    let body = OlmBody::decode(&envelope.body).map_err(|error| error.to_string())?;
+    let body = OlmBody::decode(&envelope.body).map_err(OpenError::Body)?;
     let sender = envelope.sender;
     // The envelope's signature proves the device; only a verified certificate proves its
     // account. A device bound to one account never speaks for another, and a device we never
     // bound must open a session with a pre-key message whose sender keys carry that proof.
-    match bound_user(txn, &sender.device).map_err(|error| error.to_string())? {
+    match bound_user(txn, &sender.device).map_err(OpenError::Crypto)? {
         Some(user) if user != sender.user => {
-            return Err(format!(
-                "device {} belongs to {user}, not to the sender {}",
-                sender.device, sender.user
-            ));
+            return Err(OpenError::WrongAccount {
+                device: sender.device,
+                bound: user,
+                sender: sender.user,
+            });
         }
-        None if body.message_type != PRE_KEY_MESSAGE => {
-            return Err("no session with this sender's device".into());
-        }
+        None if body.message_type != PRE_KEY_MESSAGE => return Err(OpenError::NoSession),
         _ => {}
     }
     let plaintext = state
         .decrypt(txn, &sender, &body)
-        .map_err(|error| error.to_string())?;
-    let sealed = Sealed::decode(&plaintext).map_err(|error| error.to_string())?;
+        .map_err(OpenError::Crypto)?;
+    let sealed = Sealed::decode(&plaintext).map_err(OpenError::Sealed)?;
     if sealed.id != envelope.id || sealed.from != sender || sealed.to != identity.address() {
-        return Err("the ciphertext was made for another envelope".into());
+        return Err(OpenError::OtherEnvelope);
     }
-    bind_peer(txn, &sender.user, &sender.device).map_err(|error| error.to_string())?;
+    bind_peer(txn, &sender.user, &sender.device).map_err(OpenError::Crypto)?;
     Ok(sealed.payload)
 }

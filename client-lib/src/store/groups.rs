@@ -2,16 +2,18 @@
 //! receipts members send for our group messages.
 
 use redb::{ReadableTable, WriteTransaction};
-use tidings_keys::{GroupInbound, GroupOutbound, Identity};
+use tidings_keys::{GroupInbound, GroupOutbound, Identity, MegolmError};
 use tidings_protocol::{
     Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
     content::{GroupSealed, MegolmBody, Payload},
-    group::{GroupError, SignedDescriptor},
+    group::SignedDescriptor,
     now_ms,
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode, history, outbox,
+    ClientStore, StoreError, decode,
+    descriptors::{accept_change, descriptor},
+    encode, history, outbox,
     tables::{
         Conversation, Direction, GROUP_INBOUND, GROUP_OUTBOUND, GROUP_PENDING, GROUP_RECEIPTS,
         GROUPS, MessageRecord, MessageStatus, OutboundGroup, OutboxContent, OutboxEntry,
@@ -38,64 +40,6 @@ fn add_shared(txn: &WriteTransaction, group: &GroupId, users: &[UserId]) -> Resu
     Ok(())
 }
 
-/// The newest descriptor held for `group`.
-pub(super) fn descriptor(
-    txn: &WriteTransaction,
-    group: &GroupId,
-) -> Result<Option<SignedDescriptor>, StoreError> {
-    match txn.open_table(GROUPS)?.get(group.as_bytes())? {
-        Some(bytes) => SignedDescriptor::decode(bytes.value())
-            .map(Some)
-            .map_err(|error| StoreError::corrupt("groups", error)),
-        None => Ok(None),
-    }
-}
-
-fn save_descriptor(txn: &WriteTransaction, change: &SignedDescriptor) -> Result<(), StoreError> {
-    txn.open_table(GROUPS)?.insert(
-        change.descriptor.group.as_bytes(),
-        change.encode().as_slice(),
-    )?;
-    Ok(())
-}
-
-/// Applies a change this device made, once the relay accepted it.
-pub(super) fn apply_own_change(txn: &WriteTransaction, bytes: &[u8]) -> Result<(), StoreError> {
-    let Ok(change) = SignedDescriptor::decode(bytes) else {
-        return Ok(());
-    };
-    let newer = descriptor(txn, &change.descriptor.group)?
-        .is_none_or(|known| known.descriptor.version < change.descriptor.version);
-    if newer {
-        save_descriptor(txn, &change)?;
-    }
-    Ok(())
-}
-
-/// Takes a change someone else made. Every version must follow the one held by the chain
-/// rules, and a group is first taken at version 1 (whose id is derived from its creator): a
-/// device that missed versions fetches them from its relay first (`Session`), so a version
-/// that skips ahead, however well signed, is refused.
-pub(super) fn accept_change(
-    txn: &WriteTransaction,
-    change: &SignedDescriptor,
-) -> Result<Result<(), GroupError>, StoreError> {
-    let verdict = match descriptor(txn, &change.descriptor.group)? {
-        Some(known) if known.descriptor.version >= change.descriptor.version => {
-            return Ok(Err(GroupError::Stale {
-                got: change.descriptor.version,
-                known: known.descriptor.version,
-            }));
-        }
-        Some(known) => change.check_successor(&known),
-        None => change.check_genesis(),
-    };
-    if verdict.is_ok() {
-        save_descriptor(txn, change)?;
-    }
-    Ok(verdict)
-}
-
 /// Stores the key a member sent for their session in `group`.
 pub(super) fn add_inbound(
     txn: &WriteTransaction,
@@ -103,10 +47,10 @@ pub(super) fn add_inbound(
     group: &GroupId,
     sender: &UserId,
     session_key: &[u8],
-) -> Result<Result<String, String>, StoreError> {
+) -> Result<Result<String, MegolmError>, StoreError> {
     let inbound = match GroupInbound::from_session_key(session_key) {
         Ok(inbound) => inbound,
-        Err(error) => return Ok(Err(error.to_string())),
+        Err(error) => return Ok(Err(error)),
     };
     let session_id = inbound.session_id();
     txn.open_table(GROUP_INBOUND)?.insert(

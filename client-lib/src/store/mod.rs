@@ -8,6 +8,7 @@
 
 mod contacts;
 mod crypto;
+mod descriptors;
 pub mod groups;
 mod history;
 pub mod outbox;

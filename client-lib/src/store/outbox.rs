@@ -11,7 +11,7 @@ use tidings_protocol::{
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode, groups, history,
+    ClientStore, StoreError, decode, descriptors, encode, history,
     tables::{
         Conversation, Direction, META, META_OUTBOX_SEQ, MessageRecord, MessageStatus, OUTBOX,
         OutboxContent, OutboxEntry,
@@ -211,7 +211,7 @@ fn finish_entry(
     outbox.remove(seq)?;
     drop(outbox);
     if let (Finished::Sent, OutboxContent::Plain(bytes)) = (&finished, &entry.content) {
-        groups::apply_own_change(txn, bytes)?;
+        descriptors::apply_own_change(txn, bytes)?;
     }
     let status = match finished {
         Finished::Sent => MessageStatus::Sent,

@@ -12,6 +12,7 @@ use tidings_protocol::{
 use super::{
     ClientStore, StoreError,
     crypto::{CryptoState, olm_open},
+    descriptors,
     groups::{self, Opened},
     history, outbox, receipts,
     tables::{Direction, MessageRecord, MessageStatus, RECEIVED, received_key},
@@ -132,7 +133,7 @@ impl Batch<'_> {
             (Recipient::Group(group), _) => self.group_message(envelope, raw, group),
             (Recipient::Direct(_), _) => match olm_open(self.txn, &mut self.state, envelope) {
                 Ok(payload) => self.direct(envelope, payload),
-                Err(reason) => self.failed(envelope, None, reason),
+                Err(reason) => self.failed(envelope, None, reason.to_string()),
             },
         }
     }
@@ -222,8 +223,8 @@ impl Batch<'_> {
             }
             Err(error) => return self.failed(envelope, Some(group), error.to_string()),
         };
-        let before = groups::descriptor(self.txn, &group)?;
-        match groups::accept_change(self.txn, &change)? {
+        let before = descriptors::descriptor(self.txn, &group)?;
+        match descriptors::accept_change(self.txn, &change)? {
             Ok(()) => {
                 let summary = describe(before.as_ref(), &change);
                 groups::append_record(

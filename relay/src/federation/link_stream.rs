@@ -1,63 +1,52 @@
-//! One outbound federation stream: writes requests, reads answers by id.
+//! One outbound federation stream, on the shared multiplexer (`tidings_protocol::mux`):
+//! the task owns the stream, writes requests, matches answers by id.
 
-use std::collections::HashMap;
-
-use futures::{AsyncReadExt, io::WriteHalf};
+use futures::{AsyncReadExt, stream};
 use libp2p::Stream;
 use tidings_protocol::{
-    federation::{FederationFrame, FederationRequest},
-    framing,
+    ErrorAnswer,
+    federation::{FederationFrame, FederationRequest, FederationResponse},
+    mux::{FederationFrames, MAX_IN_FLIGHT, Mux, MuxError, Outgoing, Reply as MuxReply},
 };
 use tokio::sync::mpsc;
 
 use super::link::{LinkError, Reply};
 
-/// Owns one stream: writes requests, reads answers, fails everything pending when it breaks.
-pub(super) async fn run(stream: Stream, mut requests: mpsc::Receiver<(FederationRequest, Reply)>) {
-    let (reader, mut writer) = stream.split();
-    let mut pending: HashMap<u64, Reply> = HashMap::new();
-    let mut next_id = 1u64;
-    let mut read = Box::pin(framing::read_frame_owned(reader, Vec::new()));
-    let reason = loop {
-        tokio::select! {
-            request = requests.recv() => {
-                let Some((body, reply)) = request else { break "link dropped".to_string() };
-                let id = next_id;
-                next_id += 1;
-                pending.insert(id, reply);
-                if let Err(error) = write(&mut writer, &FederationFrame::Request { id, body }).await {
-                    break error;
-                }
-            }
-            (reader, buf, result) = &mut read => {
-                match result {
-                    Ok(true) => match FederationFrame::decode(&buf) {
-                        Ok(FederationFrame::Response { id, body }) => {
-                            if let Some(reply) = pending.remove(&id) {
-                                let _ = reply.send(body.map_err(LinkError::Refused));
-                            }
-                        }
-                        Ok(FederationFrame::Request { .. }) => break "peer sent a request on our stream".into(),
-                        Err(error) => break format!("undecodable frame: {error}"),
-                    },
-                    Ok(false) => break "peer closed the stream".into(),
-                    Err(error) => break error.to_string(),
-                }
-                read = Box::pin(framing::read_frame_owned(reader, buf));
-            }
-        }
-    };
-    tracing::debug!(%reason, "federation link closed");
-    // Closed before anyone hears of the failure, so a retry never picks this link again.
-    drop(requests);
-    for (_, reply) in pending.drain() {
-        let _ = reply.send(Err(LinkError::Unreachable(reason.clone())));
+/// A link caller's reply, as the multiplexer answers it.
+struct LinkReply(Reply);
+
+impl MuxReply<Result<FederationResponse, ErrorAnswer>> for LinkReply {
+    fn send(self, result: Result<Result<FederationResponse, ErrorAnswer>, MuxError>) {
+        let result = match result {
+            Ok(answer) => answer.map_err(LinkError::Refused),
+            Err(reason) => Err(LinkError::Unreachable(reason.to_string())),
+        };
+        let _ = self.0.send(result);
     }
-    let _ = futures::AsyncWriteExt::close(&mut writer).await;
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
 }
 
-async fn write(writer: &mut WriteHalf<Stream>, frame: &FederationFrame) -> Result<(), String> {
-    framing::write_frame(writer, frame)
-        .await
-        .map_err(|error| error.to_string())
+/// Owns one stream: writes requests, reads answers, fails everything pending when it breaks.
+/// The request queue is closed before anyone hears of the failure, so a retry never picks
+/// this link again.
+pub(super) async fn run(stream: Stream, mut requests: mpsc::Receiver<(FederationRequest, Reply)>) {
+    let (reader, writer) = stream.split();
+    let commands = stream::poll_fn(move |cx| {
+        requests.poll_recv(cx).map(|request| {
+            request.map(|(body, reply)| Outgoing::Request {
+                body,
+                reply: LinkReply(reply),
+            })
+        })
+    });
+    let reason = Mux::<FederationFrames, LinkReply>::new(MAX_IN_FLIGHT)
+        .drive(reader, writer, commands, |frame| match frame {
+            FederationFrame::Request { .. } => Err(MuxError::UnexpectedFrame("a request")),
+            FederationFrame::Response { .. } => Ok(()),
+        })
+        .await;
+    tracing::debug!(%reason, "federation link closed");
 }

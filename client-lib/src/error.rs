@@ -1,0 +1,134 @@
+//! Why a client operation failed: [`ClientError`], and the group-specific [`GroupOpError`].
+
+use std::path::PathBuf;
+
+use tidings_keys::KeyFileError;
+use tidings_protocol::{
+    DecodeError, ErrorAnswer, GroupId,
+    limits::{MAX_GROUP_MEMBERS, MAX_GROUP_NAME_LEN, MAX_TEXT_BYTES},
+};
+
+use crate::{connection::ConnectionError, net::NetError, store::StoreError};
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The data dir holds no identity.
+    #[error("{0} holds no identity; run `tidings init` first")]
+    NotInitialized(PathBuf),
+    /// The data dir already holds an identity.
+    #[error("{0} already holds an identity; refusing to replace it")]
+    AlreadyInitialized(PathBuf),
+    /// The key file could not be used.
+    #[error("key file: {0}")]
+    Keys(#[from] KeyFileError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The network failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The connection to the relay failed (a refusal is [`ClientError::Refused`] instead).
+    #[error(transparent)]
+    Connection(ConnectionError),
+    /// No relay is known yet.
+    #[error("not registered with a relay yet; run `tidings register --relay MULTIADDR`")]
+    NotRegistered,
+    /// The relay to move to is the home relay already.
+    #[error("that relay is already your home")]
+    AlreadyHome,
+    /// No such contact (or user id).
+    #[error("no contact named {0:?} (add one with `tidings contact add NAME CARD`)")]
+    UnknownContact(String),
+    /// The relay refused, with its reason.
+    #[error("the relay refused: {0}")]
+    Refused(ErrorAnswer),
+    /// A relay address is malformed.
+    #[error("invalid relay address {0:?}")]
+    BadAddress(String),
+    /// Several groups carry this name.
+    #[error("several groups are named {0:?}; use the group id")]
+    AmbiguousGroup(String),
+    /// A group operation is not possible.
+    #[error(transparent)]
+    Group(#[from] GroupOpError),
+    /// A message is too long.
+    #[error("message of {0} bytes is longer than the limit of {MAX_TEXT_BYTES}")]
+    TextTooLong(usize),
+    /// A list is longer than a request may carry.
+    #[error("too many {what}: {source}")]
+    TooMany {
+        /// What the list holds.
+        what: &'static str,
+        /// The bound it broke.
+        source: DecodeError,
+    },
+    /// The home record kept in the local store does not decode.
+    #[error("the stored home record is corrupt: {0}")]
+    CorruptHomeRecord(DecodeError),
+    /// Creating the data dir failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A blocking task was cancelled (the runtime is shutting down).
+    #[error("the client is shutting down")]
+    Cancelled,
+    /// Something this library guarantees did not hold (a bug).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl From<ConnectionError> for ClientError {
+    fn from(error: ConnectionError) -> Self {
+        match error {
+            ConnectionError::Refused(answer) => ClientError::Refused(answer),
+            other => ClientError::Connection(other),
+        }
+    }
+}
+
+/// Why a group could not be changed or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupOpError {
+    /// The name or id means a contact, not a group.
+    #[error("{0:?} is not a group")]
+    NotAGroup(String),
+    /// This device holds no descriptor of the group.
+    #[error("group {0} is not known here")]
+    Unknown(GroupId),
+    /// Leaving would leave the group without an admin.
+    #[error("you are the last admin: promote someone first")]
+    LastAdmin,
+    /// The group name is too long.
+    #[error("group names are at most {MAX_GROUP_NAME_LEN} bytes")]
+    NameTooLong,
+    /// The group would have too many members.
+    #[error("a group has at most {MAX_GROUP_MEMBERS} members ({0} asked)")]
+    TooManyMembers(usize),
+    /// The relay refused the change for good.
+    #[error("the relay refused the change: {0}")]
+    Refused(String),
+    /// The change waits in the outbox (why, as the flush reported it).
+    #[error("the change is queued and applies once your relay takes it ({0})")]
+    Queued(String),
+}
+
+/// Why one outbox entry could not be sealed now.
+pub(crate) enum SealError {
+    /// Try again later; keep this recipient's later entries waiting too (order).
+    Wait(String),
+    /// Give up on this entry.
+    Fail(String),
+    /// The session itself failed.
+    Client(ClientError),
+}
+
+impl From<ClientError> for SealError {
+    fn from(error: ClientError) -> Self {
+        SealError::Client(error)
+    }
+}

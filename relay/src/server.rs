@@ -171,12 +171,14 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             .run(network_stop.clone()),
     );
 
+    let (directory, home_cache) = Directory::new(store.clone(), network.clone());
+    background.spawn(home_cache.run(network_stop.clone()));
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         rates: crate::ingest::RateLimits::new(&config.limits, &config.registration),
         senders: crate::federation::SenderCheck::default(),
         awaited_groups: crate::federation::AwaitedGroups::default(),
-        directory: Directory::new(store.clone(), network.clone()),
+        directory,
         links: Links::new(control.clone(), network.clone()),
         store,
         hub,

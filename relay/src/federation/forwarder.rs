@@ -316,7 +316,7 @@ impl Forwarder {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::info!(%peer, %error, "forwarding failed; backing off and looking up again");
-                self.relay_failed(peer, &seqs);
+                self.relay_failed(peer, &seqs).await;
                 return;
             }
         };
@@ -352,7 +352,7 @@ impl Forwarder {
         }
         for seq in reroute {
             if let Some(meta) = self.entries.get(&seq).copied() {
-                self.unroute(meta.recipient);
+                self.unroute(meta.recipient).await;
             }
         }
         if let Some(relay) = self.relays.get_mut(&peer) {
@@ -367,7 +367,7 @@ impl Forwarder {
     }
 
     /// After a failed send: back off, and look up the batch's recipients again.
-    fn relay_failed(&mut self, peer: PeerId, seqs: &[u64]) {
+    async fn relay_failed(&mut self, peer: PeerId, seqs: &[u64]) {
         let recipients: HashSet<UserId> = seqs
             .iter()
             .filter_map(|seq| self.entries.get(seq).map(|meta| meta.recipient))
@@ -382,7 +382,7 @@ impl Forwarder {
             None => 1,
         };
         for user in recipients {
-            self.unroute(user);
+            self.unroute(user).await;
             if let Some(waiting) = self.unrouted.get_mut(&user) {
                 waiting.failures = failures;
                 waiting.not_before = Some(Instant::now() + backoff(failures));
@@ -391,8 +391,8 @@ impl Forwarder {
     }
 
     /// Forgets where `user` lives and moves their entries back to waiting.
-    fn unroute(&mut self, user: UserId) {
-        self.shared.directory.invalidate(&user);
+    async fn unroute(&mut self, user: UserId) {
+        self.shared.directory.invalidate(&user).await;
         let Some(peer) = self.routes.remove(&user) else {
             return;
         };

@@ -8,6 +8,7 @@ mod directory;
 mod forward_in;
 pub(crate) mod forwarder;
 pub(crate) mod handoff;
+mod home_cache;
 mod link;
 mod link_stream;
 mod senders;

@@ -120,7 +120,7 @@ pub(super) async fn claim(shared: Arc<Shared>, me: Address, user: UserId) -> Ans
         )),
         Err(LinkError::Refused(answer)) if answer.code == ErrorCode::NoKeys => Err(no_keys()),
         Err(error) => {
-            shared.directory.invalidate(&user);
+            shared.directory.invalidate(&user).await;
             Err(ErrorAnswer::new(
                 ErrorCode::Unavailable,
                 format!("{user}'s home relay: {error}; retry later"),
@@ -200,7 +200,7 @@ pub(super) async fn claim_many(shared: Arc<Shared>, me: Address, users: Vec<User
                     Ok(_) => "unexpected answer from the home relay".into(),
                 };
                 for (index, user) in wanted {
-                    shared.directory.invalidate(&user);
+                    shared.directory.invalidate(&user).await;
                     answers[index] = Some(Err(ErrorAnswer::new(
                         ErrorCode::Unavailable,
                         detail.clone(),

@@ -173,13 +173,15 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
 
     let (directory, home_cache) = Directory::new(store.clone(), network.clone());
     background.spawn(home_cache.run(network_stop.clone()));
+    let (links, links_actor) = Links::new(control.clone(), network.clone());
+    background.spawn(links_actor.run(network_stop.clone()));
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         rates: crate::ingest::RateLimits::new(&config.limits, &config.registration),
         senders: crate::federation::SenderCheck::default(),
         awaited_groups: crate::federation::AwaitedGroups::default(),
         directory,
-        links: Links::new(control.clone(), network.clone()),
+        links,
         store,
         hub,
         invites,

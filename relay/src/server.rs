@@ -12,7 +12,7 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol};
 use tidings_protocol::{UserId, client::CLIENT_PROTOCOL, federation::FEDERATION_PROTOCOL};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::presence::{PresenceBook, PresenceTiming};
+use crate::presence::{Presence, PresenceTiming};
 use crate::{
     config::{ConfigError, RelayConfig},
     federation::{Directory, Links, claims::ClaimLimits, forwarder::Forwarder, handoff},
@@ -175,13 +175,25 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     background.spawn(home_cache.run(network_stop.clone()));
     let (links, links_actor) = Links::new(control.clone(), network.clone());
     background.spawn(links_actor.run(network_stop.clone()));
+    let timing = PresenceTiming {
+        heartbeat_timeout: Duration::from_secs(config.presence.heartbeat_timeout_secs.max(1)),
+        watch_ttl: Duration::from_secs(config.presence.watch_ttl_secs.max(3)),
+    };
+    let (presence, book) = Presence::new(
+        timing,
+        store.clone(),
+        directory.clone(),
+        links.clone(),
+        sessions.clone(),
+    );
+    background.spawn(book.run(network_stop.clone()));
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         rates: crate::ingest::RateLimits::new(&config.limits, &config.registration),
         senders: crate::federation::SenderCheck::default(),
         awaited_groups: crate::federation::AwaitedGroups::default(),
-        directory,
-        links,
+        directory: directory.clone(),
+        links: links.clone(),
         store,
         hub,
         invites,
@@ -194,10 +206,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         handoffs: Mutex::new(HashSet::new()),
         background: sessions.clone(),
         shutdown: sessions_stop.clone(),
-        presence: PresenceBook::new(PresenceTiming {
-            heartbeat_timeout: Duration::from_secs(config.presence.heartbeat_timeout_secs.max(1)),
-            watch_ttl: Duration::from_secs(config.presence.watch_ttl_secs.max(3)),
-        }),
+        presence: presence.clone(),
         read_timeouts: FrameTimeouts {
             idle: Some(Duration::from_secs(config.network.stream_idle_secs.max(1))),
             frame: Duration::from_secs(config.network.frame_timeout_secs.max(1)),
@@ -233,7 +242,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     sessions.spawn(Forwarder::new(shared.clone(), undeliverable).run());
     sessions.spawn(resume(shared.clone()));
     sessions.spawn(disk.watch(sessions_stop.clone()));
-    sessions.spawn(crate::presence::renew_remote_watches(shared.clone()));
+    sessions.spawn(presence.renew_remote_watches(sessions_stop.clone()));
 
     let metrics_addr = match config.metrics_addr()? {
         Some(address) => {

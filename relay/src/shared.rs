@@ -14,7 +14,7 @@ use crate::{
     mailbox::Hub,
     metrics::Metrics,
     network::NetworkHandle,
-    presence::PresenceBook,
+    presence::Presence,
     sources::PeerSources,
     store::Store,
     streams::FrameTimeouts,
@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     /// Per-user and per-relay rate limits on envelopes.
     pub rates: crate::ingest::RateLimits,
     /// Who is online here and who watches whom.
-    pub presence: PresenceBook,
+    pub presence: Presence,
     /// Certificates of other relays' senders already verified.
     pub senders: SenderCheck,
     /// Groups other relays were asked to bring this relay up to date on.

@@ -169,14 +169,19 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             handoff(shared, peer, &home, &previous, items.into_vec()).await
         }
         FederationRequest::WatchPresence { watcher, users } => {
-            let reports =
-                presence::watch_for_relay(shared, peer, watcher, users.into_vec()).await?;
+            let reports = shared
+                .presence
+                .watch_for_relay(peer, watcher, users.into_vec())
+                .await?;
             BoundedVec::new(reports)
                 .map(|reports| FederationResponse::Presence { reports })
                 .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
         }
         FederationRequest::PresenceChanged { report, watchers } => {
-            presence::watched_from(shared, peer, report, watchers.into_vec());
+            shared
+                .presence
+                .watched_from(peer, report, watchers.into_vec())
+                .await;
             Ok(FederationResponse::PresenceTaken)
         }
         FederationRequest::Ephemeral {
@@ -206,7 +211,10 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                     here.push(*user);
                 }
             }
-            let reached = presence::pass_ephemeral_here(shared, &envelope, sender, &here).await;
+            let reached = shared
+                .presence
+                .pass_ephemeral_here(&envelope, sender, &here)
+                .await;
             Ok(FederationResponse::EphemeralPassed { reached })
         }
     }

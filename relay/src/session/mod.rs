@@ -137,7 +137,7 @@ impl Session {
             frame: self.shared.read_timeouts.frame,
         };
         let mut read = Box::pin(read_frame_timed_owned(reader, Vec::new(), timeouts));
-        let timeout = self.shared.presence.timing.heartbeat_timeout;
+        let timeout = self.shared.presence.timing().heartbeat_timeout;
         // A device that has not registered may not hold its stream by saying nothing.
         let unregistered_idle = self.shared.read_timeouts.idle;
         loop {
@@ -213,7 +213,7 @@ impl Session {
         self.drain(&mut writer).await;
         let _ = writer.close().await;
         let online = self.user.filter(|_| self.online);
-        crate::presence::disconnect(&self.shared, online, self.id).await;
+        self.shared.presence.disconnect(online, self.id).await;
     }
 
     /// Writes pending frames; false if the device is gone or too slow.
@@ -331,7 +331,9 @@ impl Session {
                 if self.pump.is_some() && !self.online {
                     self.online = true;
                     self.last_heard = Instant::now();
-                    crate::presence::connect(&self.shared, me.user, self.id, self.live.clone())
+                    self.shared
+                        .presence
+                        .connect(me.user, self.id, self.live.clone())
                         .await;
                 }
                 return Flow::Continue;

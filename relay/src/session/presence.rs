@@ -10,7 +10,7 @@ use tidings_protocol::{
 use super::{Answer, Shared};
 use crate::{
     ingest::storage_answer,
-    presence::{self, LiveSender, SessionId},
+    presence::{LiveSender, SessionId},
     store::PresenceChange,
 };
 
@@ -25,7 +25,9 @@ pub(super) async fn set(
         visibility,
         allowed,
     };
-    presence::set_visibility(&shared, me.user, change)
+    shared
+        .presence
+        .set_visibility(me.user, change)
         .await
         .map_err(storage_answer)?;
     Ok(Response::PresenceSet)
@@ -39,7 +41,7 @@ pub(super) async fn watch(
     live: LiveSender,
     users: Vec<UserId>,
 ) -> Answer {
-    let reports = presence::watch(&shared, session, me.user, live, users).await;
+    let reports = shared.presence.watch(session, me.user, live, users).await;
     BoundedVec::new(reports)
         .map(|reports| Response::Presence { reports })
         .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
@@ -47,6 +49,6 @@ pub(super) async fn watch(
 
 /// Passes a typing notice to the recipient's live devices.
 pub(super) async fn ephemeral(shared: Arc<Shared>, me: Address, envelope: RawEnvelope) -> Answer {
-    let reached = presence::pass_ephemeral(&shared, me, envelope).await?;
+    let reached = shared.presence.pass_ephemeral(me, envelope).await?;
     Ok(Response::EphemeralPassed { reached })
 }

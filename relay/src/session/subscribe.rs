@@ -54,7 +54,7 @@ impl Pump {
             acked: cursor.acked,
             head: cursor.head,
             one_time_keys,
-            heartbeat_ms: (shared.presence.timing.heartbeat_timeout / 3).as_millis() as u64,
+            heartbeat_ms: (shared.presence.timing().heartbeat_timeout / 3).as_millis() as u64,
         };
         Ok((pump, response))
     }

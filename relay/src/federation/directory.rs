@@ -4,10 +4,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use libp2p::{Multiaddr, PeerId};
-use tidings_protocol::{HomeRecord, UserId};
+use libp2p::PeerId;
+use tidings_protocol::UserId;
 
 use super::home_cache::{Cached, HomeCache, HomeCacheActor};
+use super::remote::Remote;
 use crate::{
     network::NetworkHandle,
     store::{Store, StoreError},
@@ -63,29 +64,6 @@ pub(crate) enum HomeCheck {
     Unknown,
 }
 
-/// Another relay, as a user's home record describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Remote {
-    /// The relay.
-    pub peer: PeerId,
-    /// Its addresses (hints from the home record).
-    pub addrs: Vec<Multiaddr>,
-}
-
-impl Remote {
-    /// The relay a home record names, if its peer id parses.
-    pub fn of(home: &HomeRecord) -> Option<Remote> {
-        Some(Remote {
-            peer: home.relay.parse().ok()?,
-            addrs: home
-                .addrs
-                .iter()
-                .filter_map(|address| address.parse().ok())
-                .collect(),
-        })
-    }
-}
-
 /// Resolves users to their home relay. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Directory {
@@ -107,6 +85,11 @@ impl Directory {
             cache,
         };
         (directory, actor)
+    }
+
+    /// This relay's peer id, as home records name it.
+    pub fn self_peer(&self) -> &str {
+        &self.self_peer
     }
 
     /// Forgets a cached lookup (after a failed forward), so the next resolve asks the DHT.

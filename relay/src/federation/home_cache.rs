@@ -12,7 +12,7 @@ use tidings_protocol::UserId;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::directory::Remote;
+use super::remote::Remote;
 
 /// Commands queued for the cache before callers wait.
 const CACHE_INBOX: usize = 1024;

@@ -15,7 +15,7 @@ use tidings_protocol::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::directory::Remote;
+use super::remote::Remote;
 use crate::network::NetworkHandle;
 
 /// How long opening a stream to a relay may take.

@@ -3,18 +3,26 @@
 
 mod awaited;
 mod batch;
-pub(crate) mod claims;
+mod claims;
+mod context;
 mod directory;
 mod forward_in;
-pub(crate) mod forwarder;
-pub(crate) mod handoff;
+mod forwarder;
+mod handoff;
 mod home_cache;
 mod link;
 mod link_stream;
+mod remote;
 mod senders;
-pub(crate) mod serve;
+mod serve;
 
 pub(crate) use awaited::AwaitedGroups;
-pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget, Remote};
+pub(crate) use claims::Claims;
+pub(crate) use context::FederationContext;
+pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget};
+pub(crate) use forwarder::Forwarder;
+pub(crate) use handoff::Handoffs;
 pub(crate) use link::{LinkError, Links};
+pub(crate) use remote::Remote;
 pub(crate) use senders::SenderCheck;
+pub(crate) use serve::FederationHandler;

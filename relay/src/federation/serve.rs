@@ -66,7 +66,7 @@ async fn serve(cx: &FederationContext, peer: PeerId, stream: Stream) {
             }
         }
         let (id, body) = match FederationFrame::decode(&buf) {
-            Ok(FederationFrame::Request { id, body }) => (id, handle(&cx, peer, body).await),
+            Ok(FederationFrame::Request { id, body }) => (id, handle(cx, peer, body).await),
             // A request this relay cannot read but whose id it can (say, a kind from a newer
             // version): an error answer, and the stream goes on.
             Err(error) => match tidings_protocol::framing::request_id(&buf) {

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 mod disk;
 pub(crate) mod federation;
+mod federation_in;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod ingest;

@@ -9,10 +9,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::presence::{Presence, PresenceTiming};
 use crate::{
     config::{ConfigError, RelayConfig},
-    federation::{
-        AwaitedGroups, Claims, Directory, FederationContext, FederationHandler, Forwarder,
-        Handoffs, Links, SenderCheck,
-    },
+    federation::{Claims, Directory, Forwarder, Handoffs, Links},
+    federation_in::{AwaitedGroups, FederationContext, FederationHandler, SenderCheck},
     ingest::RateLimits,
     invites::Invites,
     mailbox::Hub,

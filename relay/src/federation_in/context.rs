@@ -6,9 +6,14 @@ use std::sync::Arc;
 use libp2p::PeerId;
 use tokio_util::sync::CancellationToken;
 
-use super::{AwaitedGroups, Claims, Directory, SenderCheck};
+use super::{awaited::AwaitedGroups, senders::SenderCheck};
 use crate::{
-    disk::DiskFloor, ingest::RateLimiter, metrics::Metrics, presence::Presence, store::Store,
+    disk::DiskFloor,
+    federation::{Claims, Directory},
+    ingest::RateLimiter,
+    metrics::Metrics,
+    presence::Presence,
+    store::Store,
     streams::FrameTimeouts,
 };
 

@@ -1,4 +1,10 @@
-//! Inbound federation streams: another relay forwards, claims, or hands a user over.
+//! Inbound federation streams (`/tidings/federation/1`): another relay forwards, claims,
+//! watches presence, passes typing notices, or hands a user over.
+
+mod awaited;
+mod context;
+mod forward;
+mod senders;
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +17,6 @@ use tidings_protocol::{
     framing, now_ms,
 };
 
-use super::{context::FederationContext, forward_in};
 use crate::{
     ingest::{self, storage_answer},
     metrics::{Refusal, StoredFrom, StreamKind},
@@ -20,6 +25,9 @@ use crate::{
     store::{DescriptorsOutcome, HandoffItem},
     streams::read_frame_timed,
 };
+pub(crate) use awaited::AwaitedGroups;
+pub(crate) use context::FederationContext;
+pub(crate) use senders::SenderCheck;
 
 /// How long writing an answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -106,7 +114,7 @@ async fn handle(cx: &FederationContext, peer: PeerId, request: FederationRequest
     match request {
         FederationRequest::Forward { items, certs } => {
             let outcomes = match cx.disk.admit() {
-                Ok(()) => forward_in::forward(cx, peer, items.into_vec(), &certs).await,
+                Ok(()) => forward::forward(cx, peer, items.into_vec(), &certs).await,
                 Err(answer) => {
                     let recipients = items.iter().map(|item| item.recipients.len()).sum();
                     vec![SendOutcome::Rejected(answer); recipients]

@@ -1,7 +1,5 @@
 //! `Register`: bind the connected device to an account, under the relay's policy.
 
-use std::sync::Arc;
-
 use tidings_protocol::{
     DeviceId, ErrorAnswer, ErrorCode, UserId,
     client::{Register, Response},
@@ -15,7 +13,7 @@ use crate::{config::RegistrationPolicy, metrics::Refusal, store::RegisterOutcome
 
 /// Returns the answer and, on success, the user the session now belongs to.
 pub(super) async fn handle(
-    cx: &Arc<ClientContext>,
+    cx: &ClientContext,
     peer: PeerId,
     device: DeviceId,
     current: Option<UserId>,
@@ -121,10 +119,7 @@ fn refuse(code: ErrorCode, detail: &str) -> (Answer, Option<UserId>) {
 }
 
 /// Applies the registration policy; returns the invite code whose use was taken, if any.
-async fn admit(
-    cx: &Arc<ClientContext>,
-    invite: Option<String>,
-) -> Result<Option<String>, ErrorAnswer> {
+async fn admit(cx: &ClientContext, invite: Option<String>) -> Result<Option<String>, ErrorAnswer> {
     match cx.registration.policy {
         RegistrationPolicy::Open => Ok(None),
         RegistrationPolicy::Closed => Err(ErrorAnswer::new(
@@ -157,7 +152,7 @@ async fn admit(
     }
 }
 
-async fn refund(cx: &Arc<ClientContext>, code: String) {
+async fn refund(cx: &ClientContext, code: String) {
     let invites = cx.registration.invites.clone();
     let refunded = tokio::task::spawn_blocking(move || invites.refund(&code)).await;
     if !matches!(refunded, Ok(Ok(()))) {

@@ -168,3 +168,41 @@ impl HomeCacheActor {
         self.misses.insert(user, Instant::now());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(seed: u8) -> Remote {
+        let key = libp2p::identity::Keypair::ed25519_from_bytes([seed; 32])
+            .expect("a 32-byte seed makes a key");
+        Remote {
+            peer: key.public().to_peer_id(),
+            addrs: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn finds_and_misses_are_remembered_until_forgotten() {
+        let (cache, actor) = HomeCache::new();
+        let stop = CancellationToken::new();
+        let serving = tokio::spawn(actor.run(stop.clone()));
+        let (alice, bob) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
+
+        assert_eq!(cache.ask(alice).await, Cached::Nothing);
+        cache.found(alice, remote(7)).await;
+        cache.missed(bob).await;
+        assert_eq!(cache.ask(alice).await, Cached::Remote(remote(7)));
+        assert_eq!(cache.ask(bob).await, Cached::MissedRecently);
+
+        cache.forget(alice).await;
+        cache.forget(bob).await;
+        assert_eq!(cache.ask(alice).await, Cached::Nothing);
+        assert_eq!(cache.ask(bob).await, Cached::Nothing);
+
+        stop.cancel();
+        let _ = serving.await;
+        // A stopped cache knows nothing, and callers go on without it.
+        assert_eq!(cache.ask(alice).await, Cached::Nothing);
+    }
+}

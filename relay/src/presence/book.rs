@@ -414,3 +414,82 @@ impl PresenceStateKey {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tidings_protocol::presence::Visibility;
+
+    use super::*;
+
+    fn ask<T>(book: &mut PresenceBook, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> T {
+        let (reply, mut answer) = oneshot::channel();
+        book.handle(command(reply));
+        answer.try_recv().expect("the book answers at once")
+    }
+
+    fn record(visibility: Visibility) -> PresenceRecord {
+        PresenceRecord {
+            visibility,
+            allowed: Vec::new(),
+            last_seen_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_user_is_online_from_their_first_session_to_their_last() {
+        let (_inbox, commands) = mpsc::channel(1);
+        let mut book = PresenceBook::new(commands);
+        let user = UserId::from_bytes([1; 32]);
+        let (live, _frames) = mpsc::channel(4);
+        for (session, first) in [(1, true), (2, false)] {
+            let live = live.clone();
+            let connected = ask(&mut book, |reply| Command::Connect {
+                user,
+                session,
+                live,
+                reply,
+            });
+            assert_eq!(connected, first);
+        }
+        let gone = |session| {
+            move |reply| Command::Disconnect {
+                user: Some(user),
+                session,
+                reply,
+            }
+        };
+        assert_eq!(ask(&mut book, gone(1)), None);
+        assert!(ask(&mut book, |reply| Command::Online { user, reply }));
+        assert!(ask(&mut book, gone(2)).is_some());
+        assert!(!ask(&mut book, |reply| Command::Online { user, reply }));
+    }
+
+    #[test]
+    fn a_hidden_watcher_hears_of_settings_but_never_of_transitions() {
+        let (_inbox, commands) = mpsc::channel(1);
+        let mut book = PresenceBook::new(commands);
+        let (user, watcher) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
+        let (live, mut frames) = mpsc::channel(4);
+        book.handle(Command::Watch {
+            session: 9,
+            watcher,
+            live,
+            users: vec![user],
+        });
+        let notify = |change| {
+            move |reply| Command::Notify {
+                user,
+                record: record(Visibility::Nobody),
+                change,
+                reply,
+            }
+        };
+        assert!(ask(&mut book, notify(Change::Transition)).is_empty());
+        assert!(frames.try_recv().is_err());
+        assert!(ask(&mut book, notify(Change::Settings)).is_empty());
+        let Ok(RelayFrame::Presence(report)) = frames.try_recv() else {
+            panic!("the watcher hears the new settings");
+        };
+        assert_eq!(report.state, PresenceState::Hidden);
+    }
+}

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 mod disk;
 pub(crate) mod federation;
+mod federation_in;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod ingest;
@@ -38,9 +39,9 @@ pub mod metrics;
 pub(crate) mod network;
 pub mod node_key;
 mod presence;
+mod router;
 mod server;
 pub(crate) mod session;
-pub(crate) mod shared;
 pub(crate) mod sources;
 pub mod store;
 pub(crate) mod streams;

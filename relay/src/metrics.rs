@@ -25,12 +25,13 @@ use prometheus_client::{
 use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
 
 pub use crate::limit_metrics::{LimitMetrics, Refusal};
-use crate::network::DhtStats;
 
+mod dht;
 mod endpoint;
 mod limits;
 mod store;
 
+pub use dht::DhtStats;
 pub use endpoint::serve;
 use limits::{ClaimLabels, StreamLabels};
 pub use limits::{ClaimRefusal, StreamKind, StreamLimit};

@@ -1,30 +1,25 @@
 //! Starting and stopping a whole relay: store, network loop, session acceptor.
 
-use std::{
-    collections::HashSet,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use futures::StreamExt;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol};
+use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 use tidings_protocol::{UserId, client::CLIENT_PROTOCOL, federation::FEDERATION_PROTOCOL};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::presence::{PresenceBook, PresenceTiming};
+use crate::presence::{Presence, PresenceTiming};
 use crate::{
     config::{ConfigError, RelayConfig},
-    federation::{Directory, Links, claims::ClaimLimits, forwarder::Forwarder, handoff},
+    federation::{Claims, Directory, Forwarder, Handoffs, Links},
+    federation_in::{AwaitedGroups, FederationContext, FederationHandler, SenderCheck},
+    ingest::RateLimits,
     invites::Invites,
     mailbox::Hub,
-    metrics::{StreamKind, StreamLimit},
     network::{self, DhtStats, NetworkError, NetworkHandle},
     node_key::{self, NodeKeyError},
-    session,
-    shared::Shared,
+    router::Router,
+    session::{ClientContext, ClientHandler, Registration},
     store::{Store, StoreConfig, StoreError, StoreLimits, WriterHandle},
-    streams::{FrameTimeouts, Refusal, StreamSlots},
+    streams::{FrameTimeouts, StreamSlots},
 };
 
 /// File name of the mailbox database inside the data dir.
@@ -161,7 +156,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     #[cfg(not(feature = "test-utils"))]
     let (store, writer) = Store::open(&store_path, store_config, hub.clone())?;
     let invites = Invites::open(&data_dir)?;
-    let (event_loop, mut network, mut control) =
+    let (event_loop, mut network, control) =
         network::build(keypair, &listen, &bootstrap, &config.network)?;
 
     let sessions_stop = CancellationToken::new();
@@ -182,65 +177,122 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             .run(network_stop.clone()),
     );
 
-    let shared = Arc::new(Shared {
-        metrics: metrics.clone(),
-        rates: crate::ingest::RateLimits::new(&config.limits, &config.registration),
-        senders: crate::federation::SenderCheck::default(),
-        awaited_groups: crate::federation::AwaitedGroups::default(),
-        directory: Directory::new(store.clone(), network.clone()),
-        links: Links::new(control.clone(), network.clone()),
-        store,
+    let (directory, home_cache) = Directory::new(store.clone(), network.clone());
+    background.spawn(home_cache.run(network_stop.clone()));
+    let (links, links_actor) = Links::new(control.clone(), network.clone());
+    background.spawn(links_actor.run(network_stop.clone()));
+    let timing = PresenceTiming {
+        heartbeat_timeout: Duration::from_secs(config.presence.heartbeat_timeout_secs.max(1)),
+        watch_ttl: Duration::from_secs(config.presence.watch_ttl_secs.max(3)),
+    };
+    let (presence, book) = Presence::new(
+        timing,
+        store.clone(),
+        directory.clone(),
+        links.clone(),
+        sessions.clone(),
+    );
+    background.spawn(book.run(network_stop.clone()));
+    let self_peer = network.peer_id();
+    let claims = Claims::new(
+        &config.claims,
+        store.clone(),
+        metrics.clone(),
+        directory.clone(),
+    );
+    let handoffs = Handoffs::new(
+        store.clone(),
+        links.clone(),
+        self_peer.to_string(),
+        sessions.clone(),
+        sessions_stop.clone(),
+    );
+    let read_timeouts = FrameTimeouts {
+        idle: Some(Duration::from_secs(config.network.stream_idle_secs.max(1))),
+        frame: Duration::from_secs(config.network.frame_timeout_secs.max(1)),
+    };
+    let RateLimits {
+        users: user_rate,
+        relays: relay_rate,
+        descriptors: descriptor_rate,
+        registrations: registration_rate,
+    } = RateLimits::new(&config.limits, &config.registration);
+    let client = ClientHandler::new(ClientContext {
+        store: store.clone(),
         hub,
-        invites,
-        policy: config.registration.policy,
-        registration: config.registration.clone(),
+        metrics: metrics.clone(),
         disk: disk.clone(),
-        sources,
         network: network.clone(),
         announce: config.announce.clone(),
-        handoffs: Mutex::new(HashSet::new()),
-        background: sessions.clone(),
-        shutdown: sessions_stop.clone(),
-        presence: PresenceBook::new(PresenceTiming {
-            heartbeat_timeout: Duration::from_secs(config.presence.heartbeat_timeout_secs.max(1)),
-            watch_ttl: Duration::from_secs(config.presence.watch_ttl_secs.max(3)),
-        }),
-        read_timeouts: FrameTimeouts {
-            idle: Some(Duration::from_secs(config.network.stream_idle_secs.max(1))),
-            frame: Duration::from_secs(config.network.frame_timeout_secs.max(1)),
+        directory: directory.clone(),
+        links: links.clone(),
+        presence: presence.clone(),
+        claims: claims.clone(),
+        handoffs: handoffs.clone(),
+        registration: Registration {
+            policy: config.registration.policy,
+            config: config.registration.clone(),
+            invites,
+            sources,
+            rate: registration_rate,
         },
-        claims: ClaimLimits::new(&config.claims),
+        user_rate,
+        read_timeouts,
+        shutdown: sessions_stop.clone(),
     });
-    let accept = |control: &mut libp2p_stream::Control, protocol: &'static str| {
-        control
-            .accept(StreamProtocol::new(protocol))
-            .map_err(|error| NetworkError::Transport(error.to_string()))
-    };
-    background.spawn(accept_loop(
-        shared.clone(),
-        accept(&mut control, CLIENT_PROTOCOL)?,
+    let federation = FederationHandler::new(FederationContext {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        disk: disk.clone(),
+        relay_rate,
+        descriptor_rate,
+        claims,
+        directory: directory.clone(),
+        presence: presence.clone(),
+        senders: SenderCheck::default(),
+        awaited_groups: AwaitedGroups::default(),
+        read_timeouts,
+        shutdown: sessions_stop.clone(),
+        self_peer,
+    });
+    Router::builder(
+        control,
         sessions.clone(),
+        sessions_stop.clone(),
+        metrics.clone(),
+    )
+    .accept(
+        CLIENT_PROTOCOL,
+        client,
         StreamSlots::new(
             config.limits.max_sessions,
             config.network.client_streams_per_device,
         ),
-        StreamKind::Client,
-    ));
-    background.spawn(accept_loop(
-        shared.clone(),
-        accept(&mut control, FEDERATION_PROTOCOL)?,
-        sessions.clone(),
+    )?
+    .accept(
+        FEDERATION_PROTOCOL,
+        federation,
         StreamSlots::new(
             config.network.federation_streams,
             config.network.federation_streams_per_peer,
         ),
-        StreamKind::Federation,
-    ));
+    )?
+    .spawn(&background);
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
-    sessions.spawn(Forwarder::new(shared.clone(), undeliverable).run());
-    sessions.spawn(resume(shared.clone()));
+    sessions.spawn(
+        Forwarder::new(
+            store.clone(),
+            directory,
+            links,
+            metrics.clone(),
+            sessions_stop.clone(),
+            undeliverable,
+        )
+        .run(),
+    );
+    sessions.spawn(resume(store, network.clone(), handoffs));
     sessions.spawn(disk.watch(sessions_stop.clone()));
-    sessions.spawn(crate::presence::renew_remote_watches(shared.clone()));
+    sessions.spawn(presence.renew_remote_watches(sessions_stop.clone()));
 
     let metrics_addr = match config.metrics_addr()? {
         Some(address) => {
@@ -279,70 +331,28 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
 
 /// Work left from before a restart: republish local users' home records to the DHT and
 /// resume handing moved users' mailboxes on.
-async fn resume(shared: Arc<Shared>) {
-    let users = match shared.store.users().await {
+async fn resume(store: Store, network: NetworkHandle, handoffs: Handoffs) {
+    let users = match store.users().await {
         Ok(users) => users,
         Err(error) => {
             tracing::error!(%error, "cannot read users to resume");
             return;
         }
     };
-    let self_peer = shared.peer_id().to_string();
+    let self_peer = network.peer_id().to_string();
     let mut moved: Vec<UserId> = Vec::new();
     for user in users {
         let Some(home) = user.home.clone() else {
             continue;
         };
         if home.relay == self_peer {
-            shared.network.put_home(home).await;
+            network.put_home(home).await;
         } else {
             moved.push(user.cert.user);
         }
     }
     for user in moved {
-        handoff::start(&shared, user);
-    }
-}
-
-/// Takes the streams of one protocol as they come: each gets a slot within its peer's
-/// share and the total, or is dropped (closed) at once, so the acceptor never waits.
-async fn accept_loop(
-    shared: Arc<Shared>,
-    mut incoming: libp2p_stream::IncomingStreams,
-    sessions: TaskTracker,
-    slots: Arc<StreamSlots>,
-    service: StreamKind,
-) {
-    loop {
-        let next = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            next = incoming.next() => next,
-        };
-        let Some((peer, stream)) = next else {
-            break;
-        };
-        let slot = match slots.try_take(peer) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                let reason = match refusal {
-                    Refusal::PeerLimit => StreamLimit::PeerLimit,
-                    Refusal::Full => StreamLimit::Full,
-                };
-                shared.metrics.stream_refused(service, reason);
-                tracing::debug!(%peer, ?service, ?reason, "stream refused");
-                continue;
-            }
-        };
-        let shared = shared.clone();
-        sessions.spawn(async move {
-            match service {
-                StreamKind::Client => session::serve(shared, peer, stream).await,
-                StreamKind::Federation => {
-                    crate::federation::serve::serve(shared, peer, stream).await
-                }
-            }
-            drop(slot);
-        });
+        handoffs.start(user);
     }
 }
 

@@ -12,11 +12,23 @@ use tidings_protocol::{
     limits::MAX_BATCH_ENVELOPES,
 };
 
-use super::{directory::Remote, link::LinkError};
-use crate::{shared::Shared, store::OutboxMeta};
+use std::sync::Arc;
+
+use super::{Links, link::LinkError, remote::Remote};
+use crate::{
+    metrics::Metrics,
+    store::{OutboxMeta, Store},
+};
 
 /// Most envelope bytes in one forwarded batch.
 const BATCH_MAX_BYTES: usize = 512 * 1024;
+
+/// What sending a batch uses.
+pub(super) struct Courier {
+    pub store: Store,
+    pub links: Links,
+    pub metrics: Arc<Metrics>,
+}
 
 /// One envelope of the batch and the outbox entries (one per recipient) it stands for.
 struct Planned {
@@ -45,7 +57,7 @@ fn plan(entries: Vec<(u64, OutboxMeta)>) -> Vec<Planned> {
 
 /// The descriptor version a group envelope was fanned out by: its own for a change, else
 /// the newest this relay holds.
-async fn group_version(shared: &Shared, raw: &RawEnvelope) -> Option<(GroupId, u64)> {
+async fn group_version(courier: &Courier, raw: &RawEnvelope) -> Option<(GroupId, u64)> {
     let envelope = raw.decode_unverified().ok()?;
     let Recipient::Group(group) = envelope.recipient else {
         return None;
@@ -55,18 +67,18 @@ async fn group_version(shared: &Shared, raw: &RawEnvelope) -> Option<(GroupId, u
     {
         return Some((group, change.descriptor.version));
     }
-    Some((group, shared.store.group_version(group).await.ok()?))
+    Some((group, courier.store.group_version(group).await.ok()?))
 }
 
 /// Sends entries to `remote`; returns the seqs sent and one outcome per seq.
 pub(super) async fn forward(
-    shared: &Shared,
+    courier: &Courier,
     remote: &Remote,
     entries: Vec<(u64, OutboxMeta)>,
 ) -> (Vec<u64>, Result<Vec<SendOutcome>, LinkError>) {
     let planned = plan(entries);
     let ids: Vec<EnvelopeId> = planned.iter().map(|item| item.id).collect();
-    let bodies = match shared.store.outbox_bodies(ids).await {
+    let bodies = match courier.store.outbox_bodies(ids).await {
         Ok(bodies) => bodies,
         Err(error) => return (Vec::new(), Err(LinkError::Unreachable(error.to_string()))),
     };
@@ -83,7 +95,7 @@ pub(super) async fn forward(
         }
         bytes += body.len();
         let raw = RawEnvelope::from_bytes(body.to_vec());
-        let version = group_version(shared, &raw).await;
+        let version = group_version(courier, &raw).await;
         if let Some((group, _)) = version {
             groups.insert(group);
         }
@@ -95,7 +107,7 @@ pub(super) async fn forward(
             group_version: version.map(|(_, v)| v).unwrap_or(0),
         });
     }
-    let certs = match sender_certs(shared, &items).await {
+    let certs = match sender_certs(courier, &items).await {
         Ok(certs) => certs,
         Err(error) => return (Vec::new(), Err(error)),
     };
@@ -108,20 +120,20 @@ pub(super) async fn forward(
     let recipients: usize = items.iter().map(|item| item.recipients.len()).sum();
     tracing::debug!(peer = %remote.peer, items = items.len(), recipients, groups = groups.len(), "forwarding a batch");
     let request = FederationRequest::Forward { items, certs };
-    shared.metrics.forward_batch(!groups.is_empty());
-    let mut result = send(shared, remote, request.clone(), seqs.len()).await;
+    courier.metrics.forward_batch(!groups.is_empty());
+    let mut result = send(courier, remote, request.clone(), seqs.len()).await;
     if let Ok(outcomes) = &result
         && outcomes.iter().any(is_out_of_date)
     {
         // That relay holds an older copy of a group: send it the newer versions, retry once.
         tracing::debug!(peer = %remote.peer, "the relay is behind on a group; syncing it");
         for group in groups {
-            if let Err(error) = sync_group(shared, remote, group).await {
+            if let Err(error) = sync_group(courier, remote, group).await {
                 return (seqs, Err(error));
             }
         }
-        shared.metrics.forward_batch(true);
-        result = send(shared, remote, request, seqs.len()).await;
+        courier.metrics.forward_batch(true);
+        result = send(courier, remote, request, seqs.len()).await;
     }
     (seqs, result)
 }
@@ -129,7 +141,7 @@ pub(super) async fn forward(
 /// The certificates of the items' senders (local users), one per device, so the other relay
 /// can tie each envelope's device to its account.
 async fn sender_certs(
-    shared: &Shared,
+    courier: &Courier,
     items: &[ForwardItem],
 ) -> Result<BoundedVec<DeviceCert, MAX_BATCH_ENVELOPES>, LinkError> {
     let mut senders: Vec<Address> = items
@@ -140,7 +152,7 @@ async fn sender_certs(
     senders.sort();
     senders.dedup();
     let users = senders.iter().map(|sender| sender.user).collect();
-    let certs = shared
+    let certs = courier
         .store
         .device_certs(users)
         .await
@@ -156,12 +168,12 @@ fn is_out_of_date(outcome: &SendOutcome) -> bool {
 }
 
 async fn send(
-    shared: &Shared,
+    courier: &Courier,
     remote: &Remote,
     request: FederationRequest,
     expected: usize,
 ) -> Result<Vec<SendOutcome>, LinkError> {
-    match shared.links.request(remote, request).await {
+    match courier.links.request(remote, request).await {
         Ok(FederationResponse::Stored { outcomes }) if outcomes.len() == expected => {
             Ok(outcomes.into_vec())
         }
@@ -173,8 +185,8 @@ async fn send(
 }
 
 /// Sends `remote` every version of `group` after the one it holds.
-async fn sync_group(shared: &Shared, remote: &Remote, group: GroupId) -> Result<(), LinkError> {
-    let mut held = match shared
+async fn sync_group(courier: &Courier, remote: &Remote, group: GroupId) -> Result<(), LinkError> {
+    let mut held = match courier
         .links
         .request(remote, FederationRequest::GroupVersion { group })
         .await?
@@ -183,7 +195,7 @@ async fn sync_group(shared: &Shared, remote: &Remote, group: GroupId) -> Result<
         _ => return Err(LinkError::Unreachable("unexpected answer".into())),
     };
     loop {
-        let versions = shared
+        let versions = courier
             .store
             .group_versions(group, held + 1, MAX_DESCRIPTORS_PER_REQUEST)
             .await
@@ -193,7 +205,7 @@ async fn sync_group(shared: &Shared, remote: &Remote, group: GroupId) -> Result<
         };
         let versions =
             BoundedVec::new(versions).map_err(|error| LinkError::Unreachable(error.to_string()))?;
-        match shared
+        match courier
             .links
             .request(remote, FederationRequest::Descriptors { versions })
             .await?

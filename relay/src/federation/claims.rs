@@ -2,16 +2,17 @@
 //! bounded rate per user (the fallback key after that), claims from another relay must name
 //! a requester homed there and are rate-limited per relay.
 
+use std::sync::Arc;
+
 use libp2p::PeerId;
 use tidings_protocol::{ErrorAnswer, ErrorCode, KeyBundle, UserId};
 
-use super::{HomeCheck, LookupBudget};
+use super::{Directory, HomeCheck, LookupBudget};
 use crate::{
     config::ClaimsConfig,
     ingest::{RateLimiter, storage_answer},
-    metrics::ClaimRefusal,
-    shared::Shared,
-    store::{ClaimOutcome, StoreError},
+    metrics::{ClaimRefusal, Metrics},
+    store::{ClaimOutcome, Store, StoreError},
 };
 
 /// Most users whose one-time key budget is tracked at once; when full of users still
@@ -26,7 +27,7 @@ const MAX_TRACKED_RELAYS: usize = 1 << 14;
 const SECONDS_PER_HOUR: usize = 3600;
 
 /// The claim limits of a relay.
-pub(crate) struct ClaimLimits {
+struct ClaimLimits {
     /// One-time keys per requested user; `None`: the fallback key only.
     one_time_keys: Option<RateLimiter<UserId>>,
     /// Claims per other relay (one per user asked for).
@@ -34,7 +35,7 @@ pub(crate) struct ClaimLimits {
 }
 
 impl ClaimLimits {
-    pub fn new(config: &ClaimsConfig) -> Self {
+    fn new(config: &ClaimsConfig) -> Self {
         let per_hour = config.one_time_keys_per_user_per_hour;
         Self {
             one_time_keys: (per_hour > 0).then(|| {
@@ -60,101 +61,133 @@ impl ClaimLimits {
     }
 }
 
-/// A bundle of local user `user`: with a one-time key while their hourly budget lasts,
-/// with their fallback key after that.
-pub(crate) async fn hand_out(shared: &Shared, user: UserId) -> Result<ClaimOutcome, StoreError> {
-    if shared.claims.one_time_key_allowed(user) {
-        return shared.store.claim_bundle(user).await;
-    }
-    shared.metrics.one_time_key_withheld();
-    let self_peer = shared.peer_id().to_string();
-    let Some(record) = shared.store.user(user).await? else {
-        return Ok(ClaimOutcome::UnknownUser);
-    };
-    if !record.is_home(&self_peer) {
-        return Ok(ClaimOutcome::UnknownUser);
-    }
-    Ok(match (record.identity, record.fallback) {
-        (Some(identity), Some(prekey)) => ClaimOutcome::Bundle(Box::new(KeyBundle {
-            cert: record.cert,
-            identity,
-            prekey,
-        })),
-        _ => ClaimOutcome::NoKeys,
-    })
+/// Hands out bundles of local users, to local sessions and to other relays. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Claims(Arc<ClaimsInner>);
+
+struct ClaimsInner {
+    limits: ClaimLimits,
+    store: Store,
+    metrics: Arc<Metrics>,
+    directory: Directory,
+    /// This relay's peer id, as home records name it.
+    self_peer: String,
 }
 
-/// The answer to another relay's claim for `user`.
-async fn answer(shared: &Shared, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
-    match hand_out(shared, user).await.map_err(storage_answer)? {
-        ClaimOutcome::Bundle(bundle) => Ok(*bundle),
-        ClaimOutcome::UnknownUser => Err(ErrorAnswer::new(
-            ErrorCode::WrongRelay,
-            format!("{user} is not homed at this relay"),
-        )),
-        ClaimOutcome::NoKeys => Err(ErrorAnswer::new(
-            ErrorCode::NoKeys,
-            format!("{user} has not published keys yet"),
-        )),
+impl Claims {
+    pub fn new(
+        config: &ClaimsConfig,
+        store: Store,
+        metrics: Arc<Metrics>,
+        directory: Directory,
+    ) -> Self {
+        let self_peer = directory.self_peer().to_string();
+        Self(Arc::new(ClaimsInner {
+            limits: ClaimLimits::new(config),
+            store,
+            metrics,
+            directory,
+            self_peer,
+        }))
     }
-}
 
-/// Serves another relay's claim for `users` made for `requester`: users beyond the relay's
-/// claim rate are answered `rate_limited` (the whole request if none is left), the request
-/// is refused whole unless the requester is homed at `peer`, the others are answered in
-/// order. The rate is charged first, so requests naming made-up requesters (each costing a
-/// lookup) are bounded by it too.
-pub(crate) async fn serve(
-    shared: &Shared,
-    peer: PeerId,
-    requester: UserId,
-    users: &[UserId],
-) -> Result<Vec<Result<KeyBundle, ErrorAnswer>>, ErrorAnswer> {
-    let too_fast = || {
-        ErrorAnswer::new(
-            ErrorCode::RateLimited,
-            "your relay claims keys too fast; retry later",
-        )
-    };
-    let granted = shared
-        .claims
-        .relays
-        .take(peer, std::iter::repeat_n(1, users.len()));
-    if granted < users.len() {
-        tracing::info!(%peer, refused = users.len() - granted, "another relay claims keys too fast");
-        for _ in granted..users.len() {
-            shared.metrics.claim_refused(ClaimRefusal::RateLimited);
+    /// A bundle of local user `user`: with a one-time key while their hourly budget lasts,
+    /// with their fallback key after that.
+    pub(crate) async fn hand_out(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
+        if self.0.limits.one_time_key_allowed(user) {
+            return self.0.store.claim_bundle(user).await;
         }
+        self.0.metrics.one_time_key_withheld();
+        let Some(record) = self.0.store.user(user).await? else {
+            return Ok(ClaimOutcome::UnknownUser);
+        };
+        if !record.is_home(&self.0.self_peer) {
+            return Ok(ClaimOutcome::UnknownUser);
+        }
+        Ok(match (record.identity, record.fallback) {
+            (Some(identity), Some(prekey)) => ClaimOutcome::Bundle(Box::new(KeyBundle {
+                cert: record.cert,
+                identity,
+                prekey,
+            })),
+            _ => ClaimOutcome::NoKeys,
+        })
     }
-    if granted == 0 && !users.is_empty() {
-        return Err(too_fast());
-    }
-    match shared
-        .directory
-        .is_home_of(requester, peer, &LookupBudget::per_request())
-        .await
-        .map_err(storage_answer)?
-    {
-        HomeCheck::Home => {}
-        HomeCheck::NotHome => {
-            shared.metrics.claim_refused(ClaimRefusal::NotHome);
-            return Err(ErrorAnswer::new(
+
+    /// The answer to another relay's claim for `user`.
+    async fn answer(&self, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
+        match self.hand_out(user).await.map_err(storage_answer)? {
+            ClaimOutcome::Bundle(bundle) => Ok(*bundle),
+            ClaimOutcome::UnknownUser => Err(ErrorAnswer::new(
                 ErrorCode::WrongRelay,
-                format!("{requester} is not homed at the asking relay"),
-            ));
-        }
-        HomeCheck::Unknown => {
-            shared.metrics.claim_refused(ClaimRefusal::UnknownRequester);
-            return Err(ErrorAnswer::new(
-                ErrorCode::Unavailable,
-                format!("no home record found for {requester} yet; retry later"),
-            ));
+                format!("{user} is not homed at this relay"),
+            )),
+            ClaimOutcome::NoKeys => Err(ErrorAnswer::new(
+                ErrorCode::NoKeys,
+                format!("{user} has not published keys yet"),
+            )),
         }
     }
-    let mut answers = Vec::with_capacity(users.len());
-    for user in &users[..granted] {
-        answers.push(answer(shared, *user).await);
+
+    /// Serves another relay's claim for `users` made for `requester`: users beyond the relay's
+    /// claim rate are answered `rate_limited` (the whole request if none is left), the request
+    /// is refused whole unless the requester is homed at `peer`, the others are answered in
+    /// order. The rate is charged first, so requests naming made-up requesters (each costing a
+    /// lookup) are bounded by it too.
+    pub(crate) async fn serve(
+        &self,
+        peer: PeerId,
+        requester: UserId,
+        users: &[UserId],
+    ) -> Result<Vec<Result<KeyBundle, ErrorAnswer>>, ErrorAnswer> {
+        let too_fast = || {
+            ErrorAnswer::new(
+                ErrorCode::RateLimited,
+                "your relay claims keys too fast; retry later",
+            )
+        };
+        let granted = self
+            .0
+            .limits
+            .relays
+            .take(peer, std::iter::repeat_n(1, users.len()));
+        if granted < users.len() {
+            tracing::info!(%peer, refused = users.len() - granted, "another relay claims keys too fast");
+            for _ in granted..users.len() {
+                self.0.metrics.claim_refused(ClaimRefusal::RateLimited);
+            }
+        }
+        if granted == 0 && !users.is_empty() {
+            return Err(too_fast());
+        }
+        match self
+            .0
+            .directory
+            .is_home_of(requester, peer, &LookupBudget::per_request())
+            .await
+            .map_err(storage_answer)?
+        {
+            HomeCheck::Home => {}
+            HomeCheck::NotHome => {
+                self.0.metrics.claim_refused(ClaimRefusal::NotHome);
+                return Err(ErrorAnswer::new(
+                    ErrorCode::WrongRelay,
+                    format!("{requester} is not homed at the asking relay"),
+                ));
+            }
+            HomeCheck::Unknown => {
+                self.0.metrics.claim_refused(ClaimRefusal::UnknownRequester);
+                return Err(ErrorAnswer::new(
+                    ErrorCode::Unavailable,
+                    format!("no home record found for {requester} yet; retry later"),
+                ));
+            }
+        }
+        let mut answers = Vec::with_capacity(users.len());
+        for user in &users[..granted] {
+            answers.push(self.answer(*user).await);
+        }
+        answers.extend((granted..users.len()).map(|_| Err(too_fast())));
+        Ok(answers)
     }
-    answers.extend((granted..users.len()).map(|_| Err(too_fast())));
-    Ok(answers)
 }

@@ -1,34 +1,18 @@
 //! Where users live: local users from the store, everyone else from the DHT, with a cache
-//! of what was found, a short memory of what was not, and a bound on lookups per request.
+//! of what was found and a short memory of what was not (the `home_cache` actor), and a bound
+//! on lookups per request.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use libp2p::{Multiaddr, PeerId};
-use tidings_protocol::{HomeRecord, UserId};
+use libp2p::PeerId;
+use tidings_protocol::UserId;
 
+use super::home_cache::{Cached, HomeCache, HomeCacheActor};
+use super::remote::Remote;
 use crate::{
     network::NetworkHandle,
     store::{Store, StoreError},
 };
-
-/// How long a looked-up home stays cached (a failed forward drops it sooner).
-const CACHE_TTL: Duration = Duration::from_secs(300);
-
-/// Most cached lookups.
-const CACHE_MAX: usize = 100_000;
-
-/// How long a lookup that found nothing is remembered: asking again sooner runs no query.
-const MISS_TTL: Duration = Duration::from_secs(5);
-
-/// Most remembered misses.
-const MISS_MAX: usize = 10_000;
 
 /// Most DHT lookups one request may cause; cached answers cost nothing.
 pub(crate) const MAX_LOOKUPS_PER_REQUEST: usize = 128;
@@ -80,110 +64,37 @@ pub(crate) enum HomeCheck {
     Unknown,
 }
 
-/// Another relay, as a user's home record describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Remote {
-    /// The relay.
-    pub peer: PeerId,
-    /// Its addresses (hints from the home record).
-    pub addrs: Vec<Multiaddr>,
-}
-
-impl Remote {
-    /// The relay a home record names, if its peer id parses.
-    pub fn of(home: &HomeRecord) -> Option<Remote> {
-        Some(Remote {
-            peer: home.relay.parse().ok()?,
-            addrs: home
-                .addrs
-                .iter()
-                .filter_map(|address| address.parse().ok())
-                .collect(),
-        })
-    }
-}
-
-/// Resolves users to their home relay.
+/// Resolves users to their home relay. Cheap to clone.
+#[derive(Clone)]
 pub(crate) struct Directory {
     store: Store,
     network: NetworkHandle,
     self_peer: String,
-    cache: Mutex<HashMap<UserId, (Remote, Instant)>>,
-    /// Users the DHT had no record of, and when it said so.
-    misses: Mutex<HashMap<UserId, Instant>>,
+    cache: HomeCache,
 }
 
 impl Directory {
-    pub fn new(store: Store, network: NetworkHandle) -> Self {
+    /// A directory and the actor owning its cache (spawn [`HomeCacheActor::run`]).
+    pub fn new(store: Store, network: NetworkHandle) -> (Self, HomeCacheActor) {
         let self_peer = network.peer_id().to_string();
-        Self {
+        let (cache, actor) = HomeCache::new();
+        let directory = Self {
             store,
             network,
             self_peer,
-            cache: Mutex::new(HashMap::new()),
-            misses: Mutex::new(HashMap::new()),
-        }
+            cache,
+        };
+        (directory, actor)
     }
 
-    fn missed_recently(&self, user: &UserId) -> bool {
-        let misses = self
-            .misses
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        misses.get(user).is_some_and(|at| at.elapsed() < MISS_TTL)
-    }
-
-    fn remember_miss(&self, user: UserId) {
-        let mut misses = self
-            .misses
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if misses.len() >= MISS_MAX {
-            misses.retain(|_, at| at.elapsed() < MISS_TTL);
-            if misses.len() >= MISS_MAX {
-                misses.clear();
-            }
-        }
-        misses.insert(user, Instant::now());
-    }
-
-    fn cached(&self, user: &UserId) -> Option<Remote> {
-        let cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        cache
-            .get(user)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-            .map(|(remote, _)| remote.clone())
-    }
-
-    fn remember(&self, user: UserId, remote: Remote) {
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if cache.len() >= CACHE_MAX {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-        }
-        cache.insert(user, (remote, Instant::now()));
+    /// This relay's peer id, as home records name it.
+    pub fn self_peer(&self) -> &str {
+        &self.self_peer
     }
 
     /// Forgets a cached lookup (after a failed forward), so the next resolve asks the DHT.
-    pub fn invalidate(&self, user: &UserId) {
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        cache.remove(user);
-        drop(cache);
-        self.misses
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .remove(user);
+    pub async fn invalidate(&self, user: &UserId) {
+        self.cache.forget(*user).await;
     }
 
     /// Whether `user` is homed here: a store read, never a DHT query.
@@ -209,7 +120,7 @@ impl Directory {
             Home::Local => return Ok(HomeCheck::NotHome),
             Home::Unknown => return Ok(HomeCheck::Unknown),
         }
-        self.invalidate(&user);
+        self.invalidate(&user).await;
         Ok(match self.resolve_within(user, budget).await? {
             Home::Remote(remote) if remote.peer == peer => HomeCheck::Home,
             Home::Remote(_) | Home::Local => HomeCheck::NotHome,
@@ -223,7 +134,8 @@ impl Directory {
     }
 
     /// Where `user` lives now, running a DHT query only if `budget` has one left and the
-    /// DHT did not just come back empty for them.
+    /// DHT did not just come back empty for them. The query runs here, in the caller's
+    /// task: other callers go on meanwhile.
     pub async fn resolve_within(
         &self,
         user: UserId,
@@ -236,18 +148,19 @@ impl Directory {
         {
             return Ok(Home::Local);
         }
-        if let Some(remote) = self.cached(&user) {
+        let cached = self.cache.ask(user).await;
+        if let Cached::Remote(remote) = cached {
             return Ok(Home::Remote(remote));
         }
         // A user who moved away told us where; the DHT may know something newer still.
         let mut best = record.and_then(|record| record.home);
-        if !self.missed_recently(&user) && budget.spend() {
+        if cached != Cached::MissedRecently && budget.spend() {
             match self.network.get_home(user).await {
                 Some(found) if best.as_ref().is_none_or(|known| found.seq > known.seq) => {
                     best = Some(found);
                 }
                 Some(_) => {}
-                None => self.remember_miss(user),
+                None => self.cache.missed(user).await,
             }
         }
         let Some(home) = best else {
@@ -263,7 +176,7 @@ impl Directory {
         self.network
             .add_addresses(remote.peer, remote.addrs.clone())
             .await;
-        self.remember(user, remote.clone());
+        self.cache.found(user, remote.clone()).await;
         Ok(Home::Remote(remote))
     }
 }

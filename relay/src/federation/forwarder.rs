@@ -21,12 +21,19 @@ use tidings_protocol::{
 };
 use tokio::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{
-    batch,
-    directory::{Home, Remote},
+    Directory, Links,
+    batch::{self, Courier},
+    directory::Home,
     link::LinkError,
+    remote::Remote,
 };
-use crate::{shared::Shared, store::OutboxMeta};
+use crate::{
+    metrics::Metrics,
+    store::{OutboxMeta, Store},
+};
 
 /// Outbox entries read from the store at a time.
 const LOAD_CHUNK: usize = 4096;
@@ -82,7 +89,10 @@ enum Done {
 
 /// The forwarder's state; runs as one task.
 pub(crate) struct Forwarder {
-    shared: Arc<Shared>,
+    /// Store, links and metrics, which the batch tasks use too.
+    courier: Arc<Courier>,
+    directory: Directory,
+    shutdown: CancellationToken,
     undeliverable_after_ms: u64,
     entries: BTreeMap<u64, OutboxMeta>,
     loaded_up_to: u64,
@@ -94,9 +104,22 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(shared: Arc<Shared>, undeliverable_after: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        directory: Directory,
+        links: Links,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        undeliverable_after: Duration,
+    ) -> Self {
         Self {
-            shared,
+            courier: Arc::new(Courier {
+                store,
+                links,
+                metrics,
+            }),
+            directory,
+            shutdown,
             undeliverable_after_ms: undeliverable_after.as_millis() as u64,
             entries: BTreeMap::new(),
             loaded_up_to: 0,
@@ -110,8 +133,8 @@ impl Forwarder {
 
     /// Runs until the relay stops; everything not yet acked stays in the outbox.
     pub async fn run(mut self) {
-        let notify = self.shared.store.outbox_notify();
-        let shutdown = self.shared.shutdown.clone();
+        let notify = self.courier.store.outbox_notify();
+        let shutdown = self.shutdown.clone();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.load().await;
@@ -131,7 +154,7 @@ impl Forwarder {
     async fn load(&mut self) {
         loop {
             let chunk = match self
-                .shared
+                .courier
                 .store
                 .outbox_after(self.loaded_up_to, LOAD_CHUNK)
                 .await
@@ -186,10 +209,9 @@ impl Forwarder {
             .collect();
         for user in ready {
             self.resolving.insert(user);
-            let shared = self.shared.clone();
+            let directory = self.directory.clone();
             self.tasks.push(Box::pin(async move {
-                let home = shared
-                    .directory
+                let home = directory
                     .resolve(user)
                     .await
                     .map_err(|error| error.to_string());
@@ -238,9 +260,9 @@ impl Forwarder {
             .collect();
         relay.busy = true;
         let remote = relay.remote.clone();
-        let shared = self.shared.clone();
+        let courier = self.courier.clone();
         self.tasks.push(Box::pin(async move {
-            let (seqs, result) = batch::forward(&shared, &remote, entries).await;
+            let (seqs, result) = batch::forward(&courier, &remote, entries).await;
             Done::Sent { peer, seqs, result }
         }));
     }
@@ -276,7 +298,7 @@ impl Forwarder {
                     return;
                 };
                 let seqs: Vec<u64> = waiting.seqs.into_iter().collect();
-                match self.shared.store.outbox_to_mailbox(seqs.clone()).await {
+                match self.courier.store.outbox_to_mailbox(seqs.clone()).await {
                     Ok(()) => {
                         for seq in seqs {
                             self.entries.remove(&seq);
@@ -316,7 +338,7 @@ impl Forwarder {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::info!(%peer, %error, "forwarding failed; backing off and looking up again");
-                self.relay_failed(peer, &seqs);
+                self.relay_failed(peer, &seqs).await;
                 return;
             }
         };
@@ -340,7 +362,7 @@ impl Forwarder {
             }
         }
         if !done.is_empty() {
-            if let Err(error) = self.shared.store.outbox_done(done.clone()).await {
+            if let Err(error) = self.courier.store.outbox_done(done.clone()).await {
                 // Left in the outbox: sent again later and deduped by the remote relay.
                 tracing::warn!(%error, "cannot record forwarded envelopes as done");
             } else {
@@ -352,7 +374,7 @@ impl Forwarder {
         }
         for seq in reroute {
             if let Some(meta) = self.entries.get(&seq).copied() {
-                self.unroute(meta.recipient);
+                self.unroute(meta.recipient).await;
             }
         }
         if let Some(relay) = self.relays.get_mut(&peer) {
@@ -367,7 +389,7 @@ impl Forwarder {
     }
 
     /// After a failed send: back off, and look up the batch's recipients again.
-    fn relay_failed(&mut self, peer: PeerId, seqs: &[u64]) {
+    async fn relay_failed(&mut self, peer: PeerId, seqs: &[u64]) {
         let recipients: HashSet<UserId> = seqs
             .iter()
             .filter_map(|seq| self.entries.get(seq).map(|meta| meta.recipient))
@@ -382,7 +404,7 @@ impl Forwarder {
             None => 1,
         };
         for user in recipients {
-            self.unroute(user);
+            self.unroute(user).await;
             if let Some(waiting) = self.unrouted.get_mut(&user) {
                 waiting.failures = failures;
                 waiting.not_before = Some(Instant::now() + backoff(failures));
@@ -391,8 +413,8 @@ impl Forwarder {
     }
 
     /// Forgets where `user` lives and moves their entries back to waiting.
-    fn unroute(&mut self, user: UserId) {
-        self.shared.directory.invalidate(&user);
+    async fn unroute(&mut self, user: UserId) {
+        self.directory.invalidate(&user).await;
         let Some(peer) = self.routes.remove(&user) else {
             return;
         };
@@ -435,7 +457,7 @@ impl Forwarder {
     }
 
     async fn bounce(&mut self, seq: u64, reason: ErrorAnswer) {
-        match self.shared.store.bounce(seq, reason).await {
+        match self.courier.store.bounce(seq, reason).await {
             Ok(()) => self.forget(&[seq]),
             Err(error) => tracing::warn!(%error, "cannot record a bounce; retrying later"),
         }

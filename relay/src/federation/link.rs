@@ -1,6 +1,11 @@
 //! Outbound federation streams: one per remote relay, requests matched to answers by id.
+//!
+//! The links actor owns the table of open links (remote relay -> the request queue of the
+//! task that owns its stream); nothing else reads or changes it. A caller that finds no
+//! open link opens the stream itself and hands the new link to the actor, so opening a
+//! stream to one relay never holds up requests to another.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use libp2p::{PeerId, StreamProtocol};
 use tidings_protocol::{
@@ -8,8 +13,9 @@ use tidings_protocol::{
     federation::{FEDERATION_PROTOCOL, FederationRequest, FederationResponse},
 };
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
-use super::directory::Remote;
+use super::remote::Remote;
 use crate::network::NetworkHandle;
 
 /// How long opening a stream to a relay may take.
@@ -23,6 +29,9 @@ const LINK_ATTEMPTS: u32 = 4;
 
 /// Requests queued on one link before callers wait.
 const LINK_QUEUE: usize = 64;
+
+/// Commands queued for the links actor before callers wait.
+const LINKS_INBOX: usize = 1024;
 
 /// Why a request to another relay got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,35 +49,80 @@ pub(crate) enum LinkError {
 
 pub(super) type Reply = oneshot::Sender<Result<FederationResponse, LinkError>>;
 
-/// Open links to other relays.
+/// Where requests for one link go.
+type LinkSender = mpsc::Sender<(FederationRequest, Reply)>;
+
+enum Command {
+    /// The open link to a relay, if there is one.
+    Get {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<LinkSender>>,
+    },
+    /// A link just opened (replacing whatever was there).
+    Insert { peer: PeerId, link: LinkSender },
+}
+
+/// Links to other relays. Cheap to clone.
+#[derive(Clone)]
 pub(crate) struct Links {
     control: libp2p_stream::Control,
     network: NetworkHandle,
-    links: Mutex<HashMap<PeerId, mpsc::Sender<(FederationRequest, Reply)>>>,
+    inbox: mpsc::Sender<Command>,
+}
+
+/// The table of open links; [`LinksActor::run`] serves it.
+pub(crate) struct LinksActor {
+    inbox: mpsc::Receiver<Command>,
+    links: HashMap<PeerId, LinkSender>,
+}
+
+impl LinksActor {
+    /// Serves commands until every handle is gone or `stop` is cancelled.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let command = tokio::select! {
+                _ = stop.cancelled() => return,
+                command = self.inbox.recv() => command,
+            };
+            let Some(command) = command else { return };
+            match command {
+                Command::Get { peer, reply } => {
+                    let link = self.links.get(&peer).filter(|link| !link.is_closed());
+                    let _ = reply.send(link.cloned());
+                }
+                Command::Insert { peer, link } => {
+                    self.links.retain(|_, link| !link.is_closed());
+                    self.links.insert(peer, link);
+                }
+            }
+        }
+    }
 }
 
 impl Links {
-    pub fn new(control: libp2p_stream::Control, network: NetworkHandle) -> Self {
-        Self {
+    /// The links and the actor owning their table (spawn [`LinksActor::run`]).
+    pub fn new(control: libp2p_stream::Control, network: NetworkHandle) -> (Self, LinksActor) {
+        let (inbox, commands) = mpsc::channel(LINKS_INBOX);
+        let actor = LinksActor {
+            inbox: commands,
+            links: HashMap::new(),
+        };
+        let links = Self {
             control,
             network,
-            links: Mutex::new(HashMap::new()),
-        }
+            inbox,
+        };
+        (links, actor)
     }
 
-    fn existing(&self, peer: &PeerId) -> Option<mpsc::Sender<(FederationRequest, Reply)>> {
-        let links = self
-            .links
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        links.get(peer).filter(|link| !link.is_closed()).cloned()
+    async fn existing(&self, peer: PeerId) -> Option<LinkSender> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox.send(Command::Get { peer, reply }).await.ok()?;
+        answer.await.ok().flatten()
     }
 
-    async fn link(
-        &self,
-        remote: &Remote,
-    ) -> Result<mpsc::Sender<(FederationRequest, Reply)>, LinkError> {
-        if let Some(link) = self.existing(&remote.peer) {
+    async fn link(&self, remote: &Remote) -> Result<LinkSender, LinkError> {
+        if let Some(link) = self.existing(remote.peer).await {
             return Ok(link);
         }
         self.network
@@ -84,12 +138,11 @@ impl Links {
         .map_err(|error| LinkError::Unreachable(error.to_string()))?;
         let (sender, receiver) = mpsc::channel(LINK_QUEUE);
         tokio::spawn(super::link_stream::run(stream, receiver));
-        let mut links = self
-            .links
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        links.retain(|_, link| !link.is_closed());
-        links.insert(remote.peer, sender.clone());
+        let insert = Command::Insert {
+            peer: remote.peer,
+            link: sender.clone(),
+        };
+        let _ = self.inbox.send(insert).await;
         Ok(sender)
     }
 
@@ -118,7 +171,7 @@ impl Links {
     }
 
     async fn send_on(
-        link: mpsc::Sender<(FederationRequest, Reply)>,
+        link: LinkSender,
         request: FederationRequest,
     ) -> Result<FederationResponse, LinkError> {
         let (reply, answer) = oneshot::channel();

@@ -1,19 +1,20 @@
-//! Relay to relay: finding users' homes, forwarding the outbox, serving other relays,
-//! and handing moved users over (`/tidings/federation/1`).
+//! Relay to relay, outbound: finding users' homes, links to other relays, forwarding the
+//! outbox, handing moved users over, and handing out key bundles. Serving other relays'
+//! streams is `federation_in`.
 
-mod awaited;
 mod batch;
-pub(crate) mod claims;
+mod claims;
 mod directory;
-mod forward_in;
-pub(crate) mod forwarder;
-pub(crate) mod handoff;
+mod forwarder;
+mod handoff;
+mod home_cache;
 mod link;
 mod link_stream;
-mod senders;
-pub(crate) mod serve;
+mod remote;
 
-pub(crate) use awaited::AwaitedGroups;
-pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget, Remote};
+pub(crate) use claims::Claims;
+pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget};
+pub(crate) use forwarder::Forwarder;
+pub(crate) use handoff::Handoffs;
 pub(crate) use link::{LinkError, Links};
-pub(crate) use senders::SenderCheck;
+pub(crate) use remote::Remote;

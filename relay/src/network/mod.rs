@@ -8,13 +8,7 @@ mod dht;
 mod event_loop;
 mod record_store;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, SwarmBuilder, allow_block_list, connection_limits, identify,
@@ -24,6 +18,7 @@ use tidings_protocol::{HomeRecord, UserId};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::NetworkConfig;
+pub use crate::metrics::DhtStats;
 
 pub use event_loop::EventLoop;
 use record_store::{BoundedStore, RecordLimits};
@@ -98,43 +93,6 @@ fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLim
         .with_max_established(Some(config.max_connections))
         .with_max_established_per_peer(Some(config.max_connections_per_peer))
         .with_max_pending_incoming(Some(config.max_pending_connections))
-}
-
-/// Counters of DHT record handling (read by tests and metrics).
-#[derive(Debug, Default)]
-pub struct DhtStats {
-    /// Home records stored after validation.
-    pub stored: AtomicU64,
-    /// Home records refused (forged, expired, stale, wrong key, undecodable).
-    pub rejected: AtomicU64,
-    /// DHT queries started to look up a home record (a caller joining a query already
-    /// running starts none).
-    pub lookups: AtomicU64,
-    /// Valid home records from other peers not stored: their peer had its share, or the
-    /// store its budget.
-    pub over_limit: AtomicU64,
-}
-
-impl DhtStats {
-    /// Records stored so far.
-    pub fn stored(&self) -> u64 {
-        self.stored.load(Ordering::Relaxed)
-    }
-
-    /// Records refused so far.
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
-    }
-
-    /// Valid records from other peers left out by the store's limits so far.
-    pub fn over_limit(&self) -> u64 {
-        self.over_limit.load(Ordering::Relaxed)
-    }
-
-    /// Home-record lookups (DHT queries) started so far.
-    pub fn lookups(&self) -> u64 {
-        self.lookups.load(Ordering::Relaxed)
-    }
 }
 
 /// What one home-record lookup cost, from libp2p-kad's `QueryStats` for its query.

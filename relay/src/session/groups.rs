@@ -7,18 +7,18 @@ use tidings_protocol::{
     federation::MAX_DESCRIPTORS_PER_REQUEST,
 };
 
-use super::{Answer, Shared};
+use super::{Answer, context::ClientContext};
 use crate::ingest::storage_answer;
 
 /// Answers versions of `group` from `from` on, to a user who is a member of the newest one
 /// held or of one of the versions asked for (a member the last of them removed learns why).
 pub(super) async fn versions(
-    shared: Arc<Shared>,
+    cx: Arc<ClientContext>,
     me: Address,
     group: GroupId,
     from: u64,
 ) -> Answer {
-    let store = &shared.store;
+    let store = &cx.store;
     let head = store.group_version(group).await.map_err(storage_answer)?;
     let newest = store
         .group_versions(group, head, 1)

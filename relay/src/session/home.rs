@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use tidings_protocol::{Address, ErrorAnswer, ErrorCode, HomeRecord, client::Response, now_ms};
 
-use super::{Answer, Shared};
-use crate::{federation::handoff, ingest::storage_answer, store::SetHomeOutcome};
+use super::{Answer, context::ClientContext};
+use crate::{ingest::storage_answer, store::SetHomeOutcome};
 
 fn bad(detail: impl Into<String>) -> ErrorAnswer {
     ErrorAnswer::new(ErrorCode::BadHomeRecord, detail)
 }
 
 /// Verifies the record, stores it, and publishes it (or starts the handoff if the user left).
-pub(super) async fn publish(shared: Arc<Shared>, me: Address, record: HomeRecord) -> Answer {
+pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, record: HomeRecord) -> Answer {
     if record.user != me.user {
         return Err(bad("the record is for another user"));
     }
@@ -22,17 +22,17 @@ pub(super) async fn publish(shared: Arc<Shared>, me: Address, record: HomeRecord
     if record.relay.parse::<libp2p::PeerId>().is_err() {
         return Err(bad("the record does not name a relay peer id"));
     }
-    match shared
+    match cx
         .store
         .set_home(record.clone())
         .await
         .map_err(storage_answer)?
     {
         SetHomeOutcome::Stored { moved_away } => {
-            shared.network.put_home(record).await;
+            cx.network.put_home(record).await;
             if moved_away {
                 tracing::info!(user = %me.user, "user moved away; handing their mailbox on");
-                handoff::start(&shared, me.user);
+                cx.handoffs.start(me.user);
             }
             Ok(Response::HomePublished)
         }

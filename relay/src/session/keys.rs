@@ -7,9 +7,9 @@ use tidings_protocol::{
     client::{Response, UploadKeys},
 };
 
-use super::{Answer, Shared};
+use super::{Answer, context::ClientContext};
 use crate::{
-    federation::{Home, LinkError, LookupBudget, claims},
+    federation::{Home, LinkError, LookupBudget},
     ingest::storage_answer,
     store::{ClaimOutcome, KeysOutcome},
 };
@@ -31,8 +31,8 @@ fn check_prekey(me: &Address, key: &SignedPreKey, fallback: bool) -> Result<(), 
 }
 
 /// Verifies every signature, then stores the keys.
-pub(super) async fn upload(shared: Arc<Shared>, me: Address, upload: UploadKeys) -> Answer {
-    shared.disk.admit()?;
+pub(super) async fn upload(cx: Arc<ClientContext>, me: Address, upload: UploadKeys) -> Answer {
+    cx.disk.admit()?;
     if let Some(identity) = &upload.identity {
         if identity.device != me.device {
             return Err(bad_keys("the identity key names another device"));
@@ -47,7 +47,7 @@ pub(super) async fn upload(shared: Arc<Shared>, me: Address, upload: UploadKeys)
     if let Some(fallback) = &upload.fallback {
         check_prekey(&me, fallback, true)?;
     }
-    let outcome = shared
+    let outcome = cx
         .store
         .upload_keys(
             me.device,
@@ -78,31 +78,23 @@ fn no_home_yet(user: UserId) -> ErrorAnswer {
 
 /// Hands out a bundle of `user`, from here or from the user's home relay; the client
 /// verifies it against the user id it trusts.
-pub(super) async fn claim(shared: Arc<Shared>, me: Address, user: UserId) -> Answer {
+pub(super) async fn claim(cx: Arc<ClientContext>, me: Address, user: UserId) -> Answer {
     let no_keys = || {
         ErrorAnswer::new(
             ErrorCode::NoKeys,
             format!("{user} has not published keys yet"),
         )
     };
-    match claims::hand_out(&shared, user)
-        .await
-        .map_err(storage_answer)?
-    {
+    match cx.claims.hand_out(user).await.map_err(storage_answer)? {
         ClaimOutcome::Bundle(bundle) => return Ok(Response::Bundle(bundle)),
         ClaimOutcome::NoKeys => return Err(no_keys()),
         ClaimOutcome::UnknownUser => {}
     }
-    let remote = match shared
-        .directory
-        .resolve(user)
-        .await
-        .map_err(storage_answer)?
-    {
+    let remote = match cx.directory.resolve(user).await.map_err(storage_answer)? {
         Home::Remote(remote) => remote,
         Home::Local | Home::Unknown => return Err(no_home_yet(user)),
     };
-    match shared
+    match cx
         .links
         .request(
             &remote,
@@ -120,7 +112,7 @@ pub(super) async fn claim(shared: Arc<Shared>, me: Address, user: UserId) -> Ans
         )),
         Err(LinkError::Refused(answer)) if answer.code == ErrorCode::NoKeys => Err(no_keys()),
         Err(error) => {
-            shared.directory.invalidate(&user);
+            cx.directory.invalidate(&user).await;
             Err(ErrorAnswer::new(
                 ErrorCode::Unavailable,
                 format!("{user}'s home relay: {error}; retry later"),
@@ -134,7 +126,7 @@ const CLAIM_LOOKUPS_IN_FLIGHT: usize = 32;
 
 /// Hands out bundles of several users: local ones from the store, the rest with one
 /// federation request per home relay.
-pub(super) async fn claim_many(shared: Arc<Shared>, me: Address, users: Vec<UserId>) -> Answer {
+pub(super) async fn claim_many(cx: Arc<ClientContext>, me: Address, users: Vec<UserId>) -> Answer {
     use futures::StreamExt;
     use std::collections::HashMap;
 
@@ -142,10 +134,7 @@ pub(super) async fn claim_many(shared: Arc<Shared>, me: Address, users: Vec<User
         vec![None; users.len()];
     let mut unresolved = Vec::new();
     for (index, user) in users.iter().enumerate() {
-        match claims::hand_out(&shared, *user)
-            .await
-            .map_err(storage_answer)?
-        {
+        match cx.claims.hand_out(*user).await.map_err(storage_answer)? {
             ClaimOutcome::Bundle(bundle) => answers[index] = Some(Ok(*bundle)),
             ClaimOutcome::NoKeys => {
                 answers[index] = Some(Err(ErrorAnswer::new(
@@ -159,10 +148,10 @@ pub(super) async fn claim_many(shared: Arc<Shared>, me: Address, users: Vec<User
     let budget = Arc::new(LookupBudget::per_request());
     let resolved: Vec<_> = futures::stream::iter(unresolved)
         .map(|(index, user)| {
-            let shared = shared.clone();
+            let cx = cx.clone();
             let budget = budget.clone();
             async move {
-                let home = shared.directory.resolve_within(user, &budget).await;
+                let home = cx.directory.resolve_within(user, &budget).await;
                 (index, user, home)
             }
         })
@@ -188,7 +177,7 @@ pub(super) async fn claim_many(shared: Arc<Shared>, me: Address, users: Vec<User
             users: BoundedVec::new(list).unwrap_or_default(),
             requester: me.user,
         };
-        match shared.links.request(&remote, request).await {
+        match cx.links.request(&remote, request).await {
             Ok(FederationResponse::Bundles { bundles }) if bundles.len() == wanted.len() => {
                 for ((index, _), bundle) in wanted.into_iter().zip(bundles.into_vec()) {
                     answers[index] = Some(bundle);
@@ -200,7 +189,7 @@ pub(super) async fn claim_many(shared: Arc<Shared>, me: Address, users: Vec<User
                     Ok(_) => "unexpected answer from the home relay".into(),
                 };
                 for (index, user) in wanted {
-                    shared.directory.invalidate(&user);
+                    cx.directory.invalidate(&user).await;
                     answers[index] = Some(Err(ErrorAnswer::new(
                         ErrorCode::Unavailable,
                         detail.clone(),

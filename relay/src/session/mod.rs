@@ -4,6 +4,7 @@
 //! order); registration and subscription change the session and run inline. The stream is
 //! read through one long-lived future, so no partly read frame is ever dropped.
 
+mod context;
 mod groups;
 mod home;
 mod keys;
@@ -31,15 +32,16 @@ use tidings_protocol::{
     limits::MAX_FRAME_BYTES,
 };
 
-pub(crate) use crate::shared::Shared;
 use crate::{
     ingest::storage_answer,
     metrics::{DeliveryStage, StreamKind, StreamLimit},
     presence::LiveSender,
     presence::SessionId,
+    router::ProtocolHandler,
     store::Store,
     streams::{FrameTimeouts, TimedFrameError, read_frame_timed_owned},
 };
+pub(crate) use context::{ClientContext, Registration};
 use subscribe::Pump;
 
 /// Requests one session may have in flight before the relay stops reading its stream.
@@ -65,9 +67,27 @@ pub(crate) fn device_of(peer: &PeerId) -> Option<DeviceId> {
     Some(DeviceId::from_bytes(key.to_bytes()))
 }
 
+/// The `/tidings/client/1` handler: one session per device stream.
+#[derive(Clone)]
+pub(crate) struct ClientHandler(Arc<ClientContext>);
+
+impl ClientHandler {
+    pub fn new(context: ClientContext) -> Self {
+        Self(Arc::new(context))
+    }
+}
+
+impl ProtocolHandler for ClientHandler {
+    const KIND: StreamKind = StreamKind::Client;
+
+    async fn accept(self, peer: PeerId, stream: Stream) {
+        serve(self.0, peer, stream).await;
+    }
+}
+
 /// Serves one inbound client stream until it closes, fails or the relay shuts down.
-pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
-    let _live = shared.metrics.session_opened();
+async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
+    let _live = cx.metrics.session_opened();
     let (reader, mut writer) = stream.split();
     let Some(device) = device_of(&peer) else {
         let fatal = ErrorAnswer::new(
@@ -77,7 +97,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
         let _ = framing::write_frame(&mut writer, &RelayFrame::Fatal(fatal)).await;
         return;
     };
-    let user = match shared.store.device_user(device).await {
+    let user = match cx.store.device_user(device).await {
         Ok(user) => user,
         Err(error) => {
             let _ =
@@ -87,8 +107,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
     };
     let (live, live_frames) = mpsc::channel(crate::presence::LIVE_QUEUE);
     let session = Session {
-        id: shared.presence.session_id(),
-        shared,
+        id: cx.presence.session_id(),
+        cx,
         peer,
         device,
         user,
@@ -105,7 +125,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
 
 struct Session {
     id: SessionId,
-    shared: Arc<Shared>,
+    cx: Arc<ClientContext>,
     peer: PeerId,
     device: DeviceId,
     user: Option<UserId>,
@@ -134,17 +154,17 @@ impl Session {
         // frame must finish within the frame timeout.
         let timeouts = FrameTimeouts {
             idle: None,
-            frame: self.shared.read_timeouts.frame,
+            frame: self.cx.read_timeouts.frame,
         };
         let mut read = Box::pin(read_frame_timed_owned(reader, Vec::new(), timeouts));
-        let timeout = self.shared.presence.timing.heartbeat_timeout;
+        let timeout = self.cx.presence.timing().heartbeat_timeout;
         // A device that has not registered may not hold its stream by saying nothing.
-        let unregistered_idle = self.shared.read_timeouts.idle;
+        let unregistered_idle = self.cx.read_timeouts.idle;
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
                 biased;
-                _ = self.shared.shutdown.cancelled() => Flow::Close,
+                _ = self.cx.shutdown.cancelled() => Flow::Close,
                 () = tokio::time::sleep_until(self.last_heard + timeout), if self.online => {
                     tracing::info!(device = %self.device, "device silent for {timeout:?}; taking it as gone");
                     Flow::Close
@@ -153,7 +173,7 @@ impl Session {
                     if self.user.is_none() && unregistered_idle.is_some() =>
                 {
                     tracing::debug!(device = %self.device, "unregistered device silent; closing its stream");
-                    let metrics = &self.shared.metrics;
+                    let metrics = &self.cx.metrics;
                     metrics.stream_timed_out(StreamKind::Client, StreamLimit::Idle);
                     Flow::Close
                 }
@@ -167,11 +187,11 @@ impl Session {
                     }
                     Flow::Continue
                 }
-                frame = next_push(&mut self.pump, &self.shared.store), if self.pump.is_some() => {
+                frame = next_push(&mut self.pump, &self.cx.store), if self.pump.is_some() => {
                     match frame {
                         Ok(frame) => {
                             if let RelayFrame::Deliver { items } = &frame {
-                                let metrics = &self.shared.metrics;
+                                let metrics = &self.cx.metrics;
                                 metrics.envelopes_delivered(DeliveryStage::Pushed, items.len());
                             }
                             framing::encode_frame(&frame, &mut self.out);
@@ -193,7 +213,7 @@ impl Session {
                         }
                         Err(error) => {
                             if let Some(reason) = error.deadline() {
-                                self.shared.metrics.stream_timed_out(StreamKind::Client, reason);
+                                self.cx.metrics.stream_timed_out(StreamKind::Client, reason);
                             }
                             tracing::debug!(device = %self.device, %error, "client stream read ended");
                             Flow::Close
@@ -213,7 +233,7 @@ impl Session {
         self.drain(&mut writer).await;
         let _ = writer.close().await;
         let online = self.user.filter(|_| self.online);
-        crate::presence::disconnect(&self.shared, online, self.id).await;
+        self.cx.presence.disconnect(online, self.id).await;
     }
 
     /// Writes pending frames; false if the device is gone or too slow.
@@ -300,7 +320,7 @@ impl Session {
     async fn on_request(&mut self, id: u64, request: Request) -> Flow {
         if let Request::Register(register) = request {
             let (answer, user) =
-                register::handle(&self.shared, self.peer, self.device, self.user, *register).await;
+                register::handle(&self.cx, self.peer, self.device, self.user, *register).await;
             if user.is_some() {
                 self.user = user;
             }
@@ -320,7 +340,7 @@ impl Session {
         let work: BoxFuture<'static, Answer> = match request {
             Request::Register(_) => return Flow::Continue,
             Request::Subscribe => {
-                let answer = match Pump::start(&self.shared, me).await {
+                let answer = match Pump::start(&self.cx, me).await {
                     Ok((pump, response)) => {
                         self.pump = Some(pump);
                         Ok(response)
@@ -331,43 +351,41 @@ impl Session {
                 if self.pump.is_some() && !self.online {
                     self.online = true;
                     self.last_heard = Instant::now();
-                    crate::presence::connect(&self.shared, me.user, self.id, self.live.clone())
+                    self.cx
+                        .presence
+                        .connect(me.user, self.id, self.live.clone())
                         .await;
                 }
                 return Flow::Continue;
             }
-            Request::PublishHome(record) => {
-                Box::pin(home::publish(self.shared.clone(), me, *record))
-            }
+            Request::PublishHome(record) => Box::pin(home::publish(self.cx.clone(), me, *record)),
             Request::ClaimBundles { users } => {
-                Box::pin(keys::claim_many(self.shared.clone(), me, users.into_vec()))
+                Box::pin(keys::claim_many(self.cx.clone(), me, users.into_vec()))
             }
-            Request::Send { envelopes } => {
-                Box::pin(send::handle(self.shared.clone(), me, envelopes))
-            }
-            Request::UploadKeys(upload) => Box::pin(keys::upload(self.shared.clone(), me, *upload)),
-            Request::ClaimBundle { user } => Box::pin(keys::claim(self.shared.clone(), me, user)),
+            Request::Send { envelopes } => Box::pin(send::handle(self.cx.clone(), me, envelopes)),
+            Request::UploadKeys(upload) => Box::pin(keys::upload(self.cx.clone(), me, *upload)),
+            Request::ClaimBundle { user } => Box::pin(keys::claim(self.cx.clone(), me, user)),
             Request::SetPresence {
                 visibility,
                 allowed,
             } => Box::pin(presence::set(
-                self.shared.clone(),
+                self.cx.clone(),
                 me,
                 visibility,
                 allowed.into_vec(),
             )),
             Request::WatchPresence { users } => Box::pin(presence::watch(
-                self.shared.clone(),
+                self.cx.clone(),
                 self.id,
                 me,
                 self.live.clone(),
                 users.into_vec(),
             )),
             Request::Ephemeral { envelope } => {
-                Box::pin(presence::ephemeral(self.shared.clone(), me, envelope))
+                Box::pin(presence::ephemeral(self.cx.clone(), me, envelope))
             }
             Request::GroupVersions { group, from } => {
-                Box::pin(groups::versions(self.shared.clone(), me, group, from))
+                Box::pin(groups::versions(self.cx.clone(), me, group, from))
             }
         };
         self.inflight.push_back(Box::pin(async move {
@@ -386,11 +404,11 @@ impl Session {
         let Some((up_to, newly_acked)) = pump.on_ack(up_to) else {
             return;
         };
-        self.shared
+        self.cx
             .metrics
             .envelopes_delivered(DeliveryStage::Acked, newly_acked as usize);
         tracing::trace!(%user, up_to, "ack");
-        let store = self.shared.store.clone();
+        let store = self.cx.store.clone();
         self.inflight.push_back(Box::pin(async move {
             if let Err(error) = store.ack(user, up_to).await {
                 // The entries stay and are delivered again; the device drops the duplicates.

@@ -7,16 +7,16 @@ use tidings_protocol::{
     presence::Visibility,
 };
 
-use super::{Answer, Shared};
+use super::{Answer, context::ClientContext};
 use crate::{
     ingest::storage_answer,
-    presence::{self, LiveSender, SessionId},
+    presence::{LiveSender, SessionId},
     store::PresenceChange,
 };
 
 /// Stores who may see the user's presence; watchers are told at once.
 pub(super) async fn set(
-    shared: Arc<Shared>,
+    cx: Arc<ClientContext>,
     me: Address,
     visibility: Visibility,
     allowed: Vec<UserId>,
@@ -25,7 +25,8 @@ pub(super) async fn set(
         visibility,
         allowed,
     };
-    presence::set_visibility(&shared, me.user, change)
+    cx.presence
+        .set_visibility(me.user, change)
         .await
         .map_err(storage_answer)?;
     Ok(Response::PresenceSet)
@@ -33,20 +34,24 @@ pub(super) async fn set(
 
 /// Watches users' presence for this session.
 pub(super) async fn watch(
-    shared: Arc<Shared>,
+    cx: Arc<ClientContext>,
     session: SessionId,
     me: Address,
     live: LiveSender,
     users: Vec<UserId>,
 ) -> Answer {
-    let reports = presence::watch(&shared, session, me.user, live, users).await;
+    let reports = cx.presence.watch(session, me.user, live, users).await;
     BoundedVec::new(reports)
         .map(|reports| Response::Presence { reports })
         .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
 }
 
 /// Passes a typing notice to the recipient's live devices.
-pub(super) async fn ephemeral(shared: Arc<Shared>, me: Address, envelope: RawEnvelope) -> Answer {
-    let reached = presence::pass_ephemeral(&shared, me, envelope).await?;
+pub(super) async fn ephemeral(
+    cx: Arc<ClientContext>,
+    me: Address,
+    envelope: RawEnvelope,
+) -> Answer {
+    let reached = cx.presence.pass_ephemeral(me, envelope).await?;
     Ok(Response::EphemeralPassed { reached })
 }

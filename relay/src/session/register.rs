@@ -1,7 +1,5 @@
 //! `Register`: bind the connected device to an account, under the relay's policy.
 
-use std::sync::Arc;
-
 use tidings_protocol::{
     DeviceId, ErrorAnswer, ErrorCode, UserId,
     client::{Register, Response},
@@ -9,13 +7,13 @@ use tidings_protocol::{
 
 use libp2p::PeerId;
 
-use super::{Answer, Shared};
+use super::{Answer, context::ClientContext};
 use crate::ingest::storage_answer;
 use crate::{config::RegistrationPolicy, metrics::Refusal, store::RegisterOutcome};
 
 /// Returns the answer and, on success, the user the session now belongs to.
 pub(super) async fn handle(
-    shared: &Arc<Shared>,
+    cx: &ClientContext,
     peer: PeerId,
     device: DeviceId,
     current: Option<UserId>,
@@ -36,37 +34,37 @@ pub(super) async fn handle(
     }
     let user = cert.user;
     if current == Some(user) {
-        let one_time_keys = shared.store.one_time_key_count(device).await.unwrap_or(0);
+        let one_time_keys = cx.store.one_time_key_count(device).await.unwrap_or(0);
         return (
             Ok(Response::Registered {
                 new: false,
                 one_time_keys,
-                relay_addrs: shared.relay_addrs(),
+                relay_addrs: cx.relay_addrs(),
             }),
             Some(user),
         );
     }
-    if let Err(answer) = shared.disk.admit() {
+    if let Err(answer) = cx.disk.admit() {
         return (Err(answer), None);
     }
     // A device registered before comes back freely; a new one costs its source a token.
-    let known = matches!(shared.store.device_user(device).await, Ok(Some(owner)) if owner == user);
-    if !known && let Err(answer) = limit_source(shared, peer) {
+    let known = matches!(cx.store.device_user(device).await, Ok(Some(owner)) if owner == user);
+    if !known && let Err(answer) = limit_source(cx, peer) {
         return (Err(answer), None);
     }
-    let invite = match admit(shared, register.invite).await {
+    let invite = match admit(cx, register.invite).await {
         Ok(invite) => invite,
         Err(answer) => return (Err(answer), None),
     };
-    let max_accounts = match (shared.policy, shared.registration.max_accounts) {
+    let max_accounts = match (cx.registration.policy, cx.registration.config.max_accounts) {
         (RegistrationPolicy::Open, max) if max > 0 => Some(max),
         _ => None,
     };
-    let outcome = shared.store.register(cert, max_accounts).await;
+    let outcome = cx.store.register(cert, max_accounts).await;
     let answer = match outcome {
         Ok(RegisterOutcome::Registered { new, one_time_keys }) => {
             tracing::info!(%user, %device, new, "device registered");
-            let relay_addrs = shared.relay_addrs();
+            let relay_addrs = cx.relay_addrs();
             return (
                 Ok(Response::Registered {
                     new,
@@ -85,7 +83,7 @@ pub(super) async fn handle(
             "this device is registered under another account",
         ),
         Ok(RegisterOutcome::AccountLimit) => {
-            shared.metrics.limits.refused(Refusal::AccountCap);
+            cx.metrics.limits.refused(Refusal::AccountCap);
             ErrorAnswer::new(
                 ErrorCode::RegistrationClosed,
                 "this relay holds as many accounts as it takes",
@@ -94,22 +92,22 @@ pub(super) async fn handle(
         Err(error) => storage_answer(error),
     };
     if let Some(code) = invite {
-        refund(shared, code).await;
+        refund(cx, code).await;
     }
     (Err(answer), None)
 }
 
 /// Takes a registration token from the source the peer connects from.
-fn limit_source(shared: &Shared, peer: PeerId) -> Result<(), ErrorAnswer> {
-    let source = shared.sources.source(&peer);
-    if source.is_loopback() && !shared.registration.limit_loopback {
+fn limit_source(cx: &ClientContext, peer: PeerId) -> Result<(), ErrorAnswer> {
+    let source = cx.registration.sources.source(&peer);
+    if source.is_loopback() && !cx.registration.config.limit_loopback {
         return Ok(());
     }
-    if shared.rates.registrations.take(source, [1]) == 1 {
+    if cx.registration.rate.take(source, [1]) == 1 {
         return Ok(());
     }
     tracing::info!(?source, "registrations from one source over their rate");
-    shared.metrics.limits.refused(Refusal::RegistrationRate);
+    cx.metrics.limits.refused(Refusal::RegistrationRate);
     Err(ErrorAnswer::new(
         ErrorCode::RateLimited,
         "too many new accounts from your network; retry later",
@@ -121,11 +119,8 @@ fn refuse(code: ErrorCode, detail: &str) -> (Answer, Option<UserId>) {
 }
 
 /// Applies the registration policy; returns the invite code whose use was taken, if any.
-async fn admit(
-    shared: &Arc<Shared>,
-    invite: Option<String>,
-) -> Result<Option<String>, ErrorAnswer> {
-    match shared.policy {
+async fn admit(cx: &ClientContext, invite: Option<String>) -> Result<Option<String>, ErrorAnswer> {
+    match cx.registration.policy {
         RegistrationPolicy::Open => Ok(None),
         RegistrationPolicy::Closed => Err(ErrorAnswer::new(
             ErrorCode::RegistrationClosed,
@@ -138,7 +133,7 @@ async fn admit(
                     "this relay needs an invite code (--invite CODE)",
                 ));
             };
-            let invites = shared.invites.clone();
+            let invites = cx.registration.invites.clone();
             let taken = code.clone();
             let verdict = tokio::task::spawn_blocking(move || invites.consume(&taken)).await;
             match verdict {
@@ -157,8 +152,8 @@ async fn admit(
     }
 }
 
-async fn refund(shared: &Arc<Shared>, code: String) {
-    let invites = shared.invites.clone();
+async fn refund(cx: &ClientContext, code: String) {
+    let invites = cx.registration.invites.clone();
     let refunded = tokio::task::spawn_blocking(move || invites.refund(&code)).await;
     if !matches!(refunded, Ok(Ok(()))) {
         tracing::warn!("could not give back an invite use after a failed registration");

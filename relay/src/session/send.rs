@@ -7,50 +7,38 @@ use tidings_protocol::{
     client::{EnvelopeBatch, Response, SendOutcome},
 };
 
-use super::{Answer, Shared};
+use super::{Answer, context::ClientContext};
 use crate::{ingest, metrics::StoredFrom};
 
 /// Handles one `Send` request. The envelopes beyond the user's rate limit are answered
 /// `rate_limited` (the client keeps them and retries); the ones before them go on as usual.
-pub(super) async fn handle(shared: Arc<Shared>, me: Address, batch: EnvelopeBatch) -> Answer {
+pub(super) async fn handle(cx: Arc<ClientContext>, me: Address, batch: EnvelopeBatch) -> Answer {
     let mut raws = batch.into_vec();
-    if let Err(answer) = shared.disk.admit() {
+    if let Err(answer) = cx.disk.admit() {
         let outcomes: Vec<SendOutcome> = raws
             .iter()
             .map(|_| SendOutcome::Rejected(answer.clone()))
             .collect();
-        shared
-            .metrics
-            .envelopes_answered(&outcomes, StoredFrom::Client);
+        cx.metrics.envelopes_answered(&outcomes, StoredFrom::Client);
         return BoundedVec::new(outcomes)
             .map(|outcomes| Response::Sent { outcomes })
             .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()));
     }
-    let granted = shared
-        .rates
-        .users
+    let granted = cx
+        .user_rate
         .take(me.user, std::iter::repeat_n(1, raws.len()));
     let refused = raws.split_off(granted);
     let mut outcomes = if raws.is_empty() {
         Vec::new()
     } else {
-        ingest::ingest(
-            &shared.store,
-            &shared.metrics,
-            &shared.rates.users,
-            &me,
-            raws,
-        )
-        .await
+        ingest::ingest(&cx.store, &cx.metrics, &cx.user_rate, &me, raws).await
     };
     outcomes.extend(
         refused
             .iter()
             .map(|_| ingest::rate_limited(ingest::SENDING_TOO_FAST)),
     );
-    shared
-        .metrics
-        .envelopes_answered(&outcomes, StoredFrom::Client);
+    cx.metrics.envelopes_answered(&outcomes, StoredFrom::Client);
     BoundedVec::new(outcomes)
         .map(|outcomes| Response::Sent { outcomes })
         .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))

@@ -9,7 +9,7 @@ use tidings_protocol::{
 };
 use tokio::sync::watch;
 
-use super::Shared;
+use super::context::ClientContext;
 use crate::{
     mailbox::Feed,
     store::{Store, StoreError},
@@ -35,12 +35,12 @@ pub(super) struct Pump {
 }
 
 impl Pump {
-    pub async fn start(shared: &Shared, me: Address) -> Result<(Pump, Response), StoreError> {
+    pub async fn start(cx: &ClientContext, me: Address) -> Result<(Pump, Response), StoreError> {
         // Subscribe before reading the cursor: whatever commits after this is in the feed,
         // whatever committed before is in the store.
-        let feed = shared.hub.subscribe(me.user);
-        let cursor = shared.store.cursor(me.user).await?;
-        let one_time_keys = shared.store.one_time_key_count(me.device).await?;
+        let feed = cx.hub.subscribe(me.user);
+        let cursor = cx.store.cursor(me.user).await?;
+        let one_time_keys = cx.store.one_time_key_count(me.device).await?;
         feed.observe_head(cursor.head);
         let pump = Pump {
             user: me.user,
@@ -54,7 +54,7 @@ impl Pump {
             acked: cursor.acked,
             head: cursor.head,
             one_time_keys,
-            heartbeat_ms: (shared.presence.timing.heartbeat_timeout / 3).as_millis() as u64,
+            heartbeat_ms: (cx.presence.timing().heartbeat_timeout / 3).as_millis() as u64,
         };
         Ok((pump, response))
     }

@@ -7,10 +7,10 @@ use tidings_protocol::{
     federation::ForwardItem, group::SignedDescriptor,
 };
 
+use super::context::FederationContext;
 use crate::{
     ingest::{self, Verified, reject, storage_answer},
     metrics::{Refusal, StoredFrom},
-    shared::Shared,
     store::{GroupDelivery, Origin, StoreOutcome},
 };
 
@@ -18,7 +18,7 @@ use crate::{
 /// recipient) and answers the rest `rate_limited`: one outcome per recipient, items in order.
 /// The sending relay keeps the refused ones in its outbox and retries them after a pause.
 pub(super) async fn forward(
-    shared: &Shared,
+    cx: &FederationContext,
     peer: PeerId,
     mut items: Vec<ForwardItem>,
     certs: &[DeviceCert],
@@ -27,12 +27,12 @@ pub(super) async fn forward(
         .iter()
         .map(|item| item.recipients.len().max(1))
         .collect();
-    let granted = shared.rates.relays.take(peer, costs.iter().copied());
+    let granted = cx.relay_rate.take(peer, costs.iter().copied());
     let refused = items.split_off(granted);
     let mut outcomes = if items.is_empty() {
         Vec::new()
     } else {
-        store_items(shared, peer, items, certs).await
+        store_items(cx, peer, items, certs).await
     };
     if !refused.is_empty() {
         tracing::info!(%peer, refused = refused.len(), "another relay is over its rate limit");
@@ -47,7 +47,7 @@ pub(super) async fn forward(
 /// What a forwarded group change says, checked against its envelope; its bytes are charged
 /// to the peer's descriptor rate (a change is kept as long as its group).
 fn group_change(
-    shared: &Shared,
+    cx: &FederationContext,
     peer: PeerId,
     verified: &Verified,
 ) -> Result<Option<SignedDescriptor>, SendOutcome> {
@@ -66,8 +66,8 @@ fn group_change(
         ));
     }
     let kib = envelope.body.len().div_ceil(1024);
-    if shared.rates.descriptors.take(peer, [kib]) == 0 {
-        shared.metrics.limits.refused(Refusal::DescriptorRate);
+    if cx.descriptor_rate.take(peer, [kib]) == 0 {
+        cx.metrics.limits.refused(Refusal::DescriptorRate);
         return Err(ingest::rate_limited(
             "your relay is sending group descriptors too fast; retry later",
         ));
@@ -78,7 +78,7 @@ fn group_change(
 /// Stores forwarded items: one outcome per recipient, items in order. Signatures are checked
 /// once per envelope, not once per recipient.
 async fn store_items(
-    shared: &Shared,
+    cx: &FederationContext,
     peer: PeerId,
     items: Vec<ForwardItem>,
     certs: &[DeviceCert],
@@ -99,10 +99,7 @@ async fn store_items(
         .iter()
         .map(|(_, verified)| verified.envelope.sender)
         .collect();
-    let unbound = shared
-        .senders
-        .check(&shared.directory, peer, certs, senders)
-        .await;
+    let unbound = cx.senders.check(&cx.directory, peer, certs, senders).await;
     let good: Vec<(usize, Verified)> = good
         .into_iter()
         .filter(|(index, verified)| match unbound.get(&verified.envelope.sender) {
@@ -132,7 +129,7 @@ async fn store_items(
                         users.len()
                     ];
             }
-            Recipient::Group(group) => match group_change(shared, peer, &verified) {
+            Recipient::Group(group) => match group_change(cx, peer, &verified) {
                 Ok(change) => groups.push((
                     index,
                     GroupDelivery {
@@ -152,7 +149,7 @@ async fn store_items(
     }
     if !directs.is_empty() {
         let (slots, items): (Vec<usize>, Vec<_>) = directs.into_iter().unzip();
-        match shared
+        match cx
             .store
             .store_envelopes(items, Origin::Federation(peer))
             .await
@@ -180,15 +177,15 @@ async fn store_items(
             .map(|(_, delivery)| (delivery.group, delivery.recipients.clone()))
             .collect();
         let deliveries = groups.into_iter().map(|(_, delivery)| delivery).collect();
-        match shared.store.store_group_deliveries(deliveries).await {
+        match cx.store.store_group_deliveries(deliveries).await {
             Ok(stored) => {
                 let mut stored = stored.into_iter();
                 for ((index, count), (group, users)) in sizes.into_iter().zip(awaiting) {
                     let answers: Vec<StoreOutcome> = stored.by_ref().take(count).collect();
                     if answers.contains(&StoreOutcome::GroupOutOfDate)
-                        && has_local(shared, &users).await
+                        && has_local(cx, &users).await
                     {
-                        shared.awaited_groups.expect(peer, group);
+                        cx.awaited_groups.expect(peer, group);
                     }
                     outcomes[index] = answers.into_iter().map(ingest::send_outcome).collect();
                 }
@@ -207,16 +204,16 @@ async fn store_items(
             .iter()
             .any(|outcome| matches!(outcome, SendOutcome::Accepted))
         {
-            shared.metrics.envelope_stored(kind, StoredFrom::Federation);
+            cx.metrics.envelope_stored(kind, StoredFrom::Federation);
         }
     }
     outcomes.into_iter().flatten().collect()
 }
 
 /// Whether one of `users` lives here (a store read per user until one does).
-async fn has_local(shared: &Shared, users: &[UserId]) -> bool {
+async fn has_local(cx: &FederationContext, users: &[UserId]) -> bool {
     for user in users {
-        if matches!(shared.directory.is_local(*user).await, Ok(true)) {
+        if matches!(cx.directory.is_local(*user).await, Ok(true)) {
             return true;
         }
     }

@@ -14,8 +14,10 @@ use futures::{StreamExt, stream};
 use libp2p::PeerId;
 use tidings_protocol::{Address, DeviceCert, DeviceId, ErrorAnswer, ErrorCode, UserId};
 
-use super::{Directory, HomeCheck, LookupBudget};
-use crate::ingest::storage_answer;
+use crate::{
+    federation::{Directory, HomeCheck, LookupBudget},
+    ingest::storage_answer,
+};
 
 /// Most (device, account) bindings remembered after their certificate verified.
 const MAX_CERTIFIED: usize = 100_000;

@@ -1,4 +1,10 @@
-//! Inbound federation streams: another relay forwards, claims, or hands a user over.
+//! Inbound federation streams (`/tidings/federation/1`): another relay forwards, claims,
+//! watches presence, passes typing notices, or hands a user over.
+
+mod awaited;
+mod context;
+mod forward;
+mod senders;
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,46 +17,64 @@ use tidings_protocol::{
     framing, now_ms,
 };
 
-use super::{claims, forward_in};
 use crate::{
     ingest::{self, storage_answer},
     metrics::{Refusal, StoredFrom, StreamKind},
-    presence,
-    shared::Shared,
+    presence::check_ephemeral,
+    router::ProtocolHandler,
     store::{DescriptorsOutcome, HandoffItem},
     streams::read_frame_timed,
 };
+pub(crate) use awaited::AwaitedGroups;
+pub(crate) use context::FederationContext;
+pub(crate) use senders::SenderCheck;
 
 /// How long writing an answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Answer = Result<FederationResponse, ErrorAnswer>;
 
+/// The `/tidings/federation/1` handler: serves other relays' streams.
+#[derive(Clone)]
+pub(crate) struct FederationHandler(Arc<FederationContext>);
+
+impl FederationHandler {
+    pub fn new(context: FederationContext) -> Self {
+        Self(Arc::new(context))
+    }
+}
+
+impl ProtocolHandler for FederationHandler {
+    const KIND: StreamKind = StreamKind::Federation;
+
+    async fn accept(self, peer: PeerId, stream: Stream) {
+        serve(&self.0, peer, stream).await;
+    }
+}
+
 /// Serves one inbound federation stream until it ends or the relay stops.
-pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, stream: Stream) {
-    let _live = shared.metrics.federation_stream_opened();
+async fn serve(cx: &FederationContext, peer: PeerId, stream: Stream) {
+    let _live = cx.metrics.federation_stream_opened();
     let (mut reader, mut writer) = stream.split();
     let mut buf = Vec::new();
     loop {
         let read = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            read = read_frame_timed(&mut reader, &mut buf, shared.read_timeouts) => read,
+            _ = cx.shutdown.cancelled() => break,
+            read = read_frame_timed(&mut reader, &mut buf, cx.read_timeouts) => read,
         };
         match read {
             Ok(true) => {}
             Ok(false) => break,
             Err(error) => {
                 if let Some(reason) = error.deadline() {
-                    shared
-                        .metrics
-                        .stream_timed_out(StreamKind::Federation, reason);
+                    cx.metrics.stream_timed_out(StreamKind::Federation, reason);
                 }
                 tracing::debug!(%peer, %error, "closing a federation stream");
                 break;
             }
         }
         let (id, body) = match FederationFrame::decode(&buf) {
-            Ok(FederationFrame::Request { id, body }) => (id, handle(&shared, peer, body).await),
+            Ok(FederationFrame::Request { id, body }) => (id, handle(cx, peer, body).await),
             // A request this relay cannot read but whose id it can (say, a kind from a newer
             // version): an error answer, and the stream goes on.
             Err(error) => match tidings_protocol::framing::request_id(&buf) {
@@ -86,49 +110,48 @@ fn stored(outcomes: Vec<SendOutcome>) -> Answer {
         .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
 }
 
-async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> Answer {
+async fn handle(cx: &FederationContext, peer: PeerId, request: FederationRequest) -> Answer {
     match request {
         FederationRequest::Forward { items, certs } => {
-            let outcomes = match shared.disk.admit() {
-                Ok(()) => forward_in::forward(shared, peer, items.into_vec(), &certs).await,
+            let outcomes = match cx.disk.admit() {
+                Ok(()) => forward::forward(cx, peer, items.into_vec(), &certs).await,
                 Err(answer) => {
                     let recipients = items.iter().map(|item| item.recipients.len()).sum();
                     vec![SendOutcome::Rejected(answer); recipients]
                 }
             };
-            shared
-                .metrics
+            cx.metrics
                 .envelopes_answered(&outcomes, StoredFrom::Federation);
             stored(outcomes)
         }
         FederationRequest::Claim { user, requester } => {
-            let mut answers = claims::serve(shared, peer, requester, &[user]).await?;
+            let mut answers = cx.claims.serve(peer, requester, &[user]).await?;
             match answers.pop() {
                 Some(answer) => answer.map(|bundle| FederationResponse::Bundle(Box::new(bundle))),
                 None => Err(ErrorAnswer::new(ErrorCode::Unavailable, "not handled")),
             }
         }
         FederationRequest::ClaimBundles { users, requester } => {
-            let bundles = claims::serve(shared, peer, requester, users.as_slice()).await?;
+            let bundles = cx.claims.serve(peer, requester, users.as_slice()).await?;
             BoundedVec::new(bundles)
                 .map(|bundles| FederationResponse::Bundles { bundles })
                 .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
         }
-        FederationRequest::GroupVersion { group } => shared
+        FederationRequest::GroupVersion { group } => cx
             .store
             .group_version(group)
             .await
             .map(FederationResponse::GroupVersion)
             .map_err(storage_answer),
         FederationRequest::Descriptors { versions } => {
-            shared.disk.admit()?;
+            cx.disk.admit()?;
             let kib: usize = versions
                 .iter()
                 .map(|version| version.encode().len().div_ceil(1024))
                 .sum();
-            if shared.rates.descriptors.take(peer, [kib]) == 0 {
+            if cx.descriptor_rate.take(peer, [kib]) == 0 {
                 tracing::info!(%peer, kib, "another relay is over its descriptor rate");
-                shared.metrics.limits.refused(Refusal::DescriptorRate);
+                cx.metrics.limits.refused(Refusal::DescriptorRate);
                 return Err(ErrorAnswer::new(
                     ErrorCode::RateLimited,
                     "your relay is sending group descriptors too fast; retry later",
@@ -138,9 +161,9 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             let awaited = versions.first().is_some_and(|first| {
                 let group = first.descriptor.group;
                 versions.iter().all(|v| v.descriptor.group == group)
-                    && shared.awaited_groups.is_expected(peer, group)
+                    && cx.awaited_groups.is_expected(peer, group)
             });
-            match shared
+            match cx
                 .store
                 .store_descriptors(versions.into_vec(), awaited)
                 .await
@@ -152,7 +175,7 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
                     error.to_string(),
                 )),
                 DescriptorsOutcome::NoMemberHere => {
-                    shared.metrics.limits.refused(Refusal::DescriptorNoMember);
+                    cx.metrics.limits.refused(Refusal::DescriptorNoMember);
                     Err(ErrorAnswer::new(
                         ErrorCode::NotMember,
                         "no member of this group lives here",
@@ -165,18 +188,22 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             previous,
             items,
         } => {
-            shared.disk.admit()?;
-            handoff(shared, peer, &home, &previous, items.into_vec()).await
+            cx.disk.admit()?;
+            handoff(cx, peer, &home, &previous, items.into_vec()).await
         }
         FederationRequest::WatchPresence { watcher, users } => {
-            let reports =
-                presence::watch_for_relay(shared, peer, watcher, users.into_vec()).await?;
+            let reports = cx
+                .presence
+                .watch_for_relay(peer, watcher, users.into_vec())
+                .await?;
             BoundedVec::new(reports)
                 .map(|reports| FederationResponse::Presence { reports })
                 .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
         }
         FederationRequest::PresenceChanged { report, watchers } => {
-            presence::watched_from(shared, peer, report, watchers.into_vec());
+            cx.presence
+                .watched_from(peer, report, watchers.into_vec())
+                .await;
             Ok(FederationResponse::PresenceTaken)
         }
         FederationRequest::Ephemeral {
@@ -184,15 +211,10 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             recipients,
             cert,
         } => {
-            let sender = presence::check_ephemeral(&envelope)?.sender;
-            let mut unbound = shared
+            let sender = check_ephemeral(&envelope)?.sender;
+            let mut unbound = cx
                 .senders
-                .check(
-                    &shared.directory,
-                    peer,
-                    std::slice::from_ref(&cert),
-                    [sender],
-                )
+                .check(&cx.directory, peer, std::slice::from_ref(&cert), [sender])
                 .await;
             if let Some(answer) = unbound.remove(&sender) {
                 return Err(answer);
@@ -202,11 +224,14 @@ async fn handle(shared: &Shared, peer: PeerId, request: FederationRequest) -> An
             // the DHT once per recipient.
             let mut here = Vec::with_capacity(recipients.len());
             for user in recipients.iter() {
-                if matches!(shared.directory.is_local(*user).await, Ok(true)) {
+                if matches!(cx.directory.is_local(*user).await, Ok(true)) {
                     here.push(*user);
                 }
             }
-            let reached = presence::pass_ephemeral_here(shared, &envelope, sender, &here).await;
+            let reached = cx
+                .presence
+                .pass_ephemeral_here(&envelope, sender, &here)
+                .await;
             Ok(FederationResponse::EphemeralPassed { reached })
         }
     }
@@ -239,13 +264,13 @@ fn check_handoff(
 }
 
 async fn handoff(
-    shared: &Shared,
+    cx: &FederationContext,
     peer: PeerId,
     home: &HomeRecord,
     previous: &HomeRecord,
     items: Vec<MailboxItem>,
 ) -> Answer {
-    check_handoff(&shared.peer_id().to_string(), peer, home, previous)?;
+    check_handoff(&cx.self_peer.to_string(), peer, home, previous)?;
     // Envelopes are verified like any forwarded envelope; bounces pass as they are.
     let mut positions = Vec::new();
     let mut raws = Vec::new();
@@ -275,7 +300,7 @@ async fn handoff(
         .enumerate()
         .filter_map(|(index, slot)| slot.map(|item| (index, item)))
         .unzip();
-    let results = shared
+    let results = cx
         .store
         .handoff_in(home.user, to_store)
         .await

@@ -1,0 +1,208 @@
+//! The home cache actor. It owns the homes other relays' users were last found at (for
+//! `CACHE_TTL`) and the users the DHT just had no record of (for `MISS_TTL`); nothing else
+//! reads or changes them. Callers run their DHT lookups themselves and report the result,
+//! so a slow lookup never holds up another caller.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use tidings_protocol::UserId;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::remote::Remote;
+
+/// Commands queued for the cache before callers wait.
+const CACHE_INBOX: usize = 1024;
+
+/// How long a looked-up home stays cached (a failed forward drops it sooner).
+const CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Most cached lookups.
+const CACHE_MAX: usize = 100_000;
+
+/// How long a lookup that found nothing is remembered: asking again sooner runs no query.
+const MISS_TTL: Duration = Duration::from_secs(5);
+
+/// Most remembered misses.
+const MISS_MAX: usize = 10_000;
+
+/// What the cache knows of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Cached {
+    /// Found at this relay lately.
+    Remote(Remote),
+    /// The DHT had no record of them a moment ago.
+    MissedRecently,
+    /// Nothing: a lookup is due.
+    Nothing,
+}
+
+enum Command {
+    Ask {
+        user: UserId,
+        reply: oneshot::Sender<Cached>,
+    },
+    Found {
+        user: UserId,
+        remote: Remote,
+    },
+    Missed {
+        user: UserId,
+    },
+    Forget {
+        user: UserId,
+    },
+}
+
+/// A handle on the home cache. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct HomeCache {
+    inbox: mpsc::Sender<Command>,
+}
+
+/// The cache's state; [`HomeCacheActor::run`] serves it.
+pub(crate) struct HomeCacheActor {
+    inbox: mpsc::Receiver<Command>,
+    found: HashMap<UserId, (Remote, Instant)>,
+    misses: HashMap<UserId, Instant>,
+}
+
+impl HomeCache {
+    /// A cache and the actor that serves it (spawn [`HomeCacheActor::run`]).
+    pub fn new() -> (Self, HomeCacheActor) {
+        let (inbox, commands) = mpsc::channel(CACHE_INBOX);
+        let actor = HomeCacheActor {
+            inbox: commands,
+            found: HashMap::new(),
+            misses: HashMap::new(),
+        };
+        (Self { inbox }, actor)
+    }
+
+    /// What the cache knows of `user` (nothing, once the actor stopped).
+    pub async fn ask(&self, user: UserId) -> Cached {
+        let (reply, answer) = oneshot::channel();
+        if self.inbox.send(Command::Ask { user, reply }).await.is_err() {
+            return Cached::Nothing;
+        }
+        answer.await.unwrap_or(Cached::Nothing)
+    }
+
+    /// Remembers where `user` was found.
+    pub async fn found(&self, user: UserId, remote: Remote) {
+        let _ = self.inbox.send(Command::Found { user, remote }).await;
+    }
+
+    /// Remembers that the DHT had no record of `user`.
+    pub async fn missed(&self, user: UserId) {
+        let _ = self.inbox.send(Command::Missed { user }).await;
+    }
+
+    /// Forgets all about `user`, so the next resolve asks the DHT.
+    pub async fn forget(&self, user: UserId) {
+        let _ = self.inbox.send(Command::Forget { user }).await;
+    }
+}
+
+impl HomeCacheActor {
+    /// Serves commands until every handle is gone or `stop` is cancelled.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let command = tokio::select! {
+                _ = stop.cancelled() => return,
+                command = self.inbox.recv() => command,
+            };
+            let Some(command) = command else { return };
+            match command {
+                Command::Ask { user, reply } => {
+                    let _ = reply.send(self.ask(&user));
+                }
+                Command::Found { user, remote } => self.found(user, remote),
+                Command::Missed { user } => self.missed(user),
+                Command::Forget { user } => {
+                    self.found.remove(&user);
+                    self.misses.remove(&user);
+                }
+            }
+        }
+    }
+
+    fn ask(&self, user: &UserId) -> Cached {
+        if let Some((remote, _)) = self
+            .found
+            .get(user)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+        {
+            return Cached::Remote(remote.clone());
+        }
+        if self
+            .misses
+            .get(user)
+            .is_some_and(|at| at.elapsed() < MISS_TTL)
+        {
+            return Cached::MissedRecently;
+        }
+        Cached::Nothing
+    }
+
+    fn found(&mut self, user: UserId, remote: Remote) {
+        if self.found.len() >= CACHE_MAX {
+            self.found.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            if self.found.len() >= CACHE_MAX {
+                self.found.clear();
+            }
+        }
+        self.found.insert(user, (remote, Instant::now()));
+    }
+
+    fn missed(&mut self, user: UserId) {
+        if self.misses.len() >= MISS_MAX {
+            self.misses.retain(|_, at| at.elapsed() < MISS_TTL);
+            if self.misses.len() >= MISS_MAX {
+                self.misses.clear();
+            }
+        }
+        self.misses.insert(user, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(seed: u8) -> Remote {
+        let key = libp2p::identity::Keypair::ed25519_from_bytes([seed; 32])
+            .expect("a 32-byte seed makes a key");
+        Remote {
+            peer: key.public().to_peer_id(),
+            addrs: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn finds_and_misses_are_remembered_until_forgotten() {
+        let (cache, actor) = HomeCache::new();
+        let stop = CancellationToken::new();
+        let serving = tokio::spawn(actor.run(stop.clone()));
+        let (alice, bob) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
+
+        assert_eq!(cache.ask(alice).await, Cached::Nothing);
+        cache.found(alice, remote(7)).await;
+        cache.missed(bob).await;
+        assert_eq!(cache.ask(alice).await, Cached::Remote(remote(7)));
+        assert_eq!(cache.ask(bob).await, Cached::MissedRecently);
+
+        cache.forget(alice).await;
+        cache.forget(bob).await;
+        assert_eq!(cache.ask(alice).await, Cached::Nothing);
+        assert_eq!(cache.ask(bob).await, Cached::Nothing);
+
+        stop.cancel();
+        let _ = serving.await;
+        // A stopped cache knows nothing, and callers go on without it.
+        assert_eq!(cache.ask(alice).await, Cached::Nothing);
+    }
+}

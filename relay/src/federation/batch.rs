@@ -14,7 +14,7 @@ use tidings_protocol::{
 
 use std::sync::Arc;
 
-use super::{Links, link::LinkError, remote::Remote};
+use super::{Links, link_stream::LinkError, remote::Remote};
 use crate::{
     metrics::Metrics,
     store::{OutboxMeta, Store},

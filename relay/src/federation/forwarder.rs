@@ -27,7 +27,7 @@ use super::{
     Directory, Links,
     batch::{self, Courier},
     directory::Home,
-    link::LinkError,
+    link_stream::LinkError,
     remote::Remote,
 };
 use crate::{

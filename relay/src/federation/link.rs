@@ -8,21 +8,18 @@
 use std::{collections::HashMap, time::Duration};
 
 use libp2p::{PeerId, StreamProtocol};
-use tidings_protocol::{
-    ErrorAnswer,
-    federation::{FEDERATION_PROTOCOL, FederationRequest, FederationResponse},
-};
+use tidings_protocol::federation::{FEDERATION_PROTOCOL, FederationRequest, FederationResponse};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::remote::Remote;
+use super::{
+    link_stream::{LinkError, REQUEST_TIMEOUT, Reply},
+    remote::Remote,
+};
 use crate::network::NetworkHandle;
 
 /// How long opening a stream to a relay may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a request waits for its answer.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often a request is tried on a fresh stream when the stream breaks before the answer.
 const LINK_ATTEMPTS: u32 = 4;
@@ -32,22 +29,6 @@ const LINK_QUEUE: usize = 64;
 
 /// Commands queued for the links actor before callers wait.
 const LINKS_INBOX: usize = 1024;
-
-/// Why a request to another relay got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum LinkError {
-    /// The relay could not be reached or the stream broke.
-    #[error("relay unreachable: {0}")]
-    Unreachable(String),
-    /// The relay refused, with its reason.
-    #[error("relay refused: {0}")]
-    Refused(ErrorAnswer),
-    /// No answer in time.
-    #[error("relay did not answer within {REQUEST_TIMEOUT:?}")]
-    Timeout,
-}
-
-pub(super) type Reply = oneshot::Sender<Result<FederationResponse, LinkError>>;
 
 /// Where requests for one link go.
 type LinkSender = mpsc::Sender<(FederationRequest, Reply)>;

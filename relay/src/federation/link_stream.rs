@@ -10,7 +10,28 @@ use tidings_protocol::{
 };
 use tokio::sync::mpsc;
 
-use super::link::{LinkError, Reply};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+/// How long a request waits for its answer.
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request to another relay got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// The relay could not be reached or the stream broke.
+    #[error("relay unreachable: {0}")]
+    Unreachable(String),
+    /// The relay refused, with its reason.
+    #[error("relay refused: {0}")]
+    Refused(ErrorAnswer),
+    /// No answer in time.
+    #[error("relay did not answer within {REQUEST_TIMEOUT:?}")]
+    Timeout,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<FederationResponse, LinkError>>;
 
 /// A link caller's reply, as the multiplexer answers it.
 struct LinkReply(Reply);

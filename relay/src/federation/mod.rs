@@ -16,5 +16,6 @@ pub(crate) use claims::Claims;
 pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget};
 pub(crate) use forwarder::Forwarder;
 pub(crate) use handoff::Handoffs;
-pub(crate) use link::{LinkError, Links};
+pub(crate) use link::Links;
+pub(crate) use link_stream::LinkError;
 pub(crate) use remote::Remote;

@@ -19,7 +19,7 @@
 mod client;
 pub mod connection;
 pub mod events;
-#[doc(hidden)]
+#[cfg(feature = "test-utils")]
 pub mod fuzzing;
 mod groups;
 mod home;

@@ -27,7 +27,7 @@ pub mod cli;
 pub mod config;
 mod disk;
 pub(crate) mod federation;
-#[doc(hidden)]
+#[cfg(feature = "test-utils")]
 pub mod fuzzing;
 pub(crate) mod ingest;
 pub mod invites;

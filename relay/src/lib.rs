@@ -44,6 +44,8 @@ pub(crate) mod shared;
 pub(crate) mod sources;
 pub mod store;
 pub(crate) mod streams;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use config::{RegistrationPolicy, RelayConfig};
 pub use network::{DhtStats, KAD_PROTOCOL, LookupStats};

@@ -75,7 +75,7 @@ async fn every_accepted_envelope_survives_a_shutdown_mid_burst() {
     eprintln!("accepted before the stop: {} of 1000", accepted.len());
 
     // Restart on the same data dir; Bob drains his mailbox.
-    let relay = common::start_in(dir.path(), RegistrationPolicy::Open, Vec::new(), false).await;
+    let relay = common::restart_tweaked(dir.path(), |_| {}).await;
     let address = relay.tcp_dial_addr().unwrap();
     let mut bob = RawDevice::connect_as(&address, bob_account, bob_device).await;
     assert!(matches!(

@@ -63,7 +63,7 @@ impl Cluster {
 
     /// Forward batches carrying group envelopes, summed over the relays.
     pub async fn group_batches(&self) -> anyhow::Result<u64> {
-        self.counter("tidings_forward_batches_total", "kind=\"Group\"")
+        self.counter("tidings_forward_batches_total", &["kind=\"Group\""])
             .await
     }
 
@@ -71,12 +71,12 @@ impl Cluster {
     pub async fn envelopes_stored(&self, kind: &str) -> anyhow::Result<u64> {
         self.counter(
             "tidings_envelopes_stored_total",
-            &format!("kind=\"{kind}\""),
+            &[&format!("kind=\"{kind}\"")],
         )
         .await
     }
 
-    async fn counter(&self, name: &str, labels: &str) -> anyhow::Result<u64> {
+    async fn counter(&self, name: &str, labels: &[&str]) -> anyhow::Result<u64> {
         let mut total = 0.0;
         for relay in &self.relays {
             total += relay.counter(name, labels).await?;

@@ -28,13 +28,17 @@ const REPLICATION: usize = 20;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
-    /// Relays (in this process, over real loopback sockets).
+    /// Relays in this process, over real loopback sockets (past 20, k = 20 replication no
+    /// longer puts every record on every relay).
+    #[arg(long, default_value_t = 50)]
     pub relays: usize,
-    /// Users, each registered on a random relay, each looked up once.
+    /// Users (home records), each registered on a random relay, each looked up once per pass.
+    #[arg(long, default_value_t = 100)]
     pub users: usize,
     /// Seed of the random choices of relays.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
 

@@ -1,11 +1,8 @@
 //! Dropped connections lose nothing and duplicate nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Pair, dial_addr, two_friends};
+use crate::common::{Pair, dial_addr, two_friends};
 use tidings_client::{Event, KEY_FILE, connection::Connection, connection::Push, net::Network};
 use tidings_protocol::client::{Request, Response};
 

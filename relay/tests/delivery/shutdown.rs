@@ -1,11 +1,8 @@
 //! Graceful shutdown in the middle of a burst loses nothing that was accepted.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::collections::HashSet;
 
-use common::{RawDevice, start_relay};
+use crate::common::{self, RawDevice, start_relay};
 use tidings_protocol::{
     BoundedVec, EnvelopeId,
     client::{ClientFrame, RelayFrame, Request, Response, SendOutcome},

@@ -1,11 +1,8 @@
 //! Presence over the wire from untrusted peers: a relay may not watch in another relay's
 //! users' name, changes from relays we did not ask are ignored, and ephemeral envelopes
 //! are checked like any other.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{RawDevice, RawRelayPeer, start_relays};
+use crate::common::{self, RawDevice, RawRelayPeer, start_relays};
 use ed25519_dalek::SigningKey;
 use tidings_protocol::{
     BoundedVec, ErrorCode, UserId,

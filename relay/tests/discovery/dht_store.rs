@@ -1,13 +1,10 @@
 //! The DHT record store against a bare Kademlia peer: records are held no longer than the
 //! relay allows whatever expiry their signer chose, one peer stores only its share, and
 //! records not vouched for by the relay they name fill only half of the byte budget.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RogueRelay, home_record_naming, start_relays_tweaked};
+use crate::common::{RogueRelay, home_record_naming, start_relays_tweaked};
 use ed25519_dalek::SigningKey;
 
 const TEN_YEARS_MS: u64 = 10 * 365 * 24 * 3600 * 1000;

@@ -4,7 +4,6 @@
 //! Alice and Bob are real client stores; Mallory crafts her envelopes with the keys crate as
 //! an attacker would, and they reach Bob's store directly (as a relay that does not check
 //! would hand them over).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tempfile::TempDir;
 use tidings_client::{

@@ -1,12 +1,9 @@
 //! Two users on one relay, both online: a message gets ✓ sent, ✓✓ delivered, then read; one
 //! read-up-to marker reads a backlog.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Pair, two_friends, wait_for};
+use crate::common::{Pair, two_friends, wait_for};
 use tidings_client::{Direction, Event, MessageStatus, store::tables::OutboxContent};
 use tidings_protocol::content::Payload;
 

@@ -1,11 +1,8 @@
 //! Store and forward: messages for an offline user survive a relay restart and arrive in order.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Pair, texts, two_friends, wait_for};
+use crate::common::{Pair, texts, two_friends, wait_for};
 use tidings_client::{Event, MessageStatus};
 
 #[tokio::test]

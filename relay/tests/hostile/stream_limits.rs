@@ -1,13 +1,10 @@
 //! Federation lockout: a stranger holding many connections and idle or half-sent streams to
 //! a relay must not stop honest relays from delivering to it, and devices that never
 //! register do not hold their streams forever.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{RawDevice, StreamOpener, metric, start_relays_tweaked};
+use crate::common::{RawDevice, StreamOpener, metric, start_relays_tweaked};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use tidings_protocol::federation::FEDERATION_PROTOCOL;
 use tidings_relay::RelayConfig;

@@ -1,13 +1,12 @@
 //! Hostile relays: garbage frames, forged and replayed envelopes, forged and stale home
 //! records in a handoff, floods; and the metrics that count what a relay accepts, delivers,
 //! forwards and refuses.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{RawDevice, RawRelayPeer, Stranger, http_get, metric, start_relay, start_tweaked};
+use crate::common::{
+    self, RawDevice, RawRelayPeer, Stranger, http_get, metric, start_relay, start_tweaked,
+};
 use tidings_protocol::{
     BoundedVec, ErrorCode, HomeRecord, RawEnvelope,
     client::SendOutcome,

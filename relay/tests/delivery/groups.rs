@@ -1,13 +1,11 @@
 //! Groups at the relays: descriptor changes by non-admins are refused by every member relay,
 //! and a 1,024-member group is fanned out once per relay.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{
-    RawDevice, RawRelayPeer, genesis, group_envelope, member, members, next, sent, start_relays,
+use crate::common::{
+    self, RawDevice, RawRelayPeer, genesis, group_envelope, member, members, next, sent,
+    start_relays,
 };
 use tidings_protocol::{
     BoundedVec, EnvelopeId, ErrorCode, GroupId, Kind, Recipient, UserId,

@@ -1,11 +1,8 @@
 //! Lookup amplification: a cheap request must not make a relay run many DHT queries.
 //! Whether a user is local is a store read; one request may cause at most a bounded number
 //! of lookups; failed lookups are remembered for a while.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{RawDevice, RawRelayPeer, start_relays};
+use crate::common::{self, RawDevice, RawRelayPeer, start_relays};
 use ed25519_dalek::SigningKey;
 use tidings_protocol::{
     BoundedVec, Envelope, EnvelopeId, Kind, Recipient, UserId,

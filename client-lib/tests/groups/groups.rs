@@ -1,12 +1,9 @@
 //! Group chat across relays: one ciphertext per message, fanned out by the sender's relay;
 //! receipts as counts; a removed member reads nothing sent afterwards.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Net, TestUser, dial_addr, texts, wait_for};
+use crate::common::{self, Net, TestUser, dial_addr, texts, wait_for};
 use tidings_client::{
     Conversation, Event, KEY_FILE, MessageStatus, connection::Connection, connection::Push,
     net::Network,

@@ -1,7 +1,6 @@
 //! Group takeover on the device: every descriptor version must chain from the one held, so a
 //! removed member's well-signed version that skips ahead, a version by a non-admin, and a
 //! first version squatting someone else's group id are all refused.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tempfile::TempDir;
 use tidings_client::{Event, store::ClientStore};

@@ -1,10 +1,7 @@
 //! Hostile input on the client protocol: every case gets a typed answer or a closed stream,
 //! the relay keeps serving others, and nothing already stored is lost.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{RawDevice, start_relay};
+use crate::common::{self, RawDevice, start_relay};
 use tidings_protocol::{
     ErrorCode, RawEnvelope,
     client::{ClientFrame, Register, RelayFrame, Request, Response, SendOutcome},

@@ -1,11 +1,8 @@
 //! Key claims from other relays: a claim names its requesting user, who must be homed at the
 //! asking relay; one-time keys go out at a bounded rate per user (the fallback key after
 //! that), and claims per relay are rate-limited, so no relay can drain anyone's keys.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{
+use crate::common::{
     RawDevice, RawRelayPeer, RogueRelay, start_relays, start_relays_tweaked, upload_keys,
 };
 use ed25519_dalek::SigningKey;

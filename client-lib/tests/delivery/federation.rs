@@ -1,12 +1,9 @@
 //! Users on different relays: discovery through the DHT only, store and forward between
 //! relays, relays going down and coming back, undeliverable envelopes, moving home.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Net, TestUser, texts, wait_for, wait_for_home};
+use crate::common::{Net, TestUser, texts, wait_for, wait_for_home};
 use tidings_client::{Event, MessageStatus};
 
 async fn pair(net: &Net, alice_at: usize, bob_at: usize) -> (TestUser, TestUser) {

@@ -1,11 +1,8 @@
 //! Devices reach their relay over QUIC as well as TCP, and many at once.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::RelayDir;
+use crate::common::{self, RelayDir};
 use libp2p::multiaddr::Protocol;
 use tidings_client::{Client, Event, MessageStatus};
 

@@ -1,11 +1,8 @@
 //! The `tidings` command line, run as a person would: two users, one relay.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::{path::Path, process::Output};
 
-use common::{RelayDir, dial_addr};
+use crate::common::{RelayDir, dial_addr};
 
 fn tidings(dir: &Path, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))

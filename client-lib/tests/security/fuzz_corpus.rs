@@ -2,8 +2,7 @@
 //! deterministic mutations of them, so `cargo test` catches what a short fuzz run would.
 //!
 //! The seeds are written by `write_seeds` below:
-//! `cargo test -p tidings-client --test fuzz_corpus -- --ignored write_seeds`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `cargo test -p tidings-client --test security -- --ignored write_seeds`.
 
 use std::{
     collections::BTreeSet,
@@ -192,7 +191,5 @@ corpus_tests!(
 #[test]
 #[ignore = "writes fuzz/seeds; run by hand after changing a wire type"]
 fn write_seeds() {
-    fuzz_seeds::write_all(&fuzz_dir().join("seeds"));
+    crate::fuzz_seeds::write_all(&fuzz_dir().join("seeds"));
 }
-
-mod fuzz_seeds;

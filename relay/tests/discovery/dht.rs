@@ -1,12 +1,9 @@
 //! Home records: forged, rolled-back and expired records are refused by every relay, whether
 //! they come through the DHT or from a device.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{RawDevice, start_relays};
+use crate::common::{RawDevice, start_relays};
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use libp2p::{

@@ -1,13 +1,10 @@
 //! A relay (or a bare libp2p peer posing as one) hands over envelopes in someone else's name:
 //! the receiving relay ties every sender device to its account by a certificate and the
 //! handing relay to that account's home, for stored envelopes and typing notices alike.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{RawDevice, RawRelayPeer, Stranger, start_relay};
+use crate::common::{RawDevice, RawRelayPeer, Stranger, start_relay};
 use tidings_protocol::{
     Address, BoundedVec, DeviceCert, Envelope, EnvelopeId, ErrorCode, Kind, Recipient,
     client::{RelayFrame, Request, Response, SendOutcome},

@@ -2,13 +2,10 @@
 //! last seen when it leaves (kept across restarts), watches across relays, a denied watcher
 //! who learns nothing, a silent device dropped by the heartbeat timeout, and typing notices
 //! that reach live devices and are never stored.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Net, TestUser, wait_for};
+use crate::common::{self, Net, TestUser, wait_for};
 use tidings_client::{
     Event,
     connection::{Connection, Push},

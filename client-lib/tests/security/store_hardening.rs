@@ -1,6 +1,5 @@
 //! The device's store against hostile input: an envelope under someone else's id, group
 //! messages that wait for a key that never comes, and the file's permissions.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::PermissionsExt;
 

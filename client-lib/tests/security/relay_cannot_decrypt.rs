@@ -1,9 +1,6 @@
 //! The relay stores envelopes, never plaintext.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{RelayDir, TestUser};
+use crate::common::{RelayDir, TestUser};
 use tidings_client::MessageStatus;
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

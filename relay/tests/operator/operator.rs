@@ -1,6 +1,5 @@
 //! What an operator sees when starting relays: a taken port is an error, the relay names
 //! itself in identify, and logs written to a pipe are plain text.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
     io::{BufRead, BufReader},

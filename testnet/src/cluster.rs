@@ -2,7 +2,7 @@
 
 use std::{path::Path, time::Duration};
 
-use tidings_relay::RelayConfig;
+use tidings_relay::{RelayConfig, testing};
 
 use crate::process::RelayProcess;
 
@@ -45,13 +45,12 @@ impl Cluster {
             let dir = work.join(format!("relay{}", index + 1));
             let mut config = RelayConfig {
                 name: format!("relay-{}", index + 1),
-                listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
                 bootstrap: relays
                     .first()
                     .map(|first| vec![first.addr.to_string()])
                     .unwrap_or_default(),
                 metrics_listen: Some("127.0.0.1:0".into()),
-                ..RelayConfig::default()
+                ..testing::loopback_config()
             };
             tweak(&mut config);
             tidings_relay::init(&dir, &config)?;

@@ -86,7 +86,7 @@ impl RelayProcess {
         // A relay serving metrics prints their URL next.
         let metrics =
             match tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await {
-                Ok(Ok(Some(line))) => metrics_address(&line),
+                Ok(Ok(Some(line))) => testing::metrics_url_address(&line),
                 _ => None,
             };
         Ok(RelayProcess {
@@ -188,13 +188,4 @@ impl RelayProcess {
         }
         Ok(())
     }
-}
-
-/// The address in the metrics URL a relay prints (`http://127.0.0.1:PORT/metrics`).
-fn metrics_address(line: &str) -> Option<SocketAddr> {
-    line.trim()
-        .strip_prefix("http://")?
-        .strip_suffix("/metrics")?
-        .parse()
-        .ok()
 }

@@ -6,7 +6,7 @@ mod network;
 mod scrape;
 
 pub use network::{Network, RelayDir, loopback_config};
-pub use scrape::{Sample, Scrape, http_get, scrape};
+pub use scrape::{Sample, Scrape, http_get, metrics_url_address, scrape};
 
 /// Why the harness could not do what a test asked.
 #[derive(Debug, thiserror::Error)]

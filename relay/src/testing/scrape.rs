@@ -46,6 +46,15 @@ pub async fn http_get(address: SocketAddr, path: &str) -> Result<(u16, String), 
     Ok((status, body))
 }
 
+/// The address in the metrics URL a relay prints (`http://127.0.0.1:PORT/metrics`).
+pub fn metrics_url_address(url: &str) -> Option<SocketAddr> {
+    url.trim()
+        .strip_prefix("http://")?
+        .strip_suffix("/metrics")?
+        .parse()
+        .ok()
+}
+
 /// Fetches and parses the `/metrics` served at `address`.
 pub async fn scrape(address: SocketAddr) -> Result<Scrape, HarnessError> {
     let (_, body) = http_get(address, "/metrics").await?;
@@ -151,5 +160,14 @@ mod tests {
             scrape.sum("tidings_envelopes_stored_total", &["Nope"]),
             None
         );
+    }
+
+    #[test]
+    fn the_printed_metrics_url_names_the_address() {
+        assert_eq!(
+            metrics_url_address("http://127.0.0.1:9717/metrics\n"),
+            Some(SocketAddr::from(([127, 0, 0, 1], 9717)))
+        );
+        assert_eq!(metrics_url_address("/ip4/127.0.0.1/tcp/1"), None);
     }
 }

@@ -348,12 +348,7 @@ impl ChildRelay {
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = lines.next().unwrap().unwrap().trim().parse().unwrap();
         let url = lines.next().unwrap().unwrap();
-        let metrics = url
-            .trim()
-            .trim_start_matches("http://")
-            .trim_end_matches("/metrics")
-            .parse()
-            .unwrap();
+        let metrics = tidings_relay::testing::metrics_url_address(&url).unwrap();
         Self {
             child,
             addr,

@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use futures::{AsyncReadExt, StreamExt, io::ReadHalf, io::WriteHalf};
-use libp2p::{Multiaddr, Stream, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
+use libp2p::{
+    Multiaddr, Stream, StreamProtocol, Swarm, SwarmBuilder, noise, swarm::NetworkBehaviour, tcp,
+    yamux,
+};
 use tidings_protocol::group::{Descriptor, GroupMember, Role, SignedDescriptor};
 use tidings_protocol::{
     Address, BoundedVec, DeviceCert, DeviceId, Envelope, EnvelopeId, Kind, RawEnvelope, Recipient,
@@ -133,20 +136,29 @@ pub struct StreamOpener {
     swarm: tokio::task::JoinHandle<()>,
 }
 
+/// A swarm over TCP + Noise + Yamux as `keypair`, running the behaviour `make` builds;
+/// connections stay open a minute after their last stream.
+pub fn tcp_swarm<B: NetworkBehaviour>(
+    keypair: libp2p::identity::Keypair,
+    make: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> Swarm<B> {
+    SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(make)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
 impl StreamOpener {
     pub fn dial(keypair: libp2p::identity::Keypair, address: &Multiaddr) -> Self {
-        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = tcp_swarm(keypair, |_| libp2p_stream::Behaviour::new());
         let control = swarm.behaviour().new_control();
         let peer = tidings_client_peer(address);
         swarm.dial(address.clone()).unwrap();

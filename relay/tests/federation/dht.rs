@@ -3,15 +3,13 @@
 
 use std::time::Duration;
 
-use crate::common::{RawDevice, start_relays};
+use crate::common::{RawDevice, start_relays, tcp_swarm};
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use libp2p::{
-    StreamProtocol, SwarmBuilder,
+    StreamProtocol,
     kad::{self, Quorum, Record, RecordKey, store::MemoryStore},
-    noise,
     swarm::SwarmEvent,
-    tcp, yamux,
 };
 use tidings_protocol::{
     BoundedVec, ErrorCode, HomeRecord,
@@ -28,21 +26,11 @@ fn home(account: &SigningKey, relay: &RunningRelay, seq: u64, expires: u64) -> H
 
 /// A peer that speaks the Tidings DHT protocol and stores whatever it is told to at every relay.
 async fn rogue_put(relays: &[&RunningRelay], records: Vec<HomeRecord>) {
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            let config = kad::Config::new(StreamProtocol::new("/tidings/kad/1"));
-            kad::Behaviour::with_config(peer, MemoryStore::new(peer), config)
-        })
-        .unwrap()
-        .build();
+    let mut swarm = tcp_swarm(libp2p::identity::Keypair::generate_ed25519(), |key| {
+        let peer = key.public().to_peer_id();
+        let config = kad::Config::new(StreamProtocol::new("/tidings/kad/1"));
+        kad::Behaviour::with_config(peer, MemoryStore::new(peer), config)
+    });
     let peers: Vec<_> = relays.iter().map(|relay| relay.peer_id()).collect();
     for relay in relays {
         let address = relay.listen_addrs()[0].clone();

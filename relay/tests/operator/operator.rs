@@ -8,10 +8,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use libp2p::{
-    SwarmBuilder, identify, identity::Keypair, multiaddr::Protocol, noise, swarm::SwarmEvent, tcp,
-    yamux,
-};
+use libp2p::{identify, identity::Keypair, multiaddr::Protocol, swarm::SwarmEvent};
 use tidings_relay::{RelayConfig, RelayError, RelayOptions};
 
 fn config_on(listen: &str) -> RelayConfig {
@@ -78,19 +75,9 @@ async fn identify_names_the_relay_and_its_version() {
     })
     .await
     .unwrap();
-    let mut swarm = SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
-            identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public()))
-        })
-        .unwrap()
-        .build();
+    let mut swarm = crate::common::tcp_swarm(Keypair::generate_ed25519(), |key| {
+        identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public()))
+    });
     swarm.dial(relay.tcp_dial_addr().unwrap()).unwrap();
     let agent = tokio::time::timeout(Duration::from_secs(20), async {
         loop {

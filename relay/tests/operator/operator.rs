@@ -7,30 +7,19 @@ use std::{
     time::Duration,
 };
 
+use crate::common::{TestRelay, start_tweaked, tcp_swarm};
 use futures::StreamExt;
 use libp2p::{identify, identity::Keypair, multiaddr::Protocol, swarm::SwarmEvent};
-use tidings_relay::{RelayConfig, RelayError, RelayOptions};
-
-fn config_on(listen: &str) -> RelayConfig {
-    RelayConfig {
-        listen: vec![listen.into()],
-        ..RelayConfig::default()
-    }
-}
+use tidings_relay::{
+    RelayError,
+    testing::{HarnessError, RelayDir},
+};
 
 #[tokio::test]
 async fn a_second_relay_on_a_taken_port_refuses_to_start() {
-    let first_dir = tempfile::tempdir().unwrap();
-    let config = config_on("/ip4/127.0.0.1/tcp/0");
-    tidings_relay::init(first_dir.path(), &config).unwrap();
-    let first = tidings_relay::start(RelayOptions {
-        data_dir: first_dir.path().into(),
-        config,
-        fault: None,
-    })
-    .await
-    .unwrap();
+    let first = start_tweaked(|_| {}, None).await;
     let port = first
+        .relay
         .listen_addrs()
         .iter()
         .flat_map(|address| address.iter())
@@ -40,17 +29,11 @@ async fn a_second_relay_on_a_taken_port_refuses_to_start() {
         })
         .unwrap();
 
-    let second_dir = tempfile::tempdir().unwrap();
-    let config = config_on(&format!("/ip4/127.0.0.1/tcp/{port}"));
-    tidings_relay::init(second_dir.path(), &config).unwrap();
-    let second = tidings_relay::start(RelayOptions {
-        data_dir: second_dir.path().into(),
-        config,
-        fault: None,
-    })
-    .await;
-    match second {
-        Err(RelayError::AddressTaken(taken)) => {
+    let second_dir =
+        RelayDir::temp(|config| config.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}")])
+            .unwrap();
+    match second_dir.start(None).await {
+        Err(HarnessError::Relay(RelayError::AddressTaken(taken))) => {
             assert_eq!(taken.source.kind(), std::io::ErrorKind::AddrInUse);
             assert!(taken.to_string().contains(&port.to_string()));
         }
@@ -60,22 +43,13 @@ async fn a_second_relay_on_a_taken_port_refuses_to_start() {
             panic!("a second relay started on a port the first one holds");
         }
     }
-    first.shutdown().await;
+    first.relay.shutdown().await;
 }
 
 #[tokio::test]
 async fn identify_names_the_relay_and_its_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_on("/ip4/127.0.0.1/tcp/0");
-    tidings_relay::init(dir.path(), &config).unwrap();
-    let relay = tidings_relay::start(RelayOptions {
-        data_dir: dir.path().into(),
-        config,
-        fault: None,
-    })
-    .await
-    .unwrap();
-    let mut swarm = crate::common::tcp_swarm(Keypair::generate_ed25519(), |key| {
+    let TestRelay { dir: _dir, relay } = start_tweaked(|_| {}, None).await;
+    let mut swarm = tcp_swarm(Keypair::generate_ed25519(), |key| {
         identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public()))
     });
     swarm.dial(relay.tcp_dial_addr().unwrap()).unwrap();

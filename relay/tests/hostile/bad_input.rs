@@ -321,22 +321,19 @@ struct ChildRelay {
     child: std::process::Child,
     addr: libp2p::Multiaddr,
     metrics: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
+    _dir: tidings_relay::testing::RelayDir,
 }
 
 impl ChildRelay {
     fn start() -> Self {
         use std::io::BufRead;
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = tidings_relay::RelayConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            metrics_listen: Some("127.0.0.1:0".into()),
-            ..Default::default()
-        };
-        // What many streams of one connection cost is measured here: the per-device cap
-        // (tested in stream_limits.rs) would refuse most of them at once.
-        config.network.client_streams_per_device = 64;
-        tidings_relay::init(dir.path(), &config).unwrap();
+        let dir = tidings_relay::testing::RelayDir::temp(|config| {
+            config.metrics_listen = Some("127.0.0.1:0".into());
+            // What many streams of one connection cost is measured here: the per-device cap
+            // (tested in stream_limits.rs) would refuse most of them at once.
+            config.network.client_streams_per_device = 64;
+        })
+        .unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidings-relay"))
             .args(["run", "--print-addr", "--data-dir"])
             .arg(dir.path())

@@ -459,17 +459,7 @@ async fn metrics_count_what_the_relay_accepts_delivers_forwards_and_refuses() {
     assert_eq!(status, 503);
     let common::TestRelay { dir, relay } = one;
     relay.shutdown().await;
-    let mut config = tidings_relay::RelayConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-        ..Default::default()
-    };
-    with_metrics(&mut config);
-    let options = tidings_relay::RelayOptions {
-        data_dir: dir.path().to_path_buf(),
-        config,
-        fault: None,
-    };
-    let relay = tidings_relay::start(options).await.unwrap();
+    let relay = common::restart_tweaked(dir.path(), with_metrics).await;
     let address = relay.tcp_dial_addr().unwrap();
     let mut alice =
         RawDevice::connect_as(&address, alice.account.clone(), alice.device.clone()).await;

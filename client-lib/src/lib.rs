@@ -39,7 +39,7 @@ mod session;
 mod groups;
 mod presence;
 
-#[doc(hidden)]
+#[cfg(feature = "test-utils")]
 pub mod fuzzing;
 
 pub use client::{Client, KEY_FILE, relay_peer};

@@ -34,7 +34,7 @@ pub mod envelope;
 pub mod errors;
 pub mod federation;
 pub mod framing;
-#[doc(hidden)]
+#[cfg(feature = "test-utils")]
 pub mod fuzzing;
 pub mod group;
 pub mod home;

@@ -28,7 +28,7 @@ pub mod config;
 mod disk;
 pub(crate) mod federation;
 mod federation_in;
-#[doc(hidden)]
+#[cfg(feature = "test-utils")]
 pub mod fuzzing;
 pub(crate) mod ingest;
 pub mod invites;
@@ -45,6 +45,8 @@ pub(crate) mod session;
 pub(crate) mod sources;
 pub mod store;
 pub(crate) mod streams;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use config::{RegistrationPolicy, RelayConfig};
 pub use network::{DhtStats, KAD_PROTOCOL, LookupStats};

@@ -395,6 +395,7 @@ impl RunningRelay {
     }
 
     /// As [`RunningRelay::lookup_home`], with what the DHT query cost (for benchmarks).
+    #[cfg(feature = "test-utils")]
     pub async fn lookup_home_with_stats(
         &self,
         user: tidings_protocol::UserId,

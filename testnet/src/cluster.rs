@@ -2,7 +2,7 @@
 
 use std::{path::Path, time::Duration};
 
-use tidings_relay::RelayConfig;
+use tidings_relay::{RelayConfig, testing};
 
 use crate::process::RelayProcess;
 
@@ -45,13 +45,12 @@ impl Cluster {
             let dir = work.join(format!("relay{}", index + 1));
             let mut config = RelayConfig {
                 name: format!("relay-{}", index + 1),
-                listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
                 bootstrap: relays
                     .first()
                     .map(|first| vec![first.addr.to_string()])
                     .unwrap_or_default(),
                 metrics_listen: Some("127.0.0.1:0".into()),
-                ..RelayConfig::default()
+                ..testing::loopback_config()
             };
             tweak(&mut config);
             tidings_relay::init(&dir, &config)?;
@@ -63,7 +62,7 @@ impl Cluster {
 
     /// Forward batches carrying group envelopes, summed over the relays.
     pub async fn group_batches(&self) -> anyhow::Result<u64> {
-        self.counter("tidings_forward_batches_total", "kind=\"Group\"")
+        self.counter("tidings_forward_batches_total", &["kind=\"Group\""])
             .await
     }
 
@@ -71,12 +70,12 @@ impl Cluster {
     pub async fn envelopes_stored(&self, kind: &str) -> anyhow::Result<u64> {
         self.counter(
             "tidings_envelopes_stored_total",
-            &format!("kind=\"{kind}\""),
+            &[&format!("kind=\"{kind}\"")],
         )
         .await
     }
 
-    async fn counter(&self, name: &str, labels: &str) -> anyhow::Result<u64> {
+    async fn counter(&self, name: &str, labels: &[&str]) -> anyhow::Result<u64> {
         let mut total = 0.0;
         for relay in &self.relays {
             total += relay.counter(name, labels).await?;

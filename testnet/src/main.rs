@@ -48,22 +48,20 @@ where
     on_runtime(job(work))
 }
 
-/// Runs `job` in a work dir (see [`in_work_dir`]), prints its report, and fails with the
-/// report's verdict.
-fn run_and_report<R, F>(
-    keep: Option<PathBuf>,
-    json: bool,
-    job: impl FnOnce(PathBuf) -> F,
-) -> anyhow::Result<()>
-where
-    R: report::Outcome,
-    F: std::future::Future<Output = anyhow::Result<R>>,
-{
-    let report = in_work_dir(keep, job)?;
-    report.show(json)?;
-    match report.failure() {
-        Some(why) => anyhow::bail!(why),
-        None => Ok(()),
+impl cli::Output {
+    /// Runs `job` in a work dir (see [`in_work_dir`]), prints its report (as JSON if asked),
+    /// and fails with the report's verdict.
+    fn run<R, F>(self, job: impl FnOnce(PathBuf) -> F) -> anyhow::Result<()>
+    where
+        R: report::Outcome,
+        F: std::future::Future<Output = anyhow::Result<R>>,
+    {
+        let report = in_work_dir(self.keep, job)?;
+        report.show(self.json)?;
+        match report.failure() {
+            Some(why) => anyhow::bail!(why),
+            None => Ok(()),
+        }
     }
 }
 
@@ -80,226 +78,43 @@ fn main() -> anyhow::Result<()> {
             let program = std::iter::once("tidings-relay".to_string());
             tidings_relay::cli::main_from(program.chain(args))
         }
-        Command::Scenario {
-            scenario:
-                Scenario::Federation {
-                    relays,
-                    users,
-                    messages,
-                    seed,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = scenario::federation::Params {
-                relays,
-                users,
-                messages,
-                seed,
-            };
-            run_and_report(keep, json, |work| async move {
-                scenario::federation::run(&work, params).await
-            })
-        }
-        Command::Scenario {
-            scenario:
-                Scenario::Adversary {
-                    relays,
-                    users,
-                    messages,
-                    seed,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = scenario::adversary::Params {
-                relays,
-                users,
-                messages,
-                seed,
-            };
-            run_and_report(keep, json, |work| async move {
-                scenario::adversary::run(&work, params).await
-            })
-        }
-        Command::Scenario {
-            scenario:
-                Scenario::Chaos {
-                    relays,
-                    users,
-                    messages,
-                    rate,
-                    kill_every,
-                    partition,
-                    seed,
-                    json,
-                    keep,
-                },
-        } => {
-            anyhow::ensure!(
-                kill_every >= 0.0 && kill_every.is_finite(),
-                "--kill-every must be zero or more seconds"
-            );
-            let params = scenario::chaos::Params {
-                relays,
-                users,
-                messages,
-                rate,
-                kill_every: std::time::Duration::from_secs_f64(kill_every),
-                partition,
-                seed,
-            };
-            run_and_report(keep, json, |work| async move {
-                scenario::chaos::run(&work, params).await
-            })
-        }
-        Command::Scenario {
-            scenario:
-                Scenario::Group {
-                    relays,
-                    members,
-                    messages,
-                    seed,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = scenario::group::Params {
-                relays,
-                members,
-                messages,
-                seed,
-            };
-            run_and_report(keep, json, |work| async move {
-                scenario::group::run(&work, params).await
-            })
-        }
-        Command::Scenario {
-            scenario:
-                Scenario::Presence {
-                    relays,
-                    users,
-                    rounds,
-                    heartbeat_timeout,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = scenario::presence::Params {
-                relays,
-                users,
-                rounds,
-                heartbeat_timeout_secs: heartbeat_timeout,
-            };
-            run_and_report(keep, json, |work| async move {
-                scenario::presence::run(&work, params).await
-            })
-        }
-        Command::Bench {
-            bench:
-                Bench::Throughput {
-                    pairs,
-                    window,
-                    seconds,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = bench::throughput::Params {
-                pairs,
-                window,
-                seconds,
-            };
-            run_and_report(keep, json, |work| async move {
-                bench::throughput::run(&work, params).await
-            })
-        }
-        Command::Bench {
-            bench:
-                Bench::Latency {
-                    rate,
-                    pairs,
-                    seconds,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = bench::latency::Params {
-                rate,
-                pairs,
-                seconds,
-            };
-            run_and_report(keep, json, |work| async move {
-                bench::latency::run(&work, params).await
-            })
-        }
-        Command::Bench {
-            bench:
-                Bench::Drain {
-                    messages,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = bench::drain::Params { messages };
-            run_and_report(keep, json, |work| async move {
-                bench::drain::run(&work, params).await
-            })
-        }
-        Command::Bench {
-            bench:
-                Bench::Fanout {
-                    relays,
-                    members,
-                    messages,
-                    interval_ms,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = bench::fanout::Params {
-                relays,
-                members,
-                messages,
-                interval_ms,
-            };
-            run_and_report(keep, json, |work| async move {
-                bench::fanout::run(&work, params).await
-            })
-        }
-        Command::Bench {
-            bench:
-                Bench::Connections {
-                    devices,
-                    idle_secs,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = bench::connections::Params { devices, idle_secs };
-            run_and_report(keep, json, |work| async move {
-                bench::connections::run(&work, params).await
-            })
-        }
-        Command::Bench {
-            bench:
-                Bench::Dht {
-                    relays,
-                    users,
-                    seed,
-                    json,
-                    keep,
-                },
-        } => {
-            let params = bench::dht::Params {
-                relays,
-                users,
-                seed,
-            };
-            run_and_report(keep, json, |work| async move {
-                bench::dht::run(&work, params).await
-            })
-        }
+        Command::Scenario { scenario } => match scenario {
+            Scenario::Adversary { params, output } => {
+                output.run(|work| async move { scenario::adversary::run(&work, params).await })
+            }
+            Scenario::Chaos { params, output } => {
+                output.run(|work| async move { scenario::chaos::run(&work, params).await })
+            }
+            Scenario::Federation { params, output } => {
+                output.run(|work| async move { scenario::federation::run(&work, params).await })
+            }
+            Scenario::Group { params, output } => {
+                output.run(|work| async move { scenario::group::run(&work, params).await })
+            }
+            Scenario::Presence { params, output } => {
+                output.run(|work| async move { scenario::presence::run(&work, params).await })
+            }
+        },
+        Command::Bench { bench } => match bench {
+            Bench::Throughput { params, output } => {
+                output.run(|work| async move { bench::throughput::run(&work, params).await })
+            }
+            Bench::Latency { params, output } => {
+                output.run(|work| async move { bench::latency::run(&work, params).await })
+            }
+            Bench::Drain { params, output } => {
+                output.run(|work| async move { bench::drain::run(&work, params).await })
+            }
+            Bench::Fanout { params, output } => {
+                output.run(|work| async move { bench::fanout::run(&work, params).await })
+            }
+            Bench::Connections { params, output } => {
+                output.run(|work| async move { bench::connections::run(&work, params).await })
+            }
+            Bench::Dht { params, output } => {
+                output.run(|work| async move { bench::dht::run(&work, params).await })
+            }
+        },
         Command::Device { data_dir } => on_runtime(device::run(&data_dir)),
         Command::Demo { keep } => in_work_dir(keep, |work| async move {
             let result = demo::run(&work).await;

@@ -2,6 +2,7 @@
 
 use std::{
     collections::BTreeSet,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -9,6 +10,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+use tidings_relay::testing;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     process::{Child, ChildStdin, Command},
@@ -27,8 +29,8 @@ pub struct RelayProcess {
     data_dir: PathBuf,
     /// Where clients dial it (with `/p2p/<peer id>`).
     pub addr: Multiaddr,
-    /// Its `/metrics` URL, if it serves one.
-    pub metrics: Option<String>,
+    /// Where it serves `/metrics`, if it does.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl RelayProcess {
@@ -84,7 +86,7 @@ impl RelayProcess {
         // A relay serving metrics prints their URL next.
         let metrics =
             match tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await {
-                Ok(Ok(Some(line))) if line.starts_with("http://") => Some(line.trim().to_string()),
+                Ok(Ok(Some(line))) => testing::metrics_url_address(&line),
                 _ => None,
             };
         Ok(RelayProcess {
@@ -97,13 +99,16 @@ impl RelayProcess {
         })
     }
 
-    /// Reads a counter from the relay's `/metrics` (summing its labelled series that contain
-    /// `labels`); 0 if it serves none.
-    pub async fn counter(&self, name: &str, labels: &str) -> anyhow::Result<f64> {
-        let Some(url) = &self.metrics else {
+    /// Reads a counter from the relay's `/metrics` (summing its series whose labels contain
+    /// every one of `labels`); 0 if it serves none.
+    pub async fn counter(&self, name: &str, labels: &[&str]) -> anyhow::Result<f64> {
+        let Some(address) = self.metrics else {
             return Ok(0.0);
         };
-        Ok(sum_series(&http_get(url).await?, name, labels))
+        Ok(testing::scrape(address)
+            .await?
+            .sum(name, labels)
+            .unwrap_or(0.0))
     }
 
     /// The relay's peer id (from its dial address).
@@ -183,32 +188,4 @@ impl RelayProcess {
         }
         Ok(())
     }
-}
-
-/// The sum of the series in Prometheus text whose line starts with `name` and contains
-/// `labels`.
-pub(crate) fn sum_series(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|line| line.starts_with(name) && line.contains(labels))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// A plain HTTP/1.0 GET of a loopback URL (the relay's own metrics endpoint).
-pub(crate) async fn http_get(url: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").context("not an http URL")?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut stream = tokio::net::TcpStream::connect(host).await?;
-    stream
-        .write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-        .await
-        .context("metrics endpoint too slow")??;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default())
 }

@@ -1,32 +1,38 @@
 //! Shared test helpers: real relays on loopback in temp dirs, and clients next to them.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use libp2p::Multiaddr;
 use tempfile::TempDir;
 use tidings_client::{Client, Event, Session};
-use tidings_relay::{RelayConfig, RelayOptions, RunningRelay, store::fault::FaultSwitch};
+use tidings_relay::{
+    RelayConfig, RunningRelay,
+    store::fault::FaultSwitch,
+    testing::{self, Network},
+};
 
-/// A relay's data dir that outlives restarts of the relay.
-pub struct RelayDir {
-    pub dir: TempDir,
-    pub config: RelayConfig,
+/// A relay's data dir that outlives restarts of the relay (the shared harness's
+/// [`testing::RelayDir`], whose fields and methods it lends, with panicking shortcuts).
+pub struct RelayDir(testing::RelayDir);
+
+impl std::ops::Deref for RelayDir {
+    type Target = testing::RelayDir;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for RelayDir {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl RelayDir {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = RelayConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            ..RelayConfig::default()
-        };
-        tidings_relay::init(dir.path(), &config).unwrap();
-        Self { dir, config }
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
+        Self(testing::RelayDir::temp(|_| {}).unwrap())
     }
 
     pub async fn start(&self) -> RunningRelay {
@@ -34,20 +40,12 @@ impl RelayDir {
     }
 
     pub async fn start_with(&self, fault: Option<FaultSwitch>) -> RunningRelay {
-        tidings_relay::start(RelayOptions {
-            data_dir: self.path(),
-            config: self.config.clone(),
-            fault,
-        })
-        .await
-        .unwrap()
+        self.0.start(fault).await.unwrap()
     }
 
     /// Restarts on the same port so clients find it where they registered.
     pub async fn restart(&mut self, relay: RunningRelay) -> RunningRelay {
-        let address = relay.listen_addrs()[0].clone();
-        relay.shutdown().await;
-        self.config.listen = vec![address.to_string()];
+        self.0.stop(relay).await;
         self.start().await
     }
 }
@@ -155,12 +153,10 @@ pub fn texts(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-/// Several relays on loopback forming one DHT: relay 0 starts the network, the others
-/// bootstrap from it. Relays can be stopped and restarted on their port.
-pub struct Net {
-    pub dirs: Vec<RelayDir>,
-    pub relays: Vec<Option<RunningRelay>>,
-}
+/// Several relays on loopback forming one DHT (the shared harness's [`Network`], with
+/// panicking shortcuts): relay 0 starts the network, the others bootstrap from it. Relays can
+/// be stopped and restarted on their port.
+pub struct Net(Network);
 
 impl Net {
     pub async fn start(count: usize) -> Net {
@@ -168,65 +164,32 @@ impl Net {
     }
 
     pub async fn start_with(count: usize, tweak: impl Fn(&mut RelayConfig)) -> Net {
-        let mut dirs = Vec::new();
-        let mut relays = Vec::new();
-        let mut bootstrap: Vec<String> = Vec::new();
-        for _ in 0..count {
-            let dir = tempfile::tempdir().unwrap();
-            let mut config = RelayConfig {
-                listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-                bootstrap: bootstrap.clone(),
-                ..RelayConfig::default()
-            };
-            tweak(&mut config);
-            tidings_relay::init(dir.path(), &config).unwrap();
-            let relay_dir = RelayDir { dir, config };
-            let relay = relay_dir.start().await;
-            if bootstrap.is_empty() {
-                bootstrap.push(dial_addr(&relay).to_string());
-            }
-            dirs.push(relay_dir);
-            relays.push(Some(relay));
-        }
-        let net = Net { dirs, relays };
-        net.wait_for_dht(count - 1).await;
-        net
+        Net(Network::start(count, tweak).await.unwrap())
     }
 
     /// Waits until every running relay knows `peers` others.
     pub async fn wait_for_dht(&self, peers: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        for relay in self.relays.iter().flatten() {
-            while relay.routing_peers().await < peers {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the DHT did not form"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        self.0
+            .wait_for_dht(peers, Duration::from_secs(20))
+            .await
+            .unwrap();
     }
 
     pub fn relay(&self, index: usize) -> &RunningRelay {
-        self.relays[index].as_ref().expect("relay is stopped")
+        self.0.relay(index).expect("relay is stopped")
     }
 
     pub async fn stop(&mut self, index: usize) {
-        let relay = self.relays[index].take().expect("relay already stopped");
-        let address = relay.listen_addrs()[0].clone();
-        relay.shutdown().await;
-        self.dirs[index].config.listen = vec![address.to_string()];
+        self.0.stop(index).await.expect("relay already stopped");
     }
 
     pub async fn restart(&mut self, index: usize) {
-        assert!(self.relays[index].is_none(), "stop it first");
-        self.relays[index] = Some(self.dirs[index].start().await);
+        assert!(self.0.relay(index).is_none(), "stop it first");
+        self.0.restart(index).await.unwrap();
     }
 
-    pub async fn shutdown(mut self) {
-        for relay in self.relays.iter_mut().filter_map(Option::take) {
-            relay.shutdown().await;
-        }
+    pub async fn shutdown(self) {
+        self.0.shutdown().await;
     }
 }
 

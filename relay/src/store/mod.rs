@@ -45,7 +45,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::mailbox::Hub;
 pub use config::{StoreConfig, StoreLimits};
 pub use outcomes::*;
+#[cfg(feature = "test-utils")]
 pub(crate) use presence::decode as decode_presence;
+#[cfg(feature = "test-utils")]
 pub(crate) use reads::decode_user;
 pub use tables::{Cursor, OutboxMeta, PresenceChange, PresenceRecord, UserRecord};
 pub use tidings_protocol::store::StoreError;

@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use futures::{AsyncReadExt, StreamExt, io::ReadHalf, io::WriteHalf};
-use libp2p::{Multiaddr, Stream, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
-use tempfile::TempDir;
+use libp2p::{
+    Multiaddr, Stream, StreamProtocol, Swarm, SwarmBuilder, noise, swarm::NetworkBehaviour, tcp,
+    yamux,
+};
 use tidings_protocol::group::{Descriptor, GroupMember, Role, SignedDescriptor};
 use tidings_protocol::{
     Address, BoundedVec, DeviceCert, DeviceId, Envelope, EnvelopeId, Kind, RawEnvelope, Recipient,
@@ -27,15 +29,19 @@ use tidings_protocol::{
     client::{CLIENT_PROTOCOL, ClientFrame, Register, RelayFrame, Request, Response},
     framing,
 };
-use tidings_relay::{RegistrationPolicy, RelayConfig, RelayOptions, RunningRelay};
+use tidings_relay::{
+    RegistrationPolicy, RelayConfig, RunningRelay,
+    testing::{self, Network, RelayDir, Scrape, loopback_config},
+};
 
+/// A relay and its data dir (deleted when this drops).
 pub struct TestRelay {
-    pub dir: TempDir,
+    pub dir: RelayDir,
     pub relay: RunningRelay,
 }
 
 pub async fn start_relay(policy: RegistrationPolicy) -> TestRelay {
-    start_relay_with(policy, Vec::new()).await
+    start_tweaked(|config| config.registration.policy = policy, None).await
 }
 
 /// `count` relays forming one DHT (the first starts it, the others bootstrap from it), each
@@ -49,40 +55,16 @@ pub async fn start_relays_tweaked(
     count: usize,
     tweak: impl Fn(&mut RelayConfig),
 ) -> Vec<TestRelay> {
-    let mut relays: Vec<TestRelay> = Vec::new();
-    for _ in 0..count {
-        let bootstrap = relays
-            .first()
-            .map(|first| vec![first.relay.tcp_dial_addr().unwrap().to_string()])
-            .unwrap_or_default();
-        relays.push(
-            start_tweaked(
-                |config| {
-                    config.bootstrap = bootstrap;
-                    tweak(config);
-                },
-                None,
-            )
-            .await,
-        );
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    for relay in &relays {
-        while relay.relay.routing_peers().await < count - 1 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the DHT did not form"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    relays
-}
-
-pub async fn start_relay_with(policy: RegistrationPolicy, bootstrap: Vec<String>) -> TestRelay {
-    let dir = tempfile::tempdir().unwrap();
-    let relay = start_in(dir.path(), policy, bootstrap, true).await;
-    TestRelay { dir, relay }
+    Network::start(count, tweak)
+        .await
+        .unwrap()
+        .into_parts()
+        .into_iter()
+        .map(|(dir, relay)| TestRelay {
+            dir,
+            relay: relay.unwrap(),
+        })
+        .collect()
 }
 
 /// Starts a relay (open registration) in a fresh dir, its configuration changed by `tweak`,
@@ -91,20 +73,8 @@ pub async fn start_tweaked(
     tweak: impl FnOnce(&mut RelayConfig),
     fault: Option<tidings_relay::store::fault::FaultSwitch>,
 ) -> TestRelay {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = RelayConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-        ..RelayConfig::default()
-    };
-    tweak(&mut config);
-    tidings_relay::init(dir.path(), &config).unwrap();
-    let relay = tidings_relay::start(RelayOptions {
-        data_dir: dir.path().to_path_buf(),
-        config,
-        fault,
-    })
-    .await
-    .unwrap();
+    let dir = RelayDir::temp(tweak).unwrap();
+    let relay = dir.start(fault).await.unwrap();
     TestRelay { dir, relay }
 }
 
@@ -114,86 +84,23 @@ pub async fn restart_tweaked(
     dir: &std::path::Path,
     tweak: impl FnOnce(&mut RelayConfig),
 ) -> RunningRelay {
-    let mut config = RelayConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-        ..RelayConfig::default()
-    };
+    let mut config = loopback_config();
     tweak(&mut config);
-    tidings_relay::start(RelayOptions {
-        data_dir: dir.to_path_buf(),
-        config,
-        fault: None,
-    })
-    .await
-    .unwrap()
+    RelayDir::existing(dir.to_path_buf(), config)
+        .start(None)
+        .await
+        .unwrap()
 }
 
 /// GETs `path` from an HTTP/1.1 endpoint: the status code and the body.
 pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("the metrics endpoint did not answer")
-    .unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
+    testing::http_get(address, path).await.unwrap()
 }
 
 /// The value of a series in Prometheus text (summed over the series of `name` whose labels
 /// contain every one of `labels`, e.g. `reason="bad_signature"`); None if there is none.
 pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
-        if series_name != name || !labels.iter().all(|label| series_labels.contains(label)) {
-            continue;
-        }
-        *found.get_or_insert(0.0) += value.parse::<f64>().unwrap();
-    }
-    found
-}
-
-/// Starts a relay in `dir` on a fresh loopback port (initializing the dir if asked).
-pub async fn start_in(
-    dir: &std::path::Path,
-    policy: RegistrationPolicy,
-    bootstrap: Vec<String>,
-    init: bool,
-) -> RunningRelay {
-    let mut config = RelayConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-        bootstrap,
-        ..RelayConfig::default()
-    };
-    config.registration.policy = policy;
-    if init {
-        tidings_relay::init(dir, &config).unwrap();
-    }
-    tidings_relay::start(RelayOptions {
-        data_dir: dir.to_path_buf(),
-        config,
-        fault: None,
-    })
-    .await
-    .unwrap()
+    Scrape::parse(text).sum(name, labels)
 }
 
 /// A device with its keys, speaking the client protocol frame by frame.
@@ -229,20 +136,29 @@ pub struct StreamOpener {
     swarm: tokio::task::JoinHandle<()>,
 }
 
+/// A swarm over TCP + Noise + Yamux as `keypair`, running the behaviour `make` builds;
+/// connections stay open a minute after their last stream.
+pub fn tcp_swarm<B: NetworkBehaviour>(
+    keypair: libp2p::identity::Keypair,
+    make: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> Swarm<B> {
+    SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(make)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
 impl StreamOpener {
     pub fn dial(keypair: libp2p::identity::Keypair, address: &Multiaddr) -> Self {
-        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = tcp_swarm(keypair, |_| libp2p_stream::Behaviour::new());
         let control = swarm.behaviour().new_control();
         let peer = tidings_client_peer(address);
         swarm.dial(address.clone()).unwrap();

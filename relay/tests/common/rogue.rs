@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
-use libp2p::{Multiaddr, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
+use libp2p::{Multiaddr, StreamProtocol};
 use tidings_protocol::BoundedVec;
 
 use super::{RawRelayPeer, tidings_client_peer};
@@ -48,29 +48,14 @@ impl RogueRelay {
         use libp2p::kad;
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|key| {
-                let peer = key.public().to_peer_id();
-                let config = kad::Config::new(StreamProtocol::new(tidings_relay::KAD_PROTOCOL));
-                RogueBehaviour {
-                    kad: kad::Behaviour::with_config(
-                        peer,
-                        kad::store::MemoryStore::new(peer),
-                        config,
-                    ),
-                    stream: libp2p_stream::Behaviour::new(),
-                }
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = super::tcp_swarm(keypair.clone(), |key| {
+            let peer = key.public().to_peer_id();
+            let config = kad::Config::new(StreamProtocol::new(tidings_relay::KAD_PROTOCOL));
+            RogueBehaviour {
+                kad: kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), config),
+                stream: libp2p_stream::Behaviour::new(),
+            }
+        });
         let relay = tidings_client_peer(address);
         let mut bare = address.clone();
         bare.pop();

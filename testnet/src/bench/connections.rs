@@ -24,11 +24,13 @@ const SETTLE: Duration = Duration::from_secs(1);
 const FILES_PER_DEVICE: u64 = 4;
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
     /// Devices (one user each) connected at once.
+    #[arg(long, default_value_t = 1000)]
     pub devices: usize,
     /// Seconds the devices stay connected and idle before the relay's memory is read.
+    #[arg(long, default_value_t = 1)]
     pub idle_secs: u64,
 }
 

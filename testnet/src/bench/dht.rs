@@ -9,7 +9,7 @@ use anyhow::ensure;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use tidings_protocol::UserId;
-use tidings_relay::{RelayConfig, RelayOptions, RunningRelay};
+use tidings_relay::{RunningRelay, testing::Network};
 
 use super::{raise_open_files_limit, register_many};
 use crate::report::{Outcome, Percentiles};
@@ -28,13 +28,17 @@ const REPLICATION: usize = 20;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
-    /// Relays (in this process, over real loopback sockets).
+    /// Relays in this process, over real loopback sockets (past 20, k = 20 replication no
+    /// longer puts every record on every relay).
+    #[arg(long, default_value_t = 50)]
     pub relays: usize,
-    /// Users, each registered on a random relay, each looked up once.
+    /// Users (home records), each registered on a random relay, each looked up once per pass.
+    #[arg(long, default_value_t = 100)]
     pub users: usize,
     /// Seed of the random choices of relays.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
 
@@ -147,23 +151,22 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<DhtReport> {
     ensure!((1..=10_000).contains(&params.users), "1 to 10,000 users");
     let started = Instant::now();
     raise_open_files_limit()?;
-    let relays = start_relays(work, params.relays).await?;
+    let network = Network::start_in(work, params.relays, |_| {}).await?;
     tracing::info!(elapsed = ?started.elapsed(), "relays started");
-    let outcome = measure(work, &relays, params, started).await;
-    for relay in relays {
-        relay.shutdown().await;
-    }
+    let outcome = measure(work, &network, params, started).await;
+    network.shutdown().await;
     outcome
 }
 
 /// Registers the users, waits for their records to spread, and looks each one up.
 async fn measure(
     work: &Path,
-    relays: &[RunningRelay],
+    network: &Network,
     params: Params,
     started: Instant,
 ) -> anyhow::Result<DhtReport> {
-    let routing_peers_min = form(relays).await;
+    let routing_peers_min = form(network).await;
+    let relays: Vec<&RunningRelay> = network.running().collect();
     tracing::info!(elapsed = ?started.elapsed(), routing_peers_min, "DHT formed");
     let mut rng = StdRng::seed_from_u64(params.seed);
     let homes: Vec<usize> = (0..params.users)
@@ -182,7 +185,7 @@ async fn measure(
     tokio::task::spawn_blocking(move || drop(clients)).await?;
     tracing::info!(elapsed = ?started.elapsed(), "users registered");
     let expected = params.users * (1 + REPLICATION.min(relays.len() - 1));
-    let records_stored = settle_publishing(relays, expected as u64).await;
+    let records_stored = settle_publishing(&relays, expected as u64).await;
     let setup_s = started.elapsed().as_secs_f64();
 
     // Each record twice: first from relays that often must open connections to the relays
@@ -193,7 +196,7 @@ async fn measure(
         for (user, home) in users.iter().zip(&homes) {
             // A random relay other than the home, which holds the record for sure.
             let asker = (home + rng.random_range(1..relays.len())) % relays.len();
-            samples.lookup(&relays[asker], &relays[*home], *user).await;
+            samples.lookup(relays[asker], relays[*home], *user).await;
         }
     }
     let found = first.latency.len() + repeat.latency.len();
@@ -263,62 +266,19 @@ impl Samples {
     }
 }
 
-/// Starts `count` relays under `work/relayN`: the first starts the DHT, the others
-/// bootstrap from it.
-async fn start_relays(work: &Path, count: usize) -> anyhow::Result<Vec<RunningRelay>> {
-    let mut relays: Vec<RunningRelay> = Vec::with_capacity(count);
-    for index in 0..count {
-        let data_dir = work.join(format!("relay{}", index + 1));
-        let bootstrap = match relays.first() {
-            Some(first) => {
-                let Some(address) = first.tcp_dial_addr() else {
-                    anyhow::bail!("the first relay has no TCP address");
-                };
-                vec![address.to_string()]
-            }
-            None => Vec::new(),
-        };
-        let config = RelayConfig {
-            name: format!("relay-{}", index + 1),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap,
-            ..RelayConfig::default()
-        };
-        tidings_relay::init(&data_dir, &config)?;
-        let started = tidings_relay::start(RelayOptions::new(data_dir, config)).await;
-        match started {
-            Ok(relay) => relays.push(relay),
-            Err(error) => {
-                for relay in relays {
-                    relay.shutdown().await;
-                }
-                return Err(error.into());
-            }
-        }
-    }
-    Ok(relays)
-}
-
 /// Waits (bounded) until every routing table holds every other relay or a full bucket;
 /// returns the smallest routing table then.
-async fn form(relays: &[RunningRelay]) -> usize {
-    let target = ROUTING_TARGET.min(relays.len() - 1);
-    let deadline = Instant::now() + FORM_TIMEOUT;
-    loop {
-        let mut smallest = usize::MAX;
-        for relay in relays {
-            smallest = smallest.min(relay.routing_peers().await);
-        }
-        if smallest >= target || Instant::now() >= deadline {
-            return smallest;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+async fn form(network: &Network) -> usize {
+    let target = ROUTING_TARGET.min(network.running().count().saturating_sub(1));
+    if let Err(error) = network.wait_for_dht(target, FORM_TIMEOUT).await {
+        tracing::warn!(%error, "measuring with the routing tables as they are");
     }
+    network.smallest_routing_table().await
 }
 
 /// Waits (bounded) until the relays have stored `expected` copies of home records: the
 /// puts have spread. Returns the copies stored.
-async fn settle_publishing(relays: &[RunningRelay], expected: u64) -> u64 {
+async fn settle_publishing(relays: &[&RunningRelay], expected: u64) -> u64 {
     let stored = || {
         relays
             .iter()

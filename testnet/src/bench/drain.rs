@@ -21,9 +21,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 const FILL_CHUNK: usize = 256;
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
     /// Messages waiting for the offline user.
+    #[arg(long, default_value_t = 5000)]
     pub messages: usize,
 }
 

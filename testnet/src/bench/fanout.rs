@@ -27,15 +27,19 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
-    /// Relay processes; member `i` is homed on relay `i % relays`.
+    /// Relay processes; member i is homed on relay i % relays.
+    #[arg(long, default_value_t = 3)]
     pub relays: usize,
     /// Group members, the sender (member 0) included.
+    #[arg(long, default_value_t = 64)]
     pub members: usize,
     /// Timed messages the sender sends to the group.
+    #[arg(long, default_value_t = 20)]
     pub messages: usize,
-    /// Pause between two messages, milliseconds.
+    /// Milliseconds between two messages.
+    #[arg(long, default_value_t = 250)]
     pub interval_ms: u64,
 }
 

@@ -24,13 +24,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(20);
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
     /// Messages per second, over all senders.
+    #[arg(long, default_value_t = 1000)]
     pub rate: u32,
     /// Sender/receiver pairs sharing the rate.
+    #[arg(long, default_value_t = 8)]
     pub pairs: usize,
-    /// How long the senders send.
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
 }
 

@@ -23,13 +23,16 @@ use crate::{
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
     /// Sender/receiver pairs.
+    #[arg(long, default_value_t = 8)]
     pub pairs: usize,
     /// Messages each sender has in flight (queued, sent, awaiting the relay's answer).
+    #[arg(long, default_value_t = 64)]
     pub window: usize,
-    /// How long the senders send.
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
 }
 

@@ -22,15 +22,19 @@ use crate::{cluster::Cluster, report::Report};
 const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
-    /// Relay processes.
+    /// Relay processes (the first starts the DHT, the others join it).
+    #[arg(long, default_value_t = 3)]
     pub relays: usize,
     /// Users, spread round-robin over the relays.
+    #[arg(long, default_value_t = 12)]
     pub users: usize,
     /// Messages in total, between random pairs.
+    #[arg(long, default_value_t = 300)]
     pub messages: usize,
     /// Seed of the random workload.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
 

@@ -29,15 +29,19 @@ const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(120);
 const GROUP: &str = "scenario";
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
-    /// Relay processes.
+    /// Relay processes (the first starts the DHT, the others join it).
+    #[arg(long, default_value_t = 3)]
     pub relays: usize,
     /// Group members, spread round-robin over the relays.
+    #[arg(long, default_value_t = 12)]
     pub members: usize,
     /// Messages in total, from random members.
+    #[arg(long, default_value_t = 60)]
     pub messages: usize,
     /// Seed of the random workload.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
 

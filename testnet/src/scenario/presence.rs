@@ -37,15 +37,20 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 const DEPARTURES: [Departure; 3] = [Departure::Clean, Departure::Killed, Departure::Vanished];
 
 /// Size and timing of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
-    /// Relay processes.
+    /// Relay processes (the first starts the DHT, the others join it).
+    #[arg(long, default_value_t = 3)]
     pub relays: usize,
     /// Users: even-numbered ones watch, odd-numbered ones (the subjects) come and go.
+    #[arg(long, default_value_t = 12)]
     pub users: usize,
-    /// Rounds of online → typing and reading → departures.
+    /// Rounds of coming online, typing and reading, and leaving.
+    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// The relays' `presence.heartbeat_timeout_secs`.
+    /// The relays' heartbeat timeout in seconds (`presence.heartbeat_timeout_secs`: how
+    /// long a vanished device may look online).
+    #[arg(long = "heartbeat-timeout", value_name = "SECS", default_value_t = 3)]
     pub heartbeat_timeout_secs: u64,
 }
 

@@ -54,15 +54,20 @@ pub const HEARTBEAT_SECS: u64 = 5;
 pub const OUTBOX_MAX: u64 = 10_000;
 
 /// Size of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
-    /// Relay processes (at least 3: attacks need a victim, a bystander and a third).
+    /// Relay processes (at least 3: attacks need a victim, a bystander and a third; the
+    /// first starts the DHT, the others join it).
+    #[arg(long, default_value_t = 3)]
     pub relays: usize,
     /// Honest users (at least 3), spread round-robin over the relays.
+    #[arg(long, default_value_t = 6)]
     pub users: usize,
-    /// Honest messages in all, a fifth of them to the group.
+    /// Honest messages in all, spread over the attacks, a fifth of them to the group.
+    #[arg(long, default_value_t = 60)]
     pub messages: usize,
     /// Seed of the honest chat.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
 

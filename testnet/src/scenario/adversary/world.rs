@@ -23,7 +23,6 @@ use tokio::sync::Mutex;
 use super::{GROUP, rogue::Rogue};
 use crate::{
     cluster::Cluster,
-    process::{http_get, sum_series},
     scenario::{
         chaos::Planned,
         users::{self, name},
@@ -43,20 +42,19 @@ pub struct RelayView {
     pub addr: Multiaddr,
     /// Peer id.
     pub peer: PeerId,
-    /// `/metrics` URL, if served.
-    pub metrics: Option<String>,
+    /// Where `/metrics` is served, if it is.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Data directory (`relay.redb` lives there).
     pub data_dir: PathBuf,
 }
 
 impl RelayView {
-    /// The sum of a metric's series whose line starts with `name` and contains `labels`.
+    /// The sum of a metric's series called `name` (or `name_total`) whose labels contain
+    /// `labels`; 0 if there is none.
     pub async fn metric(&self, name: &str, labels: &str) -> anyhow::Result<f64> {
-        let url = self
-            .metrics
-            .as_ref()
-            .context("the relay serves no metrics")?;
-        Ok(sum_series(&http_get(url).await?, name, labels))
+        let address = self.metrics.context("the relay serves no metrics")?;
+        let scrape = tidings_relay::testing::scrape(address).await?;
+        Ok(scrape.sum(name, &[labels]).unwrap_or(0.0))
     }
 
     /// Size of the relay's database file in bytes.
@@ -161,7 +159,7 @@ pub async fn build(
             Ok(RelayView {
                 addr: relay.addr.clone(),
                 peer: relay.peer_id()?,
-                metrics: relay.metrics.clone(),
+                metrics: relay.metrics,
                 data_dir: relay.data_dir().to_path_buf(),
             })
         })

@@ -39,22 +39,40 @@ const GROUP_SHARE: f64 = 0.2;
 const GROUP_SIZE: usize = 8;
 
 /// Size and violence of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
-    /// Relay processes.
+    /// Relay processes (the first starts the DHT, the others join it).
+    #[arg(long, default_value_t = 3)]
     pub relays: usize,
-    /// Users, spread round-robin over the relays.
+    /// Users, spread round-robin over the relays (one group per ten users).
+    #[arg(long, default_value_t = 12)]
     pub users: usize,
-    /// Messages in total (1:1 and group).
+    /// Messages in total, a fifth of them to groups.
+    #[arg(long, default_value_t = 600)]
     pub messages: usize,
-    /// Messages per second over the whole network while faults happen.
+    /// Messages per second over the whole network while the faults happen (the run lasts
+    /// messages / rate).
+    #[arg(long, default_value_t = 50.0)]
     pub rate: f64,
-    /// Mean time between relay kills; zero for none.
+    /// Mean seconds between relay kills (0: no kills).
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = seconds)]
     pub kill_every: Duration,
-    /// Whether relay links are cut and healed too.
+    /// Also cut and heal links between relays.
+    #[arg(long)]
     pub partition: bool,
-    /// Seed of the workload and of the faults.
+    /// Seed of the workload and the faults.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// Parses `--kill-every`: zero or more seconds, fractions allowed.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|error| format!("{error}"))?;
+    if seconds >= 0.0 && seconds.is_finite() {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err("must be zero or more seconds".into())
+    }
 }
 
 /// The federation report plus the chaos that was played.

@@ -1,0 +1,12 @@
+//! Messages reaching people: online and offline, across restarts, reconnects, transports and relays; and the `tidings` CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod federation;
+mod offline_delivery;
+mod online_delivery;
+mod resume;
+mod transports;

@@ -1,0 +1,456 @@
+//! The commented `relay.toml` that `init` writes, generated from the configuration's values,
+//! its defaults and one doc string per key (so no number is written twice).
+
+use super::RelayConfig;
+
+/// Width the comments are wrapped to.
+const WRAP: usize = 92;
+
+/// A table of the file (the root is the one without a name).
+pub(super) struct Section {
+    /// `[name]`, or "" for the keys before the first table.
+    pub(super) name: &'static str,
+    /// A comment under the table's header, if the table needs one.
+    pub(super) doc: &'static str,
+    /// The keys, in the order they are written.
+    pub(super) keys: &'static [Key],
+}
+
+/// One key of the file.
+pub(super) struct Key {
+    /// The key inside its table.
+    pub(super) name: &'static str,
+    /// What it does, written above it.
+    pub(super) doc: &'static str,
+    /// For an optional key that is unset: a value to show, commented out.
+    pub(super) example: Option<&'static str>,
+}
+
+const fn key(name: &'static str, doc: &'static str) -> Key {
+    Key {
+        name,
+        doc,
+        example: None,
+    }
+}
+
+/// Every key `relay.toml` may set, by table.
+pub(super) const SECTIONS: &[Section] = &[
+    Section {
+        name: "",
+        doc: "",
+        keys: &[
+            key("name", "A human name for this relay, shown in logs."),
+            key(
+                "listen",
+                "Where to listen, as libp2p multiaddrs. TCP carries Noise + Yamux; \
+                 \"udp/.../quic-v1\" is QUIC. Port 0 picks a free port. \
+                 `tidings-relay run --listen ADDR` overrides this list.",
+            ),
+            key(
+                "announce",
+                "Addresses others should dial (put in home records and contact cards), for \
+                 relays behind NAT or a proxy; empty: the addresses it listens on.",
+            ),
+            key(
+                "bootstrap",
+                "Relays to join the network through, each ending in /p2p/<peer id> (as \
+                 printed by `tidings-relay run`). Relays find each other and each other's \
+                 users through a Kademlia DHT; a relay with no bootstrap starts a new network.",
+            ),
+            Key {
+                name: "metrics_listen",
+                doc: "Where to serve Prometheus metrics (/metrics) and a health check \
+                      (/healthz), as host:port. Keep it on loopback or a private network. \
+                      Comment it out to serve nothing.",
+                example: Some("\"127.0.0.1:9717\""),
+            },
+        ],
+    },
+    Section {
+        name: "registration",
+        doc: "",
+        keys: &[
+            key(
+                "policy",
+                "Who may register: \"open\" (anyone), \"invite\" (an invite code from \
+                 `tidings-relay invite create`), or \"closed\" (nobody new).",
+            ),
+            key(
+                "per_source_per_hour",
+                "New accounts one source (an IPv4 address, or an IPv6 /64) may register per \
+                 hour, sustained; beyond it `rate_limited`.",
+            ),
+            key("per_source_burst", "... and at once."),
+            key(
+                "limit_loopback",
+                "Whether registrations from loopback count against those limits too. A relay \
+                 behind a local proxy (browsers over /ws through a TLS proxy) sees every \
+                 client as loopback: keep it off and let the proxy limit, or turn it on to \
+                 treat them all as one source.",
+            ),
+            key(
+                "max_accounts",
+                "Most accounts this relay keeps under open registration; 0: no cap. Beyond it \
+                 new registrations get `registration_closed`.",
+            ),
+        ],
+    },
+    Section {
+        name: "limits",
+        doc: "Rate limits (token buckets): a sender over its limit gets `rate_limited` for the \
+              envelopes beyond it (never a silent drop); clients keep those messages and \
+              retry them later, other relays keep them in their outbox. What passes keeps \
+              the sender's order.",
+        keys: &[
+            key("max_sessions", "Most device sessions served at once."),
+            key(
+                "mailbox_max_envelopes",
+                "Most undelivered envelopes kept for one user; senders get `quota_exceeded` \
+                 beyond it.",
+            ),
+            key(
+                "mailbox_max_bytes",
+                "Most bytes of undelivered envelopes kept for one user (a group message \
+                 counts its full size for every member it waits for).",
+            ),
+            key(
+                "outbox_max_envelopes",
+                "Most envelopes waiting to be forwarded to other relays.",
+            ),
+            key(
+                "outbox_max_per_user",
+                "Most of those one user's messages may hold: one entry per recipient on \
+                 another relay (a group message takes one per member elsewhere), so members \
+                 nobody can reach fill their sender's share, not everyone's. Beyond it: \
+                 `rate_limited` until other relays take some.",
+            ),
+            key(
+                "relay_mailbox_max_envelopes",
+                "Most undelivered envelopes one other relay's forwards may hold in the \
+                 mailboxes here, all users together; beyond it that relay gets \
+                 `rate_limited` and keeps them in its outbox until users here take some.",
+            ),
+            key(
+                "min_free_disk_bytes",
+                "Below this many free bytes on the data dir's filesystem the relay refuses \
+                 what would grow its store (sends, forwards, registrations, key uploads) with \
+                 `storage_full`, which senders retry, and keeps serving reads and acks; \
+                 /healthz says so.",
+            ),
+            key(
+                "dedupe_window_hours",
+                "How long envelope ids are remembered so retries are not stored twice, in \
+                 hours.",
+            ),
+            key(
+                "user_envelopes_per_sec",
+                "Envelopes one user of this relay may send per second, sustained (a group \
+                 message counts once: this relay fans it out).",
+            ),
+            key(
+                "user_envelopes_burst",
+                "... and at once, e.g. after being offline with messages queued.",
+            ),
+            key(
+                "relay_envelopes_per_sec",
+                "Envelopes another relay may hand over per second, counted once per \
+                 recipient here.",
+            ),
+            key(
+                "relay_envelopes_burst",
+                "... and at once; at least 1024 (the largest group).",
+            ),
+        ],
+    },
+    Section {
+        name: "federation",
+        doc: "",
+        keys: &[key(
+            "undeliverable_after_secs",
+            "How long an envelope for a user on another relay is retried before its sender \
+             is told it could not be delivered, in seconds.",
+        )],
+    },
+    Section {
+        name: "presence",
+        doc: "",
+        keys: &[
+            key(
+                "heartbeat_timeout_secs",
+                "A connected device that sends nothing, not even its heartbeat (clients send \
+                 one every third of this), for this long is taken as gone and its user shown \
+                 offline, in seconds.",
+            ),
+            key(
+                "watch_ttl_secs",
+                "How long another relay's watch on a user's presence lasts unless renewed \
+                 (relays renew at a third of it, so a restarted relay is watched again within \
+                 that), in seconds.",
+            ),
+        ],
+    },
+    Section {
+        name: "network",
+        doc: "Limits that keep one peer (a device, another relay, or a stranger) from taking \
+              what the others need. Beyond them new connections or streams are refused and \
+              counted in /metrics.",
+        keys: &[
+            key(
+                "max_connections",
+                "Most established connections, all peers together.",
+            ),
+            key(
+                "max_connections_per_peer",
+                "Most established connections with one peer.",
+            ),
+            key(
+                "max_pending_connections",
+                "Most incoming connections still in their handshake.",
+            ),
+            key(
+                "federation_streams",
+                "Most streams from other relays served at once, all together. One peer may \
+                 hold at most federation_streams_per_peer of them, and once three quarters \
+                 are taken only peers holding none get one, so a relay that needs its first \
+                 stream still finds room.",
+            ),
+            key(
+                "federation_streams_per_peer",
+                "Most streams from one other relay served at once (a relay uses one).",
+            ),
+            key(
+                "client_streams_per_device",
+                "Most client streams of one device served at once.",
+            ),
+            key(
+                "stream_idle_secs",
+                "A stream from another relay, or from a device that has not registered, that \
+                 sends no complete frame for this long is closed (the other side opens a new \
+                 one when it needs it), in seconds.",
+            ),
+            key(
+                "frame_timeout_secs",
+                "A frame whose first byte has arrived must arrive whole within this many \
+                 seconds, or its stream is closed.",
+            ),
+            key(
+                "dht_store_kib",
+                "KiB of DHT records (home records of other relays' users) this relay holds \
+                 for the network. A peer may store at most dht_records_per_peer of them; \
+                 records that do not come from the relay they name as home only fill half \
+                 of it.",
+            ),
+            key(
+                "dht_records_per_peer",
+                "DHT records one peer may have stored here.",
+            ),
+        ],
+    },
+    Section {
+        name: "claims",
+        doc: "",
+        keys: &[
+            key(
+                "one_time_keys_per_user_per_hour",
+                "One-time keys of a user handed out per hour (and at most this many at \
+                 once). Beyond it a claim gets the user's fallback key instead, so nobody can \
+                 drain the one-time keys (the session still opens; only its first message \
+                 lacks one-time forward secrecy). 0: always the fallback key.",
+            ),
+            key(
+                "relay_claims_per_sec",
+                "Key claims another relay may make per second (one per user asked for), \
+                 sustained; beyond it they are answered `rate_limited` and its users retry.",
+            ),
+            key("relay_claims_burst", "... and at once."),
+        ],
+    },
+];
+
+/// Renders `config` as the commented file: each key under its doc and its default, with
+/// the value `config` has.
+pub(super) fn render(config: &RelayConfig) -> String {
+    let values = as_table(config);
+    let defaults = as_table(&RelayConfig::default());
+    let mut out = String::from(
+        "# Tidings relay configuration, written by `tidings-relay init`.\n\
+         # Every key is optional: a missing key takes the default shown in the comment above it.\n",
+    );
+    for section in SECTIONS {
+        out.push('\n');
+        if !section.name.is_empty() {
+            out.push_str(&format!("[{}]\n", section.name));
+        }
+        comment(&mut out, section.doc);
+        for key in section.keys {
+            let value = lookup(&values, section.name, key.name);
+            let default = lookup(&defaults, section.name, key.name);
+            let shown = default.map_or_else(|| "none".to_string(), |value| value.to_string());
+            comment(&mut out, &format!("{} Default: {shown}.", key.doc));
+            match (value, key.example) {
+                (Some(value), _) => out.push_str(&format!("{} = {value}\n", key.name)),
+                (None, Some(example)) => out.push_str(&format!("# {} = {example}\n", key.name)),
+                (None, None) => {}
+            }
+        }
+    }
+    out
+}
+
+/// The configuration as a TOML table (empty if it cannot be one, which a struct of plain
+/// values always can).
+pub(super) fn as_table(config: &RelayConfig) -> toml::Table {
+    toml::Table::try_from(config).unwrap_or_default()
+}
+
+/// The value of `section.key` (`section` "" for the root).
+pub(super) fn lookup<'a>(
+    table: &'a toml::Table,
+    section: &str,
+    key: &str,
+) -> Option<&'a toml::Value> {
+    if section.is_empty() {
+        table.get(key)
+    } else {
+        table.get(section)?.as_table()?.get(key)
+    }
+}
+
+/// Appends `text` as `# ` comment lines wrapped to [`WRAP`] columns.
+fn comment(out: &mut String, text: &str) {
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && 2 + line.len() + 1 + word.len() > WRAP {
+            out.push_str(&format!("# {line}\n"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(&format!("# {line}\n"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// `section.key` -> value rendered as TOML, for every key the configuration has.
+    fn flattened(config: &RelayConfig) -> BTreeMap<String, String> {
+        let mut keys = BTreeMap::new();
+        for (name, value) in as_table(config) {
+            match value {
+                toml::Value::Table(table) => {
+                    for (key, value) in table {
+                        keys.insert(format!("{name}.{key}"), value.to_string());
+                    }
+                }
+                value => {
+                    keys.insert(name, value.to_string());
+                }
+            }
+        }
+        keys
+    }
+
+    fn documented() -> Vec<String> {
+        SECTIONS
+            .iter()
+            .flat_map(|section| {
+                section.keys.iter().map(|key| match section.name {
+                    "" => key.name.to_string(),
+                    table => format!("{table}.{}", key.name),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_defaults_written_by_init_parse_back_to_the_defaults() {
+        let defaults = RelayConfig::default();
+        assert_eq!(
+            RelayConfig::parse(&defaults.to_commented_toml()),
+            Ok(defaults)
+        );
+    }
+
+    #[test]
+    fn every_key_of_the_configuration_is_documented_once() {
+        let config = RelayConfig {
+            metrics_listen: Some("127.0.0.1:9717".into()),
+            ..RelayConfig::default()
+        };
+        let mut documented = documented();
+        documented.sort();
+        let keys: Vec<String> = flattened(&config).into_keys().collect();
+        assert_eq!(documented, keys);
+    }
+
+    /// The README's table of `relay.toml` keys: `key` -> default as written ("none" for a
+    /// key that is unset by default). A row may name several keys (`a` / `b`) with their
+    /// defaults in the same order.
+    fn readme_defaults() -> BTreeMap<String, String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).expect("the README is readable");
+        let table = readme
+            .split_once("Configuration (`relay.toml`, defaults shown):")
+            .expect("the README has a configuration table")
+            .1;
+        let mut defaults = BTreeMap::new();
+        for row in table
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2)
+        {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let (keys, values) = (ticked(cells[1]), ticked(cells[2]));
+            for (index, key) in keys.into_iter().enumerate() {
+                let value = if cells[2].starts_with("none") {
+                    "none".to_string()
+                } else {
+                    values.get(index).cloned().unwrap_or_default()
+                };
+                defaults.insert(key, value);
+            }
+        }
+        defaults
+    }
+
+    /// The `ticked` parts of a table cell, in order.
+    fn ticked(cell: &str) -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_key_with_its_default() {
+        let mut code = flattened(&RelayConfig::default());
+        for section in SECTIONS {
+            for key in section.keys.iter().filter(|key| key.example.is_some()) {
+                code.insert(key.name.to_string(), "none".into());
+            }
+        }
+        let readme = readme_defaults();
+        let differing: Vec<_> = code
+            .keys()
+            .chain(readme.keys())
+            .filter(|key| code.get(*key) != readme.get(*key))
+            .map(|key| (key, code.get(key), readme.get(key)))
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "README.md's relay.toml table disagrees with the code (key, code, README): \
+             {differing:?}"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! What an operator relies on: a taken port is an error, the relay names itself, logs are
+//! plain text in a pipe, and a graceful shutdown mid-burst loses nothing accepted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod operator;
+mod shutdown;

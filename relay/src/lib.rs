@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+mod actor;
 pub mod cli;
 pub mod config;
 mod disk;

@@ -110,12 +110,7 @@ impl HomeCache {
 impl HomeCacheActor {
     /// Serves commands until every handle is gone or `stop` is cancelled.
     pub async fn run(mut self, stop: CancellationToken) {
-        loop {
-            let command = tokio::select! {
-                _ = stop.cancelled() => return,
-                command = self.inbox.recv() => command,
-            };
-            let Some(command) = command else { return };
+        while let Some(command) = crate::actor::next_command(&mut self.inbox, &stop).await {
             match command {
                 Command::Ask { user, reply } => {
                     let _ = reply.send(self.ask(&user));

@@ -138,12 +138,7 @@ impl PresenceBook {
 
     /// Serves commands until every handle is gone or `stop` is cancelled.
     pub async fn run(mut self, stop: CancellationToken) {
-        loop {
-            let command = tokio::select! {
-                _ = stop.cancelled() => return,
-                command = self.inbox.recv() => command,
-            };
-            let Some(command) = command else { return };
+        while let Some(command) = crate::actor::next_command(&mut self.inbox, &stop).await {
             self.handle(command);
         }
     }

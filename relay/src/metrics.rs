@@ -183,6 +183,8 @@ pub struct Metrics {
     /// What the storage and registration limits refused, and the disk floor.
     pub limits: LimitMetrics,
     network_running: AtomicBool,
+    /// A listener closed after start: some configured address is not served any more.
+    listener_lost: AtomicBool,
     dht: Arc<OnceLock<Arc<DhtStats>>>,
 }
 
@@ -328,6 +330,7 @@ impl Metrics {
             store,
             limits,
             network_running: AtomicBool::new(false),
+            listener_lost: AtomicBool::new(false),
             dht,
         }
     }
@@ -525,6 +528,11 @@ impl Metrics {
         self.network_running.store(running, Ordering::Relaxed);
     }
 
+    /// A listener closed: `/healthz` reports it from now on.
+    pub(crate) fn listener_closed(&self) {
+        self.listener_lost.store(true, Ordering::Relaxed);
+    }
+
     /// Entries waiting in the outbox for other relays.
     pub fn outbox_entries(&self) -> i64 {
         self.store.outbox_envelopes.get()
@@ -542,6 +550,9 @@ impl Metrics {
         if !self.network_running.load(Ordering::Relaxed) {
             return Err("the network event loop is not running");
         }
+        if self.listener_lost.load(Ordering::Relaxed) {
+            return Err("a listener closed: a configured listen address is not served");
+        }
         if self.limits.disk_low() {
             return Err("free disk space is below the floor (limits.min_free_disk_bytes)");
         }
@@ -555,5 +566,20 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_listener_makes_the_relay_unhealthy() {
+        let metrics = Metrics::default();
+        metrics.store.writer_running.store(true, Ordering::Relaxed);
+        metrics.network_running(true, &Arc::new(DhtStats::default()));
+        assert_eq!(metrics.health(), Ok(()));
+        metrics.listener_closed();
+        assert!(metrics.health().unwrap_err().contains("listener closed"));
     }
 }

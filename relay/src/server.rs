@@ -139,14 +139,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let self_peer = keypair.public().to_peer_id();
     let hub = Arc::new(Hub::default());
     let store_config = StoreConfig {
-        limits: StoreLimits {
-            mailbox_max_envelopes: config.limits.mailbox_max_envelopes,
-            mailbox_max_bytes: config.limits.mailbox_max_bytes,
-            outbox_max_envelopes: config.limits.outbox_max_envelopes,
-            outbox_max_per_user: config.limits.outbox_max_per_user,
-            relay_mailbox_max_envelopes: config.limits.relay_mailbox_max_envelopes,
-            dedupe_window_ms: config.limits.dedupe_window_hours.max(1) * 3600 * 1000,
-        },
+        limits: StoreLimits::from(&config.limits),
         self_peer: self_peer.to_string(),
     };
     let store_path = data_dir.join(STORE_FILE);

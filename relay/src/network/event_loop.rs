@@ -129,6 +129,18 @@ impl EventLoop {
             SwarmEvent::ListenerError { error, .. } => {
                 tracing::warn!(%error, "listener error");
             }
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => {
+                tracing::error!(
+                    ?addresses,
+                    ?reason,
+                    "listener closed: the relay no longer listens there"
+                );
+                self.listen_addrs
+                    .send_modify(|addrs| addrs.retain(|known| !addresses.contains(known)));
+                self.metrics.listener_closed();
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {

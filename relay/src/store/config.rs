@@ -17,16 +17,23 @@ pub struct StoreLimits {
     pub dedupe_window_ms: u64,
 }
 
+impl From<&crate::config::LimitsConfig> for StoreLimits {
+    fn from(limits: &crate::config::LimitsConfig) -> Self {
+        Self {
+            mailbox_max_envelopes: limits.mailbox_max_envelopes,
+            mailbox_max_bytes: limits.mailbox_max_bytes,
+            outbox_max_envelopes: limits.outbox_max_envelopes,
+            outbox_max_per_user: limits.outbox_max_per_user,
+            relay_mailbox_max_envelopes: limits.relay_mailbox_max_envelopes,
+            dedupe_window_ms: limits.dedupe_window_hours.max(1) * 3600 * 1000,
+        }
+    }
+}
+
+/// The configuration's defaults (`limits` in relay.toml).
 impl Default for StoreLimits {
     fn default() -> Self {
-        Self {
-            mailbox_max_envelopes: 100_000,
-            mailbox_max_bytes: 256 * 1024 * 1024,
-            outbox_max_envelopes: 1_000_000,
-            outbox_max_per_user: 20_000,
-            relay_mailbox_max_envelopes: 1_000_000,
-            dedupe_window_ms: 7 * 24 * 3600 * 1000,
-        }
+        Self::from(&crate::config::LimitsConfig::default())
     }
 }
 

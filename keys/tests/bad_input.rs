@@ -1,6 +1,7 @@
 //! Arbitrary bytes fed to every decoder of this crate give typed errors, never a panic.
 
 #![allow(
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -1,6 +1,7 @@
 //! Key files: round trips with and without a passphrase, file modes, wrong passphrases and damaged files.
 
 #![allow(
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -1,6 +1,7 @@
 //! Olm between two devices: opening sessions from key bundles, conversations, restarts, forged sender keys and replays.
 
 #![allow(
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -1,5 +1,10 @@
 //! Messages reaching people: online and offline, across restarts, reconnects, transports and relays; and the `tidings` CLI.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods // tests forge with raw keys
+)]
 
 #[path = "../common/mod.rs"]
 mod common;

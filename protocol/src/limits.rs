@@ -66,3 +66,12 @@ pub const MAX_PRESENCE_ALLOWED: usize = 4096;
 
 /// Most watchers one relay-to-relay presence change names.
 pub const MAX_PRESENCE_WATCHERS: usize = 1024;
+
+/// Most devices one account's device list may name (a protocol cap; a relay may allow fewer).
+pub const MAX_DEVICES_PER_ACCOUNT: usize = 32;
+
+/// Longest device name in a device list, in bytes of UTF-8.
+pub const MAX_DEVICE_NAME_LEN: usize = 64;
+
+/// Largest encoded signed device list (the largest allowed list takes about 3.9 KiB).
+pub const MAX_DEVICE_LIST_BYTES: usize = 4096;

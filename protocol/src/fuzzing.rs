@@ -16,6 +16,7 @@ use crate::{
     client::{ClientFrame, RelayFrame, Request, Response},
     codec::{self, DecodeError},
     content::{GroupSealed, MegolmBody, OlmBody, Payload, Sealed},
+    devices::{DeviceList, DeviceListError, SignedDeviceList},
     envelope::verify_batch,
     federation::{FederationFrame, FederationRequest, FederationResponse},
     framing,
@@ -23,8 +24,8 @@ use crate::{
     home::HOME_KEY_PREFIX,
     ids::{EnvelopeId, GroupId},
     limits::{
-        MAX_CARD_TEXT_LEN, MAX_DESCRIPTOR_BYTES, MAX_ENVELOPE_BYTES, MAX_FRAME_BYTES,
-        MAX_HOME_RECORD_BYTES,
+        MAX_CARD_TEXT_LEN, MAX_DESCRIPTOR_BYTES, MAX_DEVICE_LIST_BYTES, MAX_ENVELOPE_BYTES,
+        MAX_FRAME_BYTES, MAX_HOME_RECORD_BYTES,
     },
     mailbox::MailboxItem,
     presence::{MAX_TYPING_BODY, TypingBody},
@@ -41,6 +42,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("federation_request", federation_request),
     ("home_record", home_record),
     ("group_descriptor", group_descriptor),
+    ("device_list", device_list),
     ("content", content),
     ("presence", presence),
     ("contact_card", contact_card),
@@ -413,6 +415,37 @@ pub fn group_descriptor(data: &[u8]) {
             },
         );
         assert_eq!(next.check_successor(&resigned), Ok(()));
+    }
+}
+
+/// A signed device list (a frame field, a DHT value or a stored list) and the version rule.
+pub fn device_list(data: &[u8]) {
+    let Ok(signed) = SignedDeviceList::decode(data) else {
+        return;
+    };
+    round_trip(&signed, MAX_DEVICE_LIST_BYTES, SignedDeviceList::decode);
+    let verdict = signed.verify();
+    assert!(signed.check_successor(&signed).is_err());
+    for entry in signed.list.devices.iter() {
+        assert!(signed.contains(&entry.device));
+    }
+
+    // The same devices, listed by a real account key: valid exactly when the shape is, and
+    // the next version follows it.
+    let me = UserId::from(&KEY.verifying_key());
+    let mine = DeviceList::new(me, signed.list.version, signed.list.devices.to_vec());
+    if verdict.is_ok() || verdict == Err(DeviceListError::Forged) {
+        assert!(mine.is_ok(), "{mine:?}");
+    }
+    let Ok(mine) = mine else {
+        return;
+    };
+    let resigned = mine.clone().sign(&KEY);
+    assert_eq!(resigned.verify(), Ok(()));
+    if let Some(version) = mine.version.checked_add(1) {
+        let next = DeviceList { version, ..mine }.sign(&KEY);
+        assert_eq!(next.check_successor(&resigned), Ok(()));
+        assert!(resigned.check_successor(&next).is_err());
     }
 }
 

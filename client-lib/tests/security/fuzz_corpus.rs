@@ -177,6 +177,7 @@ corpus_tests!(
     federation_request,
     home_record,
     group_descriptor,
+    device_list,
     content,
     presence,
     contact_card,

@@ -1,4 +1,5 @@
 //! Property tests of signed device lists, and the writer of their fuzz seeds.
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::PathBuf;
 

@@ -14,8 +14,8 @@ mod history;
 pub mod outbox;
 mod receipts;
 mod receive;
-mod seal;
 pub mod schema;
+mod seal;
 pub mod tables;
 #[cfg(test)]
 mod tests;

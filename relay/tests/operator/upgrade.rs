@@ -100,7 +100,10 @@ async fn write_relay_fixture() {
     bob.register().await;
     for text in FOR_BOB {
         let envelope = alice.envelope_to(bob.address(), text.as_bytes());
-        alice.send(vec![envelope.sign(&alice.device)]).await.unwrap();
+        alice
+            .send(vec![envelope.sign(&alice.device)])
+            .await
+            .unwrap();
     }
     for text in FOR_ALICE {
         let envelope = bob.envelope_to(alice.address(), text.as_bytes());

@@ -108,3 +108,97 @@ pub fn recorded(db: &Database) -> Result<Option<u32>, StoreError> {
     };
     Ok(table.get(SCHEMA_VERSION)?.map(|value| value.value()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use redb::ReadableDatabase;
+
+    use super::*;
+
+    const ADDED: TableDefinition<&str, u64> = TableDefinition::new("added_by_migration");
+
+    /// A migration 1 -> 2 as a later release would add it.
+    fn add_a_table(txn: &WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(ADDED)?.insert("migrated", 1)?;
+        Ok(())
+    }
+
+    const NEXT: Schema = Schema {
+        file: "test.redb",
+        migrations: &[add_a_table],
+    };
+
+    fn migrated(db: &Database) -> bool {
+        let txn = db.begin_read().unwrap();
+        match txn.open_table(ADDED) {
+            Ok(table) => table.get("migrated").unwrap().is_some(),
+            Err(redb::TableError::TableDoesNotExist(_)) => false,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    fn first_release_file(dir: &std::path::Path) -> Database {
+        let db = Database::create(dir.join("test.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TableDefinition::<&str, u64>::new("users"))
+            .unwrap()
+            .insert("someone", 7)
+            .unwrap();
+        txn.commit().unwrap();
+        db
+    }
+
+    #[test]
+    fn an_unversioned_file_is_version_1_and_runs_every_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = first_release_file(dir.path());
+        assert_eq!(NEXT.current(), 2);
+        assert_eq!(NEXT.apply(&db).unwrap(), UNVERSIONED);
+        assert!(migrated(&db));
+        assert_eq!(recorded(&db).unwrap(), Some(2));
+        // Opening again migrates nothing more.
+        assert_eq!(NEXT.apply(&db).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_new_file_gets_the_current_version_without_migrating() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("test.redb")).unwrap();
+        assert_eq!(NEXT.apply(&db).unwrap(), 2);
+        assert!(!migrated(&db));
+        assert_eq!(recorded(&db).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn a_newer_file_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = first_release_file(dir.path());
+        NEXT.apply(&db).unwrap();
+        let older_build = RELAY;
+        let error = Schema {
+            file: "test.redb",
+            ..older_build
+        }
+        .apply(&db)
+        .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::NewerSchema {
+                    file: "test.redb",
+                    found: 2,
+                    known: 1
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "test.redb: this data dir was written by a newer Tidings (schema 2); \
+             this build knows up to 1"
+        );
+        assert_eq!(recorded(&db).unwrap(), Some(2));
+    }
+}

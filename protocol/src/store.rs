@@ -56,6 +56,19 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("the store is shut down")]
     Closed,
+    /// The file records a schema version newer than this build knows: it was not opened.
+    #[error(
+        "{file}: this data dir was written by a newer Tidings (schema {found}); \
+         this build knows up to {known}"
+    )]
+    NewerSchema {
+        /// The database file (its name in the data dir).
+        file: &'static str,
+        /// The version the file records.
+        found: u32,
+        /// The newest version this build knows.
+        known: u32,
+    },
 }
 
 impl StoreError {
@@ -96,9 +109,10 @@ impl StoreError {
                 redb::CommitError::Storage(storage) => Some(storage),
                 _ => None,
             },
-            StoreError::Corrupt { .. } | StoreError::Unavailable { .. } | StoreError::Closed => {
-                None
-            }
+            StoreError::Corrupt { .. }
+            | StoreError::Unavailable { .. }
+            | StoreError::Closed
+            | StoreError::NewerSchema { .. } => None,
         };
         match storage {
             Some(redb::StorageError::Io(error)) => Some(error),

@@ -71,6 +71,7 @@ impl Invites {
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(data_dir.join(INVITES_FILE))?;
+        crate::store::schema::INVITES.apply(&db)?;
         let txn = db.begin_write()?;
         txn.open_table(INVITES)?;
         txn.commit()?;

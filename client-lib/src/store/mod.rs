@@ -14,6 +14,7 @@ mod history;
 pub mod outbox;
 mod receipts;
 mod receive;
+pub mod schema;
 mod seal;
 pub mod tables;
 #[cfg(test)]
@@ -106,6 +107,7 @@ impl ClientStore {
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(data_dir.join(STORE_FILE))?;
         let txn = db.begin_write()?;
+        let found = schema::upgrade(&txn)?;
         {
             use tables::*;
             txn.open_table(META)?;
@@ -126,6 +128,9 @@ impl ClientStore {
             txn.open_table(GROUP_RECEIPTS)?;
         }
         txn.commit()?;
+        if found != schema::current() {
+            tracing::info!(from = found, to = schema::current(), "local store migrated");
+        }
         Ok(Self { db })
     }
 

@@ -1,4 +1,4 @@
-//! Messages reaching people: online and offline, across restarts, reconnects, transports and relays; and the `tidings` CLI.
+//! Messages reaching people: online and offline, across restarts, reconnects, transports and relays; and the `tidings` CLI; and data dirs of earlier releases opening.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,3 +15,4 @@ mod offline_delivery;
 mod online_delivery;
 mod resume;
 mod transports;
+mod upgrade;

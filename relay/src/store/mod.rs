@@ -18,6 +18,7 @@ mod op;
 mod outcomes;
 mod presence;
 mod reads;
+pub mod schema;
 mod slot;
 pub mod tables;
 #[cfg(test)]
@@ -100,6 +101,7 @@ impl Store {
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
         let db = Arc::new(DbSlot::open(opener)?);
+        schema::RELAY.apply(&*db.get()?)?;
         txn::create_tables(&*db.get()?)?;
         let (ops, receiver) = mpsc::channel(WRITE_QUEUE);
         let outbox = Arc::new(Notify::new());

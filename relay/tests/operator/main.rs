@@ -1,5 +1,6 @@
 //! What an operator relies on: a taken port is an error, the relay names itself, logs are
-//! plain text in a pipe, and a graceful shutdown mid-burst loses nothing accepted.
+//! plain text in a pipe, a graceful shutdown mid-burst loses nothing accepted, and data dirs
+//! of earlier releases open (newer ones are refused).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../common/mod.rs"]
@@ -7,3 +8,4 @@ mod common;
 
 mod operator;
 mod shutdown;
+mod upgrade;

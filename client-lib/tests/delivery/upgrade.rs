@@ -1,0 +1,184 @@
+//! Upgrades: a client data dir written by an earlier release opens with its contact and
+//! history; one written by a newer release is refused with a clear error; a new store records
+//! its schema.
+//!
+//! The fixture `tests/fixtures/client-v1` is Alice's data dir as the first release wrote it
+//! (schema 1, before stores recorded their version; key file without a passphrase): contact
+//! "bob" and a short conversation with him. It was written by [`write_client_fixture`]; a
+//! release that changes the schema writes `client-v<N>` with it next to the older ones, which
+//! stay and keep being opened here.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use redb::{ConcurrencyMode, Database, ReadableDatabase, TableDefinition};
+use tidings_client::{
+    Client, ClientError, Direction,
+    store::{STORE_FILE, StoreError, schema},
+};
+
+use crate::common::{Pair, texts, two_friends};
+
+/// The conversation in the fixture, in order, as Alice sees it.
+const CONVERSATION: [(Direction, &str); 3] = [
+    (Direction::Outgoing, "hello bob"),
+    (Direction::Outgoing, "how are you?"),
+    (Direction::Incoming, "fine, thanks"),
+];
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/client-v1")
+}
+
+/// A copy of the fixture in a temp dir (the committed files stay untouched), made
+/// owner-only again, as git does not keep that.
+fn copy_fixture() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_dir()).unwrap() {
+        let entry = entry.unwrap();
+        let to = temp.path().join(entry.file_name());
+        std::fs::copy(entry.path(), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    temp
+}
+
+/// The version `client.redb` in `dir` records (no client may have it open).
+fn recorded(dir: &Path) -> Option<u32> {
+    let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let db = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .open(dir.join(STORE_FILE))
+        .unwrap();
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(meta).unwrap();
+    let value = table.get(schema::META_SCHEMA_VERSION).unwrap()?;
+    Some(schema::decode(value.value()).unwrap())
+}
+
+/// Writes the fixture. Run it only with the release the fixture stands for:
+/// `cargo nextest run -p tidings-client --test delivery --run-ignored only write_client_fixture`
+#[tokio::test]
+#[ignore = "writes the committed fixture tests/fixtures/client-v1"]
+async fn write_client_fixture() {
+    let Pair {
+        relay, alice, bob, ..
+    } = two_friends().await;
+    let mut alice_session = alice.connect().await;
+    for (_, text) in &CONVERSATION[..2] {
+        alice_session.send_text("bob", text).await.unwrap();
+    }
+    alice_session.close().await;
+    let mut bob_session = bob.connect().await;
+    let events = bob_session.sync(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(texts(&events), ["hello bob", "how are you?"]);
+    bob_session
+        .send_text("alice", CONVERSATION[2].1)
+        .await
+        .unwrap();
+    bob_session.close().await;
+    let events = alice.sync(Duration::from_secs(10)).await;
+    assert!(texts(&events).contains(&CONVERSATION[2].1.to_string()));
+
+    let path = fixture_dir();
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    let from = alice.dir.path().to_path_buf();
+    drop(alice.client);
+    for file in [tidings_client::KEY_FILE, STORE_FILE] {
+        std::fs::copy(from.join(file), path.join(file)).unwrap();
+    }
+    // Small enough to commit: compacting keeps the data, the free pages go.
+    let mut db = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .open(path.join(STORE_FILE))
+        .unwrap();
+    db.compact().unwrap();
+    relay.shutdown().await;
+}
+
+#[test]
+fn a_first_release_client_dir_opens_with_its_contact_and_history() {
+    let temp = copy_fixture();
+    assert_eq!(
+        recorded(temp.path()),
+        None,
+        "the fixture predates recorded schemas"
+    );
+    let client = Client::open(temp.path(), None).unwrap();
+    let contacts: Vec<String> = client
+        .store()
+        .contacts()
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(contacts, ["bob"]);
+    let history: Vec<(Direction, String)> = client
+        .history("bob")
+        .unwrap()
+        .into_iter()
+        .map(|message| (message.direction, message.text))
+        .collect();
+    let expected: Vec<(Direction, String)> = CONVERSATION
+        .iter()
+        .map(|(direction, text)| (*direction, text.to_string()))
+        .collect();
+    assert_eq!(history, expected);
+    drop(client);
+    assert_eq!(recorded(temp.path()), Some(schema::current()));
+}
+
+#[test]
+fn a_new_client_store_records_the_current_schema() {
+    let temp = tempfile::tempdir().unwrap();
+    drop(Client::init(temp.path(), None).unwrap());
+    assert_eq!(recorded(temp.path()), Some(schema::current()));
+}
+
+#[test]
+fn a_client_dir_of_a_newer_release_is_refused_with_both_versions() {
+    let temp = copy_fixture();
+    let newer = schema::current() + 1;
+    let client = Client::open(temp.path(), None).unwrap();
+    client
+        .store()
+        .set_meta(schema::META_SCHEMA_VERSION, &newer.to_be_bytes())
+        .unwrap();
+    drop(client);
+
+    let Err(error) = Client::open(temp.path(), None) else {
+        panic!("a client store of a newer schema was opened");
+    };
+    assert!(
+        matches!(
+            &error,
+            ClientError::Store(StoreError::Storage(
+                tidings_protocol::store::StoreError::NewerSchema { file, found, known }
+            )) if *file == STORE_FILE && *found == newer && *known == schema::current()
+        ),
+        "{error}"
+    );
+    assert_eq!(recorded(temp.path()), Some(newer), "refused before writing");
+
+    // The `tidings` command line says so in words.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .arg("--data-dir")
+        .arg(temp.path())
+        .args(["contact", "list"])
+        .env_remove("TIDINGS_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "this data dir was written by a newer Tidings (schema {newer}); this build knows up to {}",
+            schema::current()
+        )),
+        "{stderr}"
+    );
+}

@@ -1,13 +1,13 @@
 //! The series counting what became of published device lists.
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue},
+    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
-/// What became of one published device list, as a label.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+/// What became of one published device list.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum DeviceListVerdict {
     /// Stored: it is the user's list now.
     Stored,
@@ -23,9 +23,23 @@ pub enum DeviceListVerdict {
     MissingSelf,
 }
 
+impl DeviceListVerdict {
+    /// The label value (`verdict="stored"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceListVerdict::Stored => "stored",
+            DeviceListVerdict::Stale => "stale",
+            DeviceListVerdict::Forged => "forged",
+            DeviceListVerdict::OverLimit => "over_limit",
+            DeviceListVerdict::WrongUser => "wrong_user",
+            DeviceListVerdict::MissingSelf => "missing_self",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
-    verdict: DeviceListVerdict,
+    verdict: &'static str,
 }
 
 /// `tidings_device_lists_total`, by verdict.
@@ -49,14 +63,18 @@ impl DeviceListMetrics {
     /// Counts one published list.
     pub fn count(&self, verdict: DeviceListVerdict) {
         self.verdicts
-            .get_or_create(&VerdictLabels { verdict })
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.as_str(),
+            })
             .inc();
     }
 
     /// How many published lists got `verdict`.
     pub fn verdicts(&self, verdict: DeviceListVerdict) -> u64 {
         self.verdicts
-            .get_or_create(&VerdictLabels { verdict })
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.as_str(),
+            })
             .get()
     }
 }

@@ -3,7 +3,7 @@
 //! whether an answer fits its request is checked here, once.
 
 use tidings_protocol::{
-    BoundedVec, GroupId, HomeRecord, KeyBundle, RawEnvelope, UserId,
+    BoundedVec, GroupId, HomeRecord, KeyBundle, RawEnvelope, SignedDeviceList, UserId,
     client::{EnvelopeBatch, Register, Request, Response, SendOutcome, UploadKeys},
     group::SignedDescriptor,
     limits::{MAX_BATCH_ENVELOPES, MAX_CARD_ADDRS, MAX_PRESENCE_ALLOWED, MAX_PRESENCE_WATCH},
@@ -270,6 +270,49 @@ impl ClientCall for GroupVersions {
     fn answer(response: Response) -> Result<Vec<SignedDescriptor>, Response> {
         match response {
             Response::GroupVersions { versions } => Ok(versions.into_vec()),
+            other => Err(other),
+        }
+    }
+}
+
+/// Publishes this account's signed device list at the home relay; answered with the list the
+/// relay holds afterwards.
+#[derive(Debug, Clone)]
+pub struct PublishDeviceList(pub SignedDeviceList);
+
+impl ClientCall for PublishDeviceList {
+    type Answer = Option<SignedDeviceList>;
+    const NAME: &'static str = "publish device list";
+    fn into_request(self) -> Request {
+        Request::PublishDeviceList {
+            list: Box::new(self.0),
+        }
+    }
+    fn answer(response: Response) -> Result<Option<SignedDeviceList>, Response> {
+        match response {
+            Response::DeviceList { list } => Ok(list.map(|list| *list)),
+            other => Err(other),
+        }
+    }
+}
+
+/// The device list a user homed at this relay published (`None`: none held there). Verify
+/// it against the user before use.
+#[derive(Debug, Clone, Copy)]
+pub struct GetDeviceList {
+    /// Whose.
+    pub user: UserId,
+}
+
+impl ClientCall for GetDeviceList {
+    type Answer = Option<SignedDeviceList>;
+    const NAME: &'static str = "get device list";
+    fn into_request(self) -> Request {
+        Request::GetDeviceList { user: self.user }
+    }
+    fn answer(response: Response) -> Result<Option<SignedDeviceList>, Response> {
+        match response {
+            Response::DeviceList { list } => Ok(list.map(|list| *list)),
             other => Err(other),
         }
     }

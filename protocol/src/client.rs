@@ -8,14 +8,16 @@ use serde::{Deserialize, Serialize};
 use crate::{
     certs::{DeviceCert, IdentityKey, KeyBundle, SignedPreKey},
     codec::{self, BoundedVec, DecodeError},
+    devices::SignedDeviceList,
     envelope::RawEnvelope,
     errors::ErrorAnswer,
     group::SignedDescriptor,
     home::HomeRecord,
     ids::{GroupId, UserId},
     limits::{
-        MAX_BATCH_ENVELOPES, MAX_CARD_ADDRS, MAX_DESCRIPTORS_PER_REQUEST, MAX_FRAME_BYTES,
-        MAX_INVITE_LEN, MAX_ONE_TIME_KEYS_PER_UPLOAD, MAX_PRESENCE_ALLOWED, MAX_PRESENCE_WATCH,
+        MAX_BATCH_ENVELOPES, MAX_CARD_ADDRS, MAX_DESCRIPTORS_PER_REQUEST, MAX_DEVICE_LIST_BYTES,
+        MAX_FRAME_BYTES, MAX_INVITE_LEN, MAX_ONE_TIME_KEYS_PER_UPLOAD, MAX_PRESENCE_ALLOWED,
+        MAX_PRESENCE_WATCH,
     },
     mailbox::MailboxItem,
     presence::{PresenceReport, Visibility},
@@ -77,6 +79,13 @@ impl ClientFrame {
                 body: Request::PublishHome(record),
                 ..
             } => record.check_len(),
+            ClientFrame::Request {
+                body: Request::PublishDeviceList { list },
+                ..
+            } if list.encode().len() > MAX_DEVICE_LIST_BYTES => Err(DecodeError::Invalid {
+                field: "device list",
+                reason: "longer than MAX_DEVICE_LIST_BYTES",
+            }),
             _ => Ok(()),
         }
     }
@@ -158,6 +167,22 @@ pub enum Request {
         /// The first version wanted.
         #[serde(rename = "f")]
         from: u64,
+    },
+    /// Store this user's signed device list at its home relay (this one), replacing the held
+    /// list only with a newer version. Answered with the list held afterwards.
+    #[serde(rename = "dlpub")]
+    PublishDeviceList {
+        /// The list, signed by the account key; it must name the publishing device.
+        #[serde(rename = "l")]
+        list: Box<SignedDeviceList>,
+    },
+    /// Fetch the device list a user homed at this relay published (device lists are public
+    /// key material: any registered device may ask).
+    #[serde(rename = "dlget")]
+    GetDeviceList {
+        /// Whose.
+        #[serde(rename = "u")]
+        user: UserId,
     },
 }
 
@@ -326,6 +351,13 @@ pub enum Response {
         /// The versions.
         #[serde(rename = "v")]
         versions: BoundedVec<SignedDescriptor, MAX_DESCRIPTORS_PER_REQUEST>,
+    },
+    /// The device list held for the asked (or publishing) user; `None` if none is held here.
+    #[serde(rename = "dl")]
+    DeviceList {
+        /// The list, as the account signed it.
+        #[serde(rename = "l")]
+        list: Option<Box<SignedDeviceList>>,
     },
 }
 

@@ -200,7 +200,11 @@ pub fn client_request(data: &[u8]) {
                 presence(&decoded.body);
             }
         }
+        Request::PublishDeviceList { list } => {
+            let _ = list.verify();
+        }
         Request::ClaimBundle { .. }
+        | Request::GetDeviceList { .. }
         | Request::ClaimBundles { .. }
         | Request::Subscribe
         | Request::SetPresence { .. }

@@ -26,11 +26,13 @@ use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
 
 pub use crate::limit_metrics::{LimitMetrics, Refusal};
 
+mod devices;
 mod dht;
 mod endpoint;
 mod limits;
 mod store;
 
+pub use devices::{DeviceListMetrics, DeviceListVerdict};
 pub use dht::DhtStats;
 pub use endpoint::serve;
 use limits::{ClaimLabels, StreamLabels};
@@ -182,6 +184,8 @@ pub struct Metrics {
     store: StoreMetrics,
     /// What the storage and registration limits refused, and the disk floor.
     pub limits: LimitMetrics,
+    /// What became of published device lists.
+    pub device_lists: DeviceListMetrics,
     network_running: AtomicBool,
     /// A listener closed after start: some configured address is not served any more.
     listener_lost: AtomicBool,
@@ -308,6 +312,7 @@ impl Metrics {
             one_time_keys_withheld.clone(),
         );
         let limits = LimitMetrics::register(tidings);
+        let device_lists = DeviceListMetrics::register(tidings);
         let home_records = HomeRecords::default();
         let dht = home_records.0.clone();
         tidings.register_collector(Box::new(home_records));
@@ -329,6 +334,7 @@ impl Metrics {
             one_time_keys_withheld,
             store,
             limits,
+            device_lists,
             network_running: AtomicBool::new(false),
             listener_lost: AtomicBool::new(false),
             dht,

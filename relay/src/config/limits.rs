@@ -85,6 +85,9 @@ pub struct LimitsConfig {
     /// Envelopes (per recipient) another relay may hand over at once; at least the largest
     /// group, so one group envelope always fits.
     pub relay_envelopes_burst: u64,
+    /// Most devices one account's device list may name; a longer list is refused with
+    /// `quota_exceeded`.
+    pub max_devices_per_account: u64,
 }
 
 impl Default for LimitsConfig {
@@ -102,6 +105,7 @@ impl Default for LimitsConfig {
             user_envelopes_burst: 1_000,
             relay_envelopes_per_sec: 10_000,
             relay_envelopes_burst: 100_000,
+            max_devices_per_account: 8,
         }
     }
 }
@@ -139,6 +143,12 @@ impl LimitsConfig {
             self.relay_envelopes_burst,
             MAX_GROUP_MEMBERS as u64,
             "must be at least 1024 (the largest group), so one group envelope always fits",
+        )?;
+        at_least(
+            "limits.max_devices_per_account",
+            self.max_devices_per_account,
+            1,
+            "must be at least 1 (the publishing device)",
         )
     }
 }

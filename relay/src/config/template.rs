@@ -161,6 +161,11 @@ pub(super) const SECTIONS: &[Section] = &[
                 "relay_envelopes_burst",
                 "... and at once; at least 1024 (the largest group).",
             ),
+            key(
+                "max_devices_per_account",
+                "Most devices one account's signed device list may name (at least 1, the \
+                 protocol caps it at 32); a longer list is refused with `quota_exceeded`.",
+            ),
         ],
     },
     Section {

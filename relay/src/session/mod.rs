@@ -5,6 +5,7 @@
 //! read through one long-lived future, so no partly read frame is ever dropped.
 
 mod context;
+mod devices;
 mod groups;
 mod home;
 mod keys;
@@ -387,6 +388,10 @@ impl Session {
             Request::GroupVersions { group, from } => {
                 Box::pin(groups::versions(self.cx.clone(), me, group, from))
             }
+            Request::PublishDeviceList { list } => {
+                Box::pin(devices::publish(self.cx.clone(), me, *list))
+            }
+            Request::GetDeviceList { user } => Box::pin(devices::get(self.cx.clone(), user)),
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

@@ -15,6 +15,8 @@ pub struct StoreLimits {
     pub relay_mailbox_max_envelopes: u64,
     /// How long envelope ids are remembered for dedupe.
     pub dedupe_window_ms: u64,
+    /// Most devices one account's device list may name.
+    pub max_devices_per_account: u64,
 }
 
 impl From<&crate::config::LimitsConfig> for StoreLimits {
@@ -26,6 +28,7 @@ impl From<&crate::config::LimitsConfig> for StoreLimits {
             outbox_max_per_user: limits.outbox_max_per_user,
             relay_mailbox_max_envelopes: limits.relay_mailbox_max_envelopes,
             dedupe_window_ms: limits.dedupe_window_hours.max(1) * 3600 * 1000,
+            max_devices_per_account: limits.max_devices_per_account,
         }
     }
 }

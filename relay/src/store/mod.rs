@@ -7,9 +7,10 @@
 //!
 //! A new write is one method here, which queues a closure over the batch's tables with a
 //! reply of that closure's outcome type (`op.rs`), plus the `Tables` method the closure calls
-//! (`users.rs`, `mail.rs`, `groups.rs`, `presence.rs`); the writer needs no change.
+//! (`users.rs`, `mail.rs`, `groups.rs`, `presence.rs`, `devices.rs`); the writer needs no change.
 
 mod config;
+mod devices;
 #[cfg(feature = "test-utils")]
 pub mod fault;
 mod groups;
@@ -38,13 +39,14 @@ use self::{
     txn::Tables,
 };
 use tidings_protocol::{
-    DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, GroupId, HomeRecord, IdentityKey, SignedPreKey,
-    UserId, group::SignedDescriptor,
+    DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, GroupId, HomeRecord, IdentityKey,
+    SignedDeviceList, SignedPreKey, UserId, group::SignedDescriptor,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::mailbox::Hub;
 pub use config::{StoreConfig, StoreLimits};
+pub use devices::DeviceListOutcome;
 pub use outcomes::*;
 #[cfg(feature = "test-utils")]
 pub(crate) use presence::decode as decode_presence;
@@ -309,6 +311,19 @@ impl Store {
     /// A local user's presence settings and last seen (defaults if never set).
     pub async fn presence(&self, user: UserId) -> Result<PresenceRecord, StoreError> {
         self.read(move |db| presence::read(db, &user)).await
+    }
+
+    /// Keeps a verified device list as its user's list (see [`DeviceListOutcome`]).
+    pub async fn publish_device_list(
+        &self,
+        list: SignedDeviceList,
+    ) -> Result<DeviceListOutcome, StoreError> {
+        self.write(1, move |t| t.publish_device_list(&list)).await
+    }
+
+    /// The device list held for `user`, if any.
+    pub async fn device_list(&self, user: UserId) -> Result<Option<SignedDeviceList>, StoreError> {
+        self.read(move |db| devices::read(db, &user)).await
     }
 
     /// The user a device is registered under.

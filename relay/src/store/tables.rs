@@ -44,6 +44,8 @@ pub const GROUP_VERSIONS: TableDefinition<&[u8; 24], &[u8]> =
 pub const GROUP_HEADS: TableDefinition<&[u8; 16], u64> = TableDefinition::new("group_heads");
 /// user id -> CBOR [`PresenceRecord`].
 pub const PRESENCE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("presence");
+/// user id -> the user's signed device list, as `SignedDeviceList::encode` writes it.
+pub const DEVICE_LISTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("device_lists");
 
 /// Who may see a local user's presence, and when they were last seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

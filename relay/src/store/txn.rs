@@ -10,9 +10,9 @@ use tidings_protocol::store::StoreError;
 use super::{
     config::StoreConfig,
     tables::{
-        self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX,
-        MAILBOX_BYTES, MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS,
-        OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USERS, UserRecord,
+        self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICE_LISTS, DEVICES, GROUP_HEADS,
+        GROUP_VERSIONS, MAILBOX, MAILBOX_BYTES, MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY,
+        OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USERS, UserRecord,
     },
 };
 use crate::mailbox::Publication;
@@ -42,6 +42,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(GROUP_VERSIONS)?;
     txn.open_table(GROUP_HEADS)?;
     txn.open_table(PRESENCE)?;
+    txn.open_table(DEVICE_LISTS)?;
     txn.commit()?;
     Ok(())
 }
@@ -99,6 +100,7 @@ pub(super) struct Tables<'txn> {
     pub group_versions: Table<'txn, &'static [u8; 24], &'static [u8]>,
     pub group_heads: Table<'txn, &'static [u8; 16], u64>,
     pub presence: Table<'txn, Bytes32, &'static [u8]>,
+    pub device_lists: Table<'txn, Bytes32, &'static [u8]>,
     pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Cursors changed in this batch, written back once at the end.
@@ -164,6 +166,7 @@ fn apply_and_commit(
             group_versions: txn.open_table(GROUP_VERSIONS)?,
             group_heads: txn.open_table(GROUP_HEADS)?,
             presence: txn.open_table(PRESENCE)?,
+            device_lists: txn.open_table(DEVICE_LISTS)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),

@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod claims;
+mod device_lists;
 mod hostile;
 mod impersonation;
 mod stream_limits;

@@ -1,0 +1,99 @@
+//! `PublishDeviceList` and `GetDeviceList`: the home relay keeps and serves an account's
+//! signed device list.
+
+use std::sync::Arc;
+
+use tidings_protocol::{
+    Address, DeviceListError, ErrorAnswer, ErrorCode, SignedDeviceList, UserId, client::Response,
+};
+
+use super::{Answer, context::ClientContext};
+use crate::{ingest::storage_answer, metrics::DeviceListVerdict, store::DeviceListOutcome};
+
+/// Verifies a list the session's user published and keeps it if it succeeds the held one;
+/// answers with the list held afterwards.
+pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, list: SignedDeviceList) -> Answer {
+    let refuse = |verdict, code, detail: String| {
+        cx.metrics.device_lists.count(verdict);
+        Err(ErrorAnswer::new(code, detail))
+    };
+    if list.list.user != me.user {
+        return refuse(
+            DeviceListVerdict::WrongUser,
+            ErrorCode::SenderMismatch,
+            "the device list is for another user".into(),
+        );
+    }
+    if let Err(error) = list.verify() {
+        let code = match error {
+            DeviceListError::Forged => ErrorCode::BadSignature,
+            _ => ErrorCode::Malformed,
+        };
+        return refuse(DeviceListVerdict::Forged, code, error.to_string());
+    }
+    if !list.contains(&me.device) {
+        return refuse(
+            DeviceListVerdict::MissingSelf,
+            ErrorCode::Malformed,
+            "the device list does not name the publishing device".into(),
+        );
+    }
+    cx.disk.admit()?;
+    let outcome = cx
+        .store
+        .publish_device_list(list.clone())
+        .await
+        .map_err(storage_answer)?;
+    match outcome {
+        DeviceListOutcome::Stored => {
+            cx.metrics.device_lists.count(DeviceListVerdict::Stored);
+            Ok(Response::DeviceList {
+                list: Some(Box::new(list)),
+            })
+        }
+        DeviceListOutcome::Stale { held } => refuse(
+            DeviceListVerdict::Stale,
+            ErrorCode::BadDescriptor,
+            format!(
+                "stale: version {} is not above the held {held}",
+                list.list.version
+            ),
+        ),
+        DeviceListOutcome::OverLimit { max } => refuse(
+            DeviceListVerdict::OverLimit,
+            ErrorCode::QuotaExceeded,
+            format!(
+                "the list names {} devices; this relay keeps at most {max}",
+                list.list.devices.len()
+            ),
+        ),
+        DeviceListOutcome::NotHome => Err(ErrorAnswer::new(
+            ErrorCode::WrongRelay,
+            "your home is another relay",
+        )),
+        DeviceListOutcome::Refused(error) => refuse(
+            DeviceListVerdict::Stale,
+            ErrorCode::BadDescriptor,
+            error.to_string(),
+        ),
+    }
+}
+
+/// The list held for `user` if the user is homed here (device lists are public).
+pub(super) async fn get(cx: Arc<ClientContext>, user: UserId) -> Answer {
+    let self_peer = cx.network.peer_id().to_string();
+    let homed_here = cx
+        .store
+        .user(user)
+        .await
+        .map_err(storage_answer)?
+        .is_some_and(|record| record.is_home(&self_peer));
+    let list = if homed_here {
+        cx.store.device_list(user).await.map_err(storage_answer)?
+    } else {
+        None
+    };
+    Ok(Response::DeviceList {
+        list: list.map(Box::new),
+    })
+}

@@ -148,6 +148,54 @@ from_redb!(
     Commit(redb::CommitError),
 );
 
+/// The schema version of a redb file that records none: what the first release wrote.
+pub const UNVERSIONED_SCHEMA: u32 = 1;
+
+/// What opening a redb file must do about its schema version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaPlan {
+    /// The version the file was found at.
+    pub found: u32,
+    /// The version this build writes (one past the last migration).
+    pub current: u32,
+    /// The index of the first migration to run (entry `i` takes version
+    /// `UNVERSIONED_SCHEMA + i` to the next); `migrations` when none is due.
+    pub first_migration: usize,
+}
+
+/// Decides, for a file with `recorded` version (`None`: no record; `fresh`: no table at all
+/// yet, so it is stamped with the current version), which of `migrations` migrations must run,
+/// or refuses a file a newer build wrote with [`StoreError::NewerSchema`].
+pub fn schema_plan(
+    file: &'static str,
+    recorded: Option<u32>,
+    fresh: bool,
+    migrations: usize,
+) -> Result<SchemaPlan, StoreError> {
+    let count = u32::try_from(migrations).unwrap_or(u32::MAX - UNVERSIONED_SCHEMA);
+    let current = UNVERSIONED_SCHEMA.saturating_add(count);
+    let found = match recorded {
+        Some(version) => version,
+        None if fresh => current,
+        None => UNVERSIONED_SCHEMA,
+    };
+    if found > current {
+        return Err(StoreError::NewerSchema {
+            file,
+            found,
+            known: current,
+        });
+    }
+    let first = found.checked_sub(UNVERSIONED_SCHEMA).ok_or_else(|| {
+        StoreError::corrupt("meta", format!("schema version {found} does not exist"))
+    })?;
+    Ok(SchemaPlan {
+        found,
+        current,
+        first_migration: usize::try_from(first).unwrap_or(usize::MAX),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,12 +9,14 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
+use tidings_protocol::store::schema_plan;
+
 use super::{StoreError, tables::META};
 
 /// META key of the schema version.
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 /// The version of a file without the key: what the first release wrote.
-pub const UNVERSIONED: u32 = 1;
+pub const UNVERSIONED: u32 = tidings_protocol::store::UNVERSIONED_SCHEMA;
 
 /// Turns a file of one version into the next, inside the opening write transaction.
 pub type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
@@ -40,35 +42,18 @@ pub fn upgrade(txn: &WriteTransaction) -> Result<u32, StoreError> {
 }
 
 fn upgrade_with(txn: &WriteTransaction, migrations: &[Migration]) -> Result<u32, StoreError> {
-    let current = version_after(migrations);
     let fresh = txn.list_tables()?.next().is_none();
     let recorded = match txn.open_table(META)?.get(META_SCHEMA_VERSION)? {
         Some(value) => Some(decode(value.value())?),
         None => None,
     };
-    let found = match recorded {
-        Some(version) => version,
-        None if fresh => current,
-        None => UNVERSIONED,
-    };
-    if found > current {
-        return Err(StoreError::Storage(
-            tidings_protocol::store::StoreError::NewerSchema {
-                file: super::STORE_FILE,
-                found,
-                known: current,
-            },
-        ));
-    }
-    let first = found.checked_sub(UNVERSIONED).ok_or_else(|| {
-        StoreError::corrupt("meta", format!("schema version {found} does not exist"))
-    })?;
-    for migration in migrations.iter().skip(first as usize) {
+    let plan = schema_plan(super::STORE_FILE, recorded, fresh, migrations.len())?;
+    for migration in &migrations[plan.first_migration.min(migrations.len())..] {
         migration(txn)?;
     }
     txn.open_table(META)?
-        .insert(META_SCHEMA_VERSION, current.to_be_bytes().as_slice())?;
-    Ok(found)
+        .insert(META_SCHEMA_VERSION, plan.current.to_be_bytes().as_slice())?;
+    Ok(plan.found)
 }
 
 /// Reads a stored version.

@@ -9,14 +9,14 @@
 //! file's list: the current version is one past the migrations.
 
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
-use tidings_protocol::store::StoreError;
+use tidings_protocol::store::{StoreError, schema_plan};
 
 /// name -> value: the schema version and whatever small facts about the file come later.
 pub const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// META key of the schema version.
 pub const SCHEMA_VERSION: &str = "schema_version";
 /// The version of a file without a `meta` table: what the first release wrote.
-pub const UNVERSIONED: u32 = 1;
+pub const UNVERSIONED: u32 = tidings_protocol::store::UNVERSIONED_SCHEMA;
 
 /// Turns a file of one version into the next, inside the opening write transaction.
 pub type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
@@ -46,7 +46,7 @@ impl Schema {
     /// The version this build writes.
     pub fn current(&self) -> u32 {
         let migrations = u32::try_from(self.migrations.len()).unwrap_or(u32::MAX - UNVERSIONED);
-        UNVERSIONED + migrations
+        UNVERSIONED.saturating_add(migrations)
     }
 
     /// Checks `db`'s version, migrating it up (and stamping it) if it is older; refuses it
@@ -68,32 +68,17 @@ impl Schema {
 
     /// [`Schema::apply`] inside a transaction the caller commits.
     pub fn upgrade(&self, txn: &WriteTransaction) -> Result<u32, StoreError> {
-        let current = self.current();
         let fresh = txn.list_tables()?.next().is_none();
         let recorded = txn
             .open_table(META)?
             .get(SCHEMA_VERSION)?
             .map(|value| value.value());
-        let found = match recorded {
-            Some(version) => version,
-            None if fresh => current,
-            None => UNVERSIONED,
-        };
-        if found > current {
-            return Err(StoreError::NewerSchema {
-                file: self.file,
-                found,
-                known: current,
-            });
-        }
-        let first = found.checked_sub(UNVERSIONED).ok_or_else(|| {
-            StoreError::corrupt("meta", format!("schema version {found} does not exist"))
-        })?;
-        for migration in self.migrations.iter().skip(first as usize) {
+        let plan = schema_plan(self.file, recorded, fresh, self.migrations.len())?;
+        for migration in &self.migrations[plan.first_migration.min(self.migrations.len())..] {
             migration(txn)?;
         }
-        txn.open_table(META)?.insert(SCHEMA_VERSION, current)?;
-        Ok(found)
+        txn.open_table(META)?.insert(SCHEMA_VERSION, plan.current)?;
+        Ok(plan.found)
     }
 }
 

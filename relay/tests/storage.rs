@@ -50,10 +50,8 @@ fn genesis(admin: &RawDevice, members: &[UserId]) -> (GroupId, tidings_protocol:
 async fn a_fan_out_refused_part_way_leaves_nothing_behind() {
     let relay = start_tweaked(|config| config.limits.outbox_max_envelopes = 4, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let mut alice = RawDevice::registered(&address).await;
+    let mut bob = RawDevice::registered(&address).await;
 
     // Bob lives here; ten made-up members would need ten outbox entries, four fit.
     let mut members = vec![bob.address().user];
@@ -90,10 +88,8 @@ async fn made_up_members_fill_their_senders_share_of_the_outbox_not_everyones() 
     )
     .await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut mallory = RawDevice::connect(&address).await;
-    mallory.register().await;
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
+    let mut mallory = RawDevice::registered(&address).await;
+    let mut alice = RawDevice::registered(&address).await;
 
     // Mallory's group of 1,023 made-up members: more than her share, refused whole.
     let (_, raw) = genesis(&mallory, &made_up(1023));
@@ -118,8 +114,7 @@ async fn a_group_message_costs_one_rate_token_per_entry_it_creates() {
     // The default rate (100 a second, 1,000 at once); a share big enough not to matter.
     let relay = start_tweaked(|config| config.limits.outbox_max_per_user = 1_000_000, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut mallory = RawDevice::connect(&address).await;
-    mallory.register().await;
+    let mut mallory = RawDevice::registered(&address).await;
     let (group, raw) = genesis(&mallory, &made_up(300));
     assert_eq!(sent(&mut mallory, raw).await, SendOutcome::Accepted);
 
@@ -154,8 +149,7 @@ async fn a_group_message_costs_one_rate_token_per_entry_it_creates() {
 async fn one_relay_fills_only_its_share_of_the_mailboxes_here() {
     let relay = start_tweaked(|config| config.limits.relay_mailbox_max_envelopes = 5, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let mut bob = RawDevice::registered(&address).await;
     let to = bob.address();
     let forward = |sender: &Stranger, count: usize| -> Vec<ForwardItem> {
         (0..count)
@@ -211,8 +205,7 @@ fn stranger_genesis(members: &[UserId]) -> (GroupId, FederationRequest) {
 async fn strangers_cannot_make_a_relay_keep_descriptors_of_groups_it_has_no_member_of() {
     let relay = start_tweaked(|_| {}, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let bob = RawDevice::registered(&address).await;
     let mut peer = RawRelayPeer::connect(&address).await;
 
     // Made-up members only: refused, nothing kept.
@@ -273,10 +266,8 @@ async fn strangers_cannot_make_a_relay_keep_descriptors_of_groups_it_has_no_memb
 async fn a_mailbox_holds_at_most_its_byte_quota() {
     let relay = start_tweaked(|config| config.limits.mailbox_max_bytes = 200_000, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let mut alice = RawDevice::registered(&address).await;
+    let mut bob = RawDevice::registered(&address).await;
     let big = vec![7u8; 60_000];
     let to = bob.address();
     let envelope = |alice: &RawDevice| alice.envelope_to(to, &big).sign(&alice.device);
@@ -306,12 +297,9 @@ async fn a_mailbox_holds_at_most_its_byte_quota() {
 async fn an_id_learned_in_advance_cannot_get_the_real_envelope_refused() {
     let relay = start_tweaked(|_| {}, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
-    let mut mallory = RawDevice::connect(&address).await;
-    mallory.register().await;
+    let mut alice = RawDevice::registered(&address).await;
+    let mut bob = RawDevice::registered(&address).await;
+    let mut mallory = RawDevice::registered(&address).await;
     let to = bob.address();
     let real = alice.envelope_to(to, b"the real one");
 
@@ -372,8 +360,7 @@ async fn one_source_registers_a_few_accounts_an_hour_not_thousands() {
     let address = relay.relay.tcp_dial_addr().unwrap();
     let mut registered = Vec::new();
     for _ in 0..3 {
-        let mut device = RawDevice::connect(&address).await;
-        device.register().await;
+        let device = RawDevice::registered(&address).await;
         registered.push(device);
     }
     let mut device = RawDevice::connect(&address).await;
@@ -414,10 +401,8 @@ async fn below_the_disk_floor_nothing_grows_the_store_but_reads_and_acks_go_on()
     };
     let first = start_tweaked(with_metrics, None).await;
     let address = first.relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let mut alice = RawDevice::registered(&address).await;
+    let bob = RawDevice::registered(&address).await;
     let raw = alice
         .envelope_to(bob.address(), b"before")
         .sign(&alice.device);
@@ -502,10 +487,8 @@ async fn a_failed_commit_is_an_error_answer_and_nothing_accepted_is_lost() {
     let switch = FaultSwitch::default();
     let TestRelay { dir, relay } = start_tweaked(|_| {}, Some(switch.clone())).await;
     let address = relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let mut alice = RawDevice::registered(&address).await;
+    let bob = RawDevice::registered(&address).await;
     for text in ["before 1", "before 2"] {
         let raw = alice
             .envelope_to(bob.address(), text.as_bytes())
@@ -542,10 +525,8 @@ async fn a_relay_whose_disk_recovers_takes_messages_again_without_a_restart() {
     let switch = FaultSwitch::default();
     let TestRelay { dir: _dir, relay } = start_tweaked(|_| {}, Some(switch.clone())).await;
     let address = relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let mut alice = RawDevice::registered(&address).await;
+    let mut bob = RawDevice::registered(&address).await;
     let envelope = |text: &str| {
         alice
             .envelope_to(bob.address(), text.as_bytes())

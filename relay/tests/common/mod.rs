@@ -191,6 +191,13 @@ impl StreamOpener {
 }
 
 impl RawDevice {
+    /// A new account's device, connected and registered.
+    pub async fn registered(address: &Multiaddr) -> Self {
+        let mut device = Self::connect(address).await;
+        device.register().await;
+        device
+    }
+
     pub async fn connect(address: &Multiaddr) -> Self {
         let account = SigningKey::from_bytes(&rand::random());
         let device = SigningKey::from_bytes(&rand::random());

@@ -71,10 +71,8 @@ fn key() -> SigningKey {
 async fn a_published_list_is_served_and_a_newer_one_replaces_it() {
     let relay = start_tweaked(|_| {}, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let mut alice = RawDevice::registered(&address).await;
+    let mut bob = RawDevice::registered(&address).await;
     let alice_user = alice.address().user;
 
     assert_eq!(get(&mut bob, alice_user).await, None);
@@ -103,10 +101,8 @@ async fn a_published_list_is_served_and_a_newer_one_replaces_it() {
 async fn stale_forged_foreign_and_selfless_lists_are_refused() {
     let relay = start_tweaked(|_| {}, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
-    let mut bob = RawDevice::connect(&address).await;
-    bob.register().await;
+    let mut alice = RawDevice::registered(&address).await;
+    let mut bob = RawDevice::registered(&address).await;
     let alice_user = alice.address().user;
     let held = own(&alice, 5);
     publish(&mut alice, held.clone()).await.unwrap();
@@ -153,8 +149,7 @@ async fn stale_forged_foreign_and_selfless_lists_are_refused() {
 async fn a_list_over_the_configured_cap_is_refused() {
     let relay = start_tweaked(|config| config.limits.max_devices_per_account = 2, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
+    let mut alice = RawDevice::registered(&address).await;
     let fits = list(&alice, 1, &[key()], &alice.account);
     publish(&mut alice, fits.clone()).await.unwrap();
     let over = list(&alice, 2, &[key(), key()], &alice.account);
@@ -171,8 +166,7 @@ async fn a_list_over_the_configured_cap_is_refused() {
 async fn a_stored_list_survives_a_restart() {
     let first = start_tweaked(|_| {}, None).await;
     let address = first.relay.tcp_dial_addr().unwrap();
-    let mut alice = RawDevice::connect(&address).await;
-    alice.register().await;
+    let mut alice = RawDevice::registered(&address).await;
     let stored = list(&alice, 3, &[key()], &alice.account);
     publish(&mut alice, stored.clone()).await.unwrap();
     let (account, device) = (alice.account.clone(), alice.device.clone());

@@ -1,4 +1,4 @@
-//! The client protocol (`/tidings/client/1`): frames between a device and its home relay.
+//! The client protocol (`/tidings/client/2`): frames between a device and its home relay.
 //!
 //! A device opens one long-lived stream and sends [`ClientFrame`]s; the relay answers with
 //! [`RelayFrame`]s: a response per request (matched by request id), and mailbox pushes.
@@ -13,18 +13,23 @@ use crate::{
     errors::ErrorAnswer,
     group::SignedDescriptor,
     home::HomeRecord,
-    ids::{GroupId, UserId},
+    ids::{Address, DeviceId, GroupId, UserId},
     limits::{
         MAX_BATCH_ENVELOPES, MAX_CARD_ADDRS, MAX_DESCRIPTORS_PER_REQUEST, MAX_DEVICE_LIST_BYTES,
-        MAX_FRAME_BYTES, MAX_INVITE_LEN, MAX_ONE_TIME_KEYS_PER_UPLOAD, MAX_PRESENCE_ALLOWED,
-        MAX_PRESENCE_WATCH,
+        MAX_DEVICES_PER_ACCOUNT, MAX_FRAME_BYTES, MAX_INVITE_LEN, MAX_LINK_PACKAGE_BYTES,
+        MAX_ONE_TIME_KEYS_PER_UPLOAD, MAX_PRESENCE_ALLOWED, MAX_PRESENCE_WATCH,
     },
     mailbox::MailboxItem,
     presence::{PresenceReport, Visibility},
 };
 
-/// Protocol name of the client protocol, version 1.
-pub const CLIENT_PROTOCOL: &str = "/tidings/client/1";
+/// Protocol name of the client protocol, version 2 (accounts of several devices).
+pub const CLIENT_PROTOCOL: &str = "/tidings/client/2";
+
+/// Protocol name of the first client protocol (one device per account). A relay speaking
+/// version 2 answers a stream of version 1 with one [`RelayFrame::Fatal`] carrying
+/// [`crate::ErrorCode::UpgradeRequired`], which a version-1 client decodes and shows.
+pub const CLIENT_PROTOCOL_V1: &str = "/tidings/client/1";
 
 /// A batch of envelopes, bounded by [`MAX_BATCH_ENVELOPES`].
 pub type EnvelopeBatch = BoundedVec<RawEnvelope, MAX_BATCH_ENVELOPES>;
@@ -68,13 +73,22 @@ impl ClientFrame {
             ClientFrame::Request {
                 body: Request::Register(register),
                 ..
-            } => match &register.invite {
-                Some(invite) if invite.len() > MAX_INVITE_LEN => Err(DecodeError::Invalid {
-                    field: "invite",
-                    reason: "too long",
-                }),
-                _ => Ok(()),
-            },
+            } => {
+                if register
+                    .invite
+                    .as_ref()
+                    .is_some_and(|invite| invite.len() > MAX_INVITE_LEN)
+                {
+                    return Err(DecodeError::Invalid {
+                        field: "invite",
+                        reason: "too long",
+                    });
+                }
+                match &register.list {
+                    Some(list) => check_device_list_len(list),
+                    None => Ok(()),
+                }
+            }
             ClientFrame::Request {
                 body: Request::PublishHome(record),
                 ..
@@ -82,13 +96,24 @@ impl ClientFrame {
             ClientFrame::Request {
                 body: Request::PublishDeviceList { list },
                 ..
-            } if list.encode().len() > MAX_DEVICE_LIST_BYTES => Err(DecodeError::Invalid {
-                field: "device list",
-                reason: "longer than MAX_DEVICE_LIST_BYTES",
-            }),
+            } => check_device_list_len(list),
+            ClientFrame::Request {
+                body: Request::PutLink { package, .. },
+                ..
+            } => codec::check_count("link package bytes", package.len(), MAX_LINK_PACKAGE_BYTES),
             _ => Ok(()),
         }
     }
+}
+
+fn check_device_list_len(list: &SignedDeviceList) -> Result<(), DecodeError> {
+    if list.encode().len() > MAX_DEVICE_LIST_BYTES {
+        return Err(DecodeError::Invalid {
+            field: "device list",
+            reason: "longer than MAX_DEVICE_LIST_BYTES",
+        });
+    }
+    Ok(())
 }
 
 /// A request from a device.
@@ -105,19 +130,20 @@ pub enum Request {
     /// the user on to the new home.
     #[serde(rename = "home")]
     PublishHome(Box<HomeRecord>),
-    /// Fetch a key bundle of another user (on any relay), consuming one of their one-time keys.
+    /// Fetch a key bundle of one device of another user (on any relay), consuming one of its
+    /// one-time keys.
     #[serde(rename = "claim")]
     ClaimBundle {
-        /// Whose bundle.
-        #[serde(rename = "u")]
-        user: UserId,
+        /// Whose bundle: the user and which of their devices.
+        #[serde(rename = "d")]
+        device: Address,
     },
-    /// Fetch key bundles of several users at once (one answer each, in order).
+    /// Fetch key bundles of several devices at once (one answer each, in order).
     #[serde(rename = "claims")]
     ClaimBundles {
         /// Whose.
-        #[serde(rename = "u")]
-        users: BoundedVec<UserId, MAX_BATCH_ENVELOPES>,
+        #[serde(rename = "d")]
+        devices: BoundedVec<Address, MAX_BATCH_ENVELOPES>,
     },
     /// Store and forward envelopes. Each is answered on its own.
     #[serde(rename = "send")]
@@ -176,14 +202,30 @@ pub enum Request {
         #[serde(rename = "l")]
         list: Box<SignedDeviceList>,
     },
-    /// Fetch the device list a user homed at this relay published (device lists are public
-    /// key material: any registered device may ask).
+    /// Fetch the device list a user published at their home relay (this one, or asked of
+    /// theirs). Device lists are public key material: any registered device may ask.
     #[serde(rename = "dlget")]
     GetDeviceList {
         /// Whose.
         #[serde(rename = "u")]
         user: UserId,
     },
+    /// Leave a sealed link package for a device being linked to this account (it fetches it
+    /// with [`Request::TakeLink`] before it is registered). Only a device of an account whose
+    /// held list names `device` may leave one; the relay keeps it for minutes, in memory.
+    #[serde(rename = "lput")]
+    PutLink {
+        /// The device being linked.
+        #[serde(rename = "d")]
+        device: DeviceId,
+        /// Sealed with the secret of the link code; opaque to the relay.
+        #[serde(rename = "p", with = "serde_bytes")]
+        package: Vec<u8>,
+    },
+    /// Take the link package left for this (not yet registered) device, if any. The package
+    /// is handed out once.
+    #[serde(rename = "ltake")]
+    TakeLink,
 }
 
 /// Registration of a device under an account.
@@ -195,6 +237,11 @@ pub struct Register {
     /// Invite code, for relays whose policy asks for one.
     #[serde(rename = "i")]
     pub invite: Option<String>,
+    /// A newer device list naming this device, signed by the account (a device holding the
+    /// account key registering itself: the first device, or one restored from an export).
+    /// Without it the held list must already name the device.
+    #[serde(rename = "l", default)]
+    pub list: Option<Box<SignedDeviceList>>,
 }
 
 /// Olm keys of the connected device.
@@ -352,13 +399,41 @@ pub enum Response {
         #[serde(rename = "v")]
         versions: BoundedVec<SignedDescriptor, MAX_DESCRIPTORS_PER_REQUEST>,
     },
-    /// The device list held for the asked (or publishing) user; `None` if none is held here.
+    /// The device list held for the asked (or publishing) user; `None` if none is held.
     #[serde(rename = "dl")]
     DeviceList {
         /// The list, as the account signed it.
         #[serde(rename = "l")]
         list: Option<Box<SignedDeviceList>>,
+        /// For the asking account's own list only: whether each device is online and when
+        /// it was last seen (empty for anyone else's list).
+        #[serde(rename = "s", default)]
+        seen: BoundedVec<DeviceSeen, MAX_DEVICES_PER_ACCOUNT>,
     },
+    /// The link package was left for the device.
+    #[serde(rename = "lput")]
+    LinkStored,
+    /// The link package left for this device, if any (handed out once).
+    #[serde(rename = "ltake")]
+    Link {
+        /// Sealed with the secret of the link code.
+        #[serde(rename = "p", with = "serde_bytes", default)]
+        package: Option<Vec<u8>>,
+    },
+}
+
+/// What the home relay knows of one of the account's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSeen {
+    /// The device.
+    #[serde(rename = "d")]
+    pub device: DeviceId,
+    /// Whether it has a live, subscribed session now.
+    #[serde(rename = "o")]
+    pub online: bool,
+    /// When its last session ended (milliseconds since the Unix epoch), if one did.
+    #[serde(rename = "l")]
+    pub last_seen_ms: Option<u64>,
 }
 
 /// What became of one envelope in a `Send`.

@@ -31,9 +31,18 @@ pub enum ErrorCode {
     /// The certificate is invalid or is not for the connecting device.
     #[serde(rename = "bad_certificate")]
     BadCertificate,
-    /// The account already has a device (one device per account in this release).
+    /// The account's device list is full, or names more devices than this relay allows.
     #[serde(rename = "device_limit")]
     DeviceLimit,
+    /// The device is not on its account's signed device list (never added, or removed).
+    #[serde(rename = "device_revoked")]
+    DeviceRevoked,
+    /// A device list is not newer than the one held.
+    #[serde(rename = "stale_device_list")]
+    StaleDeviceList,
+    /// The peer speaks an older version of the protocol than this relay serves.
+    #[serde(rename = "upgrade_required")]
+    UpgradeRequired,
     /// The relay does not take registrations.
     #[serde(rename = "registration_closed")]
     RegistrationClosed,
@@ -109,6 +118,9 @@ impl ErrorCode {
             ErrorCode::NotRegistered => "not_registered",
             ErrorCode::BadCertificate => "bad_certificate",
             ErrorCode::DeviceLimit => "device_limit",
+            ErrorCode::DeviceRevoked => "device_revoked",
+            ErrorCode::StaleDeviceList => "stale_device_list",
+            ErrorCode::UpgradeRequired => "upgrade_required",
             ErrorCode::RegistrationClosed => "registration_closed",
             ErrorCode::InviteRequired => "invite_required",
             ErrorCode::InvalidInvite => "invalid_invite",
@@ -221,6 +233,9 @@ mod tests {
             ErrorCode::NotRegistered,
             ErrorCode::BadCertificate,
             ErrorCode::DeviceLimit,
+            ErrorCode::DeviceRevoked,
+            ErrorCode::StaleDeviceList,
+            ErrorCode::UpgradeRequired,
             ErrorCode::RegistrationClosed,
             ErrorCode::InviteRequired,
             ErrorCode::InvalidInvite,

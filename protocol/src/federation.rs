@@ -1,4 +1,4 @@
-//! The federation protocol (`/tidings/federation/1`): relays forwarding to each other.
+//! The federation protocol (`/tidings/federation/2`): relays forwarding to each other.
 //!
 //! The relay that opens a stream sends requests; the other answers each by id. Envelopes
 //! are acknowledged only once the receiving relay has committed them.
@@ -9,11 +9,12 @@ use crate::{
     certs::{DeviceCert, KeyBundle},
     client::SendOutcome,
     codec::{self, BoundedVec, DecodeError},
+    devices::SignedDeviceList,
     envelope::RawEnvelope,
     errors::ErrorAnswer,
     group::SignedDescriptor,
     home::HomeRecord,
-    ids::{GroupId, UserId},
+    ids::{Address, GroupId, UserId},
     limits::{
         MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES, MAX_GROUP_MEMBERS, MAX_PRESENCE_WATCH,
         MAX_PRESENCE_WATCHERS,
@@ -30,7 +31,8 @@ pub const MAX_FORWARD_RECIPIENTS: usize = 4096;
 pub use crate::limits::MAX_DESCRIPTORS_PER_REQUEST;
 
 /// One envelope and the users homed at the receiving relay it is for: the recipient of a
-/// direct envelope, or the group members living there (the ciphertext travels once).
+/// direct envelope (stored for the one device its address names), or the group members
+/// living there (stored once, referenced from the mailbox of each of their devices).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForwardItem {
     /// The envelope as its sender signed it.
@@ -45,8 +47,8 @@ pub struct ForwardItem {
     pub group_version: u64,
 }
 
-/// Protocol name of the federation protocol, version 1.
-pub const FEDERATION_PROTOCOL: &str = "/tidings/federation/1";
+/// Protocol name of the federation protocol, version 2 (accounts of several devices).
+pub const FEDERATION_PROTOCOL: &str = "/tidings/federation/2";
 
 /// A frame between two relays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,23 +129,23 @@ pub enum FederationRequest {
         #[serde(rename = "d")]
         versions: BoundedVec<SignedDescriptor, MAX_DESCRIPTORS_PER_REQUEST>,
     },
-    /// Key bundles of several users homed at the receiving relay.
+    /// Key bundles of several devices of users homed at the receiving relay.
     #[serde(rename = "claims")]
     ClaimBundles {
         /// Whose.
-        #[serde(rename = "u")]
-        users: BoundedVec<UserId, MAX_BATCH_ENVELOPES>,
+        #[serde(rename = "d")]
+        devices: BoundedVec<Address, MAX_BATCH_ENVELOPES>,
         /// The user (homed at the sending relay) who asked; the receiving relay refuses a
         /// claim for someone its home record does not place at the sending relay.
         #[serde(rename = "r")]
         requester: UserId,
     },
-    /// Hand out a key bundle of a user homed at the receiving relay.
+    /// Hand out a key bundle of one device of a user homed at the receiving relay.
     #[serde(rename = "claim")]
     Claim {
         /// Whose.
-        #[serde(rename = "u")]
-        user: UserId,
+        #[serde(rename = "d")]
+        device: Address,
         /// The user (homed at the sending relay) who asked, as for `ClaimBundles`.
         #[serde(rename = "r")]
         requester: UserId,
@@ -197,6 +199,13 @@ pub enum FederationRequest {
         #[serde(rename = "u")]
         recipients: BoundedVec<UserId, MAX_FORWARD_RECIPIENTS>,
     },
+    /// The signed device list of a user homed at the receiving relay.
+    #[serde(rename = "dlget")]
+    DeviceList {
+        /// Whose.
+        #[serde(rename = "u")]
+        user: UserId,
+    },
 }
 
 /// A successful answer from another relay.
@@ -243,4 +252,7 @@ pub enum FederationResponse {
         #[serde(rename = "n")]
         reached: u32,
     },
+    /// The device list held for the asked user (`None`: none published).
+    #[serde(rename = "dl")]
+    DeviceList(Option<Box<SignedDeviceList>>),
 }

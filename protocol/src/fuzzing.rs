@@ -183,6 +183,9 @@ pub fn client_request(data: &[u8]) {
     match body {
         Request::Register(register) => {
             let _ = register.cert.verify();
+            if let Some(list) = &register.list {
+                let _ = list.verify();
+            }
         }
         Request::UploadKeys(upload) => {
             if let Some(identity) = &upload.identity {
@@ -204,6 +207,8 @@ pub fn client_request(data: &[u8]) {
             let _ = list.verify();
         }
         Request::ClaimBundle { .. }
+        | Request::PutLink { .. }
+        | Request::TakeLink
         | Request::GetDeviceList { .. }
         | Request::ClaimBundles { .. }
         | Request::Subscribe
@@ -282,6 +287,7 @@ pub fn federation_request(data: &[u8]) {
             FederationRequest::GroupVersion { .. }
             | FederationRequest::ClaimBundles { .. }
             | FederationRequest::Claim { .. }
+            | FederationRequest::DeviceList { .. }
             | FederationRequest::WatchPresence { .. }
             | FederationRequest::PresenceChanged { .. } => {}
         },

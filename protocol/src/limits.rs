@@ -75,3 +75,6 @@ pub const MAX_DEVICE_NAME_LEN: usize = 64;
 
 /// Largest encoded signed device list (the largest allowed list takes about 3.9 KiB).
 pub const MAX_DEVICE_LIST_BYTES: usize = 4096;
+
+/// Largest sealed link package one device leaves at the home relay for a device being linked.
+pub const MAX_LINK_PACKAGE_BYTES: usize = 2048;

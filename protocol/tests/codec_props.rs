@@ -119,7 +119,7 @@ proptest! {
     fn client_frames_round_trip((device, envelope) in arb_envelope(), id in any::<u64>(), up_to in any::<u64>(), bundle in arb_bundle()) {
         let frames = vec![
             ClientFrame::Request { id, body: Request::Send { envelopes: BoundedVec::new(vec![envelope.sign(&device)]).unwrap() } },
-            ClientFrame::Request { id, body: Request::ClaimBundle { user: bundle.cert.user } },
+            ClientFrame::Request { id, body: Request::ClaimBundle { device: bundle.cert.address() } },
             ClientFrame::Request { id, body: Request::Subscribe },
             ClientFrame::Ack { up_to },
         ];

@@ -3,7 +3,11 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
-use tidings_protocol::{UserId, client::CLIENT_PROTOCOL, federation::FEDERATION_PROTOCOL};
+use tidings_protocol::{
+    UserId,
+    client::{CLIENT_PROTOCOL, CLIENT_PROTOCOL_V1},
+    federation::FEDERATION_PROTOCOL,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::presence::{Presence, PresenceTiming};
@@ -17,7 +21,9 @@ use crate::{
     network::{self, DhtStats, NetworkError, NetworkHandle},
     node_key::{self, NodeKeyError},
     router::Router,
-    session::{ClientContext, ClientHandler, Registration},
+    session::{
+        ClientContext, ClientHandler, Registration, UpgradeHandler, V1_STREAMS, V1_STREAMS_PER_PEER,
+    },
     store::{Store, StoreConfig, StoreError, StoreLimits, WriterHandle},
     streams::{FrameTimeouts, StreamSlots},
 };
@@ -261,6 +267,11 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             config.limits.max_sessions,
             config.network.client_streams_per_device,
         ),
+    )?
+    .accept(
+        CLIENT_PROTOCOL_V1,
+        UpgradeHandler,
+        StreamSlots::new(V1_STREAMS, V1_STREAMS_PER_PEER),
     )?
     .accept(
         FEDERATION_PROTOCOL,

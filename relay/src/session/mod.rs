@@ -13,6 +13,7 @@ mod presence;
 mod register;
 mod send;
 mod subscribe;
+mod upgrade;
 
 use std::{sync::Arc, time::Duration};
 
@@ -45,6 +46,7 @@ use crate::{
 pub(crate) use context::{ClientContext, Registration};
 pub(crate) use devices::home_device_list;
 use subscribe::Pump;
+pub(crate) use upgrade::{UpgradeHandler, V1_STREAMS, V1_STREAMS_PER_PEER};
 
 /// Requests one session may have in flight before the relay stops reading its stream.
 const MAX_INFLIGHT: usize = 64;
@@ -69,7 +71,7 @@ pub(crate) fn device_of(peer: &PeerId) -> Option<DeviceId> {
     Some(DeviceId::from_bytes(key.to_bytes()))
 }
 
-/// The `/tidings/client/1` handler: one session per device stream.
+/// The `/tidings/client/2` handler: one session per device stream.
 #[derive(Clone)]
 pub(crate) struct ClientHandler(Arc<ClientContext>);
 

@@ -238,6 +238,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         user_rate,
         read_timeouts,
         shutdown: sessions_stop.clone(),
+        live_devices: Default::default(),
     });
     let federation = FederationHandler::new(FederationContext {
         store: store.clone(),
@@ -345,14 +346,14 @@ async fn resume(store: Store, network: NetworkHandle, handoffs: Handoffs) {
     };
     let self_peer = network.peer_id().to_string();
     let mut moved: Vec<UserId> = Vec::new();
-    for user in users {
-        let Some(home) = user.home.clone() else {
+    for (user, record) in users {
+        let Some(home) = record.home.clone() else {
             continue;
         };
         if home.relay == self_peer {
             network.put_home(home).await;
         } else {
-            moved.push(user.cert.user);
+            moved.push(user);
         }
     }
     for user in moved {

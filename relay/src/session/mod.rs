@@ -9,6 +9,7 @@ mod devices;
 mod groups;
 mod home;
 mod keys;
+mod live;
 mod presence;
 mod register;
 mod send;
@@ -32,6 +33,7 @@ use tidings_protocol::{
     codec,
     framing::{self, FrameError},
     limits::MAX_FRAME_BYTES,
+    now_ms,
 };
 
 use crate::{
@@ -101,6 +103,9 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
         let _ = framing::write_frame(&mut writer, &RelayFrame::Fatal(fatal)).await;
         return;
     };
+    let id = cx.presence.session_id();
+    // Entered before the registration is read, so a revocation committed meanwhile ends it.
+    let live_entry = cx.live_devices.enter(device, id);
     let user = match cx.store.device_user(device).await {
         Ok(user) => user,
         Err(error) => {
@@ -111,7 +116,8 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
     };
     let (live, live_frames) = mpsc::channel(crate::presence::LIVE_QUEUE);
     let session = Session {
-        id: cx.presence.session_id(),
+        id,
+        live_entry,
         cx,
         peer,
         device,
@@ -129,6 +135,8 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
 
 struct Session {
     id: SessionId,
+    /// Its place among the device's open sessions; cancelled when the device is revoked.
+    live_entry: live::LiveEntry,
     cx: Arc<ClientContext>,
     peer: PeerId,
     device: DeviceId,
@@ -164,11 +172,16 @@ impl Session {
         let timeout = self.cx.presence.timing().heartbeat_timeout;
         // A device that has not registered may not hold its stream by saying nothing.
         let unregistered_idle = self.cx.read_timeouts.idle;
+        let revoked = self.live_entry.revoked.clone();
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
                 biased;
                 _ = self.cx.shutdown.cancelled() => Flow::Close,
+                _ = revoked.cancelled() => self.fatal(ErrorAnswer::new(
+                    ErrorCode::DeviceRevoked,
+                    "this device was removed from its account",
+                )),
                 () = tokio::time::sleep_until(self.last_heard + timeout), if self.online => {
                     tracing::info!(device = %self.device, "device silent for {timeout:?}; taking it as gone");
                     Flow::Close
@@ -234,10 +247,18 @@ impl Session {
                 break;
             }
         }
-        self.drain(&mut writer).await;
+        if !revoked.is_cancelled() {
+            self.drain(&mut writer).await;
+        }
         let _ = writer.close().await;
         let online = self.user.filter(|_| self.online);
         self.cx.presence.disconnect(online, self.id).await;
+        if online.is_some()
+            && !revoked.is_cancelled()
+            && let Err(error) = self.cx.store.device_seen(self.device, now_ms()).await
+        {
+            tracing::debug!(%error, "device last seen not stored");
+        }
     }
 
     /// Writes pending frames; false if the device is gone or too slow.
@@ -357,7 +378,7 @@ impl Session {
                     self.last_heard = Instant::now();
                     self.cx
                         .presence
-                        .connect(me.user, self.id, self.live.clone())
+                        .connect(me, self.id, self.live.clone())
                         .await;
                 }
                 return Flow::Continue;
@@ -394,7 +415,7 @@ impl Session {
             Request::PublishDeviceList { list } => {
                 Box::pin(devices::publish(self.cx.clone(), me, *list))
             }
-            Request::GetDeviceList { user } => Box::pin(devices::get(self.cx.clone(), user)),
+            Request::GetDeviceList { user } => Box::pin(devices::get(self.cx.clone(), me, user)),
             Request::PutLink { .. } | Request::TakeLink => Box::pin(async {
                 Err(ErrorAnswer::new(
                     ErrorCode::Unavailable,
@@ -412,7 +433,7 @@ impl Session {
     }
 
     fn on_ack(&mut self, up_to: u64) {
-        let (Some(pump), Some(user)) = (self.pump.as_mut(), self.user) else {
+        let (Some(pump), Some(user), device) = (self.pump.as_mut(), self.user, self.device) else {
             return;
         };
         let Some((up_to, newly_acked)) = pump.on_ack(up_to) else {
@@ -424,7 +445,7 @@ impl Session {
         tracing::trace!(%user, up_to, "ack");
         let store = self.cx.store.clone();
         self.inflight.push_back(Box::pin(async move {
-            if let Err(error) = store.ack(user, up_to).await {
+            if let Err(error) = store.ack(device, up_to).await {
                 // The entries stay and are delivered again; the device drops the duplicates.
                 tracing::warn!(%error, "mailbox ack not stored");
             }

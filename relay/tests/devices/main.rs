@@ -6,4 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod register;
+mod revoke;
+mod support;
 mod upgrade;

@@ -6,6 +6,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod delivery;
+mod presence;
 mod register;
 mod revoke;
 mod support;

@@ -8,7 +8,7 @@ use libp2p::Multiaddr;
 use tidings_protocol::{
     Address, DeviceEntry, DeviceId, DeviceList, ErrorAnswer, MailboxItem, RawEnvelope,
     SignedDeviceList, UserId,
-    client::{ClientFrame, Register, RelayFrame, Request, Response},
+    client::{Register, RelayFrame, Request, Response},
 };
 
 use crate::common::RawDevice;
@@ -173,9 +173,4 @@ pub async fn closed_with(raw: &mut RawDevice) -> Option<ErrorAnswer> {
         }
     }
     panic!("the stream stayed open");
-}
-
-/// Acks everything up to `up_to`.
-pub async fn ack(raw: &mut RawDevice, up_to: u64) {
-    raw.send_frame(&ClientFrame::Ack { up_to }).await;
 }

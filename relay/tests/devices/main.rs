@@ -7,6 +7,7 @@
 mod common;
 
 mod delivery;
+mod federation;
 mod presence;
 mod register;
 mod revoke;

@@ -174,3 +174,13 @@ pub async fn closed_with(raw: &mut RawDevice) -> Option<ErrorAnswer> {
     }
     panic!("the stream stayed open");
 }
+
+/// Waits until what `raw` sent before (acks included) is committed: a store request after
+/// them is answered in order, after their writes.
+pub async fn settled(raw: &mut RawDevice) {
+    let user = raw.address().user;
+    assert!(
+        raw.request(Request::GetDeviceList { user }).await.is_ok(),
+        "the relay did not answer"
+    );
+}

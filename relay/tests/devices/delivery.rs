@@ -4,7 +4,7 @@
 
 use tidings_protocol::{
     ErrorCode, Kind,
-    client::{ClientFrame, Request, SendOutcome},
+    client::{ClientFrame, SendOutcome},
     group::Role,
 };
 

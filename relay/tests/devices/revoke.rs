@@ -79,6 +79,8 @@ async fn a_revoked_device_is_closed_its_mailbox_deleted_and_its_registration_ref
         .expect("the laptop is told why");
     assert_eq!(fatal.code, ErrorCode::DeviceRevoked);
     assert_eq!(relay.metrics().device_lists.revoked_total(), 1);
+    let text = relay.metrics().render();
+    assert!(text.contains("tidings_devices_revoked_total 1"), "{text}");
 
     // Nothing reaches it any more: no envelopes, no key claims.
     let late = send_to(&mut bob, laptop.address(), "too late").await;

@@ -69,11 +69,11 @@ pub fn olm_body(
     forge: bool,
 ) -> anyhow::Result<OlmBody> {
     let sealed = Sealed {
+        message: None,
         id,
         from,
         to,
         payload,
-        message: None,
     };
     let mut body = session.encrypt(&sealed.encode(), keys)?;
     if forge {

@@ -231,9 +231,8 @@ pub struct RawUser {
 }
 
 impl RawUser {
-    /// Makes a new account, registers its device at `relay`, publishes Olm keys, a device
-    /// list naming the device and a home record naming the relay (open registration lets
-    /// anyone do this).
+    /// Makes a new account, registers its device at `relay`, publishes Olm keys and a home
+    /// record naming the relay (open registration lets anyone do this).
     pub async fn register(relay: &Multiaddr) -> anyhow::Result<RawUser> {
         let identity = Identity::generate();
         let mut olm = OlmAccount::new();
@@ -245,25 +244,25 @@ impl RawUser {
             fallback: Some(olm.rotate_fallback_key(&identity)),
         };
         client.upload_keys(upload).await?;
-        // Clients take envelopes only from devices on the sender's device list.
-        let list = super::devices::device_list(
-            identity.account_key(),
-            1,
-            &[identity.device_key()],
-            identity.account_key(),
-        )?;
-        match client
-            .request(Request::PublishDeviceList {
-                list: Box::new(list),
-            })
-            .await?
-        {
-            Ok(Response::DeviceList { .. }) => {}
-            other => bail!("device list refused: {other:?}"),
-        }
         let (peer, _) = split_peer(relay)?;
         let home = craft::home_record(identity.account_key(), peer, relay_addrs, None)?;
         client.publish_home(home).await?;
+        // Clients take envelopes only from devices on their account's signed list.
+        let entry = tidings_protocol::DeviceEntry {
+            device: identity.device_id(),
+            name: "raw".into(),
+            added_at_ms: tidings_protocol::now_ms(),
+        };
+        let list = tidings_protocol::DeviceList::new(identity.user_id(), 1, vec![entry])?
+            .sign(identity.account_key());
+        let published = client
+            .request(Request::PublishDeviceList {
+                list: Box::new(list),
+            })
+            .await?;
+        if !matches!(published, Ok(Response::DeviceList { .. })) {
+            bail!("device list refused: {published:?}");
+        }
         Ok(RawUser {
             identity,
             olm,

@@ -12,13 +12,8 @@ use tidings_protocol::{
 };
 
 use super::{Answer, context::ClientContext};
-use libp2p::PeerId;
-
 use crate::{
-    federation::Home,
-    ingest::storage_answer,
-    metrics::DeviceListVerdict,
-    store::{DeviceListOutcome, Store, StoreError},
+    federation::Home, ingest::storage_answer, metrics::DeviceListVerdict, store::DeviceListOutcome,
 };
 
 /// Verifies a list the session's user published and keeps it if it succeeds the held one;
@@ -106,7 +101,9 @@ pub(super) fn end_revoked(cx: &ClientContext, revoked: &[tidings_protocol::Devic
 /// (device lists are public). The asker's own list comes with what this relay knows of each
 /// device: online now, last seen.
 pub(super) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> Answer {
-    let local = home_device_list(&cx.store, &cx.network.peer_id(), user)
+    let local = cx
+        .store
+        .home_device_list(user, cx.network.peer_id().to_string())
         .await
         .map_err(storage_answer)?;
     let list = match local {
@@ -183,21 +180,4 @@ async fn seen(
         })
         .collect();
     Ok(BoundedVec::new(seen).unwrap_or_default())
-}
-
-/// The list held for `user` if `user` is homed at this relay (`self_peer`), else `None`.
-pub(crate) async fn home_device_list(
-    store: &Store,
-    self_peer: &PeerId,
-    user: UserId,
-) -> Result<Option<SignedDeviceList>, StoreError> {
-    let self_peer = self_peer.to_string();
-    let homed_here = store
-        .user(user)
-        .await?
-        .is_some_and(|record| record.is_home(&self_peer));
-    if !homed_here {
-        return Ok(None);
-    }
-    store.device_list(user).await
 }

@@ -1,14 +1,23 @@
 //! `PublishDeviceList` and `GetDeviceList`: the home relay keeps and serves an account's
-//! signed device list.
+//! signed device list (revoking the devices a newer one drops), and fetches other users'
+//! lists from their home relays.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tidings_protocol::{
-    Address, DeviceListError, ErrorAnswer, ErrorCode, SignedDeviceList, UserId, client::Response,
+    Address, BoundedVec, DeviceListError, ErrorAnswer, ErrorCode, SignedDeviceList, UserId,
+    client::{DeviceSeen, Response},
+    federation::{FederationRequest, FederationResponse},
+    limits::MAX_DEVICES_PER_ACCOUNT,
 };
 
 use super::{Answer, context::ClientContext};
-use crate::{ingest::storage_answer, metrics::DeviceListVerdict, store::DeviceListOutcome};
+use crate::{
+    federation::{Home, LinkError},
+    ingest::storage_answer,
+    metrics::DeviceListVerdict,
+    store::DeviceListOutcome,
+};
 
 /// Verifies a list the session's user published and keeps it if it succeeds the held one;
 /// answers with the list held afterwards.
@@ -45,15 +54,17 @@ pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, list: SignedDev
         .await
         .map_err(storage_answer)?;
     match outcome {
-        DeviceListOutcome::Stored => {
+        DeviceListOutcome::Stored { revoked } => {
             cx.metrics.device_lists.count(DeviceListVerdict::Stored);
+            end_revoked(&cx, &revoked);
             Ok(Response::DeviceList {
                 list: Some(Box::new(list)),
+                seen: BoundedVec::default(),
             })
         }
         DeviceListOutcome::Stale { held } => refuse(
             DeviceListVerdict::Stale,
-            ErrorCode::BadDescriptor,
+            ErrorCode::StaleDeviceList,
             format!(
                 "stale: version {} is not above the held {held}",
                 list.list.version
@@ -73,27 +84,136 @@ pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, list: SignedDev
         )),
         DeviceListOutcome::Refused(error) => refuse(
             DeviceListVerdict::Stale,
-            ErrorCode::BadDescriptor,
+            ErrorCode::StaleDeviceList,
             error.to_string(),
         ),
     }
 }
 
-/// The list held for `user` if the user is homed here (device lists are public).
-pub(super) async fn get(cx: Arc<ClientContext>, user: UserId) -> Answer {
-    let self_peer = cx.network.peer_id().to_string();
-    let homed_here = cx
+/// Ends the sessions of devices a stored list revoked, and counts them.
+pub(super) fn end_revoked(cx: &ClientContext, revoked: &[tidings_protocol::DeviceId]) {
+    if revoked.is_empty() {
+        return;
+    }
+    cx.metrics.device_lists.revoked(revoked.len());
+    let ended = cx.live_devices.revoke(revoked);
+    tracing::info!(devices = revoked.len(), sessions = ended, "devices revoked");
+}
+
+/// The list of `user`: held here if the user is homed here, else asked of their home relay
+/// (device lists are public). The asker's own list comes with what this relay knows of each
+/// device: online now, last seen.
+pub(super) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> Answer {
+    let local = cx
         .store
-        .user(user)
+        .home_device_list(user, cx.network.peer_id().to_string())
         .await
-        .map_err(storage_answer)?
-        .is_some_and(|record| record.is_home(&self_peer));
-    let list = if homed_here {
-        cx.store.device_list(user).await.map_err(storage_answer)?
+        .map_err(storage_answer)?;
+    let list = match local {
+        Some(list) => Some(list),
+        None if user == me.user => None,
+        None => remote_device_list(&cx, user).await?,
+    };
+    let seen = if user == me.user {
+        seen(&cx, user).await?
     } else {
-        None
+        BoundedVec::default()
     };
     Ok(Response::DeviceList {
         list: list.map(Box::new),
+        seen,
     })
+}
+
+/// Times a device-list lookup at another relay is tried before the device is told to retry.
+const REMOTE_LIST_ATTEMPTS: u32 = 4;
+
+/// The pause before the second try; it doubles after each failed one (0.5 + 1 + 2 s in all).
+const REMOTE_LIST_RETRY: Duration = Duration::from_millis(500);
+
+/// Asks `user`'s home relay for their list, if another relay is their home; the answer is
+/// checked to be `user`'s, signed by the account. A home relay that cannot be reached (one
+/// restarting, a link being re-made) is tried a few times: a device that gets an envelope
+/// from an unlisted device needs the list to take it.
+async fn remote_device_list(
+    cx: &ClientContext,
+    user: UserId,
+) -> Result<Option<SignedDeviceList>, ErrorAnswer> {
+    let mut pause = REMOTE_LIST_RETRY;
+    let mut attempt = 1;
+    loop {
+        match remote_device_list_once(cx, user).await {
+            Err(answer)
+                if answer.code == ErrorCode::Unavailable && attempt < REMOTE_LIST_ATTEMPTS =>
+            {
+                tracing::debug!(%user, %answer, attempt, "device list lookup failed; trying again");
+                tokio::select! {
+                    _ = cx.shutdown.cancelled() => return Err(answer),
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause *= 2;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn remote_device_list_once(
+    cx: &ClientContext,
+    user: UserId,
+) -> Result<Option<SignedDeviceList>, ErrorAnswer> {
+    let remote = match cx.directory.resolve(user).await.map_err(storage_answer)? {
+        Home::Remote(remote) => remote,
+        Home::Local => return Ok(None),
+        Home::Unknown => {
+            return Err(ErrorAnswer::new(
+                ErrorCode::Unavailable,
+                format!("no home relay found for {user} yet; retry later"),
+            ));
+        }
+    };
+    match cx
+        .links
+        .request(&remote, FederationRequest::DeviceList { user })
+        .await
+    {
+        Ok(FederationResponse::DeviceList(None)) => Ok(None),
+        Ok(FederationResponse::DeviceList(Some(list)))
+            if list.list.user == user && list.verify().is_ok() =>
+        {
+            Ok(Some(*list))
+        }
+        Ok(_) => Err(ErrorAnswer::new(
+            ErrorCode::BadSignature,
+            "the home relay answered with something else than the user's signed device list",
+        )),
+        Err(LinkError::Refused(answer)) => Err(answer),
+        Err(error) => {
+            cx.directory.invalidate(&user).await;
+            Err(ErrorAnswer::new(
+                ErrorCode::Unavailable,
+                format!("{user}'s home relay: {error}; retry later"),
+            ))
+        }
+    }
+}
+
+/// What this relay knows of each registered device of local user `user`.
+async fn seen(
+    cx: &ClientContext,
+    user: UserId,
+) -> Result<BoundedVec<DeviceSeen, MAX_DEVICES_PER_ACCOUNT>, ErrorAnswer> {
+    let online = cx.presence.online_devices(user).await;
+    let devices = cx.store.devices_of(user).await.map_err(storage_answer)?;
+    let seen: Vec<DeviceSeen> = devices
+        .into_iter()
+        .take(MAX_DEVICES_PER_ACCOUNT)
+        .map(|record| DeviceSeen {
+            device: record.cert.device,
+            online: online.contains(&record.cert.device),
+            last_seen_ms: record.last_seen_ms,
+        })
+        .collect();
+    Ok(BoundedVec::new(seen).unwrap_or_default())
 }

@@ -49,7 +49,7 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     let bob_addr = bob.address();
     let mut trudy = RawUser::register(&world.relays[0].addr).await?;
     let trudy_addr = trudy.identity.address();
-    let bundle = trudy.client.claim(bob.user_id()).await?;
+    let bundle = trudy.client.claim(bob_addr).await?;
     let mut session = trudy.olm.create_outbound_session(&bob.user_id(), &bundle)?;
     let keys = trudy.olm.sender_keys(&trudy.identity);
 
@@ -125,7 +125,10 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     let deadline = tokio::time::Instant::now() + if taken { OBSERVE } else { Duration::ZERO };
     loop {
         stored |= forged_stored()?;
-        rebound |= bob.store().device_for(&alice.user_id())? == Some(trudy_addr.device);
+        rebound |= bob
+            .store()
+            .device_list(&alice.user_id())?
+            .is_some_and(|list| list.contains(&trudy_addr.device));
         // Bob's client recorded it as not openable: it will not be stored readable later.
         let refused = !stored && bob.store().message(&forged_id)?.is_some();
         if (stored && rebound) || refused || tokio::time::Instant::now() >= deadline {

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use tidings_protocol::{
-    BoundedVec, HomeRecord,
-    codec,
+    BoundedVec, HomeRecord, codec,
     home::HOME_RECORD_LIFETIME_MS,
     limits::{MAX_CARD_ADDRS, MAX_HOME_RECORD_BYTES},
     now_ms,

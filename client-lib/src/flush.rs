@@ -252,11 +252,11 @@ impl Flusher<'_> {
                     }
                 }
                 // Our other devices get a copy of what we send (and every sync to us).
-                if to == me || entry.kind == Kind::Message {
-                    if let Targets::Devices(ours) = self.targets(me, found).await? {
-                        let this = self.client.address();
-                        devices.extend(ours.into_iter().filter(|device| *device != this));
-                    }
+                if (to == me || entry.kind == Kind::Message)
+                    && let Targets::Devices(ours) = self.targets(me, found).await?
+                {
+                    let this = self.client.address();
+                    devices.extend(ours.into_iter().filter(|device| *device != this));
                 }
                 Ok(devices)
             }

@@ -148,6 +148,75 @@ mod tests {
         (version, migrated)
     }
 
+    /// Version 1's outbox entry, as it was written.
+    #[derive(serde::Serialize)]
+    struct WrittenByV1 {
+        id: EnvelopeId,
+        to: Conversation,
+        kind: Kind,
+        content: OutboxContent,
+        sealed: Option<RawEnvelope>,
+    }
+
+    #[test]
+    fn version_1_outbox_entries_keep_their_sealed_envelope_and_the_device_mapping_goes() {
+        use tidings_protocol::{Recipient, content::Payload};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("v1.redb")).unwrap();
+        let me = tidings_keys::Identity::generate();
+        let bob = tidings_keys::Identity::generate();
+        let id = EnvelopeId::random();
+        let envelope = crate::store::sign(
+            &me,
+            id,
+            Recipient::Direct(bob.address()),
+            Kind::Message,
+            b"olm".to_vec(),
+        );
+        let content = OutboxContent::Encrypted(Payload::Text { text: "hi".into() });
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("relay_addr", b"x".as_slice())
+            .unwrap();
+        txn.open_table(V1_USER_DEVICES)
+            .unwrap()
+            .insert(bob.user_id().as_bytes(), bob.device_id().as_bytes())
+            .unwrap();
+        let mut outbox = txn.open_table(OUTBOX).unwrap();
+        for (seq, sealed) in [(1, Some(envelope.clone())), (2, None)] {
+            let old = WrittenByV1 {
+                id,
+                to: Conversation::Direct(bob.user_id()),
+                kind: Kind::Message,
+                content: content.clone(),
+                sealed,
+            };
+            outbox
+                .insert(seq, tidings_protocol::codec::encode(&old).as_slice())
+                .unwrap();
+        }
+        drop(outbox);
+        txn.commit().unwrap();
+
+        assert_eq!(open(&db, MIGRATIONS).unwrap(), UNVERSIONED);
+        let txn = db.begin_read().unwrap();
+        let outbox = txn.open_table(OUTBOX).unwrap();
+        let entry = |seq: u64| -> OutboxEntry {
+            decode_record("outbox", outbox.get(seq).unwrap().unwrap().value()).unwrap()
+        };
+        assert_eq!(
+            entry(1).sealed,
+            [SealedCopy {
+                to: Recipient::Direct(bob.address()),
+                envelope,
+            }]
+        );
+        assert_eq!(entry(1).content, content);
+        assert!(entry(2).sealed.is_empty());
+        assert!(txn.open_table(V1_USER_DEVICES).is_err());
+    }
+
     #[test]
     fn a_first_release_store_is_migrated_a_new_one_stamped_a_newer_one_refused() {
         let dir = tempfile::tempdir().unwrap();

@@ -89,6 +89,15 @@ impl TestUser {
         Self { dir, client }
     }
 
+    /// Another device of this user's account, registered at `relay` (its home) with a device
+    /// list naming both.
+    pub async fn another_device(&self, relay: &RunningRelay) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let client = self.client.init_another_device(dir.path()).unwrap();
+        client.register(dial_addr(relay), None).await.unwrap();
+        Self { dir, client }
+    }
+
     pub fn befriend(&self, name: &str, other: &TestUser) {
         let card = other.client.card(None).unwrap();
         self.client.add_contact(name, &card).unwrap();

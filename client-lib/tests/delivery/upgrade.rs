@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use redb::{ConcurrencyMode, Database, ReadableDatabase, TableDefinition};
+use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use tidings_client::{
     Client, ClientError, Direction,
     store::{STORE_FILE, StoreError, schema},
@@ -130,6 +130,56 @@ fn a_first_release_client_dir_opens_with_its_contact_and_history() {
     assert_eq!(history, expected);
     drop(client);
     assert_eq!(recorded(temp.path()), Some(schema::current()));
+}
+
+#[test]
+fn a_first_release_client_dir_migrates_to_device_lists_keeping_its_sessions() {
+    let temp = copy_fixture();
+    let user_devices: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("user_devices");
+    let sessions: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
+    let count = |table: TableDefinition<&[u8; 32], &[u8]>| {
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open(temp.path().join(STORE_FILE))
+            .unwrap();
+        let txn = db.begin_read().unwrap();
+        txn.open_table(table).unwrap().len().unwrap()
+    };
+    {
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open(temp.path().join(STORE_FILE))
+            .unwrap();
+        let txn = db.begin_read().unwrap();
+        assert_eq!(txn.open_table(user_devices).unwrap().len().unwrap(), 1);
+    }
+    let before = count(sessions);
+    assert!(
+        before > 0,
+        "the fixture has an Olm session with Bob's device"
+    );
+
+    let client = Client::open(temp.path(), None).unwrap();
+    let bob = client.resolve("bob").unwrap();
+    // No list is trusted from version 1's mapping: Bob's is fetched and verified on use.
+    assert_eq!(client.store().device_list(&bob).unwrap(), None);
+    assert!(client.store().pending(16).unwrap().is_empty());
+    drop(client);
+    assert_eq!(recorded(temp.path()), Some(2));
+    assert_eq!(
+        count(sessions),
+        before,
+        "Olm sessions stay, per peer device"
+    );
+    let db = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .open(temp.path().join(STORE_FILE))
+        .unwrap();
+    let txn = db.begin_read().unwrap();
+    assert!(
+        txn.open_table(user_devices).is_err(),
+        "the one-device mapping is gone"
+    );
 }
 
 #[test]

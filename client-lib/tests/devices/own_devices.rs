@@ -80,6 +80,7 @@ async fn both_devices_get_bobs_message_and_see_what_the_other_sent() {
     // Bob's delivered receipts name the logical messages: both of Alice's devices move
     // the ticks of what either sent.
     for device in [&alice, &laptop] {
+        device.sync(WINDOW).await;
         let history = device.client.history("bob").unwrap();
         assert!(
             history[1..]

@@ -28,7 +28,7 @@ use tidings_protocol::{
 };
 use tidings_relay::{
     RelayConfig,
-    store::{Cursor, OutboxMeta, PresenceRecord, UserRecord, tables},
+    store::{Cursor, DeviceRecord, OutboxMeta, PresenceRecord, UserRecord, tables},
 };
 
 /// A fresh user id.

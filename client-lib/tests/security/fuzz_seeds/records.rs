@@ -112,14 +112,19 @@ pub(super) fn relay_config(out: &Dir) {
 pub(super) fn relay_store(out: &Dir, f: &Fixture) {
     let t = "relay_store_records";
     let user = UserRecord {
-        cert: f.cert(),
         registered_at_ms: 1_700_000_000_000,
-        identity: Some(f.identity()),
-        fallback: Some(f.prekey(12, true)),
         home: Some(f.home("12D3KooWrelay", 1)),
         here: None,
     };
     out.cbor(t, "user", &user);
+    let device = DeviceRecord {
+        cert: f.cert(),
+        registered_at_ms: 1_700_000_000_000,
+        identity: Some(f.identity()),
+        fallback: Some(f.prekey(12, true)),
+        last_seen_ms: Some(5),
+    };
+    out.cbor(t, "device", &device);
     let presence = PresenceRecord {
         visibility: Visibility::Contacts,
         allowed: vec![f.peer.user],

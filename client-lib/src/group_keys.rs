@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use tidings_protocol::{Address, BoundedVec, GroupId, limits::MAX_BATCH_ENVELOPES};
+use tidings_protocol::{Address, BoundedVec, GroupId, UserId, limits::MAX_BATCH_ENVELOPES};
 
 use crate::{
     calls::Send,
@@ -24,27 +24,26 @@ pub(crate) async fn share_group_key(
     group: GroupId,
     events: &mut VecDeque<Event>,
 ) -> Result<(), SealError> {
-    let plan_now = || async {
-        client
-            .blocking(move |inner| inner.store.plan_group_key(&inner.identity, &group))
-            .await
-    };
-    let Some(mut plan) = plan_now().await? else {
+    // Members' lists (ours too) as they are now: a device dropped from one rotates the
+    // session below.
+    let members: Vec<UserId> = client
+        .blocking(move |inner| inner.store.group(&group))
+        .await?
+        .map(|known| known.descriptor.members.iter().map(|m| m.user).collect())
+        .unwrap_or_default();
+    for user in members {
+        if !client.inner.list_checks.is_fresh(&user) {
+            refresh_list(client, connection, user, events).await?;
+        }
+    }
+    let plan = client
+        .blocking(move |inner| inner.store.plan_group_key(&inner.identity, &group))
+        .await?;
+    let Some(plan) = plan else {
         return Err(SealError::Wait(format!(
             "group {group} is not known here yet"
         )));
     };
-    if !plan.unlisted.is_empty() {
-        for user in std::mem::take(&mut plan.unlisted) {
-            refresh_list(client, connection, user, events).await?;
-        }
-        let Some(replanned) = plan_now().await? else {
-            return Err(SealError::Wait(format!(
-                "group {group} is not known here yet"
-            )));
-        };
-        plan = replanned;
-    }
     if !plan.unlisted.is_empty() {
         // Still unknown (their relay is away): the key waits in the outbox for them.
         let (key, users) = (plan.session_key.clone(), plan.unlisted.clone());

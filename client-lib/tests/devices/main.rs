@@ -14,3 +14,4 @@ mod common;
 mod group_devices;
 mod lists;
 mod own_devices;
+mod revocation;

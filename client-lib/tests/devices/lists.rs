@@ -62,3 +62,57 @@ fn a_forged_stale_or_foreign_list_is_refused_and_the_held_one_kept() {
     );
     assert_eq!(store.device_list(&a).unwrap(), Some(v2));
 }
+
+/// Over a real relay: Bob's client holds a newer list of Alice's than her relay hands out
+/// (as after a rollback by a relay); the older one is refused, counted and reported, and
+/// Bob keeps using the one he holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_list_from_the_relay_is_refused_reported_and_counted() {
+    use std::time::Duration;
+
+    use tidings_client::{Event, KEY_FILE, MessageStatus};
+
+    use crate::common::{Pair, texts, two_friends};
+
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
+    let alice_identity = Identity::load(&alice.dir.path().join(KEY_FILE), None).unwrap();
+    let newer = list_of(&alice_identity, &alice_identity, 9);
+    bob.client
+        .store()
+        .accept_device_list(&alice.client.user_id(), newer.clone())
+        .unwrap()
+        .unwrap();
+
+    let mut session = bob.connect().await;
+    let sent = session.send_text("alice", "still reaches you").await.unwrap();
+    assert_eq!(sent.status, MessageStatus::Sent);
+    let events = session.sync(Duration::from_secs(2)).await.unwrap();
+    assert!(
+        events.iter().any(|event| matches!(
+            event,
+            Event::DeviceListRefused {
+                user,
+                reason: DeviceListError::Stale { got: 1, held: 9 },
+            } if *user == alice.client.user_id()
+        )),
+        "{events:?}"
+    );
+    assert_eq!(bob.client.refused_device_lists(), 1);
+    assert_eq!(
+        bob.client
+            .store()
+            .device_list(&alice.client.user_id())
+            .unwrap(),
+        Some(newer)
+    );
+    assert_eq!(
+        texts(&alice.sync(Duration::from_secs(5)).await),
+        ["still reaches you"]
+    );
+    relay.shutdown().await;
+}

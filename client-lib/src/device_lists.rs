@@ -84,7 +84,16 @@ pub(crate) async fn refresh_list(
         .blocking(move |inner| inner.store.accept_device_list(&user, list))
         .await?;
     match taken {
-        Ok(update) => Ok(Some(update.list)),
+        Ok(update) => {
+            let me = client.address();
+            if user == me.user && update.added.iter().any(|device| *device != me.device) {
+                // A device joined our account: it starts with our contacts.
+                client
+                    .blocking(move |inner| inner.store.sync_all_contacts(me.user))
+                    .await?;
+            }
+            Ok(Some(update.list))
+        }
         Err(reason) => {
             tracing::warn!(%user, %reason, "refusing a device list");
             client.inner.refused_lists.fetch_add(1, Ordering::Relaxed);

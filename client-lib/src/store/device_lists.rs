@@ -14,6 +14,8 @@ pub struct ListUpdate {
     pub list: SignedDeviceList,
     /// Devices the held list named that the new one does not.
     pub removed: Vec<DeviceId>,
+    /// Devices the new list names that the held one did not (all of them for a first list).
+    pub added: Vec<DeviceId>,
 }
 
 /// The list held for `user` inside a write transaction.
@@ -72,29 +74,45 @@ impl ClientStore {
             if let Err(error) = list.verify() {
                 return Ok(Err(error));
             }
-            let removed = match held(txn, user)? {
+            let before = match held(txn, user)? {
                 Some(held) if held.encode() == list.encode() => {
                     return Ok(Ok(ListUpdate {
                         list,
                         removed: Vec::new(),
+                        added: Vec::new(),
                     }));
                 }
                 Some(held) => {
                     if let Err(error) = list.check_successor(&held) {
                         return Ok(Err(error));
                     }
-                    held.list
-                        .devices
-                        .iter()
-                        .map(|entry| entry.device)
-                        .filter(|device| !list.contains(device))
-                        .collect()
+                    Some(held)
                 }
-                None => Vec::new(),
+                None => None,
+            };
+            let devices = |list: &SignedDeviceList| -> Vec<DeviceId> {
+                list.list.devices.iter().map(|entry| entry.device).collect()
+            };
+            let (removed, added) = match before {
+                Some(held) => (
+                    devices(&held)
+                        .into_iter()
+                        .filter(|device| !list.contains(device))
+                        .collect(),
+                    devices(&list)
+                        .into_iter()
+                        .filter(|device| !held.contains(device))
+                        .collect(),
+                ),
+                None => (Vec::new(), devices(&list)),
             };
             txn.open_table(DEVICE_LISTS)?
                 .insert(user.as_bytes(), list.encode().as_slice())?;
-            Ok(Ok(ListUpdate { list, removed }))
+            Ok(Ok(ListUpdate {
+                list,
+                removed,
+                added,
+            }))
         })
     }
 }

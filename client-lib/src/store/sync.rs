@@ -166,6 +166,27 @@ impl ClientStore {
         })
     }
 
+    /// Tells our other devices every contact (after our list gained a device, which then
+    /// starts with them); returns how many.
+    pub fn sync_all_contacts(&self, me: UserId) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let mut contacts = Vec::new();
+            for entry in txn.open_table(CONTACTS)?.iter()? {
+                let (name, card) = entry?;
+                let card: ContactCard = decode("contacts", card.value())?;
+                contacts.push((name.value().to_string(), card));
+            }
+            for (name, card) in &contacts {
+                let change = ContactChange::Saved {
+                    name: name.clone(),
+                    card: card.clone(),
+                };
+                queue_sync(txn, me, Payload::Contact { change })?;
+            }
+            Ok(contacts.len())
+        })
+    }
+
     /// Removes a contact and tells our other devices.
     pub fn remove_contact(&self, me: UserId, name: &str) -> Result<(), StoreError> {
         self.write(|txn| {

@@ -229,3 +229,23 @@ async fn a_user_with_two_devices_talks_with_a_user_on_another_relay() {
     );
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_starts_with_the_accounts_contacts() {
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
+    let laptop = alice.another_device(&relay).await;
+    assert!(laptop.client.store().contacts().unwrap().is_empty());
+    // The phone sees the new device on its list when it connects, and sends it the contacts.
+    let mut phone = alice.connect().await;
+    phone.flush().await.unwrap();
+    phone.close().await;
+    let events = laptop.sync(WINDOW).await;
+    assert!(events.contains(&Event::ContactsSynced), "{events:?}");
+    assert_eq!(laptop.client.resolve("bob").unwrap(), bob.client.user_id());
+    relay.shutdown().await;
+}

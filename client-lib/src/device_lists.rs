@@ -87,9 +87,9 @@ pub(crate) async fn refresh_list(
         Ok(update) => {
             let me = client.address();
             if user == me.user && update.added.iter().any(|device| *device != me.device) {
-                // A device joined our account: it starts with our contacts.
+                // A device joined our account: it starts with our contacts and groups.
                 client
-                    .blocking(move |inner| inner.store.sync_all_contacts(me.user))
+                    .blocking(move |inner| inner.store.sync_to_new_device(me.user))
                     .await?;
             }
             Ok(Some(update.list))

@@ -13,6 +13,9 @@ use crate::{
 /// Longest contact name one device tells the others of its account about.
 pub const MAX_CONTACT_NAME_BYTES: usize = 256;
 
+/// Most groups one [`Payload::Groups`] names (more go in several).
+pub const MAX_SYNC_GROUPS: usize = 512;
+
 /// The body of a pairwise envelope: one Olm message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OlmBody {
@@ -187,6 +190,14 @@ pub enum Payload {
         #[serde(rename = "u")]
         up_to: EnvelopeId,
     },
+    /// To the sender's own other devices: groups this account is in, each with the newest
+    /// descriptor version held (a device that lacks them fetches the chain from its relay).
+    #[serde(rename = "groups")]
+    Groups {
+        /// The groups.
+        #[serde(rename = "g")]
+        groups: BoundedVec<GroupHeld, MAX_SYNC_GROUPS>,
+    },
     /// To the sender's own other devices: the contact list changed.
     #[serde(rename = "contact")]
     Contact {
@@ -205,6 +216,17 @@ pub enum Chat {
     /// A group.
     #[serde(rename = "g")]
     Group(GroupId),
+}
+
+/// A group and the newest version of its descriptor one device holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupHeld {
+    /// The group.
+    #[serde(rename = "g")]
+    pub group: GroupId,
+    /// The newest descriptor version held.
+    #[serde(rename = "v")]
+    pub version: u64,
 }
 
 /// A change of the contact list, as one device tells the others of its account.

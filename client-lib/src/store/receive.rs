@@ -4,7 +4,7 @@ use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::Identity;
 use tidings_protocol::{
     Bounce, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
-    content::{Payload, ReceiptStatus, Sealed},
+    content::{GroupHeld, Payload, ReceiptStatus, Sealed},
     group::SignedDescriptor,
     now_ms,
 };
@@ -24,6 +24,9 @@ use crate::events::Event;
 pub struct Received {
     /// What happened, in order.
     pub events: Vec<Event>,
+    /// Groups another device of ours is in that this one lacks (or holds an older version
+    /// of): fetch their descriptor chains from the relay.
+    pub groups_behind: Vec<GroupHeld>,
 }
 
 /// Work of one receive transaction.
@@ -157,6 +160,11 @@ impl Batch<'_> {
             (Kind::Receipt, Payload::Contact { change }) if own => {
                 sync::apply_contact_change(self.txn, change)?;
                 self.received.events.push(Event::ContactsSynced);
+                Ok(())
+            }
+            (Kind::Receipt, Payload::Groups { groups }) if own => {
+                let behind = sync::groups_behind(self.txn, &groups)?;
+                self.received.groups_behind.extend(behind);
                 Ok(())
             }
             (Kind::Message | Kind::Receipt, _) if own => {

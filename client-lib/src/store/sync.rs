@@ -3,15 +3,16 @@
 
 use redb::{ReadableTable, WriteTransaction};
 use tidings_protocol::{
-    ContactCard, EnvelopeId, Kind, UserId,
-    content::{Chat, ContactChange, Payload},
+    BoundedVec, ContactCard, EnvelopeId, Kind, UserId,
+    content::{Chat, ContactChange, GroupHeld, MAX_SYNC_GROUPS, Payload},
+    group::SignedDescriptor,
 };
 
 use super::{
     ClientStore, StoreError, decode, device_lists, encode, history, outbox,
     tables::{
-        CONTACT_NAMES, CONTACTS, Conversation, Direction, MESSAGES, MessageRecord, MessageStatus,
-        OutboxContent, OutboxEntry,
+        CONTACT_NAMES, CONTACTS, Conversation, Direction, GROUPS, MESSAGES, MessageRecord,
+        MessageStatus, OutboxContent, OutboxEntry,
     },
 };
 use crate::events::Event;
@@ -166,10 +167,27 @@ impl ClientStore {
         })
     }
 
-    /// Tells our other devices every contact (after our list gained a device, which then
-    /// starts with them); returns how many.
-    pub fn sync_all_contacts(&self, me: UserId) -> Result<usize, StoreError> {
+    /// Tells our other devices every contact and every group (after our list gained a
+    /// device, which then starts with them); returns how many contacts.
+    pub fn sync_to_new_device(&self, me: UserId) -> Result<usize, StoreError> {
         self.write(|txn| {
+            let mut groups = Vec::new();
+            for entry in txn.open_table(GROUPS)?.iter()? {
+                let (_, bytes) = entry?;
+                if let Ok(known) = SignedDescriptor::decode(bytes.value())
+                    && known.descriptor.is_member(&me)
+                {
+                    groups.push(GroupHeld {
+                        group: known.descriptor.group,
+                        version: known.descriptor.version,
+                    });
+                }
+            }
+            for chunk in groups.chunks(MAX_SYNC_GROUPS) {
+                let groups = BoundedVec::new(chunk.to_vec())
+                    .map_err(|error| StoreError::corrupt("groups", error))?;
+                queue_sync(txn, me, Payload::Groups { groups })?;
+            }
             let mut contacts = Vec::new();
             for entry in txn.open_table(CONTACTS)?.iter()? {
                 let (name, card) = entry?;
@@ -199,6 +217,23 @@ impl ClientStore {
             queue_sync(txn, me, Payload::Contact { change })
         })
     }
+}
+
+/// The groups another device of ours named that this one holds no newer version of: the
+/// session fetches their chains from the relay.
+pub(super) fn groups_behind(
+    txn: &WriteTransaction,
+    groups: &[GroupHeld],
+) -> Result<Vec<GroupHeld>, StoreError> {
+    let mut behind = Vec::new();
+    for held in groups {
+        let version = super::descriptors::descriptor(txn, &held.group)?
+            .map_or(0, |known| known.descriptor.version);
+        if version < held.version {
+            behind.push(*held);
+        }
+    }
+    Ok(behind)
 }
 
 /// The read marker for our other devices after reading `conversation` up to `up_to`.

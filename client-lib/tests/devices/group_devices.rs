@@ -131,3 +131,56 @@ fn the_sending_session_rotates_when_a_member_loses_a_device() {
     assert_ne!(rotated.session_key, first.session_key);
     assert_eq!(rotated.need, [alice_phone.address()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_gets_the_accounts_groups_and_takes_part() {
+    let relay_dir = common::RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let bob = TestUser::register(&relay).await;
+    alice.befriend("bob", &bob);
+    bob.befriend("alice", &alice);
+    let mut phone = alice.connect().await;
+    let group = phone.create_group("team", &["bob"]).await.unwrap();
+    phone.send_text("team", "before the laptop").await.unwrap();
+    phone.close().await;
+    bob.sync(WINDOW).await;
+
+    let laptop = alice.another_device(&relay).await;
+    // The phone sees the laptop on its list when it connects and tells it the groups.
+    alice.connect().await.flush().await.unwrap();
+    let events = laptop.sync(WINDOW).await;
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, Event::GroupChanged { group: g, .. } if *g == group)),
+        "{events:?}"
+    );
+    assert_eq!(
+        laptop
+            .client
+            .store()
+            .group(&group)
+            .unwrap()
+            .unwrap()
+            .descriptor
+            .name,
+        "team"
+    );
+    // The laptop posts; Bob (who now learns of it) answers, and the laptop reads that.
+    let mut on_laptop = laptop.connect().await;
+    on_laptop
+        .send_text("team", "hello from the laptop")
+        .await
+        .unwrap();
+    on_laptop.close().await;
+    assert_eq!(texts(&bob.sync(WINDOW).await), ["hello from the laptop"]);
+    let mut bob_session = bob.connect().await;
+    bob_session
+        .send_text("team", "welcome, laptop")
+        .await
+        .unwrap();
+    bob_session.close().await;
+    assert!(texts(&laptop.sync(WINDOW).await).contains(&"welcome, laptop".to_string()));
+    relay.shutdown().await;
+}

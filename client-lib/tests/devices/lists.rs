@@ -89,7 +89,10 @@ async fn an_older_list_from_the_relay_is_refused_reported_and_counted() {
         .unwrap();
 
     let mut session = bob.connect().await;
-    let sent = session.send_text("alice", "still reaches you").await.unwrap();
+    let sent = session
+        .send_text("alice", "still reaches you")
+        .await
+        .unwrap();
     assert_eq!(sent.status, MessageStatus::Sent);
     let events = session.sync(Duration::from_secs(2)).await.unwrap();
     assert!(

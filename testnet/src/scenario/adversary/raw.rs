@@ -247,6 +247,22 @@ impl RawUser {
         let (peer, _) = split_peer(relay)?;
         let home = craft::home_record(identity.account_key(), peer, relay_addrs, None)?;
         client.publish_home(home).await?;
+        // Clients take envelopes only from devices on their account's signed list.
+        let entry = tidings_protocol::DeviceEntry {
+            device: identity.device_id(),
+            name: "raw".into(),
+            added_at_ms: tidings_protocol::now_ms(),
+        };
+        let list = tidings_protocol::DeviceList::new(identity.user_id(), 1, vec![entry])?
+            .sign(identity.account_key());
+        let published = client
+            .request(Request::PublishDeviceList {
+                list: Box::new(list),
+            })
+            .await?;
+        if !matches!(published, Ok(Response::DeviceList { .. })) {
+            bail!("device list refused: {published:?}");
+        }
         Ok(RawUser {
             identity,
             olm,

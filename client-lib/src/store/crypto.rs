@@ -332,9 +332,14 @@ pub(super) fn olm_open(
     }
     let body = OlmBody::decode(&envelope.body).map_err(OpenError::Body)?;
     let sender = envelope.sender;
-    // Only the account's signed list makes a device one of its devices now (a removed
-    // device keeps its certificate): the session refreshed the list before storing.
-    if !device_lists::is_listed(txn, &sender).map_err(OpenError::Crypto)? {
+    // The account's signed list says which devices are its devices now (a removed device
+    // keeps its certificate): the session refreshed it before storing. Only when no list of
+    // the account could be had at all (its home relay out of reach) does the certificate
+    // binding below decide alone, as it did before lists, so mail is not lost meanwhile.
+    if device_lists::held(txn, &sender.user)
+        .map_err(OpenError::Crypto)?
+        .is_some_and(|list| !list.contains(&sender.device))
+    {
         return Err(OpenError::NotListed(sender.device));
     }
     // The envelope's signature proves the device; only a verified certificate proves its

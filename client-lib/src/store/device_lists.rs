@@ -3,7 +3,7 @@
 //! replaced only by a newer one.
 
 use redb::{ReadableTable, WriteTransaction};
-use tidings_protocol::{Address, DeviceId, DeviceListError, SignedDeviceList, UserId};
+use tidings_protocol::{DeviceId, DeviceListError, SignedDeviceList, UserId};
 
 use super::{ClientStore, StoreError, tables::DEVICE_LISTS};
 
@@ -29,11 +29,6 @@ pub(super) fn held(
             .map_err(|error| StoreError::corrupt("device_lists", error)),
         None => Ok(None),
     }
-}
-
-/// Whether `device` is on the list held for its user.
-pub(super) fn is_listed(txn: &WriteTransaction, device: &Address) -> Result<bool, StoreError> {
-    Ok(held(txn, &device.user)?.is_some_and(|list| list.contains(&device.device)))
 }
 
 /// The devices of `user` on the held list (empty if none is held).

@@ -181,7 +181,11 @@ async fn contacts_are_renamed_and_removed_from_the_shell() {
     assert!(ok(&alice, &["contact", "rename", "bob", "robert"]).contains("renamed bob to robert"));
     let listed = ok(&alice, &["contact", "list"]);
     assert!(listed.starts_with("robert\t"), "{listed}");
-    assert!(!tidings(&alice, &["contact", "rename", "bob", "rob"]).status.success());
+    assert!(
+        !tidings(&alice, &["contact", "rename", "bob", "rob"])
+            .status
+            .success()
+    );
     ok(&alice, &["contact", "remove", "robert"]);
     assert!(ok(&alice, &["contact", "list"]).contains("no contacts yet"));
     relay.shutdown().await;

@@ -235,6 +235,10 @@ fn the_adversary_scenario_finds_no_attack_that_works() {
         "oversized_error_detail",
         "idle_unregistered_session",
         "client_store_permissions",
+        "removed_device_kept_stream",
+        "removed_device_returned",
+        "removed_device_reached",
+        "forged_device_list",
     ] {
         let verdict = &attacks[name];
         assert_eq!(verdict["judged"], true, "{name}: {verdict}");

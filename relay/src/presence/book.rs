@@ -472,10 +472,18 @@ mod tests {
                 reply,
             }
         };
+        let online =
+            |book: &mut PresenceBook| ask(book, |reply| Command::OnlineDevices { user, reply });
+        assert_eq!(
+            online(&mut book),
+            [DeviceId::from_bytes([1; 32]), DeviceId::from_bytes([2; 32])]
+        );
         assert_eq!(ask(&mut book, gone(1)), None);
         assert!(ask(&mut book, |reply| Command::Online { user, reply }));
+        assert_eq!(online(&mut book), [DeviceId::from_bytes([2; 32])]);
         assert!(ask(&mut book, gone(2)).is_some());
         assert!(!ask(&mut book, |reply| Command::Online { user, reply }));
+        assert!(online(&mut book).is_empty());
     }
 
     #[test]

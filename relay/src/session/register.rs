@@ -39,8 +39,8 @@ pub(super) async fn handle(
     }
     let user = cert.user;
     let list = match list.map(|list| check_list(&list, user, device).map(|()| *list)) {
-        Some(Err(answer)) => {
-            cx.metrics.device_lists.count(DeviceListVerdict::Forged);
+        Some(Err((verdict, answer))) => {
+            cx.metrics.device_lists.count(verdict);
             return (Err(answer), None);
         }
         Some(Ok(list)) => Some(list),
@@ -60,14 +60,27 @@ pub(super) async fn handle(
     if let Err(answer) = cx.disk.admit() {
         return (Err(answer), None);
     }
-    // A device registered before comes back freely; a new one costs its source a token.
+    // A device registered before comes back freely, as does another device of an account
+    // registered here (the device list bounds those); a new account costs its source a
+    // token and goes through the registration policy.
     let known = matches!(cx.store.device_user(device).await, Ok(Some(owner)) if owner == user);
-    if !known && let Err(answer) = limit_source(cx, peer) {
+    let account_here = match cx.store.user(user).await {
+        Ok(record) => record.is_some(),
+        Err(error) => return (Err(storage_answer(error)), None),
+    };
+    if !known
+        && !account_here
+        && let Err(answer) = limit_source(cx, peer)
+    {
         return (Err(answer), None);
     }
-    let invite = match admit(cx, invite).await {
-        Ok(invite) => invite,
-        Err(answer) => return (Err(answer), None),
+    let invite = if account_here {
+        None
+    } else {
+        match admit(cx, invite).await {
+            Ok(invite) => invite,
+            Err(answer) => return (Err(answer), None),
+        }
     };
     let max_accounts = match (cx.registration.policy, cx.registration.config.max_accounts) {
         (RegistrationPolicy::Open, max) if max > 0 => Some(max),
@@ -136,22 +149,38 @@ pub(super) async fn handle(
 }
 
 /// Checks a device list sent with a registration: signed by the account registering, and
-/// naming the device.
-fn check_list(list: &SignedDeviceList, user: UserId, device: DeviceId) -> Result<(), ErrorAnswer> {
+/// naming the device; a refusal comes with the verdict it counts as.
+fn check_list(
+    list: &SignedDeviceList,
+    user: UserId,
+    device: DeviceId,
+) -> Result<(), (DeviceListVerdict, ErrorAnswer)> {
     if list.list.user != user {
-        return Err(ErrorAnswer::new(
-            ErrorCode::SenderMismatch,
-            "the device list is for another account",
+        return Err((
+            DeviceListVerdict::WrongUser,
+            ErrorAnswer::new(
+                ErrorCode::SenderMismatch,
+                "the device list is for another account",
+            ),
         ));
     }
-    list.verify().map_err(|error| match error {
-        DeviceListError::Forged => ErrorAnswer::new(ErrorCode::BadSignature, error.to_string()),
-        error => ErrorAnswer::new(ErrorCode::Malformed, error.to_string()),
+    list.verify().map_err(|error| {
+        let code = match error {
+            DeviceListError::Forged => ErrorCode::BadSignature,
+            _ => ErrorCode::Malformed,
+        };
+        (
+            DeviceListVerdict::Forged,
+            ErrorAnswer::new(code, error.to_string()),
+        )
     })?;
     if !list.contains(&device) {
-        return Err(ErrorAnswer::new(
-            ErrorCode::Malformed,
-            "the device list does not name the registering device",
+        return Err((
+            DeviceListVerdict::MissingSelf,
+            ErrorAnswer::new(
+                ErrorCode::Malformed,
+                "the device list does not name the registering device",
+            ),
         ));
     }
     Ok(())

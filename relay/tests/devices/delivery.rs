@@ -4,14 +4,15 @@
 
 use tidings_protocol::{
     ErrorCode, Kind,
-    client::{ClientFrame, Request, SendOutcome},
+    client::{ClientFrame, SendOutcome},
     group::Role,
 };
 
 use crate::{
     common::{RawDevice, genesis, group_envelope, member, sent, start_tweaked},
     support::{
-        another_device, device_id, key, list, peek, publish, reconnect, registered, send_to, texts,
+        another_device, device_id, key, list, peek, publish, reconnect, registered, send_to,
+        settled, texts,
     },
 };
 
@@ -109,7 +110,7 @@ async fn each_device_acks_its_own_mailbox() {
     // The phone takes and acks it; the laptop, offline meanwhile, still gets it.
     let mut phone = reconnect(&address, &phone).await;
     assert_eq!(phone.drain().await.len(), 1);
-    assert!(phone.request(Request::Subscribe).await.is_ok());
+    settled(&mut phone).await;
     let mut phone_again = reconnect(&address, &phone).await;
     assert!(peek(&mut phone_again).await.is_empty());
     let mut laptop = reconnect(&address, &laptop).await;
@@ -117,7 +118,7 @@ async fn each_device_acks_its_own_mailbox() {
     assert_eq!(pending.len(), 1);
     // The laptop acks on its own (an ack beyond what was pushed stops there).
     laptop.send_frame(&ClientFrame::Ack { up_to: 99 }).await;
-    assert!(laptop.request(Request::Subscribe).await.is_ok());
+    settled(&mut laptop).await;
     let mut laptop_again = reconnect(&address, &laptop).await;
     assert!(peek(&mut laptop_again).await.is_empty());
 }

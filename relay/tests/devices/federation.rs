@@ -4,61 +4,26 @@
 use std::time::Duration;
 
 use tidings_protocol::{
-    ErrorCode, Kind, MailboxItem,
-    client::{ClientFrame, RelayFrame, Request, Response, SendOutcome},
+    ErrorCode, Kind,
+    client::{Request, Response, SendOutcome},
     group::Role,
 };
 
 use crate::{
     common::{RawDevice, genesis, group_envelope, member, sent, start_relays, upload_keys},
-    support::{another_device, device_id, device_list, key, list, publish, registered, send_to},
+    support::{
+        another_device, device_id, device_list, key, list, publish, receive, registered, send_to,
+    },
 };
 
 /// An account of two registered devices homed at the relay at `address`.
-async fn two_devices(address: &libp2p::Multiaddr) -> (RawDevice, RawDevice) {
+pub async fn two_devices(address: &libp2p::Multiaddr) -> (RawDevice, RawDevice) {
     let mut phone = RawDevice::registered(address).await;
     let mut laptop = another_device(address, &phone).await;
     let both = list(&phone.account, 1, &[&phone.device, &laptop.device]);
     publish(&mut phone, both).await.unwrap();
     registered(&mut laptop).await;
     (phone, laptop)
-}
-
-/// Subscribes and takes `count` mailbox items (acking them): their bodies as text, or
-/// "bounce: <code>" for bounce notices.
-async fn receive(device: &mut RawDevice, count: usize) -> Vec<String> {
-    assert!(matches!(
-        device.request(Request::Subscribe).await,
-        Ok(Response::Subscribed { .. })
-    ));
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {got:?} arrived"
-        );
-        match device.read().await {
-            Some(RelayFrame::Deliver { items }) => {
-                let mut last = 0;
-                for delivery in items.into_vec() {
-                    last = delivery.seq;
-                    got.push(match delivery.item {
-                        MailboxItem::Envelope(raw) => {
-                            String::from_utf8_lossy(&raw.open().unwrap().body).into_owned()
-                        }
-                        MailboxItem::Bounce(bounce) => {
-                            format!("bounce: {}", bounce.reason.code.as_str())
-                        }
-                    });
-                }
-                device.send_frame(&ClientFrame::Ack { up_to: last }).await;
-            }
-            Some(_) => continue,
-            None => panic!("stream closed"),
-        }
-    }
-    got
 }
 
 /// Sends until the relay finds the recipient's home (the DHT may lag a moment).

@@ -8,6 +8,7 @@ mod common;
 
 mod delivery;
 mod federation;
+mod handoff;
 mod presence;
 mod register;
 mod revoke;

@@ -1,10 +1,14 @@
 //! Registering a device of an account: under the list the home relay holds, or with a newer
 //! list sent along by a device that holds the account key.
 
-use tidings_protocol::{ErrorCode, client::Response};
+use tidings_protocol::{
+    ErrorCode,
+    client::{Register, Request, Response},
+};
+use tidings_relay::RegistrationPolicy;
 
 use crate::{
-    common::{RawDevice, start_tweaked},
+    common::{RawDevice, start_relay, start_tweaked},
     support::{
         another_device, closed_with, device_list, key, list, publish, register_with, registered,
         signed_list, user_of,
@@ -105,4 +109,38 @@ async fn a_device_with_the_account_key_registers_with_a_newer_list_within_the_ca
         .expect("the laptop is told why");
     assert_eq!(fatal.code, ErrorCode::DeviceRevoked);
     registered(&mut phone).await;
+}
+
+#[tokio::test]
+async fn another_device_of_an_account_needs_no_invite_of_its_own() {
+    let relay = start_relay(RegistrationPolicy::Invite).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let invites = tidings_relay::invites::Invites::open(relay.dir.path()).unwrap();
+    let code = invites.create(1, None).unwrap().code;
+    let account = key();
+    let mut phone = RawDevice::connect_as(&address, account.clone(), key()).await;
+    let cert = phone.cert();
+    let first = phone
+        .request(Request::Register(Box::new(Register {
+            cert,
+            invite: Some(code),
+            list: Some(Box::new(list(&account, 1, &[&phone.device]))),
+        })))
+        .await;
+    assert!(
+        matches!(first, Ok(Response::Registered { .. })),
+        "{first:?}"
+    );
+    // The invite had one use; the laptop joins the account under a newer list all the same.
+    let mut laptop = another_device(&address, &phone).await;
+    let both = list(&account, 2, &[&phone.device, &laptop.device]);
+    let answer = register_with(&mut laptop, Some(both)).await;
+    assert!(
+        matches!(answer, Ok(Response::Registered { .. })),
+        "{answer:?}"
+    );
+    // A new account still needs one.
+    let mut stranger = RawDevice::connect(&address).await;
+    let refused = register_with(&mut stranger, None).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InviteRequired);
 }

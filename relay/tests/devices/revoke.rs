@@ -15,7 +15,7 @@ use crate::{
     },
     support::{
         another_device, closed_with, list, peek, publish, reconnect, register_with, registered,
-        send_to, texts,
+        send_to, settled, texts,
     },
 };
 
@@ -79,6 +79,8 @@ async fn a_revoked_device_is_closed_its_mailbox_deleted_and_its_registration_ref
         .expect("the laptop is told why");
     assert_eq!(fatal.code, ErrorCode::DeviceRevoked);
     assert_eq!(relay.metrics().device_lists.revoked_total(), 1);
+    let text = relay.metrics().render();
+    assert!(text.contains("tidings_devices_revoked_total 1"), "{text}");
 
     // Nothing reaches it any more: no envelopes, no key claims.
     let late = send_to(&mut bob, laptop.address(), "too late").await;
@@ -116,8 +118,7 @@ async fn a_revoked_device_is_closed_its_mailbox_deleted_and_its_registration_ref
     // The phone still has its copies; once it acks them, no blob is left behind.
     let got = phone.drain().await;
     assert_eq!(texts(&got).last().map(String::as_str), Some("to the group"));
-    // A request after the acks: answered once they are committed.
-    assert!(phone.request(Request::Subscribe).await.is_ok());
+    settled(&mut phone).await;
     relay.shutdown().await;
     let db = Database::open(dir.path().join(STORE_FILE)).unwrap();
     assert_eq!(rows(&db, tables::MAILBOX), 0);

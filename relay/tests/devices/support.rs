@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tidings_protocol::client::ClientFrame;
+
 use ed25519_dalek::SigningKey;
 use libp2p::Multiaddr;
 use tidings_protocol::{
@@ -173,4 +175,51 @@ pub async fn closed_with(raw: &mut RawDevice) -> Option<ErrorAnswer> {
         }
     }
     panic!("the stream stayed open");
+}
+
+/// Waits until what `raw` sent before (acks included) is committed: a store request after
+/// them is answered in order, after their writes.
+pub async fn settled(raw: &mut RawDevice) {
+    let user = raw.address().user;
+    assert!(
+        raw.request(Request::GetDeviceList { user }).await.is_ok(),
+        "the relay did not answer"
+    );
+}
+
+/// Subscribes and takes `count` mailbox items (acking them): their bodies as text, or
+/// "bounce: <code>" for bounce notices.
+pub async fn receive(device: &mut RawDevice, count: usize) -> Vec<String> {
+    assert!(matches!(
+        device.request(Request::Subscribe).await,
+        Ok(Response::Subscribed { .. })
+    ));
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {got:?} arrived"
+        );
+        match device.read().await {
+            Some(RelayFrame::Deliver { items }) => {
+                let mut last = 0;
+                for delivery in items.into_vec() {
+                    last = delivery.seq;
+                    got.push(match delivery.item {
+                        MailboxItem::Envelope(raw) => {
+                            String::from_utf8_lossy(&raw.open().unwrap().body).into_owned()
+                        }
+                        MailboxItem::Bounce(bounce) => {
+                            format!("bounce: {}", bounce.reason.code.as_str())
+                        }
+                    });
+                }
+                device.send_frame(&ClientFrame::Ack { up_to: last }).await;
+            }
+            Some(_) => continue,
+            None => panic!("stream closed"),
+        }
+    }
+    got
 }

@@ -69,7 +69,21 @@ pub async fn host_rogue_user(world: &mut World) -> anyhow::Result<()> {
     });
     let user = zed.user_id();
     let heard = world.rogue_heard.clone();
+    let lists_asked = world.rogue_lists_asked.clone();
+    // A list for Zed signed by a key that is not Zed's account key.
+    let forged_list = super::devices::device_list(
+        zed.account_key(),
+        1,
+        &[&craft::fresh_key()],
+        &craft::fresh_key(),
+    )?;
     let answer: Answerer = Arc::new(move |request| match request {
+        FederationRequest::DeviceList { user: asked } if asked == user => {
+            lists_asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(FederationResponse::DeviceList(Some(Box::new(
+                forged_list.clone(),
+            ))))
+        }
         FederationRequest::PresenceChanged { report, .. } => {
             let mut heard = heard.lock().unwrap_or_else(|poison| poison.into_inner());
             if heard.len() < MAX_HEARD {

@@ -7,6 +7,7 @@
 
 mod claims;
 mod craft;
+mod devices;
 mod dht;
 mod dialer;
 mod groups;
@@ -290,6 +291,8 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<AdversaryReport>
         timed(storage::mailbox(&world)),
         timed(lower::dedupe(&world)),
         timed(lower::error_detail(&world)),
+        timed(devices::removed(&world)),
+        timed(devices::forged_list(&world)),
     ])
     .await;
     attacks.extend(first_wave.into_iter().flatten());

@@ -88,6 +88,8 @@ pub struct World {
     pub zed: Option<ContactCard>,
     /// Presence changes honest relays told the rogue relay of (for its user's watches).
     pub rogue_heard: Arc<std::sync::Mutex<Vec<PresenceReport>>>,
+    /// Device-list lookups the rogue relay answered (with a forged list).
+    pub rogue_lists_asked: Arc<std::sync::atomic::AtomicUsize>,
     work: PathBuf,
     probes: AtomicUsize,
 }
@@ -194,6 +196,7 @@ pub async fn build(
         rogue,
         zed: None,
         rogue_heard: Arc::default(),
+        rogue_lists_asked: Arc::default(),
         work: work.to_path_buf(),
         probes: AtomicUsize::new(0),
     })

@@ -129,11 +129,17 @@ async fn write_client_v2_fixture() {
     let laptop = alice.another_device(&relay).await;
     laptop.befriend("bob", &bob);
     let mut bob_session = bob.connect().await;
-    bob_session.send_text("alice", CONVERSATION_V2[0].1).await.unwrap();
+    bob_session
+        .send_text("alice", CONVERSATION_V2[0].1)
+        .await
+        .unwrap();
     bob_session.close().await;
     alice.sync(Duration::from_secs(5)).await;
     let mut on_laptop = laptop.connect().await;
-    on_laptop.send_text("bob", CONVERSATION_V2[1].1).await.unwrap();
+    on_laptop
+        .send_text("bob", CONVERSATION_V2[1].1)
+        .await
+        .unwrap();
     on_laptop.close().await;
     alice.sync(Duration::from_secs(5)).await;
     let mut phone = alice.connect().await;

@@ -8,7 +8,8 @@ use std::{
 };
 
 use tidings_protocol::{
-    Address, DeviceEntry, DeviceList, ErrorCode, MailboxItem, Recipient, SignedDeviceList, UserId,
+    Address, DeviceEntry, DeviceId, DeviceList, ErrorCode, MailboxItem, Recipient,
+    SignedDeviceList, UserId,
     client::{Delivery, Register},
     now_ms,
 };
@@ -19,6 +20,7 @@ use crate::{
     connection::{Connection, ConnectionError},
     error::ClientError,
     events::Event,
+    store::HistorySync,
 };
 
 /// The name this device gives itself on the list when it lists itself.
@@ -86,10 +88,23 @@ pub(crate) async fn refresh_list(
     match taken {
         Ok(update) => {
             let me = client.address();
-            if user == me.user && update.added.iter().any(|device| *device != me.device) {
-                // A device joined our account: it starts with our contacts and groups.
+            let joined: Vec<DeviceId> = update
+                .added
+                .iter()
+                .copied()
+                .filter(|device| *device != me.device)
+                .collect();
+            if user == me.user && !joined.is_empty() {
+                // A device joined our account: it starts with our contacts, groups and
+                // recent history.
                 client
-                    .blocking(move |inner| inner.store.sync_to_new_device(me.user))
+                    .blocking(move |inner| {
+                        inner.store.sync_to_new_device(me.user)?;
+                        for device in joined {
+                            inner.store.queue_history(me.user, device)?;
+                        }
+                        Ok(())
+                    })
                     .await?;
             }
             Ok(Some(update.list))
@@ -176,6 +191,12 @@ pub(crate) async fn refresh_for_senders(
 }
 
 impl Client {
+    /// How much recent history a device that joins the account gets from this one (default
+    /// 30 days or 10,000 messages).
+    pub fn set_history_sync(&self, sync: HistorySync) -> Result<(), ClientError> {
+        Ok(self.inner.store.set_history_sync(sync)?)
+    }
+
     /// How many device lists this client refused (forged, stale, another user's) since it
     /// started.
     pub fn refused_device_lists(&self) -> u64 {

@@ -68,6 +68,14 @@ pub enum Event {
     },
     /// Another device of this account changed the contact list; the change applies here.
     ContactsSynced,
+    /// Part of the recent history arrived from another device of this account (this device
+    /// joined it): how far along it is.
+    HistorySynced {
+        /// Messages of the history received so far.
+        received: u32,
+        /// Messages the whole history has.
+        total: u32,
+    },
     /// Everything the relay held for us when we connected has arrived.
     CaughtUp,
     /// A watched user's presence changed (or what we may see of it).

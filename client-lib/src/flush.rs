@@ -256,7 +256,9 @@ impl Flusher<'_> {
                     && let Targets::Devices(ours) = self.targets(me, found).await?
                 {
                     let this = self.client.address();
-                    devices.extend(ours.into_iter().filter(|device| *device != this));
+                    devices.extend(ours.into_iter().filter(|device| {
+                        *device != this && entry.only.is_none_or(|only| device.device == only)
+                    }));
                 }
                 Ok(devices)
             }

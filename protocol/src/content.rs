@@ -16,6 +16,9 @@ pub const MAX_CONTACT_NAME_BYTES: usize = 256;
 /// Most groups one [`Payload::Groups`] names (more go in several).
 pub const MAX_SYNC_GROUPS: usize = 512;
 
+/// Most messages one [`Payload::History`] carries (more go in several).
+pub const MAX_HISTORY_ITEMS: usize = 64;
+
 /// The body of a pairwise envelope: one Olm message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OlmBody {
@@ -198,6 +201,19 @@ pub enum Payload {
         #[serde(rename = "g")]
         groups: BoundedVec<GroupHeld, MAX_SYNC_GROUPS>,
     },
+    /// To a device that joined the account: part of the recent history, newest first.
+    #[serde(rename = "hist")]
+    History {
+        /// The messages, newest first.
+        #[serde(rename = "m")]
+        messages: BoundedVec<HistoryItem, MAX_HISTORY_ITEMS>,
+        /// How many messages of the whole history this and the parts before it carried.
+        #[serde(rename = "d")]
+        done: u32,
+        /// How many the whole history has.
+        #[serde(rename = "n")]
+        total: u32,
+    },
     /// To the sender's own other devices: the contact list changed.
     #[serde(rename = "contact")]
     Contact {
@@ -216,6 +232,46 @@ pub enum Chat {
     /// A group.
     #[serde(rename = "g")]
     Group(GroupId),
+}
+
+/// One message of a 1:1 conversation, as one device of an account hands it to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// The other side of the conversation.
+    #[serde(rename = "u")]
+    pub peer: UserId,
+    /// The message id.
+    #[serde(rename = "i")]
+    pub id: EnvelopeId,
+    /// Sent by the account (true) or received from the peer.
+    #[serde(rename = "o")]
+    pub outgoing: bool,
+    /// The text, at most [`MAX_TEXT_BYTES`] of UTF-8.
+    #[serde(rename = "t")]
+    pub text: String,
+    /// When it was sent (the sender's clock, ms since the epoch).
+    #[serde(rename = "s")]
+    pub sent_at_ms: u64,
+    /// Where it stands.
+    #[serde(rename = "r")]
+    pub state: HistoryState,
+}
+
+/// Where a message of the history stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HistoryState {
+    /// Ours, held by the relay (✓).
+    #[serde(rename = "s")]
+    Sent,
+    /// Ours, on a device of the peer (✓✓).
+    #[serde(rename = "d")]
+    Delivered,
+    /// Ours read by the peer, or theirs read by us.
+    #[serde(rename = "r")]
+    Read,
+    /// Theirs, not read yet.
+    #[serde(rename = "u")]
+    Unread,
 }
 
 /// A group and the newest version of its descriptor one device holds.
@@ -267,6 +323,14 @@ impl Payload {
     fn check(&self) -> Result<(), DecodeError> {
         let (len, max) = match self {
             Payload::Text { text } | Payload::SentText { text, .. } => (text.len(), MAX_TEXT_BYTES),
+            Payload::History { messages, .. } => (
+                messages
+                    .iter()
+                    .map(|item| item.text.len())
+                    .max()
+                    .unwrap_or(0),
+                MAX_TEXT_BYTES,
+            ),
             Payload::Contact {
                 change: ContactChange::Saved { name, .. },
             } => (name.len(), MAX_CONTACT_NAME_BYTES),

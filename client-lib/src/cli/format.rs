@@ -128,6 +128,9 @@ fn event_text(client: &Client, event: &Event) -> Option<String> {
             "[{now}] ✗ refused a device list for {}: {reason}",
             client.display_name(user)
         )),
+        Event::HistorySynced { received, total } => Some(format!(
+            "[{now}] history from your other device: {received} of {total} messages"
+        )),
         Event::ReadElsewhere { .. } | Event::ContactsSynced => None,
         Event::GroupChanged { group, summary, .. } => {
             Some(format!("[{now}] [#{}] {summary}", group_name(group)))

@@ -12,6 +12,7 @@ mod descriptors;
 mod device_lists;
 pub mod groups;
 mod history;
+mod history_sync;
 pub mod outbox;
 mod receipts;
 mod receive;
@@ -30,6 +31,7 @@ use tidings_protocol::codec;
 
 pub use device_lists::ListUpdate;
 pub use groups::{KeyPlan, ReceiptCounts};
+pub use history_sync::HistorySync;
 pub use receive::Received;
 pub(crate) use seal::sign;
 pub use tables::{Conversation, Direction, MessageRecord, MessageStatus, OutboxEntry, SealedCopy};

@@ -14,7 +14,7 @@ use super::{
     crypto::{CryptoState, olm_open},
     descriptors,
     groups::{self, Opened},
-    history, outbox, receipts, sync,
+    history, history_sync, outbox, receipts, sync,
     tables::{Direction, MessageRecord, MessageStatus, RECEIVED, received_key},
 };
 use crate::events::Event;
@@ -160,6 +160,18 @@ impl Batch<'_> {
             (Kind::Receipt, Payload::Contact { change }) if own => {
                 sync::apply_contact_change(self.txn, change)?;
                 self.received.events.push(Event::ContactsSynced);
+                Ok(())
+            }
+            (
+                Kind::Receipt,
+                Payload::History {
+                    messages,
+                    done,
+                    total,
+                },
+            ) if own => {
+                let event = history_sync::apply_history(self.txn, messages, done, total)?;
+                self.received.events.push(event);
                 Ok(())
             }
             (Kind::Receipt, Payload::Groups { groups }) if own => {

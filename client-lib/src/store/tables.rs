@@ -3,7 +3,7 @@
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{
-    Address, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    Address, DeviceId, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
     content::{Chat, Payload, ReceiptStatus},
 };
 
@@ -230,6 +230,10 @@ pub struct OutboxEntry {
     /// every retry sends these exact bytes. Empty until sealed.
     #[serde(rename = "envelopes", default)]
     pub sealed: Vec<SealedCopy>,
+    /// For an entry to ourselves: only this one of our other devices (the history for a
+    /// device that joined), not all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<DeviceId>,
 }
 
 impl OutboxEntry {
@@ -241,6 +245,7 @@ impl OutboxEntry {
             kind,
             content,
             sealed: Vec::new(),
+            only: None,
         }
     }
 }

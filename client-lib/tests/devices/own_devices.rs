@@ -249,3 +249,76 @@ async fn a_new_device_starts_with_the_accounts_contacts() {
     assert_eq!(laptop.client.resolve("bob").unwrap(), bob.client.user_id());
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_gets_the_recent_history_before_what_it_already_has() {
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
+    let mut bob_session = bob.connect().await;
+    bob_session.send_text("alice", "old news").await.unwrap();
+    let mut phone = alice.connect().await;
+    phone.sync(WINDOW).await.unwrap();
+    phone.mark_read("bob").await.unwrap();
+    phone.send_text("bob", "old answer").await.unwrap();
+    phone.close().await;
+    bob_session.sync(WINDOW).await.unwrap();
+
+    let laptop = alice.another_device(&relay).await;
+    laptop.befriend("bob", &bob);
+    // Bob's client learns of the laptop from its first message.
+    let mut on_laptop = laptop.connect().await;
+    on_laptop.send_text("bob", "laptop here").await.unwrap();
+    on_laptop.close().await;
+    bob_session.sync(WINDOW).await.unwrap();
+    bob_session.send_text("alice", "new today").await.unwrap();
+    bob_session.close().await;
+    assert_eq!(texts(&laptop.sync(WINDOW).await), ["new today"]);
+
+    // The phone sees the laptop when it connects and hands it the history.
+    let mut phone = alice.connect().await;
+    phone.flush().await.unwrap();
+    phone.close().await;
+    let events = laptop.sync(WINDOW).await;
+    assert!(
+        events.contains(&Event::HistorySynced {
+            received: 2,
+            total: 2
+        }),
+        "{events:?}"
+    );
+    let shown: Vec<(Direction, String, MessageStatus)> = laptop
+        .client
+        .history("bob")
+        .unwrap()
+        .into_iter()
+        .map(|record| (record.direction, record.text, record.status))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (Direction::Incoming, "old news".into(), MessageStatus::Read),
+            // As the phone held it when it chose the history (Bob's receipt for it was
+            // still waiting at the relay).
+            (
+                Direction::Outgoing,
+                "old answer".into(),
+                MessageStatus::Sent
+            ),
+            (
+                Direction::Outgoing,
+                "laptop here".into(),
+                MessageStatus::Delivered
+            ),
+            (
+                Direction::Incoming,
+                "new today".into(),
+                MessageStatus::Received
+            ),
+        ]
+    );
+    relay.shutdown().await;
+}

@@ -179,6 +179,7 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
             to: Recipient::Direct(f.peer),
             envelope: f.direct(2),
         }],
+        only: None,
     };
     out.cbor(t, "outbox-encrypted", &encrypted);
     let plain = OutboxEntry {
@@ -187,6 +188,7 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
         kind: Kind::GroupControl,
         content: OutboxContent::Plain(f.genesis().encode()),
         sealed: Vec::new(),
+        only: Some(f.peer.device),
     };
     out.cbor(t, "outbox-plain", &plain);
     out.cbor(t, "contact", &f.card());

@@ -29,7 +29,7 @@ pub(crate) struct Inner {
     /// Device lists refused since the client started.
     pub refused_lists: std::sync::atomic::AtomicU64,
     /// When each user's device list was last asked for.
-    pub list_checks: crate::device_lists::ListChecks,
+    pub list_checks: crate::list_checks::ListChecks,
 }
 
 /// One user's device. Cheap to clone.
@@ -93,7 +93,7 @@ impl Client {
                 network: tokio::sync::OnceCell::new(),
                 flushing: Arc::new(tokio::sync::Mutex::new(())),
                 refused_lists: std::sync::atomic::AtomicU64::new(0),
-                list_checks: crate::device_lists::ListChecks::default(),
+                list_checks: crate::list_checks::ListChecks::default(),
             }),
         })
     }

@@ -1,11 +1,7 @@
 //! Device lists on a connection: fetching a user's list (through the home relay, which asks
 //! theirs), verifying it against the user and keeping it, and registering with our own.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::{Mutex, atomic::Ordering},
-    time::{Duration, Instant},
-};
+use std::{collections::VecDeque, sync::atomic::Ordering};
 
 use tidings_protocol::{
     Address, DeviceEntry, DeviceId, DeviceList, ErrorCode, MailboxItem, Recipient,
@@ -25,37 +21,6 @@ use crate::{
 
 /// The name this device gives itself on the list when it lists itself.
 const DEFAULT_DEVICE_NAME: &str = "tidings device";
-
-/// How long a held list is used before it is asked for again when sending (so a removed
-/// device stops getting copies and group keys soon, even if nothing else tells us).
-pub(crate) const LIST_MAX_AGE: Duration = Duration::from_secs(10 * 60);
-
-/// Most users whose last list check is remembered (past it, every list counts as old).
-const MAX_CHECKED_USERS: usize = 4096;
-
-/// When each user's list was last asked for in this run.
-#[derive(Debug, Default)]
-pub(crate) struct ListChecks(Mutex<HashMap<UserId, Instant>>);
-
-impl ListChecks {
-    /// Whether `user`'s list was asked for less than [`LIST_MAX_AGE`] ago.
-    pub(crate) fn is_fresh(&self, user: &UserId) -> bool {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|checked| checked.get(user).copied())
-            .is_some_and(|at| at.elapsed() < LIST_MAX_AGE)
-    }
-
-    fn checked(&self, user: UserId) {
-        if let Ok(mut checked) = self.0.lock() {
-            if checked.len() >= MAX_CHECKED_USERS {
-                checked.clear();
-            }
-            checked.insert(user, Instant::now());
-        }
-    }
-}
 
 /// Asks for `user`'s device list and keeps it if it verifies and is not older than the held
 /// one. A refused list is logged, counted and reported as an event, and the held one stays.
@@ -121,7 +86,7 @@ pub(crate) async fn refresh_list(
 }
 
 /// The devices of `user` on the held list, asking for the list first if none is held or it
-/// was last asked for more than [`LIST_MAX_AGE`] ago (or not in this run).
+/// was last asked for more than `LIST_MAX_AGE` ago (or not in this run).
 pub(crate) async fn devices_of(
     client: &Client,
     connection: &Connection,

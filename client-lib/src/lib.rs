@@ -23,6 +23,7 @@ pub mod calls;
 pub mod connection;
 mod error;
 pub mod events;
+mod list_checks;
 pub mod net;
 pub mod store;
 

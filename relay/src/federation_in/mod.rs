@@ -138,7 +138,9 @@ async fn handle(cx: &FederationContext, peer: PeerId, request: FederationRequest
                 .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
         }
         FederationRequest::DeviceList { user } => {
-            let list = crate::session::home_device_list(&cx.store, &cx.self_peer, user)
+            let list = cx
+                .store
+                .home_device_list(user, cx.self_peer.to_string())
                 .await
                 .map_err(storage_answer)?;
             Ok(FederationResponse::DeviceList(list.map(Box::new)))

@@ -2,7 +2,7 @@
 //! signed device list (revoking the devices a newer one drops), and fetches other users'
 //! lists from their home relays.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tidings_protocol::{
     Address, BoundedVec, DeviceListError, ErrorAnswer, ErrorCode, SignedDeviceList, UserId,
@@ -12,13 +12,11 @@ use tidings_protocol::{
 };
 
 use super::{Answer, context::ClientContext};
-use libp2p::PeerId;
-
 use crate::{
-    federation::Home,
+    federation::{Home, LinkError},
     ingest::storage_answer,
     metrics::DeviceListVerdict,
-    store::{DeviceListOutcome, Store, StoreError},
+    store::DeviceListOutcome,
 };
 
 /// Verifies a list the session's user published and keeps it if it succeeds the held one;
@@ -106,7 +104,9 @@ pub(super) fn end_revoked(cx: &ClientContext, revoked: &[tidings_protocol::Devic
 /// (device lists are public). The asker's own list comes with what this relay knows of each
 /// device: online now, last seen.
 pub(super) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> Answer {
-    let local = home_device_list(&cx.store, &cx.network.peer_id(), user)
+    let local = cx
+        .store
+        .home_device_list(user, cx.network.peer_id().to_string())
         .await
         .map_err(storage_answer)?;
     let list = match local {
@@ -125,9 +125,41 @@ pub(super) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> An
     })
 }
 
+/// Times a device-list lookup at another relay is tried before the device is told to retry.
+const REMOTE_LIST_ATTEMPTS: u32 = 4;
+
+/// The pause before the second try; it doubles after each failed one (0.5 + 1 + 2 s in all).
+const REMOTE_LIST_RETRY: Duration = Duration::from_millis(500);
+
 /// Asks `user`'s home relay for their list, if another relay is their home; the answer is
-/// checked to be `user`'s, signed by the account.
+/// checked to be `user`'s, signed by the account. A home relay that cannot be reached (one
+/// restarting, a link being re-made) is tried a few times: a device that gets an envelope
+/// from an unlisted device needs the list to take it.
 async fn remote_device_list(
+    cx: &ClientContext,
+    user: UserId,
+) -> Result<Option<SignedDeviceList>, ErrorAnswer> {
+    let mut pause = REMOTE_LIST_RETRY;
+    let mut attempt = 1;
+    loop {
+        match remote_device_list_once(cx, user).await {
+            Err(answer)
+                if answer.code == ErrorCode::Unavailable && attempt < REMOTE_LIST_ATTEMPTS =>
+            {
+                tracing::debug!(%user, %answer, attempt, "device list lookup failed; trying again");
+                tokio::select! {
+                    _ = cx.shutdown.cancelled() => return Err(answer),
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause *= 2;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn remote_device_list_once(
     cx: &ClientContext,
     user: UserId,
 ) -> Result<Option<SignedDeviceList>, ErrorAnswer> {
@@ -153,9 +185,10 @@ async fn remote_device_list(
             Ok(Some(*list))
         }
         Ok(_) => Err(ErrorAnswer::new(
-            ErrorCode::Unavailable,
-            "the home relay answered with something else than the user's device list",
+            ErrorCode::BadSignature,
+            "the home relay answered with something else than the user's signed device list",
         )),
+        Err(LinkError::Refused(answer)) => Err(answer),
         Err(error) => {
             cx.directory.invalidate(&user).await;
             Err(ErrorAnswer::new(
@@ -183,21 +216,4 @@ async fn seen(
         })
         .collect();
     Ok(BoundedVec::new(seen).unwrap_or_default())
-}
-
-/// The list held for `user` if `user` is homed at this relay (`self_peer`), else `None`.
-pub(crate) async fn home_device_list(
-    store: &Store,
-    self_peer: &PeerId,
-    user: UserId,
-) -> Result<Option<SignedDeviceList>, StoreError> {
-    let self_peer = self_peer.to_string();
-    let homed_here = store
-        .user(user)
-        .await?
-        .is_some_and(|record| record.is_home(&self_peer));
-    if !homed_here {
-        return Ok(None);
-    }
-    store.device_list(user).await
 }

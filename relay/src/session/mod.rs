@@ -46,7 +46,6 @@ use crate::{
     streams::{FrameTimeouts, TimedFrameError, read_frame_timed_owned},
 };
 pub(crate) use context::{ClientContext, Registration};
-pub(crate) use devices::home_device_list;
 use subscribe::Pump;
 pub(crate) use upgrade::{UpgradeHandler, V1_STREAMS, V1_STREAMS_PER_PEER};
 

@@ -7,7 +7,7 @@ use tidings_protocol::{DeviceId, DeviceListError, SignedDeviceList, UserId, code
 use tidings_protocol::store::StoreError;
 
 use super::{
-    tables::{self, DEVICE_LISTS, DEVICE_RECORDS, DeviceRecord, USER_DEVICES},
+    tables::{self, DEVICE_LISTS, DEVICE_RECORDS, DeviceRecord, USER_DEVICES, USERS},
     txn::{MAX_DEVICE_RECORD, Tables, corrupt},
 };
 
@@ -60,6 +60,28 @@ pub fn registered(db: &Database, user: &UserId) -> Result<Vec<DeviceRecord>, Sto
         }
     }
     Ok(out)
+}
+
+/// The list held for `user` if `user` is homed at the relay `self_peer` (one read).
+pub fn read_if_home(
+    db: &Database,
+    user: &UserId,
+    self_peer: &str,
+) -> Result<Option<SignedDeviceList>, StoreError> {
+    let txn = db.begin_read()?;
+    let users = txn.open_table(USERS)?;
+    let homed_here = match users.get(user.as_bytes())? {
+        Some(bytes) => super::reads::decode_user(bytes.value())?.is_home(self_peer),
+        None => false,
+    };
+    if !homed_here {
+        return Ok(None);
+    }
+    let table = txn.open_table(DEVICE_LISTS)?;
+    table
+        .get(user.as_bytes())?
+        .map(|bytes| decode(bytes.value()))
+        .transpose()
 }
 
 /// The list held for `user`, if any.

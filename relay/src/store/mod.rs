@@ -353,6 +353,17 @@ impl Store {
         self.write(1, move |t| t.publish_device_list(&list)).await
     }
 
+    /// The device list held for `user` if they are homed at the relay `self_peer` (device
+    /// lists are served only by the home relay).
+    pub async fn home_device_list(
+        &self,
+        user: UserId,
+        self_peer: String,
+    ) -> Result<Option<SignedDeviceList>, StoreError> {
+        self.read(move |db| devices::read_if_home(db, &user, &self_peer))
+            .await
+    }
+
     /// The device list held for `user`, if any.
     pub async fn device_list(&self, user: UserId) -> Result<Option<SignedDeviceList>, StoreError> {
         self.read(move |db| devices::read(db, &user)).await

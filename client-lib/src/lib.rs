@@ -23,16 +23,19 @@ pub mod calls;
 pub mod connection;
 mod error;
 pub mod events;
+mod list_checks;
 pub mod net;
 pub mod store;
 
 mod client;
 
+mod device_lists;
 mod flush;
 mod group_keys;
 mod group_sync;
 mod home;
 mod key_upload;
+mod olm_sessions;
 
 mod session;
 

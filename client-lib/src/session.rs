@@ -4,12 +4,13 @@ use std::{collections::VecDeque, time::Duration};
 
 use tokio::time::Instant;
 
-use tidings_protocol::{MailboxItem, client::Delivery, mux::MuxError};
+use tidings_protocol::{MailboxItem, client::Delivery, content::GroupHeld, mux::MuxError};
 
 use crate::{
     calls::Subscribe,
     client::Client,
     connection::{Connection, ConnectionError, Push},
+    device_lists::{refresh_for_senders, refresh_list},
     error::ClientError,
     events::{Event, typing_event},
     flush::{FlushReport, Flusher},
@@ -48,6 +49,8 @@ pub struct Session {
     unacked: Option<u64>,
     /// A stored batch queued receipts: the outbox must be sent (again, if a send was cut).
     flush_due: bool,
+    /// Groups another device of ours named that this one must fetch from the relay.
+    groups_due: Vec<GroupHeld>,
     /// The relay said "caught up"; the outbox flush and the event are still due.
     caught_up: bool,
     /// When to flush again because entries wait, and the pause after that one.
@@ -63,7 +66,16 @@ impl Client {
         publish_keys(self, &connection).await?;
         refresh_home(self, &connection).await?;
         self.tell_previous_home().await;
-        Ok(Session::new(self.clone(), connection))
+        let mut session = Session::new(self.clone(), connection);
+        // Our own list, so what we send reaches every device of ours added since.
+        refresh_list(
+            self,
+            &session.connection,
+            self.user_id(),
+            &mut session.events,
+        )
+        .await?;
+        Ok(session)
     }
 }
 
@@ -77,6 +89,7 @@ impl Session {
             storing: None,
             unacked: None,
             flush_due: false,
+            groups_due: Vec::new(),
             caught_up: false,
             retry_at: None,
             retry_pause: RETRY_FIRST,
@@ -168,6 +181,7 @@ impl Session {
                 };
                 tracing::trace!(last, "stored a pushed batch");
                 self.events.extend(received.events);
+                self.groups_due.extend(received.groups_behind);
                 self.unacked = Some(last);
             }
             if let Some(last) = self.unacked {
@@ -183,6 +197,10 @@ impl Session {
                 self.flush_due = false;
                 flushed?;
             }
+            if !self.groups_due.is_empty() {
+                // Due until fetched: a cancelled call fetches again (only what is missing).
+                self.fetch_synced_groups().await?;
+            }
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
             }
@@ -191,6 +209,10 @@ impl Session {
                 // filling again only asks for what is still missing.
                 let changes = changes_in(items);
                 fill_group_gaps(&self.client, &self.connection, changes).await?;
+                if let Some(items) = &self.unprocessed {
+                    refresh_for_senders(&self.client, &self.connection, items, &mut self.events)
+                        .await?;
+                }
                 if let Some(items) = self.unprocessed.take() {
                     self.storing = self.start_storing(items);
                 }
@@ -252,6 +274,30 @@ impl Session {
         self.flush().await?;
         events.extend(self.events.drain(..));
         Ok(events)
+    }
+
+    /// Fetches the descriptor chains of groups another device of ours is in, and reports
+    /// each group this device now holds.
+    async fn fetch_synced_groups(&mut self) -> Result<(), ClientError> {
+        let changes = self
+            .groups_due
+            .iter()
+            .map(|held| (held.group, held.version.saturating_add(1)))
+            .collect();
+        fill_group_gaps(&self.client, &self.connection, changes).await?;
+        for held in std::mem::take(&mut self.groups_due) {
+            if let Some(known) = self.client.store().group(&held.group)? {
+                self.events.push_back(Event::GroupChanged {
+                    group: held.group,
+                    version: known.descriptor.version,
+                    summary: format!(
+                        "group {:?} synced from another device of yours",
+                        known.descriptor.name
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Verifies a pushed batch and starts decrypting and storing it on the blocking pool.

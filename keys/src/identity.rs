@@ -4,8 +4,8 @@ use std::{fmt, path::Path};
 
 use ed25519_dalek::SigningKey;
 use tidings_protocol::{
-    Address, BoundedVec, DeviceCert, DeviceId, Envelope, HomeRecord, IdentityKey, RawEnvelope,
-    SignedPreKey, UserId,
+    Address, BoundedVec, DeviceCert, DeviceId, DeviceList, Envelope, HomeRecord, IdentityKey,
+    RawEnvelope, SignedDeviceList, SignedPreKey, UserId,
     group::{Descriptor, SignedDescriptor},
     limits::MAX_CARD_ADDRS,
 };
@@ -128,6 +128,12 @@ impl Identity {
         HomeRecord::sign(&self.account, relay, addrs, seq, expires_at_ms)
     }
 
+    /// Signs a device list as this account; `None` on a device that does not hold the
+    /// account key (then only a device that does can change the list).
+    pub fn sign_device_list(&self, list: DeviceList) -> Option<SignedDeviceList> {
+        Some(list.sign(&self.account))
+    }
+
     /// The device key as a libp2p keypair: the device's identity in the Noise handshake.
     ///
     /// Fails only if libp2p stops taking 32-byte ed25519 secrets.
@@ -159,6 +165,24 @@ impl Identity {
     #[cfg(feature = "test-utils")]
     pub fn account_key(&self) -> &SigningKey {
         &self.account
+    }
+
+    /// Another device of this account: a fresh device key certified by this account key now,
+    /// and its own store key (what a device restored from an account export holds).
+    #[cfg(feature = "test-utils")]
+    pub fn another_device(&self) -> Identity {
+        let device = SigningKey::generate(&mut rand::rng());
+        let cert = DeviceCert::issue(
+            &self.account,
+            DeviceId::from(&device.verifying_key()),
+            tidings_protocol::now_ms(),
+        );
+        Identity {
+            account: self.account.clone(),
+            device,
+            cert,
+            store_key: StoreKey::generate(),
+        }
     }
 
     /// Writes the identity to a key file at `path`, replacing it atomically.

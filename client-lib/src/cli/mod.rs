@@ -190,6 +190,18 @@ enum ContactCommand {
     },
     /// List your contacts.
     List,
+    /// Rename a contact (your other devices follow).
+    Rename {
+        /// The name it has.
+        name: String,
+        /// The name it gets.
+        new_name: String,
+    },
+    /// Remove a contact (your other devices follow).
+    Remove {
+        /// The contact's name.
+        name: String,
+    },
 }
 
 fn default_data_dir() -> PathBuf {
@@ -247,6 +259,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Contact {
             command: ContactCommand::List,
         } => setup::list_contacts(&open(&dir)?),
+        Command::Contact {
+            command: ContactCommand::Rename { name, new_name },
+        } => setup::rename_contact(&open(&dir)?, &name, &new_name),
+        Command::Contact {
+            command: ContactCommand::Remove { name },
+        } => setup::remove_contact(&open(&dir)?, &name),
         Command::Send { name, text } => chat::send(&open(&dir)?, &name, &text).await,
         Command::Listen => chat::listen(&open(&dir)?).await,
         Command::History { name, offline } => chat::history(&open(&dir)?, &name, offline).await,

@@ -60,6 +60,18 @@ pub fn add_contact(client: &Client, name: &str, card: &str) -> anyhow::Result<()
     Ok(())
 }
 
+pub fn rename_contact(client: &Client, name: &str, new_name: &str) -> anyhow::Result<()> {
+    client.rename_contact(name, new_name)?;
+    println!("renamed {name} to {new_name} (your other devices follow on the next sync)");
+    Ok(())
+}
+
+pub fn remove_contact(client: &Client, name: &str) -> anyhow::Result<()> {
+    client.remove_contact(name)?;
+    println!("removed {name} (your other devices follow on the next sync)");
+    Ok(())
+}
+
 pub fn list_contacts(client: &Client) -> anyhow::Result<()> {
     let contacts = client.store().contacts()?;
     if contacts.is_empty() {

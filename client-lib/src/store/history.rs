@@ -11,6 +11,11 @@ use super::{
     },
 };
 
+/// The sequence number of a conversation's first message when it starts on this release:
+/// the numbers below it stay free for older messages another device of ours hands over
+/// (a history is prepended, newest first).
+const FIRST_SEQ: u64 = 1 << 32;
+
 /// Appends a message to its conversation. Its envelope id then finds it (receipts, bounces),
 /// unless the id already names a message: the first keeps it, so an envelope that reuses the
 /// id of one of ours cannot take its receipts; and an incoming envelope that could not be
@@ -20,9 +25,7 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
     let mut heads = txn.open_table(CONVERSATION_HEADS)?;
     let seq = heads
         .get(conversation.as_slice())?
-        .map(|head| head.value())
-        .unwrap_or(0)
-        + 1;
+        .map_or(FIRST_SEQ, |head| head.value() + 1);
     heads.insert(conversation.as_slice(), seq)?;
     let key = message_key(&record.conversation(), seq);
     txn.open_table(MESSAGES)?
@@ -34,6 +37,68 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
         ids.insert(record.id.as_bytes(), key.as_slice())?;
     }
     Ok(())
+}
+
+/// Appends a message unless its conversation holds one with its id already (a logical
+/// message arrives once per device that sends it a copy); returns whether it was new.
+pub(super) fn append_new(
+    txn: &WriteTransaction,
+    record: &MessageRecord,
+) -> Result<bool, StoreError> {
+    if let Some((_, held)) = find(txn, &record.id)?
+        && held.conversation() == record.conversation()
+    {
+        return Ok(false);
+    }
+    append(txn, record)?;
+    Ok(true)
+}
+
+/// Puts a message before every message of its conversation (a history handed over newest
+/// first), unless the conversation holds it already; returns whether it was new. A
+/// conversation with no room before its first message (one a first release started) gets
+/// it at its end.
+pub(super) fn prepend_new(
+    txn: &WriteTransaction,
+    record: &MessageRecord,
+) -> Result<bool, StoreError> {
+    if let Some((_, held)) = find(txn, &record.id)?
+        && held.conversation() == record.conversation()
+    {
+        return Ok(false);
+    }
+    let conversation = record.conversation();
+    let (start, end) = bounds(&conversation);
+    let first = txn
+        .open_table(MESSAGES)?
+        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+        .next()
+        .transpose()?
+        .map(|(key, _)| seq_of(key.value()));
+    let seq = match first {
+        Some(first) if first > 1 => first - 1,
+        _ => {
+            append(txn, record)?;
+            return Ok(true);
+        }
+    };
+    let key = message_key(&conversation, seq);
+    txn.open_table(MESSAGES)?
+        .insert(key.as_slice(), encode(record).as_slice())?;
+    let mut ids = txn.open_table(MESSAGE_IDS)?;
+    if ids.get(record.id.as_bytes())?.is_none() {
+        ids.insert(record.id.as_bytes(), key.as_slice())?;
+    }
+    Ok(true)
+}
+
+/// The sequence number at the end of a [`MESSAGES`] key.
+fn seq_of(key: &[u8]) -> u64 {
+    let mut seq = [0u8; 8];
+    if let Some(tail) = key.len().checked_sub(8).and_then(|at| key.get(at..)) {
+        seq.copy_from_slice(tail);
+    }
+    u64::from_be_bytes(seq)
 }
 
 /// Where the message with envelope id `id` is stored, if anywhere.

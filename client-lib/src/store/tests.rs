@@ -131,3 +131,75 @@ fn a_record_that_does_not_decode_is_a_typed_corrupt_error() {
         other => panic!("not a corrupt-record error: {other:?}"),
     }
 }
+
+/// A list of `identity`'s account naming it and `others`.
+fn own_list(
+    identity: &tidings_keys::Identity,
+    others: &[&tidings_keys::Identity],
+) -> tidings_protocol::SignedDeviceList {
+    use tidings_protocol::{DeviceEntry, DeviceList};
+    let entries = std::iter::once(identity)
+        .chain(others.iter().copied())
+        .map(|device| DeviceEntry {
+            device: device.device_id(),
+            name: "device".into(),
+            added_at_ms: 1,
+        })
+        .collect();
+    identity
+        .sign_device_list(DeviceList::new(identity.user_id(), 1, entries).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn sync_for_our_other_devices_is_queued_only_when_the_account_has_some() {
+    use tidings_protocol::content::{ContactChange, Payload};
+
+    use super::tables::OutboxContent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ClientStore::open(dir.path()).unwrap();
+    let phone = tidings_keys::Identity::generate();
+    let me = phone.user_id();
+    store.add_contact_synced(me, "bob", &card(user(2))).unwrap();
+    assert!(store.pending(16).unwrap().is_empty(), "one device: no sync");
+
+    let laptop = phone.another_device();
+    store
+        .accept_device_list(&me, own_list(&phone, &[&laptop]))
+        .unwrap()
+        .unwrap();
+    store.rename_contact(me, "bob", "robert").unwrap();
+    store.remove_contact(me, "robert").unwrap();
+    let queued: Vec<_> = store
+        .pending(16)
+        .unwrap()
+        .into_iter()
+        .map(|(_, entry)| (entry.to, entry.content))
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            (
+                Conversation::Direct(me),
+                OutboxContent::Encrypted(Payload::Contact {
+                    change: ContactChange::Saved {
+                        name: "robert".into(),
+                        card: card(user(2)),
+                    },
+                }),
+            ),
+            (
+                Conversation::Direct(me),
+                OutboxContent::Encrypted(Payload::Contact {
+                    change: ContactChange::Removed { user: user(2) },
+                }),
+            ),
+        ]
+    );
+    assert!(store.contacts().unwrap().is_empty());
+    assert!(matches!(
+        store.remove_contact(me, "robert"),
+        Err(StoreError::NotFound(_))
+    ));
+}

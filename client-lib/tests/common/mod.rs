@@ -12,6 +12,27 @@ use tidings_relay::{
     testing::{self, Network},
 };
 
+/// Makes `store` hold `identity`'s account's device list naming its one device, as fetching
+/// it would (tests that hand envelopes to a store directly).
+pub fn knows(store: &tidings_client::store::ClientStore, identity: &tidings_keys::Identity) {
+    use tidings_protocol::{DeviceEntry, DeviceList, now_ms};
+    let list = DeviceList::new(
+        identity.user_id(),
+        1,
+        vec![DeviceEntry {
+            device: identity.device_id(),
+            name: "phone".into(),
+            added_at_ms: now_ms(),
+        }],
+    )
+    .unwrap();
+    let signed = identity.sign_device_list(list).unwrap();
+    store
+        .accept_device_list(&identity.user_id(), signed)
+        .unwrap()
+        .unwrap();
+}
+
 /// A relay's data dir that outlives restarts of the relay (the shared harness's
 /// [`testing::RelayDir`], whose fields and methods it lends, with panicking shortcuts).
 pub struct RelayDir(testing::RelayDir);
@@ -64,6 +85,15 @@ impl TestUser {
     pub async fn register(relay: &RunningRelay) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let client = Client::init(dir.path(), None).unwrap();
+        client.register(dial_addr(relay), None).await.unwrap();
+        Self { dir, client }
+    }
+
+    /// Another device of this user's account, registered at `relay` (its home) with a device
+    /// list naming both.
+    pub async fn another_device(&self, relay: &RunningRelay) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let client = self.client.init_another_device(dir.path()).unwrap();
         client.register(dial_addr(relay), None).await.unwrap();
         Self { dir, client }
     }

@@ -157,9 +157,36 @@ async fn a_group_chat_from_the_shell() {
     // Bob is no admin: his change is refused with a reason; then he leaves.
     let refused = tidings(bob, &["group", "add", "team", "carol"]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("may not make this change"));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("may not make this change"), "{stderr}");
     ok(bob, &["group", "leave", "team"]);
     ok(alice, &["history", "team"]);
     assert!(ok(alice, &["group", "info", "team"]).contains("members (2):"));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_are_renamed_and_removed_from_the_shell() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let address = dial_addr(&relay).to_string();
+    let home = tempfile::tempdir().unwrap();
+    let (alice, bob) = (home.path().join("alice"), home.path().join("bob"));
+    for dir in [&alice, &bob] {
+        ok(dir, &["init"]);
+        ok(dir, &["register", "--relay", &address]);
+    }
+    let bob_card = ok(&bob, &["card"]);
+    ok(&alice, &["contact", "add", "bob", bob_card.trim()]);
+    assert!(ok(&alice, &["contact", "rename", "bob", "robert"]).contains("renamed bob to robert"));
+    let listed = ok(&alice, &["contact", "list"]);
+    assert!(listed.starts_with("robert\t"), "{listed}");
+    assert!(
+        !tidings(&alice, &["contact", "rename", "bob", "rob"])
+            .status
+            .success()
+    );
+    ok(&alice, &["contact", "remove", "robert"]);
+    assert!(ok(&alice, &["contact", "list"]).contains("no contacts yet"));
     relay.shutdown().await;
 }

@@ -6,14 +6,16 @@
 //! (schema 1, before stores recorded their version; key file without a passphrase): contact
 //! "bob" and a short conversation with him. It was written by [`write_client_fixture`]; a
 //! release that changes the schema writes `client-v<N>` with it next to the older ones, which
-//! stay and keep being opened here.
+//! stay and keep being opened here. `tests/fixtures/client-v2` (schema 2, written by
+//! [`write_client_v2_fixture`]) is Alice's phone, whose account also has a laptop: device
+//! lists, and a message the laptop sent among the phone's history.
 
 use std::{
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use redb::{ConcurrencyMode, Database, ReadableDatabase, TableDefinition};
+use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use tidings_client::{
     Client, ClientError, Direction,
     store::{STORE_FILE, StoreError, schema},
@@ -28,16 +30,32 @@ const CONVERSATION: [(Direction, &str); 3] = [
     (Direction::Incoming, "fine, thanks"),
 ];
 
+/// The conversation in the schema-2 fixture, as Alice's phone shows it: one message from
+/// her laptop among them.
+const CONVERSATION_V2: [(Direction, &str); 3] = [
+    (Direction::Incoming, "hi Alice"),
+    (Direction::Outgoing, "typed on the laptop"),
+    (Direction::Outgoing, "typed on the phone"),
+];
+
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/client-v1")
+    fixture_dir_of(1)
+}
+
+fn fixture_dir_of(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/client-v{version}"))
 }
 
 /// A copy of the fixture in a temp dir (the committed files stay untouched), made
 /// owner-only again, as git does not keep that.
 fn copy_fixture() -> tempfile::TempDir {
+    copy_fixture_of(1)
+}
+
+fn copy_fixture_of(version: u32) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let temp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture_dir()).unwrap() {
+    for entry in std::fs::read_dir(fixture_dir_of(version)).unwrap() {
         let entry = entry.unwrap();
         let to = temp.path().join(entry.file_name());
         std::fs::copy(entry.path(), &to).unwrap();
@@ -100,6 +118,80 @@ async fn write_client_fixture() {
     relay.shutdown().await;
 }
 
+/// Writes the schema-2 fixture: Alice's phone, whose account has a laptop too.
+/// `cargo nextest run -p tidings-client --test delivery --run-ignored only write_client_v2_fixture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the committed fixture tests/fixtures/client-v2"]
+async fn write_client_v2_fixture() {
+    let Pair {
+        relay, alice, bob, ..
+    } = two_friends().await;
+    let laptop = alice.another_device(&relay).await;
+    laptop.befriend("bob", &bob);
+    let mut bob_session = bob.connect().await;
+    bob_session
+        .send_text("alice", CONVERSATION_V2[0].1)
+        .await
+        .unwrap();
+    bob_session.close().await;
+    alice.sync(Duration::from_secs(5)).await;
+    let mut on_laptop = laptop.connect().await;
+    on_laptop
+        .send_text("bob", CONVERSATION_V2[1].1)
+        .await
+        .unwrap();
+    on_laptop.close().await;
+    alice.sync(Duration::from_secs(5)).await;
+    let mut phone = alice.connect().await;
+    phone.send_text("bob", CONVERSATION_V2[2].1).await.unwrap();
+    phone.close().await;
+    bob.sync(Duration::from_secs(5)).await;
+    alice.sync(Duration::from_secs(5)).await;
+
+    let path = fixture_dir_of(2);
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    let from = alice.dir.path().to_path_buf();
+    drop(alice.client);
+    for file in [tidings_client::KEY_FILE, STORE_FILE] {
+        std::fs::copy(from.join(file), path.join(file)).unwrap();
+    }
+    let mut db = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .open(path.join(STORE_FILE))
+        .unwrap();
+    db.compact().unwrap();
+    relay.shutdown().await;
+}
+
+#[test]
+fn a_schema_2_client_dir_opens_with_its_devices_and_history() {
+    let temp = copy_fixture_of(2);
+    assert_eq!(recorded(temp.path()), Some(2));
+    let client = Client::open(temp.path(), None).unwrap();
+    let history: Vec<(Direction, String)> = client
+        .history("bob")
+        .unwrap()
+        .into_iter()
+        .map(|message| (message.direction, message.text))
+        .collect();
+    let expected: Vec<(Direction, String)> = CONVERSATION_V2
+        .iter()
+        .map(|(direction, text)| (*direction, text.to_string()))
+        .collect();
+    assert_eq!(history, expected);
+    let own = client
+        .store()
+        .device_list(&client.user_id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(own.list.devices.len(), 2, "the phone knows of the laptop");
+    let bob = client.resolve("bob").unwrap();
+    assert!(client.store().device_list(&bob).unwrap().is_some());
+    drop(client);
+    assert_eq!(recorded(temp.path()), Some(schema::current()));
+}
+
 #[test]
 fn a_first_release_client_dir_opens_with_its_contact_and_history() {
     let temp = copy_fixture();
@@ -130,6 +222,56 @@ fn a_first_release_client_dir_opens_with_its_contact_and_history() {
     assert_eq!(history, expected);
     drop(client);
     assert_eq!(recorded(temp.path()), Some(schema::current()));
+}
+
+#[test]
+fn a_first_release_client_dir_migrates_to_device_lists_keeping_its_sessions() {
+    let temp = copy_fixture();
+    let user_devices: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("user_devices");
+    let sessions: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
+    let count = |table: TableDefinition<&[u8; 32], &[u8]>| {
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open(temp.path().join(STORE_FILE))
+            .unwrap();
+        let txn = db.begin_read().unwrap();
+        txn.open_table(table).unwrap().len().unwrap()
+    };
+    {
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open(temp.path().join(STORE_FILE))
+            .unwrap();
+        let txn = db.begin_read().unwrap();
+        assert_eq!(txn.open_table(user_devices).unwrap().len().unwrap(), 1);
+    }
+    let before = count(sessions);
+    assert!(
+        before > 0,
+        "the fixture has an Olm session with Bob's device"
+    );
+
+    let client = Client::open(temp.path(), None).unwrap();
+    let bob = client.resolve("bob").unwrap();
+    // No list is trusted from version 1's mapping: Bob's is fetched and verified on use.
+    assert_eq!(client.store().device_list(&bob).unwrap(), None);
+    assert!(client.store().pending(16).unwrap().is_empty());
+    drop(client);
+    assert_eq!(recorded(temp.path()), Some(2));
+    assert_eq!(
+        count(sessions),
+        before,
+        "Olm sessions stay, per peer device"
+    );
+    let db = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .open(temp.path().join(STORE_FILE))
+        .unwrap();
+    let txn = db.begin_read().unwrap();
+    assert!(
+        txn.open_table(user_devices).is_err(),
+        "the one-device mapping is gone"
+    );
 }
 
 #[test]

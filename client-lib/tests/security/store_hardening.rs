@@ -32,6 +32,11 @@ impl Device {
         }
     }
 
+    /// Takes `other`'s signed device list, as fetching it would.
+    fn knows(&self, other: &Identity) {
+        crate::common::knows(&self.store, other);
+    }
+
     fn receive(&self, raws: &[RawEnvelope]) -> Vec<Event> {
         let envelopes: Vec<_> = raws
             .iter()
@@ -78,9 +83,11 @@ fn an_envelope_under_someone_elses_id_does_not_make_the_real_one_a_duplicate() {
         prekey: upload.one_time_keys[0].clone(),
     };
     let (a, b) = (alice.identity.user_id(), bob.identity.user_id());
+    bob.knows(&alice.identity);
+    bob.knows(&mallory);
     alice
         .store
-        .install_outbound(&alice.identity, &b, &bundle)
+        .install_outbound(&alice.identity, &bob.identity.address(), &bundle)
         .unwrap();
     let records = alice
         .store
@@ -89,8 +96,10 @@ fn an_envelope_under_someone_elses_id_does_not_make_the_real_one_a_duplicate() {
     let (seq, _) = alice.store.pending(1).unwrap().pop().unwrap();
     let real = alice
         .store
-        .seal(&alice.identity, seq, Some(bob.identity.device_id()))
-        .unwrap();
+        .seal(&alice.identity, seq, vec![bob.identity.address()])
+        .unwrap()
+        .remove(0)
+        .envelope;
     // Mallory learned the id and got junk under it to Bob first.
     let junk = signed(
         &mallory,

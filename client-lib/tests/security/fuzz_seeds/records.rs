@@ -62,6 +62,7 @@ pub(super) fn content(out: &Dir, f: &Fixture) {
         from: f.me,
         to: f.peer,
         payload: Payload::Text { text: "hi".into() },
+        message: Some(EnvelopeId::from_bytes([4; 16])),
     };
     out.put(t, "sealed", &sealed.encode());
     let group = GroupSealed {
@@ -111,14 +112,19 @@ pub(super) fn relay_config(out: &Dir) {
 pub(super) fn relay_store(out: &Dir, f: &Fixture) {
     let t = "relay_store_records";
     let user = UserRecord {
-        cert: f.cert(),
         registered_at_ms: 1_700_000_000_000,
-        identity: Some(f.identity()),
-        fallback: Some(f.prekey(12, true)),
         home: Some(f.home("12D3KooWrelay", 1)),
         here: None,
     };
     out.cbor(t, "user", &user);
+    let device = DeviceRecord {
+        cert: f.cert(),
+        registered_at_ms: 1_700_000_000_000,
+        identity: Some(f.identity()),
+        fallback: Some(f.prekey(12, true)),
+        last_seen_ms: Some(5),
+    };
+    out.cbor(t, "device", &device);
     let presence = PresenceRecord {
         visibility: Visibility::Contacts,
         allowed: vec![f.peer.user],
@@ -169,7 +175,11 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
         to: Conversation::Direct(f.peer.user),
         kind: Kind::Message,
         content: OutboxContent::Encrypted(Payload::Text { text: "hi".into() }),
-        sealed: Some(f.direct(2)),
+        sealed: vec![SealedCopy {
+            to: Recipient::Direct(f.peer),
+            envelope: f.direct(2),
+        }],
+        only: None,
     };
     out.cbor(t, "outbox-encrypted", &encrypted);
     let plain = OutboxEntry {
@@ -177,13 +187,15 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
         to: Conversation::Group(f.group),
         kind: Kind::GroupControl,
         content: OutboxContent::Plain(f.genesis().encode()),
-        sealed: None,
+        sealed: Vec::new(),
+        only: Some(f.peer.device),
     };
     out.cbor(t, "outbox-plain", &plain);
     out.cbor(t, "contact", &f.card());
     let outbound = OutboundGroup {
         pickle: "pickled megolm session".into(),
-        shared_with: vec![f.peer.user],
+        shared_with: vec![f.peer],
+        queued_for: vec![f.peer.user],
     };
     out.cbor(t, "group-outbound", &outbound);
     let keys = SenderKeys {

@@ -1,0 +1,186 @@
+//! Groups with accounts of several devices: the Megolm key reaches every member device (the
+//! sender's own other devices too), and the sending session rotates when a member's list
+//! loses a device.
+
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tidings_client::{Direction, Event, store::ClientStore};
+use tidings_keys::Identity;
+use tidings_protocol::{
+    BoundedVec, DeviceEntry, DeviceList, SignedDeviceList,
+    group::{Descriptor, GroupMember, Role, SignedDescriptor},
+    now_ms,
+};
+
+use crate::common::{self, TestUser, texts};
+
+const WINDOW: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_reaches_every_device_of_every_member() {
+    let relay_dir = common::RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let bob = TestUser::register(&relay).await;
+    let carol = TestUser::register(&relay).await;
+    let alice_laptop = alice.another_device(&relay).await;
+    let bob_laptop = bob.another_device(&relay).await;
+    alice.befriend("bob", &bob);
+    alice.befriend("carol", &carol);
+
+    let mut phone = alice.connect().await;
+    phone.create_group("team", &["bob", "carol"]).await.unwrap();
+    for device in [&alice_laptop, &bob, &bob_laptop, &carol] {
+        device.sync(WINDOW).await;
+    }
+    phone.send_text("team", "hello team").await.unwrap();
+    phone.close().await;
+    for device in [&bob, &bob_laptop, &carol] {
+        assert_eq!(texts(&device.sync(WINDOW).await), ["hello team"]);
+    }
+    let events = alice_laptop.sync(WINDOW).await;
+    assert!(
+        events.iter().any(|event| matches!(
+            event,
+            Event::Message(record) if record.text == "hello team" && record.direction == Direction::Outgoing
+        )),
+        "Alice's laptop shows her group message as hers: {events:?}"
+    );
+
+    // From Bob's laptop: every other device gets it; Bob's phone shows it as his.
+    let mut on_laptop = bob_laptop.connect().await;
+    on_laptop
+        .send_text("team", "bob on the laptop")
+        .await
+        .unwrap();
+    on_laptop.close().await;
+    for device in [&alice, &alice_laptop, &carol] {
+        assert_eq!(texts(&device.sync(WINDOW).await), ["bob on the laptop"]);
+    }
+    let events = bob.sync(WINDOW).await;
+    assert!(
+        events.iter().any(|event| matches!(
+            event,
+            Event::Message(record) if record.text == "bob on the laptop" && record.direction == Direction::Outgoing
+        )),
+        "{events:?}"
+    );
+    relay.shutdown().await;
+}
+
+fn list(identity: &Identity, version: u64, devices: &[&Identity]) -> SignedDeviceList {
+    let entries = devices
+        .iter()
+        .map(|device| DeviceEntry {
+            device: device.device_id(),
+            name: "device".into(),
+            added_at_ms: now_ms(),
+        })
+        .collect();
+    identity
+        .sign_device_list(DeviceList::new(identity.user_id(), version, entries).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn the_sending_session_rotates_when_a_member_loses_a_device() {
+    let dir = TempDir::new().unwrap();
+    let bob = Identity::generate();
+    let store = ClientStore::open(dir.path()).unwrap();
+    let alice_phone = Identity::generate();
+    let alice_laptop = alice_phone.another_device();
+    let (a, b) = (alice_phone.user_id(), bob.user_id());
+    let members = BoundedVec::new(Descriptor::normalize(vec![
+        GroupMember {
+            user: b,
+            role: Role::Admin,
+        },
+        GroupMember {
+            user: a,
+            role: Role::Member,
+        },
+    ]))
+    .unwrap();
+    let genesis = SignedDescriptor::sign(
+        bob.account_key(),
+        Descriptor::genesis(b, "pair".into(), members),
+    );
+    let group = genesis.descriptor.group;
+    assert_eq!(store.apply_group_versions(&[genesis]).unwrap(), 1);
+    common::knows(&store, &bob);
+    store
+        .accept_device_list(&a, list(&alice_phone, 1, &[&alice_phone, &alice_laptop]))
+        .unwrap()
+        .unwrap();
+
+    let first = store.plan_group_key(&bob, &group).unwrap().unwrap();
+    assert_eq!(first.need, [alice_phone.address(), alice_laptop.address()]);
+    store.mark_key_shared(&group, &first.need).unwrap();
+    let again = store.plan_group_key(&bob, &group).unwrap().unwrap();
+    assert_eq!(again.session_key, first.session_key);
+    assert!(again.need.is_empty());
+
+    // Alice removes her laptop: the next message goes under a new session, to her phone only.
+    let update = store
+        .accept_device_list(&a, list(&alice_phone, 2, &[&alice_phone]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.removed, [alice_laptop.device_id()]);
+    let rotated = store.plan_group_key(&bob, &group).unwrap().unwrap();
+    assert_ne!(rotated.session_key, first.session_key);
+    assert_eq!(rotated.need, [alice_phone.address()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_gets_the_accounts_groups_and_takes_part() {
+    let relay_dir = common::RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let bob = TestUser::register(&relay).await;
+    alice.befriend("bob", &bob);
+    bob.befriend("alice", &alice);
+    let mut phone = alice.connect().await;
+    let group = phone.create_group("team", &["bob"]).await.unwrap();
+    phone.send_text("team", "before the laptop").await.unwrap();
+    phone.close().await;
+    bob.sync(WINDOW).await;
+
+    let laptop = alice.another_device(&relay).await;
+    // The phone sees the laptop on its list when it connects and tells it the groups.
+    alice.connect().await.flush().await.unwrap();
+    let events = laptop.sync(WINDOW).await;
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, Event::GroupChanged { group: g, .. } if *g == group)),
+        "{events:?}"
+    );
+    assert_eq!(
+        laptop
+            .client
+            .store()
+            .group(&group)
+            .unwrap()
+            .unwrap()
+            .descriptor
+            .name,
+        "team"
+    );
+    // The laptop posts; Bob (who now learns of it) answers, and the laptop reads that.
+    let mut on_laptop = laptop.connect().await;
+    on_laptop
+        .send_text("team", "hello from the laptop")
+        .await
+        .unwrap();
+    on_laptop.close().await;
+    assert_eq!(texts(&bob.sync(WINDOW).await), ["hello from the laptop"]);
+    let mut bob_session = bob.connect().await;
+    bob_session
+        .send_text("team", "welcome, laptop")
+        .await
+        .unwrap();
+    bob_session.close().await;
+    assert!(texts(&laptop.sync(WINDOW).await).contains(&"welcome, laptop".to_string()));
+    relay.shutdown().await;
+}

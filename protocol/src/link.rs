@@ -121,9 +121,7 @@ impl FromStr for LinkCode {
         let mut secret = [0u8; LINK_SECRET_LEN];
         secret.copy_from_slice(&bytes[32..]);
         let device = DeviceId::from_bytes(device);
-        device
-            .verifying_key()
-            .map_err(|_| LinkCodeError::NotAKey)?;
+        device.verifying_key().map_err(|_| LinkCodeError::NotAKey)?;
         Ok(LinkCode {
             device,
             secret: LinkSecret(secret),

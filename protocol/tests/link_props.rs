@@ -128,7 +128,10 @@ fn a_package_for_another_account_or_with_a_forged_cert_is_refused() {
     long_name.name = "x".repeat(MAX_DEVICE_NAME_LEN + 1);
     assert!(matches!(
         LinkPackage::decode(&long_name.encode()),
-        Err(LinkPackageError::Decode(DecodeError::Invalid { field: "name", .. }))
+        Err(LinkPackageError::Decode(DecodeError::Invalid {
+            field: "name",
+            ..
+        }))
     ));
     assert!(matches!(
         LinkPackage::decode(&vec![0; MAX_LINK_PACKAGE_PLAINTEXT + 1]),

@@ -61,7 +61,7 @@ impl Client {
         Self::with_identity(data_dir, identity)
     }
 
-    fn with_identity(data_dir: &Path, identity: Identity) -> Result<Client, ClientError> {
+    pub(crate) fn with_identity(data_dir: &Path, identity: Identity) -> Result<Client, ClientError> {
         let store = ClientStore::open(data_dir)?;
         Ok(Client {
             inner: Arc::new(Inner {

@@ -74,6 +74,9 @@ pub enum ClientError {
         /// What failed.
         source: std::io::Error,
     },
+    /// Linking, listing or removing devices, or exporting the account, failed.
+    #[error(transparent)]
+    Device(#[from] crate::devices::DeviceError),
     /// A blocking task was cancelled (the runtime is shutting down).
     #[error("the client is shutting down")]
     Cancelled,

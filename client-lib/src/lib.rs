@@ -36,6 +36,7 @@ mod key_upload;
 
 mod session;
 
+mod devices;
 mod groups;
 mod presence;
 
@@ -43,6 +44,7 @@ mod presence;
 pub mod fuzzing;
 
 pub use client::{Client, KEY_FILE, relay_peer};
+pub use devices::{Approved, DeviceError, DeviceInfo, DeviceLink, LINK_POLL_INTERVAL, LINK_WAIT};
 pub use error::{ClientError, GroupOpError};
 pub use events::Event;
 pub use flush::FlushReport;

@@ -341,7 +341,11 @@ async fn try_register(device: &mut RawDevice) -> Result<Response, tidings_protoc
     let cert = device.cert();
     device
         .request(tidings_protocol::client::Request::Register(Box::new(
-            tidings_protocol::client::Register { cert, invite: None },
+            tidings_protocol::client::Register {
+                cert,
+                invite: None,
+                list: None,
+            },
         )))
         .await
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use libp2p::PeerId;
-use tidings_protocol::{ErrorAnswer, ErrorCode, KeyBundle, UserId};
+use tidings_protocol::{Address, ErrorAnswer, ErrorCode, KeyBundle, UserId};
 
 use super::{Directory, HomeCheck, LookupBudget};
 use crate::{
@@ -91,11 +91,12 @@ impl Claims {
         }))
     }
 
-    /// A bundle of local user `user`: with a one-time key while their hourly budget lasts,
-    /// with their fallback key after that.
-    pub(crate) async fn hand_out(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
+    /// A bundle of device `address` of a local user: with a one-time key while the user's
+    /// hourly budget lasts, with the device's fallback key after that.
+    pub(crate) async fn hand_out(&self, address: Address) -> Result<ClaimOutcome, StoreError> {
+        let user = address.user;
         if self.0.limits.one_time_key_allowed(user) {
-            return self.0.store.claim_bundle(user).await;
+            return self.0.store.claim_bundle(address).await;
         }
         self.0.metrics.one_time_key_withheld();
         let Some(record) = self.0.store.user(user).await? else {
@@ -103,6 +104,9 @@ impl Claims {
         };
         if !record.is_home(&self.0.self_peer) {
             return Ok(ClaimOutcome::UnknownUser);
+        }
+        if record.cert.device != address.device {
+            return Ok(ClaimOutcome::UnknownDevice);
         }
         Ok(match (record.identity, record.fallback) {
             (Some(identity), Some(prekey)) => ClaimOutcome::Bundle(Box::new(KeyBundle {
@@ -114,14 +118,16 @@ impl Claims {
         })
     }
 
-    /// The answer to another relay's claim for `user`.
-    async fn answer(&self, user: UserId) -> Result<KeyBundle, ErrorAnswer> {
-        match self.hand_out(user).await.map_err(storage_answer)? {
+    /// The answer to another relay's claim for device `address`.
+    async fn answer(&self, address: Address) -> Result<KeyBundle, ErrorAnswer> {
+        let user = address.user;
+        match self.hand_out(address).await.map_err(storage_answer)? {
             ClaimOutcome::Bundle(bundle) => Ok(*bundle),
             ClaimOutcome::UnknownUser => Err(ErrorAnswer::new(
                 ErrorCode::WrongRelay,
                 format!("{user} is not homed at this relay"),
             )),
+            ClaimOutcome::UnknownDevice => Err(unknown_device(address)),
             ClaimOutcome::NoKeys => Err(ErrorAnswer::new(
                 ErrorCode::NoKeys,
                 format!("{user} has not published keys yet"),
@@ -138,7 +144,7 @@ impl Claims {
         &self,
         peer: PeerId,
         requester: UserId,
-        users: &[UserId],
+        users: &[Address],
     ) -> Result<Vec<Result<KeyBundle, ErrorAnswer>>, ErrorAnswer> {
         let too_fast = || {
             ErrorAnswer::new(
@@ -190,4 +196,15 @@ impl Claims {
         answers.extend((granted..users.len()).map(|_| Err(too_fast())));
         Ok(answers)
     }
+}
+
+/// The refusal of a claim for a device its user has not registered here.
+pub(crate) fn unknown_device(address: Address) -> ErrorAnswer {
+    ErrorAnswer::new(
+        ErrorCode::UnknownRecipient,
+        format!(
+            "{} has no device {} at this relay",
+            address.user, address.device
+        ),
+    )
 }

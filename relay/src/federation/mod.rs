@@ -12,7 +12,7 @@ mod link;
 mod link_stream;
 mod remote;
 
-pub(crate) use claims::Claims;
+pub(crate) use claims::{Claims, unknown_device};
 pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget};
 pub(crate) use forwarder::Forwarder;
 pub(crate) use handoff::Handoffs;

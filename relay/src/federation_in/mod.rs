@@ -124,18 +124,24 @@ async fn handle(cx: &FederationContext, peer: PeerId, request: FederationRequest
                 .envelopes_answered(&outcomes, StoredFrom::Federation);
             stored(outcomes)
         }
-        FederationRequest::Claim { user, requester } => {
-            let mut answers = cx.claims.serve(peer, requester, &[user]).await?;
+        FederationRequest::Claim { device, requester } => {
+            let mut answers = cx.claims.serve(peer, requester, &[device]).await?;
             match answers.pop() {
                 Some(answer) => answer.map(|bundle| FederationResponse::Bundle(Box::new(bundle))),
                 None => Err(ErrorAnswer::new(ErrorCode::Unavailable, "not handled")),
             }
         }
-        FederationRequest::ClaimBundles { users, requester } => {
-            let bundles = cx.claims.serve(peer, requester, users.as_slice()).await?;
+        FederationRequest::ClaimBundles { devices, requester } => {
+            let bundles = cx.claims.serve(peer, requester, devices.as_slice()).await?;
             BoundedVec::new(bundles)
                 .map(|bundles| FederationResponse::Bundles { bundles })
                 .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))
+        }
+        FederationRequest::DeviceList { user } => {
+            let list = crate::session::home_device_list(&cx.store, &cx.self_peer, user)
+                .await
+                .map_err(storage_answer)?;
+            Ok(FederationResponse::DeviceList(list.map(Box::new)))
         }
         FederationRequest::GroupVersion { group } => cx
             .store

@@ -4,11 +4,18 @@
 use std::sync::Arc;
 
 use tidings_protocol::{
-    Address, DeviceListError, ErrorAnswer, ErrorCode, SignedDeviceList, UserId, client::Response,
+    Address, BoundedVec, DeviceListError, ErrorAnswer, ErrorCode, SignedDeviceList, UserId,
+    client::Response,
 };
 
 use super::{Answer, context::ClientContext};
-use crate::{ingest::storage_answer, metrics::DeviceListVerdict, store::DeviceListOutcome};
+use libp2p::PeerId;
+
+use crate::{
+    ingest::storage_answer,
+    metrics::DeviceListVerdict,
+    store::{DeviceListOutcome, Store, StoreError},
+};
 
 /// Verifies a list the session's user published and keeps it if it succeeds the held one;
 /// answers with the list held afterwards.
@@ -49,6 +56,7 @@ pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, list: SignedDev
             cx.metrics.device_lists.count(DeviceListVerdict::Stored);
             Ok(Response::DeviceList {
                 list: Some(Box::new(list)),
+                seen: BoundedVec::default(),
             })
         }
         DeviceListOutcome::Stale { held } => refuse(
@@ -81,19 +89,28 @@ pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, list: SignedDev
 
 /// The list held for `user` if the user is homed here (device lists are public).
 pub(super) async fn get(cx: Arc<ClientContext>, user: UserId) -> Answer {
-    let self_peer = cx.network.peer_id().to_string();
-    let homed_here = cx
-        .store
-        .user(user)
+    let list = home_device_list(&cx.store, &cx.network.peer_id(), user)
         .await
-        .map_err(storage_answer)?
-        .is_some_and(|record| record.is_home(&self_peer));
-    let list = if homed_here {
-        cx.store.device_list(user).await.map_err(storage_answer)?
-    } else {
-        None
-    };
+        .map_err(storage_answer)?;
     Ok(Response::DeviceList {
         list: list.map(Box::new),
+        seen: BoundedVec::default(),
     })
+}
+
+/// The list held for `user` if `user` is homed at this relay (`self_peer`), else `None`.
+pub(crate) async fn home_device_list(
+    store: &Store,
+    self_peer: &PeerId,
+    user: UserId,
+) -> Result<Option<SignedDeviceList>, StoreError> {
+    let self_peer = self_peer.to_string();
+    let homed_here = store
+        .user(user)
+        .await?
+        .is_some_and(|record| record.is_home(&self_peer));
+    if !homed_here {
+        return Ok(None);
+    }
+    store.device_list(user).await
 }

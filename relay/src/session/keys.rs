@@ -9,7 +9,7 @@ use tidings_protocol::{
 
 use super::{Answer, context::ClientContext};
 use crate::{
-    federation::{Home, LinkError, LookupBudget},
+    federation::{Home, LinkError, LookupBudget, unknown_device},
     ingest::storage_answer,
     store::{ClaimOutcome, KeysOutcome},
 };
@@ -76,18 +76,20 @@ fn no_home_yet(user: UserId) -> ErrorAnswer {
     )
 }
 
-/// Hands out a bundle of `user`, from here or from the user's home relay; the client
-/// verifies it against the user id it trusts.
-pub(super) async fn claim(cx: Arc<ClientContext>, me: Address, user: UserId) -> Answer {
+/// Hands out a bundle of device `address`, from here or from the user's home relay; the
+/// client verifies it against the user id it trusts.
+pub(super) async fn claim(cx: Arc<ClientContext>, me: Address, address: Address) -> Answer {
+    let user = address.user;
     let no_keys = || {
         ErrorAnswer::new(
             ErrorCode::NoKeys,
             format!("{user} has not published keys yet"),
         )
     };
-    match cx.claims.hand_out(user).await.map_err(storage_answer)? {
+    match cx.claims.hand_out(address).await.map_err(storage_answer)? {
         ClaimOutcome::Bundle(bundle) => return Ok(Response::Bundle(bundle)),
         ClaimOutcome::NoKeys => return Err(no_keys()),
+        ClaimOutcome::UnknownDevice => return Err(unknown_device(address)),
         ClaimOutcome::UnknownUser => {}
     }
     let remote = match cx.directory.resolve(user).await.map_err(storage_answer)? {
@@ -99,7 +101,7 @@ pub(super) async fn claim(cx: Arc<ClientContext>, me: Address, user: UserId) -> 
         .request(
             &remote,
             FederationRequest::Claim {
-                user,
+                device: address,
                 requester: me.user,
             },
         )
@@ -126,15 +128,20 @@ const CLAIM_LOOKUPS_IN_FLIGHT: usize = 32;
 
 /// Hands out bundles of several users: local ones from the store, the rest with one
 /// federation request per home relay.
-pub(super) async fn claim_many(cx: Arc<ClientContext>, me: Address, users: Vec<UserId>) -> Answer {
+pub(super) async fn claim_many(
+    cx: Arc<ClientContext>,
+    me: Address,
+    wanted: Vec<Address>,
+) -> Answer {
     use futures::StreamExt;
     use std::collections::HashMap;
 
     let mut answers: Vec<Option<Result<tidings_protocol::KeyBundle, ErrorAnswer>>> =
-        vec![None; users.len()];
+        vec![None; wanted.len()];
     let mut unresolved = Vec::new();
-    for (index, user) in users.iter().enumerate() {
-        match cx.claims.hand_out(*user).await.map_err(storage_answer)? {
+    for (index, address) in wanted.iter().enumerate() {
+        let user = address.user;
+        match cx.claims.hand_out(*address).await.map_err(storage_answer)? {
             ClaimOutcome::Bundle(bundle) => answers[index] = Some(Ok(*bundle)),
             ClaimOutcome::NoKeys => {
                 answers[index] = Some(Err(ErrorAnswer::new(
@@ -142,39 +149,40 @@ pub(super) async fn claim_many(cx: Arc<ClientContext>, me: Address, users: Vec<U
                     format!("{user} has not published keys yet"),
                 )))
             }
-            ClaimOutcome::UnknownUser => unresolved.push((index, *user)),
+            ClaimOutcome::UnknownDevice => answers[index] = Some(Err(unknown_device(*address))),
+            ClaimOutcome::UnknownUser => unresolved.push((index, *address)),
         }
     }
     let budget = Arc::new(LookupBudget::per_request());
     let resolved: Vec<_> = futures::stream::iter(unresolved)
-        .map(|(index, user)| {
+        .map(|(index, address)| {
             let cx = cx.clone();
             let budget = budget.clone();
             async move {
-                let home = cx.directory.resolve_within(user, &budget).await;
-                (index, user, home)
+                let home = cx.directory.resolve_within(address.user, &budget).await;
+                (index, address, home)
             }
         })
         .buffer_unordered(CLAIM_LOOKUPS_IN_FLIGHT)
         .collect()
         .await;
-    let mut by_relay: HashMap<libp2p::PeerId, (crate::federation::Remote, Vec<(usize, UserId)>)> =
+    let mut by_relay: HashMap<libp2p::PeerId, (crate::federation::Remote, Vec<(usize, Address)>)> =
         HashMap::new();
-    for (index, user, home) in resolved {
+    for (index, address, home) in resolved {
         match home {
             Ok(Home::Remote(remote)) => by_relay
                 .entry(remote.peer)
                 .or_insert_with(|| (remote, Vec::new()))
                 .1
-                .push((index, user)),
-            Ok(_) => answers[index] = Some(Err(no_home_yet(user))),
+                .push((index, address)),
+            Ok(_) => answers[index] = Some(Err(no_home_yet(address.user))),
             Err(error) => answers[index] = Some(Err(storage_answer(error))),
         }
     }
     for (_, (remote, wanted)) in by_relay {
-        let list: Vec<UserId> = wanted.iter().map(|(_, user)| *user).collect();
+        let list: Vec<Address> = wanted.iter().map(|(_, address)| *address).collect();
         let request = FederationRequest::ClaimBundles {
-            users: BoundedVec::new(list).unwrap_or_default(),
+            devices: BoundedVec::new(list).unwrap_or_default(),
             requester: me.user,
         };
         match cx.links.request(&remote, request).await {
@@ -188,8 +196,8 @@ pub(super) async fn claim_many(cx: Arc<ClientContext>, me: Address, users: Vec<U
                     Err(error) => format!("home relay: {error}; retry later"),
                     Ok(_) => "unexpected answer from the home relay".into(),
                 };
-                for (index, user) in wanted {
-                    cx.directory.invalidate(&user).await;
+                for (index, address) in wanted {
+                    cx.directory.invalidate(&address.user).await;
                     answers[index] = Some(Err(ErrorAnswer::new(
                         ErrorCode::Unavailable,
                         detail.clone(),

@@ -43,6 +43,7 @@ use crate::{
     streams::{FrameTimeouts, TimedFrameError, read_frame_timed_owned},
 };
 pub(crate) use context::{ClientContext, Registration};
+pub(crate) use devices::home_device_list;
 use subscribe::Pump;
 
 /// Requests one session may have in flight before the relay stops reading its stream.
@@ -360,12 +361,12 @@ impl Session {
                 return Flow::Continue;
             }
             Request::PublishHome(record) => Box::pin(home::publish(self.cx.clone(), me, *record)),
-            Request::ClaimBundles { users } => {
-                Box::pin(keys::claim_many(self.cx.clone(), me, users.into_vec()))
+            Request::ClaimBundles { devices } => {
+                Box::pin(keys::claim_many(self.cx.clone(), me, devices.into_vec()))
             }
             Request::Send { envelopes } => Box::pin(send::handle(self.cx.clone(), me, envelopes)),
             Request::UploadKeys(upload) => Box::pin(keys::upload(self.cx.clone(), me, *upload)),
-            Request::ClaimBundle { user } => Box::pin(keys::claim(self.cx.clone(), me, user)),
+            Request::ClaimBundle { device } => Box::pin(keys::claim(self.cx.clone(), me, device)),
             Request::SetPresence {
                 visibility,
                 allowed,
@@ -392,6 +393,12 @@ impl Session {
                 Box::pin(devices::publish(self.cx.clone(), me, *list))
             }
             Request::GetDeviceList { user } => Box::pin(devices::get(self.cx.clone(), user)),
+            Request::PutLink { .. } | Request::TakeLink => Box::pin(async {
+                Err(ErrorAnswer::new(
+                    ErrorCode::Unavailable,
+                    "device linking is not yet served by this relay",
+                ))
+            }),
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

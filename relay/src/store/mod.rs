@@ -39,7 +39,7 @@ use self::{
     txn::Tables,
 };
 use tidings_protocol::{
-    DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, GroupId, HomeRecord, IdentityKey,
+    Address, DeviceCert, DeviceId, EnvelopeId, ErrorAnswer, GroupId, HomeRecord, IdentityKey,
     SignedDeviceList, SignedPreKey, UserId, group::SignedDescriptor,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -165,9 +165,9 @@ impl Store {
         .await
     }
 
-    /// Hands out a key bundle of `user`, consuming one of its one-time keys.
-    pub async fn claim_bundle(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
-        self.write(1, move |t| t.claim(&user)).await
+    /// Hands out a key bundle of device `address`, consuming one of its one-time keys.
+    pub async fn claim_bundle(&self, address: Address) -> Result<ClaimOutcome, StoreError> {
+        self.write(1, move |t| t.claim(&address)).await
     }
 
     /// Durably stores envelopes (mailbox or outbox); one outcome per envelope, in order.

@@ -44,6 +44,8 @@ pub enum ClaimOutcome {
     Bundle(Box<KeyBundle>),
     /// No such user here.
     UnknownUser,
+    /// The user is homed here but has no such registered device.
+    UnknownDevice,
     /// The user has not uploaded an identity key and a prekey.
     NoKeys,
 }

@@ -2,7 +2,8 @@
 
 use redb::{ReadableTable, ReadableTableMetadata};
 use tidings_protocol::{
-    DeviceCert, DeviceId, HomeRecord, IdentityKey, KeyBundle, SignedPreKey, UserId, codec, limits,
+    Address, DeviceCert, DeviceId, HomeRecord, IdentityKey, KeyBundle, SignedPreKey, UserId, codec,
+    limits,
 };
 
 use tidings_protocol::store::StoreError;
@@ -119,12 +120,15 @@ impl Tables<'_> {
         })
     }
 
-    pub fn claim(&mut self, user: &UserId) -> Result<ClaimOutcome, StoreError> {
-        let Some(record) = self.user(user)? else {
+    pub fn claim(&mut self, address: &Address) -> Result<ClaimOutcome, StoreError> {
+        let Some(record) = self.user(&address.user)? else {
             return Ok(ClaimOutcome::UnknownUser);
         };
         if !record.is_home(&self.config.self_peer) {
             return Ok(ClaimOutcome::UnknownUser);
+        }
+        if record.cert.device != address.device {
+            return Ok(ClaimOutcome::UnknownDevice);
         }
         let Some(identity) = record.identity.clone() else {
             return Ok(ClaimOutcome::NoKeys);

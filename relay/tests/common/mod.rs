@@ -272,7 +272,11 @@ impl RawDevice {
     pub async fn register(&mut self) {
         let cert = self.cert();
         let answer = self
-            .request(Request::Register(Box::new(Register { cert, invite: None })))
+            .request(Request::Register(Box::new(Register {
+                cert,
+                invite: None,
+                list: None,
+            })))
             .await;
         let Ok(Response::Registered { relay_addrs, .. }) = answer else {
             panic!("registration failed: {answer:?}");

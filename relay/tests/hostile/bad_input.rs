@@ -128,13 +128,21 @@ async fn an_unregistered_device_may_only_register() {
     let mut cert = mallory.cert();
     cert.device = bob.address().device;
     let answer = mallory
-        .request(Request::Register(Box::new(Register { cert, invite: None })))
+        .request(Request::Register(Box::new(Register {
+            cert,
+            invite: None,
+            list: None,
+        })))
         .await;
     assert_eq!(answer.unwrap_err().code, ErrorCode::BadCertificate);
     let mut cert = mallory.cert();
     cert.issued_at_ms += 1;
     let answer = mallory
-        .request(Request::Register(Box::new(Register { cert, invite: None })))
+        .request(Request::Register(Box::new(Register {
+            cert,
+            invite: None,
+            list: None,
+        })))
         .await;
     assert_eq!(answer.unwrap_err().code, ErrorCode::BadCertificate);
     // Bob still works.
@@ -222,6 +230,7 @@ async fn invite_policy_asks_for_a_valid_unused_code() {
         Request::Register(Box::new(Register {
             cert: device.cert(),
             invite,
+            list: None,
         }))
     };
     let answer = first.request(register(&first, None)).await;
@@ -385,7 +394,10 @@ async fn flood_without_reading(stream: libp2p::Stream, max: usize) -> usize {
     let mut chunk = Vec::new();
     for id in 0..64 {
         let body = Request::ClaimBundle {
-            user: tidings_protocol::UserId::from_bytes(rand::random()),
+            device: tidings_protocol::Address {
+                user: tidings_protocol::UserId::from_bytes(rand::random()),
+                device: tidings_protocol::DeviceId::from_bytes(rand::random()),
+            },
         };
         tidings_protocol::framing::encode_frame(&ClientFrame::Request { id, body }, &mut chunk);
     }

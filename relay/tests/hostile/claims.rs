@@ -60,7 +60,7 @@ async fn a_rogue_relay_cannot_drain_a_users_one_time_keys() {
         .request(Request::UploadKeys(Box::new(upload_keys(&bob.device, 100))))
         .await;
     assert_eq!(uploaded, Ok(Response::KeysUploaded { one_time_keys: 100 }));
-    let bob_id = bob.address().user;
+    let bob_id = bob.address();
 
     // A rogue relay with a user of its own (its home record in the DHT names the rogue),
     // so its claims pass the requester check: only the limits stand in its way.
@@ -78,7 +78,7 @@ async fn a_rogue_relay_cannot_drain_a_users_one_time_keys() {
     // One batch asking for Bob a hundred times...
     let batch = federation
         .request(FederationRequest::ClaimBundles {
-            users: BoundedVec::new(vec![bob_id; 100]).unwrap(),
+            devices: BoundedVec::new(vec![bob_id; 100]).unwrap(),
             requester,
         })
         .await;
@@ -94,7 +94,7 @@ async fn a_rogue_relay_cannot_drain_a_users_one_time_keys() {
     for _ in 0..60 {
         let answer = federation
             .request(FederationRequest::Claim {
-                user: bob_id,
+                device: bob_id,
                 requester,
             })
             .await;
@@ -125,10 +125,10 @@ async fn a_claim_naming_a_requester_not_homed_at_the_asking_relay_is_refused() {
         .request(Request::UploadKeys(Box::new(upload_keys(&bob.device, 5))))
         .await;
     assert!(uploaded.is_ok(), "{uploaded:?}");
-    let bob_id = bob.address().user;
+    let bob_id = bob.address();
 
     // Alice's own relay claims for her: fine.
-    let claimed = alice.request(Request::ClaimBundle { user: bob_id }).await;
+    let claimed = alice.request(Request::ClaimBundle { device: bob_id }).await;
     assert!(matches!(claimed, Ok(Response::Bundle(_))), "{claimed:?}");
 
     // A stranger claiming in Alice's name is refused, one claim or a batch.
@@ -136,7 +136,7 @@ async fn a_claim_naming_a_requester_not_homed_at_the_asking_relay_is_refused() {
     let alice_id = alice.address().user;
     let single = stranger
         .request(FederationRequest::Claim {
-            user: bob_id,
+            device: bob_id,
             requester: alice_id,
         })
         .await;
@@ -146,7 +146,7 @@ async fn a_claim_naming_a_requester_not_homed_at_the_asking_relay_is_refused() {
     );
     let batch = stranger
         .request(FederationRequest::ClaimBundles {
-            users: BoundedVec::new(vec![bob_id]).unwrap(),
+            devices: BoundedVec::new(vec![bob_id]).unwrap(),
             requester: alice_id,
         })
         .await;
@@ -158,7 +158,7 @@ async fn a_claim_naming_a_requester_not_homed_at_the_asking_relay_is_refused() {
     let nobody = UserId::from(&SigningKey::from_bytes(&rand::random()).verifying_key());
     let unknown = stranger
         .request(FederationRequest::Claim {
-            user: bob_id,
+            device: bob_id,
             requester: nobody,
         })
         .await;

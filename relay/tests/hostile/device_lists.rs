@@ -47,14 +47,14 @@ async fn publish(
         })
         .await?
     {
-        Response::DeviceList { list } => Ok(list.map(|list| *list)),
+        Response::DeviceList { list, .. } => Ok(list.map(|list| *list)),
         other => panic!("unexpected answer {other:?}"),
     }
 }
 
 async fn get(raw: &mut RawDevice, user: UserId) -> Option<SignedDeviceList> {
     match raw.request(Request::GetDeviceList { user }).await {
-        Ok(Response::DeviceList { list }) => list.map(|list| *list),
+        Ok(Response::DeviceList { list, .. }) => list.map(|list| *list),
         other => panic!("unexpected answer {other:?}"),
     }
 }

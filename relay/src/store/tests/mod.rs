@@ -123,6 +123,13 @@ impl Account {
         DeviceId::from(&self.device_key.verifying_key())
     }
 
+    pub fn address(&self) -> tidings_protocol::Address {
+        tidings_protocol::Address {
+            user: self.user(),
+            device: self.device(),
+        }
+    }
+
     pub fn cert(&self) -> DeviceCert {
         DeviceCert::issue(&self.key, self.device(), 1)
     }

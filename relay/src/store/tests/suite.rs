@@ -246,7 +246,7 @@ pub(super) async fn users_register_and_upload_and_hand_out_keys(fx: Fixture) {
     // Each claim consumes a one-time key; then the fallback is handed out.
     let mut prekeys = Vec::new();
     for _ in 0..4 {
-        match fx.store.claim_bundle(alice.user()).await.unwrap() {
+        match fx.store.claim_bundle(alice.address()).await.unwrap() {
             ClaimOutcome::Bundle(bundle) => {
                 assert_eq!(bundle.identity, identity);
                 assert_eq!(bundle.cert, alice.cert());
@@ -268,7 +268,7 @@ pub(super) async fn users_register_and_upload_and_hand_out_keys(fx: Fixture) {
         0
     );
     assert_eq!(
-        fx.store.claim_bundle(bob.user()).await.unwrap(),
+        fx.store.claim_bundle(bob.address()).await.unwrap(),
         ClaimOutcome::UnknownUser
     );
     let record = fx.store.user(alice.user()).await.unwrap().unwrap();

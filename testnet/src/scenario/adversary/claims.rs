@@ -26,7 +26,7 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     let requester = craft::fresh_key();
     world.rogue.adopt(&requester).await?;
     let mut stream = world.rogue.open(home.peer).await?;
-    let asked = vec![bob.user_id(); MAX_BATCH_ENVELOPES];
+    let asked = vec![bob.address(); MAX_BATCH_ENVELOPES];
     let answer = stream
         .request(rogue::claim_bundles(asked, craft::user_of(&requester))?)
         .await?;

@@ -176,7 +176,7 @@ async fn removed_attempt(world: &World) -> anyhow::Result<Findings> {
     let bob_addr = bob.address();
     let mut client = RawClient::connect(mallory.device_key(), &world.relays[0].addr).await?;
     let olm = OlmAccount::new();
-    let bundle = client.claim(bob.user_id()).await?;
+    let bundle = client.claim(bob_addr).await?;
     let mut session = olm.create_outbound_session(&bob.user_id(), &bundle)?;
     let mut megolm = GroupOutbound::new();
     let share = Payload::GroupKey {

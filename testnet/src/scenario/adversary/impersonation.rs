@@ -49,7 +49,7 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     let bob_addr = bob.address();
     let mut trudy = RawUser::register(&world.relays[0].addr).await?;
     let trudy_addr = trudy.identity.address();
-    let bundle = trudy.client.claim(bob.user_id()).await?;
+    let bundle = trudy.client.claim(bob_addr).await?;
     let mut session = trudy.olm.create_outbound_session(&bob.user_id(), &bundle)?;
     let keys = trudy.olm.sender_keys(&trudy.identity);
 

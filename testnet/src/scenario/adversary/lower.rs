@@ -77,14 +77,14 @@ pub async fn host_rogue_user(world: &mut World) -> anyhow::Result<()> {
             }
             Ok(FederationResponse::PresenceTaken)
         }
-        FederationRequest::Claim { user: asked, .. } if asked == user => {
+        FederationRequest::Claim { device: asked, .. } if asked.user == user => {
             Ok(FederationResponse::Bundle(Box::new(bundles.next())))
         }
-        FederationRequest::ClaimBundles { users, .. } => {
-            let answers = users
+        FederationRequest::ClaimBundles { devices, .. } => {
+            let answers = devices
                 .iter()
                 .map(|asked| {
-                    if *asked == user {
+                    if asked.user == user {
                         Ok(bundles.next())
                     } else {
                         Err(ErrorAnswer::new(ErrorCode::WrongRelay, "not here"))

@@ -13,7 +13,7 @@ use futures::{
 use libp2p::{Multiaddr, Stream};
 use tidings_keys::{Identity, OlmAccount};
 use tidings_protocol::{
-    BoundedVec, DeviceCert, ErrorAnswer, HomeRecord, KeyBundle, RawEnvelope, UserId,
+    Address, BoundedVec, DeviceCert, ErrorAnswer, HomeRecord, KeyBundle, RawEnvelope, UserId,
     client::{
         CLIENT_PROTOCOL, ClientFrame, Register, RelayFrame, Request, Response, SendOutcome,
         UploadKeys,
@@ -133,7 +133,11 @@ impl RawClient {
     /// Registers the device under the account `cert` names; the one-time keys the relay
     /// holds for it, and the relay's addresses.
     pub async fn register(&mut self, cert: DeviceCert) -> anyhow::Result<(u32, Vec<String>)> {
-        let register = Request::Register(Box::new(Register { cert, invite: None }));
+        let register = Request::Register(Box::new(Register {
+            cert,
+            invite: None,
+            list: None,
+        }));
         match self.request(register).await? {
             Ok(Response::Registered {
                 one_time_keys,
@@ -160,9 +164,9 @@ impl RawClient {
         }
     }
 
-    /// Claims a key bundle of `user`.
-    pub async fn claim(&mut self, user: UserId) -> anyhow::Result<KeyBundle> {
-        match self.request(Request::ClaimBundle { user }).await? {
+    /// Claims a key bundle of device `device`.
+    pub async fn claim(&mut self, device: Address) -> anyhow::Result<KeyBundle> {
+        match self.request(Request::ClaimBundle { device }).await? {
             Ok(Response::Bundle(bundle)) => Ok(*bundle),
             other => bail!("claim refused: {other:?}"),
         }

@@ -22,7 +22,7 @@ use libp2p::{
     tcp, yamux,
 };
 use tidings_protocol::{
-    BoundedVec, DeviceCert, ErrorAnswer, GroupId, RawEnvelope, UserId,
+    Address, BoundedVec, DeviceCert, ErrorAnswer, GroupId, RawEnvelope, UserId,
     client::SendOutcome,
     federation::{
         FEDERATION_PROTOCOL, FederationFrame, FederationRequest, FederationResponse, ForwardItem,
@@ -397,11 +397,14 @@ pub fn forward(
     })
 }
 
-/// `ClaimBundles` of these users (repeats allowed: each claim takes a one-time key), asked
-/// for `requester`, a user the rogue is the home of.
-pub fn claim_bundles(users: Vec<UserId>, requester: UserId) -> anyhow::Result<FederationRequest> {
+/// `ClaimBundles` of these devices (repeats allowed: each claim takes a one-time key),
+/// asked for `requester`, a user the rogue is the home of.
+pub fn claim_bundles(
+    devices: Vec<Address>,
+    requester: UserId,
+) -> anyhow::Result<FederationRequest> {
     Ok(FederationRequest::ClaimBundles {
-        users: BoundedVec::new(users)?,
+        devices: BoundedVec::new(devices)?,
         requester,
     })
 }

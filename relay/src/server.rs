@@ -232,6 +232,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         user_rate,
         read_timeouts,
         shutdown: sessions_stop.clone(),
+        link_slots: crate::link_slots::LinkSlots::new(),
     });
     let federation = FederationHandler::new(FederationContext {
         store: store.clone(),

@@ -61,6 +61,8 @@ pub(crate) struct ClientContext {
     pub read_timeouts: FrameTimeouts,
     /// Cancelled when the relay stops.
     pub shutdown: CancellationToken,
+    /// Link packages waiting for devices being linked.
+    pub link_slots: crate::link_slots::LinkSlots,
 }
 
 impl ClientContext {

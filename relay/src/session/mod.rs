@@ -9,6 +9,7 @@ mod devices;
 mod groups;
 mod home;
 mod keys;
+mod link;
 mod presence;
 mod register;
 mod send;
@@ -329,6 +330,12 @@ impl Session {
             self.respond(id, answer);
             return Flow::Continue;
         }
+        // A device being linked takes its package before it can register.
+        if let Request::TakeLink = request {
+            let answer = link::take(&self.cx, self.device);
+            self.respond(id, answer);
+            return Flow::Continue;
+        }
         let Some(me) = self.address() else {
             self.respond(
                 id,
@@ -393,12 +400,10 @@ impl Session {
                 Box::pin(devices::publish(self.cx.clone(), me, *list))
             }
             Request::GetDeviceList { user } => Box::pin(devices::get(self.cx.clone(), user)),
-            Request::PutLink { .. } | Request::TakeLink => Box::pin(async {
-                Err(ErrorAnswer::new(
-                    ErrorCode::Unavailable,
-                    "device linking is not yet served by this relay",
-                ))
-            }),
+            Request::PutLink { device, package } => {
+                Box::pin(link::put(self.cx.clone(), me, device, package))
+            }
+            Request::TakeLink => return Flow::Continue,
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

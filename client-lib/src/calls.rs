@@ -1,10 +1,10 @@
 //! Typed requests to the home relay: each request kind paired with the answer it expects, so
-//! a call site writes `connection.call(ClaimBundle { user }).await?` and gets a `KeyBundle`;
+//! a call site writes `connection.call(ClaimBundle { device }).await?` and gets a `KeyBundle`;
 //! whether an answer fits its request is checked here, once.
 
 use tidings_protocol::{
-    BoundedVec, GroupId, HomeRecord, KeyBundle, RawEnvelope, SignedDeviceList, UserId,
-    client::{EnvelopeBatch, Register, Request, Response, SendOutcome, UploadKeys},
+    Address, BoundedVec, GroupId, HomeRecord, KeyBundle, RawEnvelope, SignedDeviceList, UserId,
+    client::{DeviceSeen, EnvelopeBatch, Register, Request, Response, SendOutcome, UploadKeys},
     group::SignedDescriptor,
     limits::{MAX_BATCH_ENVELOPES, MAX_CARD_ADDRS, MAX_PRESENCE_ALLOWED, MAX_PRESENCE_WATCH},
     presence::{PresenceReport, Visibility},
@@ -80,18 +80,20 @@ impl ClientCall for PublishHome {
     }
 }
 
-/// Claims one user's key bundle.
+/// Claims the key bundle of one device of a user.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimBundle {
-    /// Whose.
-    pub user: UserId,
+    /// Whose: the user and which of their devices.
+    pub device: Address,
 }
 
 impl ClientCall for ClaimBundle {
     type Answer = KeyBundle;
     const NAME: &'static str = "claim bundle";
     fn into_request(self) -> Request {
-        Request::ClaimBundle { user: self.user }
+        Request::ClaimBundle {
+            device: self.device,
+        }
     }
     fn answer(response: Response) -> Result<KeyBundle, Response> {
         match response {
@@ -101,18 +103,20 @@ impl ClientCall for ClaimBundle {
     }
 }
 
-/// Claims several users' key bundles: one bundle or refusal each, in order.
+/// Claims the key bundles of several devices: one bundle or refusal each, in order.
 #[derive(Debug, Clone)]
 pub struct ClaimBundles {
     /// Whose.
-    pub users: BoundedVec<UserId, MAX_BATCH_ENVELOPES>,
+    pub devices: BoundedVec<Address, MAX_BATCH_ENVELOPES>,
 }
 
 impl ClientCall for ClaimBundles {
     type Answer = Vec<Result<KeyBundle, tidings_protocol::ErrorAnswer>>;
     const NAME: &'static str = "claim bundles";
     fn into_request(self) -> Request {
-        Request::ClaimBundles { users: self.users }
+        Request::ClaimBundles {
+            devices: self.devices,
+        }
     }
     fn answer(response: Response) -> Result<Self::Answer, Response> {
         match response {
@@ -290,14 +294,23 @@ impl ClientCall for PublishDeviceList {
     }
     fn answer(response: Response) -> Result<Option<SignedDeviceList>, Response> {
         match response {
-            Response::DeviceList { list } => Ok(list.map(|list| *list)),
+            Response::DeviceList { list, .. } => Ok(list.map(|list| *list)),
             other => Err(other),
         }
     }
 }
 
-/// The device list a user homed at this relay published (`None`: none held there). Verify
-/// it against the user before use.
+/// What the home relay answered for a device list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldDeviceList {
+    /// The list the user's home relay holds (`None`: none). Verify it before use.
+    pub list: Option<SignedDeviceList>,
+    /// For our own list: whether each device is online and when it was last seen.
+    pub seen: Vec<DeviceSeen>,
+}
+
+/// The device list a user published at their home relay (asked of it by ours). Verify it
+/// against the user before use.
 #[derive(Debug, Clone, Copy)]
 pub struct GetDeviceList {
     /// Whose.
@@ -305,14 +318,17 @@ pub struct GetDeviceList {
 }
 
 impl ClientCall for GetDeviceList {
-    type Answer = Option<SignedDeviceList>;
+    type Answer = HeldDeviceList;
     const NAME: &'static str = "get device list";
     fn into_request(self) -> Request {
         Request::GetDeviceList { user: self.user }
     }
-    fn answer(response: Response) -> Result<Option<SignedDeviceList>, Response> {
+    fn answer(response: Response) -> Result<HeldDeviceList, Response> {
         match response {
-            Response::DeviceList { list } => Ok(list.map(|list| *list)),
+            Response::DeviceList { list, seen } => Ok(HeldDeviceList {
+                list: list.map(|list| *list),
+                seen: seen.into_vec(),
+            }),
             other => Err(other),
         }
     }

@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     network: tokio::sync::OnceCell<Network>,
     /// Held while a session flushes the outbox.
     pub flushing: Arc<tokio::sync::Mutex<()>>,
+    /// Device lists refused since the client started.
+    pub refused_lists: std::sync::atomic::AtomicU64,
 }
 
 /// One user's device. Cheap to clone.
@@ -61,7 +63,29 @@ impl Client {
         Self::with_identity(data_dir, identity)
     }
 
-    pub(crate) fn with_identity(data_dir: &Path, identity: Identity) -> Result<Client, ClientError> {
+    /// Another device of this account in `data_dir` (a new device key certified by the
+    /// account key, as a device restored from an account export holds), knowing this
+    /// device's list of the account's devices, so it registers with one naming both.
+    #[cfg(feature = "test-utils")]
+    pub fn init_another_device(&self, data_dir: &Path) -> Result<Client, ClientError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| ClientError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let identity = self.inner.identity.another_device();
+        identity.save(&data_dir.join(KEY_FILE), None)?;
+        let client = Self::with_identity(data_dir, identity)?;
+        let me = self.user_id();
+        if let Some(list) = self.inner.store.device_list(&me)? {
+            client.inner.store.accept_device_list(&me, list)??;
+        }
+        Ok(client)
+    }
+
+    pub(crate) fn with_identity(
+        data_dir: &Path,
+        identity: Identity,
+    ) -> Result<Client, ClientError> {
         let store = ClientStore::open(data_dir)?;
         Ok(Client {
             inner: Arc::new(Inner {
@@ -69,6 +93,7 @@ impl Client {
                 store,
                 network: tokio::sync::OnceCell::new(),
                 flushing: Arc::new(tokio::sync::Mutex::new(())),
+                refused_lists: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -138,9 +163,25 @@ impl Client {
         })
     }
 
-    /// Saves a contact under a local name.
+    /// Saves a contact under a local name (our other devices learn it on the next flush).
     pub fn add_contact(&self, name: &str, card: &ContactCard) -> Result<(), ClientError> {
-        Ok(self.inner.store.add_contact(name, card)?)
+        Ok(self
+            .inner
+            .store
+            .add_contact_synced(self.user_id(), name, card)?)
+    }
+
+    /// Renames a contact (here and, on the next flush, on our other devices).
+    pub fn rename_contact(&self, name: &str, new_name: &str) -> Result<(), ClientError> {
+        Ok(self
+            .inner
+            .store
+            .rename_contact(self.user_id(), name, new_name)?)
+    }
+
+    /// Removes a contact (here and, on the next flush, on our other devices).
+    pub fn remove_contact(&self, name: &str) -> Result<(), ClientError> {
+        Ok(self.inner.store.remove_contact(self.user_id(), name)?)
     }
 
     /// A group name, contact name, group id or user id, to the conversation it means.
@@ -228,8 +269,9 @@ impl Client {
     /// returns how many messages.
     pub async fn mark_read(&self, who: &str) -> Result<usize, ClientError> {
         let conversation = self.conversation(who)?;
+        let me = self.user_id();
         let ids = self
-            .blocking(move |inner| inner.store.mark_read(&conversation))
+            .blocking(move |inner| inner.store.mark_read(me, &conversation))
             .await?;
         Ok(ids.len())
     }

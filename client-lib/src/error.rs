@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use tidings_keys::KeyFileError;
 use tidings_protocol::{
-    DecodeError, ErrorAnswer, GroupId,
+    DecodeError, DeviceListError, ErrorAnswer, GroupId,
     limits::{MAX_GROUP_MEMBERS, MAX_GROUP_NAME_LEN, MAX_TEXT_BYTES},
 };
 
@@ -52,6 +52,9 @@ pub enum ClientError {
     /// A group operation is not possible.
     #[error(transparent)]
     Group(#[from] GroupOpError),
+    /// A device list was refused (forged, stale, another user's, or a bad shape).
+    #[error("device list refused: {0}")]
+    DeviceList(#[from] DeviceListError),
     /// A message is too long.
     #[error("message of {0} bytes is longer than the limit of {MAX_TEXT_BYTES}")]
     TextTooLong(usize),

@@ -1,11 +1,11 @@
 //! What a running client reports: new messages, tick changes, problems.
 
 use tidings_protocol::{
-    Address, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    Address, DeviceListError, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
     presence::{PresenceState, TypingBody},
 };
 
-use crate::store::{MessageRecord, MessageStatus};
+use crate::store::{Conversation, MessageRecord, MessageStatus};
 
 /// Something that happened to this user's conversations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,24 @@ pub enum Event {
         /// Delivered or read.
         status: MessageStatus,
     },
+    /// A device list a relay handed out was refused (forged, older than the one held,
+    /// another user's); the held list stays in use.
+    DeviceListRefused {
+        /// Whose list it claimed to be.
+        user: UserId,
+        /// Why it was refused.
+        reason: DeviceListError,
+    },
+    /// Another device of this account read a conversation up to a message: it is read here
+    /// too.
+    ReadElsewhere {
+        /// The conversation.
+        conversation: Conversation,
+        /// How many messages became read here.
+        count: usize,
+    },
+    /// Another device of this account changed the contact list; the change applies here.
+    ContactsSynced,
     /// Everything the relay held for us when we connected has arrived.
     CaughtUp,
     /// A watched user's presence changed (or what we may see of it).

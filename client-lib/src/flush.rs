@@ -1,25 +1,25 @@
-//! Sending the outbox in order: finding each recipient's device (claiming a bundle for a
-//! new peer), sealing, sending in batches, and moving each message's ticks.
+//! Sending the outbox in order: finding each recipient's devices (and our own other devices,
+//! which get a copy), sealing once per device, sending in batches, and moving each message's
+//! ticks by logical message.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use tidings_protocol::{
-    BoundedVec, DeviceId, EnvelopeId, ErrorCode, GroupId, RawEnvelope, UserId,
+    Address, BoundedVec, EnvelopeId, ErrorCode, GroupId, Kind, Recipient, UserId,
     client::SendOutcome,
     limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
 };
 
 use crate::{
-    calls::{ClaimBundle, Send},
+    calls::Send,
     client::Client,
-    connection::{Connection, ConnectionError},
+    connection::Connection,
+    device_lists::{devices_of, refresh_list},
     error::{ClientError, SealError},
     events::Event,
     group_keys::share_group_key,
-    store::{
-        Conversation, MessageRecord, OutboxEntry, StoreError, outbox::Finished,
-        tables::OutboxContent,
-    },
+    olm_sessions::{Unreachable, reach},
+    store::{Conversation, MessageRecord, OutboxEntry, outbox::Finished, tables::OutboxContent},
 };
 
 /// Most envelope bytes in one `Send` request.
@@ -45,6 +45,17 @@ pub(crate) struct Flusher<'a> {
     pub events: &'a mut VecDeque<Event>,
 }
 
+/// Who an entry for a user is sealed for, found once per flush and user.
+#[derive(Debug, Clone)]
+enum Targets {
+    /// These devices (the peer's, then our own other devices).
+    Devices(Vec<Address>),
+    /// Not now (no list, no keys yet, the relay asked to wait).
+    Wait(String),
+    /// Never.
+    Fail(String),
+}
+
 impl Flusher<'_> {
     pub(crate) async fn flush_once(&mut self) -> Result<FlushReport, ClientError> {
         let lock = self.client.inner.flushing.clone();
@@ -52,26 +63,36 @@ impl Flusher<'_> {
         let mut report = FlushReport::default();
         let mut waiting: HashSet<Conversation> = HashSet::new();
         let mut keyed: HashSet<GroupId> = HashSet::new();
-        let mut devices: HashMap<UserId, DeviceId> = HashMap::new();
+        let mut found: HashMap<UserId, Targets> = HashMap::new();
         loop {
             let pending = self
                 .client
                 .blocking(|inner| inner.store.pending(4 * MAX_BATCH_ENVELOPES))
                 .await?;
-            // Choose a batch, finding each recipient's device first (network, for a new
+            // Choose a batch, finding each recipient's devices first (network, for a new
             // peer), then seal what is not sealed yet in one local commit.
             let mut chosen: Vec<(u64, OutboxEntry)> = Vec::new();
-            let mut to_seal: Vec<(u64, Option<DeviceId>)> = Vec::new();
+            let mut to_seal: Vec<(u64, Vec<Address>)> = Vec::new();
+            let mut nobody: Vec<(u64, EnvelopeId, Finished)> = Vec::new();
+            let mut envelopes = 0;
             for (seq, entry) in pending {
-                if chosen.len() == MAX_BATCH_ENVELOPES {
+                if envelopes >= MAX_BATCH_ENVELOPES {
                     break;
                 }
                 if waiting.contains(&entry.to) {
                     continue;
                 }
-                if entry.sealed.is_none() {
-                    match self.prepare(&entry, &mut keyed, &mut devices).await {
-                        Ok(device) => to_seal.push((seq, device)),
+                if entry.sealed.is_empty() {
+                    match self.prepare(&entry, &mut keyed, &mut found).await {
+                        // Only our own other devices, and we have none: nothing to send.
+                        Ok(devices) if devices.is_empty() && entry.to.is_direct() => {
+                            nobody.push((seq, entry.id, Finished::Sent));
+                            continue;
+                        }
+                        Ok(devices) => {
+                            envelopes += devices.len().max(1);
+                            to_seal.push((seq, devices));
+                        }
                         Err(SealError::Wait(reason)) => {
                             waiting.insert(entry.to);
                             report.waiting.push(reason);
@@ -84,9 +105,12 @@ impl Flusher<'_> {
                         }
                         Err(SealError::Client(error)) => return Err(error),
                     }
+                } else {
+                    envelopes += entry.sealed.len();
                 }
                 chosen.push((seq, entry));
             }
+            self.finish(nobody, &mut report).await?;
             let mut sealed_now = if to_seal.is_empty() {
                 Vec::new()
             } else {
@@ -95,47 +119,67 @@ impl Flusher<'_> {
                     .await?
             }
             .into_iter();
-            let mut batch: Vec<(u64, OutboxEntry, RawEnvelope)> = Vec::new();
+            let mut batch: Vec<(u64, OutboxEntry)> = Vec::new();
             let mut bytes = 0;
-            for (seq, entry) in chosen {
-                let sealed = match entry.sealed.clone() {
-                    Some(sealed) => sealed,
-                    None => sealed_now
+            let mut count = 0;
+            for (seq, mut entry) in chosen {
+                if entry.sealed.is_empty() {
+                    entry.sealed = sealed_now
                         .next()
-                        .ok_or(ClientError::Internal("an outbox entry was not sealed"))?,
-                };
+                        .ok_or(ClientError::Internal("an outbox entry was not sealed"))?;
+                }
+                let size: usize = entry.sealed.iter().map(|copy| copy.envelope.len()).sum();
                 // What does not fit stays sealed in the outbox for the next request.
-                if !batch.is_empty() && bytes + sealed.len() > SEND_MAX_BYTES {
+                if !batch.is_empty()
+                    && (bytes + size > SEND_MAX_BYTES
+                        || count + entry.sealed.len() > MAX_BATCH_ENVELOPES)
+                {
                     break;
                 }
-                bytes += sealed.len();
-                batch.push((seq, entry, sealed));
+                bytes += size;
+                count += entry.sealed.len();
+                batch.push((seq, entry));
             }
             if batch.is_empty() {
                 return Ok(report);
             }
-            let envelopes = batch.iter().map(|(_, _, sealed)| sealed.clone()).collect();
+            let envelopes = batch
+                .iter()
+                .flat_map(|(_, entry)| entry.sealed.iter().map(|copy| copy.envelope.clone()))
+                .collect();
             let envelopes = BoundedVec::new(envelopes).map_err(|source| ClientError::TooMany {
                 what: "envelopes in a send",
                 source,
             })?;
-            let outcomes = self.connection.call(Send { envelopes }).await?;
+            let mut outcomes = self.connection.call(Send { envelopes }).await?.into_iter();
             let mut stop = false;
             let mut finished = Vec::with_capacity(batch.len());
-            for ((seq, entry, _), outcome) in batch.into_iter().zip(outcomes) {
-                match outcome {
-                    SendOutcome::Accepted | SendOutcome::Duplicate => {
-                        finished.push((seq, entry.id, Finished::Sent));
-                    }
-                    SendOutcome::Rejected(answer) if answer.code.is_transient() => {
-                        tracing::info!(%answer, "relay asked to retry later");
-                        report.waiting.push(answer.to_string());
+            let me = self.client.address();
+            for (seq, entry) in batch {
+                let answers: Vec<SendOutcome> =
+                    outcomes.by_ref().take(entry.sealed.len()).collect();
+                match settle(&entry, &answers, me) {
+                    Settled::Done(done) => finished.push((seq, entry.id, done)),
+                    Settled::Retry(reason) => {
+                        tracing::info!(%reason, "relay asked to retry later");
+                        report.waiting.push(reason);
                         waiting.insert(entry.to);
                         stop = true;
                     }
-                    SendOutcome::Rejected(answer) => {
-                        report.refused.push((entry.id, answer.to_string()));
-                        finished.push((seq, entry.id, Finished::Failed(answer.to_string())));
+                }
+                for (copy, answer) in entry.sealed.iter().zip(&answers) {
+                    if let (SendOutcome::Rejected(answer), Recipient::Direct(device)) =
+                        (answer, copy.to)
+                    {
+                        if answer.code == ErrorCode::UnknownRecipient {
+                            // A device no longer on its list: use a fresh list next time.
+                            found.remove(&device.user);
+                            refresh_list(self.client, self.connection, device.user, self.events)
+                                .await?;
+                        }
+                        if !answer.code.is_transient() {
+                            report.refused.push((entry.id, answer.to_string()));
+                        }
                     }
                 }
             }
@@ -180,66 +224,126 @@ impl Flusher<'_> {
         Ok(())
     }
 
-    /// What sealing an entry needs first: a user's device (opening an Olm session from a
-    /// claimed bundle if there is none yet; remembered per flush), or, for a group message,
-    /// that every member holds the current session key (once per flush per group).
+    /// What sealing an entry needs first: for a user, the devices to seal it for (every
+    /// device of theirs we can reach, and for a message our own other devices too, opening
+    /// Olm sessions from claimed bundles; found once per flush); for a group message, that
+    /// every member device holds the current session key (once per flush per group).
     async fn prepare(
-        &self,
+        &mut self,
         entry: &OutboxEntry,
         keyed: &mut HashSet<GroupId>,
-        devices: &mut HashMap<UserId, DeviceId>,
-    ) -> Result<Option<DeviceId>, SealError> {
+        found: &mut HashMap<UserId, Targets>,
+    ) -> Result<Vec<Address>, SealError> {
         match (entry.to, &entry.content) {
             (Conversation::Direct(to), _) => {
-                if let Some(device) = devices.get(&to) {
-                    return Ok(Some(*device));
+                let me = self.client.user_id();
+                let mut devices = Vec::new();
+                if to != me {
+                    match self.targets(to, found).await? {
+                        Targets::Devices(theirs) if theirs.is_empty() => {
+                            return Err(SealError::Wait(format!(
+                                "{to} has no device to send to yet"
+                            )));
+                        }
+                        Targets::Devices(theirs) => devices.extend(theirs),
+                        Targets::Wait(reason) => return Err(SealError::Wait(reason)),
+                        Targets::Fail(reason) => return Err(SealError::Fail(reason)),
+                    }
                 }
-                let known = self
-                    .client
-                    .blocking(move |inner| inner.store.device_for(&to))
-                    .await?;
-                let device = match known {
-                    Some(device) => device,
-                    None => self.open_session(to).await?,
-                };
-                devices.insert(to, device);
-                Ok(Some(device))
+                // Our other devices get a copy of what we send (and every sync to us).
+                if to == me || entry.kind == Kind::Message {
+                    if let Targets::Devices(ours) = self.targets(me, found).await? {
+                        let this = self.client.address();
+                        devices.extend(ours.into_iter().filter(|device| *device != this));
+                    }
+                }
+                Ok(devices)
             }
             (Conversation::Group(group), OutboxContent::Encrypted(_)) => {
                 if !keyed.contains(&group) {
-                    share_group_key(self.client, self.connection, group).await?;
+                    share_group_key(self.client, self.connection, group, self.events).await?;
                     keyed.insert(group);
                 }
-                Ok(None)
+                Ok(Vec::new())
             }
-            (Conversation::Group(_), OutboxContent::Plain(_)) => Ok(None),
+            (Conversation::Group(_), OutboxContent::Plain(_)) => Ok(Vec::new()),
         }
     }
 
-    async fn open_session(&self, to: UserId) -> Result<DeviceId, SealError> {
-        let bundle = match self.connection.call(ClaimBundle { user: to }).await {
-            Ok(bundle) => bundle,
-            Err(ConnectionError::Refused(answer)) => {
-                return Err(match answer.code {
-                    ErrorCode::NoKeys => {
-                        SealError::Wait(format!("{to} has not published keys yet"))
-                    }
-                    code if code.is_transient() => SealError::Wait(answer.to_string()),
-                    _ => SealError::Fail(answer.to_string()),
-                });
-            }
-            Err(error) => return Err(ClientError::from(error).into()),
-        };
-        let installed = self
-            .client
-            .blocking(move |inner| inner.store.install_outbound(&inner.identity, &to, &bundle))
-            .await;
-        match installed {
-            Ok(device) => Ok(device),
-            Err(ClientError::Store(StoreError::Crypto(error))) => Err(SealError::Fail(format!(
-                "the relay gave keys for {to} that do not verify: {error}"
-            ))),
-            Err(error) => Err(error.into()),
+    /// The devices of `user` this device can encrypt to now (fetching their list and
+    /// claiming bundles as needed), remembered for the rest of the flush.
+    async fn targets(
+        &mut self,
+        user: UserId,
+        found: &mut HashMap<UserId, Targets>,
+    ) -> Result<Targets, SealError> {
+        if let Some(targets) = found.get(&user) {
+            return Ok(targets.clone());
         }
+        let devices = devices_of(self.client, self.connection, user, self.events).await?;
+        let targets = if devices.is_empty() {
+            Targets::Wait(format!("{user} has not published a device list yet"))
+        } else {
+            let reach = reach(self.client, self.connection, devices).await?;
+            if !reach.ready.is_empty() {
+                for (device, why) in &reach.unreachable {
+                    tracing::info!(%device, ?why, "a device gets this later or not at all");
+                }
+                Targets::Devices(reach.ready)
+            } else if let Some((_, Unreachable::Later(reason))) = reach
+                .unreachable
+                .iter()
+                .find(|(_, why)| matches!(why, Unreachable::Later(_)))
+            {
+                Targets::Wait(reason.clone())
+            } else {
+                let reason = reach
+                    .unreachable
+                    .first()
+                    .map(|(_, why)| match why {
+                        Unreachable::Later(reason) | Unreachable::Never(reason) => reason.clone(),
+                    })
+                    .unwrap_or_else(|| format!("no device of {user} can be reached"));
+                Targets::Fail(reason)
+            }
+        };
+        found.insert(user, targets.clone());
+        Ok(targets)
+    }
+}
+
+/// How one entry ended, from the relay's answers to its envelopes.
+enum Settled {
+    /// Finished: sent, or refused for good.
+    Done(Finished),
+    /// Some envelope must be sent again later (the same bytes; the relay dedupes the rest).
+    Retry(String),
+}
+
+/// ✓ when the relay holds every envelope of the entry (the ones it refused for good aside,
+/// as long as one for the recipient was taken); failed when it took none for the recipient.
+fn settle(entry: &OutboxEntry, answers: &[SendOutcome], me: Address) -> Settled {
+    if let Some(SendOutcome::Rejected(answer)) = answers
+        .iter()
+        .find(|answer| matches!(answer, SendOutcome::Rejected(a) if a.code.is_transient()))
+    {
+        return Settled::Retry(answer.to_string());
+    }
+    let to_sync = entry.to == Conversation::Direct(me.user);
+    let mut refusal = None;
+    let mut taken = false;
+    for (copy, answer) in entry.sealed.iter().zip(answers) {
+        let own = matches!(copy.to, Recipient::Direct(device) if device.user == me.user);
+        if own && !to_sync {
+            continue;
+        }
+        match answer {
+            SendOutcome::Accepted | SendOutcome::Duplicate => taken = true,
+            SendOutcome::Rejected(answer) => refusal = Some(answer.to_string()),
+        }
+    }
+    match (taken, refusal) {
+        (false, Some(reason)) => Settled::Done(Finished::Failed(reason)),
+        _ => Settled::Done(Finished::Sent),
     }
 }

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use tidings_protocol::{
-    BoundedVec, HomeRecord,
-    client::Register,
-    codec,
+    BoundedVec, HomeRecord, codec,
     home::HOME_RECORD_LIFETIME_MS,
     limits::{MAX_CARD_ADDRS, MAX_HOME_RECORD_BYTES},
     now_ms,
@@ -80,13 +78,6 @@ impl Client {
         Ok(record)
     }
 
-    fn registration(&self, invite: Option<String>) -> Register {
-        Register {
-            cert: self.inner.identity.cert().clone(),
-            invite,
-        }
-    }
-
     /// Registers this device at the relay at `address` (with an invite code if the relay asks
     /// for one), makes it the home relay and publishes this device's keys.
     pub async fn register(
@@ -96,7 +87,7 @@ impl Client {
     ) -> Result<Registration, ClientError> {
         let connection = self.open_connection(address.clone()).await?;
         let relay = connection.relay();
-        let registered = connection.call(self.registration(invite)).await?;
+        let registered = self.register_device(&connection, invite).await?;
         // A linked device cannot sign home records; the device holding the account key did.
         if self.holds_account_key() {
             let record = self.sign_home(relay, registered.relay_addrs)?;
@@ -129,7 +120,7 @@ impl Client {
         if Some(relay) == relay_peer(&previous) {
             return Err(ClientError::AlreadyHome);
         }
-        let registered = connection.call(self.registration(invite)).await?;
+        let registered = self.register_device(&connection, invite).await?;
         let record = self.sign_home(relay, registered.relay_addrs)?;
         publish(&connection, &record).await?;
         let address = with_peer(address, relay);

@@ -28,11 +28,13 @@ pub mod store;
 
 mod client;
 
+mod device_lists;
 mod flush;
 mod group_keys;
 mod group_sync;
 mod home;
 mod key_upload;
+mod olm_sessions;
 
 mod session;
 

@@ -60,11 +60,17 @@ impl Session {
         let recipient = match client.conversation(who)? {
             Conversation::Group(group) => Recipient::Group(group),
             Conversation::Direct(user) => {
-                let device = client
-                    .blocking(move |inner| inner.store.device_for(&user))
+                // The relay passes it to every live device of the user; any listed device
+                // addresses them. No list yet: the first message fetches it; until then no
+                // typing.
+                let list = client
+                    .blocking(move |inner| inner.store.device_list(&user))
                     .await?;
-                // No session yet: the first message opens one; until then no typing.
-                let Some(device) = device else { return Ok(0) };
+                let Some(device) =
+                    list.and_then(|list| list.list.devices.first().map(|entry| entry.device))
+                else {
+                    return Ok(0);
+                };
                 Recipient::Direct(Address { user, device })
             }
         };

@@ -10,6 +10,7 @@ use crate::{
     calls::Subscribe,
     client::Client,
     connection::{Connection, ConnectionError, Push},
+    device_lists::{refresh_for_senders, refresh_list},
     error::ClientError,
     events::{Event, typing_event},
     flush::{FlushReport, Flusher},
@@ -63,7 +64,16 @@ impl Client {
         publish_keys(self, &connection).await?;
         refresh_home(self, &connection).await?;
         self.tell_previous_home().await;
-        Ok(Session::new(self.clone(), connection))
+        let mut session = Session::new(self.clone(), connection);
+        // Our own list, so what we send reaches every device of ours added since.
+        refresh_list(
+            self,
+            &session.connection,
+            self.user_id(),
+            &mut session.events,
+        )
+        .await?;
+        Ok(session)
     }
 }
 
@@ -191,6 +201,10 @@ impl Session {
                 // filling again only asks for what is still missing.
                 let changes = changes_in(items);
                 fill_group_gaps(&self.client, &self.connection, changes).await?;
+                if let Some(items) = &self.unprocessed {
+                    refresh_for_senders(&self.client, &self.connection, items, &mut self.events)
+                        .await?;
+                }
                 if let Some(items) = self.unprocessed.take() {
                     self.storing = self.start_storing(items);
                 }

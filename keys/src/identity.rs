@@ -249,6 +249,13 @@ impl Identity {
             .expect("account_key() asked of a linked device")
     }
 
+    /// Another device of this account: a fresh device key certified by this account key now,
+    /// and its own store key (what a device restored from an account export holds).
+    #[cfg(feature = "test-utils")]
+    pub fn another_device(&self) -> Identity {
+        Identity::new_device_of(self.account_key().clone())
+    }
+
     /// Writes the identity to a key file at `path`, replacing it atomically.
     ///
     /// With a passphrase the secrets are encrypted (Argon2id + XChaCha20-Poly1305); without one

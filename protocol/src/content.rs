@@ -3,11 +3,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    card::ContactCard,
     certs::{DeviceCert, IdentityKey},
     codec::{self, BoundedVec, DecodeError},
-    ids::{Address, EnvelopeId, GroupId},
+    ids::{Address, EnvelopeId, GroupId, UserId},
     limits::{MAX_ENVELOPE_BYTES, MAX_RECEIPT_IDS, MAX_TEXT_BYTES},
 };
+
+/// Longest contact name one device tells the others of its account about.
+pub const MAX_CONTACT_NAME_BYTES: usize = 256;
 
 /// The body of a pairwise envelope: one Olm message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +165,68 @@ pub enum Payload {
         #[serde(rename = "u")]
         up_to: EnvelopeId,
     },
+    /// To the sender's own other devices: a copy of a text this device sent to `to`, so every
+    /// device of the account shows the conversation the same.
+    #[serde(rename = "sent")]
+    SentText {
+        /// The other side of the 1:1 conversation.
+        #[serde(rename = "u")]
+        to: UserId,
+        /// The text, at most [`MAX_TEXT_BYTES`] of UTF-8.
+        #[serde(rename = "t")]
+        text: String,
+    },
+    /// To the sender's own other devices: this account read everything it received in `chat`
+    /// up to and including `up_to` (so the other devices clear their unread count).
+    #[serde(rename = "rdsync")]
+    ReadMarker {
+        /// The conversation.
+        #[serde(rename = "c")]
+        chat: Chat,
+        /// The newest message read.
+        #[serde(rename = "u")]
+        up_to: EnvelopeId,
+    },
+    /// To the sender's own other devices: the contact list changed.
+    #[serde(rename = "contact")]
+    Contact {
+        /// What changed.
+        #[serde(rename = "c")]
+        change: ContactChange,
+    },
+}
+
+/// A conversation named in a sync payload between one's own devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Chat {
+    /// The 1:1 conversation with a user.
+    #[serde(rename = "u")]
+    Direct(UserId),
+    /// A group.
+    #[serde(rename = "g")]
+    Group(GroupId),
+}
+
+/// A change of the contact list, as one device tells the others of its account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContactChange {
+    /// The contact is saved under `name` (added, or renamed: one name per user).
+    #[serde(rename = "set")]
+    Saved {
+        /// The name, at most [`MAX_CONTACT_NAME_BYTES`].
+        #[serde(rename = "n")]
+        name: String,
+        /// The contact's card.
+        #[serde(rename = "c")]
+        card: ContactCard,
+    },
+    /// The contact of this user is removed.
+    #[serde(rename = "rm")]
+    Removed {
+        /// Whose contact.
+        #[serde(rename = "u")]
+        user: UserId,
+    },
 }
 
 impl Payload {
@@ -177,13 +243,15 @@ impl Payload {
     }
 
     fn check(&self) -> Result<(), DecodeError> {
-        if let Payload::Text { text } = self
-            && text.len() > MAX_TEXT_BYTES
-        {
-            return Err(DecodeError::TooLarge {
-                len: text.len(),
-                max: MAX_TEXT_BYTES,
-            });
+        let (len, max) = match self {
+            Payload::Text { text } | Payload::SentText { text, .. } => (text.len(), MAX_TEXT_BYTES),
+            Payload::Contact {
+                change: ContactChange::Saved { name, .. },
+            } => (name.len(), MAX_CONTACT_NAME_BYTES),
+            _ => return Ok(()),
+        };
+        if len > max {
+            return Err(DecodeError::TooLarge { len, max });
         }
         Ok(())
     }
@@ -208,9 +276,18 @@ pub struct Sealed {
     /// The content.
     #[serde(rename = "p")]
     pub payload: Payload,
+    /// The logical message this envelope carries one copy of (a 1:1 message travels as one
+    /// envelope per device, each with its own envelope id); `None`: the envelope id.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<EnvelopeId>,
 }
 
 impl Sealed {
+    /// The logical message id: what receipts and dedupe refer to.
+    pub fn message_id(&self) -> EnvelopeId {
+        self.message.unwrap_or(self.id)
+    }
+
     /// Encodes the plaintext for encryption.
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)

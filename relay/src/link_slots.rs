@@ -113,7 +113,10 @@ impl LinkSlots {
     /// How many packages wait (expired ones included until the next `put`).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether none wait.

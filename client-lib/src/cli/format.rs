@@ -113,12 +113,22 @@ fn event_text(client: &Client, event: &Event) -> Option<String> {
                 client.display_name(&record.peer),
                 record.text
             ),
+            None if record.direction == Direction::Outgoing => format!(
+                "[{now}] me (another device) → {}: {}",
+                client.display_name(&record.peer),
+                record.text
+            ),
             None => format!(
                 "[{now}] {}: {}",
                 client.display_name(&record.peer),
                 record.text
             ),
         }),
+        Event::DeviceListRefused { user, reason } => Some(format!(
+            "[{now}] ✗ refused a device list for {}: {reason}",
+            client.display_name(user)
+        )),
+        Event::ReadElsewhere { .. } | Event::ContactsSynced => None,
         Event::GroupChanged { group, summary, .. } => {
             Some(format!("[{now}] [#{}] {summary}", group_name(group)))
         }

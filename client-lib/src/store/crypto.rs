@@ -13,8 +13,8 @@ use tidings_protocol::{
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode,
-    tables::{META, META_KEYS_PUBLISHED, META_OLM_ACCOUNT, PEER_USERS, SESSIONS, USER_DEVICES},
+    ClientStore, StoreError, decode, device_lists, encode,
+    tables::{META, META_KEYS_PUBLISHED, META_OLM_ACCOUNT, PEER_USERS, SESSIONS},
 };
 
 /// META key: our sender keys (certificate and signed identity key), cached.
@@ -126,8 +126,8 @@ fn bound_user(txn: &WriteTransaction, device: &DeviceId) -> Result<Option<UserId
 }
 
 /// Binds a device to the account whose certificate for it was verified (a claimed bundle or a
-/// pre-key message's sender keys) and makes it the device we talk to for that account. A
-/// device never changes account: binding it to another one is refused.
+/// pre-key message's sender keys). A device never changes account: binding it to another one
+/// is refused.
 pub(super) fn bind_peer(
     txn: &WriteTransaction,
     user: &UserId,
@@ -142,8 +142,6 @@ pub(super) fn bind_peer(
     }
     txn.open_table(PEER_USERS)?
         .insert(device.as_bytes(), user.as_bytes())?;
-    txn.open_table(USER_DEVICES)?
-        .insert(user.as_bytes(), device.as_bytes())?;
     Ok(())
 }
 
@@ -211,36 +209,42 @@ impl ClientStore {
         })
     }
 
-    /// The device we talk to for `user`, if a session with it exists.
-    pub fn device_for(&self, user: &UserId) -> Result<Option<DeviceId>, StoreError> {
+    /// Which of `devices` this device has no Olm session with yet.
+    pub fn without_session(&self, devices: &[Address]) -> Result<Vec<Address>, StoreError> {
         self.read(|txn| {
-            let Some(device) = txn
-                .open_table(USER_DEVICES)?
-                .get(user.as_bytes())?
-                .map(|device| DeviceId::from_bytes(*device.value()))
-            else {
-                return Ok(None);
-            };
-            let has_sessions = txn.open_table(SESSIONS)?.get(device.as_bytes())?.is_some();
-            Ok(has_sessions.then_some(device))
+            let sessions = txn.open_table(SESSIONS)?;
+            let mut out = Vec::new();
+            for device in devices {
+                if sessions.get(device.device.as_bytes())?.is_none() {
+                    out.push(*device);
+                }
+            }
+            Ok(out)
         })
     }
 
-    /// Opens an Olm session from a claimed bundle (verified against `user` first).
+    /// Opens an Olm session with `device` from a claimed bundle (verified against its user,
+    /// and refused if it is another device's).
     pub fn install_outbound(
         &self,
         identity: &Identity,
-        user: &UserId,
+        device: &Address,
         bundle: &KeyBundle,
-    ) -> Result<DeviceId, StoreError> {
+    ) -> Result<(), StoreError> {
         self.write(|txn| {
+            if bundle.cert.device != device.device {
+                return Err(StoreError::Conflict(format!(
+                    "the relay gave a bundle of device {} when {} was asked for",
+                    bundle.cert.device, device.device
+                )));
+            }
             let mut state = CryptoState::new(identity);
-            let session = state.account(txn)?.create_outbound_session(user, bundle)?;
-            let device = bundle.cert.device;
-            state.sessions(txn, device)?.add(session);
-            bind_peer(txn, user, &device)?;
-            state.save(txn)?;
-            Ok(device)
+            let session = state
+                .account(txn)?
+                .create_outbound_session(&device.user, bundle)?;
+            state.sessions(txn, device.device)?.add(session);
+            bind_peer(txn, &device.user, &device.device)?;
+            state.save(txn)
         })
     }
 }
@@ -250,6 +254,7 @@ pub(super) fn olm_seal(
     txn: &WriteTransaction,
     state: &mut CryptoState,
     id: EnvelopeId,
+    message: EnvelopeId,
     to: Address,
     kind: Kind,
     payload: Payload,
@@ -261,6 +266,7 @@ pub(super) fn olm_seal(
         from: identity.address(),
         to,
         payload,
+        message: (message != id).then_some(message),
     };
     let body = state
         .sessions(txn, to.device)?
@@ -297,6 +303,9 @@ pub(super) enum OpenError {
         /// The account the envelope names.
         sender: UserId,
     },
+    /// The sending device is not on its account's device list (never listed, or removed).
+    #[error("device {0} is not on its account's device list")]
+    NotListed(DeviceId),
     /// There is no session with the device, and the message cannot open one.
     #[error("no session with this sender's device")]
     NoSession,
@@ -316,13 +325,18 @@ pub(super) fn olm_open(
     txn: &WriteTransaction,
     state: &mut CryptoState,
     envelope: &Envelope,
-) -> Result<Payload, OpenError> {
+) -> Result<Sealed, OpenError> {
     let identity = state.identity;
     if envelope.recipient != Recipient::Direct(identity.address()) {
         return Err(OpenError::NotForThisDevice);
     }
     let body = OlmBody::decode(&envelope.body).map_err(OpenError::Body)?;
     let sender = envelope.sender;
+    // Only the account's signed list makes a device one of its devices now (a removed
+    // device keeps its certificate): the session refreshed the list before storing.
+    if !device_lists::is_listed(txn, &sender).map_err(OpenError::Crypto)? {
+        return Err(OpenError::NotListed(sender.device));
+    }
     // The envelope's signature proves the device; only a verified certificate proves its
     // account. A device bound to one account never speaks for another, and a device we never
     // bound must open a session with a pre-key message whose sender keys carry that proof.
@@ -345,5 +359,5 @@ pub(super) fn olm_open(
         return Err(OpenError::OtherEnvelope);
     }
     bind_peer(txn, &sender.user, &sender.device).map_err(OpenError::Crypto)?;
-    Ok(sealed.payload)
+    Ok(sealed)
 }

@@ -4,7 +4,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{GroupInbound, GroupOutbound, Identity, MegolmError};
 use tidings_protocol::{
-    Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    Address, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
     content::{GroupSealed, MegolmBody, Payload},
     group::SignedDescriptor,
     now_ms,
@@ -13,7 +13,7 @@ use tidings_protocol::{
 use super::{
     ClientStore, StoreError, decode,
     descriptors::{accept_change, descriptor},
-    encode, history, outbox,
+    device_lists, encode, history, outbox,
     tables::{
         Conversation, Direction, GROUP_INBOUND, GROUP_OUTBOUND, GROUP_PENDING, GROUP_RECEIPTS,
         GROUPS, MessageRecord, MessageStatus, OutboundGroup, OutboxContent, OutboxEntry,
@@ -22,7 +22,11 @@ use super::{
 };
 use crate::events::Event;
 
-fn add_shared(txn: &WriteTransaction, group: &GroupId, users: &[UserId]) -> Result<(), StoreError> {
+fn add_shared(
+    txn: &WriteTransaction,
+    group: &GroupId,
+    devices: &[Address],
+) -> Result<(), StoreError> {
     let mut table = txn.open_table(GROUP_OUTBOUND)?;
     let Some(mut state) = table
         .get(group.as_bytes())?
@@ -31,9 +35,9 @@ fn add_shared(txn: &WriteTransaction, group: &GroupId, users: &[UserId]) -> Resu
     else {
         return Ok(());
     };
-    for user in users {
-        if !state.shared_with.contains(user) {
-            state.shared_with.push(*user);
+    for device in devices {
+        if !state.shared_with.contains(device) {
+            state.shared_with.push(*device);
         }
     }
     table.insert(group.as_bytes(), encode(&state).as_slice())?;
@@ -232,8 +236,10 @@ pub(super) fn record_receipt(
 pub struct KeyPlan {
     /// The current session's key.
     pub session_key: Vec<u8>,
-    /// Members who still need it.
-    pub need: Vec<UserId>,
+    /// Member devices (our own other devices too) that still need it.
+    pub need: Vec<Address>,
+    /// Members (or we) whose device list is not held yet: fetch it, then plan again.
+    pub unlisted: Vec<UserId>,
 }
 
 /// How members stand with one of our group messages.
@@ -301,22 +307,40 @@ impl ClientStore {
             let Some(known) = descriptor(txn, group)? else {
                 return Ok(None);
             };
-            let me = identity.user_id();
-            let members: Vec<UserId> = known
-                .descriptor
-                .members
-                .iter()
-                .map(|member| member.user)
-                .filter(|user| *user != me)
-                .collect();
+            let me = identity.address();
+            let mut devices: Vec<Address> = Vec::new();
+            let mut unlisted = Vec::new();
+            for member in known.descriptor.members.iter() {
+                let listed = device_lists::listed_devices(txn, &member.user)?;
+                if listed.is_empty() {
+                    unlisted.push(member.user);
+                }
+                devices.extend(
+                    listed
+                        .into_iter()
+                        .map(|device| Address {
+                            user: member.user,
+                            device,
+                        })
+                        .filter(|address| *address != me),
+                );
+            }
             let mut table = txn.open_table(GROUP_OUTBOUND)?;
             let held = table
                 .get(group.as_bytes())?
                 .map(|bytes| decode::<OutboundGroup>("group_outbound", bytes.value()))
                 .transpose()?;
             let state = match held {
-                // Rotate when someone who holds the key is no longer a member.
-                Some(state) if state.shared_with.iter().all(|user| members.contains(user)) => state,
+                // Rotate when a device that holds the key is no longer a member's listed
+                // device (the member left, or removed that device).
+                Some(state)
+                    if state
+                        .shared_with
+                        .iter()
+                        .all(|device| devices.contains(device)) =>
+                {
+                    state
+                }
                 _ => {
                     let fresh = OutboundGroup {
                         pickle: GroupOutbound::new().pickle(identity.store_key()),
@@ -328,32 +352,36 @@ impl ClientStore {
             };
             let outbound = GroupOutbound::unpickle(&state.pickle, identity.store_key())
                 .map_err(|error| StoreError::corrupt("group_outbound", error))?;
-            let need = members
+            let need = devices
                 .into_iter()
-                .filter(|user| !state.shared_with.contains(user))
+                .filter(|device| !state.shared_with.contains(device))
                 .collect();
             Ok(Some(KeyPlan {
                 session_key: outbound.session_key(),
                 need,
+                unlisted,
             }))
         })
     }
 
-    /// Records that `users` received the key of the current session of `group`.
-    pub fn mark_key_shared(&self, group: &GroupId, users: &[UserId]) -> Result<(), StoreError> {
-        self.write(|txn| add_shared(txn, group, users))
+    /// Records that `devices` received the key of the current session of `group`.
+    pub fn mark_key_shared(&self, group: &GroupId, devices: &[Address]) -> Result<(), StoreError> {
+        self.write(|txn| add_shared(txn, group, devices))
     }
 
-    /// Queues the key of the current session of `group` for `users` whose share could not
-    /// be sent now (their keys could not be claimed): the outbox keeps retrying, so they can
-    /// read what is sent meanwhile once it arrives.
+    /// Queues the key of the current session of `group` for `devices` whose share could not
+    /// be sent now (their keys could not be claimed): the outbox keeps retrying (to every
+    /// device of their users), so they can read what is sent meanwhile once it arrives.
     pub fn queue_key_shares(
         &self,
         group: GroupId,
         session_key: &[u8],
-        users: &[UserId],
+        devices: &[Address],
     ) -> Result<(), StoreError> {
         self.write(|txn| {
+            let mut users: Vec<UserId> = devices.iter().map(|device| device.user).collect();
+            users.sort_unstable();
+            users.dedup();
             for user in users {
                 let payload = Payload::GroupKey {
                     group,
@@ -361,16 +389,15 @@ impl ClientStore {
                 };
                 outbox::enqueue(
                     txn,
-                    &OutboxEntry {
-                        id: EnvelopeId::random(),
-                        to: Conversation::Direct(*user),
-                        kind: Kind::KeyShare,
-                        content: OutboxContent::Encrypted(payload),
-                        sealed: None,
-                    },
+                    &OutboxEntry::new(
+                        EnvelopeId::random(),
+                        Conversation::Direct(user),
+                        Kind::KeyShare,
+                        OutboxContent::Encrypted(payload),
+                    ),
                 )?;
             }
-            add_shared(txn, &group, users)
+            add_shared(txn, &group, devices)
         })
     }
 
@@ -442,6 +469,15 @@ pub(super) fn incoming(envelope: &Envelope, group: GroupId, text: String) -> Mes
         sent_at_ms: envelope.sent_at_ms,
         stored_at_ms: now_ms(),
         status: MessageStatus::Received,
+    }
+}
+
+/// The record of a group message another device of ours sent.
+pub(super) fn sent_elsewhere(envelope: &Envelope, group: GroupId, text: String) -> MessageRecord {
+    MessageRecord {
+        direction: Direction::Outgoing,
+        status: MessageStatus::Sent,
+        ..incoming(envelope, group, text)
     }
 }
 

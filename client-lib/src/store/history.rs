@@ -36,6 +36,21 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
     Ok(())
 }
 
+/// Appends a message unless its conversation holds one with its id already (a logical
+/// message arrives once per device that sends it a copy); returns whether it was new.
+pub(super) fn append_new(
+    txn: &WriteTransaction,
+    record: &MessageRecord,
+) -> Result<bool, StoreError> {
+    if let Some((_, held)) = find(txn, &record.id)?
+        && held.conversation() == record.conversation()
+    {
+        return Ok(false);
+    }
+    append(txn, record)?;
+    Ok(true)
+}
+
 /// Where the message with envelope id `id` is stored, if anywhere.
 fn key_of(
     ids: &impl ReadableTable<&'static [u8; 16], &'static [u8]>,

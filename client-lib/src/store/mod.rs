@@ -9,6 +9,7 @@
 mod contacts;
 mod crypto;
 mod descriptors;
+mod device_lists;
 pub mod groups;
 mod history;
 pub mod outbox;
@@ -16,6 +17,7 @@ mod receipts;
 mod receive;
 pub mod schema;
 mod seal;
+mod sync;
 pub mod tables;
 #[cfg(test)]
 mod tests;
@@ -26,10 +28,11 @@ use redb::{ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, WriteTr
 use serde::{Serialize, de::DeserializeOwned};
 use tidings_protocol::codec;
 
+pub use device_lists::ListUpdate;
 pub use groups::{KeyPlan, ReceiptCounts};
 pub use receive::Received;
 pub(crate) use seal::sign;
-pub use tables::{Conversation, Direction, MessageRecord, MessageStatus, OutboxEntry};
+pub use tables::{Conversation, Direction, MessageRecord, MessageStatus, OutboxEntry, SealedCopy};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +117,7 @@ impl ClientStore {
             txn.open_table(CONTACTS)?;
             txn.open_table(CONTACT_NAMES)?;
             txn.open_table(PEER_USERS)?;
-            txn.open_table(USER_DEVICES)?;
+            txn.open_table(DEVICE_LISTS)?;
             txn.open_table(SESSIONS)?;
             txn.open_table(MESSAGES)?;
             txn.open_table(MESSAGE_IDS)?;

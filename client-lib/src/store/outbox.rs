@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 use tidings_protocol::{
-    BoundedVec, EnvelopeId, Kind, RawEnvelope, UserId,
+    BoundedVec, EnvelopeId, Kind, UserId,
     content::{Payload, ReceiptStatus},
     group::SignedDescriptor,
     limits::MAX_RECEIPT_IDS,
@@ -14,7 +14,7 @@ use super::{
     ClientStore, StoreError, decode, descriptors, encode, history,
     tables::{
         Conversation, Direction, META, META_OUTBOX_SEQ, MessageRecord, MessageStatus, OUTBOX,
-        OutboxContent, OutboxEntry,
+        OutboxContent, OutboxEntry, SealedCopy,
     },
 };
 
@@ -56,13 +56,12 @@ pub(super) fn enqueue_receipts(
             .map_err(|error| StoreError::corrupt("outbox", error))?;
         enqueue(
             txn,
-            &OutboxEntry {
-                id: EnvelopeId::random(),
-                to: Conversation::Direct(to),
-                kind: Kind::Receipt,
-                content: OutboxContent::Encrypted(Payload::Receipt { status, ids }),
-                sealed: None,
-            },
+            &OutboxEntry::new(
+                EnvelopeId::random(),
+                Conversation::Direct(to),
+                Kind::Receipt,
+                OutboxContent::Encrypted(Payload::Receipt { status, ids }),
+            ),
         )?;
     }
     Ok(())
@@ -98,13 +97,12 @@ impl ClientStore {
                 history::append(txn, &record)?;
                 enqueue(
                     txn,
-                    &OutboxEntry {
-                        id: record.id,
+                    &OutboxEntry::new(
+                        record.id,
                         to,
-                        kind: Kind::Message,
-                        content: OutboxContent::Encrypted(Payload::Text { text: text.clone() }),
-                        sealed: None,
-                    },
+                        Kind::Message,
+                        OutboxContent::Encrypted(Payload::Text { text: text.clone() }),
+                    ),
                 )?;
                 records.push(record);
             }
@@ -118,13 +116,12 @@ impl ClientStore {
             let id = EnvelopeId::random();
             enqueue(
                 txn,
-                &OutboxEntry {
+                &OutboxEntry::new(
                     id,
-                    to: Conversation::Group(change.descriptor.group),
-                    kind: Kind::GroupControl,
-                    content: OutboxContent::Plain(change.encode()),
-                    sealed: None,
-                },
+                    Conversation::Group(change.descriptor.group),
+                    Kind::GroupControl,
+                    OutboxContent::Plain(change.encode()),
+                ),
             )?;
             Ok(id)
         })
@@ -147,8 +144,8 @@ impl ClientStore {
     pub(super) fn save_sealed(
         txn: &WriteTransaction,
         seq: u64,
-        sealed: RawEnvelope,
-    ) -> Result<RawEnvelope, StoreError> {
+        sealed: Vec<SealedCopy>,
+    ) -> Result<Vec<SealedCopy>, StoreError> {
         let mut outbox = txn.open_table(OUTBOX)?;
         let Some(mut entry) = outbox
             .get(seq)?
@@ -157,10 +154,10 @@ impl ClientStore {
         else {
             return Err(StoreError::NotFound(format!("outbox entry {seq}")));
         };
-        if let Some(existing) = entry.sealed {
-            return Ok(existing);
+        if !entry.sealed.is_empty() {
+            return Ok(entry.sealed);
         }
-        entry.sealed = Some(sealed.clone());
+        entry.sealed = sealed.clone();
         outbox.insert(seq, encode(&entry).as_slice())?;
         Ok(sealed)
     }

@@ -12,7 +12,7 @@ use tidings_protocol::{
 use super::{
     ClientStore, StoreError, decode, encode,
     groups::{self, DELIVERED_RANK, READ_RANK},
-    history, outbox,
+    history, outbox, sync,
     tables::{
         Conversation, Direction, MESSAGES, MessageRecord, MessageStatus, OutboxContent, OutboxEntry,
     },
@@ -21,8 +21,13 @@ use crate::events::Event;
 
 impl ClientStore {
     /// Marks every unread message of a conversation read and queues one read-up-to marker
-    /// per author (naming that author's newest message), atomically; returns the ids read.
-    pub fn mark_read(&self, conversation: &Conversation) -> Result<Vec<EnvelopeId>, StoreError> {
+    /// per author (naming that author's newest message) and a read marker for our (`me`)
+    /// other devices, atomically; returns the ids read.
+    pub fn mark_read(
+        &self,
+        me: UserId,
+        conversation: &Conversation,
+    ) -> Result<Vec<EnvelopeId>, StoreError> {
         self.write(|txn| {
             let mut newest: BTreeMap<UserId, EnvelopeId> = BTreeMap::new();
             let mut read = Vec::new();
@@ -53,14 +58,16 @@ impl ClientStore {
             for (author, up_to) in newest {
                 outbox::enqueue(
                     txn,
-                    &OutboxEntry {
-                        id: EnvelopeId::random(),
-                        to: Conversation::Direct(author),
-                        kind: Kind::Receipt,
-                        content: OutboxContent::Encrypted(Payload::ReadUpTo { group, up_to }),
-                        sealed: None,
-                    },
+                    &OutboxEntry::new(
+                        EnvelopeId::random(),
+                        Conversation::Direct(author),
+                        Kind::Receipt,
+                        OutboxContent::Encrypted(Payload::ReadUpTo { group, up_to }),
+                    ),
                 )?;
+            }
+            if let Some(newest) = read.last() {
+                sync::queue_sync(txn, me, sync::read_marker(*conversation, *newest))?;
             }
             Ok(read)
         })

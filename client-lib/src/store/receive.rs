@@ -4,7 +4,7 @@ use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::Identity;
 use tidings_protocol::{
     Bounce, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
-    content::{Payload, ReceiptStatus},
+    content::{Payload, ReceiptStatus, Sealed},
     group::SignedDescriptor,
     now_ms,
 };
@@ -14,7 +14,7 @@ use super::{
     crypto::{CryptoState, olm_open},
     descriptors,
     groups::{self, Opened},
-    history, outbox, receipts,
+    history, outbox, receipts, sync,
     tables::{Direction, MessageRecord, MessageStatus, RECEIVED, received_key},
 };
 use crate::events::Event;
@@ -114,7 +114,10 @@ impl Batch<'_> {
     }
 
     fn deliver(&mut self, record: MessageRecord) -> Result<(), StoreError> {
-        history::append(self.txn, &record)?;
+        // A logical message sealed again (new envelope id, same message id) counts once.
+        if !history::append_new(self.txn, &record)? {
+            return Ok(());
+        }
         match self
             .delivered
             .iter_mut()
@@ -132,17 +135,36 @@ impl Batch<'_> {
             (Recipient::Group(group), Kind::GroupControl) => self.group_change(envelope, group),
             (Recipient::Group(group), _) => self.group_message(envelope, raw, group),
             (Recipient::Direct(_), _) => match olm_open(self.txn, &mut self.state, envelope) {
-                Ok(payload) => self.direct(envelope, payload),
+                Ok(sealed) => self.direct(envelope, sealed),
                 Err(reason) => self.failed(envelope, None, reason.to_string()),
             },
         }
     }
 
-    fn direct(&mut self, envelope: &Envelope, payload: Payload) -> Result<(), StoreError> {
+    fn direct(&mut self, envelope: &Envelope, sealed: Sealed) -> Result<(), StoreError> {
         let peer = envelope.sender.user;
-        match (envelope.kind, payload) {
+        let message = sealed.message_id();
+        let own = peer == self.state.identity.user_id();
+        match (envelope.kind, sealed.payload) {
+            (Kind::Message, Payload::SentText { to, text }) if own => {
+                self.own_copy(envelope, message, to, text)
+            }
+            (Kind::Receipt, Payload::ReadMarker { chat, up_to }) if own => {
+                let events = sync::apply_read_marker(self.txn, chat.into(), &up_to)?;
+                self.received.events.extend(events);
+                Ok(())
+            }
+            (Kind::Receipt, Payload::Contact { change }) if own => {
+                sync::apply_contact_change(self.txn, change)?;
+                self.received.events.push(Event::ContactsSynced);
+                Ok(())
+            }
+            (Kind::Message | Kind::Receipt, _) if own => {
+                tracing::debug!("ignoring content from our own device that is not a sync");
+                Ok(())
+            }
             (Kind::Message, Payload::Text { text }) => self.deliver(MessageRecord {
-                id: envelope.id,
+                id: message,
                 peer,
                 group: None,
                 direction: Direction::Incoming,
@@ -189,6 +211,30 @@ impl Batch<'_> {
         }
     }
 
+    /// A copy of a message another device of ours sent: shown as sent by us, once.
+    fn own_copy(
+        &mut self,
+        envelope: &Envelope,
+        message: EnvelopeId,
+        to: UserId,
+        text: String,
+    ) -> Result<(), StoreError> {
+        let record = MessageRecord {
+            id: message,
+            peer: to,
+            group: None,
+            direction: Direction::Outgoing,
+            text,
+            sent_at_ms: envelope.sent_at_ms,
+            stored_at_ms: now_ms(),
+            status: MessageStatus::Sent,
+        };
+        if history::append_new(self.txn, &record)? {
+            self.received.events.push(Event::Message(record));
+        }
+        Ok(())
+    }
+
     fn group_message(
         &mut self,
         envelope: &Envelope,
@@ -198,6 +244,14 @@ impl Batch<'_> {
         let key = self.state.identity.store_key();
         match groups::open_message(self.txn, key, envelope, raw)? {
             Opened::Sealed(sealed) => match sealed.payload {
+                Payload::Text { text } if envelope.sender.user == self.state.identity.user_id() => {
+                    // Sent by another device of ours: shown as ours, no receipt to ourselves.
+                    let record = groups::sent_elsewhere(envelope, group, text);
+                    if history::append_new(self.txn, &record)? {
+                        self.received.events.push(Event::Message(record));
+                    }
+                    Ok(())
+                }
                 Payload::Text { text } => self.deliver(groups::incoming(envelope, group, text)),
                 _ => Ok(()),
             },

@@ -7,11 +7,14 @@
 //! misreads it. Adding a migration from version N to N+1 is one function plus one line at the
 //! end of [`MIGRATIONS`].
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::Deserialize;
+use tidings_protocol::{EnvelopeId, Kind, RawEnvelope, store::schema_plan};
 
-use tidings_protocol::store::schema_plan;
-
-use super::{StoreError, tables::META};
+use super::{
+    StoreError, decode as decode_record, encode,
+    tables::{Conversation, META, OUTBOX, OutboxContent, OutboxEntry, SealedCopy},
+};
 
 /// META key of the schema version.
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -22,7 +25,54 @@ pub const UNVERSIONED: u32 = tidings_protocol::store::UNVERSIONED_SCHEMA;
 pub type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// Entry `i` migrates version `UNVERSIONED + i` to the one after it.
-const MIGRATIONS: &[Migration] = &[];
+const MIGRATIONS: &[Migration] = &[devices_of_accounts];
+
+/// Version 1's one device per user (`user_devices`), which signed device lists replace.
+const V1_USER_DEVICES: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("user_devices");
+
+/// An outbox entry as version 1 kept it: at most one sealed envelope.
+#[derive(Deserialize)]
+struct V1OutboxEntry {
+    id: EnvelopeId,
+    to: Conversation,
+    kind: Kind,
+    content: OutboxContent,
+    sealed: Option<RawEnvelope>,
+}
+
+/// Version 1 -> 2 (accounts of several devices): the one-device mapping goes (device lists,
+/// fetched and verified on use, replace it; Olm sessions stay per peer device); an outbox
+/// entry keeps its sealed envelope as its one copy, so a retry still sends the same bytes.
+/// Group sending sessions keep their key, re-shared to every member device on the next send
+/// (version 1 recorded only which users had it).
+fn devices_of_accounts(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.delete_table(V1_USER_DEVICES)?;
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let mut entries = Vec::new();
+    for entry in outbox.iter()? {
+        let (seq, bytes) = entry?;
+        entries.push((
+            seq.value(),
+            decode_record::<V1OutboxEntry>("outbox", bytes.value())?,
+        ));
+    }
+    for (seq, old) in entries {
+        let sealed = old
+            .sealed
+            .and_then(|envelope| {
+                let to = envelope.open().ok()?.recipient;
+                Some(SealedCopy { to, envelope })
+            })
+            .into_iter()
+            .collect();
+        let entry = OutboxEntry {
+            sealed,
+            ..OutboxEntry::new(old.id, old.to, old.kind, old.content)
+        };
+        outbox.insert(seq, encode(&entry).as_slice())?;
+    }
+    Ok(())
+}
 
 /// The version this build writes.
 pub fn current() -> u32 {

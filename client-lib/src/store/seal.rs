@@ -3,7 +3,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{GroupOutbound, Identity};
 use tidings_protocol::{
-    Address, DeviceId, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    Address, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
     content::{GroupSealed, Payload},
     now_ms,
 };
@@ -12,20 +12,23 @@ use super::{
     ClientStore, StoreError,
     crypto::{CryptoState, olm_seal},
     decode, encode,
-    tables::{Conversation, GROUP_OUTBOUND, OUTBOX, OutboundGroup, OutboxContent, OutboxEntry},
+    tables::{
+        Conversation, GROUP_OUTBOUND, OUTBOX, OutboundGroup, OutboxContent, OutboxEntry, SealedCopy,
+    },
 };
 
 impl ClientStore {
     /// Encrypts and signs outbox entry `seq` (once: a sealed entry keeps its bytes) and
-    /// returns the envelope to send. A direct entry needs the recipient's `device`; a group
-    /// message needs this device's sending session for the group (see `plan_group_key`).
+    /// returns the envelopes to send. An entry for a user is sealed once for each of
+    /// `devices` (theirs, and our own other devices, which get a copy); a group message needs
+    /// this device's sending session for the group (see `plan_group_key`).
     pub fn seal(
         &self,
         identity: &Identity,
         seq: u64,
-        device: Option<DeviceId>,
-    ) -> Result<RawEnvelope, StoreError> {
-        let mut sealed = self.seal_many(identity, &[(seq, device)])?;
+        devices: Vec<Address>,
+    ) -> Result<Vec<SealedCopy>, StoreError> {
+        let mut sealed = self.seal_many(identity, &[(seq, devices)])?;
         sealed
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("outbox entry {seq}")))
@@ -35,13 +38,13 @@ impl ClientStore {
     pub fn seal_many(
         &self,
         identity: &Identity,
-        entries: &[(u64, Option<DeviceId>)],
-    ) -> Result<Vec<RawEnvelope>, StoreError> {
+        entries: &[(u64, Vec<Address>)],
+    ) -> Result<Vec<Vec<SealedCopy>>, StoreError> {
         self.write(|txn| {
             let mut state = CryptoState::new(identity);
             let mut out = Vec::with_capacity(entries.len());
-            for &(seq, device) in entries {
-                out.push(seal_entry(txn, &mut state, identity, seq, device)?);
+            for (seq, devices) in entries {
+                out.push(seal_entry(txn, &mut state, identity, *seq, devices)?);
             }
             state.save(txn)?;
             Ok(out)
@@ -55,29 +58,19 @@ impl ClientStore {
         identity: &Identity,
         group: GroupId,
         session_key: &[u8],
-        devices: &[(UserId, DeviceId)],
-    ) -> Result<Vec<(UserId, RawEnvelope)>, StoreError> {
+        devices: &[Address],
+    ) -> Result<Vec<(Address, RawEnvelope)>, StoreError> {
         self.write(|txn| {
             let mut state = CryptoState::new(identity);
             let mut out = Vec::with_capacity(devices.len());
-            for (user, device) in devices {
+            for to in devices {
                 let payload = Payload::GroupKey {
                     group,
                     session_key: session_key.to_vec(),
                 };
-                let to = Address {
-                    user: *user,
-                    device: *device,
-                };
-                let sealed = olm_seal(
-                    txn,
-                    &mut state,
-                    EnvelopeId::random(),
-                    to,
-                    Kind::KeyShare,
-                    payload,
-                )?;
-                out.push((*user, sealed));
+                let id = EnvelopeId::random();
+                let sealed = olm_seal(txn, &mut state, id, id, *to, Kind::KeyShare, payload)?;
+                out.push((*to, sealed));
             }
             state.save(txn)?;
             Ok(out)
@@ -135,45 +128,72 @@ fn megolm_seal(
     Ok(body.encode())
 }
 
+/// What a copy for one of our own other devices carries: a text becomes "sent by me to
+/// `peer`"; everything else (sync payloads to ourselves) goes as it is.
+fn own_copy(peer: UserId, me: UserId, payload: &Payload) -> Payload {
+    match payload {
+        Payload::Text { text } if peer != me => Payload::SentText {
+            to: peer,
+            text: text.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
 /// Seals one outbox entry inside `txn` (see [`ClientStore::seal`]).
 fn seal_entry(
     txn: &WriteTransaction,
     state: &mut CryptoState<'_>,
     identity: &Identity,
     seq: u64,
-    device: Option<DeviceId>,
-) -> Result<RawEnvelope, StoreError> {
+    devices: &[Address],
+) -> Result<Vec<SealedCopy>, StoreError> {
     let entry: OutboxEntry = match txn.open_table(OUTBOX)?.get(seq)? {
         Some(bytes) => decode("outbox", bytes.value())?,
         None => return Err(StoreError::NotFound(format!("outbox entry {seq}"))),
     };
-    if let Some(sealed) = entry.sealed {
-        return Ok(sealed);
+    if !entry.sealed.is_empty() {
+        return Ok(entry.sealed);
     }
-    let sealed = match (entry.to, entry.content) {
-        (Conversation::Direct(user), OutboxContent::Encrypted(payload)) => {
-            let device = device
-                .ok_or_else(|| StoreError::NotFound(format!("a device of {user} to encrypt to")))?;
-            let to = Address { user, device };
-            olm_seal(txn, state, entry.id, to, entry.kind, payload)?
-        }
-        (Conversation::Group(group), OutboxContent::Encrypted(payload)) => {
-            let body = megolm_seal(txn, identity, group, entry.id, payload)?;
-            sign(
-                identity,
-                entry.id,
-                Recipient::Group(group),
-                entry.kind,
-                body,
-            )
-        }
-        (Conversation::Group(group), OutboxContent::Plain(body)) => sign(
+    let group_copy = |group: GroupId, body: Vec<u8>| SealedCopy {
+        to: Recipient::Group(group),
+        envelope: sign(
             identity,
             entry.id,
             Recipient::Group(group),
             entry.kind,
             body,
         ),
+    };
+    let sealed = match (entry.to, entry.content) {
+        (Conversation::Direct(user), OutboxContent::Encrypted(payload)) => {
+            if devices.is_empty() {
+                return Err(StoreError::NotFound(format!(
+                    "a device of {user} to encrypt to"
+                )));
+            }
+            let me = identity.user_id();
+            let mut copies = Vec::with_capacity(devices.len());
+            for to in devices {
+                let payload = if to.user == me {
+                    own_copy(user, me, &payload)
+                } else {
+                    payload.clone()
+                };
+                let id = EnvelopeId::random();
+                let envelope = olm_seal(txn, state, id, entry.id, *to, entry.kind, payload)?;
+                copies.push(SealedCopy {
+                    to: Recipient::Direct(*to),
+                    envelope,
+                });
+            }
+            copies
+        }
+        (Conversation::Group(group), OutboxContent::Encrypted(payload)) => {
+            let body = megolm_seal(txn, identity, group, entry.id, payload)?;
+            vec![group_copy(group, body)]
+        }
+        (Conversation::Group(group), OutboxContent::Plain(body)) => vec![group_copy(group, body)],
         (Conversation::Direct(_), OutboxContent::Plain(_)) => {
             return Err(StoreError::corrupt("outbox", "a plain entry for a user"));
         }

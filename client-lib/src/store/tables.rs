@@ -3,8 +3,8 @@
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{
-    EnvelopeId, GroupId, Kind, RawEnvelope, UserId,
-    content::{Payload, ReceiptStatus},
+    Address, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    content::{Chat, Payload, ReceiptStatus},
 };
 
 /// Small named values: relay address, Olm account pickle, ...
@@ -15,9 +15,8 @@ pub const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contact
 pub const CONTACT_NAMES: TableDefinition<&[u8; 32], &str> = TableDefinition::new("contact_names");
 /// peer device -> the user it was verified to belong to.
 pub const PEER_USERS: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("peer_users");
-/// user -> the device we talk to.
-pub const USER_DEVICES: TableDefinition<&[u8; 32], &[u8; 32]> =
-    TableDefinition::new("user_devices");
+/// user -> the newest verified signed device list of the account (ours too).
+pub const DEVICE_LISTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("device_lists");
 /// peer device -> encrypted Olm sessions.
 pub const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
 /// conversation key ++ local sequence -> CBOR [`MessageRecord`].
@@ -141,6 +140,11 @@ pub enum Conversation {
 }
 
 impl Conversation {
+    /// Whether it is a 1:1 conversation (or, with ourselves, a sync to our other devices).
+    pub fn is_direct(&self) -> bool {
+        matches!(self, Conversation::Direct(_))
+    }
+
     /// The key prefix of this conversation's messages.
     pub fn key(&self) -> Vec<u8> {
         match self {
@@ -150,10 +154,29 @@ impl Conversation {
     }
 }
 
+impl From<Conversation> for Chat {
+    fn from(conversation: Conversation) -> Self {
+        match conversation {
+            Conversation::Direct(user) => Chat::Direct(user),
+            Conversation::Group(group) => Chat::Group(group),
+        }
+    }
+}
+
+impl From<Chat> for Conversation {
+    fn from(chat: Chat) -> Self {
+        match chat {
+            Chat::Direct(user) => Conversation::Direct(user),
+            Chat::Group(group) => Conversation::Group(group),
+        }
+    }
+}
+
 /// One message in a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
-    /// The envelope id it travels under.
+    /// The message id: a group message's envelope id; a 1:1 message's logical id, which
+    /// each of its per-device envelopes carries inside (and receipts refer to).
     pub id: EnvelopeId,
     /// The other side of a 1:1 conversation, or the author of a group message.
     pub peer: UserId,
@@ -194,25 +217,51 @@ pub enum OutboxContent {
 /// Something waiting to be sent, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
-    /// Envelope id (fixed before the first attempt, so retries dedupe at the relay).
+    /// The message id (fixed before the first attempt): a group envelope's id; for a user,
+    /// the logical id every per-device envelope carries.
     pub id: EnvelopeId,
-    /// Recipient.
+    /// Recipient: a user (every device of theirs; ourselves: our other devices) or a group.
     pub to: Conversation,
     /// Envelope kind.
     pub kind: Kind,
     /// What it carries.
     pub content: OutboxContent,
-    /// The sealed envelope once encrypted: every retry sends these exact bytes.
-    pub sealed: Option<RawEnvelope>,
+    /// The sealed envelopes once encrypted (one per device for a user, one for a group):
+    /// every retry sends these exact bytes. Empty until sealed.
+    #[serde(rename = "envelopes", default)]
+    pub sealed: Vec<SealedCopy>,
 }
 
-/// This device's sending session for a group, and who already has its key.
+impl OutboxEntry {
+    /// A new entry, not sealed yet.
+    pub fn new(id: EnvelopeId, to: Conversation, kind: Kind, content: OutboxContent) -> Self {
+        Self {
+            id,
+            to,
+            kind,
+            content,
+            sealed: Vec::new(),
+        }
+    }
+}
+
+/// One sealed envelope of an outbox entry and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedCopy {
+    /// A device (of the recipient, or one of our own other devices) or the group.
+    pub to: Recipient,
+    /// The signed envelope.
+    pub envelope: RawEnvelope,
+}
+
+/// This device's sending session for a group, and which devices already have its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboundGroup {
     /// The pickled Megolm session.
     pub pickle: String,
-    /// Members that were sent the session key.
-    pub shared_with: Vec<UserId>,
+    /// Member devices (our own other devices too) that were sent the session key.
+    #[serde(rename = "shared_devices", default)]
+    pub shared_with: Vec<Address>,
 }
 
 /// Key of a message in [`MESSAGES`].

@@ -12,7 +12,8 @@ use tidings_client::{
 };
 use tidings_keys::{Identity, OlmAccount, PeerSessions};
 use tidings_protocol::{
-    Address, Envelope, EnvelopeId, GroupId, KeyBundle, Kind, RawEnvelope, Recipient,
+    Address, DeviceEntry, DeviceList, Envelope, EnvelopeId, GroupId, KeyBundle, Kind, RawEnvelope,
+    Recipient,
     client::UploadKeys,
     content::{OlmBody, Payload, Sealed},
     now_ms,
@@ -48,6 +49,25 @@ impl Device {
         }
     }
 
+    /// Takes `other`'s signed device list, as fetching it would.
+    fn knows(&self, other: &Identity) {
+        let list = DeviceList::new(
+            other.user_id(),
+            1,
+            vec![DeviceEntry {
+                device: other.device_id(),
+                name: "phone".into(),
+                added_at_ms: now_ms(),
+            }],
+        )
+        .unwrap();
+        let signed = other.sign_device_list(list).unwrap();
+        self.store
+            .accept_device_list(&other.user_id(), signed)
+            .unwrap()
+            .unwrap();
+    }
+
     /// Queues a text for `to` and seals it.
     fn text_to(&self, to: Address, text: &str) -> RawEnvelope {
         let me = self.identity.user_id();
@@ -56,8 +76,10 @@ impl Device {
             .unwrap();
         let (seq, _) = self.store.pending(16).unwrap().pop().unwrap();
         self.store
-            .seal(&self.identity, seq, Some(to.device))
+            .seal(&self.identity, seq, vec![to])
             .unwrap()
+            .remove(0)
+            .envelope
     }
 
     fn receive(&self, raw: &RawEnvelope) -> Vec<Event> {
@@ -108,6 +130,7 @@ impl Mallory {
             from: sender,
             to: bob.identity.address(),
             payload,
+            message: None,
         };
         let keys = self.account.sender_keys(&self.identity);
         let mut body: OlmBody = self
@@ -178,6 +201,9 @@ fn scene() -> Scene {
     let alice = Device::new();
     let bob = Device::new();
     let mut mallory = Mallory::with_session_to(&bob);
+    bob.knows(&alice.identity);
+    bob.knows(&mallory.identity);
+    alice.knows(&bob.identity);
     let hello = mallory.craft(
         &bob,
         mallory.as_herself(),
@@ -192,7 +218,7 @@ fn scene() -> Scene {
     );
     alice
         .store
-        .install_outbound(&alice.identity, &bob.identity.user_id(), &bob.bundle(1))
+        .install_outbound(&alice.identity, &bob.identity.address(), &bob.bundle(1))
         .unwrap();
     let events = bob.receive(&alice.text_to(bob.identity.address(), "hi Bob, Alice here"));
     assert_eq!(from_alice(&events, &alice), ["hi Bob, Alice here"]);
@@ -215,13 +241,20 @@ fn assert_alice_intact(scene: &Scene, events: &[Event]) {
             .any(|event| matches!(event, Event::Undecryptable { .. })),
         "the forged envelope is recorded as failed: {events:?}"
     );
+    let alice_devices: Vec<_> = scene
+        .bob
+        .store
+        .device_list(&scene.alice.identity.user_id())
+        .unwrap()
+        .unwrap()
+        .list
+        .devices
+        .iter()
+        .map(|entry| entry.device)
+        .collect();
     assert_eq!(
-        scene
-            .bob
-            .store
-            .device_for(&scene.alice.identity.user_id())
-            .unwrap(),
-        Some(scene.alice.identity.device_id()),
+        alice_devices,
+        [scene.alice.identity.device_id()],
         "Bob's next message to Alice must still go to Alice's device"
     );
     let history = scene

@@ -10,7 +10,8 @@ use tidings_client::{
 };
 use tidings_keys::Identity;
 use tidings_protocol::{
-    BoundedVec, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope, Recipient,
+    BoundedVec, DeviceEntry, DeviceList, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope,
+    Recipient,
     content::MegolmBody,
     group::{Descriptor, GroupMember, Role, SignedDescriptor},
     now_ms,
@@ -30,6 +31,25 @@ impl Device {
             store: ClientStore::open(dir.path()).unwrap(),
             dir,
         }
+    }
+
+    /// Takes `other`'s signed device list, as fetching it would.
+    fn knows(&self, other: &Identity) {
+        let list = DeviceList::new(
+            other.user_id(),
+            1,
+            vec![DeviceEntry {
+                device: other.device_id(),
+                name: "phone".into(),
+                added_at_ms: now_ms(),
+            }],
+        )
+        .unwrap();
+        let signed = other.sign_device_list(list).unwrap();
+        self.store
+            .accept_device_list(&other.user_id(), signed)
+            .unwrap()
+            .unwrap();
     }
 
     fn receive(&self, raws: &[RawEnvelope]) -> Vec<Event> {
@@ -78,9 +98,11 @@ fn an_envelope_under_someone_elses_id_does_not_make_the_real_one_a_duplicate() {
         prekey: upload.one_time_keys[0].clone(),
     };
     let (a, b) = (alice.identity.user_id(), bob.identity.user_id());
+    bob.knows(&alice.identity);
+    bob.knows(&mallory);
     alice
         .store
-        .install_outbound(&alice.identity, &b, &bundle)
+        .install_outbound(&alice.identity, &bob.identity.address(), &bundle)
         .unwrap();
     let records = alice
         .store
@@ -89,8 +111,10 @@ fn an_envelope_under_someone_elses_id_does_not_make_the_real_one_a_duplicate() {
     let (seq, _) = alice.store.pending(1).unwrap().pop().unwrap();
     let real = alice
         .store
-        .seal(&alice.identity, seq, Some(bob.identity.device_id()))
-        .unwrap();
+        .seal(&alice.identity, seq, vec![bob.identity.address()])
+        .unwrap()
+        .remove(0)
+        .envelope;
     // Mallory learned the id and got junk under it to Bob first.
     let junk = signed(
         &mallory,

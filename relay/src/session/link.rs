@@ -15,7 +15,11 @@ pub(super) async fn put(
     device: DeviceId,
     package: Vec<u8>,
 ) -> Answer {
-    let held = cx.store.device_list(me.user).await.map_err(storage_answer)?;
+    let held = cx
+        .store
+        .device_list(me.user)
+        .await
+        .map_err(storage_answer)?;
     if !held.is_some_and(|list| list.contains(&device)) {
         return Err(ErrorAnswer::new(
             ErrorCode::UnknownRecipient,

@@ -37,7 +37,10 @@ async fn publish_list(raw: &mut RawDevice, version: u64, others: &[&SigningKey])
             list: Box::new(list),
         })
         .await;
-    assert!(matches!(answer, Ok(Response::DeviceList { .. })), "{answer:?}");
+    assert!(
+        matches!(answer, Ok(Response::DeviceList { .. })),
+        "{answer:?}"
+    );
 }
 
 async fn put(raw: &mut RawDevice, device: &SigningKey, package: &[u8]) -> Result<(), ErrorAnswer> {

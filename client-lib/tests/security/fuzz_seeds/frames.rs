@@ -71,11 +71,11 @@ pub(super) fn client_frames(out: &Dir, f: &Fixture) {
             "publish-home",
             Request::PublishHome(Box::new(f.home("12D3KooWrelay", 1))),
         ),
-        ("claim", Request::ClaimBundle { user: f.peer.user }),
+        ("claim", Request::ClaimBundle { device: f.peer }),
         (
             "claims",
             Request::ClaimBundles {
-                users: BoundedVec::new(vec![f.peer.user, user()]).unwrap(),
+                devices: BoundedVec::new(vec![f.peer, f.me]).unwrap(),
             },
         ),
         (

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tidings_client::store::tables::{
     Conversation, Direction, MessageRecord, MessageStatus, OutboundGroup, OutboxContent,
-    OutboxEntry,
+    OutboxEntry, SealedCopy,
 };
 use tidings_keys::Identity;
 use tidings_protocol::{
@@ -16,7 +16,10 @@ use tidings_protocol::{
     RawEnvelope, Recipient, SignedPreKey, UserId,
     client::{ClientFrame, Delivery, Register, RelayFrame, Request, Response, SendOutcome},
     codec,
-    content::{GroupSealed, MegolmBody, OlmBody, Payload, ReceiptStatus, Sealed, SenderKeys},
+    content::{
+        Chat, ContactChange, GroupSealed, MegolmBody, OlmBody, Payload, ReceiptStatus, Sealed,
+        SenderKeys,
+    },
     envelope::ENVELOPE_MAGIC,
     federation::{FederationFrame, FederationRequest, FederationResponse, ForwardItem},
     framing,
@@ -200,6 +203,29 @@ impl Fixture {
                 Payload::ReadUpTo {
                     group: Some(self.group),
                     up_to: EnvelopeId::from_bytes([2; 16]),
+                },
+            ),
+            (
+                "sent-text",
+                Payload::SentText {
+                    to: self.peer.user,
+                    text: "hi".into(),
+                },
+            ),
+            (
+                "read-marker",
+                Payload::ReadMarker {
+                    chat: Chat::Direct(self.peer.user),
+                    up_to: EnvelopeId::from_bytes([3; 16]),
+                },
+            ),
+            (
+                "contact",
+                Payload::Contact {
+                    change: ContactChange::Saved {
+                        name: "bob".into(),
+                        card: self.card(),
+                    },
                 },
             ),
         ]

@@ -62,6 +62,7 @@ pub(super) fn content(out: &Dir, f: &Fixture) {
         from: f.me,
         to: f.peer,
         payload: Payload::Text { text: "hi".into() },
+        message: Some(EnvelopeId::from_bytes([4; 16])),
     };
     out.put(t, "sealed", &sealed.encode());
     let group = GroupSealed {
@@ -169,7 +170,10 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
         to: Conversation::Direct(f.peer.user),
         kind: Kind::Message,
         content: OutboxContent::Encrypted(Payload::Text { text: "hi".into() }),
-        sealed: Some(f.direct(2)),
+        sealed: vec![SealedCopy {
+            to: Recipient::Direct(f.peer),
+            envelope: f.direct(2),
+        }],
     };
     out.cbor(t, "outbox-encrypted", &encrypted);
     let plain = OutboxEntry {
@@ -177,13 +181,13 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
         to: Conversation::Group(f.group),
         kind: Kind::GroupControl,
         content: OutboxContent::Plain(f.genesis().encode()),
-        sealed: None,
+        sealed: Vec::new(),
     };
     out.cbor(t, "outbox-plain", &plain);
     out.cbor(t, "contact", &f.card());
     let outbound = OutboundGroup {
         pickle: "pickled megolm session".into(),
-        shared_with: vec![f.peer.user],
+        shared_with: vec![f.peer],
     };
     out.cbor(t, "group-outbound", &outbound);
     let keys = SenderKeys {

@@ -69,6 +69,7 @@ pub fn olm_body(
     forge: bool,
 ) -> anyhow::Result<OlmBody> {
     let sealed = Sealed {
+        message: None,
         id,
         from,
         to,

@@ -1,0 +1,186 @@
+//! Sync between this account's own devices: read markers and contact changes queued for our
+//! other devices, and applied when another device of ours sends them.
+
+use redb::{ReadableTable, WriteTransaction};
+use tidings_protocol::{
+    ContactCard, EnvelopeId, Kind, UserId,
+    content::{Chat, ContactChange, Payload},
+};
+
+use super::{
+    ClientStore, StoreError, decode, encode, history, outbox,
+    tables::{
+        CONTACT_NAMES, CONTACTS, Conversation, Direction, MESSAGES, MessageRecord, MessageStatus,
+        OutboxContent, OutboxEntry,
+    },
+};
+use crate::events::Event;
+
+/// Queues a sync payload for our other devices (sealed for each when flushed; nothing is
+/// sent if there are none). Sync payloads travel as receipts: small, never shown.
+pub(super) fn queue_sync(
+    txn: &WriteTransaction,
+    me: UserId,
+    payload: Payload,
+) -> Result<(), StoreError> {
+    outbox::enqueue(
+        txn,
+        &OutboxEntry::new(
+            EnvelopeId::random(),
+            Conversation::Direct(me),
+            Kind::Receipt,
+            OutboxContent::Encrypted(payload),
+        ),
+    )?;
+    Ok(())
+}
+
+/// Another device of ours read `conversation` up to `up_to`: marks what we received there up
+/// to it read (no receipts: that device sent them). Returns the event if anything changed.
+pub(super) fn apply_read_marker(
+    txn: &WriteTransaction,
+    conversation: Conversation,
+    up_to: &EnvelopeId,
+) -> Result<Vec<Event>, StoreError> {
+    let Some((marked_key, marked)) = history::find(txn, up_to)? else {
+        // Not here yet: the next marker (or reading here) covers it.
+        return Ok(Vec::new());
+    };
+    if marked.conversation() != conversation || marked.direction != Direction::Incoming {
+        return Ok(Vec::new());
+    }
+    let mut messages = txn.open_table(MESSAGES)?;
+    let (start, _) = history::bounds(&conversation);
+    let mut unread: Vec<(Vec<u8>, MessageRecord)> = Vec::new();
+    for entry in messages.range::<&[u8]>(start.as_slice()..=marked_key.as_slice())? {
+        let (key, bytes) = entry?;
+        let record: MessageRecord = decode("messages", bytes.value())?;
+        if record.direction == Direction::Incoming && record.status == MessageStatus::Received {
+            unread.push((key.value().to_vec(), record));
+        }
+    }
+    let count = unread.len();
+    for (key, mut record) in unread {
+        record.status = MessageStatus::Read;
+        messages.insert(key.as_slice(), encode(&record).as_slice())?;
+    }
+    Ok(if count == 0 {
+        Vec::new()
+    } else {
+        vec![Event::ReadElsewhere {
+            conversation,
+            count,
+        }]
+    })
+}
+
+/// Saves `card` under `name` (one name per user, one user per name: whatever held either
+/// goes).
+fn save_contact(txn: &WriteTransaction, name: &str, card: &ContactCard) -> Result<(), StoreError> {
+    remove_contact(txn, &card.user)?;
+    let mut contacts = txn.open_table(CONTACTS)?;
+    let mut names = txn.open_table(CONTACT_NAMES)?;
+    if let Some(previous) = contacts.insert(name, encode(card).as_slice())? {
+        let previous: ContactCard = decode("contacts", previous.value())?;
+        names.remove(previous.user.as_bytes())?;
+    }
+    names.insert(card.user.as_bytes(), name)?;
+    Ok(())
+}
+
+/// Removes the contact of `user`; returns its name if there was one.
+fn remove_contact(txn: &WriteTransaction, user: &UserId) -> Result<Option<String>, StoreError> {
+    let Some(name) = txn
+        .open_table(CONTACT_NAMES)?
+        .remove(user.as_bytes())?
+        .map(|name| name.value().to_string())
+    else {
+        return Ok(None);
+    };
+    txn.open_table(CONTACTS)?.remove(name.as_str())?;
+    Ok(Some(name))
+}
+
+/// Applies a contact change another device of ours made.
+pub(super) fn apply_contact_change(
+    txn: &WriteTransaction,
+    change: ContactChange,
+) -> Result<(), StoreError> {
+    match change {
+        ContactChange::Saved { name, card } => save_contact(txn, &name, &card),
+        ContactChange::Removed { user } => remove_contact(txn, &user).map(|_| ()),
+    }
+}
+
+impl ClientStore {
+    /// Saves a new contact under `name` (a name or user already saved is a conflict) and
+    /// tells our other devices.
+    pub fn add_contact_synced(
+        &self,
+        me: UserId,
+        name: &str,
+        card: &ContactCard,
+    ) -> Result<(), StoreError> {
+        self.write(|txn| {
+            if txn.open_table(CONTACTS)?.get(name)?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "a contact named {name:?} already exists"
+                )));
+            }
+            if let Some(existing) = txn.open_table(CONTACT_NAMES)?.get(card.user.as_bytes())? {
+                return Err(StoreError::Conflict(format!(
+                    "this user is already saved as {:?}",
+                    existing.value()
+                )));
+            }
+            save_contact(txn, name, card)?;
+            let change = ContactChange::Saved {
+                name: name.to_string(),
+                card: card.clone(),
+            };
+            queue_sync(txn, me, Payload::Contact { change })
+        })
+    }
+
+    /// Renames a contact and tells our other devices.
+    pub fn rename_contact(&self, me: UserId, name: &str, new_name: &str) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let card: ContactCard = match txn.open_table(CONTACTS)?.get(name)? {
+                Some(bytes) => decode("contacts", bytes.value())?,
+                None => return Err(StoreError::NotFound(format!("no contact named {name:?}"))),
+            };
+            if txn.open_table(CONTACTS)?.get(new_name)?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "a contact named {new_name:?} already exists"
+                )));
+            }
+            save_contact(txn, new_name, &card)?;
+            let change = ContactChange::Saved {
+                name: new_name.to_string(),
+                card,
+            };
+            queue_sync(txn, me, Payload::Contact { change })
+        })
+    }
+
+    /// Removes a contact and tells our other devices.
+    pub fn remove_contact(&self, me: UserId, name: &str) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let card: ContactCard = match txn.open_table(CONTACTS)?.get(name)? {
+                Some(bytes) => decode("contacts", bytes.value())?,
+                None => return Err(StoreError::NotFound(format!("no contact named {name:?}"))),
+            };
+            remove_contact(txn, &card.user)?;
+            let change = ContactChange::Removed { user: card.user };
+            queue_sync(txn, me, Payload::Contact { change })
+        })
+    }
+}
+
+/// The read marker for our other devices after reading `conversation` up to `up_to`.
+pub(super) fn read_marker(conversation: Conversation, up_to: EnvelopeId) -> Payload {
+    Payload::ReadMarker {
+        chat: Chat::from(conversation),
+        up_to,
+    }
+}

@@ -151,7 +151,11 @@ impl Flusher<'_> {
                 what: "envelopes in a send",
                 source,
             })?;
-            let mut outcomes = self.connection.call(Send { envelopes }).await?.into_iter();
+            let mut outcomes = self
+                .connection
+                .call(Send { envelopes })
+                .await?
+                .into_iter();
             let mut stop = false;
             let mut finished = Vec::with_capacity(batch.len());
             let me = self.client.address();

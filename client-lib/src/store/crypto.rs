@@ -13,7 +13,8 @@ use tidings_protocol::{
 };
 
 use super::{
-    ClientStore, StoreError, decode, device_lists, encode,
+    ClientStore, StoreError, decode, encode,
+    device_lists,
     tables::{META, META_KEYS_PUBLISHED, META_OLM_ACCOUNT, PEER_USERS, SESSIONS},
 };
 

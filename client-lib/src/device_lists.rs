@@ -179,7 +179,11 @@ impl Client {
             Err(ConnectionError::Refused(answer))
                 if answer.code == ErrorCode::StaleDeviceList && list.is_some() =>
             {
-                connection.call(register(None)).await?
+                // The relay holds a newer list (another device changed it, or this one was
+                // restored from an export): register on it, plus this device if it lacks it.
+                let (held, _) = self.held_list(connection).await?;
+                let list = self.registration_list(held.as_ref(), DEFAULT_DEVICE_NAME)?;
+                connection.call(register(list)).await?
             }
             other => other?,
         };

@@ -168,7 +168,8 @@ impl Client {
     }
 
     /// The account's list held at the home relay (verified), and what it knows of each device.
-    async fn held_list(
+    /// The relay answers this before the device is registered too.
+    pub(crate) async fn held_list(
         &self,
         connection: &Connection,
     ) -> Result<(Option<SignedDeviceList>, Vec<DeviceSeen>), ClientError> {

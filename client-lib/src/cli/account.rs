@@ -1,6 +1,9 @@
 //! `account export` and `init --import`: saving the account key under a passphrase, and restoring it on a new device.
 
-use std::{io::BufRead, path::Path};
+use std::{
+    io::{BufRead, Read},
+    path::Path,
+};
 
 use anyhow::Context;
 use tidings_client::Client;

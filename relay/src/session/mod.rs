@@ -336,6 +336,13 @@ impl Session {
             self.respond(id, answer);
             return Flow::Continue;
         }
+        // A device restored from an account export reads its account's list (public key
+        // material) before it registers with a newer one naming it.
+        if let (None, Request::GetDeviceList { user }) = (self.user, &request) {
+            let answer = devices::get(self.cx.clone(), *user).await;
+            self.respond(id, answer);
+            return Flow::Continue;
+        }
         let Some(me) = self.address() else {
             self.respond(
                 id,

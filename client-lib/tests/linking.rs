@@ -1,0 +1,252 @@
+//! Linking devices over a real relay: a new device shows a code, the device holding the account key approves it, the new device takes its package, registers and chats; listing and removing devices; exporting and importing the account.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use common::{RelayDir, TestUser, dial_addr, texts, wait_for};
+use tidings_client::{Client, ClientError, DeviceError, DeviceLink, Event};
+use tidings_keys::NoAccountKey;
+use tidings_protocol::{ErrorCode, LinkCode, LinkSecret};
+
+/// How long a test waits for the approval it gives itself.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Links a new device to `primary`'s account under `name`; returns its data dir and client.
+async fn link(
+    relay: &tidings_relay::RunningRelay,
+    primary: &Client,
+    name: &str,
+) -> (tempfile::TempDir, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let new = DeviceLink::start(dial_addr(relay)).await.unwrap();
+    let code: LinkCode = new.code().to_string().parse().unwrap();
+    let path = dir.path().to_path_buf();
+    let waiting = tokio::spawn(async move { new.finish(&path, None, WAIT).await });
+    let approved = primary.approve_link(&code, Some(name)).await.unwrap();
+    assert_eq!(approved.device, code.device);
+    let (client, package) = waiting.await.unwrap().unwrap();
+    assert_eq!(package.name, name);
+    assert_eq!(package.approver, primary.address());
+    assert_eq!(package.list_version, approved.list_version);
+    (dir, client)
+}
+
+/// The error of an operation expected to fail.
+fn failed<T>(result: Result<T, ClientError>) -> ClientError {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(error) => error,
+    }
+}
+
+fn is_no_account_key(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Device(DeviceError::NoAccountKey(NoAccountKey))
+    )
+}
+
+#[tokio::test]
+async fn a_linked_device_is_listed_and_holds_no_account_key() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let (laptop_dir, laptop) = link(&relay, &alice.client, "laptop").await;
+
+    assert_eq!(laptop.user_id(), alice.client.user_id());
+    assert_ne!(laptop.address(), alice.client.address());
+    assert!(!laptop.holds_account_key());
+    assert!(alice.client.holds_account_key());
+
+    let devices = alice.client.devices().await.unwrap();
+    let names: Vec<(&str, bool)> = devices
+        .iter()
+        .map(|device| (device.name.as_str(), device.this_device))
+        .collect();
+    assert_eq!(names.len(), 2, "{devices:?}");
+    assert!(names.contains(&("laptop", false)), "{devices:?}");
+    let seen_by_laptop = laptop.devices().await.unwrap();
+    assert!(
+        seen_by_laptop
+            .iter()
+            .any(|device| device.this_device && device.name == "laptop")
+    );
+
+    // What needs the account key is refused on the linked device, with a typed error.
+    let other = DeviceLink::start(dial_addr(&relay)).await.unwrap();
+    let error = laptop.approve_link(&other.code(), None).await.unwrap_err();
+    assert!(is_no_account_key(&error), "{error:?}");
+    let error = laptop
+        .remove_device(alice.client.address().device)
+        .await
+        .unwrap_err();
+    assert!(is_no_account_key(&error), "{error:?}");
+    let export = laptop_dir.path().join("account.export");
+    let error = laptop.export_account(&export, "pass").unwrap_err();
+    assert!(
+        matches!(error, ClientError::Device(DeviceError::Export(_))),
+        "{error:?}"
+    );
+    assert!(!export.exists());
+    // The key file reopens as a linked device.
+    drop(laptop);
+    let reopened = Client::open(laptop_dir.path(), None).unwrap();
+    assert!(!reopened.holds_account_key());
+}
+
+#[tokio::test]
+async fn a_package_under_another_secret_is_refused_and_nothing_is_saved() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let dir = tempfile::tempdir().unwrap();
+    let new = DeviceLink::start(dial_addr(&relay)).await.unwrap();
+    // Alice approves a code with the right device but another secret (a mistyped code).
+    let wrong = LinkCode {
+        device: new.code().device,
+        secret: LinkSecret::from_bytes([7; 32]),
+    };
+    alice.client.approve_link(&wrong, None).await.unwrap();
+    let error = failed(new.finish(dir.path(), None, WAIT).await);
+    assert!(
+        matches!(
+            error,
+            ClientError::Device(DeviceError::Link(tidings_keys::LinkError::WrongSecret))
+        ),
+        "{error:?}"
+    );
+    assert!(!dir.path().join(tidings_client::KEY_FILE).exists());
+}
+
+#[tokio::test]
+async fn waiting_for_a_package_that_never_comes_times_out() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let new = DeviceLink::start(dial_addr(&relay)).await.unwrap();
+    assert_eq!(new.poll().await.unwrap(), None);
+    let error = failed(
+        new.finish(dir.path(), None, Duration::from_millis(1500))
+            .await,
+    );
+    assert!(
+        matches!(error, ClientError::Device(DeviceError::LinkTimedOut(_))),
+        "{error:?}"
+    );
+}
+
+/// Needs the relay's registration against the held list and per-device mailboxes
+/// (i14-relay), and the client's per-device fan-out (i14-client).
+#[tokio::test]
+async fn a_linked_device_sends_and_receives() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let bob = TestUser::register(&relay).await;
+    let (_laptop_dir, laptop) = link(&relay, &alice.client, "laptop").await;
+    bob.befriend("alice", &alice);
+    laptop
+        .add_contact("bob", &bob.client.card(None).unwrap())
+        .unwrap();
+
+    let mut bob_session = bob.online().await;
+    let mut laptop_session = laptop.connect().await.unwrap();
+    laptop_session.subscribe().await.unwrap();
+    laptop_session
+        .send_text("bob", "from the laptop")
+        .await
+        .unwrap();
+    let events = wait_for(&mut bob_session, |event| matches!(event, Event::Message(_))).await;
+    assert_eq!(texts(&events), vec!["from the laptop".to_string()]);
+
+    bob_session.send_text("alice", "hi Alice").await.unwrap();
+    let events = wait_for(
+        &mut laptop_session,
+        |event| matches!(event, Event::Message(message) if message.text == "hi Alice"),
+    )
+    .await;
+    assert!(texts(&events).contains(&"hi Alice".to_string()));
+}
+
+/// Needs the relay's revocation on a new list (i14-relay).
+#[tokio::test]
+async fn a_removed_device_is_revoked() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let (_laptop_dir, laptop) = link(&relay, &alice.client, "laptop").await;
+    let laptop_id = laptop.address().device;
+
+    let error = alice
+        .client
+        .remove_device(alice.client.address().device)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::Device(DeviceError::RemoveSelf)),
+        "{error:?}"
+    );
+    let version = alice.client.remove_device(laptop_id).await.unwrap();
+    let devices = alice.client.devices().await.unwrap();
+    assert!(devices.iter().all(|device| device.device != laptop_id));
+    assert_eq!(devices.len(), 1);
+    assert!(version >= 2);
+    let error = alice.client.remove_device(laptop_id).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::Device(DeviceError::UnknownDevice(id)) if id == laptop_id),
+        "{error:?}"
+    );
+
+    let refused = match laptop.connect().await {
+        Ok(mut session) => session.subscribe().await.unwrap_err(),
+        Err(error) => error,
+    };
+    assert!(
+        matches!(&refused, ClientError::Refused(answer) if answer.code == ErrorCode::DeviceRevoked)
+            || matches!(&refused, ClientError::Connection(_)),
+        "{refused:?}"
+    );
+}
+
+/// Needs the relay's registration with `Register.list` (i14-relay).
+#[tokio::test]
+async fn an_imported_account_registers_as_a_new_device_on_the_held_list() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let export_dir = tempfile::tempdir().unwrap();
+    let export = export_dir.path().join("alice.export");
+    alice.client.export_account(&export, "horse").unwrap();
+
+    let restored_dir = tempfile::tempdir().unwrap();
+    let error = failed(Client::init_import(
+        restored_dir.path(),
+        &export,
+        "wrong",
+        None,
+    ));
+    assert!(
+        matches!(
+            error,
+            ClientError::Keys(tidings_keys::KeyFileError::WrongPassphrase)
+        ),
+        "{error:?}"
+    );
+    let restored = Client::init_import(restored_dir.path(), &export, "horse", None).unwrap();
+    assert_eq!(restored.user_id(), alice.client.user_id());
+    assert_ne!(restored.address(), alice.client.address());
+    assert!(restored.holds_account_key());
+    restored.register(dial_addr(&relay), None).await.unwrap();
+
+    let devices = restored.devices().await.unwrap();
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    assert!(
+        devices
+            .iter()
+            .any(|device| device.device == alice.client.address().device)
+    );
+    assert!(devices.iter().any(|device| device.this_device));
+}

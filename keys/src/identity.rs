@@ -252,8 +252,13 @@ impl Identity {
     /// Another device of this account: a fresh device key certified by this account key now,
     /// and its own store key (what a device restored from an account export holds).
     #[cfg(feature = "test-utils")]
+    #[allow(clippy::expect_used, reason = "a test hook; a linked device has no account key")]
     pub fn another_device(&self) -> Identity {
-        Identity::new_device_of(self.account_key().clone())
+        let account = self
+            .account
+            .clone()
+            .expect("another_device() asked of a linked device");
+        Identity::new_device_of(account)
     }
 
     /// Writes the identity to a key file at `path`, replacing it atomically.

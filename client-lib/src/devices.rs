@@ -10,7 +10,7 @@
 use std::{path::Path, time::Duration};
 
 use libp2p::{Multiaddr, PeerId};
-use tidings_keys::{ExportError, Identity, LinkError, NoAccountKey, PendingLink, link};
+use tidings_keys::{Identity, NoAccountKey, PendingLink, link};
 use tidings_protocol::{
     DeviceEntry, DeviceId, DeviceList, DeviceListError, LinkCode, LinkPackage, SignedDeviceList,
     client::DeviceSeen, now_ms,
@@ -20,7 +20,7 @@ use crate::{
     calls::{OwnDeviceList, PublishDeviceList, PutLink, TakeLink},
     client::{Client, KEY_FILE, with_peer},
     connection::Connection,
-    error::ClientError,
+    error::{ClientError, DeviceError},
     net::{NetError, Network},
 };
 
@@ -32,45 +32,6 @@ pub const LINK_WAIT: Duration = Duration::from_secs(10 * 60);
 
 /// The name a device gets in the list when none is given.
 const DEFAULT_DEVICE_NAME: &str = "device";
-
-/// Why a device operation failed (beyond the relay and the network).
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceError {
-    /// This device was linked and does not hold the account key.
-    #[error(transparent)]
-    NoAccountKey(#[from] NoAccountKey),
-    /// The account could not be exported.
-    #[error(transparent)]
-    Export(#[from] ExportError),
-    /// The link package did not open or does not certify this device.
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// No package came within the wait.
-    #[error("no device approved this link within {0:?}; run `tidings device link` again")]
-    LinkTimedOut(Duration),
-    /// The relay served a device list that does not verify, or names another account.
-    #[error("the relay served a bad device list: {0}")]
-    BadList(#[from] DeviceListError),
-    /// After linking, the account's list at the relay does not name this device (or is older
-    /// than the one the approving device published).
-    #[error("the account's device list at the relay does not name this device")]
-    NotListed,
-    /// The device to remove is not on the account's list.
-    #[error("device {0} is not on your account's device list")]
-    UnknownDevice(DeviceId),
-    /// The device holding the account key cannot remove itself.
-    #[error("this device holds the account key and cannot remove itself")]
-    RemoveSelf,
-    /// A device name is too long or holds control characters.
-    #[error("bad device name: {0}")]
-    BadName(DeviceListError),
-}
-
-impl From<NoAccountKey> for ClientError {
-    fn from(error: NoAccountKey) -> Self {
-        ClientError::Device(DeviceError::NoAccountKey(error))
-    }
-}
 
 /// One device of this account, as `tidings device list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

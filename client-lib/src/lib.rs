@@ -46,8 +46,8 @@ mod presence;
 pub mod fuzzing;
 
 pub use client::{Client, KEY_FILE, relay_peer};
-pub use devices::{Approved, DeviceError, DeviceInfo, DeviceLink, LINK_POLL_INTERVAL, LINK_WAIT};
-pub use error::{ClientError, GroupOpError};
+pub use devices::{Approved, DeviceInfo, DeviceLink, LINK_POLL_INTERVAL, LINK_WAIT};
+pub use error::{ClientError, DeviceError, GroupOpError};
 pub use events::Event;
 pub use flush::FlushReport;
 pub use home::{Moved, Registration};

@@ -252,7 +252,10 @@ impl Identity {
     /// Another device of this account: a fresh device key certified by this account key now,
     /// and its own store key (what a device restored from an account export holds).
     #[cfg(feature = "test-utils")]
-    #[allow(clippy::expect_used, reason = "a test hook; a linked device has no account key")]
+    #[allow(
+        clippy::expect_used,
+        reason = "a test hook; a linked device has no account key"
+    )]
     pub fn another_device(&self) -> Identity {
         let account = self
             .account

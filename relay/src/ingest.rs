@@ -49,12 +49,25 @@ pub(crate) struct Verified {
 }
 
 impl Verified {
-    /// As a direct envelope for `recipient`.
-    pub fn direct(&self, recipient: tidings_protocol::UserId) -> NewEnvelope {
+    /// As an envelope for `user` (handed on from their previous home: the store finds the
+    /// devices it is for).
+    pub fn for_user(&self, user: UserId) -> NewEnvelope {
         NewEnvelope {
             id: self.envelope.id,
             sender: self.envelope.sender.user,
-            recipient,
+            recipient: user,
+            device: None,
+            bytes: self.bytes.clone(),
+        }
+    }
+
+    /// As a direct envelope for the device `recipient`.
+    pub fn direct(&self, recipient: Address) -> NewEnvelope {
+        NewEnvelope {
+            id: self.envelope.id,
+            sender: self.envelope.sender.user,
+            recipient: recipient.user,
+            device: Some(recipient.device),
             bytes: self.bytes.clone(),
         }
     }
@@ -146,7 +159,7 @@ enum Stored {
 fn classify(verified: &Verified) -> Result<Stored, SendOutcome> {
     let envelope = &verified.envelope;
     match envelope.recipient {
-        Recipient::Direct(address) => Ok(Stored::Direct(verified.direct(address.user))),
+        Recipient::Direct(address) => Ok(Stored::Direct(verified.direct(address))),
         Recipient::Group(group) => {
             let change = match envelope.kind {
                 Kind::GroupControl => Some(
@@ -158,6 +171,7 @@ fn classify(verified: &Verified) -> Result<Stored, SendOutcome> {
             Ok(Stored::Group(Box::new(GroupEnvelope {
                 id: envelope.id,
                 sender: envelope.sender.user,
+                sender_device: envelope.sender.device,
                 group,
                 bytes: verified.bytes.clone(),
                 change,
@@ -282,6 +296,10 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
         StoreOutcome::NotHere => reject(
             ErrorCode::WrongRelay,
             "the recipient's home is not this relay",
+        ),
+        StoreOutcome::UnknownDevice => reject(
+            ErrorCode::UnknownRecipient,
+            "the recipient has no such device: fetch their device list again",
         ),
         StoreOutcome::MailboxFull => {
             reject(ErrorCode::QuotaExceeded, "the recipient's mailbox is full")

@@ -1,8 +1,8 @@
 //! The hub that tells connected devices about newly committed mailbox entries.
 //!
 //! The store writer publishes every committed envelope here. A subscribed session holds a
-//! [`Feed`] for its user: a watch on the mailbox head plus a short ring of the newest entries,
-//! (at most 512 and 1 MiB of them, so big envelopes cannot make it hold 512 x 64 KiB per user),
+//! [`Feed`] for its device: a watch on the mailbox head plus a short ring of the newest entries,
+//! (at most 512 and 1 MiB of them, so big envelopes cannot make it hold 512 x 64 KiB per device),
 //! so an online device is usually served from memory; anything the ring no longer holds is
 //! read back from the store. Nothing here is authoritative: it only saves reads.
 
@@ -12,7 +12,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use tidings_protocol::UserId;
+use tidings_protocol::DeviceId;
 use tokio::sync::watch;
 
 /// Newest entries a feed keeps in memory.
@@ -24,15 +24,15 @@ const FEED_RING_BYTES: usize = 1024 * 1024;
 /// A committed mailbox entry.
 #[derive(Debug, Clone)]
 pub struct Publication {
-    /// Whose mailbox.
-    pub user: UserId,
+    /// Whose mailbox: the device's.
+    pub device: DeviceId,
     /// Its sequence number.
     pub seq: u64,
     /// The envelope bytes.
     pub bytes: Bytes,
 }
 
-/// Live view of one user's mailbox for the sessions subscribed to it.
+/// Live view of one device's mailbox for the sessions subscribed to it.
 pub struct Feed {
     head: watch::Sender<u64>,
     recent: Mutex<Ring>,
@@ -120,41 +120,41 @@ impl Feed {
     }
 }
 
-/// Feeds of the users that have a subscribed session.
+/// Feeds of the devices that have a subscribed session.
 #[derive(Default)]
 pub struct Hub {
-    feeds: Mutex<HashMap<UserId, Weak<Feed>>>,
+    feeds: Mutex<HashMap<DeviceId, Weak<Feed>>>,
 }
 
 impl Hub {
-    /// The feed for `user`, created if no session holds one.
-    pub fn subscribe(&self, user: UserId) -> Arc<Feed> {
+    /// The feed for `device`, created if no session holds one.
+    pub fn subscribe(&self, device: DeviceId) -> Arc<Feed> {
         let mut feeds = self
             .feeds
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if let Some(feed) = feeds.get(&user).and_then(Weak::upgrade) {
+        if let Some(feed) = feeds.get(&device).and_then(Weak::upgrade) {
             return feed;
         }
         let feed = Arc::new(Feed {
             head: watch::channel(0).0,
             recent: Mutex::new(Ring::default()),
         });
-        feeds.insert(user, Arc::downgrade(&feed));
+        feeds.insert(device, Arc::downgrade(&feed));
         feed
     }
 
-    /// Hands a committed entry to the user's feed, if anyone is subscribed.
+    /// Hands a committed entry to the device's feed, if it is subscribed.
     pub fn publish(&self, publication: &Publication) {
         let feed = {
             let mut feeds = self
                 .feeds
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            match feeds.get(&publication.user).map(Weak::upgrade) {
+            match feeds.get(&publication.device).map(Weak::upgrade) {
                 Some(Some(feed)) => feed,
                 Some(None) => {
-                    feeds.remove(&publication.user);
+                    feeds.remove(&publication.device);
                     return;
                 }
                 None => return,
@@ -171,11 +171,11 @@ mod tests {
     #[test]
     fn the_ring_serves_contiguous_entries_and_restarts_after_a_gap() {
         let hub = Hub::default();
-        let user = UserId::from_bytes([1; 32]);
-        let feed = hub.subscribe(user);
+        let device = DeviceId::from_bytes([1; 32]);
+        let feed = hub.subscribe(device);
         for seq in 1..=3 {
             hub.publish(&Publication {
-                user,
+                device,
                 seq,
                 bytes: Bytes::from(vec![seq as u8]),
             });
@@ -188,7 +188,7 @@ mod tests {
             .collect();
         assert_eq!(got, vec![2, 3]);
         hub.publish(&Publication {
-            user,
+            device,
             seq: 7,
             bytes: Bytes::new(),
         });
@@ -202,12 +202,12 @@ mod tests {
     #[test]
     fn a_sender_of_big_envelopes_cannot_make_a_ring_hold_more_than_its_bytes() {
         let hub = Hub::default();
-        let user = UserId::from_bytes([3; 32]);
-        let feed = hub.subscribe(user);
+        let device = DeviceId::from_bytes([3; 32]);
+        let feed = hub.subscribe(device);
         let big = Bytes::from(vec![0u8; 64 * 1024]);
         for seq in 1..=FEED_RING as u64 {
             hub.publish(&Publication {
-                user,
+                device,
                 seq,
                 bytes: big.clone(),
             });
@@ -227,7 +227,7 @@ mod tests {
         assert!(feed.recent_from(1, 1, usize::MAX).is_empty());
         // One entry over the byte bound is still held (a feed always has the newest).
         hub.publish(&Publication {
-            user,
+            device,
             seq: newest + 1,
             bytes: Bytes::from(vec![0u8; FEED_RING_BYTES + 1]),
         });
@@ -237,10 +237,10 @@ mod tests {
     #[test]
     fn dropped_feeds_are_forgotten() {
         let hub = Hub::default();
-        let user = UserId::from_bytes([2; 32]);
-        drop(hub.subscribe(user));
+        let device = DeviceId::from_bytes([2; 32]);
+        drop(hub.subscribe(device));
         hub.publish(&Publication {
-            user,
+            device,
             seq: 1,
             bytes: Bytes::new(),
         });

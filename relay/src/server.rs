@@ -3,7 +3,11 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
-use tidings_protocol::{UserId, client::CLIENT_PROTOCOL, federation::FEDERATION_PROTOCOL};
+use tidings_protocol::{
+    UserId,
+    client::{CLIENT_PROTOCOL, CLIENT_PROTOCOL_V1},
+    federation::FEDERATION_PROTOCOL,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::presence::{Presence, PresenceTiming};
@@ -17,7 +21,9 @@ use crate::{
     network::{self, DhtStats, NetworkError, NetworkHandle},
     node_key::{self, NodeKeyError},
     router::Router,
-    session::{ClientContext, ClientHandler, Registration},
+    session::{
+        ClientContext, ClientHandler, Registration, UpgradeHandler, V1_STREAMS, V1_STREAMS_PER_PEER,
+    },
     store::{Store, StoreConfig, StoreError, StoreLimits, WriterHandle},
     streams::{FrameTimeouts, StreamSlots},
 };
@@ -233,6 +239,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         read_timeouts,
         shutdown: sessions_stop.clone(),
         link_slots: crate::link_slots::LinkSlots::new(),
+        live_devices: Default::default(),
     });
     let federation = FederationHandler::new(FederationContext {
         store: store.clone(),
@@ -262,6 +269,11 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             config.limits.max_sessions,
             config.network.client_streams_per_device,
         ),
+    )?
+    .accept(
+        CLIENT_PROTOCOL_V1,
+        UpgradeHandler,
+        StreamSlots::new(V1_STREAMS, V1_STREAMS_PER_PEER),
     )?
     .accept(
         FEDERATION_PROTOCOL,
@@ -335,14 +347,14 @@ async fn resume(store: Store, network: NetworkHandle, handoffs: Handoffs) {
     };
     let self_peer = network.peer_id().to_string();
     let mut moved: Vec<UserId> = Vec::new();
-    for user in users {
-        let Some(home) = user.home.clone() else {
+    for (user, record) in users {
+        let Some(home) = record.home.clone() else {
             continue;
         };
         if home.relay == self_peer {
             network.put_home(home).await;
         } else {
-            moved.push(user.cert.user);
+            moved.push(user);
         }
     }
     for user in moved {

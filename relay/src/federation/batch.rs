@@ -151,10 +151,9 @@ async fn sender_certs(
         .collect();
     senders.sort();
     senders.dedup();
-    let users = senders.iter().map(|sender| sender.user).collect();
     let certs = courier
         .store
-        .device_certs(users)
+        .device_certs(senders.clone())
         .await
         .map_err(|error| LinkError::Unreachable(error.to_string()))?
         .into_iter()

@@ -99,15 +99,16 @@ impl Claims {
             return self.0.store.claim_bundle(address).await;
         }
         self.0.metrics.one_time_key_withheld();
-        let Some(record) = self.0.store.user(user).await? else {
+        let Some(user_record) = self.0.store.user(user).await? else {
             return Ok(ClaimOutcome::UnknownUser);
         };
-        if !record.is_home(&self.0.self_peer) {
+        if !user_record.is_home(&self.0.self_peer) {
             return Ok(ClaimOutcome::UnknownUser);
         }
-        if record.cert.device != address.device {
-            return Ok(ClaimOutcome::UnknownDevice);
-        }
+        let record = match self.0.store.device(address.device).await? {
+            Some(record) if record.cert.user == user => record,
+            _ => return Ok(ClaimOutcome::UnknownDevice),
+        };
         Ok(match (record.identity, record.fallback) {
             (Some(identity), Some(prekey)) => ClaimOutcome::Bundle(Box::new(KeyBundle {
                 cert: record.cert,

@@ -118,18 +118,38 @@ impl Handoffs {
         if home.relay == self.self_peer {
             return Ok(false);
         }
-        let cursor = self
+        // Each device's mailbox in turn; the new home stores a direct envelope for the device
+        // it names and anything else for every device of the user there.
+        let mut pending = None;
+        let devices = self
             .store
-            .cursor(user)
+            .devices_of(user)
             .await
             .map_err(|error| error.to_string())?;
-        if cursor.pending() == 0 {
+        for record in devices {
+            let device = record.cert.device;
+            let cursor = self
+                .store
+                .cursor(device)
+                .await
+                .map_err(|error| error.to_string())?;
+            if cursor.pending() > 0 {
+                pending = Some((device, cursor));
+                break;
+            }
+        }
+        let Some((device, cursor)) = pending else {
             tracing::info!(%user, relay = %home.relay, "handoff complete");
             return Ok(false);
-        }
+        };
         let entries = self
             .store
-            .mailbox_range(user, cursor.acked + 1, MAX_BATCH_ENVELOPES, BATCH_MAX_BYTES)
+            .mailbox_range(
+                device,
+                cursor.acked + 1,
+                MAX_BATCH_ENVELOPES,
+                BATCH_MAX_BYTES,
+            )
             .await
             .map_err(|error| error.to_string())?;
         let Some(last) = entries.last().map(|(seq, _)| *seq) else {
@@ -167,7 +187,7 @@ impl Handoffs {
         }
         // Everything is stored at the new home (or refused for good); it may go from here.
         self.store
-            .ack(user, last)
+            .ack(device, last)
             .await
             .map_err(|error| error.to_string())?;
         Ok(true)

@@ -120,7 +120,7 @@ async fn store_items(
         let users = &recipients[index];
         match envelope.recipient {
             Recipient::Direct(address) if users.as_slice() == [address.user] => {
-                directs.push((index, verified.direct(address.user)));
+                directs.push((index, verified.direct(address)));
             }
             Recipient::Direct(_) => {
                 outcomes[index] =

@@ -299,7 +299,7 @@ async fn handoff(
         outcomes[*position] = refusal;
     }
     for (index, verified) in good {
-        slots[positions[index]] = Some(HandoffItem::Envelope(verified.direct(home.user)));
+        slots[positions[index]] = Some(HandoffItem::Envelope(verified.for_user(home.user)));
     }
     let (indexes, to_store): (Vec<usize>, Vec<HandoffItem>) = slots
         .into_iter()

@@ -1,4 +1,4 @@
-//! The series counting what became of published device lists.
+//! The series counting what became of published device lists, and the devices they revoked.
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -42,10 +42,11 @@ struct VerdictLabels {
     verdict: &'static str,
 }
 
-/// `tidings_device_lists_total`, by verdict.
+/// `tidings_device_lists_total`, by verdict; `tidings_devices_revoked_total`.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceListMetrics {
     verdicts: Family<VerdictLabels, Counter>,
+    revoked: Counter,
 }
 
 impl DeviceListMetrics {
@@ -57,7 +58,22 @@ impl DeviceListMetrics {
             "Device lists published by devices of users homed here, by verdict",
             metrics.verdicts.clone(),
         );
+        registry.register(
+            "devices_revoked",
+            "Registered devices revoked because a newer device list of their account left them out",
+            metrics.revoked.clone(),
+        );
         metrics
+    }
+
+    /// Counts devices a stored list revoked.
+    pub fn revoked(&self, devices: usize) {
+        self.revoked.inc_by(devices as u64);
+    }
+
+    /// How many devices stored lists revoked.
+    pub fn revoked_total(&self) -> u64 {
+        self.revoked.get()
     }
 
     /// Counts one published list.

@@ -5,9 +5,9 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 /// Which protocol a stream speaks, as a label.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum StreamKind {
-    /// `/tidings/client/1`, from devices.
+    /// `/tidings/client/2` (and `/1`, told to upgrade), from devices.
     Client,
-    /// `/tidings/federation/1`, from other relays.
+    /// `/tidings/federation/2`, from other relays.
     Federation,
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use libp2p::PeerId;
 use tidings_protocol::{
-    UserId,
+    DeviceId, UserId,
     client::RelayFrame,
     now_ms,
     presence::{PresenceReport, PresenceState},
@@ -30,9 +30,10 @@ pub(super) type RemoteTell = (PeerId, PresenceReport, Vec<UserId>);
 
 /// What the rest of the relay asks of the book.
 pub(super) enum Command {
-    /// A session of `user` subscribed; answers whether it is their first.
+    /// A session of `user`'s `device` subscribed; answers whether it is the user's first.
     Connect {
         user: UserId,
+        device: DeviceId,
         session: SessionId,
         live: LiveSender,
         reply: oneshot::Sender<bool>,
@@ -58,6 +59,11 @@ pub(super) enum Command {
     Online {
         user: UserId,
         reply: oneshot::Sender<bool>,
+    },
+    /// The devices of a local user with a subscribed session.
+    OnlineDevices {
+        user: UserId,
+        reply: oneshot::Sender<Vec<DeviceId>>,
     },
     /// The live channels of each user's subscribed sessions.
     LiveSenders {
@@ -109,8 +115,8 @@ pub(super) enum Command {
 /// The book's state; [`PresenceBook::run`] serves it.
 pub(crate) struct PresenceBook {
     inbox: mpsc::Receiver<Command>,
-    /// Subscribed sessions of local users.
-    live: HashMap<UserId, HashMap<SessionId, LiveSender>>,
+    /// Subscribed sessions of local users, and the device of each.
+    live: HashMap<UserId, HashMap<SessionId, (DeviceId, LiveSender)>>,
     /// Settings and last seen of local users, loaded on first use.
     records: HashMap<UserId, PresenceRecord>,
     /// Local sessions watching a user (local or remote): session -> (watcher, sender).
@@ -147,12 +153,13 @@ impl PresenceBook {
         match command {
             Command::Connect {
                 user,
+                device,
                 session,
                 live,
                 reply,
             } => {
                 let sessions = self.live.entry(user).or_default();
-                sessions.insert(session, live);
+                sessions.insert(session, (device, live));
                 let _ = reply.send(sessions.len() == 1);
             }
             Command::Disconnect {
@@ -178,6 +185,17 @@ impl PresenceBook {
             }
             Command::Online { user, reply } => {
                 let _ = reply.send(self.is_online(&user));
+            }
+            Command::OnlineDevices { user, reply } => {
+                let mut devices: Vec<DeviceId> = self
+                    .live
+                    .get(&user)
+                    .into_iter()
+                    .flat_map(|sessions| sessions.values().map(|(device, _)| *device))
+                    .collect();
+                devices.sort();
+                devices.dedup();
+                let _ = reply.send(devices);
             }
             Command::LiveSenders { users, reply } => {
                 let senders = users.iter().map(|user| self.live_senders(user)).collect();
@@ -250,7 +268,7 @@ impl PresenceBook {
     fn live_senders(&self, user: &UserId) -> Vec<LiveSender> {
         self.live
             .get(user)
-            .map(|sessions| sessions.values().cloned().collect())
+            .map(|sessions| sessions.values().map(|(_, live)| live.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -440,6 +458,7 @@ mod tests {
             let live = live.clone();
             let connected = ask(&mut book, |reply| Command::Connect {
                 user,
+                device: DeviceId::from_bytes([session as u8; 32]),
                 session,
                 live,
                 reply,

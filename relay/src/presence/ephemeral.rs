@@ -108,7 +108,7 @@ impl Presence {
         // The other relays check that the sending device belongs to its account.
         let cert = self
             .store
-            .device_certs(vec![me.user])
+            .device_certs(vec![me])
             .await
             .map_err(crate::ingest::storage_answer)?
             .into_iter()

@@ -20,7 +20,7 @@ use std::{
 
 use libp2p::PeerId;
 use tidings_protocol::{
-    BoundedVec, UserId,
+    Address, BoundedVec, DeviceId, UserId,
     client::RelayFrame,
     federation::FederationRequest,
     presence::{PresenceReport, PresenceState},
@@ -185,11 +185,20 @@ impl Presence {
                 .is_ok_and(|record| record.visibility.permits(watcher, &record.allowed))
     }
 
-    /// A local user's device subscribed: the user is online.
-    pub(crate) async fn connect(&self, user: UserId, session: SessionId, live: LiveSender) {
+    /// The devices of local user `user` with a subscribed session now.
+    pub(crate) async fn online_devices(&self, user: UserId) -> Vec<DeviceId> {
+        self.ask(|reply| Command::OnlineDevices { user, reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// A local user's device subscribed: the user is online (while any device is).
+    pub(crate) async fn connect(&self, me: Address, session: SessionId, live: LiveSender) {
+        let user = me.user;
         let first = self
             .ask(|reply| Command::Connect {
                 user,
+                device: me.device,
                 session,
                 live,
                 reply,

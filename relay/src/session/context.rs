@@ -1,10 +1,12 @@
-//! What the client protocol's sessions use: the handles the `/tidings/client/1` handler
+//! What the client protocol's sessions use: the handles the `/tidings/client/2` handler
 //! holds, and nothing more.
 
 use std::sync::Arc;
 
 use tidings_protocol::{BoundedVec, UserId, limits::MAX_CARD_ADDRS};
 use tokio_util::sync::CancellationToken;
+
+use super::live::LiveDevices;
 
 use crate::{
     config::{RegistrationConfig, RegistrationPolicy},
@@ -61,6 +63,8 @@ pub(crate) struct ClientContext {
     pub read_timeouts: FrameTimeouts,
     /// Cancelled when the relay stops.
     pub shutdown: CancellationToken,
+    /// Open sessions by device (revoking a device ends them).
+    pub live_devices: Arc<LiveDevices>,
     /// Link packages waiting for devices being linked.
     pub link_slots: crate::link_slots::LinkSlots,
 }

@@ -1,17 +1,21 @@
 //! `PublishDeviceList` and `GetDeviceList`: the home relay keeps and serves an account's
-//! signed device list.
+//! signed device list (revoking the devices a newer one drops), and fetches other users'
+//! lists from their home relays.
 
 use std::sync::Arc;
 
 use tidings_protocol::{
     Address, BoundedVec, DeviceListError, ErrorAnswer, ErrorCode, SignedDeviceList, UserId,
-    client::Response,
+    client::{DeviceSeen, Response},
+    federation::{FederationRequest, FederationResponse},
+    limits::MAX_DEVICES_PER_ACCOUNT,
 };
 
 use super::{Answer, context::ClientContext};
 use libp2p::PeerId;
 
 use crate::{
+    federation::Home,
     ingest::storage_answer,
     metrics::DeviceListVerdict,
     store::{DeviceListOutcome, Store, StoreError},
@@ -52,8 +56,9 @@ pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, list: SignedDev
         .await
         .map_err(storage_answer)?;
     match outcome {
-        DeviceListOutcome::Stored => {
+        DeviceListOutcome::Stored { revoked } => {
             cx.metrics.device_lists.count(DeviceListVerdict::Stored);
+            end_revoked(&cx, &revoked);
             Ok(Response::DeviceList {
                 list: Some(Box::new(list)),
                 seen: BoundedVec::default(),
@@ -61,7 +66,7 @@ pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, list: SignedDev
         }
         DeviceListOutcome::Stale { held } => refuse(
             DeviceListVerdict::Stale,
-            ErrorCode::BadDescriptor,
+            ErrorCode::StaleDeviceList,
             format!(
                 "stale: version {} is not above the held {held}",
                 list.list.version
@@ -81,21 +86,103 @@ pub(super) async fn publish(cx: Arc<ClientContext>, me: Address, list: SignedDev
         )),
         DeviceListOutcome::Refused(error) => refuse(
             DeviceListVerdict::Stale,
-            ErrorCode::BadDescriptor,
+            ErrorCode::StaleDeviceList,
             error.to_string(),
         ),
     }
 }
 
-/// The list held for `user` if the user is homed here (device lists are public).
-pub(super) async fn get(cx: Arc<ClientContext>, user: UserId) -> Answer {
-    let list = home_device_list(&cx.store, &cx.network.peer_id(), user)
+/// Ends the sessions of devices a stored list revoked, and counts them.
+pub(super) fn end_revoked(cx: &ClientContext, revoked: &[tidings_protocol::DeviceId]) {
+    if revoked.is_empty() {
+        return;
+    }
+    cx.metrics.device_lists.revoked(revoked.len());
+    let ended = cx.live_devices.revoke(revoked);
+    tracing::info!(devices = revoked.len(), sessions = ended, "devices revoked");
+}
+
+/// The list of `user`: held here if the user is homed here, else asked of their home relay
+/// (device lists are public). The asker's own list comes with what this relay knows of each
+/// device: online now, last seen.
+pub(super) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> Answer {
+    let local = home_device_list(&cx.store, &cx.network.peer_id(), user)
         .await
         .map_err(storage_answer)?;
+    let list = match local {
+        Some(list) => Some(list),
+        None if user == me.user => None,
+        None => remote_device_list(&cx, user).await?,
+    };
+    let seen = if user == me.user {
+        seen(&cx, user).await?
+    } else {
+        BoundedVec::default()
+    };
     Ok(Response::DeviceList {
         list: list.map(Box::new),
-        seen: BoundedVec::default(),
+        seen,
     })
+}
+
+/// Asks `user`'s home relay for their list, if another relay is their home; the answer is
+/// checked to be `user`'s, signed by the account.
+async fn remote_device_list(
+    cx: &ClientContext,
+    user: UserId,
+) -> Result<Option<SignedDeviceList>, ErrorAnswer> {
+    let remote = match cx.directory.resolve(user).await.map_err(storage_answer)? {
+        Home::Remote(remote) => remote,
+        Home::Local => return Ok(None),
+        Home::Unknown => {
+            return Err(ErrorAnswer::new(
+                ErrorCode::Unavailable,
+                format!("no home relay found for {user} yet; retry later"),
+            ));
+        }
+    };
+    match cx
+        .links
+        .request(&remote, FederationRequest::DeviceList { user })
+        .await
+    {
+        Ok(FederationResponse::DeviceList(None)) => Ok(None),
+        Ok(FederationResponse::DeviceList(Some(list)))
+            if list.list.user == user && list.verify().is_ok() =>
+        {
+            Ok(Some(*list))
+        }
+        Ok(_) => Err(ErrorAnswer::new(
+            ErrorCode::Unavailable,
+            "the home relay answered with something else than the user's device list",
+        )),
+        Err(error) => {
+            cx.directory.invalidate(&user).await;
+            Err(ErrorAnswer::new(
+                ErrorCode::Unavailable,
+                format!("{user}'s home relay: {error}; retry later"),
+            ))
+        }
+    }
+}
+
+/// What this relay knows of each registered device of local user `user`.
+async fn seen(
+    cx: &ClientContext,
+    user: UserId,
+) -> Result<BoundedVec<DeviceSeen, MAX_DEVICES_PER_ACCOUNT>, ErrorAnswer> {
+    let online = cx.presence.online_devices(user).await;
+    let devices = cx.store.devices_of(user).await.map_err(storage_answer)?;
+    let seen: Vec<DeviceSeen> = devices
+        .into_iter()
+        .take(MAX_DEVICES_PER_ACCOUNT)
+        .map(|record| DeviceSeen {
+            device: record.cert.device,
+            online: online.contains(&record.cert.device),
+            last_seen_ms: record.last_seen_ms,
+        })
+        .collect();
+    Ok(BoundedVec::new(seen).unwrap_or_default())
 }
 
 /// The list held for `user` if `user` is homed at this relay (`self_peer`), else `None`.

@@ -10,10 +10,12 @@ mod groups;
 mod home;
 mod keys;
 mod link;
+mod live;
 mod presence;
 mod register;
 mod send;
 mod subscribe;
+mod upgrade;
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,11 +29,12 @@ use futures::{
 };
 use libp2p::{PeerId, Stream};
 use tidings_protocol::{
-    Address, DeviceId, ErrorAnswer, ErrorCode, UserId,
+    Address, BoundedVec, DeviceId, ErrorAnswer, ErrorCode, UserId,
     client::{ClientFrame, RelayFrame, Request, Response},
     codec,
     framing::{self, FrameError},
     limits::MAX_FRAME_BYTES,
+    now_ms,
 };
 
 use crate::{
@@ -46,6 +49,7 @@ use crate::{
 pub(crate) use context::{ClientContext, Registration};
 pub(crate) use devices::home_device_list;
 use subscribe::Pump;
+pub(crate) use upgrade::{UpgradeHandler, V1_STREAMS, V1_STREAMS_PER_PEER};
 
 /// Requests one session may have in flight before the relay stops reading its stream.
 const MAX_INFLIGHT: usize = 64;
@@ -70,7 +74,7 @@ pub(crate) fn device_of(peer: &PeerId) -> Option<DeviceId> {
     Some(DeviceId::from_bytes(key.to_bytes()))
 }
 
-/// The `/tidings/client/1` handler: one session per device stream.
+/// The `/tidings/client/2` handler: one session per device stream.
 #[derive(Clone)]
 pub(crate) struct ClientHandler(Arc<ClientContext>);
 
@@ -100,6 +104,9 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
         let _ = framing::write_frame(&mut writer, &RelayFrame::Fatal(fatal)).await;
         return;
     };
+    let id = cx.presence.session_id();
+    // Entered before the registration is read, so a revocation committed meanwhile ends it.
+    let live_entry = cx.live_devices.enter(device, id);
     let user = match cx.store.device_user(device).await {
         Ok(user) => user,
         Err(error) => {
@@ -110,7 +117,8 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
     };
     let (live, live_frames) = mpsc::channel(crate::presence::LIVE_QUEUE);
     let session = Session {
-        id: cx.presence.session_id(),
+        id,
+        live_entry,
         cx,
         peer,
         device,
@@ -128,6 +136,8 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
 
 struct Session {
     id: SessionId,
+    /// Its place among the device's open sessions; cancelled when the device is revoked.
+    live_entry: live::LiveEntry,
     cx: Arc<ClientContext>,
     peer: PeerId,
     device: DeviceId,
@@ -163,11 +173,16 @@ impl Session {
         let timeout = self.cx.presence.timing().heartbeat_timeout;
         // A device that has not registered may not hold its stream by saying nothing.
         let unregistered_idle = self.cx.read_timeouts.idle;
+        let revoked = self.live_entry.revoked.clone();
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
                 biased;
                 _ = self.cx.shutdown.cancelled() => Flow::Close,
+                _ = revoked.cancelled() => self.fatal(ErrorAnswer::new(
+                    ErrorCode::DeviceRevoked,
+                    "this device was removed from its account",
+                )),
                 () = tokio::time::sleep_until(self.last_heard + timeout), if self.online => {
                     tracing::info!(device = %self.device, "device silent for {timeout:?}; taking it as gone");
                     Flow::Close
@@ -233,10 +248,18 @@ impl Session {
                 break;
             }
         }
-        self.drain(&mut writer).await;
+        if !revoked.is_cancelled() {
+            self.drain(&mut writer).await;
+        }
         let _ = writer.close().await;
         let online = self.user.filter(|_| self.online);
         self.cx.presence.disconnect(online, self.id).await;
+        if online.is_some()
+            && !revoked.is_cancelled()
+            && let Err(error) = self.cx.store.device_seen(self.device, now_ms()).await
+        {
+            tracing::debug!(%error, "device last seen not stored");
+        }
     }
 
     /// Writes pending frames; false if the device is gone or too slow.
@@ -339,7 +362,14 @@ impl Session {
         // A device restored from an account export reads its account's list (public key
         // material) before it registers with a newer one naming it.
         if let (None, Request::GetDeviceList { user }) = (self.user, &request) {
-            let answer = devices::get(self.cx.clone(), *user).await;
+            // Only what this relay holds: a stream that is not registered triggers no lookups.
+            let answer = home_device_list(&self.cx.store, &self.cx.network.peer_id(), *user)
+                .await
+                .map(|list| Response::DeviceList {
+                    list: list.map(Box::new),
+                    seen: BoundedVec::default(),
+                })
+                .map_err(storage_answer);
             self.respond(id, answer);
             return Flow::Continue;
         }
@@ -369,7 +399,7 @@ impl Session {
                     self.last_heard = Instant::now();
                     self.cx
                         .presence
-                        .connect(me.user, self.id, self.live.clone())
+                        .connect(me, self.id, self.live.clone())
                         .await;
                 }
                 return Flow::Continue;
@@ -406,7 +436,7 @@ impl Session {
             Request::PublishDeviceList { list } => {
                 Box::pin(devices::publish(self.cx.clone(), me, *list))
             }
-            Request::GetDeviceList { user } => Box::pin(devices::get(self.cx.clone(), user)),
+            Request::GetDeviceList { user } => Box::pin(devices::get(self.cx.clone(), me, user)),
             Request::PutLink { device, package } => {
                 Box::pin(link::put(self.cx.clone(), me, device, package))
             }
@@ -422,7 +452,7 @@ impl Session {
     }
 
     fn on_ack(&mut self, up_to: u64) {
-        let (Some(pump), Some(user)) = (self.pump.as_mut(), self.user) else {
+        let (Some(pump), Some(user), device) = (self.pump.as_mut(), self.user, self.device) else {
             return;
         };
         let Some((up_to, newly_acked)) = pump.on_ack(up_to) else {
@@ -434,7 +464,7 @@ impl Session {
         tracing::trace!(%user, up_to, "ack");
         let store = self.cx.store.clone();
         self.inflight.push_back(Box::pin(async move {
-            if let Err(error) = store.ack(user, up_to).await {
+            if let Err(error) = store.ack(device, up_to).await {
                 // The entries stay and are delivered again; the device drops the duplicates.
                 tracing::warn!(%error, "mailbox ack not stored");
             }

@@ -1,7 +1,8 @@
-//! `Register`: bind the connected device to an account, under the relay's policy.
+//! `Register`: bind the connected device to an account, under the relay's policy and the
+//! account's device list.
 
 use tidings_protocol::{
-    DeviceId, ErrorAnswer, ErrorCode, UserId,
+    DeviceId, DeviceListError, ErrorAnswer, ErrorCode, SignedDeviceList, UserId,
     client::{Register, Response},
 };
 
@@ -9,7 +10,11 @@ use libp2p::PeerId;
 
 use super::{Answer, context::ClientContext};
 use crate::ingest::storage_answer;
-use crate::{config::RegistrationPolicy, metrics::Refusal, store::RegisterOutcome};
+use crate::{
+    config::RegistrationPolicy,
+    metrics::{DeviceListVerdict, Refusal},
+    store::RegisterOutcome,
+};
 
 /// Returns the answer and, on success, the user the session now belongs to.
 pub(super) async fn handle(
@@ -19,7 +24,7 @@ pub(super) async fn handle(
     current: Option<UserId>,
     register: Register,
 ) -> (Answer, Option<UserId>) {
-    let cert = register.cert;
+    let Register { cert, invite, list } = register;
     if cert.device != device {
         return refuse(
             ErrorCode::BadCertificate,
@@ -33,7 +38,15 @@ pub(super) async fn handle(
         );
     }
     let user = cert.user;
-    if current == Some(user) {
+    let list = match list.map(|list| check_list(&list, user, device).map(|()| *list)) {
+        Some(Err(answer)) => {
+            cx.metrics.device_lists.count(DeviceListVerdict::Forged);
+            return (Err(answer), None);
+        }
+        Some(Ok(list)) => Some(list),
+        None => None,
+    };
+    if current == Some(user) && list.is_none() {
         let one_time_keys = cx.store.one_time_key_count(device).await.unwrap_or(0);
         return (
             Ok(Response::Registered {
@@ -52,7 +65,7 @@ pub(super) async fn handle(
     if !known && let Err(answer) = limit_source(cx, peer) {
         return (Err(answer), None);
     }
-    let invite = match admit(cx, register.invite).await {
+    let invite = match admit(cx, invite).await {
         Ok(invite) => invite,
         Err(answer) => return (Err(answer), None),
     };
@@ -60,10 +73,15 @@ pub(super) async fn handle(
         (RegistrationPolicy::Open, max) if max > 0 => Some(max),
         _ => None,
     };
-    let outcome = cx.store.register(cert, max_accounts).await;
+    let with_list = list.is_some();
+    let outcome = cx.store.register_device(cert, list, max_accounts).await;
     let answer = match outcome {
-        Ok(RegisterOutcome::Registered { new, one_time_keys }) => {
-            tracing::info!(%user, %device, new, "device registered");
+        Ok((RegisterOutcome::Registered { new, one_time_keys }, revoked)) => {
+            tracing::info!(%user, %device, new, with_list, "device registered");
+            if with_list {
+                cx.metrics.device_lists.count(DeviceListVerdict::Stored);
+            }
+            super::devices::end_revoked(cx, &revoked);
             let relay_addrs = cx.relay_addrs();
             return (
                 Ok(Response::Registered {
@@ -74,15 +92,35 @@ pub(super) async fn handle(
                 Some(user),
             );
         }
-        Ok(RegisterOutcome::DeviceLimit) => ErrorAnswer::new(
-            ErrorCode::DeviceLimit,
-            "this account already has a device with a newer certificate",
-        ),
-        Ok(RegisterOutcome::DeviceTaken) => ErrorAnswer::new(
+        Ok((RegisterOutcome::DeviceLimit { max }, _)) => {
+            cx.metrics.device_lists.count(DeviceListVerdict::OverLimit);
+            ErrorAnswer::new(
+                ErrorCode::DeviceLimit,
+                format!("this relay keeps at most {max} devices per account"),
+            )
+        }
+        Ok((RegisterOutcome::DeviceTaken, _)) => ErrorAnswer::new(
             ErrorCode::BadCertificate,
             "this device is registered under another account",
         ),
-        Ok(RegisterOutcome::AccountLimit) => {
+        Ok((RegisterOutcome::Revoked, _)) => ErrorAnswer::new(
+            ErrorCode::DeviceRevoked,
+            "this device is not on its account's device list: link it again from a device \
+             of the account (tidings device add), or restore the account on it \
+             (tidings init --import)",
+        ),
+        Ok((RegisterOutcome::StaleList { held }, _)) => {
+            cx.metrics.device_lists.count(DeviceListVerdict::Stale);
+            ErrorAnswer::new(
+                ErrorCode::StaleDeviceList,
+                format!("the device list is not newer than the held version {held}"),
+            )
+        }
+        Ok((RegisterOutcome::ListRefused(error), _)) => {
+            cx.metrics.device_lists.count(DeviceListVerdict::Stale);
+            ErrorAnswer::new(ErrorCode::StaleDeviceList, error.to_string())
+        }
+        Ok((RegisterOutcome::AccountLimit, _)) => {
             cx.metrics.limits.refused(Refusal::AccountCap);
             ErrorAnswer::new(
                 ErrorCode::RegistrationClosed,
@@ -95,6 +133,28 @@ pub(super) async fn handle(
         refund(cx, code).await;
     }
     (Err(answer), None)
+}
+
+/// Checks a device list sent with a registration: signed by the account registering, and
+/// naming the device.
+fn check_list(list: &SignedDeviceList, user: UserId, device: DeviceId) -> Result<(), ErrorAnswer> {
+    if list.list.user != user {
+        return Err(ErrorAnswer::new(
+            ErrorCode::SenderMismatch,
+            "the device list is for another account",
+        ));
+    }
+    list.verify().map_err(|error| match error {
+        DeviceListError::Forged => ErrorAnswer::new(ErrorCode::BadSignature, error.to_string()),
+        error => ErrorAnswer::new(ErrorCode::Malformed, error.to_string()),
+    })?;
+    if !list.contains(&device) {
+        return Err(ErrorAnswer::new(
+            ErrorCode::Malformed,
+            "the device list does not name the registering device",
+        ));
+    }
+    Ok(())
 }
 
 /// Takes a registration token from the source the peer connects from.

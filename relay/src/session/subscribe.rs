@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tidings_protocol::{
-    Address, BoundedVec, MailboxItem, UserId,
+    Address, BoundedVec, DeviceId, MailboxItem,
     client::{Delivery, RelayFrame, Response},
     limits::{MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES},
 };
@@ -23,7 +23,7 @@ const DELIVER_MAX_BYTES: usize = MAX_FRAME_BYTES - 64 * 1024;
 
 /// Delivery state of one subscribed session.
 pub(super) struct Pump {
-    user: UserId,
+    device: DeviceId,
     feed: Arc<Feed>,
     head: watch::Receiver<u64>,
     /// Next sequence number to push.
@@ -38,12 +38,12 @@ impl Pump {
     pub async fn start(cx: &ClientContext, me: Address) -> Result<(Pump, Response), StoreError> {
         // Subscribe before reading the cursor: whatever commits after this is in the feed,
         // whatever committed before is in the store.
-        let feed = cx.hub.subscribe(me.user);
-        let cursor = cx.store.cursor(me.user).await?;
+        let feed = cx.hub.subscribe(me.device);
+        let cursor = cx.store.cursor(me.device).await?;
         let one_time_keys = cx.store.one_time_key_count(me.device).await?;
         feed.observe_head(cursor.head);
         let pump = Pump {
-            user: me.user,
+            device: me.device,
             head: feed.watch_head(),
             feed,
             next: cursor.acked + 1,
@@ -93,7 +93,7 @@ impl Pump {
                 let mut items = self.feed.recent_from(self.next, room, DELIVER_MAX_BYTES);
                 if items.is_empty() {
                     items = store
-                        .mailbox_range(self.user, self.next, room, DELIVER_MAX_BYTES)
+                        .mailbox_range(self.device, self.next, room, DELIVER_MAX_BYTES)
                         .await?;
                 }
                 let Some((last, _)) = items.last() else {
@@ -103,7 +103,7 @@ impl Pump {
                     continue;
                 };
                 self.next = last + 1;
-                tracing::trace!(user = %self.user, first = items[0].0, last, "pushing");
+                tracing::trace!(device = %self.device, first = items[0].0, last, "pushing");
                 let items = items
                     .into_iter()
                     .filter_map(

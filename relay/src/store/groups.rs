@@ -143,6 +143,7 @@ impl Tables<'_> {
             id: item.id,
             sender: item.sender,
             recipient: item.sender,
+            device: None,
             bytes: item.bytes.clone(),
         };
         match self.seen(&probe)? {
@@ -186,13 +187,16 @@ impl Tables<'_> {
             recipients.sort();
             recipients.dedup();
         }
-        recipients.retain(|user| *user != item.sender);
+        // The sender's own other devices get it too; the sending device does not.
+        if !recipients.contains(&item.sender) {
+            recipients.push(item.sender);
+        }
         let mut here = Vec::new();
         let mut elsewhere = Vec::new();
         for user in recipients {
             if self.is_local(&user)? {
                 here.push(user);
-            } else {
+            } else if user != item.sender {
                 elsewhere.push(user);
             }
         }
@@ -209,9 +213,21 @@ impl Tables<'_> {
         let reference = Bytes::copy_from_slice(&tables::blob_ref(&item.id));
         let mut local = 0usize;
         for user in here {
-            if self.push_mailbox(&user, &reference, &item.bytes)?.is_some() {
-                local += 1;
-            } else {
+            let mut full = false;
+            for device in self.devices_of(&user)? {
+                if device == item.sender_device {
+                    continue;
+                }
+                if self
+                    .push_mailbox(&device, &reference, &item.bytes)?
+                    .is_some()
+                {
+                    local += 1;
+                } else {
+                    full = true;
+                }
+            }
+            if full {
                 // One full mailbox must not hold up the group; the sender is told.
                 let reason =
                     ErrorAnswer::new(ErrorCode::QuotaExceeded, "the member's mailbox is full");
@@ -224,6 +240,7 @@ impl Tables<'_> {
                 id: item.id,
                 sender: item.sender,
                 recipient: user,
+                device: None,
                 bytes: item.bytes.clone(),
             })?;
         }
@@ -307,14 +324,24 @@ impl Tables<'_> {
             } else if let Some(earlier) = self.seen_key(&key, &item.bytes)? {
                 earlier
             } else {
-                match self.push_forwarded(&item.origin, user, &reference, &item.bytes)? {
-                    Ok(seq) => {
-                        self.mark_seen_key(&key, &item.bytes)?;
-                        stored += 1;
-                        StoreOutcome::Accepted { seq }
+                // One entry per device of the member, all pointing at the one blob.
+                let mut outcome = StoreOutcome::UnknownDevice;
+                for device in self.devices_of(user)? {
+                    match self.push_forwarded(&item.origin, &device, &reference, &item.bytes)? {
+                        Ok(seq) => {
+                            stored += 1;
+                            outcome = StoreOutcome::Accepted { seq };
+                        }
+                        Err(refused) if !matches!(outcome, StoreOutcome::Accepted { .. }) => {
+                            outcome = refused;
+                        }
+                        Err(_) => {}
                     }
-                    Err(refused) => refused,
                 }
+                if matches!(outcome, StoreOutcome::Accepted { .. }) {
+                    self.mark_seen_key(&key, &item.bytes)?;
+                }
+                outcome
             };
             outcomes.push(outcome);
         }

@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use redb::ReadableTable;
-use tidings_protocol::{Bounce, EnvelopeId, ErrorAnswer, MailboxItem, UserId};
+use tidings_protocol::{
+    Bounce, DeviceId, EnvelopeId, ErrorAnswer, MailboxItem, RawEnvelope, Recipient, UserId,
+};
 
 use tidings_protocol::store::StoreError;
 
@@ -89,10 +91,14 @@ impl Tables<'_> {
             return Ok(earlier);
         }
         let outcome = if self.is_local(&item.recipient)? {
+            let device = match item.device {
+                Some(device) if self.device_owner(&device)? == Some(item.recipient) => device,
+                _ => return Ok(StoreOutcome::UnknownDevice),
+            };
             let pushed = match origin {
-                Origin::Client => self.push_mailbox(&item.recipient, &item.bytes, &item.bytes)?,
+                Origin::Client => self.push_mailbox(&device, &item.bytes, &item.bytes)?,
                 Origin::Federation(relay) => {
-                    match self.push_forwarded(&relay, &item.recipient, &item.bytes, &item.bytes)? {
+                    match self.push_forwarded(&relay, &device, &item.bytes, &item.bytes)? {
                         Ok(seq) => Some(seq),
                         Err(outcome) => return Ok(outcome),
                     }
@@ -117,32 +123,33 @@ impl Tables<'_> {
         Ok(outcome)
     }
 
-    /// Appends `stored` to a local mailbox and tells subscribers `delivered` (the same bytes,
-    /// or the envelope a blob reference stands for); None when the mailbox is at its quota.
+    /// Appends `stored` to a local device's mailbox and tells subscribers `delivered` (the
+    /// same bytes, or the envelope a blob reference stands for); None when the mailbox is at
+    /// its quota.
     pub(super) fn push_mailbox(
         &mut self,
-        user: &UserId,
+        device: &DeviceId,
         stored: &Bytes,
         delivered: &Bytes,
     ) -> Result<Option<u64>, StoreError> {
-        let mut cursor = self.cursor(user)?;
+        let mut cursor = self.cursor(device)?;
         if cursor.pending() >= self.config.limits.mailbox_max_envelopes {
             return Ok(None);
         }
-        // What the user holds is the envelope, whether stored here or as a blob reference.
-        let held = self.mailbox_size(user)?;
+        // What the device holds is the envelope, whether stored here or as a blob reference.
+        let held = self.mailbox_size(device)?;
         let size = held.saturating_add(delivered.len() as u64);
         if size > self.config.limits.mailbox_max_bytes {
             return Ok(None);
         }
-        self.dirty_bytes.insert(*user, size);
+        self.dirty_bytes.insert(*device, size);
         cursor.head += 1;
         let seq = cursor.head;
         self.mailbox
-            .insert(&tables::mailbox_key(user, seq), stored.as_ref())?;
-        self.dirty_cursors.insert(*user, cursor);
+            .insert(&tables::mailbox_key(device, seq), stored.as_ref())?;
+        self.dirty_cursors.insert(*device, cursor);
         self.effects.publications.push(Publication {
-            user: *user,
+            device: *device,
             seq,
             bytes: delivered.clone(),
         });
@@ -155,7 +162,7 @@ impl Tables<'_> {
     pub(super) fn push_forwarded(
         &mut self,
         relay: &libp2p::PeerId,
-        user: &UserId,
+        device: &DeviceId,
         stored: &Bytes,
         delivered: &Bytes,
     ) -> Result<Result<u64, StoreOutcome>, StoreError> {
@@ -164,11 +171,11 @@ impl Tables<'_> {
         if held >= self.config.limits.relay_mailbox_max_envelopes {
             return Ok(Err(StoreOutcome::RelayShareFull));
         }
-        let Some(seq) = self.push_mailbox(user, stored, delivered)? else {
+        let Some(seq) = self.push_mailbox(device, stored, delivered)? else {
             return Ok(Err(StoreOutcome::MailboxFull));
         };
         self.mailbox_origins
-            .insert(&tables::mailbox_key(user, seq), &tag)?;
+            .insert(&tables::mailbox_key(device, seq), &tag)?;
         self.dirty_holds.insert(tag, held + 1);
         Ok(Ok(seq))
     }
@@ -256,14 +263,14 @@ impl Tables<'_> {
         Ok(seq)
     }
 
-    pub fn ack(&mut self, user: &UserId, up_to: u64) -> Result<(), StoreError> {
-        let mut cursor = self.cursor(user)?;
+    pub fn ack(&mut self, device: &DeviceId, up_to: u64) -> Result<(), StoreError> {
+        let mut cursor = self.cursor(device)?;
         let up_to = up_to.min(cursor.head);
         if up_to <= cursor.acked {
             return Ok(());
         }
-        let start = tables::mailbox_key(user, cursor.acked + 1);
-        let end = tables::mailbox_key(user, up_to);
+        let start = tables::mailbox_key(device, cursor.acked + 1);
+        let end = tables::mailbox_key(device, up_to);
         let mut blobs = Vec::new();
         let mut freed = 0u64;
         self.mailbox
@@ -277,8 +284,8 @@ impl Tables<'_> {
         for id in blobs {
             freed += self.release_blob(&id)?;
         }
-        let held = self.mailbox_size(user)?;
-        self.dirty_bytes.insert(*user, held.saturating_sub(freed));
+        let held = self.mailbox_size(device)?;
+        self.dirty_bytes.insert(*device, held.saturating_sub(freed));
         let mut origins = Vec::new();
         self.mailbox_origins
             .retain_in::<&[u8; 40], _>(&start..=&end, |_, tag| {
@@ -290,18 +297,18 @@ impl Tables<'_> {
             self.dirty_holds.insert(tag, held.saturating_sub(1));
         }
         cursor.acked = up_to;
-        self.dirty_cursors.insert(*user, cursor);
+        self.dirty_cursors.insert(*device, cursor);
         Ok(())
     }
 
-    /// Bytes of the envelopes waiting in `user`'s mailbox.
-    fn mailbox_size(&self, user: &UserId) -> Result<u64, StoreError> {
-        if let Some(bytes) = self.dirty_bytes.get(user) {
+    /// Bytes of the envelopes waiting in `device`'s mailbox.
+    fn mailbox_size(&self, device: &DeviceId) -> Result<u64, StoreError> {
+        if let Some(bytes) = self.dirty_bytes.get(device) {
             return Ok(*bytes);
         }
         Ok(self
             .mailbox_bytes
-            .get(user.as_bytes())?
+            .get(device.as_bytes())?
             .map(|bytes| bytes.value())
             .unwrap_or(0))
     }
@@ -384,13 +391,36 @@ impl Tables<'_> {
             let Some(body) = self.outbox_body_of(&meta)? else {
                 continue;
             };
-            if self.is_local(&meta.recipient)?
-                && self.push_mailbox(&meta.recipient, &body, &body)?.is_some()
-            {
+            if !self.is_local(&meta.recipient)? {
+                continue;
+            }
+            let devices = self.devices_for(&meta.recipient, &body)?;
+            let mut stored = false;
+            for device in devices {
+                stored |= self.push_mailbox(&device, &body, &body)?.is_some();
+            }
+            if stored {
                 self.remove_outbox(*seq)?;
             }
         }
         Ok(())
+    }
+
+    /// The devices of local `user` an envelope's bytes are for: the one a direct envelope
+    /// names (if registered here), or every registered device.
+    fn devices_for(&self, user: &UserId, bytes: &[u8]) -> Result<Vec<DeviceId>, StoreError> {
+        let named = RawEnvelope::from_bytes(bytes.to_vec())
+            .decode_unverified()
+            .ok()
+            .and_then(|envelope| match envelope.recipient {
+                Recipient::Direct(address) if address.user == *user => Some(address.device),
+                _ => None,
+            });
+        match named {
+            Some(device) if self.device_owner(&device)? == Some(*user) => Ok(vec![device]),
+            Some(_) => Ok(Vec::new()),
+            None => self.devices_of(user),
+        }
     }
 
     /// Gives up on an outbox entry and tells its (local) sender why, through their mailbox.
@@ -415,13 +445,36 @@ impl Tables<'_> {
         }
         let notice = MailboxItem::Bounce(Bounce { id, to, reason });
         let bytes = Bytes::from(notice.to_stored());
-        if self.push_mailbox(sender, &bytes, &bytes)?.is_none() {
-            tracing::warn!(%id, "sender's mailbox is full; bounce not stored");
+        // The outbox does not keep the sending device: every device of the sender hears it.
+        for device in self.devices_of(sender)? {
+            if self.push_mailbox(&device, &bytes, &bytes)?.is_none() {
+                tracing::warn!(%id, "sender's mailbox is full; bounce not stored");
+            }
         }
         Ok(())
     }
 
-    /// Stores what a user's previous home relay handed on, deduping envelopes by id.
+    /// Appends `bytes` to each of `devices`' mailboxes: accepted if one took it.
+    fn push_to_devices(
+        &mut self,
+        devices: &[DeviceId],
+        bytes: &Bytes,
+    ) -> Result<StoreOutcome, StoreError> {
+        let mut outcome = StoreOutcome::UnknownDevice;
+        for device in devices {
+            match self.push_mailbox(device, bytes, bytes)? {
+                Some(seq) => outcome = StoreOutcome::Accepted { seq },
+                None if outcome == StoreOutcome::UnknownDevice => {
+                    outcome = StoreOutcome::MailboxFull;
+                }
+                None => {}
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Stores what a user's previous home relay handed on, deduping envelopes by id: a
+    /// direct envelope for the device it names, anything else for every device of the user.
     pub fn handoff_in(
         &mut self,
         user: &UserId,
@@ -437,19 +490,18 @@ impl Tables<'_> {
                     if let Some(earlier) = self.seen(envelope)? {
                         earlier
                     } else {
-                        match self.push_mailbox(user, &envelope.bytes, &envelope.bytes)? {
-                            Some(seq) => {
-                                self.mark_seen(envelope)?;
-                                StoreOutcome::Accepted { seq }
-                            }
-                            None => StoreOutcome::MailboxFull,
+                        let devices = self.devices_for(user, &envelope.bytes)?;
+                        let outcome = self.push_to_devices(&devices, &envelope.bytes)?;
+                        if matches!(outcome, StoreOutcome::Accepted { .. }) {
+                            self.mark_seen(envelope)?;
                         }
+                        outcome
                     }
                 }
-                HandoffItem::Bounce(bytes) => match self.push_mailbox(user, bytes, bytes)? {
-                    Some(seq) => StoreOutcome::Accepted { seq },
-                    None => StoreOutcome::MailboxFull,
-                },
+                HandoffItem::Bounce(bytes) => {
+                    let devices = self.devices_of(user)?;
+                    self.push_to_devices(&devices, bytes)?
+                }
             };
             outcomes.push(outcome);
         }

@@ -15,6 +15,7 @@ mod devices;
 pub mod fault;
 mod groups;
 mod mail;
+mod migrate;
 mod op;
 mod outcomes;
 mod presence;
@@ -52,7 +53,7 @@ pub use outcomes::*;
 pub(crate) use presence::decode as decode_presence;
 #[cfg(feature = "test-utils")]
 pub(crate) use reads::decode_user;
-pub use tables::{Cursor, OutboxMeta, PresenceChange, PresenceRecord, UserRecord};
+pub use tables::{Cursor, DeviceRecord, OutboxMeta, PresenceChange, PresenceRecord, UserRecord};
 pub use tidings_protocol::store::StoreError;
 pub use writer::WriterHandle;
 
@@ -135,14 +136,29 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Registers the device a verified certificate names; a new account only while fewer
-    /// than `max_accounts` (if given) are registered.
+    /// Registers the device a verified certificate names, without a new device list (see
+    /// [`Store::register_device`]).
     pub async fn register(
         &self,
         cert: DeviceCert,
         max_accounts: Option<u64>,
     ) -> Result<RegisterOutcome, StoreError> {
-        self.write(1, move |t| t.register(&cert, max_accounts))
+        self.register_device(cert, None, max_accounts)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Registers the device a verified certificate names under the account's device list
+    /// (`list`, verified, stored with it; or the held one); a new account only while fewer
+    /// than `max_accounts` (if given) are registered. Also returns the devices a stored list
+    /// revoked.
+    pub async fn register_device(
+        &self,
+        cert: DeviceCert,
+        list: Option<SignedDeviceList>,
+        max_accounts: Option<u64>,
+    ) -> Result<(RegisterOutcome, Vec<DeviceId>), StoreError> {
+        self.write(1, move |t| t.register(&cert, list.as_ref(), max_accounts))
             .await
     }
 
@@ -283,19 +299,35 @@ impl Store {
         self.read(move |db| reads::user(db, &user)).await
     }
 
-    /// The device certificates of those of `users` registered here (for forwards).
-    pub async fn device_certs(&self, users: Vec<UserId>) -> Result<Vec<DeviceCert>, StoreError> {
-        self.read(move |db| reads::device_certs(db, &users)).await
+    /// The certificates of those of `devices` registered here (for forwards).
+    pub async fn device_certs(&self, devices: Vec<Address>) -> Result<Vec<DeviceCert>, StoreError> {
+        self.read(move |db| reads::device_certs(db, &devices)).await
     }
 
-    /// Every user record (for republishing home records and resuming handoffs at start).
-    pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+    /// The record of a registered device.
+    pub async fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        self.read(move |db| reads::device(db, &device)).await
+    }
+
+    /// The registered devices of `user`, with their records.
+    pub async fn devices_of(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.read(move |db| devices::registered(db, &user)).await
+    }
+
+    /// Records when a device's last subscribed session ended.
+    pub async fn device_seen(&self, device: DeviceId, at_ms: u64) -> Result<(), StoreError> {
+        self.write(1, move |t| t.device_seen(&device, at_ms)).await
+    }
+
+    /// Every user registered here and their record (for republishing home records and
+    /// resuming handoffs at start).
+    pub async fn users(&self) -> Result<Vec<(UserId, UserRecord)>, StoreError> {
         self.read(reads::users).await
     }
 
-    /// Deletes `user`'s mailbox up to and including `up_to`.
-    pub async fn ack(&self, user: UserId, up_to: u64) -> Result<(), StoreError> {
-        self.write(1, move |t| t.ack(&user, up_to)).await
+    /// Deletes `device`'s mailbox up to and including `up_to`.
+    pub async fn ack(&self, device: DeviceId, up_to: u64) -> Result<(), StoreError> {
+        self.write(1, move |t| t.ack(&device, up_to)).await
     }
 
     /// Changes a local user's presence settings or last seen.
@@ -331,21 +363,21 @@ impl Store {
         self.read(move |db| reads::device_user(db, &device)).await
     }
 
-    /// Where a user's mailbox stands.
-    pub async fn cursor(&self, user: UserId) -> Result<Cursor, StoreError> {
-        self.read(move |db| reads::cursor(db, &user)).await
+    /// Where a device's mailbox stands.
+    pub async fn cursor(&self, device: DeviceId) -> Result<Cursor, StoreError> {
+        self.read(move |db| reads::cursor(db, &device)).await
     }
 
-    /// Up to `max_items` mailbox entries of `user` from sequence number `from` on, stopping
-    /// once `max_bytes` is reached (at least one entry is returned if any exists).
+    /// Up to `max_items` mailbox entries of `device` from sequence number `from` on,
+    /// stopping once `max_bytes` is reached (at least one entry is returned if any exists).
     pub async fn mailbox_range(
         &self,
-        user: UserId,
+        device: DeviceId,
         from: u64,
         max_items: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Bytes)>, StoreError> {
-        self.read(move |db| reads::mailbox_range(db, &user, from, max_items, max_bytes))
+        self.read(move |db| reads::mailbox_range(db, &device, from, max_items, max_bytes))
             .await
     }
 

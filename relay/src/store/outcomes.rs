@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use tidings_protocol::{
-    EnvelopeId, GroupId, KeyBundle, UserId,
+    DeviceId, EnvelopeId, GroupId, KeyBundle, UserId,
     group::{GroupError, SignedDescriptor},
 };
 
@@ -17,12 +17,25 @@ pub enum RegisterOutcome {
         /// Unclaimed one-time keys held for the device.
         one_time_keys: u32,
     },
-    /// The account already has a device with a certificate at least as new.
-    DeviceLimit,
+    /// The device list given names more devices than the relay allows.
+    DeviceLimit {
+        /// The configured cap (`limits.max_devices_per_account`).
+        max: u64,
+    },
     /// The device is registered under another account.
     DeviceTaken,
     /// A new account, and the relay holds as many as it may.
     AccountLimit,
+    /// The held device list does not name the device (removed, or never added), or the
+    /// account has devices here and no list to add this one with.
+    Revoked,
+    /// The device list given is not newer than the held one.
+    StaleList {
+        /// The version of the held list.
+        held: u64,
+    },
+    /// The device list given may not follow the held one for another reason.
+    ListRefused(tidings_protocol::DeviceListError),
 }
 
 /// Result of a key upload.
@@ -76,6 +89,9 @@ pub struct NewEnvelope {
     pub sender: UserId,
     /// Who it is for.
     pub recipient: UserId,
+    /// Which of the recipient's devices (direct envelopes; `None` for an outbox entry of a
+    /// group envelope, which reaches every device at the member's home).
+    pub device: Option<DeviceId>,
     /// The wire bytes, stored as they are.
     pub bytes: Bytes,
 }
@@ -87,6 +103,8 @@ pub struct GroupEnvelope {
     pub id: EnvelopeId,
     /// The sending member.
     pub sender: UserId,
+    /// The sending device (it gets no copy; the sender's other devices do).
+    pub sender_device: DeviceId,
     /// The group.
     pub group: GroupId,
     /// The wire bytes.
@@ -98,9 +116,9 @@ pub struct GroupEnvelope {
 /// What became of a [`GroupEnvelope`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupOutcome {
-    /// Stored for `local` members here and queued for `queued` members elsewhere.
+    /// Stored for `local` member devices here and queued for `queued` members elsewhere.
     Accepted {
-        /// Members whose mailbox is here.
+        /// Mailbox entries made here (one per member device).
         local: usize,
         /// Members homed at other relays.
         queued: usize,
@@ -195,6 +213,8 @@ pub enum StoreOutcome {
     IdReused,
     /// The recipient's home is not this relay (for envelopes from other relays).
     NotHere,
+    /// The recipient has no such device registered here.
+    UnknownDevice,
     /// The recipient's mailbox is at its quota.
     MailboxFull,
     /// The forwarding relay's envelopes hold their whole share of the mailboxes here.

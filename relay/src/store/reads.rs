@@ -3,15 +3,17 @@
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tidings_protocol::{
-    DeviceCert, DeviceId, EnvelopeId, GroupId, UserId, codec, group::SignedDescriptor,
+    Address, DeviceCert, DeviceId, EnvelopeId, GroupId, UserId, codec, group::SignedDescriptor,
 };
 
 use tidings_protocol::store::StoreError;
 
 use super::tables::{
-    self, BLOBS, CURSORS, Cursor, DEVICES, GROUP_HEADS, GROUP_VERSIONS, MAILBOX, ONE_TIME_KEYS,
-    OUTBOX_BODY, OUTBOX_META, OutboxMeta, USERS, UserRecord,
+    self, BLOBS, CURSORS, Cursor, DEVICE_RECORDS, DEVICES, DeviceRecord, GROUP_HEADS,
+    GROUP_VERSIONS, MAILBOX, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OutboxMeta, USERS,
+    UserRecord,
 };
+use super::txn::MAX_DEVICE_RECORD;
 
 pub fn device_user(db: &Database, device: &DeviceId) -> Result<Option<UserId>, StoreError> {
     let txn = db.begin_read()?;
@@ -21,18 +23,18 @@ pub fn device_user(db: &Database, device: &DeviceId) -> Result<Option<UserId>, S
         .map(|user| UserId::from_bytes(*user.value())))
 }
 
-pub fn cursor(db: &Database, user: &UserId) -> Result<Cursor, StoreError> {
+pub fn cursor(db: &Database, device: &DeviceId) -> Result<Cursor, StoreError> {
     let txn = db.begin_read()?;
     let cursors = txn.open_table(CURSORS)?;
     Ok(cursors
-        .get(user.as_bytes())?
+        .get(device.as_bytes())?
         .map(|bytes| Cursor::from_bytes(bytes.value()))
         .unwrap_or_default())
 }
 
 pub fn mailbox_range(
     db: &Database,
-    user: &UserId,
+    device: &DeviceId,
     from: u64,
     max_items: usize,
     max_bytes: usize,
@@ -40,8 +42,8 @@ pub fn mailbox_range(
     let txn = db.begin_read()?;
     let mailbox = txn.open_table(MAILBOX)?;
     let blobs = txn.open_table(BLOBS)?;
-    let start = tables::mailbox_key(user, from);
-    let end = tables::mailbox_key(user, u64::MAX);
+    let start = tables::mailbox_key(device, from);
+    let end = tables::mailbox_key(device, u64::MAX);
     let mut out = Vec::new();
     let mut bytes = 0;
     for entry in mailbox.range::<&[u8; 40]>(&start..=&end)? {
@@ -166,26 +168,51 @@ pub fn user(db: &Database, user: &UserId) -> Result<Option<UserRecord>, StoreErr
         .transpose()
 }
 
-/// The device certificates of those of `users` registered here.
-pub fn device_certs(db: &Database, users: &[UserId]) -> Result<Vec<DeviceCert>, StoreError> {
+/// Decodes a `device_records` value.
+pub(crate) fn decode_device(bytes: &[u8]) -> Result<DeviceRecord, StoreError> {
+    codec::decode(bytes, MAX_DEVICE_RECORD).map_err(|error| StoreError::Corrupt {
+        table: "device_records",
+        reason: error.to_string(),
+    })
+}
+
+/// The certificates of those of `devices` registered here under the account they name.
+pub fn device_certs(db: &Database, devices: &[Address]) -> Result<Vec<DeviceCert>, StoreError> {
     let txn = db.begin_read()?;
-    let table = txn.open_table(USERS)?;
-    let mut out = Vec::with_capacity(users.len());
-    for user in users {
-        if let Some(bytes) = table.get(user.as_bytes())? {
-            out.push(decode_user(bytes.value())?.cert);
+    let table = txn.open_table(DEVICE_RECORDS)?;
+    let mut out = Vec::with_capacity(devices.len());
+    for address in devices {
+        if let Some(bytes) = table.get(address.device.as_bytes())? {
+            let cert = decode_device(bytes.value())?.cert;
+            if cert.user == address.user {
+                out.push(cert);
+            }
         }
     }
     Ok(out)
 }
 
-pub fn users(db: &Database) -> Result<Vec<UserRecord>, StoreError> {
+/// The record of a registered device.
+pub fn device(db: &Database, device: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(DEVICE_RECORDS)?;
+    table
+        .get(device.as_bytes())?
+        .map(|bytes| decode_device(bytes.value()))
+        .transpose()
+}
+
+/// Every user registered here, with their record.
+pub fn users(db: &Database) -> Result<Vec<(UserId, UserRecord)>, StoreError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(USERS)?;
     let mut out = Vec::new();
     for entry in table.iter()? {
-        let (_, bytes) = entry?;
-        out.push(decode_user(bytes.value())?);
+        let (user, bytes) = entry?;
+        out.push((
+            UserId::from_bytes(*user.value()),
+            decode_user(bytes.value())?,
+        ));
     }
     Ok(out)
 }

@@ -30,10 +30,10 @@ pub struct Schema {
     pub migrations: &'static [Migration],
 }
 
-/// `relay.redb`: users, mailboxes, outbox, groups, presence.
+/// `relay.redb`: users and their devices, mailboxes, outbox, groups, presence.
 pub const RELAY: Schema = Schema {
     file: "relay.redb",
-    migrations: &[],
+    migrations: &[super::migrate::per_device],
 };
 
 /// `invites.redb`: invite codes.
@@ -161,13 +161,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = first_release_file(dir.path());
         NEXT.apply(&db).unwrap();
-        let older_build = RELAY;
-        let error = Schema {
+        let older_build = Schema {
             file: "test.redb",
-            ..older_build
-        }
-        .apply(&db)
-        .unwrap_err();
+            migrations: &[],
+        };
+        let error = older_build.apply(&db).unwrap_err();
         assert!(
             matches!(
                 error,

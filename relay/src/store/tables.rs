@@ -9,15 +9,21 @@ use tidings_protocol::{
 
 /// user id -> CBOR [`UserRecord`].
 pub const USERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("users");
-/// device id -> user id.
+/// device id -> user id (every registered device).
 pub const DEVICES: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("devices");
+/// device id -> CBOR [`DeviceRecord`] (schema 2).
+pub const DEVICE_RECORDS: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("device_records");
+/// user id ++ device id -> () : the registered devices of each user, one range per user
+/// (schema 2).
+pub const USER_DEVICES: TableDefinition<&[u8; 64], ()> = TableDefinition::new("user_devices");
 /// device id ++ curve25519 key -> CBOR [`SignedPreKey`] (unclaimed one-time keys).
 pub const ONE_TIME_KEYS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("one_time_keys");
-/// user id -> [`Cursor`] (16 bytes).
+/// device id -> [`Cursor`] (16 bytes); user id in schema 1.
 pub const CURSORS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("cursors");
-/// user id -> bytes of the envelopes waiting in the user's mailbox.
+/// device id -> bytes of the envelopes waiting in the device's mailbox; user id in schema 1.
 pub const MAILBOX_BYTES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("mailbox_bytes");
-/// user id ++ sequence number (big-endian) -> envelope bytes.
+/// device id ++ sequence number (big-endian) -> envelope bytes; user id in schema 1.
 pub const MAILBOX: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("mailbox");
 
 /// outbox sequence -> [`OutboxMeta`] (88 bytes): envelopes accepted for users elsewhere.
@@ -144,17 +150,11 @@ pub fn seen_table(generation: u64) -> String {
     format!("{SEEN_PREFIX}{generation}")
 }
 
-/// Everything the relay knows about one registered user.
+/// What the relay knows about one registered user (their devices are [`DeviceRecord`]s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
-    /// Certificate of the user's (single) device.
-    pub cert: DeviceCert,
-    /// When the user registered here.
+    /// When the user's first device registered here.
     pub registered_at_ms: u64,
-    /// The device's Olm identity key, once uploaded.
-    pub identity: Option<IdentityKey>,
-    /// The device's current fallback key, once uploaded.
-    pub fallback: Option<SignedPreKey>,
     /// The newest home record the user gave us (naming us, or where they moved).
     #[serde(default)]
     pub home: Option<HomeRecord>,
@@ -170,6 +170,37 @@ impl UserRecord {
             .as_ref()
             .is_none_or(|home| home.relay == self_peer)
     }
+}
+
+/// What the relay knows about one registered device of a user homed here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// The account's certificate of the device.
+    pub cert: DeviceCert,
+    /// When the device registered here.
+    pub registered_at_ms: u64,
+    /// The device's Olm identity key, once uploaded.
+    pub identity: Option<IdentityKey>,
+    /// The device's current fallback key, once uploaded.
+    pub fallback: Option<SignedPreKey>,
+    /// When the device's last subscribed session ended, if one did.
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
+}
+
+/// Key of a user's device in [`USER_DEVICES`].
+pub fn user_device_key(user: &UserId, device: &DeviceId) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..32].copy_from_slice(user.as_bytes());
+    key[32..].copy_from_slice(device.as_bytes());
+    key
+}
+
+/// The device a [`USER_DEVICES`] key names.
+pub fn device_of_key(key: &[u8; 64]) -> DeviceId {
+    let mut device = [0u8; 32];
+    device.copy_from_slice(&key[32..]);
+    DeviceId::from_bytes(device)
 }
 
 /// What the forwarder needs to know of an outbox entry, without its bytes.
@@ -213,7 +244,7 @@ impl OutboxMeta {
     }
 }
 
-/// Where a user's mailbox stands.
+/// Where a device's mailbox stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {
     /// Last sequence number assigned (0: none yet).
@@ -282,10 +313,11 @@ impl SeenMark {
     }
 }
 
-/// Mailbox key: user id then big-endian sequence number, so a user's mailbox is one range.
-pub fn mailbox_key(user: &UserId, seq: u64) -> [u8; 40] {
+/// Mailbox key: device id then big-endian sequence number, so a device's mailbox is one
+/// range (schema 1 keyed it by user id, the same 32 bytes).
+pub fn mailbox_key(device: &DeviceId, seq: u64) -> [u8; 40] {
     let mut key = [0u8; 40];
-    key[..32].copy_from_slice(user.as_bytes());
+    key[..32].copy_from_slice(device.as_bytes());
     key[32..].copy_from_slice(&seq.to_be_bytes());
     key
 }
@@ -337,10 +369,10 @@ mod tests {
     }
 
     #[test]
-    fn mailbox_keys_sort_by_user_then_sequence() {
-        let user = UserId::from_bytes([5; 32]);
-        let a = mailbox_key(&user, 2);
-        let b = mailbox_key(&user, 256);
+    fn mailbox_keys_sort_by_device_then_sequence() {
+        let device = DeviceId::from_bytes([5; 32]);
+        let a = mailbox_key(&device, 2);
+        let b = mailbox_key(&device, 256);
         assert!(a < b);
         assert_eq!(mailbox_seq(&b), 256);
     }

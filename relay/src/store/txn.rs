@@ -3,22 +3,26 @@
 use std::collections::HashMap;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
-use tidings_protocol::{UserId, codec};
+use tidings_protocol::{DeviceId, UserId, codec};
 
 use tidings_protocol::store::StoreError;
 
 use super::{
     config::StoreConfig,
     tables::{
-        self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICE_LISTS, DEVICES, GROUP_HEADS,
-        GROUP_VERSIONS, MAILBOX, MAILBOX_BYTES, MAILBOX_ORIGINS, ONE_TIME_KEYS, OUTBOX_BODY,
-        OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USERS, UserRecord,
+        self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICE_LISTS, DEVICE_RECORDS, DEVICES,
+        DeviceRecord, GROUP_HEADS, GROUP_VERSIONS, MAILBOX, MAILBOX_BYTES, MAILBOX_ORIGINS,
+        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE,
+        RELAY_HOLDS, USER_DEVICES, USERS, UserRecord,
     },
 };
 use crate::mailbox::Publication;
 
 /// Largest user record we expect to read back.
 const MAX_USER_RECORD: usize = 16 * 1024;
+
+/// Largest device record we expect to read back.
+pub(super) const MAX_DEVICE_RECORD: usize = 16 * 1024;
 
 type Bytes32 = &'static [u8; 32];
 
@@ -27,6 +31,8 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(USERS)?;
     txn.open_table(DEVICES)?;
+    txn.open_table(DEVICE_RECORDS)?;
+    txn.open_table(USER_DEVICES)?;
     txn.open_table(ONE_TIME_KEYS)?;
     txn.open_table(CURSORS)?;
     txn.open_table(MAILBOX)?;
@@ -85,6 +91,8 @@ pub struct Effects {
 pub(super) struct Tables<'txn> {
     pub users: Table<'txn, Bytes32, &'static [u8]>,
     pub devices: Table<'txn, Bytes32, Bytes32>,
+    pub device_records: Table<'txn, Bytes32, &'static [u8]>,
+    pub user_devices: Table<'txn, &'static [u8; 64], ()>,
     pub one_time_keys: Table<'txn, &'static [u8; 64], &'static [u8]>,
     pub cursors: Table<'txn, Bytes32, &'static [u8; 16]>,
     pub mailbox: Table<'txn, &'static [u8; 40], &'static [u8]>,
@@ -103,12 +111,12 @@ pub(super) struct Tables<'txn> {
     pub device_lists: Table<'txn, Bytes32, &'static [u8]>,
     pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
-    /// Cursors changed in this batch, written back once at the end.
-    pub dirty_cursors: HashMap<UserId, Cursor>,
+    /// Cursors (by device) changed in this batch, written back once at the end.
+    pub dirty_cursors: HashMap<DeviceId, Cursor>,
     /// Outbox entries per sender changed in this batch, written back once at the end.
     pub dirty_senders: HashMap<UserId, u64>,
-    /// Mailbox sizes changed in this batch, written back once at the end.
-    pub dirty_bytes: HashMap<UserId, u64>,
+    /// Mailbox sizes (by device) changed in this batch, written back once at the end.
+    pub dirty_bytes: HashMap<DeviceId, u64>,
     /// Mailbox entries per origin relay changed in this batch, written back at the end.
     pub dirty_holds: HashMap<[u8; 16], u64>,
     pub now_ms: u64,
@@ -151,6 +159,8 @@ fn apply_and_commit(
         let mut t = Tables {
             users: txn.open_table(USERS)?,
             devices: txn.open_table(DEVICES)?,
+            device_records: txn.open_table(DEVICE_RECORDS)?,
+            user_devices: txn.open_table(USER_DEVICES)?,
             one_time_keys: txn.open_table(ONE_TIME_KEYS)?,
             cursors: txn.open_table(CURSORS)?,
             mailbox: txn.open_table(MAILBOX)?,
@@ -179,14 +189,14 @@ fn apply_and_commit(
             effects: Effects::default(),
         };
         apply(&mut t)?;
-        for (user, cursor) in &t.dirty_cursors {
-            t.cursors.insert(user.as_bytes(), &cursor.to_bytes())?;
+        for (device, cursor) in &t.dirty_cursors {
+            t.cursors.insert(device.as_bytes(), &cursor.to_bytes())?;
         }
-        for (user, bytes) in &t.dirty_bytes {
+        for (device, bytes) in &t.dirty_bytes {
             if *bytes == 0 {
-                t.mailbox_bytes.remove(user.as_bytes())?;
+                t.mailbox_bytes.remove(device.as_bytes())?;
             } else {
-                t.mailbox_bytes.insert(user.as_bytes(), *bytes)?;
+                t.mailbox_bytes.insert(device.as_bytes(), *bytes)?;
             }
         }
         for (relay, entries) in &t.dirty_holds {
@@ -257,13 +267,13 @@ impl Tables<'_> {
         Ok(())
     }
 
-    pub fn cursor(&self, user: &UserId) -> Result<Cursor, StoreError> {
-        if let Some(cursor) = self.dirty_cursors.get(user) {
+    pub fn cursor(&self, device: &DeviceId) -> Result<Cursor, StoreError> {
+        if let Some(cursor) = self.dirty_cursors.get(device) {
             return Ok(*cursor);
         }
         Ok(self
             .cursors
-            .get(user.as_bytes())?
+            .get(device.as_bytes())?
             .map(|bytes| Cursor::from_bytes(bytes.value()))
             .unwrap_or_default())
     }
@@ -273,5 +283,44 @@ impl Tables<'_> {
         Ok(self
             .user(user)?
             .is_some_and(|record| record.is_home(&self.config.self_peer)))
+    }
+}
+
+impl Tables<'_> {
+    pub fn device_record(&self, device: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        match self.device_records.get(device.as_bytes())? {
+            Some(bytes) => codec::decode(bytes.value(), MAX_DEVICE_RECORD)
+                .map(Some)
+                .map_err(|error| corrupt("device_records", error)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_device_record(&mut self, record: &DeviceRecord) -> Result<(), StoreError> {
+        self.device_records.insert(
+            record.cert.device.as_bytes(),
+            codec::encode(record).as_slice(),
+        )?;
+        Ok(())
+    }
+
+    /// The account `device` is registered under here, if any.
+    pub fn device_owner(&self, device: &DeviceId) -> Result<Option<UserId>, StoreError> {
+        Ok(self
+            .devices
+            .get(device.as_bytes())?
+            .map(|user| UserId::from_bytes(*user.value())))
+    }
+
+    /// The devices `user` has registered here, in id order.
+    pub fn devices_of(&self, user: &UserId) -> Result<Vec<DeviceId>, StoreError> {
+        let start = tables::user_device_key(user, &DeviceId::from_bytes([0; 32]));
+        let end = tables::user_device_key(user, &DeviceId::from_bytes([0xff; 32]));
+        let mut out = Vec::new();
+        for entry in self.user_devices.range::<&[u8; 64]>(&start..=&end)? {
+            let (key, _) = entry?;
+            out.push(tables::device_of_key(key.value()));
+        }
+        Ok(out)
     }
 }

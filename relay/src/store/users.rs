@@ -2,8 +2,8 @@
 
 use redb::{ReadableTable, ReadableTableMetadata};
 use tidings_protocol::{
-    Address, DeviceCert, DeviceId, HomeRecord, IdentityKey, KeyBundle, SignedPreKey, UserId, codec,
-    limits,
+    Address, DeviceCert, DeviceId, DeviceListError, HomeRecord, IdentityKey, KeyBundle,
+    SignedDeviceList, SignedPreKey, codec, limits,
 };
 
 use tidings_protocol::store::StoreError;
@@ -11,63 +11,95 @@ use tidings_protocol::store::StoreError;
 use super::{
     outcomes::{ClaimOutcome, KeysOutcome, RegisterOutcome, SetHomeOutcome},
     reads::count_one_time_keys,
-    tables::{self, UserRecord},
+    tables::{self, DeviceRecord, UserRecord},
     txn::{Tables, corrupt},
 };
 
 impl Tables<'_> {
+    /// Registers the device `cert` names (verified by the caller) under the account's
+    /// device list: `list` (verified, the same user, naming the device) must succeed the held
+    /// one and is stored with the device; without it the held list must name the device, or
+    /// the account must have no list and no other device yet. Returns the outcome and the
+    /// devices a stored list revoked.
     pub fn register(
         &mut self,
         cert: &DeviceCert,
+        list: Option<&SignedDeviceList>,
         max_accounts: Option<u64>,
-    ) -> Result<RegisterOutcome, StoreError> {
-        if let Some(owner) = self.devices.get(cert.device.as_bytes())? {
-            let owner = UserId::from_bytes(*owner.value());
-            if owner != cert.user {
-                return Ok(RegisterOutcome::DeviceTaken);
-            }
-            return Ok(RegisterOutcome::Registered {
-                new: false,
-                one_time_keys: count_one_time_keys(&self.one_time_keys, &cert.device)?,
-            });
+    ) -> Result<(RegisterOutcome, Vec<DeviceId>), StoreError> {
+        let refused = |outcome| Ok((outcome, Vec::new()));
+        let user = cert.user;
+        let owner = self.device_owner(&cert.device)?;
+        if owner.is_some_and(|owner| owner != user) {
+            return refused(RegisterOutcome::DeviceTaken);
         }
-        let existing = self.user(&cert.user)?;
+        let held = self.held_device_list(&user)?;
+        // The same list again (a retried registration) is no news.
+        let list = list.filter(|list| held.as_ref() != Some(*list));
+        match (list, &held) {
+            (Some(list), _) => {
+                let max = self.config.limits.max_devices_per_account;
+                if list.list.devices.len() as u64 > max {
+                    return refused(RegisterOutcome::DeviceLimit { max });
+                }
+                if let Some(held) = &held
+                    && let Err(error) = list.check_successor(held)
+                {
+                    return refused(match error {
+                        DeviceListError::Stale { held, .. } => RegisterOutcome::StaleList { held },
+                        error => RegisterOutcome::ListRefused(error),
+                    });
+                }
+            }
+            (None, Some(held)) if !held.contains(&cert.device) => {
+                return refused(RegisterOutcome::Revoked);
+            }
+            (None, Some(_)) => {}
+            (None, None) => {
+                let others = self.devices_of(&user)?;
+                if others.iter().any(|device| *device != cert.device) {
+                    return refused(RegisterOutcome::Revoked);
+                }
+            }
+        }
+        let existing = self.user(&user)?;
         if existing.is_none()
             && let Some(max) = max_accounts
             && self.users.len()? >= max
         {
-            return Ok(RegisterOutcome::AccountLimit);
+            return refused(RegisterOutcome::AccountLimit);
         }
-        if let Some(existing) = &existing {
-            // One device per account: a newer certificate from the account replaces the old
-            // device (the account key outranks any device); an older one is refused.
-            if existing.cert.issued_at_ms >= cert.issued_at_ms {
-                return Ok(RegisterOutcome::DeviceLimit);
-            }
-            self.devices.remove(existing.cert.device.as_bytes())?;
-            self.remove_one_time_keys(&existing.cert.device)?;
+        if existing.is_none() {
+            let record = UserRecord {
+                registered_at_ms: self.now_ms,
+                home: None,
+                here: None,
+            };
+            self.put_user(&user, &record)?;
         }
-        self.devices
-            .insert(cert.device.as_bytes(), cert.user.as_bytes())?;
-        let (home, here) = existing
-            .map(|record| (record.home, record.here))
-            .unwrap_or_default();
-        let record = UserRecord {
-            cert: cert.clone(),
-            registered_at_ms: self.now_ms,
-            identity: None,
-            fallback: None,
-            home,
-            here,
+        let new = owner.is_none();
+        if new {
+            self.devices
+                .insert(cert.device.as_bytes(), user.as_bytes())?;
+            self.user_devices
+                .insert(&tables::user_device_key(&user, &cert.device), ())?;
+            self.put_device_record(&DeviceRecord {
+                cert: cert.clone(),
+                registered_at_ms: self.now_ms,
+                identity: None,
+                fallback: None,
+                last_seen_ms: None,
+            })?;
+        }
+        let revoked = match list {
+            Some(list) => self.keep_device_list(list)?,
+            None => Vec::new(),
         };
-        self.put_user(&cert.user, &record)?;
-        Ok(RegisterOutcome::Registered {
-            new: true,
-            one_time_keys: 0,
-        })
+        let one_time_keys = count_one_time_keys(&self.one_time_keys, &cert.device)?;
+        Ok((RegisterOutcome::Registered { new, one_time_keys }, revoked))
     }
 
-    fn remove_one_time_keys(&mut self, device: &DeviceId) -> Result<(), StoreError> {
+    pub(super) fn remove_one_time_keys(&mut self, device: &DeviceId) -> Result<(), StoreError> {
         let start = tables::one_time_key_key(device, &[0; 32]);
         let end = tables::one_time_key_key(device, &[0xff; 32]);
         self.one_time_keys
@@ -82,14 +114,7 @@ impl Tables<'_> {
         one_time_keys: &[SignedPreKey],
         fallback: Option<&SignedPreKey>,
     ) -> Result<KeysOutcome, StoreError> {
-        let Some(user) = self
-            .devices
-            .get(device.as_bytes())?
-            .map(|user| UserId::from_bytes(*user.value()))
-        else {
-            return Ok(KeysOutcome::NotRegistered);
-        };
-        let Some(mut record) = self.user(&user)? else {
+        let Some(mut record) = self.device_record(device)? else {
             return Ok(KeysOutcome::NotRegistered);
         };
         if identity.is_some() || fallback.is_some() {
@@ -99,7 +124,7 @@ impl Tables<'_> {
             if let Some(fallback) = fallback {
                 record.fallback = Some(fallback.clone());
             }
-            self.put_user(&user, &record)?;
+            self.put_device_record(&record)?;
         }
         let mut held = count_one_time_keys(&self.one_time_keys, device)?;
         for key in one_time_keys {
@@ -121,15 +146,13 @@ impl Tables<'_> {
     }
 
     pub fn claim(&mut self, address: &Address) -> Result<ClaimOutcome, StoreError> {
-        let Some(record) = self.user(&address.user)? else {
+        if !self.is_local(&address.user)? {
             return Ok(ClaimOutcome::UnknownUser);
+        }
+        let record = match self.device_record(&address.device)? {
+            Some(record) if record.cert.user == address.user => record,
+            _ => return Ok(ClaimOutcome::UnknownDevice),
         };
-        if !record.is_home(&self.config.self_peer) {
-            return Ok(ClaimOutcome::UnknownUser);
-        }
-        if record.cert.device != address.device {
-            return Ok(ClaimOutcome::UnknownDevice);
-        }
         let Some(identity) = record.identity.clone() else {
             return Ok(ClaimOutcome::NoKeys);
         };

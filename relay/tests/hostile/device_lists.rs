@@ -111,7 +111,7 @@ async fn stale_forged_foreign_and_selfless_lists_are_refused() {
     for version in [5, 4] {
         let again = list(&alice, version, &[key()], &alice.account);
         let refused = publish(&mut alice, again).await;
-        assert_eq!(refused.unwrap_err().code, ErrorCode::BadDescriptor);
+        assert_eq!(refused.unwrap_err().code, ErrorCode::StaleDeviceList);
     }
     assert_eq!(verdicts(&relay, DeviceListVerdict::Stale), 2);
 
@@ -181,5 +181,5 @@ async fn a_stored_list_survives_a_restart() {
     assert_eq!(get(&mut alice, user).await, Some(stored.clone()));
     // The version rule holds across the restart.
     let replay = publish(&mut alice, stored).await;
-    assert_eq!(replay.unwrap_err().code, ErrorCode::BadDescriptor);
+    assert_eq!(replay.unwrap_err().code, ErrorCode::StaleDeviceList);
 }

@@ -14,9 +14,9 @@ async fn a_failed_commit_answers_every_waiter_with_an_error_and_keeps_what_was_a
     let bob = Account::new(2).register(&fx.store).await;
     let elsewhere = Account::new(3);
     let before = vec![
-        envelope(&alice, bob.user(), "before 1"),
-        envelope(&alice, bob.user(), "before 2"),
-        envelope(&alice, elsewhere.user(), "queued before"),
+        envelope(&alice, &bob, "before 1"),
+        envelope(&alice, &bob, "before 2"),
+        envelope(&alice, &elsewhere, "queued before"),
     ];
     let outcomes = fx
         .store
@@ -24,17 +24,17 @@ async fn a_failed_commit_answers_every_waiter_with_an_error_and_keeps_what_was_a
         .await
         .unwrap();
     assert_eq!(outcomes[2], StoreOutcome::Queued { seq: 1 });
-    fx.store.ack(bob.user(), 1).await.unwrap();
+    fx.store.ack(bob.device(), 1).await.unwrap();
 
     // The disk fails: writes of every kind, queued together, are all refused.
     switch.fail();
-    let during = envelope(&alice, bob.user(), "during");
+    let during = envelope(&alice, &bob, "during");
     let (stored, acked, queued, registered) = tokio::join!(
         fx.store
             .store_envelopes(vec![during.clone()], Origin::Client),
-        fx.store.ack(bob.user(), 2),
+        fx.store.ack(bob.device(), 2),
         fx.store.store_envelopes(
-            vec![envelope(&alice, elsewhere.user(), "queued during")],
+            vec![envelope(&alice, &elsewhere, "queued during")],
             Origin::Client
         ),
         fx.store.register(Account::new(4).cert(), None),
@@ -57,7 +57,7 @@ async fn a_failed_commit_answers_every_waiter_with_an_error_and_keeps_what_was_a
     let retried = retry_until_stored(&fx.store, during).await;
     assert_eq!(retried, [StoreOutcome::Accepted { seq: 3 }]);
     assert_eq!(
-        mailbox(&fx.store, bob.user(), 1).await,
+        mailbox(&fx.store, bob.device(), 1).await,
         [(2, "before 2".to_string()), (3, "during".to_string())]
     );
     let outbox = fx.store.outbox_after(0, 10).await.unwrap();
@@ -73,10 +73,10 @@ async fn a_failed_commit_answers_every_waiter_with_an_error_and_keeps_what_was_a
     // And everything answered survives closing and opening the file.
     let fx = fx.reopen().await;
     assert_eq!(
-        mailbox(&fx.store, bob.user(), 1).await,
+        mailbox(&fx.store, bob.device(), 1).await,
         [(2, "before 2".to_string()), (3, "during".to_string())]
     );
-    let cursor = fx.store.cursor(bob.user()).await.unwrap();
+    let cursor = fx.store.cursor(bob.device()).await.unwrap();
     assert_eq!((cursor.head, cursor.acked), (3, 1));
 }
 

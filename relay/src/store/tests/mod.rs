@@ -148,12 +148,13 @@ impl Account {
     }
 }
 
-/// An envelope from `from` to `to` whose bytes are `body`.
-pub(super) fn envelope(from: &Account, to: UserId, body: &str) -> NewEnvelope {
+/// An envelope from `from` to `to`'s device whose bytes are `body`.
+pub(super) fn envelope(from: &Account, to: &Account, body: &str) -> NewEnvelope {
     NewEnvelope {
         id: EnvelopeId::random(),
         sender: from.user(),
-        recipient: to,
+        recipient: to.user(),
+        device: Some(to.device()),
         bytes: Bytes::copy_from_slice(body.as_bytes()),
     }
 }
@@ -175,10 +176,10 @@ pub(super) fn genesis(admin: &Account, members: &[UserId]) -> SignedDescriptor {
     )
 }
 
-/// The bodies in `user`'s mailbox from `from` on, as text.
-pub(super) async fn mailbox(store: &Store, user: UserId, from: u64) -> Vec<(u64, String)> {
+/// The bodies in `device`'s mailbox from `from` on, as text.
+pub(super) async fn mailbox(store: &Store, device: DeviceId, from: u64) -> Vec<(u64, String)> {
     store
-        .mailbox_range(user, from, 1000, 1 << 20)
+        .mailbox_range(device, from, 1000, 1 << 20)
         .await
         .unwrap()
         .into_iter()

@@ -14,10 +14,10 @@ use crate::store::{
 pub(super) async fn envelopes_are_stored_in_order_deduped_and_published(fx: Fixture) {
     let alice = Account::new(1).register(&fx.store).await;
     let bob = Account::new(2).register(&fx.store).await;
-    let feed = fx.hub.subscribe(bob.user());
-    let mut first = envelope(&alice, bob.user(), "one");
+    let feed = fx.hub.subscribe(bob.device());
+    let mut first = envelope(&alice, &bob, "one");
     first.id = SHARED_ID;
-    let second = envelope(&alice, bob.user(), "two");
+    let second = envelope(&alice, &bob, "two");
     let outcomes = fx
         .store
         .store_envelopes(vec![first.clone(), second], Origin::Client)
@@ -42,7 +42,7 @@ pub(super) async fn envelopes_are_stored_in_order_deduped_and_published(fx: Fixt
     assert_eq!(outcomes, [StoreOutcome::Duplicate, StoreOutcome::IdReused]);
 
     // Another sender may use the same id: dedupe is by sender and id.
-    let mut same_id = envelope(&bob, bob.user(), "note to self");
+    let mut same_id = envelope(&bob, &bob, "note to self");
     same_id.id = SHARED_ID;
     let outcomes = fx
         .store
@@ -51,7 +51,7 @@ pub(super) async fn envelopes_are_stored_in_order_deduped_and_published(fx: Fixt
         .unwrap();
     assert_eq!(outcomes, [StoreOutcome::Accepted { seq: 3 }]);
 
-    let stored = mailbox(&fx.store, bob.user(), 1).await;
+    let stored = mailbox(&fx.store, bob.device(), 1).await;
     assert_eq!(
         stored,
         [
@@ -60,7 +60,7 @@ pub(super) async fn envelopes_are_stored_in_order_deduped_and_published(fx: Fixt
             (3, "note to self".to_string())
         ]
     );
-    let cursor = fx.store.cursor(bob.user()).await.unwrap();
+    let cursor = fx.store.cursor(bob.device()).await.unwrap();
     assert_eq!((cursor.head, cursor.acked), (3, 0));
     // Subscribers hear of each entry once it is committed.
     let published: Vec<u64> = feed
@@ -79,27 +79,27 @@ pub(super) async fn an_ack_deletes_the_mailbox_up_to_it(fx: Fixture) {
     let bob = Account::new(2).register(&fx.store).await;
     let items = ["a", "b", "c"]
         .into_iter()
-        .map(|body| envelope(&alice, bob.user(), body))
+        .map(|body| envelope(&alice, &bob, body))
         .collect();
     fx.store
         .store_envelopes(items, Origin::Client)
         .await
         .unwrap();
-    fx.store.ack(bob.user(), 2).await.unwrap();
+    fx.store.ack(bob.device(), 2).await.unwrap();
     assert_eq!(
-        mailbox(&fx.store, bob.user(), 1).await,
+        mailbox(&fx.store, bob.device(), 1).await,
         [(3, "c".to_string())]
     );
     // An ack beyond the head stops at the head; an old ack changes nothing.
-    fx.store.ack(bob.user(), 99).await.unwrap();
-    fx.store.ack(bob.user(), 1).await.unwrap();
-    let cursor = fx.store.cursor(bob.user()).await.unwrap();
+    fx.store.ack(bob.device(), 99).await.unwrap();
+    fx.store.ack(bob.device(), 1).await.unwrap();
+    let cursor = fx.store.cursor(bob.device()).await.unwrap();
     assert_eq!((cursor.head, cursor.acked), (3, 3));
-    assert!(mailbox(&fx.store, bob.user(), 1).await.is_empty());
+    assert!(mailbox(&fx.store, bob.device(), 1).await.is_empty());
     // Numbers go on after the acked ones.
     let outcomes = fx
         .store
-        .store_envelopes(vec![envelope(&alice, bob.user(), "d")], Origin::Client)
+        .store_envelopes(vec![envelope(&alice, &bob, "d")], Origin::Client)
         .await
         .unwrap();
     assert_eq!(outcomes, [StoreOutcome::Accepted { seq: 4 }]);
@@ -110,9 +110,9 @@ pub(super) async fn outbox_entries_are_done_bounced_or_moved_home(fx: Fixture) {
     let elsewhere = Account::new(2);
     let later_here = Account::new(3);
     let items = vec![
-        envelope(&alice, elsewhere.user(), "forwarded"),
-        envelope(&alice, elsewhere.user(), "bounced"),
-        envelope(&alice, later_here.user(), "moved"),
+        envelope(&alice, &elsewhere, "forwarded"),
+        envelope(&alice, &elsewhere, "bounced"),
+        envelope(&alice, &later_here, "moved"),
     ];
     let ids: Vec<_> = items.iter().map(|item| item.id).collect();
     let outcomes = fx
@@ -156,7 +156,7 @@ pub(super) async fn outbox_entries_are_done_bounced_or_moved_home(fx: Fixture) {
             .unwrap()
             .is_empty()
     );
-    let bounces = fx.store.mailbox_range(alice.user(), 1, 10, 1 << 20).await;
+    let bounces = fx.store.mailbox_range(alice.device(), 1, 10, 1 << 20).await;
     let bounces = bounces.unwrap();
     assert_eq!(bounces.len(), 1);
     match MailboxItem::from_stored(bounces[0].1.to_vec()).unwrap() {
@@ -171,16 +171,13 @@ pub(super) async fn outbox_entries_are_done_bounced_or_moved_home(fx: Fixture) {
         other => panic!("not a bounce: {other:?}"),
     }
     assert_eq!(
-        mailbox(&fx.store, later_here.user(), 1).await,
+        mailbox(&fx.store, later_here.device(), 1).await,
         [(1, "moved".to_string())]
     );
     // Outbox numbers are not reused after their entries are gone.
     let outcomes = fx
         .store
-        .store_envelopes(
-            vec![envelope(&alice, elsewhere.user(), "next")],
-            Origin::Client,
-        )
+        .store_envelopes(vec![envelope(&alice, &elsewhere, "next")], Origin::Client)
         .await
         .unwrap();
     assert_eq!(outcomes, [StoreOutcome::Queued { seq: 4 }]);
@@ -271,7 +268,7 @@ pub(super) async fn users_register_and_upload_and_hand_out_keys(fx: Fixture) {
         fx.store.claim_bundle(bob.address()).await.unwrap(),
         ClaimOutcome::UnknownUser
     );
-    let record = fx.store.user(alice.user()).await.unwrap().unwrap();
+    let record = fx.store.device(alice.device()).await.unwrap().unwrap();
     assert_eq!(record.fallback, Some(fallback));
     assert_eq!(fx.store.users().await.unwrap().len(), 1);
 }
@@ -286,6 +283,7 @@ pub(super) async fn group_envelopes_are_checked_and_fanned_out(fx: Fixture) {
     let created = GroupEnvelope {
         id: tidings_protocol::EnvelopeId::random(),
         sender: alice.user(),
+        sender_device: alice.device(),
         group,
         bytes: Bytes::from_static(b"genesis"),
         change: Some(v1.clone()),
@@ -314,7 +312,7 @@ pub(super) async fn group_envelopes_are_checked_and_fanned_out(fx: Fixture) {
     // Bob's mailbox holds the envelope (stored once as a blob); the other relay's member
     // has an outbox entry.
     assert_eq!(
-        mailbox(&fx.store, bob.user(), 1).await,
+        mailbox(&fx.store, bob.device(), 1).await,
         [(1, "genesis".to_string())]
     );
     let queued = fx.store.outbox_after(0, 10).await.unwrap();
@@ -325,6 +323,7 @@ pub(super) async fn group_envelopes_are_checked_and_fanned_out(fx: Fixture) {
     let message = |sender: &Account, group, body: &'static [u8]| GroupEnvelope {
         id: tidings_protocol::EnvelopeId::random(),
         sender: sender.user(),
+        sender_device: sender.device(),
         group,
         bytes: Bytes::from_static(body),
         change: None,
@@ -354,16 +353,16 @@ pub(super) async fn group_envelopes_are_checked_and_fanned_out(fx: Fixture) {
         .unwrap();
     assert_eq!(outcome, GroupOutcome::UnknownGroup);
     assert_eq!(
-        mailbox(&fx.store, alice.user(), 1).await,
+        mailbox(&fx.store, alice.device(), 1).await,
         [(1, "hello".to_string())]
     );
-    assert!(mailbox(&fx.store, carol.user(), 1).await.is_empty());
+    assert!(mailbox(&fx.store, carol.device(), 1).await.is_empty());
 
     // Bob's ack drops his references; alice's reference to the second still reads.
-    fx.store.ack(bob.user(), 2).await.unwrap();
-    assert!(mailbox(&fx.store, bob.user(), 1).await.is_empty());
+    fx.store.ack(bob.device(), 2).await.unwrap();
+    assert!(mailbox(&fx.store, bob.device(), 1).await.is_empty());
     assert_eq!(
-        mailbox(&fx.store, alice.user(), 1).await,
+        mailbox(&fx.store, alice.device(), 1).await,
         [(1, "hello".to_string())]
     );
 }
@@ -452,7 +451,7 @@ pub(super) async fn presence_and_handoffs_are_stored(fx: Fixture) {
     assert_eq!(presence.last_seen_ms, Some(1234));
 
     // What alice's previous home hands on lands in her mailbox, deduped by id.
-    let handed = envelope(&bob, alice.user(), "from the old home");
+    let handed = envelope(&bob, &alice, "from the old home");
     let items = vec![
         HandoffItem::Envelope(handed.clone()),
         HandoffItem::Envelope(handed),
@@ -467,13 +466,13 @@ pub(super) async fn presence_and_handoffs_are_stored(fx: Fixture) {
         .store
         .handoff_in(
             bob.user(),
-            vec![HandoffItem::Envelope(envelope(&alice, bob.user(), "x"))],
+            vec![HandoffItem::Envelope(envelope(&alice, &bob, "x"))],
         )
         .await
         .unwrap();
     assert_eq!(outcomes, [StoreOutcome::NotHere]);
     assert_eq!(
-        mailbox(&fx.store, alice.user(), 1).await,
+        mailbox(&fx.store, alice.device(), 1).await,
         [(1, "from the old home".to_string())]
     );
 }
@@ -483,8 +482,8 @@ pub(super) async fn what_was_answered_survives_a_reopen(fx: Fixture) {
     let bob = Account::new(2).register(&fx.store).await;
     let elsewhere = Account::new(3);
     let items = vec![
-        envelope(&alice, bob.user(), "kept"),
-        envelope(&alice, elsewhere.user(), "queued"),
+        envelope(&alice, &bob, "kept"),
+        envelope(&alice, &elsewhere, "queued"),
     ];
     let outcomes = fx
         .store
@@ -500,7 +499,7 @@ pub(super) async fn what_was_answered_survives_a_reopen(fx: Fixture) {
     );
     let fx = fx.reopen().await;
     assert_eq!(
-        mailbox(&fx.store, bob.user(), 1).await,
+        mailbox(&fx.store, bob.device(), 1).await,
         [(1, "kept".to_string())]
     );
     assert_eq!(fx.store.outbox_after(0, 10).await.unwrap().len(), 1);

@@ -153,6 +153,7 @@ async fn a_linked_device_sends_and_receives() {
         .unwrap();
 
     let mut bob_session = bob.online().await;
+    let mut phone_session = alice.online().await;
     let mut laptop_session = laptop.connect().await.unwrap();
     laptop_session.subscribe().await.unwrap();
     laptop_session
@@ -169,6 +170,12 @@ async fn a_linked_device_sends_and_receives() {
     )
     .await;
     assert!(texts(&events).contains(&"hi Alice".to_string()));
+    // The device holding the account key gets it too.
+    wait_for(
+        &mut phone_session,
+        |event| matches!(event, Event::Message(message) if message.text == "hi Alice"),
+    )
+    .await;
 }
 
 /// Needs the relay's revocation on a new list (i14-relay).
@@ -200,13 +207,19 @@ async fn a_removed_device_is_revoked() {
         "{error:?}"
     );
 
+    // Its records are gone: it is not registered, and may not register again.
     let refused = match laptop.connect().await {
         Ok(mut session) => session.subscribe().await.unwrap_err(),
         Err(error) => error,
     };
     assert!(
-        matches!(&refused, ClientError::Refused(answer) if answer.code == ErrorCode::DeviceRevoked)
-            || matches!(&refused, ClientError::Connection(_)),
+        matches!(&refused, ClientError::Refused(answer)
+            if answer.code == ErrorCode::NotRegistered || answer.code == ErrorCode::DeviceRevoked),
+        "{refused:?}"
+    );
+    let refused = failed(laptop.register(dial_addr(&relay), None).await);
+    assert!(
+        matches!(&refused, ClientError::Refused(answer) if answer.code == ErrorCode::DeviceRevoked),
         "{refused:?}"
     );
 }

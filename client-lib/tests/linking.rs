@@ -263,3 +263,103 @@ async fn an_imported_account_registers_as_a_new_device_on_the_held_list() {
     );
     assert!(devices.iter().any(|device| device.this_device));
 }
+
+fn tidings(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
+    command
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("TIDINGS_PASSPHRASE")
+        .env("TIDINGS_EXPORT_PASSPHRASE", "export pass");
+    command
+}
+
+fn ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = tidings(dir, args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "tidings {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn device_count(dir: &std::path::Path) -> usize {
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(dir, &["device", "list", "--json"])).unwrap();
+    listed.as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_export_and_import_with_the_cli() {
+    use std::io::BufRead;
+
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let address = dial_addr(&relay).to_string();
+    let home = tempfile::tempdir().unwrap();
+    let (alice, laptop, restored) = (
+        home.path().join("alice"),
+        home.path().join("laptop"),
+        home.path().join("restored"),
+    );
+    ok(&alice, &["init"]);
+    ok(&alice, &["register", "--relay", &address]);
+
+    let mut linking = tidings(
+        &laptop,
+        &["device", "link", "--relay", &address, "--name", "laptop"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = linking.stdout.take().unwrap();
+    let (code, rest) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let code = lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find_map(|line| line.strip_prefix("link code: ").map(str::to_string))
+            .unwrap();
+        (code, lines)
+    })
+    .await
+    .unwrap();
+    assert!(code.starts_with("tidings-link:"), "{code}");
+    let added = ok(&alice, &["device", "add", &code, "--name", "laptop"]);
+    assert!(added.contains("approved device"), "{added}");
+    let finished = tokio::task::spawn_blocking(move || {
+        let printed: Vec<String> = rest.map(Result::unwrap).collect();
+        (linking.wait().unwrap(), printed.join("\n"))
+    })
+    .await
+    .unwrap();
+    assert!(finished.0.success(), "{}", finished.1);
+    assert!(
+        finished.1.contains("linked as \"laptop\""),
+        "{}",
+        finished.1
+    );
+    assert_eq!(device_count(&alice), 2);
+
+    // The linked device cannot export; the primary can, and an import is a third device.
+    let export = home.path().join("alice.export");
+    let export_arg = export.to_str().unwrap();
+    let refused = tidings(&laptop, &["account", "export", export_arg])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not hold the account key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    ok(&alice, &["account", "export", export_arg]);
+    let imported = ok(&restored, &["init", "--import", export_arg]);
+    assert!(imported.contains("restored account"), "{imported}");
+    ok(&restored, &["register", "--relay", &address]);
+    assert_eq!(device_count(&restored), 3);
+}

@@ -66,8 +66,8 @@ proptest! {
 
     #[test]
     fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,200}") {
-        let _ = text.parse::<LinkCode>();
-        let _ = format!("tidings-link:{text}").parse::<LinkCode>();
+        tidings_protocol::fuzzing::link(text.as_bytes());
+        tidings_protocol::fuzzing::link(format!("tidings-link:{text}").as_bytes());
     }
 
     #[test]
@@ -85,7 +85,20 @@ proptest! {
 
     #[test]
     fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = LinkPackage::decode(&bytes);
+        tidings_protocol::fuzzing::link(&bytes);
+    }
+
+    #[test]
+    fn mutated_packages_are_refused_or_round_trip(
+        (_, package) in arb_package(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut bytes = package.encode();
+        for (at, value) in flips {
+            let index = at.index(bytes.len());
+            bytes[index] = value;
+        }
+        tidings_protocol::fuzzing::link(&bytes);
     }
 }
 
@@ -141,4 +154,66 @@ fn a_package_for_another_account_or_with_a_forged_cert_is_refused() {
         "tidings-link:".parse::<LinkCode>(),
         Err(LinkCodeError::WrongLength(0))
     );
+}
+
+fn seed_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/link")
+}
+
+/// Seeds of the `link` fuzz target: codes as text, and valid and broken packages.
+fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let account = key([7; 32]);
+    let device = DeviceId::from(&key([8; 32]).verifying_key());
+    let user = UserId::from(&account.verifying_key());
+    let code = LinkCode {
+        device,
+        secret: LinkSecret::from_bytes([9; 32]),
+    };
+    let package = LinkPackage {
+        cert: DeviceCert::issue(&account, device, 1_700_000_000_000),
+        user,
+        relay: "12D3KooWGzQwFkqBSaQGVbE4kWQeF9n4xnS3Yc7K2pmN4YwzFcRb".into(),
+        relay_addrs: BoundedVec::new(vec![
+            "/ip4/203.0.113.5/tcp/4717".into(),
+            "/ip4/203.0.113.5/udp/4717/quic-v1".into(),
+        ])
+        .unwrap(),
+        approver: Address {
+            user,
+            device: DeviceId::from(&key([10; 32]).verifying_key()),
+        },
+        name: "laptop".into(),
+        list_version: 3,
+    };
+    let mut forged = package.clone();
+    forged.cert.signature[5] ^= 1;
+    let mut truncated = package.encode();
+    truncated.truncate(truncated.len() / 2);
+    vec![
+        ("code", code.to_string().into_bytes()),
+        ("code-bad-prefix", b"tidings:3mJr7AoUXx2Wqd".to_vec()),
+        ("package", package.encode()),
+        ("package-forged", forged.encode()),
+        ("package-truncated", truncated),
+    ]
+}
+
+/// The committed seeds are what `write_seeds` makes, and the fuzz check holds on them.
+#[test]
+fn the_fuzz_seeds_are_current() {
+    for (name, bytes) in seeds() {
+        let committed = std::fs::read(seed_dir().join(name)).unwrap();
+        assert_eq!(committed, bytes, "fuzz/seeds/link/{name} is stale");
+        tidings_protocol::fuzzing::link(&committed);
+    }
+}
+
+/// Writes the seeds of the `link` fuzz target.
+#[test]
+#[ignore = "writes fuzz/seeds/link; run by hand after changing the link formats"]
+fn write_seeds() {
+    std::fs::create_dir_all(seed_dir()).unwrap();
+    for (name, bytes) in seeds() {
+        std::fs::write(seed_dir().join(name), bytes).unwrap();
+    }
 }

@@ -264,6 +264,31 @@ async fn an_imported_account_registers_as_a_new_device_on_the_held_list() {
     assert!(devices.iter().any(|device| device.this_device));
 }
 
+#[tokio::test]
+async fn linking_past_the_relays_device_limit_is_refused_and_no_package_is_left() {
+    let relay_dir =
+        tidings_relay::testing::RelayDir::temp(|config| config.limits.max_devices_per_account = 2)
+            .unwrap();
+    let relay = relay_dir.start(None).await.unwrap();
+    let alice = TestUser::register(&relay).await;
+    let (_laptop_dir, _laptop) = link(&relay, &alice.client, "laptop").await;
+
+    let third = DeviceLink::start(dial_addr(&relay)).await.unwrap();
+    let error = failed(
+        alice
+            .client
+            .approve_link(&third.code(), Some("tablet"))
+            .await,
+    );
+    assert!(
+        matches!(&error, ClientError::Refused(answer)
+            if answer.code == ErrorCode::QuotaExceeded || answer.code == ErrorCode::DeviceLimit),
+        "{error:?}"
+    );
+    assert_eq!(third.poll().await.unwrap(), None);
+    assert_eq!(alice.client.devices().await.unwrap().len(), 2);
+}
+
 fn tidings(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
     command
@@ -317,17 +342,30 @@ async fn link_export_and_import_with_the_cli() {
     .spawn()
     .unwrap();
     let stdout = linking.stdout.take().unwrap();
-    let (code, rest) = tokio::task::spawn_blocking(move || {
+    let (code, rest, qr) = tokio::task::spawn_blocking(move || {
         let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut qr = Vec::new();
         let code = lines
             .by_ref()
             .map(Result::unwrap)
-            .find_map(|line| line.strip_prefix("link code: ").map(str::to_string))
+            .find_map(|line| {
+                let code = line.strip_prefix("link code: ").map(str::to_string);
+                qr.push(line);
+                code
+            })
             .unwrap();
-        (code, lines)
+        (code, lines, qr)
     })
     .await
     .unwrap();
+    // The QR code of the link code, drawn with half blocks, comes first.
+    assert!(
+        qr.len() > 10
+            && qr
+                .iter()
+                .any(|line| line.contains('▀') || line.contains('▄')),
+        "{qr:#?}"
+    );
     assert!(code.starts_with("tidings-link:"), "{code}");
     let added = ok(&alice, &["device", "add", &code, "--name", "laptop"]);
     assert!(added.contains("approved device"), "{added}");

@@ -45,6 +45,10 @@ pub fn relay_store_records(data: &[u8]) {
         // The input passed the decoder's bound; so does an encoding no longer than it.
         round_trip(&user, data.len(), store::decode_user);
     }
+    // device_records
+    if let Ok(device) = store::decode_device(data) {
+        round_trip(&device, data.len(), store::decode_device);
+    }
     // presence
     if let Ok(record) = store::decode_presence(data) {
         round_trip(&record, data.len(), store::decode_presence);

@@ -113,6 +113,9 @@ pub(super) async fn claim(cx: Arc<ClientContext>, me: Address, address: Address)
             "unexpected answer from the home relay",
         )),
         Err(LinkError::Refused(answer)) if answer.code == ErrorCode::NoKeys => Err(no_keys()),
+        Err(LinkError::Refused(answer)) if answer.code == ErrorCode::UnknownRecipient => {
+            Err(unknown_device(address))
+        }
         Err(error) => {
             cx.directory.invalidate(&user).await;
             Err(ErrorAnswer::new(

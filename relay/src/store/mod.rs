@@ -52,7 +52,7 @@ pub use outcomes::*;
 #[cfg(feature = "test-utils")]
 pub(crate) use presence::decode as decode_presence;
 #[cfg(feature = "test-utils")]
-pub(crate) use reads::decode_user;
+pub(crate) use reads::{decode_device, decode_user};
 pub use tables::{Cursor, DeviceRecord, OutboxMeta, PresenceChange, PresenceRecord, UserRecord};
 pub use tidings_protocol::store::StoreError;
 pub use writer::WriterHandle;

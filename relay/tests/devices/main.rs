@@ -6,4 +6,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod delivery;
+mod federation;
+mod presence;
+mod register;
+mod revoke;
+mod support;
 mod upgrade;

@@ -5,6 +5,8 @@
 //! 1, before files recorded their version): two registered users, mail waiting for each. It
 //! was written by [`write_relay_fixture`]; a release that changes the schema writes
 //! `relay-v<N>` with it next to the older ones, which stay and keep being opened here.
+//! `relay-v2` (accounts of several devices) was written by [`write_relay_fixture_v2`]: Alice
+//! with two devices under a device list, Bob with one, mail waiting for each device.
 
 use std::path::{Path, PathBuf};
 
@@ -28,15 +30,23 @@ const FOR_BOB: [&str; 3] = ["one for bob", "two for bob", "three for bob"];
 const FOR_ALICE: [&str; 2] = ["one for alice", "two for alice"];
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/relay-v1")
+    fixture_dir_of(1)
+}
+
+fn fixture_dir_of(schema: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/relay-v{schema}"))
 }
 
 /// A copy of the fixture in a temp dir (the committed files stay untouched); the key is made
 /// owner-only again, as git does not keep that.
 fn copy_fixture() -> tempfile::TempDir {
+    copy_fixture_of(1)
+}
+
+fn copy_fixture_of(schema: u32) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let temp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture_dir()).unwrap() {
+    for entry in std::fs::read_dir(fixture_dir_of(schema)).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), temp.path().join(entry.file_name())).unwrap();
     }
@@ -217,4 +227,174 @@ fn an_invite_database_of_a_newer_release_is_refused() {
         matches!(error, StoreError::NewerSchema { file, found, .. } if file == INVITES_FILE && found == newer),
         "{error}"
     );
+}
+
+/// Alice's second device in the schema-2 fixture.
+const ALICE_LAPTOP: [u8; 32] = [0xa3; 32];
+/// What waits in each mailbox of the schema-2 fixture, in order.
+const FOR_ALICE_PHONE: [&str; 1] = ["to alice's phone"];
+const FOR_ALICE_LAPTOP: [&str; 2] = ["to alice's laptop", "from alice's phone"];
+
+fn alice_list(version: u64, devices: &[[u8; 32]]) -> tidings_protocol::SignedDeviceList {
+    let account = SigningKey::from_bytes(&ALICE.0);
+    let entries = devices
+        .iter()
+        .map(|device| tidings_protocol::DeviceEntry {
+            device: tidings_protocol::DeviceId::from(
+                &SigningKey::from_bytes(device).verifying_key(),
+            ),
+            name: "fixture device".into(),
+            added_at_ms: 1,
+        })
+        .collect();
+    tidings_protocol::DeviceList::new(
+        tidings_protocol::UserId::from(&account.verifying_key()),
+        version,
+        entries,
+    )
+    .unwrap()
+    .sign(&account)
+}
+
+async fn register(device: &mut RawDevice, list: Option<tidings_protocol::SignedDeviceList>) {
+    use tidings_protocol::client::{Register, Request, Response};
+    let cert = device.cert();
+    let answer = device
+        .request(Request::Register(Box::new(Register {
+            cert,
+            invite: None,
+            list: list.map(Box::new),
+        })))
+        .await;
+    assert!(
+        matches!(answer, Ok(Response::Registered { .. })),
+        "{answer:?}"
+    );
+}
+
+/// Writes the schema-2 fixture. Run it only with the release the fixture stands for:
+/// `cargo nextest run -p tidings-relay --test operator --run-ignored only write_relay_fixture_v2`
+#[tokio::test]
+#[ignore = "writes the committed fixture tests/fixtures/relay-v2"]
+async fn write_relay_fixture_v2() {
+    let path = fixture_dir_of(2);
+    let _ = std::fs::remove_dir_all(&path);
+    let dir = RelayDir::init(path, loopback_config()).unwrap();
+    let relay = dir.start(None).await.unwrap();
+    let address = relay.tcp_dial_addr().unwrap();
+    let mut phone = connect_as(&address, ALICE).await;
+    register(&mut phone, Some(alice_list(1, &[ALICE.1, ALICE_LAPTOP]))).await;
+    phone.register().await;
+    let mut laptop = connect_as(&address, (ALICE.0, ALICE_LAPTOP)).await;
+    register(&mut laptop, None).await;
+    let mut bob = connect_as(&address, BOB).await;
+    bob.register().await;
+    let send = |from: &RawDevice, to: tidings_protocol::Address, text: &str| {
+        from.envelope_to(to, text.as_bytes()).sign(&from.device)
+    };
+    bob.send(vec![send(&bob, phone.address(), FOR_ALICE_PHONE[0])])
+        .await
+        .unwrap();
+    bob.send(vec![send(&bob, laptop.address(), FOR_ALICE_LAPTOP[0])])
+        .await
+        .unwrap();
+    phone
+        .send(vec![send(&phone, laptop.address(), FOR_ALICE_LAPTOP[1])])
+        .await
+        .unwrap();
+    for text in FOR_BOB {
+        phone
+            .send(vec![send(&phone, bob.address(), text)])
+            .await
+            .unwrap();
+    }
+    relay.shutdown().await;
+}
+
+/// What a device drains, as text.
+async fn drained(address: &libp2p::Multiaddr, keys: ([u8; 32], [u8; 32])) -> Vec<String> {
+    let mut device = connect_as(address, keys).await;
+    device
+        .drain()
+        .await
+        .iter()
+        .map(|raw| String::from_utf8(raw.open().unwrap().body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_schema_2_data_dir_delivers_to_each_device() {
+    let temp = copy_fixture_of(2);
+    assert_eq!(recorded(&temp.path().join(STORE_FILE)), Some(2));
+    let mut dir = RelayDir::existing(temp.path().to_path_buf(), loopback_config());
+    let relay = dir.start(None).await.unwrap();
+    let address = relay.tcp_dial_addr().unwrap();
+    assert_eq!(drained(&address, ALICE).await, FOR_ALICE_PHONE);
+    assert_eq!(
+        drained(&address, (ALICE.0, ALICE_LAPTOP)).await,
+        FOR_ALICE_LAPTOP
+    );
+    assert_eq!(drained(&address, BOB).await, FOR_BOB);
+    dir.stop(relay).await;
+    assert_eq!(
+        recorded(&temp.path().join(STORE_FILE)),
+        Some(schema::RELAY.current())
+    );
+}
+
+#[tokio::test]
+async fn a_first_release_account_keeps_its_device_and_adds_more_by_a_device_list() {
+    use tidings_protocol::{
+        ErrorCode,
+        client::{Request, Response},
+    };
+    let temp = copy_fixture();
+    let mut dir = RelayDir::existing(temp.path().to_path_buf(), loopback_config());
+    let relay = dir.start(None).await.unwrap();
+    let address = relay.tcp_dial_addr().unwrap();
+    let mut phone = connect_as(&address, ALICE).await;
+    let mut bob = connect_as(&address, BOB).await;
+
+    // The migrated device is the account's one device: it has its record (a claim finds it,
+    // it just has no keys), and another device may not join without a list.
+    let claim = bob
+        .request(Request::ClaimBundle {
+            device: phone.address(),
+        })
+        .await;
+    assert_eq!(claim.unwrap_err().code, ErrorCode::NoKeys);
+    let mut laptop = connect_as(&address, (ALICE.0, ALICE_LAPTOP)).await;
+    let cert = laptop.cert();
+    let refused = laptop
+        .request(Request::Register(Box::new(
+            tidings_protocol::client::Register {
+                cert,
+                invite: None,
+                list: None,
+            },
+        )))
+        .await;
+    assert_eq!(refused.unwrap_err().code, ErrorCode::DeviceRevoked);
+
+    // With a list from the account, it does; mail then reaches each device on its own.
+    let published = phone
+        .request(Request::PublishDeviceList {
+            list: Box::new(alice_list(1, &[ALICE.1, ALICE_LAPTOP])),
+        })
+        .await;
+    assert!(
+        matches!(published, Ok(Response::DeviceList { .. })),
+        "{published:?}"
+    );
+    register(&mut laptop, None).await;
+    let to_laptop = bob
+        .envelope_to(laptop.address(), b"to the new laptop")
+        .sign(&bob.device);
+    bob.send(vec![to_laptop]).await.unwrap();
+    assert_eq!(
+        drained(&address, (ALICE.0, ALICE_LAPTOP)).await,
+        ["to the new laptop"]
+    );
+    assert_eq!(drained(&address, ALICE).await, FOR_ALICE);
+    dir.stop(relay).await;
 }

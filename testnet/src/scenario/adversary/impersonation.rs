@@ -125,7 +125,10 @@ async fn attempt(world: &World) -> anyhow::Result<Findings> {
     let deadline = tokio::time::Instant::now() + if taken { OBSERVE } else { Duration::ZERO };
     loop {
         stored |= forged_stored()?;
-        rebound |= bob.store().device_for(&alice.user_id())? == Some(trudy_addr.device);
+        rebound |= bob
+            .store()
+            .device_list(&alice.user_id())?
+            .is_some_and(|list| list.contains(&trudy_addr.device));
         // Bob's client recorded it as not openable: it will not be stored readable later.
         let refused = !stored && bob.store().message(&forged_id)?.is_some();
         if (stored && rebound) || refused || tokio::time::Instant::now() >= deadline {

@@ -74,7 +74,6 @@ pub fn olm_body(
         from,
         to,
         payload,
-        message: None,
     };
     let mut body = session.encrypt(&sealed.encode(), keys)?;
     if forge {

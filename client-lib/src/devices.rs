@@ -158,7 +158,7 @@ impl Client {
     /// (`held`) does not name: the held list plus this device, one version up (or a first
     /// list of this device alone). `None` if the held list names it, or this device cannot
     /// sign lists.
-    pub fn registration_list(
+    pub(crate) fn registration_list(
         &self,
         held: Option<&SignedDeviceList>,
         name: &str,

@@ -80,6 +80,21 @@ async fn the_new_device_takes_its_package_once_before_it_registers() {
     let mut new = RawDevice::connect_as(&address, key(), laptop.clone()).await;
     assert_eq!(take(&mut new).await, Some(b"sealed package".to_vec()));
     assert_eq!(take(&mut new).await, None, "handed out once");
+    // It may read its account's list (public key material) before registering.
+    let user = alice.address().user;
+    match new.request(Request::GetDeviceList { user }).await {
+        Ok(Response::DeviceList {
+            list: Some(list),
+            seen,
+        }) => {
+            assert!(list.contains(&id(&laptop)));
+            assert!(
+                seen.is_empty(),
+                "no presence for a stream that is not registered"
+            );
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
     // Other requests still need registration.
     let answer = new.request(Request::Subscribe).await;
     assert_eq!(answer.unwrap_err().code, ErrorCode::NotRegistered);

@@ -17,8 +17,8 @@
 //! ```
 
 // Layers, each using only those above it in this list: the stream and its typed calls; the
-// identity and store facade; what a connection does for it (keys, home, outbox, group
-// chain); the session; features on a session (presence, groups).
+// identity and store facade; what a connection does for it (keys, home, devices, outbox,
+// group chain); the session; features on a session (presence, groups).
 pub mod calls;
 pub mod connection;
 mod error;
@@ -29,6 +29,7 @@ pub mod store;
 mod client;
 
 mod device_lists;
+mod devices;
 mod flush;
 mod group_keys;
 mod group_sync;
@@ -38,7 +39,6 @@ mod olm_sessions;
 
 mod session;
 
-mod devices;
 mod groups;
 mod presence;
 

@@ -143,7 +143,8 @@ impl Client {
         Ok((list, seen))
     }
 
-    /// Signs `list` and publishes it at the home relay.
+    /// Signs `list`, publishes it at the home relay and keeps it as this account's list here,
+    /// so what this device sends from now on goes to the devices it names.
     async fn publish_list(
         &self,
         connection: &Connection,
@@ -151,6 +152,10 @@ impl Client {
     ) -> Result<SignedDeviceList, ClientError> {
         let signed = self.inner.identity.sign_device_list(list)?;
         connection.call(PublishDeviceList(signed.clone())).await?;
+        let (me, kept) = (self.user_id(), signed.clone());
+        self.blocking(move |inner| inner.store.accept_device_list(&me, kept))
+            .await?
+            .map_err(DeviceError::BadList)?;
         Ok(signed)
     }
 

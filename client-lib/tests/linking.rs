@@ -200,6 +200,15 @@ async fn a_removed_device_is_revoked() {
     let devices = alice.client.devices().await.unwrap();
     assert!(devices.iter().all(|device| device.device != laptop_id));
     assert_eq!(devices.len(), 1);
+    // This device stops addressing it at once: the list it keeps is the new one.
+    let kept = alice
+        .client
+        .store()
+        .device_list(&alice.client.user_id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.list.version, version);
+    assert!(!kept.contains(&laptop_id));
     assert!(version >= 2);
     let error = alice.client.remove_device(laptop_id).await.unwrap_err();
     assert!(

@@ -84,6 +84,12 @@ async fn a_linked_device_is_listed_and_holds_no_account_key() {
         .await
         .unwrap_err();
     assert!(is_no_account_key(&error), "{error:?}");
+    let error = failed(laptop.move_home(dial_addr(&relay), None).await);
+    assert!(is_no_account_key(&error), "{error:?}");
+    let mut session = laptop.connect().await.unwrap();
+    let error = failed(session.create_group("hikers", &[]).await);
+    assert!(is_no_account_key(&error), "{error:?}");
+    drop(session);
     let export = laptop_dir.path().join("account.export");
     let error = laptop.export_account(&export, "pass").unwrap_err();
     assert!(

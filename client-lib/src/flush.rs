@@ -151,11 +151,7 @@ impl Flusher<'_> {
                 what: "envelopes in a send",
                 source,
             })?;
-            let mut outcomes = self
-                .connection
-                .call(Send { envelopes })
-                .await?
-                .into_iter();
+            let mut outcomes = self.connection.call(Send { envelopes }).await?.into_iter();
             let mut stop = false;
             let mut finished = Vec::with_capacity(batch.len());
             let me = self.client.address();
@@ -172,18 +168,19 @@ impl Flusher<'_> {
                     }
                 }
                 for (copy, answer) in entry.sealed.iter().zip(&answers) {
-                    if let (SendOutcome::Rejected(answer), Recipient::Direct(device)) =
-                        (answer, copy.to)
+                    let SendOutcome::Rejected(answer) = answer else {
+                        continue;
+                    };
+                    if !answer.code.is_transient() {
+                        report.refused.push((entry.id, answer.to_string()));
+                    }
+                    if let (ErrorCode::UnknownRecipient, Recipient::Direct(device)) =
+                        (answer.code, copy.to)
                     {
-                        if answer.code == ErrorCode::UnknownRecipient {
-                            // A device no longer on its list: use a fresh list next time.
-                            found.remove(&device.user);
-                            refresh_list(self.client, self.connection, device.user, self.events)
-                                .await?;
-                        }
-                        if !answer.code.is_transient() {
-                            report.refused.push((entry.id, answer.to_string()));
-                        }
+                        // A device no longer on its list: use a fresh list next time.
+                        found.remove(&device.user);
+                        refresh_list(self.client, self.connection, device.user, self.events)
+                            .await?;
                     }
                 }
             }

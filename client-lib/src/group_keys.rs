@@ -45,6 +45,13 @@ pub(crate) async fn share_group_key(
         };
         plan = replanned;
     }
+    if !plan.unlisted.is_empty() {
+        // Still unknown (their relay is away): the key waits in the outbox for them.
+        let (key, users) = (plan.session_key.clone(), plan.unlisted.clone());
+        client
+            .blocking(move |inner| inner.store.queue_key_for_users(group, &key, &users))
+            .await?;
+    }
     if plan.need.is_empty() {
         return Ok(());
     }

@@ -66,7 +66,9 @@ impl Session {
                 let list = client
                     .blocking(move |inner| inner.store.device_list(&user))
                     .await?;
-                let Some(device) = list.and_then(|list| list.list.devices.first().map(|entry| entry.device)) else {
+                let Some(device) =
+                    list.and_then(|list| list.list.devices.first().map(|entry| entry.device))
+                else {
                     return Ok(0);
                 };
                 Recipient::Direct(Address { user, device })

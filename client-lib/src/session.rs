@@ -66,7 +66,13 @@ impl Client {
         self.tell_previous_home().await;
         let mut session = Session::new(self.clone(), connection);
         // Our own list, so what we send reaches every device of ours added since.
-        refresh_list(self, &session.connection, self.user_id(), &mut session.events).await?;
+        refresh_list(
+            self,
+            &session.connection,
+            self.user_id(),
+            &mut session.events,
+        )
+        .await?;
         Ok(session)
     }
 }

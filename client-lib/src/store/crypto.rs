@@ -13,8 +13,7 @@ use tidings_protocol::{
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode,
-    device_lists,
+    ClientStore, StoreError, decode, device_lists, encode,
     tables::{META, META_KEYS_PUBLISHED, META_OLM_ACCOUNT, PEER_USERS, SESSIONS},
 };
 

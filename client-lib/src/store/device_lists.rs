@@ -47,12 +47,14 @@ pub(super) fn listed_devices(
 impl ClientStore {
     /// The verified device list held for `user`, if any.
     pub fn device_list(&self, user: &UserId) -> Result<Option<SignedDeviceList>, StoreError> {
-        self.read(|txn| match txn.open_table(DEVICE_LISTS)?.get(user.as_bytes())? {
-            Some(bytes) => SignedDeviceList::decode(bytes.value())
-                .map(Some)
-                .map_err(|error| StoreError::corrupt("device_lists", error)),
-            None => Ok(None),
-        })
+        self.read(
+            |txn| match txn.open_table(DEVICE_LISTS)?.get(user.as_bytes())? {
+                Some(bytes) => SignedDeviceList::decode(bytes.value())
+                    .map(Some)
+                    .map_err(|error| StoreError::corrupt("device_lists", error)),
+                None => Ok(None),
+            },
+        )
     }
 
     /// Takes a list fetched for `user`: kept if it verifies against `user` and is newer than

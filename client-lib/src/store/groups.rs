@@ -345,6 +345,7 @@ impl ClientStore {
                     let fresh = OutboundGroup {
                         pickle: GroupOutbound::new().pickle(identity.store_key()),
                         shared_with: Vec::new(),
+                        queued_for: Vec::new(),
                     };
                     table.insert(group.as_bytes(), encode(&fresh).as_slice())?;
                     fresh
@@ -356,6 +357,7 @@ impl ClientStore {
                 .into_iter()
                 .filter(|device| !state.shared_with.contains(device))
                 .collect();
+            unlisted.retain(|user| !state.queued_for.contains(user));
             Ok(Some(KeyPlan {
                 session_key: outbound.session_key(),
                 need,
@@ -398,6 +400,45 @@ impl ClientStore {
                 )?;
             }
             add_shared(txn, &group, devices)
+        })
+    }
+
+    /// Queues the key of the current session of `group` for members whose devices are not
+    /// known yet (their list could not be fetched): the outbox entry reaches every device of
+    /// theirs once it can, and they are not asked about again for this session.
+    pub fn queue_key_for_users(
+        &self,
+        group: GroupId,
+        session_key: &[u8],
+        users: &[UserId],
+    ) -> Result<(), StoreError> {
+        self.write(|txn| {
+            for user in users {
+                let payload = Payload::GroupKey {
+                    group,
+                    session_key: session_key.to_vec(),
+                };
+                outbox::enqueue(
+                    txn,
+                    &OutboxEntry::new(
+                        EnvelopeId::random(),
+                        Conversation::Direct(*user),
+                        Kind::KeyShare,
+                        OutboxContent::Encrypted(payload),
+                    ),
+                )?;
+            }
+            let mut table = txn.open_table(GROUP_OUTBOUND)?;
+            let Some(mut state) = table
+                .get(group.as_bytes())?
+                .map(|bytes| decode::<OutboundGroup>("group_outbound", bytes.value()))
+                .transpose()?
+            else {
+                return Ok(());
+            };
+            state.queued_for.extend(users.iter().copied());
+            table.insert(group.as_bytes(), encode(&state).as_slice())?;
+            Ok(())
         })
     }
 

@@ -38,7 +38,10 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
 
 /// Appends a message unless its conversation holds one with its id already (a logical
 /// message arrives once per device that sends it a copy); returns whether it was new.
-pub(super) fn append_new(txn: &WriteTransaction, record: &MessageRecord) -> Result<bool, StoreError> {
+pub(super) fn append_new(
+    txn: &WriteTransaction,
+    record: &MessageRecord,
+) -> Result<bool, StoreError> {
     if let Some((_, held)) = find(txn, &record.id)?
         && held.conversation() == record.conversation()
     {

@@ -32,9 +32,7 @@ pub use device_lists::ListUpdate;
 pub use groups::{KeyPlan, ReceiptCounts};
 pub use receive::Received;
 pub(crate) use seal::sign;
-pub use tables::{
-    Conversation, Direction, MessageRecord, MessageStatus, OutboxEntry, SealedCopy,
-};
+pub use tables::{Conversation, Direction, MessageRecord, MessageStatus, OutboxEntry, SealedCopy};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -51,7 +51,10 @@ fn devices_of_accounts(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut entries = Vec::new();
     for entry in outbox.iter()? {
         let (seq, bytes) = entry?;
-        entries.push((seq.value(), decode_record::<V1OutboxEntry>("outbox", bytes.value())?));
+        entries.push((
+            seq.value(),
+            decode_record::<V1OutboxEntry>("outbox", bytes.value())?,
+        ));
     }
     for (seq, old) in entries {
         let sealed = old

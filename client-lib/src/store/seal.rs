@@ -174,13 +174,19 @@ fn seal_entry(
             }
             let me = identity.user_id();
             let mut copies = Vec::with_capacity(devices.len());
-            for to in devices {
+            for (index, to) in devices.iter().enumerate() {
                 let payload = if to.user == me {
                     own_copy(user, me, &payload)
                 } else {
                     payload.clone()
                 };
-                let id = EnvelopeId::random();
+                // The first copy travels under the message id itself (all there is with a
+                // one-device peer); the others under ids of their own.
+                let id = if index == 0 {
+                    entry.id
+                } else {
+                    EnvelopeId::random()
+                };
                 let envelope = olm_seal(txn, state, id, entry.id, *to, entry.kind, payload)?;
                 copies.push(SealedCopy {
                     to: Recipient::Direct(*to),

@@ -8,7 +8,7 @@ use tidings_protocol::{
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode, history, outbox,
+    ClientStore, StoreError, decode, device_lists, encode, history, outbox,
     tables::{
         CONTACT_NAMES, CONTACTS, Conversation, Direction, MESSAGES, MessageRecord, MessageStatus,
         OutboxContent, OutboxEntry,
@@ -16,13 +16,16 @@ use super::{
 };
 use crate::events::Event;
 
-/// Queues a sync payload for our other devices (sealed for each when flushed; nothing is
-/// sent if there are none). Sync payloads travel as receipts: small, never shown.
+/// Queues a sync payload for our other devices (sealed for each when flushed), if our list
+/// names any besides this one. Sync payloads travel as receipts: small, never shown.
 pub(super) fn queue_sync(
     txn: &WriteTransaction,
     me: UserId,
     payload: Payload,
 ) -> Result<(), StoreError> {
+    if device_lists::listed_devices(txn, &me)?.len() < 2 {
+        return Ok(());
+    }
     outbox::enqueue(
         txn,
         &OutboxEntry::new(

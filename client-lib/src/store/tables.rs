@@ -262,6 +262,9 @@ pub struct OutboundGroup {
     /// Member devices (our own other devices too) that were sent the session key.
     #[serde(rename = "shared_devices", default)]
     pub shared_with: Vec<Address>,
+    /// Members whose devices were not known: the key waits in the outbox for all of them.
+    #[serde(default)]
+    pub queued_for: Vec<UserId>,
 }
 
 /// Key of a message in [`MESSAGES`].

@@ -12,6 +12,27 @@ use tidings_relay::{
     testing::{self, Network},
 };
 
+/// Makes `store` hold `identity`'s account's device list naming its one device, as fetching
+/// it would (tests that hand envelopes to a store directly).
+pub fn knows(store: &tidings_client::store::ClientStore, identity: &tidings_keys::Identity) {
+    use tidings_protocol::{DeviceEntry, DeviceList, now_ms};
+    let list = DeviceList::new(
+        identity.user_id(),
+        1,
+        vec![DeviceEntry {
+            device: identity.device_id(),
+            name: "phone".into(),
+            added_at_ms: now_ms(),
+        }],
+    )
+    .unwrap();
+    let signed = identity.sign_device_list(list).unwrap();
+    store
+        .accept_device_list(&identity.user_id(), signed)
+        .unwrap()
+        .unwrap();
+}
+
 /// A relay's data dir that outlives restarts of the relay (the shared harness's
 /// [`testing::RelayDir`], whose fields and methods it lends, with panicking shortcuts).
 pub struct RelayDir(testing::RelayDir);

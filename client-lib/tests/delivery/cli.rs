@@ -157,7 +157,8 @@ async fn a_group_chat_from_the_shell() {
     // Bob is no admin: his change is refused with a reason; then he leaves.
     let refused = tidings(bob, &["group", "add", "team", "carol"]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("may not make this change"));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("may not make this change"), "{stderr}");
     ok(bob, &["group", "leave", "team"]);
     ok(alice, &["history", "team"]);
     assert!(ok(alice, &["group", "info", "team"]).contains("members (2):"));

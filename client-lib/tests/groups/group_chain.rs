@@ -125,13 +125,16 @@ fn a_removed_member_cannot_make_the_device_skip_to_her_version() {
         );
         assert_eq!(bob.version(&group), Some(2));
     }
-    // Bob's next sending key goes to Alice only.
+    // Bob's next sending key goes to Alice's device only.
+    crate::common::knows(&bob.store, &alice);
+    crate::common::knows(&bob.store, &bob.identity);
+    crate::common::knows(&bob.store, &mallory);
     let plan = bob
         .store
         .plan_group_key(&bob.identity, &group)
         .unwrap()
         .unwrap();
-    assert_eq!(plan.need, [a]);
+    assert_eq!(plan.need, [alice.address()]);
 }
 
 #[test]

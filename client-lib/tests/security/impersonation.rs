@@ -12,8 +12,7 @@ use tidings_client::{
 };
 use tidings_keys::{Identity, OlmAccount, PeerSessions};
 use tidings_protocol::{
-    Address, DeviceEntry, DeviceList, Envelope, EnvelopeId, GroupId, KeyBundle, Kind, RawEnvelope,
-    Recipient,
+    Address, Envelope, EnvelopeId, GroupId, KeyBundle, Kind, RawEnvelope, Recipient,
     client::UploadKeys,
     content::{OlmBody, Payload, Sealed},
     now_ms,
@@ -51,21 +50,7 @@ impl Device {
 
     /// Takes `other`'s signed device list, as fetching it would.
     fn knows(&self, other: &Identity) {
-        let list = DeviceList::new(
-            other.user_id(),
-            1,
-            vec![DeviceEntry {
-                device: other.device_id(),
-                name: "phone".into(),
-                added_at_ms: now_ms(),
-            }],
-        )
-        .unwrap();
-        let signed = other.sign_device_list(list).unwrap();
-        self.store
-            .accept_device_list(&other.user_id(), signed)
-            .unwrap()
-            .unwrap();
+        crate::common::knows(&self.store, other);
     }
 
     /// Queues a text for `to` and seals it.

@@ -10,8 +10,7 @@ use tidings_client::{
 };
 use tidings_keys::Identity;
 use tidings_protocol::{
-    BoundedVec, DeviceEntry, DeviceList, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope,
-    Recipient,
+    BoundedVec, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope, Recipient,
     content::MegolmBody,
     group::{Descriptor, GroupMember, Role, SignedDescriptor},
     now_ms,
@@ -35,21 +34,7 @@ impl Device {
 
     /// Takes `other`'s signed device list, as fetching it would.
     fn knows(&self, other: &Identity) {
-        let list = DeviceList::new(
-            other.user_id(),
-            1,
-            vec![DeviceEntry {
-                device: other.device_id(),
-                name: "phone".into(),
-                added_at_ms: now_ms(),
-            }],
-        )
-        .unwrap();
-        let signed = other.sign_device_list(list).unwrap();
-        self.store
-            .accept_device_list(&other.user_id(), signed)
-            .unwrap()
-            .unwrap();
+        crate::common::knows(&self.store, other);
     }
 
     fn receive(&self, raws: &[RawEnvelope]) -> Vec<Event> {

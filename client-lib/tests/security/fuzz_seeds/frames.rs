@@ -56,6 +56,7 @@ pub(super) fn client_frames(out: &Dir, f: &Fixture) {
             Request::Register(Box::new(Register {
                 cert: f.cert(),
                 invite: Some("invite-code".into()),
+                list: None,
             })),
         ),
         (
@@ -119,6 +120,7 @@ pub(super) fn client_frames(out: &Dir, f: &Fixture) {
         body: Request::Register(Box::new(Register {
             cert: f.cert(),
             invite: Some("x".repeat(100)),
+            list: None,
         })),
     };
     out.cbor(t, "invite-too-long", &long_invite);
@@ -286,14 +288,14 @@ pub(super) fn federation_frames(out: &Dir, f: &Fixture) {
         (
             "claims",
             FederationRequest::ClaimBundles {
-                users: BoundedVec::new(vec![f.peer.user]).unwrap(),
+                devices: BoundedVec::new(vec![f.peer]).unwrap(),
                 requester: f.me.user,
             },
         ),
         (
             "claim",
             FederationRequest::Claim {
-                user: f.peer.user,
+                device: f.peer,
                 requester: f.me.user,
             },
         ),

@@ -188,6 +188,7 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
     let outbound = OutboundGroup {
         pickle: "pickled megolm session".into(),
         shared_with: vec![f.peer],
+        queued_for: vec![f.peer.user],
     };
     out.cbor(t, "group-outbound", &outbound);
     let keys = SenderKeys {

@@ -351,3 +351,73 @@ mod tests {
         assert!(matches!(Subscribe.into_request(), Request::Subscribe));
     }
 }
+
+/// Leaves a link package, sealed with the link code's secret, for a device being linked to
+/// this account (the account's list must name it).
+#[derive(Debug, Clone)]
+pub struct PutLink {
+    /// The device being linked.
+    pub device: tidings_protocol::DeviceId,
+    /// The sealed package.
+    pub package: Vec<u8>,
+}
+
+impl ClientCall for PutLink {
+    type Answer = ();
+    const NAME: &'static str = "put link";
+    fn into_request(self) -> Request {
+        Request::PutLink {
+            device: self.device,
+            package: self.package,
+        }
+    }
+    fn answer(response: Response) -> Result<(), Response> {
+        match response {
+            Response::LinkStored => Ok(()),
+            other => Err(other),
+        }
+    }
+}
+
+/// Takes the link package left for this (not yet registered) device, if one waits.
+#[derive(Debug, Clone, Copy)]
+pub struct TakeLink;
+
+impl ClientCall for TakeLink {
+    type Answer = Option<Vec<u8>>;
+    const NAME: &'static str = "take link";
+    fn into_request(self) -> Request {
+        Request::TakeLink
+    }
+    fn answer(response: Response) -> Result<Option<Vec<u8>>, Response> {
+        match response {
+            Response::Link { package } => Ok(package),
+            other => Err(other),
+        }
+    }
+}
+
+/// This account's own device list, with whether each device is online and when it was last
+/// seen (the relay fills that in only for the asking account). Verify the list before use.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnDeviceList {
+    /// This account.
+    pub user: UserId,
+}
+
+impl ClientCall for OwnDeviceList {
+    type Answer = (
+        Option<SignedDeviceList>,
+        Vec<tidings_protocol::client::DeviceSeen>,
+    );
+    const NAME: &'static str = "get own device list";
+    fn into_request(self) -> Request {
+        Request::GetDeviceList { user: self.user }
+    }
+    fn answer(response: Response) -> Result<Self::Answer, Response> {
+        match response {
+            Response::DeviceList { list, seen } => Ok((list.map(|list| *list), seen.into_vec())),
+            other => Err(other),
+        }
+    }
+}

@@ -84,7 +84,10 @@ impl Client {
         Ok(client)
     }
 
-    fn with_identity(data_dir: &Path, identity: Identity) -> Result<Client, ClientError> {
+    pub(crate) fn with_identity(
+        data_dir: &Path,
+        identity: Identity,
+    ) -> Result<Client, ClientError> {
         let store = ClientStore::open(data_dir)?;
         Ok(Client {
             inner: Arc::new(Inner {

@@ -190,7 +190,7 @@ impl Client {
         });
         let list = DeviceList::new(identity.user_id(), version, devices)
             .map_err(ClientError::DeviceList)?;
-        Ok(identity.sign_device_list(list))
+        Ok(identity.sign_device_list(list).ok())
     }
 
     /// Registers this device on `connection` with a device list naming it when it holds the
@@ -213,7 +213,11 @@ impl Client {
             Err(ConnectionError::Refused(answer))
                 if answer.code == ErrorCode::StaleDeviceList && list.is_some() =>
             {
-                connection.call(register(None)).await?
+                // The relay holds a newer list (another device changed it, or this one was
+                // restored from an export): register on it, plus this device if it lacks it.
+                let (held, _) = self.held_list(connection).await?;
+                let list = self.registration_list(held.as_ref(), DEFAULT_DEVICE_NAME)?;
+                connection.call(register(list)).await?
             }
             other => other?,
         };

@@ -1,10 +1,10 @@
-//! Why a client operation failed: [`ClientError`], and the group-specific [`GroupOpError`].
+//! Why a client operation failed: [`ClientError`], the group-specific [`GroupOpError`] and the device-specific [`DeviceError`].
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use tidings_keys::KeyFileError;
+use tidings_keys::{ExportError, KeyFileError, LinkError, NoAccountKey};
 use tidings_protocol::{
-    DecodeError, DeviceListError, ErrorAnswer, GroupId,
+    DecodeError, DeviceId, DeviceListError, ErrorAnswer, GroupId,
     limits::{MAX_GROUP_MEMBERS, MAX_GROUP_NAME_LEN, MAX_TEXT_BYTES},
 };
 
@@ -77,6 +77,9 @@ pub enum ClientError {
         /// What failed.
         source: std::io::Error,
     },
+    /// Linking, listing or removing devices, or exporting the account, failed.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     /// A blocking task was cancelled (the runtime is shutting down).
     #[error("the client is shutting down")]
     Cancelled,
@@ -118,6 +121,45 @@ pub enum GroupOpError {
     /// The change waits in the outbox (why, as the flush reported it).
     #[error("the change is queued and applies once your relay takes it ({0})")]
     Queued(String),
+}
+
+/// Why a device operation failed (beyond the relay and the network).
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// This device was linked and does not hold the account key.
+    #[error(transparent)]
+    NoAccountKey(#[from] NoAccountKey),
+    /// The account could not be exported.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// The link package did not open or does not certify this device.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// No package came within the wait.
+    #[error("no device approved this link within {0:?}; run `tidings device link` again")]
+    LinkTimedOut(Duration),
+    /// The relay served a device list that does not verify, or names another account.
+    #[error("the relay served a bad device list: {0}")]
+    BadList(#[from] DeviceListError),
+    /// After linking, the account's list at the relay does not name this device (or is older
+    /// than the one the approving device published).
+    #[error("the account's device list at the relay does not name this device")]
+    NotListed,
+    /// The device to remove is not on the account's list.
+    #[error("device {0} is not on your account's device list")]
+    UnknownDevice(DeviceId),
+    /// The device holding the account key cannot remove itself.
+    #[error("this device holds the account key and cannot remove itself")]
+    RemoveSelf,
+    /// A device name is too long or holds control characters.
+    #[error("bad device name: {0}")]
+    BadName(DeviceListError),
+}
+
+impl From<NoAccountKey> for ClientError {
+    fn from(error: NoAccountKey) -> Self {
+        ClientError::Device(DeviceError::NoAccountKey(error))
+    }
 }
 
 /// Why one outbox entry could not be sealed now.

@@ -71,7 +71,7 @@ impl Client {
             addrs,
             now.max(previous + 1),
             now + HOME_RECORD_LIFETIME_MS,
-        );
+        )?;
         self.inner
             .store
             .set_meta(META_HOME_RECORD, &codec::encode(&record))?;
@@ -88,8 +88,11 @@ impl Client {
         let connection = self.open_connection(address.clone()).await?;
         let relay = connection.relay();
         let registered = self.register_device(&connection, invite).await?;
-        let record = self.sign_home(relay, registered.relay_addrs)?;
-        publish(&connection, &record).await?;
+        // A linked device cannot sign home records; the device holding the account key did.
+        if self.holds_account_key() {
+            let record = self.sign_home(relay, registered.relay_addrs)?;
+            publish(&connection, &record).await?;
+        }
         let address = with_peer(address, relay);
         self.inner
             .store
@@ -108,6 +111,9 @@ impl Client {
         address: Multiaddr,
         invite: Option<String>,
     ) -> Result<Moved, ClientError> {
+        if !self.holds_account_key() {
+            return Err(tidings_keys::NoAccountKey.into());
+        }
         let previous = self.relay_addr()?.ok_or(ClientError::NotRegistered)?;
         let connection = self.open_connection(address.clone()).await?;
         let relay = connection.relay();

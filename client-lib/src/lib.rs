@@ -17,8 +17,8 @@
 //! ```
 
 // Layers, each using only those above it in this list: the stream and its typed calls; the
-// identity and store facade; what a connection does for it (keys, home, outbox, group
-// chain); the session; features on a session (presence, groups).
+// identity and store facade; what a connection does for it (keys, home, devices, outbox,
+// group chain); the session; features on a session (presence, groups).
 pub mod calls;
 pub mod connection;
 mod error;
@@ -30,6 +30,7 @@ pub mod store;
 mod client;
 
 mod device_lists;
+mod devices;
 mod flush;
 mod group_keys;
 mod group_sync;
@@ -46,7 +47,8 @@ mod presence;
 pub mod fuzzing;
 
 pub use client::{Client, KEY_FILE, relay_peer};
-pub use error::{ClientError, GroupOpError};
+pub use devices::{Approved, DeviceInfo, DeviceLink, LINK_POLL_INTERVAL, LINK_WAIT};
+pub use error::{ClientError, DeviceError, GroupOpError};
 pub use events::Event;
 pub use flush::FlushReport;
 pub use home::{Moved, Registration};

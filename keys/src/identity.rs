@@ -1,4 +1,4 @@
-//! A device's long-term identity: account key, device key, the account's certificate for the device, and the local store key.
+//! A device's long-term identity: the account key (on the device that holds it), the device key, the account's certificate for the device, and the local store key.
 
 use std::{fmt, path::Path};
 
@@ -11,9 +11,32 @@ use tidings_protocol::{
 };
 
 use crate::{
-    keyfile::{self, KeyFileError, Secrets},
+    keyfile::{
+        self, KeyFileError, Secrets,
+        export::{self, AccountSecret},
+    },
     store_key::StoreKey,
 };
+
+/// An operation that needs the account key was asked of a linked device, which holds only its
+/// own device key and certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this device was linked and does not hold the account key; do this on the device that \
+     holds it (made by `tidings init`, or restored with `tidings init --import`)"
+)]
+pub struct NoAccountKey;
+
+/// Why the account could not be exported.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// This device does not hold the account key (it was linked).
+    #[error(transparent)]
+    NoAccountKey(#[from] NoAccountKey),
+    /// Writing the export file failed, or the passphrase is empty.
+    #[error(transparent)]
+    File(#[from] KeyFileError),
+}
 
 /// Everything a device needs to prove who it is and to unlock its local crypto state.
 ///
@@ -22,8 +45,12 @@ use crate::{
 /// key are wiped from memory when the value is dropped, and `Debug` prints only the public ids.
 /// With the `test-utils` feature, [`Identity::device_key`] and [`Identity::account_key`] hand
 /// out the signing keys so tests can forge.
+///
+/// A *primary* device holds the account key; a *linked* one does not, and the account-key
+/// operations ([`Identity::sign_descriptor`], [`Identity::sign_home_record`],
+/// [`Identity::sign_device_list`], [`Identity::certify_device`]) answer [`NoAccountKey`] there.
 pub struct Identity {
-    account: SigningKey,
+    account: Option<SigningKey>,
     device: SigningKey,
     cert: DeviceCert,
     store_key: StoreKey,
@@ -41,7 +68,24 @@ impl Identity {
             tidings_protocol::now_ms(),
         );
         Identity {
-            account,
+            account: Some(account),
+            device,
+            cert,
+            store_key: StoreKey::generate(),
+        }
+    }
+
+    /// A fresh device key certified now by `account`, and a random store key: a new device of
+    /// an account whose key was restored from an export.
+    pub(crate) fn new_device_of(account: SigningKey) -> Identity {
+        let device = SigningKey::generate(&mut rand::rng());
+        let cert = DeviceCert::issue(
+            &account,
+            DeviceId::from(&device.verifying_key()),
+            tidings_protocol::now_ms(),
+        );
+        Identity {
+            account: Some(account),
             device,
             cert,
             store_key: StoreKey::generate(),
@@ -49,14 +93,17 @@ impl Identity {
     }
 
     /// Assembles an identity from its parts, checking that they belong together: the
-    /// certificate verifies and names exactly these two keys.
-    fn from_parts(
-        account: SigningKey,
+    /// certificate verifies, names this device key and, if present, this account key.
+    pub(crate) fn from_parts(
+        account: Option<SigningKey>,
         device: SigningKey,
         cert: DeviceCert,
         store_key: StoreKey,
     ) -> Result<Identity, &'static str> {
-        if cert.user != UserId::from(&account.verifying_key()) {
+        if account
+            .as_ref()
+            .is_some_and(|account| cert.user != UserId::from(&account.verifying_key()))
+        {
             return Err("the certificate names another account key");
         }
         if cert.device != DeviceId::from(&device.verifying_key()) {
@@ -75,7 +122,7 @@ impl Identity {
     /// The identity a key file's secrets describe, if they belong together.
     fn from_secrets(secrets: &Secrets) -> Result<Identity, &'static str> {
         Identity::from_parts(
-            SigningKey::from_bytes(&secrets.account),
+            secrets.account.as_ref().map(SigningKey::from_bytes),
             SigningKey::from_bytes(&secrets.device),
             secrets.cert.clone(),
             StoreKey::from_secret(secrets.store),
@@ -112,9 +159,21 @@ impl Identity {
         envelope.sign(&self.device)
     }
 
+    /// Whether this device holds the account key (a primary device) or not (a linked one).
+    pub fn holds_account_key(&self) -> bool {
+        self.account.is_some()
+    }
+
+    fn account(&self) -> Result<&SigningKey, NoAccountKey> {
+        self.account.as_ref().ok_or(NoAccountKey)
+    }
+
     /// Signs a group descriptor as this account (an admin's change to a group).
-    pub fn sign_descriptor(&self, descriptor: Descriptor) -> SignedDescriptor {
-        SignedDescriptor::sign(&self.account, descriptor)
+    pub fn sign_descriptor(
+        &self,
+        descriptor: Descriptor,
+    ) -> Result<SignedDescriptor, NoAccountKey> {
+        Ok(SignedDescriptor::sign(self.account()?, descriptor))
     }
 
     /// Signs, as this account, a home record naming `relay` (reachable at `addrs`) as home.
@@ -124,14 +183,28 @@ impl Identity {
         addrs: BoundedVec<String, MAX_CARD_ADDRS>,
         seq: u64,
         expires_at_ms: u64,
-    ) -> HomeRecord {
-        HomeRecord::sign(&self.account, relay, addrs, seq, expires_at_ms)
+    ) -> Result<HomeRecord, NoAccountKey> {
+        Ok(HomeRecord::sign(
+            self.account()?,
+            relay,
+            addrs,
+            seq,
+            expires_at_ms,
+        ))
     }
 
-    /// Signs a device list as this account; `None` on a device that does not hold the
-    /// account key (then only a device that does can change the list).
-    pub fn sign_device_list(&self, list: DeviceList) -> Option<SignedDeviceList> {
-        Some(list.sign(&self.account))
+    /// Signs a device list as this account (it verifies only if it names this account).
+    pub fn sign_device_list(&self, list: DeviceList) -> Result<SignedDeviceList, NoAccountKey> {
+        Ok(list.sign(self.account()?))
+    }
+
+    /// Certifies `device` as a device of this account, now (linking a new device).
+    pub fn certify_device(&self, device: DeviceId) -> Result<DeviceCert, NoAccountKey> {
+        Ok(DeviceCert::issue(
+            self.account()?,
+            device,
+            tidings_protocol::now_ms(),
+        ))
     }
 
     /// The device key as a libp2p keypair: the device's identity in the Noise handshake.
@@ -162,27 +235,33 @@ impl Identity {
     }
 
     /// The account key, for tests that forge what only this account could sign.
+    ///
+    /// # Panics
+    /// On a linked device, which has none: a test asking for it has a bug.
     #[cfg(feature = "test-utils")]
+    #[allow(
+        clippy::expect_used,
+        reason = "a test hook; a linked device has no account key"
+    )]
     pub fn account_key(&self) -> &SigningKey {
-        &self.account
+        self.account
+            .as_ref()
+            .expect("account_key() asked of a linked device")
     }
 
     /// Another device of this account: a fresh device key certified by this account key now,
     /// and its own store key (what a device restored from an account export holds).
     #[cfg(feature = "test-utils")]
+    #[allow(
+        clippy::expect_used,
+        reason = "a test hook; a linked device has no account key"
+    )]
     pub fn another_device(&self) -> Identity {
-        let device = SigningKey::generate(&mut rand::rng());
-        let cert = DeviceCert::issue(
-            &self.account,
-            DeviceId::from(&device.verifying_key()),
-            tidings_protocol::now_ms(),
-        );
-        Identity {
-            account: self.account.clone(),
-            device,
-            cert,
-            store_key: StoreKey::generate(),
-        }
+        let account = self
+            .account
+            .clone()
+            .expect("another_device() asked of a linked device");
+        Identity::new_device_of(account)
     }
 
     /// Writes the identity to a key file at `path`, replacing it atomically.
@@ -191,7 +270,7 @@ impl Identity {
     /// they are protected by the file's `0600` mode only. See [`crate::keyfile`].
     pub fn save(&self, path: &Path, passphrase: Option<&str>) -> Result<(), KeyFileError> {
         let secrets = Secrets {
-            account: self.account.to_bytes(),
+            account: self.account.as_ref().map(SigningKey::to_bytes),
             device: self.device.to_bytes(),
             store: *self.store_key.secret(),
             cert: self.cert.clone(),
@@ -207,6 +286,31 @@ impl Identity {
     pub fn load(path: &Path, passphrase: Option<&str>) -> Result<Identity, KeyFileError> {
         let secrets = keyfile::load(path, passphrase)?;
         Identity::from_secrets(&secrets).map_err(KeyFileError::Inconsistent)
+    }
+
+    /// Writes the account key to `path`, sealed under `passphrase` (Argon2id +
+    /// XChaCha20-Poly1305, as a key file), in a `0600` file: what restores the account on a new
+    /// device if every device is lost. Only a device holding the account key can export it.
+    pub fn export_account(&self, path: &Path, passphrase: &str) -> Result<(), ExportError> {
+        let secret = AccountSecret {
+            account: self.account()?.to_bytes(),
+        };
+        export::save(&secret, self.user_id(), path, passphrase)?;
+        Ok(())
+    }
+
+    /// A new device of the account exported to `path`: the account key from the export, a
+    /// fresh device key certified by it now, and a fresh store key. The caller saves it as its
+    /// key file and registers it with a device list naming it.
+    pub fn import_account(path: &Path, passphrase: &str) -> Result<Identity, KeyFileError> {
+        let (user, secret) = export::load(path, passphrase)?;
+        let account = SigningKey::from_bytes(&secret.account);
+        if UserId::from(&account.verifying_key()) != user {
+            return Err(KeyFileError::Inconsistent(
+                "the exported key is not the key of the user the export names",
+            ));
+        }
+        Ok(Identity::new_device_of(account))
     }
 }
 
@@ -233,7 +337,13 @@ mod tests {
         let account = SigningKey::from_bytes(&[0x11; 32]);
         let device = SigningKey::from_bytes(&[0x22; 32]);
         let cert = DeviceCert::issue(&account, DeviceId::from(&device.verifying_key()), 7);
-        Identity::from_parts(account, device, cert, StoreKey::from_secret([0x33; 32])).unwrap()
+        Identity::from_parts(
+            Some(account),
+            device,
+            cert,
+            StoreKey::from_secret([0x33; 32]),
+        )
+        .unwrap()
     }
 
     fn wiped_on_drop<T: ZeroizeOnDrop>(_: &T) {}
@@ -268,7 +378,7 @@ mod tests {
         assert_eq!(identity.cert().verify(), Ok(()));
         assert_eq!(
             identity.user_id(),
-            UserId::from(&identity.account.verifying_key())
+            UserId::from(&identity.account.as_ref().unwrap().verifying_key())
         );
         assert_eq!(
             identity.device_id(),
@@ -288,7 +398,8 @@ mod tests {
         let other = SigningKey::from_bytes(&[3; 32]);
         let cert = DeviceCert::issue(&account, DeviceId::from(&other.verifying_key()), 7);
         assert!(
-            Identity::from_parts(account, device, cert, StoreKey::from_secret([0; 32])).is_err()
+            Identity::from_parts(Some(account), device, cert, StoreKey::from_secret([0; 32]))
+                .is_err()
         );
     }
 
@@ -298,7 +409,7 @@ mod tests {
         let path = dir.path().join("key");
         let identity = fixed();
         let mismatched = Secrets {
-            account: identity.account.to_bytes(),
+            account: identity.account.as_ref().map(SigningKey::to_bytes),
             device: [5; 32],
             store: [0x33; 32],
             cert: identity.cert().clone(),
@@ -325,7 +436,9 @@ mod tests {
         assert_eq!(raw, envelope.sign(&identity.device));
         assert_eq!(raw.open().map(|opened| opened.id), Ok(envelope.id));
 
-        let record = identity.sign_home_record("relay".into(), BoundedVec::default(), 3, u64::MAX);
+        let record = identity
+            .sign_home_record("relay".into(), BoundedVec::default(), 3, u64::MAX)
+            .unwrap();
         assert_eq!(record.user, identity.user_id());
         assert_eq!(record.verify(0), Ok(()));
 

@@ -1,6 +1,7 @@
 //! Keys and end-to-end sessions of a Tidings device: the account and device keys
-//! ([`Identity`]), their key file on disk, and pairwise Olm sessions from `vodozemac`
-//! ([`OlmAccount`], [`OlmSession`], [`PeerSessions`]).
+//! ([`Identity`]; a linked device holds no account key), their key file on disk, the account
+//! export, linking a new device ([`PendingLink`], [`link::seal_package`]), and pairwise Olm
+//! sessions from `vodozemac` ([`OlmAccount`], [`OlmSession`], [`PeerSessions`]).
 //!
 //! No networking and no async: callers move the bytes. No secret leaves this crate: an
 //! [`Identity`] signs as its device or account, its [`StoreKey`] only feeds the pickle
@@ -41,12 +42,14 @@
 
 mod identity;
 pub mod keyfile;
+pub mod link;
 pub mod megolm;
 pub mod olm;
 mod store_key;
 
-pub use identity::Identity;
+pub use identity::{ExportError, Identity, NoAccountKey};
 pub use keyfile::{KeyFileError, KeyFileInfo};
+pub use link::{LinkError, PendingLink};
 pub use megolm::{GroupInbound, GroupOutbound, MegolmError};
 pub use olm::{OlmAccount, OlmError, OlmSession, PeerSessions, SenderKeysError};
 pub use store_key::StoreKey;

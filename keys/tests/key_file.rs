@@ -235,18 +235,75 @@ fn garbage_oversized_and_foreign_versions_are_typed_errors() {
 
     let mut future = Vec::new();
     ciborium::ser::into_writer(
-        &ciborium::Value::Map(vec![("v".into(), 2.into()), ("x".into(), 1.into())]),
+        &ciborium::Value::Map(vec![("v".into(), 3.into()), ("x".into(), 1.into())]),
         &mut future,
     )
     .unwrap();
     write_private(&path, &future);
     assert!(matches!(
         Identity::load(&path, None),
-        Err(KeyFileError::UnsupportedVersion(2))
+        Err(KeyFileError::UnsupportedVersion(3))
     ));
 
     assert!(matches!(
         Identity::load(&dir.path().join("missing.key"), None),
         Err(KeyFileError::Io(error)) if error.kind() == std::io::ErrorKind::NotFound
+    ));
+}
+
+/// Copies a committed fixture into `dir` with an owner-only mode (git does not keep modes).
+fn fixture(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let path = dir.path().join(name);
+    write_private(&path, &fs::read(source).unwrap());
+    path
+}
+
+/// The fixtures were written by the first release from fixed keys: account `[0x11; 32]`,
+/// device `[0x22; 32]`, store key `[0x33; 32]`, certificate issued at 7 ms.
+#[test]
+fn key_files_of_the_first_release_still_load_and_are_rewritten_as_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = ed25519_dalek::SigningKey::from_bytes(&[0x11; 32]);
+    let device = ed25519_dalek::SigningKey::from_bytes(&[0x22; 32]);
+    for (name, passphrase) in [
+        ("key_file_v1_plain.key", None),
+        ("key_file_v1_sealed.key", Some("first release")),
+    ] {
+        let path = fixture(&dir, name);
+        let first = fs::read(&path).unwrap();
+        let identity = Identity::load(&path, passphrase).unwrap();
+        assert!(identity.holds_account_key(), "{name}");
+        assert_eq!(identity.account_key().to_bytes(), account.to_bytes());
+        assert_eq!(identity.device_key().to_bytes(), device.to_bytes());
+        assert_eq!(identity.store_key().as_bytes(), &[0x33; 32]);
+        assert_eq!(identity.cert().issued_at_ms, 7);
+        assert_eq!(keyfile::inspect(&path).unwrap().user, identity.user_id());
+
+        identity.save(&path, passphrase).unwrap();
+        assert_ne!(fs::read(&path).unwrap(), first, "{name} is rewritten");
+        assert_same(&Identity::load(&path, passphrase).unwrap(), &identity);
+        assert!(matches!(
+            Identity::load(&path, Some("wrong")),
+            Err(KeyFileError::WrongPassphrase | KeyFileError::NotEncrypted)
+        ));
+    }
+}
+
+#[test]
+fn a_first_release_file_with_the_version_changed_does_not_open() {
+    // The version is authenticated: a sealed v1 file relabelled as v2 fails to open.
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture(&dir, "key_file_v1_sealed.key");
+    let mut bytes = fs::read(&path).unwrap();
+    // {"v": 1, ...}: map header, text "v", then the unsigned 1.
+    assert_eq!(&bytes[1..4], &[0x61, b'v', 0x01]);
+    bytes[3] = 0x02;
+    write_private(&path, &bytes);
+    assert!(matches!(
+        Identity::load(&path, Some("first release")),
+        Err(KeyFileError::WrongPassphrase)
     ));
 }

@@ -27,6 +27,7 @@ use crate::{
         MAX_CARD_TEXT_LEN, MAX_DESCRIPTOR_BYTES, MAX_DEVICE_LIST_BYTES, MAX_ENVELOPE_BYTES,
         MAX_FRAME_BYTES, MAX_HOME_RECORD_BYTES,
     },
+    link::{LinkCode, LinkPackage, MAX_LINK_PACKAGE_PLAINTEXT},
     mailbox::MailboxItem,
     presence::{MAX_TYPING_BODY, TypingBody},
 };
@@ -47,6 +48,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("presence", presence),
     ("contact_card", contact_card),
     ("frame_reader", frame_reader),
+    ("link", link),
 ];
 
 /// The clock the checks verify expiries against (any record expiring after it is valid).
@@ -565,4 +567,19 @@ pub fn frame_reader(data: &[u8]) {
         let reread = block_on(framing::read_frame(&mut wire.as_slice(), &mut again));
         assert!(matches!(reread, Ok(true)) && again == buf);
     }
+}
+
+/// Link codes and link packages: a code's text parses back to the same code; a package
+/// decodes and re-encodes the same, and checking it refuses without panicking.
+pub fn link(data: &[u8]) {
+    if let Ok(code) = std::str::from_utf8(data).map(str::parse::<LinkCode>)
+        && let Ok(code) = code
+    {
+        assert_eq!(code.to_string().parse::<LinkCode>().as_ref(), Ok(&code));
+    }
+    let Ok(package) = LinkPackage::decode(data) else {
+        return;
+    };
+    round_trip(&package, MAX_LINK_PACKAGE_PLAINTEXT, LinkPackage::decode);
+    let _ = package.check_for(package.cert.device);
 }

@@ -41,6 +41,7 @@ pub mod group;
 pub mod home;
 pub mod ids;
 pub mod limits;
+pub mod link;
 pub mod mailbox;
 pub mod mux;
 pub mod presence;
@@ -55,6 +56,7 @@ pub use envelope::{Envelope, EnvelopeError, Kind, RawEnvelope, Recipient};
 pub use errors::{ErrorAnswer, ErrorCode};
 pub use home::{HomeError, HomeRecord};
 pub use ids::{Address, DeviceId, EnvelopeId, GroupId, IdError, UserId};
+pub use link::{LinkCode, LinkCodeError, LinkPackage, LinkPackageError, LinkSecret};
 pub use mailbox::{Bounce, MailboxItem};
 
 /// Milliseconds since the Unix epoch by this machine's clock (0 if the clock is before 1970).

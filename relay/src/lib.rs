@@ -34,6 +34,7 @@ pub mod fuzzing;
 pub(crate) mod ingest;
 pub mod invites;
 mod limit_metrics;
+mod link_slots;
 mod listen_check;
 pub mod mailbox;
 pub mod metrics;

@@ -238,6 +238,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         user_rate,
         read_timeouts,
         shutdown: sessions_stop.clone(),
+        link_slots: crate::link_slots::LinkSlots::new(),
         live_devices: Default::default(),
     });
     let federation = FederationHandler::new(FederationContext {

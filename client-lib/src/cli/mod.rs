@@ -1,7 +1,9 @@
 //! Arguments of the `tidings` command and dispatch to its subcommands.
 
+mod account;
 mod chat;
 mod chatview;
+mod device;
 mod format;
 mod group;
 mod presence;
@@ -33,7 +35,11 @@ enum Command {
     ///
     /// Set TIDINGS_PASSPHRASE to encrypt the key file with a passphrase; later commands then
     /// need the same variable set.
-    Init,
+    Init {
+        /// Restore the account from an export (`tidings account export`) as a new device.
+        #[arg(long, value_name = "FILE")]
+        import: Option<PathBuf>,
+    },
     /// Register this device at a relay, which becomes your home relay.
     Register {
         /// The relay's address, e.g. /ip4/203.0.113.5/tcp/4717/p2p/12D3KooW...
@@ -103,6 +109,25 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: GroupCommand,
+    },
+    /// Your devices: link a new one, list, remove.
+    Device {
+        #[command(subcommand)]
+        command: device::DeviceCommand,
+    },
+    /// Your account key: `tidings account export FILE` (restore with `init --import FILE`).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Write the account key, sealed under a passphrase (TIDINGS_EXPORT_PASSPHRASE or asked).
+    Export {
+        /// Where to write it.
+        file: PathBuf,
     },
 }
 
@@ -249,7 +274,12 @@ pub fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.data_dir;
     match cli.command {
-        Command::Init => setup::init(&dir),
+        Command::Init { import: None } => setup::init(&dir),
+        Command::Init { import: Some(file) } => account::import(&dir, &file),
+        Command::Device { command } => device::run(&dir, command).await,
+        Command::Account {
+            command: AccountCommand::Export { file },
+        } => account::export(&open(&dir)?, &file),
         Command::Register { relay, invite } => setup::register(&open(&dir)?, &relay, invite).await,
         Command::Move { relay, invite } => setup::move_home(&open(&dir)?, &relay, invite).await,
         Command::Card { name } => setup::card(&open(&dir)?, name),

@@ -186,6 +186,7 @@ corpus_tests!(
     relay_store_records,
     client_store_records,
     key_file,
+    link,
 );
 
 /// Writes the seed corpus: valid values of every decoded type, and a few broken ones.

@@ -1,5 +1,7 @@
 //! The identity key file: versioned CBOR, replaced atomically, mode `0600`, optionally sealed under a passphrase.
 
+pub(crate) mod export;
+pub use export::ACCOUNT_EXPORT_VERSION;
 mod private_file;
 mod seal;
 
@@ -9,16 +11,32 @@ use serde::{Deserialize, Serialize};
 use tidings_protocol::{DecodeError, DeviceCert, DeviceId, UserId, codec};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use self::seal::Sealed;
+use self::seal::{KdfParams, Sealed};
 
-/// The format version this crate writes and reads.
+/// Starts the associated data of a sealed key file, separating it from any other use of the
+/// derived key.
+const KEY_FILE_AAD_MAGIC: &[u8; 4] = b"TDKF";
+
+/// The version, ids and KDF parameters, authenticated along with the secrets (the version the
+/// file states, so first-release files still open).
+fn associated_data(version: u16, user: UserId, device: DeviceId, kdf: &KdfParams) -> Vec<u8> {
+    let mut aad = KEY_FILE_AAD_MAGIC.to_vec();
+    codec::encode_into(&(version, user, device, kdf), &mut aad);
+    aad
+}
+
+/// The format version this crate writes; it also reads [`KEY_FILE_VERSION_1`].
 ///
 /// A key file is one CBOR map: `v` this version, `u` the user id, `d` the device id, and `p`
 /// the protection, either `plain` (the secrets themselves; the file's `0600` mode is their only
 /// protection) or `argon2id+xchacha20poly1305` (Argon2id costs and salt, a random nonce, and
 /// the sealed secrets, with the version, ids and costs authenticated as associated data).
-/// The secrets are the account key, the device key, the store key and the device certificate.
-pub const KEY_FILE_VERSION: u16 = 1;
+/// The secrets are the account key (absent on a linked device), the device key, the store key
+/// and the device certificate.
+pub const KEY_FILE_VERSION: u16 = 2;
+
+/// The format of the first release: the same map, but the account key is always present.
+pub const KEY_FILE_VERSION_1: u16 = 1;
 
 /// Largest key file accepted; a real one is a few hundred bytes.
 pub const MAX_KEY_FILE_BYTES: usize = 4096;
@@ -101,12 +119,18 @@ enum Protection {
     Passphrase(Sealed),
 }
 
-/// What a key file keeps secret: the raw bytes of the account, device and store keys, and the
-/// account's certificate for the device. Wiped on drop; the identity is built from it.
+/// What a key file keeps secret: the raw bytes of the account key (only on the device that
+/// holds it), the device and store keys, and the account's certificate for the device. Wiped on
+/// drop; the identity is built from it.
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct Secrets {
-    #[serde(rename = "a", with = "serde_bytes")]
-    pub(crate) account: [u8; 32],
+    #[serde(
+        rename = "a",
+        with = "serde_bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) account: Option<[u8; 32]>,
     #[serde(rename = "d", with = "serde_bytes")]
     pub(crate) device: [u8; 32],
     #[serde(rename = "k", with = "serde_bytes")]
@@ -137,7 +161,12 @@ pub(crate) fn save(
     let protection = match passphrase {
         None => Protection::Plain(secrets),
         Some("") => return Err(KeyFileError::EmptyPassphrase),
-        Some(passphrase) => Protection::Passphrase(seal::seal(&secrets, user, device, passphrase)?),
+        Some(passphrase) => {
+            let mut plaintext = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES));
+            codec::encode_into(&secrets, &mut plaintext);
+            let aad = |kdf: &KdfParams| associated_data(KEY_FILE_VERSION, user, device, kdf);
+            Protection::Passphrase(seal::seal(&plaintext, passphrase, aad)?)
+        }
     };
     let file = KeyFile {
         version: KEY_FILE_VERSION,
@@ -156,14 +185,21 @@ pub(crate) fn save(
 pub(crate) fn load(path: &Path, passphrase: Option<&str>) -> Result<Secrets, KeyFileError> {
     let bytes = private_file::read(path)?;
     let file = decode_file(&bytes)?;
-    let secrets = match (file.protection, passphrase) {
+    let secrets: Secrets = match (file.protection, passphrase) {
         (Protection::Plain(secrets), None) => secrets,
         (Protection::Plain(_), Some(_)) => return Err(KeyFileError::NotEncrypted),
         (Protection::Passphrase(_), None) => return Err(KeyFileError::PassphraseRequired),
         (Protection::Passphrase(sealed), Some(passphrase)) => {
-            seal::open(&sealed, file.user, file.device, passphrase)?
+            let aad = |kdf: &KdfParams| associated_data(file.version, file.user, file.device, kdf);
+            let plaintext = seal::open(&sealed, passphrase, aad)?;
+            codec::decode(&plaintext, MAX_KEY_FILE_BYTES)?
         }
     };
+    if file.version == KEY_FILE_VERSION_1 && secrets.account.is_none() {
+        return Err(KeyFileError::Inconsistent(
+            "a first-release key file without the account key",
+        ));
+    }
     if secrets.cert.user != file.user || secrets.cert.device != file.device {
         return Err(KeyFileError::Inconsistent(
             "the certificate names other ids than the file",
@@ -174,7 +210,7 @@ pub(crate) fn load(path: &Path, passphrase: Option<&str>) -> Result<Secrets, Key
 
 fn decode_file(bytes: &[u8]) -> Result<KeyFile, KeyFileError> {
     let FileVersion { version } = codec::decode(bytes, MAX_KEY_FILE_BYTES)?;
-    if version != KEY_FILE_VERSION {
+    if version != KEY_FILE_VERSION && version != KEY_FILE_VERSION_1 {
         return Err(KeyFileError::UnsupportedVersion(version));
     }
     Ok(codec::decode(bytes, MAX_KEY_FILE_BYTES)?)
@@ -194,7 +230,7 @@ mod tests {
         let device = SigningKey::from_bytes(&[0x22; 32]);
         let cert = DeviceCert::issue(&account, DeviceId::from(&device.verifying_key()), 7);
         Secrets {
-            account: account.to_bytes(),
+            account: Some(account.to_bytes()),
             device: device.to_bytes(),
             store: [0x33; 32],
             cert,

@@ -1,4 +1,4 @@
-//! Passphrase protection: Argon2id derives a key that seals the secrets with XChaCha20-Poly1305.
+//! Passphrase protection: Argon2id derives a key that seals secret bytes with XChaCha20-Poly1305 (key files and account exports).
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::{
@@ -7,10 +7,10 @@ use chacha20poly1305::{
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tidings_protocol::{DecodeError, DeviceId, UserId, codec};
+use tidings_protocol::DecodeError;
 use zeroize::Zeroizing;
 
-use super::{KEY_FILE_VERSION, KeyFileError, MAX_KEY_FILE_BYTES, Secrets};
+use super::KeyFileError;
 
 /// Argon2id memory cost for new files, in KiB (64 MiB, RFC 9106's second recommendation).
 const KDF_MEMORY_KIB: u32 = 64 * 1024;
@@ -28,12 +28,10 @@ const MAX_KDF_LANES: u32 = 16;
 
 const SALT_LEN: usize = 16;
 const NONCE_LEN: usize = 24;
-/// Starts the associated data, separating it from any other use of the derived key.
-const AAD_MAGIC: &[u8; 4] = b"TDKF";
 
-/// The secrets, sealed under a key derived from a passphrase.
+/// Secret bytes, sealed under a key derived from a passphrase.
 #[derive(Serialize, Deserialize)]
-pub(super) struct Sealed {
+pub(crate) struct Sealed {
     #[serde(rename = "k")]
     pub(super) kdf: KdfParams,
     #[serde(rename = "n", with = "serde_bytes")]
@@ -44,7 +42,7 @@ pub(super) struct Sealed {
 
 /// Argon2id costs and salt, stored in the file.
 #[derive(Clone, Copy, Serialize, Deserialize)]
-pub(super) struct KdfParams {
+pub(crate) struct KdfParams {
     #[serde(rename = "m")]
     pub(super) memory_kib: u32,
     #[serde(rename = "t")]
@@ -62,13 +60,6 @@ impl KdfParams {
     }
 }
 
-/// The version, ids and KDF parameters, authenticated along with the secrets.
-fn associated_data(user: UserId, device: DeviceId, kdf: &KdfParams) -> Vec<u8> {
-    let mut aad = AAD_MAGIC.to_vec();
-    codec::encode_into(&(KEY_FILE_VERSION, user, device, kdf), &mut aad);
-    aad
-}
-
 fn derive_key(
     argon2: &Argon2<'_>,
     passphrase: &str,
@@ -81,12 +72,12 @@ fn derive_key(
     Ok(XChaCha20Poly1305::new((&*key).into()))
 }
 
-/// Seals `secrets` under `passphrase` with fresh salt and nonce.
-pub(super) fn seal(
-    secrets: &Secrets,
-    user: UserId,
-    device: DeviceId,
+/// Seals `plaintext` under `passphrase` with fresh salt and nonce. `aad` builds the associated
+/// data from the KDF parameters (each kind of file binds its own header and magic).
+pub(crate) fn seal(
+    plaintext: &[u8],
     passphrase: &str,
+    aad: impl FnOnce(&KdfParams) -> Vec<u8>,
 ) -> Result<Sealed, KeyFileError> {
     let mut rng = rand::rng();
     let mut salt = [0u8; SALT_LEN];
@@ -103,11 +94,9 @@ pub(super) fn seal(
         .argon2()
         .map_err(|error| KeyFileError::Kdf(error.to_string()))?;
     let cipher = derive_key(&argon2, passphrase, &kdf.salt)?;
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES));
-    codec::encode_into(secrets, &mut plaintext);
-    let aad = associated_data(user, device, &kdf);
+    let aad = aad(&kdf);
     let payload = Payload {
-        msg: &plaintext,
+        msg: plaintext,
         aad: &aad,
     };
     let ciphertext = cipher
@@ -120,13 +109,13 @@ pub(super) fn seal(
     })
 }
 
-/// Opens sealed secrets; a wrong passphrase and altered bytes both fail authentication.
-pub(super) fn open(
+/// Opens sealed bytes; a wrong passphrase, altered bytes and another header (`aad`) all fail
+/// authentication.
+pub(crate) fn open(
     sealed: &Sealed,
-    user: UserId,
-    device: DeviceId,
     passphrase: &str,
-) -> Result<Secrets, KeyFileError> {
+    aad: impl FnOnce(&KdfParams) -> Vec<u8>,
+) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let kdf = &sealed.kdf;
     if kdf.memory_kib > MAX_KDF_MEMORY_KIB
         || kdf.iterations > MAX_KDF_ITERATIONS
@@ -138,17 +127,16 @@ pub(super) fn open(
         .argon2()
         .map_err(|_| bad_kdf("Argon2id parameters out of range"))?;
     let cipher = derive_key(&argon2, passphrase, &kdf.salt)?;
-    let aad = associated_data(user, device, kdf);
+    let aad = aad(kdf);
     let payload = Payload {
         msg: &sealed.ciphertext,
         aad: &aad,
     };
-    let plaintext = Zeroizing::new(
+    Ok(Zeroizing::new(
         cipher
             .decrypt(&XNonce::from(sealed.nonce), payload)
             .map_err(|_| KeyFileError::WrongPassphrase)?,
-    );
-    Ok(codec::decode(&plaintext, MAX_KEY_FILE_BYTES)?)
+    ))
 }
 
 fn bad_kdf(reason: &'static str) -> KeyFileError {

@@ -65,6 +65,8 @@ pub(crate) struct ClientContext {
     pub shutdown: CancellationToken,
     /// Open sessions by device (revoking a device ends them).
     pub live_devices: Arc<LiveDevices>,
+    /// Link packages waiting for devices being linked.
+    pub link_slots: crate::link_slots::LinkSlots,
 }
 
 impl ClientContext {

@@ -9,6 +9,7 @@ mod devices;
 mod groups;
 mod home;
 mod keys;
+mod link;
 mod live;
 mod presence;
 mod register;
@@ -28,7 +29,7 @@ use futures::{
 };
 use libp2p::{PeerId, Stream};
 use tidings_protocol::{
-    Address, DeviceId, ErrorAnswer, ErrorCode, UserId,
+    Address, BoundedVec, DeviceId, ErrorAnswer, ErrorCode, UserId,
     client::{ClientFrame, RelayFrame, Request, Response},
     codec,
     framing::{self, FrameError},
@@ -351,6 +352,26 @@ impl Session {
             self.respond(id, answer);
             return Flow::Continue;
         }
+        // A device being linked takes its package before it can register.
+        if let Request::TakeLink = request {
+            let answer = link::take(&self.cx, self.device);
+            self.respond(id, answer);
+            return Flow::Continue;
+        }
+        // A device restored from an account export reads its account's list (public key
+        // material) before it registers with a newer one naming it.
+        if let (None, Request::GetDeviceList { user }) = (self.user, &request) {
+            // Only what this relay holds: a stream that is not registered triggers no lookups.
+            let answer = home_device_list(&self.cx.store, &self.cx.network.peer_id(), *user)
+                .await
+                .map(|list| Response::DeviceList {
+                    list: list.map(Box::new),
+                    seen: BoundedVec::default(),
+                })
+                .map_err(storage_answer);
+            self.respond(id, answer);
+            return Flow::Continue;
+        }
         let Some(me) = self.address() else {
             self.respond(
                 id,
@@ -415,12 +436,10 @@ impl Session {
                 Box::pin(devices::publish(self.cx.clone(), me, *list))
             }
             Request::GetDeviceList { user } => Box::pin(devices::get(self.cx.clone(), me, user)),
-            Request::PutLink { .. } | Request::TakeLink => Box::pin(async {
-                Err(ErrorAnswer::new(
-                    ErrorCode::Unavailable,
-                    "device linking is not yet served by this relay",
-                ))
-            }),
+            Request::PutLink { device, package } => {
+                Box::pin(link::put(self.cx.clone(), me, device, package))
+            }
+            Request::TakeLink => return Flow::Continue,
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

@@ -9,4 +9,5 @@ mod claims;
 mod device_lists;
 mod hostile;
 mod impersonation;
+mod link_slots;
 mod stream_limits;

@@ -362,7 +362,10 @@ impl Session {
         // material) before it registers with a newer one naming it.
         if let (None, Request::GetDeviceList { user }) = (self.user, &request) {
             // Only what this relay holds: a stream that is not registered triggers no lookups.
-            let answer = home_device_list(&self.cx.store, &self.cx.network.peer_id(), *user)
+            let answer = self
+                .cx
+                .store
+                .home_device_list(*user, self.cx.network.peer_id().to_string())
                 .await
                 .map(|list| Response::DeviceList {
                     list: list.map(Box::new),

@@ -125,10 +125,11 @@ pub(super) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> An
     })
 }
 
-/// Times a device-list lookup at another relay is tried before the device is told to retry.
-const REMOTE_LIST_ATTEMPTS: u32 = 4;
+/// Times a device-list lookup at another relay is tried before the device is told to retry
+/// (well within the client's 30 s request timeout).
+const REMOTE_LIST_ATTEMPTS: u32 = 5;
 
-/// The pause before the second try; it doubles after each failed one (0.5 + 1 + 2 s in all).
+/// The pause before the second try; it doubles after each failed one (0.5 + 1 + 2 + 4 s).
 const REMOTE_LIST_RETRY: Duration = Duration::from_millis(500);
 
 /// Asks `user`'s home relay for their list, if another relay is their home; the answer is
@@ -153,6 +154,10 @@ async fn remote_device_list(
                 }
                 pause *= 2;
                 attempt += 1;
+            }
+            Err(answer) => {
+                tracing::info!(%user, %answer, attempt, "device list lookup failed");
+                return Err(answer);
             }
             outcome => return outcome,
         }

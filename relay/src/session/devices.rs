@@ -134,8 +134,10 @@ const REMOTE_LIST_RETRY: Duration = Duration::from_millis(500);
 
 /// Asks `user`'s home relay for their list, if another relay is their home; the answer is
 /// checked to be `user`'s, signed by the account. A home relay that cannot be reached (one
-/// restarting, a link being re-made) is tried a few times: a device that gets an envelope
-/// from an unlisted device needs the list to take it.
+/// restarting, a link being re-made) is tried a few times, its home looked up again each
+/// time (a restarted relay may listen elsewhere): a device that gets an envelope from an
+/// unlisted device needs the list to take it. A user with no home record costs at most two
+/// lookups here, as the directory remembers a miss for a few seconds.
 async fn remote_device_list(
     cx: &ClientContext,
     user: UserId,

@@ -101,6 +101,17 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         output: Output,
     },
+    /// Accounts with 1..D devices (linked by the real link flow) spread over relays send 1:1
+    /// and group messages from random devices, some devices offline meanwhile; one device is
+    /// removed halfway; reads on one device must show on the others. Fails if any intended
+    /// device misses a message, gets one twice or out of order, or the removed device gets
+    /// anything sent after its removal.
+    Multidevice {
+        #[command(flatten)]
+        params: scenario::multidevice::Params,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Watchers spread over relays watch subjects whose devices (real processes) come
     /// online, then leave cleanly, are killed, or vanish with their connection open; under
     /// everyone / contacts / nobody privacy; watchers type, write and read. Fails on any

@@ -75,6 +75,11 @@ pub struct MultideviceReport {
     pub sync_unconfirmed: usize,
     /// Messages sent after a device's removal that it fetched or stored anyway.
     pub removed_device_leaks: usize,
+    /// Group session keys the removed device held when it was removed.
+    pub removed_device_group_keys: usize,
+    /// Group messages sent after the removal with a session the removed device holds the
+    /// key of (counted in `removed_device_leaks` too).
+    pub removed_device_readable: usize,
     /// Times the removed device tried to connect and subscribe.
     pub removed_device_attempts: usize,
     /// Attempts refused with `device_revoked` (at connect / subscribe, or at registering
@@ -110,8 +115,10 @@ impl MultideviceReport {
             self.sync_reads, self.sync_unconfirmed, self.sync_lag_ms
         );
         println!(
-            "  removed device: {} leaks; {} of {} attempts to come back refused as revoked ({} answered not_registered before registering again)",
+            "  removed device: {} leaks ({} group messages sent after it with a key it holds, of {} group keys it held); {} of {} attempts to come back refused as revoked ({} answered not_registered before registering again)",
             self.removed_device_leaks,
+            self.removed_device_readable,
+            self.removed_device_group_keys,
             self.removed_device_revoked,
             self.removed_device_attempts,
             self.removed_device_not_registered
@@ -246,6 +253,10 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MultideviceRepor
     receivers.set(|dev| Some(dev) == removed);
     let deadline = Instant::now() + QUIESCENCE_TIMEOUT;
     let tally = tally::settle(&world, &plan, removed, deadline).await?;
+    let keys = match removed {
+        Some(dev) => probes::removed_device_group_keys(&world, &plan, dev)?,
+        None => probes::GroupKeys::default(),
+    };
     let lags = probes::sync_lags(&world, removed).await?;
     probe_stop.cancel();
     let returns = match probe {
@@ -259,7 +270,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MultideviceRepor
         .iter()
         .filter(|dev| away_first(**dev) || (away_second(**dev) && Some(**dev) != removed))
         .count();
-    let leaks = tally.leaks + returns.fetched;
+    let leaks = tally.leaks + returns.fetched + keys.readable;
     let report = Report {
         scenario: "multidevice",
         relays: params.relays,
@@ -286,6 +297,8 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MultideviceRepor
         sync_unconfirmed: lags.unconfirmed,
         sync_lag_ms: Percentiles::of(lags.lags),
         removed_device_leaks: leaks,
+        removed_device_group_keys: keys.held,
+        removed_device_readable: keys.readable,
         removed_device_attempts: returns.attempts,
         removed_device_revoked: returns.revoked,
         removed_device_not_registered: returns.not_registered,

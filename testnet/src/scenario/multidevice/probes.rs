@@ -1,14 +1,21 @@
 //! What the multidevice scenario measures beside deliveries: a removed device trying to come
 //! back, and how long a read on one device takes to show on the account's other devices.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
-use tidings_client::{Client, ClientError, Conversation, Direction, Event, MessageStatus};
+use tidings_client::{
+    Client, ClientError, Conversation, Direction, Event, KEY_FILE, MessageStatus,
+};
+use tidings_keys::Identity;
 use tidings_protocol::ErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     super::users::name,
+    tally::{Plan, Target},
     world::{Dev, World},
 };
 
@@ -105,6 +112,56 @@ pub async fn removed_device_returns(client: Client, stop: CancellationToken) -> 
         }
     }
     returns
+}
+
+/// What the removed device could open of the group messages sent after its removal.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GroupKeys {
+    /// Group session keys the removed device holds (what it could open before).
+    pub held: usize,
+    /// Group messages sent after the removal by a device whose current sending session the
+    /// removed device holds the key of (it could read them if it got the ciphertext).
+    pub readable: usize,
+}
+
+/// Checks, for every device that sent to the group after `removed` was removed, that its
+/// current sending session is not one the removed device holds a key for.
+pub fn removed_device_group_keys(
+    world: &World,
+    plan: &Plan,
+    removed: Dev,
+) -> anyhow::Result<GroupKeys> {
+    let held: HashSet<String> = world
+        .client(removed)
+        .store()
+        .group_inbound_session_ids(&world.group)?
+        .into_iter()
+        .collect();
+    let mut sent_after: HashMap<Dev, usize> = HashMap::new();
+    for planned in plan.values() {
+        if planned.after_removal && planned.target == Target::Group {
+            *sent_after.entry(planned.sender).or_default() += 1;
+        }
+    }
+    let mut readable = 0;
+    for (sender, messages) in sent_after {
+        let identity = Identity::load(&world.dirs[sender.0][sender.1].join(KEY_FILE), None)?;
+        let current = world
+            .client(sender)
+            .store()
+            .group_outbound_session_id(&world.group, identity.store_key())?;
+        if current.is_some_and(|current| held.contains(&current)) {
+            tracing::error!(
+                ?sender,
+                "sends to the group with a session the removed device can open"
+            );
+            readable += messages;
+        }
+    }
+    Ok(GroupKeys {
+        held: held.len(),
+        readable,
+    })
 }
 
 /// Read lags measured, and reads that never showed.

@@ -3,7 +3,7 @@
 //! devices by own-device sync, and one group.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -30,6 +30,8 @@ pub type Dev = (usize, usize);
 pub struct World {
     /// Per user, its devices; device 0 made the account.
     pub devices: Vec<Vec<Client>>,
+    /// Per user, its devices' data directories.
+    pub dirs: Vec<Vec<PathBuf>>,
     /// The group.
     pub group: GroupId,
     /// Its members (user indexes), the creator (user 0) first.
@@ -61,17 +63,21 @@ impl World {
     ) -> anyhow::Result<World> {
         let primaries = users::register_all(dir, users, cluster).await?;
         let mut devices = Vec::with_capacity(users);
+        let mut dirs = Vec::with_capacity(users);
         for (index, primary) in primaries.into_iter().enumerate() {
             let home = &cluster.relays[index % cluster.relays.len()].addr;
             let mut account = vec![primary];
+            let mut paths = vec![dir.join(name(index))];
             for device in 1..1 + index % per_user.max(1) {
                 let data_dir = dir.join(format!("{}.{device}", name(index)));
                 let linked = link(&account[0], home, &data_dir, &format!("d{device}"))
                     .await
                     .with_context(|| format!("linking device {device} of {}", name(index)))?;
                 account.push(linked);
+                paths.push(data_dir);
             }
             devices.push(account);
+            dirs.push(paths);
         }
         // Contacts are added on the primaries only, after linking: each addition is queued
         // for the account's other devices, which must learn them by sync.
@@ -100,6 +106,7 @@ impl World {
         }
         Ok(World {
             devices,
+            dirs,
             group,
             members,
         })

@@ -228,4 +228,53 @@ mod tests {
         assert_eq!(params.heartbeat_timeout_secs, 5);
         assert!(output.json);
     }
+
+    #[test]
+    fn the_multidevice_scenario_takes_its_flags() {
+        let cli = Cli::parse_from(["tidings-testnet", "scenario", "multidevice"]);
+        let Command::Scenario {
+            scenario: Scenario::Multidevice { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        let sizes = (
+            params.relays,
+            params.users,
+            params.devices_per_user,
+            params.messages,
+        );
+        assert_eq!(sizes, (2, 6, 3, 200));
+        let cli = Cli::parse_from([
+            "tidings-testnet",
+            "scenario",
+            "multidevice",
+            "--relays",
+            "3",
+            "--users",
+            "9",
+            "--devices-per-user",
+            "4",
+            "--messages",
+            "50",
+            "--seed",
+            "7",
+            "--json",
+        ]);
+        let Command::Scenario {
+            scenario: Scenario::Multidevice { params, output },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        let sizes = (
+            params.relays,
+            params.users,
+            params.devices_per_user,
+            params.messages,
+            params.seed,
+        );
+        assert_eq!(sizes, (3, 9, 4, 50, 7));
+        assert!(output.json);
+    }
 }

@@ -153,9 +153,28 @@ impl Client {
         let signed = self.inner.identity.sign_device_list(list)?;
         connection.call(PublishDeviceList(signed.clone())).await?;
         let (me, kept) = (self.user_id(), signed.clone());
-        self.blocking(move |inner| inner.store.accept_device_list(&me, kept))
+        let update = self
+            .blocking(move |inner| inner.store.accept_device_list(&me, kept))
             .await?
             .map_err(DeviceError::BadList)?;
+        // A device this list adds starts with our contacts, groups and recent history, as
+        // one another device of ours publishes does (the later list refresh sees no change).
+        let this = self.address().device;
+        let joined: Vec<DeviceId> = update
+            .added
+            .into_iter()
+            .filter(|device| *device != this)
+            .collect();
+        if !joined.is_empty() {
+            self.blocking(move |inner| {
+                inner.store.sync_to_new_device(me)?;
+                for device in joined {
+                    inner.store.queue_history(me, device)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
         Ok(signed)
     }
 

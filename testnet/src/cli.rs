@@ -101,6 +101,17 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         output: Output,
     },
+    /// Accounts with 1..D devices (linked by the real link flow) spread over relays send 1:1
+    /// and group messages from random devices, some devices offline meanwhile; one device is
+    /// removed halfway; reads on one device must show on the others. Fails if any intended
+    /// device misses a message, gets one twice or out of order, or the removed device gets
+    /// anything sent after its removal.
+    Multidevice {
+        #[command(flatten)]
+        params: scenario::multidevice::Params,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Watchers spread over relays watch subjects whose devices (real processes) come
     /// online, then leave cleanly, are killed, or vanish with their connection open; under
     /// everyone / contacts / nobody privacy; watchers type, write and read. Fails on any
@@ -215,6 +226,55 @@ mod tests {
             panic!("parsed as another command");
         };
         assert_eq!(params.heartbeat_timeout_secs, 5);
+        assert!(output.json);
+    }
+
+    #[test]
+    fn the_multidevice_scenario_takes_its_flags() {
+        let cli = Cli::parse_from(["tidings-testnet", "scenario", "multidevice"]);
+        let Command::Scenario {
+            scenario: Scenario::Multidevice { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        let sizes = (
+            params.relays,
+            params.users,
+            params.devices_per_user,
+            params.messages,
+        );
+        assert_eq!(sizes, (2, 6, 3, 200));
+        let cli = Cli::parse_from([
+            "tidings-testnet",
+            "scenario",
+            "multidevice",
+            "--relays",
+            "3",
+            "--users",
+            "9",
+            "--devices-per-user",
+            "4",
+            "--messages",
+            "50",
+            "--seed",
+            "7",
+            "--json",
+        ]);
+        let Command::Scenario {
+            scenario: Scenario::Multidevice { params, output },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        let sizes = (
+            params.relays,
+            params.users,
+            params.devices_per_user,
+            params.messages,
+            params.seed,
+        );
+        assert_eq!(sizes, (3, 9, 4, 50, 7));
         assert!(output.json);
     }
 }

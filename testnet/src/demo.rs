@@ -1,10 +1,11 @@
-//! `tidings-testnet demo`: a relay process and two users, online and offline delivery, a
-//! crash of the relay in between, every tick shown. Exits non-zero unless everything arrived.
+//! `tidings-testnet demo`: relay processes and three users, online and offline delivery, a
+//! crash of a relay in between, a group, Alice on a second device; every tick shown. Exits
+//! non-zero unless everything arrived.
 
 use std::{future::Future, path::Path, time::Duration};
 
 use anyhow::{Context, bail, ensure};
-use tidings_client::{Client, Event, MessageStatus, Session};
+use tidings_client::{Client, Conversation, DeviceLink, Event, MessageStatus, Session};
 
 use crate::{cluster::Cluster, process::RelayProcess};
 
@@ -195,9 +196,11 @@ pub async fn run(work: &Path) -> anyhow::Result<()> {
         );
     }
     group_step(&alice, &mut alice_session, &bob, &carol).await?;
+    alice_session.close().await;
+    laptop_step(work, &cluster.relays[0], &alice, &bob).await?;
     cluster.stop().await?;
     println!(
-        "\nOK: every message delivered once, in order, across relays, a relay crash and a group."
+        "\nOK: every message delivered once, in order, across relays, a relay crash, a group and two devices."
     );
     Ok(())
 }
@@ -277,4 +280,115 @@ async fn group_step(
         }
     })
     .await
+}
+
+/// Whether `device` shows nothing from `peer` unread.
+fn all_read(device: &Client, peer: &Client) -> anyhow::Result<bool> {
+    Ok(device
+        .store()
+        .history(&Conversation::Direct(peer.user_id()))?
+        .iter()
+        .all(|record| record.status != MessageStatus::Received))
+}
+
+/// Step 6: Alice links her laptop; Bob's message reaches both devices; read on the laptop,
+/// it shows read on the phone and at Bob.
+async fn laptop_step(
+    work: &Path,
+    home: &RelayProcess,
+    alice: &Client,
+    bob: &Client,
+) -> anyhow::Result<()> {
+    println!("\n6. Alice links her laptop as a second device.");
+    let new = within("starting the link", async {
+        Ok(DeviceLink::start(home.addr.clone()).await?)
+    })
+    .await?;
+    let code = new.code();
+    println!("   the laptop shows a one-time link code ({})", code.device);
+    let laptop_dir = work.join("alice-laptop");
+    let waiting = tokio::spawn(async move { new.finish(&laptop_dir, None, STEP_TIMEOUT).await });
+    let approved = within("approving the laptop", async {
+        Ok(alice.approve_link(&code, Some("laptop")).await?)
+    })
+    .await?;
+    let (laptop, _package) = within("linking the laptop", async { Ok(waiting.await??) }).await?;
+    println!(
+        "   alice's phone approved it: her device list (version {}) names phone and laptop",
+        approved.list_version
+    );
+    let mut phone = within("connecting the phone", async { Ok(alice.connect().await?) }).await?;
+    phone.subscribe().await?;
+    // The phone sends the new device what the account holds (contacts, groups, history).
+    phone.flush().await?;
+    let mut on_laptop = within("connecting the laptop", async {
+        Ok(laptop.connect().await?)
+    })
+    .await?;
+    on_laptop.subscribe().await?;
+
+    within("waiting for the laptop to get Alice's contacts", async {
+        while laptop.resolve("bob").is_err() {
+            on_laptop.next_event().await?;
+        }
+        Ok(())
+    })
+    .await?;
+    println!("   the laptop got Alice's contacts from her phone (end-to-end encrypted)");
+
+    let mut bob_session = within("connecting", async { Ok(bob.connect().await?) }).await?;
+    bob_session.subscribe().await?;
+    // Bob's client holds Alice's device list from before; a message from a device it does
+    // not know makes it ask for her list again.
+    let hello = "Hello from my new laptop";
+    within("sending from the laptop", async {
+        Ok(on_laptop.send_text("bob", hello).await?)
+    })
+    .await?;
+    println!("   laptop -> bob \"{hello}\"  ✓ sent");
+    within("waiting for Bob to receive it", async {
+        loop {
+            if let Event::Message(message) = bob_session.next_event().await?
+                && message.text == hello
+            {
+                return Ok(());
+            }
+        }
+    })
+    .await?;
+    println!("   bob got       \"{hello}\" (his client learns Alice's new device list)");
+    let text = "Dinner at 7? (from Bob)";
+    let sent = within("sending", async {
+        Ok(bob_session.send_text("alice", text).await?)
+    })
+    .await?;
+    ensure!(sent.status.is_sent(), "not accepted: {:?}", sent.status);
+    println!("   bob -> alice  \"{text}\"  ✓ sent (one copy per device of Alice)");
+    for (device, session) in [("phone", &mut phone), ("laptop", &mut on_laptop)] {
+        let got = within(&format!("waiting for the message on the {device}"), async {
+            loop {
+                if let Event::Message(message) = session.next_event().await?
+                    && message.id == sent.id
+                {
+                    return Ok(message);
+                }
+            }
+        })
+        .await?;
+        println!("   {:<13} \"{}\"", format!("{device} got"), got.text);
+    }
+
+    on_laptop.mark_read("bob").await?;
+    println!("   alice reads it on the laptop");
+    within("waiting for the phone to show it read", async {
+        while !all_read(alice, bob)? {
+            phone.next_event().await?;
+        }
+        Ok(())
+    })
+    .await?;
+    println!("   phone shows   read (nothing unread from bob)");
+    wait_status(&mut bob_session, sent.id, MessageStatus::Read).await?;
+    println!("   bob sees      ✓✓ read");
+    Ok(())
 }

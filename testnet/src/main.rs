@@ -91,6 +91,9 @@ fn main() -> anyhow::Result<()> {
             Scenario::Group { params, output } => {
                 output.run(|work| async move { scenario::group::run(&work, params).await })
             }
+            Scenario::Multidevice { params, output } => {
+                output.run(|work| async move { scenario::multidevice::run(&work, params).await })
+            }
             Scenario::Presence { params, output } => {
                 output.run(|work| async move { scenario::presence::run(&work, params).await })
             }

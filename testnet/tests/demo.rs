@@ -1,4 +1,5 @@
-//! The demo as a user runs it: a real relay child process, exit code 0, every step printed.
+//! The demo as a user runs it: real relay child processes, exit code 0, every step printed
+//! (Alice's second device included).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[test]
@@ -22,7 +23,14 @@ fn the_demo_delivers_everything_and_exits_zero() {
         "bob got       \"Saturday, 8:00 at the trailhead\"",
         "carol got     \"Saturday, 8:00 at the trailhead\"",
         "alice sees    delivered to 2 of 2, read by 1 of 2",
-        "OK: every message delivered once, in order, across relays, a relay crash and a group.",
+        "6. Alice links her laptop as a second device.",
+        "the laptop got Alice's contacts from her phone",
+        "phone got     \"Dinner at 7? (from Bob)\"",
+        "laptop got    \"Dinner at 7? (from Bob)\"",
+        "alice reads it on the laptop",
+        "phone shows   read (nothing unread from bob)",
+        "bob sees      ✓✓ read",
+        "OK: every message delivered once, in order, across relays, a relay crash, a group and two devices.",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }

@@ -10,6 +10,7 @@ mod contacts;
 mod crypto;
 mod descriptors;
 mod device_lists;
+mod group_sessions;
 pub mod groups;
 mod history;
 mod history_sync;

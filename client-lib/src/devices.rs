@@ -7,7 +7,7 @@
 //! ([`DeviceLink::finish`]), opens it, saves its key file and registers; the held list names
 //! it, so the relay takes it.
 
-use std::{path::Path, time::Duration};
+use std::{collections::VecDeque, path::Path, time::Duration};
 
 use libp2p::{Multiaddr, PeerId};
 use tidings_keys::{Identity, NoAccountKey, PendingLink, link};
@@ -21,6 +21,7 @@ use crate::{
     client::{Client, KEY_FILE, with_peer},
     connection::Connection,
     error::{ClientError, DeviceError},
+    flush::Flusher,
     net::{NetError, Network},
 };
 
@@ -174,6 +175,21 @@ impl Client {
                 Ok(())
             })
             .await?;
+        }
+        // Whoever encrypts to us learns of the change now rather than at their next list
+        // check: a new device gets copies at once, a removed one no new group key.
+        let version = signed.list.version;
+        self.blocking(move |inner| inner.store.queue_devices_changed(me, version))
+            .await?;
+        let flushed = Flusher {
+            client: self,
+            connection,
+            events: &mut VecDeque::new(),
+        }
+        .flush_once()
+        .await;
+        if let Err(error) = flushed {
+            tracing::info!(%error, "device list notices wait in the outbox");
         }
         Ok(signed)
     }

@@ -58,6 +58,12 @@ pub enum Event {
         /// Why it was refused.
         reason: DeviceListError,
     },
+    /// A user (or this account) said their device list changed (a device linked or
+    /// removed): it is asked for again before anything is next encrypted to them.
+    DevicesChanged {
+        /// Whose list changed.
+        user: UserId,
+    },
     /// Another device of this account read a conversation up to a message: it is read here
     /// too.
     ReadElsewhere {

@@ -39,4 +39,12 @@ impl ListChecks {
             checked.insert(user, Instant::now());
         }
     }
+
+    /// Forgets when `user`'s list was asked for: it is asked for again before it is next
+    /// used (the account told us its list changed).
+    pub(crate) fn forget(&self, user: &UserId) {
+        if let Ok(mut checked) = self.0.lock() {
+            checked.remove(user);
+        }
+    }
 }

@@ -182,6 +182,9 @@ impl Session {
                 tracing::trace!(last, "stored a pushed batch");
                 self.events.extend(received.events);
                 self.groups_due.extend(received.groups_behind);
+                for user in &received.lists_changed {
+                    self.client.inner.list_checks.forget(user);
+                }
                 self.unacked = Some(last);
             }
             if let Some(last) = self.unacked {

@@ -416,3 +416,85 @@ async fn link_export_and_import_with_the_cli() {
     ok(&restored, &["register", "--relay", &address]);
     assert_eq!(device_count(&restored), 3);
 }
+
+/// Bob held Alice's one-device list; linking her laptop tells him at once (a notice over
+/// Olm), so his very next message reaches the laptop too, not only after his list check
+/// expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_encrypt_to_a_new_device_as_soon_as_it_is_linked() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let bob = TestUser::register(&relay).await;
+    alice.befriend("bob", &bob);
+    bob.befriend("alice", &alice);
+    let mut bob_session = bob.online().await;
+    bob_session.send_text("alice", "before").await.unwrap();
+    let held = bob.client.store().device_list(&alice.client.user_id());
+    assert_eq!(held.unwrap().unwrap().list.devices.len(), 1);
+
+    let (_laptop_dir, laptop) = link(&relay, &alice.client, "laptop").await;
+    // Bob's session takes the notice; his next message goes to both of Alice's devices.
+    let alice_id = alice.client.user_id();
+    wait_for(
+        &mut bob_session,
+        |event| matches!(event, Event::DevicesChanged { user } if *user == alice_id),
+    )
+    .await;
+    bob_session.send_text("alice", "after").await.unwrap();
+    let mut laptop_session = laptop.connect().await.unwrap();
+    let got = texts(&laptop_session.sync(Duration::from_secs(5)).await.unwrap());
+    assert!(got.contains(&"after".to_string()), "{got:?}");
+    relay.shutdown().await;
+}
+
+/// Removing the laptop tells Bob at once: his next group message, with no 1:1 message in
+/// between to bounce off the laptop, goes under a new Megolm session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_members_rotate_as_soon_as_a_device_is_removed() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let (_laptop_dir, laptop) = link(&relay, &alice.client, "laptop").await;
+    let bob = TestUser::register(&relay).await;
+    alice.befriend("bob", &bob);
+    bob.befriend("alice", &alice);
+    let mut bob_session = bob.online().await;
+    let group = bob_session.create_group("pair", &["alice"]).await.unwrap();
+    bob_session.send_text("pair", "group before").await.unwrap();
+    let got = texts(
+        &laptop
+            .connect()
+            .await
+            .unwrap()
+            .sync(Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    assert!(got.contains(&"group before".to_string()), "{got:?}");
+    let store = bob.client.store();
+    let bob_identity =
+        tidings_keys::Identity::load(&bob.dir.path().join(tidings_client::KEY_FILE), None).unwrap();
+    let before = store
+        .group_outbound_session_id(&group, bob_identity.store_key())
+        .unwrap();
+
+    alice
+        .client
+        .remove_device(laptop.address().device)
+        .await
+        .unwrap();
+    let alice_id = alice.client.user_id();
+    wait_for(
+        &mut bob_session,
+        |event| matches!(event, Event::DevicesChanged { user } if *user == alice_id),
+    )
+    .await;
+    bob_session.send_text("pair", "group after").await.unwrap();
+    let after = store
+        .group_outbound_session_id(&group, bob_identity.store_key())
+        .unwrap();
+    assert!(before.is_some());
+    assert_ne!(after, before, "Bob's sending session for the group rotated");
+    relay.shutdown().await;
+}

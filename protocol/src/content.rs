@@ -221,6 +221,16 @@ pub enum Payload {
         #[serde(rename = "c")]
         change: ContactChange,
     },
+    /// To the sender's contacts, group co-members and own other devices: the account
+    /// published device list `version` (a device was linked or removed). Whoever holds an
+    /// older list asks for it again before they next encrypt to the account, so a new
+    /// device gets copies and a removed one gets no new group key.
+    #[serde(rename = "devs")]
+    DevicesChanged {
+        /// The version of the account's new list.
+        #[serde(rename = "v")]
+        version: u64,
+    },
 }
 
 /// A conversation named in a sync payload between one's own devices.

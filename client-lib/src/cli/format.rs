@@ -128,6 +128,10 @@ fn event_text(client: &Client, event: &Event) -> Option<String> {
             "[{now}] ✗ refused a device list for {}: {reason}",
             client.display_name(user)
         )),
+        Event::DevicesChanged { user } => Some(format!(
+            "[{now}] {} linked or removed a device",
+            client.display_name(user)
+        )),
         Event::HistorySynced { received, total } => Some(format!(
             "[{now}] history from your other device: {received} of {total} messages"
         )),

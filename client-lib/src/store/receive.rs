@@ -12,7 +12,7 @@ use tidings_protocol::{
 use super::{
     ClientStore, StoreError,
     crypto::{CryptoState, olm_open},
-    descriptors,
+    descriptors, device_lists,
     groups::{self, Opened},
     history, history_sync, outbox, receipts, sync,
     tables::{Direction, MessageRecord, MessageStatus, RECEIVED, received_key},
@@ -27,6 +27,9 @@ pub struct Received {
     /// Groups another device of ours is in that this one lacks (or holds an older version
     /// of): fetch their descriptor chains from the relay.
     pub groups_behind: Vec<GroupHeld>,
+    /// Users (ourselves included) who said their device list changed past the one held:
+    /// ask for it again before encrypting to them next.
+    pub lists_changed: Vec<UserId>,
 }
 
 /// Work of one receive transaction.
@@ -177,6 +180,18 @@ impl Batch<'_> {
             (Kind::Receipt, Payload::Groups { groups }) if own => {
                 let behind = sync::groups_behind(self.txn, &groups)?;
                 self.received.groups_behind.extend(behind);
+                Ok(())
+            }
+            (Kind::Receipt, Payload::DevicesChanged { version }) => {
+                let held = device_lists::held(self.txn, &peer)?;
+                if held.is_none_or(|held| held.list.version < version)
+                    && !self.received.lists_changed.contains(&peer)
+                {
+                    self.received.lists_changed.push(peer);
+                    self.received
+                        .events
+                        .push(Event::DevicesChanged { user: peer });
+                }
                 Ok(())
             }
             (Kind::Message | Kind::Receipt, _) if own => {

@@ -205,6 +205,42 @@ impl ClientStore {
         })
     }
 
+    /// Tells every contact, every co-member of our groups and our other devices that our
+    /// device list is now `version`, so they ask for it before they next encrypt to us.
+    /// Returns how many users were told.
+    pub fn queue_devices_changed(&self, me: UserId, version: u64) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let mut told: std::collections::BTreeSet<UserId> = std::collections::BTreeSet::new();
+            for entry in txn.open_table(CONTACT_NAMES)?.iter()? {
+                let (user, _) = entry?;
+                told.insert(UserId::from_bytes(*user.value()));
+            }
+            for entry in txn.open_table(GROUPS)?.iter()? {
+                let (_, bytes) = entry?;
+                if let Ok(known) = SignedDescriptor::decode(bytes.value())
+                    && known.descriptor.is_member(&me)
+                {
+                    told.extend(known.descriptor.members.iter().map(|member| member.user));
+                }
+            }
+            told.remove(&me);
+            let notice = Payload::DevicesChanged { version };
+            for user in &told {
+                outbox::enqueue(
+                    txn,
+                    &OutboxEntry::new(
+                        EnvelopeId::random(),
+                        Conversation::Direct(*user),
+                        Kind::Receipt,
+                        OutboxContent::Encrypted(notice.clone()),
+                    ),
+                )?;
+            }
+            queue_sync(txn, me, notice)?;
+            Ok(told.len())
+        })
+    }
+
     /// Removes a contact and tells our other devices.
     pub fn remove_contact(&self, me: UserId, name: &str) -> Result<(), StoreError> {
         self.write(|txn| {

@@ -4,7 +4,7 @@ use std::{collections::VecDeque, time::Duration};
 
 use tokio::time::Instant;
 
-use tidings_protocol::{MailboxItem, client::Delivery, content::GroupHeld, mux::MuxError};
+use tidings_protocol::{MailboxItem, UserId, client::Delivery, content::GroupHeld, mux::MuxError};
 
 use crate::{
     calls::Subscribe,
@@ -51,6 +51,8 @@ pub struct Session {
     flush_due: bool,
     /// Groups another device of ours named that this one must fetch from the relay.
     groups_due: Vec<GroupHeld>,
+    /// Users who said their device list changed: their list is asked for (once each).
+    lists_due: Vec<UserId>,
     /// The relay said "caught up"; the outbox flush and the event are still due.
     caught_up: bool,
     /// When to flush again because entries wait, and the pause after that one.
@@ -90,6 +92,7 @@ impl Session {
             unacked: None,
             flush_due: false,
             groups_due: Vec::new(),
+            lists_due: Vec::new(),
             caught_up: false,
             retry_at: None,
             retry_pause: RETRY_FIRST,
@@ -182,8 +185,11 @@ impl Session {
                 tracing::trace!(last, "stored a pushed batch");
                 self.events.extend(received.events);
                 self.groups_due.extend(received.groups_behind);
-                for user in &received.lists_changed {
-                    self.client.inner.list_checks.forget(user);
+                for user in received.lists_changed {
+                    self.client.inner.list_checks.forget(&user);
+                    if !self.lists_due.contains(&user) {
+                        self.lists_due.push(user);
+                    }
                 }
                 self.unacked = Some(last);
             }
@@ -203,6 +209,12 @@ impl Session {
             if !self.groups_due.is_empty() {
                 // Due until fetched: a cancelled call fetches again (only what is missing).
                 self.fetch_synced_groups().await?;
+            }
+            while let Some(user) = self.lists_due.first().copied() {
+                // Asked for now, so the next send (and a group key share) already uses it;
+                // a cancelled call asks again.
+                refresh_list(&self.client, &self.connection, user, &mut self.events).await?;
+                self.lists_due.remove(0);
             }
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);

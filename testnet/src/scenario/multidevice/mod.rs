@@ -87,6 +87,12 @@ pub struct MultideviceReport {
     pub removed_device_revoked: usize,
     /// Attempts whose connect or subscribe was answered `not_registered` first.
     pub removed_device_not_registered: usize,
+    /// From the removal until every other device held the account's new list (told by a
+    /// notice over Olm), after which phase 2 starts: members rotate their group sessions
+    /// once they hold it.
+    pub removal_learned_ms: f64,
+    /// Devices that did not hold the new list within 30 s (phase 2 started anyway).
+    pub removal_unlearned: usize,
 }
 
 impl MultideviceReport {
@@ -122,6 +128,10 @@ impl MultideviceReport {
             self.removed_device_revoked,
             self.removed_device_attempts,
             self.removed_device_not_registered
+        );
+        println!(
+            "  every other device held the list without it {:.0} ms after the removal ({} did not in time)",
+            self.removal_learned_ms, self.removal_unlearned
         );
         println!("  {}", if self.passed() { "OK" } else { "FAILED" });
         Ok(())
@@ -222,15 +232,20 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MultideviceRepor
 
     // The removal, then phase 2 without that device, another quarter offline.
     let probe_stop = CancellationToken::new();
+    let (mut unlearned, mut learned_ms) = (0, 0.0);
     let probe = match removed {
         Some(dev) => {
             receivers.set(|other| other == dev);
             // Its session is closed before the primary removes it.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            world
+            let removed_at = Instant::now();
+            let version = world
                 .client((dev.0, 0))
                 .remove_device(world.client(dev).address().device)
                 .await?;
+            // Senders rotate once they hold the new list: online devices are told at once.
+            unlearned = learned(&world, dev, version).await?;
+            learned_ms = removed_at.elapsed().as_secs_f64() * 1000.0;
             Some(tokio::spawn(probes::removed_device_returns(
                 world.client(dev).clone(),
                 probe_stop.clone(),
@@ -302,7 +317,32 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MultideviceRepor
         removed_device_attempts: returns.attempts,
         removed_device_revoked: returns.revoked,
         removed_device_not_registered: returns.not_registered,
+        removal_learned_ms: learned_ms,
+        removal_unlearned: unlearned,
     })
+}
+
+/// How long the other devices may take to hold the account's list without a removed device.
+const LEARN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until every device but `removed` holds its account's list `version` (or newer);
+/// returns how many did not within [`LEARN_TIMEOUT`].
+async fn learned(world: &World, removed: Dev, version: u64) -> anyhow::Result<usize> {
+    let account = world.client(removed).user_id();
+    let deadline = Instant::now() + LEARN_TIMEOUT;
+    loop {
+        let mut behind = 0;
+        for dev in world.all().filter(|dev| *dev != removed) {
+            let held = world.client(dev).store().device_list(&account)?;
+            if held.is_none_or(|list| list.list.version < version) {
+                behind += 1;
+            }
+        }
+        if behind == 0 || Instant::now() >= deadline {
+            return Ok(behind);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A device's place among all devices (user then device order).

@@ -4,7 +4,12 @@ use std::{collections::VecDeque, time::Duration};
 
 use tokio::time::Instant;
 
-use tidings_protocol::{MailboxItem, UserId, client::Delivery, content::GroupHeld, mux::MuxError};
+use tidings_protocol::{
+    ErrorCode, MailboxItem, UserId,
+    client::{Delivery, Register},
+    content::GroupHeld,
+    mux::MuxError,
+};
 
 use crate::{
     calls::Subscribe,
@@ -65,7 +70,9 @@ impl Client {
     pub async fn connect(&self) -> Result<Session, ClientError> {
         let address = self.relay_addr()?.ok_or(ClientError::NotRegistered)?;
         let connection = self.open_connection(address).await?;
-        publish_keys(self, &connection).await?;
+        if let Err(error) = publish_keys(self, &connection).await {
+            return Err(why_not_registered(self, &connection, error).await);
+        }
         refresh_home(self, &connection).await?;
         self.tell_previous_home().await;
         let mut session = Session::new(self.clone(), connection);
@@ -78,6 +85,29 @@ impl Client {
         )
         .await?;
         Ok(session)
+    }
+}
+
+/// A relay that answers `not_registered` to a device that was registered there has most
+/// likely revoked it: registering again with the certificate alone (never with a list, so a
+/// removed device cannot put itself back) answers why, `device_revoked`, which the caller gets
+/// instead.
+async fn why_not_registered(
+    client: &Client,
+    connection: &Connection,
+    error: ClientError,
+) -> ClientError {
+    if !matches!(&error, ClientError::Refused(answer) if answer.code == ErrorCode::NotRegistered) {
+        return error;
+    }
+    let again = Register {
+        cert: client.inner.identity.cert().clone(),
+        invite: None,
+        list: None,
+    };
+    match connection.call(again).await {
+        Err(refused) => refused.into(),
+        Ok(_) => error,
     }
 }
 
@@ -151,7 +181,12 @@ impl Session {
 
     /// Starts receiving: the relay pushes everything after the last ack, then new envelopes.
     pub async fn subscribe(&mut self) -> Result<(), ClientError> {
-        let subscribed = self.connection.call(Subscribe).await?;
+        let subscribed = match self.connection.call(Subscribe).await {
+            Ok(subscribed) => subscribed,
+            Err(error) => {
+                return Err(why_not_registered(&self.client, &self.connection, error.into()).await);
+            }
+        };
         if subscribed.heartbeat_ms > 0 {
             self.connection
                 .requester()

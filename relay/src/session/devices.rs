@@ -125,16 +125,19 @@ pub(super) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> An
     })
 }
 
-/// Times a device-list lookup at another relay is tried before the device is told to retry.
-const REMOTE_LIST_ATTEMPTS: u32 = 4;
+/// Times a device-list lookup at another relay is tried before the device is told to retry
+/// (well within the client's 30 s request timeout).
+const REMOTE_LIST_ATTEMPTS: u32 = 5;
 
-/// The pause before the second try; it doubles after each failed one (0.5 + 1 + 2 s in all).
+/// The pause before the second try; it doubles after each failed one (0.5 + 1 + 2 + 4 s).
 const REMOTE_LIST_RETRY: Duration = Duration::from_millis(500);
 
 /// Asks `user`'s home relay for their list, if another relay is their home; the answer is
 /// checked to be `user`'s, signed by the account. A home relay that cannot be reached (one
-/// restarting, a link being re-made) is tried a few times: a device that gets an envelope
-/// from an unlisted device needs the list to take it.
+/// restarting, a link being re-made) is tried a few times, its home looked up again each
+/// time (a restarted relay may listen elsewhere): a device that gets an envelope from an
+/// unlisted device needs the list to take it. A user with no home record costs at most two
+/// lookups here, as the directory remembers a miss for a few seconds.
 async fn remote_device_list(
     cx: &ClientContext,
     user: UserId,
@@ -153,6 +156,10 @@ async fn remote_device_list(
                 }
                 pause *= 2;
                 attempt += 1;
+            }
+            Err(answer) => {
+                tracing::info!(%user, %answer, attempt, "device list lookup failed");
+                return Err(answer);
             }
             outcome => return outcome,
         }

@@ -12,7 +12,7 @@ use crate::{
     device_lists::refresh_list,
     error::{ClientError, SealError},
     events::Event,
-    olm_sessions::{Unreachable, reach},
+    olm_sessions::reach,
 };
 
 /// Gives every member device that lacks it the key of this device's current sending session
@@ -55,12 +55,15 @@ pub(crate) async fn share_group_key(
         return Ok(());
     }
     let reach = reach(client, connection, plan.need).await?;
+    // Whatever kept a device from its share now (no keys yet, its relay away or refusing
+    // for now), the outbox keeps trying, so it can read what is sent meanwhile once the
+    // share arrives.
     let later: Vec<Address> = reach
         .unreachable
         .iter()
-        .filter_map(|(device, why)| {
+        .map(|(device, why)| {
             tracing::info!(%device, ?why, "a member device gets the group key later");
-            matches!(why, Unreachable::Later(_)).then_some(*device)
+            *device
         })
         .collect();
     if !later.is_empty() {

@@ -353,9 +353,14 @@ impl ClientStore {
             };
             let outbound = GroupOutbound::unpickle(&state.pickle, identity.store_key())
                 .map_err(|error| StoreError::corrupt("group_outbound", error))?;
+            // A member whose share waits in the outbox gets this session's first key from
+            // there, on every device of theirs: a direct share now would carry a later
+            // index, which cannot open what was sent before it.
             let need = devices
                 .into_iter()
-                .filter(|device| !state.shared_with.contains(device))
+                .filter(|device| {
+                    !state.shared_with.contains(device) && !state.queued_for.contains(&device.user)
+                })
                 .collect();
             unlisted.retain(|user| !state.queued_for.contains(user));
             Ok(Some(KeyPlan {

@@ -184,3 +184,44 @@ async fn a_new_device_gets_the_accounts_groups_and_takes_part() {
     assert!(texts(&laptop.sync(WINDOW).await).contains(&"welcome, laptop".to_string()));
     relay.shutdown().await;
 }
+
+#[test]
+fn a_member_whose_share_waits_in_the_outbox_is_not_sent_a_later_key_directly() {
+    let dir = TempDir::new().unwrap();
+    let bob = Identity::generate();
+    let store = ClientStore::open(dir.path()).unwrap();
+    let alice = Identity::generate();
+    let (a, b) = (alice.user_id(), bob.user_id());
+    let members = BoundedVec::new(Descriptor::normalize(vec![
+        GroupMember {
+            user: b,
+            role: Role::Admin,
+        },
+        GroupMember {
+            user: a,
+            role: Role::Member,
+        },
+    ]))
+    .unwrap();
+    let genesis = SignedDescriptor::sign(
+        bob.account_key(),
+        Descriptor::genesis(b, "pair".into(), members),
+    );
+    let group = genesis.descriptor.group;
+    store.apply_group_versions(&[genesis]).unwrap();
+    common::knows(&store, &bob);
+
+    // Alice's list cannot be had: her share of the first key waits in the outbox.
+    let plan = store.plan_group_key(&bob, &group).unwrap().unwrap();
+    assert_eq!(plan.unlisted, [a]);
+    store
+        .queue_key_for_users(group, &plan.session_key, &plan.unlisted)
+        .unwrap();
+    assert_eq!(store.pending(8).unwrap().len(), 1);
+    // Her list arrives later: no second, direct share (it would carry a later index).
+    common::knows(&store, &alice);
+    let again = store.plan_group_key(&bob, &group).unwrap().unwrap();
+    assert_eq!(again.session_key, plan.session_key);
+    assert!(again.need.is_empty(), "{:?}", again.need);
+    assert!(again.unlisted.is_empty());
+}

@@ -167,6 +167,7 @@ impl Client {
             .filter(|device| *device != this)
             .collect();
         if !joined.is_empty() {
+            let joined = joined.clone();
             self.blocking(move |inner| {
                 inner.store.sync_to_new_device(me)?;
                 for device in joined {
@@ -176,20 +177,24 @@ impl Client {
             })
             .await?;
         }
-        // Whoever encrypts to us learns of the change now rather than at their next list
-        // check: a new device gets copies at once, a removed one no new group key.
+        // Whoever encrypts to us learns of the change at our next flush rather than at their
+        // next list check: a new device gets copies, a removed one no new group key.
         let version = signed.list.version;
         self.blocking(move |inner| inner.store.queue_devices_changed(me, version))
             .await?;
-        let flushed = Flusher {
-            client: self,
-            connection,
-            events: &mut VecDeque::new(),
-        }
-        .flush_once()
-        .await;
-        if let Err(error) = flushed {
-            tracing::info!(%error, "device list notices wait in the outbox");
+        // A removal is told at once. After an addition the flush waits for the new device to
+        // publish its keys (a flush now would seal our other devices' copies without it).
+        if joined.is_empty() {
+            let flushed = Flusher {
+                client: self,
+                connection,
+                events: &mut VecDeque::new(),
+            }
+            .flush_once()
+            .await;
+            if let Err(error) = flushed {
+                tracing::info!(%error, "device list notices wait in the outbox");
+            }
         }
         Ok(signed)
     }

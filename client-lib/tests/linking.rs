@@ -434,6 +434,8 @@ async fn contacts_encrypt_to_a_new_device_as_soon_as_it_is_linked() {
     assert_eq!(held.unwrap().unwrap().list.devices.len(), 1);
 
     let (_laptop_dir, laptop) = link(&relay, &alice.client, "laptop").await;
+    // Alice's phone flushes (its app does so whenever it runs): the notice goes out.
+    alice.sync(Duration::from_secs(2)).await;
     // Bob's session takes the notice; his next message goes to both of Alice's devices.
     let alice_id = alice.client.user_id();
     wait_for(

@@ -15,9 +15,9 @@ use super::{
     descriptors::{accept_change, descriptor},
     device_lists, encode, history, outbox,
     tables::{
-        Conversation, Direction, GROUP_INBOUND, GROUP_OUTBOUND, GROUP_PENDING, GROUP_RECEIPTS,
-        GROUPS, MessageRecord, MessageStatus, OutboundGroup, OutboxContent, OutboxEntry,
-        inbound_key, pending_arrival, pending_key, receipt_key,
+        Direction, GROUP_INBOUND, GROUP_OUTBOUND, GROUP_PENDING, GROUP_RECEIPTS, GROUPS,
+        MessageRecord, MessageStatus, OutboundGroup, inbound_key, pending_arrival, pending_key,
+        receipt_key,
     },
 };
 use crate::events::Event;
@@ -394,15 +394,7 @@ impl ClientStore {
                     group,
                     session_key: session_key.to_vec(),
                 };
-                outbox::enqueue(
-                    txn,
-                    &OutboxEntry::new(
-                        EnvelopeId::random(),
-                        Conversation::Direct(user),
-                        Kind::KeyShare,
-                        OutboxContent::Encrypted(payload),
-                    ),
-                )?;
+                outbox::enqueue_payload(txn, user, Kind::KeyShare, payload)?;
             }
             add_shared(txn, &group, devices)
         })
@@ -423,15 +415,7 @@ impl ClientStore {
                     group,
                     session_key: session_key.to_vec(),
                 };
-                outbox::enqueue(
-                    txn,
-                    &OutboxEntry::new(
-                        EnvelopeId::random(),
-                        Conversation::Direct(*user),
-                        Kind::KeyShare,
-                        OutboxContent::Encrypted(payload),
-                    ),
-                )?;
+                outbox::enqueue_payload(txn, *user, Kind::KeyShare, payload)?;
             }
             let mut table = txn.open_table(GROUP_OUTBOUND)?;
             let Some(mut state) = table

@@ -45,6 +45,25 @@ pub(super) fn enqueue(txn: &WriteTransaction, entry: &OutboxEntry) -> Result<u64
 }
 
 /// Queues receipts for `ids` (several entries if there are many).
+/// Queues `payload` for every device of `to` (our other devices when `to` is us), under a
+/// fresh id, sealed when flushed.
+pub(super) fn enqueue_payload(
+    txn: &WriteTransaction,
+    to: UserId,
+    kind: Kind,
+    payload: Payload,
+) -> Result<u64, StoreError> {
+    enqueue(
+        txn,
+        &OutboxEntry::new(
+            EnvelopeId::random(),
+            Conversation::Direct(to),
+            kind,
+            OutboxContent::Encrypted(payload),
+        ),
+    )
+}
+
 pub(super) fn enqueue_receipts(
     txn: &WriteTransaction,
     to: UserId,

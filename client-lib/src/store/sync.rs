@@ -12,7 +12,7 @@ use super::{
     ClientStore, StoreError, decode, device_lists, encode, history, outbox,
     tables::{
         CONTACT_NAMES, CONTACTS, Conversation, Direction, GROUPS, MESSAGES, MessageRecord,
-        MessageStatus, OutboxContent, OutboxEntry,
+        MessageStatus,
     },
 };
 use crate::events::Event;
@@ -27,15 +27,7 @@ pub(super) fn queue_sync(
     if device_lists::listed_devices(txn, &me)?.len() < 2 {
         return Ok(());
     }
-    outbox::enqueue(
-        txn,
-        &OutboxEntry::new(
-            EnvelopeId::random(),
-            Conversation::Direct(me),
-            Kind::Receipt,
-            OutboxContent::Encrypted(payload),
-        ),
-    )?;
+    outbox::enqueue_payload(txn, me, Kind::Receipt, payload)?;
     Ok(())
 }
 
@@ -226,15 +218,7 @@ impl ClientStore {
             told.remove(&me);
             let notice = Payload::DevicesChanged { version };
             for user in &told {
-                outbox::enqueue(
-                    txn,
-                    &OutboxEntry::new(
-                        EnvelopeId::random(),
-                        Conversation::Direct(*user),
-                        Kind::Receipt,
-                        OutboxContent::Encrypted(notice.clone()),
-                    ),
-                )?;
+                outbox::enqueue_payload(txn, *user, Kind::Receipt, notice.clone())?;
             }
             queue_sync(txn, me, notice)?;
             Ok(told.len())

@@ -38,6 +38,7 @@ pub(crate) async fn refresh_list(
         }
         Err(ConnectionError::Refused(answer)) => {
             tracing::info!(%user, %answer, "device list not available now");
+            client.inner.list_checks.failed(user);
             None
         }
         Err(error) => return Err(error.into()),

@@ -13,6 +13,10 @@ use tidings_protocol::UserId;
 /// device stops getting copies and group keys soon, even if nothing else tells us).
 pub(crate) const LIST_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 
+/// After a list could not be had (its home relay away), how long the held one is used before
+/// asking again: every send would otherwise wait on the lookup anew.
+pub(crate) const LIST_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// Most users whose last list check is remembered (past it, every list counts as old).
 const MAX_CHECKED_USERS: usize = 4096;
 
@@ -37,6 +41,21 @@ impl ListChecks {
                 checked.clear();
             }
             checked.insert(user, Instant::now());
+        }
+    }
+
+    /// Records that `user`'s list could not be had just now: the held one is used for
+    /// [`LIST_RETRY_AFTER`] before asking again.
+    pub(crate) fn failed(&self, user: UserId) {
+        if let Ok(mut checked) = self.0.lock() {
+            if checked.len() >= MAX_CHECKED_USERS {
+                checked.clear();
+            }
+            let back = LIST_MAX_AGE.saturating_sub(LIST_RETRY_AFTER);
+            let at = Instant::now()
+                .checked_sub(back)
+                .unwrap_or_else(Instant::now);
+            checked.insert(user, at);
         }
     }
 

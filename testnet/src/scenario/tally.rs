@@ -36,6 +36,9 @@ pub struct Tally {
     pub duplicates: usize,
     /// Deliveries stored before an earlier message of the same sender and conversation.
     pub out_of_order: usize,
+    /// Messages sent after a device's removal that the removed device holds (scenario
+    /// multidevice; 0 elsewhere).
+    pub leaks: usize,
     /// From sending to being stored, per delivery, in milliseconds.
     pub latencies: Vec<f64>,
     /// Some missing deliveries, described for the log.

@@ -30,43 +30,9 @@ pub struct Planned {
 /// The workload so far, by text (texts are unique: sender device, target and counter).
 pub type Plan = HashMap<String, Planned>;
 
-/// What the devices' stores hold.
-#[derive(Debug, Default)]
-pub struct Tally {
-    /// Messages their sending device shows accepted (✓ or better).
-    pub accepted: usize,
-    /// Messages written by their sending devices, whatever their state.
-    pub written: usize,
-    /// Messages still waiting in their sender's outbox.
-    pub pending: usize,
-    /// Deliveries owed: one per intended device.
-    pub expected: usize,
-    /// Deliveries found in the intended devices' histories.
-    pub delivered: usize,
-    /// Deliveries stored more than once on one device.
-    pub duplicates: usize,
-    /// Deliveries stored before an earlier message of the same sending device and target.
-    pub out_of_order: usize,
-    /// Messages sent after the removal that the removed device holds.
-    pub leaks: usize,
-    /// From sending to being stored, per delivery, in milliseconds.
-    pub latencies: Vec<f64>,
-    /// Some missing deliveries, described for the log.
-    pub missing: Vec<String>,
-}
-
-impl Tally {
-    /// Deliveries still owed.
-    pub fn lost(&self) -> usize {
-        self.expected.saturating_sub(self.delivered)
-    }
-
-    /// Whether all `sent` messages were written, left their senders and reached every
-    /// intended device.
-    pub fn settled(&self, sent: usize) -> bool {
-        self.written >= sent && self.pending == 0 && self.lost() == 0
-    }
-}
+/// What the devices' stores hold: the scenarios' tally, counted per intended device
+/// (`delivered`, `expected`), with `leaks` for the removed device.
+pub use crate::scenario::tally::Tally;
 
 /// The devices `planned` must reach: every device of the recipient users and the sender's
 /// other devices, without `removed` for what was sent after its removal.

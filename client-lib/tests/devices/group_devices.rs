@@ -69,6 +69,25 @@ async fn a_group_message_reaches_every_device_of_every_member() {
     relay.shutdown().await;
 }
 
+/// A group "pair" that `bob` creates with `member` in it.
+fn pair_group(bob: &Identity, member: tidings_protocol::UserId) -> SignedDescriptor {
+    let members = BoundedVec::new(Descriptor::normalize(vec![
+        GroupMember {
+            user: bob.user_id(),
+            role: Role::Admin,
+        },
+        GroupMember {
+            user: member,
+            role: Role::Member,
+        },
+    ]))
+    .unwrap();
+    SignedDescriptor::sign(
+        bob.account_key(),
+        Descriptor::genesis(bob.user_id(), "pair".into(), members),
+    )
+}
+
 fn list(identity: &Identity, version: u64, devices: &[&Identity]) -> SignedDeviceList {
     let entries = devices
         .iter()
@@ -90,22 +109,8 @@ fn the_sending_session_rotates_when_a_member_loses_a_device() {
     let store = ClientStore::open(dir.path()).unwrap();
     let alice_phone = Identity::generate();
     let alice_laptop = alice_phone.another_device();
-    let (a, b) = (alice_phone.user_id(), bob.user_id());
-    let members = BoundedVec::new(Descriptor::normalize(vec![
-        GroupMember {
-            user: b,
-            role: Role::Admin,
-        },
-        GroupMember {
-            user: a,
-            role: Role::Member,
-        },
-    ]))
-    .unwrap();
-    let genesis = SignedDescriptor::sign(
-        bob.account_key(),
-        Descriptor::genesis(b, "pair".into(), members),
-    );
+    let a = alice_phone.user_id();
+    let genesis = pair_group(&bob, a);
     let group = genesis.descriptor.group;
     assert_eq!(store.apply_group_versions(&[genesis]).unwrap(), 1);
     common::knows(&store, &bob);
@@ -191,22 +196,8 @@ fn a_member_whose_share_waits_in_the_outbox_is_not_sent_a_later_key_directly() {
     let bob = Identity::generate();
     let store = ClientStore::open(dir.path()).unwrap();
     let alice = Identity::generate();
-    let (a, b) = (alice.user_id(), bob.user_id());
-    let members = BoundedVec::new(Descriptor::normalize(vec![
-        GroupMember {
-            user: b,
-            role: Role::Admin,
-        },
-        GroupMember {
-            user: a,
-            role: Role::Member,
-        },
-    ]))
-    .unwrap();
-    let genesis = SignedDescriptor::sign(
-        bob.account_key(),
-        Descriptor::genesis(b, "pair".into(), members),
-    );
+    let a = alice.user_id();
+    let genesis = pair_group(&bob, a);
     let group = genesis.descriptor.group;
     store.apply_group_versions(&[genesis]).unwrap();
     common::knows(&store, &bob);

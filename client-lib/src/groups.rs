@@ -172,7 +172,7 @@ impl Session {
         let group = descriptor.group;
         let version = descriptor.version;
         let client = self.client().clone();
-        let signed = client.inner.identity.sign_descriptor(descriptor)?;
+        let signed = client.inner.identity.sign_descriptor(descriptor);
         let id = client
             .blocking(move |inner| inner.store.queue_group_change(&signed))
             .await?;

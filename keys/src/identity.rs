@@ -47,8 +47,9 @@ pub enum ExportError {
 /// out the signing keys so tests can forge.
 ///
 /// A *primary* device holds the account key; a *linked* one does not, and the account-key
-/// operations ([`Identity::sign_descriptor`], [`Identity::sign_home_record`],
-/// [`Identity::sign_device_list`], [`Identity::certify_device`]) answer [`NoAccountKey`] there.
+/// operations ([`Identity::sign_home_record`], [`Identity::sign_device_list`],
+/// [`Identity::certify_device`]) answer [`NoAccountKey`] there. Group descriptors a linked
+/// device signs with its device key and certificate ([`Identity::sign_descriptor`]).
 pub struct Identity {
     account: Option<SigningKey>,
     device: SigningKey,
@@ -168,12 +169,13 @@ impl Identity {
         self.account.as_ref().ok_or(NoAccountKey)
     }
 
-    /// Signs a group descriptor as this account (an admin's change to a group).
-    pub fn sign_descriptor(
-        &self,
-        descriptor: Descriptor,
-    ) -> Result<SignedDescriptor, NoAccountKey> {
-        Ok(SignedDescriptor::sign(self.account()?, descriptor))
+    /// Signs a group descriptor as this account (an admin's change to a group): with the
+    /// account key where this device holds it, else with the device key and certificate.
+    pub fn sign_descriptor(&self, descriptor: Descriptor) -> SignedDescriptor {
+        match &self.account {
+            Some(account) => SignedDescriptor::sign(account, descriptor),
+            None => SignedDescriptor::sign_as_device(&self.device, self.cert.clone(), descriptor),
+        }
     }
 
     /// Signs, as this account, a home record naming `relay` (reachable at `addrs`) as home.

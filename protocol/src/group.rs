@@ -7,19 +7,25 @@
 //!   version for a group id another user created (squatting it where it is not known yet);
 //! - version n+1 names the hash of version n, and is signed by an admin of version n, or by
 //!   a member of version n who only removes themselves (leaving);
-//! - every version has at least one admin, at most [`MAX_GROUP_MEMBERS`] members, each once.
+//! - every version has at least one admin, at most [`MAX_GROUP_MEMBERS`] members, each once;
+//! - a version is signed with the author's account key, or, from a linked device (which holds
+//!   none), with that device's key and carries the account's certificate for the device.
 
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
+    certs::DeviceCert,
     codec::{self, BoundedVec, DecodeError},
-    ids::{GroupId, UserId},
+    ids::{Address, GroupId, UserId},
     limits::{MAX_DESCRIPTOR_BYTES, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_LEN},
 };
 
 const DESCRIPTOR_MAGIC: &[u8; 4] = b"TDG1";
+/// What a device key signs for a descriptor: distinct from the account key's magic, so one
+/// kind of signature is never taken for the other.
+const DEVICE_DESCRIPTOR_MAGIC: &[u8; 4] = b"TDGD";
 const GROUP_ID_MAGIC: &[u8; 4] = b"TDGI";
 
 /// The id of the group `creator` makes with the random `salt`.
@@ -96,6 +102,9 @@ pub enum GroupError {
     /// The author's signature does not verify.
     #[error("descriptor signature does not verify")]
     BadSignature,
+    /// The signing device's certificate does not verify or is for another account.
+    #[error("the signing device's certificate is not the author's")]
+    BadDeviceCert,
     /// The author may not make this change.
     #[error("{0} may not make this change")]
     NotAllowed(&'static str),
@@ -132,13 +141,17 @@ pub struct SignedDescriptor {
     /// The descriptor.
     #[serde(rename = "d")]
     pub descriptor: Descriptor,
-    /// Author's account-key signature over `"TDG1" || CBOR(descriptor)`.
+    /// The author's account-key signature over `"TDG1" || CBOR(descriptor)`, or, with
+    /// `device`, that device key's signature over `"TDGD" || CBOR(descriptor)`.
     #[serde(rename = "s", with = "serde_bytes")]
     pub signature: [u8; 64],
+    /// Set when a linked device of the author signed: the account's certificate for it.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Box<DeviceCert>>,
 }
 
-fn signed_bytes(descriptor: &Descriptor) -> Vec<u8> {
-    let mut bytes = DESCRIPTOR_MAGIC.to_vec();
+fn signed_bytes(magic: &[u8; 4], descriptor: &Descriptor) -> Vec<u8> {
+    let mut bytes = magic.to_vec();
     codec::encode_into(descriptor, &mut bytes);
     bytes
 }
@@ -233,19 +246,53 @@ impl Descriptor {
 impl SignedDescriptor {
     /// Signs a descriptor with the author's account key.
     pub fn sign(account_key: &SigningKey, descriptor: Descriptor) -> Self {
-        let signature = account_key.sign(&signed_bytes(&descriptor)).to_bytes();
+        let signature = account_key
+            .sign(&signed_bytes(DESCRIPTOR_MAGIC, &descriptor))
+            .to_bytes();
         Self {
             descriptor,
             signature,
+            device: None,
+        }
+    }
+
+    /// Signs a descriptor with the key of a device `cert` vouches for (a linked device, which
+    /// holds no account key).
+    pub fn sign_as_device(device_key: &SigningKey, cert: DeviceCert, descriptor: Descriptor) -> Self {
+        let signature = device_key
+            .sign(&signed_bytes(DEVICE_DESCRIPTOR_MAGIC, &descriptor))
+            .to_bytes();
+        Self {
+            descriptor,
+            signature,
+            device: Some(Box::new(cert)),
+        }
+    }
+
+    fn magic(&self) -> &'static [u8; 4] {
+        match self.device {
+            Some(_) => DEVICE_DESCRIPTOR_MAGIC,
+            None => DESCRIPTOR_MAGIC,
         }
     }
 
     /// Hash that the next version names as `previous`.
     pub fn hash(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
-        hasher.update(signed_bytes(&self.descriptor));
+        hasher.update(signed_bytes(self.magic(), &self.descriptor));
         hasher.update(self.signature);
         hasher.finalize().into()
+    }
+
+    /// Whether `sender` may hand this version on as its author: the author's user, and, for
+    /// a version a device signed, that very device (so a relay that serves the author
+    /// vouches for the device, and a device it revoked cannot change a group).
+    pub fn sent_by(&self, sender: &Address) -> bool {
+        self.descriptor.author == sender.user
+            && self
+                .device
+                .as_ref()
+                .is_none_or(|cert| cert.device == sender.device)
     }
 
     /// Encodes for an envelope body or storage.
@@ -259,13 +306,18 @@ impl SignedDescriptor {
     }
 
     fn verify_signature(&self) -> Result<(), GroupError> {
-        let key = self
-            .descriptor
-            .author
-            .verifying_key()
-            .map_err(|_| GroupError::BadSignature)?;
+        let signer = match &self.device {
+            None => self.descriptor.author.verifying_key(),
+            Some(cert) => {
+                if cert.user != self.descriptor.author || cert.verify().is_err() {
+                    return Err(GroupError::BadDeviceCert);
+                }
+                cert.device.verifying_key()
+            }
+        };
+        let key = signer.map_err(|_| GroupError::BadSignature)?;
         key.verify_strict(
-            &signed_bytes(&self.descriptor),
+            &signed_bytes(self.magic(), &self.descriptor),
             &Signature::from_bytes(&self.signature),
         )
         .map_err(|_| GroupError::BadSignature)
@@ -529,9 +581,64 @@ mod tests {
             .collect();
         big.members = BoundedVec::new(Descriptor::normalize(list)).unwrap();
         big.name = "x".repeat(MAX_GROUP_NAME_LEN);
-        let signed = SignedDescriptor::sign(&key(1), big);
+        let signed = SignedDescriptor::sign_as_device(&key(40), cert(1, 40), big);
         let bytes = signed.encode();
         assert!(bytes.len() <= MAX_DESCRIPTOR_BYTES, "{} bytes", bytes.len());
         assert_eq!(SignedDescriptor::decode(&bytes), Ok(signed));
+    }
+
+    fn cert(account: u8, device: u8) -> DeviceCert {
+        DeviceCert::issue(
+            &key(account),
+            crate::ids::DeviceId::from(&key(device).verifying_key()),
+            1,
+        )
+    }
+
+    fn address(account: u8, device: u8) -> Address {
+        cert(account, device).address()
+    }
+
+    #[test]
+    fn a_linked_device_of_an_admin_may_create_and_change_a_group() {
+        let first = SignedDescriptor::sign_as_device(
+            &key(41),
+            cert(1, 41),
+            descriptor(1, None, 1, &[(1, Role::Admin), (2, Role::Member)]),
+        );
+        assert_eq!(first.check_genesis(), Ok(()));
+        let v2 = SignedDescriptor::sign(
+            &key(1),
+            descriptor(2, Some(first.hash()), 1, &[(1, Role::Admin)]),
+        );
+        assert_eq!(SignedDescriptor::check_chain(&[first.clone(), v2]), Ok(()));
+        assert!(first.sent_by(&address(1, 41)));
+        // Only the device that signed may hand it on; an account-signed version, any device.
+        assert!(!first.sent_by(&address(1, 42)));
+        assert!(!first.sent_by(&address(2, 41)));
+        assert!(genesis().sent_by(&address(1, 42)));
+    }
+
+    #[test]
+    fn a_device_signature_needs_the_authors_certificate_for_that_device() {
+        let change = descriptor(1, None, 1, &[(1, Role::Admin)]);
+        // A device of Mallory (account 9) signs as Alice (author 1).
+        let foreign = SignedDescriptor::sign_as_device(&key(41), cert(9, 41), change.clone());
+        assert_eq!(foreign.check_genesis(), Err(GroupError::BadDeviceCert));
+        // Alice's certificate for device 41, but device 42 made the signature.
+        let swapped = SignedDescriptor::sign_as_device(&key(42), cert(1, 41), change.clone());
+        assert_eq!(swapped.check_genesis(), Err(GroupError::BadSignature));
+        // A forged certificate.
+        let mut forged_cert = cert(1, 41);
+        forged_cert.issued_at_ms += 1;
+        let forged = SignedDescriptor::sign_as_device(&key(41), forged_cert, change.clone());
+        assert_eq!(forged.check_genesis(), Err(GroupError::BadDeviceCert));
+        // An account signature cannot be passed off as a device signature, nor back.
+        let mut relabeled = SignedDescriptor::sign(&key(1), change.clone());
+        relabeled.device = Some(Box::new(cert(1, 41)));
+        assert_eq!(relabeled.check_genesis(), Err(GroupError::BadSignature));
+        let mut stripped = SignedDescriptor::sign_as_device(&key(41), cert(1, 41), change);
+        stripped.device = None;
+        assert_eq!(stripped.check_genesis(), Err(GroupError::BadSignature));
     }
 }

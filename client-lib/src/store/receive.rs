@@ -298,8 +298,7 @@ impl Batch<'_> {
     fn group_change(&mut self, envelope: &Envelope, group: GroupId) -> Result<(), StoreError> {
         let change = match SignedDescriptor::decode(&envelope.body) {
             Ok(change)
-                if change.descriptor.group == group
-                    && change.descriptor.author == envelope.sender.user =>
+                if change.descriptor.group == group && change.sent_by(&envelope.sender) =>
             {
                 change
             }

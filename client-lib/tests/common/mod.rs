@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use tempfile::TempDir;
-use tidings_client::{Client, Event, Session};
+use tidings_client::{Client, DeviceLink, Event, Session};
+use tidings_protocol::LinkCode;
+
+/// How long linking waits for the approval a test gives itself.
+pub const LINK_WAIT: Duration = Duration::from_secs(30);
 use tidings_relay::{
     RelayConfig, RunningRelay,
     store::fault::FaultSwitch,
@@ -95,6 +99,23 @@ impl TestUser {
         let dir = tempfile::tempdir().unwrap();
         let client = self.client.init_another_device(dir.path()).unwrap();
         client.register(dial_addr(relay), None).await.unwrap();
+        Self { dir, client }
+    }
+
+    /// A new device linked to this user's account as a person does it (a link code shown by
+    /// the new device, approved here): it holds no account key.
+    pub async fn link_device(&self, relay: &RunningRelay, name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let new = DeviceLink::start(dial_addr(relay)).await.unwrap();
+        let code: LinkCode = new.code().to_string().parse().unwrap();
+        let path = dir.path().to_path_buf();
+        let waiting = tokio::spawn(async move { new.finish(&path, None, LINK_WAIT).await });
+        let approved = self.client.approve_link(&code, Some(name)).await.unwrap();
+        assert_eq!(approved.device, code.device);
+        let (client, package) = waiting.await.unwrap().unwrap();
+        assert_eq!(package.name, name);
+        assert_eq!(package.approver, self.client.address());
+        assert_eq!(package.list_version, approved.list_version);
         Self { dir, client }
     }
 

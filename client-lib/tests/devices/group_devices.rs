@@ -216,3 +216,55 @@ fn a_member_whose_share_waits_in_the_outbox_is_not_sent_a_later_key_directly() {
     assert!(again.need.is_empty(), "{:?}", again.need);
     assert!(again.unlisted.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_device_creates_and_administers_a_group() {
+    let relay_dir = common::RelayDir::new();
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let laptop = alice.link_device(&relay, "laptop").await;
+    let bob = TestUser::register(&relay).await;
+    let carol = TestUser::register(&relay).await;
+    for device in [&alice, &laptop] {
+        device.befriend("bob", &bob);
+        device.befriend("carol", &carol);
+    }
+    for member in [&bob, &carol] {
+        member.befriend("alice", &alice);
+    }
+    assert!(!laptop.client.holds_account_key());
+
+    // The laptop (no account key) makes the group: its device key signs, with its certificate.
+    let mut on_laptop = laptop.connect().await;
+    let group = on_laptop
+        .create_group("laptop team", &["bob"])
+        .await
+        .unwrap();
+    let first = laptop.client.group(&group).unwrap();
+    assert!(first.device.is_some(), "signed by the laptop's device key");
+    on_laptop.add_to_group(group, &["carol"]).await.unwrap();
+    on_laptop.rename_group(group, "renamed").await.unwrap();
+    on_laptop.send_text("renamed", "made on the laptop").await.unwrap();
+    on_laptop.close().await;
+
+    for member in [&bob, &carol] {
+        assert!(texts(&member.sync(WINDOW).await).contains(&"made on the laptop".to_string()));
+        let held = member.client.store().group(&group).unwrap().unwrap();
+        assert_eq!(held.descriptor.version, 3);
+        assert_eq!(held.descriptor.name, "renamed");
+    }
+    // The phone holds the group as well and administers it with the account key.
+    let phone_events = alice.sync(WINDOW).await;
+    assert!(texts(&phone_events).contains(&"made on the laptop".to_string()));
+    let mut on_phone = alice.connect().await;
+    on_phone.remove_from_group(group, &["carol"]).await.unwrap();
+    assert!(alice.client.group(&group).unwrap().device.is_none());
+    on_phone.close().await;
+    let held = bob.client.store().group(&group).unwrap().unwrap();
+    assert!(held.descriptor.version <= 4);
+    bob.sync(WINDOW).await;
+    let held = bob.client.store().group(&group).unwrap().unwrap();
+    assert_eq!(held.descriptor.version, 4);
+    assert!(!held.descriptor.is_member(&carol.client.user_id()));
+    relay.shutdown().await;
+}

@@ -58,11 +58,11 @@ fn group_change(
     let change = SignedDescriptor::decode(&envelope.body)
         .map_err(|error| reject(ErrorCode::BadDescriptor, error.to_string()))?;
     if Recipient::Group(change.descriptor.group) != envelope.recipient
-        || change.descriptor.author != envelope.sender.user
+        || !change.sent_by(&envelope.sender)
     {
         return Err(reject(
             ErrorCode::BadDescriptor,
-            "a group change must be sent by its author to its group",
+            "a group change must be sent by its author (its signing device) to its group",
         ));
     }
     let kib = envelope.body.len().div_ceil(1024);

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use redb::ReadableTable;
 use tidings_protocol::{
-    ErrorAnswer, ErrorCode, GroupId, UserId,
+    Address, ErrorAnswer, ErrorCode, GroupId, UserId,
     group::{GroupError, SignedDescriptor},
 };
 
@@ -154,10 +154,13 @@ impl Tables<'_> {
         let before = self.group_head(&item.group)?;
         let (governing, new_version) = match &item.change {
             Some(change) => {
-                if change.descriptor.author != item.sender || change.descriptor.group != item.group
-                {
+                let sender = Address {
+                    user: item.sender,
+                    device: item.sender_device,
+                };
+                if !change.sent_by(&sender) || change.descriptor.group != item.group {
                     return Ok(GroupOutcome::BadDescriptor(GroupError::NotAllowed(
-                        "a sender who is not the descriptor's author",
+                        "a sender who is not the descriptor's author (or its signing device)",
                     )));
                 }
                 match self.check_descriptor(change)? {

@@ -28,6 +28,8 @@ pub(crate) struct Inner {
     pub flushing: Arc<tokio::sync::Mutex<()>>,
     /// Device lists refused since the client started.
     pub refused_lists: std::sync::atomic::AtomicU64,
+    /// Device lists asked for since start.
+    pub list_lookups: std::sync::atomic::AtomicU64,
     /// When each user's device list was last asked for.
     pub list_checks: crate::list_checks::ListChecks,
 }
@@ -96,6 +98,7 @@ impl Client {
                 network: tokio::sync::OnceCell::new(),
                 flushing: Arc::new(tokio::sync::Mutex::new(())),
                 refused_lists: std::sync::atomic::AtomicU64::new(0),
+                list_lookups: std::sync::atomic::AtomicU64::new(0),
                 list_checks: crate::list_checks::ListChecks::default(),
             }),
         })

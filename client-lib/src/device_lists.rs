@@ -31,6 +31,7 @@ pub(crate) async fn refresh_list(
     user: UserId,
     events: &mut VecDeque<Event>,
 ) -> Result<Option<SignedDeviceList>, ClientError> {
+    client.inner.list_lookups.fetch_add(1, Ordering::Relaxed);
     let fetched = match connection.call(GetDeviceList { user }).await {
         Ok(held) => {
             client.inner.list_checks.checked(user);
@@ -167,6 +168,11 @@ impl Client {
     /// started.
     pub fn refused_device_lists(&self) -> u64 {
         self.inner.refused_lists.load(Ordering::Relaxed)
+    }
+
+    /// How many device lists this client asked its relay for since it started.
+    pub fn device_list_lookups(&self) -> u64 {
+        self.inner.list_lookups.load(Ordering::Relaxed)
     }
 
     /// The list to register with: the held one if it names this device, else one more

@@ -1,5 +1,6 @@
 //! When each user's device list was last asked for in this run (in memory): a list older
-//! than [`LIST_MAX_AGE`] is asked for again before it is used to send.
+//! than [`LIST_MAX_AGE`] is asked for again before it is used to send, and a contact's
+//! notices that their list changed start a lookup at most once per [`NOTICE_LOOKUP_GAP`].
 
 use std::{
     collections::HashMap,
@@ -17,12 +18,33 @@ pub(crate) const LIST_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// asking again: every send would otherwise wait on the lookup anew.
 pub(crate) const LIST_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// Most users whose last list check is remembered (past it, every list counts as old).
+/// Least time between two lookups a user's `DevicesChanged` notices start: a peer sending
+/// notices with ever higher versions (which cannot be checked before asking) costs at most
+/// one lookup per this time; a notice inside it still marks the list old, so it is asked for
+/// before it is next used.
+pub(crate) const NOTICE_LOOKUP_GAP: Duration = Duration::from_secs(10);
+
+/// Most users whose last list check (or notice lookup) is remembered (past it, every list
+/// counts as old and every notice starts a lookup).
 const MAX_CHECKED_USERS: usize = 4096;
 
-/// When each user's list was last asked for in this run.
+/// When each user's list was last asked for in this run, and when a notice last started it.
 #[derive(Debug, Default)]
-pub(crate) struct ListChecks(Mutex<HashMap<UserId, Instant>>);
+pub(crate) struct ListChecks(Mutex<Checks>);
+
+#[derive(Debug, Default)]
+struct Checks {
+    asked: HashMap<UserId, Instant>,
+    noticed: HashMap<UserId, Instant>,
+}
+
+/// Puts `user` at `at` in `map`, forgetting everyone when it is full.
+fn remember(map: &mut HashMap<UserId, Instant>, user: UserId, at: Instant) {
+    if map.len() >= MAX_CHECKED_USERS {
+        map.clear();
+    }
+    map.insert(user, at);
+}
 
 impl ListChecks {
     /// Whether `user`'s list was asked for less than [`LIST_MAX_AGE`] ago.
@@ -30,40 +52,79 @@ impl ListChecks {
         self.0
             .lock()
             .ok()
-            .and_then(|checked| checked.get(user).copied())
+            .and_then(|checks| checks.asked.get(user).copied())
             .is_some_and(|at| at.elapsed() < LIST_MAX_AGE)
     }
 
     /// Records that `user`'s list was just asked for.
     pub(crate) fn checked(&self, user: UserId) {
-        if let Ok(mut checked) = self.0.lock() {
-            if checked.len() >= MAX_CHECKED_USERS {
-                checked.clear();
-            }
-            checked.insert(user, Instant::now());
+        if let Ok(mut checks) = self.0.lock() {
+            remember(&mut checks.asked, user, Instant::now());
         }
     }
 
     /// Records that `user`'s list could not be had just now: the held one is used for
     /// [`LIST_RETRY_AFTER`] before asking again.
     pub(crate) fn failed(&self, user: UserId) {
-        if let Ok(mut checked) = self.0.lock() {
-            if checked.len() >= MAX_CHECKED_USERS {
-                checked.clear();
-            }
+        if let Ok(mut checks) = self.0.lock() {
             let back = LIST_MAX_AGE.saturating_sub(LIST_RETRY_AFTER);
             let at = Instant::now()
                 .checked_sub(back)
                 .unwrap_or_else(Instant::now);
-            checked.insert(user, at);
+            remember(&mut checks.asked, user, at);
         }
     }
 
-    /// Forgets when `user`'s list was asked for: it is asked for again before it is next
-    /// used (the account told us its list changed).
-    pub(crate) fn forget(&self, user: &UserId) {
-        if let Ok(mut checked) = self.0.lock() {
-            checked.remove(user);
+    /// `user` told us their list changed: marks the held one old, and answers whether to ask
+    /// for it right away (no notice of theirs started a lookup in the last
+    /// [`NOTICE_LOOKUP_GAP`]).
+    pub(crate) fn noticed(&self, user: UserId) -> bool {
+        let Ok(mut checks) = self.0.lock() else {
+            return false;
+        };
+        checks.asked.remove(&user);
+        let now = Instant::now();
+        if checks
+            .noticed
+            .get(&user)
+            .is_some_and(|at| now.duration_since(*at) < NOTICE_LOOKUP_GAP)
+        {
+            return false;
         }
+        remember(&mut checks.noticed, user, now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(byte: u8) -> UserId {
+        UserId::from_bytes([byte; 32])
+    }
+
+    #[test]
+    fn notices_start_one_lookup_per_gap_and_always_mark_the_list_old() {
+        let checks = ListChecks::default();
+        checks.checked(user(1));
+        assert!(checks.is_fresh(&user(1)));
+        assert!(checks.noticed(user(1)), "the first notice asks at once");
+        assert!(!checks.is_fresh(&user(1)));
+        checks.checked(user(1));
+        for _ in 0..100 {
+            assert!(
+                !checks.noticed(user(1)),
+                "later notices inside the gap do not ask"
+            );
+            assert!(
+                !checks.is_fresh(&user(1)),
+                "but the list is asked for before use"
+            );
+        }
+        assert!(
+            checks.noticed(user(2)),
+            "another user's notice is not held back"
+        );
     }
 }

@@ -221,7 +221,10 @@ impl Session {
                 self.events.extend(received.events);
                 self.groups_due.extend(received.groups_behind);
                 for user in received.lists_changed {
-                    self.client.inner.list_checks.forget(&user);
+                    if !self.client.inner.list_checks.noticed(user) {
+                        tracing::debug!(%user, "a device list notice inside the lookup gap");
+                        continue;
+                    }
                     if !self.lists_due.contains(&user) {
                         self.lists_due.push(user);
                     }

@@ -258,7 +258,11 @@ impl SignedDescriptor {
 
     /// Signs a descriptor with the key of a device `cert` vouches for (a linked device, which
     /// holds no account key).
-    pub fn sign_as_device(device_key: &SigningKey, cert: DeviceCert, descriptor: Descriptor) -> Self {
+    pub fn sign_as_device(
+        device_key: &SigningKey,
+        cert: DeviceCert,
+        descriptor: Descriptor,
+    ) -> Self {
         let signature = device_key
             .sign(&signed_bytes(DEVICE_DESCRIPTOR_MAGIC, &descriptor))
             .to_bytes();

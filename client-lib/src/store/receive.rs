@@ -297,9 +297,7 @@ impl Batch<'_> {
 
     fn group_change(&mut self, envelope: &Envelope, group: GroupId) -> Result<(), StoreError> {
         let change = match SignedDescriptor::decode(&envelope.body) {
-            Ok(change)
-                if change.descriptor.group == group && change.sent_by(&envelope.sender) =>
-            {
+            Ok(change) if change.descriptor.group == group && change.sent_by(&envelope.sender) => {
                 change
             }
             Ok(_) => {

@@ -244,7 +244,10 @@ async fn a_linked_device_creates_and_administers_a_group() {
     assert!(first.device.is_some(), "signed by the laptop's device key");
     on_laptop.add_to_group(group, &["carol"]).await.unwrap();
     on_laptop.rename_group(group, "renamed").await.unwrap();
-    on_laptop.send_text("renamed", "made on the laptop").await.unwrap();
+    on_laptop
+        .send_text("renamed", "made on the laptop")
+        .await
+        .unwrap();
     on_laptop.close().await;
 
     for member in [&bob, &carol] {

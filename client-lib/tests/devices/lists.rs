@@ -119,3 +119,54 @@ async fn an_older_list_from_the_relay_is_refused_reported_and_counted() {
     );
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_flooding_list_notices_costs_one_lookup_per_gap() {
+    use tidings_client::{Event, MessageStatus};
+
+    use crate::common::{Pair, two_friends, wait_for};
+
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
+    let (alice_id, bob_id) = (alice.client.user_id(), bob.client.user_id());
+    let mut alice_session = alice.online().await;
+    let mut bob_session = bob.connect().await;
+    // Alice holds Bob's list (she asks for it when she first writes to him).
+    bob_session.send_text("alice", "hi").await.unwrap();
+    wait_for(&mut alice_session, |event| {
+        matches!(event, Event::Message { .. })
+    })
+    .await;
+    let before = alice.client.device_list_lookups();
+
+    // Bob claims, notice after notice, ever newer lists that do not exist (versions a
+    // receiver cannot check before asking).
+    for version in 100..105 {
+        bob.client
+            .store()
+            .queue_devices_changed(bob_id, version)
+            .unwrap();
+        bob_session.flush().await.unwrap();
+        wait_for(
+            &mut alice_session,
+            |event| matches!(event, Event::DevicesChanged { user } if *user == bob_id),
+        )
+        .await;
+    }
+    assert_eq!(
+        alice.client.device_list_lookups() - before,
+        1,
+        "only the first notice within the gap starts a lookup"
+    );
+    // The held list still counts as old: it is asked for before Alice next writes to Bob.
+    let sent = alice_session.send_text("bob", "still here").await.unwrap();
+    assert_eq!(sent.status, MessageStatus::Sent);
+    assert_eq!(alice.client.device_list_lookups() - before, 2);
+    assert!(alice.client.store().device_list(&bob_id).unwrap().is_some());
+    assert_ne!(alice_id, bob_id);
+    relay.shutdown().await;
+}

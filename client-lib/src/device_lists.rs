@@ -87,8 +87,10 @@ pub(crate) async fn refresh_list(
     }
 }
 
-/// The devices of `user` on the held list, asking for the list first if none is held or it
-/// was last asked for more than `LIST_MAX_AGE` ago (or not in this run).
+/// The devices of `user` on the held list, asking for the list first unless it was asked for
+/// in this run less than `LIST_MAX_AGE` ago (or, when that lookup failed, less than
+/// `LIST_RETRY_AFTER` ago: a user whose home relay is away, and of whom no list is held,
+/// would otherwise make every send wait on the lookup anew).
 pub(crate) async fn devices_of(
     client: &Client,
     connection: &Connection,
@@ -98,9 +100,10 @@ pub(crate) async fn devices_of(
     let held = client
         .blocking(move |inner| inner.store.device_list(&user))
         .await?;
-    let list = match held {
-        Some(list) if client.inner.list_checks.is_fresh(&user) => Some(list),
-        _ => refresh_list(client, connection, user, events).await?,
+    let list = if client.inner.list_checks.is_fresh(&user) {
+        held
+    } else {
+        refresh_list(client, connection, user, events).await?
     };
     Ok(list
         .map(|list| {

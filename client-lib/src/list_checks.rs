@@ -16,7 +16,7 @@ pub(crate) const LIST_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 
 /// After a list could not be had (its home relay away), how long the held one is used before
 /// asking again: every send would otherwise wait on the lookup anew.
-pub(crate) const LIST_RETRY_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const LIST_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Least time between two lookups a user's `DevicesChanged` notices start: a peer sending
 /// notices with ever higher versions (which cannot be checked before asking) costs at most

@@ -43,6 +43,7 @@
 mod identity;
 pub mod keyfile;
 pub mod link;
+pub mod media;
 pub mod megolm;
 pub mod olm;
 mod store_key;

@@ -24,7 +24,7 @@ pub enum IdError {
     NotAKey,
 }
 
-fn decode_base58<const N: usize>(text: &str) -> Result<[u8; N], IdError> {
+pub(crate) fn decode_base58<const N: usize>(text: &str) -> Result<[u8; N], IdError> {
     // Base58 expands by ~1.37; anything longer cannot be N bytes.
     if text.len() > N * 2 {
         return Err(IdError::WrongLength {

@@ -25,6 +25,7 @@
 //! assert_eq!(raw.open().unwrap(), envelope);
 //! ```
 
+pub mod blob;
 pub mod card;
 pub mod certs;
 pub mod client;
@@ -48,6 +49,7 @@ pub mod presence;
 #[cfg(feature = "store")]
 pub mod store;
 
+pub use blob::{BlobHasher, BlobId};
 pub use card::ContactCard;
 pub use certs::{CertError, DeviceCert, IdentityKey, KeyBundle, SignedPreKey};
 pub use codec::{BoundedVec, DecodeError};

@@ -31,6 +31,7 @@ fn envelope(from: &Identity) -> Envelope {
         sent_at_ms: 1_700_000_000_000,
         kind: Kind::Message,
         body: vec![0x5a; BODY],
+        blobs: Default::default(),
     }
 }
 

@@ -433,6 +433,7 @@ mod tests {
             sent_at_ms: 7,
             kind: Kind::Message,
             body: b"hi".to_vec(),
+            blobs: Default::default(),
         };
         let raw = identity.sign_envelope(&envelope);
         assert_eq!(raw, envelope.sign(&identity.device));

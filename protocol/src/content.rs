@@ -8,6 +8,7 @@ use crate::{
     codec::{self, BoundedVec, DecodeError},
     ids::{Address, EnvelopeId, GroupId, UserId},
     limits::{MAX_ENVELOPE_BYTES, MAX_RECEIPT_IDS, MAX_TEXT_BYTES},
+    media::MediaMessage,
 };
 
 /// Longest contact name one device tells the others of its account about.
@@ -231,6 +232,23 @@ pub enum Payload {
         #[serde(rename = "v")]
         version: u64,
     },
+    /// A photo, video or file (1:1 or group): the sealed blob and its key.
+    #[serde(rename = "media")]
+    Media {
+        /// The media.
+        #[serde(rename = "m")]
+        media: Box<MediaMessage>,
+    },
+    /// To the sender's own other devices: a copy of the media it sent in a 1:1 conversation.
+    #[serde(rename = "sentmedia")]
+    SentMedia {
+        /// The other side of the 1:1 conversation.
+        #[serde(rename = "u")]
+        to: UserId,
+        /// The media.
+        #[serde(rename = "m")]
+        media: Box<MediaMessage>,
+    },
 }
 
 /// A conversation named in a sync payload between one's own devices.
@@ -332,6 +350,7 @@ impl Payload {
 
     fn check(&self) -> Result<(), DecodeError> {
         let (len, max) = match self {
+            Payload::Media { media } | Payload::SentMedia { media, .. } => return media.check(),
             Payload::Text { text } | Payload::SentText { text, .. } => (text.len(), MAX_TEXT_BYTES),
             Payload::History { messages, .. } => (
                 messages

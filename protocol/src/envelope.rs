@@ -8,7 +8,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    codec::{self, DecodeError},
+    blob::{BlobRef, MAX_BLOBS_PER_ENVELOPE},
+    codec::{self, BoundedVec, DecodeError},
     ids::{Address, DeviceId, EnvelopeId, GroupId, UserId},
     limits::MAX_ENVELOPE_BYTES,
 };
@@ -90,6 +91,11 @@ pub struct Envelope {
     /// End-to-end encrypted body, opaque to relays.
     #[serde(rename = "b", with = "serde_bytes")]
     pub body: Vec<u8>,
+    /// The media blobs the content refers to (ids, where, sizes; never their keys), so
+    /// relays keep each blob while a stored envelope names it and can fetch it for their
+    /// users. Empty for everything but media (and left out of the encoding then).
+    #[serde(rename = "a", default, skip_serializing_if = "BoundedVec::is_empty")]
+    pub blobs: BoundedVec<BlobRef, MAX_BLOBS_PER_ENVELOPE>,
 }
 
 /// Why an envelope was not accepted as authentic.
@@ -178,7 +184,12 @@ impl RawEnvelope {
     /// [`verify_batch`] / [`RawEnvelope::verify_with`].
     pub fn decode_unverified(&self) -> Result<Envelope, DecodeError> {
         let (signed, _) = self.split()?;
-        codec::decode(&signed[ENVELOPE_MAGIC.len()..], MAX_ENVELOPE_BYTES)
+        let envelope: Envelope =
+            codec::decode(&signed[ENVELOPE_MAGIC.len()..], MAX_ENVELOPE_BYTES)?;
+        for blob in envelope.blobs.iter() {
+            blob.check()?;
+        }
+        Ok(envelope)
     }
 
     /// Checks the signature against a key the caller already trusts for this sender.
@@ -261,7 +272,38 @@ mod tests {
             sent_at_ms: 1,
             kind: Kind::Message,
             body: body.to_vec(),
+            blobs: Default::default(),
         }
+    }
+
+    #[test]
+    fn blob_references_sign_and_open_and_are_absent_from_other_envelopes() {
+        let (key, address) = device();
+        let plain = envelope(address, b"x");
+        let bytes = codec::encode(&plain);
+        assert!(
+            !bytes.windows(2).any(|pair| pair == [0x61, b'a']),
+            "no \"a\" key"
+        );
+        let mut media = envelope(address, b"x");
+        let blob = BlobRef {
+            id: crate::blob::BlobId::of(b"ciphertext"),
+            relay: "12D3KooWrelay".into(),
+            size: 10,
+        };
+        media.blobs = BoundedVec::new(vec![blob.clone()]).unwrap_or_default();
+        let raw = media.sign(&key);
+        assert_eq!(
+            raw.open().map(|opened| opened.blobs.to_vec()),
+            Ok(vec![blob.clone()])
+        );
+        let mut long = media.clone();
+        long.blobs = BoundedVec::new(vec![BlobRef {
+            relay: "r".repeat(crate::blob::MAX_BLOB_RELAY_LEN + 1),
+            ..blob
+        }])
+        .unwrap_or_default();
+        assert!(long.sign(&key).open().is_err(), "a relay id over its bound");
     }
 
     #[test]

@@ -101,6 +101,15 @@ pub enum ErrorCode {
     /// and acks still work); retry later.
     #[serde(rename = "storage_full")]
     StorageFull,
+    /// An uploaded blob's bytes do not hash to the id it was announced under (nothing kept).
+    #[serde(rename = "hash_mismatch")]
+    HashMismatch,
+    /// A blob is larger than this relay takes.
+    #[serde(rename = "blob_too_large")]
+    BlobTooLarge,
+    /// No such blob here (never uploaded, or collected), nor at the relay named for it.
+    #[serde(rename = "blob_not_found")]
+    BlobNotFound,
     /// A code from a newer version.
     #[serde(other)]
     Unknown,
@@ -140,6 +149,9 @@ impl ErrorCode {
             ErrorCode::Storage => "storage",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::HashMismatch => "hash_mismatch",
+            ErrorCode::BlobTooLarge => "blob_too_large",
+            ErrorCode::BlobNotFound => "blob_not_found",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -255,6 +267,9 @@ mod tests {
             ErrorCode::Storage,
             ErrorCode::Unavailable,
             ErrorCode::StorageFull,
+            ErrorCode::HashMismatch,
+            ErrorCode::BlobTooLarge,
+            ErrorCode::BlobNotFound,
             ErrorCode::Unknown,
         ] {
             let mut bytes = Vec::new();

@@ -44,12 +44,13 @@ pub mod ids;
 pub mod limits;
 pub mod link;
 pub mod mailbox;
+pub mod media;
 pub mod mux;
 pub mod presence;
 #[cfg(feature = "store")]
 pub mod store;
 
-pub use blob::{BlobHasher, BlobId};
+pub use blob::{BlobAnswer, BlobData, BlobHasher, BlobId, BlobRef, BlobRequest};
 pub use card::ContactCard;
 pub use certs::{CertError, DeviceCert, IdentityKey, KeyBundle, SignedPreKey};
 pub use codec::{BoundedVec, DecodeError};

@@ -62,6 +62,7 @@ fn arb_envelope() -> impl Strategy<Value = (SigningKey, Envelope)> {
                     sent_at_ms: at,
                     kind,
                     body,
+                    blobs: Default::default(),
                 };
                 (device, envelope)
             },

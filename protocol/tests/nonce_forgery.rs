@@ -82,6 +82,7 @@ impl Forger {
             sent_at_ms: 1_700_000_000_000,
             kind: Kind::Message,
             body: b"dropped by every client".to_vec(),
+            blobs: Default::default(),
         }
     }
 
@@ -153,6 +154,7 @@ fn honest(count: u64) -> Vec<(RawEnvelope, Envelope)> {
                 sent_at_ms: 1_700_000_000_000,
                 kind: Kind::Message,
                 body: vec![n as u8; 100],
+                blobs: Default::default(),
             };
             (envelope.sign(&key), envelope)
         })

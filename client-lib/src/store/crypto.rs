@@ -279,6 +279,7 @@ pub(super) fn olm_seal(
         sent_at_ms: now_ms(),
         kind,
         body: body.encode(),
+        blobs: Default::default(),
     };
     Ok(identity.sign_envelope(&envelope))
 }

@@ -93,6 +93,7 @@ pub(crate) fn sign(
         sent_at_ms: now_ms(),
         kind,
         body,
+        blobs: Default::default(),
     })
 }
 

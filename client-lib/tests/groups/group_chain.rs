@@ -28,6 +28,7 @@ fn change_envelope(author: &Identity, change: &SignedDescriptor) -> RawEnvelope 
         sent_at_ms: now_ms(),
         kind: Kind::GroupControl,
         body: change.encode(),
+        blobs: Default::default(),
     }
     .sign(author.device_key())
 }

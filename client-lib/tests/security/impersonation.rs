@@ -133,6 +133,7 @@ impl Mallory {
             sent_at_ms: now_ms(),
             kind,
             body: body.encode(),
+            blobs: Default::default(),
         }
         .sign(self.identity.device_key())
     }

@@ -63,6 +63,7 @@ fn signed(
         sent_at_ms: now_ms(),
         kind,
         body,
+        blobs: Default::default(),
     }
     .sign(from.device_key())
 }

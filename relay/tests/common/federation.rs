@@ -46,6 +46,7 @@ impl Stranger {
             sent_at_ms: 1,
             kind: Kind::Message,
             body: body.to_vec(),
+            blobs: Default::default(),
         }
         .sign(&self.device)
     }

@@ -300,6 +300,7 @@ impl RawDevice {
             sent_at_ms: 1,
             kind: Kind::Message,
             body: body.to_vec(),
+            blobs: Default::default(),
         }
     }
 
@@ -381,6 +382,7 @@ pub fn group_envelope(
         sent_at_ms: 1,
         kind,
         body,
+        blobs: Default::default(),
     }
     .sign(&device.device)
 }

@@ -286,6 +286,7 @@ async fn a_removed_member_cannot_take_over_the_group_through_her_own_relay() {
             sent_at_ms: 1,
             kind,
             body,
+            blobs: Default::default(),
         }
         .sign(&mallory.device)
     };

@@ -34,6 +34,7 @@ async fn an_ephemeral_for_a_thousand_recipients_costs_the_receiving_relay_no_loo
         sent_at_ms: now_ms(),
         kind: Kind::Typing,
         body: TypingBody { typing: true }.encode(),
+        blobs: Default::default(),
     }
     .sign(&typist.device);
     let mut recipients = random_users(1023);

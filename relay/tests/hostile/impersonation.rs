@@ -36,6 +36,7 @@ fn as_sender(
         sent_at_ms: now_ms(),
         kind,
         body,
+        blobs: Default::default(),
     }
     .sign(&device.device)
 }

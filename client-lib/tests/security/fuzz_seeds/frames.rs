@@ -34,6 +34,7 @@ pub(super) fn envelopes(out: &Dir, f: &Fixture) {
         sent_at_ms: 1,
         kind: Kind::Message,
         body: b"forged".to_vec(),
+        blobs: Default::default(),
     };
     let mut forged = ENVELOPE_MAGIC.to_vec();
     codec::encode_into(&weak, &mut forged);

@@ -67,6 +67,7 @@ impl Fixture {
             sent_at_ms: 1_700_000_000_000,
             kind,
             body: body.to_vec(),
+            blobs: Default::default(),
         }
         .sign(self.id.device_key())
     }

@@ -52,6 +52,7 @@ pub fn envelope(
         sent_at_ms: now_ms(),
         kind,
         body,
+        blobs: Default::default(),
     }
     .sign(device_key)
 }

@@ -2,6 +2,11 @@
 //! device that has it (for that device only), and put before what the new device already
 //! shows when it arrives.
 
+use std::{
+    cmp::{Ordering, Reverse},
+    collections::{BinaryHeap, HashMap},
+};
+
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{
@@ -27,7 +32,8 @@ const META_HISTORY_SYNC: &str = "history_sync";
 /// `MAX_ENVELOPE_BYTES`, with room for the encryption and the other fields).
 const PART_TEXT_BYTES: usize = MAX_ENVELOPE_BYTES / 2;
 
-/// How much of the recent 1:1 history a device that joins the account gets from this one.
+/// How much of the recent history (1:1 and group messages together) a device that joins the
+/// account gets from this one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistorySync {
     /// Messages sent at most this long ago (milliseconds).
@@ -46,7 +52,13 @@ impl Default for HistorySync {
     }
 }
 
-/// Where a stored message stands, as a history hands it on (`None`: not handed on).
+/// Where a stored message stands, as a history hands it on (`None`: not handed on: pending,
+/// failed, or an envelope that could not be opened).
+///
+/// A group message of ours stays `Sent` in its record (each member's ✓✓ and read are kept
+/// apart, per member, and are not handed on): it goes as `Sent`, the closest state, and the
+/// new device counts the receipts that reach it from then on. A group change notice is an
+/// incoming record marked read, and goes as `Read`.
 fn state_of(record: &MessageRecord) -> Option<HistoryState> {
     Some(match (record.direction, &record.status) {
         (Direction::Outgoing, MessageStatus::Sent) => HistoryState::Sent,
@@ -60,6 +72,9 @@ fn state_of(record: &MessageRecord) -> Option<HistoryState> {
 /// The record a history item becomes.
 fn record_of(item: HistoryItem) -> MessageRecord {
     let (direction, status) = match (item.outgoing, item.state) {
+        // A group message's own status stops at ✓ (see `state_of`): member ticks come from
+        // member receipts.
+        (true, _) if item.group.is_some() => (Direction::Outgoing, MessageStatus::Sent),
         (true, HistoryState::Sent) => (Direction::Outgoing, MessageStatus::Sent),
         (true, HistoryState::Delivered) => (Direction::Outgoing, MessageStatus::Delivered),
         (true, _) => (Direction::Outgoing, MessageStatus::Read),
@@ -69,7 +84,7 @@ fn record_of(item: HistoryItem) -> MessageRecord {
     MessageRecord {
         id: item.id,
         peer: item.peer,
-        group: None,
+        group: item.group,
         direction,
         text: item.text,
         sent_at_ms: item.sent_at_ms,
@@ -110,34 +125,45 @@ impl ClientStore {
         self.set_meta(META_HISTORY_SYNC, &encode(&sync))
     }
 
-    /// Queues the recent 1:1 history for `device`, a device that joined our account (`me`),
-    /// newest first, in parts; returns how many messages.
+    /// Queues the recent history for `device`, a device that joined our account (`me`):
+    /// 1:1 and group messages under one budget (the newest over every conversation), newest
+    /// first, in parts; returns how many messages.
     pub fn queue_history(&self, me: UserId, device: DeviceId) -> Result<usize, StoreError> {
         let sync = self.history_sync()?;
+        let budget = usize::try_from(sync.max_messages).unwrap_or(usize::MAX);
         self.write(|txn| {
             let since = now_ms().saturating_sub(sync.max_age_ms);
-            let mut items: Vec<HistoryItem> = Vec::new();
+            // The newest `budget` messages over every conversation, never more held at once.
+            let mut newest: BinaryHeap<Reverse<Chosen>> = BinaryHeap::new();
             for entry in txn.open_table(MESSAGES)?.iter()? {
-                let (_, bytes) = entry?;
+                let (key, bytes) = entry?;
                 let record: MessageRecord = decode("messages", bytes.value())?;
-                if record.group.is_some() || record.sent_at_ms < since {
+                if record.sent_at_ms < since {
                     continue;
                 }
                 let Some(state) = state_of(&record) else {
                     continue;
                 };
-                items.push(HistoryItem {
-                    peer: record.peer,
-                    id: record.id,
-                    outgoing: record.direction == Direction::Outgoing,
-                    text: record.text,
+                newest.push(Reverse(Chosen {
                     sent_at_ms: record.sent_at_ms,
-                    state,
-                });
+                    key: key.value().to_vec(),
+                    item: HistoryItem {
+                        peer: record.peer,
+                        group: record.group,
+                        id: record.id,
+                        outgoing: record.direction == Direction::Outgoing,
+                        text: record.text,
+                        sent_at_ms: record.sent_at_ms,
+                        state,
+                    },
+                }));
+                if newest.len() > budget {
+                    newest.pop();
+                }
             }
             // Newest first: the new device puts each before what it has.
-            items.sort_by_key(|item| std::cmp::Reverse(item.sent_at_ms));
-            items.truncate(usize::try_from(sync.max_messages).unwrap_or(usize::MAX));
+            let chosen = newest.into_sorted_vec().into_iter().map(|Reverse(one)| one);
+            let items = in_shown_order(chosen.collect());
             let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
             let mut done: u32 = 0;
             let mut part: Vec<HistoryItem> = Vec::new();
@@ -161,6 +187,63 @@ impl ClientStore {
             Ok(count)
         })
     }
+}
+
+/// A message chosen for a history, ordered by when it was sent, then by where it is stored
+/// (the texts of one batch share their time).
+struct Chosen {
+    sent_at_ms: u64,
+    /// Its [`MESSAGES`] key: conversation, then sequence.
+    key: Vec<u8>,
+    item: HistoryItem,
+}
+
+impl Ord for Chosen {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.sent_at_ms, &self.key).cmp(&(other.sent_at_ms, &other.key))
+    }
+}
+
+impl PartialOrd for Chosen {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Chosen {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Chosen {}
+
+/// The chosen messages (newest first by the senders' clocks) with each conversation's own in
+/// the order this device shows them, newest first, in the places the first order gave that
+/// conversation: the members' clocks differ, and the new device must show what this one does.
+fn in_shown_order(chosen: Vec<Chosen>) -> Vec<HistoryItem> {
+    let count = chosen.len();
+    let mut conversations: HashMap<Vec<u8>, (Vec<usize>, Vec<Chosen>)> = HashMap::new();
+    for (at, one) in chosen.into_iter().enumerate() {
+        let conversation = one
+            .key
+            .get(..one.key.len().saturating_sub(8))
+            .unwrap_or_default()
+            .to_vec();
+        let (places, ones) = conversations.entry(conversation).or_default();
+        places.push(at);
+        ones.push(one);
+    }
+    let mut slots: Vec<Option<HistoryItem>> = std::iter::repeat_with(|| None).take(count).collect();
+    for (places, mut ones) in conversations.into_values() {
+        ones.sort_by(|a, b| b.key.cmp(&a.key));
+        for (at, one) in places.into_iter().zip(ones) {
+            if let Some(slot) = slots.get_mut(at) {
+                *slot = Some(one.item);
+            }
+        }
+    }
+    slots.into_iter().flatten().collect()
 }
 
 fn queue_part(

@@ -269,3 +269,92 @@ fn queue_part(
     outbox::enqueue(txn, &entry)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use tidings_protocol::{DeviceId, EnvelopeId, GroupId, UserId, now_ms};
+
+    use super::*;
+
+    fn record(group: Option<GroupId>, peer: UserId, text: &str, sent_at_ms: u64) -> MessageRecord {
+        MessageRecord {
+            id: EnvelopeId::random(),
+            peer,
+            group,
+            direction: Direction::Incoming,
+            text: text.into(),
+            sent_at_ms,
+            stored_at_ms: now_ms(),
+            status: MessageStatus::Received,
+        }
+    }
+
+    fn texts(store: &ClientStore, conversation: Conversation) -> Vec<String> {
+        let history = store.history(&conversation).unwrap();
+        history.into_iter().map(|record| record.text).collect()
+    }
+
+    /// Members' clocks differ: a group shows its messages in the order they arrived, and the
+    /// new device shows the same, however their send times sort.
+    #[test]
+    fn a_new_device_shows_each_conversation_as_the_old_one_does_whatever_the_clocks() {
+        let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = ClientStore::open(old_dir.path()).unwrap();
+        let (me, bob, carol) = (
+            UserId::from_bytes([1; 32]),
+            UserId::from_bytes([2; 32]),
+            UserId::from_bytes([3; 32]),
+        );
+        let group = GroupId::from_bytes([9; 16]);
+        let now = now_ms();
+        // Carol's clock runs 5 s behind Bob's; a 1:1 message falls between them.
+        let stored = [
+            record(Some(group), bob, "bob first", now - 3_000),
+            record(None, bob, "direct", now - 2_500),
+            record(Some(group), carol, "carol second", now - 7_000),
+            record(Some(group), bob, "bob third", now - 1_000),
+        ];
+        old.write(|txn| {
+            for one in &stored {
+                history::append(txn, one)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            old.queue_history(me, DeviceId::from_bytes([4; 32]))
+                .unwrap(),
+            4
+        );
+
+        let new = ClientStore::open(new_dir.path()).unwrap();
+        for (_, entry) in old.pending(16).unwrap() {
+            let OutboxContent::Encrypted(Payload::History {
+                messages,
+                done,
+                total,
+            }) = entry.content
+            else {
+                panic!("not a history part: {entry:?}");
+            };
+            new.write(|txn| apply_history(txn, messages, done, total))
+                .unwrap();
+        }
+        for conversation in [Conversation::Group(group), Conversation::Direct(bob)] {
+            assert_eq!(texts(&new, conversation), texts(&old, conversation));
+        }
+        assert_eq!(
+            texts(&new, Conversation::Group(group)),
+            ["bob first", "carol second", "bob third"]
+        );
+        let authors: Vec<UserId> = new
+            .history(&Conversation::Group(group))
+            .unwrap()
+            .into_iter()
+            .map(|record| record.peer)
+            .collect();
+        assert_eq!(authors, [bob, carol, bob]);
+    }
+}

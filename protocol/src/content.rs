@@ -252,7 +252,9 @@ pub struct HistoryItem {
     /// itself for one it sent).
     #[serde(rename = "u")]
     pub peer: UserId,
-    /// The group of a group message; `None`: a 1:1 message (all an older device sends).
+    /// The group of a group message; `None`: a 1:1 message (all a release before group
+    /// history sends; such a release, receiving, would show a group item in the 1:1
+    /// conversation with `peer`).
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupId>,
     /// The message id.

@@ -4,7 +4,7 @@
 
 use std::{
     cmp::{Ordering, Reverse},
-    collections::{BinaryHeap, HashMap},
+    collections::{BinaryHeap, HashMap, hash_map::Entry},
 };
 
 use redb::{ReadableTable, WriteTransaction};
@@ -19,7 +19,8 @@ use tidings_protocol::{
 use super::{
     ClientStore, StoreError, decode, encode, history, outbox,
     tables::{
-        Conversation, Direction, MESSAGES, MessageRecord, MessageStatus, OutboxContent, OutboxEntry,
+        Conversation, Direction, MESSAGE_IDS, MESSAGES, MessageRecord, MessageStatus,
+        OutboxContent, OutboxEntry,
     },
 };
 use crate::events::Event;
@@ -31,6 +32,11 @@ const META_HISTORY_SYNC: &str = "history_sync";
 /// Most text bytes one history part carries (an envelope holds at most
 /// `MAX_ENVELOPE_BYTES`, with room for the encryption and the other fields).
 const PART_TEXT_BYTES: usize = MAX_ENVELOPE_BYTES / 2;
+
+/// How many of a conversation's newest messages are looked through for placeholders of a
+/// history's messages: envelopes that arrived here but could not be opened (a group message
+/// whose sender did not know this device yet, so had not shared its key with it).
+const PLACEHOLDER_SCAN: usize = 256;
 
 /// How much of the recent history (1:1 and group messages together) a device that joins the
 /// account gets from this one.
@@ -93,17 +99,79 @@ fn record_of(item: HistoryItem) -> MessageRecord {
     }
 }
 
-/// Puts a history part another device of ours sent before what this device shows; returns
-/// the progress event.
+/// Messages of one conversation that arrived here but could not be opened, by id: where each
+/// is stored and who sent it.
+type Placeholders = HashMap<EnvelopeId, (Vec<u8>, UserId)>;
+
+/// The placeholders among the newest [`PLACEHOLDER_SCAN`] messages of a conversation.
+fn placeholders_in(
+    txn: &WriteTransaction,
+    conversation: &Conversation,
+) -> Result<Placeholders, StoreError> {
+    let (start, end) = history::bounds(conversation);
+    let messages = txn.open_table(MESSAGES)?;
+    let mut found = HashMap::new();
+    let newest = messages
+        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+        .rev()
+        .take(PLACEHOLDER_SCAN);
+    for entry in newest {
+        let (key, bytes) = entry?;
+        let record: MessageRecord = decode("messages", bytes.value())?;
+        if record.direction == Direction::Incoming
+            && matches!(record.status, MessageStatus::Failed(_))
+        {
+            found.insert(record.id, (key.value().to_vec(), record.peer));
+        }
+    }
+    Ok(found)
+}
+
+/// Puts a message of the history where its placeholder is (where it arrived), unless the
+/// conversation shows it already.
+fn fill_placeholder(
+    txn: &WriteTransaction,
+    key: &[u8],
+    record: &MessageRecord,
+) -> Result<(), StoreError> {
+    if let Some((_, held)) = history::find(txn, &record.id)?
+        && held.conversation() == record.conversation()
+    {
+        return Ok(());
+    }
+    txn.open_table(MESSAGES)?
+        .insert(key, encode(record).as_slice())?;
+    let mut ids = txn.open_table(MESSAGE_IDS)?;
+    if ids.get(record.id.as_bytes())?.is_none() {
+        ids.insert(record.id.as_bytes(), key)?;
+    }
+    Ok(())
+}
+
+/// Puts a history part another device of ours sent before what this device shows (a message
+/// that arrived here but could not be opened, in its place instead); returns the progress
+/// event.
 pub(super) fn apply_history(
     txn: &WriteTransaction,
     messages: BoundedVec<HistoryItem, MAX_HISTORY_ITEMS>,
     done: u32,
     total: u32,
 ) -> Result<Event, StoreError> {
+    let mut placeholders: HashMap<Conversation, Placeholders> = HashMap::new();
     // Parts come newest first, and so do the messages in each.
     for item in messages.into_vec() {
-        history::prepend_new(txn, &record_of(item))?;
+        let record = record_of(item);
+        let conversation = record.conversation();
+        let held = match placeholders.entry(conversation) {
+            Entry::Occupied(held) => held.into_mut(),
+            Entry::Vacant(vacant) => vacant.insert(placeholders_in(txn, &conversation)?),
+        };
+        match held.remove(&record.id) {
+            Some((key, author)) if author == record.peer => fill_placeholder(txn, &key, &record)?,
+            _ => {
+                history::prepend_new(txn, &record)?;
+            }
+        }
     }
     Ok(Event::HistorySynced {
         received: done.min(total),

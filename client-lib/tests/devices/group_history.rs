@@ -222,3 +222,64 @@ async fn a_group_message_that_arrives_live_and_in_the_history_is_shown_once() {
     );
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_the_new_device_could_not_open_is_shown_from_the_history_in_its_place() {
+    let Pair {
+        relay_dir: _relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
+    let b = bob.client.user_id();
+    let mut phone = alice.connect().await;
+    phone.create_group("team", &["bob"]).await.unwrap();
+    phone.send_text("team", "before the laptop").await.unwrap();
+    phone.close().await;
+    bob.sync(WINDOW).await;
+
+    // The laptop joins; Bob, who does not know it yet, posts. His relay hands it to the
+    // laptop too, which cannot open it (no group, no key yet).
+    let laptop = alice.another_device(&relay).await;
+    let mut on_bob = bob.connect().await;
+    on_bob
+        .send_text("team", "sent to the unknown")
+        .await
+        .unwrap();
+    on_bob.close().await;
+    let events = laptop.sync(WINDOW).await;
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, Event::Undecryptable { .. })),
+        "{events:?}"
+    );
+    // The phone, which holds it, hands the laptop a history with it.
+    alice.sync(WINDOW).await;
+    alice
+        .client
+        .store()
+        .queue_history(alice.client.user_id(), laptop.client.address().device)
+        .unwrap();
+    alice.connect().await.flush().await.unwrap();
+    laptop.sync(WINDOW).await;
+    let shown: Vec<(UserId, String, MessageStatus)> = laptop
+        .client
+        .history("team")
+        .unwrap()
+        .into_iter()
+        .map(|record| (record.peer, record.text, record.status))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                alice.client.user_id(),
+                "before the laptop".into(),
+                MessageStatus::Sent
+            ),
+            (b, "sent to the unknown".into(), MessageStatus::Received),
+        ]
+    );
+    relay.shutdown().await;
+}

@@ -1,6 +1,6 @@
-//! The recent history handed to a device that joined the account: chosen and queued by a
-//! device that has it (for that device only), and put before what the new device already
-//! shows when it arrives.
+//! The recent history (1:1 and group messages) handed to a device that joined the account:
+//! chosen and queued by a device that has it (for that device only), and put before what the
+//! new device already shows when it arrives.
 
 use std::{
     cmp::{Ordering, Reverse},

@@ -262,12 +262,19 @@ pub enum Chat {
     Group(GroupId),
 }
 
-/// One message of a 1:1 conversation, as one device of an account hands it to another.
+/// One message of a 1:1 or group conversation, as one device of an account hands it to
+/// another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryItem {
-    /// The other side of the conversation.
+    /// The other side of a 1:1 conversation, or the author of a group message (the account
+    /// itself for one it sent).
     #[serde(rename = "u")]
     pub peer: UserId,
+    /// The group of a group message; `None`: a 1:1 message (all a release before group
+    /// history sends; such a release, receiving, would show a group item in the 1:1
+    /// conversation with `peer`).
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
     /// The message id.
     #[serde(rename = "i")]
     pub id: EnvelopeId,

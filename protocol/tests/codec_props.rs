@@ -7,7 +7,7 @@ use tidings_protocol::{
     IdentityKey, KeyBundle, Kind, RawEnvelope, Recipient, SignedPreKey, UserId,
     client::{ClientFrame, Delivery, RelayFrame, Request, Response, SendOutcome},
     codec,
-    content::{OlmBody, Payload, ReceiptStatus},
+    content::{HistoryItem, HistoryState, MAX_HISTORY_ITEMS, OlmBody, Payload, ReceiptStatus},
     errors::{ErrorAnswer, ErrorCode},
     framing,
 };
@@ -150,9 +150,23 @@ proptest! {
     #[test]
     fn payloads_and_cards_round_trip(text in ".{0,200}", ids in proptest::collection::vec(any::<[u8; 16]>(), 0..20), (_, address) in arb_address(), name in proptest::option::of("[a-z]{1,20}"), up_to in any::<[u8; 16]>(), group in proptest::option::of(any::<[u8; 16]>())) {
         let payloads = vec![
-            Payload::Text { text },
             Payload::ReadUpTo { group: group.map(GroupId::from_bytes), up_to: EnvelopeId::from_bytes(up_to) },
-            Payload::Receipt { status: ReceiptStatus::Read, ids: BoundedVec::new(ids.into_iter().map(EnvelopeId::from_bytes).collect()).unwrap() },
+            Payload::Receipt { status: ReceiptStatus::Read, ids: BoundedVec::new(ids.iter().copied().map(EnvelopeId::from_bytes).collect()).unwrap() },
+            Payload::History {
+                messages: BoundedVec::new(ids.iter().take(MAX_HISTORY_ITEMS).enumerate().map(|(at, id)| HistoryItem {
+                    peer: address.user,
+                    // 1:1 and group messages mixed, as one history carries them.
+                    group: group.filter(|_| at % 2 == 0).map(GroupId::from_bytes),
+                    id: EnvelopeId::from_bytes(*id),
+                    outgoing: at % 3 == 0,
+                    text: text.clone(),
+                    sent_at_ms: u64::from(id[0]),
+                    state: HistoryState::Unread,
+                }).collect()).unwrap(),
+                done: 1,
+                total: 2,
+            },
+            Payload::Text { text },
         ];
         for payload in payloads {
             prop_assert_eq!(Payload::decode(&payload.encode()), Ok(payload));
@@ -192,4 +206,50 @@ proptest! {
             }
         }
     }
+}
+
+/// A history item as a release before group history wrote it.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ItemBeforeGroups {
+    #[serde(rename = "u")]
+    peer: UserId,
+    #[serde(rename = "i")]
+    id: EnvelopeId,
+    #[serde(rename = "o")]
+    outgoing: bool,
+    #[serde(rename = "t")]
+    text: String,
+    #[serde(rename = "s")]
+    sent_at_ms: u64,
+    #[serde(rename = "r")]
+    state: HistoryState,
+}
+
+#[test]
+fn history_items_without_a_group_keep_the_encoding_of_older_releases() {
+    let old = ItemBeforeGroups {
+        peer: UserId::from_bytes([3; 32]),
+        id: EnvelopeId::from_bytes([7; 16]),
+        outgoing: true,
+        text: "hi".into(),
+        sent_at_ms: 42,
+        state: HistoryState::Delivered,
+    };
+    let item = HistoryItem {
+        peer: old.peer,
+        group: None,
+        id: old.id,
+        outgoing: old.outgoing,
+        text: old.text.clone(),
+        sent_at_ms: old.sent_at_ms,
+        state: old.state,
+    };
+    // An older device's item is a 1:1 message here, and ours reads the same there.
+    assert_eq!(codec::encode(&item), codec::encode(&old));
+    assert_eq!(codec::decode(&codec::encode(&old), 1024), Ok(item.clone()));
+    let in_group = HistoryItem {
+        group: Some(GroupId::from_bytes([9; 16])),
+        ..item
+    };
+    assert_eq!(codec::decode(&codec::encode(&in_group), 1024), Ok(in_group));
 }

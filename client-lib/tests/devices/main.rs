@@ -12,6 +12,7 @@
 mod common;
 
 mod group_devices;
+mod group_history;
 mod lists;
 mod own_devices;
 mod revocation;

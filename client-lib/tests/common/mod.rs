@@ -170,27 +170,16 @@ pub async fn events_for(session: &mut Session, window: Duration) -> Vec<Event> {
     seen
 }
 
-/// A relay and two registered users who have each other as contacts ("alice", "bob").
-pub struct Pair {
-    pub relay_dir: RelayDir,
-    pub relay: RunningRelay,
-    pub alice: TestUser,
-    pub bob: TestUser,
-}
-
-pub async fn two_friends() -> Pair {
+/// A relay (and its data dir, kept while it runs) and two registered users who have each
+/// other as contacts ("alice", "bob").
+pub async fn two_friends() -> (RelayDir, RunningRelay, TestUser, TestUser) {
     let relay_dir = RelayDir::new();
     let relay = relay_dir.start().await;
     let alice = TestUser::register(&relay).await;
     let bob = TestUser::register(&relay).await;
     alice.befriend("bob", &bob);
     bob.befriend("alice", &alice);
-    Pair {
-        relay_dir,
-        relay,
-        alice,
-        bob,
-    }
+    (relay_dir, relay, alice, bob)
 }
 
 /// The texts of the message events, in order.

@@ -2,17 +2,12 @@
 
 use std::time::Duration;
 
-use crate::common::{Pair, texts, two_friends, wait_for};
+use crate::common::{texts, two_friends, wait_for};
 use tidings_client::{Event, MessageStatus};
 
 #[tokio::test]
 async fn offline_messages_survive_a_relay_restart_in_order() {
-    let Pair {
-        mut relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (mut relay_dir, relay, alice, bob) = two_friends().await;
 
     // Bob is offline; Alice sends three messages, each accepted (✓) by the relay.
     let mut alice_session = alice.connect().await;
@@ -61,12 +56,7 @@ async fn offline_messages_survive_a_relay_restart_in_order() {
 
 #[tokio::test]
 async fn messages_queued_while_the_relay_is_down_are_sent_later_in_order() {
-    let Pair {
-        mut relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (mut relay_dir, relay, alice, bob) = two_friends().await;
     let address = relay.listen_addrs()[0].clone();
     relay.shutdown().await;
 

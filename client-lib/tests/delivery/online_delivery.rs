@@ -3,18 +3,13 @@
 
 use std::time::Duration;
 
-use crate::common::{Pair, two_friends, wait_for};
+use crate::common::{two_friends, wait_for};
 use tidings_client::{Direction, Event, MessageStatus, store::tables::OutboxContent};
 use tidings_protocol::content::Payload;
 
 #[tokio::test]
 async fn a_message_gets_sent_delivered_and_read_ticks() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
 
     let mut bob_session = bob.online().await;
     let mut alice_session = alice.online().await;
@@ -72,12 +67,7 @@ async fn a_message_gets_sent_delivered_and_read_ticks() {
 
 #[tokio::test]
 async fn one_read_up_to_marker_turns_a_whole_backlog_read() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let mut alice_session = alice.online().await;
     let mut sent = Vec::new();
     for n in 0..5 {
@@ -164,12 +154,7 @@ async fn one_read_up_to_marker_turns_a_whole_backlog_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_survive_a_next_event_that_is_cancelled_again_and_again() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let mut alice_session = alice.connect().await;
     let mut bob_session = bob.online().await;
     const COUNT: usize = 30;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Pair, dial_addr, two_friends};
+use crate::common::{dial_addr, two_friends};
 use tidings_client::{Event, KEY_FILE, connection::Connection, connection::Push, net::Network};
 use tidings_protocol::client::{Request, Response};
 
@@ -10,12 +10,7 @@ use tidings_protocol::client::{Request, Response};
 /// exactly once, in order.
 #[tokio::test]
 async fn a_flapping_receiver_gets_everything_once_in_order() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
 
     let mut alice_session = alice.connect().await;
     let mut expected = Vec::new();
@@ -50,12 +45,7 @@ async fn a_flapping_receiver_gets_everything_once_in_order() {
 /// client's store takes each envelope once.
 #[tokio::test]
 async fn unacked_envelopes_are_pushed_again_and_stored_once() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let mut alice_session = alice.connect().await;
     alice_session.send_text("bob", "first").await.unwrap();
     alice_session.send_text("bob", "second").await.unwrap();

@@ -21,7 +21,7 @@ use tidings_client::{
     store::{STORE_FILE, StoreError, schema},
 };
 
-use crate::common::{Pair, texts, two_friends};
+use crate::common::{texts, two_friends};
 
 /// The conversation in the fixture, in order, as Alice sees it.
 const CONVERSATION: [(Direction, &str); 3] = [
@@ -82,9 +82,7 @@ fn recorded(dir: &Path) -> Option<u32> {
 #[tokio::test]
 #[ignore = "writes the committed fixture tests/fixtures/client-v1"]
 async fn write_client_fixture() {
-    let Pair {
-        relay, alice, bob, ..
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let mut alice_session = alice.connect().await;
     for (_, text) in &CONVERSATION[..2] {
         alice_session.send_text("bob", text).await.unwrap();
@@ -123,9 +121,7 @@ async fn write_client_fixture() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes the committed fixture tests/fixtures/client-v2"]
 async fn write_client_v2_fixture() {
-    let Pair {
-        relay, alice, bob, ..
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let laptop = alice.another_device(&relay).await;
     laptop.befriend("bob", &bob);
     let mut bob_session = bob.connect().await;

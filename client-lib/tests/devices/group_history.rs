@@ -7,7 +7,7 @@ use std::time::Duration;
 use tidings_client::{Direction, Event, MessageStatus, store::HistorySync};
 use tidings_protocol::{UserId, now_ms};
 
-use crate::common::{Pair, TestUser, texts, two_friends};
+use crate::common::{TestUser, texts, two_friends};
 
 const WINDOW: Duration = Duration::from_secs(5);
 
@@ -34,12 +34,7 @@ fn history_synced(events: &[Event]) -> Vec<(u32, u32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_device_shows_the_groups_recent_messages_in_order_with_their_authors() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let (a, b) = (alice.client.user_id(), bob.client.user_id());
     let mut phone = alice.connect().await;
     phone.create_group("team", &["bob"]).await.unwrap();
@@ -123,12 +118,7 @@ async fn a_new_device_shows_the_groups_recent_messages_in_order_with_their_autho
 async fn the_age_and_count_budget_covers_group_and_direct_messages_together() {
     /// Between the messages too old to hand over and the recent ones.
     const GAP: Duration = Duration::from_secs(4);
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob: _bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, _bob) = two_friends().await;
     let mut phone = alice.connect().await;
     phone.create_group("team", &["bob"]).await.unwrap();
     phone.send_text("bob", "old direct").await.unwrap();
@@ -173,12 +163,7 @@ async fn the_age_and_count_budget_covers_group_and_direct_messages_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_message_that_arrives_live_and_in_the_history_is_shown_once() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let mut phone = alice.connect().await;
     phone.create_group("team", &["bob"]).await.unwrap();
     phone.send_text("team", "before the laptop").await.unwrap();
@@ -225,12 +210,7 @@ async fn a_group_message_that_arrives_live_and_in_the_history_is_shown_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_message_the_new_device_could_not_open_is_shown_from_the_history_in_its_place() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let b = bob.client.user_id();
     let mut phone = alice.connect().await;
     phone.create_group("team", &["bob"]).await.unwrap();

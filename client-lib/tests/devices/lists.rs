@@ -72,14 +72,9 @@ async fn an_older_list_from_the_relay_is_refused_reported_and_counted() {
 
     use tidings_client::{Event, KEY_FILE, MessageStatus};
 
-    use crate::common::{Pair, texts, two_friends};
+    use crate::common::{texts, two_friends};
 
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let alice_identity = Identity::load(&alice.dir.path().join(KEY_FILE), None).unwrap();
     let newer = list_of(&alice_identity, &alice_identity, 9);
     bob.client
@@ -124,14 +119,9 @@ async fn an_older_list_from_the_relay_is_refused_reported_and_counted() {
 async fn a_contact_flooding_list_notices_costs_one_lookup_per_gap() {
     use tidings_client::{Event, MessageStatus};
 
-    use crate::common::{Pair, two_friends, wait_for};
+    use crate::common::{two_friends, wait_for};
 
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let (alice_id, bob_id) = (alice.client.user_id(), bob.client.user_id());
     let mut alice_session = alice.online().await;
     let mut bob_session = bob.connect().await;

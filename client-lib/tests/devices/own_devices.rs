@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tidings_client::{Conversation, Direction, Event, MessageStatus};
 
-use crate::common::{Net, Pair, TestUser, texts, two_friends, wait_for_home};
+use crate::common::{Net, TestUser, texts, two_friends, wait_for_home};
 
 const WINDOW: Duration = Duration::from_secs(5);
 
@@ -34,12 +34,7 @@ fn sent_by_me(events: &[Event]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_devices_get_bobs_message_and_see_what_the_other_sent() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let laptop = alice.another_device(&relay).await;
     laptop.befriend("bob", &bob);
 
@@ -99,12 +94,7 @@ async fn both_devices_get_bobs_message_and_see_what_the_other_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_on_one_device_clears_the_other() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let laptop = alice.another_device(&relay).await;
     laptop.befriend("bob", &bob);
     let mut bob_session = bob.online().await;
@@ -151,12 +141,7 @@ async fn reading_on_one_device_clears_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contact_changes_follow_to_the_other_device() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob: carol,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, carol) = two_friends().await;
     let laptop = alice.another_device(&relay).await;
     // The phone learns of the laptop when it connects.
     alice.connect().await.close().await;
@@ -232,12 +217,7 @@ async fn a_user_with_two_devices_talks_with_a_user_on_another_relay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_device_starts_with_the_accounts_contacts() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let laptop = alice.another_device(&relay).await;
     assert!(laptop.client.store().contacts().unwrap().is_empty());
     // The phone sees the new device on its list when it connects, and sends it the contacts.
@@ -252,12 +232,7 @@ async fn a_new_device_starts_with_the_accounts_contacts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_device_gets_the_recent_history_before_what_it_already_has() {
-    let Pair {
-        relay_dir: _relay_dir,
-        relay,
-        alice,
-        bob,
-    } = two_friends().await;
+    let (_relay_dir, relay, alice, bob) = two_friends().await;
     let mut bob_session = bob.connect().await;
     bob_session.send_text("alice", "old news").await.unwrap();
     let mut phone = alice.connect().await;

@@ -34,6 +34,7 @@ mod devices;
 mod flush;
 mod group_keys;
 mod group_sync;
+mod held_back;
 mod home;
 mod key_upload;
 mod olm_sessions;

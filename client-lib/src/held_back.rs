@@ -1,0 +1,168 @@
+//! Envelopes held back on a session: whose device lists could not be fetched, and asking for
+//! those lists again on the retry schedule so that held envelopes are settled once they are.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+};
+
+use tidings_protocol::{Envelope, RawEnvelope, Recipient, UserId};
+use tokio::{task::JoinHandle, time::Instant};
+
+use crate::{
+    client::Client,
+    connection::Connection,
+    device_lists::refresh_list,
+    error::ClientError,
+    events::Event,
+    list_checks::LIST_RETRY_AFTER,
+    store::{Received, StoreError},
+};
+
+/// Most users whose last list lookup is remembered (past it, every user counts as not
+/// reached until looked up again).
+const MAX_REACH_USERS: usize = 4096;
+
+/// Whether each user's last device-list lookup in this run fetched their list (true) or
+/// could not (false).
+#[derive(Debug, Default)]
+pub(crate) struct ListReach(Mutex<HashMap<UserId, bool>>);
+
+impl ListReach {
+    /// Records that `user`'s list was just fetched.
+    pub(crate) fn reached(&self, user: UserId) {
+        self.set(user, true);
+    }
+
+    /// Records that `user`'s list could not be fetched just now.
+    pub(crate) fn missed(&self, user: UserId) {
+        self.set(user, false);
+    }
+
+    fn set(&self, user: UserId, reached: bool) {
+        if let Ok(mut reach) = self.0.lock() {
+            if reach.len() >= MAX_REACH_USERS && !reach.contains_key(&user) {
+                reach.clear();
+            }
+            reach.insert(user, reached);
+        }
+    }
+
+    /// Whether the last lookup of `user`'s list in this run fetched it.
+    pub(crate) fn is_reached(&self, user: &UserId) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|reach| reach.get(user).copied())
+            .unwrap_or(false)
+    }
+}
+
+/// The senders of direct envelopes in a batch whose list was not fetched by the last lookup
+/// (the one just made for the batch, or, when it was skipped, an earlier one): an envelope
+/// of theirs from a device their held list does not name is held back.
+pub(crate) fn unreachable_senders(
+    client: &Client,
+    envelopes: &[(Envelope, RawEnvelope)],
+) -> Vec<UserId> {
+    let mut users: Vec<UserId> = envelopes
+        .iter()
+        .filter(|(envelope, _)| matches!(envelope.recipient, Recipient::Direct(_)))
+        .map(|(envelope, _)| envelope.sender.user)
+        .filter(|user| !client.inner.list_reach.is_reached(user))
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    users
+}
+
+/// A session's held-back envelopes: whose they are, and when their lists are asked for
+/// again.
+#[derive(Default)]
+pub(crate) struct HeldBack {
+    /// Users with held envelopes (at most [`crate::store::HELD_TOTAL`]).
+    users: Vec<UserId>,
+    /// When the lists not fetched are asked for again (and expired envelopes failed).
+    retry_at: Option<Instant>,
+    /// Settling on the blocking pool; awaited again after a cancelled call, so its events
+    /// are not lost.
+    settling: Option<JoinHandle<Result<Received, StoreError>>>,
+}
+
+impl HeldBack {
+    /// Adds users who now have held envelopes.
+    pub(crate) fn add(&mut self, users: &[UserId]) {
+        for user in users {
+            if !self.users.contains(user) {
+                self.users.push(*user);
+            }
+        }
+    }
+
+    /// When a session must wake up to ask for lists again, if it holds envelopes.
+    pub(crate) fn wake_at(&self) -> Option<Instant> {
+        if self.users.is_empty() {
+            return None;
+        }
+        Some(self.retry_at.unwrap_or_else(Instant::now))
+    }
+
+    /// Whether settling has work now: a list of a user with held envelopes was fetched
+    /// (by any lookup: a batch, a device-list notice, a send), or the retry is due.
+    pub(crate) fn is_due(&self, client: &Client) -> bool {
+        self.settling.is_some()
+            || self.wake_at().is_some_and(|at| Instant::now() >= at)
+            || self
+                .users
+                .iter()
+                .any(|user| client.inner.list_reach.is_reached(user))
+    }
+
+    /// Asks again for the lists not fetched whose retry time came (the list-check
+    /// schedule), then replays the held envelopes of every user whose list was fetched and
+    /// fails those held too long. `None` if there was nothing to do.
+    pub(crate) async fn settle(
+        &mut self,
+        client: &Client,
+        connection: &Connection,
+        events: &mut VecDeque<Event>,
+    ) -> Result<Option<Received>, ClientError> {
+        if self.settling.is_none() {
+            let retry = self.wake_at().is_some_and(|at| Instant::now() >= at);
+            if retry {
+                for user in self.users.clone() {
+                    if !client.inner.list_reach.is_reached(&user)
+                        && !client.inner.list_checks.is_fresh(&user)
+                    {
+                        refresh_list(client, connection, user, events).await?;
+                    }
+                }
+                self.retry_at = Some(Instant::now() + LIST_RETRY_AFTER);
+            }
+            let fresh: Vec<UserId> = self
+                .users
+                .iter()
+                .copied()
+                .filter(|user| client.inner.list_reach.is_reached(user))
+                .collect();
+            if !retry && fresh.is_empty() {
+                return Ok(None);
+            }
+            self.settling = Some(
+                client
+                    .spawn_blocking(move |inner| inner.store.settle_held(&inner.identity, &fresh)),
+            );
+        }
+        let Some(settling) = &mut self.settling else {
+            return Ok(None);
+        };
+        let settled = settling.await;
+        self.settling = None;
+        let received = settled.map_err(|_| ClientError::Cancelled)??;
+        self.users.clone_from(&received.held_back);
+        if self.users.is_empty() {
+            self.retry_at = None;
+        }
+        Ok(Some(received))
+    }
+}

@@ -1,0 +1,184 @@
+//! Held-back envelopes: a direct envelope from a device its account's held list does not name,
+//! kept while that list cannot be fetched, then settled: replayed through the receive path
+//! once a list is fetched, or failed once held too long.
+
+use std::time::Duration;
+
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use tidings_keys::Identity;
+use tidings_protocol::{Envelope, RawEnvelope, UserId, now_ms};
+
+use super::{
+    ClientStore, StoreError, decode, encode,
+    receive::{Batch, Received},
+    tables::HELD,
+};
+
+/// Most envelopes held back per sender account; past it, more are failed as before lists
+/// could be waited for.
+pub const HELD_PER_USER: usize = 256;
+/// Most envelopes held back in all (each at most 64 KiB on the wire, so 128 MiB at worst).
+pub const HELD_TOTAL: usize = 2_048;
+/// How long an envelope is held back at most; an older one is failed.
+pub const HELD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// One held-back envelope as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct HeldEnvelope {
+    /// When it was held back here (ms since the epoch).
+    held_at_ms: u64,
+    /// The envelope as it arrived (verified then; verified again when settled).
+    envelope: RawEnvelope,
+}
+
+/// The [`HELD`] key of `user`'s `arrival`-th held envelope (big-endian: arrival order).
+fn held_key(user: &UserId, arrival: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(user.as_bytes());
+    key[32..].copy_from_slice(&arrival.to_be_bytes());
+    key
+}
+
+fn key_user(key: &[u8; 40]) -> UserId {
+    let mut user = [0u8; 32];
+    user.copy_from_slice(&key[..32]);
+    UserId::from_bytes(user)
+}
+
+fn key_arrival(key: &[u8; 40]) -> u64 {
+    let mut arrival = [0u8; 8];
+    arrival.copy_from_slice(&key[32..]);
+    u64::from_be_bytes(arrival)
+}
+
+/// Holds back `raw` from its sender's account, or answers why not (a bound is reached).
+pub(super) fn hold(
+    txn: &WriteTransaction,
+    envelope: &Envelope,
+    raw: &RawEnvelope,
+) -> Result<Result<(), String>, StoreError> {
+    let mut table = txn.open_table(HELD)?;
+    if table.len()? >= HELD_TOTAL as u64 {
+        return Ok(Err(format!(
+            "{HELD_TOTAL} envelopes already wait for their senders' device lists"
+        )));
+    }
+    let user = envelope.sender.user;
+    let (first, last) = (held_key(&user, 0), held_key(&user, u64::MAX));
+    if table.range::<&[u8; 40]>(&first..=&last)?.count() >= HELD_PER_USER {
+        return Ok(Err(format!(
+            "{HELD_PER_USER} envelopes of this account already wait for its device list"
+        )));
+    }
+    let arrival = table
+        .range::<&[u8; 40]>(&first..=&last)?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(key, _)| key_arrival(key.value()).saturating_add(1));
+    let held = HeldEnvelope {
+        held_at_ms: now_ms(),
+        envelope: raw.clone(),
+    };
+    table.insert(&held_key(&user, arrival), encode(&held).as_slice())?;
+    Ok(Ok(()))
+}
+
+/// A held envelope taken out to settle.
+struct Taken {
+    /// Held longer than [`HELD_MAX_AGE`].
+    expired: bool,
+    envelope: RawEnvelope,
+}
+
+/// Takes out every held envelope of `fresh` and every expired one of anyone, in key order
+/// (each user's in arrival order). A row that does not decode is dropped and logged.
+fn take(txn: &WriteTransaction, fresh: &[UserId], now: u64) -> Result<Vec<Taken>, StoreError> {
+    let max_age = u64::try_from(HELD_MAX_AGE.as_millis()).unwrap_or(u64::MAX);
+    let mut taken = Vec::new();
+    txn.open_table(HELD)?.retain(|key, value| {
+        match decode::<HeldEnvelope>("held_back", value) {
+            Ok(held) => {
+                let expired = now.saturating_sub(held.held_at_ms) > max_age;
+                if !expired && !fresh.contains(&key_user(key)) {
+                    return true;
+                }
+                taken.push(Taken {
+                    expired,
+                    envelope: held.envelope,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "dropping a held-back envelope that does not decode")
+            }
+        }
+        false
+    })?;
+    Ok(taken)
+}
+
+/// Users with held envelopes and how many each, in user order.
+fn held_counts(table: &impl ReadableTable<&'static [u8; 40], &'static [u8]>) -> HeldCounts {
+    let mut counts: Vec<(UserId, usize)> = Vec::new();
+    for row in table.iter()? {
+        let (key, _) = row?;
+        let user = key_user(key.value());
+        match counts.last_mut() {
+            Some((last, count)) if *last == user => *count += 1,
+            _ => counts.push((user, 1)),
+        }
+    }
+    Ok(counts)
+}
+
+type HeldCounts = Result<Vec<(UserId, usize)>, StoreError>;
+
+impl ClientStore {
+    /// Users with envelopes held back (from a device their held list does not name, while
+    /// their list cannot be fetched), with how many each.
+    pub fn held_back(&self) -> HeldCounts {
+        self.read(|txn| held_counts(&txn.open_table(HELD)?))
+    }
+
+    /// Settles held-back envelopes in one transaction: those of `fresh` (users whose list
+    /// was just fetched) go through the receive path again, delivered if the list now names
+    /// their device and failed if not; those held longer than [`HELD_MAX_AGE`] are failed.
+    /// The answer's `held_back` names the users whose envelopes are still held.
+    pub fn settle_held(
+        &self,
+        identity: &Identity,
+        fresh: &[UserId],
+    ) -> Result<Received, StoreError> {
+        self.write(|txn| {
+            let taken = take(txn, fresh, now_ms())?;
+            let mut batch = Batch::new(txn, identity, &[]);
+            for Taken { expired, envelope } in taken {
+                let opened = match envelope.open() {
+                    Ok(opened) => opened,
+                    Err(error) => {
+                        tracing::warn!(%error, "dropping a held-back envelope that does not verify");
+                        continue;
+                    }
+                };
+                if expired {
+                    let reason = format!(
+                        "device {} is not on its account's device list, which could not be \
+                         fetched for {} days",
+                        opened.sender.device,
+                        HELD_MAX_AGE.as_secs() / 86_400
+                    );
+                    tracing::info!(from = %opened.sender.user, id = %opened.id, %reason, "failing a held-back envelope");
+                    batch.fail(&opened, reason)?;
+                } else {
+                    batch.replay(&opened, &envelope)?;
+                }
+            }
+            let mut received = batch.finish()?;
+            received.held_back = held_counts(&txn.open_table(HELD)?)?
+                .into_iter()
+                .map(|(user, _)| user)
+                .collect();
+            Ok(received)
+        })
+    }
+}

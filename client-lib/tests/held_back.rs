@@ -195,6 +195,36 @@ async fn a_message_from_a_device_linked_while_its_relay_is_away_arrives_once_it_
     net.shutdown().await;
 }
 
+/// Held envelopes outlive the process (they are in the store): Alice's client restarts after
+/// Bob's relay is back, and its first session asks for his list and delivers the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_message_is_delivered_by_the_next_run_once_the_relay_is_back() {
+    let Scene {
+        mut net,
+        alice,
+        bob,
+        alice_session,
+        sent,
+        ..
+    } = laptop_writes_while_bobs_relay_goes_away().await;
+    alice_session.close().await;
+    let TestUser { dir, client } = alice;
+    drop(client);
+    net.restart(1).await;
+
+    let reopened = tidings_client::Client::open(dir.path(), None).unwrap();
+    let mut session = reopened.connect().await.unwrap();
+    session.subscribe().await.unwrap();
+    let events = wait_for(&mut session, |event| matches!(event, Event::Message(_))).await;
+    assert_eq!(texts(&events), ["from my new laptop"]);
+    let Some(Event::Message(message)) = events.last() else {
+        panic!("{events:#?}");
+    };
+    assert_eq!((message.id, message.peer), (sent.id, bob.client.user_id()));
+    assert!(reopened.store().held_back().unwrap().is_empty());
+    net.shutdown().await;
+}
+
 /// The laptop is removed before Alice can fetch Bob's list: the fresh list does not name it,
 /// so its held message is failed (it is not kept for ever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,7 @@
 //! Envelopes held back on a session: whose device lists could not be fetched, and asking for
 //! those lists again on the retry schedule so that held envelopes are settled once they are.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Mutex,
-};
+use std::collections::VecDeque;
 
 use tidings_protocol::{Envelope, RawEnvelope, Recipient, UserId};
 use tokio::{task::JoinHandle, time::Instant};
@@ -18,45 +15,6 @@ use crate::{
     list_checks::LIST_RETRY_AFTER,
     store::{Received, StoreError},
 };
-
-/// Most users whose last list lookup is remembered (past it, every user counts as not
-/// reached until looked up again).
-const MAX_REACH_USERS: usize = 4096;
-
-/// Whether each user's last device-list lookup in this run fetched their list (true) or
-/// could not (false).
-#[derive(Debug, Default)]
-pub(crate) struct ListReach(Mutex<HashMap<UserId, bool>>);
-
-impl ListReach {
-    /// Records that `user`'s list was just fetched.
-    pub(crate) fn reached(&self, user: UserId) {
-        self.set(user, true);
-    }
-
-    /// Records that `user`'s list could not be fetched just now.
-    pub(crate) fn missed(&self, user: UserId) {
-        self.set(user, false);
-    }
-
-    fn set(&self, user: UserId, reached: bool) {
-        if let Ok(mut reach) = self.0.lock() {
-            if reach.len() >= MAX_REACH_USERS && !reach.contains_key(&user) {
-                reach.clear();
-            }
-            reach.insert(user, reached);
-        }
-    }
-
-    /// Whether the last lookup of `user`'s list in this run fetched it.
-    pub(crate) fn is_reached(&self, user: &UserId) -> bool {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|reach| reach.get(user).copied())
-            .unwrap_or(false)
-    }
-}
 
 /// The senders of direct envelopes in a batch whose list was not fetched by the last lookup
 /// (the one just made for the batch, or, when it was skipped, an earlier one): an envelope

@@ -1,19 +1,14 @@
 //! Held-back envelopes: a direct envelope from a device its account's held list does not name,
-//! kept while that list cannot be fetched, then settled: replayed through the receive path
-//! once a list is fetched, or failed once held too long.
+//! kept while that list cannot be fetched (`ClientStore::settle_held`, next to the receive
+//! path, replays or fails them later).
 
 use std::time::Duration;
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use tidings_keys::Identity;
 use tidings_protocol::{Envelope, RawEnvelope, UserId, now_ms};
 
-use super::{
-    ClientStore, StoreError, decode, encode,
-    receive::{Batch, Received},
-    tables::HELD,
-};
+use super::{ClientStore, StoreError, decode, encode, tables::HELD};
 
 /// Most envelopes held back per sender account; past it, more are failed as before lists
 /// could be waited for.
@@ -85,15 +80,20 @@ pub(super) fn hold(
 }
 
 /// A held envelope taken out to settle.
-struct Taken {
+pub(super) struct Taken {
     /// Held longer than [`HELD_MAX_AGE`].
-    expired: bool,
-    envelope: RawEnvelope,
+    pub(super) expired: bool,
+    /// The envelope as it arrived.
+    pub(super) envelope: RawEnvelope,
 }
 
 /// Takes out every held envelope of `fresh` and every expired one of anyone, in key order
 /// (each user's in arrival order). A row that does not decode is dropped and logged.
-fn take(txn: &WriteTransaction, fresh: &[UserId], now: u64) -> Result<Vec<Taken>, StoreError> {
+pub(super) fn take(
+    txn: &WriteTransaction,
+    fresh: &[UserId],
+    now: u64,
+) -> Result<Vec<Taken>, StoreError> {
     let max_age = u64::try_from(HELD_MAX_AGE.as_millis()).unwrap_or(u64::MAX);
     let mut taken = Vec::new();
     txn.open_table(HELD)?.retain(|key, value| {
@@ -118,7 +118,9 @@ fn take(txn: &WriteTransaction, fresh: &[UserId], now: u64) -> Result<Vec<Taken>
 }
 
 /// Users with held envelopes and how many each, in user order.
-fn held_counts(table: &impl ReadableTable<&'static [u8; 40], &'static [u8]>) -> HeldCounts {
+pub(super) fn held_counts(
+    table: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+) -> HeldCounts {
     let mut counts: Vec<(UserId, usize)> = Vec::new();
     for row in table.iter()? {
         let (key, _) = row?;
@@ -131,54 +133,12 @@ fn held_counts(table: &impl ReadableTable<&'static [u8; 40], &'static [u8]>) -> 
     Ok(counts)
 }
 
-type HeldCounts = Result<Vec<(UserId, usize)>, StoreError>;
+pub(super) type HeldCounts = Result<Vec<(UserId, usize)>, StoreError>;
 
 impl ClientStore {
     /// Users with envelopes held back (from a device their held list does not name, while
     /// their list cannot be fetched), with how many each.
     pub fn held_back(&self) -> HeldCounts {
         self.read(|txn| held_counts(&txn.open_table(HELD)?))
-    }
-
-    /// Settles held-back envelopes in one transaction: those of `fresh` (users whose list
-    /// was just fetched) go through the receive path again, delivered if the list now names
-    /// their device and failed if not; those held longer than [`HELD_MAX_AGE`] are failed.
-    /// The answer's `held_back` names the users whose envelopes are still held.
-    pub fn settle_held(
-        &self,
-        identity: &Identity,
-        fresh: &[UserId],
-    ) -> Result<Received, StoreError> {
-        self.write(|txn| {
-            let taken = take(txn, fresh, now_ms())?;
-            let mut batch = Batch::new(txn, identity, &[]);
-            for Taken { expired, envelope } in taken {
-                let opened = match envelope.open() {
-                    Ok(opened) => opened,
-                    Err(error) => {
-                        tracing::warn!(%error, "dropping a held-back envelope that does not verify");
-                        continue;
-                    }
-                };
-                if expired {
-                    let reason = format!(
-                        "device {} is not on its account's device list, which could not be \
-                         fetched for {} days",
-                        opened.sender.device,
-                        HELD_MAX_AGE.as_secs() / 86_400
-                    );
-                    tracing::info!(from = %opened.sender.user, id = %opened.id, %reason, "failing a held-back envelope");
-                    batch.fail(&opened, reason)?;
-                } else {
-                    batch.replay(&opened, &envelope)?;
-                }
-            }
-            let mut received = batch.finish()?;
-            received.held_back = held_counts(&txn.open_table(HELD)?)?
-                .into_iter()
-                .map(|(user, _)| user)
-                .collect();
-            Ok(received)
-        })
     }
 }

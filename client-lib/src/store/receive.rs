@@ -15,7 +15,7 @@ use super::{
     descriptors, device_lists,
     groups::{self, Opened},
     held, history, history_sync, outbox, receipts, sync,
-    tables::{Direction, MessageRecord, MessageStatus, RECEIVED, received_key},
+    tables::{Direction, HELD, MessageRecord, MessageStatus, RECEIVED, received_key},
 };
 use crate::events::Event;
 
@@ -97,6 +97,50 @@ impl ClientStore {
                 batch.take(envelope, raw)?;
             }
             batch.finish()
+        })
+    }
+}
+
+impl ClientStore {
+    /// Settles held-back envelopes in one transaction: those of `fresh` (users whose list
+    /// was just fetched) go through the receive path again, delivered if the list now names
+    /// their device and failed if not; those held longer than [`held::HELD_MAX_AGE`] are failed.
+    /// The answer's `held_back` names the users whose envelopes are still held.
+    pub fn settle_held(
+        &self,
+        identity: &Identity,
+        fresh: &[UserId],
+    ) -> Result<Received, StoreError> {
+        self.write(|txn| {
+            let taken = held::take(txn, fresh, now_ms())?;
+            let mut batch = Batch::new(txn, identity, &[]);
+            for held::Taken { expired, envelope } in taken {
+                let opened = match envelope.open() {
+                    Ok(opened) => opened,
+                    Err(error) => {
+                        tracing::warn!(%error, "dropping a held-back envelope that does not verify");
+                        continue;
+                    }
+                };
+                if expired {
+                    let reason = format!(
+                        "device {} is not on its account's device list, which could not be \
+                         fetched for {} days",
+                        opened.sender.device,
+                        held::HELD_MAX_AGE.as_secs() / 86_400
+                    );
+                    tracing::info!(from = %opened.sender.user, id = %opened.id, %reason, "failing a held-back envelope");
+                    batch.fail(&opened, reason)?;
+                } else {
+                    batch.replay(&opened, &envelope)?;
+                }
+            }
+            let mut received = batch.finish()?;
+            received.held_back = held::held_counts(&txn.open_table(HELD)?)?
+                .into_iter()
+                .map(|(user, _)| user)
+                .collect();
+            Ok(received)
         })
     }
 }

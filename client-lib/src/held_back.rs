@@ -1,5 +1,4 @@
-//! Envelopes held back on a session: whose device lists could not be fetched, and asking for
-//! those lists again on the retry schedule so that held envelopes are settled once they are.
+//! A session's held-back envelopes: asking again for their senders' lists, then settling them.
 
 use std::collections::VecDeque;
 

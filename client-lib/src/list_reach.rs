@@ -1,5 +1,4 @@
-//! Whether each user's last device-list lookup in this run fetched the list: an envelope from
-//! a device not on a list that could not be fetched is held back, not failed.
+//! Whether each user's last device-list lookup in this run fetched the list (or could not).
 
 use std::{collections::HashMap, sync::Mutex};
 

@@ -1,6 +1,4 @@
-//! Held-back envelopes: a direct envelope from a device its account's held list does not name,
-//! kept while that list cannot be fetched (`ClientStore::settle_held`, next to the receive
-//! path, replays or fails them later).
+//! Held-back envelopes: from a device not on its account's held list, kept until it can be fetched.
 
 use std::time::Duration;
 

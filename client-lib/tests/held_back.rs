@@ -20,9 +20,9 @@ use tidings_protocol::{
     DeviceEntry, DeviceList, KeyBundle, RawEnvelope, UserId, client::UploadKeys, now_ms,
 };
 
-/// Longer than the 30 s after which a list that could not be fetched is asked for again,
+/// Longer than the 10 s after which a list that could not be fetched is asked for again,
 /// plus the home relay's own retries of the lookup.
-const RETRY_WAIT: Duration = Duration::from_secs(75);
+const RETRY_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits for events until `done` says stop, failing after `within`.
 async fn wait_long(

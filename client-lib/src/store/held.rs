@@ -140,3 +140,106 @@ impl ClientStore {
         self.read(|txn| held_counts(&txn.open_table(HELD)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use tidings_keys::Identity;
+    use tidings_protocol::{Address, DeviceId, EnvelopeId, Kind, Recipient};
+
+    use super::*;
+    use crate::events::Event;
+
+    fn envelope_from(sender: Address, to: Address) -> Envelope {
+        Envelope {
+            id: EnvelopeId::random(),
+            sender,
+            recipient: Recipient::Direct(to),
+            sent_at_ms: now_ms(),
+            kind: Kind::Message,
+            body: b"never opened".to_vec(),
+        }
+    }
+
+    /// Past [`HELD_TOTAL`] nothing more is held, from anyone.
+    #[test]
+    fn past_the_bound_in_all_nothing_more_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ClientStore::open(dir.path()).unwrap();
+        let me = Identity::generate().address();
+        let raw = RawEnvelope::from_bytes(b"stands in".to_vec());
+        let per_user = HELD_PER_USER;
+        let users = HELD_TOTAL / per_user;
+        store
+            .write(|txn| {
+                for index in 0..users {
+                    let sender = Address {
+                        user: UserId::from_bytes([index as u8; 32]),
+                        device: DeviceId::from_bytes([index as u8; 32]),
+                    };
+                    for _ in 0..per_user {
+                        hold(txn, &envelope_from(sender, me), &raw)?.unwrap();
+                    }
+                }
+                let newcomer = Address {
+                    user: UserId::from_bytes([0xee; 32]),
+                    device: DeviceId::from_bytes([0xee; 32]),
+                };
+                let refused = hold(txn, &envelope_from(newcomer, me), &raw)?.unwrap_err();
+                assert!(
+                    refused.contains(&format!("{HELD_TOTAL} envelopes")),
+                    "{refused}"
+                );
+                Ok(())
+            })
+            .unwrap();
+        let counts = store.held_back().unwrap();
+        assert_eq!(counts.len(), users);
+        assert!(counts.iter().all(|(_, count)| *count == per_user));
+    }
+
+    /// An envelope held longer than [`HELD_MAX_AGE`] is failed at the next settling, with the
+    /// reason; a younger one stays.
+    #[test]
+    fn an_envelope_held_too_long_is_failed_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ClientStore::open(dir.path()).unwrap();
+        let me = Identity::generate();
+        let sender = Identity::generate();
+        let old = envelope_from(sender.address(), me.address());
+        let young = envelope_from(sender.address(), me.address());
+        let max_age = u64::try_from(HELD_MAX_AGE.as_millis()).unwrap();
+        store
+            .write(|txn| {
+                let mut table = txn.open_table(HELD)?;
+                for (arrival, (envelope, age)) in [(&old, max_age + 60_000), (&young, 60_000)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let held = HeldEnvelope {
+                        held_at_ms: now_ms() - age,
+                        envelope: sender.sign_envelope(envelope),
+                    };
+                    table.insert(
+                        &held_key(&sender.user_id(), arrival as u64),
+                        encode(&held).as_slice(),
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+
+        let settled = store.settle_held(&me, &[]).unwrap();
+        let [Event::Undecryptable { id, reason, .. }] = &settled.events[..] else {
+            panic!("{:?}", settled.events);
+        };
+        assert_eq!(*id, old.id);
+        assert!(
+            reason.contains("could not be fetched for 7 days"),
+            "{reason}"
+        );
+        assert_eq!(settled.held_back, [sender.user_id()]);
+        assert_eq!(store.held_back().unwrap(), [(sender.user_id(), 1)]);
+    }
+}

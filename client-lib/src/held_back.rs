@@ -15,6 +15,10 @@ use crate::{
     store::{Received, StoreError},
 };
 
+/// Most lists asked for again at one retry (each lookup of a relay that is away takes its
+/// home relay seconds of retries): the users with held envelopes take turns past it.
+const LOOKUPS_PER_RETRY: usize = 4;
+
 /// The senders of direct envelopes in a batch whose list was not fetched by the last lookup
 /// (the one just made for the batch, or, when it was skipped, an earlier one): an envelope
 /// of theirs from a device their held list does not name is held back.
@@ -41,6 +45,8 @@ pub(crate) struct HeldBack {
     users: Vec<UserId>,
     /// When the lists not fetched are asked for again (and expired envelopes failed).
     retry_at: Option<Instant>,
+    /// Where in `users` the next retry starts asking (they take turns).
+    next_turn: usize,
     /// Settling on the blocking pool; awaited again after a cancelled call, so its events
     /// are not lost.
     settling: Option<JoinHandle<Result<Received, StoreError>>>,
@@ -87,13 +93,21 @@ impl HeldBack {
         if self.settling.is_none() {
             let retry = self.wake_at().is_some_and(|at| Instant::now() >= at);
             if retry {
-                for user in self.users.clone() {
-                    if !client.inner.list_reach.is_reached(&user)
-                        && !client.inner.list_checks.is_fresh(&user)
-                    {
-                        refresh_list(client, connection, user, events).await?;
-                    }
+                let start = self.next_turn % self.users.len().max(1);
+                let due: Vec<UserId> = self.users[start..]
+                    .iter()
+                    .chain(&self.users[..start])
+                    .copied()
+                    .filter(|user| {
+                        !client.inner.list_reach.is_reached(user)
+                            && !client.inner.list_checks.is_fresh(user)
+                    })
+                    .take(LOOKUPS_PER_RETRY)
+                    .collect();
+                for user in due {
+                    refresh_list(client, connection, user, events).await?;
                 }
+                self.next_turn = start + LOOKUPS_PER_RETRY;
                 self.retry_at = Some(Instant::now() + LIST_RETRY_AFTER);
             }
             let fresh: Vec<UserId> = self

@@ -99,9 +99,7 @@ impl ClientStore {
             batch.finish()
         })
     }
-}
 
-impl ClientStore {
     /// Settles held-back envelopes in one transaction: those of `fresh` (users whose list
     /// was just fetched) go through the receive path again, delivered if the list now names
     /// their device and failed if not; those held longer than [`held::HELD_MAX_AGE`] are failed.
@@ -211,6 +209,7 @@ impl<'a> Batch<'a> {
             }
         }
     }
+
     fn status(&mut self, record: MessageRecord) {
         self.received.events.push(receipts::status_event(record));
     }

@@ -1,6 +1,6 @@
 //! A session's held-back envelopes: asking again for their senders' lists, then settling them.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, time::Duration};
 
 use tidings_protocol::{Envelope, RawEnvelope, Recipient, UserId};
 use tokio::{task::JoinHandle, time::Instant};
@@ -18,6 +18,11 @@ use crate::{
 /// Most lists asked for again at one retry (each lookup of a relay that is away takes its
 /// home relay seconds of retries): the users with held envelopes take turns past it.
 const LOOKUPS_PER_RETRY: usize = 4;
+
+/// Longest pause between two retries: the first comes [`LIST_RETRY_AFTER`] after a failed
+/// lookup, and each one that finds the relay still away doubles the pause up to this (a
+/// lookup at a relay that is away holds the session for seconds).
+const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 
 /// The senders of direct envelopes in a batch whose list was not fetched by the last lookup
 /// (the one just made for the batch, or, when it was skipped, an earlier one): an envelope
@@ -39,12 +44,13 @@ pub(crate) fn unreachable_senders(
 
 /// A session's held-back envelopes: whose they are, and when their lists are asked for
 /// again.
-#[derive(Default)]
 pub(crate) struct HeldBack {
     /// Users with held envelopes (at most [`crate::store::HELD_TOTAL`]).
     users: Vec<UserId>,
     /// When the lists not fetched are asked for again (and expired envelopes failed).
     retry_at: Option<Instant>,
+    /// The pause before the retry after the next one.
+    pause: Duration,
     /// Where in `users` the next retry starts asking (they take turns).
     next_turn: usize,
     /// Settling on the blocking pool; awaited again after a cancelled call, so its events
@@ -52,12 +58,26 @@ pub(crate) struct HeldBack {
     settling: Option<JoinHandle<Result<Received, StoreError>>>,
 }
 
+impl Default for HeldBack {
+    fn default() -> Self {
+        Self {
+            users: Vec::new(),
+            retry_at: None,
+            pause: LIST_RETRY_AFTER,
+            next_turn: 0,
+            settling: None,
+        }
+    }
+}
+
 impl HeldBack {
-    /// Adds users who now have held envelopes.
+    /// Adds users who now have held envelopes; a new one makes the retries start over from
+    /// the shortest pause.
     pub(crate) fn add(&mut self, users: &[UserId]) {
         for user in users {
             if !self.users.contains(user) {
                 self.users.push(*user);
+                self.pause = LIST_RETRY_AFTER;
             }
         }
     }
@@ -108,7 +128,8 @@ impl HeldBack {
                     refresh_list(client, connection, user, events).await?;
                 }
                 self.next_turn = start + LOOKUPS_PER_RETRY;
-                self.retry_at = Some(Instant::now() + LIST_RETRY_AFTER);
+                self.retry_at = Some(Instant::now() + self.pause);
+                self.pause = (self.pause * 2).min(RETRY_MAX);
             }
             let fresh: Vec<UserId> = self
                 .users
@@ -133,6 +154,7 @@ impl HeldBack {
         self.users.clone_from(&received.held_back);
         if self.users.is_empty() {
             self.retry_at = None;
+            self.pause = LIST_RETRY_AFTER;
         }
         Ok(Some(received))
     }

@@ -159,6 +159,7 @@ mod tests {
             sent_at_ms: now_ms(),
             kind: Kind::Message,
             body: b"never opened".to_vec(),
+            blobs: Default::default(),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod connection;
 mod error;
 pub mod events;
 mod list_checks;
+mod list_reach;
 pub mod net;
 pub mod store;
 
@@ -34,6 +35,7 @@ mod devices;
 mod flush;
 mod group_keys;
 mod group_sync;
+mod held_back;
 mod home;
 mod key_upload;
 mod olm_sessions;

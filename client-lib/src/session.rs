@@ -20,6 +20,7 @@ use crate::{
     events::{Event, typing_event},
     flush::{FlushReport, Flusher},
     group_sync::{changes_in, fill_group_gaps},
+    held_back::{HeldBack, unreachable_senders},
     home::refresh_home,
     key_upload::{publish_keys, top_up_keys},
     store::{MessageRecord, MessageStatus, Received, StoreError},
@@ -63,6 +64,8 @@ pub struct Session {
     /// When to flush again because entries wait, and the pause after that one.
     retry_at: Option<Instant>,
     retry_pause: Duration,
+    /// Envelopes held back until their senders' device lists can be fetched.
+    held: HeldBack,
 }
 
 impl Client {
@@ -84,6 +87,10 @@ impl Client {
             &mut session.events,
         )
         .await?;
+        // Envelopes held back in an earlier run: their senders' lists are asked for again.
+        let held = self.blocking(|inner| inner.store.held_back()).await?;
+        let users: Vec<UserId> = held.into_iter().map(|(user, _)| user).collect();
+        session.held.add(&users);
         Ok(session)
     }
 }
@@ -126,7 +133,24 @@ impl Session {
             caught_up: false,
             retry_at: None,
             retry_pause: RETRY_FIRST,
+            held: HeldBack::default(),
         }
+    }
+
+    /// Takes in what storing a batch (or settling held envelopes) produced.
+    fn absorb(&mut self, received: Received) {
+        self.events.extend(received.events);
+        self.groups_due.extend(received.groups_behind);
+        for user in received.lists_changed {
+            if !self.client.inner.list_checks.noticed(user) {
+                tracing::debug!(%user, "a device list notice inside the lookup gap");
+                continue;
+            }
+            if !self.lists_due.contains(&user) {
+                self.lists_due.push(user);
+            }
+        }
+        self.held.add(&received.held_back);
     }
 
     /// Queues a text for `who` and sends everything pending; returns the message with its
@@ -218,17 +242,7 @@ impl Session {
                     }
                 };
                 tracing::trace!(last, "stored a pushed batch");
-                self.events.extend(received.events);
-                self.groups_due.extend(received.groups_behind);
-                for user in received.lists_changed {
-                    if !self.client.inner.list_checks.noticed(user) {
-                        tracing::debug!(%user, "a device list notice inside the lookup gap");
-                        continue;
-                    }
-                    if !self.lists_due.contains(&user) {
-                        self.lists_due.push(user);
-                    }
-                }
+                self.absorb(received);
                 self.unacked = Some(last);
             }
             if let Some(last) = self.unacked {
@@ -254,6 +268,9 @@ impl Session {
                 refresh_list(&self.client, &self.connection, user, &mut self.events).await?;
                 self.lists_due.remove(0);
             }
+            if self.settle_held().await? {
+                continue;
+            }
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
             }
@@ -266,6 +283,9 @@ impl Session {
                     refresh_for_senders(&self.client, &self.connection, items, &mut self.events)
                         .await?;
                 }
+                // A sender whose list just came has their held envelopes taken first, so
+                // their messages keep the order they arrived in.
+                self.settle_held().await?;
                 if let Some(items) = self.unprocessed.take() {
                     self.storing = self.start_storing(items);
                 }
@@ -277,7 +297,11 @@ impl Session {
                 self.events.push_back(Event::CaughtUp);
                 continue;
             }
-            let push = match self.retry_at {
+            let wake = match (self.retry_at, self.held.wake_at()) {
+                (Some(retry), Some(held)) => Some(retry.min(held)),
+                (retry, held) => retry.or(held),
+            };
+            let push = match wake {
                 Some(at) => tokio::select! {
                     push = self.connection.next_push() => Some(push),
                     () = tokio::time::sleep_until(at) => None,
@@ -285,7 +309,9 @@ impl Session {
                 None => Some(self.connection.next_push().await),
             };
             let Some(push) = push else {
-                self.flush().await?;
+                if self.retry_at.is_some_and(|at| Instant::now() >= at) {
+                    self.flush().await?;
+                }
                 continue;
             };
             match push {
@@ -329,6 +355,25 @@ impl Session {
         Ok(events)
     }
 
+    /// Settles held-back envelopes if due (a list came, or the retry time did); whether
+    /// anything was settled. Replayed messages are stored: their receipts go out as for live
+    /// ones.
+    async fn settle_held(&mut self) -> Result<bool, ClientError> {
+        if !self.held.is_due(&self.client) {
+            return Ok(false);
+        }
+        let settled = self
+            .held
+            .settle(&self.client, &self.connection, &mut self.events)
+            .await?;
+        let Some(received) = settled else {
+            return Ok(false);
+        };
+        self.absorb(received);
+        self.flush_due = true;
+        Ok(true)
+    }
+
     /// Fetches the descriptor chains of groups another device of ours is in, and reports
     /// each group this device now holds.
     async fn fetch_synced_groups(&mut self) -> Result<(), ClientError> {
@@ -370,8 +415,11 @@ impl Session {
                 MailboxItem::Bounce(bounce) => bounces.push(bounce),
             }
         }
+        let unreachable = unreachable_senders(&self.client, &envelopes);
         let task = self.client.spawn_blocking(move |inner| {
-            inner.store.receive(&inner.identity, &envelopes, &bounces)
+            inner
+                .store
+                .receive_holding(&inner.identity, &envelopes, &bounces, &unreachable)
         });
         Some(Storing { last, items, task })
     }

@@ -337,6 +337,8 @@ pub(super) fn olm_open(
     // keeps its certificate): the session refreshed it before storing. Only when no list of
     // the account could be had at all (its home relay out of reach) does the certificate
     // binding below decide alone, as it did before lists, so mail is not lost meanwhile.
+    // NotListed is answered before anything is decrypted, so a caller that holds the envelope
+    // back while the list cannot be fetched (store/held.rs) can open it later unchanged.
     if device_lists::held(txn, &sender.user)
         .map_err(OpenError::Crypto)?
         .is_some_and(|list| !list.contains(&sender.device))

@@ -12,6 +12,7 @@ mod descriptors;
 mod device_lists;
 mod group_sessions;
 pub mod groups;
+mod held;
 mod history;
 mod history_sync;
 pub mod outbox;
@@ -32,6 +33,7 @@ use tidings_protocol::codec;
 
 pub use device_lists::ListUpdate;
 pub use groups::{KeyPlan, ReceiptCounts};
+pub use held::{HELD_MAX_AGE, HELD_PER_USER, HELD_TOTAL};
 pub use history_sync::HistorySync;
 pub use receive::Received;
 pub(crate) use seal::sign;
@@ -132,6 +134,7 @@ impl ClientStore {
             txn.open_table(GROUP_INBOUND)?;
             txn.open_table(GROUP_PENDING)?;
             txn.open_table(GROUP_RECEIPTS)?;
+            txn.open_table(HELD)?;
         }
         txn.commit()?;
         if found != schema::current() {

@@ -11,11 +11,11 @@ use tidings_protocol::{
 
 use super::{
     ClientStore, StoreError,
-    crypto::{CryptoState, olm_open},
+    crypto::{CryptoState, OpenError, olm_open},
     descriptors, device_lists,
     groups::{self, Opened},
-    history, history_sync, outbox, receipts, sync,
-    tables::{Direction, MessageRecord, MessageStatus, RECEIVED, received_key},
+    held, history, history_sync, outbox, receipts, sync,
+    tables::{Direction, HELD, MessageRecord, MessageStatus, RECEIVED, received_key},
 };
 use crate::events::Event;
 
@@ -30,15 +30,22 @@ pub struct Received {
     /// Users (ourselves included) who said their device list changed past the one held:
     /// ask for it again before encrypting to them next.
     pub lists_changed: Vec<UserId>,
+    /// Users whose device list could not be fetched who sent from a device their held list
+    /// does not name: envelopes of theirs are held back (after a receive, those held by it;
+    /// after settling held envelopes, everyone's still held). Ask for their lists again.
+    pub held_back: Vec<UserId>,
 }
 
 /// Work of one receive transaction.
-struct Batch<'a> {
+pub(super) struct Batch<'a> {
     txn: &'a WriteTransaction,
     state: CryptoState<'a>,
     received: Received,
     /// Delivered receipts to send, per author.
     delivered: Vec<(UserId, Vec<EnvelopeId>)>,
+    /// Users whose device list could not be fetched for this batch: an envelope from a
+    /// device their held list does not name is held back, not failed.
+    unreachable: &'a [UserId],
 }
 
 impl ClientStore {
@@ -50,13 +57,22 @@ impl ClientStore {
         envelopes: &[(Envelope, RawEnvelope)],
         bounces: &[Bounce],
     ) -> Result<Received, StoreError> {
+        self.receive_holding(identity, envelopes, bounces, &[])
+    }
+
+    /// As [`ClientStore::receive`], but a direct envelope from a device its account's held
+    /// list does not name is held back (within [`held::HELD_PER_USER`] and
+    /// [`held::HELD_TOTAL`]) when the account is one of `unreachable`, whose lists could not
+    /// be fetched for this batch; [`ClientStore::settle_held`] takes it up later.
+    pub fn receive_holding(
+        &self,
+        identity: &Identity,
+        envelopes: &[(Envelope, RawEnvelope)],
+        bounces: &[Bounce],
+        unreachable: &[UserId],
+    ) -> Result<Received, StoreError> {
         self.write(|txn| {
-            let mut batch = Batch {
-                txn,
-                state: CryptoState::new(identity),
-                received: Received::default(),
-                delivered: Vec::new(),
-            };
+            let mut batch = Batch::new(txn, identity, unreachable);
             for bounce in bounces {
                 let reason = format!("not delivered: {}", bounce.reason);
                 match history::find(txn, &bounce.id)? {
@@ -80,16 +96,120 @@ impl ClientStore {
                 txn.open_table(RECEIVED)?.insert(&key, now_ms())?;
                 batch.take(envelope, raw)?;
             }
-            for (author, ids) in std::mem::take(&mut batch.delivered) {
-                outbox::enqueue_receipts(txn, author, ReceiptStatus::Delivered, &ids)?;
+            batch.finish()
+        })
+    }
+
+    /// Settles held-back envelopes in one transaction: those of `fresh` (users whose list
+    /// was just fetched) go through the receive path again, delivered if the list now names
+    /// their device and failed if not; those held longer than [`held::HELD_MAX_AGE`] are failed.
+    /// The answer's `held_back` names the users whose envelopes are still held.
+    pub fn settle_held(
+        &self,
+        identity: &Identity,
+        fresh: &[UserId],
+    ) -> Result<Received, StoreError> {
+        self.write(|txn| {
+            let taken = held::take(txn, fresh, now_ms())?;
+            let mut batch = Batch::new(txn, identity, &[]);
+            for held::Taken { expired, envelope } in taken {
+                let opened = match envelope.open() {
+                    Ok(opened) => opened,
+                    Err(error) => {
+                        tracing::warn!(%error, "dropping a held-back envelope that does not verify");
+                        continue;
+                    }
+                };
+                if expired {
+                    let reason = format!(
+                        "device {} is not on its account's device list, which could not be \
+                         fetched for {} days",
+                        opened.sender.device,
+                        held::HELD_MAX_AGE.as_secs() / 86_400
+                    );
+                    tracing::info!(from = %opened.sender.user, id = %opened.id, %reason, "failing a held-back envelope");
+                    batch.fail(&opened, reason)?;
+                } else {
+                    batch.replay(&opened, &envelope)?;
+                }
             }
-            batch.state.save(txn)?;
-            Ok(batch.received)
+            let mut received = batch.finish()?;
+            received.held_back = held::held_counts(&txn.open_table(HELD)?)?
+                .into_iter()
+                .map(|(user, _)| user)
+                .collect();
+            Ok(received)
         })
     }
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    pub(super) fn new(
+        txn: &'a WriteTransaction,
+        identity: &'a Identity,
+        unreachable: &'a [UserId],
+    ) -> Self {
+        Self {
+            txn,
+            state: CryptoState::new(identity),
+            received: Received::default(),
+            delivered: Vec::new(),
+            unreachable,
+        }
+    }
+
+    /// Queues the delivered receipts and saves the crypto state; what the batch produced.
+    pub(super) fn finish(mut self) -> Result<Received, StoreError> {
+        for (author, ids) in std::mem::take(&mut self.delivered) {
+            outbox::enqueue_receipts(self.txn, author, ReceiptStatus::Delivered, &ids)?;
+        }
+        self.state.save(self.txn)?;
+        Ok(self.received)
+    }
+
+    /// Takes a held-back envelope again, as if it had just arrived (it was deduplicated
+    /// then).
+    pub(super) fn replay(
+        &mut self,
+        envelope: &Envelope,
+        raw: &RawEnvelope,
+    ) -> Result<(), StoreError> {
+        self.take(envelope, raw)
+    }
+
+    /// Records a direct envelope as failed, with why.
+    pub(super) fn fail(&mut self, envelope: &Envelope, reason: String) -> Result<(), StoreError> {
+        self.failed(envelope, None, reason)
+    }
+
+    /// An envelope from a device the held list does not name while the list cannot be
+    /// fetched: held back for later, or failed (why included) if a bound is reached.
+    fn hold(
+        &mut self,
+        envelope: &Envelope,
+        raw: &RawEnvelope,
+        not_listed: OpenError,
+    ) -> Result<(), StoreError> {
+        match held::hold(self.txn, envelope, raw)? {
+            Ok(()) => {
+                let user = envelope.sender.user;
+                tracing::info!(from = %user, device = %envelope.sender.device, "holding back an envelope until the sender's device list can be fetched");
+                if !self.received.held_back.contains(&user) {
+                    self.received.held_back.push(user);
+                }
+                Ok(())
+            }
+            Err(full) => {
+                tracing::info!(from = %envelope.sender.user, %full, "not holding back an envelope: failing it");
+                self.failed(
+                    envelope,
+                    None,
+                    format!("{not_listed} (not held back: {full})"),
+                )
+            }
+        }
+    }
+
     fn status(&mut self, record: MessageRecord) {
         self.received.events.push(receipts::status_event(record));
     }
@@ -142,6 +262,11 @@ impl Batch<'_> {
             (Recipient::Group(group), _) => self.group_message(envelope, raw, group),
             (Recipient::Direct(_), _) => match olm_open(self.txn, &mut self.state, envelope) {
                 Ok(sealed) => self.direct(envelope, sealed),
+                Err(reason @ OpenError::NotListed(_))
+                    if self.unreachable.contains(&envelope.sender.user) =>
+                {
+                    self.hold(envelope, raw, reason)
+                }
                 Err(reason) => self.failed(envelope, None, reason.to_string()),
             },
         }

@@ -45,6 +45,11 @@ pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// "duplicate".
 pub const RECEIVED: TableDefinition<&[u8; 48], u64> = TableDefinition::new("received_from");
 
+/// sender user ++ arrival number -> CBOR held-back envelope: a direct envelope from a device
+/// its account's held list does not name, kept while that list cannot be fetched (one user's
+/// come out in arrival order).
+pub const HELD: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("held_back");
+
 /// The [`RECEIVED`] key of an envelope.
 pub fn received_key(sender: &UserId, id: &EnvelopeId) -> [u8; 48] {
     let mut key = [0u8; 48];

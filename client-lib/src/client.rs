@@ -32,8 +32,6 @@ pub(crate) struct Inner {
     pub list_lookups: std::sync::atomic::AtomicU64,
     /// When each user's device list was last asked for.
     pub list_checks: crate::list_checks::ListChecks,
-    /// Whether each user's last device-list lookup fetched it (held-back envelopes).
-    pub list_reach: crate::list_reach::ListReach,
 }
 
 /// One user's device. Cheap to clone.
@@ -102,7 +100,6 @@ impl Client {
                 refused_lists: std::sync::atomic::AtomicU64::new(0),
                 list_lookups: std::sync::atomic::AtomicU64::new(0),
                 list_checks: crate::list_checks::ListChecks::default(),
-                list_reach: crate::list_reach::ListReach::default(),
             }),
         })
     }

@@ -35,13 +35,11 @@ pub(crate) async fn refresh_list(
     let fetched = match connection.call(GetDeviceList { user }).await {
         Ok(held) => {
             client.inner.list_checks.checked(user);
-            client.inner.list_reach.reached(user);
             held.list
         }
         Err(ConnectionError::Refused(answer)) => {
             tracing::info!(%user, %answer, "device list not available now");
             client.inner.list_checks.failed(user);
-            client.inner.list_reach.missed(user);
             None
         }
         Err(error) => return Err(error.into()),

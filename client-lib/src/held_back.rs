@@ -35,7 +35,7 @@ pub(crate) fn unreachable_senders(
         .iter()
         .filter(|(envelope, _)| matches!(envelope.recipient, Recipient::Direct(_)))
         .map(|(envelope, _)| envelope.sender.user)
-        .filter(|user| !client.inner.list_reach.is_reached(user))
+        .filter(|user| !client.inner.list_checks.is_reached(user))
         .collect();
     users.sort_unstable();
     users.dedup();
@@ -98,7 +98,7 @@ impl HeldBack {
             || self
                 .users
                 .iter()
-                .any(|user| client.inner.list_reach.is_reached(user))
+                .any(|user| client.inner.list_checks.is_reached(user))
     }
 
     /// Asks again for the lists not fetched whose retry time came (the list-check
@@ -119,7 +119,7 @@ impl HeldBack {
                     .chain(&self.users[..start])
                     .copied()
                     .filter(|user| {
-                        !client.inner.list_reach.is_reached(user)
+                        !client.inner.list_checks.is_reached(user)
                             && !client.inner.list_checks.is_fresh(user)
                     })
                     .take(LOOKUPS_PER_RETRY)
@@ -135,7 +135,7 @@ impl HeldBack {
                 .users
                 .iter()
                 .copied()
-                .filter(|user| client.inner.list_reach.is_reached(user))
+                .filter(|user| client.inner.list_checks.is_reached(user))
                 .collect();
             if !retry && fresh.is_empty() {
                 return Ok(None);

@@ -24,7 +24,6 @@ pub mod connection;
 mod error;
 pub mod events;
 mod list_checks;
-mod list_reach;
 pub mod net;
 pub mod store;
 

@@ -1,6 +1,7 @@
 //! When each user's device list was last asked for in this run (in memory): a list older
 //! than [`LIST_MAX_AGE`] is asked for again before it is used to send, and a contact's
-//! notices that their list changed start a lookup at most once per [`NOTICE_LOOKUP_GAP`].
+//! notices that their list changed start a lookup at most once per [`NOTICE_LOOKUP_GAP`],
+//! and whether the last lookup fetched the list (envelopes held back wait for that).
 
 use std::{
     collections::HashMap,
@@ -28,22 +29,24 @@ pub(crate) const NOTICE_LOOKUP_GAP: Duration = Duration::from_secs(10);
 /// counts as old and every notice starts a lookup).
 const MAX_CHECKED_USERS: usize = 4096;
 
-/// When each user's list was last asked for in this run, and when a notice last started it.
+/// When each user's list was last asked for in this run, whether that fetched it, and when a
+/// notice last started a lookup.
 #[derive(Debug, Default)]
 pub(crate) struct ListChecks(Mutex<Checks>);
 
 #[derive(Debug, Default)]
 struct Checks {
     asked: HashMap<UserId, Instant>,
+    reached: HashMap<UserId, bool>,
     noticed: HashMap<UserId, Instant>,
 }
 
-/// Puts `user` at `at` in `map`, forgetting everyone when it is full.
-fn remember(map: &mut HashMap<UserId, Instant>, user: UserId, at: Instant) {
-    if map.len() >= MAX_CHECKED_USERS {
+/// Puts `user` with `value` in `map`, forgetting everyone when it is full.
+fn remember<V>(map: &mut HashMap<UserId, V>, user: UserId, value: V) {
+    if map.len() >= MAX_CHECKED_USERS && !map.contains_key(&user) {
         map.clear();
     }
-    map.insert(user, at);
+    map.insert(user, value);
 }
 
 impl ListChecks {
@@ -56,10 +59,20 @@ impl ListChecks {
             .is_some_and(|at| at.elapsed() < LIST_MAX_AGE)
     }
 
-    /// Records that `user`'s list was just asked for.
+    /// Whether the last lookup of `user`'s list in this run fetched it.
+    pub(crate) fn is_reached(&self, user: &UserId) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|checks| checks.reached.get(user).copied())
+            .unwrap_or(false)
+    }
+
+    /// Records that `user`'s list was just asked for and fetched.
     pub(crate) fn checked(&self, user: UserId) {
         if let Ok(mut checks) = self.0.lock() {
             remember(&mut checks.asked, user, Instant::now());
+            remember(&mut checks.reached, user, true);
         }
     }
 
@@ -72,6 +85,7 @@ impl ListChecks {
                 .checked_sub(back)
                 .unwrap_or_else(Instant::now);
             remember(&mut checks.asked, user, at);
+            remember(&mut checks.reached, user, false);
         }
     }
 

@@ -9,6 +9,7 @@ use tidings_protocol::{
 use tidings_protocol::store::StoreError;
 
 use super::{
+    media::named_blobs,
     outcomes::{HandoffItem, NewEnvelope, Origin, StoreOutcome},
     tables::{self, OutboxMeta, SeenMark},
     txn::Tables,
@@ -148,6 +149,7 @@ impl Tables<'_> {
         self.mailbox
             .insert(&tables::mailbox_key(device, seq), stored.as_ref())?;
         self.dirty_cursors.insert(*device, cursor);
+        self.reference_media(&named_blobs(delivered))?;
         self.effects.publications.push(Publication {
             device: *device,
             seq,
@@ -273,17 +275,25 @@ impl Tables<'_> {
         let end = tables::mailbox_key(device, up_to);
         let mut blobs = Vec::new();
         let mut freed = 0u64;
+        let mut media = Vec::new();
         self.mailbox
             .retain_in::<&[u8; 40], _>(&start..=&end, |_, value| {
                 match tables::parse_blob_ref(value) {
                     Some(id) => blobs.push(id),
-                    None => freed += value.len() as u64,
+                    None => {
+                        freed += value.len() as u64;
+                        media.extend(named_blobs(value));
+                    }
                 }
                 false
             })?;
         for id in blobs {
+            if let Some(envelope) = self.blobs.get(&id)? {
+                media.extend(named_blobs(envelope.value()));
+            }
             freed += self.release_blob(&id)?;
         }
+        self.release_media(&media)?;
         let held = self.mailbox_size(device)?;
         self.dirty_bytes.insert(*device, held.saturating_sub(freed));
         let mut origins = Vec::new();

@@ -258,6 +258,7 @@ impl Tables<'_> {
             accepted_at_ms: self.now_ms,
         };
         self.outbox_meta.insert(seq, &meta.to_bytes())?;
+        self.reference_media(&named_blobs(&item.bytes))?;
         self.state.outbox_len += 1;
         let held = self.outbox_held_by(&item.sender)?;
         self.dirty_senders.insert(item.sender, held + 1);
@@ -361,6 +362,11 @@ impl Tables<'_> {
             return Ok(None);
         };
         let id = meta.id.as_bytes();
+        let media = match self.outbox_body.get(id)? {
+            Some(body) => named_blobs(body.value()),
+            None => Vec::new(),
+        };
+        self.release_media(&media)?;
         let refs = self
             .outbox_refs
             .get(id)?

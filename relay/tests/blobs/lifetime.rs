@@ -138,3 +138,71 @@ async fn an_unfinished_upload_expires_and_gives_its_quota_back() {
     assert!(partial_files(relay.dir.path()).is_empty());
     client.upload(&pseudo_random(80_000, 24)).await.unwrap();
 }
+
+#[tokio::test]
+async fn group_mailbox_entries_and_outbox_entries_each_hold_a_reference() {
+    use tidings_protocol::{Envelope, EnvelopeId, Kind, Recipient, UserId, group::Role};
+
+    use crate::common::{genesis, group_envelope, member};
+
+    let relay = start_tweaked(
+        |config| {
+            collect_at_once(config);
+            config.federation.undeliverable_after_secs = 2;
+        },
+        None,
+    )
+    .await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::registered(&address).await;
+    let mut bob = RawDevice::registered(&address).await;
+    // A member nobody can find: its entries wait in the outbox until they bounce.
+    let elsewhere = UserId::from_bytes([0xfe; 32]);
+    let list = vec![
+        member(alice.address().user, Role::Admin),
+        member(bob.address().user, Role::Member),
+        member(elsewhere, Role::Member),
+    ];
+    let v1 = genesis(&alice.account, list);
+    let group = v1.descriptor.group;
+    let control = group_envelope(&alice, group, Kind::GroupControl, v1.encode());
+    assert_eq!(sent(&mut alice, control).await, SendOutcome::Accepted);
+    bob.drain().await;
+
+    let mut client = BlobClient::of(&alice, &address);
+    let bytes = pseudo_random(50_000, 25);
+    let id = BlobId::of(&bytes);
+    client.upload(&bytes).await.unwrap();
+    let raw = Envelope {
+        id: EnvelopeId::random(),
+        sender: alice.address(),
+        recipient: Recipient::Group(group),
+        sent_at_ms: 1,
+        kind: Kind::Message,
+        body: b"a video".to_vec(),
+        blobs: BoundedVec::new(vec![BlobRef {
+            id,
+            relay: relay.relay.peer_id().to_string(),
+            size: bytes.len() as u64,
+        }])
+        .unwrap(),
+    }
+    .sign(&alice.device);
+    assert_eq!(sent(&mut alice, raw).await, SendOutcome::Accepted);
+    assert_eq!(relay.relay.collect_blob_garbage().await.unwrap(), (0, 0));
+    // Bob takes his copy; the outbox entry still holds the blob.
+    assert_eq!(bob.drain().await.len(), 1);
+    assert_eq!(relay.relay.collect_blob_garbage().await.unwrap(), (0, 0));
+    assert_eq!(client.download(id, 0).await.unwrap(), bytes);
+    // The outbox entry bounces: the last reference goes.
+    let mut collected = (0, 0);
+    for _ in 0..300 {
+        collected = relay.relay.collect_blob_garbage().await.unwrap();
+        if collected.0 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(collected, (1, 0), "collected once the outbox entry went");
+    assert!(blob_files(relay.dir.path()).is_empty());
+}

@@ -27,6 +27,8 @@ pub struct BlobsConfig {
     pub max_transfers: usize,
     /// Most blob transfers one device may have served at once.
     pub max_transfers_per_device: usize,
+    /// Blob bytes per second served to one other relay fetching blobs from here.
+    pub federation_bytes_per_sec: u64,
 }
 
 impl Default for BlobsConfig {
@@ -40,13 +42,18 @@ impl Default for BlobsConfig {
             gc_interval_secs: 600,
             max_transfers: 64,
             max_transfers_per_device: 4,
+            federation_bytes_per_sec: 32 * 1024 * 1024,
         }
     }
 }
 
 impl BlobsConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let at_least_one: [(&'static str, u64); 3] = [
+        let at_least_one: [(&'static str, u64); 4] = [
+            (
+                "blobs.federation_bytes_per_sec",
+                self.federation_bytes_per_sec,
+            ),
             ("blobs.gc_interval_secs", self.gc_interval_secs),
             ("blobs.max_transfers", self.max_transfers as u64),
             (

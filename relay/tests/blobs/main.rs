@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod federation;
 mod lifetime;
 mod refusals;
 mod transfers;

@@ -7,6 +7,7 @@ mod common;
 
 mod federation;
 mod lifetime;
+mod recovery;
 mod refusals;
 mod transfers;
 

@@ -158,6 +158,13 @@ pub struct BlobStream {
 }
 
 impl BlobStream {
+    /// Sends the request frame; false if the relay dropped the stream already.
+    pub async fn try_request(&mut self, request: &BlobRequest) -> bool {
+        framing::write_frame(&mut self.writer, request)
+            .await
+            .is_ok()
+    }
+
     pub async fn request(&mut self, request: &BlobRequest) {
         framing::write_frame(&mut self.writer, request)
             .await

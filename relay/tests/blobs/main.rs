@@ -6,6 +6,7 @@
 mod common;
 
 mod federation;
+mod hostile;
 mod lifetime;
 mod recovery;
 mod refusals;

@@ -84,6 +84,16 @@ pub struct MediaIndex {
     pub uploads: Vec<(UserId, BlobId, MediaUpload)>,
 }
 
+/// Decodes a `media_blobs` value (reached by the fuzz checks through the store module).
+pub(crate) fn decode_media_blob(bytes: &[u8]) -> Result<MediaBlob, StoreError> {
+    decode("media_blobs", bytes)
+}
+
+/// Decodes a `media_uploads` value.
+pub(crate) fn decode_media_upload(bytes: &[u8]) -> Result<MediaUpload, StoreError> {
+    decode("media_uploads", bytes)
+}
+
 fn decode<T: serde::de::DeserializeOwned>(
     table: &'static str,
     bytes: &[u8],
@@ -94,7 +104,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 impl Tables<'_> {
     fn media_blob(&self, id: &BlobId) -> Result<Option<MediaBlob>, StoreError> {
         match self.media_blobs.get(id.as_bytes())? {
-            Some(bytes) => decode("media_blobs", bytes.value()).map(Some),
+            Some(bytes) => decode_media_blob(bytes.value()).map(Some),
             None => Ok(None),
         }
     }
@@ -110,7 +120,7 @@ impl Tables<'_> {
             .media_uploads
             .get(&tables::media_upload_key(user, id))?
         {
-            Some(bytes) => decode("media_uploads", bytes.value()).map(Some),
+            Some(bytes) => decode_media_upload(bytes.value()).map(Some),
             None => Ok(None),
         }
     }

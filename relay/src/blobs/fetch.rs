@@ -171,7 +171,7 @@ impl Fetcher {
         };
         let start = blobs
             .store()
-            .begin_media_upload(FETCHED, id, size, u64::MAX)
+            .begin_media_upload(FETCHED, id, size, u64::MAX, blobs.config().grace_ms())
             .await
             .map_err(|error| failed(error.into()))?;
         if start == UploadStart::Stored {

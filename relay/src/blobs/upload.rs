@@ -49,10 +49,10 @@ impl Transfer {
             .await;
             return TransferOutcome::Refused;
         };
-        let quota = config.user_quota_bytes;
+        let (quota, grace) = (config.user_quota_bytes, config.grace_ms());
         let start = match blobs
             .store()
-            .begin_media_upload(user, id, size, quota)
+            .begin_media_upload(user, id, size, quota, grace)
             .await
         {
             Ok(start) => start,

@@ -153,8 +153,14 @@ impl Tables<'_> {
         id: &BlobId,
         size: u64,
         quota: u64,
+        grace_ms: u64,
     ) -> Result<UploadStart, StoreError> {
-        if self.media_blob(id)?.is_some() {
+        if let Some(mut blob) = self.media_blob(id)? {
+            // The second sender needs the same time to send its message as the first did.
+            blob.grace_until_ms = blob
+                .grace_until_ms
+                .max(self.now_ms.saturating_add(grace_ms));
+            self.put_media_blob(id, &blob)?;
             return Ok(UploadStart::Stored);
         }
         if let Some(upload) = self.media_upload(user, id)? {
@@ -327,16 +333,19 @@ fn read_index(db: &Database) -> Result<MediaIndex, StoreError> {
 
 impl Store {
     /// Starts (or finds) `user`'s upload of `id`, charging `size` to their account within
-    /// `quota` for a new one.
+    /// `quota` for a new one. A blob held already is kept at least `grace_ms` from now.
     pub async fn begin_media_upload(
         &self,
         user: UserId,
         id: BlobId,
         size: u64,
         quota: u64,
+        grace_ms: u64,
     ) -> Result<UploadStart, StoreError> {
-        self.write(1, move |t| t.begin_media_upload(&user, &id, size, quota))
-            .await
+        self.write(1, move |t| {
+            t.begin_media_upload(&user, &id, size, quota, grace_ms)
+        })
+        .await
     }
 
     /// Records that `have` bytes of an upload's partial file are durable.

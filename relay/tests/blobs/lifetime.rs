@@ -239,3 +239,42 @@ async fn a_message_stored_before_its_blob_arrived_still_holds_it() {
     }
     assert_eq!(collected, (1, 0));
 }
+
+#[tokio::test]
+async fn uploading_a_held_blob_again_gives_its_sender_the_grace_time_too() {
+    let relay = start_tweaked(
+        |config| {
+            config.blobs.retention_days = 1;
+            config.blobs.upload_grace_hours = 0;
+        },
+        None,
+    )
+    .await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let first = RawDevice::registered(&address).await;
+    let again = pseudo_random(20_000, 27);
+    let alone = pseudo_random(20_000, 28);
+    let mut client = BlobClient::of(&first, &address);
+    client.upload(&again).await.unwrap();
+    client.upload(&alone).await.unwrap();
+    client.close();
+    let crate::common::TestRelay { dir, relay } = relay;
+    relay.shutdown().await;
+
+    // Now both are past their grace and retention.
+    let relay = crate::common::restart_tweaked(dir.path(), |config| {
+        config.blobs.retention_days = 0;
+        config.blobs.upload_grace_hours = 1;
+        config.blobs.gc_interval_secs = 3600;
+    })
+    .await;
+    let address = relay.tcp_dial_addr().unwrap();
+    let second = RawDevice::registered(&address).await;
+    let mut client = BlobClient::of(&second, &address);
+    let (answer, _stream) = client.start_upload(&again).await;
+    assert_eq!(answer, tidings_protocol::BlobAnswer::Stored);
+    assert_eq!(relay.collect_blob_garbage().await.unwrap(), (1, 0));
+    assert_eq!(blob_files(dir.path()), vec![BlobId::of(&again).to_string()]);
+    assert_eq!(client.download(BlobId::of(&again), 0).await.unwrap(), again);
+    relay.shutdown().await;
+}

@@ -95,3 +95,28 @@ impl BlobsConfig {
         self.partial_expiry_hours.saturating_mul(3600 * 1000)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::RelayConfig;
+
+    #[test]
+    fn blob_settings_are_written_read_back_and_checked() {
+        let mut config = RelayConfig::default();
+        config.blobs.user_quota_bytes = 5;
+        config.blobs.retention_days = 0;
+        assert_eq!(
+            RelayConfig::parse(&config.to_commented_toml()),
+            Ok(config.clone())
+        );
+        assert!(config.validate().is_ok());
+        config.blobs.max_transfers_per_device = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("blobs.max_transfers_per_device"), "{error}");
+        config.blobs.max_transfers_per_device = 1;
+        config.blobs.max_blob_bytes = tidings_protocol::blob::MAX_BLOB_BYTES + 1;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("blobs.max_blob_bytes"), "{error}");
+        assert_eq!(config.blobs.grace_ms(), 24 * 3600 * 1000);
+    }
+}

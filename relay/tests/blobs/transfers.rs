@@ -36,6 +36,25 @@ async fn an_uploaded_blob_downloads_byte_equal_whole_and_from_an_offset() {
         metrics.transfers(Direction::Download, TransferOutcome::Done),
         3
     );
+    let text = relay.relay.metrics().render();
+    let series = |name: &str, labels: &[&str]| crate::common::metric(&text, name, labels);
+    let upload = ["direction=\"Upload\""];
+    assert_eq!(
+        series(
+            "tidings_blob_transfers_total",
+            &[upload[0], "outcome=\"Done\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        series("tidings_blob_bytes_total", &upload),
+        Some(bytes.len() as f64)
+    );
+    assert_eq!(series("tidings_blobs_stored", &[]), Some(1.0));
+    assert_eq!(
+        series("tidings_blobs_stored_bytes", &[]),
+        Some(bytes.len() as f64)
+    );
 }
 
 #[tokio::test]

@@ -165,8 +165,15 @@ async fn a_relay_restart_mid_upload_loses_nothing_and_the_upload_resumes() {
     for chunk in bytes[..sent].chunks(MAX_BLOB_DATA_BYTES) {
         assert!(stream.send(chunk).await);
     }
-    // The relay stops with the stream still open.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The relay stops with the stream still open, once the bytes sent are in.
+    let metrics = &relay.relay.metrics().blobs;
+    for _ in 0..200 {
+        if metrics.bytes_total(Direction::Upload) == sent as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.bytes_total(Direction::Upload), sent as u64);
     let crate::common::TestRelay { dir, relay } = relay;
     relay.shutdown().await;
     drop(stream);

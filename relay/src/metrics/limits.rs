@@ -9,6 +9,10 @@ pub enum StreamKind {
     Client,
     /// `/tidings/federation/2`, from other relays.
     Federation,
+    /// `/tidings/blob/1`, blob transfers from devices.
+    Blob,
+    /// `/tidings/blob-federation/1`, blob fetches from other relays.
+    BlobFederation,
 }
 
 /// Why a stream was refused or closed early, as a label.

@@ -261,6 +261,7 @@ pub(super) fn olm_seal(
 ) -> Result<RawEnvelope, StoreError> {
     let identity = state.identity;
     let keys = sender_keys(txn, state)?;
+    let blobs = super::seal::blobs_of(&payload);
     let plaintext = Sealed {
         id,
         from: identity.address(),
@@ -279,7 +280,7 @@ pub(super) fn olm_seal(
         sent_at_ms: now_ms(),
         kind,
         body: body.encode(),
-        blobs: Default::default(),
+        blobs,
     };
     Ok(identity.sign_envelope(&envelope))
 }

@@ -96,6 +96,7 @@ fn record_of(item: HistoryItem) -> MessageRecord {
         sent_at_ms: item.sent_at_ms,
         stored_at_ms: now_ms(),
         status,
+        media: None,
     }
 }
 
@@ -356,6 +357,7 @@ mod tests {
             sent_at_ms,
             stored_at_ms: now_ms(),
             status: MessageStatus::Received,
+            media: None,
         }
     }
 

@@ -23,6 +23,7 @@ mod sync;
 pub mod tables;
 #[cfg(test)]
 mod tests;
+pub mod uploads;
 
 use std::path::Path;
 
@@ -132,6 +133,7 @@ impl ClientStore {
             txn.open_table(GROUP_INBOUND)?;
             txn.open_table(GROUP_PENDING)?;
             txn.open_table(GROUP_RECEIPTS)?;
+            txn.open_table(UPLOADS)?;
         }
         txn.commit()?;
         if found != schema::current() {

@@ -168,6 +168,7 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
         sent_at_ms: 1,
         stored_at_ms: 2,
         status: MessageStatus::Failed("unknown_recipient".into()),
+        media: None,
     };
     out.cbor(t, "message", &message);
     let encrypted = OutboxEntry {

@@ -1,0 +1,303 @@
+//! Sending a file (seal, upload or reuse an earlier upload, queue the media message),
+//! forwarding one by reference, and saving a received one (download, check, open).
+
+use std::path::{Path, PathBuf};
+
+use tidings_keys::media::{MediaKey, cipher_size};
+use tidings_protocol::{
+    BlobId, BlobRef, EnvelopeId,
+    blob::MAX_BLOB_BYTES,
+    limits::MAX_TEXT_BYTES,
+    media::{MAX_MEDIA_NAME_BYTES, MEDIA_CHUNK, MediaMessage},
+};
+
+use super::{
+    INCOMING_DIR, MediaError, OUTGOING_DIR,
+    crypt::{blob_id_of, open_file, plain_digest, seal_file},
+    kind_of,
+    transfer::{BlobLink, Progress},
+};
+use crate::{
+    client::{Client, relay_peer},
+    error::ClientError,
+    session::Session,
+    store::{MessageRecord, tables::UploadRecord},
+};
+
+/// What sending a file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentFile {
+    /// The message, with its status (✓ once the relay holds it).
+    pub record: MessageRecord,
+    /// Whether the file's bytes went up now (false: an earlier upload was reused).
+    pub uploaded: bool,
+}
+
+/// A file sealed for sending, found or made.
+struct Prepared {
+    digest: [u8; 32],
+    record: UploadRecord,
+    sealed: PathBuf,
+}
+
+impl Client {
+    /// The way to the home relay's blob protocol.
+    pub(crate) async fn blob_link(&self) -> Result<BlobLink, ClientError> {
+        let address = self.relay_addr()?.ok_or(ClientError::NotRegistered)?;
+        let relay = relay_peer(&address).ok_or(ClientError::NotRegistered)?;
+        let network = self.network().await?.clone();
+        Ok(BlobLink::new(network, relay, address))
+    }
+
+    /// Runs file work on the blocking pool.
+    async fn blocking_files<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Client) -> Result<T, ClientError> + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let client = self.clone();
+        tokio::task::spawn_blocking(move || work(&client))
+            .await
+            .map_err(|_| ClientError::Cancelled)?
+    }
+
+    /// Seals `path` under a fresh key and uploads it to the home relay, or reuses an
+    /// earlier upload of the same bytes (an interrupted one resumes); returns the media
+    /// message to send and whether bytes went up now.
+    pub async fn upload_file(
+        &self,
+        path: &Path,
+        caption: Option<&str>,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(MediaMessage, bool), ClientError> {
+        if let Some(caption) = caption
+            && caption.len() > MAX_TEXT_BYTES
+        {
+            return Err(ClientError::TextTooLong(caption.len()));
+        }
+        let name = file_name(path)?;
+        let (kind, mime) = kind_of(path);
+        let link = self.blob_link().await?;
+        let relay = link.relay().to_string();
+        let input = path.to_path_buf();
+        let prepared = self
+            .blocking_files(move |client| prepare(client, &input, relay))
+            .await?;
+        let uploaded = !prepared.record.uploaded;
+        if uploaded {
+            let blob = &prepared.record.blob;
+            link.upload(&prepared.sealed, blob.id, blob.size, progress)
+                .await
+                .map_err(MediaError::from)?;
+            let Prepared {
+                digest,
+                mut record,
+                sealed,
+            } = prepared;
+            record.uploaded = true;
+            let done = record.clone();
+            self.blocking_files(move |client| {
+                client.store().save_upload(&digest, &done)?;
+                // The relay holds it now; a later send of the file reuses the blob.
+                let _ = std::fs::remove_file(&sealed);
+                Ok(())
+            })
+            .await?;
+            return Ok((media_message(record, name, kind, mime, caption), true));
+        }
+        let size = prepared.record.blob.size;
+        progress(Progress {
+            done: size,
+            total: size,
+        });
+        Ok((
+            media_message(prepared.record, name, kind, mime, caption),
+            false,
+        ))
+    }
+
+    /// Downloads, checks and opens the media of message `id` into `path` (a directory:
+    /// the file's own name inside it); returns where it was saved. Resumes an interrupted
+    /// download; the file appears only once whole and verified.
+    pub async fn save_media(
+        &self,
+        id: EnvelopeId,
+        path: &Path,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<PathBuf, ClientError> {
+        let media = self.media_of(id)?;
+        if media.chunk != MEDIA_CHUNK {
+            return Err(MediaError::ChunkSize(media.chunk).into());
+        }
+        let target = if path.is_dir() {
+            path.join(&media.name)
+        } else {
+            path.to_path_buf()
+        };
+        let link = self.blob_link().await?;
+        let home = link.relay().to_string();
+        let origin = (media.blob.relay != home).then(|| media.blob.relay.clone());
+        let incoming = self.data_dir().join(INCOMING_DIR);
+        std::fs::create_dir_all(&incoming).map_err(MediaError::io(&incoming))?;
+        let partial = incoming.join(format!("{}.part", media.blob.id));
+        link.download(media.blob.id, origin, media.blob.size, &partial, progress)
+            .await
+            .map_err(MediaError::from)?;
+        let saved = target.clone();
+        self.blocking_files(move |_| {
+            let opened = check_and_open(&media, &partial, &saved);
+            // Whole and checked, or not this blob: either way a retry downloads anew.
+            let _ = std::fs::remove_file(&partial);
+            Ok(opened?)
+        })
+        .await?;
+        Ok(target)
+    }
+
+    /// The media of a stored message.
+    fn media_of(&self, id: EnvelopeId) -> Result<MediaMessage, ClientError> {
+        let record = self
+            .store()
+            .message(&id)?
+            .ok_or(MediaError::UnknownMessage(id))?;
+        Ok(*record.media.ok_or(MediaError::NotMedia(id))?)
+    }
+}
+
+impl Session {
+    /// Sends the file at `path` to `who` (a contact or a group), with an optional caption:
+    /// seals it, uploads it to the home relay (or reuses an earlier upload of the same
+    /// file), then sends the media message. `progress` follows the upload.
+    pub async fn send_file(
+        &mut self,
+        who: &str,
+        path: &Path,
+        caption: Option<&str>,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<SentFile, ClientError> {
+        let conversation = self.client().conversation(who)?;
+        let (media, uploaded) = self
+            .client()
+            .upload_file(path, caption, &mut progress)
+            .await?;
+        let me = self.client().user_id();
+        let record = self
+            .client()
+            .blocking(move |inner| inner.store.queue_media(me, conversation, media))
+            .await?;
+        let record = self.flush_and_find(record).await?;
+        Ok(SentFile { record, uploaded })
+    }
+
+    /// Forwards the media of message `id` to `who` (a contact or a group): the same blob
+    /// and key, nothing uploaded again.
+    pub async fn forward(
+        &mut self,
+        id: EnvelopeId,
+        who: &str,
+    ) -> Result<MessageRecord, ClientError> {
+        let media = self.client().media_of(id)?;
+        let conversation = self.client().conversation(who)?;
+        let me = self.client().user_id();
+        let record = self
+            .client()
+            .blocking(move |inner| inner.store.queue_media(me, conversation, media))
+            .await?;
+        self.flush_and_find(record).await
+    }
+}
+
+/// Finds or makes the sealed file for `input` (blocking).
+fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, ClientError> {
+    let outgoing = client.data_dir().join(OUTGOING_DIR);
+    std::fs::create_dir_all(&outgoing).map_err(MediaError::io(&outgoing))?;
+    let (digest, plain_size) = plain_digest(input)?;
+    if cipher_size(plain_size) > MAX_BLOB_BYTES {
+        return Err(MediaError::TooLarge {
+            size: plain_size,
+            max: MAX_BLOB_BYTES,
+        }
+        .into());
+    }
+    let sealed = outgoing.join(format!("{}.blob", BlobId::from_bytes(digest)));
+    let held = client.store().upload_record(&digest)?;
+    if let Some(record) = held {
+        let sealed_whole =
+            std::fs::metadata(&sealed).is_ok_and(|meta| meta.len() == record.blob.size);
+        if record.uploaded || sealed_whole {
+            return Ok(Prepared {
+                digest,
+                record,
+                sealed,
+            });
+        }
+    }
+    let key = MediaKey::generate();
+    let made = seal_file(&key, input, &sealed)?;
+    let record = UploadRecord {
+        blob: BlobRef {
+            id: made.blob,
+            relay,
+            size: made.cipher_size,
+        },
+        key: *key.key_bytes(),
+        nonce: *key.nonce(),
+        plain_size: made.plain_size,
+        uploaded: false,
+    };
+    client.store().save_upload(&digest, &record)?;
+    Ok(Prepared {
+        digest,
+        record,
+        sealed,
+    })
+}
+
+/// Checks downloaded ciphertext against the blob id and opens it into `target` (blocking).
+fn check_and_open(media: &MediaMessage, partial: &Path, target: &Path) -> Result<(), MediaError> {
+    let got = blob_id_of(partial)?;
+    if got != media.blob.id {
+        return Err(MediaError::Mismatch {
+            expected: media.blob.id,
+            got,
+        });
+    }
+    let key = MediaKey::from_parts(media.key, media.nonce);
+    open_file(&key, partial, target)?;
+    Ok(())
+}
+
+/// The media message for a sealed, uploaded file.
+fn media_message(
+    record: UploadRecord,
+    name: String,
+    kind: tidings_protocol::media::MediaKind,
+    mime: &str,
+    caption: Option<&str>,
+) -> MediaMessage {
+    MediaMessage {
+        blob: record.blob,
+        key: record.key,
+        nonce: record.nonce,
+        chunk: MEDIA_CHUNK,
+        size: record.plain_size,
+        name,
+        mime: mime.to_string(),
+        kind,
+        thumbnail: None,
+        caption: caption.map(str::to_string),
+    }
+}
+
+/// The file's name, cut to what a media message carries.
+fn file_name(path: &Path) -> Result<String, MediaError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| MediaError::NoFileName(path.to_path_buf()))?
+        .to_string_lossy()
+        .replace(['\\', '\0'], "_");
+    let mut end = name.len().min(MAX_MEDIA_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Ok(name[..end].to_string())
+}

@@ -386,7 +386,7 @@ const UNNAMED_BLOB: &str = "the media names a blob its envelope header does not"
 
 /// Whether the envelope's signed header names the blob a media message refers to.
 fn named_in_header(envelope: &Envelope, media: &MediaMessage) -> bool {
-    envelope.blobs.iter().any(|blob| *blob == media.blob)
+    envelope.blobs.contains(&media.blob)
 }
 
 /// A line saying what a change did, for the history.

@@ -12,7 +12,7 @@ use tidings_protocol::{
 
 use super::{
     ClientStore, StoreError,
-    crypto::{CryptoState, olm_seal},
+    crypto::{CryptoState, blobs_of, olm_seal},
     decode, encode,
     tables::{
         Conversation, GROUP_OUTBOUND, OUTBOX, OutboundGroup, OutboxContent, OutboxEntry, SealedCopy,
@@ -110,16 +110,6 @@ fn sign_naming(
         body,
         blobs,
     })
-}
-
-/// The blobs a payload refers to, for its envelope's header.
-pub(super) fn blobs_of(payload: &Payload) -> BoundedVec<BlobRef, MAX_BLOBS_PER_ENVELOPE> {
-    match payload {
-        Payload::Media { media } | Payload::SentMedia { media, .. } => {
-            BoundedVec::new(vec![media.blob.clone()]).unwrap_or_default()
-        }
-        _ => BoundedVec::default(),
-    }
 }
 
 /// Encrypts a group payload with this device's sending session for the group.

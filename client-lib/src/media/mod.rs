@@ -4,6 +4,7 @@
 
 mod crypt;
 mod send;
+mod thumbnail;
 pub mod transfer;
 
 use std::{

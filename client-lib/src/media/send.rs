@@ -8,13 +8,14 @@ use tidings_protocol::{
     BlobId, BlobRef, EnvelopeId,
     blob::MAX_BLOB_BYTES,
     limits::MAX_TEXT_BYTES,
-    media::{MAX_MEDIA_NAME_BYTES, MEDIA_CHUNK, MediaMessage},
+    media::{MAX_MEDIA_NAME_BYTES, MEDIA_CHUNK, MediaKind, MediaMessage},
 };
 
 use super::{
     INCOMING_DIR, MediaError, OUTGOING_DIR,
     crypt::{blob_id_of, open_file, plain_digest, seal_file},
     kind_of,
+    thumbnail::thumbnail,
     transfer::{BlobLink, Progress},
 };
 use crate::{
@@ -79,9 +80,23 @@ impl Client {
         let link = self.blob_link().await?;
         let relay = link.relay().to_string();
         let input = path.to_path_buf();
-        let prepared = self
-            .blocking_files(move |client| prepare(client, &input, relay))
+        let (prepared, thumbnail) = self
+            .blocking_files(move |client| {
+                let prepared = prepare(client, &input, relay)?;
+                let thumbnail = match kind {
+                    MediaKind::Image => thumbnail(&input),
+                    _ => None,
+                };
+                Ok((prepared, thumbnail))
+            })
             .await?;
+        let describe = Describe {
+            name,
+            kind,
+            mime,
+            thumbnail,
+            caption: caption.map(str::to_string),
+        };
         let uploaded = !prepared.record.uploaded;
         if uploaded {
             let blob = &prepared.record.blob;
@@ -102,17 +117,14 @@ impl Client {
                 Ok(())
             })
             .await?;
-            return Ok((media_message(record, name, kind, mime, caption), true));
+            return Ok((describe.message(record), true));
         }
         let size = prepared.record.blob.size;
         progress(Progress {
             done: size,
             total: size,
         });
-        Ok((
-            media_message(prepared.record, name, kind, mime, caption),
-            false,
-        ))
+        Ok((describe.message(prepared.record), false))
     }
 
     /// Downloads, checks and opens the media of message `id` into `path` (a directory:
@@ -266,25 +278,30 @@ fn check_and_open(media: &MediaMessage, partial: &Path, target: &Path) -> Result
     Ok(())
 }
 
-/// The media message for a sealed, uploaded file.
-fn media_message(
-    record: UploadRecord,
+/// What a media message says about its file, besides the blob and key.
+struct Describe {
     name: String,
-    kind: tidings_protocol::media::MediaKind,
-    mime: &str,
-    caption: Option<&str>,
-) -> MediaMessage {
-    MediaMessage {
-        blob: record.blob,
-        key: record.key,
-        nonce: record.nonce,
-        chunk: MEDIA_CHUNK,
-        size: record.plain_size,
-        name,
-        mime: mime.to_string(),
-        kind,
-        thumbnail: None,
-        caption: caption.map(str::to_string),
+    kind: MediaKind,
+    mime: &'static str,
+    thumbnail: Option<Vec<u8>>,
+    caption: Option<String>,
+}
+
+impl Describe {
+    /// The media message for a sealed, uploaded file.
+    fn message(self, record: UploadRecord) -> MediaMessage {
+        MediaMessage {
+            blob: record.blob,
+            key: record.key,
+            nonce: record.nonce,
+            chunk: MEDIA_CHUNK,
+            size: record.plain_size,
+            name: self.name,
+            mime: self.mime.to_string(),
+            kind: self.kind,
+            thumbnail: self.thumbnail,
+            caption: self.caption,
+        }
     }
 }
 

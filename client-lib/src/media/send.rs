@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tidings_keys::media::{MediaKey, cipher_size};
 use tidings_protocol::{
-    BlobId, BlobRef, EnvelopeId,
+    BlobId, BlobRef, EnvelopeId, ErrorCode,
     blob::MAX_BLOB_BYTES,
     limits::MAX_TEXT_BYTES,
     media::{MAX_MEDIA_NAME_BYTES, MEDIA_CHUNK, MediaKind, MediaMessage},
@@ -16,7 +16,7 @@ use super::{
     crypt::{blob_id_of, open_file, plain_digest, seal_file},
     kind_of,
     thumbnail::thumbnail,
-    transfer::{BlobLink, Progress},
+    transfer::{BlobLink, Progress, TransferError},
 };
 use crate::{
     client::{Client, relay_peer},
@@ -100,9 +100,18 @@ impl Client {
         let uploaded = !prepared.record.uploaded;
         if uploaded {
             let blob = &prepared.record.blob;
-            link.upload(&prepared.sealed, blob.id, blob.size, progress)
+            if let Err(error) = link
+                .upload(&prepared.sealed, blob.id, blob.size, progress)
                 .await
-                .map_err(MediaError::from)?;
+            {
+                if let TransferError::Refused(answer) = &error
+                    && answer.code == ErrorCode::HashMismatch
+                {
+                    // The sealed copy on disk is not what was recorded: seal anew next time.
+                    let _ = std::fs::remove_file(&prepared.sealed);
+                }
+                return Err(MediaError::from(error).into());
+            }
             let Prepared {
                 digest,
                 mut record,

@@ -241,10 +241,19 @@ fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, Cli
     }
     let sealed = outgoing.join(format!("{}.blob", BlobId::from_bytes(digest)));
     let held = client.store().upload_record(&digest)?;
-    if let Some(record) = held {
+    if let Some(mut record) = held {
         let sealed_whole =
             std::fs::metadata(&sealed).is_ok_and(|meta| meta.len() == record.blob.size);
-        if record.uploaded || sealed_whole {
+        if !record.uploaded && sealed_whole {
+            // Resumed at the home relay of now (it may have moved since).
+            record.blob.relay = relay;
+            return Ok(Prepared {
+                digest,
+                record,
+                sealed,
+            });
+        }
+        if record.uploaded {
             return Ok(Prepared {
                 digest,
                 record,

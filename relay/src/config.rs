@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 /// File name of the configuration inside the data dir.
 pub const CONFIG_FILE: &str = "relay.toml";
 
+mod blobs;
 mod limits;
 mod peers;
 mod template;
 
+pub use blobs::BlobsConfig;
 pub use limits::{LimitsConfig, RegistrationConfig, RegistrationPolicy};
 pub use peers::{ClaimsConfig, NetworkConfig};
 
@@ -120,6 +122,8 @@ pub struct RelayConfig {
     pub network: NetworkConfig,
     /// Key claims: one-time keys per user and hour, claims per other relay.
     pub claims: ClaimsConfig,
+    /// Media blobs: sizes, quotas, retention, transfers at once.
+    pub blobs: BlobsConfig,
 }
 
 impl Default for RelayConfig {
@@ -139,6 +143,7 @@ impl Default for RelayConfig {
             presence: PresenceConfig::default(),
             network: NetworkConfig::default(),
             claims: ClaimsConfig::default(),
+            blobs: BlobsConfig::default(),
         }
     }
 }
@@ -193,6 +198,7 @@ impl RelayConfig {
         self.limits.validate()?;
         self.network.validate()?;
         self.claims.validate()?;
+        self.blobs.validate()?;
         for (key, value) in [
             (
                 "registration.per_source_per_hour",

@@ -24,6 +24,7 @@
 //! ```
 
 mod actor;
+mod blobs;
 pub mod cli;
 pub mod config;
 mod disk;

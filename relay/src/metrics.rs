@@ -26,12 +26,14 @@ use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
 
 pub use crate::limit_metrics::{LimitMetrics, Refusal};
 
+mod blobs;
 mod devices;
 mod dht;
 mod endpoint;
 mod limits;
 mod store;
 
+pub use blobs::{BlobMetrics, Direction, TransferOutcome};
 pub use devices::{DeviceListMetrics, DeviceListVerdict};
 pub use dht::DhtStats;
 pub use endpoint::serve;
@@ -186,6 +188,8 @@ pub struct Metrics {
     pub limits: LimitMetrics,
     /// What became of published device lists.
     pub device_lists: DeviceListMetrics,
+    /// Media blob transfers and storage.
+    pub blobs: BlobMetrics,
     network_running: AtomicBool,
     /// A listener closed after start: some configured address is not served any more.
     listener_lost: AtomicBool,
@@ -313,6 +317,7 @@ impl Metrics {
         );
         let limits = LimitMetrics::register(tidings);
         let device_lists = DeviceListMetrics::register(tidings);
+        let blobs = BlobMetrics::register(tidings);
         let home_records = HomeRecords::default();
         let dht = home_records.0.clone();
         tidings.register_collector(Box::new(home_records));
@@ -335,6 +340,7 @@ impl Metrics {
             store,
             limits,
             device_lists,
+            blobs,
             network_running: AtomicBool::new(false),
             listener_lost: AtomicBool::new(false),
             dht,

@@ -5,6 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 use tidings_protocol::{
     UserId,
+    blob::BLOB_PROTOCOL,
     client::{CLIENT_PROTOCOL, CLIENT_PROTOCOL_V1},
     federation::FEDERATION_PROTOCOL,
 };
@@ -12,6 +13,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::presence::{Presence, PresenceTiming};
 use crate::{
+    blobs::{BlobContext, BlobHandler, BlobStore},
     config::{ConfigError, RelayConfig},
     federation::{Claims, Directory, Forwarder, Handoffs, Links},
     federation_in::{AwaitedGroups, FederationContext, FederationHandler, SenderCheck},
@@ -66,6 +68,9 @@ pub enum RelayError {
     /// A listen address is held by another socket (often another relay on the same port).
     #[error(transparent)]
     AddressTaken(#[from] crate::listen_check::AddressTaken),
+    /// The media blob store could not be opened or cleaned up.
+    #[error("media blobs: {0}")]
+    Blobs(String),
     /// A listener did not come up in time.
     #[error("listeners did not report their addresses within {LISTEN_TIMEOUT:?}")]
     ListenTimeout,
@@ -128,6 +133,9 @@ pub struct RunningRelay {
     sessions: TaskTracker,
     background: TaskTracker,
     writer: WriterHandle,
+    /// For the test hook that runs blob garbage collection on demand.
+    #[cfg(feature = "test-utils")]
+    blobs: BlobStore,
 }
 
 /// Starts a relay from an initialized data dir.
@@ -175,6 +183,17 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             .with_sources(sources.clone())
             .run(network_stop.clone()),
     );
+
+    let blobs = BlobStore::open(
+        &data_dir,
+        store.clone(),
+        config.blobs.clone(),
+        metrics.clone(),
+    )
+    .map_err(|error| RelayError::Blobs(error.to_string()))?;
+    crate::blobs::start_up_cleanup(&blobs)
+        .await
+        .map_err(|error| RelayError::Blobs(error.to_string()))?;
 
     let (directory, home_cache) = Directory::new(store.clone(), network.clone());
     background.spawn(home_cache.run(network_stop.clone()));
@@ -256,6 +275,13 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         shutdown: sessions_stop.clone(),
         self_peer,
     });
+    let blob_handler = BlobHandler::new(BlobContext {
+        blobs: blobs.clone(),
+        disk: disk.clone(),
+        read_timeouts,
+        shutdown: sessions_stop.clone(),
+        self_peer: self_peer.to_string(),
+    });
     Router::builder(
         control,
         sessions.clone(),
@@ -283,7 +309,16 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
             config.network.federation_streams_per_peer,
         ),
     )?
+    .accept(
+        BLOB_PROTOCOL,
+        blob_handler,
+        StreamSlots::new(
+            config.blobs.max_transfers,
+            config.blobs.max_transfers_per_device,
+        ),
+    )?
     .spawn(&background);
+    sessions.spawn(crate::blobs::run_gc(blobs.clone(), sessions_stop.clone()));
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(
         Forwarder::new(
@@ -324,6 +359,8 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         sessions,
         background,
         writer,
+        #[cfg(feature = "test-utils")]
+        blobs,
     };
     let addrs =
         tokio::time::timeout(LISTEN_TIMEOUT, network.wait_for_listen_addrs(listen.len())).await;
@@ -409,6 +446,16 @@ impl RunningRelay {
         self.network.get_home_with_stats(user).await
     }
 
+    /// Test hook: runs one blob garbage collection pass now (as the timer would); how many
+    /// blobs and unfinished uploads it deleted.
+    #[cfg(feature = "test-utils")]
+    pub async fn collect_blob_garbage(&self) -> Result<(usize, usize), String> {
+        crate::blobs::collect_garbage(&self.blobs, tidings_protocol::now_ms())
+            .await
+            .map(|swept| (swept.blobs, swept.uploads))
+            .map_err(|error| error.to_string())
+    }
+
     /// The relay's metrics.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
@@ -446,6 +493,8 @@ impl RunningRelay {
         self.network_stop.cancel();
         self.background.close();
         self.background.wait().await;
+        #[cfg(feature = "test-utils")]
+        drop(self.blobs);
         // Every Store clone lived in a session or the acceptor; the writer now drains and exits.
         self.writer.join().await;
         tracing::info!("relay stopped");

@@ -271,6 +271,47 @@ pub(super) const SECTIONS: &[Section] = &[
             key("relay_claims_burst", "... and at once."),
         ],
     },
+    Section {
+        name: "blobs",
+        doc: "Media: encrypted files devices upload (the relay sees ciphertext and sizes only).",
+        keys: &[
+            key(
+                "max_blob_bytes",
+                "Largest blob a device may upload, in bytes; larger ones get `blob_too_large`.",
+            ),
+            key(
+                "user_quota_bytes",
+                "Media bytes one account may hold: whole blobs it uploaded first plus its \
+                 unfinished uploads (their declared size); beyond it `quota_exceeded`, \
+                 answered before any byte is stored.",
+            ),
+            key(
+                "retention_days",
+                "How long a blob no stored envelope names any more is kept, then deleted.",
+            ),
+            key(
+                "upload_grace_hours",
+                "How long a finished upload counts as a reference by itself (the sender's \
+                 time to send the message naming it).",
+            ),
+            key(
+                "partial_expiry_hours",
+                "How long an unfinished upload is kept for resuming before it is deleted.",
+            ),
+            key(
+                "gc_interval_secs",
+                "How often blobs past their retention and expired uploads are deleted.",
+            ),
+            key(
+                "max_transfers",
+                "Blob uploads and downloads served at once, in all.",
+            ),
+            key(
+                "max_transfers_per_device",
+                "Blob uploads and downloads one device may have served at once.",
+            ),
+        ],
+    },
 ];
 
 /// Renders `config` as the commented file: each key under its doc and its default, with

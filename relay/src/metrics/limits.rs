@@ -9,6 +9,8 @@ pub enum StreamKind {
     Client,
     /// `/tidings/federation/2`, from other relays.
     Federation,
+    /// `/tidings/blob/1`, blob transfers from devices.
+    Blob,
 }
 
 /// Why a stream was refused or closed early, as a label.

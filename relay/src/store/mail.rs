@@ -9,6 +9,7 @@ use tidings_protocol::{
 use tidings_protocol::store::StoreError;
 
 use super::{
+    media::named_blobs,
     outcomes::{HandoffItem, NewEnvelope, Origin, StoreOutcome},
     tables::{self, OutboxMeta, SeenMark},
     txn::Tables,
@@ -148,6 +149,7 @@ impl Tables<'_> {
         self.mailbox
             .insert(&tables::mailbox_key(device, seq), stored.as_ref())?;
         self.dirty_cursors.insert(*device, cursor);
+        self.reference_media(&named_blobs(delivered))?;
         self.effects.publications.push(Publication {
             device: *device,
             seq,
@@ -256,6 +258,7 @@ impl Tables<'_> {
             accepted_at_ms: self.now_ms,
         };
         self.outbox_meta.insert(seq, &meta.to_bytes())?;
+        self.reference_media(&named_blobs(&item.bytes))?;
         self.state.outbox_len += 1;
         let held = self.outbox_held_by(&item.sender)?;
         self.dirty_senders.insert(item.sender, held + 1);
@@ -273,17 +276,25 @@ impl Tables<'_> {
         let end = tables::mailbox_key(device, up_to);
         let mut blobs = Vec::new();
         let mut freed = 0u64;
+        let mut media = Vec::new();
         self.mailbox
             .retain_in::<&[u8; 40], _>(&start..=&end, |_, value| {
                 match tables::parse_blob_ref(value) {
                     Some(id) => blobs.push(id),
-                    None => freed += value.len() as u64,
+                    None => {
+                        freed += value.len() as u64;
+                        media.extend(named_blobs(value));
+                    }
                 }
                 false
             })?;
         for id in blobs {
+            if let Some(envelope) = self.blobs.get(&id)? {
+                media.extend(named_blobs(envelope.value()));
+            }
             freed += self.release_blob(&id)?;
         }
+        self.release_media(&media)?;
         let held = self.mailbox_size(device)?;
         self.dirty_bytes.insert(*device, held.saturating_sub(freed));
         let mut origins = Vec::new();
@@ -351,6 +362,11 @@ impl Tables<'_> {
             return Ok(None);
         };
         let id = meta.id.as_bytes();
+        let media = match self.outbox_body.get(id)? {
+            Some(body) => named_blobs(body.value()),
+            None => Vec::new(),
+        };
+        self.release_media(&media)?;
         let refs = self
             .outbox_refs
             .get(id)?

@@ -7,7 +7,7 @@
 //!
 //! A new write is one method here, which queues a closure over the batch's tables with a
 //! reply of that closure's outcome type (`op.rs`), plus the `Tables` method the closure calls
-//! (`users.rs`, `mail.rs`, `groups.rs`, `presence.rs`, `devices.rs`); the writer needs no change.
+//! (`users.rs`, `mail.rs`, `groups.rs`, `presence.rs`, `devices.rs`, `media.rs`); the writer needs no change.
 
 mod config;
 mod devices;
@@ -15,6 +15,7 @@ mod devices;
 pub mod fault;
 mod groups;
 mod mail;
+mod media;
 mod migrate;
 mod op;
 mod outcomes;
@@ -48,6 +49,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::mailbox::Hub;
 pub use config::{StoreConfig, StoreLimits};
 pub use devices::DeviceListOutcome;
+pub use media::{MediaBlob, MediaIndex, MediaUpload, UploadStart};
 pub use outcomes::*;
 #[cfg(feature = "test-utils")]
 pub(crate) use presence::decode as decode_presence;

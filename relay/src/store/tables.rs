@@ -53,6 +53,37 @@ pub const PRESENCE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pr
 /// user id -> the user's signed device list, as `SignedDeviceList::encode` writes it.
 pub const DEVICE_LISTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("device_lists");
 
+/// media blob id -> CBOR [`super::MediaBlob`]: a whole media blob held under
+/// `<data-dir>/blobs/` (new in schema 2's lifetime: a missing table is created empty, no
+/// migration). Not [`BLOBS`], which holds group envelopes stored once for many mailboxes.
+pub const MEDIA_BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("media_blobs");
+/// user id ++ media blob id -> CBOR [`super::MediaUpload`]: uploads in progress, their bytes
+/// under `<data-dir>/blobs/partial/`.
+pub const MEDIA_UPLOADS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("media_uploads");
+/// user id -> media bytes charged to the account: whole blobs it uploaded first, plus the
+/// declared size of its uploads in progress.
+pub const MEDIA_BYTES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("media_bytes");
+
+/// Key of an upload in [`MEDIA_UPLOADS`].
+pub fn media_upload_key(user: &UserId, blob: &tidings_protocol::BlobId) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..32].copy_from_slice(user.as_bytes());
+    key[32..].copy_from_slice(blob.as_bytes());
+    key
+}
+
+/// The user and blob a [`MEDIA_UPLOADS`] key names.
+pub fn media_upload_of_key(key: &[u8; 64]) -> (UserId, tidings_protocol::BlobId) {
+    let mut user = [0u8; 32];
+    user.copy_from_slice(&key[..32]);
+    let mut blob = [0u8; 32];
+    blob.copy_from_slice(&key[32..]);
+    (
+        UserId::from_bytes(user),
+        tidings_protocol::BlobId::from_bytes(blob),
+    )
+}
+
 /// Who may see a local user's presence, and when they were last seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceRecord {

@@ -12,8 +12,8 @@ use super::{
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICE_LISTS, DEVICE_RECORDS, DEVICES,
         DeviceRecord, GROUP_HEADS, GROUP_VERSIONS, MAILBOX, MAILBOX_BYTES, MAILBOX_ORIGINS,
-        ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE,
-        RELAY_HOLDS, USER_DEVICES, USERS, UserRecord,
+        MEDIA_BLOBS, MEDIA_BYTES, MEDIA_UPLOADS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META,
+        OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USER_DEVICES, USERS, UserRecord,
     },
 };
 use crate::mailbox::Publication;
@@ -49,6 +49,9 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(GROUP_HEADS)?;
     txn.open_table(PRESENCE)?;
     txn.open_table(DEVICE_LISTS)?;
+    txn.open_table(MEDIA_BLOBS)?;
+    txn.open_table(MEDIA_UPLOADS)?;
+    txn.open_table(MEDIA_BYTES)?;
     txn.commit()?;
     Ok(())
 }
@@ -109,6 +112,9 @@ pub(super) struct Tables<'txn> {
     pub group_heads: Table<'txn, &'static [u8; 16], u64>,
     pub presence: Table<'txn, Bytes32, &'static [u8]>,
     pub device_lists: Table<'txn, Bytes32, &'static [u8]>,
+    pub media_blobs: Table<'txn, Bytes32, &'static [u8]>,
+    pub media_uploads: Table<'txn, &'static [u8; 64], &'static [u8]>,
+    pub media_bytes: Table<'txn, Bytes32, u64>,
     pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Cursors (by device) changed in this batch, written back once at the end.
@@ -177,6 +183,9 @@ fn apply_and_commit(
             group_heads: txn.open_table(GROUP_HEADS)?,
             presence: txn.open_table(PRESENCE)?,
             device_lists: txn.open_table(DEVICE_LISTS)?,
+            media_blobs: txn.open_table(MEDIA_BLOBS)?,
+            media_uploads: txn.open_table(MEDIA_UPLOADS)?,
+            media_bytes: txn.open_table(MEDIA_BYTES)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),

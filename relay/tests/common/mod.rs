@@ -7,10 +7,12 @@
     clippy::panic
 )]
 
+mod blobs;
 mod federation;
 mod rogue;
 
 #[allow(unused_imports)] // each test binary uses some of them
+pub use blobs::{BlobClient, BlobStream};
 pub use federation::{RawRelayPeer, Stranger};
 pub use rogue::{RogueRelay, home_record_naming, upload_keys};
 

@@ -1,0 +1,90 @@
+//! Media blobs (`[blobs]`): sizes, quotas, how long blobs and unfinished uploads are kept,
+//! and how many transfers run at once.
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// Media blob limits and lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobsConfig {
+    /// Largest blob (ciphertext bytes) a device may upload; larger ones get `blob_too_large`.
+    pub max_blob_bytes: u64,
+    /// Media bytes one account may hold here: whole blobs it uploaded first plus the
+    /// declared size of its unfinished uploads; beyond it `quota_exceeded`.
+    pub user_quota_bytes: u64,
+    /// How long a blob no stored envelope names is kept before it is deleted, in days.
+    pub retention_days: u64,
+    /// How long a finished upload counts as a reference (the sender's time to send the
+    /// message naming it), in hours.
+    pub upload_grace_hours: u64,
+    /// How long an unfinished upload is kept for resuming, in hours.
+    pub partial_expiry_hours: u64,
+    /// How often garbage collection runs, in seconds.
+    pub gc_interval_secs: u64,
+    /// Most blob transfers served at once, all devices together.
+    pub max_transfers: usize,
+    /// Most blob transfers one device may have served at once.
+    pub max_transfers_per_device: usize,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        Self {
+            max_blob_bytes: 100 * 1024 * 1024,
+            user_quota_bytes: 1024 * 1024 * 1024,
+            retention_days: 30,
+            upload_grace_hours: 24,
+            partial_expiry_hours: 24,
+            gc_interval_secs: 600,
+            max_transfers: 64,
+            max_transfers_per_device: 4,
+        }
+    }
+}
+
+impl BlobsConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let at_least_one: [(&'static str, u64); 3] = [
+            ("blobs.gc_interval_secs", self.gc_interval_secs),
+            ("blobs.max_transfers", self.max_transfers as u64),
+            (
+                "blobs.max_transfers_per_device",
+                self.max_transfers_per_device as u64,
+            ),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value,
+                    reason: "must be at least 1",
+                });
+            }
+        }
+        if self.max_blob_bytes > tidings_protocol::blob::MAX_BLOB_BYTES {
+            return Err(ConfigError::OutOfRange {
+                key: "blobs.max_blob_bytes",
+                value: self.max_blob_bytes,
+                reason: "must be at most 4 GiB (the protocol's bound)",
+            });
+        }
+        Ok(())
+    }
+
+    /// `retention_days` in milliseconds.
+    pub fn retention_ms(&self) -> u64 {
+        self.retention_days.saturating_mul(24 * 3600 * 1000)
+    }
+
+    /// `upload_grace_hours` in milliseconds.
+    pub fn grace_ms(&self) -> u64 {
+        self.upload_grace_hours.saturating_mul(3600 * 1000)
+    }
+
+    /// `partial_expiry_hours` in milliseconds.
+    pub fn partial_expiry_ms(&self) -> u64 {
+        self.partial_expiry_hours.saturating_mul(3600 * 1000)
+    }
+}

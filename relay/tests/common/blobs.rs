@@ -1,0 +1,186 @@
+//! A raw `/tidings/blob/1` client: opens blob streams as a device and speaks their frames
+//! by hand.
+
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, io::ReadHalf, io::WriteHalf};
+use libp2p::{Multiaddr, Stream};
+use tidings_protocol::{
+    BlobAnswer, BlobData, BlobId, BlobRequest, ErrorAnswer, ErrorCode,
+    blob::{BLOB_PROTOCOL, MAX_BLOB_DATA_BYTES},
+    framing,
+};
+
+use super::{RawDevice, StreamOpener};
+
+/// One connection to a relay as a device key, opening blob streams on it.
+pub struct BlobClient {
+    opener: StreamOpener,
+}
+
+impl BlobClient {
+    /// Connects as `device`'s key.
+    pub fn of(device: &RawDevice, address: &Multiaddr) -> Self {
+        Self::as_key(&device.device, address)
+    }
+
+    /// Connects as the device key `key` (registered or not).
+    pub fn as_key(key: &ed25519_dalek::SigningKey, address: &Multiaddr) -> Self {
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.to_bytes()).unwrap();
+        Self {
+            opener: StreamOpener::dial(keypair, address),
+        }
+    }
+
+    /// A new blob stream.
+    pub async fn stream(&mut self) -> BlobStream {
+        let stream = self.opener.open(BLOB_PROTOCOL).await.unwrap();
+        let (reader, writer) = stream.split();
+        BlobStream {
+            reader,
+            writer,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Starts an upload of `bytes`, retrying while an earlier stream of it is still being
+    /// wound up on the relay; the relay's first answer and the stream.
+    pub async fn start_upload(&mut self, bytes: &[u8]) -> (BlobAnswer, BlobStream) {
+        let id = BlobId::of(bytes);
+        self.start_upload_as(id, bytes.len() as u64).await
+    }
+
+    /// As [`Self::start_upload`] for a declared id and size.
+    pub async fn start_upload_as(&mut self, id: BlobId, size: u64) -> (BlobAnswer, BlobStream) {
+        for _ in 0..100 {
+            let mut stream = self.stream().await;
+            stream
+                .request(&BlobRequest::Upload {
+                    id,
+                    size,
+                    offset: 0,
+                })
+                .await;
+            let answer = stream.answer().await.expect("an answer to the upload");
+            match &answer {
+                BlobAnswer::Error(error) if error.code == ErrorCode::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return (answer, stream),
+            }
+        }
+        panic!("the upload stayed unavailable");
+    }
+
+    /// Uploads `bytes` whole (resuming where the relay stands): its last answer.
+    pub async fn upload(&mut self, bytes: &[u8]) -> Result<(), ErrorAnswer> {
+        let (answer, mut stream) = self.start_upload(bytes).await;
+        match answer {
+            BlobAnswer::Stored => Ok(()),
+            BlobAnswer::Ready { offset } => stream.finish(bytes, offset).await,
+            BlobAnswer::Error(error) => Err(error),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Downloads blob `id` from `offset`: its bytes from there.
+    pub async fn download(&mut self, id: BlobId, offset: u64) -> Result<Vec<u8>, ErrorAnswer> {
+        let mut stream = self.stream().await;
+        stream
+            .request(&BlobRequest::Download {
+                id,
+                relay: None,
+                offset,
+            })
+            .await;
+        let (size, from) = match stream.answer().await.expect("an answer to the download") {
+            BlobAnswer::Sending { size, offset } => (size, offset),
+            BlobAnswer::Error(error) => return Err(error),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(from, offset);
+        let mut got = Vec::new();
+        while (got.len() as u64) < size - offset {
+            let data = stream.data().await.expect("data until the end");
+            assert!(data.len() <= MAX_BLOB_DATA_BYTES);
+            got.extend_from_slice(&data);
+        }
+        assert_eq!(got.len() as u64, size - offset);
+        assert!(
+            stream.data().await.is_none(),
+            "the stream ends after the blob"
+        );
+        Ok(got)
+    }
+
+    /// Stops the connection.
+    pub fn close(self) {
+        self.opener.close();
+    }
+}
+
+/// One blob stream.
+pub struct BlobStream {
+    reader: ReadHalf<Stream>,
+    writer: WriteHalf<Stream>,
+    buf: Vec<u8>,
+}
+
+impl BlobStream {
+    pub async fn request(&mut self, request: &BlobRequest) {
+        framing::write_frame(&mut self.writer, request)
+            .await
+            .unwrap();
+    }
+
+    /// Sends one data frame (false if the relay closed the stream).
+    pub async fn send(&mut self, bytes: &[u8]) -> bool {
+        framing::write_frame(
+            &mut self.writer,
+            &BlobData {
+                bytes: bytes.to_vec(),
+            },
+        )
+        .await
+        .is_ok()
+    }
+
+    /// Sends `bytes[from..]` in full-size frames, then reads the last answer.
+    pub async fn finish(&mut self, bytes: &[u8], from: u64) -> Result<(), ErrorAnswer> {
+        for chunk in bytes[from as usize..].chunks(MAX_BLOB_DATA_BYTES) {
+            assert!(self.send(chunk).await, "the relay closed the upload");
+        }
+        match self.answer().await.expect("a last answer") {
+            BlobAnswer::Stored => Ok(()),
+            BlobAnswer::Error(error) => Err(error),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    async fn frame(&mut self) -> Option<()> {
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            framing::read_frame(&mut self.reader, &mut self.buf),
+        )
+        .await
+        .expect("the relay did not answer in time");
+        matches!(read, Ok(true)).then_some(())
+    }
+
+    /// The next answer frame, or None if the stream ended.
+    pub async fn answer(&mut self) -> Option<BlobAnswer> {
+        self.frame().await?;
+        Some(BlobAnswer::decode(&self.buf).unwrap())
+    }
+
+    /// The next data frame's bytes, or None if the stream ended.
+    pub async fn data(&mut self) -> Option<Vec<u8>> {
+        self.frame().await?;
+        Some(BlobData::decode(&self.buf).unwrap().bytes)
+    }
+
+    /// Closes the stream (the relay sees its end).
+    pub async fn close(mut self) {
+        let _ = self.writer.close().await;
+    }
+}

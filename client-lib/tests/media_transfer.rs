@@ -321,3 +321,50 @@ async fn a_cut_upload_and_a_cut_download_resume_where_they_stopped() {
     );
     assert_eq!(std::fs::read(saved).unwrap(), bytes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_the_quota_or_the_size_limit_is_refused_and_nothing_is_queued() {
+    let relay_dir = common::RelayDir::with(|config| {
+        config.blobs.user_quota_bytes = 300_000;
+        config.blobs.max_blob_bytes = 200_000;
+    });
+    let relay = relay_dir.start().await;
+    let alice = TestUser::register(&relay).await;
+    let bob = TestUser::register(&relay).await;
+    alice.befriend("bob", &bob);
+    let files = tempfile::tempdir().unwrap();
+    let mut session = alice.connect().await;
+
+    let big = write_file(files.path(), "big.bin", &pattern(250_000, 1));
+    let refused = session.send_file("bob", &big, None, |_| {}).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Media(MediaError::Transfer(
+            tidings_client::media::TransferError::Refused(answer)
+        ))) if answer.code == tidings_protocol::ErrorCode::BlobTooLarge),
+        "{refused:?}"
+    );
+
+    let first = write_file(files.path(), "first.bin", &pattern(150_000, 2));
+    session
+        .send_file("bob", &first, None, |_| {})
+        .await
+        .unwrap();
+    let second = write_file(files.path(), "second.bin", &pattern(180_000, 3));
+    let refused = session.send_file("bob", &second, None, |_| {}).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Media(MediaError::Transfer(
+            tidings_client::media::TransferError::Refused(answer)
+        ))) if answer.code == tidings_protocol::ErrorCode::QuotaExceeded),
+        "{refused:?}"
+    );
+    // Nothing was queued for the refused files: Bob gets the one that went up.
+    let history = alice
+        .client
+        .history("bob")
+        .unwrap()
+        .into_iter()
+        .filter_map(|record| record.media.map(|media| media.name))
+        .collect::<Vec<_>>();
+    assert_eq!(history, vec!["first.bin".to_string()]);
+    assert_eq!(relay_blobs(relay_dir.path()).len(), 1);
+}

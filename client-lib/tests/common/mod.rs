@@ -60,6 +60,11 @@ impl RelayDir {
         Self(testing::RelayDir::temp(|_| {}).unwrap())
     }
 
+    /// A relay with its config changed by `tweak`.
+    pub fn with(tweak: impl FnOnce(&mut RelayConfig)) -> Self {
+        Self(testing::RelayDir::temp(tweak).unwrap())
+    }
+
     pub async fn start(&self) -> RunningRelay {
         self.start_with(None).await
     }

@@ -160,17 +160,38 @@ impl Client {
         let incoming = self.data_dir().join(INCOMING_DIR);
         std::fs::create_dir_all(&incoming).map_err(MediaError::io(&incoming))?;
         let partial = incoming.join(format!("{}.part", media.blob.id));
-        link.download(media.blob.id, origin, media.blob.size, &partial, progress)
+        // A download resumed from a partial file that does not fit the rest (a write of a
+        // cancelled save that landed late) fails the id check: it is fetched whole once more.
+        let resumed = std::fs::metadata(&partial).is_ok_and(|meta| meta.len() > 0);
+        for last_try in [!resumed, true] {
+            link.download(
+                media.blob.id,
+                origin.clone(),
+                media.blob.size,
+                &partial,
+                progress,
+            )
             .await
             .map_err(MediaError::from)?;
-        let saved = target.clone();
-        self.blocking_files(move |_| {
-            let opened = check_and_open(&media, &partial, &saved);
-            // Whole and checked, or not this blob: either way a retry downloads anew.
-            let _ = std::fs::remove_file(&partial);
-            Ok(opened?)
-        })
-        .await?;
+            let (checked, partial, saved) = (media.clone(), partial.clone(), target.clone());
+            let opened = self
+                .blocking_files(move |_| {
+                    let opened = check_and_open(&checked, &partial, &saved);
+                    // Whole and checked, or not this blob: either way a retry downloads anew.
+                    let _ = std::fs::remove_file(&partial);
+                    Ok(opened)
+                })
+                .await?;
+            match opened {
+                Err(MediaError::Mismatch { .. }) if !last_try => {
+                    tracing::debug!(blob = %media.blob.id, "a resumed download did not match; fetching it whole");
+                }
+                opened => {
+                    opened?;
+                    break;
+                }
+            }
+        }
         Ok(target)
     }
 

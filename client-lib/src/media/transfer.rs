@@ -350,6 +350,9 @@ impl BlobLink {
                 .write_all(&data.bytes)
                 .await
                 .map_err(TransferError::file(partial))?;
+            // Written through before it counts: a resumed download starts where the file
+            // really ends.
+            output.flush().await.map_err(TransferError::file(partial))?;
             done += data.bytes.len() as u64;
             progress(Progress { done, total: size });
         }

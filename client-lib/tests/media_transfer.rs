@@ -499,3 +499,32 @@ async fn an_upload_cut_before_a_restart_resumes_after_it() {
         .unwrap();
     assert_eq!(std::fs::read(saved).unwrap(), bytes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sent_from_one_device_shows_and_saves_on_the_others() {
+    let pair = two_friends().await;
+    let laptop = pair.alice.another_device(&pair.relay).await;
+    let files = tempfile::tempdir().unwrap();
+    let bytes = pattern(100_000, 8);
+    let path = write_file(files.path(), "notes.txt", &bytes);
+    let mut phone = pair.alice.connect().await;
+    let sent = phone
+        .send_file("bob", &path, Some("minutes"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(sent.record.status, MessageStatus::Sent);
+
+    let copies = media_messages(&laptop, 1).await;
+    assert_eq!(copies[0].id, sent.record.id);
+    assert_eq!(copies[0].peer, pair.bob.client.user_id());
+    assert_eq!(copies[0].direction, tidings_client::Direction::Outgoing);
+    assert_eq!(copies[0].text, "minutes");
+    let out = tempfile::tempdir().unwrap();
+    let saved = laptop
+        .client
+        .save_media(copies[0].id, out.path(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(saved).unwrap(), bytes);
+    assert_eq!(media_messages(&pair.bob, 1).await[0].id, sent.record.id);
+}

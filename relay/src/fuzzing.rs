@@ -69,10 +69,21 @@ pub fn relay_store_records(data: &[u8]) {
         });
         let _ = prekey.verify();
     }
-    // cursors, seen marks, outbox metadata: fixed width
+    // media_blobs, media_uploads
+    if let Ok(blob) = store::decode_media_blob(data) {
+        round_trip(&blob, data.len(), store::decode_media_blob);
+    }
+    if let Ok(upload) = store::decode_media_upload(data) {
+        round_trip(&upload, data.len(), store::decode_media_upload);
+    }
+    // cursors, seen marks, outbox metadata, media upload keys: fixed width
     if let Some(bytes) = data.first_chunk::<16>() {
         assert_eq!(&Cursor::from_bytes(bytes).to_bytes(), bytes);
         assert_eq!(&tables::SeenMark::from_bytes(bytes).to_bytes(), bytes);
+    }
+    if let Some(bytes) = data.first_chunk::<64>() {
+        let (user, blob) = tables::media_upload_of_key(bytes);
+        assert_eq!(&tables::media_upload_key(&user, &blob), bytes);
     }
     if let Some(bytes) = data.first_chunk::<88>() {
         assert_eq!(&OutboxMeta::from_bytes(bytes).to_bytes(), bytes);

@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 use tidings_protocol::{
     UserId,
-    blob::BLOB_PROTOCOL,
+    blob::{BLOB_FEDERATION_PROTOCOL, BLOB_PROTOCOL},
     client::{CLIENT_PROTOCOL, CLIENT_PROTOCOL_V1},
     federation::FEDERATION_PROTOCOL,
 };
@@ -13,7 +13,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::presence::{Presence, PresenceTiming};
 use crate::{
-    blobs::{BlobContext, BlobHandler, BlobStore},
+    blobs::{BlobContext, BlobHandler, BlobStore, Fetcher},
     config::{ConfigError, RelayConfig},
     federation::{Claims, Directory, Forwarder, Handoffs, Links},
     federation_in::{AwaitedGroups, FederationContext, FederationHandler, SenderCheck},
@@ -281,7 +281,10 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         read_timeouts,
         shutdown: sessions_stop.clone(),
         self_peer: self_peer.to_string(),
+        fetcher: Fetcher::new(control.clone()),
+        relay_rate: crate::blobs::relay_byte_rate(&config.blobs),
     });
+    let blob_federation = blob_handler.federation();
     Router::builder(
         control,
         sessions.clone(),
@@ -312,6 +315,14 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     .accept(
         BLOB_PROTOCOL,
         blob_handler,
+        StreamSlots::new(
+            config.blobs.max_transfers,
+            config.blobs.max_transfers_per_device,
+        ),
+    )?
+    .accept(
+        BLOB_FEDERATION_PROTOCOL,
+        blob_federation,
         StreamSlots::new(
             config.blobs.max_transfers,
             config.blobs.max_transfers_per_device,

@@ -29,7 +29,7 @@ pub(crate) async fn start_up_cleanup(blobs: &BlobStore) -> Result<Swept, BlobErr
             Ok((files.blob_names()?, files.partial_names()?))
         })
         .await?;
-    let rows: HashSet<String> = index.blobs.iter().map(|(id, _)| id.to_string()).collect();
+    let rows: HashSet<String> = index.blobs.iter().map(|(id, ..)| id.to_string()).collect();
     let uploads: HashSet<String> = index
         .uploads
         .iter()
@@ -71,8 +71,8 @@ pub(crate) async fn start_up_cleanup(blobs: &BlobStore) -> Result<Swept, BlobErr
     let missing: Vec<BlobId> = index
         .blobs
         .iter()
-        .filter(|(id, _)| !on_disk.contains(&id.to_string()))
-        .map(|(id, _)| *id)
+        .filter(|(id, ..)| !on_disk.contains(&id.to_string()))
+        .map(|(id, ..)| *id)
         .collect();
     if !missing.is_empty() {
         tracing::error!(
@@ -95,7 +95,7 @@ pub(crate) async fn start_up_cleanup(blobs: &BlobStore) -> Result<Swept, BlobErr
 /// Sets the gauges of what is stored from the rows.
 async fn count_stored(blobs: &BlobStore) -> Result<(), BlobError> {
     let held = blobs.store().media_index().await?;
-    let bytes = held.blobs.iter().map(|(_, blob)| blob.size).sum();
+    let bytes = held.blobs.iter().map(|(_, blob, _)| blob.size).sum();
     blobs
         .metrics()
         .blobs
@@ -112,8 +112,8 @@ pub(crate) async fn collect_garbage(blobs: &BlobStore, now_ms: u64) -> Result<Sw
     let expired: Vec<BlobId> = index
         .blobs
         .iter()
-        .filter(|(_, blob)| blob.collectable(now_ms, retention))
-        .map(|(id, _)| *id)
+        .filter(|(_, blob, refs)| blob.collectable(*refs, now_ms, retention))
+        .map(|(id, ..)| *id)
         .collect();
     let mut swept = Swept::default();
     if !expired.is_empty() {

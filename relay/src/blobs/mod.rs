@@ -4,11 +4,15 @@
 //! [`BlobStore`] pairs the files (`files.rs`, always touched on the blocking pool) with their
 //! metadata (rows committed by the store's writer, `store/media.rs`). A file becomes visible
 //! only whole and hash-checked: fsync, rename, fsync the directory, then the row. Garbage
-//! collection drops the row first, then the file (`gc.rs`). `transfer.rs` serves the streams.
+//! collection drops the row first, then the file (`gc.rs`). `transfer.rs` serves the streams
+//! (`upload.rs`, `download.rs`); `fetch.rs` gets blobs held by other relays.
 
+mod download;
+mod fetch;
 mod files;
 mod gc;
 mod transfer;
+mod upload;
 
 use std::{
     collections::HashSet,
@@ -19,11 +23,27 @@ use std::{
 use tidings_protocol::{BlobId, UserId};
 
 use crate::{config::BlobsConfig, metrics::Metrics, store::Store};
+pub(crate) use fetch::Fetcher;
 use files::BlobFiles;
 #[cfg(feature = "test-utils")]
 pub(crate) use gc::collect_garbage;
 pub(crate) use gc::{run_gc, start_up_cleanup};
 pub(crate) use transfer::{BlobContext, BlobHandler};
+
+/// Other relays tracked at once by the byte rate of blob fetches served to them.
+const MAX_TRACKED_FETCHING_RELAYS: usize = 4096;
+
+/// The KiB-per-second bucket each other relay fetching blobs from here gets (a burst of at
+/// least one data frame).
+pub(crate) fn relay_byte_rate(config: &BlobsConfig) -> crate::ingest::RateLimiter<libp2p::PeerId> {
+    let kib_per_sec = config.federation_bytes_per_sec.div_ceil(1024).max(1);
+    let frame_kib = tidings_protocol::blob::MAX_BLOB_DATA_BYTES.div_ceil(1024) as u64;
+    crate::ingest::RateLimiter::new(
+        kib_per_sec,
+        kib_per_sec.max(frame_kib),
+        MAX_TRACKED_FETCHING_RELAYS,
+    )
+}
 
 /// Why a blob operation failed on the relay's side.
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,8 @@ pub struct BlobsConfig {
     pub max_transfers: usize,
     /// Most blob transfers one device may have served at once.
     pub max_transfers_per_device: usize,
+    /// Blob bytes per second served to one other relay fetching blobs from here.
+    pub federation_bytes_per_sec: u64,
 }
 
 impl Default for BlobsConfig {
@@ -40,13 +42,18 @@ impl Default for BlobsConfig {
             gc_interval_secs: 600,
             max_transfers: 64,
             max_transfers_per_device: 4,
+            federation_bytes_per_sec: 32 * 1024 * 1024,
         }
     }
 }
 
 impl BlobsConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let at_least_one: [(&'static str, u64); 3] = [
+        let at_least_one: [(&'static str, u64); 4] = [
+            (
+                "blobs.federation_bytes_per_sec",
+                self.federation_bytes_per_sec,
+            ),
             ("blobs.gc_interval_secs", self.gc_interval_secs),
             ("blobs.max_transfers", self.max_transfers as u64),
             (
@@ -86,5 +93,30 @@ impl BlobsConfig {
     /// `partial_expiry_hours` in milliseconds.
     pub fn partial_expiry_ms(&self) -> u64 {
         self.partial_expiry_hours.saturating_mul(3600 * 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::RelayConfig;
+
+    #[test]
+    fn blob_settings_are_written_read_back_and_checked() {
+        let mut config = RelayConfig::default();
+        config.blobs.user_quota_bytes = 5;
+        config.blobs.retention_days = 0;
+        assert_eq!(
+            RelayConfig::parse(&config.to_commented_toml()),
+            Ok(config.clone())
+        );
+        assert!(config.validate().is_ok());
+        config.blobs.max_transfers_per_device = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("blobs.max_transfers_per_device"), "{error}");
+        config.blobs.max_transfers_per_device = 1;
+        config.blobs.max_blob_bytes = tidings_protocol::blob::MAX_BLOB_BYTES + 1;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("blobs.max_blob_bytes"), "{error}");
+        assert_eq!(config.blobs.grace_ms(), 24 * 3600 * 1000);
     }
 }

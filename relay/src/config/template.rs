@@ -310,6 +310,11 @@ pub(super) const SECTIONS: &[Section] = &[
                 "max_transfers_per_device",
                 "Blob uploads and downloads one device may have served at once.",
             ),
+            key(
+                "federation_bytes_per_sec",
+                "Blob bytes per second served to one other relay fetching blobs from here \
+                 (for its users' downloads).",
+            ),
         ],
     },
 ];

@@ -31,6 +31,10 @@ pub enum Direction {
     Upload,
     /// From this relay to a device.
     Download,
+    /// From another relay to this one (a device's download of a blob held elsewhere).
+    Fetch,
+    /// From this relay to another relay that fetches it.
+    Serve,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,12 +64,12 @@ impl BlobMetrics {
         let metrics = Self::default();
         registry.register(
             "blob_transfers",
-            "Blob uploads and downloads (/tidings/blob/1), by direction and outcome",
+            "Blob transfers by direction (upload and download with devices, fetch from and serve to other relays) and outcome",
             metrics.transfers.clone(),
         );
         registry.register(
             "blob_bytes",
-            "Blob bytes received from devices (upload) and sent to them (download)",
+            "Blob bytes received from devices (upload) or relays (fetch), sent to devices (download) or relays (serve)",
             metrics.bytes.clone(),
         );
         registry.register(

@@ -11,6 +11,8 @@ pub enum StreamKind {
     Federation,
     /// `/tidings/blob/1`, blob transfers from devices.
     Blob,
+    /// `/tidings/blob-federation/1`, blob fetches from other relays.
+    BlobFederation,
 }
 
 /// Why a stream was refused or closed early, as a label.

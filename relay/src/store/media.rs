@@ -10,7 +10,7 @@ use tidings_protocol::{BlobId, UserId, codec, store::StoreError};
 
 use super::{
     Store,
-    tables::{self, MEDIA_BLOBS, MEDIA_BYTES, MEDIA_UPLOADS},
+    tables::{self, MEDIA_BLOBS, MEDIA_BYTES, MEDIA_REFS, MEDIA_UPLOADS},
     txn::{Tables, corrupt},
 };
 
@@ -23,10 +23,7 @@ pub struct MediaBlob {
     /// Ciphertext bytes.
     #[serde(rename = "s")]
     pub size: u64,
-    /// Stored envelopes (mailbox entries) naming it.
-    #[serde(rename = "r")]
-    pub refs: u64,
-    /// When `refs` last became 0 (or when it was stored).
+    /// When the last stored envelope naming it went (or when it was stored).
     #[serde(rename = "u")]
     pub unreferenced_since_ms: u64,
     /// Until when the finished upload itself counts as a reference (the sender's time to
@@ -39,10 +36,11 @@ pub struct MediaBlob {
 }
 
 impl MediaBlob {
-    /// Whether garbage collection may delete it at `now_ms`, after `retention_ms` unused.
-    pub fn collectable(&self, now_ms: u64, retention_ms: u64) -> bool {
+    /// Whether garbage collection may delete it at `now_ms`, with `refs` stored envelopes
+    /// naming it, after `retention_ms` unused.
+    pub fn collectable(&self, refs: u64, now_ms: u64, retention_ms: u64) -> bool {
         let unused_since = self.unreferenced_since_ms.max(self.grace_until_ms);
-        self.refs == 0 && now_ms >= unused_since.saturating_add(retention_ms)
+        refs == 0 && now_ms >= unused_since.saturating_add(retention_ms)
     }
 }
 
@@ -80,10 +78,20 @@ pub enum UploadStart {
 /// Every media row, for start-up cleanup and garbage collection.
 #[derive(Debug, Default)]
 pub struct MediaIndex {
-    /// Whole blobs.
-    pub blobs: Vec<(BlobId, MediaBlob)>,
+    /// Whole blobs, with how many stored envelopes name each.
+    pub blobs: Vec<(BlobId, MediaBlob, u64)>,
     /// Uploads in progress.
     pub uploads: Vec<(UserId, BlobId, MediaUpload)>,
+}
+
+/// Decodes a `media_blobs` value (reached by the fuzz checks through the store module).
+pub(crate) fn decode_media_blob(bytes: &[u8]) -> Result<MediaBlob, StoreError> {
+    decode("media_blobs", bytes)
+}
+
+/// Decodes a `media_uploads` value.
+pub(crate) fn decode_media_upload(bytes: &[u8]) -> Result<MediaUpload, StoreError> {
+    decode("media_uploads", bytes)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(
@@ -96,7 +104,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 impl Tables<'_> {
     fn media_blob(&self, id: &BlobId) -> Result<Option<MediaBlob>, StoreError> {
         match self.media_blobs.get(id.as_bytes())? {
-            Some(bytes) => decode("media_blobs", bytes.value()).map(Some),
+            Some(bytes) => decode_media_blob(bytes.value()).map(Some),
             None => Ok(None),
         }
     }
@@ -112,7 +120,7 @@ impl Tables<'_> {
             .media_uploads
             .get(&tables::media_upload_key(user, id))?
         {
-            Some(bytes) => decode("media_uploads", bytes.value()).map(Some),
+            Some(bytes) => decode_media_upload(bytes.value()).map(Some),
             None => Ok(None),
         }
     }
@@ -145,8 +153,14 @@ impl Tables<'_> {
         id: &BlobId,
         size: u64,
         quota: u64,
+        grace_ms: u64,
     ) -> Result<UploadStart, StoreError> {
-        if self.media_blob(id)?.is_some() {
+        if let Some(mut blob) = self.media_blob(id)? {
+            // The second sender needs the same time to send its message as the first did.
+            blob.grace_until_ms = blob
+                .grace_until_ms
+                .max(self.now_ms.saturating_add(grace_ms));
+            self.put_media_blob(id, &blob)?;
             return Ok(UploadStart::Stored);
         }
         if let Some(upload) = self.media_upload(user, id)? {
@@ -224,7 +238,6 @@ impl Tables<'_> {
         }
         let blob = MediaBlob {
             size,
-            refs: 0,
             unreferenced_since_ms: self.now_ms,
             grace_until_ms: self.now_ms.saturating_add(grace_ms),
             uploaded_by: *user,
@@ -242,27 +255,37 @@ impl Tables<'_> {
         Ok(Some(blob))
     }
 
-    /// Adds one reference to each of `ids` held here (unknown ids are ignored: blobs of
-    /// other relays, or never uploaded).
+    /// Stored envelopes naming blob `id` (held here or not).
+    fn media_refs(&self, id: &BlobId) -> Result<u64, StoreError> {
+        Ok(self
+            .media_refs
+            .get(id.as_bytes())?
+            .map(|refs| refs.value())
+            .unwrap_or(0))
+    }
+
+    /// Adds one reference to each of `ids`, held here or not yet (a blob fetched or
+    /// uploaded later finds the envelopes already naming it).
     pub(super) fn reference_media(&mut self, ids: &[BlobId]) -> Result<(), StoreError> {
         for id in ids {
-            if let Some(mut blob) = self.media_blob(id)? {
-                blob.refs = blob.refs.saturating_add(1);
-                self.put_media_blob(id, &blob)?;
-            }
+            let refs = self.media_refs(id)?.saturating_add(1);
+            self.media_refs.insert(id.as_bytes(), refs)?;
         }
         Ok(())
     }
 
-    /// Takes one reference from each of `ids` held here; the last one starts the
+    /// Takes one reference from each of `ids`; the last one of a held blob starts its
     /// retention clock.
     pub(super) fn release_media(&mut self, ids: &[BlobId]) -> Result<(), StoreError> {
         for id in ids {
+            let refs = self.media_refs(id)?.saturating_sub(1);
+            if refs > 0 {
+                self.media_refs.insert(id.as_bytes(), refs)?;
+                continue;
+            }
+            self.media_refs.remove(id.as_bytes())?;
             if let Some(mut blob) = self.media_blob(id)? {
-                blob.refs = blob.refs.saturating_sub(1);
-                if blob.refs == 0 {
-                    blob.unreferenced_since_ms = self.now_ms;
-                }
+                blob.unreferenced_since_ms = self.now_ms;
                 self.put_media_blob(id, &blob)?;
             }
         }
@@ -288,11 +311,14 @@ pub(super) fn named_blobs(bytes: &[u8]) -> Vec<BlobId> {
 fn read_index(db: &Database) -> Result<MediaIndex, StoreError> {
     let txn = db.begin_read()?;
     let mut index = MediaIndex::default();
+    let refs = txn.open_table(MEDIA_REFS)?;
     for entry in txn.open_table(MEDIA_BLOBS)?.iter()? {
         let (id, bytes) = entry?;
+        let count = refs.get(id.value())?.map(|refs| refs.value()).unwrap_or(0);
         index.blobs.push((
             BlobId::from_bytes(*id.value()),
             decode("media_blobs", bytes.value())?,
+            count,
         ));
     }
     for entry in txn.open_table(MEDIA_UPLOADS)?.iter()? {
@@ -307,16 +333,19 @@ fn read_index(db: &Database) -> Result<MediaIndex, StoreError> {
 
 impl Store {
     /// Starts (or finds) `user`'s upload of `id`, charging `size` to their account within
-    /// `quota` for a new one.
+    /// `quota` for a new one. A blob held already is kept at least `grace_ms` from now.
     pub async fn begin_media_upload(
         &self,
         user: UserId,
         id: BlobId,
         size: u64,
         quota: u64,
+        grace_ms: u64,
     ) -> Result<UploadStart, StoreError> {
-        self.write(1, move |t| t.begin_media_upload(&user, &id, size, quota))
-            .await
+        self.write(1, move |t| {
+            t.begin_media_upload(&user, &id, size, quota, grace_ms)
+        })
+        .await
     }
 
     /// Records that `have` bytes of an upload's partial file are durable.
@@ -364,7 +393,10 @@ impl Store {
                 let Some(blob) = t.media_blob(&id)? else {
                     continue;
                 };
-                if retention_ms.is_some_and(|retention| !blob.collectable(t.now_ms, retention)) {
+                let refs = t.media_refs(&id)?;
+                if retention_ms
+                    .is_some_and(|retention| !blob.collectable(refs, t.now_ms, retention))
+                {
                     continue;
                 }
                 t.drop_media_blob(&id)?;

@@ -50,6 +50,8 @@ use crate::mailbox::Hub;
 pub use config::{StoreConfig, StoreLimits};
 pub use devices::DeviceListOutcome;
 pub use media::{MediaBlob, MediaIndex, MediaUpload, UploadStart};
+#[cfg(feature = "test-utils")]
+pub(crate) use media::{decode_media_blob, decode_media_upload};
 pub use outcomes::*;
 #[cfg(feature = "test-utils")]
 pub(crate) use presence::decode as decode_presence;

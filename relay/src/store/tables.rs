@@ -64,6 +64,10 @@ pub const MEDIA_UPLOADS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::ne
 /// declared size of its uploads in progress.
 pub const MEDIA_BYTES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("media_bytes");
 
+/// media blob id -> stored envelopes (mailbox and outbox entries) naming it, whether the
+/// blob is held here or not yet; no key means none.
+pub const MEDIA_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("media_refs");
+
 /// Key of an upload in [`MEDIA_UPLOADS`].
 pub fn media_upload_key(user: &UserId, blob: &tidings_protocol::BlobId) -> [u8; 64] {
     let mut key = [0u8; 64];

@@ -12,8 +12,9 @@ use super::{
     tables::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICE_LISTS, DEVICE_RECORDS, DEVICES,
         DeviceRecord, GROUP_HEADS, GROUP_VERSIONS, MAILBOX, MAILBOX_BYTES, MAILBOX_ORIGINS,
-        MEDIA_BLOBS, MEDIA_BYTES, MEDIA_UPLOADS, ONE_TIME_KEYS, OUTBOX_BODY, OUTBOX_META,
-        OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USER_DEVICES, USERS, UserRecord,
+        MEDIA_BLOBS, MEDIA_BYTES, MEDIA_REFS, MEDIA_UPLOADS, ONE_TIME_KEYS, OUTBOX_BODY,
+        OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USER_DEVICES, USERS,
+        UserRecord,
     },
 };
 use crate::mailbox::Publication;
@@ -52,6 +53,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(MEDIA_BLOBS)?;
     txn.open_table(MEDIA_UPLOADS)?;
     txn.open_table(MEDIA_BYTES)?;
+    txn.open_table(MEDIA_REFS)?;
     txn.commit()?;
     Ok(())
 }
@@ -115,6 +117,7 @@ pub(super) struct Tables<'txn> {
     pub media_blobs: Table<'txn, Bytes32, &'static [u8]>,
     pub media_uploads: Table<'txn, &'static [u8; 64], &'static [u8]>,
     pub media_bytes: Table<'txn, Bytes32, u64>,
+    pub media_refs: Table<'txn, Bytes32, u64>,
     pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Cursors (by device) changed in this batch, written back once at the end.
@@ -186,6 +189,7 @@ fn apply_and_commit(
             media_blobs: txn.open_table(MEDIA_BLOBS)?,
             media_uploads: txn.open_table(MEDIA_UPLOADS)?,
             media_bytes: txn.open_table(MEDIA_BYTES)?,
+            media_refs: txn.open_table(MEDIA_REFS)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),

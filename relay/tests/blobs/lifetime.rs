@@ -206,3 +206,75 @@ async fn group_mailbox_entries_and_outbox_entries_each_hold_a_reference() {
     assert_eq!(collected, (1, 0), "collected once the outbox entry went");
     assert!(blob_files(relay.dir.path()).is_empty());
 }
+
+#[tokio::test]
+async fn a_message_stored_before_its_blob_arrived_still_holds_it() {
+    let relay = start_tweaked(collect_at_once, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut sender = RawDevice::registered(&address).await;
+    let mut recipient = RawDevice::registered(&address).await;
+    let bytes = pseudo_random(40_000, 26);
+    let id = BlobId::of(&bytes);
+    let mut envelope = sender.envelope_to(recipient.address(), b"sent before the upload");
+    envelope.blobs = BoundedVec::new(vec![BlobRef {
+        id,
+        relay: relay.relay.peer_id().to_string(),
+        size: bytes.len() as u64,
+    }])
+    .unwrap();
+    let raw = envelope.sign(&sender.device);
+    assert_eq!(sent(&mut sender, raw).await, SendOutcome::Accepted);
+    let mut client = BlobClient::of(&sender, &address);
+    client.upload(&bytes).await.unwrap();
+    assert_eq!(relay.relay.collect_blob_garbage().await.unwrap(), (0, 0));
+    assert_eq!(client.download(id, 0).await.unwrap(), bytes);
+    assert_eq!(recipient.drain().await.len(), 1);
+    let mut collected = (0, 0);
+    for _ in 0..50 {
+        collected = relay.relay.collect_blob_garbage().await.unwrap();
+        if collected.0 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(collected, (1, 0));
+}
+
+#[tokio::test]
+async fn uploading_a_held_blob_again_gives_its_sender_the_grace_time_too() {
+    let relay = start_tweaked(
+        |config| {
+            config.blobs.retention_days = 1;
+            config.blobs.upload_grace_hours = 0;
+        },
+        None,
+    )
+    .await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let first = RawDevice::registered(&address).await;
+    let again = pseudo_random(20_000, 27);
+    let alone = pseudo_random(20_000, 28);
+    let mut client = BlobClient::of(&first, &address);
+    client.upload(&again).await.unwrap();
+    client.upload(&alone).await.unwrap();
+    client.close();
+    let crate::common::TestRelay { dir, relay } = relay;
+    relay.shutdown().await;
+
+    // Now both are past their grace and retention.
+    let relay = crate::common::restart_tweaked(dir.path(), |config| {
+        config.blobs.retention_days = 0;
+        config.blobs.upload_grace_hours = 1;
+        config.blobs.gc_interval_secs = 3600;
+    })
+    .await;
+    let address = relay.tcp_dial_addr().unwrap();
+    let second = RawDevice::registered(&address).await;
+    let mut client = BlobClient::of(&second, &address);
+    let (answer, _stream) = client.start_upload(&again).await;
+    assert_eq!(answer, tidings_protocol::BlobAnswer::Stored);
+    assert_eq!(relay.collect_blob_garbage().await.unwrap(), (1, 0));
+    assert_eq!(blob_files(dir.path()), vec![BlobId::of(&again).to_string()]);
+    assert_eq!(client.download(BlobId::of(&again), 0).await.unwrap(), again);
+    relay.shutdown().await;
+}

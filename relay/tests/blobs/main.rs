@@ -5,7 +5,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod federation;
+mod hostile;
 mod lifetime;
+mod recovery;
 mod refusals;
 mod transfers;
 

@@ -2,10 +2,10 @@
 //! mismatches, truncated uploads, quotas, sizes and strangers.
 
 use tidings_protocol::{BlobAnswer, BlobId, ErrorCode, blob::MAX_BLOB_DATA_BYTES};
-use tidings_relay::metrics::{Direction, TransferOutcome};
+use tidings_relay::metrics::{Direction, StreamKind, TransferOutcome};
 
 use super::{blob_files, partial_files, pseudo_random};
-use crate::common::{BlobClient, RawDevice, start_tweaked};
+use crate::common::{BlobClient, RawDevice, restart_tweaked, start_tweaked};
 
 fn refused(answer: &BlobAnswer) -> Option<ErrorCode> {
     match answer {
@@ -135,4 +135,84 @@ async fn a_data_frame_past_the_declared_size_is_refused_and_the_upload_kept() {
     assert_eq!(refused(&answer), Some(ErrorCode::Malformed));
     assert!(blob_files(relay.dir.path()).is_empty());
     client.upload(&bytes).await.unwrap();
+}
+
+#[tokio::test]
+async fn below_the_disk_floor_uploads_are_refused_and_downloads_go_on() {
+    let relay = start_tweaked(|_| {}, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let device = RawDevice::registered(&address).await;
+    let bytes = pseudo_random(5000, 17);
+    let mut client = BlobClient::of(&device, &address);
+    client.upload(&bytes).await.unwrap();
+    client.close();
+    let crate::common::TestRelay { dir, relay } = relay;
+    relay.shutdown().await;
+
+    let full = restart_tweaked(dir.path(), |config| {
+        config.limits.min_free_disk_bytes = u64::MAX;
+    })
+    .await;
+    let address = full.tcp_dial_addr().unwrap();
+    let mut client = BlobClient::of(&device, &address);
+    let (answer, _stream) = client.start_upload(&pseudo_random(5000, 18)).await;
+    assert_eq!(refused(&answer), Some(ErrorCode::StorageFull));
+    assert!(partial_files(dir.path()).is_empty());
+    assert_eq!(client.download(BlobId::of(&bytes), 0).await.unwrap(), bytes);
+    full.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_gets_its_share_of_transfers_and_no_more() {
+    let relay = start_tweaked(|config| config.blobs.max_transfers_per_device = 2, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let device = RawDevice::registered(&address).await;
+    let mut client = BlobClient::of(&device, &address);
+    let mut open = Vec::new();
+    for seed in 0..2 {
+        let (answer, stream) = client.start_upload(&pseudo_random(1000, 40 + seed)).await;
+        assert_eq!(answer, BlobAnswer::Ready { offset: 0 });
+        open.push(stream);
+    }
+    let mut third = client.stream().await;
+    let request = tidings_protocol::BlobRequest::Upload {
+        id: BlobId::of(b"third"),
+        size: 5,
+        offset: 0,
+    };
+    if third.try_request(&request).await {
+        assert_eq!(third.answer().await, None, "the third stream is dropped");
+    }
+    assert_eq!(relay.relay.metrics().streams_refused(StreamKind::Blob), 1);
+    // Another device is not held up by this one's share.
+    let other = RawDevice::registered(&address).await;
+    BlobClient::of(&other, &address)
+        .upload(&pseudo_random(1000, 43))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_upload_is_closed_after_the_idle_timeout_and_resumes() {
+    let relay = start_tweaked(|config| config.network.stream_idle_secs = 1, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let device = RawDevice::registered(&address).await;
+    let mut client = BlobClient::of(&device, &address);
+    let bytes = pseudo_random(2 * MAX_BLOB_DATA_BYTES, 19);
+    let (answer, mut stream) = client.start_upload(&bytes).await;
+    assert_eq!(answer, BlobAnswer::Ready { offset: 0 });
+    assert!(stream.send(&bytes[..MAX_BLOB_DATA_BYTES]).await);
+    // Then nothing: the relay closes the stream and keeps what came.
+    assert_eq!(stream.answer().await, None);
+    let (answer, mut stream) = client.start_upload(&bytes).await;
+    assert_eq!(
+        answer,
+        BlobAnswer::Ready {
+            offset: MAX_BLOB_DATA_BYTES as u64
+        }
+    );
+    stream
+        .finish(&bytes, MAX_BLOB_DATA_BYTES as u64)
+        .await
+        .unwrap();
 }

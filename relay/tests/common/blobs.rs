@@ -34,13 +34,36 @@ impl BlobClient {
 
     /// A new blob stream.
     pub async fn stream(&mut self) -> BlobStream {
-        let stream = self.opener.open(BLOB_PROTOCOL).await.unwrap();
+        self.stream_on(BLOB_PROTOCOL).await
+    }
+
+    /// A new stream of `protocol` (the blob protocol, or the relays' one).
+    pub async fn stream_on(&mut self, protocol: &'static str) -> BlobStream {
+        let stream = self.opener.open(protocol).await.unwrap();
         let (reader, writer) = stream.split();
         BlobStream {
             reader,
             writer,
             buf: Vec::new(),
         }
+    }
+
+    /// A new blob stream that took `request`. libp2p-stream drops an inbound stream that
+    /// arrives while the relay's acceptor is busy with another, so a client tries again.
+    /// Returns the stream and the relay's first answer.
+    pub async fn open_with(&mut self, request: &BlobRequest) -> (BlobStream, BlobAnswer) {
+        for _ in 0..10 {
+            let mut stream = self.stream().await;
+            if framing::write_frame(&mut stream.writer, request)
+                .await
+                .is_ok()
+                && let Some(answer) = stream.answer().await
+            {
+                return (stream, answer);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the relay dropped every stream");
     }
 
     /// Starts an upload of `bytes`, retrying while an earlier stream of it is still being
@@ -53,15 +76,13 @@ impl BlobClient {
     /// As [`Self::start_upload`] for a declared id and size.
     pub async fn start_upload_as(&mut self, id: BlobId, size: u64) -> (BlobAnswer, BlobStream) {
         for _ in 0..100 {
-            let mut stream = self.stream().await;
-            stream
-                .request(&BlobRequest::Upload {
+            let (stream, answer) = self
+                .open_with(&BlobRequest::Upload {
                     id,
                     size,
                     offset: 0,
                 })
                 .await;
-            let answer = stream.answer().await.expect("an answer to the upload");
             match &answer {
                 BlobAnswer::Error(error) if error.code == ErrorCode::Unavailable => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -85,18 +106,28 @@ impl BlobClient {
 
     /// Downloads blob `id` from `offset`: its bytes from there.
     pub async fn download(&mut self, id: BlobId, offset: u64) -> Result<Vec<u8>, ErrorAnswer> {
-        let mut stream = self.stream().await;
-        stream
-            .request(&BlobRequest::Download {
-                id,
-                relay: None,
-                offset,
-            })
+        self.download_from(id, None, offset).await
+    }
+
+    /// Downloads blob `id` uploaded to `relay` from `offset` (the relay fetches it first if
+    /// it must; its progress frames are checked and skipped).
+    pub async fn download_from(
+        &mut self,
+        id: BlobId,
+        relay: Option<String>,
+        offset: u64,
+    ) -> Result<Vec<u8>, ErrorAnswer> {
+        let (mut stream, mut answer) = self
+            .open_with(&BlobRequest::Download { id, relay, offset })
             .await;
-        let (size, from) = match stream.answer().await.expect("an answer to the download") {
-            BlobAnswer::Sending { size, offset } => (size, offset),
-            BlobAnswer::Error(error) => return Err(error),
-            other => panic!("unexpected {other:?}"),
+        let (size, from) = loop {
+            match answer {
+                BlobAnswer::Sending { size, offset } => break (size, offset),
+                BlobAnswer::Fetching { have, size } => assert!(have <= size),
+                BlobAnswer::Error(error) => return Err(error),
+                other => panic!("unexpected {other:?}"),
+            }
+            answer = stream.answer().await.expect("an answer to the download");
         };
         assert_eq!(from, offset);
         let mut got = Vec::new();
@@ -127,6 +158,13 @@ pub struct BlobStream {
 }
 
 impl BlobStream {
+    /// Sends the request frame; false if the relay dropped the stream already.
+    pub async fn try_request(&mut self, request: &BlobRequest) -> bool {
+        framing::write_frame(&mut self.writer, request)
+            .await
+            .is_ok()
+    }
+
     pub async fn request(&mut self, request: &BlobRequest) {
         framing::write_frame(&mut self.writer, request)
             .await

@@ -1,0 +1,244 @@
+//! Fetching a blob this relay does not hold from the relay it was uploaded to
+//! (`/tidings/blob-federation/1`), once: concurrent downloads of the same blob watch the same
+//! fetch. The bytes go through the same partial file, hash check and publish as an upload,
+//! charged to no user ([`FETCHED`]).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{AsyncReadExt, io::ReadHalf};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tidings_protocol::{
+    BlobAnswer, BlobData, BlobId, BlobRequest, ErrorAnswer, ErrorCode, UserId,
+    blob::BLOB_FEDERATION_PROTOCOL, framing,
+};
+use tokio::sync::watch;
+
+use super::{BlobStore, files};
+use crate::{
+    metrics::{Direction, TransferOutcome},
+    store::UploadStart,
+    streams::{FrameTimeouts, read_frame_timed},
+};
+
+/// The account fetched blobs are kept under (no user: the relay's own copies).
+pub(crate) const FETCHED: UserId = UserId::from_bytes([0; 32]);
+
+/// Most fetches running at once; more downloads are answered `unavailable` (retry).
+const MAX_FETCHES: usize = 16;
+
+/// How long opening a stream to the blob's relay may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the blob's relay may stay silent, and take over one frame.
+const FETCH_TIMEOUTS: FrameTimeouts = FrameTimeouts {
+    idle: Some(Duration::from_secs(30)),
+    frame: Duration::from_secs(30),
+};
+
+/// Where a fetch stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FetchState {
+    /// Bytes fetched so far of `size` (0 until the other relay answered).
+    Running {
+        /// Bytes fetched.
+        have: u64,
+        /// The blob's size.
+        size: u64,
+    },
+    /// Stored here, hash checked.
+    Done,
+    /// It failed, with what to tell the device.
+    Failed(ErrorAnswer),
+}
+
+/// The fetches running now, by blob.
+#[derive(Clone)]
+pub(crate) struct Fetcher {
+    control: libp2p_stream::Control,
+    running: Arc<Mutex<HashMap<BlobId, watch::Receiver<FetchState>>>>,
+}
+
+impl Fetcher {
+    pub fn new(control: libp2p_stream::Control) -> Self {
+        Self {
+            control,
+            running: Arc::default(),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, watch::Receiver<FetchState>>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Watches the fetch of `id` from `relay`, starting it unless one runs; None if too
+    /// many run.
+    pub fn fetch(
+        &self,
+        blobs: &BlobStore,
+        id: BlobId,
+        relay: PeerId,
+    ) -> Option<watch::Receiver<FetchState>> {
+        let mut running = self.running();
+        if let Some(state) = running.get(&id) {
+            return Some(state.clone());
+        }
+        if running.len() >= MAX_FETCHES {
+            return None;
+        }
+        let (sender, receiver) = watch::channel(FetchState::Running { have: 0, size: 0 });
+        running.insert(id, receiver.clone());
+        let fetcher = self.clone();
+        let blobs = blobs.clone();
+        tokio::spawn(async move {
+            let end = match fetcher.run(&blobs, id, relay, &sender).await {
+                Ok(()) => FetchState::Done,
+                Err(answer) => answer,
+            };
+            let outcome = match &end {
+                FetchState::Done => TransferOutcome::Done,
+                FetchState::Failed(answer) if answer.code == ErrorCode::HashMismatch => {
+                    TransferOutcome::HashMismatch
+                }
+                _ => TransferOutcome::Failed,
+            };
+            blobs.metrics().blobs.transfer(Direction::Fetch, outcome);
+            // Out of the table first, so a download after the end starts afresh or finds it.
+            fetcher.running().remove(&id);
+            let _ = sender.send(end);
+        });
+        Some(receiver)
+    }
+
+    async fn run(
+        &self,
+        blobs: &BlobStore,
+        id: BlobId,
+        relay: PeerId,
+        progress: &watch::Sender<FetchState>,
+    ) -> Result<(), FetchState> {
+        let unreachable = |reason: String| {
+            tracing::info!(blob = %id, %relay, %reason, "blob fetch failed");
+            FetchState::Failed(ErrorAnswer::new(
+                ErrorCode::Unavailable,
+                format!("the blob's relay cannot be reached: {reason}"),
+            ))
+        };
+        let mut control = self.control.clone();
+        let stream = tokio::time::timeout(
+            OPEN_TIMEOUT,
+            control.open_stream(relay, StreamProtocol::new(BLOB_FEDERATION_PROTOCOL)),
+        )
+        .await
+        .map_err(|_| unreachable("timed out opening a stream".into()))?
+        .map_err(|error| unreachable(error.to_string()))?;
+        let (mut reader, mut writer) = stream.split();
+        let request = BlobRequest::Download {
+            id,
+            relay: None,
+            offset: 0,
+        };
+        framing::write_frame(&mut writer, &request)
+            .await
+            .map_err(|error| unreachable(error.to_string()))?;
+        let mut buf = Vec::new();
+        read_frame(&mut reader, &mut buf)
+            .await
+            .map_err(unreachable)?;
+        let size = match BlobAnswer::decode(&buf) {
+            Ok(BlobAnswer::Sending { size, offset: 0 }) => size,
+            Ok(BlobAnswer::Error(answer)) => return Err(FetchState::Failed(answer)),
+            Ok(other) => return Err(unreachable(format!("unexpected answer {other:?}"))),
+            Err(error) => return Err(unreachable(error.to_string())),
+        };
+        if size > blobs.config().max_blob_bytes {
+            return Err(FetchState::Failed(ErrorAnswer::new(
+                ErrorCode::BlobTooLarge,
+                format!("{size} bytes exceeds this relay's limit"),
+            )));
+        }
+        let failed = |error: super::BlobError| {
+            tracing::warn!(%error, blob = %id, "blob fetch failed here");
+            FetchState::Failed(ErrorAnswer::new(
+                ErrorCode::Unavailable,
+                "the relay failed; retry later",
+            ))
+        };
+        let start = blobs
+            .store()
+            .begin_media_upload(FETCHED, id, size, u64::MAX, blobs.config().grace_ms())
+            .await
+            .map_err(|error| failed(error.into()))?;
+        if start == UploadStart::Stored {
+            return Ok(());
+        }
+        // Keeps garbage collection off the partial copy while it grows.
+        let _active = blobs.claim_upload(FETCHED, id);
+        let mut partial = blobs
+            .blocking("opening a fetched blob", move |files| {
+                files.open_partial(&FETCHED, &id, 0)
+            })
+            .await
+            .map_err(failed)?;
+        while partial.have < size {
+            let read = read_frame(&mut reader, &mut buf).await;
+            let data = read
+                .and_then(|()| BlobData::decode(&buf).map_err(|error| error.to_string()))
+                .and_then(|data| {
+                    let len = data.bytes.len() as u64;
+                    if data.bytes.is_empty() || partial.have + len > size {
+                        Err("a data frame is empty or goes past the size".to_string())
+                    } else {
+                        Ok(data)
+                    }
+                });
+            let data = match data {
+                Ok(data) => data,
+                Err(reason) => {
+                    drop(partial);
+                    let _ = blobs.drop_upload(FETCHED, id).await;
+                    return Err(unreachable(reason));
+                }
+            };
+            let len = data.bytes.len() as u64;
+            partial = blobs
+                .blocking("appending to a fetched blob", move |_| {
+                    files::append(&mut partial, &data.bytes).map(|()| partial)
+                })
+                .await
+                .map_err(failed)?;
+            blobs.metrics().blobs.bytes(Direction::Fetch, len);
+            progress.send_replace(FetchState::Running {
+                have: partial.have,
+                size,
+            });
+        }
+        let got = partial.hasher.clone().finish();
+        if got != id {
+            drop(partial);
+            let _ = blobs.drop_upload(FETCHED, id).await;
+            tracing::warn!(blob = %id, %relay, %got, "a fetched blob does not hash to its id");
+            return Err(FetchState::Failed(ErrorAnswer::new(
+                ErrorCode::HashMismatch,
+                "the blob's relay sent bytes that do not match the id",
+            )));
+        }
+        blobs.publish(partial, FETCHED, id).await.map_err(failed)?;
+        tracing::debug!(blob = %id, %relay, size, "blob fetched");
+        Ok(())
+    }
+}
+
+/// Reads one frame from the blob's relay within [`FETCH_TIMEOUTS`].
+async fn read_frame(reader: &mut ReadHalf<Stream>, buf: &mut Vec<u8>) -> Result<(), String> {
+    match read_frame_timed(reader, buf, FETCH_TIMEOUTS).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the stream ended early".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}

@@ -1,0 +1,111 @@
+//! Blobs held by another relay: fetched once (concurrent downloads share the fetch), hash
+//! checked and stored as a local blob, then served; relays fetch within a byte rate.
+
+use std::time::{Duration, Instant};
+
+use tidings_protocol::{
+    BlobAnswer, BlobId, BlobRequest, ErrorCode, blob::BLOB_FEDERATION_PROTOCOL,
+};
+use tidings_relay::metrics::{Direction, TransferOutcome};
+
+use super::{blob_files, pseudo_random};
+use crate::common::{BlobClient, RawDevice, start_relays, start_relays_tweaked};
+
+#[tokio::test]
+async fn a_blob_held_elsewhere_is_fetched_once_and_then_served_from_here() {
+    let relays = start_relays(2).await;
+    let (home, near) = (&relays[0], &relays[1]);
+    let home_address = home.relay.tcp_dial_addr().unwrap();
+    let near_address = near.relay.tcp_dial_addr().unwrap();
+    let sender = RawDevice::registered(&home_address).await;
+    let bytes = pseudo_random(3_000_000, 30);
+    let id = BlobId::of(&bytes);
+    BlobClient::of(&sender, &home_address)
+        .upload(&bytes)
+        .await
+        .unwrap();
+
+    let first = RawDevice::registered(&near_address).await;
+    let second = RawDevice::registered(&near_address).await;
+    let origin = Some(home.relay.peer_id().to_string());
+    let mut a = BlobClient::of(&first, &near_address);
+    let mut b = BlobClient::of(&second, &near_address);
+    let (got_a, got_b) = tokio::join!(
+        a.download_from(id, origin.clone(), 0),
+        b.download_from(id, origin.clone(), 0)
+    );
+    assert_eq!(got_a.unwrap(), bytes);
+    assert_eq!(got_b.unwrap(), bytes);
+    // Served locally now, whoever asks and however.
+    assert_eq!(a.download(id, 1000).await.unwrap(), bytes[1000..]);
+    assert_eq!(b.download_from(id, origin, 0).await.unwrap(), bytes);
+    assert_eq!(blob_files(near.dir.path()), vec![id.to_string()]);
+    let fetched = &near.relay.metrics().blobs;
+    assert_eq!(
+        fetched.transfers(Direction::Fetch, TransferOutcome::Done),
+        1
+    );
+    let served = &home.relay.metrics().blobs;
+    assert_eq!(served.transfers(Direction::Serve, TransferOutcome::Done), 1);
+}
+
+#[tokio::test]
+async fn a_blob_its_relay_does_not_hold_is_not_found() {
+    let relays = start_relays(2).await;
+    let (home, near) = (&relays[0], &relays[1]);
+    let near_address = near.relay.tcp_dial_addr().unwrap();
+    let device = RawDevice::registered(&near_address).await;
+    let mut client = BlobClient::of(&device, &near_address);
+    let id = BlobId::of(b"never uploaded");
+    let origin = Some(home.relay.peer_id().to_string());
+    let error = client.download_from(id, origin, 0).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::BlobNotFound);
+    assert!(blob_files(near.dir.path()).is_empty());
+    // A relay id that is no peer id is refused as such.
+    let error = client
+        .download_from(id, Some("not a peer id".into()), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::Malformed);
+}
+
+#[tokio::test]
+async fn relays_only_download_and_within_their_byte_rate() {
+    let relays = start_relays_tweaked(2, |config| {
+        config.blobs.federation_bytes_per_sec = 1024 * 1024;
+    })
+    .await;
+    let (home, near) = (&relays[0], &relays[1]);
+    let home_address = home.relay.tcp_dial_addr().unwrap();
+    let near_address = near.relay.tcp_dial_addr().unwrap();
+    let sender = RawDevice::registered(&home_address).await;
+    let bytes = pseudo_random(3 * 1024 * 1024, 31);
+    let id = BlobId::of(&bytes);
+    let mut client = BlobClient::of(&sender, &home_address);
+    client.upload(&bytes).await.unwrap();
+
+    // Uploads on the relays' protocol are refused.
+    let mut stream = client.stream_on(BLOB_FEDERATION_PROTOCOL).await;
+    stream
+        .request(&BlobRequest::Upload {
+            id: BlobId::of(b"x"),
+            size: 1,
+            offset: 0,
+        })
+        .await;
+    assert!(matches!(
+        stream.answer().await,
+        Some(BlobAnswer::Error(error)) if error.code == ErrorCode::Malformed
+    ));
+
+    // 3 MiB at 1 MiB/s with a 1 MiB burst: about two seconds.
+    let reader = RawDevice::registered(&near_address).await;
+    let started = Instant::now();
+    let got = BlobClient::of(&reader, &near_address)
+        .download_from(id, Some(home.relay.peer_id().to_string()), 0)
+        .await
+        .unwrap();
+    assert_eq!(got, bytes);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500), "took {took:?}");
+}

@@ -1,74 +1,20 @@
-//! Media through real relays on loopback: files sent 1:1 and to a group are saved byte-equal
-//! on the other side; a forward and a second send of the same file upload nothing; a blob
-//! altered on the relay's disk is refused and leaves no file; cut uploads and downloads
-//! resume where they stopped.
+//! Media through real relays on loopback: files sent 1:1, to a group, to another relay's
+//! users and from one device to the account's others are saved byte-equal; a forward and a
+//! second send of the same file upload nothing; a blob altered on the relay's disk, and a
+//! file over the quota or the size limit, are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
+use std::{sync::atomic::Ordering, time::Duration};
+
+use common::{
+    TestUser,
+    media::{last_progress, media_messages, pattern, relay_blobs, write_file},
+    two_friends,
 };
-
-use common::{TestUser, two_friends};
-use tidings_client::{ClientError, Event, MediaError, MessageRecord, MessageStatus, Progress};
+use tidings_client::{ClientError, MediaError, MessageStatus};
 use tidings_protocol::media::MediaKind;
-
-/// Bytes that differ from position to position (and from file to file by `seed`).
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
-        .collect()
-}
-
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// The whole blobs a relay holds on disk (uploads in progress not counted).
-fn relay_blobs(relay_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(relay_dir.join("blobs")) else {
-        return Vec::new();
-    };
-    entries
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .collect()
-}
-
-/// Syncs `user` until `count` media messages arrived; returns them.
-async fn media_messages(user: &TestUser, count: usize) -> Vec<MessageRecord> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut got = Vec::new();
-    while got.len() < count {
-        assert!(tokio::time::Instant::now() < deadline, "only got {got:?}");
-        for event in user.sync(Duration::from_secs(2)).await {
-            if let Event::Message(record) = event
-                && record.media.is_some()
-            {
-                got.push(record);
-            }
-        }
-    }
-    got
-}
-
-/// The last progress a transfer reported.
-fn last_progress() -> (Arc<AtomicU64>, impl FnMut(Progress) + Send + 'static) {
-    let done = Arc::new(AtomicU64::new(u64::MAX));
-    let seen = done.clone();
-    (done, move |progress: Progress| {
-        assert!(progress.done <= progress.total);
-        seen.store(progress.done, Ordering::SeqCst);
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_sent_one_to_one_are_saved_byte_equal_on_the_other_side() {
@@ -237,92 +183,6 @@ async fn a_blob_altered_on_the_relay_is_refused_and_leaves_no_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_upload_and_a_cut_download_resume_where_they_stopped() {
-    let pair = two_friends().await;
-    let files = tempfile::tempdir().unwrap();
-    let size = 6 << 20;
-    let bytes = pattern(size, 7);
-    let path = write_file(files.path(), "clip.mp4", &bytes);
-    let cut_at = 1 << 20;
-
-    // The upload is dropped (its stream with it) once a megabyte went up.
-    let mut alice = pair.alice.connect().await;
-    let reached = Arc::new(tokio::sync::Notify::new());
-    let signal = reached.clone();
-    let cut = tokio::select! {
-        sent = alice.send_file("bob", &path, None, move |progress: Progress| {
-            if progress.done >= cut_at {
-                signal.notify_one();
-            }
-        }) => panic!("the upload was meant to be cut: {sent:?}"),
-        () = reached.notified() => true,
-    };
-    assert!(cut);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let first = Arc::new(AtomicU64::new(u64::MAX));
-    let seen = first.clone();
-    let sent = alice
-        .send_file("bob", &path, None, move |progress: Progress| {
-            let _ =
-                seen.compare_exchange(u64::MAX, progress.done, Ordering::SeqCst, Ordering::SeqCst);
-        })
-        .await
-        .unwrap();
-    assert!(sent.uploaded);
-    let resumed_from = first.load(Ordering::SeqCst);
-    assert!(
-        resumed_from > 0 && resumed_from < sent.record.media.as_ref().unwrap().blob.size,
-        "resumed from {resumed_from}"
-    );
-
-    // The download is dropped the same way, then resumes from the partial file.
-    let received = media_messages(&pair.bob, 1).await;
-    let out = tempfile::tempdir().unwrap();
-    let reached = Arc::new(tokio::sync::Notify::new());
-    let signal = reached.clone();
-    let mut cut_progress = move |progress: Progress| {
-        if progress.done >= cut_at {
-            signal.notify_one();
-        }
-    };
-    tokio::select! {
-        saved = pair.bob.client.save_media(received[0].id, out.path(), &mut cut_progress) => {
-            panic!("the download was meant to be cut: {saved:?}")
-        }
-        () = reached.notified() => {}
-    }
-    assert_eq!(
-        std::fs::read_dir(out.path()).unwrap().count(),
-        0,
-        "nothing saved yet"
-    );
-    let first = Arc::new(AtomicU64::new(u64::MAX));
-    let seen = first.clone();
-    let saved = pair
-        .bob
-        .client
-        .save_media(
-            received[0].id,
-            out.path(),
-            &mut move |progress: Progress| {
-                let _ = seen.compare_exchange(
-                    u64::MAX,
-                    progress.done,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
-            },
-        )
-        .await
-        .unwrap();
-    assert!(
-        first.load(Ordering::SeqCst) >= cut_at,
-        "resumed from the partial file"
-    );
-    assert_eq!(std::fs::read(saved).unwrap(), bytes);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_over_the_quota_or_the_size_limit_is_refused_and_nothing_is_queued() {
     let relay_dir = common::RelayDir::with(|config| {
         config.blobs.user_quota_bytes = 300_000;
@@ -369,137 +229,6 @@ async fn a_file_over_the_quota_or_the_size_limit_is_refused_and_nothing_is_queue
     assert_eq!(relay_blobs(relay_dir.path()).len(), 1);
 }
 
-fn tidings(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("TIDINGS_PASSPHRASE")
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = tidings(dir, args);
-    assert!(
-        output.status.success(),
-        "tidings {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_cli_sends_shows_saves_and_forwards_a_file() {
-    let relay_dir = common::RelayDir::new();
-    let relay = relay_dir.start().await;
-    let address = common::dial_addr(&relay).to_string();
-    let home = tempfile::tempdir().unwrap();
-    let (alice, bob) = (home.path().join("alice"), home.path().join("bob"));
-    for dir in [&alice, &bob] {
-        ok(dir, &["init"]);
-        ok(dir, &["register", "--relay", &address]);
-    }
-    let alice_card = ok(&alice, &["card"]);
-    let bob_card = ok(&bob, &["card"]);
-    ok(&alice, &["contact", "add", "bob", bob_card.trim()]);
-    ok(&bob, &["contact", "add", "alice", alice_card.trim()]);
-
-    let bytes = pattern(400_000, 5);
-    let photo = write_file(home.path(), "photo.png", &bytes);
-    let photo_arg = photo.to_str().unwrap();
-    let sent = ok(
-        &alice,
-        &["send", "bob", "--file", photo_arg, "--caption", "look"],
-    );
-    assert!(
-        sent.contains("✓ sent to bob: [photo] photo.png (390.6 KiB) look"),
-        "{sent}"
-    );
-
-    let history = ok(&bob, &["history", "alice"]);
-    let line = history
-        .lines()
-        .find(|line| line.contains("alice: [photo] photo.png (390.6 KiB) look  #"))
-        .unwrap_or_else(|| panic!("{history}"));
-    let id = line.rsplit('#').next().unwrap().trim();
-
-    let out = home.path().join("saved");
-    std::fs::create_dir(&out).unwrap();
-    let saved = ok(&bob, &["media", "save", id, out.to_str().unwrap()]);
-    assert!(saved.contains("saved"), "{saved}");
-    assert_eq!(std::fs::read(out.join("photo.png")).unwrap(), bytes);
-
-    let forwarded = ok(&bob, &["forward", id, "alice"]);
-    assert!(
-        forwarded.contains("✓ sent to alice: [photo] photo.png"),
-        "{forwarded}"
-    );
-    assert_eq!(relay_blobs(relay_dir.path()).len(), 1);
-
-    let neither = tidings(&alice, &["send", "bob"]);
-    assert!(!neither.status.success());
-    let not_media = tidings(&bob, &["media", "save", "nonsense"]);
-    assert!(String::from_utf8_lossy(&not_media.stderr).contains("is not a message id"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_cut_before_a_restart_resumes_after_it() {
-    let pair = two_friends().await;
-    let files = tempfile::tempdir().unwrap();
-    let bytes = pattern(4 << 20, 3);
-    let path = write_file(files.path(), "talk.m4a", &bytes);
-    let data_dir = pair.alice.dir.path().to_path_buf();
-    {
-        let mut alice = pair.alice.connect().await;
-        let reached = Arc::new(tokio::sync::Notify::new());
-        let signal = reached.clone();
-        tokio::select! {
-            sent = alice.send_file("bob", &path, None, move |progress: Progress| {
-                if progress.done >= 1 << 20 {
-                    signal.notify_one();
-                }
-            }) => panic!("the upload was meant to be cut: {sent:?}"),
-            () = reached.notified() => {}
-        }
-    }
-    // The process ends: every handle on the store goes; the data dir stays.
-    let TestUser {
-        dir: _kept,
-        client: old,
-    } = pair.alice;
-    drop(old);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    // The same data dir opened again, as after a restart of the process.
-    let client = tidings_client::Client::open(&data_dir, None).unwrap();
-    let mut alice = client.connect().await.unwrap();
-    let first = Arc::new(AtomicU64::new(u64::MAX));
-    let seen = first.clone();
-    let sent = alice
-        .send_file("bob", &path, None, move |progress: Progress| {
-            let _ =
-                seen.compare_exchange(u64::MAX, progress.done, Ordering::SeqCst, Ordering::SeqCst);
-        })
-        .await
-        .unwrap();
-    assert!(sent.uploaded);
-    assert!(
-        first.load(Ordering::SeqCst) > 0,
-        "resumed after the restart"
-    );
-    let received = media_messages(&pair.bob, 1).await;
-    let out = tempfile::tempdir().unwrap();
-    let saved = pair
-        .bob
-        .client
-        .save_media(received[0].id, out.path(), &mut |_| {})
-        .await
-        .unwrap();
-    assert_eq!(std::fs::read(saved).unwrap(), bytes);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_sent_from_one_device_shows_and_saves_on_the_others() {
     let pair = two_friends().await;
@@ -527,4 +256,49 @@ async fn a_file_sent_from_one_device_shows_and_saves_on_the_others() {
         .unwrap();
     assert_eq!(std::fs::read(saved).unwrap(), bytes);
     assert_eq!(media_messages(&pair.bob, 1).await[0].id, sent.record.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_from_another_relay_is_fetched_once_by_the_recipients_relay() {
+    let net = common::Net::start(2).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(1)).await;
+    let carol = TestUser::register(net.relay(1)).await;
+    alice.befriend("bob", &bob);
+    alice.befriend("carol", &carol);
+    let files = tempfile::tempdir().unwrap();
+    let bytes = pattern(700_000, 6);
+    let path = write_file(files.path(), "poster.png", &bytes);
+    let mut session = alice.connect().await;
+    let first = session.send_file("bob", &path, None, |_| {}).await.unwrap();
+    session
+        .send_file("carol", &path, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        first.record.media.as_ref().unwrap().blob.relay,
+        net.relay(0).peer_id().to_string()
+    );
+    assert!(
+        relay_blobs(net.dir(1)).is_empty(),
+        "not fetched before it is asked for"
+    );
+
+    for user in [&bob, &carol] {
+        let got = media_messages(user, 1).await;
+        let out = tempfile::tempdir().unwrap();
+        let saved = user
+            .client
+            .save_media(got[0].id, out.path(), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(saved).unwrap(), bytes);
+    }
+    assert_eq!(relay_blobs(net.dir(0)).len(), 1);
+    assert_eq!(
+        relay_blobs(net.dir(1)).len(),
+        1,
+        "fetched once, served to both"
+    );
+    net.shutdown().await;
 }

@@ -10,6 +10,8 @@ use tidings_protocol::LinkCode;
 
 /// How long linking waits for the approval a test gives itself.
 pub const LINK_WAIT: Duration = Duration::from_secs(30);
+pub mod media;
+
 use tidings_relay::{
     RelayConfig, RunningRelay,
     store::fault::FaultSwitch,
@@ -233,6 +235,11 @@ impl Net {
 
     pub fn relay(&self, index: usize) -> &RunningRelay {
         self.0.relay(index).expect("relay is stopped")
+    }
+
+    /// Relay `index`'s data dir.
+    pub fn dir(&self, index: usize) -> &std::path::Path {
+        self.0.dir(index).expect("no such relay").path()
     }
 
     pub async fn stop(&mut self, index: usize) {

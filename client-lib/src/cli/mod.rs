@@ -121,7 +121,8 @@ enum Command {
     /// Show who you are, your relay, and what is waiting to be sent.
     Status,
     /// Open a live chat with a contact or group: history with ticks, their presence,
-    /// "typing…", Enter sends, what you see is marked read. Esc or Ctrl-C leaves.
+    /// "typing…", Enter sends (`/file PATH` sends a file), what you see is marked read. Esc or
+    /// Ctrl-C leaves.
     Chat {
         /// Contact or group name (or id).
         name: String,

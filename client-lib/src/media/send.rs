@@ -145,24 +145,31 @@ impl Client {
         path: &Path,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<PathBuf, ClientError> {
-        let media = self.media_of(id)?;
-        if media.chunk != MEDIA_CHUNK {
-            return Err(MediaError::ChunkSize(media.chunk).into());
-        }
-        let target = if path.is_dir() {
-            path.join(&media.name)
-        } else {
-            path.to_path_buf()
-        };
+        let asked = path.to_path_buf();
+        let (media, target, partial, resumed) = self
+            .blocking_files(move |client| {
+                let media = client.media_of(id)?;
+                if media.chunk != MEDIA_CHUNK {
+                    return Err(MediaError::ChunkSize(media.chunk).into());
+                }
+                let target = if asked.is_dir() {
+                    asked.join(&media.name)
+                } else {
+                    asked
+                };
+                let incoming = client.data_dir().join(INCOMING_DIR);
+                std::fs::create_dir_all(&incoming).map_err(MediaError::io(&incoming))?;
+                let partial = incoming.join(format!("{}.part", media.blob.id));
+                // A download resumed from a partial file that does not fit the rest (a write
+                // of a cancelled save that landed late) fails the id check: it is fetched
+                // whole once more.
+                let resumed = std::fs::metadata(&partial).is_ok_and(|meta| meta.len() > 0);
+                Ok((media, target, partial, resumed))
+            })
+            .await?;
         let link = self.blob_link().await?;
         let home = link.relay().to_string();
         let origin = (media.blob.relay != home).then(|| media.blob.relay.clone());
-        let incoming = self.data_dir().join(INCOMING_DIR);
-        std::fs::create_dir_all(&incoming).map_err(MediaError::io(&incoming))?;
-        let partial = incoming.join(format!("{}.part", media.blob.id));
-        // A download resumed from a partial file that does not fit the rest (a write of a
-        // cancelled save that landed late) fails the id check: it is fetched whole once more.
-        let resumed = std::fs::metadata(&partial).is_ok_and(|meta| meta.len() > 0);
         for last_try in [!resumed, true] {
             link.download(
                 media.blob.id,
@@ -237,12 +244,14 @@ impl Session {
         id: EnvelopeId,
         who: &str,
     ) -> Result<MessageRecord, ClientError> {
-        let media = self.client().media_of(id)?;
         let conversation = self.client().conversation(who)?;
         let me = self.client().user_id();
         let record = self
             .client()
-            .blocking(move |inner| inner.store.queue_media(me, conversation, media))
+            .blocking_files(move |client| {
+                let media = client.media_of(id)?;
+                Ok(client.store().queue_media(me, conversation, media)?)
+            })
             .await?;
         self.flush_and_find(record).await
     }

@@ -302,3 +302,45 @@ async fn a_file_from_another_relay_is_fetched_once_by_the_recipients_relay() {
     );
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sent_again_after_its_blob_left_the_relay_goes_up_again_as_the_same_blob() {
+    let common::Pair {
+        mut relay_dir,
+        relay,
+        alice,
+        bob,
+    } = two_friends().await;
+    let files = tempfile::tempdir().unwrap();
+    let bytes = pattern(120_000, 11);
+    let path = write_file(files.path(), "again.bin", &bytes);
+    let first = {
+        let mut session = alice.connect().await;
+        session.send_file("bob", &path, None, |_| {}).await.unwrap()
+    };
+    // The blob is gone from the relay (as after garbage collection): its file removed, and
+    // the relay's start-up check drops its row.
+    relay_dir.stop(relay).await;
+    let blobs = relay_blobs(relay_dir.path());
+    assert_eq!(blobs.len(), 1);
+    std::fs::remove_file(&blobs[0]).unwrap();
+    let _relay = relay_dir.start().await;
+
+    let mut session = alice.connect().await;
+    let again = session.send_file("bob", &path, None, |_| {}).await.unwrap();
+    assert!(again.uploaded, "sent again: the relay no longer held it");
+    assert_eq!(
+        again.record.media.as_ref().unwrap().blob.id,
+        first.record.media.as_ref().unwrap().blob.id,
+        "the same key seals the same bytes"
+    );
+    for record in media_messages(&bob, 2).await {
+        let out = tempfile::tempdir().unwrap();
+        let saved = bob
+            .client
+            .save_media(record.id, out.path(), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(saved).unwrap(), bytes);
+    }
+}

@@ -97,43 +97,60 @@ impl Client {
             thumbnail,
             caption: caption.map(str::to_string),
         };
-        let uploaded = !prepared.record.uploaded;
-        if uploaded {
+        let mut prepared = prepared;
+        if prepared.record.uploaded {
             let blob = &prepared.record.blob;
-            if let Err(error) = link
-                .upload(&prepared.sealed, blob.id, blob.size, progress)
+            if link
+                .holds(blob.id, blob.size)
                 .await
+                .map_err(MediaError::from)?
             {
-                if let TransferError::Refused(answer) = &error
-                    && answer.code == ErrorCode::HashMismatch
-                {
-                    // The sealed copy on disk is not what was recorded: seal anew next time.
-                    let _ = std::fs::remove_file(&prepared.sealed);
-                }
-                return Err(MediaError::from(error).into());
+                let size = blob.size;
+                progress(Progress {
+                    done: size,
+                    total: size,
+                });
+                let mut record = prepared.record;
+                // Held by the home relay of now, whichever relay it first went to.
+                record.blob.relay = link.relay().to_string();
+                return Ok((describe.message(record), false));
             }
-            let Prepared {
-                digest,
-                mut record,
-                sealed,
-            } = prepared;
-            record.uploaded = true;
-            let done = record.clone();
-            self.blocking_files(move |client| {
-                client.store().save_upload(&digest, &done)?;
-                // The relay holds it now; a later send of the file reuses the blob.
-                let _ = std::fs::remove_file(&sealed);
-                Ok(())
-            })
-            .await?;
-            return Ok((describe.message(record), true));
+            // Gone from the relay since (collected): sealed again under the same key, the
+            // file gives the same bytes, and goes up again.
+            let input = path.to_path_buf();
+            let relay = link.relay().to_string();
+            prepared = self
+                .blocking_files(move |client| reseal(client, &input, prepared, relay))
+                .await?;
         }
-        let size = prepared.record.blob.size;
-        progress(Progress {
-            done: size,
-            total: size,
-        });
-        Ok((describe.message(prepared.record), false))
+        let blob = &prepared.record.blob;
+        if let Err(error) = link
+            .upload(&prepared.sealed, blob.id, blob.size, progress)
+            .await
+        {
+            if let TransferError::Refused(answer) = &error
+                && answer.code == ErrorCode::HashMismatch
+            {
+                // The sealed copy on disk is not what was recorded: seal anew next time.
+                let _ = std::fs::remove_file(&prepared.sealed);
+            }
+            return Err(MediaError::from(error).into());
+        }
+        let Prepared {
+            digest,
+            mut record,
+            sealed,
+        } = prepared;
+        record.uploaded = true;
+        let done = record.clone();
+        self.blocking_files(move |client| {
+            client.store().save_upload(&digest, &done)?;
+            // The relay holds it now; a later send of the file reuses the blob.
+            let _ = std::fs::remove_file(&sealed);
+            Ok(())
+        })
+        .await?;
+        Ok((describe.message(record), true))
     }
 
     /// Downloads, checks and opens the media of message `id` into `path` (a directory:
@@ -304,6 +321,36 @@ fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, Cli
         plain_size: made.plain_size,
         uploaded: false,
     };
+    client.store().save_upload(&digest, &record)?;
+    Ok(Prepared {
+        digest,
+        record,
+        sealed,
+    })
+}
+
+/// Seals an uploaded file again under its recorded key, for uploading it once more
+/// (blocking); the upload record goes back to "not uploaded".
+fn reseal(
+    client: &Client,
+    input: &Path,
+    prepared: Prepared,
+    relay: String,
+) -> Result<Prepared, ClientError> {
+    let Prepared {
+        digest,
+        mut record,
+        sealed,
+    } = prepared;
+    let key = MediaKey::from_parts(record.key, record.nonce);
+    let made = seal_file(&key, input, &sealed)?;
+    record.blob = BlobRef {
+        id: made.blob,
+        relay,
+        size: made.cipher_size,
+    };
+    record.plain_size = made.plain_size;
+    record.uploaded = false;
     client.store().save_upload(&digest, &record)?;
     Ok(Prepared {
         digest,

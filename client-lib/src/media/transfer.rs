@@ -148,6 +148,42 @@ impl BlobLink {
         .map_err(|error| TransferError::Open(Arc::new(error)))
     }
 
+    /// Whether the relay holds blob `id` whole already: asks to upload it and sends
+    /// nothing (a held blob gets its upload grace again, so a message naming it finds it).
+    pub async fn holds(&self, id: BlobId, size: u64) -> Result<bool, TransferError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.holds_once(id, size).await {
+                Ok(held) => return Ok(held),
+                Err(error) if error.resumable() && attempt < TRANSFER_ATTEMPTS => {
+                    tracing::debug!(%id, attempt, %error, "asking for a blob failed; again");
+                    tokio::time::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn holds_once(&self, id: BlobId, size: u64) -> Result<bool, TransferError> {
+        let mut stream = self.open().await?;
+        let request = BlobRequest::Upload {
+            id,
+            size,
+            offset: 0,
+        };
+        send(&mut stream, &request).await?;
+        let mut buf = Vec::new();
+        let held = match answer(&mut stream, &mut buf, FRAME_TIMEOUT).await? {
+            BlobAnswer::Stored => true,
+            BlobAnswer::Ready { .. } => false,
+            BlobAnswer::Error(refusal) => return Err(TransferError::Refused(refusal)),
+            other => return Err(TransferError::Unexpected(format!("{other:?} to an upload"))),
+        };
+        let _ = stream.close().await;
+        Ok(held)
+    }
+
     /// Uploads the `size` bytes of `file` as blob `id`, resuming where the relay's copy
     /// stands; returns once the relay stored it whole (hash checked). Progress is reported
     /// as the relay's copy grows.

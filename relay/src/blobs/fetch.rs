@@ -129,6 +129,20 @@ impl Fetcher {
                 format!("the blob's relay cannot be reached: {reason}"),
             ))
         };
+        let failed = |error: super::BlobError| {
+            tracing::warn!(%error, blob = %id, "blob fetch failed here");
+            FetchState::Failed(ErrorAnswer::new(
+                ErrorCode::Unavailable,
+                "the relay failed; retry later",
+            ))
+        };
+        // Where an earlier fetch of this blob stopped (its bytes are durable): go on from there.
+        let earlier = blobs
+            .store()
+            .media_upload(FETCHED, id)
+            .await
+            .map_err(|error| failed(error.into()))?;
+        let from = earlier.map_or(0, |upload| upload.have);
         let mut control = self.control.clone();
         let stream = tokio::time::timeout(
             OPEN_TIMEOUT,
@@ -141,7 +155,7 @@ impl Fetcher {
         let request = BlobRequest::Download {
             id,
             relay: None,
-            offset: 0,
+            offset: from,
         };
         framing::write_frame(&mut writer, &request)
             .await
@@ -151,7 +165,7 @@ impl Fetcher {
             .await
             .map_err(unreachable)?;
         let size = match BlobAnswer::decode(&buf) {
-            Ok(BlobAnswer::Sending { size, offset: 0 }) => size,
+            Ok(BlobAnswer::Sending { size, offset }) if offset == from => size,
             Ok(BlobAnswer::Error(answer)) => return Err(FetchState::Failed(answer)),
             Ok(other) => return Err(unreachable(format!("unexpected answer {other:?}"))),
             Err(error) => return Err(unreachable(error.to_string())),
@@ -162,13 +176,13 @@ impl Fetcher {
                 format!("{size} bytes exceeds this relay's limit"),
             )));
         }
-        let failed = |error: super::BlobError| {
-            tracing::warn!(%error, blob = %id, "blob fetch failed here");
-            FetchState::Failed(ErrorAnswer::new(
-                ErrorCode::Unavailable,
-                "the relay failed; retry later",
-            ))
-        };
+        if earlier.is_some_and(|upload| upload.size != size) {
+            // Not the blob the earlier fetch got part of: start over next time.
+            let _ = blobs.drop_upload(FETCHED, id).await;
+            return Err(unreachable(
+                "the blob's size changed since the last fetch".into(),
+            ));
+        }
         let start = blobs
             .store()
             .begin_media_upload(FETCHED, id, size, u64::MAX, blobs.config().grace_ms())
@@ -181,10 +195,17 @@ impl Fetcher {
         let _active = blobs.claim_upload(FETCHED, id);
         let mut partial = blobs
             .blocking("opening a fetched blob", move |files| {
-                files.open_partial(&FETCHED, &id, 0)
+                files.open_partial(&FETCHED, &id, from)
             })
             .await
             .map_err(failed)?;
+        if partial.have != from {
+            drop(partial);
+            let _ = blobs.drop_upload(FETCHED, id).await;
+            return Err(unreachable(
+                "the partial copy is shorter than recorded".into(),
+            ));
+        }
         while partial.have < size {
             let read = read_frame(&mut reader, &mut buf).await;
             let data = read
@@ -200,8 +221,11 @@ impl Fetcher {
             let data = match data {
                 Ok(data) => data,
                 Err(reason) => {
-                    drop(partial);
-                    let _ = blobs.drop_upload(FETCHED, id).await;
+                    // Keep what arrived: the next fetch goes on from there.
+                    let recorded = blobs.record_partial(partial, FETCHED, id).await;
+                    if let Err(error) = recorded {
+                        tracing::warn!(%error, "recording an interrupted fetch failed");
+                    }
                     return Err(unreachable(reason));
                 }
             };

@@ -192,6 +192,25 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Syncs a partial upload and records its durable length (a resume starts there).
+    pub async fn record_partial(
+        &self,
+        partial: files::Partial,
+        user: UserId,
+        id: BlobId,
+    ) -> Result<files::Partial, BlobError> {
+        let partial = self
+            .blocking("syncing a partial upload", move |_| {
+                partial.file.sync_data().map(|()| partial)
+            })
+            .await?;
+        self.inner
+            .store
+            .media_upload_progress(user, id, partial.have)
+            .await?;
+        Ok(partial)
+    }
+
     /// Forgets `user`'s upload of `id`: its row (giving the charge back), then its file.
     pub async fn drop_upload(&self, user: UserId, id: BlobId) -> Result<(), BlobError> {
         self.inner.store.drop_media_upload(user, id).await?;

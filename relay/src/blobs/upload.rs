@@ -6,7 +6,7 @@
 use tidings_protocol::{BlobAnswer, BlobData, BlobId, ErrorCode, UserId};
 
 use super::{
-    BlobError, files,
+    files,
     transfer::{ReadEnd, Transfer, refusal},
 };
 use crate::{
@@ -126,7 +126,7 @@ impl Transfer {
             };
             blobs.metrics().blobs.bytes(Direction::Upload, len);
             if partial.have - recorded >= PROGRESS_EVERY_BYTES && partial.have < size {
-                partial = match self.record(partial, user, id).await {
+                partial = match self.cx.blobs.record_partial(partial, user, id).await {
                     Ok(partial) => partial,
                     Err(error) => return self.failed(error).await,
                 };
@@ -155,29 +155,9 @@ impl Transfer {
         TransferOutcome::Done
     }
 
-    /// Syncs a partial upload and records its durable length.
-    async fn record(
-        &self,
-        partial: files::Partial,
-        user: UserId,
-        id: BlobId,
-    ) -> Result<files::Partial, BlobError> {
-        let blobs = &self.cx.blobs;
-        let partial = blobs
-            .blocking("syncing a partial upload", move |_| {
-                partial.file.sync_data().map(|()| partial)
-            })
-            .await?;
-        blobs
-            .store()
-            .media_upload_progress(user, id, partial.have)
-            .await?;
-        Ok(partial)
-    }
-
     /// An upload cut short: keep what arrived for a resume.
     async fn keep(&self, partial: files::Partial, user: UserId, id: BlobId) -> TransferOutcome {
-        match self.record(partial, user, id).await {
+        match self.cx.blobs.record_partial(partial, user, id).await {
             Ok(_) => TransferOutcome::Interrupted,
             Err(error) => {
                 tracing::warn!(%error, "recording an interrupted upload failed");

@@ -111,6 +111,13 @@ impl BlobMetrics {
             .inc_by(bytes);
     }
 
+    /// Blob bytes moved so far in `direction`.
+    pub fn bytes_total(&self, direction: Direction) -> u64 {
+        self.bytes
+            .get_or_create(&DirectionLabels { direction })
+            .get()
+    }
+
     /// Sets what is held on disk.
     pub fn set_stored(&self, blobs: u64, bytes: u64) {
         self.stored.set(i64::try_from(blobs).unwrap_or(i64::MAX));

@@ -420,6 +420,23 @@ impl Store {
         .await
     }
 
+    /// `user`'s upload of `id` in progress, if any.
+    pub async fn media_upload(
+        &self,
+        user: UserId,
+        id: BlobId,
+    ) -> Result<Option<MediaUpload>, StoreError> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(MEDIA_UPLOADS)?;
+            match table.get(&tables::media_upload_key(&user, &id))? {
+                Some(bytes) => decode_media_upload(bytes.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     /// Media bytes charged to `user`.
     pub async fn media_held(&self, user: UserId) -> Result<u64, StoreError> {
         self.read(move |db| {

@@ -109,3 +109,84 @@ async fn relays_only_download_and_within_their_byte_rate() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1500), "took {took:?}");
 }
+
+/// A peer serving `bytes` on the relays' blob protocol from whatever offset is asked,
+/// cutting its first stream after `cut` bytes; the offsets it was asked for.
+fn cutting_relay(
+    address: &libp2p::Multiaddr,
+    bytes: Vec<u8>,
+    cut: usize,
+) -> (libp2p::PeerId, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use tidings_protocol::{BlobData, blob::MAX_BLOB_DATA_BYTES, framing};
+
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let peer = keypair.public().to_peer_id();
+    let mut swarm = crate::common::tcp_swarm(keypair, |_| libp2p_stream::Behaviour::new());
+    let mut incoming = swarm
+        .behaviour()
+        .new_control()
+        .accept(libp2p::StreamProtocol::new(BLOB_FEDERATION_PROTOCOL))
+        .unwrap();
+    swarm.dial(address.clone()).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = asked.clone();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Some((_, stream)) = incoming.next().await {
+            let (mut reader, mut writer) = stream.split();
+            let mut buf = Vec::new();
+            let _ = framing::read_frame(&mut reader, &mut buf).await;
+            let Ok(BlobRequest::Download { offset, .. }) = BlobRequest::decode(&buf) else {
+                continue;
+            };
+            noted.lock().unwrap().push(offset);
+            let size = bytes.len() as u64;
+            let _ = framing::write_frame(&mut writer, &BlobAnswer::Sending { size, offset }).await;
+            let end = if first { cut } else { bytes.len() };
+            first = false;
+            for chunk in bytes[offset as usize..end].chunks(MAX_BLOB_DATA_BYTES) {
+                let data = BlobData {
+                    bytes: chunk.to_vec(),
+                };
+                let _ = framing::write_frame(&mut writer, &data).await;
+            }
+            let _ = writer.close().await;
+        }
+    });
+    (peer, asked)
+}
+
+#[tokio::test]
+async fn a_fetch_cut_short_goes_on_from_where_it_stopped() {
+    use tidings_protocol::blob::MAX_BLOB_DATA_BYTES;
+
+    let relays = start_relays(1).await;
+    let near = &relays[0];
+    let address = near.relay.tcp_dial_addr().unwrap();
+    let bytes = pseudo_random(4 * MAX_BLOB_DATA_BYTES, 32);
+    let id = BlobId::of(&bytes);
+    let cut = 2 * MAX_BLOB_DATA_BYTES;
+    let (origin, asked) = cutting_relay(&address, bytes.clone(), cut);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let device = RawDevice::registered(&address).await;
+    let mut client = BlobClient::of(&device, &address);
+    let error = client
+        .download_from(id, Some(origin.to_string()), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::Unavailable, "{error}");
+    assert!(blob_files(near.dir.path()).is_empty());
+    let got = client
+        .download_from(id, Some(origin.to_string()), 0)
+        .await
+        .unwrap();
+    assert_eq!(got, bytes);
+    assert_eq!(*asked.lock().unwrap(), vec![0, cut as u64]);
+}

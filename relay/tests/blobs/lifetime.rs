@@ -148,7 +148,7 @@ async fn group_mailbox_entries_and_outbox_entries_each_hold_a_reference() {
     let relay = start_tweaked(
         |config| {
             collect_at_once(config);
-            config.federation.undeliverable_after_secs = 2;
+            config.federation.undeliverable_after_secs = 5;
         },
         None,
     )

@@ -4,12 +4,16 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[allow(dead_code)] // the blob tests use a few of the device helpers
+#[path = "../devices/support.rs"]
+mod support;
 
 mod federation;
 mod hostile;
 mod lifetime;
 mod recovery;
 mod refusals;
+mod revoked;
 mod transfers;
 
 use std::path::Path;

@@ -36,6 +36,25 @@ async fn an_uploaded_blob_downloads_byte_equal_whole_and_from_an_offset() {
         metrics.transfers(Direction::Download, TransferOutcome::Done),
         3
     );
+    let text = relay.relay.metrics().render();
+    let series = |name: &str, labels: &[&str]| crate::common::metric(&text, name, labels);
+    let upload = ["direction=\"Upload\""];
+    assert_eq!(
+        series(
+            "tidings_blob_transfers_total",
+            &[upload[0], "outcome=\"Done\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        series("tidings_blob_bytes_total", &upload),
+        Some(bytes.len() as f64)
+    );
+    assert_eq!(series("tidings_blobs_stored", &[]), Some(1.0));
+    assert_eq!(
+        series("tidings_blobs_stored_bytes", &[]),
+        Some(bytes.len() as f64)
+    );
 }
 
 #[tokio::test]
@@ -146,8 +165,15 @@ async fn a_relay_restart_mid_upload_loses_nothing_and_the_upload_resumes() {
     for chunk in bytes[..sent].chunks(MAX_BLOB_DATA_BYTES) {
         assert!(stream.send(chunk).await);
     }
-    // The relay stops with the stream still open.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The relay stops with the stream still open, once the bytes sent are in.
+    let metrics = &relay.relay.metrics().blobs;
+    for _ in 0..200 {
+        if metrics.bytes_total(Direction::Upload) == sent as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.bytes_total(Direction::Upload), sent as u64);
     let crate::common::TestRelay { dir, relay } = relay;
     relay.shutdown().await;
     drop(stream);

@@ -80,7 +80,7 @@ impl Client {
         let link = self.blob_link().await?;
         let relay = link.relay().to_string();
         let input = path.to_path_buf();
-        let (prepared, thumbnail) = self
+        let (mut prepared, thumbnail) = self
             .blocking_files(move |client| {
                 let prepared = prepare(client, &input, relay)?;
                 let thumbnail = match kind {
@@ -97,7 +97,6 @@ impl Client {
             thumbnail,
             caption: caption.map(str::to_string),
         };
-        let mut prepared = prepared;
         if prepared.record.uploaded {
             let blob = &prepared.record.blob;
             if link
@@ -132,7 +131,7 @@ impl Client {
                 && answer.code == ErrorCode::HashMismatch
             {
                 // The sealed copy on disk is not what was recorded: seal anew next time.
-                let _ = std::fs::remove_file(&prepared.sealed);
+                let _ = tokio::fs::remove_file(&prepared.sealed).await;
             }
             return Err(MediaError::from(error).into());
         }

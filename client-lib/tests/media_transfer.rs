@@ -344,3 +344,49 @@ async fn a_file_sent_again_after_its_blob_left_the_relay_goes_up_again_as_the_sa
         assert_eq!(std::fs::read(saved).unwrap(), bytes);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sealed_in_other_chunks_is_refused_with_a_clear_error() {
+    let pair = two_friends().await;
+    let files = tempfile::tempdir().unwrap();
+    let path = write_file(files.path(), "odd.bin", &pattern(10_000, 12));
+    let mut alice = pair.alice.connect().await;
+    let sent = alice.send_file("bob", &path, None, |_| {}).await.unwrap();
+    // A newer sender's chunk size, as this version would receive it.
+    let mut media = *sent.record.media.clone().unwrap();
+    media.chunk = 32 * 1024;
+    pair.alice
+        .client
+        .store()
+        .queue_media(
+            pair.alice.client.user_id(),
+            tidings_client::Conversation::Direct(pair.bob.client.user_id()),
+            media,
+        )
+        .unwrap();
+    alice.flush().await.unwrap();
+
+    let received = media_messages(&pair.bob, 2).await;
+    let odd = received
+        .iter()
+        .find(|record| record.media.as_ref().unwrap().chunk != 64 * 1024)
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let refused = pair
+        .bob
+        .client
+        .save_media(odd.id, out.path(), &mut |_| {})
+        .await;
+    let error = refused.unwrap_err();
+    assert!(
+        matches!(error, ClientError::Media(MediaError::ChunkSize(32_768))),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("sealed in chunks of 32768 bytes; this version opens only 65536"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}

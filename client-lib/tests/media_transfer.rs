@@ -1,7 +1,8 @@
 //! Media through real relays on loopback: files sent 1:1, to a group, to another relay's
 //! users and from one device to the account's others are saved byte-equal; a forward and a
-//! second send of the same file upload nothing; a blob altered on the relay's disk, and a
-//! file over the quota or the size limit, are refused.
+//! second send of the same file upload nothing (unless the relay let the blob go: then it
+//! goes up again as the same blob); a blob altered on the relay's disk, a file sealed in
+//! other chunks, and a file over the quota or the size limit are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

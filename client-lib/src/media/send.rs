@@ -169,7 +169,7 @@ impl Client {
                     return Err(MediaError::ChunkSize(media.chunk).into());
                 }
                 let target = if asked.is_dir() {
-                    asked.join(&media.name)
+                    free_name_in(&asked, &media.name, &media.blob.id)
                 } else {
                     asked
                 };
@@ -399,6 +399,33 @@ impl Describe {
     }
 }
 
+/// Most " (n)" suffixes tried for a name taken in the directory.
+const MAX_NAME_TRIES: u32 = 1000;
+
+/// Where a received file is saved in `dir` under the name its sender gave: never a hidden
+/// file (a sender must not plant `.bashrc` in a home directory), never over an existing
+/// file (`photo (1).jpg` instead).
+fn free_name_in(dir: &Path, name: &str, blob: &BlobId) -> PathBuf {
+    let shown = name.trim_start_matches('.').trim();
+    let fallback = format!("file-{}", &blob.to_string()[..8]);
+    let name = if shown.is_empty() {
+        fallback.as_str()
+    } else {
+        shown
+    };
+    let (stem, extension) = match name.rfind('.') {
+        Some(dot) if dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let mut candidate = dir.join(name);
+    let mut number = 1;
+    while candidate.symlink_metadata().is_ok() && number <= MAX_NAME_TRIES {
+        candidate = dir.join(format!("{stem} ({number}){extension}"));
+        number += 1;
+    }
+    candidate
+}
+
 /// The file's name, cut to what a media message carries.
 fn file_name(path: &Path) -> Result<String, MediaError> {
     let name = path
@@ -411,4 +438,33 @@ fn file_name(path: &Path) -> Result<String, MediaError> {
         end -= 1;
     }
     Ok(name[..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_received_name_is_never_hidden_and_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = BlobId::of(b"x");
+        let at = |name: &str| free_name_in(dir.path(), name, &blob);
+        assert_eq!(at("photo.jpg"), dir.path().join("photo.jpg"));
+        assert_eq!(at(".bashrc"), dir.path().join("bashrc"));
+        let fallback = at("..");
+        assert!(fallback.starts_with(dir.path()));
+        assert!(
+            fallback
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("file-")
+        );
+        std::fs::write(dir.path().join("photo.jpg"), b"mine").unwrap();
+        assert_eq!(at("photo.jpg"), dir.path().join("photo (1).jpg"));
+        std::fs::write(dir.path().join("photo (1).jpg"), b"mine too").unwrap();
+        assert_eq!(at("photo.jpg"), dir.path().join("photo (2).jpg"));
+        std::fs::write(dir.path().join("notes"), b"mine").unwrap();
+        assert_eq!(at("notes"), dir.path().join("notes (1)"));
+    }
 }

@@ -149,7 +149,8 @@ impl Tables<'_> {
         self.mailbox
             .insert(&tables::mailbox_key(device, seq), stored.as_ref())?;
         self.dirty_cursors.insert(*device, cursor);
-        self.reference_media(&named_blobs(delivered))?;
+        let named = self.named_in(delivered);
+        self.reference_media(&named)?;
         self.effects.publications.push(Publication {
             device: *device,
             seq,

@@ -255,6 +255,20 @@ impl Tables<'_> {
         Ok(Some(blob))
     }
 
+    /// The blobs the envelope in `bytes` names, read once for the same bytes pushed to
+    /// many mailboxes in a row.
+    pub(super) fn named_in(&mut self, bytes: &bytes::Bytes) -> Vec<BlobId> {
+        if let Some((held, ids)) = &self.media_named
+            && held.as_ptr() == bytes.as_ptr()
+            && held.len() == bytes.len()
+        {
+            return ids.clone();
+        }
+        let ids = named_blobs(bytes);
+        self.media_named = Some((bytes.clone(), ids.clone()));
+        ids
+    }
+
     /// Stored envelopes naming blob `id` (held here or not).
     fn media_refs(&self, id: &BlobId) -> Result<u64, StoreError> {
         Ok(self

@@ -128,6 +128,10 @@ pub(super) struct Tables<'txn> {
     pub dirty_bytes: HashMap<DeviceId, u64>,
     /// Mailbox entries per origin relay changed in this batch, written back at the end.
     pub dirty_holds: HashMap<[u8; 16], u64>,
+    /// The blobs the envelope last pushed to a mailbox names (a group fan-out pushes the
+    /// same bytes to every member's devices: read its header once). Holding the bytes keeps
+    /// their address from being reused by other bytes.
+    pub media_named: Option<(bytes::Bytes, Vec<tidings_protocol::BlobId>)>,
     pub now_ms: u64,
     pub config: &'txn StoreConfig,
     pub state: &'txn mut WriterState,
@@ -196,6 +200,7 @@ fn apply_and_commit(
             dirty_senders: HashMap::new(),
             dirty_bytes: HashMap::new(),
             dirty_holds: HashMap::new(),
+            media_named: None,
             now_ms,
             config,
             state,

@@ -74,7 +74,7 @@ pub async fn save(client: &Client, id: &str, path: Option<&Path>) -> anyhow::Res
     let id = message_id(id)?;
     let path = path.unwrap_or(Path::new("."));
     let bar = bar("download");
-    let saved = client.save_media(id, path, &mut follow(&bar)).await;
+    let saved = client.save_media(id, path, follow(&bar)).await;
     bar.finish_and_clear();
     let saved = saved?;
     let size = std::fs::metadata(&saved)

@@ -159,7 +159,7 @@ impl Client {
         &self,
         id: EnvelopeId,
         path: &Path,
-        progress: &mut (dyn FnMut(Progress) + Send),
+        mut progress: impl FnMut(Progress) + Send,
     ) -> Result<PathBuf, ClientError> {
         let asked = path.to_path_buf();
         let (media, target, partial, resumed) = self
@@ -192,7 +192,7 @@ impl Client {
                 origin.clone(),
                 media.blob.size,
                 &partial,
-                progress,
+                &mut progress,
             )
             .await
             .map_err(MediaError::from)?;

@@ -1,7 +1,10 @@
 //! [`Client`]: one user's device: its identity and local store, and the network it opens
 //! connections to its relays on. Everything that talks to a relay sits above it.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 use tidings_keys::Identity;
@@ -22,6 +25,8 @@ pub const KEY_FILE: &str = "identity.key";
 
 pub(crate) struct Inner {
     pub identity: Identity,
+    /// Where the key file, the store and media in transit live.
+    pub data_dir: PathBuf,
     pub store: ClientStore,
     network: tokio::sync::OnceCell<Network>,
     /// Held while a session flushes the outbox.
@@ -94,6 +99,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 identity,
+                data_dir: data_dir.to_path_buf(),
                 store,
                 network: tokio::sync::OnceCell::new(),
                 flushing: Arc::new(tokio::sync::Mutex::new(())),
@@ -282,7 +288,12 @@ impl Client {
         Ok(ids.len())
     }
 
-    async fn network(&self) -> Result<&Network, ClientError> {
+    /// The data dir this client lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub(crate) async fn network(&self) -> Result<&Network, ClientError> {
         let identity = &self.inner.identity;
         self.inner
             .network

@@ -80,6 +80,9 @@ pub enum ClientError {
     /// Linking, listing or removing devices, or exporting the account, failed.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// Sending, saving or forwarding media failed.
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
     /// A blocking task was cancelled (the runtime is shutting down).
     #[error("the client is shutting down")]
     Cancelled,

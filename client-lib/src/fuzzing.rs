@@ -23,7 +23,7 @@ use tidings_protocol::{
 
 use crate::store::{
     StoreError,
-    tables::{MAX_RECORD, MessageRecord, OutboundGroup, OutboxEntry},
+    tables::{MAX_RECORD, MessageRecord, OutboundGroup, OutboxEntry, UploadRecord},
 };
 
 /// The checks of this crate, by fuzz target name.
@@ -49,6 +49,7 @@ pub fn client_store_records(data: &[u8]) {
     record::<OutboxEntry>("outbox", data);
     record::<ContactCard>("contacts", data);
     record::<OutboundGroup>("group_outbound", data);
+    record::<UploadRecord>("uploads", data);
     record::<SenderKeys>("meta", data);
     // groups: the newest accepted descriptor of each group
     if let Ok(descriptor) = SignedDescriptor::decode(data) {

@@ -42,6 +42,7 @@ mod olm_sessions;
 mod session;
 
 mod groups;
+pub mod media;
 mod presence;
 
 #[cfg(feature = "test-utils")]
@@ -53,5 +54,6 @@ pub use error::{ClientError, DeviceError, GroupOpError};
 pub use events::Event;
 pub use flush::FlushReport;
 pub use home::{Moved, Registration};
+pub use media::{MediaError, Progress, SentFile};
 pub use session::Session;
 pub use store::{Conversation, Direction, MessageRecord, MessageStatus, ReceiptCounts};

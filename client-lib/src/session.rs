@@ -157,6 +157,14 @@ impl Session {
     /// status (✓ `Sent` once the relay durably holds it; `Pending` if it must wait).
     pub async fn send_text(&mut self, who: &str, text: &str) -> Result<MessageRecord, ClientError> {
         let record = self.client.queue_text(who, text).await?;
+        self.flush_and_find(record).await
+    }
+
+    /// Sends everything pending; returns the queued `record` with its status after.
+    pub(crate) async fn flush_and_find(
+        &mut self,
+        record: MessageRecord,
+    ) -> Result<MessageRecord, ClientError> {
         let report = self.flush().await?;
         let id = record.id;
         Ok(report

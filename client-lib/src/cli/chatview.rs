@@ -134,7 +134,7 @@ pub async fn chat(client: &Client, who: &str) -> anyhow::Result<()> {
     for record in history.iter().skip(history.len().saturating_sub(BACKLOG)) {
         println!("{}", format::history_line(client, record));
     }
-    println!("(Enter sends; Esc or Ctrl-C leaves)");
+    println!("(Enter sends; `/file PATH` sends a file; Esc or Ctrl-C leaves)");
     session.mark_read(who).await?;
 
     let _raw = RawMode::enter()?;
@@ -158,7 +158,17 @@ pub async fn chat(client: &Client, who: &str) -> anyhow::Result<()> {
                         if typing.stop_if(Instant::now(), true) {
                             let _ = session.send_typing(who, false).await;
                         }
-                        if !text.trim().is_empty() {
+                        if let Some(file) = text.strip_prefix("/file ") {
+                            // Sent without a bar: the view's own line is the input line.
+                            let line = match session
+                                .send_file(who, std::path::Path::new(file.trim()), None, |_| {})
+                                .await
+                            {
+                                Ok(sent) => format::history_line(client, &sent.record),
+                                Err(error) => format!("✗ {}", format::printable(&error.to_string())),
+                            };
+                            print_above(&line, &input);
+                        } else if !text.trim().is_empty() {
                             let record = session.send_text(who, &text).await?;
                             print_above(&format::history_line(client, &record), &input);
                         }

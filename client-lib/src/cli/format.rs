@@ -40,6 +40,15 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// What a message shows: its text, or for media `[photo] name (size) caption  #ID` (the id
+/// is what `tidings media save` and `tidings forward` take).
+pub fn body(record: &MessageRecord) -> String {
+    match &record.media {
+        Some(media) => format!("{}  #{}", tidings_client::media::describe(media), record.id),
+        None => record.text.clone(),
+    }
+}
+
 /// One line of `history`.
 pub fn history_line(client: &Client, record: &MessageRecord) -> String {
     printable(&history_text(client, record))
@@ -50,10 +59,10 @@ fn history_text(client: &Client, record: &MessageRecord) -> String {
     match (&record.direction, &record.status) {
         (Direction::Outgoing, status) if record.group.is_some() && status.is_sent() => {
             let counts = client.receipt_counts(&record.id).unwrap_or_default();
-            format!("[{when}] me: {}  {}", record.text, group_ticks(&counts))
+            format!("[{when}] me: {}  {}", body(record), group_ticks(&counts))
         }
         (Direction::Outgoing, status) => {
-            format!("[{when}] me: {}  {}", record.text, ticks(status))
+            format!("[{when}] me: {}  {}", body(record), ticks(status))
         }
         (Direction::Incoming, MessageStatus::Failed(reason)) => {
             format!("[{when}] {}: ✗ {reason}", client.display_name(&record.peer))
@@ -62,7 +71,7 @@ fn history_text(client: &Client, record: &MessageRecord) -> String {
             format!(
                 "[{when}] {}: {}",
                 client.display_name(&record.peer),
-                record.text
+                body(record)
             )
         }
     }
@@ -111,17 +120,17 @@ fn event_text(client: &Client, event: &Event) -> Option<String> {
                 "[{now}] [#{}] {}: {}",
                 group_name(group),
                 client.display_name(&record.peer),
-                record.text
+                body(record)
             ),
             None if record.direction == Direction::Outgoing => format!(
                 "[{now}] me (another device) → {}: {}",
                 client.display_name(&record.peer),
-                record.text
+                body(record)
             ),
             None => format!(
                 "[{now}] {}: {}",
                 client.display_name(&record.peer),
-                record.text
+                body(record)
             ),
         }),
         Event::DeviceListRefused { user, reason } => Some(format!(
@@ -164,7 +173,7 @@ fn event_text(client: &Client, event: &Event) -> Option<String> {
                 .message(id)
                 .ok()
                 .flatten()
-                .map(|record| preview(&record.text))
+                .map(|record| preview(&body(&record)))
                 .unwrap_or_default();
             let who = client.display_name(peer);
             let what = match status {

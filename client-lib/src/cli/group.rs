@@ -1,4 +1,4 @@
-//! `group create|add|remove|promote|leave|send|info|list`.
+//! `group create|add|remove|promote|leave|send|info|list` (`send --file` sends media).
 
 use tidings_client::{Client, Conversation, Direction, Session};
 use tidings_protocol::group::Role;
@@ -55,9 +55,14 @@ pub async fn run(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
             session.close().await;
             println!("left {group}");
         }
-        GroupCommand::Send { group, text } => {
+        GroupCommand::Send {
+            group,
+            text,
+            file,
+            caption,
+        } => {
             client.group_id(&group)?;
-            super::chat::send(client, &group, &text).await?;
+            super::send(client, &group, text, file, caption).await?;
         }
         GroupCommand::Info { group, receipts } => {
             super::chat::sync_quietly(client).await;

@@ -6,6 +6,7 @@ mod chatview;
 mod device;
 mod format;
 mod group;
+mod media;
 mod presence;
 mod setup;
 
@@ -70,12 +71,37 @@ enum Command {
         #[command(subcommand)]
         command: ContactCommand,
     },
-    /// Send a text; prints ✓ once your relay has stored it.
+    /// Send a text or a file; prints ✓ once your relay has stored it.
+    ///
+    /// A file (`--file PATH`, up to your relay's limit, 100 MiB by default) is encrypted
+    /// here, uploaded to your relay with a progress bar (an interrupted upload resumes when
+    /// you send the same file again), then sent as a photo, video, audio or file message.
     Send {
         /// Contact name (or user id).
         name: String,
         /// The message.
-        text: String,
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file instead of a text.
+        #[arg(long, value_name = "PATH", conflicts_with = "text")]
+        file: Option<PathBuf>,
+        /// Text shown with the file.
+        #[arg(long, value_name = "TEXT", requires = "file")]
+        caption: Option<String>,
+    },
+    /// Media you received: save (download and decrypt) a file.
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
+    /// Forward a photo, video or file (the #ID `history` shows) to a contact or group,
+    /// without uploading it again.
+    Forward {
+        /// The media message's id (shown as #ID by `history`).
+        #[arg(value_name = "MSG-ID")]
+        id: String,
+        /// Contact or group name (or id).
+        name: String,
     },
     /// Print incoming messages and tick changes until Ctrl-C (reconnects by itself).
     Listen,
@@ -95,7 +121,8 @@ enum Command {
     /// Show who you are, your relay, and what is waiting to be sent.
     Status,
     /// Open a live chat with a contact or group: history with ticks, their presence,
-    /// "typing…", Enter sends, what you see is marked read. Esc or Ctrl-C leaves.
+    /// "typing…", Enter sends (`/file PATH` sends a file), what you see is marked read. Esc or
+    /// Ctrl-C leaves.
     Chat {
         /// Contact or group name (or id).
         name: String,
@@ -119,6 +146,20 @@ enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    /// Download, check and decrypt the file of a media message, with a progress bar (an
+    /// interrupted download resumes). The file appears only once whole and verified.
+    Save {
+        /// The media message's id (shown as #ID by `history`).
+        #[arg(value_name = "MSG-ID")]
+        id: String,
+        /// Where to save it: a file, or a directory (the file's own name inside it).
+        /// Default: the current directory.
+        path: Option<PathBuf>,
     },
 }
 
@@ -185,12 +226,19 @@ pub(crate) enum GroupCommand {
         /// Group name or id.
         group: String,
     },
-    /// Send a text to a group.
+    /// Send a text or a file (`--file PATH [--caption TEXT]`) to a group.
     Send {
         /// Group name or id.
         group: String,
         /// The message.
-        text: String,
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file instead of a text (uploaded once, however many members).
+        #[arg(long, value_name = "PATH", conflicts_with = "text")]
+        file: Option<PathBuf>,
+        /// Text shown with the file.
+        #[arg(long, value_name = "TEXT", requires = "file")]
+        caption: Option<String>,
     },
     /// Show members, roles, and who got and read your recent messages.
     Info {
@@ -227,6 +275,21 @@ enum ContactCommand {
         /// The contact's name.
         name: String,
     },
+}
+
+/// `send` and `group send`: a file if one is given, else the text.
+pub(crate) async fn send(
+    client: &Client,
+    name: &str,
+    text: Option<String>,
+    file: Option<PathBuf>,
+    caption: Option<String>,
+) -> anyhow::Result<()> {
+    match (file, text) {
+        (Some(file), _) => media::send_file(client, name, &file, caption.as_deref()).await,
+        (None, Some(text)) => chat::send(client, name, &text).await,
+        (None, None) => anyhow::bail!("give a text or --file PATH"),
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -295,7 +358,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Contact {
             command: ContactCommand::Remove { name },
         } => setup::remove_contact(&open(&dir)?, &name),
-        Command::Send { name, text } => chat::send(&open(&dir)?, &name, &text).await,
+        Command::Send {
+            name,
+            text,
+            file,
+            caption,
+        } => send(&open(&dir)?, &name, text, file, caption).await,
+        Command::Media {
+            command: MediaCommand::Save { id, path },
+        } => media::save(&open(&dir)?, &id, path.as_deref()).await,
+        Command::Forward { id, name } => media::forward(&open(&dir)?, &id, &name).await,
         Command::Listen => chat::listen(&open(&dir)?).await,
         Command::History { name, offline } => chat::history(&open(&dir)?, &name, offline).await,
         Command::Read { name } => chat::read(&open(&dir)?, &name).await,

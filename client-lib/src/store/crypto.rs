@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions, olm::PRE_KEY_MESSAGE};
 use tidings_protocol::{
-    Address, BoundedVec, DecodeError, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind, RawEnvelope,
-    Recipient, UserId,
+    Address, BlobRef, BoundedVec, DecodeError, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind,
+    RawEnvelope, Recipient, UserId,
+    blob::MAX_BLOBS_PER_ENVELOPE,
     client::UploadKeys,
     content::{OlmBody, Payload, Sealed, SenderKeys},
     now_ms,
@@ -249,6 +250,16 @@ impl ClientStore {
     }
 }
 
+/// The blobs a payload refers to, for its envelope's header.
+pub(super) fn blobs_of(payload: &Payload) -> BoundedVec<BlobRef, MAX_BLOBS_PER_ENVELOPE> {
+    match payload {
+        Payload::Media { media } | Payload::SentMedia { media, .. } => {
+            BoundedVec::new(vec![media.blob.clone()]).unwrap_or_default()
+        }
+        _ => BoundedVec::default(),
+    }
+}
+
 /// Encrypts `payload` for one device over Olm and signs the envelope.
 pub(super) fn olm_seal(
     txn: &WriteTransaction,
@@ -261,6 +272,7 @@ pub(super) fn olm_seal(
 ) -> Result<RawEnvelope, StoreError> {
     let identity = state.identity;
     let keys = sender_keys(txn, state)?;
+    let blobs = blobs_of(&payload);
     let plaintext = Sealed {
         id,
         from: identity.address(),
@@ -279,7 +291,7 @@ pub(super) fn olm_seal(
         sent_at_ms: now_ms(),
         kind,
         body: body.encode(),
-        blobs: Default::default(),
+        blobs,
     };
     Ok(identity.sign_envelope(&envelope))
 }

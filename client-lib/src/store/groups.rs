@@ -499,6 +499,7 @@ pub(super) fn incoming(envelope: &Envelope, group: GroupId, text: String) -> Mes
         sent_at_ms: envelope.sent_at_ms,
         stored_at_ms: now_ms(),
         status: MessageStatus::Received,
+        media: None,
     }
 }
 
@@ -526,6 +527,7 @@ pub(super) fn change_notice(
         sent_at_ms: envelope.sent_at_ms,
         stored_at_ms: now_ms(),
         status: MessageStatus::Read,
+        media: None,
     }
 }
 

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use tidings_protocol::{
     BoundedVec, DeviceId, EnvelopeId, Kind, UserId,
     content::{HistoryItem, HistoryState, MAX_HISTORY_ITEMS, Payload},
-    limits::MAX_ENVELOPE_BYTES,
+    limits::{MAX_ENVELOPE_BYTES, MAX_TEXT_BYTES},
+    media::MediaKind,
     now_ms,
 };
 
@@ -24,6 +25,31 @@ use super::{
     },
 };
 use crate::events::Event;
+
+/// What a message of the history says: its text, or for a media message a line naming the
+/// file (a history item carries no blob or key: the joining device shows it, cannot open it).
+fn history_text(record: &MessageRecord) -> String {
+    let Some(media) = &record.media else {
+        return record.text.clone();
+    };
+    let kind = match media.kind {
+        MediaKind::Image => "photo",
+        MediaKind::Video => "video",
+        MediaKind::Audio => "audio",
+        MediaKind::File => "file",
+    };
+    let mut text = format!("[{kind}] {}", media.name);
+    if !record.text.is_empty() {
+        text.push(' ');
+        text.push_str(&record.text);
+    }
+    let mut end = text.len().min(MAX_TEXT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
 
 /// META key: how much history a device that joins the account gets (CBOR
 /// [`HistorySync`]).
@@ -96,6 +122,7 @@ fn record_of(item: HistoryItem) -> MessageRecord {
         sent_at_ms: item.sent_at_ms,
         stored_at_ms: now_ms(),
         status,
+        media: None,
     }
 }
 
@@ -220,7 +247,7 @@ impl ClientStore {
                         group: record.group,
                         id: record.id,
                         outgoing: record.direction == Direction::Outgoing,
-                        text: record.text,
+                        text: history_text(&record),
                         sent_at_ms: record.sent_at_ms,
                         state,
                     },
@@ -356,6 +383,7 @@ mod tests {
             sent_at_ms,
             stored_at_ms: now_ms(),
             status: MessageStatus::Received,
+            media: None,
         }
     }
 
@@ -424,5 +452,53 @@ mod tests {
             .map(|record| record.peer)
             .collect();
         assert_eq!(authors, [bob, carol, bob]);
+    }
+
+    #[test]
+    fn a_media_message_reaches_a_new_device_as_a_line_naming_its_file() {
+        let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = ClientStore::open(old_dir.path()).unwrap();
+        let (me, bob) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
+        let mut photo = record(None, bob, "look", now_ms() - 1_000);
+        photo.media = Some(Box::new(tidings_protocol::media::MediaMessage {
+            blob: tidings_protocol::BlobRef {
+                id: tidings_protocol::BlobId::of(b"sealed"),
+                relay: "12D3KooWrelay".into(),
+                size: 1016,
+            },
+            key: [7; 32],
+            nonce: [1; 7],
+            chunk: tidings_protocol::media::MEDIA_CHUNK,
+            size: 1000,
+            name: "beach.jpg".into(),
+            mime: "image/jpeg".into(),
+            kind: MediaKind::Image,
+            thumbnail: None,
+            caption: Some("look".into()),
+        }));
+        old.write(|txn| history::append(txn, &photo)).unwrap();
+        old.queue_history(me, DeviceId::from_bytes([4; 32]))
+            .unwrap();
+        let new = ClientStore::open(new_dir.path()).unwrap();
+        for (_, entry) in old.pending(16).unwrap() {
+            let OutboxContent::Encrypted(Payload::History {
+                messages,
+                done,
+                total,
+            }) = entry.content
+            else {
+                panic!("not a history part: {entry:?}");
+            };
+            assert!(
+                !format!("{messages:?}").contains("7, 7, 7"),
+                "no media key in the history"
+            );
+            new.write(|txn| apply_history(txn, messages, done, total))
+                .unwrap();
+        }
+        assert_eq!(
+            texts(&new, Conversation::Direct(bob)),
+            ["[photo] beach.jpg look"]
+        );
     }
 }

@@ -24,6 +24,7 @@ mod sync;
 pub mod tables;
 #[cfg(test)]
 mod tests;
+pub mod uploads;
 
 use std::path::Path;
 
@@ -135,6 +136,7 @@ impl ClientStore {
             txn.open_table(GROUP_PENDING)?;
             txn.open_table(GROUP_RECEIPTS)?;
             txn.open_table(HELD)?;
+            txn.open_table(UPLOADS)?;
         }
         txn.commit()?;
         if found != schema::current() {

@@ -112,6 +112,7 @@ impl ClientStore {
                     sent_at_ms: now,
                     stored_at_ms: now,
                     status: MessageStatus::Pending,
+                    media: None,
                 };
                 history::append(txn, &record)?;
                 enqueue(

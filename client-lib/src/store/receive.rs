@@ -6,6 +6,7 @@ use tidings_protocol::{
     Bounce, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
     content::{GroupHeld, Payload, ReceiptStatus, Sealed},
     group::SignedDescriptor,
+    media::MediaMessage,
     now_ms,
 };
 
@@ -229,6 +230,7 @@ impl<'a> Batch<'a> {
             sent_at_ms: envelope.sent_at_ms,
             stored_at_ms: now_ms(),
             status: MessageStatus::Failed(format!("could not decrypt: {reason}")),
+            media: None,
         };
         history::append(self.txn, &record)?;
         self.received.events.push(Event::Undecryptable {
@@ -278,7 +280,14 @@ impl<'a> Batch<'a> {
         let own = peer == self.state.identity.user_id();
         match (envelope.kind, sealed.payload) {
             (Kind::Message, Payload::SentText { to, text }) if own => {
-                self.own_copy(envelope, message, to, text)
+                self.own_copy(envelope, message, to, text, None)
+            }
+            (Kind::Message, Payload::SentMedia { to, media }) if own => {
+                if !named_in_header(envelope, &media) {
+                    return self.failed(envelope, None, UNNAMED_BLOB.into());
+                }
+                let caption = media.caption.clone().unwrap_or_default();
+                self.own_copy(envelope, message, to, caption, Some(media))
             }
             (Kind::Receipt, Payload::ReadMarker { chat, up_to }) if own => {
                 let events = sync::apply_read_marker(self.txn, chat.into(), &up_to)?;
@@ -332,7 +341,24 @@ impl<'a> Batch<'a> {
                 sent_at_ms: envelope.sent_at_ms,
                 stored_at_ms: now_ms(),
                 status: MessageStatus::Received,
+                media: None,
             }),
+            (Kind::Message, Payload::Media { media }) => {
+                if !named_in_header(envelope, &media) {
+                    return self.failed(envelope, None, UNNAMED_BLOB.into());
+                }
+                self.deliver(MessageRecord {
+                    id: message,
+                    peer,
+                    group: None,
+                    direction: Direction::Incoming,
+                    text: media.caption.clone().unwrap_or_default(),
+                    sent_at_ms: envelope.sent_at_ms,
+                    stored_at_ms: now_ms(),
+                    status: MessageStatus::Received,
+                    media: Some(media),
+                })
+            }
             (Kind::Receipt, Payload::Receipt { status, ids }) => {
                 let events = receipts::apply_receipt(self.txn, &peer, status, &ids)?;
                 self.received.events.extend(events);
@@ -378,6 +404,7 @@ impl<'a> Batch<'a> {
         message: EnvelopeId,
         to: UserId,
         text: String,
+        media: Option<Box<MediaMessage>>,
     ) -> Result<(), StoreError> {
         let record = MessageRecord {
             id: message,
@@ -388,6 +415,7 @@ impl<'a> Batch<'a> {
             sent_at_ms: envelope.sent_at_ms,
             stored_at_ms: now_ms(),
             status: MessageStatus::Sent,
+            media,
         };
         if history::append_new(self.txn, &record)? {
             self.received.events.push(Event::Message(record));
@@ -413,6 +441,25 @@ impl<'a> Batch<'a> {
                     Ok(())
                 }
                 Payload::Text { text } => self.deliver(groups::incoming(envelope, group, text)),
+                Payload::Media { media } => {
+                    if !named_in_header(envelope, &media) {
+                        return self.failed(envelope, Some(group), UNNAMED_BLOB.into());
+                    }
+                    let caption = media.caption.clone().unwrap_or_default();
+                    let mut record = if envelope.sender.user == self.state.identity.user_id() {
+                        groups::sent_elsewhere(envelope, group, caption)
+                    } else {
+                        groups::incoming(envelope, group, caption)
+                    };
+                    record.media = Some(media);
+                    if record.direction == Direction::Outgoing {
+                        if history::append_new(self.txn, &record)? {
+                            self.received.events.push(Event::Message(record));
+                        }
+                        return Ok(());
+                    }
+                    self.deliver(record)
+                }
                 _ => Ok(()),
             },
             Opened::Waiting => Ok(()),
@@ -455,6 +502,16 @@ impl<'a> Batch<'a> {
             }
         }
     }
+}
+
+/// Why a media message whose envelope header does not name its blob is refused: relays
+/// count references from the header, so a sender could otherwise make them drop the blob
+/// early or keep it forever.
+const UNNAMED_BLOB: &str = "the media names a blob its envelope header does not";
+
+/// Whether the envelope's signed header names the blob a media message refers to.
+fn named_in_header(envelope: &Envelope, media: &MediaMessage) -> bool {
+    envelope.blobs.contains(&media.blob)
 }
 
 /// A line saying what a change did, for the history.

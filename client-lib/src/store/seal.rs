@@ -3,14 +3,16 @@
 use redb::{ReadableTable, WriteTransaction};
 use tidings_keys::{GroupOutbound, Identity};
 use tidings_protocol::{
-    Address, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    Address, BlobRef, BoundedVec, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient,
+    UserId,
+    blob::MAX_BLOBS_PER_ENVELOPE,
     content::{GroupSealed, Payload},
     now_ms,
 };
 
 use super::{
     ClientStore, StoreError,
-    crypto::{CryptoState, olm_seal},
+    crypto::{CryptoState, blobs_of, olm_seal},
     decode, encode,
     tables::{
         Conversation, GROUP_OUTBOUND, OUTBOX, OutboundGroup, OutboxContent, OutboxEntry, SealedCopy,
@@ -86,6 +88,19 @@ pub(crate) fn sign(
     kind: Kind,
     body: Vec<u8>,
 ) -> RawEnvelope {
+    sign_naming(identity, id, recipient, kind, body, Default::default())
+}
+
+/// Signs an envelope of this device whose header names the media `blobs` its content
+/// refers to (so relays keep them while it is stored).
+fn sign_naming(
+    identity: &Identity,
+    id: EnvelopeId,
+    recipient: Recipient,
+    kind: Kind,
+    body: Vec<u8>,
+    blobs: BoundedVec<BlobRef, MAX_BLOBS_PER_ENVELOPE>,
+) -> RawEnvelope {
     identity.sign_envelope(&Envelope {
         id,
         sender: identity.address(),
@@ -93,7 +108,7 @@ pub(crate) fn sign(
         sent_at_ms: now_ms(),
         kind,
         body,
-        blobs: Default::default(),
+        blobs,
     })
 }
 
@@ -137,6 +152,10 @@ fn own_copy(peer: UserId, me: UserId, payload: &Payload) -> Payload {
             to: peer,
             text: text.clone(),
         },
+        Payload::Media { media } if peer != me => Payload::SentMedia {
+            to: peer,
+            media: media.clone(),
+        },
         other => other.clone(),
     }
 }
@@ -156,14 +175,19 @@ fn seal_entry(
     if !entry.sealed.is_empty() {
         return Ok(entry.sealed);
     }
+    let blobs = match &entry.content {
+        OutboxContent::Encrypted(payload) => blobs_of(payload),
+        OutboxContent::Plain(_) => BoundedVec::default(),
+    };
     let group_copy = |group: GroupId, body: Vec<u8>| SealedCopy {
         to: Recipient::Group(group),
-        envelope: sign(
+        envelope: sign_naming(
             identity,
             entry.id,
             Recipient::Group(group),
             entry.kind,
             body,
+            blobs.clone(),
         ),
     };
     let sealed = match (entry.to, entry.content) {

@@ -3,8 +3,9 @@
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{
-    Address, DeviceId, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
+    Address, BlobRef, DeviceId, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
     content::{Chat, Payload, ReceiptStatus},
+    media::MediaMessage,
 };
 
 /// Small named values: relay address, Olm account pickle, ...
@@ -49,6 +50,11 @@ pub const RECEIVED: TableDefinition<&[u8; 48], u64> = TableDefinition::new("rece
 /// its account's held list does not name, kept while that list cannot be fetched (one user's
 /// come out in arrival order).
 pub const HELD: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("held_back");
+
+/// SHA-256 of a file's plaintext -> CBOR [`UploadRecord`]: the file sealed for sending (and
+/// whether its upload finished), so sending it again reuses the blob and an interrupted
+/// upload resumes with the same sealed bytes.
+pub const UPLOADS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("uploads");
 
 /// The [`RECEIVED`] key of an envelope.
 pub fn received_key(sender: &UserId, id: &EnvelopeId) -> [u8; 48] {
@@ -198,6 +204,9 @@ pub struct MessageRecord {
     pub stored_at_ms: u64,
     /// Where it stands.
     pub status: MessageStatus,
+    /// The photo, video or file it carries (its text is then the caption, if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Box<MediaMessage>>,
 }
 
 impl MessageRecord {
@@ -207,6 +216,34 @@ impl MessageRecord {
             Some(group) => Conversation::Group(group),
             None => Conversation::Direct(self.peer),
         }
+    }
+}
+
+/// A file sealed on this device for sending, and where its upload stands.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The blob (its id, the relay it goes to, its ciphertext size).
+    pub blob: BlobRef,
+    /// The key it is sealed under.
+    #[serde(with = "serde_bytes")]
+    pub key: [u8; 32],
+    /// The STREAM nonce prefix.
+    #[serde(with = "serde_bytes")]
+    pub nonce: [u8; 7],
+    /// Plaintext bytes.
+    pub plain_size: u64,
+    /// Whether the relay stored it whole.
+    pub uploaded: bool,
+}
+
+impl std::fmt::Debug for UploadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("UploadRecord")
+            .field("blob", &self.blob)
+            .field("plain_size", &self.plain_size)
+            .field("uploaded", &self.uploaded)
+            .finish_non_exhaustive()
     }
 }
 

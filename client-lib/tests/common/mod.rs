@@ -10,6 +10,8 @@ use tidings_protocol::LinkCode;
 
 /// How long linking waits for the approval a test gives itself.
 pub const LINK_WAIT: Duration = Duration::from_secs(30);
+pub mod media;
+
 use tidings_relay::{
     RelayConfig, RunningRelay,
     store::fault::FaultSwitch,
@@ -58,6 +60,11 @@ impl std::ops::DerefMut for RelayDir {
 impl RelayDir {
     pub fn new() -> Self {
         Self(testing::RelayDir::temp(|_| {}).unwrap())
+    }
+
+    /// A relay with its config changed by `tweak`.
+    pub fn with(tweak: impl FnOnce(&mut RelayConfig)) -> Self {
+        Self(testing::RelayDir::temp(tweak).unwrap())
     }
 
     pub async fn start(&self) -> RunningRelay {
@@ -217,6 +224,11 @@ impl Net {
 
     pub fn relay(&self, index: usize) -> &RunningRelay {
         self.0.relay(index).expect("relay is stopped")
+    }
+
+    /// Relay `index`'s data dir.
+    pub fn dir(&self, index: usize) -> &std::path::Path {
+        self.0.dir(index).expect("no such relay").path()
     }
 
     pub async fn stop(&mut self, index: usize) {

@@ -168,6 +168,7 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
         sent_at_ms: 1,
         stored_at_ms: 2,
         status: MessageStatus::Failed("unknown_recipient".into()),
+        media: None,
     };
     out.cbor(t, "message", &message);
     let encrypted = OutboxEntry {
@@ -191,6 +192,38 @@ pub(super) fn client_store(out: &Dir, f: &Fixture) {
         only: Some(f.peer.device),
     };
     out.cbor(t, "outbox-plain", &plain);
+    let media = tidings_protocol::media::MediaMessage {
+        blob: tidings_protocol::BlobRef {
+            id: tidings_protocol::BlobId::of(b"sealed file"),
+            relay: "12D3KooWrelay".into(),
+            size: 1016,
+        },
+        key: [7; 32],
+        nonce: [1; 7],
+        chunk: tidings_protocol::media::MEDIA_CHUNK,
+        size: 1000,
+        name: "beach.jpg".into(),
+        mime: "image/jpeg".into(),
+        kind: tidings_protocol::media::MediaKind::Image,
+        thumbnail: Some(vec![0xff, 0xd8, 0xff]),
+        caption: Some("look".into()),
+    };
+    let photo = MessageRecord {
+        id: EnvelopeId::from_bytes([4; 16]),
+        text: "look".into(),
+        status: MessageStatus::Received,
+        media: Some(Box::new(media.clone())),
+        ..message.clone()
+    };
+    out.cbor(t, "message-media", &photo);
+    let upload = tidings_client::store::tables::UploadRecord {
+        blob: media.blob.clone(),
+        key: media.key,
+        nonce: media.nonce,
+        plain_size: media.size,
+        uploaded: true,
+    };
+    out.cbor(t, "upload", &upload);
     out.cbor(t, "contact", &f.card());
     let outbound = OutboundGroup {
         pickle: "pickled megolm session".into(),

@@ -20,6 +20,7 @@
 //!     sent_at_ms: 0,
 //!     kind: Kind::Message,
 //!     body: b"ciphertext".to_vec(),
+//!     blobs: Default::default(),
 //! };
 //! let raw = envelope.sign(&device);
 //! assert_eq!(raw.open().unwrap(), envelope);

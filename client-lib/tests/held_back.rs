@@ -10,15 +10,12 @@ mod common;
 use std::time::Duration;
 
 use common::{Net, TestUser, events_for, texts, wait_for};
-use tempfile::TempDir;
 use tidings_client::{
     Event, MessageStatus, Session,
-    store::{ClientStore, Conversation, HELD_PER_USER},
+    store::{Conversation, HELD_PER_USER},
 };
 use tidings_keys::Identity;
-use tidings_protocol::{
-    DeviceEntry, DeviceList, KeyBundle, RawEnvelope, UserId, client::UploadKeys, now_ms,
-};
+use tidings_protocol::{DeviceEntry, DeviceList, RawEnvelope, UserId, now_ms};
 
 /// Longer than the 10 s after which a list that could not be fetched is asked for again,
 /// plus the home relay's own retries of the lookup.
@@ -273,41 +270,15 @@ async fn a_held_message_from_a_device_the_fresh_list_does_not_name_is_failed() {
     net.shutdown().await;
 }
 
-/// A client store with its identity and published keys.
-struct Device {
-    identity: Identity,
-    store: ClientStore,
-    upload: UploadKeys,
-    _dir: TempDir,
-}
+use common::store_device::StoreDevice as Device;
 
 impl Device {
-    fn new(identity: Identity) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ClientStore::open(dir.path()).unwrap();
-        let upload = store.keys_to_publish(&identity, 4).unwrap().unwrap();
-        Self {
-            identity,
-            store,
-            upload,
-            _dir: dir,
-        }
-    }
-
-    fn bundle(&self) -> KeyBundle {
-        KeyBundle {
-            cert: self.identity.cert().clone(),
-            identity: self.upload.identity.clone().unwrap(),
-            prekey: self.upload.one_time_keys[0].clone(),
-        }
-    }
-
     /// Seals `texts` to `to` (one Olm session), in order.
     fn texts_to(&self, to: &Device, texts: &[String]) -> Vec<RawEnvelope> {
         let me = self.identity.user_id();
         let address = to.identity.address();
         self.store
-            .install_outbound(&self.identity, &address, &to.bundle())
+            .install_outbound(&self.identity, &address, &to.bundle(0))
             .unwrap();
         self.store
             .queue_texts(me, Conversation::Direct(address.user), texts.to_vec())
@@ -351,8 +322,8 @@ fn list_of(
 #[test]
 fn past_the_bound_per_account_the_excess_is_failed_with_the_reason() {
     let phone = Identity::generate();
-    let laptop = Device::new(phone.another_device());
-    let bob = Device::new(Identity::generate());
+    let laptop = Device::with(phone.another_device());
+    let bob = Device::new();
     let alice_user: UserId = phone.user_id();
     bob.store
         .accept_device_list(&alice_user, list_of(&phone, 1, &[&phone]))
@@ -421,8 +392,8 @@ fn past_the_bound_per_account_the_excess_is_failed_with_the_reason() {
 #[test]
 fn a_held_envelope_still_unlisted_after_a_fresh_list_is_failed() {
     let phone = Identity::generate();
-    let stranger = Device::new(phone.another_device());
-    let bob = Device::new(Identity::generate());
+    let stranger = Device::with(phone.another_device());
+    let bob = Device::new();
     let alice_user = phone.user_id();
     bob.store
         .accept_device_list(&alice_user, list_of(&phone, 1, &[&phone]))

@@ -10,48 +10,16 @@
 
 mod common;
 
-use tempfile::TempDir;
-use tidings_client::{
-    Event, MessageStatus,
-    store::{ClientStore, Conversation},
-};
+use tidings_client::{Event, MessageStatus, store::Conversation};
 use tidings_keys::Identity;
 use tidings_protocol::{
-    BlobId, BlobRef, BoundedVec, KeyBundle, RawEnvelope,
-    client::UploadKeys,
+    BlobId, BlobRef, BoundedVec, RawEnvelope,
     media::{MEDIA_CHUNK, MediaKind, MediaMessage},
 };
 
-/// A client store with its identity and published keys, fed envelopes directly.
-struct Device {
-    identity: Identity,
-    store: ClientStore,
-    upload: UploadKeys,
-    _dir: TempDir,
-}
+use common::store_device::StoreDevice as Device;
 
 impl Device {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let identity = Identity::generate();
-        let store = ClientStore::open(dir.path()).unwrap();
-        let upload = store.keys_to_publish(&identity, 4).unwrap().unwrap();
-        Self {
-            identity,
-            store,
-            upload,
-            _dir: dir,
-        }
-    }
-
-    fn bundle(&self, index: usize) -> KeyBundle {
-        KeyBundle {
-            cert: self.identity.cert().clone(),
-            identity: self.upload.identity.clone().unwrap(),
-            prekey: self.upload.one_time_keys[index].clone(),
-        }
-    }
-
     /// Queues a media message for `to` and seals it.
     fn media_to(&self, to: &Device, media: MediaMessage) -> RawEnvelope {
         let me = self.identity.user_id();

@@ -6,7 +6,6 @@
 mod common;
 
 use std::{
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -14,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use common::cli::{ok, tidings};
 use common::{
     TestUser,
     media::{media_messages, pattern, relay_blobs, write_file},
@@ -159,27 +159,6 @@ async fn an_upload_cut_before_a_restart_resumes_after_it() {
         .await
         .unwrap();
     assert_eq!(std::fs::read(saved).unwrap(), bytes);
-}
-
-fn tidings(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("TIDINGS_PASSPHRASE")
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = tidings(dir, args);
-    assert!(
-        output.status.success(),
-        "tidings {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,9 @@ use tidings_protocol::LinkCode;
 
 /// How long linking waits for the approval a test gives itself.
 pub const LINK_WAIT: Duration = Duration::from_secs(30);
+pub mod cli;
 pub mod media;
+pub mod store_device;
 
 use tidings_relay::{
     RelayConfig, RunningRelay,

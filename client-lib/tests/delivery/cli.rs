@@ -1,29 +1,7 @@
 //! The `tidings` command line, run as a person would: two users, one relay.
 
-use std::{path::Path, process::Output};
-
+use crate::common::cli::{ok, tidings};
 use crate::common::{RelayDir, dial_addr};
-
-fn tidings(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("TIDINGS_PASSPHRASE")
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = tidings(dir, args);
-    assert!(
-        output.status.success(),
-        "tidings {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_people_chat_with_the_cli() {

@@ -5,49 +5,17 @@
 //! an attacker would, and they reach Bob's store directly (as a relay that does not check
 //! would hand them over).
 
-use tempfile::TempDir;
-use tidings_client::{
-    Event,
-    store::{ClientStore, Conversation},
-};
+use tidings_client::{Event, store::Conversation};
 use tidings_keys::{Identity, OlmAccount, PeerSessions};
 use tidings_protocol::{
-    Address, Envelope, EnvelopeId, GroupId, KeyBundle, Kind, RawEnvelope, Recipient,
-    client::UploadKeys,
+    Address, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient,
     content::{OlmBody, Payload, Sealed},
     now_ms,
 };
 
-/// A client store with its identity and published keys.
-struct Device {
-    identity: Identity,
-    store: ClientStore,
-    upload: UploadKeys,
-    _dir: TempDir,
-}
+use crate::common::store_device::StoreDevice as Device;
 
 impl Device {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let identity = Identity::generate();
-        let store = ClientStore::open(dir.path()).unwrap();
-        let upload = store.keys_to_publish(&identity, 4).unwrap().unwrap();
-        Self {
-            identity,
-            store,
-            upload,
-            _dir: dir,
-        }
-    }
-
-    fn bundle(&self, index: usize) -> KeyBundle {
-        KeyBundle {
-            cert: self.identity.cert().clone(),
-            identity: self.upload.identity.clone().unwrap(),
-            prekey: self.upload.one_time_keys[index].clone(),
-        }
-    }
-
     /// Takes `other`'s signed device list, as fetching it would.
     fn knows(&self, other: &Identity) {
         crate::common::knows(&self.store, other);

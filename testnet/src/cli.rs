@@ -101,6 +101,16 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         output: Output,
     },
+    /// Random files (a few KB up to --max-size) sent 1:1 and to groups across relays, some
+    /// sent twice and some forwarded; every recipient saves every file and compares its
+    /// SHA-256. Fails if a file is lost or corrupt, a re-send or forward uploads again, or a
+    /// relay stores a blob twice or anything that is no blob of the run.
+    Media {
+        #[command(flatten)]
+        params: scenario::media::Params,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Accounts with 1..D devices (linked by the real link flow) spread over relays send 1:1
     /// and group messages from random devices, some devices offline meanwhile; one device is
     /// removed halfway; reads on one device must show on the others. Fails if any intended

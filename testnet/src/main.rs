@@ -91,6 +91,9 @@ fn main() -> anyhow::Result<()> {
             Scenario::Group { params, output } => {
                 output.run(|work| async move { scenario::group::run(&work, params).await })
             }
+            Scenario::Media { params, output } => {
+                output.run(|work| async move { scenario::media::run(&work, params).await })
+            }
             Scenario::Multidevice { params, output } => {
                 output.run(|work| async move { scenario::multidevice::run(&work, params).await })
             }

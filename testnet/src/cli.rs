@@ -287,4 +287,39 @@ mod tests {
         assert_eq!(sizes, (3, 9, 4, 50, 7));
         assert!(output.json);
     }
+
+    #[test]
+    fn the_media_scenario_takes_sizes_with_suffixes() {
+        let cli = Cli::parse_from(["tidings-testnet", "scenario", "media"]);
+        let Command::Scenario {
+            scenario: Scenario::Media { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        let sizes = (params.relays, params.users, params.files);
+        assert_eq!(sizes, (3, 8, 20));
+        assert_eq!((params.min_size, params.max_size), (4096, 8 << 20));
+        let cli = Cli::parse_from([
+            "tidings-testnet",
+            "scenario",
+            "media",
+            "--files",
+            "5",
+            "--max-size",
+            "40M",
+            "--min-size",
+            "100",
+        ]);
+        let Command::Scenario {
+            scenario: Scenario::Media { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!((params.files, params.min_size, params.max_size), (5, 100, 40 << 20));
+        let refused =
+            Cli::try_parse_from(["tidings-testnet", "scenario", "media", "--max-size", "big"]);
+        assert!(refused.is_err(), "a size that is no number is refused");
+    }
 }

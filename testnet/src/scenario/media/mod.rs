@@ -31,19 +31,19 @@ const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
     /// Relay processes (the first starts the DHT, the others join it).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub relays: usize,
     /// Users, homed round-robin on the relays; one group per four users.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 8)]
     pub users: usize,
     /// Distinct random files (every fourth is sent twice, every third forwarded).
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 20)]
     pub files: usize,
     /// Smallest file, in bytes (suffixes K and M: 1024 and 1024²).
     #[arg(long, default_value = "4K", value_parser = parse_size)]
     pub min_size: u64,
     /// Largest file, in bytes (suffixes K and M); sizes are log-uniform in between.
-    #[arg(long, default_value = "2M", value_parser = parse_size)]
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub max_size: u64,
     /// Seed of the random workload and the files' bytes.
     #[arg(long, default_value_t = 1)]
@@ -106,8 +106,9 @@ pub struct MediaReport {
     pub bytes_stored_per_relay: Vec<u64>,
     /// Per relay, its blob files.
     pub blobs_per_relay: Vec<usize>,
-    /// Files under a relay's `blobs/` that are not a blob of the run with its size and hash
-    /// (must be 0).
+    /// Files under a relay's `blobs/` that are not a blob of the run with its size and hash,
+    /// plus one per relay whose stored bytes differ from the sum of the distinct blobs it
+    /// holds (must be 0).
     pub stray_blobs: usize,
     /// Ciphertext bytes of the saved deliveries / bytes stored over all relays.
     pub dedupe_ratio: f64,

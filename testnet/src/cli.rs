@@ -178,6 +178,15 @@ pub(crate) enum Bench {
         #[command(flatten)]
         output: Output,
     },
+    /// One file (--size-mib, and one a quarter of that) uploaded through a relay and saved
+    /// through it and through a second relay (fetch + serve): MiB/s next to a plain copy on
+    /// the same disk, and the relays' resident memory (baseline and peak) at both sizes.
+    Media {
+        #[command(flatten)]
+        params: bench::media::Params,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Relays in this process forming one DHT; users register on random relays, then other
     /// relays look their home records up: latency and Kademlia requests per lookup (exit 1
     /// if a lookup failed).

@@ -117,6 +117,9 @@ fn main() -> anyhow::Result<()> {
             Bench::Connections { params, output } => {
                 output.run(|work| async move { bench::connections::run(&work, params).await })
             }
+            Bench::Media { params, output } => {
+                output.run(|work| async move { bench::media::run(&work, params).await })
+            }
             Bench::Dht { params, output } => {
                 output.run(|work| async move { bench::dht::run(&work, params).await })
             }

@@ -326,7 +326,10 @@ mod tests {
         else {
             panic!("parsed as another command");
         };
-        assert_eq!((params.files, params.min_size, params.max_size), (5, 100, 40 << 20));
+        assert_eq!(
+            (params.files, params.min_size, params.max_size),
+            (5, 100, 40 << 20)
+        );
         let refused =
             Cli::try_parse_from(["tidings-testnet", "scenario", "media", "--max-size", "big"]);
         assert!(refused.is_err(), "a size that is no number is refused");

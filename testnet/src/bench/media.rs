@@ -120,7 +120,8 @@ impl MediaBenchReport {
                 size.download_mib_s,
                 size.save_mib_s
             );
-            if let (Some(download), Some(save)) = (size.remote_download_mib_s, size.remote_save_mib_s)
+            if let (Some(download), Some(save)) =
+                (size.remote_download_mib_s, size.remote_save_mib_s)
             {
                 println!(
                     "    through the second relay (fetch + serve): download {download:.1} MiB/s (with check and decryption {save:.1})"
@@ -182,7 +183,11 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MediaBenchReport
     let (_online, watcher) = watch::channel(true);
     let mut receivers = JoinSet::new();
     for client in &clients[LOCAL..] {
-        receivers.spawn(users::receive(client.clone(), watcher.clone(), stop.clone()));
+        receivers.spawn(users::receive(
+            client.clone(),
+            watcher.clone(),
+            stop.clone(),
+        ));
     }
 
     let mut sizes = Vec::new();
@@ -257,7 +262,11 @@ async fn measure(
         .unwrap_or_else(PoisonError::into_inner)
         .unwrap_or(sending);
     let forwarded = if remote {
-        Some(session.forward(sent.record.id, &users::name(REMOTE)).await?)
+        Some(
+            session
+                .forward(sent.record.id, &users::name(REMOTE))
+                .await?,
+        )
     } else {
         None
     };
@@ -295,10 +304,18 @@ struct Saved {
 }
 
 /// Waits for message `id` at `client`, saves it into `dir`, timed, and checks it.
-async fn save(client: &Client, id: EnvelopeId, dir: &Path, digest: BlobId) -> anyhow::Result<Saved> {
+async fn save(
+    client: &Client,
+    id: EnvelopeId,
+    dir: &Path,
+    digest: BlobId,
+) -> anyhow::Result<Saved> {
     let deadline = Instant::now() + ARRIVAL_TIMEOUT;
     while client.store().message(&id)?.is_none() {
-        ensure!(Instant::now() < deadline, "the file's message did not arrive in time");
+        ensure!(
+            Instant::now() < deadline,
+            "the file's message did not arrive in time"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::fs::create_dir_all(dir).await?;

@@ -186,7 +186,10 @@ impl report::Outcome for MediaReport {
 pub async fn run(work: &Path, params: Params) -> anyhow::Result<MediaReport> {
     ensure!(params.relays >= 1, "at least one relay");
     ensure!(params.users >= 2, "at least two users");
-    ensure!(params.min_size <= params.max_size, "--min-size above --max-size");
+    ensure!(
+        params.min_size <= params.max_size,
+        "--min-size above --max-size"
+    );
     let started = Instant::now();
     let plan = Plan::draw(&params);
     let files_dir = work.join("files");
@@ -209,7 +212,11 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MediaReport> {
     let (_online, watcher) = watch::channel(true);
     let mut receivers = JoinSet::new();
     for client in &clients {
-        receivers.spawn(users::receive(client.clone(), watcher.clone(), stop.clone()));
+        receivers.spawn(users::receive(
+            client.clone(),
+            watcher.clone(),
+            stop.clone(),
+        ));
     }
 
     // Phase 1: the sends and re-sends, then every recipient saves them.

@@ -11,6 +11,9 @@ use super::Params;
 /// Members of each scenario group, its creator included (fewer if there are fewer users).
 const GROUP_SIZE: usize = 4;
 
+/// Mixed into the seed for the files' bytes, so they are not drawn like the plan.
+const FILE_SEED_SALT: u64 = 0x6d65_6469_6100;
+
 /// One random file of the run.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -170,7 +173,7 @@ pub fn write_samples(
     seed: u64,
 ) -> anyhow::Result<Vec<Sample>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x6d65_6469_61);
+    let mut rng = StdRng::seed_from_u64(seed ^ FILE_SEED_SALT);
     let (low, high) = ((min.max(1)) as f64, (max.max(min).max(1)) as f64);
     let mut samples = Vec::with_capacity(count);
     for index in 0..count {

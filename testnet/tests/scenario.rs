@@ -120,6 +120,7 @@ fn the_media_scenario_saves_every_file_intact_and_stores_each_blob_once() {
         &[
             ("relays", 2),
             ("users", 4),
+            ("offline_users", 1),
             ("groups", 1),
             ("files", 10),
             ("corrupt", 0),
@@ -151,6 +152,7 @@ fn the_media_scenario_saves_every_file_intact_and_stores_each_blob_once() {
         assert!(blobs.as_u64().unwrap() <= 10, "{report}");
     }
     assert!(report["dedupe_ratio"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["save_ms"]["p50"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["wall_s"].as_f64().unwrap() > 0.0);
 }
 

@@ -159,10 +159,14 @@ pub fn accepted(client: &Client, id: &EnvelopeId) -> anyhow::Result<bool> {
 }
 
 /// How one owed delivery ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
-    /// Saved, and its SHA-256 is the original's.
-    Intact,
+    /// Saved, and its SHA-256 is the original's; `save_ms` is how long `save_media` took
+    /// (download, check, decryption).
+    Intact {
+        /// Milliseconds.
+        save_ms: f64,
+    },
     /// Saved (or opened) with other bytes than the original, or refused as altered.
     Corrupt,
     /// Not saved before the deadline.
@@ -198,7 +202,7 @@ pub async fn save_all(
             let mut outcomes = Vec::with_capacity(list.len());
             for owed in list {
                 let outcome = save_one(&client, owed, &samples[owed.file], &into, deadline).await;
-                if outcome != Outcome::Intact {
+                if !matches!(outcome, Outcome::Intact { .. }) {
                     tracing::error!(?outcome, id = %owed.id, file = owed.file, to = %users::name(recipient), "media delivery failed");
                 }
                 outcomes.push(((owed.id, recipient), outcome));
@@ -223,8 +227,12 @@ async fn save_one(
     loop {
         let arrived = matches!(client.store().message(&owed.id), Ok(Some(_)));
         if arrived {
+            let saving = Instant::now();
             match client.save_media(owed.id, into, |_| {}).await {
-                Ok(saved) => return compare(&saved, sample).await,
+                Ok(saved) => {
+                    let save_ms = saving.elapsed().as_secs_f64() * 1000.0;
+                    return compare(&saved, sample, save_ms).await;
+                }
                 Err(ClientError::Media(MediaError::Crypt(error))) => {
                     tracing::error!(%error, "a saved file did not open");
                     return Outcome::Corrupt;
@@ -244,14 +252,14 @@ async fn save_one(
 }
 
 /// Compares a saved file with its sample by SHA-256, then deletes the saved copy.
-async fn compare(saved: &Path, sample: &Sample) -> Outcome {
+async fn compare(saved: &Path, sample: &Sample, save_ms: f64) -> Outcome {
     let saved = saved.to_path_buf();
     let want = sample.digest;
     tokio::task::spawn_blocking(move || {
         let same = std::fs::read(&saved).is_ok_and(|bytes| BlobId::of(&bytes) == want);
         let _ = std::fs::remove_file(&saved);
         if same {
-            Outcome::Intact
+            Outcome::Intact { save_ms }
         } else {
             Outcome::Corrupt
         }

@@ -22,7 +22,10 @@ use self::{
     plan::{Plan, Target},
 };
 use super::users::{self, name};
-use crate::{cluster::Cluster, report};
+use crate::{
+    cluster::Cluster,
+    report::{self, Percentiles},
+};
 
 /// How long each phase (the sends, then the forwards) waits for its last saves.
 const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -76,6 +79,8 @@ pub struct MediaReport {
     pub relays: usize,
     /// Users.
     pub users: usize,
+    /// Users offline while the files were sent (back to save them).
+    pub offline_users: usize,
     /// Groups.
     pub groups: usize,
     /// Distinct files.
@@ -112,6 +117,9 @@ pub struct MediaReport {
     pub stray_blobs: usize,
     /// Ciphertext bytes of the saved deliveries / bytes stored over all relays.
     pub dedupe_ratio: f64,
+    /// Per intact delivery, how long `save_media` took (download, with the relay's fetch
+    /// from another relay if it had to; hash check; decryption).
+    pub save_ms: Percentiles,
     /// Wall-clock time of the whole run, seconds.
     pub wall_s: f64,
     /// Seed of the workload.
@@ -137,8 +145,14 @@ impl MediaReport {
             return Ok(());
         }
         println!(
-            "media scenario: {} relays, {} users, {} groups, {} files ({} bytes), seed {}",
-            self.relays, self.users, self.groups, self.files, self.file_bytes, self.seed
+            "media scenario: {} relays, {} users ({} offline while sending), {} groups, {} files ({} bytes), seed {}",
+            self.relays,
+            self.users,
+            self.offline_users,
+            self.groups,
+            self.files,
+            self.file_bytes,
+            self.seed
         );
         println!(
             "  messages {} ({} re-sends, {} forwards)  accepted {}",
@@ -164,6 +178,7 @@ impl MediaReport {
             "  dedupe ratio {:.2} (bytes delivered / bytes stored), stray blob files {}",
             self.dedupe_ratio, self.stray_blobs
         );
+        println!("  saving a file: {}", self.save_ms);
         println!("  wall {:.1} s", self.wall_s);
         println!("  {}", if self.passed() { "OK" } else { "FAILED" });
         Ok(())
@@ -208,15 +223,16 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MediaReport> {
     users::introduce_all(&clients)?;
     make_groups(&clients, &plan).await?;
 
+    // A quarter of the users are offline while the files are sent (their messages wait at
+    // their relays, naming blobs), and come back to save them.
+    let offline: Vec<bool> = (0..params.users).map(|index| index % 4 == 3).collect();
     let stop = CancellationToken::new();
-    let (_online, watcher) = watch::channel(true);
+    let mut online = Vec::new();
     let mut receivers = JoinSet::new();
-    for client in &clients {
-        receivers.spawn(users::receive(
-            client.clone(),
-            watcher.clone(),
-            stop.clone(),
-        ));
+    for (client, away) in clients.iter().zip(&offline) {
+        let (flag, watcher) = watch::channel(!away);
+        online.push(flag);
+        receivers.spawn(users::receive(client.clone(), watcher, stop.clone()));
     }
 
     // Phase 1: the sends and re-sends, then every recipient saves them.
@@ -231,6 +247,9 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MediaReport> {
         });
     }
     let first = send_phase(&clients, jobs).await?;
+    for flag in &online {
+        flag.send_replace(true);
+    }
     let saves = work.join("saved");
     let deadline = Instant::now() + QUIESCENCE_TIMEOUT;
     let mut outcomes =
@@ -247,7 +266,12 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MediaReport> {
             .recipients
             .iter()
             .copied()
-            .filter(|recipient| outcomes.get(&(sent.id, *recipient)) == Some(&Outcome::Intact))
+            .filter(|recipient| {
+                matches!(
+                    outcomes.get(&(sent.id, *recipient)),
+                    Some(Outcome::Intact { .. })
+                )
+            })
             .collect();
         if holders.is_empty() {
             continue;
@@ -274,6 +298,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MediaReport> {
     cluster.stop().await?;
     let mut report = report?;
     report.file_bytes = samples.iter().map(|sample| sample.size).sum();
+    report.offline_users = offline.iter().filter(|away| **away).count();
     Ok(report)
 }
 
@@ -368,10 +393,12 @@ async fn tally(
         }
     }
     let (mut saved, mut corrupt, mut logical) = (0, 0, 0u64);
+    let mut save_times = Vec::new();
     for ((id, _), outcome) in outcomes {
         match outcome {
-            Outcome::Intact => {
+            Outcome::Intact { save_ms } => {
                 saved += 1;
+                save_times.push(*save_ms);
                 logical += by_id.get(id).map_or(0, |message| message.blob_size);
             }
             Outcome::Corrupt => corrupt += 1,
@@ -400,6 +427,7 @@ async fn tally(
         scenario: "media",
         relays: params.relays,
         users: params.users,
+        offline_users: 0,
         groups: plan.groups.len(),
         files: params.files,
         file_bytes: 0,
@@ -424,6 +452,7 @@ async fn tally(
         } else {
             logical as f64 / stored_total as f64
         },
+        save_ms: Percentiles::of(save_times),
         wall_s: started.elapsed().as_secs_f64(),
         seed: params.seed,
     })

@@ -12,7 +12,7 @@ use tidings_protocol::{BlobId, EnvelopeId};
 use tokio::task::JoinSet;
 
 use super::plan::Sample;
-use crate::scenario::users;
+use crate::{files, scenario::users};
 
 /// How long a sender keeps flushing what is still pending after its list is done.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -256,7 +256,7 @@ async fn compare(saved: &Path, sample: &Sample, save_ms: f64) -> Outcome {
     let saved = saved.to_path_buf();
     let want = sample.digest;
     tokio::task::spawn_blocking(move || {
-        let same = std::fs::read(&saved).is_ok_and(|bytes| BlobId::of(&bytes) == want);
+        let same = files::digest_of(&saved).is_ok_and(|got| got == want);
         let _ = std::fs::remove_file(&saved);
         if same {
             Outcome::Intact { save_ms }
@@ -300,8 +300,8 @@ pub fn stored(data_dir: &Path, known: &HashMap<BlobId, u64>) -> anyhow::Result<S
         let name = entry.file_name().to_string_lossy().into_owned();
         let fits = name.parse::<BlobId>().ok().and_then(|id| {
             let size = *known.get(&id)?;
-            let bytes = std::fs::read(entry.path()).ok()?;
-            (size == meta.len() && BlobId::of(&bytes) == id).then_some(size)
+            let hashed = size == meta.len() && files::digest_of(&entry.path()).ok()? == id;
+            hashed.then_some(size)
         });
         match fits {
             Some(size) => stored.distinct_bytes += size,

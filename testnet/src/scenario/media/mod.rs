@@ -5,7 +5,7 @@ mod deliver;
 mod plan;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::Path,
     time::{Duration, Instant},
 };
@@ -13,7 +13,7 @@ use std::{
 use anyhow::ensure;
 use serde::Serialize;
 use tidings_client::Client;
-use tidings_protocol::BlobId;
+use tidings_protocol::{BlobId, EnvelopeId};
 use tokio::{sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -373,7 +373,7 @@ async fn tally(
     cluster: &Cluster,
     plan: &Plan,
     sent: &[Sent],
-    outcomes: &HashMap<(tidings_protocol::EnvelopeId, usize), Outcome>,
+    outcomes: &HashMap<(EnvelopeId, usize), Outcome>,
     params: Params,
     started: Instant,
 ) -> anyhow::Result<MediaReport> {
@@ -421,8 +421,6 @@ async fn tally(
         blobs_per_relay.push(stored.blobs);
     }
     let stored_total: u64 = bytes_stored_per_relay.iter().sum();
-    let distinct_files: HashSet<usize> = sent.iter().map(|message| message.file).collect();
-    tracing::debug!(files = distinct_files.len(), "files that went out");
     Ok(MediaReport {
         scenario: "media",
         relays: params.relays,

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rand::{Rng, RngExt, SeedableRng, rngs::StdRng};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
 use tidings_protocol::BlobId;
 
 use super::Params;
+use crate::files;
 
 /// Members of each scenario group, its creator included (fewer if there are fewer users).
 const GROUP_SIZE: usize = 4;
@@ -179,15 +180,9 @@ pub fn write_samples(
     for index in 0..count {
         let size = (low * (high / low).powf(rng.random::<f64>())).round() as u64;
         let size = size.clamp(min, max.max(min));
-        let mut bytes = vec![0u8; usize::try_from(size)?];
-        rng.fill_bytes(&mut bytes);
         let path = dir.join(format!("f{index}.bin"));
-        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-        samples.push(Sample {
-            path,
-            size,
-            digest: BlobId::of(&bytes),
-        });
+        let digest = files::write_random(&path, size, &mut rng)?;
+        samples.push(Sample { path, size, digest });
     }
     Ok(samples)
 }

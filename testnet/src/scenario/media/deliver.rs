@@ -313,3 +313,30 @@ pub fn stored(data_dir: &Path, known: &HashMap<BlobId, u64>) -> anyhow::Result<S
     }
     Ok(stored)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_blobs_of_the_run_at_their_size_and_hash_count_as_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        std::fs::create_dir_all(blobs.join("partial")).unwrap();
+        let (good, other, unknown) = (b"sealed bytes".to_vec(), b"other".to_vec(), b"x".to_vec());
+        let (good_id, other_id) = (BlobId::of(&good), BlobId::of(&other));
+        std::fs::write(blobs.join(good_id.to_string()), &good).unwrap();
+        // Named as a blob of the run, with other bytes of the same size.
+        std::fs::write(blobs.join(other_id.to_string()), b"OTHER").unwrap();
+        std::fs::write(blobs.join(BlobId::of(&unknown).to_string()), &unknown).unwrap();
+        std::fs::write(blobs.join("partial").join("u-half"), b"half").unwrap();
+        let known = HashMap::from([(good_id, good.len() as u64), (other_id, other.len() as u64)]);
+        let stored = stored(dir.path(), &known).unwrap();
+        assert_eq!(stored.blobs, 3, "uploads in progress are not counted");
+        assert_eq!(stored.bytes, (good.len() + 5 + 1) as u64);
+        assert_eq!(stored.distinct_bytes, good.len() as u64);
+        assert_eq!(stored.strays, 2);
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(super::stored(empty.path(), &known).unwrap().blobs, 0);
+    }
+}

@@ -186,3 +186,67 @@ pub fn write_samples(
     }
     Ok(samples)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(users: usize, files: usize, seed: u64) -> Params {
+        Params {
+            relays: 2,
+            users,
+            files,
+            min_size: 1024,
+            max_size: 4096,
+            seed,
+        }
+    }
+
+    #[test]
+    fn the_plan_follows_the_seed_and_never_sends_to_the_sender() {
+        for seed in 0..20 {
+            let plan = Plan::draw(&params(6, 16, seed));
+            assert_eq!(plan.groups.len(), 1);
+            assert!(plan.groups.iter().all(|members| members.len() == 4));
+            assert_eq!(plan.sends.iter().filter(|send| !send.again).count(), 16);
+            assert_eq!(plan.sends.iter().filter(|send| send.again).count(), 4);
+            for send in &plan.sends {
+                let recipients = plan.recipients(send.from, send.to);
+                assert!(!recipients.is_empty() && !recipients.contains(&send.from));
+                if let Target::Group(group) = send.to {
+                    assert!(plan.groups[group].contains(&send.from));
+                }
+            }
+            for again in plan.sends.iter().filter(|send| send.again) {
+                let first = plan
+                    .sends
+                    .iter()
+                    .find(|send| send.file == again.file)
+                    .unwrap();
+                assert!(!first.again && first.from == again.from);
+            }
+            assert!(
+                plan.forwards
+                    .iter()
+                    .all(|forward| !plan.sends[forward.send].again)
+            );
+            assert_eq!(plan.forwards.len(), 5, "files 2, 5, 8, 11 and 14");
+        }
+        let (one, two) = (Plan::draw(&params(6, 16, 3)), Plan::draw(&params(6, 16, 3)));
+        assert_eq!(format!("{one:?}"), format!("{two:?}"));
+        assert!(Plan::draw(&params(2, 4, 1)).groups.is_empty());
+    }
+
+    #[test]
+    fn sample_sizes_stay_within_the_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = write_samples(dir.path(), 12, 1000, 50_000, 7).unwrap();
+        assert_eq!(samples.len(), 12);
+        for sample in &samples {
+            assert!((1000..=50_000).contains(&sample.size), "{}", sample.size);
+            assert_eq!(std::fs::metadata(&sample.path).unwrap().len(), sample.size);
+        }
+        let digests: std::collections::HashSet<_> = samples.iter().map(|s| s.digest).collect();
+        assert_eq!(digests.len(), 12, "every file has its own bytes");
+    }
+}

@@ -17,6 +17,10 @@ use crate::{files, scenario::users};
 /// How long a sender keeps flushing what is still pending after its list is done.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Tries of one send or forward (a failure after the message was queued makes the retry a
+/// second message, which is not counted: only the one whose id is known is owed).
+const JOB_ATTEMPTS: u32 = 3;
+
 /// Pause between looks at a recipient's store for a message that has not arrived yet.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -70,17 +74,23 @@ pub enum Job {
     },
 }
 
-/// Runs `jobs` in order on `client`, then flushes until nothing is pending; returns the
-/// messages made (a job that failed before its message was queued is logged and left out).
+/// Runs `jobs` in order on `client` (a job that fails is tried again on a new session, up to
+/// [`JOB_ATTEMPTS`] times), then flushes until nothing is pending; returns the messages made.
+/// A job that never succeeds is logged and left out: its deliveries count as lost.
 pub async fn send_all(client: Client, from: usize, jobs: Vec<Job>) -> Vec<Sent> {
     let mut session = users::connect(&client).await;
     let mut sent = Vec::new();
     for job in jobs {
-        match run_job(&mut session, from, job).await {
-            Ok(message) => sent.push(message),
-            Err(error) => {
-                tracing::error!(%error, "a media send failed");
-                session = users::connect(&client).await;
+        for attempt in 1..=JOB_ATTEMPTS {
+            match run_job(&mut session, from, job.clone()).await {
+                Ok(message) => {
+                    sent.push(message);
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "a media send failed");
+                    session = users::connect(&client).await;
+                }
             }
         }
     }

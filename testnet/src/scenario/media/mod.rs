@@ -30,6 +30,13 @@ use crate::{
 /// How long each phase (the sends, then the forwards) waits for its last saves.
 const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Largest file the scenario makes: sealed (a 16-byte tag per 64 KiB), it stays under the
+/// relays' default `blobs.max_blob_bytes` of 100 MiB.
+const MAX_FILE_BYTES: u64 = 96 << 20;
+
+/// Most files in a run (they all sit on this disk, and at every relay that holds them).
+const MAX_FILES: usize = 10_000;
+
 /// Size of a run.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Params {
@@ -205,6 +212,11 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<MediaReport> {
         params.min_size <= params.max_size,
         "--min-size above --max-size"
     );
+    ensure!(
+        params.max_size <= MAX_FILE_BYTES,
+        "--max-size above {MAX_FILE_BYTES} bytes (sealed, it must fit the relays' default blob limit)"
+    );
+    ensure!(params.files <= MAX_FILES, "at most {MAX_FILES} files");
     let started = Instant::now();
     let plan = Plan::draw(&params);
     let files_dir = work.join("files");

@@ -101,6 +101,16 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         output: Output,
     },
+    /// Random files (a few KB up to --max-size) sent 1:1 and to groups across relays, some
+    /// sent twice and some forwarded; every recipient saves every file and compares its
+    /// SHA-256. Fails if a file is lost or corrupt, a re-send or forward uploads again, or a
+    /// relay stores a blob twice or anything that is no blob of the run.
+    Media {
+        #[command(flatten)]
+        params: scenario::media::Params,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Accounts with 1..D devices (linked by the real link flow) spread over relays send 1:1
     /// and group messages from random devices, some devices offline meanwhile; one device is
     /// removed halfway; reads on one device must show on the others. Fails if any intended
@@ -165,6 +175,15 @@ pub(crate) enum Bench {
     Connections {
         #[command(flatten)]
         params: bench::connections::Params,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One file (--size-mib, and one a quarter of that) uploaded through a relay and saved
+    /// through it and through a second relay (fetch + serve): MiB/s next to a plain copy on
+    /// the same disk, and the relays' resident memory (baseline and peak) at both sizes.
+    Media {
+        #[command(flatten)]
+        params: bench::media::Params,
         #[command(flatten)]
         output: Output,
     },
@@ -276,5 +295,43 @@ mod tests {
         );
         assert_eq!(sizes, (3, 9, 4, 50, 7));
         assert!(output.json);
+    }
+
+    #[test]
+    fn the_media_scenario_takes_sizes_with_suffixes() {
+        let cli = Cli::parse_from(["tidings-testnet", "scenario", "media"]);
+        let Command::Scenario {
+            scenario: Scenario::Media { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        let sizes = (params.relays, params.users, params.files);
+        assert_eq!(sizes, (3, 8, 20));
+        assert_eq!((params.min_size, params.max_size), (4096, 8 << 20));
+        let cli = Cli::parse_from([
+            "tidings-testnet",
+            "scenario",
+            "media",
+            "--files",
+            "5",
+            "--max-size",
+            "40M",
+            "--min-size",
+            "100",
+        ]);
+        let Command::Scenario {
+            scenario: Scenario::Media { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(
+            (params.files, params.min_size, params.max_size),
+            (5, 100, 40 << 20)
+        );
+        let refused =
+            Cli::try_parse_from(["tidings-testnet", "scenario", "media", "--max-size", "big"]);
+        assert!(refused.is_err(), "a size that is no number is refused");
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod cluster;
 mod demo;
 mod device;
+mod files;
 mod process;
 mod report;
 mod scenario;
@@ -91,6 +92,9 @@ fn main() -> anyhow::Result<()> {
             Scenario::Group { params, output } => {
                 output.run(|work| async move { scenario::group::run(&work, params).await })
             }
+            Scenario::Media { params, output } => {
+                output.run(|work| async move { scenario::media::run(&work, params).await })
+            }
             Scenario::Multidevice { params, output } => {
                 output.run(|work| async move { scenario::multidevice::run(&work, params).await })
             }
@@ -113,6 +117,9 @@ fn main() -> anyhow::Result<()> {
             }
             Bench::Connections { params, output } => {
                 output.run(|work| async move { bench::connections::run(&work, params).await })
+            }
+            Bench::Media { params, output } => {
+                output.run(|work| async move { bench::media::run(&work, params).await })
             }
             Bench::Dht { params, output } => {
                 output.run(|work| async move { bench::dht::run(&work, params).await })

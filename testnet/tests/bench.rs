@@ -133,3 +133,39 @@ fn the_dht_bench_finds_every_home_record_and_counts_the_requests() {
     assert!(requests["p50"].as_f64().unwrap() >= 1.0, "{report}");
     assert!(requests["max"].as_f64().unwrap() <= 4.0, "{report}");
 }
+
+#[test]
+fn the_media_bench_times_both_sizes_through_one_relay_and_across_two() {
+    let report = bench(&["media", "--size-mib", "2", "--relays", "2"]);
+    assert_eq!(report["bench"], "media");
+    assert_eq!(report["relays"], 2);
+    let sizes = report["sizes"].as_array().unwrap();
+    let bytes: Vec<u64> = sizes
+        .iter()
+        .map(|s| s.as_object().unwrap()["bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bytes, [1 << 20, 2 << 20], "{report}");
+    for size in sizes {
+        assert_eq!(size["intact"], true, "{report}");
+        for key in [
+            "copy_mib_s",
+            "upload_mib_s",
+            "send_mib_s",
+            "download_mib_s",
+            "save_mib_s",
+            "remote_download_mib_s",
+            "remote_save_mib_s",
+        ] {
+            assert!(size[key].as_f64().unwrap() > 0.0, "{key} in {report}");
+        }
+        let baseline = size["rss_baseline_kib"].as_array().unwrap();
+        let peak = size["rss_peak_kib"].as_array().unwrap();
+        assert_eq!((baseline.len(), peak.len()), (2, 2), "{report}");
+        for (base, peak) in baseline.iter().zip(peak) {
+            let (base, peak) = (base.as_u64().unwrap(), peak.as_u64().unwrap());
+            // Sampled apart, a peak may sit a little under the baseline if memory was freed.
+            assert!(base > 1024 && peak > 1024, "{report}");
+        }
+    }
+    assert_eq!(report["rss_peak_growth_kib"].as_array().unwrap().len(), 2);
+}

@@ -1,6 +1,6 @@
-//! The federation, group, multidevice, presence, chaos and adversary scenarios at a small size: relay
-//! processes, users offline for a while, attackers, and JSON reports that must show nothing
-//! lost, reordered, leaked or broken into.
+//! The federation, group, media, multidevice, presence, chaos and adversary scenarios at a small
+//! size: relay processes, users offline for a while, attackers, files, and JSON reports that must
+//! show nothing lost, corrupt, stored twice, reordered, leaked or broken into.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 /// Runs `tidings-testnet scenario ARGS --json`, asserts it passed and returns its report.
@@ -92,6 +92,68 @@ fn the_group_scenario_reaches_every_member_once_per_relay() {
     let per_message = report["forward_batches_per_message"].as_f64().unwrap();
     assert!(per_message > 0.0 && per_message <= 2.0, "{report}");
     assert!(report["forward_batches"].as_u64().unwrap() > 0);
+}
+
+/// Files sent 1:1 and to a group across two relays, re-sent and forwarded: every recipient
+/// saves every file intact, re-sends and forwards upload nothing, and no relay holds a blob
+/// twice (each relay's bytes stay within what was uploaded once).
+#[test]
+fn the_media_scenario_saves_every_file_intact_and_stores_each_blob_once() {
+    let report = scenario(&[
+        "media",
+        "--relays",
+        "2",
+        "--users",
+        "4",
+        "--files",
+        "10",
+        "--min-size",
+        "2K",
+        "--max-size",
+        "256K",
+        "--seed",
+        "4",
+    ]);
+    assert_eq!(report["scenario"], "media");
+    assert_fields(
+        &report,
+        &[
+            ("relays", 2),
+            ("users", 4),
+            ("offline_users", 1),
+            ("groups", 1),
+            ("files", 10),
+            ("corrupt", 0),
+            ("lost", 0),
+            ("reuploads", 0),
+            ("stray_blobs", 0),
+        ],
+    );
+    let count = |key: &str| report[key].as_u64().unwrap();
+    assert!(count("resends") > 0 && count("forwards") > 0, "{report}");
+    assert_eq!(count("accepted"), count("messages"), "{report}");
+    assert!(count("deliveries") >= count("messages"), "{report}");
+    assert_eq!(count("saved"), count("deliveries"), "{report}");
+    // Each file went up once, sealed: its bytes plus a 16-byte tag per 64 KiB chunk.
+    let (plain, uploaded) = (count("file_bytes"), count("bytes_uploaded"));
+    let tags = 16 * (count("file_bytes") / 65_536 + count("files"));
+    assert!(plain < uploaded && uploaded <= plain + tags, "{report}");
+    let stored: Vec<u64> = report["bytes_stored_per_relay"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bytes| bytes.as_u64().unwrap())
+        .collect();
+    assert_eq!(stored.len(), 2, "{report}");
+    // Every blob lives on its uploader's relay; none twice on one relay.
+    assert!(stored.iter().sum::<u64>() >= uploaded, "{report}");
+    assert!(stored.iter().all(|bytes| *bytes <= uploaded), "{report}");
+    for blobs in report["blobs_per_relay"].as_array().unwrap() {
+        assert!(blobs.as_u64().unwrap() <= 10, "{report}");
+    }
+    assert!(report["dedupe_ratio"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["save_ms"]["p50"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["wall_s"].as_f64().unwrap() > 0.0);
 }
 
 /// Accounts with up to three devices: deliveries counted per intended device, a device

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tidings_client::{Client, Session};
 use tokio::{sync::Semaphore, task::JoinSet};
 
-use super::{raise_open_files_limit, register_many};
+use super::{raise_open_files_limit, register_many, rss::rss_kib};
 use crate::{cluster::Cluster, report::Outcome, scenario::users};
 
 /// Devices connecting at the same time.
@@ -184,17 +184,6 @@ async fn connect_all(clients: &[Client]) -> anyhow::Result<Vec<Session>> {
         }
     }
     Ok(sessions)
-}
-
-/// Resident memory of process `pid` (VmRSS in /proc/PID/status), KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no VmRSS in {path}"))
 }
 
 impl Outcome for ConnectionsReport {

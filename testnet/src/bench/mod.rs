@@ -6,6 +6,8 @@ pub mod dht;
 pub mod drain;
 pub mod fanout;
 pub mod latency;
+pub mod media;
+mod rss;
 pub mod throughput;
 
 use std::{

@@ -4,6 +4,7 @@ pub mod adversary;
 pub mod chaos;
 pub mod federation;
 pub mod group;
+pub mod media;
 pub mod multidevice;
 pub mod presence;
 pub(crate) mod tally;

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use libp2p::PeerId;
-use tidings_protocol::{BlobAnswer, BlobData, BlobId, ErrorCode, blob::MAX_BLOB_DATA_BYTES};
+use tidings_protocol::{
+    BlobAnswer, BlobData, BlobId, ErrorCode, UserId, blob::MAX_BLOB_DATA_BYTES,
+};
 
 use super::{
     BlobError,
-    fetch::FetchState,
+    fetch::{FetchRefused, FetchState},
     files,
     transfer::{Transfer, WRITE_TIMEOUT, refusal},
 };
@@ -18,10 +20,11 @@ use crate::metrics::{Direction, TransferOutcome};
 const RATE_WAIT: Duration = Duration::from_millis(20);
 
 impl Transfer {
-    /// A device's download: sent if held here, else fetched from `relay` first (when
-    /// that is another relay).
+    /// A download by a device of `user`: sent if held here, else fetched from `relay` first
+    /// (when that is another relay).
     pub(super) async fn download(
         &mut self,
+        user: UserId,
         id: BlobId,
         relay: Option<String>,
         offset: u64,
@@ -40,7 +43,7 @@ impl Transfer {
             self.answer(&answer).await;
             return TransferOutcome::Refused;
         };
-        if let Err(outcome) = self.await_fetch(id, peer).await {
+        if let Err(outcome) = self.await_fetch(id, peer, user).await {
             return outcome;
         }
         self.serve_held(id, offset, None).await
@@ -82,14 +85,28 @@ impl Transfer {
 
     /// Has the blob fetched from `relay` (or joins the fetch running), telling the device
     /// how far it got; Err with the transfer's outcome if it failed.
-    async fn await_fetch(&mut self, id: BlobId, relay: PeerId) -> Result<(), TransferOutcome> {
-        let Some(mut state) = self.cx.fetcher.fetch(&self.cx.blobs, id, relay) else {
-            self.answer(&refusal(
-                ErrorCode::Unavailable,
-                "this relay is fetching too many blobs; retry later",
-            ))
-            .await;
-            return Err(TransferOutcome::Refused);
+    async fn await_fetch(
+        &mut self,
+        id: BlobId,
+        relay: PeerId,
+        user: UserId,
+    ) -> Result<(), TransferOutcome> {
+        let mut state = match self.cx.fetcher.fetch(&self.cx.blobs, id, relay, user) {
+            Ok(state) => state,
+            Err(refused) => {
+                let answer = match refused {
+                    FetchRefused::Busy => refusal(
+                        ErrorCode::Unavailable,
+                        "this relay is fetching too many blobs; retry later",
+                    ),
+                    FetchRefused::UserBusy => refusal(
+                        ErrorCode::RateLimited,
+                        "your downloads from other relays already keep this relay busy; retry when they end",
+                    ),
+                };
+                self.answer(&answer).await;
+                return Err(TransferOutcome::Refused);
+            }
         };
         let mut ended = false;
         loop {

@@ -30,6 +30,10 @@ pub(crate) const FETCHED: UserId = UserId::from_bytes([0; 32]);
 /// Most fetches running at once; more downloads are answered `unavailable` (retry).
 const MAX_FETCHES: usize = 16;
 
+/// Most of those one local user may have started (joining a running fetch is free): a user
+/// naming made-up relays, each fetch waiting out its timeouts, cannot hold them all.
+const MAX_FETCHES_PER_USER: usize = 2;
+
 /// How long opening a stream to the blob's relay may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -55,11 +59,26 @@ pub(crate) enum FetchState {
     Failed(ErrorAnswer),
 }
 
-/// The fetches running now, by blob.
+/// The fetches running now, by blob, with the user who started each.
 #[derive(Clone)]
 pub(crate) struct Fetcher {
     control: libp2p_stream::Control,
-    running: Arc<Mutex<HashMap<BlobId, watch::Receiver<FetchState>>>>,
+    running: Arc<Mutex<HashMap<BlobId, Running>>>,
+}
+
+/// One fetch running.
+struct Running {
+    state: watch::Receiver<FetchState>,
+    started_by: UserId,
+}
+
+/// Why a fetch was not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FetchRefused {
+    /// The relay runs [`MAX_FETCHES`] already.
+    Busy,
+    /// The user started [`MAX_FETCHES_PER_USER`] that still run.
+    UserBusy,
 }
 
 impl Fetcher {
@@ -70,29 +89,42 @@ impl Fetcher {
         }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, watch::Receiver<FetchState>>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, Running>> {
         self.running
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Watches the fetch of `id` from `relay`, starting it unless one runs; None if too
-    /// many run.
+    /// Watches the fetch of `id` from `relay`, starting it for `user` unless one runs.
     pub fn fetch(
         &self,
         blobs: &BlobStore,
         id: BlobId,
         relay: PeerId,
-    ) -> Option<watch::Receiver<FetchState>> {
+        user: UserId,
+    ) -> Result<watch::Receiver<FetchState>, FetchRefused> {
         let mut running = self.running();
-        if let Some(state) = running.get(&id) {
-            return Some(state.clone());
+        if let Some(fetch) = running.get(&id) {
+            return Ok(fetch.state.clone());
         }
         if running.len() >= MAX_FETCHES {
-            return None;
+            return Err(FetchRefused::Busy);
+        }
+        let started = running
+            .values()
+            .filter(|fetch| fetch.started_by == user)
+            .count();
+        if started >= MAX_FETCHES_PER_USER {
+            return Err(FetchRefused::UserBusy);
         }
         let (sender, receiver) = watch::channel(FetchState::Running { have: 0, size: 0 });
-        running.insert(id, receiver.clone());
+        running.insert(
+            id,
+            Running {
+                state: receiver.clone(),
+                started_by: user,
+            },
+        );
         let fetcher = self.clone();
         let blobs = blobs.clone();
         tokio::spawn(async move {
@@ -112,7 +144,7 @@ impl Fetcher {
             fetcher.running().remove(&id);
             let _ = sender.send(end);
         });
-        Some(receiver)
+        Ok(receiver)
     }
 
     async fn run(

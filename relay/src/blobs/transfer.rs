@@ -155,7 +155,7 @@ impl Transfer {
                 metrics.transfer(Direction::Upload, outcome);
             }
             Ok(BlobRequest::Download { id, relay, offset }) => {
-                let outcome = self.download(id, relay, offset).await;
+                let outcome = self.download(user, id, relay, offset).await;
                 let metrics = &self.cx.blobs.metrics().blobs;
                 metrics.transfer(Direction::Download, outcome);
             }

@@ -190,3 +190,54 @@ async fn a_fetch_cut_short_goes_on_from_where_it_stopped() {
     assert_eq!(got, bytes);
     assert_eq!(*asked.lock().unwrap(), vec![0, cut as u64]);
 }
+
+#[tokio::test]
+async fn one_user_keeps_at_most_two_fetches_running_and_others_still_get_theirs() {
+    // 1 MiB/s between the relays: each 2 MiB fetch runs for a while.
+    let relays = start_relays_tweaked(2, |config| {
+        config.blobs.federation_bytes_per_sec = 1024 * 1024;
+    })
+    .await;
+    let (home, near) = (&relays[0], &relays[1]);
+    let home_address = home.relay.tcp_dial_addr().unwrap();
+    let near_address = near.relay.tcp_dial_addr().unwrap();
+    let sender = RawDevice::registered(&home_address).await;
+    let mut uploader = BlobClient::of(&sender, &home_address);
+    let mut ids = Vec::new();
+    let mut blobs = Vec::new();
+    for seed in 0..4 {
+        let bytes = pseudo_random(2 * 1024 * 1024, 40 + seed);
+        uploader.upload(&bytes).await.unwrap();
+        ids.push(BlobId::of(&bytes));
+        blobs.push(bytes);
+    }
+    let origin = Some(home.relay.peer_id().to_string());
+    let mallory = RawDevice::registered(&near_address).await;
+    let honest = RawDevice::registered(&near_address).await;
+
+    // Mallory starts two fetches; while they run, her third is refused at once.
+    let mut running = Vec::new();
+    for id in &ids[..2] {
+        let mut client = BlobClient::of(&mallory, &near_address);
+        let (stream, answer) = client
+            .open_with(&BlobRequest::Download {
+                id: *id,
+                relay: origin.clone(),
+                offset: 0,
+            })
+            .await;
+        assert!(matches!(answer, BlobAnswer::Fetching { .. }), "{answer:?}");
+        running.push((client, stream));
+    }
+    let refused = BlobClient::of(&mallory, &near_address)
+        .download_from(ids[2], origin.clone(), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited, "{refused:?}");
+    // Another user's download is not held up by Mallory's.
+    let got = BlobClient::of(&honest, &near_address)
+        .download_from(ids[3], origin.clone(), 0)
+        .await
+        .unwrap();
+    assert_eq!(got, blobs[3]);
+}

@@ -18,6 +18,12 @@ fn collect_at_once(config: &mut RelayConfig) {
     config.blobs.gc_interval_secs = 3600;
 }
 
+/// A day of retention and no upload grace: a blob no envelope names is kept for the day.
+fn keep_a_day(config: &mut RelayConfig) {
+    config.blobs.retention_days = 1;
+    config.blobs.upload_grace_hours = 0;
+}
+
 #[tokio::test]
 async fn a_blob_lives_while_a_mailbox_entry_names_it_and_goes_after_retention() {
     let relay = start_tweaked(collect_at_once, None).await;
@@ -67,14 +73,7 @@ async fn a_blob_lives_while_a_mailbox_entry_names_it_and_goes_after_retention() 
 
 #[tokio::test]
 async fn blobs_within_retention_stay_and_the_timer_collects_the_rest() {
-    let relay = start_tweaked(
-        |config| {
-            config.blobs.retention_days = 1;
-            config.blobs.upload_grace_hours = 0;
-        },
-        None,
-    )
-    .await;
+    let relay = start_tweaked(keep_a_day, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
     let device = RawDevice::registered(&address).await;
     let mut client = BlobClient::of(&device, &address);
@@ -242,14 +241,7 @@ async fn a_message_stored_before_its_blob_arrived_still_holds_it() {
 
 #[tokio::test]
 async fn uploading_a_held_blob_again_gives_its_sender_the_grace_time_too() {
-    let relay = start_tweaked(
-        |config| {
-            config.blobs.retention_days = 1;
-            config.blobs.upload_grace_hours = 0;
-        },
-        None,
-    )
-    .await;
+    let relay = start_tweaked(keep_a_day, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
     let first = RawDevice::registered(&address).await;
     let again = pseudo_random(20_000, 27);

@@ -258,6 +258,45 @@ async fn a_file_sent_from_one_device_shows_and_saves_on_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_linked_later_gets_earlier_media_in_its_history_and_saves_it() {
+    let (_relay_dir, relay, alice_user, bob_user) = two_friends().await;
+    let files = tempfile::tempdir().unwrap();
+    let bytes = pattern(150_000, 12);
+    let path = write_file(files.path(), "plan.pdf", &bytes);
+    let mut bob = bob_user.connect().await;
+    bob.send_file("alice", &path, Some("the plan"), |_| {})
+        .await
+        .unwrap();
+    bob.close().await;
+    assert_eq!(media_messages(&alice_user, 1).await.len(), 1);
+
+    // A laptop joins afterwards: the phone hands it the recent history, media included.
+    let laptop = alice_user.another_device(&relay).await;
+    alice_user.connect().await.flush().await.unwrap();
+    laptop.sync(Duration::from_secs(3)).await;
+    let bob_id = bob_user.client.user_id();
+    let shown = laptop.client.history(&bob_id.to_string()).unwrap();
+    let record = shown
+        .iter()
+        .find(|record| record.media.is_some())
+        .unwrap_or_else(|| panic!("no media in the laptop's history: {shown:#?}"));
+    assert_eq!(record.text, "the plan");
+    let media = record.media.as_ref().unwrap();
+    assert_eq!(media.name, "plan.pdf");
+    assert!(
+        media.thumbnail.is_none(),
+        "history items leave thumbnails behind"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let saved = laptop
+        .client
+        .save_media(record.id, out.path(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(saved).unwrap(), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_from_another_relay_is_fetched_once_by_the_recipients_relay() {
     let net = common::Net::start(2).await;
     let alice = TestUser::register(net.relay(0)).await;

@@ -290,6 +290,11 @@ pub struct HistoryItem {
     /// Where it stands.
     #[serde(rename = "r")]
     pub state: HistoryState,
+    /// For a media message: the media (blob, key, name; no thumbnail), so the new device can
+    /// save it while its relay keeps the blob. `text` then carries a line describing it,
+    /// which is what a release before media shows.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Box<MediaMessage>>,
 }
 
 /// Where a message of the history stands.
@@ -359,14 +364,19 @@ impl Payload {
         let (len, max) = match self {
             Payload::Media { media } | Payload::SentMedia { media, .. } => return media.check(),
             Payload::Text { text } | Payload::SentText { text, .. } => (text.len(), MAX_TEXT_BYTES),
-            Payload::History { messages, .. } => (
-                messages
-                    .iter()
-                    .map(|item| item.text.len())
-                    .max()
-                    .unwrap_or(0),
-                MAX_TEXT_BYTES,
-            ),
+            Payload::History { messages, .. } => {
+                for media in messages.iter().filter_map(|item| item.media.as_ref()) {
+                    media.check()?;
+                }
+                (
+                    messages
+                        .iter()
+                        .map(|item| item.text.len())
+                        .max()
+                        .unwrap_or(0),
+                    MAX_TEXT_BYTES,
+                )
+            }
             Payload::Contact {
                 change: ContactChange::Saved { name, .. },
             } => (name.len(), MAX_CONTACT_NAME_BYTES),

@@ -162,6 +162,7 @@ proptest! {
                     text: text.clone(),
                     sent_at_ms: u64::from(id[0]),
                     state: HistoryState::Unread,
+                    media: None,
                 }).collect()).unwrap(),
                 done: 1,
                 total: 2,
@@ -243,6 +244,7 @@ fn history_items_without_a_group_keep_the_encoding_of_older_releases() {
         text: old.text.clone(),
         sent_at_ms: old.sent_at_ms,
         state: old.state,
+        media: None,
     };
     // An older device's item is a 1:1 message here, and ours reads the same there.
     assert_eq!(codec::encode(&item), codec::encode(&old));

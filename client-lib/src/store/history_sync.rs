@@ -101,6 +101,20 @@ fn state_of(record: &MessageRecord) -> Option<HistoryState> {
     })
 }
 
+/// Bytes a media item adds besides its texts (blob reference, key, sizes, field names).
+const MEDIA_ITEM_BYTES: usize = 256;
+
+/// About how many bytes `item` takes in a part: its texts, and its media's.
+fn item_bytes(item: &HistoryItem) -> usize {
+    item.text.len()
+        + item.media.as_ref().map_or(0, |media| {
+            MEDIA_ITEM_BYTES
+                + media.name.len()
+                + media.mime.len()
+                + media.caption.as_ref().map_or(0, String::len)
+        })
+}
+
 /// The record a history item becomes.
 fn record_of(item: HistoryItem) -> MessageRecord {
     let (direction, status) = match (item.outgoing, item.state) {
@@ -113,16 +127,22 @@ fn record_of(item: HistoryItem) -> MessageRecord {
         (false, HistoryState::Unread) => (Direction::Incoming, MessageStatus::Received),
         (false, _) => (Direction::Incoming, MessageStatus::Read),
     };
+    // A media item's text describes it for releases before media; shown here, as a live
+    // media message is, with its caption.
+    let text = match &item.media {
+        Some(media) => media.caption.clone().unwrap_or_default(),
+        None => item.text,
+    };
     MessageRecord {
         id: item.id,
         peer: item.peer,
         group: item.group,
         direction,
-        text: item.text,
+        text,
         sent_at_ms: item.sent_at_ms,
         stored_at_ms: now_ms(),
         status,
-        media: None,
+        media: item.media,
     }
 }
 
@@ -250,6 +270,12 @@ impl ClientStore {
                         text: history_text(&record),
                         sent_at_ms: record.sent_at_ms,
                         state,
+                        media: record.media.as_ref().map(|media| {
+                            // The thumbnail stays behind: parts are bounded by their text.
+                            let mut media = media.clone();
+                            media.thumbnail = None;
+                            media
+                        }),
                     },
                 }));
                 if newest.len() > budget {
@@ -265,14 +291,15 @@ impl ClientStore {
             let mut part_bytes = 0;
             let count = items.len();
             for item in items {
+                let bytes = item_bytes(&item);
                 if part.len() == MAX_HISTORY_ITEMS
-                    || (!part.is_empty() && part_bytes + item.text.len() > PART_TEXT_BYTES)
+                    || (!part.is_empty() && part_bytes + bytes > PART_TEXT_BYTES)
                 {
                     done = done.saturating_add(u32::try_from(part.len()).unwrap_or(u32::MAX));
                     queue_part(txn, me, device, std::mem::take(&mut part), done, total)?;
                     part_bytes = 0;
                 }
-                part_bytes += item.text.len();
+                part_bytes += bytes;
                 part.push(item);
             }
             if !part.is_empty() {
@@ -455,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn a_media_message_reaches_a_new_device_as_a_line_naming_its_file() {
+    fn a_media_message_reaches_a_new_device_with_its_media_and_a_line_for_older_releases() {
         let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let old = ClientStore::open(old_dir.path()).unwrap();
         let (me, bob) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
@@ -489,16 +516,15 @@ mod tests {
             else {
                 panic!("not a history part: {entry:?}");
             };
-            assert!(
-                !format!("{messages:?}").contains("7, 7, 7"),
-                "no media key in the history"
-            );
+            // What a release before media shows: a line naming the file.
+            assert_eq!(messages[0].text, "[photo] beach.jpg look");
             new.write(|txn| apply_history(txn, messages, done, total))
                 .unwrap();
         }
-        assert_eq!(
-            texts(&new, Conversation::Direct(bob)),
-            ["[photo] beach.jpg look"]
-        );
+        // Here: the caption, with the media to save (key and blob; no thumbnail).
+        assert_eq!(texts(&new, Conversation::Direct(bob)), ["look"]);
+        let shown = new.history(&Conversation::Direct(bob)).unwrap();
+        let media = shown[0].media.as_ref().unwrap();
+        assert_eq!((media.name.as_str(), media.key), ("beach.jpg", [7; 32]));
     }
 }

@@ -7,7 +7,7 @@ use tidings_protocol::{BlobId, BlobRef, BoundedVec, ErrorCode, client::SendOutco
 use tidings_relay::RelayConfig;
 
 use super::{blob_files, partial_files, pseudo_random};
-use crate::common::{BlobClient, RawDevice, sent, start_tweaked};
+use crate::common::{BlobClient, RawDevice, naming_blob, sent, start_tweaked};
 
 /// No retention, no grace, no partial expiry; the timer never fires during a test (passes
 /// are run by hand).
@@ -36,12 +36,7 @@ async fn a_blob_lives_while_a_mailbox_entry_names_it_and_goes_after_retention() 
     client.upload(&kept).await.unwrap();
     client.upload(&dropped).await.unwrap();
     let mut envelope = sender.envelope_to(recipient.address(), b"a photo");
-    envelope.blobs = BoundedVec::new(vec![BlobRef {
-        id: BlobId::of(&kept),
-        relay: relay.relay.peer_id().to_string(),
-        size: kept.len() as u64,
-    }])
-    .unwrap();
+    envelope.blobs = naming_blob(&kept, relay.relay.peer_id());
     let raw = envelope.sign(&sender.device);
     assert_eq!(sent(&mut sender, raw).await, SendOutcome::Accepted);
 
@@ -215,12 +210,7 @@ async fn a_message_stored_before_its_blob_arrived_still_holds_it() {
     let bytes = pseudo_random(40_000, 26);
     let id = BlobId::of(&bytes);
     let mut envelope = sender.envelope_to(recipient.address(), b"sent before the upload");
-    envelope.blobs = BoundedVec::new(vec![BlobRef {
-        id,
-        relay: relay.relay.peer_id().to_string(),
-        size: bytes.len() as u64,
-    }])
-    .unwrap();
+    envelope.blobs = naming_blob(&bytes, relay.relay.peer_id());
     let raw = envelope.sign(&sender.device);
     assert_eq!(sent(&mut sender, raw).await, SendOutcome::Accepted);
     let mut client = BlobClient::of(&sender, &address);

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use tidings_protocol::{BlobAnswer, BlobId, BlobRef, BoundedVec, ErrorCode, client::SendOutcome};
+use tidings_protocol::{BlobAnswer, BlobId, ErrorCode, client::SendOutcome};
 
 use super::pseudo_random;
 use crate::{
-    common::{BlobClient, RawDevice, sent, start_tweaked},
+    common::{BlobClient, RawDevice, naming_blob, sent, start_tweaked},
     support::{another_device, list, publish, registered},
 };
 
@@ -34,12 +34,7 @@ async fn revoking_a_device_gives_back_its_references_and_closes_its_blob_access(
     let id = BlobId::of(&bytes);
     BlobClient::of(&bob, &address).upload(&bytes).await.unwrap();
     let mut envelope = bob.envelope_to(laptop.address(), b"for the laptop");
-    envelope.blobs = BoundedVec::new(vec![BlobRef {
-        id,
-        relay: relay.relay.peer_id().to_string(),
-        size: bytes.len() as u64,
-    }])
-    .unwrap();
+    envelope.blobs = naming_blob(&bytes, relay.relay.peer_id());
     let raw = envelope.sign(&bob.device);
     assert_eq!(sent(&mut bob, raw).await, SendOutcome::Accepted);
     assert_eq!(relay.relay.collect_blob_garbage().await.unwrap(), (0, 0));

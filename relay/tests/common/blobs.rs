@@ -4,14 +4,24 @@
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, io::ReadHalf, io::WriteHalf};
-use libp2p::{Multiaddr, Stream};
+use libp2p::{Multiaddr, PeerId, Stream};
 use tidings_protocol::{
-    BlobAnswer, BlobData, BlobId, BlobRequest, ErrorAnswer, ErrorCode,
-    blob::{BLOB_PROTOCOL, MAX_BLOB_DATA_BYTES},
+    BlobAnswer, BlobData, BlobId, BlobRef, BlobRequest, BoundedVec, ErrorAnswer, ErrorCode,
+    blob::{BLOB_PROTOCOL, MAX_BLOB_DATA_BYTES, MAX_BLOBS_PER_ENVELOPE},
     framing,
 };
 
 use super::{RawDevice, StreamOpener};
+
+/// An envelope header naming the blob of ciphertext `bytes`, uploaded to `relay`.
+pub fn naming_blob(bytes: &[u8], relay: PeerId) -> BoundedVec<BlobRef, MAX_BLOBS_PER_ENVELOPE> {
+    BoundedVec::new(vec![BlobRef {
+        id: BlobId::of(bytes),
+        relay: relay.to_string(),
+        size: bytes.len() as u64,
+    }])
+    .unwrap()
+}
 
 /// One connection to a relay as a device key, opening blob streams on it.
 pub struct BlobClient {

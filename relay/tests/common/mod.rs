@@ -12,7 +12,7 @@ mod federation;
 mod rogue;
 
 #[allow(unused_imports)] // each test binary uses some of them
-pub use blobs::{BlobClient, BlobStream};
+pub use blobs::{BlobClient, BlobStream, naming_blob};
 pub use federation::{RawRelayPeer, Stranger};
 pub use rogue::{RogueRelay, home_record_naming, upload_keys};
 

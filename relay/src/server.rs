@@ -281,7 +281,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         read_timeouts,
         shutdown: sessions_stop.clone(),
         self_peer: self_peer.to_string(),
-        fetcher: Fetcher::new(control.clone()),
+        fetcher: Fetcher::new(control.clone(), network.clone()),
         relay_rate: crate::blobs::relay_byte_rate(&config.blobs),
     });
     let blob_federation = blob_handler.federation();

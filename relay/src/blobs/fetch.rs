@@ -1,7 +1,7 @@
 //! Fetching a blob this relay does not hold from the relay it was uploaded to
 //! (`/tidings/blob-federation/1`), once: concurrent downloads of the same blob watch the same
 //! fetch. The bytes go through the same partial file, hash check and publish as an upload,
-//! charged to no user ([`FETCHED`]).
+//! charged to the relay itself ([`FETCHED`], within `blobs.fetched_quota_bytes`).
 
 use std::{
     collections::HashMap,
@@ -20,11 +20,12 @@ use tokio::sync::watch;
 use super::{BlobStore, files};
 use crate::{
     metrics::{Direction, TransferOutcome},
+    network::NetworkHandle,
     store::UploadStart,
     streams::{FrameTimeouts, read_frame_timed},
 };
 
-/// The account fetched blobs are kept under (no user: the relay's own copies).
+/// The account fetched blobs are charged to (no user: the relay's own copies).
 pub(crate) const FETCHED: UserId = UserId::from_bytes([0; 32]);
 
 /// Most fetches running at once; more downloads are answered `unavailable` (retry).
@@ -63,6 +64,7 @@ pub(crate) enum FetchState {
 #[derive(Clone)]
 pub(crate) struct Fetcher {
     control: libp2p_stream::Control,
+    network: NetworkHandle,
     running: Arc<Mutex<HashMap<BlobId, Running>>>,
 }
 
@@ -82,9 +84,10 @@ pub(crate) enum FetchRefused {
 }
 
 impl Fetcher {
-    pub fn new(control: libp2p_stream::Control) -> Self {
+    pub fn new(control: libp2p_stream::Control, network: NetworkHandle) -> Self {
         Self {
             control,
+            network,
             running: Arc::default(),
         }
     }
@@ -175,14 +178,7 @@ impl Fetcher {
             .await
             .map_err(|error| failed(error.into()))?;
         let from = earlier.map_or(0, |upload| upload.have);
-        let mut control = self.control.clone();
-        let stream = tokio::time::timeout(
-            OPEN_TIMEOUT,
-            control.open_stream(relay, StreamProtocol::new(BLOB_FEDERATION_PROTOCOL)),
-        )
-        .await
-        .map_err(|_| unreachable("timed out opening a stream".into()))?
-        .map_err(|error| unreachable(error.to_string()))?;
+        let stream = self.open(relay).await.map_err(unreachable)?;
         let (mut reader, mut writer) = stream.split();
         let request = BlobRequest::Download {
             id,
@@ -217,11 +213,25 @@ impl Fetcher {
         }
         let start = blobs
             .store()
-            .begin_media_upload(FETCHED, id, size, u64::MAX, blobs.config().grace_ms())
+            .begin_media_upload(
+                FETCHED,
+                id,
+                size,
+                blobs.config().fetched_quota_bytes,
+                blobs.config().grace_ms(),
+            )
             .await
             .map_err(|error| failed(error.into()))?;
-        if start == UploadStart::Stored {
-            return Ok(());
+        match start {
+            UploadStart::Stored => return Ok(()),
+            UploadStart::OverQuota { held } => {
+                tracing::warn!(blob = %id, held, size, "fetched media is at blobs.fetched_quota_bytes");
+                return Err(FetchState::Failed(ErrorAnswer::new(
+                    ErrorCode::QuotaExceeded,
+                    "this relay keeps as much of other relays' media as it may; retry later",
+                )));
+            }
+            UploadStart::Ready { .. } => {}
         }
         // Keeps garbage collection off the partial copy while it grows.
         let _active = blobs.claim_upload(FETCHED, id);
@@ -287,6 +297,38 @@ impl Fetcher {
         blobs.publish(partial, FETCHED, id).await.map_err(failed)?;
         tracing::debug!(blob = %id, %relay, size, "blob fetched");
         Ok(())
+    }
+}
+
+impl Fetcher {
+    /// Opens a stream to the blob's relay; when it cannot be dialed (known by id only, or at
+    /// an address it left), looks for it in the DHT and tries once more.
+    async fn open(&self, relay: PeerId) -> Result<Stream, String> {
+        let open = || {
+            let mut control = self.control.clone();
+            async move {
+                tokio::time::timeout(
+                    OPEN_TIMEOUT,
+                    control.open_stream(relay, StreamProtocol::new(BLOB_FEDERATION_PROTOCOL)),
+                )
+                .await
+            }
+        };
+        let first = match open().await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+                return Err("the peer does not serve blobs".into());
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out opening a stream".to_string(),
+        };
+        if !self.network.find_peer(relay).await {
+            return Err(format!("{first}; not found in the DHT either"));
+        }
+        match open().await {
+            Ok(opened) => opened.map_err(|error| error.to_string()),
+            Err(_) => Err("timed out opening a stream".to_string()),
+        }
     }
 }
 

@@ -29,6 +29,10 @@ pub struct BlobsConfig {
     pub max_transfers_per_device: usize,
     /// Blob bytes per second served to one other relay fetching blobs from here.
     pub federation_bytes_per_sec: u64,
+    /// Bytes of other relays' blobs this relay keeps for its users' downloads, all together
+    /// (whole copies plus fetches under way); beyond it a download that needs a fetch gets
+    /// `quota_exceeded` until older copies expire.
+    pub fetched_quota_bytes: u64,
 }
 
 impl Default for BlobsConfig {
@@ -43,6 +47,7 @@ impl Default for BlobsConfig {
             max_transfers: 64,
             max_transfers_per_device: 4,
             federation_bytes_per_sec: 32 * 1024 * 1024,
+            fetched_quota_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 }

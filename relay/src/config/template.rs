@@ -315,6 +315,12 @@ pub(super) const SECTIONS: &[Section] = &[
                 "Blob bytes per second served to one other relay fetching blobs from here \
                  (for its users' downloads).",
             ),
+            key(
+                "fetched_quota_bytes",
+                "Bytes of other relays' blobs kept here for local downloads, all together; \
+                 beyond it a download needing a fetch gets `quota_exceeded` until older \
+                 copies expire.",
+            ),
         ],
     },
 ];

@@ -4,13 +4,18 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use libp2p::{
-    Multiaddr, Swarm, connection_limits, identify, kad,
-    swarm::{ListenError, SwarmEvent},
+    Multiaddr, PeerId, Swarm, connection_limits, identify, kad,
+    swarm::{
+        ListenError, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Behaviour, BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, dht::Dht};
+use super::{
+    Behaviour, BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, dht::Dht, find_peer::PeerFinds,
+};
 use crate::{metrics::Metrics, sources::PeerSources};
 
 /// Owns the Swarm and drives it until shutdown.
@@ -19,6 +24,8 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
     dht: Dht,
+    /// Walks towards relays known by id only.
+    finds: PeerFinds,
     /// The DHT counters `dht` keeps, for `/metrics`.
     dht_stats: Arc<DhtStats>,
     /// Where swarm events are counted (libp2p's own metrics, connections).
@@ -39,6 +46,7 @@ impl EventLoop {
             commands,
             listen_addrs,
             dht: Dht::new(stats.clone()),
+            finds: PeerFinds::default(),
             dht_stats: stats,
             metrics: Arc::new(Metrics::default()),
             sources: Arc::new(PeerSources::default()),
@@ -99,6 +107,14 @@ impl EventLoop {
                     list.unblock_peer(peer);
                 }
                 tracing::info!(%peer, blocked, "relay link blocked or unblocked");
+            }
+            Command::FindPeer { peer, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(true);
+                } else {
+                    self.finds
+                        .find(&mut self.swarm.behaviour_mut().kad, peer, reply);
+                }
             }
         }
     }
@@ -173,6 +189,18 @@ impl EventLoop {
         }
     }
 
+    /// Dials `peer` at `addrs` unless connected or dialing already (a stream opened meanwhile
+    /// waits for this connection).
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .addresses(addrs)
+            .build();
+        if let Err(error) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, %error, "not dialing a relay");
+        }
+    }
+
     /// Counts an event in libp2p's metrics (swarm, Kademlia, identify, ping).
     fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
         self.metrics.swarm_event(event);
@@ -198,6 +226,19 @@ impl EventLoop {
             } => {
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 self.dht.on_inbound_put(kad, source, record);
+            }
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                step,
+                ..
+            } => {
+                if step.last
+                    && let Some((peer, addrs)) = self.finds.on_result(id, result)
+                    && !addrs.is_empty()
+                {
+                    self.dial(peer, addrs);
+                }
             }
             kad::Event::OutboundQueryProgressed {
                 id,

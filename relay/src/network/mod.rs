@@ -6,6 +6,7 @@
 
 mod dht;
 mod event_loop;
+mod find_peer;
 mod record_store;
 
 use std::{sync::Arc, time::Duration};
@@ -132,6 +133,11 @@ pub(crate) enum Command {
     RoutingPeers { reply: oneshot::Sender<usize> },
     /// Refuse (and close) every connection with a peer, or allow it again.
     SetBlocked { peer: PeerId, blocked: bool },
+    /// Find where a relay can be dialed (true: connected, or addresses found and dialed).
+    FindPeer {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// What the rest of the relay sees of the network. Cheap to clone.
@@ -224,6 +230,22 @@ impl NetworkHandle {
             .commands
             .send(Command::SetBlocked { peer, blocked })
             .await;
+    }
+
+    /// Makes sure `peer` can be dialed: true when connected already, or when a Kademlia walk
+    /// towards it found addresses (a dial with them is then under way). A relay's routing
+    /// table holds only some of a large network, so an id with no known address is looked up.
+    pub(crate) async fn find_peer(&self, peer: PeerId) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::FindPeer { peer, reply })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 
     /// Remembers where a relay can be dialed.

@@ -8,7 +8,10 @@ use tidings_protocol::{
 };
 use tidings_relay::metrics::{Direction, TransferOutcome};
 
-use super::{blob_files, pseudo_random};
+use super::{
+    blob_files, pseudo_random,
+    stand_ins::{cutting_relay, dht_only_relay},
+};
 use crate::common::{BlobClient, RawDevice, start_relays, start_relays_tweaked};
 
 #[tokio::test]
@@ -47,6 +50,44 @@ async fn a_blob_held_elsewhere_is_fetched_once_and_then_served_from_here() {
     );
     let served = &home.relay.metrics().blobs;
     assert_eq!(served.transfers(Direction::Serve, TransferOutcome::Done), 1);
+}
+
+#[tokio::test]
+async fn a_blob_whose_relay_is_known_by_id_only_is_fetched_after_a_dht_walk() {
+    // The blob's relay joins through relay 0 while relay 1 refuses it: relay 1 then knows it
+    // by id only, as relays in a network larger than their routing tables know most others.
+    let relays = start_relays(2).await;
+    let (hub, near) = (&relays[0], &relays[1]);
+    let hub_address = hub.relay.tcp_dial_addr().unwrap();
+    let near_address = near.relay.tcp_dial_addr().unwrap();
+    let bytes = pseudo_random(200_000, 32);
+    let id = BlobId::of(&bytes);
+    // Registered first: publishing the device's home record walks the DHT too.
+    let reader = RawDevice::registered(&near_address).await;
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let stranger = keypair.public().to_peer_id();
+    near.relay.network().set_blocked(stranger, true).await;
+    let origin = dht_only_relay(&hub_address, keypair, bytes.clone()).await;
+    near.relay.network().set_blocked(stranger, false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.relay.network().routing_peers().await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the hub never listed the blob's relay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let got = BlobClient::of(&reader, &near_address)
+        .download_from(id, Some(origin.to_string()), 0)
+        .await
+        .unwrap();
+    assert_eq!(got, bytes);
+    let fetched = &near.relay.metrics().blobs;
+    assert_eq!(
+        fetched.transfers(Direction::Fetch, TransferOutcome::Done),
+        1
+    );
 }
 
 #[tokio::test]
@@ -108,58 +149,6 @@ async fn relays_only_download_and_within_their_byte_rate() {
     assert_eq!(got, bytes);
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1500), "took {took:?}");
-}
-
-/// A peer serving `bytes` on the relays' blob protocol from whatever offset is asked,
-/// cutting its first stream after `cut` bytes; the offsets it was asked for.
-fn cutting_relay(
-    address: &libp2p::Multiaddr,
-    bytes: Vec<u8>,
-    cut: usize,
-) -> (libp2p::PeerId, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
-    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-    use tidings_protocol::{BlobData, blob::MAX_BLOB_DATA_BYTES, framing};
-
-    let keypair = libp2p::identity::Keypair::generate_ed25519();
-    let peer = keypair.public().to_peer_id();
-    let mut swarm = crate::common::tcp_swarm(keypair, |_| libp2p_stream::Behaviour::new());
-    let mut incoming = swarm
-        .behaviour()
-        .new_control()
-        .accept(libp2p::StreamProtocol::new(BLOB_FEDERATION_PROTOCOL))
-        .unwrap();
-    swarm.dial(address.clone()).unwrap();
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
-    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let noted = asked.clone();
-    tokio::spawn(async move {
-        let mut first = true;
-        while let Some((_, stream)) = incoming.next().await {
-            let (mut reader, mut writer) = stream.split();
-            let mut buf = Vec::new();
-            let _ = framing::read_frame(&mut reader, &mut buf).await;
-            let Ok(BlobRequest::Download { offset, .. }) = BlobRequest::decode(&buf) else {
-                continue;
-            };
-            noted.lock().unwrap().push(offset);
-            let size = bytes.len() as u64;
-            let _ = framing::write_frame(&mut writer, &BlobAnswer::Sending { size, offset }).await;
-            let end = if first { cut } else { bytes.len() };
-            first = false;
-            for chunk in bytes[offset as usize..end].chunks(MAX_BLOB_DATA_BYTES) {
-                let data = BlobData {
-                    bytes: chunk.to_vec(),
-                };
-                let _ = framing::write_frame(&mut writer, &data).await;
-            }
-            let _ = writer.close().await;
-        }
-    });
-    (peer, asked)
 }
 
 #[tokio::test]
@@ -240,4 +229,36 @@ async fn one_user_keeps_at_most_two_fetches_running_and_others_still_get_theirs(
         .await
         .unwrap();
     assert_eq!(got, blobs[3]);
+}
+
+#[tokio::test]
+async fn fetched_copies_stay_within_the_relays_own_quota() {
+    let relays = start_relays_tweaked(2, |config| {
+        config.blobs.fetched_quota_bytes = 300_000;
+    })
+    .await;
+    let (home, near) = (&relays[0], &relays[1]);
+    let home_address = home.relay.tcp_dial_addr().unwrap();
+    let near_address = near.relay.tcp_dial_addr().unwrap();
+    let sender = RawDevice::registered(&home_address).await;
+    let mut uploader = BlobClient::of(&sender, &home_address);
+    let first = pseudo_random(200_000, 50);
+    let second = pseudo_random(200_000, 51);
+    uploader.upload(&first).await.unwrap();
+    uploader.upload(&second).await.unwrap();
+
+    let reader = RawDevice::registered(&near_address).await;
+    let mut client = BlobClient::of(&reader, &near_address);
+    let origin = Some(home.relay.peer_id().to_string());
+    let got = client.download_from(BlobId::of(&first), origin.clone(), 0);
+    assert_eq!(got.await.unwrap(), first);
+    let error = client
+        .download_from(BlobId::of(&second), origin, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::QuotaExceeded, "{error}");
+    assert_eq!(
+        blob_files(near.dir.path()),
+        vec![BlobId::of(&first).to_string()]
+    );
 }

@@ -14,6 +14,7 @@ mod lifetime;
 mod recovery;
 mod refusals;
 mod revoked;
+mod stand_ins;
 mod transfers;
 
 use std::path::Path;

@@ -298,7 +298,11 @@ async fn a_device_linked_later_gets_earlier_media_in_its_history_and_saves_it() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_from_another_relay_is_fetched_once_by_the_recipients_relay() {
-    let net = common::Net::start(2).await;
+    // Relays serve each other 256 KiB/s: the first download waits on the fetch a while.
+    let net = common::Net::start_with(2, |config| {
+        config.blobs.federation_bytes_per_sec = 256 * 1024;
+    })
+    .await;
     let alice = TestUser::register(net.relay(0)).await;
     let bob = TestUser::register(net.relay(1)).await;
     let carol = TestUser::register(net.relay(1)).await;
@@ -322,15 +326,27 @@ async fn a_file_from_another_relay_is_fetched_once_by_the_recipients_relay() {
         "not fetched before it is asked for"
     );
 
-    for user in [&bob, &carol] {
+    for (user, waits) in [(&bob, true), (&carol, false)] {
         let got = media_messages(user, 1).await;
         let out = tempfile::tempdir().unwrap();
+        let mut fetching = Vec::new();
         let saved = user
             .client
-            .save_media(got[0].id, out.path(), &mut |_| {})
+            .save_media(
+                got[0].id,
+                out.path(),
+                &mut |progress: tidings_client::Progress| {
+                    if progress.relay_fetching {
+                        fetching.push(progress.done);
+                    }
+                },
+            )
             .await
             .unwrap();
         assert_eq!(std::fs::read(saved).unwrap(), bytes);
+        // The first download is told how the relay's fetch goes; the second needs none.
+        assert_eq!(!fetching.is_empty(), waits, "{fetching:?}");
+        assert!(fetching.is_sorted(), "{fetching:?}");
     }
     assert_eq!(relay_blobs(net.dir(0)).len(), 1);
     assert_eq!(

@@ -25,10 +25,23 @@ fn bar(what: &str) -> ProgressBar {
     bar
 }
 
-/// The progress callback that moves `bar`.
+/// The progress callback that moves `bar` (saying so while the home relay fetches the file
+/// from the relay that holds it).
 fn follow(bar: &ProgressBar) -> impl FnMut(Progress) + Send + use<> {
     let bar = bar.clone();
+    let what = bar.message();
+    let mut fetching = false;
     move |progress: Progress| {
+        if progress.relay_fetching != fetching {
+            fetching = progress.relay_fetching;
+            let message = if fetching {
+                format!("{what} (your relay fetches it first)")
+            } else {
+                what.clone()
+            };
+            bar.set_message(message);
+            bar.reset();
+        }
         bar.set_length(progress.total);
         bar.set_position(progress.done);
     }

@@ -105,10 +105,7 @@ impl Client {
                 .map_err(MediaError::from)?
             {
                 let size = blob.size;
-                progress(Progress {
-                    done: size,
-                    total: size,
-                });
+                progress(Progress::moved(size, size));
                 let mut record = prepared.record;
                 // Held by the home relay of now, whichever relay it first went to.
                 record.blob.relay = link.relay().to_string();

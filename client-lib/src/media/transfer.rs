@@ -39,6 +39,20 @@ pub struct Progress {
     pub done: u64,
     /// All of them.
     pub total: u64,
+    /// True while the home relay is still fetching the blob from the relay that holds it
+    /// (a download's first step): `done` then counts what the home relay has.
+    pub relay_fetching: bool,
+}
+
+impl Progress {
+    /// `done` of `total` bytes moved between this device and its relay.
+    pub fn moved(done: u64, total: u64) -> Self {
+        Self {
+            done,
+            total,
+            relay_fetching: false,
+        }
+    }
 }
 
 /// Why a transfer failed.
@@ -229,20 +243,14 @@ impl BlobLink {
             BlobAnswer::Ready { offset } if offset <= size => offset,
             BlobAnswer::Stored => {
                 *done = size;
-                progress(Progress {
-                    done: size,
-                    total: size,
-                });
+                progress(Progress::moved(size, size));
                 return Ok(());
             }
             BlobAnswer::Error(refusal) => return Err(TransferError::Refused(refusal)),
             other => return Err(TransferError::Unexpected(format!("{other:?} to an upload"))),
         };
         *done = offset;
-        progress(Progress {
-            done: offset,
-            total: size,
-        });
+        progress(Progress::moved(offset, size));
         let mut input = tokio::fs::File::open(file)
             .await
             .map_err(TransferError::file(file))?;
@@ -264,10 +272,7 @@ impl BlobLink {
             };
             send(&mut stream, &data).await?;
             *done += want as u64;
-            progress(Progress {
-                done: *done,
-                total: size,
-            });
+            progress(Progress::moved(*done, size));
         }
         match answer(&mut stream, &mut buf, FINISH_TIMEOUT).await? {
             BlobAnswer::Stored => {
@@ -342,7 +347,7 @@ impl BlobLink {
             done = 0;
         }
         if done == size {
-            progress(Progress { done, total: size });
+            progress(Progress::moved(done, size));
             return Ok(());
         }
         let mut stream = self.open().await?;
@@ -360,7 +365,14 @@ impl BlobLink {
                     offset,
                 } if sending == size && offset == done => break,
                 // The home relay is still fetching it from the relay that holds it.
-                BlobAnswer::Fetching { .. } => continue,
+                BlobAnswer::Fetching {
+                    have,
+                    size: fetching,
+                } => progress(Progress {
+                    done: have,
+                    total: fetching,
+                    relay_fetching: true,
+                }),
                 BlobAnswer::Error(refusal) => return Err(TransferError::Refused(refusal)),
                 other => {
                     return Err(TransferError::Unexpected(format!(
@@ -369,7 +381,7 @@ impl BlobLink {
                 }
             }
         }
-        progress(Progress { done, total: size });
+        progress(Progress::moved(done, size));
         while done < size {
             if !within(FRAME_TIMEOUT, read_frame(&mut stream, &mut buf)).await?? {
                 return Err(TransferError::Stream(Arc::new(
@@ -390,7 +402,7 @@ impl BlobLink {
             // really ends.
             output.flush().await.map_err(TransferError::file(partial))?;
             done += data.bytes.len() as u64;
-            progress(Progress { done, total: size });
+            progress(Progress::moved(done, size));
         }
         output
             .sync_all()

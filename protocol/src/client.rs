@@ -21,6 +21,7 @@ use crate::{
     },
     mailbox::MailboxItem,
     presence::{PresenceReport, Visibility},
+    push::PushSubscription,
 };
 
 /// Protocol name of the client protocol, version 2 (accounts of several devices).
@@ -101,6 +102,18 @@ impl ClientFrame {
                 body: Request::PutLink { package, .. },
                 ..
             } => codec::check_count("link package bytes", package.len(), MAX_LINK_PACKAGE_BYTES),
+            ClientFrame::Request {
+                body:
+                    Request::SetPush {
+                        subscription: Some(subscription),
+                    },
+                ..
+            } => subscription
+                .validate()
+                .map_err(|error| DecodeError::Invalid {
+                    field: "push subscription",
+                    reason: error.reason(),
+                }),
             _ => Ok(()),
         }
     }
@@ -226,6 +239,19 @@ pub enum Request {
     /// is handed out once.
     #[serde(rename = "ltake")]
     TakeLink,
+    /// Register (replacing any earlier) or, with `None`, remove this device's Web Push
+    /// subscription: while the device has no subscribed stream, mail landing for it makes the
+    /// relay push a content-free notice there. Answered with [`Response::Push`].
+    #[serde(rename = "pushset")]
+    SetPush {
+        /// The subscription, or `None` to stop pushes.
+        #[serde(rename = "s")]
+        subscription: Option<Box<PushSubscription>>,
+    },
+    /// This device's push subscription and the relay's VAPID key. Answered with
+    /// [`Response::Push`].
+    #[serde(rename = "pushget")]
+    GetPush,
 }
 
 /// Registration of a device under an account.
@@ -419,6 +445,18 @@ pub enum Response {
         /// Sealed with the secret of the link code.
         #[serde(rename = "p", with = "serde_bytes", default)]
         package: Option<Vec<u8>>,
+    },
+    /// The device's push subscription as the relay holds it now (after a `SetPush`, the new
+    /// one), and the relay's VAPID public key (uncompressed P-256, 65 bytes: the
+    /// `applicationServerKey` a browser push service asks for; empty if push is off).
+    #[serde(rename = "push")]
+    Push {
+        /// The subscription, if any.
+        #[serde(rename = "s")]
+        subscription: Option<Box<PushSubscription>>,
+        /// The relay's VAPID public key.
+        #[serde(rename = "v", with = "serde_bytes")]
+        vapid_key: Vec<u8>,
     },
 }
 

@@ -208,7 +208,15 @@ pub fn client_request(data: &[u8]) {
         Request::PublishDeviceList { list } => {
             let _ = list.verify();
         }
-        Request::ClaimBundle { .. }
+        Request::SetPush {
+            subscription: Some(subscription),
+        } => assert!(
+            subscription.validate().is_ok(),
+            "decode checks subscriptions"
+        ),
+        Request::SetPush { subscription: None }
+        | Request::GetPush
+        | Request::ClaimBundle { .. }
         | Request::PutLink { .. }
         | Request::TakeLink
         | Request::GetDeviceList { .. }

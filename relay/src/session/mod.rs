@@ -443,6 +443,13 @@ impl Session {
                 Box::pin(link::put(self.cx.clone(), me, device, package))
             }
             Request::TakeLink => return Flow::Continue,
+            // Issue 16 in progress: the relay side of push lands next.
+            Request::SetPush { .. } | Request::GetPush => Box::pin(async {
+                Err(ErrorAnswer::new(
+                    ErrorCode::Unavailable,
+                    "this relay does not push yet",
+                ))
+            }),
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

@@ -2,16 +2,13 @@
 //! two streams on one upload, and a relay that serves bytes not matching the id.
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::StreamProtocol;
 use tidings_protocol::{
-    BlobAnswer, BlobData, BlobId, BlobRequest, ErrorCode,
-    blob::{BLOB_FEDERATION_PROTOCOL, MAX_BLOB_DATA_BYTES},
-    framing,
+    BlobAnswer, BlobData, BlobId, BlobRequest, ErrorCode, blob::MAX_BLOB_DATA_BYTES, framing,
 };
 use tidings_relay::metrics::{Direction, TransferOutcome};
 
-use super::{blob_files, partial_files, pseudo_random};
-use crate::common::{BlobClient, RawDevice, start_tweaked, tcp_swarm};
+use super::{blob_files, partial_files, pseudo_random, stand_ins::blob_peer};
+use crate::common::{BlobClient, RawDevice, start_tweaked};
 
 fn refused(answer: Option<BlobAnswer>) -> Option<ErrorCode> {
     match answer {
@@ -81,20 +78,7 @@ async fn a_relay_serving_bytes_that_do_not_match_the_id_leaves_nothing_here() {
     let address = relay.relay.tcp_dial_addr().unwrap();
 
     // A peer posing as the blob's relay: it answers every fetch with made-up bytes.
-    let keypair = libp2p::identity::Keypair::generate_ed25519();
-    let rogue = keypair.public().to_peer_id();
-    let mut swarm = tcp_swarm(keypair, |_| libp2p_stream::Behaviour::new());
-    let mut incoming = swarm
-        .behaviour()
-        .new_control()
-        .accept(StreamProtocol::new(BLOB_FEDERATION_PROTOCOL))
-        .unwrap();
-    swarm.dial(address.clone()).unwrap();
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
+    let (rogue, mut incoming) = blob_peer(&address);
     tokio::spawn(async move {
         while let Some((_, stream)) = incoming.next().await {
             let (mut reader, mut writer) = stream.split();

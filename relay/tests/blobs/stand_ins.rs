@@ -54,9 +54,9 @@ fn serve(mut incoming: libp2p_stream::IncomingStreams, bytes: Vec<u8>, cut: usiz
     asked
 }
 
-/// A peer connected to the relay at `address` serving `bytes`, its first stream cut after
-/// `cut` bytes; the offsets it was asked for.
-pub fn cutting_relay(address: &Multiaddr, bytes: Vec<u8>, cut: usize) -> (PeerId, Asked) {
+/// A peer connected to the relay at `address` taking streams on the relays' blob protocol:
+/// its id and those streams, to answer as the test likes.
+pub fn blob_peer(address: &Multiaddr) -> (PeerId, libp2p_stream::IncomingStreams) {
     let keypair = libp2p::identity::Keypair::generate_ed25519();
     let peer = keypair.public().to_peer_id();
     let mut swarm = tcp_swarm(keypair, |_| libp2p_stream::Behaviour::new());
@@ -71,6 +71,13 @@ pub fn cutting_relay(address: &Multiaddr, bytes: Vec<u8>, cut: usize) -> (PeerId
             swarm.select_next_some().await;
         }
     });
+    (peer, incoming)
+}
+
+/// A peer connected to the relay at `address` serving `bytes`, its first stream cut after
+/// `cut` bytes; the offsets it was asked for.
+pub fn cutting_relay(address: &Multiaddr, bytes: Vec<u8>, cut: usize) -> (PeerId, Asked) {
+    let (peer, incoming) = blob_peer(address);
     (peer, serve(incoming, bytes, cut))
 }
 

@@ -155,27 +155,39 @@ impl Hub {
     /// Hands a committed entry to the device's feed if it is subscribed, else to the push
     /// trigger.
     pub fn publish(&self, publication: &Publication) {
-        let feed = {
-            let mut feeds = self
-                .feeds
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            match feeds.get(&publication.device).map(Weak::upgrade) {
-                Some(Some(feed)) => Some(feed),
-                Some(None) => {
-                    feeds.remove(&publication.device);
-                    None
-                }
-                None => None,
-            }
-        };
-        match feed {
-            Some(feed) => feed.push(publication.seq, publication.bytes.clone()),
-            None => {
-                if let Some(push) = self.push.get() {
-                    push.on_entry(&publication.device, &publication.bytes);
+        self.publish_all(std::slice::from_ref(publication));
+    }
+
+    /// Hands the entries of one commit on, as [`Hub::publish`] does each. The push trigger
+    /// is held for the whole commit, so a burst stored at once is counted into one push.
+    pub fn publish_all(&self, publications: &[Publication]) {
+        let mut push = None;
+        for publication in publications {
+            match self.feed_of(&publication.device) {
+                Some(feed) => feed.push(publication.seq, publication.bytes.clone()),
+                None => {
+                    if let Some(trigger) = self.push.get() {
+                        push.get_or_insert_with(|| trigger.batch())
+                            .on_entry(&publication.device, &publication.bytes);
+                    }
                 }
             }
+        }
+    }
+
+    /// The feed of `device` if a session holds it (forgetting it if none does any more).
+    fn feed_of(&self, device: &DeviceId) -> Option<Arc<Feed>> {
+        let mut feeds = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match feeds.get(device).map(Weak::upgrade) {
+            Some(Some(feed)) => Some(feed),
+            Some(None) => {
+                feeds.remove(device);
+                None
+            }
+            None => None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Web Push: waking devices that are not connected when messages wait for them.
 //!
 //! The store writer hands every committed mailbox entry of a device without a subscribed
-//! session to [`Trigger::on_entry`] (through the [`crate::mailbox::Hub`]): one hash lookup
+//! session to [`TriggerBatch::on_entry`] (through the [`crate::mailbox::Hub`]): one hash lookup
 //! for a device without a push subscription; for one with, a header read (is it a message?)
 //! and a counter bump, waking the [`dispatcher`] the first time. The dispatcher coalesces
 //! (at most one push per device per interval), POSTs through bounded tasks ([`send`]),
@@ -92,24 +92,41 @@ impl Shared {
 pub struct Trigger(Arc<Shared>);
 
 impl Trigger {
-    /// A committed mailbox entry for `device`, which has no subscribed session. Never
-    /// blocks (a short lock, no await); allocates nothing.
-    pub fn on_entry(&self, device: &DeviceId, bytes: &[u8]) {
-        let mut devices = self.0.devices();
-        let Some(state) = devices.get_mut(device) else {
+    /// Takes the device map for the entries of one commit (the dispatcher waits meanwhile,
+    /// so it sees the commit's entries all at once).
+    pub fn batch(&self) -> TriggerBatch<'_> {
+        TriggerBatch {
+            shared: &self.0,
+            devices: self.0.devices(),
+        }
+    }
+}
+
+/// The device map, held while one commit's entries are counted.
+pub struct TriggerBatch<'a> {
+    shared: &'a Shared,
+    devices: MutexGuard<'a, HashMap<DeviceId, DeviceState>>,
+}
+
+impl TriggerBatch<'_> {
+    /// A committed mailbox entry for `device`, which has no subscribed session: one hash
+    /// lookup if the device has no push subscription. Never blocks beyond the map's lock,
+    /// never awaits, allocates nothing.
+    pub fn on_entry(&mut self, device: &DeviceId, bytes: &[u8]) {
+        let Some(state) = self.devices.get_mut(device) else {
             return;
         };
         if !kind::is_message(bytes) {
             return;
         }
         if state.pending > 0 {
-            self.0.metrics.coalesced(1);
+            self.shared.metrics.coalesced(1);
         }
         state.pending = state.pending.saturating_add(1);
         if !state.queued {
             state.queued = true;
             // Fails only once the dispatcher stopped (shutdown).
-            let _ = self.0.wake.send(*device);
+            let _ = self.shared.wake.send(*device);
         }
     }
 }

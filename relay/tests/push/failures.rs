@@ -8,8 +8,8 @@ use tidings_protocol::{ErrorCode, Kind, push::PushSubscription};
 use tidings_relay::metrics::PushFailure;
 
 use crate::{
-    common::{RawDevice, start_tweaked},
-    eventually, get_push, offline_subscriber, push_relay,
+    common::{RawDevice, TestRelay, restart_tweaked, start_tweaked},
+    eventually, get_push, offline_subscriber, push_config, push_relay,
     receiver::{Answer, Receiver},
     send_all, set_push,
 };
@@ -156,4 +156,39 @@ async fn private_endpoints_bad_keys_and_a_relay_without_push_are_refused() {
     assert_eq!(refused.code, ErrorCode::Unavailable);
     assert!(refused.detail.contains("push.enabled = false"), "{refused}");
     assert_eq!(get_push(&mut carol).await, (None, Vec::new()));
+}
+
+#[tokio::test]
+async fn a_stored_private_endpoint_is_refused_at_send_time_once_not_allowed() {
+    let receiver = Receiver::start().await;
+    let started = push_relay(|_| {}).await;
+    let (bob, _, _) = offline_subscriber(&started, &receiver, "/bob").await;
+    let TestRelay { dir, relay } = started;
+    relay.shutdown().await;
+
+    // The operator turns private endpoints off: the stored one is never dialed.
+    let relay = restart_tweaked(dir.path(), |config| {
+        push_config(config);
+        config.push.allow_private_endpoints = false;
+    })
+    .await;
+    let address = relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::registered(&address).await;
+    send_all(&mut alice, bob, Kind::Message, "hi", 1).await;
+    let metrics = &relay.metrics().push;
+    eventually(Duration::from_secs(5), "the send is refused", || {
+        metrics.failed_total(PushFailure::RefusedAddress) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.received("/bob").is_empty(),
+        "nothing reached 127.0.0.1"
+    );
+    assert_eq!(
+        metrics.failed_total(PushFailure::RefusedAddress),
+        1,
+        "not retried"
+    );
+    relay.shutdown().await;
 }

@@ -126,7 +126,7 @@ impl Feed {
 pub struct Hub {
     feeds: Mutex<HashMap<DeviceId, Weak<Feed>>>,
     /// Where entries of devices without a subscribed session go (push on).
-    push: OnceLock<crate::push::Trigger>,
+    push: OnceLock<crate::push::trigger::Trigger>,
 }
 
 impl Hub {
@@ -148,7 +148,7 @@ impl Hub {
     }
 
     /// Sends entries of devices without a subscribed session to `trigger` from now on.
-    pub fn set_push(&self, trigger: crate::push::Trigger) {
+    pub fn set_push(&self, trigger: crate::push::trigger::Trigger) {
         let _ = self.push.set(trigger);
     }
 

@@ -16,8 +16,8 @@ use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Shared,
     send::{Outcome, Sender},
+    trigger::Shared,
 };
 use crate::{config::PushConfig, store::Store};
 

@@ -12,19 +12,23 @@ mod dispatcher;
 mod guard;
 mod kind;
 mod send;
+pub mod trigger;
 mod vapid;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
 };
 
 use tidings_protocol::{DeviceId, push::PushSubscription};
-use tokio::{sync::mpsc, time::Instant};
+use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use guard::{EndpointRefused, check_endpoint, is_public};
+pub use trigger::{Trigger, TriggerBatch};
 pub use vapid::{VAPID_KEY_FILE, VapidKey};
+
+use trigger::{DeviceState, Shared};
 
 use crate::{config::PushConfig, metrics::PushMetrics, store::Store};
 
@@ -37,98 +41,6 @@ pub enum PushError {
     /// The stored subscriptions could not be read.
     #[error("reading push subscriptions: {0}")]
     Store(#[from] crate::store::StoreError),
-}
-
-/// Where one device's pushes stand. Held for every device with a subscription (so memory
-/// is bounded by the devices registered here), behind one lock the writer takes briefly.
-struct DeviceState {
-    subscription: Arc<PushSubscription>,
-    /// Message entries not yet counted in a push.
-    pending: u32,
-    /// Whether the dispatcher was woken for it and has not taken its pending count yet
-    /// (so the wake channel holds each device at most once).
-    queued: bool,
-    /// A POST for it is under way.
-    in_flight: bool,
-    /// When its last POST started.
-    last_sent: Option<Instant>,
-    /// Failed tries of the push being retried (0: none).
-    attempt: u32,
-    /// Not before this (a retry's backoff or `Retry-After`).
-    retry_at: Option<Instant>,
-}
-
-impl DeviceState {
-    fn new(subscription: Arc<PushSubscription>) -> Self {
-        Self {
-            subscription,
-            pending: 0,
-            queued: false,
-            in_flight: false,
-            last_sent: None,
-            attempt: 0,
-            retry_at: None,
-        }
-    }
-}
-
-/// What the writer-side trigger, the dispatcher and the sessions share.
-struct Shared {
-    devices: Mutex<HashMap<DeviceId, DeviceState>>,
-    wake: mpsc::UnboundedSender<DeviceId>,
-    metrics: PushMetrics,
-}
-
-impl Shared {
-    fn devices(&self) -> MutexGuard<'_, HashMap<DeviceId, DeviceState>> {
-        self.devices
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-}
-
-/// The store writer's side: counts committed entries of devices that are not subscribed.
-#[derive(Clone)]
-pub struct Trigger(Arc<Shared>);
-
-impl Trigger {
-    /// Takes the device map for the entries of one commit (the dispatcher waits meanwhile,
-    /// so it sees the commit's entries all at once).
-    pub fn batch(&self) -> TriggerBatch<'_> {
-        TriggerBatch {
-            shared: &self.0,
-            devices: self.0.devices(),
-        }
-    }
-}
-
-/// The device map, held while one commit's entries are counted.
-pub struct TriggerBatch<'a> {
-    shared: &'a Shared,
-    devices: MutexGuard<'a, HashMap<DeviceId, DeviceState>>,
-}
-
-impl TriggerBatch<'_> {
-    /// A committed mailbox entry for `device`, which has no subscribed session: one hash
-    /// lookup if the device has no push subscription. Never blocks beyond the map's lock,
-    /// never awaits, allocates nothing.
-    pub fn on_entry(&mut self, device: &DeviceId, bytes: &[u8]) {
-        let Some(state) = self.devices.get_mut(device) else {
-            return;
-        };
-        if !kind::is_message(bytes) {
-            return;
-        }
-        if state.pending > 0 {
-            self.shared.metrics.coalesced(1);
-        }
-        state.pending = state.pending.saturating_add(1);
-        if !state.queued {
-            state.queued = true;
-            // Fails only once the dispatcher stopped (shutdown).
-            let _ = self.shared.wake.send(*device);
-        }
-    }
 }
 
 /// The sessions' side: the relay's VAPID key, subscriptions set and cleared, pushes
@@ -183,7 +95,7 @@ impl Push {
             vapid_public,
             allow_private: config.allow_private_endpoints,
         };
-        Ok((push, Trigger(shared)))
+        Ok((push, Trigger::new(shared)))
     }
 
     /// Whether this relay sends pushes.

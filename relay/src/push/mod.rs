@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use guard::{EndpointRefused, check_endpoint, is_public};
+pub use kind::is_message;
 pub use trigger::{Trigger, TriggerBatch};
 pub use vapid::{VAPID_KEY_FILE, VapidKey};
 

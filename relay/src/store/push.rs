@@ -35,7 +35,9 @@ pub enum SetPushOutcome {
     NotRegistered,
 }
 
-fn decode(bytes: &[u8]) -> Result<PushRecord, StoreError> {
+/// Decodes a `push_subscriptions` value (reached by the fuzz checks through
+/// `store::decode_push_record`).
+pub(crate) fn decode(bytes: &[u8]) -> Result<PushRecord, StoreError> {
     codec::decode(bytes, MAX_PUSH_RECORD).map_err(|error| corrupt("push_subscriptions", error))
 }
 

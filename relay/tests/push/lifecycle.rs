@@ -125,3 +125,24 @@ async fn a_revoked_devices_subscription_is_deleted_with_it() {
         "only the phone's subscription is left"
     );
 }
+
+#[tokio::test]
+async fn a_data_dir_from_before_push_gets_its_vapid_key_at_start() {
+    let dir = tidings_relay::testing::RelayDir::temp(push_config).unwrap();
+    let key_file = dir.path().join(tidings_relay::push::VAPID_KEY_FILE);
+    assert!(key_file.exists(), "init writes it");
+    std::fs::remove_file(&key_file).unwrap();
+
+    let relay = dir.start(None).await.unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "never world-readable");
+    let mut bob = RawDevice::registered(&relay.tcp_dial_addr().unwrap()).await;
+    let (held, vapid_key) = get_push(&mut bob).await;
+    assert_eq!(held, None);
+    assert_eq!(vapid_key.len(), 65);
+    assert_eq!(vapid_key[0], 0x04, "uncompressed P-256");
+    drop(bob);
+    relay.shutdown().await;
+}

@@ -2,13 +2,13 @@
 //! and held.
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue},
+    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 
-/// Why a push POST did not succeed, as a label.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+/// Why a push POST did not succeed (the label value is [`PushFailure::label`]).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum PushFailure {
     /// The push service answered 4xx (other than 404/410, which drop the subscription).
     Status4xx,
@@ -26,9 +26,24 @@ pub enum PushFailure {
     Build,
 }
 
+impl PushFailure {
+    /// The `reason` label: the status class, `timeout`, `connect`, `refused_address`, `build`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Status4xx => "4xx",
+            Self::Status429 => "429",
+            Self::Status5xx => "5xx",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::RefusedAddress => "refused_address",
+            Self::Build => "build",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
-    reason: PushFailure,
+    reason: &'static str,
 }
 
 /// `tidings_push_*` series.
@@ -85,11 +100,13 @@ impl PushMetrics {
 
     /// Counts one failed POST.
     pub fn failed(&self, reason: PushFailure) {
+        let reason = reason.label();
         self.failed.get_or_create(&FailureLabels { reason }).inc();
     }
 
     /// POSTs failed so far for `reason`.
     pub fn failed_total(&self, reason: PushFailure) -> u64 {
+        let reason = reason.label();
         self.failed.get_or_create(&FailureLabels { reason }).get()
     }
 

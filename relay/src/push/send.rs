@@ -52,6 +52,8 @@ impl Sender {
         let timeout = Duration::from_secs(config.timeout_secs.max(1));
         let mut client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the endpoint itself, past the guard's resolver.
+            .no_proxy()
             .connect_timeout(timeout)
             .timeout(timeout)
             .user_agent(concat!("tidings-relay/", env!("CARGO_PKG_VERSION")));

@@ -113,6 +113,32 @@ async fn a_hanging_push_service_slows_neither_sending_nor_other_pushes() {
 }
 
 #[tokio::test]
+async fn posts_beyond_max_in_flight_wait_for_a_slot() {
+    let receiver = Receiver::start().await;
+    receiver.answer("/hang", Answer::Hang);
+    let relay = push_relay(|config| {
+        config.push.max_in_flight = 1;
+        config.push.max_attempts = 1;
+    })
+    .await;
+    let (stuck, _, _) = offline_subscriber(&relay, &receiver, "/hang").await;
+    let (fine, _, _) = offline_subscriber(&relay, &receiver, "/fine").await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::registered(&address).await;
+
+    send_all(&mut alice, stuck, Kind::Message, "a", 1).await;
+    let hanging = receiver.wait_for("/hang", 1, Duration::from_secs(5)).await;
+    send_all(&mut alice, fine, Kind::Message, "b", 1).await;
+    // The only slot is held by the hanging POST until its timeout (2 s).
+    let pushes = receiver.wait_for("/fine", 1, Duration::from_secs(5)).await;
+    let waited = pushes[0].at - hanging[0].at;
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "a second POST ran after {waited:?}"
+    );
+}
+
+#[tokio::test]
 async fn private_endpoints_bad_keys_and_a_relay_without_push_are_refused() {
     let receiver = Receiver::start().await;
     let relay = start_tweaked(|_| {}, None).await;

@@ -9,7 +9,7 @@ use tidings_protocol::{DeviceId, Kind};
 use tidings_relay::{STORE_FILE, store::tables::PUSH_SUBSCRIPTIONS};
 
 use crate::{
-    common::{RawDevice, TestRelay, restart_tweaked},
+    common::{RawDevice, TestRelay, metric, restart_tweaked},
     envelopes, get_push, push_config, push_relay,
     receiver::Receiver,
     send_all, set_push,
@@ -92,6 +92,8 @@ async fn a_revoked_devices_subscription_is_deleted_with_it() {
         .unwrap();
     let laptop_address = laptop.address();
     drop(laptop);
+    let held = || metric(&relay.metrics().render(), "tidings_push_subscriptions", &[]);
+    assert_eq!(held(), Some(2.0));
 
     let only_phone = list(&phone.account, 2, &[&phone.device]);
     publish(&mut phone, only_phone).await.unwrap();
@@ -102,6 +104,7 @@ async fn a_revoked_devices_subscription_is_deleted_with_it() {
         .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(receiver.received("/laptop").is_empty());
+    assert_eq!(held(), Some(1.0), "the gauge forgets the revoked device");
     let phone_device = phone.address().device;
     let mut phone = reconnect(&address, &phone).await;
     assert!(

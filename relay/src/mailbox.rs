@@ -147,6 +147,11 @@ impl Hub {
         feed
     }
 
+    /// Whether a session of `device` is subscribed.
+    pub fn is_subscribed(&self, device: &DeviceId) -> bool {
+        self.feed_of(device).is_some()
+    }
+
     /// Sends entries of devices without a subscribed session to `trigger` from now on.
     pub fn set_push(&self, trigger: crate::push::trigger::Trigger) {
         let _ = self.push.set(trigger);

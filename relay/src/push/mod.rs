@@ -123,6 +123,27 @@ impl Push {
         }
     }
 
+    /// Whether `device` has a push subscription.
+    pub fn has_subscription(&self, device: &DeviceId) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|shared| shared.devices().contains_key(device))
+    }
+
+    /// `count` messages wait unacked after the device's session ended: its next push counts
+    /// at least that many (entries the trigger counted meanwhile are among them, so this
+    /// raises the count to `count` rather than adding it).
+    pub fn offer_unacked(&self, device: DeviceId, count: u32) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let mut devices = shared.devices();
+        if let Some(state) = devices.get_mut(&device) {
+            state.pending = state.pending.max(count);
+            shared.wake_for(&device, state);
+        }
+    }
+
     /// The device's subscription was stored (`Some`) or cleared (`None`).
     pub fn set(&self, device: DeviceId, subscription: Option<PushSubscription>) {
         let Some(shared) = &self.shared else {

@@ -54,6 +54,15 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Wakes the dispatcher for `device` unless it was woken and has not taken the count.
+    pub(super) fn wake_for(&self, device: &DeviceId, state: &mut DeviceState) {
+        if !state.queued {
+            state.queued = true;
+            // Fails only once the dispatcher stopped (shutdown).
+            let _ = self.wake.send(*device);
+        }
+    }
+
     pub(super) fn devices(&self) -> MutexGuard<'_, HashMap<DeviceId, DeviceState>> {
         self.devices
             .lock()
@@ -101,10 +110,6 @@ impl TriggerBatch<'_> {
             self.shared.metrics.coalesced(1);
         }
         state.pending = state.pending.saturating_add(1);
-        if !state.queued {
-            state.queued = true;
-            // Fails only once the dispatcher stopped (shutdown).
-            let _ = self.shared.wake.send(*device);
-        }
+        self.shared.wake_for(device, state);
     }
 }

@@ -252,6 +252,11 @@ impl Session {
             self.drain(&mut writer).await;
         }
         let _ = writer.close().await;
+        // The feed is dropped first, so whatever commits from now on goes to the push trigger.
+        if self.pump.take().is_some() && !revoked.is_cancelled() && !self.cx.shutdown.is_cancelled()
+        {
+            push::after_session(&self.cx, self.device).await;
+        }
         let online = self.user.filter(|_| self.online);
         self.cx.presence.disconnect(online, self.id).await;
         if online.is_some()

@@ -149,3 +149,41 @@ async fn a_data_dir_from_before_push_gets_its_vapid_key_at_start() {
     drop(bob);
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn messages_a_session_took_but_never_acked_are_pushed_when_it_ends() {
+    let receiver = Receiver::start().await;
+    let relay = push_relay(|_| {}).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut bob = RawDevice::registered(&address).await;
+    let subscriber = receiver.subscription("/bob");
+    set_push(&mut bob, Some(subscriber.subscription.clone()))
+        .await
+        .unwrap();
+    assert!(bob.drain().await.is_empty(), "caught up, as a wake is");
+    let mut alice = RawDevice::registered(&address).await;
+
+    // A message reaches Bob's session while he is leaving: it is handed over, never acked.
+    send_all(&mut alice, bob.address(), Kind::Message, "late", 1).await;
+    send_all(&mut alice, bob.address(), Kind::Receipt, "read", 1).await;
+    let mut handed = 0;
+    while handed < 2 {
+        if let Some(tidings_protocol::client::RelayFrame::Deliver { items }) = bob.read().await {
+            handed += items.len();
+        }
+    }
+    assert!(
+        receiver.received("/bob").is_empty(),
+        "no push while subscribed"
+    );
+    drop(bob);
+
+    let pushes = receiver.wait_for("/bob", 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        subscriber.notice(&pushes[0]).count,
+        1,
+        "the message, not the receipt"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(receiver.received("/bob").len(), 1);
+}

@@ -157,6 +157,11 @@ mod tests {
         assert_eq!(loaded.public_key(), created.public_key());
         assert_eq!(loaded.public_key().len(), 65);
         assert!(VapidKey::create(dir.path()).is_err(), "never overwritten");
+        assert_eq!(
+            format!("{loaded:?}"),
+            "VapidKey { .. }",
+            "Debug shows no key"
+        );
         let uri: Uri = "http://127.0.0.1:8080/push/abc".parse().unwrap();
         assert_eq!(origin(&uri), "http://127.0.0.1:8080");
         let https: Uri = "https://push.example.com:443/x".parse().unwrap();

@@ -85,28 +85,36 @@ async fn too_many_requests_is_retried_after_retry_after_then_delivered() {
 async fn a_hanging_push_service_slows_neither_sending_nor_other_pushes() {
     let receiver = Receiver::start().await;
     receiver.answer("/hang", Answer::Hang);
-    let relay = push_relay(|config| config.push.max_attempts = 1).await;
+    let relay = push_relay(|config| {
+        config.push.max_attempts = 1;
+        config.push.timeout_secs = 5;
+    })
+    .await;
     let (stuck, _, _) = offline_subscriber(&relay, &receiver, "/hang").await;
     let (fine, subscriber, _) = offline_subscriber(&relay, &receiver, "/fine").await;
     let address = relay.relay.tcp_dial_addr().unwrap();
     let mut alice = RawDevice::registered(&address).await;
 
     send_all(&mut alice, stuck, Kind::Message, "a", 1).await;
-    receiver.wait_for("/hang", 1, Duration::from_secs(5)).await;
-    // The hanging POST is under way: sending and another device's push go on.
+    let hanging = receiver.wait_for("/hang", 1, Duration::from_secs(5)).await;
+    // The hanging POST is under way (for 5 s): sending and another device's push go on.
     let started = Instant::now();
     send_all(&mut alice, fine, Kind::Message, "b", 1).await;
     send_all(&mut alice, stuck, Kind::Message, "c", 1).await;
     assert!(
-        started.elapsed() < Duration::from_millis(1000),
+        started.elapsed() < Duration::from_millis(2000),
         "sending took {:?}",
         started.elapsed()
     );
-    let pushes = receiver.wait_for("/fine", 1, Duration::from_secs(1)).await;
+    let pushes = receiver.wait_for("/fine", 1, Duration::from_secs(3)).await;
+    assert!(
+        pushes[0].at - hanging[0].at < Duration::from_secs(4),
+        "the other push waited for the hanging one"
+    );
     assert_eq!(subscriber.notice(&pushes[0]).count, 1);
-    // The hanging POST ends at the timeout (2 s), counted.
+    // The hanging POST ends at the timeout, counted.
     let metrics = &relay.relay.metrics().push;
-    eventually(Duration::from_secs(4), "the hanging POST times out", || {
+    eventually(Duration::from_secs(7), "the hanging POST times out", || {
         metrics.failed_total(PushFailure::Timeout) >= 1
     })
     .await;

@@ -53,7 +53,13 @@ pub fn relay_store_records(data: &[u8]) {
     if let Ok(record) = store::decode_presence(data) {
         round_trip(&record, data.len(), store::decode_presence);
     }
-    // mailbox and blobs: a blob reference, an envelope or a bounce
+    // push_subscriptions
+    if let Ok(record) = store::decode_push_record(data) {
+        round_trip(&record, data.len(), store::decode_push_record);
+    }
+    // mailbox and blobs: a blob reference, an envelope or a bounce; what the push trigger
+    // reads of one (no panic, whatever the bytes)
+    let _ = crate::push::is_message(data);
     match tables::parse_blob_ref(data) {
         Some(id) => assert_eq!(tables::blob_ref(&EnvelopeId::from_bytes(id)), data),
         None => {

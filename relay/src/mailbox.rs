@@ -4,11 +4,12 @@
 //! [`Feed`] for its device: a watch on the mailbox head plus a short ring of the newest entries,
 //! (at most 512 and 1 MiB of them, so big envelopes cannot make it hold 512 x 64 KiB per device),
 //! so an online device is usually served from memory; anything the ring no longer holds is
-//! read back from the store. Nothing here is authoritative: it only saves reads.
+//! read back from the store. Nothing here is authoritative: it only saves reads. Entries of
+//! devices without a subscribed session go to the push trigger, if push is on.
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak},
 };
 
 use bytes::Bytes;
@@ -124,6 +125,8 @@ impl Feed {
 #[derive(Default)]
 pub struct Hub {
     feeds: Mutex<HashMap<DeviceId, Weak<Feed>>>,
+    /// Where entries of devices without a subscribed session go (push on).
+    push: OnceLock<crate::push::trigger::Trigger>,
 }
 
 impl Hub {
@@ -144,23 +147,53 @@ impl Hub {
         feed
     }
 
-    /// Hands a committed entry to the device's feed, if it is subscribed.
+    /// Whether a session of `device` is subscribed.
+    pub fn is_subscribed(&self, device: &DeviceId) -> bool {
+        self.feed_of(device).is_some()
+    }
+
+    /// Sends entries of devices without a subscribed session to `trigger` from now on.
+    pub fn set_push(&self, trigger: crate::push::trigger::Trigger) {
+        let _ = self.push.set(trigger);
+    }
+
+    /// Hands a committed entry to the device's feed if it is subscribed, else to the push
+    /// trigger.
     pub fn publish(&self, publication: &Publication) {
-        let feed = {
-            let mut feeds = self
-                .feeds
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            match feeds.get(&publication.device).map(Weak::upgrade) {
-                Some(Some(feed)) => feed,
-                Some(None) => {
-                    feeds.remove(&publication.device);
-                    return;
+        self.publish_all(std::slice::from_ref(publication));
+    }
+
+    /// Hands the entries of one commit on, as [`Hub::publish`] does each. The push trigger
+    /// is held for the whole commit, so a burst stored at once is counted into one push.
+    pub fn publish_all(&self, publications: &[Publication]) {
+        let mut push = None;
+        for publication in publications {
+            match self.feed_of(&publication.device) {
+                Some(feed) => feed.push(publication.seq, publication.bytes.clone()),
+                None => {
+                    if let Some(trigger) = self.push.get() {
+                        push.get_or_insert_with(|| trigger.batch())
+                            .on_entry(&publication.device, &publication.bytes);
+                    }
                 }
-                None => return,
             }
-        };
-        feed.push(publication.seq, publication.bytes.clone());
+        }
+    }
+
+    /// The feed of `device` if a session holds it (forgetting it if none does any more).
+    fn feed_of(&self, device: &DeviceId) -> Option<Arc<Feed>> {
+        let mut feeds = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match feeds.get(device).map(Weak::upgrade) {
+            Some(Some(feed)) => Some(feed),
+            Some(None) => {
+                feeds.remove(device);
+                None
+            }
+            None => None,
+        }
     }
 }
 

@@ -165,9 +165,7 @@ fn commit_batch(
                 metrics.set_mailboxes(entries);
             }
             // Pushes and answers go out only now that the commit is durable.
-            for publication in &effects.publications {
-                outputs.hub.publish(publication);
-            }
+            outputs.hub.publish_all(&effects.publications);
             if effects.outbox_grew {
                 outputs.outbox.notify_one();
             }

@@ -1,0 +1,123 @@
+//! `SetPush` and `GetPush`: a device's Web Push subscription and the relay's VAPID key.
+
+use std::sync::Arc;
+
+use tidings_protocol::{
+    Address, DeviceId, ErrorAnswer, ErrorCode, client::Response, push::PushSubscription,
+};
+use web_push_native::p256;
+
+use super::{Answer, context::ClientContext};
+use crate::{
+    ingest::storage_answer,
+    push::{check_endpoint, is_message},
+    store::{SetPushOutcome, StoreError},
+};
+
+/// Most unacked entries read to count the messages among them when a session ends.
+const MAX_UNACKED_SCAN: usize = 256;
+
+/// Most bytes of unacked entries read then (entries past it count as messages).
+const MAX_UNACKED_SCAN_BYTES: usize = 1024 * 1024;
+
+/// Stores (or with `None` clears) this device's subscription; answers what is held now.
+pub(super) async fn set(
+    cx: Arc<ClientContext>,
+    me: Address,
+    subscription: Option<Box<PushSubscription>>,
+) -> Answer {
+    if !cx.push.enabled() {
+        return Err(ErrorAnswer::new(
+            ErrorCode::Unavailable,
+            "this relay does not send pushes (push.enabled = false)",
+        ));
+    }
+    if let Some(subscription) = &subscription {
+        check(&cx, subscription)?;
+    }
+    let subscription = subscription.map(|boxed| *boxed);
+    match cx
+        .store
+        .set_push(me.device, me.user, subscription.clone())
+        .await
+        .map_err(storage_answer)?
+    {
+        SetPushOutcome::Done => {}
+        SetPushOutcome::NotRegistered => {
+            return Err(ErrorAnswer::new(
+                ErrorCode::NotRegistered,
+                "this device is not registered here",
+            ));
+        }
+    }
+    cx.push.set(me.device, subscription.clone());
+    Ok(Response::Push {
+        subscription: subscription.map(Box::new),
+        vapid_key: cx.push.vapid_public_key(),
+    })
+}
+
+/// The subscription held for this device and the relay's VAPID key (empty if push is off).
+pub(super) async fn get(cx: Arc<ClientContext>, me: Address) -> Answer {
+    let held = cx
+        .store
+        .push_subscription(me.device)
+        .await
+        .map_err(storage_answer)?;
+    Ok(Response::Push {
+        subscription: held.map(|record| Box::new(record.subscription)),
+        vapid_key: cx.push.vapid_public_key(),
+    })
+}
+
+/// Refuses a subscription the relay could not or may not push to, saying which part.
+fn check(cx: &ClientContext, subscription: &PushSubscription) -> Result<(), ErrorAnswer> {
+    let malformed = |detail: String| ErrorAnswer::new(ErrorCode::Malformed, detail);
+    subscription
+        .validate()
+        .map_err(|error| malformed(error.to_string()))?;
+    p256::PublicKey::from_sec1_bytes(&subscription.p256dh)
+        .map_err(|_| malformed("p256dh is not a point on the P-256 curve".into()))?;
+    check_endpoint(&subscription.endpoint, cx.push.allow_private())
+        .map_err(|refused| malformed(format!("endpoint not allowed: {refused}")))?;
+    Ok(())
+}
+
+/// A subscribed session of `device` ended. Entries committed while it was subscribed went
+/// to it, not to the push trigger; those it never acked (it closed while they were on the
+/// way, as a `wake` does once caught up) still wait, so the messages among them are counted
+/// for a push, unless another session of the device is subscribed.
+pub(super) async fn after_session(cx: &ClientContext, device: DeviceId) {
+    if !cx.push.has_subscription(&device) || cx.hub.is_subscribed(&device) {
+        return;
+    }
+    match unacked_messages(cx, device).await {
+        Ok(0) => {}
+        Ok(count) => cx.push.offer_unacked(device, count),
+        Err(error) => tracing::debug!(%error, "unacked entries not counted for a push"),
+    }
+}
+
+/// Messages among the entries `device` has not acked (a bounded read; entries past it count).
+async fn unacked_messages(cx: &ClientContext, device: DeviceId) -> Result<u32, StoreError> {
+    let cursor = cx.store.cursor(device).await?;
+    let unacked = cursor.pending();
+    if unacked == 0 {
+        return Ok(0);
+    }
+    let entries = cx
+        .store
+        .mailbox_range(
+            device,
+            cursor.acked + 1,
+            MAX_UNACKED_SCAN,
+            MAX_UNACKED_SCAN_BYTES,
+        )
+        .await?;
+    let messages = entries
+        .iter()
+        .filter(|(_, bytes)| is_message(bytes))
+        .count() as u64;
+    let unread = unacked.saturating_sub(entries.len() as u64);
+    Ok(u32::try_from(messages + unread).unwrap_or(u32::MAX))
+}

@@ -86,6 +86,9 @@ pub enum ClientError {
     /// A blocking task was cancelled (the runtime is shutting down).
     #[error("the client is shutting down")]
     Cancelled,
+    /// A push subscription is not of the shape Web Push needs.
+    #[error("invalid push subscription: {0}")]
+    Push(#[from] tidings_protocol::push::PushSubscriptionError),
     /// Something this library guarantees did not hold (a bug).
     #[error("internal error: {0}")]
     Internal(&'static str),

@@ -44,6 +44,7 @@ mod session;
 mod groups;
 pub mod media;
 mod presence;
+pub mod push;
 
 #[cfg(feature = "test-utils")]
 pub mod fuzzing;
@@ -55,5 +56,6 @@ pub use events::Event;
 pub use flush::FlushReport;
 pub use home::{Moved, Registration};
 pub use media::{MediaError, Progress, SentFile};
+pub use push::{PushState, WakeReport};
 pub use session::Session;
 pub use store::{Conversation, Direction, MessageRecord, MessageStatus, ReceiptCounts};

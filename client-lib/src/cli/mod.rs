@@ -8,6 +8,7 @@ mod format;
 mod group;
 mod media;
 mod presence;
+mod push;
 mod setup;
 
 use std::path::PathBuf;
@@ -132,6 +133,15 @@ enum Command {
         #[command(subcommand)]
         command: PresenceCommand,
     },
+    /// Push: let your relay wake this device (through a UnifiedPush distributor such as ntfy,
+    /// or any Web Push service) when messages arrive while it is offline.
+    Push {
+        #[command(subcommand)]
+        command: push::PushCommand,
+    },
+    /// Receive everything waiting at your relay once, send what waits here, and disconnect:
+    /// what an app's push handler runs when a push arrives.
+    Wake,
     /// Group chats: end-to-end encrypted, fanned out by your relay.
     Group {
         #[command(subcommand)]
@@ -380,5 +390,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Presence {
             command: PresenceCommand::Show { names },
         } => presence::show(&open(&dir)?, &names).await,
+        Command::Push { command } => push::run(&open(&dir)?, command).await,
+        Command::Wake => push::wake(&open(&dir)?).await,
     }
 }

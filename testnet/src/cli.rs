@@ -309,6 +309,19 @@ mod tests {
     }
 
     #[test]
+    fn the_push_scenario_is_small_by_default() {
+        let cli = Cli::parse_from(["tidings-testnet", "scenario", "push", "--json"]);
+        let Command::Scenario {
+            scenario: Scenario::Push { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        let size = (params.relays, params.users, params.messages, params.seed);
+        assert_eq!(size, (2, 4, 24, 1));
+    }
+
+    #[test]
     fn the_media_scenario_takes_sizes_with_suffixes() {
         let cli = Cli::parse_from(["tidings-testnet", "scenario", "media"]);
         let Command::Scenario {

@@ -42,6 +42,10 @@ const QUIESCENCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// (a push folded into the next interval comes within one interval; a retry within 1 s).
 const QUIET: Duration = Duration::from_secs(2 * PUSH_INTERVAL_SECS + 2);
 
+/// How much sooner than the interval a push may arrive after the previous one to the same
+/// device (both POSTs' own delays vary).
+const INTERVAL_SLACK: Duration = Duration::from_millis(250);
+
 /// How long each device's final sync may take.
 const SWEEP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -99,6 +103,8 @@ pub struct PushReport {
     pub pushes: usize,
     /// The notices' counts, summed (entries announced).
     pub announced: u64,
+    /// Pushes that arrived sooner than the interval after the previous one to their device.
+    pub pushes_within_interval: usize,
     /// Wakes the pushes caused.
     pub wakeups: usize,
     /// Wakes that failed every try.
@@ -130,6 +136,7 @@ impl PushReport {
             && self.leaked_content == 0
             && self.lost == 0
             && self.bad_pushes == 0
+            && self.pushes_within_interval == 0
             && self.accepted == self.messages
             && self.delivered == self.deliveries
     }
@@ -154,10 +161,18 @@ impl PushReport {
             self.accepted, self.deliveries, self.delivered, self.lost
         );
         println!(
-            "  pushes {} (announcing {} entries)  wakeups {} ({} failed)  bad pushes {}",
-            self.pushes, self.announced, self.wakeups, self.failed_wakeups, self.bad_pushes
+            "  pushes {} (announcing {} entries; {} sooner than the interval)  wakeups {} ({} failed)  bad pushes {}",
+            self.pushes,
+            self.announced,
+            self.pushes_within_interval,
+            self.wakeups,
+            self.failed_wakeups,
+            self.bad_pushes
         );
-        println!("  push -> stored on the woken device: {}", self.push_to_delivered_ms);
+        println!(
+            "  push -> stored on the woken device: {}",
+            self.push_to_delivered_ms
+        );
         println!("  a wake: {}", self.wake_ms);
         println!(
             "  missed (no push woke the device for it) {}  leaked content {}",
@@ -176,7 +191,7 @@ impl report::Outcome for PushReport {
 
     fn failure(&self) -> Option<&'static str> {
         (!self.passed()).then_some(
-            "the push scenario found a message no push woke its device for, a push carrying content, an invalid push, or a lost message",
+            "the push scenario found a message no push woke its device for, a push carrying content, an invalid or too early push, or a lost message",
         )
     }
 }
@@ -277,7 +292,13 @@ async fn run_on(work: &Path, cluster: &Cluster, params: Params) -> anyhow::Resul
         delivered: tally.delivered,
         lost: tally.lost,
         pushes: seen.pushes,
-        announced: seen.arrivals.iter().map(|arrival| u64::from(arrival.count)).sum(),
+        announced: seen
+            .arrivals
+            .iter()
+            .map(|arrival| u64::from(arrival.count))
+            .sum(),
+        pushes_within_interval: seen
+            .too_soon(Duration::from_secs(PUSH_INTERVAL_SECS), INTERVAL_SLACK),
         wakeups: wakeups.len(),
         failed_wakeups: wakeups.iter().filter(|wakeup| wakeup.failed).count(),
         push_to_delivered_ms: Percentiles::of(tally.push_to_delivered),

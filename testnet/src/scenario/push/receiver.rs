@@ -3,16 +3,18 @@
 //! reads the notice, looks for anything it must not carry, and rings the device's doorbell.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use anyhow::Context;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
-use tidings_protocol::{PushNotice, PushSubscription};
+use tidings_protocol::push::{PushNotice, PushSubscription};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use web_push_native::{
@@ -131,6 +133,24 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Pushes that came sooner than `interval` (less `slack`) after the previous push to
+    /// the same device: the relay promises at most one per device per interval.
+    pub fn too_soon(&self, interval: Duration, slack: Duration) -> usize {
+        let least = interval.saturating_sub(slack).as_millis() as u64;
+        let mut last: HashMap<usize, u64> = HashMap::new();
+        let mut sooner = 0;
+        for arrival in &self.arrivals {
+            if let Some(previous) = last.insert(arrival.device, arrival.arrived_ms)
+                && arrival.arrived_ms.saturating_sub(previous) < least
+            {
+                sooner += 1;
+            }
+        }
+        sooner
+    }
+}
+
+impl Seen {
     fn problem(&mut self, text: String) {
         tracing::error!("push receiver: {text}");
         if self.problems.len() < MAX_PROBLEMS_KEPT {
@@ -191,15 +211,6 @@ impl Receiver {
         Some(keys.subscription(url))
     }
 
-    /// What it saw so far.
-    pub fn seen(&self) -> Seen {
-        self.shared
-            .seen
-            .lock()
-            .map(|seen| seen.clone())
-            .unwrap_or_default()
-    }
-
     /// When the last push arrived (ms since the epoch), if any did.
     pub fn last_arrival_ms(&self) -> Option<u64> {
         let seen = self.shared.seen.lock().ok()?;
@@ -208,9 +219,16 @@ impl Receiver {
 
     /// Stops serving; returns what it saw.
     pub async fn stop(self) -> Seen {
-        self.stop.cancel();
-        let _ = self.serving.await;
-        self.seen()
+        let Receiver {
+            shared,
+            stop,
+            serving,
+            ..
+        } = self;
+        stop.cancel();
+        let _ = serving.await;
+        let seen = shared.seen.lock().map(|seen| seen.clone());
+        seen.unwrap_or_default()
     }
 }
 
@@ -256,7 +274,10 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationTok
 }
 
 /// Handles one request: a valid push is answered 201 Created (RFC 8030 section 5).
-async fn receive(shared: &Shared, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn receive(
+    shared: &Shared,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     match take(shared, request).await {
         Ok(()) => respond(StatusCode::CREATED),
         Err((status, problem)) => {
@@ -282,7 +303,10 @@ async fn take(
 ) -> Result<(), (StatusCode, String)> {
     let refuse = |status, text: &str| Err((status, text.to_string()));
     if request.method() != hyper::Method::POST {
-        return refuse(StatusCode::METHOD_NOT_ALLOWED, "a request that is not a POST");
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a request that is not a POST",
+        );
     }
     let device = request
         .uri()
@@ -313,7 +337,10 @@ async fn take(
     let authorization = header("authorization");
     let vapid = authorization.strip_prefix("vapid ").unwrap_or_default();
     if !(vapid.contains("t=") && vapid.contains("k=")) {
-        return refuse(StatusCode::UNAUTHORIZED, "a push without VAPID authorization");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "a push without VAPID authorization",
+        );
     }
     let body = match Limited::new(request.into_body(), MAX_PUSH_BODY_BYTES)
         .collect()
@@ -324,8 +351,13 @@ async fn take(
     };
     let arrived_ms = now_ms();
     let keys = &shared.keys[device];
-    let plain = web_push_native::decrypt(body.to_vec(), &keys.secret, &keys.auth)
-        .map_err(|error| (StatusCode::BAD_REQUEST, format!("a push that does not decrypt: {error}")))?;
+    let plain =
+        web_push_native::decrypt(body.to_vec(), &keys.secret, &keys.auth).map_err(|error| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("a push that does not decrypt: {error}"),
+            )
+        })?;
     let leak = shared
         .secrets
         .found_in(&body)
@@ -375,7 +407,8 @@ mod tests {
         let keys = DeviceKeys::generate();
         let subscription = keys.subscription("http://127.0.0.1:1/push/0".into());
         subscription.validate().unwrap();
-        let public = web_push_native::p256::PublicKey::from_sec1_bytes(&subscription.p256dh).unwrap();
+        let public =
+            web_push_native::p256::PublicKey::from_sec1_bytes(&subscription.p256dh).unwrap();
         let auth = Auth::clone_from_slice(&subscription.auth);
         let notice = PushNotice::new_messages(2).to_json();
         let sealed = web_push_native::encrypt(notice.clone(), &public, &auth).unwrap();
@@ -383,6 +416,28 @@ mod tests {
         assert_eq!(opened, notice);
         let other = DeviceKeys::generate();
         assert!(web_push_native::decrypt(sealed, &other.secret, &other.auth).is_err());
+    }
+
+    #[test]
+    fn pushes_closer_than_the_interval_per_device_are_counted() {
+        let at = |device, arrived_ms| Arrival {
+            device,
+            arrived_ms,
+            count: 1,
+        };
+        let seen = Seen {
+            arrivals: vec![
+                at(0, 1000),
+                at(1, 1100),
+                at(0, 1950),
+                at(1, 1500),
+                at(0, 2400),
+            ],
+            ..Seen::default()
+        };
+        let interval = Duration::from_secs(1);
+        assert_eq!(seen.too_soon(interval, Duration::from_millis(100)), 2);
+        assert_eq!(seen.too_soon(interval, Duration::from_millis(600)), 0);
     }
 
     #[test]

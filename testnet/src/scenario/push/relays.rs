@@ -41,7 +41,10 @@ mod tests {
         let config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
         assert_eq!(config["name"].as_str(), Some("r1"));
         assert_eq!(config["limits"]["max"].as_integer(), Some(3));
-        assert_eq!(config["push"]["allow_private_endpoints"].as_bool(), Some(true));
+        assert_eq!(
+            config["push"]["allow_private_endpoints"].as_bool(),
+            Some(true)
+        );
         assert_eq!(config["push"]["interval_secs"].as_integer(), Some(1));
         std::fs::write(&path, "[push]\nenabled = true\ninterval_secs = 10\n").unwrap();
         allow_loopback_pushes(dir.path(), 2).unwrap();

@@ -152,10 +152,9 @@ pub fn count(
                         } else {
                             "never stored"
                         };
-                        tally.described.push(format!(
-                            "\"{}\" for u{recipient}: {how}",
-                            message.text
-                        ));
+                        tally
+                            .described
+                            .push(format!("\"{}\" for u{recipient}: {how}", message.text));
                     }
                 }
                 None => {}

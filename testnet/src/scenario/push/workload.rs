@@ -81,6 +81,10 @@ mod tests {
         assert_eq!(texts.len(), 200, "every text is unique");
         let again = draw(5, &members, 200, 7);
         assert!(plan.iter().zip(&again).all(|(a, b)| a.text == b.text));
-        assert!(draw(2, &[], 20, 1).iter().all(|m| m.target != Target::Group));
+        assert!(
+            draw(2, &[], 20, 1)
+                .iter()
+                .all(|m| m.target != Target::Group)
+        );
     }
 }

@@ -418,6 +418,65 @@ mod tests {
         assert!(web_push_native::decrypt(sealed, &other.secret, &other.auth).is_err());
     }
 
+    /// POSTs `body` to `path` of `address` over a real socket; returns the status code.
+    async fn post(address: SocketAddr, path: &str, headers: &str, body: &[u8]) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {address}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    const PUSH_HEADERS: &str =
+        "content-encoding: aes128gcm\r\nttl: 60\r\nauthorization: vapid t=a.b.c, k=BA\r\n";
+
+    #[tokio::test]
+    async fn a_valid_push_rings_its_device_and_a_leaking_or_unsigned_one_is_counted() {
+        let keys = vec![DeviceKeys::generate(), DeviceKeys::generate()];
+        let subscription = keys[1].subscription("http://x/".into());
+        let doorbells: Vec<Arc<Doorbell>> = vec![Arc::default(), Arc::default()];
+        let mut secrets = Secrets::default();
+        secrets.add("the text".into(), b"meet at noon".to_vec());
+        let receiver = Receiver::start(keys, doorbells.clone(), secrets)
+            .await
+            .unwrap();
+        let public =
+            web_push_native::p256::PublicKey::from_sec1_bytes(&subscription.p256dh).unwrap();
+        let auth = Auth::clone_from_slice(&subscription.auth);
+        let seal = |plain: &[u8]| web_push_native::encrypt(plain.to_vec(), &public, &auth).unwrap();
+        let address = receiver.address;
+
+        let notice = seal(&PushNotice::new_messages(3).to_json());
+        assert_eq!(post(address, "/push/1", PUSH_HEADERS, &notice).await, 201);
+        let rung = tokio::time::timeout(Duration::from_secs(5), doorbells[1].answer());
+        assert!(rung.await.unwrap().is_some(), "the device's doorbell rang");
+
+        let chatty = seal(br#"{"tidings":"new","count":1,"text":"meet at noon"}"#);
+        assert_eq!(post(address, "/push/1", PUSH_HEADERS, &chatty).await, 201);
+        let extra = seal(br#"{"tidings":"new","count":1,"from":"x"}"#);
+        assert_eq!(post(address, "/push/1", PUSH_HEADERS, &extra).await, 201);
+        let unsigned = "content-encoding: aes128gcm\r\nttl: 60\r\n";
+        assert_eq!(post(address, "/push/1", unsigned, &notice).await, 401);
+        // Encrypted to device 1, posted to device 0: it does not decrypt there.
+        assert_eq!(post(address, "/push/0", PUSH_HEADERS, &notice).await, 400);
+        assert_eq!(post(address, "/push/7", PUSH_HEADERS, &notice).await, 404);
+        let huge = vec![0u8; MAX_PUSH_BODY_BYTES + 1];
+        assert_eq!(post(address, "/push/1", PUSH_HEADERS, &huge).await, 413);
+
+        let seen = receiver.stop().await;
+        assert_eq!(seen.pushes, 3);
+        assert_eq!(seen.leaked, 2, "{:?}", seen.problems);
+        assert_eq!(seen.bad, 4, "{:?}", seen.problems);
+        let counts: Vec<u32> = seen.arrivals.iter().map(|arrival| arrival.count).collect();
+        assert_eq!(counts, [3, 1, 1]);
+    }
+
     #[test]
     fn pushes_closer_than_the_interval_per_device_are_counted() {
         let at = |device, arrived_ms| Arrival {

@@ -44,7 +44,7 @@ impl Doorbell {
     }
 
     /// Waits for a ring; returns the arrival of the earliest push it answers.
-    async fn answer(&self) -> Option<u64> {
+    pub(super) async fn answer(&self) -> Option<u64> {
         self.ring.notified().await;
         self.first_unanswered_ms
             .lock()

@@ -11,11 +11,13 @@ pub const CONFIG_FILE: &str = "relay.toml";
 mod blobs;
 mod limits;
 mod peers;
+mod push;
 mod template;
 
 pub use blobs::BlobsConfig;
 pub use limits::{LimitsConfig, RegistrationConfig, RegistrationPolicy};
 pub use peers::{ClaimsConfig, NetworkConfig};
+pub use push::{MAX_RETRY_AFTER_SECS, PushConfig, Urgency};
 
 /// Default TCP and UDP (QUIC) port.
 pub const DEFAULT_PORT: u16 = 4717;
@@ -124,6 +126,8 @@ pub struct RelayConfig {
     pub claims: ClaimsConfig,
     /// Media blobs: sizes, quotas, retention, transfers at once.
     pub blobs: BlobsConfig,
+    /// Web Push: waking devices that are not connected.
+    pub push: PushConfig,
 }
 
 impl Default for RelayConfig {
@@ -144,6 +148,7 @@ impl Default for RelayConfig {
             network: NetworkConfig::default(),
             claims: ClaimsConfig::default(),
             blobs: BlobsConfig::default(),
+            push: PushConfig::default(),
         }
     }
 }
@@ -199,6 +204,7 @@ impl RelayConfig {
         self.network.validate()?;
         self.claims.validate()?;
         self.blobs.validate()?;
+        self.push.validate()?;
         for (key, value) in [
             (
                 "registration.per_source_per_hour",

@@ -42,6 +42,7 @@ pub mod metrics;
 pub(crate) mod network;
 pub mod node_key;
 mod presence;
+pub mod push;
 mod router;
 mod server;
 pub(crate) mod session;

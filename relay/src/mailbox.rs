@@ -4,11 +4,12 @@
 //! [`Feed`] for its device: a watch on the mailbox head plus a short ring of the newest entries,
 //! (at most 512 and 1 MiB of them, so big envelopes cannot make it hold 512 x 64 KiB per device),
 //! so an online device is usually served from memory; anything the ring no longer holds is
-//! read back from the store. Nothing here is authoritative: it only saves reads.
+//! read back from the store. Nothing here is authoritative: it only saves reads. Entries of
+//! devices without a subscribed session go to the push trigger, if push is on.
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak},
 };
 
 use bytes::Bytes;
@@ -124,6 +125,8 @@ impl Feed {
 #[derive(Default)]
 pub struct Hub {
     feeds: Mutex<HashMap<DeviceId, Weak<Feed>>>,
+    /// Where entries of devices without a subscribed session go (push on).
+    push: OnceLock<crate::push::Trigger>,
 }
 
 impl Hub {
@@ -144,7 +147,13 @@ impl Hub {
         feed
     }
 
-    /// Hands a committed entry to the device's feed, if it is subscribed.
+    /// Sends entries of devices without a subscribed session to `trigger` from now on.
+    pub fn set_push(&self, trigger: crate::push::Trigger) {
+        let _ = self.push.set(trigger);
+    }
+
+    /// Hands a committed entry to the device's feed if it is subscribed, else to the push
+    /// trigger.
     pub fn publish(&self, publication: &Publication) {
         let feed = {
             let mut feeds = self
@@ -152,15 +161,22 @@ impl Hub {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             match feeds.get(&publication.device).map(Weak::upgrade) {
-                Some(Some(feed)) => feed,
+                Some(Some(feed)) => Some(feed),
                 Some(None) => {
                     feeds.remove(&publication.device);
-                    return;
+                    None
                 }
-                None => return,
+                None => None,
             }
         };
-        feed.push(publication.seq, publication.bytes.clone());
+        match feed {
+            Some(feed) => feed.push(publication.seq, publication.bytes.clone()),
+            None => {
+                if let Some(push) = self.push.get() {
+                    push.on_entry(&publication.device, &publication.bytes);
+                }
+            }
+        }
     }
 }
 

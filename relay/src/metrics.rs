@@ -31,6 +31,7 @@ mod devices;
 mod dht;
 mod endpoint;
 mod limits;
+mod push;
 mod store;
 
 pub use blobs::{BlobMetrics, Direction, TransferOutcome};
@@ -39,6 +40,7 @@ pub use dht::DhtStats;
 pub use endpoint::serve;
 use limits::{ClaimLabels, StreamLabels};
 pub use limits::{ClaimRefusal, StreamKind, StreamLimit};
+pub use push::{PushFailure, PushMetrics};
 pub use store::{StoreMetrics, WriterRunning};
 
 /// What kind of envelopes a forward batch carried.
@@ -190,6 +192,8 @@ pub struct Metrics {
     pub device_lists: DeviceListMetrics,
     /// Media blob transfers and storage.
     pub blobs: BlobMetrics,
+    /// Web Push: pushes sent and failed, subscriptions.
+    pub push: PushMetrics,
     network_running: AtomicBool,
     /// A listener closed after start: some configured address is not served any more.
     listener_lost: AtomicBool,
@@ -318,6 +322,7 @@ impl Metrics {
         let limits = LimitMetrics::register(tidings);
         let device_lists = DeviceListMetrics::register(tidings);
         let blobs = BlobMetrics::register(tidings);
+        let push = PushMetrics::register(tidings);
         let home_records = HomeRecords::default();
         let dht = home_records.0.clone();
         tidings.register_collector(Box::new(home_records));
@@ -341,6 +346,7 @@ impl Metrics {
             limits,
             device_lists,
             blobs,
+            push,
             network_running: AtomicBool::new(false),
             listener_lost: AtomicBool::new(false),
             dht,

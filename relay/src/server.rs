@@ -71,6 +71,9 @@ pub enum RelayError {
     /// The media blob store could not be opened or cleaned up.
     #[error("media blobs: {0}")]
     Blobs(String),
+    /// Push could not start.
+    #[error(transparent)]
+    Push(#[from] crate::push::PushError),
     /// A listener did not come up in time.
     #[error("listeners did not report their addresses within {LISTEN_TIMEOUT:?}")]
     ListenTimeout,
@@ -90,6 +93,7 @@ pub fn init(data_dir: &std::path::Path, config: &RelayConfig) -> Result<PeerId, 
     }
     config.validate()?;
     let keypair = node_key::create(data_dir)?;
+    crate::push::VapidKey::create(data_dir)?;
     let config_path = data_dir.join(crate::config::CONFIG_FILE);
     std::fs::write(&config_path, config.to_commented_toml()).map_err(|source| RelayError::Io {
         path: config_path.display().to_string(),
@@ -150,6 +154,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     crate::listen_check::ensure_free(&listen)?;
     let bootstrap = config.bootstrap_addrs()?;
     let keypair = node_key::load(&data_dir)?;
+    let vapid = crate::push::VapidKey::load_or_create(&data_dir)?;
     let self_peer = keypair.public().to_peer_id();
     let hub = Arc::new(Hub::default());
     let store_config = StoreConfig {
@@ -194,6 +199,22 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     crate::blobs::start_up_cleanup(&blobs)
         .await
         .map_err(|error| RelayError::Blobs(error.to_string()))?;
+
+    let push = if config.push.enabled {
+        let (push, trigger) = crate::push::Push::start(
+            &config.push,
+            vapid,
+            store.clone(),
+            metrics.push.clone(),
+            &sessions,
+            sessions_stop.clone(),
+        )
+        .await?;
+        hub.set_push(trigger);
+        push
+    } else {
+        crate::push::Push::disabled()
+    };
 
     let (directory, home_cache) = Directory::new(store.clone(), network.clone());
     background.spawn(home_cache.run(network_stop.clone()));
@@ -259,6 +280,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         shutdown: sessions_stop.clone(),
         link_slots: crate::link_slots::LinkSlots::new(),
         live_devices: Default::default(),
+        push,
     });
     let federation = FederationHandler::new(FederationContext {
         store: store.clone(),

@@ -323,6 +323,55 @@ pub(super) const SECTIONS: &[Section] = &[
             ),
         ],
     },
+    Section {
+        name: "push",
+        doc: "Web Push: waking devices that are not connected. A push carries only \"new \
+              messages, N\", encrypted to the device; the push service sees its endpoint, \
+              the time and the size.",
+        keys: &[
+            key(
+                "enabled",
+                "Whether devices may register a push subscription and get pushes.",
+            ),
+            key(
+                "interval_secs",
+                "At most one push per device per this many seconds; messages meanwhile \
+                 are counted into the next.",
+            ),
+            key(
+                "ttl_secs",
+                "How long the push service keeps an undelivered push (the `TTL` header).",
+            ),
+            key(
+                "urgency",
+                "The `Urgency` header: \"very-low\", \"low\", \"normal\" or \"high\".",
+            ),
+            key(
+                "contact",
+                "Who runs this relay, for push services (the VAPID `sub`): set your own \
+                 mailto: or https: URL.",
+            ),
+            key(
+                "timeout_secs",
+                "Longest one POST to a push service may take.",
+            ),
+            key(
+                "max_in_flight",
+                "Most POSTs to push services under way at once.",
+            ),
+            key(
+                "max_attempts",
+                "Most tries of one push (retried on 429, 5xx, timeouts and connection \
+                 errors, backing off from 1 s doubling to 5 min; `Retry-After` honoured up \
+                 to 1 h).",
+            ),
+            key(
+                "allow_private_endpoints",
+                "Allow http:// endpoints and ones on loopback or private addresses (tests, \
+                 a push server on your LAN). Off, they are refused (an SSRF guard).",
+            ),
+        ],
+    },
 ];
 
 /// Renders `config` as the commented file: each key under its doc and its default, with

@@ -67,6 +67,8 @@ pub(crate) struct ClientContext {
     pub live_devices: Arc<LiveDevices>,
     /// Link packages waiting for devices being linked.
     pub link_slots: crate::link_slots::LinkSlots,
+    /// Web Push: subscriptions, the VAPID key, cancelling pushes of devices that subscribe.
+    pub push: crate::push::Push,
 }
 
 impl ClientContext {

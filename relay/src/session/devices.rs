@@ -97,6 +97,7 @@ pub(super) fn end_revoked(cx: &ClientContext, revoked: &[tidings_protocol::Devic
     }
     cx.metrics.device_lists.revoked(revoked.len());
     let ended = cx.live_devices.revoke(revoked);
+    cx.push.forget(revoked);
     tracing::info!(devices = revoked.len(), sessions = ended, "devices revoked");
 }
 

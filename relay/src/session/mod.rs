@@ -12,6 +12,7 @@ mod keys;
 mod link;
 mod live;
 mod presence;
+mod push;
 mod register;
 mod send;
 mod subscribe;
@@ -391,6 +392,8 @@ impl Session {
                 let answer = match Pump::start(&self.cx, me).await {
                     Ok((pump, response)) => {
                         self.pump = Some(pump);
+                        // What a push would have announced is delivered now.
+                        self.cx.push.cancel(&self.device);
                         Ok(response)
                     }
                     Err(error) => Err(storage_answer(error)),
@@ -443,13 +446,10 @@ impl Session {
                 Box::pin(link::put(self.cx.clone(), me, device, package))
             }
             Request::TakeLink => return Flow::Continue,
-            // Issue 16 in progress: the relay side of push lands next.
-            Request::SetPush { .. } | Request::GetPush => Box::pin(async {
-                Err(ErrorAnswer::new(
-                    ErrorCode::Unavailable,
-                    "this relay does not push yet",
-                ))
-            }),
+            Request::SetPush { subscription } => {
+                Box::pin(push::set(self.cx.clone(), me, subscription))
+            }
+            Request::GetPush => Box::pin(push::get(self.cx.clone(), me)),
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

@@ -123,7 +123,8 @@ impl Tables<'_> {
     }
 
     /// Forgets a device of `user`: its registration, record, one-time keys, mailbox entries
-    /// (their blob references and origin shares given back), cursor and mailbox size.
+    /// (their blob references and origin shares given back), cursor, mailbox size and push
+    /// subscription.
     fn revoke_device(&mut self, user: &UserId, device: &DeviceId) -> Result<(), StoreError> {
         self.devices.remove(device.as_bytes())?;
         self.device_records.remove(device.as_bytes())?;
@@ -136,6 +137,7 @@ impl Tables<'_> {
         self.dirty_bytes.remove(device);
         self.cursors.remove(device.as_bytes())?;
         self.mailbox_bytes.remove(device.as_bytes())?;
+        self.push_subscriptions.remove(device.as_bytes())?;
         tracing::info!(%user, %device, "device revoked");
         Ok(())
     }

@@ -20,6 +20,7 @@ mod migrate;
 mod op;
 mod outcomes;
 mod presence;
+mod push;
 mod reads;
 pub mod schema;
 mod slot;
@@ -55,6 +56,7 @@ pub(crate) use media::{decode_media_blob, decode_media_upload};
 pub use outcomes::*;
 #[cfg(feature = "test-utils")]
 pub(crate) use presence::decode as decode_presence;
+pub use push::{PushRecord, SetPushOutcome};
 #[cfg(feature = "test-utils")]
 pub(crate) use reads::{decode_device, decode_user};
 pub use tables::{Cursor, DeviceRecord, OutboxMeta, PresenceChange, PresenceRecord, UserRecord};
@@ -400,6 +402,38 @@ impl Store {
     pub async fn one_time_key_count(&self, device: DeviceId) -> Result<u32, StoreError> {
         self.read(move |db| reads::one_time_key_count(db, &device))
             .await
+    }
+
+    /// Stores (`Some`) or clears (`None`) the push subscription of `device` of `user`.
+    pub async fn set_push(
+        &self,
+        device: DeviceId,
+        user: UserId,
+        subscription: Option<tidings_protocol::push::PushSubscription>,
+    ) -> Result<SetPushOutcome, StoreError> {
+        self.write(1, move |t| {
+            t.set_push(&device, &user, subscription.as_ref())
+        })
+        .await
+    }
+
+    /// Deletes the push subscription of `device` if it still has `endpoint`; true if deleted.
+    pub async fn drop_push(&self, device: DeviceId, endpoint: String) -> Result<bool, StoreError> {
+        self.write(1, move |t| t.drop_push(&device, &endpoint))
+            .await
+    }
+
+    /// The push subscription of `device`, if any.
+    pub async fn push_subscription(
+        &self,
+        device: DeviceId,
+    ) -> Result<Option<PushRecord>, StoreError> {
+        self.read(move |db| push::read(db, &device)).await
+    }
+
+    /// Every stored push subscription (at start).
+    pub async fn push_subscriptions(&self) -> Result<Vec<(DeviceId, PushRecord)>, StoreError> {
+        self.read(push::read_all).await
     }
 
     async fn read<T: Send + 'static>(

@@ -68,6 +68,11 @@ pub const MEDIA_BYTES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("m
 /// blob is held here or not yet; no key means none.
 pub const MEDIA_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("media_refs");
 
+/// device id -> CBOR [`super::PushRecord`]: the device's Web Push subscription (new in
+/// schema 2's lifetime: a missing table is created empty, no migration).
+pub const PUSH_SUBSCRIPTIONS: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("push_subscriptions");
+
 /// Key of an upload in [`MEDIA_UPLOADS`].
 pub fn media_upload_key(user: &UserId, blob: &tidings_protocol::BlobId) -> [u8; 64] {
     let mut key = [0u8; 64];

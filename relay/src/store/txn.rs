@@ -13,8 +13,8 @@ use super::{
         self, BLOB_REFS, BLOBS, CURSORS, Cursor, DEVICE_LISTS, DEVICE_RECORDS, DEVICES,
         DeviceRecord, GROUP_HEADS, GROUP_VERSIONS, MAILBOX, MAILBOX_BYTES, MAILBOX_ORIGINS,
         MEDIA_BLOBS, MEDIA_BYTES, MEDIA_REFS, MEDIA_UPLOADS, ONE_TIME_KEYS, OUTBOX_BODY,
-        OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, RELAY_HOLDS, USER_DEVICES, USERS,
-        UserRecord,
+        OUTBOX_META, OUTBOX_REFS, OUTBOX_SENDERS, PRESENCE, PUSH_SUBSCRIPTIONS, RELAY_HOLDS,
+        USER_DEVICES, USERS, UserRecord,
     },
 };
 use crate::mailbox::Publication;
@@ -54,6 +54,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(MEDIA_UPLOADS)?;
     txn.open_table(MEDIA_BYTES)?;
     txn.open_table(MEDIA_REFS)?;
+    txn.open_table(PUSH_SUBSCRIPTIONS)?;
     txn.commit()?;
     Ok(())
 }
@@ -118,6 +119,7 @@ pub(super) struct Tables<'txn> {
     pub media_uploads: Table<'txn, &'static [u8; 64], &'static [u8]>,
     pub media_bytes: Table<'txn, Bytes32, u64>,
     pub media_refs: Table<'txn, Bytes32, u64>,
+    pub push_subscriptions: Table<'txn, Bytes32, &'static [u8]>,
     pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Cursors (by device) changed in this batch, written back once at the end.
@@ -194,6 +196,7 @@ fn apply_and_commit(
             media_uploads: txn.open_table(MEDIA_UPLOADS)?,
             media_bytes: txn.open_table(MEDIA_BYTES)?,
             media_refs: txn.open_table(MEDIA_REFS)?,
+            push_subscriptions: txn.open_table(PUSH_SUBSCRIPTIONS)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),

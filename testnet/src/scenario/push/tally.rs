@@ -34,12 +34,19 @@ pub struct Tally {
     pub described: Vec<String>,
 }
 
-/// Per device, its incoming messages' texts and when it stored them (ms since the epoch).
+/// When a message was sent and stored (ms since the epoch).
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    sent_ms: u64,
+    stored_ms: u64,
+}
+
+/// Per device, its incoming messages' texts and their times.
 fn stored_texts(
     clients: &[Client],
     index: usize,
     group: Option<GroupId>,
-) -> anyhow::Result<HashMap<String, u64>> {
+) -> anyhow::Result<HashMap<String, Times>> {
     let client = &clients[index];
     let mut conversations: Vec<Conversation> = clients
         .iter()
@@ -52,7 +59,10 @@ fn stored_texts(
     for conversation in conversations {
         for record in client.store().history(&conversation)? {
             if record.direction == Direction::Incoming {
-                stored.entry(record.text).or_insert(record.stored_at_ms);
+                stored.entry(record.text).or_insert(Times {
+                    sent_ms: record.sent_at_ms,
+                    stored_ms: record.stored_at_ms,
+                });
             }
         }
     }
@@ -92,7 +102,7 @@ pub fn delivered_now(
 ) -> anyhow::Result<(usize, usize)> {
     let mut owed = 0;
     let mut delivered = 0;
-    let stored: Vec<HashMap<String, u64>> = (0..clients.len())
+    let stored: Vec<HashMap<String, Times>> = (0..clients.len())
         .map(|index| stored_texts(clients, index, group))
         .collect::<anyhow::Result<_>>()?;
     for message in plan {
@@ -114,7 +124,7 @@ pub fn count(
     wakeups: &[Wakeup],
 ) -> anyhow::Result<Tally> {
     let accepted = accepted_texts(clients, group)?;
-    let stored: Vec<HashMap<String, u64>> = (0..clients.len())
+    let stored: Vec<HashMap<String, Times>> = (0..clients.len())
         .map(|index| stored_texts(clients, index, group))
         .collect::<anyhow::Result<_>>()?;
     let mut tally = Tally::default();
@@ -125,17 +135,17 @@ pub fn count(
         }
         for recipient in &message.recipients {
             tally.deliveries += 1;
-            let stored_ms = stored[*recipient].get(&message.text).copied();
-            if stored_ms.is_some() {
+            let times = stored[*recipient].get(&message.text).copied();
+            if times.is_some() {
                 tally.delivered += 1;
             } else {
                 tally.lost += 1;
             }
-            let wake = stored_ms.and_then(|at| {
+            let wake = times.and_then(|times| {
                 wakeups
                     .iter()
-                    .find(|wakeup| wakeup.device == *recipient && wakeup.covers(at))
-                    .map(|wakeup| (at, wakeup))
+                    .find(|wakeup| wakeup.device == *recipient && wakeup.covers(times.stored_ms))
+                    .map(|wakeup| (times.stored_ms, wakeup))
             });
             match wake {
                 Some((at, wakeup)) => {
@@ -147,10 +157,9 @@ pub fn count(
                 None if was_accepted => {
                     tally.missed += 1;
                     if tally.described.len() < MAX_DESCRIBED {
-                        let how = if stored_ms.is_some() {
-                            "stored by the final sweep only"
-                        } else {
-                            "never stored"
+                        let how = match times {
+                            Some(times) => describe(times, *recipient, wakeups),
+                            None => "never stored".to_string(),
                         };
                         tally
                             .described
@@ -165,4 +174,29 @@ pub fn count(
         tracing::error!("missed: {described}");
     }
     Ok(tally)
+}
+
+/// How a delivery the final sweep stored relates to its device's wakes: whether it was sent
+/// while the device was awake (so the relay handed it to that session, which closed without
+/// taking it, and counted no push for it) or while the device was offline.
+fn describe(times: Times, device: usize, wakeups: &[Wakeup]) -> String {
+    let awake = wakeups
+        .iter()
+        .find(|wakeup| wakeup.device == device && wakeup.covers(times.sent_ms));
+    match awake {
+        Some(wakeup) => format!(
+            "stored by the final sweep only; sent {} ms into a wake of {} ms",
+            times.sent_ms.saturating_sub(wakeup.started_ms),
+            wakeup.ended_ms.saturating_sub(wakeup.started_ms)
+        ),
+        None => {
+            let after = wakeups
+                .iter()
+                .filter(|wakeup| wakeup.device == device && wakeup.started_ms > times.sent_ms)
+                .count();
+            format!(
+                "stored by the final sweep only; sent while the device was offline ({after} wakes after)"
+            )
+        }
+    }
 }

@@ -184,6 +184,7 @@ impl Woken {
             }
         }
         wakeup.ended_ms = now_ms();
+        tracing::debug!(?wakeup, "woke");
         wakeup
     }
 }

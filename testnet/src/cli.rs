@@ -133,6 +133,17 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         output: Output,
     },
+    /// Every device stays offline with a Web Push subscription at its relay; users send it
+    /// 1:1 and group messages; a Web Push receiver on loopback decrypts each push and wakes
+    /// its device (connect, drain, ack, disconnect). Fails if a message reached a device
+    /// without a push waking it for it, a push carried a text, a user id or a name, a push
+    /// was invalid, or a message was lost.
+    Push {
+        #[command(flatten)]
+        params: scenario::push::Params,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -295,6 +306,19 @@ mod tests {
         );
         assert_eq!(sizes, (3, 9, 4, 50, 7));
         assert!(output.json);
+    }
+
+    #[test]
+    fn the_push_scenario_is_small_by_default() {
+        let cli = Cli::parse_from(["tidings-testnet", "scenario", "push", "--json"]);
+        let Command::Scenario {
+            scenario: Scenario::Push { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        let size = (params.relays, params.users, params.messages, params.seed);
+        assert_eq!(size, (2, 4, 24, 1));
     }
 
     #[test]

@@ -40,6 +40,17 @@ impl Cluster {
         count: usize,
         tweak: impl Fn(&mut RelayConfig),
     ) -> anyhow::Result<Cluster> {
+        Self::start_prepared(work, count, tweak, |_| Ok(())).await
+    }
+
+    /// As [`Cluster::start_with`], with `prepare` run on each initialized data dir before its
+    /// relay starts (to edit `relay.toml` by hand, say).
+    pub async fn start_prepared(
+        work: &Path,
+        count: usize,
+        tweak: impl Fn(&mut RelayConfig),
+        prepare: impl Fn(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Cluster> {
         let mut relays: Vec<RelayProcess> = Vec::with_capacity(count);
         for index in 0..count {
             let dir = work.join(format!("relay{}", index + 1));
@@ -54,6 +65,7 @@ impl Cluster {
             };
             tweak(&mut config);
             tidings_relay::init(&dir, &config)?;
+            prepare(&dir)?;
             relays.push(RelayProcess::start(&dir, "/ip4/127.0.0.1/tcp/0").await?);
         }
         tokio::time::sleep(SETTLE).await;

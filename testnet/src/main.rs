@@ -101,6 +101,9 @@ fn main() -> anyhow::Result<()> {
             Scenario::Presence { params, output } => {
                 output.run(|work| async move { scenario::presence::run(&work, params).await })
             }
+            Scenario::Push { params, output } => {
+                output.run(|work| async move { scenario::push::run(&work, params).await })
+            }
         },
         Command::Bench { bench } => match bench {
             Bench::Throughput { params, output } => {

@@ -1,6 +1,7 @@
-//! The federation, group, media, multidevice, presence, chaos and adversary scenarios at a small
-//! size: relay processes, users offline for a while, attackers, files, and JSON reports that must
-//! show nothing lost, corrupt, stored twice, reordered, leaked or broken into.
+//! The federation, group, media, push, multidevice, presence, chaos and adversary scenarios at
+//! a small size: relay processes, users offline for a while, pushes, attackers, files, and JSON
+//! reports that must show nothing lost, missed, corrupt, stored twice, reordered, leaked or
+//! broken into.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 /// Runs `tidings-testnet scenario ARGS --json`, asserts it passed and returns its report.
@@ -161,6 +162,54 @@ fn the_media_scenario_saves_every_file_intact_and_stores_each_blob_once() {
 /// the account's other devices. Every other device learns of the removal from the account's
 /// notice (and asks for the list) before phase 2, so no group message after it goes under a
 /// session the removed device holds the key of.
+/// Offline devices with push subscriptions on two relays get 1:1 and group messages; every
+/// delivery is stored by a wake that a decrypted push caused, and no push carries a text, a
+/// user id or a name.
+#[test]
+fn the_push_scenario_wakes_every_offline_device_and_leaks_nothing() {
+    let report = scenario(&[
+        "push",
+        "--relays",
+        "2",
+        "--users",
+        "4",
+        "--messages",
+        "24",
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(report["scenario"], "push");
+    assert_fields(
+        &report,
+        &[
+            ("relays", 2),
+            ("users", 4),
+            ("group_members", 3),
+            ("messages", 24),
+            ("accepted", 24),
+            ("missed", 0),
+            ("leaked_content", 0),
+            ("bad_pushes", 0),
+            ("lost", 0),
+            ("pushes_within_interval", 0),
+        ],
+    );
+    let count = |key: &str| report[key].as_u64().unwrap();
+    assert!(count("deliveries") >= 24, "{report}");
+    assert_eq!(count("delivered"), count("deliveries"), "{report}");
+    // Pushes are coalesced (at most one per device per second), and each woke its device.
+    assert!(count("pushes") > 0, "{report}");
+    assert!(count("pushes") <= count("deliveries"), "{report}");
+    assert!(
+        count("wakeups") > 0 && count("wakeups") <= count("pushes"),
+        "{report}"
+    );
+    assert!(count("announced") >= count("pushes"), "{report}");
+    let latency = &report["push_to_delivered_ms"];
+    assert!(latency["p50"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(latency["p99"].as_f64().unwrap() >= latency["p50"].as_f64().unwrap());
+}
+
 #[test]
 fn the_multidevice_scenario_reaches_every_device_and_shuts_the_removed_one_out() {
     let report = scenario(&[

@@ -7,6 +7,7 @@ pub mod group;
 pub mod media;
 pub mod multidevice;
 pub mod presence;
+pub mod push;
 pub(crate) mod tally;
 pub(crate) mod users;
 mod watcher;

@@ -9,6 +9,7 @@ mod group;
 mod media;
 mod presence;
 mod push;
+mod search;
 mod setup;
 
 use std::path::PathBuf;
@@ -156,6 +157,30 @@ enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+    /// Search your history on this device (1:1 chats, groups, captions, file names): the
+    /// messages holding every word, newest first, matches highlighted. Nothing leaves the
+    /// device.
+    Search {
+        /// The words to find (any case).
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Only in this conversation (contact or group name, or id).
+        #[arg(long = "in", value_name = "NAME")]
+        within: Option<String>,
+        /// Only messages from this contact (or `me`).
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+        /// At most this many results (default 20, at most 1000).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Delete one message (the #ID `search` shows) from this device's history and search
+    /// index. Other devices and the other side keep theirs.
+    Delete {
+        /// The message's id.
+        #[arg(value_name = "MSG-ID")]
+        id: String,
     },
 }
 
@@ -392,5 +417,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => presence::show(&open(&dir)?, &names).await,
         Command::Push { command } => push::run(&open(&dir)?, command).await,
         Command::Wake => push::wake(&open(&dir)?).await,
+        Command::Search {
+            words,
+            within,
+            from,
+            limit,
+        } => search::search(
+            &open(&dir)?,
+            &words,
+            within.as_deref(),
+            from.as_deref(),
+            limit,
+        ),
+        Command::Delete { id } => search::delete(&open(&dir)?, &id),
     }
 }

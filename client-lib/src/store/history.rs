@@ -28,6 +28,7 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
         .map_or(FIRST_SEQ, |head| head.value() + 1);
     heads.insert(conversation.as_slice(), seq)?;
     let key = message_key(&record.conversation(), seq);
+    super::search::index_record(txn, &key, record)?;
     txn.open_table(MESSAGES)?
         .insert(key.as_slice(), encode(record).as_slice())?;
     let unopened = record.direction == Direction::Incoming
@@ -83,6 +84,7 @@ pub(super) fn prepend_new(
         }
     };
     let key = message_key(&conversation, seq);
+    super::search::index_record(txn, &key, record)?;
     txn.open_table(MESSAGES)?
         .insert(key.as_slice(), encode(record).as_slice())?;
     let mut ids = txn.open_table(MESSAGE_IDS)?;

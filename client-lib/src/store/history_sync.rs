@@ -186,6 +186,7 @@ fn fill_placeholder(
     {
         return Ok(());
     }
+    super::search::index_record(txn, key, record)?;
     txn.open_table(MESSAGES)?
         .insert(key, encode(record).as_slice())?;
     let mut ids = txn.open_table(MESSAGE_IDS)?;

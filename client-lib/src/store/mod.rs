@@ -20,6 +20,7 @@ mod receipts;
 mod receive;
 pub mod schema;
 mod seal;
+mod search;
 mod sync;
 pub mod tables;
 #[cfg(test)]
@@ -38,6 +39,7 @@ pub use held::{HELD_MAX_AGE, HELD_PER_USER, HELD_TOTAL};
 pub use history_sync::HistorySync;
 pub use receive::Received;
 pub(crate) use seal::sign;
+pub use search::{REBUILD_BATCH, SearchError, SearchQuery, SearchResults, Sender};
 pub use tables::{Conversation, Direction, MessageRecord, MessageStatus, OutboxEntry, SealedCopy};
 
 /// Why a store operation failed.
@@ -138,6 +140,7 @@ impl ClientStore {
             txn.open_table(HELD)?;
             txn.open_table(UPLOADS)?;
         }
+        search::create_tables(&txn)?;
         txn.commit()?;
         if found != schema::current() {
             tracing::info!(from = found, to = schema::current(), "local store migrated");

@@ -207,6 +207,15 @@ pub(crate) enum Bench {
         #[command(flatten)]
         output: Output,
     },
+    /// One client's history filled with --messages through the receive path (real Olm
+    /// envelopes, no relay): search index rebuild time, its size, and query p50/p99 over a
+    /// fixed mix (exit 1 if a checked query's results differ from a scan).
+    Search {
+        #[command(flatten)]
+        params: bench::search::Params,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[cfg(test)]

@@ -127,6 +127,9 @@ fn main() -> anyhow::Result<()> {
             Bench::Dht { params, output } => {
                 output.run(|work| async move { bench::dht::run(&work, params).await })
             }
+            Bench::Search { params, output } => {
+                output.run(|work| async move { bench::search::run(&work, params).await })
+            }
         },
         Command::Device { data_dir } => on_runtime(device::run(&data_dir)),
         Command::Demo { keep } => in_work_dir(keep, |work| async move {

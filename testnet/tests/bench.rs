@@ -169,3 +169,25 @@ fn the_media_bench_times_both_sizes_through_one_relay_and_across_two() {
     }
     assert_eq!(report["rss_peak_growth_kib"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn the_search_bench_indexes_what_it_received_and_its_results_agree_with_a_scan() {
+    let report = bench(&[
+        "search",
+        "--messages",
+        "1200",
+        "--senders",
+        "3",
+        "--queries",
+        "140",
+    ]);
+    assert_eq!(report["bench"], "search");
+    assert_eq!(report["messages"], 1200);
+    assert_eq!(report["mismatches"], 0, "{report}");
+    assert!(report["results"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["index_bytes"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["query_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

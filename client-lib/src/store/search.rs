@@ -17,8 +17,10 @@ use crate::search::{
 };
 
 /// Messages indexed per transaction while the index is rebuilt: each batch commits, so a
-/// rebuild of a big history holds little in memory and never blocks other writers long.
-pub const REBUILD_BATCH: usize = 2_000;
+/// rebuild of a big history holds a bounded amount in memory and lets other writers in
+/// between. redb rewrites the pages a transaction touches once per commit, so bigger
+/// batches build faster (10,000 measured 2.5x faster than 1,000 on 100,000 messages).
+pub const REBUILD_BATCH: usize = 10_000;
 
 /// Whose messages a search keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod latency;
 pub mod media;
 mod rss;
+pub mod search;
 pub mod throughput;
 
 use std::{

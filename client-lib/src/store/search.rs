@@ -7,7 +7,7 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use tidings_protocol::{EnvelopeId, UserId};
 
 use super::{
-    ClientStore, StoreError, decode, history,
+    ClientStore, StoreError, decode,
     tables::{Conversation, Direction, GROUP_RECEIPTS, MESSAGE_IDS, MESSAGES, MessageRecord},
 };
 use crate::search::{
@@ -232,7 +232,19 @@ impl ClientStore {
     /// or None if no message has this id.
     pub fn delete_message(&self, id: &EnvelopeId) -> Result<Option<MessageRecord>, StoreError> {
         self.write(|txn| {
-            let Some((key, record)) = history::find(txn, id)? else {
+            let Some(key) = txn
+                .open_table(MESSAGE_IDS)?
+                .get(id.as_bytes())?
+                .map(|key| key.value().to_vec())
+            else {
+                return Ok(None);
+            };
+            let Some(record) = txn
+                .open_table(MESSAGES)?
+                .get(key.as_slice())?
+                .map(|bytes| decode::<MessageRecord>("messages", bytes.value()))
+                .transpose()?
+            else {
                 return Ok(None);
             };
             Indexer::open(txn)?.remove(&key, &words_of(&record))?;

@@ -192,6 +192,8 @@ async fn a_deleted_message_is_forgotten_by_search_and_history() {
 
     let deleted = store.delete_message(&first.id).unwrap().unwrap();
     assert_eq!(deleted.text, "Lunch at noon?");
+    // Forgotten in the same write, not by a rebuild on the next search.
+    assert!(!store.ensure_search_index().unwrap());
     assert!(found(&alice.client, &query("noon")).is_empty());
     assert_eq!(found(&alice.client, &query("lunch")), ["lunch tomorrow"]);
     let history: Vec<String> = store

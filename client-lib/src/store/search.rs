@@ -87,9 +87,13 @@ pub(super) fn index_record(
     Ok(())
 }
 
-/// Creates the index's tables (on opening the store).
+/// Creates the index's tables (on opening the store); the index of an empty history is
+/// complete from the start (one of a history written before search is built on first use).
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    Indexer::open(txn)?;
+    let mut indexer = Indexer::open(txn)?;
+    if txn.open_table(MESSAGES)?.is_empty()? {
+        indexer.mark_complete()?;
+    }
     Ok(())
 }
 

@@ -359,8 +359,8 @@ impl History {
             return false;
         };
         let matches = |record: &MessageRecord| {
-            let words = &self.words[&record.id];
-            wanted.iter().all(|w| words.binary_search(w).is_ok())
+            let holds = |words: &Vec<String>| wanted.iter().all(|w| words.binary_search(w).is_ok());
+            self.words.get(&record.id).is_some_and(holds)
                 && query.within.is_none_or(|c| c == record.conversation())
                 && query.from.is_none_or(|from| match from {
                     Sender::Me => record.direction == Direction::Outgoing,

@@ -8,6 +8,7 @@ mod format;
 mod group;
 mod media;
 mod presence;
+mod profile;
 mod push;
 mod setup;
 
@@ -156,6 +157,12 @@ enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+    /// Your profile (name, about, picture), end-to-end encrypted for your contacts, and
+    /// theirs.
+    Profile {
+        #[command(subcommand)]
+        command: profile::ProfileCommand,
     },
 }
 
@@ -392,5 +399,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => presence::show(&open(&dir)?, &names).await,
         Command::Push { command } => push::run(&open(&dir)?, command).await,
         Command::Wake => push::wake(&open(&dir)?).await,
+        Command::Profile { command } => profile::run(&open(&dir)?, command).await,
     }
 }

@@ -57,9 +57,9 @@ pub(crate) use media::{decode_media_blob, decode_media_upload};
 pub use outcomes::*;
 #[cfg(feature = "test-utils")]
 pub(crate) use presence::decode as decode_presence;
+pub use profiles::PutProfileOutcome;
 #[cfg(feature = "test-utils")]
 pub(crate) use push::decode as decode_push_record;
-pub use profiles::PutProfileOutcome;
 pub use push::{PushRecord, SetPushOutcome};
 #[cfg(feature = "test-utils")]
 pub(crate) use reads::{decode_device, decode_user};

@@ -94,7 +94,7 @@ pub enum ClientError {
     Internal(&'static str),
     /// A profile could not be set, sealed or opened.
     #[error(transparent)]
-    Profile(#[from] crate::profile::ProfileOpError),
+    Profile(#[from] crate::profile::error::ProfileOpError),
 }
 
 impl From<ConnectionError> for ClientError {

@@ -10,7 +10,6 @@ use super::{
     ClientStore, StoreError, decode, device_lists, encode, outbox,
     tables::{CONTACT_NAMES, META},
 };
-use crate::events::Event;
 
 /// "own" -> CBOR [`OwnProfile`] (new with profiles: created empty on open).
 pub const OWN_PROFILE: TableDefinition<&str, &[u8]> = TableDefinition::new("own_profile");
@@ -104,14 +103,14 @@ fn write_own(txn: &WriteTransaction, own: &OwnProfile) -> Result<(), StoreError>
 
 /// A profile key arrived from `peer` (a contact, or another device of ours): kept if it is
 /// for a version at least as new as the one held. Keys from strangers are dropped. Returns
-/// the event if it is news.
+/// the version if it is news.
 pub(super) fn take_key(
     txn: &WriteTransaction,
     me: UserId,
     peer: UserId,
     key: Vec<u8>,
     version: u64,
-) -> Result<Option<Event>, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     let is_contact = txn
         .open_table(CONTACT_NAMES)?
         .get(peer.as_bytes())?
@@ -136,10 +135,7 @@ pub(super) fn take_key(
         profile: held.and_then(|held| held.profile),
     };
     table.insert(peer.as_bytes(), encode(&known).as_slice())?;
-    Ok(Some(Event::ProfileChanged {
-        user: peer,
-        version,
-    }))
+    Ok(Some(version))
 }
 
 impl ClientStore {

@@ -389,8 +389,13 @@ impl<'a> Batch<'a> {
             }
             (Kind::KeyShare, Payload::ProfileKey { key, version }) => {
                 let me = self.state.identity.user_id();
-                let event = profiles::take_key(self.txn, me, peer, key, version)?;
-                self.received.events.extend(event);
+                if let Some(version) = profiles::take_key(self.txn, me, peer, key, version)? {
+                    let event = Event::ProfileChanged {
+                        user: peer,
+                        version,
+                    };
+                    self.received.events.push(event);
+                }
                 Ok(())
             }
             (kind, _) => {

@@ -15,14 +15,28 @@ use tidings_protocol::{
 };
 
 use crate::{
-    federation::{Home, LinkError},
+    disk::DiskFloor,
+    federation::{Directory, Home, LinkError, Links},
     ingest::storage_answer,
-    session::ClientContext,
     store::{PutProfileOutcome, Store},
 };
 
 /// Answer to a client request.
 type Answer = Result<Response, ErrorAnswer>;
+
+/// What the profile requests of a client session use of the relay.
+pub(crate) struct ProfileContext {
+    /// The database.
+    pub store: Store,
+    /// Refuses writes when the disk is nearly full.
+    pub disk: Arc<DiskFloor>,
+    /// Where users live.
+    pub directory: Directory,
+    /// Links to other relays.
+    pub links: Links,
+    /// This relay's peer id, in text.
+    pub self_peer: String,
+}
 
 /// Whether `user` is homed at this relay (`self_peer`).
 async fn homed_here(store: &Store, user: UserId, self_peer: &str) -> Result<bool, ErrorAnswer> {
@@ -35,7 +49,7 @@ async fn homed_here(store: &Store, user: UserId, self_peer: &str) -> Result<bool
 
 /// Stores the sealed profile `me` sent, if it is theirs and newer than the one held;
 /// answers with the profile held afterwards.
-pub(crate) async fn put(cx: Arc<ClientContext>, me: Address, profile: SealedProfile) -> Answer {
+pub(crate) async fn put(cx: ProfileContext, me: Address, profile: SealedProfile) -> Answer {
     if profile.user != me.user {
         return Err(ErrorAnswer::new(
             ErrorCode::SenderMismatch,
@@ -45,8 +59,7 @@ pub(crate) async fn put(cx: Arc<ClientContext>, me: Address, profile: SealedProf
     profile
         .check()
         .map_err(|error| ErrorAnswer::new(ErrorCode::Malformed, error.to_string()))?;
-    let self_peer = cx.network.peer_id().to_string();
-    if !homed_here(&cx.store, me.user, &self_peer).await? {
+    if !homed_here(&cx.store, me.user, &cx.self_peer).await? {
         return Err(ErrorAnswer::new(
             ErrorCode::WrongRelay,
             "your home is another relay",
@@ -81,9 +94,8 @@ pub(crate) async fn put(cx: Arc<ClientContext>, me: Address, profile: SealedProf
 
 /// The sealed profile of `user`: held here if they live here, else asked of their home
 /// relay (anyone may fetch the ciphertext; only holders of the profile key can open it).
-pub(crate) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> Answer {
-    let self_peer = cx.network.peer_id().to_string();
-    let profile = if homed_here(&cx.store, user, &self_peer).await? {
+pub(crate) async fn get(cx: ProfileContext, me: Address, user: UserId) -> Answer {
+    let profile = if homed_here(&cx.store, user, &cx.self_peer).await? {
         cx.store.profile(user).await.map_err(storage_answer)?
     } else if user == me.user {
         None
@@ -97,7 +109,7 @@ pub(crate) async fn get(cx: Arc<ClientContext>, me: Address, user: UserId) -> An
 
 /// Asks `user`'s home relay for their sealed profile; the answer must be `user`'s and
 /// within bounds.
-async fn remote(cx: &ClientContext, user: UserId) -> Result<Option<SealedProfile>, ErrorAnswer> {
+async fn remote(cx: &ProfileContext, user: UserId) -> Result<Option<SealedProfile>, ErrorAnswer> {
     let remote = match cx.directory.resolve(user).await.map_err(storage_answer)? {
         Home::Remote(remote) => remote,
         Home::Local => return Ok(None),

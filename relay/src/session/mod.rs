@@ -456,10 +456,10 @@ impl Session {
             }
             Request::GetPush => Box::pin(push::get(self.cx.clone(), me)),
             Request::PutProfile { profile } => {
-                Box::pin(crate::profiles::put(self.cx.clone(), me, *profile))
+                Box::pin(crate::profiles::put(self.cx.profiles(), me, *profile))
             }
             Request::GetProfile { user } => {
-                Box::pin(crate::profiles::get(self.cx.clone(), me, user))
+                Box::pin(crate::profiles::get(self.cx.profiles(), me, user))
             }
         };
         self.inflight.push_back(Box::pin(async move {

@@ -1,16 +1,15 @@
 //! Sealed profiles of local users (the `profiles` table): the newest version each user's
 //! devices stored, its picture's blob counted as a media reference while it is held.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use tidings_protocol::{DeviceId, UserId, profile::SealedProfile};
 
 use tidings_protocol::store::StoreError;
 
-use super::txn::{Tables, corrupt};
-
-/// user id -> [`SealedProfile`] bytes: the newest sealed profile a device of the user stored
-/// (new with profiles: a missing table is created empty on open, no migration).
-pub const PROFILES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("profiles");
+use super::{
+    tables::PROFILES,
+    txn::{Tables, corrupt},
+};
 
 /// What became of a [`super::Store::put_profile`].
 #[derive(Debug, Clone, PartialEq, Eq)]

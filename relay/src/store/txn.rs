@@ -55,7 +55,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(MEDIA_BYTES)?;
     txn.open_table(MEDIA_REFS)?;
     txn.open_table(PUSH_SUBSCRIPTIONS)?;
-    txn.open_table(super::profiles::PROFILES)?;
+    txn.open_table(tables::PROFILES)?;
     txn.commit()?;
     Ok(())
 }
@@ -199,7 +199,7 @@ fn apply_and_commit(
             media_bytes: txn.open_table(MEDIA_BYTES)?,
             media_refs: txn.open_table(MEDIA_REFS)?,
             push_subscriptions: txn.open_table(PUSH_SUBSCRIPTIONS)?,
-            profiles: txn.open_table(super::profiles::PROFILES)?,
+            profiles: txn.open_table(tables::PROFILES)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),

@@ -59,6 +59,8 @@ pub use outcomes::*;
 pub(crate) use presence::decode as decode_presence;
 pub use profiles::PutProfileOutcome;
 #[cfg(feature = "test-utils")]
+pub(crate) use profiles::decode as decode_profile;
+#[cfg(feature = "test-utils")]
 pub(crate) use push::decode as decode_push_record;
 pub use push::{PushRecord, SetPushOutcome};
 #[cfg(feature = "test-utils")]

@@ -238,7 +238,10 @@ impl Client {
             return "me".into();
         }
         match self.inner.store.contact_name(user) {
-            Ok(Some(name)) => name,
+            Ok(Some(name)) => match self.inner.store.profile_name(user) {
+                Ok(Some(profile)) if profile != name => format!("{name} ({profile})"),
+                _ => name,
+            },
             _ => {
                 let text = user.to_string();
                 format!("{}…", &text[..text.len().min(10)])

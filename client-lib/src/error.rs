@@ -92,6 +92,9 @@ pub enum ClientError {
     /// Something this library guarantees did not hold (a bug).
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// A profile could not be set, sealed or opened.
+    #[error(transparent)]
+    Profile(#[from] crate::profile::error::ProfileOpError),
 }
 
 impl From<ConnectionError> for ClientError {

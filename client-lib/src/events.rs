@@ -101,6 +101,14 @@ pub enum Event {
         /// Started (true) or stopped (false).
         typing: bool,
     },
+    /// A contact (or another device of ours) shared their profile key: profile `version`
+    /// is out, and is fetched from their home relay.
+    ProfileChanged {
+        /// Whose profile.
+        user: UserId,
+        /// The version the key opens.
+        version: u64,
+    },
 }
 
 /// How long "typing…" is shown without a new notice.

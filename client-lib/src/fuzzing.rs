@@ -23,6 +23,7 @@ use tidings_protocol::{
 
 use crate::store::{
     StoreError,
+    profiles::{KnownProfile, OwnProfile},
     tables::{MAX_RECORD, MessageRecord, OutboundGroup, OutboxEntry, UploadRecord},
 };
 
@@ -50,6 +51,8 @@ pub fn client_store_records(data: &[u8]) {
     record::<ContactCard>("contacts", data);
     record::<OutboundGroup>("group_outbound", data);
     record::<UploadRecord>("uploads", data);
+    record::<OwnProfile>("own_profile", data);
+    record::<KnownProfile>("profiles", data);
     record::<SenderKeys>("meta", data);
     // groups: the newest accepted descriptor of each group
     if let Ok(descriptor) = SignedDescriptor::decode(data) {

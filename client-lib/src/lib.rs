@@ -44,6 +44,7 @@ mod session;
 mod groups;
 pub mod media;
 mod presence;
+pub mod profile;
 pub mod push;
 pub mod search;
 

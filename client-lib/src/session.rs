@@ -192,6 +192,7 @@ impl Session {
     /// While entries wait, [`Session::next_event`] flushes again after a pause (1 s,
     /// doubling to 60 s).
     pub async fn flush(&mut self) -> Result<FlushReport, ClientError> {
+        crate::profile::sync::before_flush(&self.client, &self.connection).await;
         let report = Flusher {
             client: &self.client,
             connection: &self.connection,
@@ -278,6 +279,10 @@ impl Session {
             }
             if self.settle_held().await? {
                 continue;
+            }
+            if let Some(Event::ProfileChanged { user, .. }) = self.events.front() {
+                // Fetched before the event is handed out (again if this call is cancelled).
+                crate::profile::sync::fetch_quietly(&self.client, &self.connection, *user).await;
             }
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);

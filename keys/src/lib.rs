@@ -46,6 +46,7 @@ pub mod link;
 pub mod media;
 pub mod megolm;
 pub mod olm;
+pub mod profile;
 mod store_key;
 
 pub use identity::{ExportError, Identity, NoAccountKey};
@@ -53,4 +54,5 @@ pub use keyfile::{KeyFileError, KeyFileInfo};
 pub use link::{LinkError, PendingLink};
 pub use megolm::{GroupInbound, GroupOutbound, MegolmError};
 pub use olm::{OlmAccount, OlmError, OlmSession, PeerSessions, SenderKeysError};
+pub use profile::{ProfileError, ProfileKey};
 pub use store_key::StoreKey;

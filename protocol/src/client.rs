@@ -21,6 +21,7 @@ use crate::{
     },
     mailbox::MailboxItem,
     presence::{PresenceReport, Visibility},
+    profile::SealedProfile,
     push::PushSubscription,
 };
 
@@ -114,6 +115,10 @@ impl ClientFrame {
                     field: "push subscription",
                     reason: error.reason(),
                 }),
+            ClientFrame::Request {
+                body: Request::PutProfile { profile },
+                ..
+            } => profile.check(),
             _ => Ok(()),
         }
     }
@@ -252,6 +257,22 @@ pub enum Request {
     /// [`Response::Push`].
     #[serde(rename = "pushget")]
     GetPush,
+    /// Store this user's sealed profile at its home relay (this one), replacing the held one
+    /// only with a higher version. Answered with [`Response::Profile`] (what is held after).
+    #[serde(rename = "profput")]
+    PutProfile {
+        /// The profile, sealed under the user's profile key.
+        #[serde(rename = "p")]
+        profile: Box<SealedProfile>,
+    },
+    /// The sealed profile of a user (held here for users homed here, else asked of their
+    /// home relay). Answered with [`Response::Profile`].
+    #[serde(rename = "profget")]
+    GetProfile {
+        /// Whose.
+        #[serde(rename = "u")]
+        user: UserId,
+    },
 }
 
 /// Registration of a device under an account.
@@ -457,6 +478,13 @@ pub enum Response {
         /// The relay's VAPID public key.
         #[serde(rename = "v", with = "serde_bytes")]
         vapid_key: Vec<u8>,
+    },
+    /// The sealed profile held for the asked (or storing) user; `None` if none is held.
+    #[serde(rename = "prof")]
+    Profile {
+        /// The profile.
+        #[serde(rename = "p")]
+        profile: Option<Box<SealedProfile>>,
     },
 }
 

@@ -249,6 +249,18 @@ pub enum Payload {
         #[serde(rename = "m")]
         media: Box<MediaMessage>,
     },
+    /// To each contact's devices and our own other devices: the key our profile is sealed
+    /// under, and the profile version it opens (also the notice that a newer version is
+    /// out: whoever holds an older one fetches it from our home relay).
+    #[serde(rename = "profkey")]
+    ProfileKey {
+        /// The profile key ([`crate::profile::PROFILE_KEY_BYTES`]).
+        #[serde(rename = "k", with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The newest profile version sealed under it.
+        #[serde(rename = "v")]
+        version: u64,
+    },
 }
 
 /// A conversation named in a sync payload between one's own devices.
@@ -380,6 +392,12 @@ impl Payload {
             Payload::Contact {
                 change: ContactChange::Saved { name, .. },
             } => (name.len(), MAX_CONTACT_NAME_BYTES),
+            Payload::ProfileKey { key, .. } if key.len() != crate::profile::PROFILE_KEY_BYTES => {
+                return Err(DecodeError::Invalid {
+                    field: "profile key",
+                    reason: "not 32 bytes",
+                });
+            }
             _ => return Ok(()),
         };
         if len > max {

@@ -21,6 +21,7 @@ use crate::{
     },
     mailbox::MailboxItem,
     presence::PresenceReport,
+    profile::SealedProfile,
 };
 
 /// Most recipients across the items of one forward.
@@ -206,6 +207,13 @@ pub enum FederationRequest {
         #[serde(rename = "u")]
         user: UserId,
     },
+    /// The sealed profile of a user homed at the receiving relay.
+    #[serde(rename = "profget")]
+    Profile {
+        /// Whose.
+        #[serde(rename = "u")]
+        user: UserId,
+    },
 }
 
 /// A successful answer from another relay.
@@ -255,4 +263,7 @@ pub enum FederationResponse {
     /// The device list held for the asked user (`None`: none published).
     #[serde(rename = "dl")]
     DeviceList(Option<Box<SignedDeviceList>>),
+    /// The sealed profile held for the asked user (`None`: none stored).
+    #[serde(rename = "prof")]
+    Profile(Option<Box<SealedProfile>>),
 }

@@ -225,6 +225,10 @@ pub fn client_request(data: &[u8]) {
         | Request::SetPresence { .. }
         | Request::WatchPresence { .. }
         | Request::GroupVersions { .. } => {}
+        Request::PutProfile { profile } => {
+            assert!(profile.check().is_ok(), "decode checks sealed profiles")
+        }
+        Request::GetProfile { .. } => {}
     }
 }
 
@@ -300,6 +304,7 @@ pub fn federation_request(data: &[u8]) {
             | FederationRequest::DeviceList { .. }
             | FederationRequest::WatchPresence { .. }
             | FederationRequest::PresenceChanged { .. } => {}
+            FederationRequest::Profile { .. } => {}
         },
         FederationFrame::Response {
             body: Ok(FederationResponse::Bundle(bundle)),

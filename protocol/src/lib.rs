@@ -48,6 +48,7 @@ pub mod mailbox;
 pub mod media;
 pub mod mux;
 pub mod presence;
+pub mod profile;
 pub mod push;
 #[cfg(feature = "store")]
 pub mod store;

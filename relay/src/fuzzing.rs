@@ -57,6 +57,10 @@ pub fn relay_store_records(data: &[u8]) {
     if let Ok(record) = store::decode_push_record(data) {
         round_trip(&record, data.len(), store::decode_push_record);
     }
+    // profiles
+    if let Ok(profile) = store::decode_profile(data) {
+        round_trip(&profile, data.len(), store::decode_profile);
+    }
     // mailbox and blobs: a blob reference, an envelope or a bounce; what the push trigger
     // reads of one (no panic, whatever the bytes)
     let _ = crate::push::is_message(data);

@@ -42,6 +42,7 @@ pub mod metrics;
 pub(crate) mod network;
 pub mod node_key;
 mod presence;
+mod profiles;
 pub mod push;
 mod router;
 mod server;

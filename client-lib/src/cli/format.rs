@@ -210,6 +210,10 @@ fn event_text(client: &Client, event: &Event) -> Option<String> {
                 false => format!("[{now}] {place}{who} stopped typing"),
             })
         }
+        Event::ProfileChanged { user, .. } => Some(format!(
+            "[{now}] {} updated their profile",
+            client.display_name(user)
+        )),
     }
 }
 

@@ -8,6 +8,7 @@ mod format;
 mod group;
 mod media;
 mod presence;
+mod profile;
 mod push;
 mod search;
 mod setup;
@@ -181,6 +182,12 @@ enum Command {
         /// The message's id.
         #[arg(value_name = "MSG-ID")]
         id: String,
+    },
+    /// Your profile (name, about, picture), end-to-end encrypted for your contacts, and
+    /// theirs.
+    Profile {
+        #[command(subcommand)]
+        command: profile::ProfileCommand,
     },
 }
 
@@ -430,5 +437,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
         ),
         Command::Delete { id } => search::delete(&open(&dir)?, &id),
+        Command::Profile { command } => profile::run(&open(&dir)?, command).await,
     }
 }

@@ -16,6 +16,7 @@ mod held;
 mod history;
 mod history_sync;
 pub mod outbox;
+pub mod profiles;
 mod receipts;
 mod receive;
 pub mod schema;
@@ -141,6 +142,7 @@ impl ClientStore {
             txn.open_table(UPLOADS)?;
         }
         search::create_tables(&txn)?;
+        profiles::create_tables(&txn)?;
         txn.commit()?;
         if found != schema::current() {
             tracing::info!(from = found, to = schema::current(), "local store migrated");

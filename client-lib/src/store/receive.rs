@@ -15,7 +15,7 @@ use super::{
     crypto::{CryptoState, OpenError, olm_open},
     descriptors, device_lists,
     groups::{self, Opened},
-    held, history, history_sync, outbox, receipts, sync,
+    held, history, history_sync, outbox, profiles, receipts, sync,
     tables::{Direction, HELD, MessageRecord, MessageStatus, RECEIVED, received_key},
 };
 use crate::events::Event;
@@ -386,6 +386,17 @@ impl<'a> Batch<'a> {
                         Ok(())
                     }
                 }
+            }
+            (Kind::KeyShare, Payload::ProfileKey { key, version }) => {
+                let me = self.state.identity.user_id();
+                if let Some(version) = profiles::take_key(self.txn, me, peer, key, version)? {
+                    let event = Event::ProfileChanged {
+                        user: peer,
+                        version,
+                    };
+                    self.received.events.push(event);
+                }
+                Ok(())
             }
             (kind, _) => {
                 tracing::debug!(

@@ -145,6 +145,9 @@ async fn handle(cx: &FederationContext, peer: PeerId, request: FederationRequest
                 .map_err(storage_answer)?;
             Ok(FederationResponse::DeviceList(list.map(Box::new)))
         }
+        FederationRequest::Profile { user } => {
+            crate::profiles::serve(&cx.store, &cx.self_peer.to_string(), user).await
+        }
         FederationRequest::GroupVersion { group } => cx
             .store
             .group_version(group)

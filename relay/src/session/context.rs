@@ -86,4 +86,15 @@ impl ClientContext {
         addrs.truncate(MAX_CARD_ADDRS);
         BoundedVec::new(addrs).unwrap_or_default()
     }
+
+    /// What the profile requests use.
+    pub fn profiles(&self) -> crate::profiles::ProfileContext {
+        crate::profiles::ProfileContext {
+            store: self.store.clone(),
+            disk: self.disk.clone(),
+            directory: self.directory.clone(),
+            links: self.links.clone(),
+            self_peer: self.network.peer_id().to_string(),
+        }
+    }
 }

@@ -455,6 +455,12 @@ impl Session {
                 Box::pin(push::set(self.cx.clone(), me, subscription))
             }
             Request::GetPush => Box::pin(push::get(self.cx.clone(), me)),
+            Request::PutProfile { profile } => {
+                Box::pin(crate::profiles::put(self.cx.profiles(), me, *profile))
+            }
+            Request::GetProfile { user } => {
+                Box::pin(crate::profiles::get(self.cx.profiles(), me, user))
+            }
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

@@ -20,6 +20,7 @@ mod migrate;
 mod op;
 mod outcomes;
 mod presence;
+mod profiles;
 mod push;
 mod reads;
 pub mod schema;
@@ -56,6 +57,9 @@ pub(crate) use media::{decode_media_blob, decode_media_upload};
 pub use outcomes::*;
 #[cfg(feature = "test-utils")]
 pub(crate) use presence::decode as decode_presence;
+pub use profiles::PutProfileOutcome;
+#[cfg(feature = "test-utils")]
+pub(crate) use profiles::decode as decode_profile;
 #[cfg(feature = "test-utils")]
 pub(crate) use push::decode as decode_push_record;
 pub use push::{PushRecord, SetPushOutcome};
@@ -436,6 +440,24 @@ impl Store {
     /// Every stored push subscription (at start).
     pub async fn push_subscriptions(&self) -> Result<Vec<(DeviceId, PushRecord)>, StoreError> {
         self.read(push::read_all).await
+    }
+
+    /// Keeps a sealed profile `device` stored, if newer (see [`PutProfileOutcome`]).
+    pub async fn put_profile(
+        &self,
+        device: DeviceId,
+        profile: tidings_protocol::profile::SealedProfile,
+    ) -> Result<PutProfileOutcome, StoreError> {
+        self.write(1, move |t| t.put_profile(&device, &profile))
+            .await
+    }
+
+    /// The sealed profile held for `user`, if any.
+    pub async fn profile(
+        &self,
+        user: UserId,
+    ) -> Result<Option<tidings_protocol::profile::SealedProfile>, StoreError> {
+        self.read(move |db| profiles::read(db, &user)).await
     }
 
     async fn read<T: Send + 'static>(

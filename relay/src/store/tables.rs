@@ -73,6 +73,10 @@ pub const MEDIA_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("me
 pub const PUSH_SUBSCRIPTIONS: TableDefinition<&[u8; 32], &[u8]> =
     TableDefinition::new("push_subscriptions");
 
+/// user id -> [`tidings_protocol::profile::SealedProfile`] bytes: the newest sealed profile a
+/// device of the user stored (new with profiles: created empty on open, no migration).
+pub const PROFILES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("profiles");
+
 /// Key of an upload in [`MEDIA_UPLOADS`].
 pub fn media_upload_key(user: &UserId, blob: &tidings_protocol::BlobId) -> [u8; 64] {
     let mut key = [0u8; 64];

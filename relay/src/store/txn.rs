@@ -55,6 +55,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(MEDIA_BYTES)?;
     txn.open_table(MEDIA_REFS)?;
     txn.open_table(PUSH_SUBSCRIPTIONS)?;
+    txn.open_table(tables::PROFILES)?;
     txn.commit()?;
     Ok(())
 }
@@ -120,6 +121,7 @@ pub(super) struct Tables<'txn> {
     pub media_bytes: Table<'txn, Bytes32, u64>,
     pub media_refs: Table<'txn, Bytes32, u64>,
     pub push_subscriptions: Table<'txn, Bytes32, &'static [u8]>,
+    pub profiles: Table<'txn, Bytes32, &'static [u8]>,
     pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Cursors (by device) changed in this batch, written back once at the end.
@@ -197,6 +199,7 @@ fn apply_and_commit(
             media_bytes: txn.open_table(MEDIA_BYTES)?,
             media_refs: txn.open_table(MEDIA_REFS)?,
             push_subscriptions: txn.open_table(PUSH_SUBSCRIPTIONS)?,
+            profiles: txn.open_table(tables::PROFILES)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),

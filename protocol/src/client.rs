@@ -114,6 +114,10 @@ impl ClientFrame {
                     field: "push subscription",
                     reason: error.reason(),
                 }),
+            ClientFrame::Request {
+                body: Request::PostStatus(post),
+                ..
+            } => post.check(),
             _ => Ok(()),
         }
     }
@@ -252,6 +256,18 @@ pub enum Request {
     /// [`Response::Push`].
     #[serde(rename = "pushget")]
     GetPush,
+    /// Store a status for its audience until it expires (at most 24 hours). Answered with
+    /// [`Response::StatusPosted`].
+    #[serde(rename = "stpost")]
+    PostStatus(Box<crate::status::StatusPost>),
+    /// Statuses this user is in the audience of and that have not expired, oldest first,
+    /// stored after `after_ms` (0: all). Answered with [`Response::Statuses`].
+    #[serde(rename = "stget")]
+    GetStatuses {
+        /// Only statuses stored after this (relay clock, milliseconds since the epoch).
+        #[serde(rename = "a")]
+        after_ms: u64,
+    },
 }
 
 /// Registration of a device under an account.
@@ -457,6 +473,20 @@ pub enum Response {
         /// The relay's VAPID public key.
         #[serde(rename = "v", with = "serde_bytes")]
         vapid_key: Vec<u8>,
+    },
+    /// The status is stored (`new` false: it was already, under that id).
+    #[serde(rename = "stpost")]
+    StatusPosted {
+        /// Whether this post stored it.
+        #[serde(rename = "n")]
+        new: bool,
+    },
+    /// Statuses for the asking user, oldest first (full: ask again after the last).
+    #[serde(rename = "stget")]
+    Statuses {
+        /// The statuses.
+        #[serde(rename = "s")]
+        items: crate::status::StatusBatch,
     },
 }
 

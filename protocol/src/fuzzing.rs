@@ -225,6 +225,11 @@ pub fn client_request(data: &[u8]) {
         | Request::SetPresence { .. }
         | Request::WatchPresence { .. }
         | Request::GroupVersions { .. } => {}
+        Request::PostStatus(post) => {
+            assert!(post.check().is_ok(), "decode checks status bodies");
+            let _ = post.check_expiry(crate::now_ms());
+        }
+        Request::GetStatuses { .. } => {}
     }
 }
 

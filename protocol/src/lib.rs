@@ -49,6 +49,7 @@ pub mod media;
 pub mod mux;
 pub mod presence;
 pub mod push;
+pub mod status;
 #[cfg(feature = "store")]
 pub mod store;
 

@@ -455,6 +455,14 @@ impl Session {
                 Box::pin(push::set(self.cx.clone(), me, subscription))
             }
             Request::GetPush => Box::pin(push::get(self.cx.clone(), me)),
+            Request::PostStatus(post) => {
+                let board = self.cx.status.clone();
+                Box::pin(async move { board.post(me, *post).await })
+            }
+            Request::GetStatuses { after_ms } => {
+                let board = self.cx.status.clone();
+                Box::pin(async move { board.get(me, after_ms).await })
+            }
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

@@ -92,6 +92,9 @@ pub enum ClientError {
     /// Something this library guarantees did not hold (a bug).
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// A status update could not be posted or shown.
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
 }
 
 impl From<ConnectionError> for ClientError {

@@ -45,6 +45,7 @@ mod groups;
 pub mod media;
 mod presence;
 pub mod push;
+pub mod status;
 
 #[cfg(feature = "test-utils")]
 pub mod fuzzing;

@@ -20,6 +20,7 @@ mod receipts;
 mod receive;
 pub mod schema;
 mod seal;
+pub mod status;
 mod sync;
 pub mod tables;
 #[cfg(test)]

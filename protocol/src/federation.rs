@@ -94,6 +94,10 @@ impl FederationFrame {
                 home.check_len()?;
                 previous.check_len()?;
             }
+            FederationFrame::Request {
+                body: FederationRequest::StatusForward { post, .. },
+                ..
+            } => post.check()?,
             _ => {}
         }
         Ok(frame)
@@ -206,6 +210,18 @@ pub enum FederationRequest {
         #[serde(rename = "u")]
         user: UserId,
     },
+    /// Store a status for the members of its audience homed at the receiving relay (the
+    /// post's audience names only them) until it expires. The sending relay must be the
+    /// poster's home.
+    #[serde(rename = "stfwd")]
+    StatusForward {
+        /// The posting device.
+        #[serde(rename = "f")]
+        poster: Address,
+        /// The status.
+        #[serde(rename = "p")]
+        post: Box<crate::status::StatusPost>,
+    },
 }
 
 /// A successful answer from another relay.
@@ -255,4 +271,7 @@ pub enum FederationResponse {
     /// The device list held for the asked user (`None`: none published).
     #[serde(rename = "dl")]
     DeviceList(Option<Box<SignedDeviceList>>),
+    /// The forwarded status is stored (`false`: it was already).
+    #[serde(rename = "stfwd")]
+    StatusStored(bool),
 }

@@ -305,6 +305,9 @@ pub fn federation_request(data: &[u8]) {
             | FederationRequest::DeviceList { .. }
             | FederationRequest::WatchPresence { .. }
             | FederationRequest::PresenceChanged { .. } => {}
+            FederationRequest::StatusForward { post, .. } => {
+                assert!(post.check().is_ok(), "decode checks status bodies");
+            }
         },
         FederationFrame::Response {
             body: Ok(FederationResponse::Bundle(bundle)),

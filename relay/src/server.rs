@@ -303,6 +303,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         read_timeouts,
         shutdown: sessions_stop.clone(),
         self_peer,
+        status: status.clone(),
     });
     let blob_handler = BlobHandler::new(BlobContext {
         blobs: blobs.clone(),

@@ -456,8 +456,8 @@ impl Session {
             }
             Request::GetPush => Box::pin(push::get(self.cx.clone(), me)),
             Request::PostStatus(post) => {
-                let board = self.cx.status.clone();
-                Box::pin(async move { board.post(me, *post).await })
+                let cx = self.cx.clone();
+                Box::pin(async move { cx.status.post(me, *post, &cx.directory, &cx.links).await })
             }
             Request::GetStatuses { after_ms } => {
                 let board = self.cx.status.clone();

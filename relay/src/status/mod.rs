@@ -1,6 +1,8 @@
 //! Status updates at the relay: `PostStatus` and `GetStatuses` for local devices, and the
 //! sweep that deletes every status at its expiry, delivered or not.
 
+mod forward;
+
 use std::{sync::Arc, time::Duration};
 
 use redb::Database;
@@ -11,6 +13,7 @@ use tidings_protocol::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::federation::{Directory, Links};
 use crate::store::{
     StoreError,
     status::{self, PostOutcome},
@@ -61,8 +64,36 @@ impl StatusBoard {
             })?
     }
 
-    /// Stores a status a local device posted.
-    pub async fn post(&self, me: Address, post: StatusPost) -> Result<Response, ErrorAnswer> {
+    /// Stores a status a local device posted and forwards it to the home relays of its
+    /// remote audience.
+    pub async fn post(
+        &self,
+        me: Address,
+        post: StatusPost,
+        directory: &Directory,
+        links: &Links,
+    ) -> Result<Response, ErrorAnswer> {
+        let new = self.store(me, post.clone()).await?;
+        if new {
+            forward::spawn_fan_out(self.clone(), directory.clone(), links.clone(), me, post);
+        }
+        Ok(Response::StatusPosted { new })
+    }
+
+    /// Takes a status another relay forwards for its poster.
+    pub async fn take_forwarded(
+        &self,
+        directory: &Directory,
+        from: libp2p::PeerId,
+        poster: Address,
+        post: StatusPost,
+    ) -> Result<tidings_protocol::federation::FederationResponse, ErrorAnswer> {
+        forward::take_forwarded(self, directory, from, poster, post).await
+    }
+
+    /// Checks and stores a status (true: new).
+    async fn store(&self, poster: Address, post: StatusPost) -> Result<bool, ErrorAnswer> {
+        let me = poster;
         let now = self.clock.now_ms();
         post.check_expiry(now).map_err(|error| {
             let reason = match error {
@@ -76,8 +107,8 @@ impl StatusBoard {
             .await
             .map_err(storage)?;
         match outcome {
-            PostOutcome::Stored => Ok(Response::StatusPosted { new: true }),
-            PostOutcome::Duplicate => Ok(Response::StatusPosted { new: false }),
+            PostOutcome::Stored => Ok(true),
+            PostOutcome::Duplicate => Ok(false),
             PostOutcome::IdTaken => Err(ErrorAnswer::new(
                 ErrorCode::IdReused,
                 "another status has this id",

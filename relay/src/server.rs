@@ -363,7 +363,10 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     sessions.spawn(
         status
             .clone()
-            .run_sweep(crate::status::SWEEP_INTERVAL, sessions_stop.clone()),
+            .run_sweep(
+                Duration::from_secs(config.status.sweep_interval_secs.max(1)),
+                sessions_stop.clone(),
+            ),
     );
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(

@@ -19,9 +19,6 @@ use crate::store::{
     status::{self, PostOutcome},
 };
 
-/// How often the sweep deletes expired statuses.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-
 /// The relay's statuses: their file and the clock expiry is judged by. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct StatusBoard {

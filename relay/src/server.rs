@@ -360,14 +360,10 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     )?
     .spawn(&background);
     sessions.spawn(crate::blobs::run_gc(blobs.clone(), sessions_stop.clone()));
-    sessions.spawn(
-        status
-            .clone()
-            .run_sweep(
-                Duration::from_secs(config.status.sweep_interval_secs.max(1)),
-                sessions_stop.clone(),
-            ),
-    );
+    sessions.spawn(status.clone().run_sweep(
+        Duration::from_secs(config.status.sweep_interval_secs.max(1)),
+        sessions_stop.clone(),
+    ));
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(
         Forwarder::new(

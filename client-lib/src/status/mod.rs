@@ -10,7 +10,10 @@ use std::{collections::VecDeque, time::Duration};
 use tidings_protocol::{
     Address, BoundedVec, EnvelopeId, UserId,
     limits::{MAX_BATCH_ENVELOPES, MAX_TEXT_BYTES},
-    status::{Clock, MAX_STATUS_AUDIENCE, MAX_STATUSES_PER_ANSWER, STATUS_LIFETIME_MS, StatusPost},
+    status::{
+        Clock, MAX_STATUS_AUDIENCE, MAX_STATUSES_PER_ANSWER, STATUS_LIFETIME_MS, StatusItem,
+        StatusPost,
+    },
 };
 
 pub use calls::{GetStatuses, PostStatus};
@@ -137,6 +140,22 @@ impl Client {
         posted
     }
 
+    /// [`Session::post_status_for`] on a connection of its own.
+    pub async fn post_status_for(
+        &self,
+        clock: &Clock,
+        text: &str,
+        audience: &Audience,
+        lifetime_ms: u64,
+    ) -> Result<PostedStatus, ClientError> {
+        let mut session = self.connect().await?;
+        let posted = session
+            .post_status_for(clock, text, audience, lifetime_ms)
+            .await;
+        session.close().await;
+        posted
+    }
+
     /// [`Session::status_overview`] on a connection of its own.
     pub async fn status_overview(&self, clock: &Clock) -> Result<Vec<StatusSummary>, ClientError> {
         let mut session = self.connect().await?;
@@ -175,6 +194,19 @@ impl Session {
         clock: &Clock,
         text: &str,
         audience: &Audience,
+    ) -> Result<PostedStatus, ClientError> {
+        self.post_status_for(clock, text, audience, STATUS_LIFETIME_MS)
+            .await
+    }
+
+    /// As [`Session::post_status`], expiring after `lifetime_ms` (at most 24 hours; tools
+    /// use shorter ones to watch expiry happen).
+    pub async fn post_status_for(
+        &mut self,
+        clock: &Clock,
+        text: &str,
+        audience: &Audience,
+        lifetime_ms: u64,
     ) -> Result<PostedStatus, ClientError> {
         if text.trim().is_empty() {
             return Err(StatusError::Empty.into());
@@ -222,7 +254,7 @@ impl Session {
                 .await?;
         }
         let id = EnvelopeId::random();
-        let expires_at_ms = clock.now_ms() + STATUS_LIFETIME_MS;
+        let expires_at_ms = clock.now_ms() + lifetime_ms.clamp(1, STATUS_LIFETIME_MS);
         let (text, audience_users) = (text.to_string(), users.clone());
         let body = client
             .blocking(move |inner| {
@@ -249,6 +281,16 @@ impl Session {
             keys_sent,
             unreachable: reached.unreachable.len() + plan.unlisted.len(),
         })
+    }
+
+    /// The statuses the home relay hands this user (still encrypted), stored after
+    /// `after_ms`: what a relay lets this user fetch, for tools that check it.
+    pub async fn fetch_status_items(&self, after_ms: u64) -> Result<Vec<StatusItem>, ClientError> {
+        Ok(self
+            .connection()
+            .call(GetStatuses { after_ms })
+            .await?
+            .into_vec())
     }
 
     async fn send(

@@ -430,9 +430,8 @@ impl Session {
     pub async fn my_statuses(&mut self, clock: &Clock) -> Result<Vec<MyStatus>, ClientError> {
         self.refresh_statuses(clock).await?;
         let now = clock.now_ms();
-        Ok(self
-            .client()
+        self.client()
             .blocking(move |inner| inner.store.my_statuses(now))
-            .await?)
+            .await
     }
 }

@@ -94,7 +94,7 @@ pub enum ClientError {
     Internal(&'static str),
     /// A status update could not be posted or shown.
     #[error(transparent)]
-    Status(#[from] crate::status::StatusError),
+    Status(#[from] crate::status::error::StatusError),
 }
 
 impl From<ConnectionError> for ClientError {

@@ -4,6 +4,7 @@
 //! whenever someone who held the key is left out.
 
 mod calls;
+pub(crate) mod error;
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -17,6 +18,7 @@ use tidings_protocol::{
 };
 
 pub use calls::{GetStatuses, PostStatus};
+pub use error::StatusError;
 pub use tidings_protocol::status::Clock as StatusClock;
 
 use crate::{
@@ -44,20 +46,6 @@ pub enum Audience {
     Only(Vec<String>),
     /// Every contact except these.
     Except(Vec<String>),
-}
-
-/// Why a status could not be posted or shown.
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    /// The audience is empty (no contacts, or all excepted).
-    #[error("nobody to show the status to")]
-    NoAudience,
-    /// The audience is larger than a status may have.
-    #[error("a status goes to at most {MAX_STATUS_AUDIENCE} people, not {0}")]
-    AudienceTooLarge(usize),
-    /// The text is empty.
-    #[error("a status needs some text")]
-    Empty,
 }
 
 /// What posting did.

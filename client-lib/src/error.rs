@@ -95,6 +95,9 @@ pub enum ClientError {
     /// A profile could not be set, sealed or opened.
     #[error(transparent)]
     Profile(#[from] crate::profile::error::ProfileOpError),
+    /// A status update could not be posted or shown.
+    #[error(transparent)]
+    Status(#[from] crate::status::error::StatusError),
 }
 
 impl From<ConnectionError> for ClientError {

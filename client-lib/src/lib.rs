@@ -47,6 +47,7 @@ mod presence;
 pub mod profile;
 pub mod push;
 pub mod search;
+pub mod status;
 
 #[cfg(feature = "test-utils")]
 pub mod fuzzing;

@@ -119,6 +119,10 @@ impl ClientFrame {
                 body: Request::PutProfile { profile },
                 ..
             } => profile.check(),
+            ClientFrame::Request {
+                body: Request::PostStatus(post),
+                ..
+            } => post.check(),
             _ => Ok(()),
         }
     }
@@ -272,6 +276,18 @@ pub enum Request {
         /// Whose.
         #[serde(rename = "u")]
         user: UserId,
+    },
+    /// Store a status for its audience until it expires (at most 24 hours). Answered with
+    /// [`Response::StatusPosted`].
+    #[serde(rename = "stpost")]
+    PostStatus(Box<crate::status::StatusPost>),
+    /// Statuses this user is in the audience of and that have not expired, oldest first,
+    /// stored after `after_ms` (0: all). Answered with [`Response::Statuses`].
+    #[serde(rename = "stget")]
+    GetStatuses {
+        /// Only statuses stored after this (relay clock, milliseconds since the epoch).
+        #[serde(rename = "a")]
+        after_ms: u64,
     },
 }
 
@@ -485,6 +501,20 @@ pub enum Response {
         /// The profile.
         #[serde(rename = "p")]
         profile: Option<Box<SealedProfile>>,
+    },
+    /// The status is stored (`new` false: it was already, under that id).
+    #[serde(rename = "stpost")]
+    StatusPosted {
+        /// Whether this post stored it.
+        #[serde(rename = "n")]
+        new: bool,
+    },
+    /// Statuses for the asking user, oldest first (full: ask again after the last).
+    #[serde(rename = "stget")]
+    Statuses {
+        /// The statuses.
+        #[serde(rename = "s")]
+        items: crate::status::StatusBatch,
     },
 }
 

@@ -261,6 +261,21 @@ pub enum Payload {
         #[serde(rename = "v")]
         version: u64,
     },
+    /// The key of the sender's Megolm session for its status updates (sent pairwise, over
+    /// Olm, to the devices of the status's audience).
+    #[serde(rename = "stkey")]
+    StatusKey {
+        /// The session key (vodozemac `SessionKey` bytes).
+        #[serde(rename = "k", with = "serde_bytes")]
+        session_key: Vec<u8>,
+    },
+    /// To a status's poster only: the sender of this receipt has seen these statuses.
+    #[serde(rename = "stseen")]
+    StatusSeen {
+        /// The status ids.
+        #[serde(rename = "i")]
+        ids: BoundedVec<EnvelopeId, MAX_RECEIPT_IDS>,
+    },
 }
 
 /// A conversation named in a sync payload between one's own devices.

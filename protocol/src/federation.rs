@@ -95,6 +95,10 @@ impl FederationFrame {
                 home.check_len()?;
                 previous.check_len()?;
             }
+            FederationFrame::Request {
+                body: FederationRequest::StatusForward { post, .. },
+                ..
+            } => post.check()?,
             _ => {}
         }
         Ok(frame)
@@ -214,6 +218,18 @@ pub enum FederationRequest {
         #[serde(rename = "u")]
         user: UserId,
     },
+    /// Store a status for the members of its audience homed at the receiving relay (the
+    /// post's audience names only them) until it expires. The sending relay must be the
+    /// poster's home.
+    #[serde(rename = "stfwd")]
+    StatusForward {
+        /// The posting device.
+        #[serde(rename = "f")]
+        poster: Address,
+        /// The status.
+        #[serde(rename = "p")]
+        post: Box<crate::status::StatusPost>,
+    },
 }
 
 /// A successful answer from another relay.
@@ -266,4 +282,7 @@ pub enum FederationResponse {
     /// The sealed profile held for the asked user (`None`: none stored).
     #[serde(rename = "prof")]
     Profile(Option<Box<SealedProfile>>),
+    /// The forwarded status is stored (`false`: it was already).
+    #[serde(rename = "stfwd")]
+    StatusStored(bool),
 }

@@ -229,6 +229,11 @@ pub fn client_request(data: &[u8]) {
             assert!(profile.check().is_ok(), "decode checks sealed profiles")
         }
         Request::GetProfile { .. } => {}
+        Request::PostStatus(post) => {
+            assert!(post.check().is_ok(), "decode checks status bodies");
+            let _ = post.check_expiry(crate::now_ms());
+        }
+        Request::GetStatuses { .. } => {}
     }
 }
 
@@ -305,6 +310,9 @@ pub fn federation_request(data: &[u8]) {
             | FederationRequest::WatchPresence { .. }
             | FederationRequest::PresenceChanged { .. } => {}
             FederationRequest::Profile { .. } => {}
+            FederationRequest::StatusForward { post, .. } => {
+                assert!(post.check().is_ok(), "decode checks status bodies");
+            }
         },
         FederationFrame::Response {
             body: Ok(FederationResponse::Bundle(bundle)),

@@ -50,6 +50,7 @@ pub mod mux;
 pub mod presence;
 pub mod profile;
 pub mod push;
+pub mod status;
 #[cfg(feature = "store")]
 pub mod store;
 

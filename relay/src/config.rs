@@ -128,6 +128,24 @@ pub struct RelayConfig {
     pub blobs: BlobsConfig,
     /// Web Push: waking devices that are not connected.
     pub push: PushConfig,
+    /// Status updates: how often expired ones are deleted.
+    pub status: StatusConfig,
+}
+
+/// Status updates (24-hour stories).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusConfig {
+    /// How often the sweep deletes statuses past their expiry (delivered or not).
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            sweep_interval_secs: 60,
+        }
+    }
 }
 
 impl Default for RelayConfig {
@@ -149,6 +167,7 @@ impl Default for RelayConfig {
             claims: ClaimsConfig::default(),
             blobs: BlobsConfig::default(),
             push: PushConfig::default(),
+            status: StatusConfig::default(),
         }
     }
 }

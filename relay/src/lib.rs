@@ -48,6 +48,7 @@ mod router;
 mod server;
 pub(crate) mod session;
 pub(crate) mod sources;
+pub(crate) mod status;
 pub mod store;
 pub(crate) mod streams;
 #[cfg(feature = "test-utils")]

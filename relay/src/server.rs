@@ -112,6 +112,8 @@ pub struct RelayOptions {
     /// Test hook: open the store over a backend whose I/O fails while this switch is on.
     #[cfg(feature = "test-utils")]
     pub fault: Option<crate::store::fault::FaultSwitch>,
+    /// The clock status expiry is judged by (tests pass one they advance).
+    pub clock: tidings_protocol::status::Clock,
 }
 
 impl RelayOptions {
@@ -122,6 +124,7 @@ impl RelayOptions {
             config,
             #[cfg(feature = "test-utils")]
             fault: None,
+            clock: tidings_protocol::status::Clock::system(),
         }
     }
 }
@@ -140,6 +143,8 @@ pub struct RunningRelay {
     /// For the test hook that runs blob garbage collection on demand.
     #[cfg(feature = "test-utils")]
     blobs: BlobStore,
+    /// Statuses (their clock, the sweep).
+    status: crate::status::StatusBoard,
 }
 
 /// Starts a relay from an initialized data dir.
@@ -168,6 +173,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     #[cfg(not(feature = "test-utils"))]
     let (store, writer) = Store::open(&store_path, store_config, hub.clone())?;
     let invites = Invites::open(&data_dir)?;
+    let status = crate::status::StatusBoard::open(&data_dir, options.clock.clone())?;
     let (event_loop, mut network, control) =
         network::build(keypair, &listen, &bootstrap, &config.network)?;
 
@@ -281,6 +287,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         link_slots: crate::link_slots::LinkSlots::new(),
         live_devices: Default::default(),
         push,
+        status: status.clone(),
     });
     let federation = FederationHandler::new(FederationContext {
         store: store.clone(),
@@ -296,6 +303,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         read_timeouts,
         shutdown: sessions_stop.clone(),
         self_peer,
+        status: status.clone(),
     });
     let blob_handler = BlobHandler::new(BlobContext {
         blobs: blobs.clone(),
@@ -352,6 +360,10 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     )?
     .spawn(&background);
     sessions.spawn(crate::blobs::run_gc(blobs.clone(), sessions_stop.clone()));
+    sessions.spawn(status.clone().run_sweep(
+        Duration::from_secs(config.status.sweep_interval_secs.max(1)),
+        sessions_stop.clone(),
+    ));
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(
         Forwarder::new(
@@ -394,6 +406,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         writer,
         #[cfg(feature = "test-utils")]
         blobs,
+        status,
     };
     let addrs =
         tokio::time::timeout(LISTEN_TIMEOUT, network.wait_for_listen_addrs(listen.len())).await;
@@ -486,6 +499,24 @@ impl RunningRelay {
         crate::blobs::collect_garbage(&self.blobs, tidings_protocol::now_ms())
             .await
             .map(|swept| (swept.blobs, swept.uploads))
+            .map_err(|error| error.to_string())
+    }
+
+    /// The clock this relay judges status expiry by (advance it in tests).
+    pub fn status_clock(&self) -> tidings_protocol::status::Clock {
+        self.status.clock().clone()
+    }
+
+    /// Runs the status sweep now (as its timer would): how many expired statuses it deleted.
+    pub async fn sweep_statuses(&self) -> Result<usize, String> {
+        self.status.sweep().await.map_err(|error| error.to_string())
+    }
+
+    /// How many statuses the relay stores, expired or not.
+    pub async fn stored_statuses(&self) -> Result<u64, String> {
+        self.status
+            .stored()
+            .await
             .map_err(|error| error.to_string())
     }
 

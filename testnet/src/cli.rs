@@ -144,6 +144,17 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         output: Output,
     },
+    /// Users spread over relays post statuses to random audiences ("only" and "all except"
+    /// lists); everyone fetches and views what their relay hands them. Fails if a status was
+    /// shown or handed to someone outside its audience, an audience member never saw one,
+    /// or a relay or client still held one after its expiry (short lifetimes here) plus one
+    /// sweep.
+    Status {
+        #[command(flatten)]
+        params: scenario::status::Params,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]

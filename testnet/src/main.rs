@@ -104,6 +104,9 @@ fn main() -> anyhow::Result<()> {
             Scenario::Push { params, output } => {
                 output.run(|work| async move { scenario::push::run(&work, params).await })
             }
+            Scenario::Status { params, output } => {
+                output.run(|work| async move { scenario::status::run(&work, params).await })
+            }
         },
         Command::Bench { bench } => match bench {
             Bench::Throughput { params, output } => {

@@ -1,4 +1,4 @@
-//! The federation, group, media, push, multidevice, presence, chaos and adversary scenarios at
+//! The federation, group, media, push, status, multidevice, presence, chaos and adversary scenarios at
 //! a small size: relay processes, users offline for a while, pushes, attackers, files, and JSON
 //! reports that must show nothing lost, missed, corrupt, stored twice, reordered, leaked or
 //! broken into.
@@ -416,4 +416,38 @@ fn the_adversary_scenario_finds_no_attack_that_works() {
     for key in ["p50", "p99"] {
         assert!(report["honest_delayed_ms"][key].is_number(), "{report}");
     }
+}
+
+/// Statuses to random audiences over two relays: every audience member sees each one, nobody
+/// else sees or fetches it, and after expiry plus one sweep no relay or client holds one.
+#[test]
+fn the_status_scenario_leaks_nothing_and_forgets_everything_at_expiry() {
+    let report = scenario(&[
+        "status",
+        "--relays",
+        "2",
+        "--users",
+        "4",
+        "--posts",
+        "8",
+        "--lifetime-secs",
+        "10",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(report["scenario"], "status");
+    assert_fields(
+        &report,
+        &[
+            ("relays", 2),
+            ("users", 4),
+            ("posts", 8),
+            ("leaked", 0),
+            ("lost", 0),
+            ("expired_still_stored", 0),
+            ("expired_still_shown", 0),
+        ],
+    );
+    assert_eq!(report["views"], report["owed"]);
+    assert!(report["views"].as_u64().unwrap() >= 8, "{report}");
 }

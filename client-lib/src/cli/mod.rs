@@ -12,6 +12,7 @@ mod profile;
 mod push;
 mod search;
 mod setup;
+mod status;
 
 use std::path::PathBuf;
 
@@ -121,8 +122,12 @@ enum Command {
         /// Contact name (or user id).
         name: String,
     },
-    /// Show who you are, your relay, and what is waiting to be sent.
-    Status,
+    /// Show who you are, your relay, and what is waiting to be sent; with a subcommand,
+    /// 24-hour status updates (`status post TEXT`, `list`, `view NAME`, `seen`).
+    Status {
+        #[command(subcommand)]
+        command: Option<status::StatusCommand>,
+    },
     /// Open a live chat with a contact or group: history with ticks, their presence,
     /// "typing…", Enter sends (`/file PATH` sends a file), what you see is marked read. Esc or
     /// Ctrl-C leaves.
@@ -413,7 +418,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen => chat::listen(&open(&dir)?).await,
         Command::History { name, offline } => chat::history(&open(&dir)?, &name, offline).await,
         Command::Read { name } => chat::read(&open(&dir)?, &name).await,
-        Command::Status => setup::status(&open(&dir)?),
+        Command::Status { command: None } => setup::status(&open(&dir)?),
+        Command::Status {
+            command: Some(command),
+        } => status::run(&open(&dir)?, command).await,
         Command::Group { command } => group::run(&open(&dir)?, command).await,
         Command::Chat { name } => chatview::chat(&open(&dir)?, &name).await,
         Command::Presence {

@@ -22,6 +22,7 @@ mod receive;
 pub mod schema;
 mod seal;
 mod search;
+pub mod status;
 mod sync;
 pub mod tables;
 #[cfg(test)]

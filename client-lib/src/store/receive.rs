@@ -398,6 +398,13 @@ impl<'a> Batch<'a> {
                 }
                 Ok(())
             }
+            (Kind::KeyShare, Payload::StatusKey { session_key }) => {
+                let key = self.state.identity.store_key();
+                super::status::add_inbound(self.txn, key, &peer, &session_key)
+            }
+            (Kind::Receipt, Payload::StatusSeen { ids }) => {
+                super::status::mark_seen_by(self.txn, &peer, ids.as_slice())
+            }
             (kind, _) => {
                 tracing::debug!(
                     ?kind,

@@ -372,6 +372,15 @@ pub(super) const SECTIONS: &[Section] = &[
             ),
         ],
     },
+    Section {
+        name: "status",
+        doc: "Status updates: stored at most 24 hours; the relay sees who posted, the \
+              audience's user ids, the expiry and the size, never the content.",
+        keys: &[key(
+            "sweep_interval_secs",
+            "How often statuses past their expiry are deleted, delivered or not.",
+        )],
+    },
 ];
 
 /// Renders `config` as the commented file: each key under its doc and its default, with

@@ -41,4 +41,6 @@ pub(crate) struct FederationContext {
     pub shutdown: CancellationToken,
     /// This relay.
     pub self_peer: PeerId,
+    /// Status updates forwarded here.
+    pub status: crate::status::StatusBoard,
 }

@@ -202,6 +202,12 @@ async fn handle(cx: &FederationContext, peer: PeerId, request: FederationRequest
             cx.disk.admit()?;
             handoff(cx, peer, &home, &previous, items.into_vec()).await
         }
+        FederationRequest::StatusForward { poster, post } => {
+            cx.disk.admit()?;
+            cx.status
+                .take_forwarded(&cx.directory, peer, poster, *post)
+                .await
+        }
         FederationRequest::WatchPresence { watcher, users } => {
             let reports = cx
                 .presence

@@ -69,6 +69,8 @@ pub(crate) struct ClientContext {
     pub link_slots: crate::link_slots::LinkSlots,
     /// Web Push: subscriptions, the VAPID key, cancelling pushes of devices that subscribe.
     pub push: crate::push::Push,
+    /// Status updates: their file and clock.
+    pub status: crate::status::StatusBoard,
 }
 
 impl ClientContext {

@@ -461,6 +461,14 @@ impl Session {
             Request::GetProfile { user } => {
                 Box::pin(crate::profiles::get(self.cx.profiles(), me, user))
             }
+            Request::PostStatus(post) => {
+                let cx = self.cx.clone();
+                Box::pin(async move { cx.status.post(me, *post, &cx.directory, &cx.links).await })
+            }
+            Request::GetStatuses { after_ms } => {
+                let board = self.cx.status.clone();
+                Box::pin(async move { board.get(me, after_ms).await })
+            }
         };
         self.inflight.push_back(Box::pin(async move {
             Some(RelayFrame::Response {

@@ -25,6 +25,7 @@ mod push;
 mod reads;
 pub mod schema;
 mod slot;
+pub mod status;
 pub mod tables;
 #[cfg(test)]
 mod tests;

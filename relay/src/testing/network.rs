@@ -75,6 +75,7 @@ impl RelayDir {
             data_dir: self.path.clone(),
             config: self.config.clone(),
             fault,
+            clock: Default::default(),
         })
         .await?)
     }

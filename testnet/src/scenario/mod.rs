@@ -8,6 +8,7 @@ pub mod media;
 pub mod multidevice;
 pub mod presence;
 pub mod push;
+pub mod status;
 pub(crate) mod tally;
 pub(crate) mod users;
 mod watcher;

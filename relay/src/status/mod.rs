@@ -1,0 +1,167 @@
+//! Status updates at the relay: `PostStatus` and `GetStatuses` for local devices, and the
+//! sweep that deletes every status at its expiry, delivered or not.
+
+mod forward;
+
+use std::{sync::Arc, time::Duration};
+
+use redb::Database;
+use tidings_protocol::{
+    Address, BoundedVec, ErrorAnswer, ErrorCode,
+    client::Response,
+    status::{Clock, ExpiryError, MAX_STATUSES_PER_ANSWER, StatusPost},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::federation::{Directory, Links};
+use crate::store::{
+    StoreError,
+    status::{self, PostOutcome},
+};
+
+/// The relay's statuses: their file and the clock expiry is judged by. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct StatusBoard {
+    db: Arc<Database>,
+    clock: Clock,
+}
+
+fn storage(error: StoreError) -> ErrorAnswer {
+    tracing::error!(%error, "status store");
+    ErrorAnswer::new(
+        ErrorCode::Storage,
+        "the relay could not store or read statuses",
+    )
+}
+
+impl StatusBoard {
+    /// Opens the status file of `data_dir`.
+    pub fn open(data_dir: &std::path::Path, clock: Clock) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Arc::new(status::open(data_dir)?),
+            clock,
+        })
+    }
+
+    /// The clock (tests advance it).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|error| StoreError::Corrupt {
+                table: "status",
+                reason: format!("blocking task failed: {error}"),
+            })?
+    }
+
+    /// Stores a status a local device posted and forwards it to the home relays of its
+    /// remote audience.
+    pub async fn post(
+        &self,
+        me: Address,
+        post: StatusPost,
+        directory: &Directory,
+        links: &Links,
+    ) -> Result<Response, ErrorAnswer> {
+        let new = self.store(me, post.clone()).await?;
+        if new {
+            forward::spawn_fan_out(self.clone(), directory.clone(), links.clone(), me, post);
+        }
+        Ok(Response::StatusPosted { new })
+    }
+
+    /// Takes a status another relay forwards for its poster.
+    pub async fn take_forwarded(
+        &self,
+        directory: &Directory,
+        from: libp2p::PeerId,
+        poster: Address,
+        post: StatusPost,
+    ) -> Result<tidings_protocol::federation::FederationResponse, ErrorAnswer> {
+        forward::take_forwarded(self, directory, from, poster, post).await
+    }
+
+    /// Checks and stores a status (true: new).
+    async fn store(&self, poster: Address, post: StatusPost) -> Result<bool, ErrorAnswer> {
+        let me = poster;
+        let now = self.clock.now_ms();
+        post.check_expiry(now).map_err(|error| {
+            let reason = match error {
+                ExpiryError::Past => "the status expired already",
+                ExpiryError::TooFar => "a status lives at most 24 hours",
+            };
+            ErrorAnswer::new(ErrorCode::Malformed, reason)
+        })?;
+        let outcome = self
+            .blocking(move |db| status::put(db, me, post, now))
+            .await
+            .map_err(storage)?;
+        match outcome {
+            PostOutcome::Stored => Ok(true),
+            PostOutcome::Duplicate => Ok(false),
+            PostOutcome::IdTaken => Err(ErrorAnswer::new(
+                ErrorCode::IdReused,
+                "another status has this id",
+            )),
+            PostOutcome::TooMany => Err(ErrorAnswer::new(
+                ErrorCode::QuotaExceeded,
+                "too many statuses live at once",
+            )),
+        }
+    }
+
+    /// The unexpired statuses `me`'s user may see, stored after `after_ms`.
+    pub async fn get(&self, me: Address, after_ms: u64) -> Result<Response, ErrorAnswer> {
+        let now = self.clock.now_ms();
+        let items = self
+            .blocking(move |db| status::inbox(db, &me.user, after_ms, now, MAX_STATUSES_PER_ANSWER))
+            .await
+            .map_err(storage)?;
+        let items = BoundedVec::new(items).map_err(|_| {
+            ErrorAnswer::new(ErrorCode::Storage, "more statuses than one answer holds")
+        })?;
+        Ok(Response::Statuses { items })
+    }
+
+    /// Deletes every status expired by now; how many.
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let now = self.clock.now_ms();
+            let deleted = self.blocking(move |db| status::sweep(db, now)).await?;
+            total += deleted;
+            if deleted < status::MAX_SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// How many statuses are stored, expired or not.
+    pub async fn stored(&self) -> Result<u64, StoreError> {
+        self.blocking(status::count).await
+    }
+
+    /// Sweeps every `interval` until `stop`.
+    pub async fn run_sweep(self, interval: Duration, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match self.sweep().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(deleted, "expired statuses deleted"),
+                Err(error) => tracing::error!(%error, "status sweep failed"),
+            }
+        }
+    }
+}

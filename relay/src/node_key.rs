@@ -57,32 +57,27 @@ pub fn create(data_dir: &Path) -> Result<Keypair, NodeKeyError> {
     let path = data_dir.join(KEY_FILE);
     let keypair = Keypair::generate_ed25519();
     let bytes = encode(&keypair, &path)?;
+    write_new_secret(&path, &bytes)?;
+    Ok(keypair)
+}
+
+/// Writes `bytes` to a new file at `path` readable by the owner only (0600), synced;
+/// refuses to overwrite.
+pub(crate) fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), NodeKeyError> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
-        .map_err(io_error(&path))?;
-    file.write_all(&bytes).map_err(io_error(&path))?;
-    file.sync_all().map_err(io_error(&path))?;
-    Ok(keypair)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.write_all(bytes).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
 }
 
 /// Reads `data_dir/relay.key`.
 pub fn load(data_dir: &Path) -> Result<Keypair, NodeKeyError> {
     let path = data_dir.join(KEY_FILE);
-    let metadata = std::fs::metadata(&path).map_err(io_error(&path))?;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(NodeKeyError::InsecurePermissions {
-            path: path.display().to_string(),
-            mode,
-        });
-    }
-    if metadata.len() > MAX_KEY_FILE_BYTES as u64 {
-        return Err(too_large(&path));
-    }
-    let bytes = read_secret(&path)?;
+    let bytes = read_private(&path)?;
     Keypair::from_protobuf_encoding(&bytes).map_err(|error| NodeKeyError::Invalid {
         path: path.display().to_string(),
         reason: error.to_string(),
@@ -98,6 +93,23 @@ fn encode(keypair: &Keypair, path: &Path) -> Result<Zeroizing<Vec<u8>>, NodeKeyE
             path: path.display().to_string(),
             reason: error.to_string(),
         })
+}
+
+/// Reads a secret file that only its owner may read (else
+/// [`NodeKeyError::InsecurePermissions`]), of at most [`MAX_KEY_FILE_BYTES`].
+pub(crate) fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, NodeKeyError> {
+    let metadata = std::fs::metadata(path).map_err(io_error(path))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(NodeKeyError::InsecurePermissions {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    if metadata.len() > MAX_KEY_FILE_BYTES as u64 {
+        return Err(too_large(path));
+    }
+    read_secret(path)
 }
 
 /// Reads at most [`MAX_KEY_FILE_BYTES`] into a buffer wiped on drop, allocated once with room

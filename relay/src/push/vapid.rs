@@ -2,11 +2,7 @@
 //! mode 0600), written by `init` or at the first `run` of an older data dir, and the
 //! `Authorization: vapid t=..., k=...` header it signs for each push.
 
-use std::{
-    io::{Read, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::Path,
-};
+use std::path::Path;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use http::Uri;
@@ -15,7 +11,7 @@ use web_push_native::jwt_simple::prelude::{
 };
 use zeroize::Zeroizing;
 
-use crate::node_key::NodeKeyError;
+use crate::node_key::{NodeKeyError, read_private, write_new_secret};
 
 /// File name of the VAPID key inside the data dir.
 pub const VAPID_KEY_FILE: &str = "vapid.key";
@@ -37,13 +33,6 @@ impl std::fmt::Debug for VapidKey {
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> NodeKeyError + '_ {
-    move |source| NodeKeyError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 fn invalid(path: &Path, reason: impl ToString) -> NodeKeyError {
     NodeKeyError::Invalid {
         path: path.display().to_string(),
@@ -57,32 +46,14 @@ impl VapidKey {
         let path = data_dir.join(VAPID_KEY_FILE);
         let pair = ES256KeyPair::generate();
         let bytes = Zeroizing::new(pair.to_bytes());
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error(&path))?;
-        file.write_all(&bytes).map_err(io_error(&path))?;
-        file.sync_all().map_err(io_error(&path))?;
+        write_new_secret(&path, &bytes)?;
         Ok(Self { pair })
     }
 
     /// Reads `data_dir/vapid.key`.
     pub fn load(data_dir: &Path) -> Result<Self, NodeKeyError> {
         let path = data_dir.join(VAPID_KEY_FILE);
-        let metadata = std::fs::metadata(&path).map_err(io_error(&path))?;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(NodeKeyError::InsecurePermissions {
-                path: path.display().to_string(),
-                mode,
-            });
-        }
-        let mut bytes = Zeroizing::new(Vec::with_capacity(SCALAR_BYTES + 1));
-        std::fs::File::open(&path)
-            .and_then(|file| file.take(SCALAR_BYTES as u64 + 1).read_to_end(&mut bytes))
-            .map_err(io_error(&path))?;
+        let bytes = read_private(&path)?;
         if bytes.len() != SCALAR_BYTES {
             return Err(invalid(&path, "not a 32-byte P-256 key"));
         }
@@ -143,6 +114,8 @@ pub fn origin(endpoint: &Uri) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

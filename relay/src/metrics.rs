@@ -12,14 +12,8 @@ use std::sync::{
 
 use libp2p::metrics::Recorder;
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, text::encode},
-    metrics::{
-        MetricType,
-        counter::{ConstCounter, Counter},
-        family::Family,
-        gauge::Gauge,
-    },
+    encoding::{EncodeLabelSet, EncodeLabelValue, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 use tidings_protocol::{ErrorCode, Kind, client::SendOutcome};
@@ -37,6 +31,7 @@ mod store;
 pub use blobs::{BlobMetrics, Direction, TransferOutcome};
 pub use devices::{DeviceListMetrics, DeviceListVerdict};
 pub use dht::DhtStats;
+use dht::HomeRecords;
 pub use endpoint::serve;
 use limits::{ClaimLabels, StreamLabels};
 pub use limits::{ClaimRefusal, StreamKind, StreamLimit};
@@ -129,42 +124,6 @@ pub struct Live(Gauge);
 impl Drop for Live {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// Home records checked on their way into or out of the DHT, read from [`DhtStats`] at
-/// each scrape.
-#[derive(Debug, Default)]
-struct HomeRecords(Arc<OnceLock<Arc<DhtStats>>>);
-
-impl Collector for HomeRecords {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(stats) = self.0.get() else {
-            return Ok(());
-        };
-        let mut metric = encoder.encode_descriptor(
-            "home_records",
-            "Home records from the DHT: stored after validation, refused (forged, stale, \
-             expired, for another user), or valid but over the store's limits",
-            None,
-            MetricType::Counter,
-        )?;
-        for (verdict, count) in [
-            ("stored", stats.stored()),
-            ("rejected", stats.rejected()),
-            ("over_limit", stats.over_limit()),
-        ] {
-            let labels = [("verdict", verdict)];
-            ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
-        }
-        let lookups = encoder.encode_descriptor(
-            "dht_lookups",
-            "Home-record lookups started in the DHT (one Kademlia query each)",
-            None,
-            MetricType::Counter,
-        )?;
-        ConstCounter::new(stats.lookups()).encode(lookups)?;
-        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! outbox, handing moved users over, and handing out key bundles. Serving other relays'
 //! streams is `federation_in`.
 
+mod ask;
 mod batch;
 mod claims;
 mod directory;
@@ -12,6 +13,7 @@ mod link;
 mod link_stream;
 mod remote;
 
+pub(crate) use ask::{HomeAnswer, ask_home, no_home_yet};
 pub(crate) use claims::{Claims, unknown_device};
 pub(crate) use directory::{Directory, Home, HomeCheck, LookupBudget};
 pub(crate) use forwarder::Forwarder;

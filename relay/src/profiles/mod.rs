@@ -16,7 +16,7 @@ use tidings_protocol::{
 
 use crate::{
     disk::DiskFloor,
-    federation::{Directory, Home, LinkError, Links},
+    federation::{Directory, HomeAnswer, Links, ask_home},
     ingest::storage_answer,
     store::{PutProfileOutcome, Store},
 };
@@ -110,39 +110,18 @@ pub(crate) async fn get(cx: ProfileContext, me: Address, user: UserId) -> Answer
 /// Asks `user`'s home relay for their sealed profile; the answer must be `user`'s and
 /// within bounds.
 async fn remote(cx: &ProfileContext, user: UserId) -> Result<Option<SealedProfile>, ErrorAnswer> {
-    let remote = match cx.directory.resolve(user).await.map_err(storage_answer)? {
-        Home::Remote(remote) => remote,
-        Home::Local => return Ok(None),
-        Home::Unknown => {
-            return Err(ErrorAnswer::new(
-                ErrorCode::Unavailable,
-                format!("no home relay found for {user} yet; retry later"),
-            ));
-        }
-    };
-    match cx
-        .links
-        .request(&remote, FederationRequest::Profile { user })
-        .await
-    {
-        Ok(FederationResponse::Profile(None)) => Ok(None),
-        Ok(FederationResponse::Profile(Some(profile)))
+    let request = FederationRequest::Profile { user };
+    match ask_home(&cx.directory, &cx.links, user, request).await? {
+        HomeAnswer::Local | HomeAnswer::Remote(FederationResponse::Profile(None)) => Ok(None),
+        HomeAnswer::Remote(FederationResponse::Profile(Some(profile)))
             if profile.user == user && profile.check().is_ok() =>
         {
             Ok(Some(*profile))
         }
-        Ok(_) => Err(ErrorAnswer::new(
+        HomeAnswer::Remote(_) => Err(ErrorAnswer::new(
             ErrorCode::Malformed,
             "the home relay answered with something else than the user's sealed profile",
         )),
-        Err(LinkError::Refused(answer)) => Err(answer),
-        Err(error) => {
-            cx.directory.invalidate(&user).await;
-            Err(ErrorAnswer::new(
-                ErrorCode::Unavailable,
-                format!("{user}'s home relay: {error}; retry later"),
-            ))
-        }
     }
 }
 

@@ -13,7 +13,7 @@ use tidings_protocol::{
 
 use super::{Answer, context::ClientContext};
 use crate::{
-    federation::{Home, LinkError},
+    federation::{HomeAnswer, ask_home},
     ingest::storage_answer,
     metrics::DeviceListVerdict,
     store::DeviceListOutcome,
@@ -171,39 +171,18 @@ async fn remote_device_list_once(
     cx: &ClientContext,
     user: UserId,
 ) -> Result<Option<SignedDeviceList>, ErrorAnswer> {
-    let remote = match cx.directory.resolve(user).await.map_err(storage_answer)? {
-        Home::Remote(remote) => remote,
-        Home::Local => return Ok(None),
-        Home::Unknown => {
-            return Err(ErrorAnswer::new(
-                ErrorCode::Unavailable,
-                format!("no home relay found for {user} yet; retry later"),
-            ));
-        }
-    };
-    match cx
-        .links
-        .request(&remote, FederationRequest::DeviceList { user })
-        .await
-    {
-        Ok(FederationResponse::DeviceList(None)) => Ok(None),
-        Ok(FederationResponse::DeviceList(Some(list)))
+    let request = FederationRequest::DeviceList { user };
+    match ask_home(&cx.directory, &cx.links, user, request).await? {
+        HomeAnswer::Local | HomeAnswer::Remote(FederationResponse::DeviceList(None)) => Ok(None),
+        HomeAnswer::Remote(FederationResponse::DeviceList(Some(list)))
             if list.list.user == user && list.verify().is_ok() =>
         {
             Ok(Some(*list))
         }
-        Ok(_) => Err(ErrorAnswer::new(
+        HomeAnswer::Remote(_) => Err(ErrorAnswer::new(
             ErrorCode::BadSignature,
             "the home relay answered with something else than the user's signed device list",
         )),
-        Err(LinkError::Refused(answer)) => Err(answer),
-        Err(error) => {
-            cx.directory.invalidate(&user).await;
-            Err(ErrorAnswer::new(
-                ErrorCode::Unavailable,
-                format!("{user}'s home relay: {error}; retry later"),
-            ))
-        }
     }
 }
 

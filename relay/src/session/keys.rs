@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use tidings_protocol::{
-    Address, BoundedVec, ErrorAnswer, ErrorCode, SignedPreKey, UserId,
+    Address, BoundedVec, ErrorAnswer, ErrorCode, SignedPreKey,
     client::{Response, UploadKeys},
 };
 
 use super::{Answer, context::ClientContext};
 use crate::{
-    federation::{Home, LinkError, LookupBudget, unknown_device},
+    federation::{Home, HomeAnswer, LookupBudget, ask_home, no_home_yet, unknown_device},
     ingest::storage_answer,
     store::{ClaimOutcome, KeysOutcome},
 };
@@ -66,16 +66,6 @@ pub(super) async fn upload(cx: Arc<ClientContext>, me: Address, upload: UploadKe
     }
 }
 
-/// A user the DHT has no home record for, as far as this relay can see right now. Not
-/// final: a relay that just restarted, or is cut off from part of the network, finds no
-/// record for users who do exist, so the client keeps the message and asks again later.
-fn no_home_yet(user: UserId) -> ErrorAnswer {
-    ErrorAnswer::new(
-        ErrorCode::Unavailable,
-        format!("no home relay found for {user} yet; retry later"),
-    )
-}
-
 /// Hands out a bundle of device `address`, from here or from the user's home relay; the
 /// client verifies it against the user id it trusts.
 pub(super) async fn claim(cx: Arc<ClientContext>, me: Address, address: Address) -> Answer {
@@ -92,37 +82,20 @@ pub(super) async fn claim(cx: Arc<ClientContext>, me: Address, address: Address)
         ClaimOutcome::UnknownDevice => return Err(unknown_device(address)),
         ClaimOutcome::UnknownUser => {}
     }
-    let remote = match cx.directory.resolve(user).await.map_err(storage_answer)? {
-        Home::Remote(remote) => remote,
-        Home::Local | Home::Unknown => return Err(no_home_yet(user)),
+    let request = FederationRequest::Claim {
+        device: address,
+        requester: me.user,
     };
-    match cx
-        .links
-        .request(
-            &remote,
-            FederationRequest::Claim {
-                device: address,
-                requester: me.user,
-            },
-        )
-        .await
-    {
-        Ok(FederationResponse::Bundle(bundle)) => Ok(Response::Bundle(bundle)),
-        Ok(_) => Err(ErrorAnswer::new(
+    match ask_home(&cx.directory, &cx.links, user, request).await {
+        Ok(HomeAnswer::Remote(FederationResponse::Bundle(bundle))) => Ok(Response::Bundle(bundle)),
+        Ok(HomeAnswer::Local) => Err(no_home_yet(user)),
+        Ok(HomeAnswer::Remote(_)) => Err(ErrorAnswer::new(
             ErrorCode::Unavailable,
             "unexpected answer from the home relay",
         )),
-        Err(LinkError::Refused(answer)) if answer.code == ErrorCode::NoKeys => Err(no_keys()),
-        Err(LinkError::Refused(answer)) if answer.code == ErrorCode::UnknownRecipient => {
-            Err(unknown_device(address))
-        }
-        Err(error) => {
-            cx.directory.invalidate(&user).await;
-            Err(ErrorAnswer::new(
-                ErrorCode::Unavailable,
-                format!("{user}'s home relay: {error}; retry later"),
-            ))
-        }
+        Err(answer) if answer.code == ErrorCode::NoKeys => Err(no_keys()),
+        Err(answer) if answer.code == ErrorCode::UnknownRecipient => Err(unknown_device(address)),
+        Err(answer) => Err(answer),
     }
 }
 

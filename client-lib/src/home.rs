@@ -129,6 +129,9 @@ impl Client {
         store.set_meta(META_RELAY_ADDR, address.to_string().as_bytes())?;
         store.set_meta(META_KEYS_PUBLISHED, b"")?;
         publish_keys(self, &connection).await?;
+        // Contacts ask the new home for our profile now: store it there.
+        store.own_profile_to_store_again()?;
+        crate::profile::sync::before_flush(self, &connection).await;
         drop(connection);
         let previous_told = self.tell_previous_home().await;
         Ok(Moved {

@@ -202,3 +202,34 @@ async fn overlong_fields_and_other_files_are_refused_before_anything_is_sent() {
     ));
     assert_eq!(alice.client.own_profile().unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_follows_its_user_to_a_new_home_relay() {
+    let net = Net::start(3).await;
+    let alice = TestUser::register(net.relay(0)).await;
+    let bob = TestUser::register(net.relay(1)).await;
+    alice.befriend("bob", &bob);
+    bob.befriend("alice", &alice);
+    alice.client.set_profile(named("Alice")).await.unwrap();
+    alice
+        .client
+        .move_home(net.relay(2).tcp_dial_addr().unwrap(), None)
+        .await
+        .unwrap();
+    // Bob takes the key only now: the profile it opens must be at Alice's new home (his
+    // relay may ask her old one first, which answers that it holds none for her).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        bob.sync(Duration::from_millis(500)).await;
+        let held = bob.client.profile("alice").await;
+        if let Ok(Some(profile)) = &held {
+            assert_eq!(profile.name, "Alice");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new home serves no profile: {held:?}"
+        );
+    }
+    net.shutdown().await;
+}

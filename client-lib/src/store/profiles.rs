@@ -149,6 +149,23 @@ impl ClientStore {
         self.write(|txn| write_own(txn, own))
     }
 
+    /// Marks our profile as not stored at the relay (our home changed: the new one holds
+    /// none yet); the next flush stores it there.
+    pub fn own_profile_to_store_again(&self) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let held = txn
+                .open_table(OWN_PROFILE)?
+                .get(OWN_KEY)?
+                .map(|bytes| bytes.value().to_vec());
+            let Some(bytes) = held else {
+                return Ok(());
+            };
+            let mut own: OwnProfile = decode("own_profile", &bytes)?;
+            own.uploaded = false;
+            write_own(txn, &own)
+        })
+    }
+
     /// The profile key and newest profile held for `user`.
     pub fn known_profile(&self, user: &UserId) -> Result<Option<KnownProfile>, StoreError> {
         self.read(|txn| {

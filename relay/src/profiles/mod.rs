@@ -125,16 +125,19 @@ async fn remote(cx: &ProfileContext, user: UserId) -> Result<Option<SealedProfil
     }
 }
 
-/// Another relay asks for the profile of `user`: answered only if they live here.
+/// Another relay asks for the profile of `user`: answered only if they live here; if not
+/// (they moved, or never lived here), the asker is told to look for their home again.
 pub(crate) async fn serve(
     store: &Store,
     self_peer: &str,
     user: UserId,
 ) -> Result<FederationResponse, ErrorAnswer> {
-    let profile = if homed_here(store, user, self_peer).await? {
-        store.profile(user).await.map_err(storage_answer)?
-    } else {
-        None
-    };
+    if !homed_here(store, user, self_peer).await? {
+        return Err(ErrorAnswer::new(
+            ErrorCode::WrongRelay,
+            format!("{user} is not homed at this relay"),
+        ));
+    }
+    let profile = store.profile(user).await.map_err(storage_answer)?;
     Ok(FederationResponse::Profile(profile.map(Box::new)))
 }

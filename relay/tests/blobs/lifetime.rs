@@ -260,3 +260,56 @@ async fn uploading_a_held_blob_again_gives_its_sender_the_grace_time_too() {
     assert_eq!(client.download(BlobId::of(&again), 0).await.unwrap(), again);
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_profile_picture_lives_while_the_newest_profile_names_it() {
+    use tidings_protocol::{
+        client::{Request, Response},
+        profile::SealedProfile,
+    };
+
+    let relay = start_tweaked(collect_at_once, None).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::registered(&address).await;
+    let mut client = BlobClient::of(&alice, &address);
+    let picture = |bytes: &[u8]| BlobRef {
+        id: BlobId::of(bytes),
+        relay: relay.relay.peer_id().to_string(),
+        size: bytes.len() as u64,
+    };
+    let user = alice.address().user;
+    let first = pseudo_random(40_000, 26);
+    let second = pseudo_random(30_000, 27);
+    client.upload(&first).await.unwrap();
+    for (version, bytes) in [(1, &first), (2, &second)] {
+        if version == 2 {
+            client.upload(&second).await.unwrap();
+        }
+        let profile = SealedProfile {
+            user,
+            version,
+            picture: Some(picture(bytes)),
+            ciphertext: vec![7; 100],
+        };
+        let answer = alice
+            .request(Request::PutProfile {
+                profile: Box::new(profile),
+            })
+            .await
+            .unwrap();
+        assert!(matches!(answer, Response::Profile { profile: Some(_) }));
+        if version == 1 {
+            // The profile's reference keeps the picture through a collection.
+            assert_eq!(relay.relay.collect_blob_garbage().await.unwrap(), (0, 0));
+            assert_eq!(client.download(BlobId::of(&first), 0).await.unwrap(), first);
+        }
+    }
+    // Version 2 names another picture: the first loses its last reference and goes.
+    assert_eq!(relay.relay.collect_blob_garbage().await.unwrap(), (1, 0));
+    let gone = client.download(BlobId::of(&first), 0).await.unwrap_err();
+    assert_eq!(gone.code, ErrorCode::BlobNotFound);
+    assert_eq!(
+        client.download(BlobId::of(&second), 0).await.unwrap(),
+        second
+    );
+}

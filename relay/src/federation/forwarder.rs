@@ -1,10 +1,10 @@
 //! The forwarder: delivers the durable outbox to other relays, in order, until acked.
 //!
 //! Every outbox entry stays in redb until the recipient's home relay answers that it
-//! committed it. Per destination relay one batch is in flight at a time, oldest first, so
-//! one sender's envelopes to one user keep their order. A failed send backs off
-//! exponentially with jitter, forgets the cached route of the batch's recipients and looks
-//! them up again. What cannot be delivered within `undeliverable_after` is bounced into the
+//! committed it. Per destination relay up to `relay_queue::LANES` batches are in flight;
+//! a sender's entries all go in one lane, oldest first, so one sender's envelopes to one
+//! user keep their order. A failed send backs off exponentially with jitter, forgets the
+//! cached route of the batch's recipients and looks them up again. What cannot be delivered within `undeliverable_after` is bounced into the
 //! sender's mailbox.
 
 use std::{
@@ -28,7 +28,7 @@ use super::{
     batch::{self, Courier},
     directory::Home,
     link_stream::LinkError,
-    remote::Remote,
+    relay_queue::RelayQueue,
 };
 use crate::{
     metrics::Metrics,
@@ -61,15 +61,6 @@ fn backoff(failures: u32) -> Duration {
     step.mul_f64(jitter)
 }
 
-/// Outbox entries bound for one relay.
-struct RelayQueue {
-    remote: Remote,
-    queue: BTreeSet<u64>,
-    busy: bool,
-    failures: u32,
-    not_before: Instant,
-}
-
 /// Waiting to learn where a recipient lives.
 #[derive(Default)]
 struct Unrouted {
@@ -82,6 +73,7 @@ enum Done {
     Resolved(UserId, Result<Home, String>),
     Sent {
         peer: PeerId,
+        lane: usize,
         seqs: Vec<u64>,
         result: Result<Vec<SendOutcome>, LinkError>,
     },
@@ -169,7 +161,7 @@ impl Forwarder {
             for (seq, meta) in chunk {
                 self.loaded_up_to = self.loaded_up_to.max(seq);
                 self.entries.insert(seq, meta);
-                self.route(seq, meta.recipient);
+                self.route(seq, meta);
             }
             if !full {
                 return;
@@ -177,17 +169,16 @@ impl Forwarder {
         }
     }
 
-    fn route(&mut self, seq: u64, recipient: UserId) {
+    fn route(&mut self, seq: u64, meta: OutboxMeta) {
         match self
             .routes
-            .get(&recipient)
+            .get(&meta.recipient)
             .and_then(|peer| self.relays.get_mut(peer))
         {
-            Some(relay) => {
-                relay.queue.insert(seq);
-            }
+            Some(relay) => relay.insert(seq, &meta.sender),
             None => {
-                self.unrouted.entry(recipient).or_default().seqs.insert(seq);
+                let waiting = self.unrouted.entry(meta.recipient).or_default();
+                waiting.seqs.insert(seq);
             }
         }
     }
@@ -230,47 +221,64 @@ impl Forwarder {
             .filter_map(|seq| self.entries.get(seq).map(|meta| meta.id))
             .collect();
         let now_ms = now_ms();
-        let idle: Vec<PeerId> = self
+        let gathering = |queue: &BTreeSet<u64>| {
+            let first = queue.iter().take(MAX_BATCH_ENVELOPES);
+            first.filter_map(|seq| self.entries.get(seq)).any(|meta| {
+                resolving_ids.contains(&meta.id)
+                    && now_ms.saturating_sub(meta.accepted_at_ms) < GATHER_MS
+            })
+        };
+        let idle: Vec<(PeerId, usize)> = self
             .relays
             .iter()
-            .filter(|(_, relay)| !relay.busy && !relay.queue.is_empty() && relay.not_before <= now)
-            .filter(|(_, relay)| {
-                let first = relay.queue.iter().take(MAX_BATCH_ENVELOPES);
-                !first.filter_map(|seq| self.entries.get(seq)).any(|meta| {
-                    resolving_ids.contains(&meta.id)
-                        && now_ms.saturating_sub(meta.accepted_at_ms) < GATHER_MS
-                })
+            .flat_map(|(peer, relay)| {
+                relay
+                    .ready_lanes(now)
+                    .filter(|(_, queue)| !gathering(queue))
+                    .map(|(lane, _)| (*peer, lane))
             })
-            .map(|(peer, _)| *peer)
             .collect();
-        for peer in idle {
-            self.send(peer);
+        for (peer, lane) in idle {
+            self.send(peer, lane);
         }
     }
 
-    fn send(&mut self, peer: PeerId) {
+    fn send(&mut self, peer: PeerId, lane: usize) {
         let Some(relay) = self.relays.get_mut(&peer) else {
             return;
         };
-        let entries: Vec<(u64, OutboxMeta)> = relay
+        let Some(queue) = relay.lanes.get_mut(lane) else {
+            return;
+        };
+        let entries: Vec<(u64, OutboxMeta)> = queue
             .queue
             .iter()
             .take(MAX_FORWARD_RECIPIENTS)
             .filter_map(|seq| self.entries.get(seq).map(|meta| (*seq, *meta)))
             .collect();
-        relay.busy = true;
+        queue.busy = true;
         let remote = relay.remote.clone();
         let courier = self.courier.clone();
         self.tasks.push(Box::pin(async move {
             let (seqs, result) = batch::forward(&courier, &remote, entries).await;
-            Done::Sent { peer, seqs, result }
+            Done::Sent {
+                peer,
+                lane,
+                seqs,
+                result,
+            }
         }));
     }
 
     async fn on_done(&mut self, done: Done) {
         match done {
             Done::Resolved(user, home) => self.on_resolved(user, home).await,
-            Done::Sent { peer, seqs, result } => self.on_sent(peer, seqs, result).await,
+            Done::Sent {
+                peer,
+                lane,
+                seqs,
+                result,
+            } => self.on_sent(peer, lane, seqs, result).await,
         }
     }
 
@@ -279,16 +287,17 @@ impl Forwarder {
         match home {
             Ok(Home::Remote(remote)) => {
                 let peer = remote.peer;
-                let relay = self.relays.entry(peer).or_insert_with(|| RelayQueue {
-                    remote: remote.clone(),
-                    queue: BTreeSet::new(),
-                    busy: false,
-                    failures: 0,
-                    not_before: Instant::now(),
-                });
+                let relay = self
+                    .relays
+                    .entry(peer)
+                    .or_insert_with(|| RelayQueue::new(remote.clone()));
                 relay.remote = remote;
                 if let Some(waiting) = self.unrouted.remove(&user) {
-                    relay.queue.extend(waiting.seqs);
+                    for seq in waiting.seqs {
+                        if let Some(meta) = self.entries.get(&seq) {
+                            relay.insert(seq, &meta.sender);
+                        }
+                    }
                 }
                 self.routes.insert(user, peer);
             }
@@ -331,6 +340,7 @@ impl Forwarder {
     async fn on_sent(
         &mut self,
         peer: PeerId,
+        lane: usize,
         seqs: Vec<u64>,
         result: Result<Vec<SendOutcome>, LinkError>,
     ) {
@@ -338,7 +348,7 @@ impl Forwarder {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::info!(%peer, %error, "forwarding failed; backing off and looking up again");
-                self.relay_failed(peer, &seqs).await;
+                self.relay_failed(peer, lane, &seqs).await;
                 return;
             }
         };
@@ -378,7 +388,9 @@ impl Forwarder {
             }
         }
         if let Some(relay) = self.relays.get_mut(&peer) {
-            relay.busy = false;
+            if let Some(queue) = relay.lanes.get_mut(lane) {
+                queue.busy = false;
+            }
             if retry {
                 relay.failures += 1;
                 relay.not_before = Instant::now() + backoff(relay.failures);
@@ -389,14 +401,16 @@ impl Forwarder {
     }
 
     /// After a failed send: back off, and look up the batch's recipients again.
-    async fn relay_failed(&mut self, peer: PeerId, seqs: &[u64]) {
+    async fn relay_failed(&mut self, peer: PeerId, lane: usize, seqs: &[u64]) {
         let recipients: HashSet<UserId> = seqs
             .iter()
             .filter_map(|seq| self.entries.get(seq).map(|meta| meta.recipient))
             .collect();
         let failures = match self.relays.get_mut(&peer) {
             Some(relay) => {
-                relay.busy = false;
+                if let Some(queue) = relay.lanes.get_mut(lane) {
+                    queue.busy = false;
+                }
                 relay.failures += 1;
                 relay.not_before = Instant::now() + backoff(relay.failures);
                 relay.failures
@@ -421,19 +435,17 @@ impl Forwarder {
         let Some(relay) = self.relays.get_mut(&peer) else {
             return;
         };
-        let theirs: Vec<u64> = relay
-            .queue
-            .iter()
-            .copied()
-            .filter(|seq| {
-                self.entries
-                    .get(seq)
-                    .is_some_and(|meta| meta.recipient == user)
+        let theirs: Vec<(u64, UserId)> = relay
+            .queued()
+            .filter_map(|seq| {
+                let meta = self.entries.get(&seq)?;
+                (meta.recipient == user).then_some((seq, meta.sender))
             })
             .collect();
-        for seq in &theirs {
-            relay.queue.remove(seq);
+        for (seq, sender) in &theirs {
+            relay.remove(*seq, sender);
         }
+        let theirs = theirs.into_iter().map(|(seq, _)| seq);
         self.unrouted.entry(user).or_default().seqs.extend(theirs);
     }
 
@@ -447,7 +459,7 @@ impl Forwarder {
                 .get(&meta.recipient)
                 .and_then(|p| self.relays.get_mut(p))
             {
-                relay.queue.remove(seq);
+                relay.remove(*seq, &meta.sender);
             }
             if let Some(waiting) = self.unrouted.get_mut(&meta.recipient) {
                 waiting.seqs.remove(seq);

@@ -11,6 +11,7 @@ mod handoff;
 mod home_cache;
 mod link;
 mod link_stream;
+mod relay_queue;
 mod remote;
 
 pub(crate) use ask::{HomeAnswer, ask_home, no_home_yet};

@@ -8,7 +8,9 @@ mod senders;
 
 use std::{sync::Arc, time::Duration};
 
-use futures::AsyncReadExt;
+use futures::{
+    AsyncReadExt, StreamExt, future::BoxFuture, io::WriteHalf, stream::FuturesUnordered,
+};
 use libp2p::{PeerId, Stream};
 use tidings_protocol::{
     BoundedVec, ErrorAnswer, ErrorCode, HomeRecord, MailboxItem,
@@ -23,7 +25,7 @@ use crate::{
     presence::check_ephemeral,
     router::ProtocolHandler,
     store::{DescriptorsOutcome, HandoffItem},
-    streams::read_frame_timed,
+    streams::read_frame_timed_owned,
 };
 pub(crate) use awaited::AwaitedGroups;
 pub(crate) use context::FederationContext;
@@ -31,6 +33,9 @@ pub(crate) use senders::SenderCheck;
 
 /// How long writing an answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long requests already taken may take to finish once the stream or the relay stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Answer = Result<FederationResponse, ErrorAnswer>;
 
@@ -52,56 +57,83 @@ impl ProtocolHandler for FederationHandler {
     }
 }
 
-/// Serves one inbound federation stream until it ends or the relay stops.
+/// Requests of one federation stream handled at once. More are not read until one is
+/// answered (backpressure on the sending relay). The sender keeps its own order: the
+/// forwarder has at most one batch in flight per lane, and each sender's envelopes stay in
+/// one lane.
+const REQUESTS_IN_FLIGHT: usize = 8;
+
+/// Serves one inbound federation stream until it ends or the relay stops: up to
+/// [`REQUESTS_IN_FLIGHT`] requests at once, each answered (by id) as soon as it is done.
 async fn serve(cx: &FederationContext, peer: PeerId, stream: Stream) {
     let _live = cx.metrics.federation_stream_opened();
-    let (mut reader, mut writer) = stream.split();
-    let mut buf = Vec::new();
+    let (reader, mut writer) = stream.split();
+    let mut read = Box::pin(read_frame_timed_owned(reader, Vec::new(), cx.read_timeouts));
+    let mut in_flight = FuturesUnordered::new();
     loop {
-        let read = tokio::select! {
+        let can_read = in_flight.len() < REQUESTS_IN_FLIGHT;
+        tokio::select! {
             _ = cx.shutdown.cancelled() => break,
-            read = read_frame_timed(&mut reader, &mut buf, cx.read_timeouts) => read,
-        };
-        match read {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(error) => {
-                if let Some(reason) = error.deadline() {
-                    cx.metrics.stream_timed_out(StreamKind::Federation, reason);
+            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                if !write_answer(&mut writer, answer).await {
+                    return;
                 }
-                tracing::debug!(%peer, %error, "closing a federation stream");
-                break;
+            }
+            (reader, buf, result) = &mut read, if can_read => {
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(error) => {
+                        if let Some(reason) = error.deadline() {
+                            cx.metrics.stream_timed_out(StreamKind::Federation, reason);
+                        }
+                        tracing::debug!(%peer, %error, "closing a federation stream");
+                        break;
+                    }
+                }
+                match FederationFrame::decode(&buf) {
+                    Ok(FederationFrame::Request { id, body }) => {
+                        in_flight.push(Box::pin(async move {
+                            FederationFrame::Response { id, body: handle(cx, peer, body).await }
+                        }) as BoxFuture<'_, FederationFrame>);
+                    }
+                    // A request this relay cannot read but whose id it can (say, a kind from
+                    // a newer version): an error answer, and the stream goes on.
+                    Err(error) => match tidings_protocol::framing::request_id(&buf) {
+                        Some(id) => {
+                            let body = Err(ErrorAnswer::new(ErrorCode::Malformed, error.to_string()));
+                            if !write_answer(&mut writer, FederationFrame::Response { id, body }).await {
+                                return;
+                            }
+                        }
+                        None => {
+                            tracing::info!(%peer, %error, "closing a federation stream that sent garbage");
+                            break;
+                        }
+                    },
+                    Ok(FederationFrame::Response { .. }) => {
+                        tracing::info!(%peer, "closing a federation stream that sent a response");
+                        break;
+                    }
+                }
+                read = Box::pin(read_frame_timed_owned(reader, buf, cx.read_timeouts));
             }
         }
-        let (id, body) = match FederationFrame::decode(&buf) {
-            Ok(FederationFrame::Request { id, body }) => (id, handle(cx, peer, body).await),
-            // A request this relay cannot read but whose id it can (say, a kind from a newer
-            // version): an error answer, and the stream goes on.
-            Err(error) => match tidings_protocol::framing::request_id(&buf) {
-                Some(id) => (
-                    id,
-                    Err(ErrorAnswer::new(ErrorCode::Malformed, error.to_string())),
-                ),
-                None => {
-                    tracing::info!(%peer, %error, "closing a federation stream that sent garbage");
-                    break;
-                }
-            },
-            Ok(FederationFrame::Response { .. }) => {
-                tracing::info!(%peer, "closing a federation stream that sent a response");
-                break;
-            }
-        };
-        let written = tokio::time::timeout(
-            WRITE_TIMEOUT,
-            framing::write_frame(&mut writer, &FederationFrame::Response { id, body }),
-        )
-        .await;
-        if !matches!(written, Ok(Ok(()))) {
-            break;
+    }
+    // Requests taken are answered: what they stored is acknowledged.
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, in_flight.next()).await {
+        if !write_answer(&mut writer, answer).await {
+            return;
         }
     }
     let _ = futures::AsyncWriteExt::close(&mut writer).await;
+}
+
+/// Writes one answer; false if the stream is gone or the other relay does not read.
+async fn write_answer(writer: &mut WriteHalf<Stream>, answer: FederationFrame) -> bool {
+    let written = tokio::time::timeout(WRITE_TIMEOUT, framing::write_frame(writer, &answer)).await;
+    matches!(written, Ok(Ok(())))
 }
 
 fn stored(outcomes: Vec<SendOutcome>) -> Answer {

@@ -9,4 +9,5 @@ mod dht;
 mod dht_store;
 mod groups;
 mod lookups;
+mod order;
 mod presence;

@@ -227,6 +227,17 @@ pub(crate) enum Bench {
         #[command(flatten)]
         output: Output,
     },
+    /// The relay alone: raw devices speak the client protocol frame by frame (pre-signed
+    /// envelopes, receivers that ack without decrypting or storing) against relay processes.
+    /// --scenario throughput (--pairs, --window, --secs), rate (--rate, --burst), offline
+    /// (--messages: push, then drain) or idle (--devices); --relays 2 homes the receivers on
+    /// a second relay. Reports msg/s, latency percentiles, and each relay's CPU and RSS.
+    Relay {
+        #[command(flatten)]
+        params: bench::relay::Params,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[cfg(test)]

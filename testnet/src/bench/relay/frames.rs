@@ -162,9 +162,13 @@ mod tests {
         let mut reader = all;
         let mut buf = Vec::new();
         for k in 0..4u64 {
-            assert!(futures::executor::block_on(framing::read_frame(&mut reader, &mut buf)).unwrap());
-            let ClientFrame::Request { id, body: Request::Send { envelopes } } =
-                ClientFrame::decode(&buf).unwrap()
+            assert!(
+                futures::executor::block_on(framing::read_frame(&mut reader, &mut buf)).unwrap()
+            );
+            let ClientFrame::Request {
+                id,
+                body: Request::Send { envelopes },
+            } = ClientFrame::decode(&buf).unwrap()
             else {
                 panic!("not a send request");
             };

@@ -86,13 +86,17 @@ impl SenderTally {
             RelayFrame::Fatal(answer) => bail!("the relay closed a sender's stream: {answer}"),
             _ => return Ok(()),
         };
-        let frame = id.checked_sub(FIRST_SEND_ID).context("an answer to no frame")? as usize;
+        let frame = id
+            .checked_sub(FIRST_SEND_ID)
+            .context("an answer to no frame")? as usize;
         if let Some(ms) = job.clock.since(job.index, frame) {
             self.ack_ms.push(ms);
         }
         self.last_answer = Some(Instant::now());
         match body {
-            Ok(Response::Sent { outcomes }) if outcomes.iter().all(|o| *o == SendOutcome::Accepted) => {
+            Ok(Response::Sent { outcomes })
+                if outcomes.iter().all(|o| *o == SendOutcome::Accepted) =>
+            {
                 self.accepted += outcomes.len();
             }
             other => {
@@ -309,14 +313,20 @@ impl ReceiverTally {
     }
 }
 
-/// Waits until `counter` reaches `count`, or `timeout` passes; whether it did.
-pub async fn wait_for(counter: &AtomicUsize, count: usize, timeout: Duration) -> bool {
-    let give_up = Instant::now() + timeout;
-    while counter.load(Ordering::Relaxed) < count {
-        if Instant::now() >= give_up {
+/// Waits until `counter` reaches `count`, giving up once it has not moved for `stall`;
+/// whether it got there.
+pub async fn wait_for(counter: &AtomicUsize, count: usize, stall: Duration) -> bool {
+    let mut seen = counter.load(Ordering::Relaxed);
+    let mut moved = Instant::now();
+    while seen < count {
+        if moved.elapsed() >= stall {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+        let now = counter.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, moved) = (now, Instant::now());
+        }
     }
     true
 }

@@ -94,19 +94,43 @@ pub struct Params {
 impl Params {
     fn check(&self) -> anyhow::Result<()> {
         ensure!((1..=2).contains(&self.relays), "1 or 2 relays");
-        ensure!((1..=MAX_PAIRS).contains(&self.pairs), "1 to {MAX_PAIRS} pairs");
-        ensure!((1..=MAX_WINDOW).contains(&self.window), "a window of 1 to {MAX_WINDOW}");
-        ensure!((1..=MAX_SECS).contains(&self.secs), "1 to {MAX_SECS} seconds");
-        ensure!((1..=MAX_RATE).contains(&self.rate), "a rate of 1 to {MAX_RATE} msg/s");
-        ensure!((1..=MAX_BURST).contains(&self.burst), "bursts of 1 to {MAX_BURST}");
+        ensure!(
+            (1..=MAX_PAIRS).contains(&self.pairs),
+            "1 to {MAX_PAIRS} pairs"
+        );
+        ensure!(
+            (1..=MAX_WINDOW).contains(&self.window),
+            "a window of 1 to {MAX_WINDOW}"
+        );
+        ensure!(
+            (1..=MAX_SECS).contains(&self.secs),
+            "1 to {MAX_SECS} seconds"
+        );
+        ensure!(
+            (1..=MAX_RATE).contains(&self.rate),
+            "a rate of 1 to {MAX_RATE} msg/s"
+        );
+        ensure!(
+            (1..=MAX_BURST).contains(&self.burst),
+            "bursts of 1 to {MAX_BURST}"
+        );
         ensure!(
             (1..=MAX_MESSAGES).contains(&self.messages)
                 && (self.pairs..=MAX_MESSAGES).contains(&self.max_messages),
             "1 to {MAX_MESSAGES} messages, at least one per pair"
         );
-        ensure!((1..=MAX_DEVICES).contains(&self.devices), "1 to {MAX_DEVICES} devices");
-        ensure!(self.idle_secs <= MAX_SECS, "at most {MAX_SECS} idle seconds");
-        ensure!(self.body_bytes <= MAX_BODY_BYTES, "a body of at most {MAX_BODY_BYTES} bytes");
+        ensure!(
+            (1..=MAX_DEVICES).contains(&self.devices),
+            "1 to {MAX_DEVICES} devices"
+        );
+        ensure!(
+            self.idle_secs <= MAX_SECS,
+            "at most {MAX_SECS} idle seconds"
+        );
+        ensure!(
+            self.body_bytes <= MAX_BODY_BYTES,
+            "a body of at most {MAX_BODY_BYTES} bytes"
+        );
         Ok(())
     }
 }
@@ -254,7 +278,11 @@ impl RelayReport {
                 "  {:.0} msg/s delivered, {:.0} msg/s accepted{}",
                 self.delivered_per_s,
                 self.accepted_per_s,
-                if self.exhausted { " (a sender ran out of envelopes)" } else { "" }
+                if self.exhausted {
+                    " (a sender ran out of envelopes)"
+                } else {
+                    ""
+                }
             );
         }
         if let Some(refusal) = &self.first_refusal {
@@ -277,7 +305,10 @@ impl RelayReport {
                 self.rss_per_device_kib.unwrap_or_default()
             );
         }
-        let usages = [("", Some(&self.relay_usage)), ("drain ", self.drain_relay_usage.as_ref())];
+        let usages = [
+            ("", Some(&self.relay_usage)),
+            ("drain ", self.drain_relay_usage.as_ref()),
+        ];
         for (phase, usage) in usages {
             for relay in usage.into_iter().flatten() {
                 println!(

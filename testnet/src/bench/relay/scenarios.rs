@@ -22,8 +22,8 @@ use super::{
 };
 use crate::{bench::rss::rss_kib, cluster::Cluster};
 
-/// How long the last envelopes may take to arrive once the senders stopped.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long deliveries may pause, once the senders stopped, before the rest counts as lost.
+const DELIVERY_STALL: Duration = Duration::from_secs(10);
 /// How long receivers get to notice they went offline before the push starts.
 const OFFLINE_SETTLE: Duration = Duration::from_millis(300);
 /// How long a restarted relay gets before its memory is read.
@@ -77,7 +77,8 @@ fn sum_senders(pairs: &Pairs, tallies: Vec<SenderTally>, deadline: tokio::time::
     };
     for (index, tally) in tallies.into_iter().enumerate() {
         let pool = pairs.frames[index].len() - 1;
-        sent.exhausted |= tally.written == pool && tally.last_answer.is_some_and(|at| at < deadline);
+        sent.exhausted |=
+            tally.written == pool && tally.last_answer.is_some_and(|at| at < deadline);
         sent.accepted += tally.accepted;
         sent.refused += tally.refused;
         sent.first_refusal = sent.first_refusal.or(tally.first_refusal);
@@ -88,7 +89,10 @@ fn sum_senders(pairs: &Pairs, tallies: Vec<SenderTally>, deadline: tokio::time::
 }
 
 /// Fills the delivery side of `report` from the receivers' tallies.
-fn sum_receivers(report: &mut RelayReport, tallies: Vec<ReceiverTally>) -> Option<tokio::time::Instant> {
+fn sum_receivers(
+    report: &mut RelayReport,
+    tallies: Vec<ReceiverTally>,
+) -> Option<tokio::time::Instant> {
     let mut latencies = Vec::new();
     let mut last = None;
     for tally in tallies {
@@ -104,7 +108,11 @@ fn sum_receivers(report: &mut RelayReport, tallies: Vec<ReceiverTally>) -> Optio
 
 fn per_s(count: usize, from: tokio::time::Instant, to: Option<tokio::time::Instant>) -> (f64, f64) {
     let seconds = to.map(|to| (to - from).as_secs_f64()).unwrap_or_default();
-    let rate = if seconds > 0.0 { count as f64 / seconds } else { 0.0 };
+    let rate = if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    };
     (seconds, rate)
 }
 
@@ -120,9 +128,15 @@ pub async fn throughput(work: &Path, params: Params) -> anyhow::Result<RelayRepo
     let usage = Usage::start(&cluster)?;
     let start = tokio::time::Instant::now();
     let deadline = start + Duration::from_secs(params.secs);
-    let done = pairs.send(links, |_| Pace::Window(params.window), deadline).await?;
-    let sent = sum_senders(&pairs, done.into_iter().map(|(_, tally)| tally).collect(), deadline);
-    load::wait_for(&receiving.delivered, sent.accepted, DELIVERY_TIMEOUT).await;
+    let done = pairs
+        .send(links, |_| Pace::Window(params.window), deadline)
+        .await?;
+    let sent = sum_senders(
+        &pairs,
+        done.into_iter().map(|(_, tally)| tally).collect(),
+        deadline,
+    );
+    load::wait_for(&receiving.delivered, sent.accepted, DELIVERY_STALL).await;
     let relay_usage = usage.finish()?;
     let tallies = receiving.finish().await?;
     cluster.stop().await?;
@@ -167,8 +181,12 @@ pub async fn rate(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
         burst: params.burst,
     };
     let done = pairs.send(links, pace, deadline).await?;
-    let sent = sum_senders(&pairs, done.into_iter().map(|(_, tally)| tally).collect(), deadline);
-    load::wait_for(&receiving.delivered, sent.accepted, DELIVERY_TIMEOUT).await;
+    let sent = sum_senders(
+        &pairs,
+        done.into_iter().map(|(_, tally)| tally).collect(),
+        deadline,
+    );
+    load::wait_for(&receiving.delivered, sent.accepted, DELIVERY_STALL).await;
     let relay_usage = usage.finish()?;
     let tallies = receiving.finish().await?;
     cluster.stop().await?;
@@ -205,14 +223,20 @@ pub async fn offline(work: &Path, params: Params) -> anyhow::Result<RelayReport>
     let usage = Usage::start(&cluster)?;
     let start = tokio::time::Instant::now();
     let deadline = start + Duration::from_secs(MAX_SECS);
-    let done = pairs.send(links, |_| Pace::Window(params.window), deadline).await?;
+    let done = pairs
+        .send(links, |_| Pace::Window(params.window), deadline)
+        .await?;
     let relay_usage = usage.finish()?;
-    let sent = sum_senders(&pairs, done.into_iter().map(|(_, tally)| tally).collect(), deadline);
+    let sent = sum_senders(
+        &pairs,
+        done.into_iter().map(|(_, tally)| tally).collect(),
+        deadline,
+    );
 
     let usage = Usage::start(&cluster)?;
     let drain_start = tokio::time::Instant::now();
     let receiving = pairs.receive().await?;
-    load::wait_for(&receiving.delivered, sent.accepted, DELIVERY_TIMEOUT).await;
+    load::wait_for(&receiving.delivered, sent.accepted, DELIVERY_STALL).await;
     let drain_usage = usage.finish()?;
     let tallies = receiving.finish().await?;
     cluster.stop().await?;
@@ -229,6 +253,8 @@ pub async fn offline(work: &Path, params: Params) -> anyhow::Result<RelayReport>
         ..base(&params)
     };
     let last = sum_receivers(&mut report, tallies);
+    // Time spent offline, not a latency of the relay.
+    report.latency_ms = None;
     (report.elapsed_s, report.accepted_per_s) = per_s(report.sent, start, sent.last_answer);
     let (drain_s, drain_per_s) = per_s(report.delivered, drain_start, last);
     report.drain_s = Some(drain_s);
@@ -247,6 +273,7 @@ pub async fn idle(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
     register_all(&devices).await?;
     // A fresh process: the registrations' caches and buffers are not counted.
     let relay = cluster.relays.first_mut().context("no relay")?;
+    relay.stop().await?;
     relay.restart().await?;
     tokio::time::sleep(RESTART_SETTLE).await;
     let rss_before = rss_kib(relay.pid())?;

@@ -23,8 +23,8 @@ use super::{
 const REGISTER_CONCURRENCY: usize = 32;
 /// How long the warm-up envelopes may take to arrive.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long receivers may take to connect and subscribe.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long receivers subscribing may pause before the run fails.
+const SUBSCRIBE_STALL: Duration = Duration::from_secs(60);
 
 /// Registers every device, several at a time.
 pub async fn register_all(devices: &[Arc<RawDevice>]) -> anyhow::Result<()> {
@@ -82,7 +82,13 @@ impl Pairs {
             let (sender, recipient) = (senders[index].clone(), receivers[index].address());
             let frames = count + 1;
             building.spawn_blocking(move || {
-                let built = Prebuilt::build(&sender.identity, index as u32, recipient, frames, body_bytes);
+                let built = Prebuilt::build(
+                    &sender.identity,
+                    index as u32,
+                    recipient,
+                    frames,
+                    body_bytes,
+                );
                 built.map(|built| (index, built))
             });
         }
@@ -92,7 +98,10 @@ impl Pairs {
             frames[index] = Some(Arc::new(built));
         }
         let frames: Vec<Arc<Prebuilt>> = frames.into_iter().flatten().collect();
-        ensure!(frames.len() == counts.len(), "a sender's frames are missing");
+        ensure!(
+            frames.len() == counts.len(),
+            "a sender's frames are missing"
+        );
         let clock = Arc::new(SendClock::new(frames.iter().map(|frames| frames.len())));
         Ok(Self {
             senders,
@@ -136,9 +145,9 @@ impl Pairs {
             });
         }
         let all = self.receivers.len();
-        if !load::wait_for(&subscribed, all, SUBSCRIBE_TIMEOUT).await {
+        if !load::wait_for(&subscribed, all, SUBSCRIBE_STALL).await {
             receiving.stop.cancel();
-            bail!("receivers did not all subscribe within {SUBSCRIBE_TIMEOUT:?}");
+            bail!("receivers stopped subscribing: none for {SUBSCRIBE_STALL:?}");
         }
         Ok(receiving)
     }
@@ -176,7 +185,7 @@ impl Pairs {
         let all = self.senders.len();
         ensure!(
             load::wait_for(&receiving.warmed, all, WARM_UP_TIMEOUT).await,
-            "warm-up envelopes did not all arrive within {WARM_UP_TIMEOUT:?}"
+            "warm-up envelopes stopped arriving: none for {WARM_UP_TIMEOUT:?}"
         );
         Ok(links.into_iter().flatten().collect())
     }

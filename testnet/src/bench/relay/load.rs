@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use futures::io::WriteHalf;
+use futures::{FutureExt, io::WriteHalf};
 use libp2p::Stream;
 use tidings_protocol::{
     client::{ClientFrame, RelayFrame, Response, SendOutcome},
@@ -26,6 +26,9 @@ use super::{
     device::Link,
     frames::{FIRST_SEND_ID, Prebuilt, SendClock, parse_id},
 };
+
+/// Frames already received that one loop turn takes before writing.
+const MAX_READ_AHEAD: usize = 256;
 
 /// How long a sender waits for the answers still due once it stopped writing.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -148,12 +151,21 @@ pub async fn send(link: &mut Link, job: SenderJob) -> anyhow::Result<SenderTally
         }
         tokio::select! {
             biased;
-            (reader, buf, result) = &mut read => {
-                if !result.context("reading the relay's answers")? {
-                    bail!("the relay closed a sender's stream");
+            done = &mut read => {
+                // Every answer already here is taken before writing again: fewer, larger
+                // writes, the window unchanged.
+                let (mut ready, mut taken) = (Some(done), 0);
+                while let Some((reader, buf, result)) = ready.take() {
+                    if !result.context("reading the relay's answers")? {
+                        bail!("the relay closed a sender's stream");
+                    }
+                    tally.on_frame(&job, RelayFrame::decode(&buf)?)?;
+                    read = Box::pin(framing::read_frame_owned(reader, buf));
+                    taken += 1;
+                    if taken < MAX_READ_AHEAD {
+                        ready = (&mut read).now_or_never();
+                    }
                 }
-                tally.on_frame(&job, RelayFrame::decode(&buf)?)?;
-                read = Box::pin(framing::read_frame_owned(reader, buf));
             }
             _ = tick(&mut ticker), if writing => {
                 if let Pace::Bursts { burst, .. } = job.pace {
@@ -244,14 +256,24 @@ pub async fn receive(link: &mut Link, job: ReceiverJob) -> anyhow::Result<Receiv
             biased;
             () = job.stop.cancelled() => break,
             _ = ping.tick() => framing::encode_frame(&ClientFrame::Ping, &mut out),
-            (reader, buf, result) = &mut read => {
-                if !result.context("reading deliveries")? {
-                    bail!("the relay closed a receiver's stream");
+            done = &mut read => {
+                // Every push already here is taken first, then acked with one frame.
+                let (mut ready, mut taken, mut ack) = (Some(done), 0, None);
+                while let Some((reader, buf, result)) = ready.take() {
+                    if !result.context("reading deliveries")? {
+                        bail!("the relay closed a receiver's stream");
+                    }
+                    let up_to = tally.on_frame(&job, &mut seen, RelayFrame::decode(&buf)?)?;
+                    ack = ack.max(up_to);
+                    read = Box::pin(framing::read_frame_owned(reader, buf));
+                    taken += 1;
+                    if taken < MAX_READ_AHEAD {
+                        ready = (&mut read).now_or_never();
+                    }
                 }
-                if let Some(up_to) = tally.on_frame(&job, &mut seen, RelayFrame::decode(&buf)?)? {
+                if let Some(up_to) = ack {
                     framing::encode_frame(&ClientFrame::Ack { up_to }, &mut out);
                 }
-                read = Box::pin(framing::read_frame_owned(reader, buf));
             }
         }
         if !out.is_empty() {

@@ -389,4 +389,40 @@ mod tests {
             Cli::try_parse_from(["tidings-testnet", "scenario", "media", "--max-size", "big"]);
         assert!(refused.is_err(), "a size that is no number is refused");
     }
+
+    #[test]
+    fn the_relay_bench_takes_its_scenario_and_shapes() {
+        let cli = Cli::parse_from(["tidings-testnet", "bench", "relay"]);
+        let Command::Bench {
+            bench: Bench::Relay { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(params.scenario, bench::relay::Scenario::Throughput);
+        assert_eq!((params.relays, params.pairs, params.window), (1, 8, 64));
+        let cli = Cli::parse_from([
+            "tidings-testnet",
+            "bench",
+            "relay",
+            "--scenario",
+            "rate",
+            "--rate",
+            "1000",
+            "--burst",
+            "1",
+            "--relays",
+            "2",
+        ]);
+        let Command::Bench {
+            bench: Bench::Relay { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(params.scenario, bench::relay::Scenario::Rate);
+        assert_eq!((params.rate, params.burst, params.relays), (1000, 1, 2));
+        let refused = Cli::try_parse_from(["tidings-testnet", "bench", "relay", "--scenario", "x"]);
+        assert!(refused.is_err(), "an unknown scenario is refused");
+    }
 }

@@ -28,7 +28,7 @@ const MAX_RATE: u64 = 1_000_000;
 /// Largest burst.
 const MAX_BURST: usize = 1024;
 /// Most envelopes signed before a run (they are held in memory, ~300 bytes each).
-const MAX_MESSAGES: usize = 10_000_000;
+const MAX_MESSAGES: usize = 2_000_000;
 /// Most idle devices.
 const MAX_DEVICES: usize = 20_000;
 /// Largest envelope body.
@@ -113,6 +113,10 @@ impl Params {
         ensure!(
             (1..=MAX_BURST).contains(&self.burst),
             "bursts of 1 to {MAX_BURST}"
+        );
+        ensure!(
+            self.rate.saturating_mul(self.secs) <= MAX_MESSAGES as u64,
+            "at most {MAX_MESSAGES} envelopes at the asked rate and time"
         );
         ensure!(
             (1..=MAX_MESSAGES).contains(&self.messages)

@@ -227,6 +227,17 @@ pub(crate) enum Bench {
         #[command(flatten)]
         output: Output,
     },
+    /// The relay alone: raw devices speak the client protocol frame by frame (pre-signed
+    /// envelopes, receivers that ack without decrypting or storing) against relay processes.
+    /// --scenario throughput (--pairs, --window, --secs), rate (--rate, --burst), offline
+    /// (--messages: push, then drain) or idle (--devices); --relays 2 homes the receivers on
+    /// a second relay. Reports msg/s, latency percentiles, and each relay's CPU and RSS.
+    Relay {
+        #[command(flatten)]
+        params: bench::relay::Params,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[cfg(test)]
@@ -377,5 +388,41 @@ mod tests {
         let refused =
             Cli::try_parse_from(["tidings-testnet", "scenario", "media", "--max-size", "big"]);
         assert!(refused.is_err(), "a size that is no number is refused");
+    }
+
+    #[test]
+    fn the_relay_bench_takes_its_scenario_and_shapes() {
+        let cli = Cli::parse_from(["tidings-testnet", "bench", "relay"]);
+        let Command::Bench {
+            bench: Bench::Relay { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(params.scenario, bench::relay::Scenario::Throughput);
+        assert_eq!((params.relays, params.pairs, params.window), (1, 8, 64));
+        let cli = Cli::parse_from([
+            "tidings-testnet",
+            "bench",
+            "relay",
+            "--scenario",
+            "rate",
+            "--rate",
+            "1000",
+            "--burst",
+            "1",
+            "--relays",
+            "2",
+        ]);
+        let Command::Bench {
+            bench: Bench::Relay { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(params.scenario, bench::relay::Scenario::Rate);
+        assert_eq!((params.rate, params.burst, params.relays), (1000, 1, 2));
+        let refused = Cli::try_parse_from(["tidings-testnet", "bench", "relay", "--scenario", "x"]);
+        assert!(refused.is_err(), "an unknown scenario is refused");
     }
 }

@@ -133,6 +133,9 @@ fn main() -> anyhow::Result<()> {
             Bench::Search { params, output } => {
                 output.run(|work| async move { bench::search::run(&work, params).await })
             }
+            Bench::Relay { params, output } => {
+                output.run(|work| async move { bench::relay::run(&work, params).await })
+            }
         },
         Command::Device { data_dir } => on_runtime(device::run(&data_dir)),
         Command::Demo { keep } => in_work_dir(keep, |work| async move {

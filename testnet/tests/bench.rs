@@ -191,3 +191,129 @@ fn the_search_bench_indexes_what_it_received_and_its_results_agree_with_a_scan()
         "{report}"
     );
 }
+
+/// `bench relay` with `args`: its report, after the checks every scenario shares (each
+/// relay's CPU and memory read, nothing refused, lost or doubled).
+fn relay_bench(args: &[&str], relays: usize) -> serde_json::Value {
+    let mut all = vec!["relay"];
+    all.extend_from_slice(args);
+    let report = bench(&all);
+    assert_eq!(report["bench"], "relay");
+    assert_eq!(report["relays"], relays);
+    let usage = report["relay_usage"].as_array().unwrap();
+    assert_eq!(usage.len(), relays, "{report}");
+    for relay in usage {
+        assert!(relay["cpu_percent"].as_f64().unwrap() >= 0.0, "{report}");
+        assert!(relay["rss_start_kib"].as_u64().unwrap() > 1024, "{report}");
+        assert!(relay["rss_end_kib"].as_u64().unwrap() > 1024, "{report}");
+    }
+    for key in ["refused", "lost", "duplicates"] {
+        assert_eq!(report[key], 0, "{key} in {report}");
+    }
+    report
+}
+
+/// The checks of a run that sent envelopes: all delivered, rates and percentiles present.
+fn assert_all_delivered(report: &serde_json::Value) {
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{report}");
+    assert_eq!(report["delivered"].as_u64().unwrap(), sent, "{report}");
+    assert!(report["accepted_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["delivered_per_s"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(report["ack_ms"][key].as_f64().unwrap() > 0.0, "{report}");
+    }
+}
+
+#[test]
+fn the_relay_bench_throughput_delivers_every_accepted_envelope_on_one_relay_and_across_two() {
+    for relays in ["1", "2"] {
+        let report = relay_bench(
+            &[
+                "--scenario",
+                "throughput",
+                "--relays",
+                relays,
+                "--pairs",
+                "2",
+                "--window",
+                "8",
+                "--secs",
+                "1",
+                "--max-messages",
+                "400",
+            ],
+            relays.parse().unwrap(),
+        );
+        assert_eq!(report["scenario"], "throughput");
+        assert_eq!(report["window"], 8);
+        assert_all_delivered(&report);
+        assert!(
+            report["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn the_relay_bench_rate_sends_at_its_rate_and_times_every_delivery() {
+    let report = relay_bench(
+        &[
+            "--scenario",
+            "rate",
+            "--rate",
+            "200",
+            "--burst",
+            "10",
+            "--pairs",
+            "2",
+            "--secs",
+            "2",
+        ],
+        1,
+    );
+    assert_eq!(
+        (report["rate"].clone(), report["burst"].clone()),
+        (200.into(), 10.into())
+    );
+    // 200 msg/s for 2 s in bursts of 10: exactly the prebuilt 400, or a burst less if the
+    // last tick fell on the deadline.
+    let sent = report["sent"].as_u64().unwrap();
+    assert!((390..=400).contains(&sent), "{report}");
+    assert_all_delivered(&report);
+    let latency = &report["latency_ms"];
+    assert_eq!(latency["count"].as_u64().unwrap(), sent, "{report}");
+    assert!(latency["p999"].as_f64().unwrap() >= latency["p50"].as_f64().unwrap());
+}
+
+#[test]
+fn the_relay_bench_offline_drains_everything_pushed_while_receivers_were_away() {
+    let report = relay_bench(
+        &["--scenario", "offline", "--messages", "300", "--pairs", "2"],
+        1,
+    );
+    assert_eq!(report["sent"], 300, "{report}");
+    assert_all_delivered(&report);
+    assert!(report["drain_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report.get("latency_ms").is_none(), "{report}");
+    assert_eq!(report["drain_relay_usage"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_relay_bench_idle_connects_every_device_and_weighs_it() {
+    let report = relay_bench(
+        &["--scenario", "idle", "--devices", "20", "--idle-secs", "1"],
+        1,
+    );
+    assert_eq!(report["devices"], 20);
+    assert_eq!(report["connected"], 20, "{report}");
+    assert!(
+        report["first_streams_failed"].as_u64().is_some(),
+        "{report}"
+    );
+    let per = report["rss_per_device_kib"].as_f64().unwrap();
+    assert!(per > 0.0 && per < 10_000.0, "{report}");
+}

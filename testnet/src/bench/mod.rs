@@ -7,6 +7,7 @@ pub mod drain;
 pub mod fanout;
 pub mod latency;
 pub mod media;
+pub mod relay;
 mod rss;
 pub mod search;
 pub mod throughput;

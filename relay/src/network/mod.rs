@@ -103,12 +103,11 @@ fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLim
 
 /// What one home-record lookup cost, from libp2p-kad's `QueryStats` for its query.
 ///
-/// A lookup runs until the relays closest to the key have answered, so it goes on after a
-/// record was found: `requests` counts the whole query, `requests_to_first_record` the
-/// part before the first valid record.
+/// A lookup stops at the first valid record (the query is finished there), so `requests`
+/// and `requests_to_first_record` are the same count when a record was found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LookupStats {
-    /// Requests the query sent to other relays in all (`QueryStats::num_requests` at its end).
+    /// Requests the query had sent to other relays when it answered (`QueryStats::num_requests`).
     pub requests: u32,
     /// Of those, requests that were answered (`QueryStats::num_successes`).
     pub successes: u32,

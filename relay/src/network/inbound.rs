@@ -21,11 +21,6 @@ use libp2p::{
 };
 use tokio::sync::mpsc;
 
-/// Streams of one protocol waiting for its accept loop. A burst of devices connecting at
-/// once (1,000 and more) fits; the accept loop takes each in microseconds, so a full queue
-/// means the relay is far behind and refusing (visibly) is the right answer.
-pub(crate) const ACCEPT_QUEUE: usize = 4096;
-
 /// Called with the peer whose stream found its protocol's queue full (and was reset).
 pub(crate) type OnOverflow = Arc<dyn Fn(PeerId) + Send + Sync>;
 
@@ -87,11 +82,15 @@ pub struct AlreadyAccepted(pub StreamProtocol);
 #[derive(Clone)]
 pub struct InboundControl {
     routes: Routes,
+    /// Streams of one protocol waiting for its accept loop (`network.accept_queue`). The
+    /// accept loop takes each in microseconds, so a full queue means the relay is far behind
+    /// and refusing (visibly) is the right answer.
+    capacity: usize,
 }
 
 impl InboundControl {
-    /// Accepts streams of `protocol` from now on, up to [`ACCEPT_QUEUE`] waiting; a stream
-    /// beyond that is reset and reported to `on_overflow`.
+    /// Accepts streams of `protocol` from now on, up to the queue's capacity waiting; a
+    /// stream beyond that is reset and reported to `on_overflow`.
     pub(crate) fn accept(
         &self,
         protocol: StreamProtocol,
@@ -102,7 +101,7 @@ impl InboundControl {
         if routes.contains_key(&protocol) {
             return Err(AlreadyAccepted(protocol));
         }
-        let (queue, receiver) = mpsc::channel(ACCEPT_QUEUE);
+        let (queue, receiver) = mpsc::channel(self.capacity);
         routes.insert(protocol, Route { queue, on_overflow });
         Ok(IncomingStreams { receiver })
     }
@@ -122,16 +121,25 @@ impl IncomingStreams {
 }
 
 /// The behaviour: one [`Handler`] per connection, nothing to do at the swarm level.
-#[derive(Default)]
 pub struct Behaviour {
     routes: Routes,
+    capacity: usize,
 }
 
 impl Behaviour {
+    /// A behaviour whose protocols each queue up to `capacity` streams (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            routes: Routes::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
     /// A control registering protocols with this behaviour.
     pub fn control(&self) -> InboundControl {
         InboundControl {
             routes: self.routes.clone(),
+            capacity: self.capacity,
         }
     }
 

@@ -329,7 +329,7 @@ pub fn build(
                 ping: ping::Behaviour::default(),
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(connection_limits(limits)),
-                inbound: inbound::Behaviour::default(),
+                inbound: inbound::Behaviour::new(limits.accept_queue),
             }
         })
         .map_err(|error| NetworkError::Transport(error.to_string()))?

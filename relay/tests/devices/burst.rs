@@ -1,5 +1,6 @@
 //! A burst of devices opening their first stream at once: every stream is served, none is
-//! dropped or refused, and `/metrics` counts no refusal.
+//! dropped or refused, and `/metrics` counts no refusal; with a tiny accept queue the streams
+//! that do not fit are reset at once (none hangs) and each is counted.
 
 use std::time::Duration;
 
@@ -70,9 +71,20 @@ async fn connect(address: &Multiaddr, relay: libp2p::PeerId) -> Device {
     }
 }
 
-/// Opens the device's first client stream once `go` fires and sends one request; true if
+/// What became of a device's first stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The relay answered on it.
+    Served,
+    /// It ended (reset or closed) without an answer.
+    Ended,
+    /// Nothing happened within [`PATIENCE`].
+    Hung,
+}
+
+/// Opens the device's first client stream once `go` fires and sends one request; whether
 /// the relay answered on that stream (a dropped or reset stream ends without a frame).
-async fn first_stream_served(mut device: Device, mut go: watch::Receiver<bool>) -> bool {
+async fn first_stream(mut device: Device, mut go: watch::Receiver<bool>) -> Outcome {
     let _ = go.wait_for(|go| *go).await;
     let served = async {
         let mut stream = device
@@ -94,7 +106,11 @@ async fn first_stream_served(mut device: Device, mut go: watch::Receiver<bool>) 
     };
     let answer = tokio::time::timeout(PATIENCE, served).await;
     drop(device);
-    matches!(answer, Ok(Some(RelayFrame::Response { id: 1, .. })))
+    match answer {
+        Ok(Some(RelayFrame::Response { id: 1, .. })) => Outcome::Served,
+        Ok(_) => Outcome::Ended,
+        Err(_) => Outcome::Hung,
+    }
 }
 
 /// Raises the soft open-files limit to the hard one; how many devices it allows (two sockets
@@ -113,14 +129,14 @@ fn devices_the_fd_limit_allows() -> usize {
         .min(DEVICES)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_devices_opening_their_first_stream_at_once_are_all_served() {
-    let devices = devices_the_fd_limit_allows();
-    assert!(
-        devices >= 100,
-        "the open-files limit allows only {devices} devices"
-    );
-    let relay = start_tweaked(|_| {}, None).await;
+/// Starts a relay (its config changed by `tweak`), connects `devices` devices to it, then
+/// has all of them open their first stream at once: what became of each, and the relay's
+/// `/metrics` text afterwards.
+async fn burst(
+    devices: usize,
+    tweak: impl FnOnce(&mut tidings_relay::RelayConfig),
+) -> (Vec<Outcome>, String) {
+    let relay = start_tweaked(tweak, None).await;
     let address = relay.relay.tcp_dial_addr().unwrap();
     let relay_peer = relay.relay.peer_id();
 
@@ -134,21 +150,51 @@ async fn a_thousand_devices_opening_their_first_stream_at_once_are_all_served() 
     let (go, ready) = watch::channel(false);
     let tasks: Vec<_> = connected
         .into_iter()
-        .map(|device| tokio::spawn(first_stream_served(device, ready.clone())))
+        .map(|device| tokio::spawn(first_stream(device, ready.clone())))
         .collect();
     go.send_replace(true);
-    let mut dropped = 0;
+    let mut outcomes = Vec::with_capacity(devices);
     for task in tasks {
-        if !task.await.unwrap() {
-            dropped += 1;
-        }
+        outcomes.push(task.await.unwrap());
     }
+    (outcomes, relay.relay.metrics().render())
+}
 
-    let text = relay.relay.metrics().render();
+fn count(outcomes: &[Outcome], which: Outcome) -> usize {
+    outcomes.iter().filter(|outcome| **outcome == which).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_devices_opening_their_first_stream_at_once_are_all_served() {
+    let devices = devices_the_fd_limit_allows();
+    assert!(
+        devices >= 100,
+        "the open-files limit allows only {devices} devices"
+    );
+    let (outcomes, text) = burst(devices, |_| {}).await;
+    let dropped = devices - count(&outcomes, Outcome::Served);
     let refused = metric(&text, "tidings_streams_refused_total", &[]).unwrap_or(0.0);
     assert_eq!(
         dropped, 0,
         "{dropped} of {devices} first streams were dropped (refused counted: {refused})"
     );
     assert_eq!(refused, 0.0, "refusals counted:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_beyond_a_full_accept_queue_are_reset_at_once_and_counted() {
+    let devices = devices_the_fd_limit_allows();
+    let (outcomes, text) = burst(devices, |config| config.network.accept_queue = 1).await;
+    let (ended, hung) = (
+        count(&outcomes, Outcome::Ended),
+        count(&outcomes, Outcome::Hung),
+    );
+    assert_eq!(hung, 0, "{hung} refused streams were left hanging");
+    assert!(ended > 0, "a queue of 1 took a burst of {devices} streams");
+    let backlog = metric(
+        &text,
+        "tidings_streams_refused_total",
+        &["reason=\"Backlog\""],
+    );
+    assert_eq!(backlog, Some(ended as f64), "{text}");
 }

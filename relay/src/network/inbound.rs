@@ -64,7 +64,7 @@ impl Routes {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 (route.on_overflow)(peer);
-                tracing::info!(%peer, %protocol, "accept queue full: stream reset");
+                tracing::debug!(%peer, %protocol, "accept queue full: stream reset (counted)");
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::debug!(%peer, %protocol, "accept loop gone: stream reset");

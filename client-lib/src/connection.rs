@@ -276,7 +276,7 @@ impl Route {
     }
 
     /// Opens a new stream (redialling if needed) and writes again what the relay never
-    /// heard (libp2p-stream drops new streams unread when many arrive at once); tries again
+    /// heard (a relay resets new streams its accept queue has no room for); tries again
     /// while attempts are left.
     async fn reopen(&mut self, mux: &Mux<ClientFrames, Reply>) -> Result<Halves, ConnectionError> {
         loop {

@@ -248,7 +248,8 @@ impl Metrics {
         let streams_refused = Family::<StreamLabels, Counter>::default();
         tidings.register(
             "streams_refused",
-            "New streams refused because their peer held its share, or every slot was taken",
+            "New streams refused because their peer held its share, every slot was taken, or \
+             the protocol's accept queue was full (backlog; the stream is reset)",
             streams_refused.clone(),
         );
         let stream_timeouts = Family::<StreamLabels, Counter>::default();
@@ -441,14 +442,18 @@ impl Metrics {
 
     /// Streams of `protocol` refused so far, for any reason.
     pub fn streams_refused(&self, protocol: StreamKind) -> u64 {
-        [StreamLimit::PeerLimit, StreamLimit::Full]
-            .into_iter()
-            .map(|reason| {
-                self.streams_refused
-                    .get_or_create(&StreamLabels { protocol, reason })
-                    .get()
-            })
-            .sum()
+        [
+            StreamLimit::PeerLimit,
+            StreamLimit::Full,
+            StreamLimit::Backlog,
+        ]
+        .into_iter()
+        .map(|reason| {
+            self.streams_refused
+                .get_or_create(&StreamLabels { protocol, reason })
+                .get()
+        })
+        .sum()
     }
 
     /// Counts a stream closed because a frame did not come (`Idle`) or did not finish

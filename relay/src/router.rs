@@ -1,15 +1,17 @@
 //! Routing inbound streams by protocol name to their handler: each stream takes a slot
-//! within its peer's share and the total, or is dropped at once; the rest is the handler's.
+//! within its peer's share and the total, or is closed at once; the rest is the handler's.
+//! Streams wait for this in their protocol's accept queue (`network::inbound`), so a burst
+//! of new streams is served in turn rather than dropped.
 
 use std::{future::Future, sync::Arc};
 
-use futures::{StreamExt, future::BoxFuture};
+use futures::future::BoxFuture;
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     metrics::{Metrics, StreamKind, StreamLimit},
-    network::NetworkError,
+    network::{InboundControl, IncomingStreams, NetworkError},
     streams::{Refusal, StreamSlots},
 };
 
@@ -25,7 +27,7 @@ pub(crate) trait ProtocolHandler: Clone + Send + Sync + 'static {
 /// Takes the streams of each protocol from the stream behaviour and hands them to their
 /// handler, one task each on the session tracker.
 pub(crate) struct Router {
-    control: libp2p_stream::Control,
+    control: InboundControl,
     sessions: TaskTracker,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
@@ -36,7 +38,7 @@ impl Router {
     /// A router taking streams from `control`, running handlers on `sessions`, until
     /// `shutdown`.
     pub fn builder(
-        control: libp2p_stream::Control,
+        control: InboundControl,
         sessions: TaskTracker,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
@@ -57,9 +59,13 @@ impl Router {
         handler: H,
         slots: Arc<StreamSlots>,
     ) -> Result<Self, NetworkError> {
+        let metrics = self.metrics.clone();
+        let on_overflow = Arc::new(move |_peer: PeerId| {
+            metrics.stream_refused(H::KIND, StreamLimit::Backlog);
+        });
         let incoming = self
             .control
-            .accept(StreamProtocol::new(protocol))
+            .accept(StreamProtocol::new(protocol), on_overflow)
             .map_err(|error| NetworkError::Transport(error.to_string()))?;
         let accept_loop = accept_loop(
             handler,
@@ -85,7 +91,7 @@ impl Router {
 /// share and the total, or is dropped (closed) at once, so the acceptor never waits.
 async fn accept_loop<H: ProtocolHandler>(
     handler: H,
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: IncomingStreams,
     slots: Arc<StreamSlots>,
     sessions: TaskTracker,
     shutdown: CancellationToken,

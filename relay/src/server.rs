@@ -316,7 +316,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     });
     let blob_federation = blob_handler.federation();
     Router::builder(
-        control,
+        network.inbound(),
         sessions.clone(),
         sessions_stop.clone(),
         metrics.clone(),

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
+/// Largest `network.accept_queue`: a waiting stream costs about a hundred bytes, so a full
+/// queue stays under 7 MB per protocol.
+pub const MAX_ACCEPT_QUEUE: usize = 65_536;
+
 /// Connection and stream limits that keep one peer from taking what others need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +34,9 @@ pub struct NetworkConfig {
     pub dht_store_kib: u64,
     /// DHT records one peer may have stored here.
     pub dht_records_per_peer: u64,
+    /// New streams of one protocol waiting to be taken (beyond it a stream is reset and
+    /// counted in `streams_refused`, reason `backlog`).
+    pub accept_queue: usize,
 }
 
 impl Default for NetworkConfig {
@@ -45,13 +52,14 @@ impl Default for NetworkConfig {
             frame_timeout_secs: 30,
             dht_store_kib: 128 * 1024,
             dht_records_per_peer: 50_000,
+            accept_queue: 4096,
         }
     }
 }
 
 impl NetworkConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(&'static str, u64); 10] = [
+        let checks: [(&'static str, u64); 11] = [
             ("network.max_connections", self.max_connections.into()),
             (
                 "network.max_connections_per_peer",
@@ -74,6 +82,7 @@ impl NetworkConfig {
             ("network.frame_timeout_secs", self.frame_timeout_secs),
             ("network.dht_store_kib", self.dht_store_kib),
             ("network.dht_records_per_peer", self.dht_records_per_peer),
+            ("network.accept_queue", self.accept_queue as u64),
         ];
         for (key, value) in checks {
             if value == 0 {
@@ -83,6 +92,13 @@ impl NetworkConfig {
                     reason: "must be at least 1",
                 });
             }
+        }
+        if self.accept_queue > MAX_ACCEPT_QUEUE {
+            return Err(ConfigError::OutOfRange {
+                key: "network.accept_queue",
+                value: self.accept_queue as u64,
+                reason: "must be at most 65536",
+            });
         }
         if self.federation_streams_per_peer > self.federation_streams {
             return Err(ConfigError::OutOfRange {

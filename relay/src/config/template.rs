@@ -250,6 +250,13 @@ pub(super) const SECTIONS: &[Section] = &[
                 "dht_records_per_peer",
                 "DHT records one peer may have stored here.",
             ),
+            key(
+                "accept_queue",
+                "New streams of one protocol waiting to be taken (a burst of devices \
+                 connecting at once waits here). Beyond it a new stream is reset at once, so \
+                 the device retries, and counted in tidings_streams_refused_total \
+                 (reason=\"backlog\"). At most 65536.",
+            ),
         ],
     },
     Section {

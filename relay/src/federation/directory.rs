@@ -1,11 +1,14 @@
 //! Where users live: local users from the store, everyone else from the DHT, with a cache
-//! of what was found and a short memory of what was not (the `home_cache` actor), and a bound
-//! on lookups per request.
+//! of what was found (while its home record is valid) and a short memory of what was not (the
+//! `home_cache` actor), and a bound on lookups per request.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
 
 use libp2p::PeerId;
-use tidings_protocol::UserId;
+use tidings_protocol::{UserId, home::HOME_RECORD_LIFETIME_MS, now_ms};
 
 use super::home_cache::{Cached, HomeCache, HomeCacheActor};
 use super::remote::Remote;
@@ -176,7 +179,17 @@ impl Directory {
         self.network
             .add_addresses(remote.peer, remote.addrs.clone())
             .await;
-        self.cache.found(user, remote.clone()).await;
+        // Cached while the record is valid; a signer may choose any expiry, so at most the
+        // lifetime clients give their records.
+        let valid_for = Duration::from_millis(
+            home.expires_at_ms
+                .saturating_sub(now_ms())
+                .min(HOME_RECORD_LIFETIME_MS),
+        );
+        let until = Instant::now()
+            .checked_add(valid_for)
+            .unwrap_or_else(Instant::now);
+        self.cache.found(user, remote.clone(), until).await;
         Ok(Home::Remote(remote))
     }
 }

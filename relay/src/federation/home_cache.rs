@@ -1,6 +1,6 @@
-//! The home cache actor. It owns the homes other relays' users were last found at (for
-//! `CACHE_TTL`) and the users the DHT just had no record of (for `MISS_TTL`); nothing else
-//! reads or changes them. Callers run their DHT lookups themselves and report the result,
+//! The home cache actor. It owns the homes other relays' users were last found at (until
+//! the home record found expires) and the users the DHT just had no record of (for
+//! `MISS_TTL`); nothing else reads or changes them. Callers run their DHT lookups themselves and report the result,
 //! so a slow lookup never holds up another caller.
 
 use std::{
@@ -16,9 +16,6 @@ use super::remote::Remote;
 
 /// Commands queued for the cache before callers wait.
 const CACHE_INBOX: usize = 1024;
-
-/// How long a looked-up home stays cached (a failed forward drops it sooner).
-const CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// Most cached lookups.
 const CACHE_MAX: usize = 100_000;
@@ -48,6 +45,7 @@ enum Command {
     Found {
         user: UserId,
         remote: Remote,
+        until: Instant,
     },
     Missed {
         user: UserId,
@@ -66,6 +64,7 @@ pub(super) struct HomeCache {
 /// The cache's state; [`HomeCacheActor::run`] serves it.
 pub(crate) struct HomeCacheActor {
     inbox: mpsc::Receiver<Command>,
+    /// Where each user was found, until when their home record is valid.
     found: HashMap<UserId, (Remote, Instant)>,
     misses: HashMap<UserId, Instant>,
 }
@@ -91,9 +90,17 @@ impl HomeCache {
         answer.await.unwrap_or(Cached::Nothing)
     }
 
-    /// Remembers where `user` was found.
-    pub async fn found(&self, user: UserId, remote: Remote) {
-        let _ = self.inbox.send(Command::Found { user, remote }).await;
+    /// Remembers where `user` was found, until `until` (when the home record that said so
+    /// expires; a failed forward forgets it sooner).
+    pub async fn found(&self, user: UserId, remote: Remote, until: Instant) {
+        let _ = self
+            .inbox
+            .send(Command::Found {
+                user,
+                remote,
+                until,
+            })
+            .await;
     }
 
     /// Remembers that the DHT had no record of `user`.
@@ -115,7 +122,11 @@ impl HomeCacheActor {
                 Command::Ask { user, reply } => {
                     let _ = reply.send(self.ask(&user));
                 }
-                Command::Found { user, remote } => self.found(user, remote),
+                Command::Found {
+                    user,
+                    remote,
+                    until,
+                } => self.found(user, remote, until),
                 Command::Missed { user } => self.missed(user),
                 Command::Forget { user } => {
                     self.found.remove(&user);
@@ -129,7 +140,7 @@ impl HomeCacheActor {
         if let Some((remote, _)) = self
             .found
             .get(user)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .filter(|(_, until)| Instant::now() < *until)
         {
             return Cached::Remote(remote.clone());
         }
@@ -143,14 +154,15 @@ impl HomeCacheActor {
         Cached::Nothing
     }
 
-    fn found(&mut self, user: UserId, remote: Remote) {
+    fn found(&mut self, user: UserId, remote: Remote, until: Instant) {
         if self.found.len() >= CACHE_MAX {
-            self.found.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            let now = Instant::now();
+            self.found.retain(|_, (_, until)| now < *until);
             if self.found.len() >= CACHE_MAX {
                 self.found.clear();
             }
         }
-        self.found.insert(user, (remote, Instant::now()));
+        self.found.insert(user, (remote, until));
     }
 
     fn missed(&mut self, user: UserId) {
@@ -185,10 +197,15 @@ mod tests {
         let (alice, bob) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
 
         assert_eq!(cache.ask(alice).await, Cached::Nothing);
-        cache.found(alice, remote(7)).await;
+        let hour = Instant::now() + Duration::from_secs(3600);
+        cache.found(alice, remote(7), hour).await;
         cache.missed(bob).await;
         assert_eq!(cache.ask(alice).await, Cached::Remote(remote(7)));
         assert_eq!(cache.ask(bob).await, Cached::MissedRecently);
+        // A home whose record expired is not served from the cache.
+        let carol = UserId::from_bytes([3; 32]);
+        cache.found(carol, remote(8), Instant::now()).await;
+        assert_eq!(cache.ask(carol).await, Cached::Nothing);
 
         cache.forget(alice).await;
         cache.forget(bob).await;

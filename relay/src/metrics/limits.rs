@@ -26,6 +26,8 @@ pub enum StreamLimit {
     Idle,
     /// A started frame did not arrive whole in time.
     SlowFrame,
+    /// The protocol's accept queue was full: the stream was reset before it was read.
+    Backlog,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -1,4 +1,5 @@
-//! Home records in the DHT: validated before they are stored or used, newest sequence wins.
+//! Home records in the DHT: validated before they are stored or used; the store keeps the
+//! newest sequence, a lookup ends at the first record that validates.
 
 use std::{
     collections::HashMap,
@@ -24,9 +25,6 @@ use super::{
 /// A lookup in flight, possibly asked for by several callers.
 struct PendingGet {
     user: UserId,
-    best: Option<HomeRecord>,
-    /// Requests sent and time spent when the first valid record came.
-    first_record: Option<(u32, Duration)>,
     replies: Vec<oneshot::Sender<(Option<HomeRecord>, LookupStats)>>,
 }
 
@@ -48,14 +46,6 @@ fn kad_record(home: &HomeRecord, hold: Duration) -> Record {
     let mut record = Record::new(key_of(&home.user), home.encode());
     record.expires = Instant::now().checked_add(left.min(hold));
     record
-}
-
-/// Keeps the newer of two valid records.
-fn newer(current: Option<HomeRecord>, candidate: HomeRecord) -> Option<HomeRecord> {
-    match current {
-        Some(current) if current.seq >= candidate.seq => Some(current),
-        _ => Some(candidate),
-    }
 }
 
 impl Dht {
@@ -110,8 +100,6 @@ impl Dht {
             id,
             PendingGet {
                 user,
-                best: None,
-                first_record: None,
                 replies: vec![reply],
             },
         );
@@ -153,42 +141,153 @@ impl Dht {
         }
     }
 
-    /// Folds a query result (and kad's counts so far) into its lookup; answers when the
-    /// query ends.
-    pub fn on_query(&mut self, id: QueryId, result: QueryResult, stats: &QueryStats, last: bool) {
+    /// Folds a query result (and kad's counts so far) into its lookup. The first record that
+    /// validates answers every waiter at once and stops the query (`finish`): kad would
+    /// otherwise go on until the relays closest to the key had all answered. A record that
+    /// fails validation is counted and the query goes on. A query that ends with no valid
+    /// record answers `None`.
+    pub fn on_query(
+        &mut self,
+        kad: &mut kad::Behaviour<BoundedStore>,
+        id: QueryId,
+        result: QueryResult,
+        stats: &QueryStats,
+        last: bool,
+    ) {
         let QueryResult::GetRecord(result) = result else {
             return;
         };
-        let Some(pending) = self.gets.get_mut(&id) else {
+        let Some(pending) = self.gets.get(&id) else {
             return;
         };
-        if let Ok(GetRecordOk::FoundRecord(found)) = result {
-            let record = found.record;
+        let mut found = None;
+        if let Ok(GetRecordOk::FoundRecord(peer_record)) = result {
+            let record = peer_record.record;
             match HomeRecord::decode_verified(record.key.as_ref(), &record.value, now_ms()) {
-                Ok(home) if home.user == pending.user => {
-                    // A record held locally comes before the query has sent anything.
-                    pending.first_record.get_or_insert((
-                        stats.num_requests(),
-                        stats.duration().unwrap_or_default(),
-                    ));
-                    pending.best = newer(pending.best.take(), home);
-                }
+                Ok(home) if home.user == pending.user => found = Some(home),
                 Ok(_) | Err(_) => {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        if last && let Some(done) = self.gets.remove(&id) {
-            self.by_user.remove(&done.user);
-            let lookup = LookupStats {
-                requests: stats.num_requests(),
-                successes: stats.num_successes(),
-                requests_to_first_record: done.first_record.map(|(requests, _)| requests),
-                time_to_first_record: done.first_record.map(|(_, took)| took),
-            };
-            for reply in done.replies {
-                let _ = reply.send((done.best.clone(), lookup));
-            }
+        if found.is_none() && !last {
+            return;
         }
+        let Some(done) = self.gets.remove(&id) else {
+            return;
+        };
+        self.by_user.remove(&done.user);
+        if found.is_some()
+            && let Some(mut query) = kad.query_mut(&id)
+        {
+            query.finish();
+        }
+        // Requests sent and time spent so far: a record held locally comes before the query
+        // has sent anything.
+        let lookup = LookupStats {
+            requests: stats.num_requests(),
+            successes: stats.num_successes(),
+            requests_to_first_record: found.as_ref().map(|_| stats.num_requests()),
+            time_to_first_record: found.as_ref().map(|_| stats.duration().unwrap_or_default()),
+        };
+        for reply in done.replies {
+            let _ = reply.send((found.clone(), lookup));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use libp2p::{
+        Multiaddr, StreamProtocol,
+        kad::{PeerRecord, store::MemoryStoreConfig},
+    };
+    use tidings_protocol::BoundedVec;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    use super::*;
+    use crate::network::{KAD_PROTOCOL, record_store::RecordLimits};
+
+    /// A Kademlia behaviour knowing one other relay, so a query has someone to ask.
+    fn kad() -> kad::Behaviour<BoundedStore> {
+        let local = PeerId::random();
+        let limits = RecordLimits {
+            max_bytes: 1 << 20,
+            per_publisher: 100,
+        };
+        let store = BoundedStore::new(local, MemoryStoreConfig::default(), limits);
+        let config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+        let mut kad = kad::Behaviour::with_config(local, store, config);
+        let address: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        kad.add_address(&PeerId::random(), address);
+        kad
+    }
+
+    fn home_of(account: &SigningKey) -> HomeRecord {
+        let relay = PeerId::random().to_string();
+        let addrs = BoundedVec::new(Vec::new()).unwrap();
+        HomeRecord::sign(account, relay, addrs, now_ms(), now_ms() + 3_600_000)
+    }
+
+    /// A record as another relay sent it in answer to the query.
+    fn answer(home: &HomeRecord) -> QueryResult {
+        let record = Record::new(key_of(&home.user), home.encode());
+        QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(PeerRecord {
+            peer: Some(PeerId::random()),
+            record,
+        })))
+    }
+
+    #[tokio::test]
+    async fn the_first_valid_record_answers_at_once_and_stops_the_query_a_forged_one_does_not() {
+        let mut kad = kad();
+        let mut dht = Dht::new(Arc::new(DhtStats::default()));
+        let account = SigningKey::from_bytes(&[7; 32]);
+        let genuine = home_of(&account);
+        let (first, mut first_answer) = oneshot::channel();
+        let (joined, mut joined_answer) = oneshot::channel();
+        dht.get_home(&mut kad, genuine.user, first);
+        dht.get_home(&mut kad, genuine.user, joined);
+        let id = *dht.by_user.get(&genuine.user).unwrap();
+        let stats = QueryStats::empty();
+
+        // A forged record (its relay changed after signing): counted, the query goes on.
+        let mut forged = genuine.clone();
+        forged.relay = PeerId::random().to_string();
+        dht.on_query(&mut kad, id, answer(&forged), &stats, false);
+        assert_eq!(first_answer.try_recv().err(), Some(TryRecvError::Empty));
+        assert!(kad.query(&id).is_some(), "a forged record ended the query");
+        assert_eq!(dht.stats.rejected.load(Ordering::Relaxed), 1);
+
+        // The genuine one answers both callers before the query would have ended, and the
+        // query is finished there.
+        dht.on_query(&mut kad, id, answer(&genuine), &stats, false);
+        let (found, _) = first_answer.try_recv().unwrap();
+        assert_eq!(found, Some(genuine.clone()));
+        assert_eq!(joined_answer.try_recv().unwrap().0, Some(genuine.clone()));
+        assert!(
+            kad.query(&id).is_none(),
+            "the query ran on after its answer"
+        );
+        assert!(dht.gets.is_empty() && dht.by_user.is_empty());
+
+        // What kad reports for the finished query afterwards changes nothing.
+        dht.on_query(&mut kad, id, answer(&genuine), &stats, true);
+    }
+
+    #[tokio::test]
+    async fn a_query_that_ends_without_a_valid_record_answers_none() {
+        let mut kad = kad();
+        let mut dht = Dht::new(Arc::new(DhtStats::default()));
+        let genuine = home_of(&SigningKey::from_bytes(&[8; 32]));
+        let (reply, mut answer_rx) = oneshot::channel();
+        dht.get_home(&mut kad, genuine.user, reply);
+        let id = *dht.by_user.get(&genuine.user).unwrap();
+        let mut forged = genuine.clone();
+        forged.relay = PeerId::random().to_string();
+        dht.on_query(&mut kad, id, answer(&forged), &QueryStats::empty(), true);
+        assert_eq!(answer_rx.try_recv().unwrap().0, None);
+        assert!(dht.gets.is_empty() && dht.by_user.is_empty());
     }
 }

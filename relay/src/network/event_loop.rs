@@ -245,7 +245,10 @@ impl EventLoop {
                 result,
                 step,
                 stats,
-            } => self.dht.on_query(id, result, &stats, step.last),
+            } => {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                self.dht.on_query(kad, id, result, &stats, step.last);
+            }
             kad::Event::RoutingUpdated { peer, .. } => {
                 tracing::debug!(%peer, "relay joined the routing table");
             }

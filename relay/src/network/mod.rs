@@ -1,12 +1,14 @@
 //! The network: the one task that owns the libp2p `Swarm`, and the handle the rest uses.
 //!
-//! Sessions never touch the Swarm: inbound streams reach them through the stream behaviour's
-//! control handle; DHT work (publishing and looking up home records) goes through
+//! Sessions never touch the Swarm: inbound streams reach them through the accept queues of
+//! the `inbound` behaviour, outbound ones through libp2p-stream's control handle; DHT work
+//! (publishing and looking up home records) goes through
 //! [`NetworkHandle`] commands answered on oneshot channels.
 
 mod dht;
 mod event_loop;
 mod find_peer;
+mod inbound;
 mod record_store;
 
 use std::{sync::Arc, time::Duration};
@@ -22,6 +24,7 @@ use crate::config::NetworkConfig;
 pub use crate::metrics::DhtStats;
 
 pub use event_loop::EventLoop;
+pub(crate) use inbound::{InboundControl, IncomingStreams};
 use record_store::{BoundedStore, RecordLimits};
 
 /// What relays announce as their agent through identify.
@@ -86,6 +89,8 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Connections per peer, in their handshake, and in total (`[network]` in the config).
     pub limits: connection_limits::Behaviour,
+    /// Inbound streams of the relay's protocols, each protocol with its accept queue.
+    pub inbound: inbound::Behaviour,
 }
 
 /// The connection limits of `[network]`, for libp2p's `connection_limits` behaviour.
@@ -98,12 +103,11 @@ fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLim
 
 /// What one home-record lookup cost, from libp2p-kad's `QueryStats` for its query.
 ///
-/// A lookup runs until the relays closest to the key have answered, so it goes on after a
-/// record was found: `requests` counts the whole query, `requests_to_first_record` the
-/// part before the first valid record.
+/// A lookup stops at the first valid record (the query is finished there), so `requests`
+/// and `requests_to_first_record` are the same count when a record was found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LookupStats {
-    /// Requests the query sent to other relays in all (`QueryStats::num_requests` at its end).
+    /// Requests the query had sent to other relays when it answered (`QueryStats::num_requests`).
     pub requests: u32,
     /// Of those, requests that were answered (`QueryStats::num_successes`).
     pub successes: u32,
@@ -147,6 +151,7 @@ pub struct NetworkHandle {
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     commands: mpsc::Sender<Command>,
     stats: Arc<DhtStats>,
+    inbound: InboundControl,
 }
 
 impl NetworkHandle {
@@ -158,6 +163,11 @@ impl NetworkHandle {
     /// Addresses the swarm listens on right now.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.listen_addrs.borrow().clone()
+    }
+
+    /// Where protocols are registered to accept inbound streams.
+    pub(crate) fn inbound(&self) -> InboundControl {
+        self.inbound.clone()
     }
 
     /// DHT counters.
@@ -267,7 +277,8 @@ pub(crate) fn split_peer(address: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
 }
 
 /// Builds the swarm, starts listening and dialing the bootstrap relays, and returns the loop
-/// with its handle and the stream control for accepting and opening streams.
+/// with its handle (which also registers protocols to accept) and the stream control for
+/// opening streams.
 pub fn build(
     keypair: Keypair,
     listen: &[Multiaddr],
@@ -318,6 +329,7 @@ pub fn build(
                 ping: ping::Behaviour::default(),
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(connection_limits(limits)),
+                inbound: inbound::Behaviour::new(limits.accept_queue),
             }
         })
         .map_err(|error| NetworkError::Transport(error.to_string()))?
@@ -343,6 +355,7 @@ pub fn build(
         }
     }
     let control = swarm.behaviour().stream.new_control();
+    let inbound = swarm.behaviour().inbound.control();
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let stats = Arc::new(DhtStats::default());
@@ -354,6 +367,7 @@ pub fn build(
             listen_addrs: listen_rx,
             commands: commands_tx,
             stats,
+            inbound,
         },
         control,
     ))

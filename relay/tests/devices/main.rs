@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod burst;
 mod delivery;
 mod federation;
 mod handoff;

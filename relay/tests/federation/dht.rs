@@ -137,3 +137,35 @@ async fn forged_stale_and_expired_records_are_refused_by_every_relay() {
     let answer = bob.request(Request::PublishHome(Box::new(theirs))).await;
     assert_eq!(answer.unwrap_err().code, ErrorCode::BadHomeRecord);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_ends_at_the_first_valid_record_without_asking_on() {
+    let relays = start_relays(3).await;
+    let mut bob = RawDevice::connect(&relays[2].relay.tcp_dial_addr().unwrap()).await;
+    bob.register().await;
+    let user = bob.address().user;
+
+    // Once relay 0 holds Bob's record itself (replicated to it), its lookup is answered by
+    // that record: the query stops there and asks no other relay.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (found, stats) = relays[0].relay.lookup_home_with_stats(user).await;
+        let found = found.expect("Bob's home record not found");
+        assert_eq!(found.relay, relays[2].relay.peer_id().to_string());
+        if stats.requests_to_first_record == Some(0) {
+            assert_eq!(stats.requests, 0, "the query ran on: {stats:?}");
+            break;
+        }
+        // Found through another relay: the query stopped at that first record.
+        assert_eq!(
+            Some(stats.requests),
+            stats.requests_to_first_record,
+            "{stats:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the record never reached relay 0"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -65,11 +65,11 @@ pub struct DhtReport {
     /// Lookups that returned nothing, or a record naming another relay.
     pub failed: usize,
     /// First pass: lookups the asking relay answered from its own store (the record had
-    /// been replicated to it); the Kademlia query still ran to its end.
+    /// been replicated to it), with no request sent: the query ends at the first valid record.
     pub held_locally: usize,
-    /// First pass: from asking a relay for the record until it answered. That is a whole
-    /// Kademlia query, which runs until the relays closest to the key have answered, and
-    /// the asking relay often has to open connections to them first.
+    /// First pass: from asking a relay for the record until it answered: the Kademlia query
+    /// until the first valid record (where the relay finishes it), for which the asking relay
+    /// often has to open connections first.
     pub latency_ms: Percentiles,
     /// Second pass: the same, for each record again from another random relay, once the
     /// first pass has opened many connections between relays.
@@ -77,9 +77,8 @@ pub struct DhtReport {
     /// First pass: time within the query until the first valid record (0 when held
     /// locally), per libp2p-kad's `QueryStats::duration` at that step.
     pub first_record_ms: Percentiles,
-    /// First pass: requests the query sent to other relays in all (libp2p-kad
-    /// `QueryStats::num_requests` when it ended): relays asked per lookup, not sequential
-    /// hops.
+    /// First pass: requests the query sent to other relays before it answered (libp2p-kad
+    /// `QueryStats::num_requests`): relays asked per lookup, not sequential hops.
     pub requests_per_lookup: Percentiles,
     /// First pass: requests sent by the time the first valid record arrived
     /// (`QueryStats::num_requests` at that step; 0 when held locally). kad asks 3 relays at
@@ -115,7 +114,7 @@ impl DhtReport {
             self.records_stored, self.records_expected
         );
         println!(
-            "  lookup latency (whole query), first pass: {}",
+            "  lookup latency (until the first valid record), first pass: {}",
             self.latency_ms
         );
         println!(
@@ -129,7 +128,7 @@ impl DhtReport {
             self.lookups / 2
         );
         println!(
-            "  first pass, relays asked per lookup (kad requests, whole query): {}",
+            "  first pass, relays asked per lookup (kad requests until the answer): {}",
             counts(&self.requests_per_lookup)
         );
         println!(

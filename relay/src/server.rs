@@ -364,6 +364,15 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         Duration::from_secs(config.status.sweep_interval_secs.max(1)),
         sessions_stop.clone(),
     ));
+    let status_retry = crate::status::Retry {
+        min: Duration::from_millis(config.status.forward_retry_min_ms.max(1)),
+        max: Duration::from_millis(config.status.forward_retry_max_ms.max(1)),
+    };
+    sessions.spawn(
+        status
+            .forwarder(directory.clone(), links.clone(), status_retry)
+            .run(sessions_stop.clone()),
+    );
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(
         Forwarder::new(
@@ -510,6 +519,14 @@ impl RunningRelay {
     /// Runs the status sweep now (as its timer would): how many expired statuses it deleted.
     pub async fn sweep_statuses(&self) -> Result<usize, String> {
         self.status.sweep().await.map_err(|error| error.to_string())
+    }
+
+    /// How many forward entries wait for another relay to take a status.
+    pub async fn pending_status_forwards(&self) -> Result<u64, String> {
+        self.status
+            .pending_forwards()
+            .await
+            .map_err(|error| error.to_string())
     }
 
     /// How many statuses the relay stores, expired or not.

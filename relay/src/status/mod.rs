@@ -1,13 +1,17 @@
-//! Status updates at the relay: `PostStatus` and `GetStatuses` for local devices, and the
-//! sweep that deletes every status at its expiry, delivered or not.
+//! Status updates at the relay: `PostStatus` and `GetStatuses` for local devices, the
+//! durable forwarding to other relays, and the sweep that deletes every status at its
+//! expiry, delivered or not.
 
 mod forward;
+mod forwarder;
+
+pub(crate) use forwarder::{Retry, StatusForwarder};
 
 use std::{sync::Arc, time::Duration};
 
 use redb::Database;
 use tidings_protocol::{
-    Address, BoundedVec, ErrorAnswer, ErrorCode,
+    Address, BoundedVec, ErrorAnswer, ErrorCode, UserId,
     client::Response,
     status::{Clock, ExpiryError, MAX_STATUSES_PER_ANSWER, StatusPost},
 };
@@ -24,6 +28,8 @@ use crate::store::{
 pub(crate) struct StatusBoard {
     db: Arc<Database>,
     clock: Clock,
+    /// Wakes the forwarder when a status with remote viewers is stored.
+    forward_wake: Arc<tokio::sync::Notify>,
 }
 
 fn storage(error: StoreError) -> ErrorAnswer {
@@ -40,6 +46,7 @@ impl StatusBoard {
         Ok(Self {
             db: Arc::new(status::open(data_dir)?),
             clock,
+            forward_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -48,7 +55,7 @@ impl StatusBoard {
         &self.clock
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -61,18 +68,30 @@ impl StatusBoard {
             })?
     }
 
-    /// Stores a status a local device posted and forwards it to the home relays of its
-    /// remote audience.
+    /// The task that forwards statuses to other relays (spawn [`StatusForwarder::run`]).
+    pub fn forwarder(&self, directory: Directory, links: Links, retry: Retry) -> StatusForwarder {
+        StatusForwarder::new(self.clone(), directory, links, retry)
+    }
+
+    /// Stores a status a local device posted, with a forward entry for each viewer homed
+    /// elsewhere (in the same transaction), and wakes the forwarder.
     pub async fn post(
         &self,
         me: Address,
         post: StatusPost,
         directory: &Directory,
-        links: &Links,
     ) -> Result<Response, ErrorAnswer> {
-        let new = self.store(me, post.clone()).await?;
-        if new {
-            forward::spawn_fan_out(self.clone(), directory.clone(), links.clone(), me, post);
+        let mut remote = Vec::new();
+        for user in post.audience.iter().copied() {
+            // A failed read counts as remote: the forwarder finds the viewer local and drops it.
+            if user != me.user && !matches!(directory.is_local(user).await, Ok(true)) {
+                remote.push(user);
+            }
+        }
+        let wake = !remote.is_empty();
+        let new = self.store(me, post, remote).await?;
+        if new && wake {
+            self.forward_wake.notify_one();
         }
         Ok(Response::StatusPosted { new })
     }
@@ -88,8 +107,13 @@ impl StatusBoard {
         forward::take_forwarded(self, directory, from, poster, post).await
     }
 
-    /// Checks and stores a status (true: new).
-    async fn store(&self, poster: Address, post: StatusPost) -> Result<bool, ErrorAnswer> {
+    /// Checks and stores a status (true: new), with forward entries for `forward_to`.
+    async fn store(
+        &self,
+        poster: Address,
+        post: StatusPost,
+        forward_to: Vec<UserId>,
+    ) -> Result<bool, ErrorAnswer> {
         let me = poster;
         let now = self.clock.now_ms();
         post.check_expiry(now).map_err(|error| {
@@ -100,7 +124,7 @@ impl StatusBoard {
             ErrorAnswer::new(ErrorCode::Malformed, reason)
         })?;
         let outcome = self
-            .blocking(move |db| status::put(db, me, post, now))
+            .blocking(move |db| status::put(db, me, post, now, &forward_to))
             .await
             .map_err(storage)?;
         match outcome {
@@ -141,6 +165,11 @@ impl StatusBoard {
                 return Ok(total);
             }
         }
+    }
+
+    /// How many forward entries wait (a viewer's relay has not taken a status yet).
+    pub async fn pending_forwards(&self) -> Result<u64, StoreError> {
+        self.blocking(status::forward_count).await
     }
 
     /// How many statuses are stored, expired or not.

@@ -173,7 +173,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     #[cfg(not(feature = "test-utils"))]
     let (store, writer) = Store::open(&store_path, store_config, hub.clone())?;
     let invites = Invites::open(&data_dir)?;
-    let status = crate::status::StatusBoard::open(&data_dir, options.clock.clone())?;
+    let status = crate::status::StatusBoard::open(&data_dir, options.clock.clone(), store.clone())?;
     let (event_loop, mut network, control) =
         network::build(keypair, &listen, &bootstrap, &config.network)?;
 
@@ -521,6 +521,14 @@ impl RunningRelay {
         self.status.sweep().await.map_err(|error| error.to_string())
     }
 
+    /// How many stored things (envelopes, profiles, statuses) reference blob `id`.
+    pub async fn media_refs(&self, id: tidings_protocol::BlobId) -> Result<u64, String> {
+        self.status
+            .media_refs(id)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
     /// How many forward entries wait for another relay to take a status.
     pub async fn pending_status_forwards(&self) -> Result<u64, String> {
         self.status
@@ -576,6 +584,8 @@ impl RunningRelay {
         self.background.wait().await;
         #[cfg(feature = "test-utils")]
         drop(self.blobs);
+        // The status board holds a Store clone for its media references.
+        drop(self.status);
         // Every Store clone lived in a session or the acceptor; the writer now drains and exits.
         self.writer.join().await;
         tracing::info!("relay stopped");

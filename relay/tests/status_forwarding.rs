@@ -53,6 +53,7 @@ async fn post_to(poster: &mut RawDevice, viewer: UserId, expires_at_ms: u64) -> 
         audience: BoundedVec::new(vec![viewer]).unwrap(),
         expires_at_ms,
         body: b"megolm".to_vec(),
+        blobs: Default::default(),
     };
     let answer = poster
         .request(Request::PostStatus(Box::new(post.clone())))

@@ -9,6 +9,7 @@ use tidings_protocol::{
     Address, BoundedVec, EnvelopeId, Kind, RawEnvelope, UserId,
     content::{MegolmBody, Payload},
     limits::MAX_RECEIPT_IDS,
+    media::MediaMessage,
     status::{MAX_STATUS_AUDIENCE, StatusItem, StatusSealed},
 };
 
@@ -56,7 +57,7 @@ pub struct ReceivedStatus {
     pub poster: UserId,
     /// Its id.
     pub id: EnvelopeId,
-    /// The text.
+    /// The text (a picture's or video's caption).
     pub text: String,
     /// When the poster's relay stored it.
     pub posted_at_ms: u64,
@@ -64,6 +65,9 @@ pub struct ReceivedStatus {
     pub expires_at_ms: u64,
     /// Whether it was viewed here.
     pub seen: bool,
+    /// A picture or video: where its blob is and the key to it.
+    #[serde(default)]
+    pub media: Option<Box<MediaMessage>>,
 }
 
 /// One of this user's statuses.
@@ -79,6 +83,9 @@ pub struct MyStatus {
     pub audience: Vec<UserId>,
     /// Who said they saw it.
     pub seen_by: Vec<UserId>,
+    /// Its picture or video, if any.
+    #[serde(default)]
+    pub media: Option<Box<MediaMessage>>,
 }
 
 /// What sharing this device's status session needs before a post.
@@ -262,13 +269,14 @@ impl ClientStore {
         })
     }
 
-    /// Encrypts a status with the current session (see [`ClientStore::plan_status_key`])
-    /// and keeps it as ours: the body to post.
+    /// Encrypts a status (a text, or a picture or video with a caption) with the current
+    /// session (see [`ClientStore::plan_status_key`]) and keeps it as ours: the body to post.
     pub fn seal_status(
         &self,
         identity: &Identity,
         id: EnvelopeId,
         text: &str,
+        media: Option<&MediaMessage>,
         expires_at_ms: u64,
         audience: &[UserId],
     ) -> Result<Vec<u8>, StoreError> {
@@ -283,6 +291,7 @@ impl ClientStore {
                 poster: identity.user_id(),
                 expires_at_ms,
                 text: text.to_string(),
+                media: media.map(|media| Box::new(media.clone())),
             };
             let body = session.encrypt(&sealed.encode()).encode();
             outbound.pickle = session.pickle(identity.store_key());
@@ -293,6 +302,7 @@ impl ClientStore {
                 expires_at_ms,
                 audience: audience.to_vec(),
                 seen_by: Vec::new(),
+                media: sealed.media,
             };
             txn.open_table(STATUS_MINE)?
                 .insert(id.as_bytes().as_slice(), encode(&mine).as_slice())?;
@@ -359,6 +369,7 @@ impl ClientStore {
                     posted_at_ms: item.posted_at_ms,
                     expires_at_ms: item.expires_at_ms,
                     seen: false,
+                    media: sealed.media,
                 };
                 received.insert(key.as_slice(), encode(&status).as_slice())?;
                 new += 1;

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use redb::Database;
 use tidings_protocol::{
-    Address, BoundedVec, ErrorAnswer, ErrorCode, UserId,
+    Address, BlobId, BoundedVec, ErrorAnswer, ErrorCode, UserId,
     client::Response,
     status::{Clock, ExpiryError, MAX_STATUSES_PER_ANSWER, StatusPost},
 };
@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::federation::{Directory, Links};
 use crate::store::{
-    StoreError,
+    Store, StoreError,
     status::{self, PostOutcome},
+    status_media::MAX_MEDIA_RELEASE_BATCH,
 };
 
 /// The relay's statuses: their file and the clock expiry is judged by. Cheap to clone.
@@ -28,6 +29,8 @@ use crate::store::{
 pub(crate) struct StatusBoard {
     db: Arc<Database>,
     clock: Clock,
+    /// The mailbox store, where a status's media references are counted.
+    store: Store,
     /// Wakes the forwarder when a status with remote viewers is stored.
     forward_wake: Arc<tokio::sync::Notify>,
 }
@@ -41,11 +44,16 @@ fn storage(error: StoreError) -> ErrorAnswer {
 }
 
 impl StatusBoard {
-    /// Opens the status file of `data_dir`.
-    pub fn open(data_dir: &std::path::Path, clock: Clock) -> Result<Self, StoreError> {
+    /// Opens the status file of `data_dir`; media references go to `store`.
+    pub fn open(
+        data_dir: &std::path::Path,
+        clock: Clock,
+        store: Store,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             db: Arc::new(status::open(data_dir)?),
             clock,
+            store,
             forward_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -123,11 +131,26 @@ impl StatusBoard {
             };
             ErrorAnswer::new(ErrorCode::Malformed, reason)
         })?;
+        // The media reference is counted first: a crash before the status is stored leaves
+        // a reference that is released at the expiry anyway, never a status without one.
+        let (id, expires_at_ms) = (post.id, post.expires_at_ms);
+        let blobs: Vec<BlobId> = post.blobs.iter().map(|blob| blob.id).collect();
+        let held = !blobs.is_empty()
+            && self
+                .store
+                .hold_status_media(id, expires_at_ms, blobs)
+                .await
+                .map_err(storage)?;
         let outcome = self
             .blocking(move |db| status::put(db, me, post, now, &forward_to))
-            .await
-            .map_err(storage)?;
-        match outcome {
+            .await;
+        if held && !matches!(outcome, Ok(PostOutcome::Stored)) {
+            self.store
+                .release_status_media(id, expires_at_ms)
+                .await
+                .map_err(storage)?;
+        }
+        match outcome.map_err(storage)? {
             PostOutcome::Stored => Ok(true),
             PostOutcome::Duplicate => Ok(false),
             PostOutcome::IdTaken => Err(ErrorAnswer::new(
@@ -154,17 +177,25 @@ impl StatusBoard {
         Ok(Response::Statuses { items })
     }
 
-    /// Deletes every status expired by now; how many.
+    /// Deletes every status expired by now and releases their media references; how many
+    /// statuses.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let mut total = 0;
+        let now = self.clock.now_ms();
         loop {
-            let now = self.clock.now_ms();
             let deleted = self.blocking(move |db| status::sweep(db, now)).await?;
             total += deleted;
             if deleted < status::MAX_SWEEP_BATCH {
-                return Ok(total);
+                break;
             }
         }
+        while self.store.release_expired_status_media(now).await? >= MAX_MEDIA_RELEASE_BATCH {}
+        Ok(total)
+    }
+
+    /// How many stored things reference blob `id` (statuses included).
+    pub async fn media_refs(&self, id: BlobId) -> Result<u64, StoreError> {
+        self.store.media_refs_of(id).await
     }
 
     /// How many forward entries wait (a viewer's relay has not taken a status yet).

@@ -411,6 +411,7 @@ mod tests {
             audience: BoundedVec::new(vec![user(2), user(3), user(4)]).unwrap(),
             expires_at_ms,
             body: vec![7],
+            blobs: Default::default(),
         };
         let (first, second) = (post(100), post(200));
         // user(9) is not in the audience and the poster needs no forward: neither is kept.

@@ -169,6 +169,42 @@ impl StatusSealed {
     }
 }
 
+/// A status as its poster's device tells the user's own other devices about it (inside an
+/// Olm [`crate::content::Payload::StatusMine`]): enough for them to list who saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnStatus {
+    /// The status id (the viewers' seen receipts name it).
+    #[serde(rename = "i")]
+    pub id: EnvelopeId,
+    /// When it expires.
+    #[serde(rename = "x")]
+    pub expires_at_ms: u64,
+    /// Who it was posted to.
+    #[serde(rename = "a")]
+    pub audience: BoundedVec<UserId, MAX_STATUS_AUDIENCE>,
+    /// Its text or caption.
+    #[serde(rename = "t")]
+    pub text: String,
+    /// Its picture or video (no thumbnail, to stay within one envelope).
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Box<MediaMessage>>,
+}
+
+impl OwnStatus {
+    /// Checks the bounds a decoder cannot: the text length and the media.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        codec::check_count(
+            "status text bytes",
+            self.text.len(),
+            crate::limits::MAX_TEXT_BYTES,
+        )?;
+        if let Some(media) = &self.media {
+            media.check()?;
+        }
+        Ok(())
+    }
+}
+
 /// "Now" for status expiry: the machine's clock plus an offset that tests advance (so no
 /// test sleeps 24 hours). Clones share the offset.
 #[derive(Debug, Clone, Default)]
@@ -261,6 +297,31 @@ mod tests {
             m: vec![blob.clone(), blob],
         });
         assert!(StatusPost::decode(&encoded).is_err(), "one blob at most");
+    }
+
+    #[test]
+    fn an_own_status_with_a_full_audience_fits_one_envelope() {
+        use crate::content::Payload;
+        let status = OwnStatus {
+            id: EnvelopeId::random(),
+            expires_at_ms: u64::MAX,
+            audience: BoundedVec::new(
+                (0..MAX_STATUS_AUDIENCE)
+                    .map(|i| UserId::from_bytes([(i % 251) as u8; 32]))
+                    .collect(),
+            )
+            .unwrap(),
+            text: "x".repeat(crate::limits::MAX_TEXT_BYTES),
+            media: None,
+        };
+        let payload = Payload::StatusMine {
+            status: Box::new(status),
+        };
+        let bytes = payload.encode();
+        // Room left for a media reference, the Olm framing and the envelope header.
+        let room = crate::limits::MAX_ENVELOPE_BYTES - 8 * 1024;
+        assert!(bytes.len() < room, "{}", bytes.len());
+        assert_eq!(Payload::decode(&bytes), Ok(payload));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod calls;
 pub(crate) mod error;
 mod media;
+mod own;
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -14,8 +15,8 @@ use tidings_protocol::{
     limits::{MAX_BATCH_ENVELOPES, MAX_TEXT_BYTES},
     media::MediaMessage,
     status::{
-        Clock, MAX_STATUS_AUDIENCE, MAX_STATUSES_PER_ANSWER, STATUS_LIFETIME_MS, StatusItem,
-        StatusPost,
+        Clock, MAX_STATUS_AUDIENCE, MAX_STATUSES_PER_ANSWER, OwnStatus, STATUS_LIFETIME_MS,
+        StatusItem, StatusPost,
     },
 };
 
@@ -259,14 +260,15 @@ impl Session {
         }
         let id = EnvelopeId::random();
         let expires_at_ms = clock.now_ms() + lifetime_ms.clamp(1, STATUS_LIFETIME_MS);
-        let (text, audience_users) = (text.to_string(), users.clone());
+        let own_media = media.clone().map(Box::new);
+        let (sealed_text, audience_users) = (text.to_string(), users.clone());
         let blobs: Vec<BlobRef> = media.iter().map(|media| media.blob.clone()).collect();
         let body = client
             .blocking(move |inner| {
                 inner.store.seal_status(
                     &inner.identity,
                     id,
-                    &text,
+                    &sealed_text,
                     media.as_ref(),
                     expires_at_ms,
                     &audience_users,
@@ -277,6 +279,20 @@ impl Session {
             what: "status media",
             source,
         })?;
+        let own = OwnStatus {
+            id,
+            expires_at_ms,
+            audience: BoundedVec::new(users.clone()).map_err(|source| ClientError::TooMany {
+                what: "status audience",
+                source,
+            })?,
+            text: text.to_string(),
+            media: own_media,
+        };
+        // Before the post: our other devices know the status before any receipt for it.
+        if let Err(error) = self.tell_own_devices(own).await {
+            tracing::warn!(%error, "our other devices could not hear of a status");
+        }
         let audience = BoundedVec::new(users.clone()).map_err(|source| ClientError::TooMany {
             what: "status audience",
             source,

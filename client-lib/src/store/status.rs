@@ -10,7 +10,7 @@ use tidings_protocol::{
     content::{MegolmBody, Payload},
     limits::MAX_RECEIPT_IDS,
     media::MediaMessage,
-    status::{MAX_STATUS_AUDIENCE, StatusItem, StatusSealed},
+    status::{MAX_STATUS_AUDIENCE, OwnStatus, StatusItem, StatusSealed},
 };
 
 use super::{
@@ -156,6 +156,25 @@ pub(super) fn mark_seen_by(
             mine.insert(id.as_bytes().as_slice(), encode(&status).as_slice())?;
         }
     }
+    Ok(())
+}
+
+/// Keeps a status another device of ours posted (from a [`Payload::StatusMine`]), so the
+/// seen receipts for it are counted here too.
+pub(super) fn take_own(txn: &WriteTransaction, status: OwnStatus) -> Result<(), StoreError> {
+    let mut mine = txn.open_table(STATUS_MINE)?;
+    if mine.get(status.id.as_bytes().as_slice())?.is_some() {
+        return Ok(());
+    }
+    let record = MyStatus {
+        id: status.id,
+        text: status.text,
+        expires_at_ms: status.expires_at_ms,
+        audience: status.audience.into_vec(),
+        seen_by: Vec::new(),
+        media: status.media,
+    };
+    mine.insert(record.id.as_bytes().as_slice(), encode(&record).as_slice())?;
     Ok(())
 }
 
@@ -484,7 +503,43 @@ impl ClientStore {
         })
     }
 
-    /// This user's unexpired statuses (posted from this device), and who saw each.
+    /// Tells each of our own other `devices` about a status we posted (a
+    /// [`Payload::StatusMine`] over Olm), without its thumbnail.
+    pub fn seal_status_mine(
+        &self,
+        identity: &Identity,
+        status: &OwnStatus,
+        devices: &[Address],
+    ) -> Result<Vec<RawEnvelope>, StoreError> {
+        let mut status = status.clone();
+        if let Some(media) = status.media.as_mut() {
+            media.thumbnail = None;
+        }
+        self.write(|txn| {
+            let mut state = CryptoState::new(identity);
+            let mut out = Vec::with_capacity(devices.len());
+            for to in devices {
+                let payload = Payload::StatusMine {
+                    status: Box::new(status.clone()),
+                };
+                let id = EnvelopeId::random();
+                out.push(olm_seal(
+                    txn,
+                    &mut state,
+                    id,
+                    id,
+                    *to,
+                    Kind::Receipt,
+                    payload,
+                )?);
+            }
+            state.save(txn)?;
+            Ok(out)
+        })
+    }
+
+    /// This user's unexpired statuses (posted from this device or, as they told it, from
+    /// our other devices), and who saw each.
     pub fn my_statuses(&self, now_ms: u64) -> Result<Vec<MyStatus>, StoreError> {
         self.write(|txn| {
             let mut out = Vec::new();

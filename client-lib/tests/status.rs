@@ -201,3 +201,44 @@ async fn a_status_crosses_relays_once_and_expires_on_both() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_posters_other_device_lists_who_saw_a_status() {
+    let relay_dir = RelayDir::new();
+    let relay = relay_dir.start().await;
+    let clock: StatusClock = relay.status_clock();
+    let phone = TestUser::register(&relay).await;
+    let laptop = phone.another_device(&relay).await;
+    let bob = TestUser::register(&relay).await;
+    phone.befriend("bob", &bob);
+    laptop.befriend("bob", &bob);
+    bob.befriend("alice", &phone);
+
+    let posted = phone
+        .client
+        .post_status(&clock, "from my phone", &Audience::Contacts)
+        .await
+        .unwrap();
+    let on_laptop = laptop.client.my_statuses(&clock).await.unwrap();
+    assert_eq!(on_laptop.len(), 1, "the laptop heard of the phone's status");
+    assert_eq!(on_laptop[0].id, posted.id);
+    assert_eq!(on_laptop[0].text, "from my phone");
+    assert_eq!(on_laptop[0].audience, [bob.client.user_id()]);
+    assert!(on_laptop[0].seen_by.is_empty());
+
+    let shown = bob.client.view_statuses(&clock, "alice").await.unwrap();
+    assert_eq!(shown.len(), 1);
+    for device in [&phone, &laptop] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mine = device.client.my_statuses(&clock).await.unwrap();
+            if mine[0].seen_by == [bob.client.user_id()] {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no seen receipt");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let seen = ok(laptop.dir.path(), &["status", "seen"]);
+    assert!(seen.contains("seen by 1 of 1: bob"), "{seen}");
+}

@@ -276,6 +276,13 @@ pub enum Payload {
         #[serde(rename = "i")]
         ids: BoundedVec<EnvelopeId, MAX_RECEIPT_IDS>,
     },
+    /// To the sender's own other devices: a status it posted (they list who saw it too).
+    #[serde(rename = "stmine")]
+    StatusMine {
+        /// The status.
+        #[serde(rename = "s")]
+        status: Box<crate::status::OwnStatus>,
+    },
 }
 
 /// A conversation named in a sync payload between one's own devices.
@@ -413,6 +420,7 @@ impl Payload {
                     reason: "not 32 bytes",
                 });
             }
+            Payload::StatusMine { status } => return status.check(),
             _ => return Ok(()),
         };
         if len > max {

@@ -12,8 +12,10 @@ use std::sync::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    blob::BlobRef,
     codec::{self, BoundedVec, DecodeError},
     ids::{Address, EnvelopeId, UserId},
+    media::MediaMessage,
 };
 
 /// How long a status lives after it is posted: 24 hours.
@@ -32,8 +34,12 @@ pub const MAX_STATUS_BODY_BYTES: usize = 64 * 1024;
 /// Most statuses one [`StatusBatch`] answer carries (a viewer asks again after the last).
 pub const MAX_STATUSES_PER_ANSWER: usize = 256;
 
-/// Largest encoded [`StatusPost`] (body, audience and framing).
-pub const MAX_STATUS_POST_BYTES: usize = MAX_STATUS_BODY_BYTES + MAX_STATUS_AUDIENCE * 40 + 256;
+/// Most media blobs one status refers to (a picture or a video).
+pub const MAX_STATUS_BLOBS: usize = 1;
+
+/// Largest encoded [`StatusPost`] (body, audience, blob references and framing).
+pub const MAX_STATUS_POST_BYTES: usize =
+    MAX_STATUS_BODY_BYTES + MAX_STATUS_AUDIENCE * 40 + MAX_STATUS_BLOBS * 160 + 256;
 
 /// A status as its poster's device hands it to its home relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +57,10 @@ pub struct StatusPost {
     /// One Megolm message of the poster's status session (a [`crate::content::MegolmBody`]).
     #[serde(rename = "b", with = "serde_bytes")]
     pub body: Vec<u8>,
+    /// The media blobs the status shows (ids, where, sizes; never their keys), in clear so
+    /// each relay holding the status counts a reference to them until it expires.
+    #[serde(rename = "m", default, skip_serializing_if = "BoundedVec::is_empty")]
+    pub blobs: BoundedVec<BlobRef, MAX_STATUS_BLOBS>,
 }
 
 /// Why a relay refuses a status's expiry.
@@ -65,9 +75,10 @@ pub enum ExpiryError {
 }
 
 impl StatusPost {
-    /// Checks the sizes a decoder cannot see (the body's length).
+    /// Checks the sizes a decoder cannot see (the body's length, the blob references).
     pub fn check(&self) -> Result<(), DecodeError> {
-        codec::check_count("status body bytes", self.body.len(), MAX_STATUS_BODY_BYTES)
+        codec::check_count("status body bytes", self.body.len(), MAX_STATUS_BODY_BYTES)?;
+        self.blobs.iter().try_for_each(BlobRef::check)
     }
 
     /// Whether the expiry is acceptable at `now_ms`.
@@ -129,9 +140,12 @@ pub struct StatusSealed {
     /// When it expires (the same as the clear header; a mismatch is refused).
     #[serde(rename = "x")]
     pub expires_at_ms: u64,
-    /// The text (at most [`crate::limits::MAX_TEXT_BYTES`]).
+    /// The text, or a picture's or video's caption (at most [`crate::limits::MAX_TEXT_BYTES`]).
     #[serde(rename = "t")]
     pub text: String,
+    /// A picture or video: its blob (also named in the clear header) and the key to it.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Box<MediaMessage>>,
 }
 
 impl StatusSealed {
@@ -148,7 +162,46 @@ impl StatusSealed {
             sealed.text.len(),
             crate::limits::MAX_TEXT_BYTES,
         )?;
+        if let Some(media) = &sealed.media {
+            media.check()?;
+        }
         Ok(sealed)
+    }
+}
+
+/// A status as its poster's device tells the user's own other devices about it (inside an
+/// Olm [`crate::content::Payload::StatusMine`]): enough for them to list who saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnStatus {
+    /// The status id (the viewers' seen receipts name it).
+    #[serde(rename = "i")]
+    pub id: EnvelopeId,
+    /// When it expires.
+    #[serde(rename = "x")]
+    pub expires_at_ms: u64,
+    /// Who it was posted to.
+    #[serde(rename = "a")]
+    pub audience: BoundedVec<UserId, MAX_STATUS_AUDIENCE>,
+    /// Its text or caption.
+    #[serde(rename = "t")]
+    pub text: String,
+    /// Its picture or video (no thumbnail, to stay within one envelope).
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Box<MediaMessage>>,
+}
+
+impl OwnStatus {
+    /// Checks the bounds a decoder cannot: the text length and the media.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        codec::check_count(
+            "status text bytes",
+            self.text.len(),
+            crate::limits::MAX_TEXT_BYTES,
+        )?;
+        if let Some(media) = &self.media {
+            media.check()?;
+        }
+        Ok(())
     }
 }
 
@@ -186,6 +239,7 @@ mod tests {
             audience: BoundedVec::default(),
             expires_at_ms,
             body: vec![1; 10],
+            blobs: BoundedVec::default(),
         }
     }
 
@@ -206,6 +260,68 @@ mod tests {
         assert!(StatusPost::decode(&big.encode()).is_err());
         let ok = post(5);
         assert_eq!(StatusPost::decode(&ok.encode()), Ok(ok));
+    }
+
+    #[test]
+    fn blob_references_are_bounded_and_optional() {
+        let blob = BlobRef {
+            id: crate::blob::BlobId::of(b"sealed"),
+            relay: "12D3KooWrelay".into(),
+            size: 100,
+        };
+        let mut with_blob = post(5);
+        with_blob.blobs = BoundedVec::new(vec![blob.clone()]).unwrap();
+        assert_eq!(
+            StatusPost::decode(&with_blob.encode()),
+            Ok(with_blob.clone())
+        );
+        let mut two = with_blob.clone();
+        two.blobs = BoundedVec::default();
+        let mut encoded = codec::encode(&two);
+        // A post from before blob references decodes with none.
+        assert_eq!(StatusPost::decode(&encoded), Ok(two));
+        #[derive(Serialize)]
+        struct TwoBlobs<'a> {
+            i: EnvelopeId,
+            a: Vec<UserId>,
+            x: u64,
+            #[serde(with = "serde_bytes")]
+            b: &'a [u8],
+            m: Vec<BlobRef>,
+        }
+        encoded = codec::encode(&TwoBlobs {
+            i: with_blob.id,
+            a: Vec::new(),
+            x: 5,
+            b: &[1; 10],
+            m: vec![blob.clone(), blob],
+        });
+        assert!(StatusPost::decode(&encoded).is_err(), "one blob at most");
+    }
+
+    #[test]
+    fn an_own_status_with_a_full_audience_fits_one_envelope() {
+        use crate::content::Payload;
+        let status = OwnStatus {
+            id: EnvelopeId::random(),
+            expires_at_ms: u64::MAX,
+            audience: BoundedVec::new(
+                (0..MAX_STATUS_AUDIENCE)
+                    .map(|i| UserId::from_bytes([(i % 251) as u8; 32]))
+                    .collect(),
+            )
+            .unwrap(),
+            text: "x".repeat(crate::limits::MAX_TEXT_BYTES),
+            media: None,
+        };
+        let payload = Payload::StatusMine {
+            status: Box::new(status),
+        };
+        let bytes = payload.encode();
+        // Room left for a media reference, the Olm framing and the envelope header.
+        let room = crate::limits::MAX_ENVELOPE_BYTES - 8 * 1024;
+        assert!(bytes.len() < room, "{}", bytes.len());
+        assert_eq!(Payload::decode(&bytes), Ok(payload));
     }
 
     #[test]

@@ -138,12 +138,18 @@ pub struct RelayConfig {
 pub struct StatusConfig {
     /// How often the sweep deletes statuses past their expiry (delivered or not).
     pub sweep_interval_secs: u64,
+    /// The first pause before handing a status to another relay again (doubling each time).
+    pub forward_retry_min_ms: u64,
+    /// The longest pause between attempts to hand a status to another relay.
+    pub forward_retry_max_ms: u64,
 }
 
 impl Default for StatusConfig {
     fn default() -> Self {
         Self {
             sweep_interval_secs: 60,
+            forward_retry_min_ms: 1000,
+            forward_retry_max_ms: 60_000,
         }
     }
 }

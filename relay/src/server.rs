@@ -173,7 +173,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     #[cfg(not(feature = "test-utils"))]
     let (store, writer) = Store::open(&store_path, store_config, hub.clone())?;
     let invites = Invites::open(&data_dir)?;
-    let status = crate::status::StatusBoard::open(&data_dir, options.clock.clone())?;
+    let status = crate::status::StatusBoard::open(&data_dir, options.clock.clone(), store.clone())?;
     let (event_loop, mut network, control) =
         network::build(keypair, &listen, &bootstrap, &config.network)?;
 
@@ -364,6 +364,15 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         Duration::from_secs(config.status.sweep_interval_secs.max(1)),
         sessions_stop.clone(),
     ));
+    let status_retry = crate::status::Retry {
+        min: Duration::from_millis(config.status.forward_retry_min_ms.max(1)),
+        max: Duration::from_millis(config.status.forward_retry_max_ms.max(1)),
+    };
+    sessions.spawn(
+        status
+            .forwarder(directory.clone(), links.clone(), status_retry)
+            .run(sessions_stop.clone()),
+    );
     let undeliverable = Duration::from_secs(config.federation.undeliverable_after_secs);
     sessions.spawn(
         Forwarder::new(
@@ -512,6 +521,22 @@ impl RunningRelay {
         self.status.sweep().await.map_err(|error| error.to_string())
     }
 
+    /// How many stored things (envelopes, profiles, statuses) reference blob `id`.
+    pub async fn media_refs(&self, id: tidings_protocol::BlobId) -> Result<u64, String> {
+        self.status
+            .media_refs(id)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// How many forward entries wait for another relay to take a status.
+    pub async fn pending_status_forwards(&self) -> Result<u64, String> {
+        self.status
+            .pending_forwards()
+            .await
+            .map_err(|error| error.to_string())
+    }
+
     /// How many statuses the relay stores, expired or not.
     pub async fn stored_statuses(&self) -> Result<u64, String> {
         self.status
@@ -559,6 +584,8 @@ impl RunningRelay {
         self.background.wait().await;
         #[cfg(feature = "test-utils")]
         drop(self.blobs);
+        // The status board holds a Store clone for its media references.
+        drop(self.status);
         // Every Store clone lived in a session or the acceptor; the writer now drains and exits.
         self.writer.join().await;
         tracing::info!("relay stopped");

@@ -21,6 +21,7 @@ fn post(audience: &[UserId], expires_at_ms: u64, body: &[u8]) -> StatusPost {
         audience: BoundedVec::new(audience.to_vec()).unwrap(),
         expires_at_ms,
         body: body.to_vec(),
+        blobs: Default::default(),
     }
 }
 
@@ -128,4 +129,49 @@ async fn a_status_id_is_the_posters_own() {
     let answer = thief.request(Request::PostStatus(Box::new(forged))).await;
     assert_eq!(answer.map_err(|error| error.code), Err(ErrorCode::IdReused));
     assert_eq!(statuses(&mut thief).await[0].body, b"original");
+}
+
+#[tokio::test]
+async fn a_status_counts_its_blob_until_the_sweep_after_its_expiry() {
+    let relay = start_relay(RegistrationPolicy::Open).await;
+    let address = relay.relay.dial_addrs()[0].clone();
+    let mut poster = RawDevice::registered(&address).await;
+    let friend = RawDevice::connect(&address).await;
+    let clock = relay.relay.status_clock();
+    let blob = tidings_protocol::BlobRef {
+        id: tidings_protocol::BlobId::of(b"a sealed picture"),
+        relay: relay.relay.peer_id().to_string(),
+        size: 16,
+    };
+    let mut status = post(&[friend.address().user], clock.now_ms() + HOUR_MS, b"m");
+    status.blobs = BoundedVec::new(vec![blob.clone()]).unwrap();
+    for _ in 0..2 {
+        let answer = poster
+            .request(Request::PostStatus(Box::new(status.clone())))
+            .await;
+        assert!(matches!(answer, Ok(Response::StatusPosted { .. })));
+    }
+    assert_eq!(
+        relay.relay.media_refs(blob.id).await.unwrap(),
+        1,
+        "counted once"
+    );
+
+    // The same id from another user is refused and counts nothing.
+    let mut thief = RawDevice::registered(&address).await;
+    let mut forged = status.clone();
+    forged.expires_at_ms += 1;
+    let answer = thief.request(Request::PostStatus(Box::new(forged))).await;
+    assert_eq!(answer.map_err(|error| error.code), Err(ErrorCode::IdReused));
+    assert_eq!(relay.relay.media_refs(blob.id).await.unwrap(), 1);
+
+    assert_eq!(relay.relay.sweep_statuses().await.unwrap(), 0);
+    assert_eq!(relay.relay.media_refs(blob.id).await.unwrap(), 1);
+    clock.advance(HOUR_MS + 1);
+    assert_eq!(relay.relay.sweep_statuses().await.unwrap(), 1);
+    assert_eq!(
+        relay.relay.media_refs(blob.id).await.unwrap(),
+        0,
+        "released at expiry"
+    );
 }

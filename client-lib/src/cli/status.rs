@@ -6,6 +6,8 @@ use tidings_client::{
     status::{Audience, StatusClock},
 };
 
+use tidings_client::media::describe;
+
 use super::format::{printable, time};
 
 #[derive(clap::Subcommand)]
@@ -13,8 +15,12 @@ pub(crate) enum StatusCommand {
     /// Post a status for 24 hours (default audience: all your contacts). Your relay learns
     /// who it is for and when it expires, never the text.
     Post {
-        /// The text.
-        text: String,
+        /// The text (with --file: the caption, may be left out).
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// A picture or video to post (uploaded sealed, as `send --file` does).
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
         /// Who sees it: `contacts` (default) or a comma-separated list of contact names.
         #[arg(long, value_delimiter = ',')]
         to: Vec<String>,
@@ -24,7 +30,8 @@ pub(crate) enum StatusCommand {
     },
     /// Whose status updates are waiting (unseen first).
     List,
-    /// Show a contact's status updates in order and mark them seen (they are told).
+    /// Show a contact's status updates in order and mark them seen (they are told); their
+    /// pictures and videos are saved into the data dir's `downloads`.
     View {
         /// Contact name (or user id).
         name: String,
@@ -36,9 +43,22 @@ pub(crate) enum StatusCommand {
 pub async fn run(client: &Client, command: StatusCommand) -> anyhow::Result<()> {
     let clock = StatusClock::system();
     match command {
-        StatusCommand::Post { text, to, except } => {
+        StatusCommand::Post {
+            text,
+            file,
+            to,
+            except,
+        } => {
             let audience = audience(to, except)?;
-            let posted = client.post_status(&clock, &text, &audience).await?;
+            let text = text.unwrap_or_default();
+            let posted = match file {
+                Some(path) => {
+                    client
+                        .post_status_file(&clock, &path, &text, &audience)
+                        .await?
+                }
+                None => client.post_status(&clock, &text, &audience).await?,
+            };
             println!(
                 "status posted to {} people until {}",
                 posted.audience,
@@ -77,6 +97,17 @@ pub async fn run(client: &Client, command: StatusCommand) -> anyhow::Result<()> 
                     time(status.posted_at_ms, true),
                     printable(&status.text)
                 );
+                if let Some(media) = &status.media {
+                    match client.save_status_media(&status).await {
+                        Ok(Some(saved)) => println!(
+                            "  {} saved to {}",
+                            describe(media),
+                            printable(&saved.display().to_string())
+                        ),
+                        Ok(None) => {}
+                        Err(error) => println!("  {} not saved: {error}", describe(media)),
+                    }
+                }
             }
         }
         StatusCommand::Seen => {
@@ -90,9 +121,13 @@ pub async fn run(client: &Client, command: StatusCommand) -> anyhow::Result<()> 
                     .iter()
                     .map(|user| client.display_name(user))
                     .collect();
+                let shown = match &status.media {
+                    Some(media) => format!("{} {}", describe(media), status.text),
+                    None => status.text.clone(),
+                };
                 println!(
                     "{}  seen by {} of {}: {}",
-                    printable(&status.text),
+                    printable(shown.trim()),
                     seen.len(),
                     status.audience.len(),
                     if seen.is_empty() {

@@ -156,28 +156,44 @@ impl Client {
         &self,
         id: EnvelopeId,
         path: &Path,
-        mut progress: impl FnMut(Progress) + Send,
+        progress: impl FnMut(Progress) + Send,
     ) -> Result<PathBuf, ClientError> {
         let asked = path.to_path_buf();
-        let (media, target, partial, resumed) = self
+        let (media, target) = self
             .blocking_files(move |client| {
                 let media = client.media_of(id)?;
-                if media.chunk != MEDIA_CHUNK {
-                    return Err(MediaError::ChunkSize(media.chunk).into());
-                }
                 let target = if asked.is_dir() {
                     free_name_in(&asked, &media.name, &media.blob.id)
                 } else {
                     asked
                 };
+                Ok((media, target))
+            })
+            .await?;
+        self.save_media_to(media, target, progress).await
+    }
+
+    /// Downloads, checks and opens `media` into the file `target`; returns `target`.
+    pub(crate) async fn save_media_to(
+        &self,
+        media: MediaMessage,
+        target: PathBuf,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<PathBuf, ClientError> {
+        if media.chunk != MEDIA_CHUNK {
+            return Err(MediaError::ChunkSize(media.chunk).into());
+        }
+        let blob = media.blob.id;
+        let (partial, resumed) = self
+            .blocking_files(move |client| {
                 let incoming = client.data_dir().join(INCOMING_DIR);
                 std::fs::create_dir_all(&incoming).map_err(MediaError::io(&incoming))?;
-                let partial = incoming.join(format!("{}.part", media.blob.id));
+                let partial = incoming.join(format!("{blob}.part"));
                 // A download resumed from a partial file that does not fit the rest (a write
                 // of a cancelled save that landed late) fails the id check: it is fetched
                 // whole once more.
                 let resumed = std::fs::metadata(&partial).is_ok_and(|meta| meta.len() > 0);
-                Ok((media, target, partial, resumed))
+                Ok((partial, resumed))
             })
             .await?;
         let link = self.blob_link().await?;

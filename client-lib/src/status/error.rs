@@ -15,4 +15,7 @@ pub enum StatusError {
     /// The text is empty.
     #[error("a status needs some text")]
     Empty,
+    /// The file is neither a picture nor a video.
+    #[error("a status shows a picture or a video (jpeg, png, gif, webp, mp4, ...), not {0}")]
+    NotPictureOrVideo(String),
 }

@@ -5,15 +5,18 @@
 
 mod calls;
 pub(crate) mod error;
+mod media;
+mod own;
 
 use std::{collections::VecDeque, time::Duration};
 
 use tidings_protocol::{
-    Address, BoundedVec, EnvelopeId, UserId,
+    Address, BlobRef, BoundedVec, EnvelopeId, UserId,
     limits::{MAX_BATCH_ENVELOPES, MAX_TEXT_BYTES},
+    media::MediaMessage,
     status::{
-        Clock, MAX_STATUS_AUDIENCE, MAX_STATUSES_PER_ANSWER, STATUS_LIFETIME_MS, StatusItem,
-        StatusPost,
+        Clock, MAX_STATUS_AUDIENCE, MAX_STATUSES_PER_ANSWER, OwnStatus, STATUS_LIFETIME_MS,
+        StatusItem, StatusPost,
     },
 };
 
@@ -199,6 +202,20 @@ impl Session {
         if text.trim().is_empty() {
             return Err(StatusError::Empty.into());
         }
+        self.post_sealed_status(clock, text, None, audience, lifetime_ms)
+            .await
+    }
+
+    /// Shares the session key where needed, seals `text` (and `media`, an uploaded picture
+    /// or video whose blob the post names in clear) and posts it.
+    async fn post_sealed_status(
+        &mut self,
+        clock: &Clock,
+        text: &str,
+        media: Option<MediaMessage>,
+        audience: &Audience,
+        lifetime_ms: u64,
+    ) -> Result<PostedStatus, ClientError> {
         if text.len() > MAX_TEXT_BYTES {
             return Err(ClientError::TextTooLong(text.len()));
         }
@@ -243,14 +260,39 @@ impl Session {
         }
         let id = EnvelopeId::random();
         let expires_at_ms = clock.now_ms() + lifetime_ms.clamp(1, STATUS_LIFETIME_MS);
-        let (text, audience_users) = (text.to_string(), users.clone());
+        let own_media = media.clone().map(Box::new);
+        let (sealed_text, audience_users) = (text.to_string(), users.clone());
+        let blobs: Vec<BlobRef> = media.iter().map(|media| media.blob.clone()).collect();
         let body = client
             .blocking(move |inner| {
-                inner
-                    .store
-                    .seal_status(&inner.identity, id, &text, expires_at_ms, &audience_users)
+                inner.store.seal_status(
+                    &inner.identity,
+                    id,
+                    &sealed_text,
+                    media.as_ref(),
+                    expires_at_ms,
+                    &audience_users,
+                )
             })
             .await?;
+        let blobs = BoundedVec::new(blobs).map_err(|source| ClientError::TooMany {
+            what: "status media",
+            source,
+        })?;
+        let own = OwnStatus {
+            id,
+            expires_at_ms,
+            audience: BoundedVec::new(users.clone()).map_err(|source| ClientError::TooMany {
+                what: "status audience",
+                source,
+            })?,
+            text: text.to_string(),
+            media: own_media,
+        };
+        // Before the post: our other devices know the status before any receipt for it.
+        if let Err(error) = self.tell_own_devices(own).await {
+            tracing::warn!(%error, "our other devices could not hear of a status");
+        }
         let audience = BoundedVec::new(users.clone()).map_err(|source| ClientError::TooMany {
             what: "status audience",
             source,
@@ -260,6 +302,7 @@ impl Session {
             audience,
             expires_at_ms,
             body,
+            blobs,
         };
         self.connection().call(PostStatus(post)).await?;
         Ok(PostedStatus {

@@ -328,6 +328,9 @@ impl<'a> Batch<'a> {
                 }
                 Ok(())
             }
+            (Kind::Receipt, Payload::StatusMine { status }) if own => {
+                super::status::take_own(self.txn, *status)
+            }
             (Kind::Message | Kind::Receipt, _) if own => {
                 tracing::debug!("ignoring content from our own device that is not a sync");
                 Ok(())

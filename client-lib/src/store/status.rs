@@ -9,7 +9,8 @@ use tidings_protocol::{
     Address, BoundedVec, EnvelopeId, Kind, RawEnvelope, UserId,
     content::{MegolmBody, Payload},
     limits::MAX_RECEIPT_IDS,
-    status::{MAX_STATUS_AUDIENCE, StatusItem, StatusSealed},
+    media::MediaMessage,
+    status::{MAX_STATUS_AUDIENCE, OwnStatus, StatusItem, StatusSealed},
 };
 
 use super::{
@@ -56,7 +57,7 @@ pub struct ReceivedStatus {
     pub poster: UserId,
     /// Its id.
     pub id: EnvelopeId,
-    /// The text.
+    /// The text (a picture's or video's caption).
     pub text: String,
     /// When the poster's relay stored it.
     pub posted_at_ms: u64,
@@ -64,6 +65,9 @@ pub struct ReceivedStatus {
     pub expires_at_ms: u64,
     /// Whether it was viewed here.
     pub seen: bool,
+    /// A picture or video: where its blob is and the key to it.
+    #[serde(default)]
+    pub media: Option<Box<MediaMessage>>,
 }
 
 /// One of this user's statuses.
@@ -79,6 +83,9 @@ pub struct MyStatus {
     pub audience: Vec<UserId>,
     /// Who said they saw it.
     pub seen_by: Vec<UserId>,
+    /// Its picture or video, if any.
+    #[serde(default)]
+    pub media: Option<Box<MediaMessage>>,
 }
 
 /// What sharing this device's status session needs before a post.
@@ -149,6 +156,25 @@ pub(super) fn mark_seen_by(
             mine.insert(id.as_bytes().as_slice(), encode(&status).as_slice())?;
         }
     }
+    Ok(())
+}
+
+/// Keeps a status another device of ours posted (from a [`Payload::StatusMine`]), so the
+/// seen receipts for it are counted here too.
+pub(super) fn take_own(txn: &WriteTransaction, status: OwnStatus) -> Result<(), StoreError> {
+    let mut mine = txn.open_table(STATUS_MINE)?;
+    if mine.get(status.id.as_bytes().as_slice())?.is_some() {
+        return Ok(());
+    }
+    let record = MyStatus {
+        id: status.id,
+        text: status.text,
+        expires_at_ms: status.expires_at_ms,
+        audience: status.audience.into_vec(),
+        seen_by: Vec::new(),
+        media: status.media,
+    };
+    mine.insert(record.id.as_bytes().as_slice(), encode(&record).as_slice())?;
     Ok(())
 }
 
@@ -262,13 +288,14 @@ impl ClientStore {
         })
     }
 
-    /// Encrypts a status with the current session (see [`ClientStore::plan_status_key`])
-    /// and keeps it as ours: the body to post.
+    /// Encrypts a status (a text, or a picture or video with a caption) with the current
+    /// session (see [`ClientStore::plan_status_key`]) and keeps it as ours: the body to post.
     pub fn seal_status(
         &self,
         identity: &Identity,
         id: EnvelopeId,
         text: &str,
+        media: Option<&MediaMessage>,
         expires_at_ms: u64,
         audience: &[UserId],
     ) -> Result<Vec<u8>, StoreError> {
@@ -283,6 +310,7 @@ impl ClientStore {
                 poster: identity.user_id(),
                 expires_at_ms,
                 text: text.to_string(),
+                media: media.map(|media| Box::new(media.clone())),
             };
             let body = session.encrypt(&sealed.encode()).encode();
             outbound.pickle = session.pickle(identity.store_key());
@@ -293,6 +321,7 @@ impl ClientStore {
                 expires_at_ms,
                 audience: audience.to_vec(),
                 seen_by: Vec::new(),
+                media: sealed.media,
             };
             txn.open_table(STATUS_MINE)?
                 .insert(id.as_bytes().as_slice(), encode(&mine).as_slice())?;
@@ -359,6 +388,7 @@ impl ClientStore {
                     posted_at_ms: item.posted_at_ms,
                     expires_at_ms: item.expires_at_ms,
                     seen: false,
+                    media: sealed.media,
                 };
                 received.insert(key.as_slice(), encode(&status).as_slice())?;
                 new += 1;
@@ -473,7 +503,43 @@ impl ClientStore {
         })
     }
 
-    /// This user's unexpired statuses (posted from this device), and who saw each.
+    /// Tells each of our own other `devices` about a status we posted (a
+    /// [`Payload::StatusMine`] over Olm), without its thumbnail.
+    pub fn seal_status_mine(
+        &self,
+        identity: &Identity,
+        status: &OwnStatus,
+        devices: &[Address],
+    ) -> Result<Vec<RawEnvelope>, StoreError> {
+        let mut status = status.clone();
+        if let Some(media) = status.media.as_mut() {
+            media.thumbnail = None;
+        }
+        self.write(|txn| {
+            let mut state = CryptoState::new(identity);
+            let mut out = Vec::with_capacity(devices.len());
+            for to in devices {
+                let payload = Payload::StatusMine {
+                    status: Box::new(status.clone()),
+                };
+                let id = EnvelopeId::random();
+                out.push(olm_seal(
+                    txn,
+                    &mut state,
+                    id,
+                    id,
+                    *to,
+                    Kind::Receipt,
+                    payload,
+                )?);
+            }
+            state.save(txn)?;
+            Ok(out)
+        })
+    }
+
+    /// This user's unexpired statuses (posted from this device or, as they told it, from
+    /// our other devices), and who saw each.
     pub fn my_statuses(&self, now_ms: u64) -> Result<Vec<MyStatus>, StoreError> {
         self.write(|txn| {
             let mut out = Vec::new();

@@ -383,10 +383,22 @@ pub(super) const SECTIONS: &[Section] = &[
         name: "status",
         doc: "Status updates: stored at most 24 hours; the relay sees who posted, the \
               audience's user ids, the expiry and the size, never the content.",
-        keys: &[key(
-            "sweep_interval_secs",
-            "How often statuses past their expiry are deleted, delivered or not.",
-        )],
+        keys: &[
+            key(
+                "sweep_interval_secs",
+                "How often statuses past their expiry are deleted, delivered or not.",
+            ),
+            key(
+                "forward_retry_min_ms",
+                "The first pause before handing a status to another relay again \
+                 (doubling after each failure). Statuses wait in status.redb until \
+                 the viewers' relays take them or they expire.",
+            ),
+            key(
+                "forward_retry_max_ms",
+                "The longest pause between attempts to hand a status to another relay.",
+            ),
+        ],
     },
 ];
 

@@ -463,7 +463,7 @@ impl Session {
             }
             Request::PostStatus(post) => {
                 let cx = self.cx.clone();
-                Box::pin(async move { cx.status.post(me, *post, &cx.directory, &cx.links).await })
+                Box::pin(async move { cx.status.post(me, *post, &cx.directory).await })
             }
             Request::GetStatuses { after_ms } => {
                 let board = self.cx.status.clone();

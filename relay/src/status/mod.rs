@@ -1,13 +1,17 @@
-//! Status updates at the relay: `PostStatus` and `GetStatuses` for local devices, and the
-//! sweep that deletes every status at its expiry, delivered or not.
+//! Status updates at the relay: `PostStatus` and `GetStatuses` for local devices, the
+//! durable forwarding to other relays, and the sweep that deletes every status at its
+//! expiry, delivered or not.
 
 mod forward;
+mod forwarder;
+
+pub(crate) use forwarder::{Retry, StatusForwarder};
 
 use std::{sync::Arc, time::Duration};
 
 use redb::Database;
 use tidings_protocol::{
-    Address, BoundedVec, ErrorAnswer, ErrorCode,
+    Address, BlobId, BoundedVec, ErrorAnswer, ErrorCode, UserId,
     client::Response,
     status::{Clock, ExpiryError, MAX_STATUSES_PER_ANSWER, StatusPost},
 };
@@ -15,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::federation::{Directory, Links};
 use crate::store::{
-    StoreError,
+    Store, StoreError,
     status::{self, PostOutcome},
+    status_media::MAX_MEDIA_RELEASE_BATCH,
 };
 
 /// The relay's statuses: their file and the clock expiry is judged by. Cheap to clone.
@@ -24,6 +29,10 @@ use crate::store::{
 pub(crate) struct StatusBoard {
     db: Arc<Database>,
     clock: Clock,
+    /// The mailbox store, where a status's media references are counted.
+    store: Store,
+    /// Wakes the forwarder when a status with remote viewers is stored.
+    forward_wake: Arc<tokio::sync::Notify>,
 }
 
 fn storage(error: StoreError) -> ErrorAnswer {
@@ -35,11 +44,17 @@ fn storage(error: StoreError) -> ErrorAnswer {
 }
 
 impl StatusBoard {
-    /// Opens the status file of `data_dir`.
-    pub fn open(data_dir: &std::path::Path, clock: Clock) -> Result<Self, StoreError> {
+    /// Opens the status file of `data_dir`; media references go to `store`.
+    pub fn open(
+        data_dir: &std::path::Path,
+        clock: Clock,
+        store: Store,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             db: Arc::new(status::open(data_dir)?),
             clock,
+            store,
+            forward_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -48,7 +63,7 @@ impl StatusBoard {
         &self.clock
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -61,18 +76,30 @@ impl StatusBoard {
             })?
     }
 
-    /// Stores a status a local device posted and forwards it to the home relays of its
-    /// remote audience.
+    /// The task that forwards statuses to other relays (spawn [`StatusForwarder::run`]).
+    pub fn forwarder(&self, directory: Directory, links: Links, retry: Retry) -> StatusForwarder {
+        StatusForwarder::new(self.clone(), directory, links, retry)
+    }
+
+    /// Stores a status a local device posted, with a forward entry for each viewer homed
+    /// elsewhere (in the same transaction), and wakes the forwarder.
     pub async fn post(
         &self,
         me: Address,
         post: StatusPost,
         directory: &Directory,
-        links: &Links,
     ) -> Result<Response, ErrorAnswer> {
-        let new = self.store(me, post.clone()).await?;
-        if new {
-            forward::spawn_fan_out(self.clone(), directory.clone(), links.clone(), me, post);
+        let mut remote = Vec::new();
+        for user in post.audience.iter().copied() {
+            // A failed read counts as remote: the forwarder finds the viewer local and drops it.
+            if user != me.user && !matches!(directory.is_local(user).await, Ok(true)) {
+                remote.push(user);
+            }
+        }
+        let wake = !remote.is_empty();
+        let new = self.store(me, post, remote).await?;
+        if new && wake {
+            self.forward_wake.notify_one();
         }
         Ok(Response::StatusPosted { new })
     }
@@ -88,8 +115,13 @@ impl StatusBoard {
         forward::take_forwarded(self, directory, from, poster, post).await
     }
 
-    /// Checks and stores a status (true: new).
-    async fn store(&self, poster: Address, post: StatusPost) -> Result<bool, ErrorAnswer> {
+    /// Checks and stores a status (true: new), with forward entries for `forward_to`.
+    async fn store(
+        &self,
+        poster: Address,
+        post: StatusPost,
+        forward_to: Vec<UserId>,
+    ) -> Result<bool, ErrorAnswer> {
         let me = poster;
         let now = self.clock.now_ms();
         post.check_expiry(now).map_err(|error| {
@@ -99,11 +131,26 @@ impl StatusBoard {
             };
             ErrorAnswer::new(ErrorCode::Malformed, reason)
         })?;
+        // The media reference is counted first: a crash before the status is stored leaves
+        // a reference that is released at the expiry anyway, never a status without one.
+        let (id, expires_at_ms) = (post.id, post.expires_at_ms);
+        let blobs: Vec<BlobId> = post.blobs.iter().map(|blob| blob.id).collect();
+        let held = !blobs.is_empty()
+            && self
+                .store
+                .hold_status_media(id, expires_at_ms, blobs)
+                .await
+                .map_err(storage)?;
         let outcome = self
-            .blocking(move |db| status::put(db, me, post, now))
-            .await
-            .map_err(storage)?;
-        match outcome {
+            .blocking(move |db| status::put(db, me, post, now, &forward_to))
+            .await;
+        if held && !matches!(outcome, Ok(PostOutcome::Stored)) {
+            self.store
+                .release_status_media(id, expires_at_ms)
+                .await
+                .map_err(storage)?;
+        }
+        match outcome.map_err(storage)? {
             PostOutcome::Stored => Ok(true),
             PostOutcome::Duplicate => Ok(false),
             PostOutcome::IdTaken => Err(ErrorAnswer::new(
@@ -130,17 +177,30 @@ impl StatusBoard {
         Ok(Response::Statuses { items })
     }
 
-    /// Deletes every status expired by now; how many.
+    /// Deletes every status expired by now and releases their media references; how many
+    /// statuses.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let mut total = 0;
+        let now = self.clock.now_ms();
         loop {
-            let now = self.clock.now_ms();
             let deleted = self.blocking(move |db| status::sweep(db, now)).await?;
             total += deleted;
             if deleted < status::MAX_SWEEP_BATCH {
-                return Ok(total);
+                break;
             }
         }
+        while self.store.release_expired_status_media(now).await? >= MAX_MEDIA_RELEASE_BATCH {}
+        Ok(total)
+    }
+
+    /// How many stored things reference blob `id` (statuses included).
+    pub async fn media_refs(&self, id: BlobId) -> Result<u64, StoreError> {
+        self.store.media_refs_of(id).await
+    }
+
+    /// How many forward entries wait (a viewer's relay has not taken a status yet).
+    pub async fn pending_forwards(&self) -> Result<u64, StoreError> {
+        self.blocking(status::forward_count).await
     }
 
     /// How many statuses are stored, expired or not.

@@ -26,6 +26,7 @@ mod reads;
 pub mod schema;
 mod slot;
 pub mod status;
+pub mod status_media;
 pub mod tables;
 #[cfg(test)]
 mod tests;

@@ -38,6 +38,15 @@ const STATUS_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("status_e
 /// poster user (32) || status id (16) -> expires at.
 const STATUS_BY_POSTER: TableDefinition<&[u8], u64> = TableDefinition::new("status_by_poster");
 
+/// status id (16) || viewer user (32) -> expires at: a viewer homed at another relay whose
+/// relay has not yet taken the status (written with the status, deleted once that relay
+/// answers or the status expires). At most [`MAX_LIVE_STATUSES_PER_POSTER`] x
+/// [`MAX_STATUS_AUDIENCE`] entries per local poster: never more than the inbox holds.
+const STATUS_FORWARDS: TableDefinition<&[u8], u64> = TableDefinition::new("status_forwards");
+
+/// Length of a [`STATUS_FORWARDS`] key.
+const FORWARD_KEY_LEN: usize = 48;
+
 /// One stored status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredStatus {
@@ -88,6 +97,21 @@ fn poster_key(poster: &UserId, id: &EnvelopeId) -> Vec<u8> {
     key
 }
 
+fn forward_key(id: &EnvelopeId, viewer: &UserId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(FORWARD_KEY_LEN);
+    key.extend_from_slice(id.as_bytes());
+    key.extend_from_slice(viewer.as_bytes());
+    key
+}
+
+/// Deletes every forward entry of the status `id` (16 bytes).
+fn remove_forwards_of(forwards: &mut redb::Table<&[u8], u64>, id: &[u8]) -> Result<(), StoreError> {
+    let start = [id, &[0u8; 32][..]].concat();
+    let end = [id, &[0xffu8; 32][..]].concat();
+    forwards.retain_in(start.as_slice()..=end.as_slice(), |_, _| false)?;
+    Ok(())
+}
+
 fn decode(bytes: &[u8]) -> Result<StoredStatus, StoreError> {
     let stored: StoredStatus = codec::decode(bytes, MAX_STATUS_RECORD_BYTES)
         .map_err(|error| corrupt("status_posts", error))?;
@@ -106,17 +130,20 @@ pub fn open(data_dir: &Path) -> Result<Database, StoreError> {
     txn.open_table(STATUS_INBOX)?;
     txn.open_table(STATUS_EXPIRY)?;
     txn.open_table(STATUS_BY_POSTER)?;
+    txn.open_table(STATUS_FORWARDS)?;
     txn.commit()?;
     Ok(db)
 }
 
 /// Stores `post` from `poster` at `now_ms` (its expiry checked by the caller): one copy,
-/// an inbox entry for each audience user and for the poster.
+/// an inbox entry for each audience user and for the poster, and in the same transaction a
+/// forward entry for each of `forward_to` (audience users homed at other relays).
 pub fn put(
     db: &Database,
     poster: Address,
     post: StatusPost,
     now_ms: u64,
+    forward_to: &[UserId],
 ) -> Result<PostOutcome, StoreError> {
     let txn = db.begin_write()?;
     let outcome = {
@@ -124,6 +151,7 @@ pub fn put(
         let mut inbox = txn.open_table(STATUS_INBOX)?;
         let mut expiry = txn.open_table(STATUS_EXPIRY)?;
         let mut by_poster = txn.open_table(STATUS_BY_POSTER)?;
+        let mut forwards = txn.open_table(STATUS_FORWARDS)?;
         if let Some(held) = posts.get(post.id.as_bytes().as_slice())? {
             let held = decode(held.value())?;
             return Ok(if held.poster.user == poster.user {
@@ -153,6 +181,11 @@ pub fn put(
                 inbox_key(viewer, now_ms, &post.id).as_slice(),
                 post.expires_at_ms,
             )?;
+        }
+        for viewer in forward_to.iter().take(MAX_STATUS_AUDIENCE) {
+            if *viewer != poster.user && post.audience.contains(viewer) {
+                forwards.insert(forward_key(&post.id, viewer).as_slice(), post.expires_at_ms)?;
+            }
         }
         expiry.insert(expiry_key(post.expires_at_ms, &post.id).as_slice(), ())?;
         by_poster.insert(
@@ -225,6 +258,7 @@ pub fn sweep(db: &Database, now_ms: u64) -> Result<usize, StoreError> {
         let mut inbox = txn.open_table(STATUS_INBOX)?;
         let mut expiry = txn.open_table(STATUS_EXPIRY)?;
         let mut by_poster = txn.open_table(STATUS_BY_POSTER)?;
+        let mut forwards = txn.open_table(STATUS_FORWARDS)?;
         let end = expiry_key(now_ms.saturating_add(1), &EnvelopeId::from_bytes([0; 16]));
         let due: Vec<Vec<u8>> = expiry
             .range(..end.as_slice())?
@@ -234,6 +268,7 @@ pub fn sweep(db: &Database, now_ms: u64) -> Result<usize, StoreError> {
         for key in &due {
             expiry.remove(key.as_slice())?;
             let id = &key[8..];
+            remove_forwards_of(&mut forwards, id)?;
             let Some(bytes) = posts.remove(id)? else {
                 continue;
             };
@@ -256,4 +291,158 @@ pub fn sweep(db: &Database, now_ms: u64) -> Result<usize, StoreError> {
 pub fn count(db: &Database) -> Result<u64, StoreError> {
     let txn = db.begin_read()?;
     Ok(txn.open_table(STATUS_POSTS)?.len()?)
+}
+
+/// A viewer at another relay that has not yet taken a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PendingForward {
+    /// The status.
+    pub id: EnvelopeId,
+    /// The viewer.
+    pub viewer: UserId,
+    /// When the status expires (the entry goes then, sent or not).
+    pub expires_at_ms: u64,
+}
+
+fn pending_of(key: &[u8], expires_at_ms: u64) -> Result<PendingForward, StoreError> {
+    let (Some(id), Some(viewer)) = (key.get(..16), key.get(16..FORWARD_KEY_LEN)) else {
+        return Err(corrupt("status_forwards", "short key"));
+    };
+    let id: [u8; 16] = id
+        .try_into()
+        .map_err(|_| corrupt("status_forwards", "bad id"))?;
+    let viewer: [u8; 32] = viewer
+        .try_into()
+        .map_err(|_| corrupt("status_forwards", "bad user"))?;
+    Ok(PendingForward {
+        id: EnvelopeId::from_bytes(id),
+        viewer: UserId::from_bytes(viewer),
+        expires_at_ms,
+    })
+}
+
+/// Up to `limit` forward entries after `after` (from the first if None), in key order.
+pub fn forwards_after(
+    db: &Database,
+    after: Option<(EnvelopeId, UserId)>,
+    limit: usize,
+) -> Result<Vec<PendingForward>, StoreError> {
+    let txn = db.begin_read()?;
+    let forwards = txn.open_table(STATUS_FORWARDS)?;
+    let entries = match after {
+        Some((id, viewer)) => {
+            let start = forward_key(&id, &viewer);
+            forwards.range::<&[u8]>((
+                std::ops::Bound::Excluded(start.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))?
+        }
+        None => forwards.range::<&[u8]>(..)?,
+    };
+    let mut out = Vec::new();
+    for entry in entries.take(limit) {
+        let (key, expires) = entry?;
+        out.push(pending_of(key.value(), expires.value())?);
+    }
+    Ok(out)
+}
+
+/// Deletes the forward entries of status `id` for `viewers` (their relay took it).
+pub fn forwards_done(db: &Database, id: EnvelopeId, viewers: &[UserId]) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut forwards = txn.open_table(STATUS_FORWARDS)?;
+        for viewer in viewers {
+            forwards.remove(forward_key(&id, viewer).as_slice())?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Deletes every forward entry of status `id` (it expired, or is gone).
+pub fn drop_forwards(db: &Database, id: EnvelopeId) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut forwards = txn.open_table(STATUS_FORWARDS)?;
+        remove_forwards_of(&mut forwards, id.as_bytes().as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// The stored status `id` and its poster, if it is held.
+pub fn post(db: &Database, id: EnvelopeId) -> Result<Option<(Address, StatusPost)>, StoreError> {
+    let txn = db.begin_read()?;
+    let posts = txn.open_table(STATUS_POSTS)?;
+    let Some(bytes) = posts.get(id.as_bytes().as_slice())? else {
+        return Ok(None);
+    };
+    let stored = decode(bytes.value())?;
+    Ok(Some((stored.poster, stored.post)))
+}
+
+/// How many forward entries wait (for tests).
+pub fn forward_count(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read()?;
+    Ok(txn.open_table(STATUS_FORWARDS)?.len()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tidings_protocol::{BoundedVec, DeviceId};
+
+    fn user(byte: u8) -> UserId {
+        UserId::from_bytes([byte; 32])
+    }
+
+    #[test]
+    fn forward_entries_come_with_the_status_and_go_when_taken_or_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).unwrap();
+        let poster = Address {
+            user: user(1),
+            device: DeviceId::from_bytes([1; 32]),
+        };
+        let post = |expires_at_ms| StatusPost {
+            id: EnvelopeId::random(),
+            audience: BoundedVec::new(vec![user(2), user(3), user(4)]).unwrap(),
+            expires_at_ms,
+            body: vec![7],
+            blobs: Default::default(),
+        };
+        let (first, second) = (post(100), post(200));
+        // user(9) is not in the audience and the poster needs no forward: neither is kept.
+        let remote = [user(2), user(3), user(9), user(1)];
+        assert_eq!(
+            put(&db, poster, first.clone(), 1, &remote).unwrap(),
+            PostOutcome::Stored
+        );
+        assert_eq!(
+            put(&db, poster, second.clone(), 1, &[user(4)]).unwrap(),
+            PostOutcome::Stored
+        );
+        assert_eq!(forward_count(&db).unwrap(), 3);
+        let all = forwards_after(&db, None, 10).unwrap();
+        assert_eq!(all.len(), 3);
+        let rest = forwards_after(&db, Some((all[0].id, all[0].viewer)), 10).unwrap();
+        assert_eq!(rest, all[1..]);
+
+        forwards_done(&db, first.id, &[user(2)]).unwrap();
+        assert_eq!(forward_count(&db).unwrap(), 2);
+        // The sweep at the first's expiry takes its leftover entry with it.
+        assert_eq!(sweep(&db, 100).unwrap(), 1);
+        let left = forwards_after(&db, None, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].id, left[0].viewer), (second.id, user(4)));
+        drop_forwards(&db, second.id).unwrap();
+        assert_eq!(forward_count(&db).unwrap(), 0);
+        assert!(post_of_is_kept(&db, second.id));
+    }
+
+    fn post_of_is_kept(db: &Database, id: EnvelopeId) -> bool {
+        post(db, id).unwrap().is_some()
+    }
 }

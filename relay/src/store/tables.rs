@@ -77,6 +77,11 @@ pub const PUSH_SUBSCRIPTIONS: TableDefinition<&[u8; 32], &[u8]> =
 /// device of the user stored (new with profiles: created empty on open, no migration).
 pub const PROFILES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("profiles");
 
+/// expires at (8, big-endian) || status id (16) -> CBOR list of [`tidings_protocol::BlobId`]:
+/// the media references a status held in `status.redb` counts until it expires (new with
+/// status pictures: created empty on open, no migration).
+pub const STATUS_MEDIA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("status_media");
+
 /// Key of an upload in [`MEDIA_UPLOADS`].
 pub fn media_upload_key(user: &UserId, blob: &tidings_protocol::BlobId) -> [u8; 64] {
     let mut key = [0u8; 64];

@@ -56,6 +56,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(MEDIA_REFS)?;
     txn.open_table(PUSH_SUBSCRIPTIONS)?;
     txn.open_table(tables::PROFILES)?;
+    txn.open_table(tables::STATUS_MEDIA)?;
     txn.commit()?;
     Ok(())
 }
@@ -122,6 +123,7 @@ pub(super) struct Tables<'txn> {
     pub media_refs: Table<'txn, Bytes32, u64>,
     pub push_subscriptions: Table<'txn, Bytes32, &'static [u8]>,
     pub profiles: Table<'txn, Bytes32, &'static [u8]>,
+    pub status_media: Table<'txn, &'static [u8], &'static [u8]>,
     pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Cursors (by device) changed in this batch, written back once at the end.
@@ -200,6 +202,7 @@ fn apply_and_commit(
             media_refs: txn.open_table(MEDIA_REFS)?,
             push_subscriptions: txn.open_table(PUSH_SUBSCRIPTIONS)?,
             profiles: txn.open_table(tables::PROFILES)?,
+            status_media: txn.open_table(tables::STATUS_MEDIA)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             dirty_cursors: HashMap::new(),

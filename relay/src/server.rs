@@ -484,7 +484,9 @@ impl RunningRelay {
         &self,
         user: tidings_protocol::UserId,
     ) -> Option<tidings_protocol::HomeRecord> {
-        self.network.get_home(user).await
+        self.network
+            .get_home(user, network::Lookup::FirstValid)
+            .await
     }
 
     /// A handle on the relay's network event loop.
@@ -498,7 +500,9 @@ impl RunningRelay {
         &self,
         user: tidings_protocol::UserId,
     ) -> (Option<tidings_protocol::HomeRecord>, network::LookupStats) {
-        self.network.get_home_with_stats(user).await
+        self.network
+            .get_home_with_stats(user, network::Lookup::FirstValid)
+            .await
     }
 
     /// Test hook: runs one blob garbage collection pass now (as the timer would); how many

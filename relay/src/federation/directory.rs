@@ -12,6 +12,7 @@ use tidings_protocol::{UserId, home::HOME_RECORD_LIFETIME_MS, now_ms};
 
 use super::home_cache::{Cached, HomeCache, HomeCacheActor};
 use super::remote::Remote;
+use crate::network::Lookup;
 use crate::{
     network::NetworkHandle,
     store::{Store, StoreError},
@@ -158,7 +159,12 @@ impl Directory {
         // A user who moved away told us where; the DHT may know something newer still.
         let mut best = record.and_then(|record| record.home);
         if cached != Cached::MissedRecently && budget.spend() {
-            match self.network.get_home(user).await {
+            let lookup = if cached == Cached::Doubted {
+                Lookup::Whole
+            } else {
+                Lookup::FirstValid
+            };
+            match self.network.get_home(user, lookup).await {
                 Some(found) if best.as_ref().is_none_or(|known| found.seq > known.seq) => {
                     best = Some(found);
                 }

@@ -26,6 +26,14 @@ const MISS_TTL: Duration = Duration::from_secs(5);
 /// Most remembered misses.
 const MISS_MAX: usize = 10_000;
 
+/// How long a home proved wrong (a forward or request refused there, a check that named
+/// another relay) makes the next lookup run the whole query: a lookup that stops at the
+/// first valid record could meet a stale copy of the very record that proved wrong.
+const DOUBT_TTL: Duration = Duration::from_secs(600);
+
+/// Most remembered doubts.
+const DOUBT_MAX: usize = 10_000;
+
 /// What the cache knows of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Cached {
@@ -33,6 +41,9 @@ pub(super) enum Cached {
     Remote(Remote),
     /// The DHT had no record of them a moment ago.
     MissedRecently,
+    /// Where they were found proved wrong lately: a lookup is due, and must ask until the
+    /// newest record is known.
+    Doubted,
     /// Nothing: a lookup is due.
     Nothing,
 }
@@ -67,6 +78,7 @@ pub(crate) struct HomeCacheActor {
     /// Where each user was found, until when their home record is valid.
     found: HashMap<UserId, (Remote, Instant)>,
     misses: HashMap<UserId, Instant>,
+    doubts: HashMap<UserId, Instant>,
 }
 
 impl HomeCache {
@@ -77,6 +89,7 @@ impl HomeCache {
             inbox: commands,
             found: HashMap::new(),
             misses: HashMap::new(),
+            doubts: HashMap::new(),
         };
         (Self { inbox }, actor)
     }
@@ -131,6 +144,7 @@ impl HomeCacheActor {
                 Command::Forget { user } => {
                     self.found.remove(&user);
                     self.misses.remove(&user);
+                    remember(&mut self.doubts, user, DOUBT_MAX, DOUBT_TTL);
                 }
             }
         }
@@ -151,6 +165,13 @@ impl HomeCacheActor {
         {
             return Cached::MissedRecently;
         }
+        if self
+            .doubts
+            .get(user)
+            .is_some_and(|at| at.elapsed() < DOUBT_TTL)
+        {
+            return Cached::Doubted;
+        }
         Cached::Nothing
     }
 
@@ -162,18 +183,24 @@ impl HomeCacheActor {
                 self.found.clear();
             }
         }
+        self.doubts.remove(&user);
         self.found.insert(user, (remote, until));
     }
 
     fn missed(&mut self, user: UserId) {
-        if self.misses.len() >= MISS_MAX {
-            self.misses.retain(|_, at| at.elapsed() < MISS_TTL);
-            if self.misses.len() >= MISS_MAX {
-                self.misses.clear();
-            }
-        }
-        self.misses.insert(user, Instant::now());
+        remember(&mut self.misses, user, MISS_MAX, MISS_TTL);
     }
+}
+
+/// Notes `user` now in `times`, dropping notes older than `ttl` (or all) when it is full.
+fn remember(times: &mut HashMap<UserId, Instant>, user: UserId, max: usize, ttl: Duration) {
+    if times.len() >= max {
+        times.retain(|_, at| at.elapsed() < ttl);
+        if times.len() >= max {
+            times.clear();
+        }
+    }
+    times.insert(user, Instant::now());
 }
 
 #[cfg(test)]
@@ -190,7 +217,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn finds_and_misses_are_remembered_until_forgotten() {
+    async fn finds_misses_and_doubts_are_remembered() {
         let (cache, actor) = HomeCache::new();
         let stop = CancellationToken::new();
         let serving = tokio::spawn(actor.run(stop.clone()));
@@ -207,10 +234,17 @@ mod tests {
         cache.found(carol, remote(8), Instant::now()).await;
         assert_eq!(cache.ask(carol).await, Cached::Nothing);
 
+        // A home forgotten (it proved wrong) is doubted: the next lookup runs whole, and
+        // a home found again ends the doubt.
         cache.forget(alice).await;
         cache.forget(bob).await;
-        assert_eq!(cache.ask(alice).await, Cached::Nothing);
-        assert_eq!(cache.ask(bob).await, Cached::Nothing);
+        assert_eq!(cache.ask(alice).await, Cached::Doubted);
+        assert_eq!(cache.ask(bob).await, Cached::Doubted);
+        cache.found(alice, remote(9), hour).await;
+        assert_eq!(cache.ask(alice).await, Cached::Remote(remote(9)));
+        cache.forget(alice).await;
+        cache.missed(alice).await;
+        assert_eq!(cache.ask(alice).await, Cached::MissedRecently);
 
         stop.cancel();
         let _ = serving.await;

@@ -1,5 +1,6 @@
 //! Home records in the DHT: validated before they are stored or used; the store keeps the
-//! newest sequence, a lookup ends at the first record that validates.
+//! newest sequence, a lookup ends at the first record that validates (or, when asked to run
+//! whole, keeps the newest it meets).
 
 use std::{
     collections::HashMap,
@@ -18,20 +19,26 @@ use tidings_protocol::{HomeRecord, UserId, now_ms};
 use tokio::sync::oneshot;
 
 use super::{
-    DhtStats, LookupStats, MAX_RECORD_HOLD,
+    DhtStats, Lookup, LookupStats, MAX_RECORD_HOLD,
     record_store::{BoundedStore, Refused},
 };
 
 /// A lookup in flight, possibly asked for by several callers.
 struct PendingGet {
     user: UserId,
+    lookup: Lookup,
+    /// A whole lookup's newest valid record so far, and the requests and time it took to
+    /// meet the first.
+    best: Option<HomeRecord>,
+    first: Option<(u32, Duration)>,
     replies: Vec<oneshot::Sender<(Option<HomeRecord>, LookupStats)>>,
 }
 
 /// The DHT side of the event loop.
 pub(super) struct Dht {
     gets: HashMap<QueryId, PendingGet>,
-    by_user: HashMap<UserId, QueryId>,
+    /// Lookups in flight by user and kind (callers of the same kind join them).
+    by_user: HashMap<(UserId, Lookup), QueryId>,
     stats: Arc<DhtStats>,
 }
 
@@ -87,19 +94,24 @@ impl Dht {
         &mut self,
         kad: &mut kad::Behaviour<BoundedStore>,
         user: UserId,
+        lookup: Lookup,
         reply: oneshot::Sender<(Option<HomeRecord>, LookupStats)>,
     ) {
-        if let Some(pending) = self.by_user.get(&user).and_then(|id| self.gets.get_mut(id)) {
+        let running = self.by_user.get(&(user, lookup));
+        if let Some(pending) = running.and_then(|id| self.gets.get_mut(id)) {
             pending.replies.push(reply);
             return;
         }
         let id = kad.get_record(key_of(&user));
         self.stats.lookups.fetch_add(1, Ordering::Relaxed);
-        self.by_user.insert(user, id);
+        self.by_user.insert((user, lookup), id);
         self.gets.insert(
             id,
             PendingGet {
                 user,
+                lookup,
+                best: None,
+                first: None,
                 replies: vec![reply],
             },
         );
@@ -157,7 +169,7 @@ impl Dht {
         let QueryResult::GetRecord(result) = result else {
             return;
         };
-        let Some(pending) = self.gets.get(&id) else {
+        let Some(pending) = self.gets.get_mut(&id) else {
             return;
         };
         let mut found = None;
@@ -170,25 +182,41 @@ impl Dht {
                 }
             }
         }
-        if found.is_none() && !last {
+        // Requests sent and time spent so far: a record held locally comes before the query
+        // has sent anything.
+        let so_far = (stats.num_requests(), stats.duration().unwrap_or_default());
+        if pending.lookup == Lookup::Whole {
+            if let Some(home) = found.take() {
+                pending.first.get_or_insert(so_far);
+                pending.best = match pending.best.take() {
+                    Some(best) if best.seq >= home.seq => Some(best),
+                    _ => Some(home),
+                };
+            }
+            if !last {
+                return;
+            }
+        } else if found.is_none() && !last {
             return;
+        } else if found.is_some() {
+            pending.first = Some(so_far);
         }
         let Some(done) = self.gets.remove(&id) else {
             return;
         };
-        self.by_user.remove(&done.user);
-        if found.is_some()
+        self.by_user.remove(&(done.user, done.lookup));
+        let found = found.or(done.best);
+        if done.lookup == Lookup::FirstValid
+            && found.is_some()
             && let Some(mut query) = kad.query_mut(&id)
         {
             query.finish();
         }
-        // Requests sent and time spent so far: a record held locally comes before the query
-        // has sent anything.
         let lookup = LookupStats {
             requests: stats.num_requests(),
             successes: stats.num_successes(),
-            requests_to_first_record: found.as_ref().map(|_| stats.num_requests()),
-            time_to_first_record: found.as_ref().map(|_| stats.duration().unwrap_or_default()),
+            requests_to_first_record: done.first.map(|(requests, _)| requests),
+            time_to_first_record: done.first.map(|(_, took)| took),
         };
         for reply in done.replies {
             let _ = reply.send((found.clone(), lookup));
@@ -225,9 +253,14 @@ mod tests {
     }
 
     fn home_of(account: &SigningKey) -> HomeRecord {
+        home_signed_at(account, now_ms())
+    }
+
+    /// A record signed at `at_ms` (a later one has a higher sequence).
+    fn home_signed_at(account: &SigningKey, at_ms: u64) -> HomeRecord {
         let relay = PeerId::random().to_string();
         let addrs = BoundedVec::new(Vec::new()).unwrap();
-        HomeRecord::sign(account, relay, addrs, now_ms(), now_ms() + 3_600_000)
+        HomeRecord::sign(account, relay, addrs, at_ms, now_ms() + 3_600_000)
     }
 
     /// A record as another relay sent it in answer to the query.
@@ -247,9 +280,12 @@ mod tests {
         let genuine = home_of(&account);
         let (first, mut first_answer) = oneshot::channel();
         let (joined, mut joined_answer) = oneshot::channel();
-        dht.get_home(&mut kad, genuine.user, first);
-        dht.get_home(&mut kad, genuine.user, joined);
-        let id = *dht.by_user.get(&genuine.user).unwrap();
+        dht.get_home(&mut kad, genuine.user, Lookup::FirstValid, first);
+        dht.get_home(&mut kad, genuine.user, Lookup::FirstValid, joined);
+        let id = *dht
+            .by_user
+            .get(&(genuine.user, Lookup::FirstValid))
+            .unwrap();
         let stats = QueryStats::empty();
 
         // A forged record (its relay changed after signing): counted, the query goes on.
@@ -282,12 +318,51 @@ mod tests {
         let mut dht = Dht::new(Arc::new(DhtStats::default()));
         let genuine = home_of(&SigningKey::from_bytes(&[8; 32]));
         let (reply, mut answer_rx) = oneshot::channel();
-        dht.get_home(&mut kad, genuine.user, reply);
-        let id = *dht.by_user.get(&genuine.user).unwrap();
+        dht.get_home(&mut kad, genuine.user, Lookup::FirstValid, reply);
+        let id = *dht
+            .by_user
+            .get(&(genuine.user, Lookup::FirstValid))
+            .unwrap();
         let mut forged = genuine.clone();
         forged.relay = PeerId::random().to_string();
         dht.on_query(&mut kad, id, answer(&forged), &QueryStats::empty(), true);
         assert_eq!(answer_rx.try_recv().unwrap().0, None);
+        assert!(dht.gets.is_empty() && dht.by_user.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_whole_lookup_runs_to_the_end_and_answers_the_newest_record_it_met() {
+        let mut kad = kad();
+        let mut dht = Dht::new(Arc::new(DhtStats::default()));
+        let account = SigningKey::from_bytes(&[9; 32]);
+        let stale = home_signed_at(&account, now_ms() - 60_000);
+        let newest = home_of(&account);
+        assert!(newest.seq > stale.seq);
+        let (reply, mut answer_rx) = oneshot::channel();
+        dht.get_home(&mut kad, newest.user, Lookup::Whole, reply);
+        let id = *dht.by_user.get(&(newest.user, Lookup::Whole)).unwrap();
+        let stats = QueryStats::empty();
+
+        // Newest first, then a stale copy: no answer until the query ends, then the newest.
+        dht.on_query(&mut kad, id, answer(&newest), &stats, false);
+        dht.on_query(&mut kad, id, answer(&stale), &stats, false);
+        assert_eq!(answer_rx.try_recv().err(), Some(TryRecvError::Empty));
+        assert!(
+            kad.query(&id).is_some(),
+            "a whole lookup was finished early"
+        );
+        dht.on_query(
+            &mut kad,
+            id,
+            QueryResult::GetRecord(Ok(GetRecordOk::FinishedWithNoAdditionalRecord {
+                cache_candidates: Default::default(),
+            })),
+            &stats,
+            true,
+        );
+        let (found, lookup) = answer_rx.try_recv().unwrap();
+        assert_eq!(found, Some(newest));
+        assert!(lookup.requests_to_first_record.is_some());
         assert!(dht.gets.is_empty() && dht.by_user.is_empty());
     }
 }

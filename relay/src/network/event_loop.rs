@@ -89,7 +89,11 @@ impl EventLoop {
                 self.dht.put_home(kad, &record);
                 let _ = reply.send(());
             }
-            Command::GetHome { user, reply } => self.dht.get_home(kad, user, reply),
+            Command::GetHome {
+                user,
+                lookup,
+                reply,
+            } => self.dht.get_home(kad, user, lookup, reply),
             Command::RoutingPeers { reply } => {
                 let peers = kad.kbuckets().map(|bucket| bucket.num_entries()).sum();
                 let _ = reply.send(peers);

@@ -103,6 +103,16 @@ fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLim
 
 /// What one home-record lookup cost, from libp2p-kad's `QueryStats` for its query.
 ///
+/// How far a home-record lookup goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// Stop at the first record that validates (the query is finished there).
+    FirstValid,
+    /// Run the whole query and keep the newest valid record: after a home proved wrong, when
+    /// a stale copy may be the first one met.
+    Whole,
+}
+
 /// A lookup stops at the first valid record (the query is finished there), so `requests`
 /// and `requests_to_first_record` are the same count when a record was found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,9 +136,10 @@ pub(crate) enum Command {
         record: Box<HomeRecord>,
         reply: oneshot::Sender<()>,
     },
-    /// Look up the newest valid home record of a user (and what the query cost).
+    /// Look up a valid home record of a user (and what the query cost).
     GetHome {
         user: UserId,
+        lookup: Lookup,
         reply: oneshot::Sender<(Option<HomeRecord>, LookupStats)>,
     },
     /// Remember addresses of a relay (from a home record) so it can be dialed.
@@ -197,18 +208,27 @@ impl NetworkHandle {
         }
     }
 
-    /// The newest valid home record of `user` in the DHT, if any.
-    pub async fn get_home(&self, user: UserId) -> Option<HomeRecord> {
-        self.get_home_with_stats(user).await.0
+    /// A valid home record of `user` in the DHT, if any: the first found, or with
+    /// [`Lookup::Whole`] the newest of all the query met.
+    pub async fn get_home(&self, user: UserId, lookup: Lookup) -> Option<HomeRecord> {
+        self.get_home_with_stats(user, lookup).await.0
     }
 
     /// As [`NetworkHandle::get_home`], with what libp2p-kad counted for the query (for
     /// benchmarks). A caller that joins a lookup already running gets that query's counts.
-    pub async fn get_home_with_stats(&self, user: UserId) -> (Option<HomeRecord>, LookupStats) {
+    pub async fn get_home_with_stats(
+        &self,
+        user: UserId,
+        lookup: Lookup,
+    ) -> (Option<HomeRecord>, LookupStats) {
         let (reply, answer) = oneshot::channel();
         if self
             .commands
-            .send(Command::GetHome { user, reply })
+            .send(Command::GetHome {
+                user,
+                lookup,
+                reply,
+            })
             .await
             .is_err()
         {

@@ -317,6 +317,7 @@ fn the_relay_bench_idle_connects_every_device_and_weighs_it() {
         report["first_streams_failed"].as_u64().is_some(),
         "{report}"
     );
+    assert!(report["connections_failed"].as_u64().is_some(), "{report}");
     let per = report["rss_per_device_kib"].as_f64().unwrap();
     assert!(per > 0.0 && per < 10_000.0, "{report}");
 }

@@ -250,6 +250,10 @@ pub struct RelayReport {
     /// device opens another).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_streams_failed: Option<u64>,
+    /// Connections that failed before their stream opened (the relay refuses handshakes
+    /// beyond its `max_pending_connections`); each device dials again (idle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_failed: Option<u64>,
     /// (Relay RSS with every device connected - before) / devices, KiB (idle).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_per_device_kib: Option<f64>,
@@ -303,8 +307,9 @@ impl RelayReport {
         }
         if let (Some(devices), Some(connected)) = (self.devices, self.connected) {
             println!(
-                "  {connected} of {devices} devices connected in {:.2} s, {} first streams failed, {:.1} KiB relay RSS per device",
+                "  {connected} of {devices} devices connected in {:.2} s, {} connections and {} first streams failed, {:.1} KiB relay RSS per device",
                 self.connect_s.unwrap_or_default(),
+                self.connections_failed.unwrap_or_default(),
                 self.first_streams_failed.unwrap_or_default(),
                 self.rss_per_device_kib.unwrap_or_default()
             );

@@ -30,6 +30,11 @@ const OFFLINE_SETTLE: Duration = Duration::from_millis(300);
 const RESTART_SETTLE: Duration = Duration::from_secs(1);
 /// How long all idle devices may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Connections one idle device tries (the relay refuses handshakes beyond its
+/// `max_pending_connections`) before it counts as not connected.
+const MAX_CONNECT_ATTEMPTS: u32 = 8;
+/// Pause before an idle device dials again, times the attempts so far.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 /// `total` split over `parts` as evenly as it goes.
 fn split(total: usize, parts: usize) -> Vec<usize> {
@@ -286,15 +291,23 @@ pub async fn idle(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
     for device in devices {
         let (stop, connected) = (stop.clone(), connected_tx.clone());
         tasks.spawn(async move {
-            let opened = match device.open(Request::Subscribe).await {
-                Ok(opened) => opened,
-                Err(error) => {
-                    let _ = connected.send(Err(error.to_string())).await;
-                    return;
+            let mut refused = 0;
+            let opened = loop {
+                match device.open(Request::Subscribe).await {
+                    Ok(opened) => break opened,
+                    Err(error) if refused + 1 >= MAX_CONNECT_ATTEMPTS => {
+                        let _ = connected.send(Err(error.to_string())).await;
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "an idle device's connection failed; dialling again");
+                        refused += 1;
+                        tokio::time::sleep(RECONNECT_PAUSE * refused).await;
+                    }
                 }
             };
             let mut link = opened.link;
-            let _ = connected.send(Ok(opened.dropped_streams)).await;
+            let _ = connected.send(Ok((opened.dropped_streams, refused))).await;
             let Ok(every) = heartbeat(&opened.answer) else { return };
             let mut ping = tokio::time::interval(every);
             loop {
@@ -310,13 +323,14 @@ pub async fn idle(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
         });
     }
     drop(connected_tx);
-    let (mut connected, mut dropped, mut failures) = (0, 0u64, Vec::new());
+    let (mut connected, mut dropped, mut refused, mut failures) = (0, 0u64, 0u64, Vec::new());
     let give_up = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     while connected + failures.len() < params.devices {
         match tokio::time::timeout_at(give_up, connected_rx.recv()).await {
-            Ok(Some(Ok(streams))) => {
+            Ok(Some(Ok((streams, connections)))) => {
                 connected += 1;
                 dropped += u64::from(streams);
+                refused += u64::from(connections);
             }
             Ok(Some(Err(error))) => failures.push(error),
             Ok(None) | Err(_) => break,
@@ -337,6 +351,7 @@ pub async fn idle(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
         devices: Some(params.devices),
         connected: Some(connected),
         first_streams_failed: Some(dropped),
+        connections_failed: Some(refused),
         rss_per_device_kib: Some(
             rss_after.saturating_sub(rss_before) as f64 / connected.max(1) as f64,
         ),

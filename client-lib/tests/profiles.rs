@@ -163,7 +163,7 @@ async fn a_contact_on_another_relay_fetches_the_profile_and_its_picture_over_fed
         .set_profile(ProfileUpdate {
             name: Some("Alice".into()),
             about: None,
-            picture: Some(picture),
+            picture: Some(picture.clone()),
         })
         .await
         .unwrap();
@@ -175,6 +175,15 @@ async fn a_contact_on_another_relay_fetches_the_profile_and_its_picture_over_fed
     let media = seen.picture.unwrap();
     assert_eq!(media.name, "me.png");
     assert_eq!(media.size, 3000);
+    // Bob's relay fetches the picture from Alice's; what he saves is what she set.
+    let saved = bob
+        .client
+        .save_profile_picture(Some("alice"), picture_dir.path(), |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(saved, picture);
+    assert_eq!(std::fs::read(&saved).unwrap(), vec![0x5a; 3000]);
     net.shutdown().await;
 }
 

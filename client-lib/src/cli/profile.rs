@@ -25,6 +25,9 @@ pub(crate) enum ProfileCommand {
     Show {
         /// Contact name (or user id); yours if left out.
         name: Option<String>,
+        /// Also save the picture here (a file, or a directory: its own name inside).
+        #[arg(long, value_name = "PATH")]
+        save_picture: Option<PathBuf>,
     },
 }
 
@@ -48,14 +51,38 @@ pub async fn run(client: &Client, command: ProfileCommand) -> anyhow::Result<()>
             print_profile("your profile", &profile);
             println!("sent to your contacts (version {})", profile.version);
         }
-        ProfileCommand::Show { name: None } => match client.own_profile()? {
-            Some(profile) => print_profile("your profile", &profile),
+        ProfileCommand::Show {
+            name: None,
+            save_picture,
+        } => match client.own_profile()? {
+            Some(profile) => {
+                print_profile("your profile", &profile);
+                save(client, None, save_picture).await?;
+            }
             None => println!("you have no profile yet: tidings profile set --name NAME"),
         },
-        ProfileCommand::Show { name: Some(name) } => match client.profile(&name).await? {
-            Some(profile) => print_profile(&name, &profile),
+        ProfileCommand::Show {
+            name: Some(name),
+            save_picture,
+        } => match client.profile(&name).await? {
+            Some(profile) => {
+                print_profile(&name, &profile);
+                save(client, Some(&name), save_picture).await?;
+            }
             None => println!("{name} has shared no profile with you"),
         },
+    }
+    Ok(())
+}
+
+/// Saves the picture of `who`'s profile to `path`, if asked.
+async fn save(client: &Client, who: Option<&str>, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    match client.save_profile_picture(who, &path, |_| {}).await? {
+        Some(saved) => println!("  saved:   {}", saved.display()),
+        None => println!("  (no picture to save)"),
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use std::{
 use tidings_protocol::{BlobId, EnvelopeId, media::MediaKind};
 
 pub use send::SentFile;
+pub(crate) use send::free_name_in;
 pub use transfer::{Progress, TransferError};
 
 /// Sub-directory of the data dir holding sealed files waiting for their upload.

@@ -418,7 +418,7 @@ const MAX_NAME_TRIES: u32 = 1000;
 /// Where a received file is saved in `dir` under the name its sender gave: never a hidden
 /// file (a sender must not plant `.bashrc` in a home directory), never over an existing
 /// file (`photo (1).jpg` instead).
-fn free_name_in(dir: &Path, name: &str, blob: &BlobId) -> PathBuf {
+pub(crate) fn free_name_in(dir: &Path, name: &str, blob: &BlobId) -> PathBuf {
     let shown = name.trim_start_matches('.').trim();
     let fallback = format!("file-{}", &blob.to_string()[..8]);
     let name = if shown.is_empty() {

@@ -108,6 +108,32 @@ impl Client {
         Ok(media)
     }
 
+    /// Saves the picture of `who`'s profile (a contact name or user id; ours if `None`) into
+    /// `path` (a file, or a directory: the picture's own name inside it), downloaded and
+    /// checked as a received photo is; where it went, or `None` if there is no picture.
+    pub async fn save_profile_picture(
+        &self,
+        who: Option<&str>,
+        path: &Path,
+        progress: impl FnMut(crate::media::Progress) + Send,
+    ) -> Result<Option<std::path::PathBuf>, ClientError> {
+        let profile = match who {
+            None => self.own_profile()?,
+            Some(who) => self.profile(who).await?,
+        };
+        let Some(picture) = profile.and_then(|profile| profile.picture) else {
+            return Ok(None);
+        };
+        let target = if path.is_dir() {
+            crate::media::free_name_in(path, &picture.name, &picture.blob.id)
+        } else {
+            path.to_path_buf()
+        };
+        self.save_media_to(picture, target, progress)
+            .await
+            .map(Some)
+    }
+
     /// Our profile as this device holds it.
     pub fn own_profile(&self) -> Result<Option<Profile>, ClientError> {
         Ok(self.store().own_profile()?.map(|own| own.profile))

@@ -6,7 +6,9 @@ mod rate;
 use bytes::Bytes;
 use tidings_protocol::{
     Address, Envelope, ErrorAnswer, ErrorCode, Kind, RawEnvelope, Recipient, UserId,
-    client::SendOutcome, envelope::verify_batch, group::SignedDescriptor,
+    client::SendOutcome,
+    envelope::{SenderKey, verify_batch_knowing},
+    group::SignedDescriptor,
     limits::MAX_ENVELOPE_BYTES,
 };
 
@@ -105,10 +107,12 @@ fn precheck(sender: Option<&Address>, raw: &RawEnvelope) -> Result<Envelope, Sen
     }
 }
 
-/// Checks and verifies envelopes; `sender`, if given, must be every envelope's sender.
-/// Returns the good ones with their positions, and the refusals by position.
+/// Checks and verifies envelopes; `sender`, if given, must be every envelope's sender, and
+/// `known` is its device's key if the caller holds it. Returns the good ones with their
+/// positions, and the refusals by position.
 pub(crate) fn verify(
     sender: Option<&Address>,
+    known: Option<&SenderKey>,
     raws: Vec<RawEnvelope>,
 ) -> (Vec<(usize, Verified)>, Vec<Option<SendOutcome>>) {
     let mut outcomes: Vec<Option<SendOutcome>> = vec![None; raws.len()];
@@ -123,7 +127,7 @@ pub(crate) fn verify(
         .iter()
         .map(|(index, envelope)| (&raws[*index], envelope))
         .collect();
-    let verdicts = verify_batch(&pairs);
+    let verdicts = verify_batch_knowing(&pairs, known);
     drop(pairs);
     let mut raws: Vec<Option<RawEnvelope>> = raws.into_iter().map(Some).collect();
     let mut good = Vec::with_capacity(checked.len());
@@ -188,9 +192,10 @@ pub(crate) async fn ingest(
     metrics: &Metrics,
     rates: &RateLimiter<UserId>,
     sender: &Address,
+    sender_key: Option<&SenderKey>,
     raws: Vec<RawEnvelope>,
 ) -> Vec<SendOutcome> {
-    let (good, mut outcomes) = verify(Some(sender), raws);
+    let (good, mut outcomes) = verify(Some(sender), sender_key, raws);
     let kinds = kinds(&good);
     let mut directs: Vec<(usize, NewEnvelope)> = Vec::new();
     let mut limited = false;

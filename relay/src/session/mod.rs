@@ -33,6 +33,7 @@ use tidings_protocol::{
     Address, BoundedVec, DeviceId, ErrorAnswer, ErrorCode, UserId,
     client::{ClientFrame, RelayFrame, Request, Response},
     codec,
+    envelope::SenderKey,
     framing::{self, FrameError},
     limits::MAX_FRAME_BYTES,
     now_ms,
@@ -130,6 +131,7 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
         live_frames,
         last_heard: Instant::now(),
         online: false,
+        sender_key: None,
     };
     session.run(reader, writer).await;
 }
@@ -153,6 +155,8 @@ struct Session {
     last_heard: Instant,
     /// Whether this session counts its user online (it subscribed).
     online: bool,
+    /// The device's key for signature checks, made at its first `Send`.
+    sender_key: Option<SenderKey>,
 }
 
 /// Whether the session goes on after a frame.
@@ -418,7 +422,10 @@ impl Session {
             Request::ClaimBundles { devices } => {
                 Box::pin(keys::claim_many(self.cx.clone(), me, devices.into_vec()))
             }
-            Request::Send { envelopes } => Box::pin(send::handle(self.cx.clone(), me, envelopes)),
+            Request::Send { envelopes } => {
+                let key = self.sender_key();
+                Box::pin(send::handle(self.cx.clone(), me, key, envelopes))
+            }
             Request::UploadKeys(upload) => Box::pin(keys::upload(self.cx.clone(), me, *upload)),
             Request::ClaimBundle { device } => Box::pin(keys::claim(self.cx.clone(), me, device)),
             Request::SetPresence {
@@ -477,6 +484,15 @@ impl Session {
             })
         }));
         Flow::Continue
+    }
+
+    /// The device's key, decompressed at the first call (`None` if it is no usable key:
+    /// its envelopes are then refused as the verification finds).
+    fn sender_key(&mut self) -> Option<SenderKey> {
+        if self.sender_key.is_none() {
+            self.sender_key = SenderKey::of(self.device).ok();
+        }
+        self.sender_key.clone()
     }
 
     fn on_ack(&mut self, up_to: u64) {

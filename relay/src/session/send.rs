@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tidings_protocol::{
     Address, BoundedVec, ErrorAnswer, ErrorCode,
     client::{EnvelopeBatch, Response, SendOutcome},
+    envelope::SenderKey,
 };
 
 use super::{Answer, context::ClientContext};
@@ -12,7 +13,13 @@ use crate::{ingest, metrics::StoredFrom};
 
 /// Handles one `Send` request. The envelopes beyond the user's rate limit are answered
 /// `rate_limited` (the client keeps them and retries); the ones before them go on as usual.
-pub(super) async fn handle(cx: Arc<ClientContext>, me: Address, batch: EnvelopeBatch) -> Answer {
+/// `key` is the session's device key, decompressed once for all its requests.
+pub(super) async fn handle(
+    cx: Arc<ClientContext>,
+    me: Address,
+    key: Option<SenderKey>,
+    batch: EnvelopeBatch,
+) -> Answer {
     let mut raws = batch.into_vec();
     if let Err(answer) = cx.disk.admit() {
         let outcomes: Vec<SendOutcome> = raws
@@ -31,7 +38,15 @@ pub(super) async fn handle(cx: Arc<ClientContext>, me: Address, batch: EnvelopeB
     let mut outcomes = if raws.is_empty() {
         Vec::new()
     } else {
-        ingest::ingest(&cx.store, &cx.metrics, &cx.user_rate, &me, raws).await
+        ingest::ingest(
+            &cx.store,
+            &cx.metrics,
+            &cx.user_rate,
+            &me,
+            key.as_ref(),
+            raws,
+        )
+        .await
     };
     outcomes.extend(
         refused

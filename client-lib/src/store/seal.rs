@@ -62,17 +62,30 @@ impl ClientStore {
         session_key: &[u8],
         devices: &[Address],
     ) -> Result<Vec<(Address, RawEnvelope)>, StoreError> {
+        self.seal_now(identity, devices, Kind::KeyShare, || Payload::GroupKey {
+            group,
+            session_key: session_key.to_vec(),
+        })
+    }
+
+    /// Seals `payload()` over Olm for each of `devices` (one transaction), for sending now:
+    /// nothing is kept in the outbox (a lost one is simply sent again).
+    pub(crate) fn seal_now(
+        &self,
+        identity: &Identity,
+        devices: &[Address],
+        kind: Kind,
+        payload: impl Fn() -> Payload,
+    ) -> Result<Vec<(Address, RawEnvelope)>, StoreError> {
         self.write(|txn| {
             let mut state = CryptoState::new(identity);
             let mut out = Vec::with_capacity(devices.len());
             for to in devices {
-                let payload = Payload::GroupKey {
-                    group,
-                    session_key: session_key.to_vec(),
-                };
                 let id = EnvelopeId::random();
-                let sealed = olm_seal(txn, &mut state, id, id, *to, Kind::KeyShare, payload)?;
-                out.push((*to, sealed));
+                out.push((
+                    *to,
+                    olm_seal(txn, &mut state, id, id, *to, kind, payload())?,
+                ));
             }
             state.save(txn)?;
             Ok(out)

@@ -482,25 +482,10 @@ impl ClientStore {
     ) -> Result<Vec<RawEnvelope>, StoreError> {
         let ids = ids[..ids.len().min(MAX_RECEIPT_IDS)].to_vec();
         let ids = BoundedVec::new(ids).map_err(|error| StoreError::corrupt("status", error))?;
-        self.write(|txn| {
-            let mut state = CryptoState::new(identity);
-            let mut out = Vec::with_capacity(devices.len());
-            for to in devices {
-                let payload = Payload::StatusSeen { ids: ids.clone() };
-                let id = EnvelopeId::random();
-                out.push(olm_seal(
-                    txn,
-                    &mut state,
-                    id,
-                    id,
-                    *to,
-                    Kind::Receipt,
-                    payload,
-                )?);
-            }
-            state.save(txn)?;
-            Ok(out)
-        })
+        let sealed = self.seal_now(identity, devices, Kind::Receipt, || Payload::StatusSeen {
+            ids: ids.clone(),
+        })?;
+        Ok(sealed.into_iter().map(|(_, raw)| raw).collect())
     }
 
     /// Tells each of our own other `devices` about a status we posted (a
@@ -515,27 +500,10 @@ impl ClientStore {
         if let Some(media) = status.media.as_mut() {
             media.thumbnail = None;
         }
-        self.write(|txn| {
-            let mut state = CryptoState::new(identity);
-            let mut out = Vec::with_capacity(devices.len());
-            for to in devices {
-                let payload = Payload::StatusMine {
-                    status: Box::new(status.clone()),
-                };
-                let id = EnvelopeId::random();
-                out.push(olm_seal(
-                    txn,
-                    &mut state,
-                    id,
-                    id,
-                    *to,
-                    Kind::Receipt,
-                    payload,
-                )?);
-            }
-            state.save(txn)?;
-            Ok(out)
-        })
+        let sealed = self.seal_now(identity, devices, Kind::Receipt, || Payload::StatusMine {
+            status: Box::new(status.clone()),
+        })?;
+        Ok(sealed.into_iter().map(|(_, raw)| raw).collect())
     }
 
     /// This user's unexpired statuses (posted from this device or, as they told it, from

@@ -121,20 +121,24 @@ fn per_s(count: usize, from: tokio::time::Instant, to: Option<tokio::time::Insta
     (seconds, rate)
 }
 
-/// Pairs with a window in flight each for `secs`.
-pub async fn throughput(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
-    let cluster = Cluster::start_unthrottled(work, params.relays).await?;
-    let (senders_home, receivers_home) = homes(&cluster)?;
-    let counts = split(params.max_messages, params.pairs);
-    let pairs = Pairs::make(&senders_home, &receivers_home, &counts, params.body_bytes).await?;
+/// Warms the pairs up, then sends at `pace` (given the start and a sender's index) for
+/// `secs`, waits for what the relays accepted to arrive (or stall), stops the relays, and
+/// fills `report`'s sending and delivery sides; also whether a sender used up its frames.
+async fn timed(
+    cluster: Cluster,
+    pairs: Pairs,
+    secs: u64,
+    pace: impl Fn(tokio::time::Instant, usize) -> Pace,
+    mut report: RelayReport,
+) -> anyhow::Result<(RelayReport, bool)> {
     let receiving = pairs.receive().await?;
     let links = pairs.warm_up(&receiving).await?;
 
     let usage = Usage::start(&cluster)?;
     let start = tokio::time::Instant::now();
-    let deadline = start + Duration::from_secs(params.secs);
+    let deadline = start + Duration::from_secs(secs);
     let done = pairs
-        .send(links, |_| Pace::Window(params.window), deadline)
+        .send(links, |index| pace(start, index), deadline)
         .await?;
     let sent = sum_senders(
         &pairs,
@@ -146,20 +150,31 @@ pub async fn throughput(work: &Path, params: Params) -> anyhow::Result<RelayRepo
     let tallies = receiving.finish().await?;
     cluster.stop().await?;
 
-    let mut report = RelayReport {
-        window: Some(params.window),
-        sent: sent.accepted,
-        refused: sent.refused,
-        first_refusal: sent.first_refusal,
-        ack_ms: Some(Quantiles::of(sent.ack_ms)),
-        relay_usage,
-        prebuild_s: pairs.prebuild_s,
-        exhausted: sent.exhausted,
-        ..base(&params)
-    };
+    report.sent = sent.accepted;
+    report.refused = sent.refused;
+    report.first_refusal = sent.first_refusal;
+    report.ack_ms = Some(Quantiles::of(sent.ack_ms));
+    report.relay_usage = relay_usage;
+    report.prebuild_s = pairs.prebuild_s;
     let last = sum_receivers(&mut report, tallies);
     (report.elapsed_s, report.delivered_per_s) = per_s(report.delivered, start, last);
     report.accepted_per_s = per_s(report.sent, start, sent.last_answer).1;
+    Ok((report, sent.exhausted))
+}
+
+/// Pairs with a window in flight each for `secs`.
+pub async fn throughput(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
+    let cluster = Cluster::start_unthrottled(work, params.relays).await?;
+    let (senders_home, receivers_home) = homes(&cluster)?;
+    let counts = split(params.max_messages, params.pairs);
+    let pairs = Pairs::make(&senders_home, &receivers_home, &counts, params.body_bytes).await?;
+    let report = RelayReport {
+        window: Some(params.window),
+        ..base(&params)
+    };
+    let pace = |_, _| Pace::Window(params.window);
+    let (mut report, exhausted) = timed(cluster, pairs, params.secs, pace, report).await?;
+    report.exhausted = exhausted;
     Ok(report)
 }
 
@@ -172,45 +187,19 @@ pub async fn rate(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
     let bursts = total.div_ceil(per_burst) as usize;
     let counts = vec![bursts * params.burst; params.pairs];
     let pairs = Pairs::make(&senders_home, &receivers_home, &counts, params.body_bytes).await?;
-    let receiving = pairs.receive().await?;
-    let links = pairs.warm_up(&receiving).await?;
-
-    let usage = Usage::start(&cluster)?;
-    let start = tokio::time::Instant::now();
-    let deadline = start + Duration::from_secs(params.secs);
     let gap = params.burst as f64 / params.rate as f64;
     let every = Duration::from_secs_f64(gap * params.pairs as f64);
-    let pace = |index: usize| Pace::Bursts {
+    let pace = |start: tokio::time::Instant, index: usize| Pace::Bursts {
         first: start + Duration::from_secs_f64(gap * index as f64),
         every,
         burst: params.burst,
     };
-    let done = pairs.send(links, pace, deadline).await?;
-    let sent = sum_senders(
-        &pairs,
-        done.into_iter().map(|(_, tally)| tally).collect(),
-        deadline,
-    );
-    load::wait_for(&receiving.delivered, sent.accepted, DELIVERY_STALL).await;
-    let relay_usage = usage.finish()?;
-    let tallies = receiving.finish().await?;
-    cluster.stop().await?;
-
-    let mut report = RelayReport {
+    let report = RelayReport {
         rate: Some(params.rate),
         burst: Some(params.burst),
-        sent: sent.accepted,
-        refused: sent.refused,
-        first_refusal: sent.first_refusal,
-        ack_ms: Some(Quantiles::of(sent.ack_ms)),
-        relay_usage,
-        prebuild_s: pairs.prebuild_s,
         ..base(&params)
     };
-    let last = sum_receivers(&mut report, tallies);
-    (report.elapsed_s, report.delivered_per_s) = per_s(report.delivered, start, last);
-    report.accepted_per_s = per_s(report.sent, start, sent.last_answer).1;
-    Ok(report)
+    Ok(timed(cluster, pairs, params.secs, pace, report).await?.0)
 }
 
 /// Receivers offline while the senders push `messages`; then they connect and drain.

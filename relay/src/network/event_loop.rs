@@ -14,13 +14,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Behaviour, BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, dht::Dht, find_peer::PeerFinds,
+    BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, SwarmBehaviour, dht::Dht, find_peer::PeerFinds,
 };
 use crate::{metrics::Metrics, sources::PeerSources};
 
 /// Owns the Swarm and drives it until shutdown.
 pub struct EventLoop {
-    swarm: Swarm<Behaviour>,
+    swarm: Swarm<SwarmBehaviour>,
     commands: mpsc::Receiver<Command>,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
     dht: Dht,
@@ -36,7 +36,7 @@ pub struct EventLoop {
 
 impl EventLoop {
     pub(super) fn new(
-        swarm: Swarm<Behaviour>,
+        swarm: Swarm<SwarmBehaviour>,
         commands: mpsc::Receiver<Command>,
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
         stats: Arc<DhtStats>,

@@ -5,6 +5,7 @@
 //! (publishing and looking up home records) goes through
 //! [`NetworkHandle`] commands answered on oneshot channels.
 
+mod boxed;
 mod dht;
 mod event_loop;
 mod find_peer;
@@ -92,6 +93,9 @@ pub struct Behaviour {
     /// Inbound streams of the relay's protocols, each protocol with its accept queue.
     pub inbound: inbound::Behaviour,
 }
+
+/// The swarm's behaviour: [`Behaviour`] with its per-connection handlers on the heap.
+pub(crate) type SwarmBehaviour = boxed::Boxed<Behaviour>;
 
 /// The connection limits of `[network]`, for libp2p's `connection_limits` behaviour.
 fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLimits {
@@ -339,7 +343,7 @@ pub fn build(
             let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
             // Relays always answer DHT queries, even without a confirmed public address.
             kad.set_mode(Some(kad::Mode::Server));
-            Behaviour {
+            boxed::Boxed::new(Behaviour {
                 stream: libp2p_stream::Behaviour::new(),
                 kad,
                 identify: identify::Behaviour::new(
@@ -350,7 +354,7 @@ pub fn build(
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(connection_limits(limits)),
                 inbound: inbound::Behaviour::new(limits.accept_queue),
-            }
+            })
         })
         .map_err(|error| NetworkError::Transport(error.to_string()))?
         .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))

@@ -225,7 +225,7 @@ impl Session {
                 (reader, buf, result) = &mut read, if can_read => {
                     self.last_heard = Instant::now();
                     let flow = match result {
-                        Ok(true) => self.on_frame(&buf).await,
+                        Ok(true) => Box::pin(self.on_frame(&buf)).await,
                         Ok(false) => Flow::Close,
                         Err(TimedFrameError::Frame(FrameError::TooLarge { len, max })) => {
                             self.fatal(ErrorAnswer::new(
@@ -252,6 +252,16 @@ impl Session {
                 break;
             }
         }
+        // Boxed, like each frame's handling: an idle session's task holds only the loop's state.
+        Box::pin(self.finish(writer, revoked)).await;
+    }
+
+    /// After the stream ends: delivers what is in flight, then tells push and presence.
+    async fn finish(
+        mut self,
+        mut writer: WriteHalf<Stream>,
+        revoked: tokio_util::sync::CancellationToken,
+    ) {
         if !revoked.is_cancelled() {
             self.drain(&mut writer).await;
         }

@@ -247,7 +247,7 @@ impl Forwarder {
         let Some(relay) = self.relays.get_mut(&peer) else {
             return;
         };
-        let Some(queue) = relay.lanes.get_mut(lane) else {
+        let Some(queue) = relay.lanes.get(lane) else {
             return;
         };
         let entries: Vec<(u64, OutboxMeta)> = queue
@@ -256,7 +256,7 @@ impl Forwarder {
             .take(MAX_FORWARD_RECIPIENTS)
             .filter_map(|seq| self.entries.get(seq).map(|meta| (*seq, *meta)))
             .collect();
-        queue.busy = true;
+        relay.sent(lane, Instant::now());
         let remote = relay.remote.clone();
         let courier = self.courier.clone();
         self.tasks.push(Box::pin(async move {
@@ -388,15 +388,7 @@ impl Forwarder {
             }
         }
         if let Some(relay) = self.relays.get_mut(&peer) {
-            if let Some(queue) = relay.lanes.get_mut(lane) {
-                queue.busy = false;
-            }
-            if retry {
-                relay.failures += 1;
-                relay.not_before = Instant::now() + backoff(relay.failures);
-            } else {
-                relay.failures = 0;
-            }
+            relay.answered(lane, retry, Instant::now(), backoff);
         }
     }
 
@@ -407,14 +399,7 @@ impl Forwarder {
             .filter_map(|seq| self.entries.get(seq).map(|meta| meta.recipient))
             .collect();
         let failures = match self.relays.get_mut(&peer) {
-            Some(relay) => {
-                if let Some(queue) = relay.lanes.get_mut(lane) {
-                    queue.busy = false;
-                }
-                relay.failures += 1;
-                relay.not_before = Instant::now() + backoff(relay.failures);
-                relay.failures
-            }
+            Some(relay) => relay.failed(lane, Instant::now(), backoff),
             None => 1,
         };
         for user in recipients {

@@ -2,7 +2,7 @@
 //! most one batch in flight, so one sender's envelopes keep their order while several
 //! senders' batches travel (and are committed by the other relay) at once.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use tidings_protocol::UserId;
 use tokio::time::Instant;
@@ -18,19 +18,22 @@ pub(super) fn lane_of(sender: &UserId) -> usize {
     usize::from(sender.as_bytes()[31]) % LANES
 }
 
-/// One lane: entries oldest first, and whether a batch of them is out.
+/// One lane: entries oldest first, and since when a batch of them is out (if one is).
 #[derive(Default)]
 pub(super) struct Lane {
     pub queue: BTreeSet<u64>,
-    pub busy: bool,
+    out_since: Option<Instant>,
 }
 
 /// Outbox entries bound for one relay.
 pub(super) struct RelayQueue {
     pub remote: Remote,
     pub lanes: [Lane; LANES],
+    /// Outages in a row, for the backoff.
     pub failures: u32,
     pub not_before: Instant,
+    /// When the newest outage was first seen.
+    failed_at: Option<Instant>,
 }
 
 impl RelayQueue {
@@ -40,6 +43,7 @@ impl RelayQueue {
             lanes: Default::default(),
             failures: 0,
             not_before: Instant::now(),
+            failed_at: None,
         }
     }
 
@@ -59,7 +63,7 @@ impl RelayQueue {
         self.lanes
             .iter()
             .enumerate()
-            .filter(move |(_, lane)| open && !lane.busy && !lane.queue.is_empty())
+            .filter(move |(_, lane)| open && lane.out_since.is_none() && !lane.queue.is_empty())
             .map(|(index, lane)| (index, &lane.queue))
     }
 
@@ -68,5 +72,96 @@ impl RelayQueue {
         self.lanes
             .iter()
             .flat_map(|lane| lane.queue.iter().copied())
+    }
+
+    /// A batch of `lane` goes out.
+    pub fn sent(&mut self, lane: usize, now: Instant) {
+        if let Some(lane) = self.lanes.get_mut(lane) {
+            lane.out_since = Some(now);
+        }
+    }
+
+    /// `lane`'s batch was answered; `retry` when the other relay asked to be left alone for
+    /// a while (a transient refusal), which counts as a failure.
+    pub fn answered(
+        &mut self,
+        lane: usize,
+        retry: bool,
+        now: Instant,
+        backoff: fn(u32) -> Duration,
+    ) {
+        if retry {
+            self.failed(lane, now, backoff);
+        } else {
+            self.free(lane);
+            self.failures = 0;
+        }
+    }
+
+    /// `lane`'s batch failed: the relay backs off. Batches that were out together fail
+    /// together when the link goes: one outage, so only a batch sent after the newest
+    /// outage began makes the pause longer. Returns the outages in a row.
+    pub fn failed(&mut self, lane: usize, now: Instant, backoff: fn(u32) -> Duration) -> u32 {
+        let since = self.free(lane);
+        let same_outage =
+            matches!((since, self.failed_at), (Some(sent), Some(failed)) if sent <= failed);
+        if !same_outage {
+            self.failures += 1;
+            self.failed_at = Some(now);
+            self.not_before = now + backoff(self.failures);
+        }
+        self.failures
+    }
+
+    fn free(&mut self, lane: usize) -> Option<Instant> {
+        self.lanes
+            .get_mut(lane)
+            .and_then(|lane| lane.out_since.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(failures: u32) -> Duration {
+        Duration::from_secs(u64::from(failures))
+    }
+
+    fn queue() -> RelayQueue {
+        RelayQueue::new(Remote {
+            peer: libp2p::PeerId::random(),
+            addrs: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn batches_that_were_out_together_count_as_one_outage() {
+        let mut relay = queue();
+        let t0 = Instant::now();
+        for lane in 0..LANES {
+            relay.sent(lane, t0);
+        }
+        let later = t0 + Duration::from_millis(10);
+        for lane in 0..LANES {
+            assert_eq!(relay.failed(lane, later, step), 1);
+        }
+        assert_eq!(relay.not_before, later + step(1));
+    }
+
+    #[test]
+    fn a_batch_sent_after_an_outage_began_that_fails_again_lengthens_the_pause() {
+        let mut relay = queue();
+        let t0 = Instant::now();
+        relay.sent(0, t0);
+        relay.failed(0, t0, step);
+        let t1 = t0 + Duration::from_secs(2);
+        relay.sent(0, t1);
+        assert_eq!(relay.failed(0, t1, step), 2);
+        assert_eq!(relay.not_before, t1 + step(2));
+        relay.sent(0, t1);
+        relay.answered(0, false, t1, step);
+        assert_eq!(relay.failures, 0);
+        assert_eq!(relay.ready_lanes(t1).count(), 0, "nothing queued");
     }
 }

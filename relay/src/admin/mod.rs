@@ -23,8 +23,7 @@ pub use client::{ClientError, request};
 pub use protocol::{AdminError, Answer, Reply, Request};
 
 use crate::{
-    blobs::BlobStore, network::NetworkHandle, presence::Presence, push::Push,
-    session::live::LiveDevices, store::Store,
+    blobs::BlobStore, network::NetworkHandle, push::Push, session::live::LiveDevices, store::Store,
 };
 
 /// File name of the admin socket inside the data dir.
@@ -47,8 +46,6 @@ pub(crate) struct AdminContext {
     pub live: Arc<LiveDevices>,
     /// Media blob files (deleted on remove).
     pub blobs: BlobStore,
-    /// Presence (a removed user's is forgotten).
-    pub presence: Presence,
     /// Web Push (a removed user's devices are forgotten).
     pub push: Push,
     pub data_dir: PathBuf,

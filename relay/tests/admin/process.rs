@@ -72,6 +72,12 @@ impl RelayProcess {
         self.dir
     }
 
+    /// Kills the relay with SIGKILL (a crash): the data dir stays, with what it left.
+    pub async fn crash(mut self) -> RelayDir {
+        self.child.kill().await.unwrap();
+        self.dir
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -126,3 +126,17 @@ async fn garbage_on_the_admin_socket_gets_a_typed_error_not_a_panic() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_left_by_a_crash_is_replaced_on_the_next_start() {
+    let relay = RelayProcess::start(|_| {}).await;
+    let path = relay.path().join(ADMIN_SOCKET);
+    let dir = relay.crash().await;
+    assert!(path.exists(), "a killed relay cannot remove its socket");
+    let (ok, _, err) = crate::process::cli(dir.path(), &["status"]).await;
+    assert!(!ok && err.contains("no relay is running on"), "{err}");
+    let relay = RelayProcess::run(dir).await;
+    let status = relay.json(&["status", "--json"]).await;
+    assert_eq!(status["users"], 0);
+    relay.stop().await;
+}

@@ -30,10 +30,12 @@ async fn answer_to(path: &std::path::Path, bytes: &[u8]) -> Result<Reply, AdminE
         Err(AdminError::Malformed(_) | AdminError::TooLarge { .. } | AdminError::Version { .. })
     ) {
         // A request that does not decode ends the connection.
-        assert!(read_frame(&mut stream, MAX_ANSWER_BYTES)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(
+            read_frame(&mut stream, MAX_ANSWER_BYTES)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
     answer
 }
@@ -44,11 +46,20 @@ async fn garbage_on_the_admin_socket_gets_a_typed_error_not_a_panic() {
     let path = relay.path().join(ADMIN_SOCKET);
 
     let answer = answer_to(&path, b"\xff\xfe this is not CBOR").await;
-    assert!(matches!(answer, Err(AdminError::Malformed(_))), "{answer:?}");
+    assert!(
+        matches!(answer, Err(AdminError::Malformed(_))),
+        "{answer:?}"
+    );
     let answer = answer_to(&path, &[0x9f; 512]).await;
-    assert!(matches!(answer, Err(AdminError::Malformed(_))), "{answer:?}");
+    assert!(
+        matches!(answer, Err(AdminError::Malformed(_))),
+        "{answer:?}"
+    );
     let answer = answer_to(&path, &[]).await;
-    assert!(matches!(answer, Err(AdminError::Malformed(_))), "{answer:?}");
+    assert!(
+        matches!(answer, Err(AdminError::Malformed(_))),
+        "{answer:?}"
+    );
 
     // A request kind this relay does not know.
     #[derive(serde::Serialize)]
@@ -66,7 +77,10 @@ async fn garbage_on_the_admin_socket_gets_a_typed_error_not_a_panic() {
         q: Newer::Launch,
     });
     let answer = answer_to(&path, &newer).await;
-    assert!(matches!(answer, Err(AdminError::Malformed(_))), "{answer:?}");
+    assert!(
+        matches!(answer, Err(AdminError::Malformed(_))),
+        "{answer:?}"
+    );
 
     let other_version = tidings_protocol::codec::encode(&RequestFrame {
         version: "admin/99".into(),
@@ -109,7 +123,10 @@ async fn garbage_on_the_admin_socket_gets_a_typed_error_not_a_panic() {
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(decode_answer(&body).unwrap(), Ok(Reply::Status(_))));
+        assert!(matches!(
+            decode_answer(&body).unwrap(),
+            Ok(Reply::Status(_))
+        ));
     }
     let unknown_user = "5".repeat(44);
     let answer = answer_to(

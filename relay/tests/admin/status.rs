@@ -35,16 +35,17 @@ async fn status_numbers_match_what_was_sent() {
         &SigningKey::from_bytes(&rand::random()),
         &SigningKey::from_bytes(&rand::random()),
     );
-    let queued = alice
-        .envelope_to(nobody, &[7; 333])
-        .sign(&alice.device);
+    let queued = alice.envelope_to(nobody, &[7; 333]).sign(&alice.device);
     let outbox_bytes = queued.len();
     let mut all = for_bob;
     all.push(queued);
     let Ok(Response::Sent { outcomes }) = alice.send(all).await else {
         panic!("send failed");
     };
-    assert!(outcomes.iter().all(|o| *o == SendOutcome::Accepted), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| *o == SendOutcome::Accepted),
+        "{outcomes:?}"
+    );
 
     // Bob's session ends a moment after his stream closes.
     let mut status = relay.json(&["status", "--json"]).await;

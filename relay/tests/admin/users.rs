@@ -76,11 +76,18 @@ async fn suspend_resume_and_remove_for_a_sender_on_the_same_relay() {
     assert_eq!(outcome, SendOutcome::Accepted);
 
     let said = relay.ok(&["users", "suspend", &bob_id]).await;
-    assert!(said.contains("suspended") && said.contains("1 sessions ended"), "{said}");
+    assert!(
+        said.contains("suspended") && said.contains("1 sessions ended"),
+        "{said}"
+    );
     assert_eq!(fatal_of(&mut bob).await, Some(ErrorCode::UserSuspended));
     let (_, outcome) = send_one(&mut alice, bob_address, b"during").await;
-    assert!(refused_with(&outcome, ErrorCode::UserSuspended), "{outcome:?}");
-    let mut again = RawDevice::connect_as(&relay.addr, bob_account.clone(), bob_device.clone()).await;
+    assert!(
+        refused_with(&outcome, ErrorCode::UserSuspended),
+        "{outcome:?}"
+    );
+    let mut again =
+        RawDevice::connect_as(&relay.addr, bob_account.clone(), bob_device.clone()).await;
     assert_eq!(fatal_of(&mut again).await, Some(ErrorCode::UserSuspended));
     let said = relay.ok(&["users", "suspend", &bob_id]).await;
     assert!(said.contains("already"), "{said}");
@@ -95,7 +102,10 @@ async fn suspend_resume_and_remove_for_a_sender_on_the_same_relay() {
     let mut alice = RawDevice::connect_as(&relay.addr, alice_account, alice_device).await;
     alice.register().await;
     let (_, outcome) = send_one(&mut alice, bob_address, b"still").await;
-    assert!(refused_with(&outcome, ErrorCode::UserSuspended), "{outcome:?}");
+    assert!(
+        refused_with(&outcome, ErrorCode::UserSuspended),
+        "{outcome:?}"
+    );
 
     let said = relay.ok(&["users", "resume", &bob_id]).await;
     assert!(said.contains("resumed"), "{said}");
@@ -117,7 +127,10 @@ async fn suspend_resume_and_remove_for_a_sender_on_the_same_relay() {
     assert!(said.contains("removed"), "{said}");
     assert_eq!(fatal_of(&mut bob).await, Some(ErrorCode::NotRegistered));
     let (_, outcome) = send_one(&mut alice, bob_address, b"gone").await;
-    assert!(refused_with(&outcome, ErrorCode::UnknownRecipient), "{outcome:?}");
+    assert!(
+        refused_with(&outcome, ErrorCode::UnknownRecipient),
+        "{outcome:?}"
+    );
     let status = relay.json(&["status", "--json"]).await;
     assert_eq!(status["users"], 1);
     assert_eq!(status["devices"], 1);

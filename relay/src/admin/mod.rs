@@ -2,7 +2,7 @@
 //! `tidings-relay users ...` talk to the running relay.
 //!
 //! `protocol.rs` is the wire format (versioned, length-prefixed CBOR, bounded), `server.rs`
-//! binds and serves the socket, one file per request kind answers it (`status.rs`,
+//! binds and serves the socket, `replies.rs` the answers' data, one file per request kind answers it (`status.rs`,
 //! `users.rs`, `suspend.rs`, `remove.rs`), and `client.rs` is the CLI side. Handlers use the
 //! relay's handles (store, network, live sessions); nothing blocks the runtime.
 
@@ -10,10 +10,11 @@ mod client;
 pub mod print;
 pub mod protocol;
 mod remove;
+pub mod replies;
 mod server;
-pub mod status;
+mod status;
 mod suspend;
-pub mod users;
+mod users;
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 

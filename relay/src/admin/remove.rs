@@ -1,7 +1,7 @@
 //! `users remove`: delete a user and everything the relay holds for them, then what is
 //! outside the store (sessions, push schedule, DHT record, blob files).
 
-use super::{AdminContext, protocol::AdminError, users::UserChange};
+use super::{AdminContext, protocol::AdminError, replies::UserChange};
 use crate::store::RemoveOutcome;
 
 /// Removes the user `text` names.

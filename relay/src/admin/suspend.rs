@@ -1,7 +1,7 @@
 //! `users suspend` and `users resume`: refuse a user's sessions and new mail, or take them
 //! again. The mark is a store row, so it holds across restarts.
 
-use super::{AdminContext, protocol::AdminError, users::UserChange};
+use super::{AdminContext, protocol::AdminError, replies::UserChange};
 use crate::store::SuspendOutcome;
 
 /// Suspends (`suspend`) or resumes the user `text` names.

@@ -327,5 +327,13 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
             ErrorCode::BadDescriptor,
             "the group change does not follow the versions this relay holds",
         ),
+        StoreOutcome::Suspended => reject(
+            ErrorCode::UserSuspended,
+            "the recipient's account is suspended by their relay's operator",
+        ),
+        StoreOutcome::Removed => reject(
+            ErrorCode::UnknownRecipient,
+            "no such user: their relay's operator removed them",
+        ),
     }
 }

@@ -262,6 +262,8 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         descriptors: descriptor_rate,
         registrations: registration_rate,
     } = RateLimits::new(&config.limits, &config.registration);
+    let live_devices: Arc<crate::session::live::LiveDevices> = Arc::default();
+    let admin_push = push.clone();
     let client = ClientHandler::new(ClientContext {
         store: store.clone(),
         hub,
@@ -285,7 +287,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         read_timeouts,
         shutdown: sessions_stop.clone(),
         link_slots: crate::link_slots::LinkSlots::new(),
-        live_devices: Default::default(),
+        live_devices: live_devices.clone(),
         push,
         status: status.clone(),
     });
@@ -385,7 +387,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         )
         .run(),
     );
-    sessions.spawn(resume(store, network.clone(), handoffs));
+    sessions.spawn(resume(store.clone(), network.clone(), handoffs));
     sessions.spawn(disk.watch(sessions_stop.clone()));
     sessions.spawn(presence.renew_remote_watches(sessions_stop.clone()));
 
@@ -404,6 +406,16 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         }
         None => None,
     };
+    let admin = crate::admin::AdminContext::new(
+        store.clone(),
+        network.clone(),
+        live_devices,
+        blobs.clone(),
+        admin_push,
+        &data_dir,
+        &config,
+    );
+    crate::admin::start(admin, &sessions, sessions_stop.clone()).await;
     let running = RunningRelay {
         network: network.clone(),
         metrics,

@@ -92,6 +92,9 @@ impl Tables<'_> {
             return Ok(earlier);
         }
         let outcome = if self.is_local(&item.recipient)? {
+            if self.is_suspended(&item.recipient)? {
+                return Ok(StoreOutcome::Suspended);
+            }
             let device = match item.device {
                 Some(device) if self.device_owner(&device)? == Some(item.recipient) => device,
                 _ => return Ok(StoreOutcome::UnknownDevice),
@@ -109,6 +112,10 @@ impl Tables<'_> {
                 Some(seq) => StoreOutcome::Accepted { seq },
                 None => return Ok(StoreOutcome::MailboxFull),
             }
+        } else if matches!(origin, Origin::Federation(_)) && self.was_removed(&item.recipient)? {
+            // Another relay still routes them here; from a device here the envelope is
+            // queued, and the forwarder bounces it unless a newer home turns up.
+            return Ok(StoreOutcome::Removed);
         } else {
             match origin {
                 Origin::Federation(_) => return Ok(StoreOutcome::NotHere),

@@ -2,6 +2,8 @@
 //! Content-Security-Policy, `/tidings.json`, no way out of the page directory, bounded
 //! requests; and the `/tls/ws` certificate settings refused with clear errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use tidings_relay::{

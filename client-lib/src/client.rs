@@ -304,7 +304,9 @@ impl Client {
                 let keypair = identity
                     .libp2p_keypair()
                     .map_err(|error| NetError::Transport(error.to_string()))?;
-                Network::start(keypair)
+                let trusted = crate::websocket::trusted_certs(&self.inner.data_dir)
+                    .map_err(|error| NetError::Transport(error.to_string()))?;
+                Network::start_trusting(keypair, &trusted)
             })
             .await
             .map_err(ClientError::from)

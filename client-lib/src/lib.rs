@@ -26,6 +26,7 @@ pub mod events;
 mod list_checks;
 pub mod net;
 pub mod store;
+pub mod websocket;
 
 mod client;
 

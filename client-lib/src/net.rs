@@ -57,6 +57,12 @@ pub struct Network {
 impl Network {
     /// Starts the network task with the device key as the libp2p identity.
     pub fn start(keypair: Keypair) -> Result<Network, NetError> {
+        Self::start_trusting(keypair, &[])
+    }
+
+    /// As [`Network::start`], also trusting the DER certificates `trusted` for `/tls/ws`
+    /// relays (see [`crate::websocket::TRUSTED_CERTS_FILE`]).
+    pub fn start_trusting(keypair: Keypair, trusted: &[Vec<u8>]) -> Result<Network, NetError> {
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -66,6 +72,11 @@ impl Network {
             )
             .map_err(|error| NetError::Transport(error.to_string()))?
             .with_quic()
+            .with_other_transport(|key| {
+                crate::websocket::transport(key, trusted)
+                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|error| NetError::Transport(error.to_string()))?
             .with_behaviour(|_| Behaviour {
                 stream: libp2p_stream::Behaviour::new(),
                 ping: ping::Behaviour::default(),

@@ -13,11 +13,13 @@ mod limits;
 mod peers;
 mod push;
 mod template;
+mod web;
 
 pub use blobs::BlobsConfig;
 pub use limits::{LimitsConfig, RegistrationConfig, RegistrationPolicy};
 pub use peers::{ClaimsConfig, NetworkConfig};
 pub use push::{MAX_RETRY_AFTER_SECS, PushConfig, Urgency};
+pub use web::{WebConfig, WebSocketConfig, is_tls_ws};
 
 /// Default TCP and UDP (QUIC) port.
 pub const DEFAULT_PORT: u16 = 4717;
@@ -58,6 +60,14 @@ pub enum ConfigError {
         value: u64,
         /// What it must be.
         reason: &'static str,
+    },
+    /// A setting needs another one that is missing.
+    #[error("{key}: {reason}")]
+    Incomplete {
+        /// The setting, as written in the file.
+        key: &'static str,
+        /// What is missing.
+        reason: String,
     },
 }
 
@@ -130,6 +140,10 @@ pub struct RelayConfig {
     pub push: PushConfig,
     /// Status updates: how often expired ones are deleted.
     pub status: StatusConfig,
+    /// TLS the relay terminates itself on `/tls/ws` listen addresses.
+    pub websocket: WebSocketConfig,
+    /// Serving the browser page.
+    pub web: WebConfig,
 }
 
 /// Status updates (24-hour stories).
@@ -174,6 +188,8 @@ impl Default for RelayConfig {
             blobs: BlobsConfig::default(),
             push: PushConfig::default(),
             status: StatusConfig::default(),
+            websocket: WebSocketConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -221,7 +237,8 @@ impl RelayConfig {
 
     /// Checks every address in the configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addrs()?;
+        self.websocket.validate(&self.listen_addrs()?)?;
+        self.web.listen_addr()?;
         self.bootstrap_addrs()?;
         parse_addrs(&self.announce)?;
         self.metrics_addr()?;

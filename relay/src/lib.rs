@@ -54,6 +54,7 @@ pub mod store;
 pub(crate) mod streams;
 #[cfg(feature = "test-utils")]
 pub mod testing;
+mod web;
 
 pub use config::{RegistrationPolicy, RelayConfig};
 pub use network::{DhtStats, KAD_PROTOCOL, LookupStats};

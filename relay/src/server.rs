@@ -77,6 +77,9 @@ pub enum RelayError {
     /// A listener did not come up in time.
     #[error("listeners did not report their addresses within {LISTEN_TIMEOUT:?}")]
     ListenTimeout,
+    /// The TLS certificate or key for `/tls/ws` cannot be used.
+    #[error("websocket TLS: {0}")]
+    Tls(#[from] crate::network::websocket::TlsError),
 }
 
 /// Creates a data dir with a commented config and a fresh relay key.
@@ -135,6 +138,8 @@ pub struct RunningRelay {
     network: NetworkHandle,
     metrics: Arc<crate::metrics::Metrics>,
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the browser page is served, if it is.
+    web_addr: Option<std::net::SocketAddr>,
     sessions_stop: CancellationToken,
     network_stop: CancellationToken,
     sessions: TaskTracker,
@@ -174,8 +179,12 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     let (store, writer) = Store::open(&store_path, store_config, hub.clone())?;
     let invites = Invites::open(&data_dir)?;
     let status = crate::status::StatusBoard::open(&data_dir, options.clock.clone(), store.clone())?;
+    let websocket_tls = match config.websocket.tls_files(&data_dir) {
+        Some((certificate, key)) => Some(network::websocket::load_tls(&certificate, &key)?),
+        None => None,
+    };
     let (event_loop, mut network, control) =
-        network::build(keypair, &listen, &bootstrap, &config.network)?;
+        network::build(keypair, &listen, &bootstrap, &config.network, websocket_tls)?;
 
     let sessions_stop = CancellationToken::new();
     let network_stop = CancellationToken::new();
@@ -416,10 +425,11 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         &config,
     );
     crate::admin::start(admin, &sessions, sessions_stop.clone()).await;
-    let running = RunningRelay {
+    let mut running = RunningRelay {
         network: network.clone(),
         metrics,
         metrics_addr,
+        web_addr: None,
         sessions_stop,
         network_stop,
         sessions,
@@ -434,6 +444,15 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     if addrs.is_err() {
         running.shutdown().await;
         return Err(RelayError::ListenTimeout);
+    }
+    // The page names the relay's addresses, so it is served once the listeners are up.
+    let stop = running.network_stop.clone();
+    match crate::web::start(&config, &data_dir, &network, stop, &running.background).await {
+        Ok(web_addr) => running.web_addr = web_addr,
+        Err(error) => {
+            running.shutdown().await;
+            return Err(error);
+        }
     }
     tracing::info!(peer_id = %running.peer_id(), name = %config.name, "relay started");
     Ok(running)
@@ -569,6 +588,11 @@ impl RunningRelay {
     /// Where `/metrics` and `/healthz` are served, if they are.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the browser page (`[web]`) is served, if it is.
+    pub fn web_addr(&self) -> Option<std::net::SocketAddr> {
+        self.web_addr
     }
 
     /// DHT counters (home records stored and refused).

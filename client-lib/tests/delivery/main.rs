@@ -16,3 +16,4 @@ mod online_delivery;
 mod resume;
 mod transports;
 mod upgrade;
+mod websocket;

@@ -1,19 +1,27 @@
 //! Owner-only files: atomic replacement with mode `0600`, and bounded reads that refuse group- or world-accessible files.
+//!
+//! Unix only: elsewhere (the browser build) these refuse with `Unsupported`, since there is
+//! no owner-only mode to check or set; a browser device keeps its keys in browser storage.
 
+#[cfg(unix)]
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, Read, Write},
+    io::{Read, Write},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::Path,
 };
+use std::{io, path::Path};
 
+#[cfg(unix)]
 use tidings_protocol::DecodeError;
 use zeroize::Zeroizing;
 
-use super::{KeyFileError, MAX_KEY_FILE_BYTES};
+use super::KeyFileError;
+#[cfg(unix)]
+use super::MAX_KEY_FILE_BYTES;
 
 /// Opens `path`, refuses it unless only its owner may access it, and reads at most
 /// [`MAX_KEY_FILE_BYTES`].
+#[cfg(unix)]
 pub(super) fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let file = File::open(path)?;
     // Checked on the open descriptor, so the file cannot be swapped after the check.
@@ -42,6 +50,7 @@ pub(super) fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
 
 /// Replaces `path` with `bytes`: a new `0600` file in the same directory, synced, renamed over
 /// the old one, then the directory synced, so a crash leaves either the old or the new file.
+#[cfg(unix)]
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path.file_name().ok_or_else(|| {
         io::Error::new(
@@ -75,4 +84,24 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Without owner-only file modes no key file is read.
+#[cfg(not(unix))]
+pub(super) fn read(_path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+    Err(unsupported().into())
+}
+
+/// Without owner-only file modes no key file is written.
+#[cfg(not(unix))]
+pub(super) fn write_atomically(_path: &Path, _bytes: &[u8]) -> io::Result<()> {
+    Err(unsupported())
+}
+
+#[cfg(not(unix))]
+fn unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "key files need owner-only file modes (unix)",
+    )
 }

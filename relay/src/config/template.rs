@@ -400,6 +400,37 @@ pub(super) const SECTIONS: &[Section] = &[
             ),
         ],
     },
+    Section {
+        name: "websocket",
+        doc: "WebSocket listeners (`/tcp/N/ws` in `listen`) carry the same Noise + Yamux as \
+              TCP: browsers connect this way. The usual setup is a TLS reverse proxy in front \
+              of a /ws listener; for `/tcp/N/tls/ws` the relay terminates TLS itself.",
+        keys: &[
+            key(
+                "tls_certificate",
+                "PEM certificate chain for /tls/ws listeners (a relative path is inside the \
+                 data dir); empty: none (a /tls/ws listen address is then refused).",
+            ),
+            key("tls_key", "PEM private key of that certificate."),
+        ],
+    },
+    Section {
+        name: "web",
+        doc: "Serving the browser page (static files) over HTTP, with a strict \
+              Content-Security-Policy and /tidings.json naming this relay's addresses.",
+        keys: &[
+            key(
+                "listen",
+                "host:port to serve the page on; empty: not served. Put a TLS proxy in \
+                 front for anything but loopback.",
+            ),
+            key(
+                "dir",
+                "Directory of the built page (`web/build.sh` output; a relative path is \
+                 inside the data dir).",
+            ),
+        ],
+    },
 ];
 
 /// Renders `config` as the commented file: each key under its doc and its default, with

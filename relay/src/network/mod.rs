@@ -11,6 +11,7 @@ mod event_loop;
 mod find_peer;
 mod inbound;
 mod record_store;
+pub mod websocket;
 
 use std::{sync::Arc, time::Duration};
 
@@ -307,14 +308,22 @@ pub(crate) fn split_peer(address: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     }
 }
 
+/// Yamux as every stream-multiplexed transport (TCP, WebSocket) uses it.
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+    config
+}
+
 /// Builds the swarm, starts listening and dialing the bootstrap relays, and returns the loop
 /// with its handle (which also registers protocols to accept) and the stream control for
-/// opening streams.
+/// opening streams. `websocket_tls` serves `/tls/ws` listen addresses.
 pub fn build(
     keypair: Keypair,
     listen: &[Multiaddr],
     bootstrap: &[Multiaddr],
     limits: &NetworkConfig,
+    websocket_tls: Option<libp2p::websocket::tls::Config>,
 ) -> Result<(EventLoop, NetworkHandle, libp2p_stream::Control), NetworkError> {
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -322,14 +331,15 @@ pub fn build(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            || {
-                let mut config = yamux::Config::default();
-                config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
-                config
-            },
+            yamux_config,
         )
         .map_err(|error| NetworkError::Transport(error.to_string()))?
         .with_quic()
+        .with_other_transport(|key| {
+            websocket::transport(key, websocket_tls, yamux_config())
+                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|error| NetworkError::Transport(error.to_string()))?
         .with_behaviour(|key| {
             let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
             kad_config

@@ -70,11 +70,38 @@ enum Command {
         /// cut or restore links to those relays (used by `tidings-testnet scenario chaos`).
         #[arg(long, hide = true)]
         faults_from_stdin: bool,
+        /// Migrate an older data dir without first copying its files into
+        /// `<data-dir>/pre-upgrade-<from>-<to>-<time>/`.
+        #[arg(long)]
+        no_backup_before_upgrade: bool,
     },
     /// Manage invite codes (for `registration.policy = "invite"`); works while the relay runs.
     Invite {
         #[command(subcommand)]
         command: InviteCommand,
+    },
+    /// Copy everything the relay keeps (databases, media blobs, config, keys) into a new
+    /// directory, with a manifest of checksums written last. Works while the relay runs.
+    Backup {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Where to write the backup (a new or empty directory).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Recreate a data dir from a backup, after checking every file against the manifest.
+    Restore {
+        /// The backup (a directory written by `tidings-relay backup`).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The data dir to create (new or empty).
+        #[arg(long, env = "TIDINGS_RELAY_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Give the space of deleted data back to the file system (the relay must be stopped).
+    Compact {
+        #[command(flatten)]
+        dir: DataDir,
     },
 }
 
@@ -171,12 +198,14 @@ where
             metrics_listen,
             print_addr,
             faults_from_stdin,
+            no_backup_before_upgrade,
         } => run(
             dir.data_dir,
             RunOverrides {
                 listen,
                 registration,
                 metrics_listen,
+                backup_before_upgrade: !no_backup_before_upgrade,
             },
             Outputs {
                 print_addr,
@@ -184,6 +213,9 @@ where
             },
         ),
         Command::Invite { command } => invite(command),
+        Command::Backup { dir, to } => backup(&dir.data_dir, &to),
+        Command::Restore { from, data_dir } => restore(&from, &data_dir),
+        Command::Compact { dir } => compact(&dir.data_dir),
     }
 }
 
@@ -192,6 +224,7 @@ struct RunOverrides {
     listen: Vec<String>,
     registration: Option<RegistrationPolicy>,
     metrics_listen: Option<String>,
+    backup_before_upgrade: bool,
 }
 
 /// How `run` talks to a script or test harness that started it.
@@ -205,6 +238,7 @@ fn run(data_dir: PathBuf, overrides: RunOverrides, outputs: Outputs) -> anyhow::
         listen,
         registration,
         metrics_listen,
+        backup_before_upgrade,
     } = overrides;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(limit, "open-files limit raised"),
@@ -227,7 +261,11 @@ fn run(data_dir: PathBuf, overrides: RunOverrides, outputs: Outputs) -> anyhow::
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let served = runtime.block_on(async move {
-        let relay = crate::start(RelayOptions::new(data_dir, config)).await?;
+        let options = RelayOptions {
+            backup_before_upgrade,
+            ..RelayOptions::new(data_dir, config)
+        };
+        let relay = crate::start(options).await?;
         for address in relay.dial_addrs() {
             tracing::info!(%address, "dial address");
         }
@@ -331,4 +369,55 @@ fn open_invites(data_dir: &std::path::Path) -> anyhow::Result<Invites> {
         );
     }
     Ok(Invites::open(data_dir)?)
+}
+
+fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let manifest = crate::backup::backup_offline(data_dir, to)?;
+    print_backup(to, &manifest);
+    Ok(())
+}
+
+fn print_backup(to: &std::path::Path, manifest: &crate::backup::Manifest) {
+    let bytes: u64 = manifest.files.iter().map(|file| file.size).sum();
+    println!(
+        "backup of {} files ({bytes} bytes) written to {}, started {}",
+        manifest.files.len(),
+        to.display(),
+        manifest.started_at
+    );
+    if manifest.blobs_gone > 0 {
+        println!(
+            "{} media blobs were collected during the backup and are not in it",
+            manifest.blobs_gone
+        );
+    }
+}
+
+fn restore(from: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let manifest = crate::backup::restore(from, data_dir)
+        .with_context(|| format!("restoring {}", from.display()))?;
+    println!(
+        "restored {} files of the backup started {} into {}",
+        manifest.files.len(),
+        manifest.started_at,
+        data_dir.display()
+    );
+    println!(
+        "start it with: tidings-relay run --data-dir {}",
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn compact(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    for file in crate::backup::compact_data_dir(data_dir)? {
+        println!(
+            "{}: {} -> {} bytes ({} freed)",
+            file.file,
+            file.before,
+            file.after,
+            file.before.saturating_sub(file.after)
+        );
+    }
+    Ok(())
 }

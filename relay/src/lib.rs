@@ -24,6 +24,7 @@
 //! ```
 
 mod actor;
+pub mod backup;
 mod blobs;
 pub mod cli;
 pub mod config;

@@ -7,5 +7,6 @@
 mod common;
 
 mod operator;
+mod backup;
 mod shutdown;
 mod upgrade;

@@ -96,17 +96,45 @@ pub(crate) fn copy_before_migration(
 }
 
 /// The version `file` records and the one this build writes (`None`: no file yet, a fresh
-/// one, or a newer one, which the store refuses itself with both versions).
+/// one, or a newer one, which the store refuses itself with both versions). Read without
+/// writing when the file allows (so the copy is the old file byte for byte); a file that
+/// needs a repair first (a crash) is opened as the relay would, which repairs it.
 fn found_version(
     data_dir: &Path,
     file: &'static str,
     schema: &Schema,
 ) -> Result<Option<Due>, BackupError> {
-    let Some(db) = open_stopped(data_dir, file)? else {
+    let path = data_dir.join(file);
+    if !path.exists() {
         return Ok(None);
-    };
-    let store = BackupError::store(file);
-    let snapshot = db.begin_read().map_err(|error| store(error.into()))?;
+    }
+    let mut builder = redb::Database::builder();
+    if file == crate::invites::INVITES_FILE {
+        builder.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+    }
+    match builder.open_read_only(&path) {
+        Ok(db) => plan(&db, file, schema),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            Err(BackupError::RelayRunning(data_dir.to_path_buf()))
+        }
+        Err(error) => {
+            tracing::info!(file, %error, "opening the file to repair it before reading its schema");
+            match open_stopped(data_dir, file)? {
+                Some(db) => plan(&db, file, schema),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+fn plan(
+    db: &impl ReadableDatabase,
+    file: &'static str,
+    schema: &Schema,
+) -> Result<Option<Due>, BackupError> {
+    let snapshot = db
+        .begin_read()
+        .map_err(|error| BackupError::store(file)(error.into()))?;
     let fresh = snapshot
         .list_tables()
         .map_err(|error| BackupError::store(file)(error.into()))?

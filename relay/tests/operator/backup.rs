@@ -25,11 +25,18 @@ use crate::common::{RawDevice, start_relay, start_tweaked};
 const BATCH: usize = 100;
 
 /// Sends `count` envelopes from `from` to `to` in batches; the ids the relay accepted.
-async fn send_acked(from: &mut RawDevice, to: tidings_protocol::Address, count: usize) -> Vec<EnvelopeId> {
+async fn send_acked(
+    from: &mut RawDevice,
+    to: tidings_protocol::Address,
+    count: usize,
+) -> Vec<EnvelopeId> {
     let mut accepted = Vec::new();
     for start in (0..count).step_by(BATCH) {
         let batch: Vec<RawEnvelope> = (start..count.min(start + BATCH))
-            .map(|n| from.envelope_to(to, format!("message {n}").as_bytes()).sign(&from.device))
+            .map(|n| {
+                from.envelope_to(to, format!("message {n}").as_bytes())
+                    .sign(&from.device)
+            })
             .collect();
         accepted.extend(sent_ids(from, batch).await);
     }
@@ -174,7 +181,10 @@ async fn backup_under_load(before: usize) {
         .iter()
         .filter(|id| !acked_before.contains(id) && !load_acked.contains(id))
         .collect();
-    assert!(invented.is_empty(), "the restored relay holds mail nobody sent");
+    assert!(
+        invented.is_empty(),
+        "the restored relay holds mail nobody sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,8 +253,18 @@ async fn every_table_of_every_file_is_in_the_backup() {
         Some(&tidings_relay::store::schema::RELAY.current())
     );
     // Every file the manifest names is there, config and keys too.
-    let names: HashSet<&str> = manifest.files.iter().map(|file| file.path.as_str()).collect();
-    for file in ["relay.redb", "status.redb", "invites.redb", "relay.toml", "relay.key"] {
+    let names: HashSet<&str> = manifest
+        .files
+        .iter()
+        .map(|file| file.path.as_str())
+        .collect();
+    for file in [
+        "relay.redb",
+        "status.redb",
+        "invites.redb",
+        "relay.toml",
+        "relay.key",
+    ] {
         assert!(names.contains(file), "{file} missing from {names:?}");
     }
     manifest.verify(&to).unwrap();
@@ -256,10 +276,12 @@ async fn a_table_this_build_does_not_know_fails_the_backup() {
     {
         let db = Database::create(dir.path().join(STORE_FILE)).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(redb::TableDefinition::<u64, u64>::new("from_a_newer_release"))
-            .unwrap()
-            .insert(1, 2)
-            .unwrap();
+        txn.open_table(redb::TableDefinition::<u64, u64>::new(
+            "from_a_newer_release",
+        ))
+        .unwrap()
+        .insert(1, 2)
+        .unwrap();
         txn.commit().unwrap();
     }
     let target = tempfile::tempdir().unwrap();
@@ -272,7 +294,10 @@ async fn a_table_this_build_does_not_know_fails_the_backup() {
     }
     // Without a manifest, what was written is not a backup.
     assert!(matches!(
-        backup::restore(&target.path().join("backup"), &target.path().join("restored")),
+        backup::restore(
+            &target.path().join("backup"),
+            &target.path().join("restored")
+        ),
         Err(BackupError::NoManifest(_))
     ));
 }
@@ -281,8 +306,8 @@ async fn a_table_this_build_does_not_know_fails_the_backup() {
 async fn an_offline_backup_of_a_running_relay_is_refused() {
     let relay = start_relay(RegistrationPolicy::Open).await;
     let target = tempfile::tempdir().unwrap();
-    let error = backup::backup_offline(relay.dir.path(), &target.path().join("backup"))
-        .unwrap_err();
+    let error =
+        backup::backup_offline(relay.dir.path(), &target.path().join("backup")).unwrap_err();
     assert!(matches!(error, BackupError::RelayRunning(_)), "{error}");
     assert!(error.to_string().contains("stop it first"), "{error}");
     relay.relay.shutdown().await;

@@ -6,7 +6,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod operator;
 mod backup;
+mod compact;
+mod operator;
 mod shutdown;
 mod upgrade;

@@ -110,7 +110,11 @@ pub enum ErrorCode {
     /// No such blob here (never uploaded, or collected), nor at the relay named for it.
     #[serde(rename = "blob_not_found")]
     BlobNotFound,
-    /// A code from a newer version.
+    /// The relay's operator suspended the account: its devices may not connect and nothing
+    /// is delivered to it until the operator resumes it.
+    #[serde(rename = "user_suspended")]
+    UserSuspended,
+    /// A code from a newer version (serde wants it last: new codes go just above it).
     #[serde(other)]
     Unknown,
 }
@@ -152,6 +156,7 @@ impl ErrorCode {
             ErrorCode::HashMismatch => "hash_mismatch",
             ErrorCode::BlobTooLarge => "blob_too_large",
             ErrorCode::BlobNotFound => "blob_not_found",
+            ErrorCode::UserSuspended => "user_suspended",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -270,6 +275,7 @@ mod tests {
             ErrorCode::HashMismatch,
             ErrorCode::BlobTooLarge,
             ErrorCode::BlobNotFound,
+            ErrorCode::UserSuspended,
             ErrorCode::Unknown,
         ] {
             let mut bytes = Vec::new();

@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
-use crate::{RegistrationPolicy, RelayConfig, RelayOptions, invites::Invites};
+use crate::{
+    RegistrationPolicy, RelayConfig, RelayOptions,
+    admin::{Reply, Request, print},
+    invites::Invites,
+};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use libp2p::PeerId;
@@ -80,6 +84,21 @@ enum Command {
         #[command(subcommand)]
         command: InviteCommand,
     },
+    /// Show the running relay's state: version, peer id, addresses, uptime, users, devices
+    /// online, mailbox, outbox and media totals, database size, DHT routing table, last
+    /// commit (asked through its admin socket, `<data-dir>/admin.sock`).
+    Status {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Print the numbers as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, inspect, suspend, resume or remove the running relay's users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Copy everything the relay keeps (databases, media blobs, config, keys) into a new
     /// directory, with a manifest of checksums written last. Works while the relay runs.
     Backup {
@@ -102,6 +121,50 @@ enum Command {
     Compact {
         #[command(flatten)]
         dir: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Every registered user: registration time, devices, mailbox, media, last seen.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One user: each device, mailbox depth and bytes, quota use, last seen.
+    Show {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The user id, as `tidings` prints it.
+        user: String,
+        /// Print the user as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close the user's sessions and refuse them and new mail for them until resumed.
+    Suspend {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The user id, as `tidings` prints it.
+        user: String,
+    },
+    /// Undo `suspend`.
+    Resume {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The user id, as `tidings` prints it.
+        user: String,
+    },
+    /// Delete the user: mailboxes, keys, devices, presence, profile, push subscriptions and
+    /// the media blobs only they reference. Their senders are then told `unknown_recipient`.
+    Remove {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The user id, as `tidings` prints it.
+        user: String,
     },
 }
 
@@ -213,6 +276,22 @@ where
             },
         ),
         Command::Invite { command } => invite(command),
+        Command::Status { dir, json } => admin(&dir.data_dir, Request::Status, json),
+        Command::Users { command } => match command {
+            UsersCommand::List { dir, json } => admin(&dir.data_dir, Request::ListUsers, json),
+            UsersCommand::Show { dir, user, json } => {
+                admin(&dir.data_dir, Request::ShowUser(user), json)
+            }
+            UsersCommand::Suspend { dir, user } => {
+                admin(&dir.data_dir, Request::SuspendUser(user), false)
+            }
+            UsersCommand::Resume { dir, user } => {
+                admin(&dir.data_dir, Request::ResumeUser(user), false)
+            }
+            UsersCommand::Remove { dir, user } => {
+                admin(&dir.data_dir, Request::RemoveUser(user), false)
+            }
+        },
         Command::Backup { dir, to } => backup(&dir.data_dir, &to),
         Command::Restore { from, data_dir } => restore(&from, &data_dir),
         Command::Compact { dir } => compact(&dir.data_dir),
@@ -357,6 +436,34 @@ fn invite(command: InviteCommand) -> anyhow::Result<()> {
             println!("revoked {code}");
         }
     }
+    Ok(())
+}
+
+/// Sends one request to the relay running on `data_dir` and prints its answer.
+fn admin(data_dir: &std::path::Path, request: Request, json: bool) -> anyhow::Result<()> {
+    let verb = match &request {
+        Request::SuspendUser(_) => "suspended",
+        Request::ResumeUser(_) => "resumed",
+        Request::RemoveUser(_) => "removed",
+        _ => "",
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let reply = runtime.block_on(crate::admin::request(data_dir, request))??;
+    let text = match (&reply, json) {
+        (Reply::Status(report), true) => serde_json::to_string_pretty(report)?,
+        (Reply::Users(list), true) => serde_json::to_string_pretty(list)?,
+        (Reply::User(detail), true) => serde_json::to_string_pretty(detail)?,
+        (Reply::Done(change), true) => serde_json::to_string_pretty(change)?,
+        (Reply::Status(report), false) => print::status(report),
+        (Reply::Users(list), false) => print::user_list(list),
+        (Reply::User(detail), false) => print::user_detail(detail),
+        (Reply::Done(change), false) => print::change(verb, change),
+    };
+    print!("{}", text.trim_end());
+    println!();
     Ok(())
 }
 

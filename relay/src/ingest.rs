@@ -327,5 +327,9 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
             ErrorCode::BadDescriptor,
             "the group change does not follow the versions this relay holds",
         ),
+        StoreOutcome::Suspended => reject(
+            ErrorCode::UserSuspended,
+            "the recipient's account is suspended by their relay's operator",
+        ),
     }
 }

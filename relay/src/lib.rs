@@ -24,6 +24,7 @@
 //! ```
 
 mod actor;
+pub mod admin;
 pub mod backup;
 mod blobs;
 pub mod cli;

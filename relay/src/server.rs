@@ -282,6 +282,8 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         descriptors: descriptor_rate,
         registrations: registration_rate,
     } = RateLimits::new(&config.limits, &config.registration);
+    let live_devices: Arc<crate::session::live::LiveDevices> = Arc::default();
+    let admin_push = push.clone();
     let client = ClientHandler::new(ClientContext {
         store: store.clone(),
         hub,
@@ -305,7 +307,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         read_timeouts,
         shutdown: sessions_stop.clone(),
         link_slots: crate::link_slots::LinkSlots::new(),
-        live_devices: Default::default(),
+        live_devices: live_devices.clone(),
         push,
         status: status.clone(),
     });
@@ -405,9 +407,9 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         )
         .run(),
     );
-    sessions.spawn(resume(store, network.clone(), handoffs));
+    sessions.spawn(resume(store.clone(), network.clone(), handoffs));
     sessions.spawn(disk.watch(sessions_stop.clone()));
-    sessions.spawn(presence.renew_remote_watches(sessions_stop.clone()));
+    sessions.spawn(presence.clone().renew_remote_watches(sessions_stop.clone()));
 
     let metrics_addr = match config.metrics_addr()? {
         Some(address) => {
@@ -424,6 +426,34 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         }
         None => None,
     };
+    let admin = crate::admin::AdminContext {
+        store: store.clone(),
+        network: network.clone(),
+        live: live_devices,
+        blobs: blobs.clone(),
+        presence: presence.clone(),
+        push: admin_push,
+        data_dir: data_dir.clone(),
+        name: config.name.clone(),
+        announce: config.announce.clone(),
+        quotas: crate::admin::Quotas {
+            mailbox_entries: config.limits.mailbox_max_envelopes,
+            mailbox_bytes: config.limits.mailbox_max_bytes,
+            media_bytes: config.blobs.user_quota_bytes,
+            outbox_entries: config.limits.outbox_max_per_user,
+        },
+        started: std::time::Instant::now(),
+        started_at_ms: tidings_protocol::now_ms(),
+    };
+    crate::admin::start(admin, &sessions, sessions_stop.clone())
+        .await
+        .map_err(|source| RelayError::Io {
+            path: data_dir
+                .join(crate::admin::ADMIN_SOCKET)
+                .display()
+                .to_string(),
+            source,
+        })?;
     let running = RunningRelay {
         network: network.clone(),
         metrics,

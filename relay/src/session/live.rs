@@ -14,10 +14,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::presence::SessionId;
 
-/// Open sessions by device, each with the token that ends it.
+/// The tokens that end one session, by why it ends.
+#[derive(Clone)]
+struct Ends {
+    revoked: CancellationToken,
+    suspended: CancellationToken,
+}
+
+/// Open sessions by device, each with the tokens that end it.
 #[derive(Default)]
 pub(crate) struct LiveDevices {
-    sessions: Mutex<HashMap<DeviceId, HashMap<SessionId, CancellationToken>>>,
+    sessions: Mutex<HashMap<DeviceId, HashMap<SessionId, Ends>>>,
 }
 
 /// A session's entry; leaving the registry when dropped.
@@ -27,21 +34,27 @@ pub(crate) struct LiveEntry {
     session: SessionId,
     /// Cancelled when the device is revoked.
     pub revoked: CancellationToken,
+    /// Cancelled when the operator suspends or removes the device's account.
+    pub suspended: CancellationToken,
 }
 
 impl LiveDevices {
     /// Enters a session of `device`.
     pub fn enter(self: &Arc<Self>, device: DeviceId, session: SessionId) -> LiveEntry {
-        let revoked = CancellationToken::new();
+        let ends = Ends {
+            revoked: CancellationToken::new(),
+            suspended: CancellationToken::new(),
+        };
         self.lock()
             .entry(device)
             .or_default()
-            .insert(session, revoked.clone());
+            .insert(session, ends.clone());
         LiveEntry {
             registry: self.clone(),
             device,
             session,
-            revoked,
+            revoked: ends.revoked,
+            suspended: ends.suspended,
         }
     }
 
@@ -50,23 +63,39 @@ impl LiveDevices {
         let mut sessions = self.lock();
         let mut ended = 0;
         for device in devices {
-            for token in sessions.remove(device).unwrap_or_default().into_values() {
-                token.cancel();
+            for ends in sessions.remove(device).unwrap_or_default().into_values() {
+                ends.revoked.cancel();
                 ended += 1;
             }
         }
         ended
     }
 
+    /// Ends every session of each of `devices` because their account is suspended or
+    /// removed; returns how many there were.
+    pub fn suspend(&self, devices: &[DeviceId]) -> usize {
+        let mut sessions = self.lock();
+        let mut ended = 0;
+        for device in devices {
+            for ends in sessions.remove(device).unwrap_or_default().into_values() {
+                ends.suspended.cancel();
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    /// How many devices have an open session.
+    pub fn devices(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Whether `device` has an open session.
-    #[cfg(test)]
     pub fn is_open(&self, device: &DeviceId) -> bool {
         self.lock().contains_key(device)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<DeviceId, HashMap<SessionId, CancellationToken>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, HashMap<SessionId, Ends>>> {
         self.sessions
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())

@@ -10,7 +10,7 @@ mod groups;
 mod home;
 mod keys;
 mod link;
-mod live;
+pub(crate) mod live;
 mod presence;
 mod push;
 mod register;
@@ -116,6 +116,12 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
             return;
         }
     };
+    if let Some(user) = user
+        && let Err(fatal) = not_suspended(&cx, user).await
+    {
+        let _ = framing::write_frame(&mut writer, &RelayFrame::Fatal(fatal)).await;
+        return;
+    }
     let (live, live_frames) = mpsc::channel(crate::presence::LIVE_QUEUE);
     let session = Session {
         id,
@@ -134,6 +140,23 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
         sender_key: None,
     };
     session.run(reader, writer).await;
+}
+
+/// What a device of a suspended account is told.
+pub(crate) fn suspended_answer() -> ErrorAnswer {
+    ErrorAnswer::new(
+        ErrorCode::UserSuspended,
+        "this relay's operator suspended the account; ask them to resume it",
+    )
+}
+
+/// Refuses a suspended user's session.
+pub(crate) async fn not_suspended(cx: &ClientContext, user: UserId) -> Result<(), ErrorAnswer> {
+    match cx.store.is_suspended(user).await {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(suspended_answer()),
+        Err(error) => Err(storage_answer(error)),
+    }
 }
 
 struct Session {
@@ -178,6 +201,7 @@ impl Session {
         // A device that has not registered may not hold its stream by saying nothing.
         let unregistered_idle = self.cx.read_timeouts.idle;
         let revoked = self.live_entry.revoked.clone();
+        let suspended = self.live_entry.suspended.clone();
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
@@ -187,6 +211,7 @@ impl Session {
                     ErrorCode::DeviceRevoked,
                     "this device was removed from its account",
                 )),
+                _ = suspended.cancelled() => self.fatal(suspended_answer()),
                 () = tokio::time::sleep_until(self.last_heard + timeout), if self.online => {
                     tracing::info!(device = %self.device, "device silent for {timeout:?}; taking it as gone");
                     Flow::Close

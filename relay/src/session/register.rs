@@ -57,6 +57,9 @@ pub(super) async fn handle(
             Some(user),
         );
     }
+    if let Err(answer) = super::not_suspended(cx, user).await {
+        return (Err(answer), None);
+    }
     if let Err(answer) = cx.disk.admit() {
         return (Err(answer), None);
     }

@@ -92,6 +92,9 @@ impl Tables<'_> {
             return Ok(earlier);
         }
         let outcome = if self.is_local(&item.recipient)? {
+            if self.is_suspended(&item.recipient)? {
+                return Ok(StoreOutcome::Suspended);
+            }
             let device = match item.device {
                 Some(device) if self.device_owner(&device)? == Some(item.recipient) => device,
                 _ => return Ok(StoreOutcome::UnknownDevice),

@@ -9,6 +9,7 @@
 //! reply of that closure's outcome type (`op.rs`), plus the `Tables` method the closure calls
 //! (`users.rs`, `mail.rs`, `groups.rs`, `presence.rs`, `devices.rs`, `media.rs`); the writer needs no change.
 
+mod admin;
 mod config;
 mod devices;
 #[cfg(feature = "test-utils")]
@@ -51,6 +52,7 @@ use tidings_protocol::{
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::mailbox::Hub;
+pub use admin::{DeviceUsage, StoreTotals, SuspendOutcome, UserUsage, UserUsages};
 pub use config::{StoreConfig, StoreLimits};
 pub use devices::DeviceListOutcome;
 pub use media::{MediaBlob, MediaIndex, MediaUpload, UploadStart};

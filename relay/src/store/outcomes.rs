@@ -229,4 +229,6 @@ pub enum StoreOutcome {
     GroupOutOfDate,
     /// The group change does not chain onto the versions held here (forged, forked).
     BadDescriptor,
+    /// The operator suspended the recipient's account.
+    Suspended,
 }

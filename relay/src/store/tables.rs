@@ -82,6 +82,11 @@ pub const PROFILES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pr
 /// status pictures: created empty on open, no migration).
 pub const STATUS_MEDIA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("status_media");
 
+/// user id -> when the operator suspended the user (milliseconds since the epoch): their
+/// sessions and new mail for them are refused until resumed (`tidings-relay users suspend`;
+/// created empty on open, no migration).
+pub const SUSPENDED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("suspended_users");
+
 /// Key of an upload in [`MEDIA_UPLOADS`].
 pub fn media_upload_key(user: &UserId, blob: &tidings_protocol::BlobId) -> [u8; 64] {
     let mut key = [0u8; 64];

@@ -57,6 +57,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(PUSH_SUBSCRIPTIONS)?;
     txn.open_table(tables::PROFILES)?;
     txn.open_table(tables::STATUS_MEDIA)?;
+    txn.open_table(tables::SUSPENDED)?;
     txn.commit()?;
     Ok(())
 }
@@ -126,6 +127,8 @@ pub(super) struct Tables<'txn> {
     pub status_media: Table<'txn, &'static [u8], &'static [u8]>,
     pub seen_now: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
+    /// Users the operator suspended (`tables::SUSPENDED`).
+    pub suspended: Table<'txn, Bytes32, u64>,
     /// Cursors (by device) changed in this batch, written back once at the end.
     pub dirty_cursors: HashMap<DeviceId, Cursor>,
     /// Outbox entries per sender changed in this batch, written back once at the end.
@@ -205,6 +208,7 @@ fn apply_and_commit(
             status_media: txn.open_table(tables::STATUS_MEDIA)?,
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
+            suspended: txn.open_table(tables::SUSPENDED)?,
             dirty_cursors: HashMap::new(),
             dirty_senders: HashMap::new(),
             dirty_bytes: HashMap::new(),

@@ -461,6 +461,8 @@ fn admin(data_dir: &std::path::Path, request: Request, json: bool) -> anyhow::Re
         (Reply::Users(list), false) => print::user_list(list),
         (Reply::User(detail), false) => print::user_detail(detail),
         (Reply::Done(change), false) => print::change(verb, change),
+        (Reply::Backup(summary), true) => serde_json::to_string_pretty(summary)?,
+        (Reply::Backup(summary), false) => backup_text(summary),
     };
     print!("{}", text.trim_end());
     println!();
@@ -478,26 +480,53 @@ fn open_invites(data_dir: &std::path::Path) -> anyhow::Result<Invites> {
     Ok(Invites::open(data_dir)?)
 }
 
+/// Asks the relay running on `data_dir` to write a backup into `to`; with no relay running,
+/// writes it from the files directly.
 fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
-    let manifest = crate::backup::backup_offline(data_dir, to)?;
-    print_backup(to, &manifest);
+    use crate::admin::{ClientError, protocol::AdminError};
+    let to = std::path::absolute(to).with_context(|| format!("resolving {}", to.display()))?;
+    let shown = to
+        .to_str()
+        .with_context(|| format!("{} is not a UTF-8 path", to.display()))?
+        .to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let summary = match runtime.block_on(crate::admin::request(
+        data_dir,
+        Request::Backup { to: shown },
+    )) {
+        Ok(Ok(Reply::Backup(summary))) => summary,
+        Ok(Ok(_)) => anyhow::bail!("the relay answered something else than a backup"),
+        Ok(Err(AdminError::Unknown)) => {
+            anyhow::bail!("the running relay is older and cannot write backups; stop it first")
+        }
+        Ok(Err(error)) => return Err(error.into()),
+        Err(ClientError::NotRunning(_) | ClientError::Stale(_)) => {
+            tracing::info!("no relay is running: copying the files directly");
+            let manifest = crate::backup::backup_offline(data_dir, &to)?;
+            crate::admin::backup::BackupSummary::of(&to, &manifest)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    println!("{}", backup_text(&summary).trim_end());
     Ok(())
 }
 
-fn print_backup(to: &std::path::Path, manifest: &crate::backup::Manifest) {
-    let bytes: u64 = manifest.files.iter().map(|file| file.size).sum();
-    println!(
-        "backup of {} files ({bytes} bytes) written to {}, started {}",
-        manifest.files.len(),
-        to.display(),
-        manifest.started_at
+fn backup_text(summary: &crate::admin::backup::BackupSummary) -> String {
+    let mut text = format!(
+        "backup of {} files ({} bytes) written to {}; mail acknowledged before {} ms since \
+         the epoch is in it\n",
+        summary.files, summary.bytes, summary.to, summary.started_at_ms
     );
-    if manifest.blobs_gone > 0 {
-        println!(
-            "{} media blobs were collected during the backup and are not in it",
-            manifest.blobs_gone
-        );
+    if summary.blobs_gone > 0 {
+        text.push_str(&format!(
+            "{} media blobs were collected during the backup and are not in it\n",
+            summary.blobs_gone
+        ));
     }
+    text
 }
 
 fn restore(from: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<()> {

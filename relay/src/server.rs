@@ -444,6 +444,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         },
         started: std::time::Instant::now(),
         started_at_ms: tidings_protocol::now_ms(),
+        backup: live_files.clone(),
     };
     crate::admin::start(admin, &sessions, sessions_stop.clone())
         .await

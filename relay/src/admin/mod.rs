@@ -6,6 +6,7 @@
 //! `users.rs`, `suspend.rs`, `remove.rs`), and `client.rs` is the CLI side. Handlers use the
 //! relay's handles (store, network, live sessions); nothing blocks the runtime.
 
+pub mod backup;
 mod client;
 pub mod print;
 pub mod protocol;
@@ -57,6 +58,8 @@ pub(crate) struct AdminContext {
     pub quotas: Quotas,
     pub started: Instant,
     pub started_at_ms: u64,
+    /// The open databases, for online backups and the compaction estimate.
+    pub backup: crate::backup::LiveFiles,
 }
 
 /// Binds `<data dir>/admin.sock` and serves it on `tracker` until `stop`; the socket file is

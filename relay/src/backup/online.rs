@@ -33,6 +33,15 @@ pub struct LiveFiles {
 }
 
 impl LiveFiles {
+    /// The unused space of `relay.redb`, estimated from a read snapshot (blocking; see
+    /// [`super::estimate_reclaimable`]).
+    pub fn estimate_relay_space(
+        &self,
+    ) -> Result<super::SpaceEstimate, tidings_protocol::store::StoreError> {
+        let db = (self.relay)()?;
+        super::estimate_reclaimable(&db, &self.data_dir.join(DATABASE_FILES[0]))
+    }
+
     /// The databases of the relay serving `data_dir`.
     pub(crate) fn new(
         data_dir: std::path::PathBuf,

@@ -155,6 +155,7 @@ pub(crate) fn known_tables(file: &str) -> Vec<KnownTable> {
             exact(relay::PUSH_SUBSCRIPTIONS),
             exact(relay::PROFILES),
             exact(relay::STATUS_MEDIA),
+            exact(relay::SUSPENDED),
             KnownTable {
                 names: Names::Prefix(relay::SEEN_PREFIX),
                 copy: copy::<&relay::SeenKey, &[u8; 16]>,

@@ -25,7 +25,7 @@ use crate::common::{RawDevice, start_relay, start_tweaked};
 const BATCH: usize = 100;
 
 /// Sends `count` envelopes from `from` to `to` in batches; the ids the relay accepted.
-async fn send_acked(
+pub(crate) async fn send_acked(
     from: &mut RawDevice,
     to: tidings_protocol::Address,
     count: usize,
@@ -61,7 +61,7 @@ async fn sent_ids(from: &mut RawDevice, batch: Vec<RawEnvelope>) -> Vec<Envelope
 }
 
 /// The ids of what `device` drains.
-async fn drained_ids(device: &mut RawDevice) -> HashSet<EnvelopeId> {
+pub(crate) async fn drained_ids(device: &mut RawDevice) -> HashSet<EnvelopeId> {
     device
         .drain()
         .await
@@ -72,13 +72,13 @@ async fn drained_ids(device: &mut RawDevice) -> HashSet<EnvelopeId> {
 
 /// A sender that keeps sending to `to` until stopped: what it got acked, and when each of
 /// its requests started and how long it took.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<(Vec<EnvelopeId>, Vec<(Instant, Duration)>)>,
 }
 
 impl Load {
-    fn start(mut from: RawDevice, to: tidings_protocol::Address) -> Self {
+    pub(crate) fn start(mut from: RawDevice, to: tidings_protocol::Address) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let task = tokio::spawn({
             let stop = stop.clone();
@@ -98,14 +98,14 @@ impl Load {
         Self { stop, task }
     }
 
-    async fn finish(self) -> (Vec<EnvelopeId>, Vec<(Instant, Duration)>) {
+    pub(crate) async fn finish(self) -> (Vec<EnvelopeId>, Vec<(Instant, Duration)>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.task.await.unwrap()
     }
 }
 
 /// The median and the slowest of `requests`.
-fn median_and_max(mut requests: Vec<Duration>) -> (Duration, Duration) {
+pub(crate) fn median_and_max(mut requests: Vec<Duration>) -> (Duration, Duration) {
     requests.sort();
     let median = requests
         .get(requests.len() / 2)

@@ -7,6 +7,7 @@
 mod common;
 
 mod backup;
+mod backup_cli;
 mod compact;
 mod operator;
 mod shutdown;

@@ -185,3 +185,44 @@ async fn the_cli_backs_up_a_stopped_relay_from_its_files() {
     assert!(!again.status.success());
     assert!(text(&again).contains("is not empty"), "{}", text(&again));
 }
+
+#[test]
+fn the_systemd_units_run_commands_this_build_knows() {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist");
+    let unit = std::fs::read_to_string(dist.join("tidings-relay.service")).unwrap();
+    for setting in [
+        "Restart=on-failure",
+        "KillSignal=SIGTERM",
+        "LimitNOFILE=",
+        "User=tidings",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(unit.contains(setting), "the unit lacks {setting}");
+    }
+    let backup = std::fs::read_to_string(dist.join("tidings-relay-backup.service")).unwrap();
+    for (unit_text, command) in [(&unit, "run"), (&backup, "backup")] {
+        let line = unit_text
+            .lines()
+            .find(|line| line.contains(&format!("tidings-relay {command} ")))
+            .unwrap_or_else(|| panic!("no `tidings-relay {command}` line"));
+        // The shell's `$(date ...)` part of a path is left out; the rest is passed as is.
+        let args = line
+            .split_once(&format!("tidings-relay {command} "))
+            .unwrap()
+            .1
+            .split("$(")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .map(|arg| arg.trim_end_matches('\''));
+        let mut full = vec![command];
+        full.extend(args);
+        full.push("--help");
+        let output = Command::new(BINARY).args(&full).output().unwrap();
+        assert!(
+            output.status.success(),
+            "tidings-relay {full:?}: {}",
+            text(&output)
+        );
+    }
+}

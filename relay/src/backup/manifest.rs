@@ -135,6 +135,19 @@ impl Manifest {
     pub fn verify(&self, dir: &Path) -> Result<(), BackupError> {
         for entry in &self.files {
             let path = dir.join(&entry.path);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if !meta.file_type().is_file() => {
+                    return Err(BackupError::Corrupted {
+                        path,
+                        what: "is not a regular file".into(),
+                    });
+                }
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(BackupError::Missing(path));
+                }
+                Err(error) => return Err(BackupError::io(&path)(error)),
+            }
             let found = match files::digest(&path) {
                 Ok(found) => found,
                 Err(BackupError::Io { source, .. })

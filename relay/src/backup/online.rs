@@ -2,7 +2,11 @@
 //! snapshot names, config and keys, then the manifest. Online (the running relay hands over
 //! its open databases) or offline (the relay is stopped and this opens the files).
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use redb::{Database, ReadTransaction, ReadableTable};
 use tidings_protocol::{BlobId, now_ms};
@@ -30,16 +34,32 @@ pub struct LiveFiles {
     status: Arc<Database>,
     /// `invites.redb`.
     invites: Arc<Database>,
+    /// The last estimate of `relay.redb`'s unused space, and when it was made.
+    estimate: Arc<Mutex<Option<(Instant, super::SpaceEstimate)>>>,
 }
 
+/// How long an estimate of the unused space is reused (it reads every page of the tables).
+const ESTIMATE_MAX_AGE: Duration = Duration::from_secs(300);
+
 impl LiveFiles {
-    /// The unused space of `relay.redb`, estimated from a read snapshot (blocking; see
-    /// [`super::estimate_reclaimable`]).
+    /// The unused space of `relay.redb`, estimated from a read snapshot at most
+    /// [`ESTIMATE_MAX_AGE`] old (blocking; see [`super::estimate_reclaimable`]).
     pub fn estimate_relay_space(
         &self,
     ) -> Result<super::SpaceEstimate, tidings_protocol::store::StoreError> {
+        let mut last = self
+            .estimate
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some((at, estimate)) = *last
+            && at.elapsed() < ESTIMATE_MAX_AGE
+        {
+            return Ok(estimate);
+        }
         let db = (self.relay)()?;
-        super::estimate_reclaimable(&db, &self.data_dir.join(DATABASE_FILES[0]))
+        let estimate = super::estimate_reclaimable(&db, &self.data_dir.join(DATABASE_FILES[0]))?;
+        *last = Some((Instant::now(), estimate));
+        Ok(estimate)
     }
 
     /// The databases of the relay serving `data_dir`.
@@ -54,6 +74,7 @@ impl LiveFiles {
             relay,
             status,
             invites,
+            estimate: Arc::default(),
         }
     }
 }
@@ -133,19 +154,21 @@ pub(crate) fn write_backup(
     for (file, db) in databases {
         let target = to.join(file);
         let copy_blobs = *file == crate::server::STORE_FILE;
-        let (copied, gone) = snapshot::copy_database(db, file, &target, |snapshot| {
+        let (copied, named) = snapshot::copy_database(db, file, &target, |snapshot| {
             if copy_blobs {
-                copy_named_blobs(snapshot, data_dir, to, &mut entries)
+                named_blobs(snapshot)
             } else {
-                Ok(0)
+                Ok(Vec::new())
             }
         })?;
-        blobs_gone += gone;
         if let Some(version) = copied.schema {
             schemas.insert(file.to_string(), version);
         }
         entries.add(file.to_string(), files::digest(&target)?);
         tracing::info!(file, entries = copied.entries, "database copied");
+        // Blob files never change, only go whole: copied after the snapshot ended, so it
+        // does not hold the writer's freed pages for the time the media takes.
+        blobs_gone += copy_blobs_named(&named, data_dir, to, &mut entries)?;
     }
     copy_plain_files(data_dir, to, &mut entries)?;
     files::sync_dir(to)?;
@@ -179,29 +202,41 @@ pub(crate) fn copy_plain_files(
     Ok(())
 }
 
-/// Copies the whole blobs `snapshot` (of `relay.redb`) names; returns how many were gone
-/// (collected after the snapshot: blob files are immutable, only ever deleted whole).
-fn copy_named_blobs(
-    snapshot: &ReadTransaction,
-    data_dir: &Path,
-    to: &Path,
-    entries: &mut Entries,
-) -> Result<u64, BackupError> {
+/// The ids of the whole blobs `snapshot` (of `relay.redb`) names.
+fn named_blobs(snapshot: &ReadTransaction) -> Result<Vec<BlobId>, BackupError> {
     let store = |error: tidings_protocol::store::StoreError| BackupError::Store {
         file: crate::server::STORE_FILE.to_string(),
         source: error,
     };
     let table = match snapshot.open_table(MEDIA_BLOBS) {
         Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(error) => return Err(store(error.into())),
     };
+    let mut ids = Vec::new();
+    for entry in table.iter().map_err(|error| store(error.into()))? {
+        let (id, _) = entry.map_err(|error| store(error.into()))?;
+        ids.push(BlobId::from_bytes(*id.value()));
+    }
+    Ok(ids)
+}
+
+/// Copies the blob files `ids` into `to`; returns how many were gone (collected after the
+/// snapshot: blob files are immutable, only ever deleted whole).
+fn copy_blobs_named(
+    ids: &[BlobId],
+    data_dir: &Path,
+    to: &Path,
+    entries: &mut Entries,
+) -> Result<u64, BackupError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
     let blob_dir = to.join(BLOB_DIR);
     files::private_dir(&blob_dir)?;
     let mut gone = 0;
-    for entry in table.iter().map_err(|error| store(error.into()))? {
-        let (id, _) = entry.map_err(|error| store(error.into()))?;
-        let name = BlobId::from_bytes(*id.value()).to_string();
+    for id in ids {
+        let name = id.to_string();
         let held = data_dir.join(BLOB_DIR).join(&name);
         match files::copy_file(&held, &blob_dir.join(&name)) {
             Ok(digested) => entries.add(format!("{BLOB_DIR}/{name}"), digested),

@@ -495,6 +495,9 @@ async fn media_blobs_are_backed_up_and_served_by_the_restored_relay() {
     let address = relay.tcp_dial_addr().unwrap();
     let reader = RawDevice::registered(&address).await;
     let mut client = BlobClient::of(&reader, &address);
-    assert!(client.download(id, 0).await.unwrap() == bytes, "the blob differs");
+    assert!(
+        client.download(id, 0).await.unwrap() == bytes,
+        "the blob differs"
+    );
     dir.stop(relay).await;
 }

@@ -96,7 +96,7 @@ pub(crate) fn copy_before_migration(
 }
 
 /// The version `file` records and the one this build writes (`None`: no file yet, a fresh
-/// one, or a newer one, which the store refuses itself with both versions). Read without
+/// one, a newer one or one another process holds, which the store refuses itself). Read without
 /// writing when the file allows (so the copy is the old file byte for byte); a file that
 /// needs a repair first (a crash) is opened as the relay would, which repairs it.
 fn found_version(
@@ -114,9 +114,8 @@ fn found_version(
     }
     match builder.open_read_only(&path) {
         Ok(db) => plan(&db, file, schema),
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-            Err(BackupError::RelayRunning(data_dir.to_path_buf()))
-        }
+        // Another relay holds it: the store's own open says so.
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Ok(None),
         Err(error) => {
             tracing::info!(file, %error, "opening the file to repair it before reading its schema");
             match open_stopped(data_dir, file)? {

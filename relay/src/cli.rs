@@ -506,7 +506,7 @@ fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()
         Err(ClientError::NotRunning(_) | ClientError::Stale(_)) => {
             tracing::info!("no relay is running: copying the files directly");
             let manifest = crate::backup::backup_offline(data_dir, &to)?;
-            crate::admin::backup::BackupSummary::of(&to, &manifest)
+            crate::backup::BackupSummary::of(&to, &manifest)
         }
         Err(error) => return Err(error.into()),
     };
@@ -514,7 +514,7 @@ fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()
     Ok(())
 }
 
-fn backup_text(summary: &crate::admin::backup::BackupSummary) -> String {
+fn backup_text(summary: &crate::backup::BackupSummary) -> String {
     let mut text = format!(
         "backup of {} files ({} bytes) written to {}; mail acknowledged before {} ms since \
          the epoch is in it\n",

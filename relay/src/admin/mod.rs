@@ -6,7 +6,7 @@
 //! `users.rs`, `suspend.rs`, `remove.rs`), and `client.rs` is the CLI side. Handlers use the
 //! relay's handles (store, network, live sessions); nothing blocks the runtime.
 
-pub mod backup;
+mod backup;
 mod client;
 pub mod print;
 pub mod protocol;

@@ -95,7 +95,7 @@ pub enum Reply {
     Done(super::users::UserChange),
     /// For [`Request::Backup`].
     #[serde(rename = "backup")]
-    Backup(super::backup::BackupSummary),
+    Backup(crate::backup::BackupSummary),
 }
 
 /// Why the relay refused an admin request; every variant is something the CLI can say.

@@ -20,8 +20,7 @@ mod upgrade;
 use std::path::{Path, PathBuf};
 
 pub use compact::{CompactedFile, SpaceEstimate, compact_data_dir, estimate_reclaimable};
-pub use manifest::{FileEntry, MANIFEST_FILE, Manifest, ManifestKind};
-pub(crate) use online::DatabaseGetter;
+pub use manifest::{BackupSummary, FileEntry, MANIFEST_FILE, Manifest, ManifestKind};
 pub use online::{LiveFiles, backup_offline, backup_online};
 pub use restore::restore;
 pub use upgrade::PRE_UPGRADE_PREFIX;
@@ -142,7 +141,7 @@ impl BackupError {
 
 /// The redb files of a data dir, by name (each is copied from its own read snapshot).
 pub const DATABASE_FILES: [&str; 3] = [
-    crate::server::STORE_FILE,
+    crate::store::schema::RELAY.file,
     crate::store::status::STATUS_FILE,
     crate::invites::INVITES_FILE,
 ];

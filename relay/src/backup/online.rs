@@ -153,7 +153,7 @@ pub(crate) fn write_backup(
     let mut blobs_gone = 0;
     for (file, db) in databases {
         let target = to.join(file);
-        let copy_blobs = *file == crate::server::STORE_FILE;
+        let copy_blobs = *file == crate::store::schema::RELAY.file;
         let (copied, named) = snapshot::copy_database(db, file, &target, |snapshot| {
             if copy_blobs {
                 named_blobs(snapshot)
@@ -205,7 +205,7 @@ pub(crate) fn copy_plain_files(
 /// The ids of the whole blobs `snapshot` (of `relay.redb`) names.
 fn named_blobs(snapshot: &ReadTransaction) -> Result<Vec<BlobId>, BackupError> {
     let store = |error: tidings_protocol::store::StoreError| BackupError::Store {
-        file: crate::server::STORE_FILE.to_string(),
+        file: crate::store::schema::RELAY.file.to_string(),
         source: error,
     };
     let table = match snapshot.open_table(MEDIA_BLOBS) {

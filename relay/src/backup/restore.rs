@@ -15,7 +15,7 @@ use crate::store::schema;
 pub fn restore(from: &Path, data_dir: &Path) -> Result<Manifest, BackupError> {
     let manifest = Manifest::read(from)?;
     for (file, known) in [
-        (crate::server::STORE_FILE, schema::RELAY.current()),
+        (crate::store::schema::RELAY.file, schema::RELAY.current()),
         (crate::invites::INVITES_FILE, schema::INVITES.current()),
     ] {
         if let Some(&found) = manifest.schemas.get(file)

@@ -126,7 +126,7 @@ fn exact<K: Key + 'static, V: Value + 'static>(
 /// The tables of the database file `file` (a name of `super::DATABASE_FILES`).
 pub(crate) fn known_tables(file: &str) -> Vec<KnownTable> {
     let mut known = vec![exact(schema::META)];
-    if file == crate::server::STORE_FILE {
+    if file == crate::store::schema::RELAY.file {
         known.extend([
             exact(relay::USERS),
             exact(relay::DEVICES),

@@ -35,7 +35,7 @@ pub(crate) fn copy_before_migration(
     let mut due = None;
     let mut schemas = std::collections::BTreeMap::new();
     for (file, schema) in [
-        (crate::server::STORE_FILE, &schema::RELAY),
+        (crate::store::schema::RELAY.file, &schema::RELAY),
         (crate::invites::INVITES_FILE, &schema::INVITES),
     ] {
         let Some(found) = found_version(data_dir, file, schema)? else {

@@ -134,7 +134,9 @@ impl Store {
 
     /// Reaches the open database when called (for online backups); holds neither the writer
     /// nor the database in between.
-    pub(crate) fn database_getter(&self) -> crate::backup::DatabaseGetter {
+    pub(crate) fn database_getter(
+        &self,
+    ) -> Arc<dyn Fn() -> Result<Arc<Database>, StoreError> + Send + Sync> {
         let slot = self.db.clone();
         Arc::new(move || slot.get())
     }

@@ -331,5 +331,9 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
             ErrorCode::UserSuspended,
             "the recipient's account is suspended by their relay's operator",
         ),
+        StoreOutcome::Removed => reject(
+            ErrorCode::UnknownRecipient,
+            "no such user: their relay's operator removed them",
+        ),
     }
 }

@@ -409,7 +409,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
     );
     sessions.spawn(resume(store.clone(), network.clone(), handoffs));
     sessions.spawn(disk.watch(sessions_stop.clone()));
-    sessions.spawn(presence.clone().renew_remote_watches(sessions_stop.clone()));
+    sessions.spawn(presence.renew_remote_watches(sessions_stop.clone()));
 
     let metrics_addr = match config.metrics_addr()? {
         Some(address) => {
@@ -431,7 +431,6 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         network: network.clone(),
         live: live_devices,
         blobs: blobs.clone(),
-        presence: presence.clone(),
         push: admin_push,
         data_dir: data_dir.clone(),
         name: config.name.clone(),

@@ -2,7 +2,7 @@
 //! `tidings-relay users ...` talk to the running relay.
 //!
 //! `protocol.rs` is the wire format (versioned, length-prefixed CBOR, bounded), `server.rs`
-//! binds and serves the socket, one file per request kind answers it (`status.rs`,
+//! binds and serves the socket, `replies.rs` the answers' data, one file per request kind answers it (`status.rs`,
 //! `users.rs`, `suspend.rs`, `remove.rs`), and `client.rs` is the CLI side. Handlers use the
 //! relay's handles (store, network, live sessions); nothing blocks the runtime.
 
@@ -11,10 +11,11 @@ mod client;
 pub mod print;
 pub mod protocol;
 mod remove;
+pub mod replies;
 mod server;
-pub mod status;
+mod status;
 mod suspend;
-pub mod users;
+mod users;
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
@@ -24,8 +25,7 @@ pub use client::{ClientError, request};
 pub use protocol::{AdminError, Answer, Reply, Request};
 
 use crate::{
-    blobs::BlobStore, network::NetworkHandle, presence::Presence, push::Push,
-    session::live::LiveDevices, store::Store,
+    blobs::BlobStore, network::NetworkHandle, push::Push, session::live::LiveDevices, store::Store,
 };
 
 /// File name of the admin socket inside the data dir.
@@ -48,8 +48,6 @@ pub(crate) struct AdminContext {
     pub live: Arc<LiveDevices>,
     /// Media blob files (deleted on remove).
     pub blobs: BlobStore,
-    /// Presence (a removed user's is forgotten).
-    pub presence: Presence,
     /// Web Push (a removed user's devices are forgotten).
     pub push: Push,
     pub data_dir: PathBuf,

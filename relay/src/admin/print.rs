@@ -3,10 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{
-    status::StatusReport,
-    users::{UserChange, UserDetail, UserList, UserSummary},
-};
+use super::replies::{StatusReport, UserChange, UserDetail, UserList, UserSummary};
 
 /// A time in milliseconds since the epoch, as UTC RFC 3339.
 fn time(ms: u64) -> String {

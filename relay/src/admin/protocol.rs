@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::replies::{StatusReport, UserChange, UserDetail, UserList};
+
 /// The protocol version every request names; a relay answers any other with
 /// [`AdminError::Version`].
 pub const ADMIN_VERSION: &str = "admin/1";
@@ -16,14 +18,9 @@ pub const ADMIN_VERSION: &str = "admin/1";
 /// Largest request frame the relay reads (requests are a handful of small fields).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Largest answer frame the CLI reads (a user list of [`MAX_LISTED_USERS`] rows fits).
+/// Largest answer frame the CLI reads (a user list of [`super::replies::MAX_LISTED_USERS`]
+/// rows fits).
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
-
-/// Most users one `users list` answer carries; past it the answer says it was cut.
-pub const MAX_LISTED_USERS: usize = 100_000;
-
-/// Most devices of one user an answer describes (the relay's device cap is far lower).
-pub const MAX_LISTED_DEVICES: usize = 1024;
 
 /// One request with the version the client speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,16 +80,16 @@ pub type Answer = Result<Reply, AdminError>;
 pub enum Reply {
     /// For [`Request::Status`].
     #[serde(rename = "status")]
-    Status(Box<super::status::StatusReport>),
+    Status(Box<StatusReport>),
     /// For [`Request::ListUsers`].
     #[serde(rename = "users")]
-    Users(super::users::UserList),
+    Users(UserList),
     /// For [`Request::ShowUser`].
     #[serde(rename = "user")]
-    User(Box<super::users::UserDetail>),
+    User(Box<UserDetail>),
     /// For suspend, resume and remove: what changed.
     #[serde(rename = "done")]
-    Done(super::users::UserChange),
+    Done(UserChange),
     /// For [`Request::Backup`].
     #[serde(rename = "backup")]
     Backup(crate::backup::BackupSummary),

@@ -2,62 +2,10 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::{AdminContext, protocol::AdminError};
+use super::{AdminContext, protocol::AdminError, replies::StatusReport};
 
 /// Most database files the report lists (the data dir holds two today).
 const MAX_DATABASE_FILES: usize = 16;
-
-/// What `tidings-relay status` prints.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusReport {
-    /// The relay's version (its crate version).
-    pub version: String,
-    /// The relay's name from its config.
-    pub name: String,
-    /// Its peer id.
-    pub peer_id: String,
-    /// The addresses it listens on.
-    pub listen_addrs: Vec<String>,
-    /// The addresses it announces to clients (empty: the listen addresses).
-    pub announce_addrs: Vec<String>,
-    /// When it started (milliseconds since the epoch).
-    pub started_at_ms: u64,
-    /// Seconds since it started.
-    pub uptime_secs: u64,
-    /// Users registered here.
-    pub users: u64,
-    /// Of them, suspended by the operator.
-    pub suspended_users: u64,
-    /// Devices registered here.
-    pub devices: u64,
-    /// Devices with an open session now.
-    pub devices_online: u64,
-    /// Entries waiting in all mailboxes.
-    pub mailbox_entries: u64,
-    /// Their bytes.
-    pub mailbox_bytes: u64,
-    /// Entries waiting in the outbox for other relays.
-    pub outbox_entries: u64,
-    /// The bytes of the envelopes the outbox holds.
-    pub outbox_bytes: u64,
-    /// Whole media blobs held.
-    pub media_blobs: u64,
-    /// Their bytes.
-    pub media_bytes: u64,
-    /// Database files in the data dir: name and size in bytes.
-    pub database_files: Vec<(String, u64)>,
-    /// Other relays in the DHT routing table.
-    pub dht_routing_peers: u64,
-    /// When the mailbox database was last written (its file's modification time, ms since
-    /// the epoch): the last commit.
-    pub last_commit_ms: Option<u64>,
-    /// Bytes `tidings-relay compact` could give back, when known.
-    pub reclaimable_bytes: Option<u64>,
-    /// Whether compacting would help, when known.
-    pub compact_would_help: Option<bool>,
-}
 
 /// Answers `status`.
 pub(super) async fn handle(cx: &AdminContext) -> Result<StatusReport, AdminError> {

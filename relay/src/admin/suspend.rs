@@ -1,7 +1,7 @@
 //! `users suspend` and `users resume`: refuse a user's sessions and new mail, or take them
 //! again. The mark is a store row, so it holds across restarts.
 
-use super::{AdminContext, protocol::AdminError, users::UserChange};
+use super::{AdminContext, protocol::AdminError, replies::UserChange};
 use crate::store::SuspendOutcome;
 
 /// Suspends (`suspend`) or resumes the user `text` names.
@@ -29,7 +29,7 @@ pub(super) async fn handle(
             // Committed first: a session that starts from now on reads the mark and is
             // refused; one already open is ended here.
             if suspend {
-                change.sessions_ended = cx.live.suspend(&devices) as u64;
+                change.sessions_ended = cx.live.end_by_operator(&devices, false) as u64;
             }
             tracing::info!(%user, suspend, sessions = change.sessions_ended, "user suspension changed");
         }

@@ -1,98 +1,15 @@
 //! `users list` and `users show`: who is registered here and what they hold.
 
-use serde::{Deserialize, Serialize};
 use tidings_protocol::UserId;
 
 use super::{
     AdminContext,
-    protocol::{AdminError, MAX_LISTED_DEVICES, MAX_LISTED_USERS},
+    protocol::AdminError,
+    replies::{
+        DeviceDetail, MAX_LISTED_DEVICES, MAX_LISTED_USERS, UserDetail, UserList, UserSummary,
+    },
 };
 use crate::store::UserUsage;
-
-/// One user in `users list`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserSummary {
-    /// The user id, as `tidings` prints it.
-    pub user: String,
-    /// When their first device registered here (ms since the epoch).
-    pub registered_at_ms: u64,
-    /// Whether their home is this relay (false: they moved away, their mail is handed on).
-    pub home_here: bool,
-    /// When the operator suspended them, if they are suspended.
-    pub suspended_at_ms: Option<u64>,
-    /// Devices registered here.
-    pub devices: u64,
-    /// Entries waiting in their devices' mailboxes.
-    pub mailbox_entries: u64,
-    /// Their bytes.
-    pub mailbox_bytes: u64,
-    /// Their envelopes waiting in the outbox.
-    pub outbox_entries: u64,
-    /// Media bytes charged to them.
-    pub media_bytes: u64,
-    /// When a device of theirs last ended a session (None: never, or one is online).
-    pub last_seen_ms: Option<u64>,
-}
-
-/// The answer to `users list`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserList {
-    /// The users, at most [`MAX_LISTED_USERS`].
-    pub users: Vec<UserSummary>,
-    /// Whether more users are registered than listed.
-    pub truncated: bool,
-}
-
-/// One device in `users show`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceDetail {
-    /// The device id.
-    pub device: String,
-    /// When it registered here.
-    pub registered_at_ms: u64,
-    /// When its last subscribed session ended.
-    pub last_seen_ms: Option<u64>,
-    /// Whether it has a session open now.
-    pub online: bool,
-    /// Entries waiting for it.
-    pub mailbox_entries: u64,
-    /// Their bytes.
-    pub mailbox_bytes: u64,
-}
-
-/// The answer to `users show USER`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserDetail {
-    /// The totals, as in the list.
-    pub summary: UserSummary,
-    /// Each device, at most [`MAX_LISTED_DEVICES`].
-    pub devices: Vec<DeviceDetail>,
-    /// Uploads in progress.
-    pub media_uploads: u64,
-    /// The mailbox quota of each device: entries (`limits.mailbox_max_envelopes`).
-    pub mailbox_quota_entries: u64,
-    /// The mailbox quota of each device: bytes (`limits.mailbox_max_bytes`).
-    pub mailbox_quota_bytes: u64,
-    /// The account's media quota (`blobs.user_quota_bytes`).
-    pub media_quota_bytes: u64,
-    /// The account's share of the outbox (`limits.outbox_max_per_user`).
-    pub outbox_quota_entries: u64,
-}
-
-/// What suspend, resume or remove did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserChange {
-    /// The user.
-    pub user: String,
-    /// Whether anything changed (false: it already was so).
-    pub changed: bool,
-    /// Sessions ended.
-    pub sessions_ended: u64,
-    /// Mailbox entries deleted (remove).
-    pub mailbox_entries_deleted: u64,
-    /// Media blobs deleted (remove).
-    pub media_blobs_deleted: u64,
-}
 
 /// Parses a user id as `tidings` prints it.
 pub(super) fn parse_user(text: &str) -> Result<UserId, AdminError> {

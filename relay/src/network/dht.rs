@@ -89,6 +89,13 @@ impl Dht {
         }
     }
 
+    /// Drops `user`'s home record from the local store, so this relay neither answers
+    /// lookups with it nor republishes it (copies elsewhere expire on their own).
+    pub fn forget_home(&mut self, kad: &mut kad::Behaviour<BoundedStore>, user: &UserId) {
+        kad.remove_record(&key_of(user));
+        tracing::info!(%user, "home record forgotten");
+    }
+
     /// Starts (or joins) a lookup of `user`'s home record.
     pub fn get_home(
         &mut self,

@@ -120,6 +120,10 @@ impl EventLoop {
                         .find(&mut self.swarm.behaviour_mut().kad, peer, reply);
                 }
             }
+            Command::ForgetHome { user } => {
+                self.dht
+                    .forget_home(&mut self.swarm.behaviour_mut().kad, &user);
+            }
         }
     }
 

@@ -153,6 +153,8 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: oneshot::Sender<bool>,
     },
+    /// Stop holding and republishing a removed user's home record.
+    ForgetHome { user: UserId },
 }
 
 /// What the rest of the relay sees of the network. Cheap to clone.
@@ -235,6 +237,11 @@ impl NetworkHandle {
             return (None, LookupStats::default());
         }
         answer.await.unwrap_or_default()
+    }
+
+    /// Stops holding and republishing `user`'s home record (the user was removed here).
+    pub(crate) async fn forget_home(&self, user: UserId) {
+        let _ = self.commands.send(Command::ForgetHome { user }).await;
     }
 
     /// How many other relays are in the DHT routing table.

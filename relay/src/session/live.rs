@@ -19,6 +19,7 @@ use crate::presence::SessionId;
 struct Ends {
     revoked: CancellationToken,
     suspended: CancellationToken,
+    removed: CancellationToken,
 }
 
 /// Open sessions by device, each with the tokens that end it.
@@ -34,8 +35,10 @@ pub(crate) struct LiveEntry {
     session: SessionId,
     /// Cancelled when the device is revoked.
     pub revoked: CancellationToken,
-    /// Cancelled when the operator suspends or removes the device's account.
+    /// Cancelled when the operator suspends the device's account.
     pub suspended: CancellationToken,
+    /// Cancelled when the operator removes the device's account.
+    pub removed: CancellationToken,
 }
 
 impl LiveDevices {
@@ -44,6 +47,7 @@ impl LiveDevices {
         let ends = Ends {
             revoked: CancellationToken::new(),
             suspended: CancellationToken::new(),
+            removed: CancellationToken::new(),
         };
         self.lock()
             .entry(device)
@@ -55,6 +59,7 @@ impl LiveDevices {
             session,
             revoked: ends.revoked,
             suspended: ends.suspended,
+            removed: ends.removed,
         }
     }
 
@@ -71,14 +76,18 @@ impl LiveDevices {
         ended
     }
 
-    /// Ends every session of each of `devices` because their account is suspended or
-    /// removed; returns how many there were.
-    pub fn suspend(&self, devices: &[DeviceId]) -> usize {
+    /// Ends every session of each of `devices` because the operator suspended (`removed`
+    /// false) or removed their account; returns how many there were.
+    pub fn end_by_operator(&self, devices: &[DeviceId], removed: bool) -> usize {
         let mut sessions = self.lock();
         let mut ended = 0;
         for device in devices {
             for ends in sessions.remove(device).unwrap_or_default().into_values() {
-                ends.suspended.cancel();
+                if removed {
+                    ends.removed.cancel();
+                } else {
+                    ends.suspended.cancel();
+                }
                 ended += 1;
             }
         }

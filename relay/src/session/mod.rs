@@ -202,6 +202,7 @@ impl Session {
         let unregistered_idle = self.cx.read_timeouts.idle;
         let revoked = self.live_entry.revoked.clone();
         let suspended = self.live_entry.suspended.clone();
+        let removed = self.live_entry.removed.clone();
         loop {
             let can_read = self.inflight.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
@@ -212,6 +213,10 @@ impl Session {
                     "this device was removed from its account",
                 )),
                 _ = suspended.cancelled() => self.fatal(suspended_answer()),
+                _ = removed.cancelled() => self.fatal(ErrorAnswer::new(
+                    ErrorCode::NotRegistered,
+                    "this relay's operator removed the account",
+                )),
                 () = tokio::time::sleep_until(self.last_heard + timeout), if self.online => {
                     tracing::info!(device = %self.device, "device silent for {timeout:?}; taking it as gone");
                     Flow::Close

@@ -198,7 +198,12 @@ impl Tables<'_> {
         let mut elsewhere = Vec::new();
         for user in recipients {
             if self.is_local(&user)? {
-                here.push(user);
+                // A suspended member's devices get nothing until they are resumed.
+                if !self.is_suspended(&user)? {
+                    here.push(user);
+                }
+            } else if self.was_removed(&user)? {
+                // A removed member has no home any more: nothing to queue.
             } else if user != item.sender {
                 elsewhere.push(user);
             }
@@ -321,7 +326,13 @@ impl Tables<'_> {
         for user in &item.recipients {
             let key = tables::delivery_key(&item.sender, &item.id, user);
             let outcome = if !self.is_local(user)? {
-                StoreOutcome::NotHere
+                if self.was_removed(user)? {
+                    StoreOutcome::Removed
+                } else {
+                    StoreOutcome::NotHere
+                }
+            } else if self.is_suspended(user)? {
+                StoreOutcome::Suspended
             } else if !member_of(user) {
                 StoreOutcome::NotMember
             } else if let Some(earlier) = self.seen_key(&key, &item.bytes)? {

@@ -112,6 +112,8 @@ impl Tables<'_> {
                 Some(seq) => StoreOutcome::Accepted { seq },
                 None => return Ok(StoreOutcome::MailboxFull),
             }
+        } else if self.was_removed(&item.recipient)? {
+            return Ok(StoreOutcome::Removed);
         } else {
             match origin {
                 Origin::Federation(_) => return Ok(StoreOutcome::NotHere),

@@ -102,14 +102,18 @@ fn decode<T: serde::de::DeserializeOwned>(
 }
 
 impl Tables<'_> {
-    fn media_blob(&self, id: &BlobId) -> Result<Option<MediaBlob>, StoreError> {
+    pub(super) fn media_blob(&self, id: &BlobId) -> Result<Option<MediaBlob>, StoreError> {
         match self.media_blobs.get(id.as_bytes())? {
             Some(bytes) => decode_media_blob(bytes.value()).map(Some),
             None => Ok(None),
         }
     }
 
-    fn put_media_blob(&mut self, id: &BlobId, blob: &MediaBlob) -> Result<(), StoreError> {
+    pub(super) fn put_media_blob(
+        &mut self,
+        id: &BlobId,
+        blob: &MediaBlob,
+    ) -> Result<(), StoreError> {
         self.media_blobs
             .insert(id.as_bytes(), codec::encode(blob).as_slice())?;
         Ok(())
@@ -204,7 +208,11 @@ impl Tables<'_> {
     }
 
     /// Forgets an upload and gives its charge back; whether there was one.
-    fn drop_media_upload(&mut self, user: &UserId, id: &BlobId) -> Result<bool, StoreError> {
+    pub(super) fn drop_media_upload(
+        &mut self,
+        user: &UserId,
+        id: &BlobId,
+    ) -> Result<bool, StoreError> {
         let Some(upload) = self.media_upload(user, id)? else {
             return Ok(false);
         };
@@ -270,7 +278,7 @@ impl Tables<'_> {
     }
 
     /// Stored envelopes naming blob `id` (held here or not).
-    fn media_refs(&self, id: &BlobId) -> Result<u64, StoreError> {
+    pub(super) fn media_refs(&self, id: &BlobId) -> Result<u64, StoreError> {
         Ok(self
             .media_refs
             .get(id.as_bytes())?

@@ -10,6 +10,7 @@
 //! (`users.rs`, `mail.rs`, `groups.rs`, `presence.rs`, `devices.rs`, `media.rs`); the writer needs no change.
 
 mod admin;
+mod admin_remove;
 mod config;
 mod devices;
 #[cfg(feature = "test-utils")]
@@ -53,6 +54,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::mailbox::Hub;
 pub use admin::{DeviceUsage, StoreTotals, SuspendOutcome, UserUsage, UserUsages};
+pub use admin_remove::{Removal, RemoveOutcome};
 pub use config::{StoreConfig, StoreLimits};
 pub use devices::DeviceListOutcome;
 pub use media::{MediaBlob, MediaIndex, MediaUpload, UploadStart};

@@ -231,4 +231,6 @@ pub enum StoreOutcome {
     BadDescriptor,
     /// The operator suspended the recipient's account.
     Suspended,
+    /// The operator removed the recipient (their last home record named this relay).
+    Removed,
 }

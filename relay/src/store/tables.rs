@@ -87,6 +87,11 @@ pub const STATUS_MEDIA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("st
 /// created empty on open, no migration).
 pub const SUSPENDED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("suspended_users");
 
+/// user id -> until when (ms since the epoch) envelopes for a user the operator removed are
+/// answered `unknown_recipient` rather than queued: the expiry of the last home record that
+/// named this relay, after which no relay routes them here (created empty on open).
+pub const REMOVED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("removed_users");
+
 /// Key of an upload in [`MEDIA_UPLOADS`].
 pub fn media_upload_key(user: &UserId, blob: &tidings_protocol::BlobId) -> [u8; 64] {
     let mut key = [0u8; 64];

@@ -58,6 +58,7 @@ pub fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(tables::PROFILES)?;
     txn.open_table(tables::STATUS_MEDIA)?;
     txn.open_table(tables::SUSPENDED)?;
+    txn.open_table(tables::REMOVED)?;
     txn.commit()?;
     Ok(())
 }
@@ -129,6 +130,8 @@ pub(super) struct Tables<'txn> {
     pub seen_before: Table<'txn, &'static tables::SeenKey, &'static [u8; 16]>,
     /// Users the operator suspended (`tables::SUSPENDED`).
     pub suspended: Table<'txn, Bytes32, u64>,
+    /// Users the operator removed, until their home record expires (`tables::REMOVED`).
+    pub removed: Table<'txn, Bytes32, u64>,
     /// Cursors (by device) changed in this batch, written back once at the end.
     pub dirty_cursors: HashMap<DeviceId, Cursor>,
     /// Outbox entries per sender changed in this batch, written back once at the end.
@@ -209,6 +212,7 @@ fn apply_and_commit(
             seen_now: txn.open_table(redb::TableDefinition::new(&seen_now_name))?,
             seen_before: txn.open_table(redb::TableDefinition::new(&seen_before_name))?,
             suspended: txn.open_table(tables::SUSPENDED)?,
+            removed: txn.open_table(tables::REMOVED)?,
             dirty_cursors: HashMap::new(),
             dirty_senders: HashMap::new(),
             dirty_bytes: HashMap::new(),

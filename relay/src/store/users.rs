@@ -76,6 +76,7 @@ impl Tables<'_> {
                 here: None,
             };
             self.put_user(&user, &record)?;
+            self.forget_removal(&user)?;
         }
         let new = owner.is_none();
         if new {

@@ -156,6 +156,7 @@ pub(crate) fn known_tables(file: &str) -> Vec<KnownTable> {
             exact(relay::PROFILES),
             exact(relay::STATUS_MEDIA),
             exact(relay::SUSPENDED),
+            exact(relay::REMOVED),
             KnownTable {
                 names: Names::Prefix(relay::SEEN_PREFIX),
                 copy: copy::<&relay::SeenKey, &[u8; 16]>,

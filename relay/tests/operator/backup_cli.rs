@@ -42,21 +42,41 @@ impl RelayProcess {
         Self { child, address }
     }
 
+    /// SIGTERM, and the relay must be gone within [`STOP_TIMEOUT`].
     fn stop(mut self) {
-        self.terminate();
+        assert!(
+            self.terminate(),
+            "the relay did not stop within {STOP_TIMEOUT:?} of SIGTERM"
+        );
     }
 
-    fn terminate(&mut self) {
+    /// SIGTERM, then SIGKILL if it is still running after [`STOP_TIMEOUT`]; whether it
+    /// stopped on SIGTERM.
+    fn terminate(&mut self) -> bool {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
+        false
     }
 }
 
+/// How long a relay process may take to stop gracefully.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Drop for RelayProcess {
     fn drop(&mut self) {
-        self.terminate();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
     }
 }
 

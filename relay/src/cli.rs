@@ -516,9 +516,9 @@ fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()
 
 fn backup_text(summary: &crate::backup::BackupSummary) -> String {
     let mut text = format!(
-        "backup of {} files ({} bytes) written to {}; mail acknowledged before {} ms since \
-         the epoch is in it\n",
-        summary.files, summary.bytes, summary.to, summary.started_at_ms
+        "backup of {} files ({} bytes) written to {}; mail acknowledged before {} (UTC) is \
+         in it\n",
+        summary.files, summary.bytes, summary.to, summary.started_at
     );
     if summary.blobs_gone > 0 {
         text.push_str(&format!(

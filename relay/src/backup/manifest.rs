@@ -73,6 +73,7 @@ impl Manifest {
         })?;
         let temporary = dir.join(format!("{MANIFEST_FILE}.partial"));
         std::fs::write(&temporary, text).map_err(BackupError::io(&temporary))?;
+        files::owner_only(&temporary)?;
         std::fs::File::open(&temporary)
             .and_then(|file| file.sync_all())
             .map_err(BackupError::io(&temporary))?;
@@ -185,6 +186,8 @@ pub struct BackupSummary {
     pub bytes: u64,
     /// When it started, ms since the epoch: mail acknowledged before is in it.
     pub started_at_ms: u64,
+    /// The same, readable (UTC).
+    pub started_at: String,
     /// When it finished, ms since the epoch.
     pub finished_at_ms: u64,
     /// Schema version of each database file.
@@ -201,6 +204,7 @@ impl BackupSummary {
             files: manifest.files.len() as u64,
             bytes: manifest.files.iter().map(|file| file.size).sum(),
             started_at_ms: manifest.started_at_ms,
+            started_at: manifest.started_at.clone(),
             finished_at_ms: manifest.finished_at_ms,
             schemas: manifest.schemas.clone(),
             blobs_gone: manifest.blobs_gone,

@@ -164,6 +164,7 @@ pub(crate) fn write_backup(
         if let Some(version) = copied.schema {
             schemas.insert(file.to_string(), version);
         }
+        files::owner_only(&target)?;
         entries.add(file.to_string(), files::digest(&target)?);
         tracing::info!(file, entries = copied.entries, "database copied");
         // Blob files never change, only go whole: copied after the snapshot ended, so it

@@ -440,13 +440,24 @@ async fn restore_refuses_a_corrupted_or_incomplete_backup_naming_the_file() {
 }
 
 #[test]
-fn restored_keys_are_owner_only() {
+fn backups_and_restored_keys_are_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let source = tempfile::tempdir().unwrap();
     tidings_relay::init(source.path(), &loopback_config()).unwrap();
     let target = tempfile::tempdir().unwrap();
     backup::backup_offline(source.path(), &target.path().join("backup")).unwrap();
     backup::restore(&target.path().join("backup"), &target.path().join("data")).unwrap();
+    // Every file of the backup is owner-only too: it holds the keys.
+    for entry in std::fs::read_dir(target.path().join("backup")).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{:?} is readable by others",
+            entry.file_name()
+        );
+    }
     for key in ["relay.key", "vapid.key"] {
         let mode = std::fs::metadata(target.path().join("data").join(key))
             .unwrap()

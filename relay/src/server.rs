@@ -426,34 +426,16 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         }
         None => None,
     };
-    let admin = crate::admin::AdminContext {
-        store: store.clone(),
-        network: network.clone(),
-        live: live_devices,
-        blobs: blobs.clone(),
-        push: admin_push,
-        data_dir: data_dir.clone(),
-        name: config.name.clone(),
-        announce: config.announce.clone(),
-        quotas: crate::admin::Quotas {
-            mailbox_entries: config.limits.mailbox_max_envelopes,
-            mailbox_bytes: config.limits.mailbox_max_bytes,
-            media_bytes: config.blobs.user_quota_bytes,
-            outbox_entries: config.limits.outbox_max_per_user,
-        },
-        started: std::time::Instant::now(),
-        started_at_ms: tidings_protocol::now_ms(),
-        backup: live_files.clone(),
-    };
-    crate::admin::start(admin, &sessions, sessions_stop.clone())
-        .await
-        .map_err(|source| RelayError::Io {
-            path: data_dir
-                .join(crate::admin::ADMIN_SOCKET)
-                .display()
-                .to_string(),
-            source,
-        })?;
+    let admin = crate::admin::AdminContext::new(
+        store.clone(),
+        network.clone(),
+        live_devices,
+        blobs.clone(),
+        admin_push,
+        live_files.clone(),
+        &config,
+    );
+    crate::admin::start(admin, &sessions, sessions_stop.clone()).await;
     let running = RunningRelay {
         network: network.clone(),
         metrics,

@@ -60,18 +60,55 @@ pub(crate) struct AdminContext {
     pub backup: crate::backup::LiveFiles,
 }
 
+impl AdminContext {
+    /// The admin handlers' view of a relay started now on `backup`'s data dir with `config`.
+    pub fn new(
+        store: Store,
+        network: NetworkHandle,
+        live: Arc<LiveDevices>,
+        blobs: BlobStore,
+        push: Push,
+        backup: crate::backup::LiveFiles,
+        config: &crate::RelayConfig,
+    ) -> Self {
+        Self {
+            store,
+            network,
+            live,
+            blobs,
+            push,
+            data_dir: backup.data_dir().to_path_buf(),
+            name: config.name.clone(),
+            announce: config.announce.clone(),
+            quotas: Quotas {
+                mailbox_entries: config.limits.mailbox_max_envelopes,
+                mailbox_bytes: config.limits.mailbox_max_bytes,
+                media_bytes: config.blobs.user_quota_bytes,
+                outbox_entries: config.limits.outbox_max_per_user,
+            },
+            started: Instant::now(),
+            started_at_ms: tidings_protocol::now_ms(),
+            backup,
+        }
+    }
+}
+
 /// Binds `<data dir>/admin.sock` and serves it on `tracker` until `stop`; the socket file is
-/// removed when it stops.
-pub(crate) async fn start(
-    cx: AdminContext,
-    tracker: &TaskTracker,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
+/// removed when it stops. Without the socket (a data dir path longer than a Unix socket path
+/// may be, say) the relay still serves its users: that is logged as an error, not fatal.
+pub(crate) async fn start(cx: AdminContext, tracker: &TaskTracker, stop: CancellationToken) {
     let path = cx.data_dir.join(ADMIN_SOCKET);
-    let listener = server::bind(&path).await?;
-    tracing::info!(path = %path.display(), "serving the admin socket");
-    tracker.spawn(server::serve(Arc::new(cx), listener, path, stop));
-    Ok(())
+    match server::bind(&path).await {
+        Ok(listener) => {
+            tracing::info!(path = %path.display(), "serving the admin socket");
+            tracker.spawn(server::serve(Arc::new(cx), listener, path, stop));
+        }
+        Err(error) => tracing::error!(
+            path = %path.display(),
+            %error,
+            "no admin socket: `tidings-relay status` and `users` cannot reach this relay"
+        ),
+    }
 }
 
 /// A store failure, as the CLI is told.

@@ -42,6 +42,11 @@ pub struct LiveFiles {
 const ESTIMATE_MAX_AGE: Duration = Duration::from_secs(300);
 
 impl LiveFiles {
+    /// The data dir these files are in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The unused space of `relay.redb`, estimated from a read snapshot at most
     /// [`ESTIMATE_MAX_AGE`] old (blocking; see [`super::estimate_reclaimable`]).
     pub fn estimate_relay_space(

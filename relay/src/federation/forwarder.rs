@@ -319,6 +319,21 @@ impl Forwarder {
                     }
                 }
             }
+            Ok(Home::Unknown) if matches!(self.courier.store.was_removed(user).await, Ok(true)) => {
+                // The operator removed the user here and no newer home is known.
+                let seqs = self
+                    .unrouted
+                    .remove(&user)
+                    .map(|w| w.seqs)
+                    .unwrap_or_default();
+                for seq in seqs {
+                    let reason = ErrorAnswer::new(
+                        ErrorCode::UnknownRecipient,
+                        "no such user: their relay's operator removed them",
+                    );
+                    self.bounce(seq, reason).await;
+                }
+            }
             Ok(Home::Unknown) | Err(_) => {
                 if let Err(error) = &home {
                     tracing::warn!(%user, %error, "looking up a home relay failed");

@@ -158,4 +158,17 @@ impl Store {
     pub async fn remove_user(&self, user: UserId) -> Result<RemoveOutcome, StoreError> {
         self.write(1, move |t| t.remove_user(&user)).await
     }
+
+    /// Whether the operator removed `user` here and the record that named this relay has
+    /// not expired yet.
+    pub async fn was_removed(&self, user: UserId) -> Result<bool, StoreError> {
+        self.read(move |db| {
+            let txn = redb::ReadableDatabase::begin_read(db)?;
+            let removed = txn.open_table(tables::REMOVED)?;
+            Ok(removed
+                .get(user.as_bytes())?
+                .is_some_and(|until| until.value() > tidings_protocol::now_ms()))
+        })
+        .await
+    }
 }

@@ -202,8 +202,6 @@ impl Tables<'_> {
                 if !self.is_suspended(&user)? {
                     here.push(user);
                 }
-            } else if self.was_removed(&user)? {
-                // A removed member has no home any more: nothing to queue.
             } else if user != item.sender {
                 elsewhere.push(user);
             }

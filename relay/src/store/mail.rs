@@ -112,7 +112,9 @@ impl Tables<'_> {
                 Some(seq) => StoreOutcome::Accepted { seq },
                 None => return Ok(StoreOutcome::MailboxFull),
             }
-        } else if self.was_removed(&item.recipient)? {
+        } else if matches!(origin, Origin::Federation(_)) && self.was_removed(&item.recipient)? {
+            // Another relay still routes them here; from a device here the envelope is
+            // queued, and the forwarder bounces it unless a newer home turns up.
             return Ok(StoreOutcome::Removed);
         } else {
             match origin {

@@ -17,6 +17,8 @@ pub struct RelayProcess {
     pub dir: RelayDir,
     pub addr: Multiaddr,
     child: Child,
+    /// The rest of its stdout, held open and unread (nothing more comes after the address).
+    _stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
 impl RelayProcess {
@@ -47,12 +49,11 @@ impl RelayProcess {
             .expect("the relay did not print its address")
             .unwrap()
             .expect("the relay exited before listening");
-        // The rest of stdout is not read: keep the pipe open but unread (nothing more comes).
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
             dir,
             addr: line.trim().parse().unwrap(),
             child,
+            _stdout: lines,
         }
     }
 

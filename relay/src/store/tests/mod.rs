@@ -2,6 +2,7 @@
 //! fault-injecting one (with its switch off), plus what a failed commit must leave.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod faults;
 mod suite;
 

@@ -74,6 +74,10 @@ enum Command {
         /// cut or restore links to those relays (used by `tidings-testnet scenario chaos`).
         #[arg(long, hide = true)]
         faults_from_stdin: bool,
+        /// Migrate an older data dir without first copying its files into
+        /// `<data-dir>/pre-upgrade-<from>-<to>-<time>/`.
+        #[arg(long)]
+        no_backup_before_upgrade: bool,
     },
     /// Manage invite codes (for `registration.policy = "invite"`); works while the relay runs.
     Invite {
@@ -94,6 +98,29 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Copy everything the relay keeps (databases, media blobs, config, keys) into a new
+    /// directory, with a manifest of checksums written last. Works while the relay runs.
+    Backup {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Where to write the backup (a new or empty directory).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Recreate a data dir from a backup, after checking every file against the manifest.
+    Restore {
+        /// The backup (a directory written by `tidings-relay backup`).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The data dir to create (new or empty).
+        #[arg(long, env = "TIDINGS_RELAY_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Give the space of deleted data back to the file system (the relay must be stopped).
+    Compact {
+        #[command(flatten)]
+        dir: DataDir,
     },
 }
 
@@ -234,12 +261,14 @@ where
             metrics_listen,
             print_addr,
             faults_from_stdin,
+            no_backup_before_upgrade,
         } => run(
             dir.data_dir,
             RunOverrides {
                 listen,
                 registration,
                 metrics_listen,
+                backup_before_upgrade: !no_backup_before_upgrade,
             },
             Outputs {
                 print_addr,
@@ -263,6 +292,9 @@ where
                 admin(&dir.data_dir, Request::RemoveUser(user), false)
             }
         },
+        Command::Backup { dir, to } => backup(&dir.data_dir, &to),
+        Command::Restore { from, data_dir } => restore(&from, &data_dir),
+        Command::Compact { dir } => compact(&dir.data_dir),
     }
 }
 
@@ -271,6 +303,7 @@ struct RunOverrides {
     listen: Vec<String>,
     registration: Option<RegistrationPolicy>,
     metrics_listen: Option<String>,
+    backup_before_upgrade: bool,
 }
 
 /// How `run` talks to a script or test harness that started it.
@@ -284,6 +317,7 @@ fn run(data_dir: PathBuf, overrides: RunOverrides, outputs: Outputs) -> anyhow::
         listen,
         registration,
         metrics_listen,
+        backup_before_upgrade,
     } = overrides;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(limit, "open-files limit raised"),
@@ -306,7 +340,11 @@ fn run(data_dir: PathBuf, overrides: RunOverrides, outputs: Outputs) -> anyhow::
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let served = runtime.block_on(async move {
-        let relay = crate::start(RelayOptions::new(data_dir, config)).await?;
+        let options = RelayOptions {
+            backup_before_upgrade,
+            ..RelayOptions::new(data_dir, config)
+        };
+        let relay = crate::start(options).await?;
         for address in relay.dial_addrs() {
             tracing::info!(%address, "dial address");
         }
@@ -423,6 +461,8 @@ fn admin(data_dir: &std::path::Path, request: Request, json: bool) -> anyhow::Re
         (Reply::Users(list), false) => print::user_list(list),
         (Reply::User(detail), false) => print::user_detail(detail),
         (Reply::Done(change), false) => print::change(verb, change),
+        (Reply::Backup(summary), true) => serde_json::to_string_pretty(summary)?,
+        (Reply::Backup(summary), false) => backup_text(summary),
     };
     print!("{}", text.trim_end());
     println!();
@@ -438,4 +478,82 @@ fn open_invites(data_dir: &std::path::Path) -> anyhow::Result<Invites> {
         );
     }
     Ok(Invites::open(data_dir)?)
+}
+
+/// Asks the relay running on `data_dir` to write a backup into `to`; with no relay running,
+/// writes it from the files directly.
+fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    use crate::admin::{ClientError, protocol::AdminError};
+    let to = std::path::absolute(to).with_context(|| format!("resolving {}", to.display()))?;
+    let shown = to
+        .to_str()
+        .with_context(|| format!("{} is not a UTF-8 path", to.display()))?
+        .to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let summary = match runtime.block_on(crate::admin::request(
+        data_dir,
+        Request::Backup { to: shown },
+    )) {
+        Ok(Ok(Reply::Backup(summary))) => summary,
+        Ok(Ok(_)) => anyhow::bail!("the relay answered something else than a backup"),
+        Ok(Err(AdminError::Unknown)) => {
+            anyhow::bail!("the running relay is older and cannot write backups; stop it first")
+        }
+        Ok(Err(error)) => return Err(error.into()),
+        Err(ClientError::NotRunning(_) | ClientError::Stale(_)) => {
+            tracing::info!("no relay is running: copying the files directly");
+            let manifest = crate::backup::backup_offline(data_dir, &to)?;
+            crate::backup::BackupSummary::of(&to, &manifest)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    println!("{}", backup_text(&summary).trim_end());
+    Ok(())
+}
+
+fn backup_text(summary: &crate::backup::BackupSummary) -> String {
+    let mut text = format!(
+        "backup of {} files ({} bytes) written to {}; mail acknowledged before {} (UTC) is \
+         in it\n",
+        summary.files, summary.bytes, summary.to, summary.started_at
+    );
+    if summary.blobs_gone > 0 {
+        text.push_str(&format!(
+            "{} media blobs were collected during the backup and are not in it\n",
+            summary.blobs_gone
+        ));
+    }
+    text
+}
+
+fn restore(from: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let manifest = crate::backup::restore(from, data_dir)
+        .with_context(|| format!("restoring {}", from.display()))?;
+    println!(
+        "restored {} files of the backup started {} into {}",
+        manifest.files.len(),
+        manifest.started_at,
+        data_dir.display()
+    );
+    println!(
+        "start it with: tidings-relay run --data-dir {}",
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn compact(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    for file in crate::backup::compact_data_dir(data_dir)? {
+        println!(
+            "{}: {} -> {} bytes ({} freed)",
+            file.file,
+            file.before,
+            file.after,
+            file.before.saturating_sub(file.after)
+        );
+    }
+    Ok(())
 }

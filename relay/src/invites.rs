@@ -11,7 +11,7 @@ use crate::store::StoreError;
 pub const INVITES_FILE: &str = "invites.redb";
 
 /// code -> uses left (8 bytes) ++ expiry in ms since the epoch, 0 for none (8 bytes).
-const INVITES: TableDefinition<&str, &[u8; 16]> = TableDefinition::new("invites");
+pub(crate) const INVITES: TableDefinition<&str, &[u8; 16]> = TableDefinition::new("invites");
 
 /// One invite code and what is left of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +76,11 @@ impl Invites {
         txn.open_table(INVITES)?;
         txn.commit()?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The open invite database (for online backups).
+    pub(crate) fn database(&self) -> Arc<Database> {
+        self.db.clone()
     }
 
     /// Creates a code good for `uses` registrations, expiring after `valid_for_ms` if given.

@@ -25,6 +25,7 @@
 
 mod actor;
 pub mod admin;
+pub mod backup;
 mod blobs;
 pub mod cli;
 pub mod config;

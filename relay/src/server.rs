@@ -80,6 +80,12 @@ pub enum RelayError {
     /// The TLS certificate or key for `/tls/ws` cannot be used.
     #[error("websocket TLS: {0}")]
     Tls(#[from] crate::network::websocket::TlsError),
+    /// The old files could not be copied aside before a migration (nothing was migrated).
+    #[error(
+        "copying the data dir aside before migrating it: {0} (free space, or start with \
+         --no-backup-before-upgrade)"
+    )]
+    PreUpgradeCopy(#[source] crate::backup::BackupError),
 }
 
 /// Creates a data dir with a commented config and a fresh relay key.
@@ -117,6 +123,9 @@ pub struct RelayOptions {
     pub fault: Option<crate::store::fault::FaultSwitch>,
     /// The clock status expiry is judged by (tests pass one they advance).
     pub clock: tidings_protocol::status::Clock,
+    /// Copy the database files aside before a schema migration (`run
+    /// --no-backup-before-upgrade` turns it off).
+    pub backup_before_upgrade: bool,
 }
 
 impl RelayOptions {
@@ -128,6 +137,7 @@ impl RelayOptions {
             #[cfg(feature = "test-utils")]
             fault: None,
             clock: tidings_protocol::status::Clock::system(),
+            backup_before_upgrade: true,
         }
     }
 }
@@ -150,6 +160,8 @@ pub struct RunningRelay {
     blobs: BlobStore,
     /// Statuses (their clock, the sweep).
     status: crate::status::StatusBoard,
+    /// The open databases, for online backups.
+    live_files: crate::backup::LiveFiles,
 }
 
 /// Starts a relay from an initialized data dir.
@@ -171,6 +183,8 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         limits: StoreLimits::from(&config.limits),
         self_peer: self_peer.to_string(),
     };
+    crate::backup::copy_before_migration(&data_dir, options.backup_before_upgrade)
+        .map_err(RelayError::PreUpgradeCopy)?;
     let store_path = data_dir.join(STORE_FILE);
     #[cfg(feature = "test-utils")]
     let (store, writer) =
@@ -183,6 +197,12 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         Some((certificate, key)) => Some(network::websocket::load_tls(&certificate, &key)?),
         None => None,
     };
+    let live_files = crate::backup::LiveFiles::new(
+        data_dir.clone(),
+        store.database_getter(),
+        status.database(),
+        invites.database(),
+    );
     let (event_loop, mut network, control) =
         network::build(keypair, &listen, &bootstrap, &config.network, websocket_tls)?;
 
@@ -421,7 +441,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         live_devices,
         blobs.clone(),
         admin_push,
-        &data_dir,
+        live_files.clone(),
         &config,
     );
     crate::admin::start(admin, &sessions, sessions_stop.clone()).await;
@@ -438,6 +458,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         #[cfg(feature = "test-utils")]
         blobs,
         status,
+        live_files,
     };
     let addrs =
         tokio::time::timeout(LISTEN_TIMEOUT, network.wait_for_listen_addrs(listen.len())).await;
@@ -580,6 +601,26 @@ impl RunningRelay {
             .map_err(|error| error.to_string())
     }
 
+    /// Takes an online backup into `to` (new or empty) while the relay serves: each
+    /// database from one snapshot, the blobs it names, config and keys, a manifest last.
+    pub async fn backup(
+        &self,
+        to: PathBuf,
+    ) -> Result<crate::backup::Manifest, crate::backup::BackupError> {
+        let live = self.live_files.clone();
+        tokio::task::spawn_blocking(move || crate::backup::backup_online(&live, &to))
+            .await
+            .map_err(|error| crate::backup::BackupError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(error.to_string()),
+            })?
+    }
+
+    /// The open databases, for an online backup run elsewhere (the admin socket).
+    pub fn live_files(&self) -> crate::backup::LiveFiles {
+        self.live_files.clone()
+    }
+
     /// The relay's metrics.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
@@ -626,6 +667,7 @@ impl RunningRelay {
         drop(self.blobs);
         // The status board holds a Store clone for its media references.
         drop(self.status);
+        drop(self.live_files);
         // Every Store clone lived in a session or the acceptor; the writer now drains and exits.
         self.writer.join().await;
         tracing::info!("relay stopped");

@@ -12,6 +12,15 @@ use super::{
 /// How long the CLI waits for the relay's answer (a status over a large store reads it all).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long the CLI waits for a backup to be written (it copies every file of the relay).
+const BACKUP_ANSWER_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+
+/// Requests whose answers take long.
+enum RequestKind {
+    Backup,
+    Other,
+}
+
 /// Why the CLI got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -45,6 +54,10 @@ pub enum ClientError {
 
 /// Sends `request` to the relay running on `data_dir` and returns its answer.
 pub async fn request(data_dir: &Path, request: Request) -> Result<Answer, ClientError> {
+    let request_kind = match request {
+        Request::Backup { .. } => RequestKind::Backup,
+        _ => RequestKind::Other,
+    };
     let path = data_dir.join(ADMIN_SOCKET);
     let shown = data_dir.display().to_string();
     let mut stream = match UnixStream::connect(&path).await {
@@ -67,7 +80,11 @@ pub async fn request(data_dir: &Path, request: Request) -> Result<Answer, Client
             .ok_or(ClientError::Closed)?;
         Ok::<_, ClientError>(protocol::decode_answer(&body)?)
     };
-    tokio::time::timeout(ANSWER_TIMEOUT, exchange)
+    let timeout = match request_kind {
+        RequestKind::Backup => BACKUP_ANSWER_TIMEOUT,
+        RequestKind::Other => ANSWER_TIMEOUT,
+    };
+    tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| ClientError::Timeout)?
 }

@@ -6,6 +6,7 @@
 //! `users.rs`, `suspend.rs`, `remove.rs`), and `client.rs` is the CLI side. Handlers use the
 //! relay's handles (store, network, live sessions); nothing blocks the runtime.
 
+mod backup;
 mod client;
 pub mod print;
 pub mod protocol;
@@ -55,17 +56,19 @@ pub(crate) struct AdminContext {
     pub quotas: Quotas,
     pub started: Instant,
     pub started_at_ms: u64,
+    /// The open databases, for online backups and the compaction estimate.
+    pub backup: crate::backup::LiveFiles,
 }
 
 impl AdminContext {
-    /// The admin handlers' view of a relay started now from `data_dir` with `config`.
+    /// The admin handlers' view of a relay started now on `backup`'s data dir with `config`.
     pub fn new(
         store: Store,
         network: NetworkHandle,
         live: Arc<LiveDevices>,
         blobs: BlobStore,
         push: Push,
-        data_dir: &std::path::Path,
+        backup: crate::backup::LiveFiles,
         config: &crate::RelayConfig,
     ) -> Self {
         Self {
@@ -74,7 +77,7 @@ impl AdminContext {
             live,
             blobs,
             push,
-            data_dir: data_dir.to_path_buf(),
+            data_dir: backup.data_dir().to_path_buf(),
             name: config.name.clone(),
             announce: config.announce.clone(),
             quotas: Quotas {
@@ -85,6 +88,7 @@ impl AdminContext {
             },
             started: Instant::now(),
             started_at_ms: tidings_protocol::now_ms(),
+            backup,
         }
     }
 }

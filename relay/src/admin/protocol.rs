@@ -64,6 +64,12 @@ pub enum Request {
     /// Delete a user and everything the relay holds for them.
     #[serde(rename = "remove")]
     RemoveUser(String),
+    /// Write an online backup into this directory (absolute, new or empty).
+    #[serde(rename = "backup")]
+    Backup {
+        /// The target directory.
+        to: String,
+    },
 }
 
 /// The relay's answer to one request.
@@ -84,6 +90,9 @@ pub enum Reply {
     /// For suspend, resume and remove: what changed.
     #[serde(rename = "done")]
     Done(UserChange),
+    /// For [`Request::Backup`].
+    #[serde(rename = "backup")]
+    Backup(crate::backup::BackupSummary),
 }
 
 /// Why the relay refused an admin request; every variant is something the CLI can say.
@@ -131,6 +140,10 @@ pub enum AdminError {
     #[error("the relay is shutting down")]
     #[serde(rename = "unavailable")]
     Unavailable,
+    /// The backup could not be written (the reason names the file or directory).
+    #[error("backup failed: {0}")]
+    #[serde(rename = "backup")]
+    Backup(String),
     /// An error code from a newer relay.
     #[error("the relay refused the request (an error this version does not know)")]
     #[serde(other, rename = "unknown")]

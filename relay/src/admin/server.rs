@@ -166,5 +166,6 @@ async fn handle(cx: &AdminContext, request: Request) -> Answer {
             .await
             .map(Reply::Done),
         Request::RemoveUser(user) => super::remove::handle(cx, &user).await.map(Reply::Done),
+        Request::Backup { to } => super::backup::handle(cx, &to).await.map(Reply::Backup),
     }
 }

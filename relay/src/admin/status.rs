@@ -17,6 +17,12 @@ pub(super) async fn handle(cx: &AdminContext) -> Result<StatusReport, AdminError
         .await
         .map_err(|_| AdminError::Unavailable)?;
     let last_commit_ms = files.last_commit_ms;
+    let live = cx.backup.clone();
+    let space = tokio::task::spawn_blocking(move || live.estimate_relay_space())
+        .await
+        .map_err(|_| AdminError::Unavailable)?
+        .map_err(|error| tracing::warn!(%error, "cannot estimate the unused space"))
+        .ok();
     Ok(StatusReport {
         version: env!("CARGO_PKG_VERSION").to_string(),
         name: cx.name.clone(),
@@ -43,8 +49,8 @@ pub(super) async fn handle(cx: &AdminContext) -> Result<StatusReport, AdminError
         database_files: files.sizes,
         dht_routing_peers,
         last_commit_ms,
-        reclaimable_bytes: None,
-        compact_would_help: None,
+        reclaimable_bytes: space.map(|space| space.reclaimable_bytes()),
+        compact_would_help: space.map(|space| space.worth_compacting()),
     })
 }
 

@@ -58,6 +58,11 @@ impl StatusBoard {
         })
     }
 
+    /// The open status database (for online backups).
+    pub(crate) fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
     /// The clock (tests advance it).
     pub fn clock(&self) -> &Clock {
         &self.clock

@@ -134,6 +134,15 @@ impl Store {
         Ok((Store { db, ops, outbox }, handle))
     }
 
+    /// Reaches the open database when called (for online backups); holds neither the writer
+    /// nor the database in between.
+    pub(crate) fn database_getter(
+        &self,
+    ) -> Arc<dyn Fn() -> Result<Arc<Database>, StoreError> + Send + Sync> {
+        let slot = self.db.clone();
+        Arc::new(move || slot.get())
+    }
+
     /// Wakes up whenever the outbox gets new entries.
     pub fn outbox_notify(&self) -> Arc<Notify> {
         self.outbox.clone()

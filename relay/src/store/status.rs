@@ -27,22 +27,24 @@ pub const MAX_SWEEP_BATCH: usize = 256;
 const MAX_STATUS_RECORD_BYTES: usize = MAX_STATUS_POST_BYTES + 256;
 
 /// Status id -> the stored status ([`StoredStatus`], CBOR).
-const STATUS_POSTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("status_posts");
+pub(crate) const STATUS_POSTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("status_posts");
 
 /// viewer user (32) || posted at (8, big-endian) || status id (16) -> expires at.
-const STATUS_INBOX: TableDefinition<&[u8], u64> = TableDefinition::new("status_inbox");
+pub(crate) const STATUS_INBOX: TableDefinition<&[u8], u64> = TableDefinition::new("status_inbox");
 
 /// expires at (8, big-endian) || status id (16) -> ().
-const STATUS_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("status_expiry");
+pub(crate) const STATUS_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("status_expiry");
 
 /// poster user (32) || status id (16) -> expires at.
-const STATUS_BY_POSTER: TableDefinition<&[u8], u64> = TableDefinition::new("status_by_poster");
+pub(crate) const STATUS_BY_POSTER: TableDefinition<&[u8], u64> =
+    TableDefinition::new("status_by_poster");
 
 /// status id (16) || viewer user (32) -> expires at: a viewer homed at another relay whose
 /// relay has not yet taken the status (written with the status, deleted once that relay
 /// answers or the status expires). At most [`MAX_LIVE_STATUSES_PER_POSTER`] x
 /// [`MAX_STATUS_AUDIENCE`] entries per local poster: never more than the inbox holds.
-const STATUS_FORWARDS: TableDefinition<&[u8], u64> = TableDefinition::new("status_forwards");
+pub(crate) const STATUS_FORWARDS: TableDefinition<&[u8], u64> =
+    TableDefinition::new("status_forwards");
 
 /// Length of a [`STATUS_FORWARDS`] key.
 const FORWARD_KEY_LEN: usize = 48;

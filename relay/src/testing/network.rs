@@ -76,6 +76,7 @@ impl RelayDir {
             config: self.config.clone(),
             fault,
             clock: Default::default(),
+            backup_before_upgrade: true,
         })
         .await?)
     }

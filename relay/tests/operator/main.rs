@@ -6,6 +6,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod backup;
+mod backup_cli;
+mod compact;
 mod operator;
 mod shutdown;
 mod upgrade;

@@ -193,6 +193,10 @@ async fn a_data_dir_of_a_newer_release_is_refused_with_both_versions() {
     }
     // Refused before anything was written: the file still says what the newer release wrote.
     assert_eq!(recorded(&temp.path().join(STORE_FILE)), Some(newer));
+    assert!(
+        pre_upgrade_dirs(temp.path()).is_empty(),
+        "nothing is copied aside for a data dir this build refuses"
+    );
 
     // `tidings-relay run` says so in words.
     let data_dir = temp.path().to_str().unwrap();
@@ -397,4 +401,71 @@ async fn a_first_release_account_keeps_its_device_and_adds_more_by_a_device_list
     );
     assert_eq!(drained(&address, ALICE).await, FOR_ALICE);
     dir.stop(relay).await;
+}
+
+/// The `pre-upgrade-*` directories of a data dir.
+fn pre_upgrade_dirs(data_dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(data_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(tidings_relay::backup::PRE_UPGRADE_PREFIX))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_migration_copies_the_old_files_aside_first() {
+    use tidings_relay::backup::{Manifest, ManifestKind};
+    let temp = copy_fixture();
+    let mut dir = RelayDir::existing(temp.path().to_path_buf(), loopback_config());
+    let relay = dir.start(None).await.unwrap();
+    dir.stop(relay).await;
+
+    let copies = pre_upgrade_dirs(temp.path());
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let copy = &copies[0];
+    let name = copy.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with(&format!("pre-upgrade-1-{}-", schema::RELAY.current())),
+        "{name}"
+    );
+    let manifest = Manifest::read(copy).unwrap();
+    assert_eq!(manifest.kind, ManifestKind::PreUpgrade);
+    assert_eq!(manifest.schemas.get(STORE_FILE), Some(&1));
+    manifest.verify(copy).unwrap();
+    // The copy is the first release's file, byte for byte, not the migrated one.
+    for file in [STORE_FILE, INVITES_FILE, "relay.key", "relay.toml"] {
+        assert!(
+            std::fs::read(copy.join(file)).unwrap()
+                == std::fs::read(fixture_dir().join(file)).unwrap(),
+            "{file} differs from the fixture's"
+        );
+    }
+    assert_eq!(recorded(&copy.join(STORE_FILE)), None);
+
+    // A start that migrates nothing copies nothing.
+    let relay = dir.start(None).await.unwrap();
+    dir.stop(relay).await;
+    assert_eq!(pre_upgrade_dirs(temp.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn no_backup_before_upgrade_migrates_without_a_copy() {
+    let temp = copy_fixture();
+    let options = tidings_relay::RelayOptions {
+        backup_before_upgrade: false,
+        ..tidings_relay::RelayOptions::new(temp.path().to_path_buf(), loopback_config())
+    };
+    let relay = tidings_relay::start(options).await.unwrap();
+    relay.shutdown().await;
+    assert!(pre_upgrade_dirs(temp.path()).is_empty());
+    assert_eq!(
+        recorded(&temp.path().join(STORE_FILE)),
+        Some(schema::RELAY.current())
+    );
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_FILE: &str = "relay.toml";
 
 mod blobs;
+mod keys;
 mod limits;
 mod peers;
 mod push;

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+use libp2p::PeerId;
 use tidings_protocol::{
     UserId,
     blob::{BLOB_FEDERATION_PROTOCOL, BLOB_PROTOCOL},
@@ -14,79 +14,33 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::presence::{Presence, PresenceTiming};
 use crate::{
     blobs::{BlobContext, BlobHandler, BlobStore, Fetcher},
-    config::{ConfigError, RelayConfig},
+    config::RelayConfig,
     federation::{Claims, Directory, Forwarder, Handoffs, Links},
     federation_in::{AwaitedGroups, FederationContext, FederationHandler, SenderCheck},
     ingest::RateLimits,
     invites::Invites,
     mailbox::Hub,
-    network::{self, DhtStats, NetworkError, NetworkHandle},
-    node_key::{self, NodeKeyError},
+    network::{self, NetworkHandle},
+    node_key,
     router::Router,
     session::{
         ClientContext, ClientHandler, Registration, UpgradeHandler, V1_STREAMS, V1_STREAMS_PER_PEER,
     },
-    store::{Store, StoreConfig, StoreError, StoreLimits, WriterHandle},
+    store::{Store, StoreConfig, StoreLimits},
     streams::{FrameTimeouts, StreamSlots},
 };
+
+mod error;
+mod running;
+
+pub use error::RelayError;
+pub use running::RunningRelay;
 
 /// File name of the mailbox database inside the data dir.
 pub const STORE_FILE: &str = "relay.redb";
 
 /// How long start-up waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a relay could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// The data dir was never initialized.
-    #[error("{0} is not a relay data dir; run `tidings-relay init --data-dir {0}` first")]
-    NotInitialized(String),
-    /// The data dir already holds a relay.
-    #[error("{0} already holds a relay (relay.key exists); refusing to overwrite it")]
-    AlreadyInitialized(String),
-    /// Creating the data dir or writing the config failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: String,
-        /// What failed.
-        source: std::io::Error,
-    },
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The relay key is unusable.
-    #[error(transparent)]
-    NodeKey(#[from] NodeKeyError),
-    /// The database could not be opened.
-    #[error("opening the store: {0}")]
-    Store(#[from] StoreError),
-    /// The network could not start.
-    #[error(transparent)]
-    Network(#[from] NetworkError),
-    /// A listen address is held by another socket (often another relay on the same port).
-    #[error(transparent)]
-    AddressTaken(#[from] crate::listen_check::AddressTaken),
-    /// The media blob store could not be opened or cleaned up.
-    #[error("media blobs: {0}")]
-    Blobs(String),
-    /// Push could not start.
-    #[error(transparent)]
-    Push(#[from] crate::push::PushError),
-    /// A listener did not come up in time.
-    #[error("listeners did not report their addresses within {LISTEN_TIMEOUT:?}")]
-    ListenTimeout,
-    /// The TLS certificate or key for `/tls/ws` cannot be used.
-    #[error("websocket TLS: {0}")]
-    Tls(#[from] crate::network::websocket::TlsError),
-    /// The old files could not be copied aside before a migration (nothing was migrated).
-    #[error(
-        "copying the data dir aside before migrating it: {0} (free space, or start with \
-         --no-backup-before-upgrade)"
-    )]
-    PreUpgradeCopy(#[source] crate::backup::BackupError),
-}
 
 /// Creates a data dir with a commented config and a fresh relay key.
 pub fn init(data_dir: &std::path::Path, config: &RelayConfig) -> Result<PeerId, RelayError> {
@@ -140,28 +94,6 @@ impl RelayOptions {
             backup_before_upgrade: true,
         }
     }
-}
-
-/// A started relay. Dropping it without [`RunningRelay::shutdown`] leaves its tasks running
-/// until the runtime stops.
-pub struct RunningRelay {
-    network: NetworkHandle,
-    metrics: Arc<crate::metrics::Metrics>,
-    metrics_addr: Option<std::net::SocketAddr>,
-    /// Where the browser page is served, if it is.
-    web_addr: Option<std::net::SocketAddr>,
-    sessions_stop: CancellationToken,
-    network_stop: CancellationToken,
-    sessions: TaskTracker,
-    background: TaskTracker,
-    writer: WriterHandle,
-    /// For the test hook that runs blob garbage collection on demand.
-    #[cfg(feature = "test-utils")]
-    blobs: BlobStore,
-    /// Statuses (their clock, the sweep).
-    status: crate::status::StatusBoard,
-    /// The open databases, for online backups.
-    live_files: crate::backup::LiveFiles,
 }
 
 /// Starts a relay from an initialized data dir.
@@ -503,173 +435,5 @@ async fn resume(store: Store, network: NetworkHandle, handoffs: Handoffs) {
     }
     for user in moved {
         handoffs.start(user);
-    }
-}
-
-impl RunningRelay {
-    /// The relay's peer id.
-    pub fn peer_id(&self) -> PeerId {
-        self.network.peer_id()
-    }
-
-    /// The addresses it listens on.
-    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.network.listen_addrs()
-    }
-
-    /// Listen addresses with `/p2p/<peer id>` appended: what a client dials.
-    pub fn dial_addrs(&self) -> Vec<Multiaddr> {
-        let peer = self.peer_id();
-        self.listen_addrs()
-            .into_iter()
-            .map(|address| address.with(Protocol::P2p(peer)))
-            .collect()
-    }
-
-    /// How many other relays this relay's DHT routing table holds.
-    pub async fn routing_peers(&self) -> usize {
-        self.network.routing_peers().await
-    }
-
-    /// Looks up a user's home record in the DHT, as this relay sees it.
-    pub async fn lookup_home(
-        &self,
-        user: tidings_protocol::UserId,
-    ) -> Option<tidings_protocol::HomeRecord> {
-        self.network
-            .get_home(user, network::Lookup::FirstValid)
-            .await
-    }
-
-    /// A handle on the relay's network event loop.
-    pub fn network(&self) -> NetworkHandle {
-        self.network.clone()
-    }
-
-    /// As [`RunningRelay::lookup_home`], with what the DHT query cost (for benchmarks).
-    #[cfg(feature = "test-utils")]
-    pub async fn lookup_home_with_stats(
-        &self,
-        user: tidings_protocol::UserId,
-    ) -> (Option<tidings_protocol::HomeRecord>, network::LookupStats) {
-        self.network
-            .get_home_with_stats(user, network::Lookup::FirstValid)
-            .await
-    }
-
-    /// Test hook: runs one blob garbage collection pass now (as the timer would); how many
-    /// blobs and unfinished uploads it deleted.
-    #[cfg(feature = "test-utils")]
-    pub async fn collect_blob_garbage(&self) -> Result<(usize, usize), String> {
-        crate::blobs::collect_garbage(&self.blobs, tidings_protocol::now_ms())
-            .await
-            .map(|swept| (swept.blobs, swept.uploads))
-            .map_err(|error| error.to_string())
-    }
-
-    /// The clock this relay judges status expiry by (advance it in tests).
-    pub fn status_clock(&self) -> tidings_protocol::status::Clock {
-        self.status.clock().clone()
-    }
-
-    /// Runs the status sweep now (as its timer would): how many expired statuses it deleted.
-    pub async fn sweep_statuses(&self) -> Result<usize, String> {
-        self.status.sweep().await.map_err(|error| error.to_string())
-    }
-
-    /// How many stored things (envelopes, profiles, statuses) reference blob `id`.
-    pub async fn media_refs(&self, id: tidings_protocol::BlobId) -> Result<u64, String> {
-        self.status
-            .media_refs(id)
-            .await
-            .map_err(|error| error.to_string())
-    }
-
-    /// How many forward entries wait for another relay to take a status.
-    pub async fn pending_status_forwards(&self) -> Result<u64, String> {
-        self.status
-            .pending_forwards()
-            .await
-            .map_err(|error| error.to_string())
-    }
-
-    /// How many statuses the relay stores, expired or not.
-    pub async fn stored_statuses(&self) -> Result<u64, String> {
-        self.status
-            .stored()
-            .await
-            .map_err(|error| error.to_string())
-    }
-
-    /// Takes an online backup into `to` (new or empty) while the relay serves: each
-    /// database from one snapshot, the blobs it names, config and keys, a manifest last.
-    pub async fn backup(
-        &self,
-        to: PathBuf,
-    ) -> Result<crate::backup::Manifest, crate::backup::BackupError> {
-        let live = self.live_files.clone();
-        tokio::task::spawn_blocking(move || crate::backup::backup_online(&live, &to))
-            .await
-            .map_err(|error| crate::backup::BackupError::Io {
-                path: PathBuf::new(),
-                source: std::io::Error::other(error.to_string()),
-            })?
-    }
-
-    /// The open databases, for an online backup run elsewhere (the admin socket).
-    pub fn live_files(&self) -> crate::backup::LiveFiles {
-        self.live_files.clone()
-    }
-
-    /// The relay's metrics.
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.metrics
-    }
-
-    /// Where `/metrics` and `/healthz` are served, if they are.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.metrics_addr
-    }
-
-    /// Where the browser page (`[web]`) is served, if it is.
-    pub fn web_addr(&self) -> Option<std::net::SocketAddr> {
-        self.web_addr
-    }
-
-    /// DHT counters (home records stored and refused).
-    pub fn dht_stats(&self) -> &DhtStats {
-        self.network.dht_stats()
-    }
-
-    /// The first TCP dial address (convenient on loopback).
-    pub fn tcp_dial_addr(&self) -> Option<Multiaddr> {
-        self.dial_addrs()
-            .into_iter()
-            .find(|address| address.iter().any(|p| matches!(p, Protocol::Tcp(_))))
-    }
-
-    /// A token that stops the relay when cancelled (e.g. from a signal handler); then call
-    /// [`RunningRelay::shutdown`] to wait for the stop.
-    pub fn stop_token(&self) -> CancellationToken {
-        self.sessions_stop.clone()
-    }
-
-    /// Stops gracefully: sessions stop reading and finish the requests they took (every
-    /// accepted envelope is answered), the network closes, the store commits what is queued.
-    pub async fn shutdown(self) {
-        self.sessions_stop.cancel();
-        self.sessions.close();
-        self.sessions.wait().await;
-        self.network_stop.cancel();
-        self.background.close();
-        self.background.wait().await;
-        #[cfg(feature = "test-utils")]
-        drop(self.blobs);
-        // The status board holds a Store clone for its media references.
-        drop(self.status);
-        drop(self.live_files);
-        // Every Store clone lived in a session or the acceptor; the writer now drains and exits.
-        self.writer.join().await;
-        tracing::info!("relay stopped");
     }
 }

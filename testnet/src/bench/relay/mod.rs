@@ -295,7 +295,10 @@ pub struct RelayReport {
 impl RelayReport {
     fn print(&self) {
         let scenario = self.scenario.map(|s| format!("{s:?}").to_lowercase());
-        let run = self.run.map(|run| format!(" run {run}")).unwrap_or_default();
+        let run = self
+            .run
+            .map(|run| format!(" run {run}"))
+            .unwrap_or_default();
         println!(
             "relay {}{run}: {} relay(s), {} pairs",
             scenario.unwrap_or_default(),
@@ -404,7 +407,10 @@ impl RelayReport {
 pub async fn run(work: &Path, params: Params) -> anyhow::Result<RelayRuns> {
     params.check()?;
     super::raise_open_files_limit()?;
-    let work = params.data_dir.clone().unwrap_or_else(|| work.to_path_buf());
+    let work = params
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| work.to_path_buf());
     let work = work.as_path();
     Ok(RelayRuns(match params.scenario {
         Scenario::Throughput | Scenario::Rate => scenarios::timed_runs(work, &params).await?,

@@ -145,7 +145,11 @@ async fn a_large_request_is_verified_off_the_runtime_with_one_answer_per_envelop
     assert_eq!(answers.len(), 20);
     for (index, answer) in answers.iter().enumerate() {
         if index % 3 == 1 {
-            assert_eq!(rejected(answer), ErrorCode::BadSignature, "envelope {index}");
+            assert_eq!(
+                rejected(answer),
+                ErrorCode::BadSignature,
+                "envelope {index}"
+            );
         } else {
             assert_eq!(*answer, SendOutcome::Accepted, "envelope {index}");
         }

@@ -79,7 +79,7 @@ impl Session {
             .blocking(move |inner| {
                 Ok(sign(
                     &inner.identity,
-                    EnvelopeId::random(),
+                    EnvelopeId::new(),
                     recipient,
                     Kind::Typing,
                     body,

@@ -189,6 +189,43 @@ random_id!(
     /// Identifies one envelope end to end; relays and clients dedupe by it.
     EnvelopeId
 );
+
+/// Bytes of an [`EnvelopeId::new`] that hold the time (milliseconds since the epoch, big
+/// endian: 48 bits last until the year 10889).
+pub const ENVELOPE_ID_TIME_BYTES: usize = 6;
+
+impl EnvelopeId {
+    /// A fresh id for an envelope sent now: the time in milliseconds (48 bits, big endian),
+    /// then 80 random bits. One sender's ids sort by when they were made, so a relay's dedupe
+    /// table (keyed by sender, then id) takes them at its end instead of all over its pages.
+    /// Relays accept any id; this is only what honest clients make.
+    pub fn new() -> Self {
+        Self::at_ms(crate::now_ms())
+    }
+
+    /// Like [`EnvelopeId::new`], made at `ms` (milliseconds since the epoch).
+    pub fn at_ms(ms: u64) -> Self {
+        let mut bytes: [u8; 16] = rand::random();
+        bytes[..ENVELOPE_ID_TIME_BYTES]
+            .copy_from_slice(&ms.to_be_bytes()[8 - ENVELOPE_ID_TIME_BYTES..]);
+        Self(bytes)
+    }
+
+    /// The milliseconds an [`EnvelopeId::new`] was made at (any id has such a prefix; only
+    /// honest clients' ids mean it).
+    pub fn time_ms(&self) -> u64 {
+        let mut ms = [0u8; 8];
+        ms[8 - ENVELOPE_ID_TIME_BYTES..].copy_from_slice(&self.0[..ENVELOPE_ID_TIME_BYTES]);
+        u64::from_be_bytes(ms)
+    }
+}
+
+impl Default for EnvelopeId {
+    /// A fresh id made now (see [`EnvelopeId::new`]).
+    fn default() -> Self {
+        Self::new()
+    }
+}
 random_id!(
     /// Identifies a group.
     GroupId
@@ -209,6 +246,32 @@ mod tests {
             "abc".parse::<UserId>(),
             Err(IdError::WrongLength { .. })
         ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn envelope_ids_made_later_sort_after_earlier_ones(
+            earlier in 0u64..(1 << 48) - 1,
+            gap in 1u64..1 << 40,
+        ) {
+            let later = (earlier + gap).min((1 << 48) - 1);
+            proptest::prop_assume!(later > earlier);
+            let (first, second) = (EnvelopeId::at_ms(earlier), EnvelopeId::at_ms(later));
+            proptest::prop_assert!(first < second);
+            proptest::prop_assert!(first.as_bytes() < second.as_bytes());
+            proptest::prop_assert_eq!(first.time_ms(), earlier);
+            proptest::prop_assert_eq!(second.time_ms(), later);
+        }
+    }
+
+    #[test]
+    fn envelope_ids_made_in_the_same_millisecond_differ() {
+        let (one, two) = (EnvelopeId::at_ms(5), EnvelopeId::at_ms(5));
+        assert_ne!(one, two);
+        assert_eq!((one.time_ms(), two.time_ms()), (5, 5));
+        let now = crate::now_ms();
+        let fresh = EnvelopeId::new();
+        assert!((now..now + 60_000).contains(&fresh.time_ms()));
     }
 
     #[test]

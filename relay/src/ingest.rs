@@ -107,14 +107,47 @@ fn precheck(sender: Option<&Address>, raw: &RawEnvelope) -> Result<Envelope, Sen
     }
 }
 
-/// Checks and verifies envelopes; `sender`, if given, must be every envelope's sender, and
-/// `known` is its device's key if the caller holds it. Returns the good ones with their
-/// positions, and the refusals by position.
-pub(crate) fn verify(
+/// Most envelopes verified on the async runtime itself (about 60 us each); a larger request
+/// is verified on the blocking pool so it holds no runtime worker for milliseconds.
+pub(crate) const VERIFY_INLINE_MAX: usize = 4;
+
+/// Good envelopes with their positions in the request, and refusals by position.
+pub(crate) type Checked = (Vec<(usize, Verified)>, Vec<Option<SendOutcome>>);
+
+/// Checks and verifies envelopes as [`verify_now`] does: a request of at most
+/// [`VERIFY_INLINE_MAX`] envelopes right here, a larger one on the blocking pool.
+pub(crate) async fn verify(
+    sender: Option<Address>,
+    known: Option<&SenderKey>,
+    raws: Vec<RawEnvelope>,
+) -> Checked {
+    if raws.len() <= VERIFY_INLINE_MAX {
+        return verify_now(sender.as_ref(), known, raws);
+    }
+    let (count, known) = (raws.len(), known.cloned());
+    let checking =
+        tokio::task::spawn_blocking(move || verify_now(sender.as_ref(), known.as_ref(), raws));
+    match checking.await {
+        Ok(checked) => checked,
+        Err(error) => {
+            // The runtime is shutting down (or the check panicked): nothing was stored.
+            tracing::warn!(%error, count, "verifying a request on the blocking pool failed");
+            let busy = reject(
+                ErrorCode::Unavailable,
+                "the relay could not check this now; retry later",
+            );
+            (Vec::new(), vec![Some(busy); count])
+        }
+    }
+}
+
+/// Checks and verifies envelopes on this thread; `sender`, if given, must be every
+/// envelope's sender, and `known` is its device's key if the caller holds it.
+pub(crate) fn verify_now(
     sender: Option<&Address>,
     known: Option<&SenderKey>,
     raws: Vec<RawEnvelope>,
-) -> (Vec<(usize, Verified)>, Vec<Option<SendOutcome>>) {
+) -> Checked {
     let mut outcomes: Vec<Option<SendOutcome>> = vec![None; raws.len()];
     let mut checked = Vec::with_capacity(raws.len());
     for (index, raw) in raws.iter().enumerate() {
@@ -195,7 +228,7 @@ pub(crate) async fn ingest(
     sender_key: Option<&SenderKey>,
     raws: Vec<RawEnvelope>,
 ) -> Vec<SendOutcome> {
-    let (good, mut outcomes) = verify(Some(sender), sender_key, raws);
+    let (good, mut outcomes) = verify(Some(*sender), sender_key, raws).await;
     let kinds = kinds(&good);
     let mut directs: Vec<(usize, NewEnvelope)> = Vec::new();
     let mut limited = false;

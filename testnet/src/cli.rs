@@ -401,6 +401,7 @@ mod tests {
         };
         assert_eq!(params.scenario, bench::relay::Scenario::Throughput);
         assert_eq!((params.relays, params.pairs, params.window), (1, 8, 64));
+        assert_eq!((params.runs, params.data_dir), (1, None));
         let cli = Cli::parse_from([
             "tidings-testnet",
             "bench",

@@ -321,3 +321,41 @@ fn the_relay_bench_idle_connects_every_device_and_weighs_it() {
     let per = report["rss_per_device_kib"].as_f64().unwrap();
     assert!(per > 0.0 && per < 10_000.0, "{report}");
 }
+
+#[test]
+fn the_relay_bench_runs_back_to_back_on_one_relay_and_keeps_its_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kept");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings-testnet"))
+        .args(["bench", "relay", "--scenario", "throughput", "--runs", "3"])
+        .args(["--pairs", "2", "--window", "8", "--secs", "1"])
+        .args(["--max-messages", "200", "--json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 3, "one JSON line per run:\n{stdout}");
+    let mut total = 0;
+    for (index, report) in reports.iter().enumerate() {
+        assert_eq!(report["run"], index + 1, "{report}");
+        assert_all_delivered(report);
+        // Each run's envelopes and warm-ups add to the same relay's count.
+        total += report["sent"].as_u64().unwrap() + 2;
+        assert_eq!(report["accepted_total"], total, "{report}");
+        let sizes = report["relay_db_bytes"].as_array().unwrap();
+        assert_eq!(sizes.len(), 1, "{report}");
+        assert!(sizes[0].as_u64().unwrap() > 0, "{report}");
+    }
+    // The store stays in --data-dir (redb may shrink the file when the relay stops).
+    let kept = data.join("relay1").join("relay.redb");
+    assert!(std::fs::metadata(&kept).unwrap().len() > 0);
+}

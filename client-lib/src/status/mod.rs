@@ -258,7 +258,7 @@ impl Session {
                 .blocking(move |inner| inner.store.mark_status_key_shared(&shared))
                 .await?;
         }
-        let id = EnvelopeId::random();
+        let id = EnvelopeId::new();
         let expires_at_ms = clock.now_ms() + lifetime_ms.clamp(1, STATUS_LIFETIME_MS);
         let own_media = media.clone().map(Box::new);
         let (sealed_text, audience_users) = (text.to_string(), users.clone());

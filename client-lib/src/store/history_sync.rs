@@ -379,7 +379,7 @@ fn queue_part(
 ) -> Result<(), StoreError> {
     let messages = BoundedVec::new(part).map_err(|error| StoreError::corrupt("messages", error))?;
     let mut entry = OutboxEntry::new(
-        EnvelopeId::random(),
+        EnvelopeId::new(),
         Conversation::Direct(me),
         Kind::Receipt,
         OutboxContent::Encrypted(Payload::History {

@@ -56,7 +56,7 @@ pub(super) fn enqueue_payload(
     enqueue(
         txn,
         &OutboxEntry::new(
-            EnvelopeId::random(),
+            EnvelopeId::new(),
             Conversation::Direct(to),
             kind,
             OutboxContent::Encrypted(payload),
@@ -76,7 +76,7 @@ pub(super) fn enqueue_receipts(
         enqueue(
             txn,
             &OutboxEntry::new(
-                EnvelopeId::random(),
+                EnvelopeId::new(),
                 Conversation::Direct(to),
                 Kind::Receipt,
                 OutboxContent::Encrypted(Payload::Receipt { status, ids }),
@@ -104,7 +104,7 @@ impl ClientStore {
             let mut records = Vec::with_capacity(texts.len());
             for text in &texts {
                 let record = MessageRecord {
-                    id: EnvelopeId::random(),
+                    id: EnvelopeId::new(),
                     peer,
                     group,
                     direction: Direction::Outgoing,
@@ -133,7 +133,7 @@ impl ClientStore {
     /// Queues a signed change of a group's descriptor; it applies here once the relay takes it.
     pub fn queue_group_change(&self, change: &SignedDescriptor) -> Result<EnvelopeId, StoreError> {
         self.write(|txn| {
-            let id = EnvelopeId::random();
+            let id = EnvelopeId::new();
             enqueue(
                 txn,
                 &OutboxEntry::new(

@@ -59,7 +59,7 @@ impl ClientStore {
                 outbox::enqueue(
                     txn,
                     &OutboxEntry::new(
-                        EnvelopeId::random(),
+                        EnvelopeId::new(),
                         Conversation::Direct(author),
                         Kind::Receipt,
                         OutboxContent::Encrypted(Payload::ReadUpTo { group, up_to }),

@@ -81,7 +81,7 @@ impl ClientStore {
             let mut state = CryptoState::new(identity);
             let mut out = Vec::with_capacity(devices.len());
             for to in devices {
-                let id = EnvelopeId::random();
+                let id = EnvelopeId::new();
                 out.push((
                     *to,
                     olm_seal(txn, &mut state, id, id, *to, kind, payload())?,
@@ -223,7 +223,7 @@ fn seal_entry(
                 let id = if index == 0 {
                     entry.id
                 } else {
-                    EnvelopeId::random()
+                    EnvelopeId::new()
                 };
                 let envelope = olm_seal(txn, state, id, entry.id, *to, entry.kind, payload)?;
                 copies.push(SealedCopy {

@@ -262,7 +262,7 @@ impl ClientStore {
                 let payload = Payload::StatusKey {
                     session_key: session_key.to_vec(),
                 };
-                let id = EnvelopeId::random();
+                let id = EnvelopeId::new();
                 out.push((
                     *to,
                     olm_seal(txn, &mut state, id, id, *to, Kind::KeyShare, payload)?,

@@ -47,7 +47,7 @@ impl ClientStore {
                 Conversation::Group(group) => (me, Some(group)),
             };
             let record = MessageRecord {
-                id: EnvelopeId::random(),
+                id: EnvelopeId::new(),
                 peer,
                 group,
                 direction: Direction::Outgoing,

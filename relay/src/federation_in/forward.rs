@@ -86,7 +86,7 @@ async fn store_items(
     let recipients: Vec<Vec<UserId>> = items.iter().map(|item| item.recipients.to_vec()).collect();
     let versions: Vec<u64> = items.iter().map(|item| item.group_version).collect();
     let raws = items.into_iter().map(|item| item.envelope).collect();
-    let (good, refused) = ingest::verify(None, None, raws);
+    let (good, refused) = ingest::verify(None, None, raws).await;
     let mut outcomes: Vec<Vec<SendOutcome>> = refused
         .into_iter()
         .zip(&recipients)

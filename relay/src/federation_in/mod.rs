@@ -336,7 +336,7 @@ async fn handoff(
             }
         }
     }
-    let (good, refused) = ingest::verify(None, None, raws);
+    let (good, refused) = ingest::verify(None, None, raws).await;
     let mut outcomes: Vec<Option<SendOutcome>> = vec![None; slots.len()];
     for (position, refusal) in positions.iter().zip(refused) {
         outcomes[*position] = refusal;

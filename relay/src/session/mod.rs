@@ -23,7 +23,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::Instant};
 
 use futures::{
-    AsyncReadExt, AsyncWriteExt, StreamExt,
+    AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt,
     future::BoxFuture,
     io::{ReadHalf, WriteHalf},
     stream::FuturesOrdered,
@@ -132,6 +132,7 @@ async fn serve(cx: Arc<ClientContext>, peer: PeerId, stream: Stream) {
         user,
         pump: None,
         inflight: FuturesOrdered::new(),
+        sends: send::PendingSends::default(),
         out: Vec::new(),
         live,
         live_frames,
@@ -168,7 +169,9 @@ struct Session {
     device: DeviceId,
     user: Option<UserId>,
     pump: Option<Pump>,
-    inflight: FuturesOrdered<BoxFuture<'static, Option<RelayFrame>>>,
+    inflight: FuturesOrdered<BoxFuture<'static, Vec<RelayFrame>>>,
+    /// `Send` requests read and not handled yet (see [`send::PendingSends`]).
+    sends: send::PendingSends,
     /// Encoded frames waiting to be written.
     out: Vec<u8>,
     /// Presence changes and typing notices for this device, and their sender.
@@ -204,7 +207,7 @@ impl Session {
         let suspended = self.live_entry.suspended.clone();
         let removed = self.live_entry.removed.clone();
         loop {
-            let can_read = self.inflight.len() < MAX_INFLIGHT;
+            let can_read = self.inflight.len() + self.sends.len() < MAX_INFLIGHT;
             let flow = tokio::select! {
                 biased;
                 _ = self.cx.shutdown.cancelled() => Flow::Close,
@@ -233,8 +236,8 @@ impl Session {
                     framing::encode_frame(&frame, &mut self.out);
                     Flow::Continue
                 }
-                Some(frame) = self.inflight.next(), if !self.inflight.is_empty() => {
-                    if let Some(frame) = frame {
+                Some(frames) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    for frame in frames {
                         framing::encode_frame(&frame, &mut self.out);
                     }
                     Flow::Continue
@@ -253,25 +256,20 @@ impl Session {
                     }
                 }
                 (reader, buf, result) = &mut read, if can_read => {
-                    self.last_heard = Instant::now();
-                    let flow = match result {
-                        Ok(true) => Box::pin(self.on_frame(&buf)).await,
-                        Ok(false) => Flow::Close,
-                        Err(TimedFrameError::Frame(FrameError::TooLarge { len, max })) => {
-                            self.fatal(ErrorAnswer::new(
-                                ErrorCode::FrameTooLarge,
-                                format!("frame of {len} bytes exceeds {max}"),
-                            ))
-                        }
-                        Err(error) => {
-                            if let Some(reason) = error.deadline() {
-                                self.cx.metrics.stream_timed_out(StreamKind::Client, reason);
-                            }
-                            tracing::debug!(device = %self.device, %error, "client stream read ended");
-                            Flow::Close
-                        }
-                    };
+                    let mut flow = self.on_read(result, &buf).await;
                     read = Box::pin(read_frame_timed_owned(reader, buf, timeouts));
+                    // Frames already here are taken now: a burst of sends is checked and
+                    // stored as one batch.
+                    while matches!(flow, Flow::Continue)
+                        && self.inflight.len() + self.sends.len() < MAX_INFLIGHT
+                    {
+                        let Some((reader, buf, result)) = (&mut read).now_or_never() else {
+                            break;
+                        };
+                        flow = self.on_read(result, &buf).await;
+                        read = Box::pin(read_frame_timed_owned(reader, buf, timeouts));
+                    }
+                    self.flush_sends();
                     flow
                 }
             };
@@ -338,8 +336,8 @@ impl Session {
     /// Lets requests already taken finish, so every accepted envelope gets its answer.
     async fn drain(&mut self, writer: &mut WriteHalf<Stream>) {
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, self.inflight.next()).await {
-            if let Some(frame) = frame {
+        while let Ok(Some(frames)) = tokio::time::timeout_at(deadline, self.inflight.next()).await {
+            for frame in frames {
                 framing::encode_frame(&frame, &mut self.out);
             }
         }
@@ -361,6 +359,39 @@ impl Session {
             user,
             device: self.device,
         })
+    }
+
+    /// What one read of the stream brought: a frame, its end, or an error.
+    async fn on_read(&mut self, result: Result<bool, TimedFrameError>, buf: &[u8]) -> Flow {
+        self.last_heard = Instant::now();
+        match result {
+            // Boxed: an idle session's task holds only the loop's state, not a request's.
+            Ok(true) => Box::pin(self.on_frame(buf)).await,
+            Ok(false) => Flow::Close,
+            Err(TimedFrameError::Frame(FrameError::TooLarge { len, max })) => {
+                self.fatal(ErrorAnswer::new(
+                    ErrorCode::FrameTooLarge,
+                    format!("frame of {len} bytes exceeds {max}"),
+                ))
+            }
+            Err(error) => {
+                if let Some(reason) = error.deadline() {
+                    self.cx.metrics.stream_timed_out(StreamKind::Client, reason);
+                }
+                tracing::debug!(device = %self.device, %error, "client stream read ended");
+                Flow::Close
+            }
+        }
+    }
+
+    /// Hands the `Send` requests read so far to one task (answered in order with the rest).
+    fn flush_sends(&mut self) {
+        let (Some(requests), Some(me)) = (self.sends.take(), self.address()) else {
+            return;
+        };
+        let key = self.sender_key();
+        let work = send::handle(self.cx.clone(), me, key, requests);
+        self.inflight.push_back(Box::pin(work));
     }
 
     async fn on_frame(&mut self, bytes: &[u8]) -> Flow {
@@ -393,6 +424,17 @@ impl Session {
     }
 
     async fn on_request(&mut self, id: u64, request: Request) -> Flow {
+        if let (Request::Send { envelopes }, Some(_)) = (&request, self.user) {
+            if !self.sends.has_room(envelopes.len()) {
+                self.flush_sends();
+            }
+            if let Request::Send { envelopes } = request {
+                self.sends.push(id, envelopes);
+            }
+            return Flow::Continue;
+        }
+        // Sends read before this request are handled before it.
+        self.flush_sends();
         if let Request::Register(register) = request {
             let (answer, user) =
                 register::handle(&self.cx, self.peer, self.device, self.user, *register).await;
@@ -462,10 +504,8 @@ impl Session {
             Request::ClaimBundles { devices } => {
                 Box::pin(keys::claim_many(self.cx.clone(), me, devices.into_vec()))
             }
-            Request::Send { envelopes } => {
-                let key = self.sender_key();
-                Box::pin(send::handle(self.cx.clone(), me, key, envelopes))
-            }
+            // Registered devices' sends were taken above.
+            Request::Send { .. } => return Flow::Continue,
             Request::UploadKeys(upload) => Box::pin(keys::upload(self.cx.clone(), me, *upload)),
             Request::ClaimBundle { device } => Box::pin(keys::claim(self.cx.clone(), me, device)),
             Request::SetPresence {
@@ -518,10 +558,10 @@ impl Session {
             }
         };
         self.inflight.push_back(Box::pin(async move {
-            Some(RelayFrame::Response {
+            vec![RelayFrame::Response {
                 id,
                 body: work.await,
-            })
+            }]
         }));
         Flow::Continue
     }
@@ -552,7 +592,7 @@ impl Session {
                 // The entries stay and are delivered again; the device drops the duplicates.
                 tracing::warn!(%error, "mailbox ack not stored");
             }
-            None
+            Vec::new()
         }));
     }
 }

@@ -13,5 +13,6 @@ mod handoff;
 mod presence;
 mod register;
 mod revoke;
+mod send_burst;
 mod support;
 mod upgrade;

@@ -108,6 +108,55 @@ async fn bad_envelopes_get_typed_rejections_and_good_ones_still_arrive() {
     assert_eq!(mailbox(&mut bob).await, vec![good]);
 }
 
+/// A request larger than the relay verifies inline goes to the blocking pool: its answers
+/// still come one per envelope, in order, and any id is taken (a client may choose its own).
+#[tokio::test]
+async fn a_large_request_is_verified_off_the_runtime_with_one_answer_per_envelope() {
+    let relay = start_relay(RegistrationPolicy::Open).await;
+    let address = relay.relay.tcp_dial_addr().unwrap();
+    let mut alice = RawDevice::connect(&address).await;
+    alice.register().await;
+    let mut bob = RawDevice::connect(&address).await;
+    bob.register().await;
+    let bob_address = bob.address();
+
+    let ids = [[0u8; 16], [0xff; 16]]
+        .into_iter()
+        .map(tidings_protocol::EnvelopeId::from_bytes)
+        .chain(std::iter::repeat_with(tidings_protocol::EnvelopeId::random).take(4))
+        .chain(std::iter::repeat_with(tidings_protocol::EnvelopeId::new).take(14));
+    let (mut batch, mut good) = (Vec::new(), Vec::new());
+    for (index, id) in ids.enumerate() {
+        let mut envelope = alice.envelope_to(bob_address, format!("{index}").as_bytes());
+        envelope.id = id;
+        let signed = envelope.sign(&alice.device);
+        if index % 3 == 1 {
+            let mut bytes = signed.into_bytes();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            batch.push(RawEnvelope::from_bytes(bytes));
+        } else {
+            good.push(signed.clone());
+            batch.push(signed);
+        }
+    }
+    assert!(batch.len() > 4, "more than the relay verifies inline");
+    let answers = outcomes(alice.send(batch).await);
+    assert_eq!(answers.len(), 20);
+    for (index, answer) in answers.iter().enumerate() {
+        if index % 3 == 1 {
+            assert_eq!(
+                rejected(answer),
+                ErrorCode::BadSignature,
+                "envelope {index}"
+            );
+        } else {
+            assert_eq!(*answer, SendOutcome::Accepted, "envelope {index}");
+        }
+    }
+    assert_eq!(mailbox(&mut bob).await, good);
+}
+
 #[tokio::test]
 async fn an_unregistered_device_may_only_register() {
     let relay = start_relay(RegistrationPolicy::Open).await;

@@ -85,11 +85,11 @@ impl Prebuilt {
     }
 }
 
-/// An envelope id: 8 random bytes first (ids spread over the key space as real ones do),
-/// then the sender's index and the frame number, so a receiver knows what it got.
+/// An envelope id as clients make them ([`EnvelopeId::new`]: the time first, so one
+/// sender's ids sort by when they were made), its last 8 bytes replaced by the sender's index
+/// and the frame number, so a receiver knows what it got.
 pub fn envelope_id(sender: u32, frame: u32) -> EnvelopeId {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&rand::random::<[u8; 8]>());
+    let mut bytes = *EnvelopeId::new().as_bytes();
     bytes[8..12].copy_from_slice(&sender.to_be_bytes());
     bytes[12..].copy_from_slice(&frame.to_be_bytes());
     EnvelopeId::from_bytes(bytes)
@@ -152,7 +152,12 @@ mod tests {
     fn ids_carry_sender_and_frame_and_frames_lie_end_to_end() {
         let id = envelope_id(7, 123_456);
         assert_eq!(parse_id(&id), (7, 123_456));
-        assert_ne!(envelope_id(7, 1), envelope_id(7, 1), "random first half");
+        let now = now_ms();
+        let made = envelope_id(7, 1).time_ms();
+        assert!(
+            (now..now + 60_000).contains(&made),
+            "made now, as clients make ids"
+        );
 
         let sender = Identity::generate();
         let recipient = Identity::generate().address();

@@ -9,7 +9,7 @@ mod procstat;
 mod scenarios;
 mod world;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::ensure;
 use serde::Serialize;
@@ -33,6 +33,8 @@ const MAX_MESSAGES: usize = 2_000_000;
 const MAX_DEVICES: usize = 20_000;
 /// Largest envelope body.
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Most timed runs against one relay process.
+const MAX_RUNS: usize = 1000;
 
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -50,7 +52,7 @@ pub enum Scenario {
 }
 
 /// Size and shape of a run.
-#[derive(Debug, Clone, Copy, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Params {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
@@ -89,6 +91,14 @@ pub struct Params {
     /// Bytes of (ciphertext-looking) body per envelope.
     #[arg(long, default_value_t = 32)]
     pub body_bytes: usize,
+    /// Timed runs back to back against the same relay processes and data (throughput,
+    /// rate), each with new pairs and envelopes; one report per run, with the store's size.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// Put the relays' data dirs here (`DIR/relayN`) and keep them; a temporary directory
+    /// otherwise.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Params {
@@ -134,6 +144,11 @@ impl Params {
         ensure!(
             self.body_bytes <= MAX_BODY_BYTES,
             "a body of at most {MAX_BODY_BYTES} bytes"
+        );
+        ensure!((1..=MAX_RUNS).contains(&self.runs), "1 to {MAX_RUNS} runs");
+        ensure!(
+            self.runs == 1 || matches!(self.scenario, Scenario::Throughput | Scenario::Rate),
+            "several runs only of the throughput and rate scenarios"
         );
         Ok(())
     }
@@ -193,6 +208,15 @@ pub struct RelayReport {
     pub bench: &'static str,
     /// The scenario.
     pub scenario: Option<Scenario>,
+    /// Which of several runs against the same relays this is (from 1; --runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<usize>,
+    /// Envelopes accepted by the relays since they started, this run's included (--runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_total: Option<usize>,
+    /// Each relay's `relay.redb` size after the run, bytes (--runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_db_bytes: Option<Vec<u64>>,
     /// Relay processes.
     pub relays: usize,
     /// Sender/receiver pairs (0 for idle).
@@ -271,12 +295,26 @@ pub struct RelayReport {
 impl RelayReport {
     fn print(&self) {
         let scenario = self.scenario.map(|s| format!("{s:?}").to_lowercase());
+        let run = self
+            .run
+            .map(|run| format!(" run {run}"))
+            .unwrap_or_default();
         println!(
-            "relay {}: {} relay(s), {} pairs",
+            "relay {}{run}: {} relay(s), {} pairs",
             scenario.unwrap_or_default(),
             self.relays,
             self.pairs
         );
+        if let (Some(total), Some(sizes)) = (self.accepted_total, &self.relay_db_bytes) {
+            let mib: Vec<String> = sizes
+                .iter()
+                .map(|bytes| format!("{:.1} MiB", *bytes as f64 / (1 << 20) as f64))
+                .collect();
+            println!(
+                "  {total} accepted since the relays started; relay.redb {}",
+                mib.join(", ")
+            );
+        }
         if self.scenario != Some(Scenario::Idle) {
             println!(
                 "  {} accepted, {} refused, {} delivered, {} lost, {} duplicated in {:.2} s",
@@ -329,16 +367,29 @@ impl RelayReport {
     }
 }
 
-impl Outcome for RelayReport {
+/// The reports of a bench: one per run.
+#[derive(Debug)]
+pub struct RelayRuns(pub Vec<RelayReport>);
+
+impl Outcome for RelayRuns {
+    /// One JSON object per line (one line for a single run), or one human report per run.
     fn show(&self, json: bool) -> anyhow::Result<()> {
-        if json {
-            println!("{}", serde_json::to_string(self)?);
-        } else {
-            self.print();
+        for report in &self.0 {
+            if json {
+                println!("{}", serde_json::to_string(report)?);
+            } else {
+                report.print();
+            }
         }
         Ok(())
     }
 
+    fn failure(&self) -> Option<&'static str> {
+        self.0.iter().find_map(RelayReport::failure)
+    }
+}
+
+impl RelayReport {
     fn failure(&self) -> Option<&'static str> {
         if self.lost > 0 || self.duplicates > 0 || self.refused > 0 {
             return Some("the relay refused, lost or duplicated envelopes");
@@ -352,14 +403,18 @@ impl Outcome for RelayReport {
     }
 }
 
-/// Runs the bench in `work`.
-pub async fn run(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
+/// Runs the bench in `work` (the relays in `--data-dir` if given).
+pub async fn run(work: &Path, params: Params) -> anyhow::Result<RelayRuns> {
     params.check()?;
     super::raise_open_files_limit()?;
-    match params.scenario {
-        Scenario::Throughput => scenarios::throughput(work, params).await,
-        Scenario::Rate => scenarios::rate(work, params).await,
-        Scenario::Offline => scenarios::offline(work, params).await,
-        Scenario::Idle => scenarios::idle(work, params).await,
-    }
+    let work = params
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| work.to_path_buf());
+    let work = work.as_path();
+    Ok(RelayRuns(match params.scenario {
+        Scenario::Throughput | Scenario::Rate => scenarios::timed_runs(work, &params).await?,
+        Scenario::Offline => vec![scenarios::offline(work, &params).await?],
+        Scenario::Idle => vec![scenarios::idle(work, &params).await?],
+    }))
 }

@@ -14,7 +14,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    MAX_SECS, Params, Quantiles, RelayReport,
+    MAX_SECS, Params, Quantiles, RelayReport, Scenario,
     device::{RawDevice, heartbeat},
     load::{self, Pace, ReceiverTally, SenderTally},
     procstat::Usage,
@@ -122,10 +122,10 @@ fn per_s(count: usize, from: tokio::time::Instant, to: Option<tokio::time::Insta
 }
 
 /// Warms the pairs up, then sends at `pace` (given the start and a sender's index) for
-/// `secs`, waits for what the relays accepted to arrive (or stall), stops the relays, and
-/// fills `report`'s sending and delivery sides; also whether a sender used up its frames.
+/// `secs`, waits for what the relays accepted to arrive (or stall), and fills `report`'s
+/// sending and delivery sides; also whether a sender used up its frames.
 async fn timed(
-    cluster: Cluster,
+    cluster: &Cluster,
     pairs: Pairs,
     secs: u64,
     pace: impl Fn(tokio::time::Instant, usize) -> Pace,
@@ -134,7 +134,7 @@ async fn timed(
     let receiving = pairs.receive().await?;
     let links = pairs.warm_up(&receiving).await?;
 
-    let usage = Usage::start(&cluster)?;
+    let usage = Usage::start(cluster)?;
     let start = tokio::time::Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let done = pairs
@@ -148,7 +148,6 @@ async fn timed(
     load::wait_for(&receiving.delivered, sent.accepted, DELIVERY_STALL).await;
     let relay_usage = usage.finish()?;
     let tallies = receiving.finish().await?;
-    cluster.stop().await?;
 
     report.sent = sent.accepted;
     report.refused = sent.refused;
@@ -162,15 +161,59 @@ async fn timed(
     Ok((report, sent.exhausted))
 }
 
-/// Pairs with a window in flight each for `secs`.
-pub async fn throughput(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
+/// `params.runs` throughput or rate runs back to back against the same relays, each with
+/// new pairs; a report per run, with the relays' store sizes when there are several.
+pub async fn timed_runs(work: &Path, params: &Params) -> anyhow::Result<Vec<RelayReport>> {
     let cluster = Cluster::start_unthrottled(work, params.relays).await?;
-    let (senders_home, receivers_home) = homes(&cluster)?;
+    let mut reports = Vec::with_capacity(params.runs);
+    let mut accepted_total = 0;
+    for run in 1..=params.runs {
+        let mut report = match params.scenario {
+            Scenario::Rate => rate(&cluster, params).await?,
+            _ => throughput(&cluster, params).await?,
+        };
+        // The warm-up envelope of each pair passed the relays too.
+        accepted_total += report.sent + params.pairs;
+        if params.runs > 1 {
+            report.run = Some(run);
+            report.accepted_total = Some(accepted_total);
+            report.relay_db_bytes = Some(store_sizes(&cluster)?);
+            tracing::info!(
+                run,
+                delivered_per_s = report.delivered_per_s,
+                accepted_total,
+                relay_db_bytes = ?report.relay_db_bytes,
+                "bench relay run done"
+            );
+        }
+        reports.push(report);
+    }
+    cluster.stop().await?;
+    Ok(reports)
+}
+
+/// Each relay's `relay.redb` size, bytes.
+fn store_sizes(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
+    cluster
+        .relays
+        .iter()
+        .map(|relay| {
+            let path = relay.data_dir().join(tidings_relay::STORE_FILE);
+            let meta = std::fs::metadata(&path)
+                .with_context(|| format!("reading the size of {}", path.display()))?;
+            Ok(meta.len())
+        })
+        .collect()
+}
+
+/// Pairs with a window in flight each for `secs`.
+async fn throughput(cluster: &Cluster, params: &Params) -> anyhow::Result<RelayReport> {
+    let (senders_home, receivers_home) = homes(cluster)?;
     let counts = split(params.max_messages, params.pairs);
     let pairs = Pairs::make(&senders_home, &receivers_home, &counts, params.body_bytes).await?;
     let report = RelayReport {
         window: Some(params.window),
-        ..base(&params)
+        ..base(params)
     };
     let pace = |_, _| Pace::Window(params.window);
     let (mut report, exhausted) = timed(cluster, pairs, params.secs, pace, report).await?;
@@ -179,9 +222,8 @@ pub async fn throughput(work: &Path, params: Params) -> anyhow::Result<RelayRepo
 }
 
 /// A fixed rate in bursts, each burst from the next sender in turn.
-pub async fn rate(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
-    let cluster = Cluster::start_unthrottled(work, params.relays).await?;
-    let (senders_home, receivers_home) = homes(&cluster)?;
+async fn rate(cluster: &Cluster, params: &Params) -> anyhow::Result<RelayReport> {
+    let (senders_home, receivers_home) = homes(cluster)?;
     let total = params.rate * params.secs;
     let per_burst = (params.pairs * params.burst) as u64;
     let bursts = total.div_ceil(per_burst) as usize;
@@ -197,13 +239,13 @@ pub async fn rate(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
     let report = RelayReport {
         rate: Some(params.rate),
         burst: Some(params.burst),
-        ..base(&params)
+        ..base(params)
     };
     Ok(timed(cluster, pairs, params.secs, pace, report).await?.0)
 }
 
 /// Receivers offline while the senders push `messages`; then they connect and drain.
-pub async fn offline(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
+pub async fn offline(work: &Path, params: &Params) -> anyhow::Result<RelayReport> {
     let cluster = Cluster::start_unthrottled(work, params.relays).await?;
     let (senders_home, receivers_home) = homes(&cluster)?;
     let counts = split(params.messages, params.pairs);
@@ -244,7 +286,7 @@ pub async fn offline(work: &Path, params: Params) -> anyhow::Result<RelayReport>
         relay_usage,
         drain_relay_usage: Some(drain_usage),
         prebuild_s: pairs.prebuild_s,
-        ..base(&params)
+        ..base(params)
     };
     let last = sum_receivers(&mut report, tallies);
     // Time spent offline, not a latency of the relay.
@@ -258,7 +300,7 @@ pub async fn offline(work: &Path, params: Params) -> anyhow::Result<RelayReport>
 }
 
 /// Devices connect to the first relay all at once and stay idle.
-pub async fn idle(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
+pub async fn idle(work: &Path, params: &Params) -> anyhow::Result<RelayReport> {
     let mut cluster = Cluster::start_unthrottled(work, params.relays).await?;
     let (home, _) = homes(&cluster)?;
     let devices: Vec<_> = (0..params.devices)
@@ -346,7 +388,7 @@ pub async fn idle(work: &Path, params: Params) -> anyhow::Result<RelayReport> {
         ),
         connect_s: Some(connect_s),
         relay_usage,
-        ..base(&params)
+        ..base(params)
     })
 }
 

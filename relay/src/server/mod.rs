@@ -98,6 +98,34 @@ impl RelayOptions {
 
 /// Starts a relay from an initialized data dir.
 pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
+    // Whatever `launch` held (Store clones among it) is dropped before a failed start shuts the
+    // relay down, or the store writer would wait for them forever.
+    let (mut running, config, data_dir, listeners) = launch(options).await?;
+    let mut network = running.network.clone();
+    let addrs =
+        tokio::time::timeout(LISTEN_TIMEOUT, network.wait_for_listen_addrs(listeners)).await;
+    if addrs.is_err() {
+        running.shutdown().await;
+        return Err(RelayError::ListenTimeout);
+    }
+    // The page names the relay's addresses, so it is served once the listeners are up.
+    let stop = running.network_stop.clone();
+    match crate::web::start(&config, &data_dir, &network, stop, &running.background).await {
+        Ok(web_addr) => running.web_addr = web_addr,
+        Err(error) => {
+            running.shutdown().await;
+            return Err(error);
+        }
+    }
+    tracing::info!(peer_id = %running.peer_id(), name = %config.name, "relay started");
+    Ok(running)
+}
+
+/// Opens the store and starts every task; what is left for [`start`]: the config, the data
+/// dir and how many listeners to wait for.
+async fn launch(
+    options: RelayOptions,
+) -> Result<(RunningRelay, RelayConfig, PathBuf, usize), RelayError> {
     let data_dir = options.data_dir;
     if !data_dir.join(node_key::KEY_FILE).exists() {
         return Err(RelayError::NotInitialized(data_dir.display().to_string()));
@@ -135,7 +163,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         status.database(),
         invites.database(),
     );
-    let (event_loop, mut network, control) =
+    let (event_loop, network, control) =
         network::build(keypair, &listen, &bootstrap, &config.network, websocket_tls)?;
 
     let sessions_stop = CancellationToken::new();
@@ -377,7 +405,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         &config,
     );
     crate::admin::start(admin, &sessions, sessions_stop.clone()).await;
-    let mut running = RunningRelay {
+    let running = RunningRelay {
         network: network.clone(),
         metrics,
         metrics_addr,
@@ -392,23 +420,7 @@ pub async fn start(options: RelayOptions) -> Result<RunningRelay, RelayError> {
         status,
         live_files,
     };
-    let addrs =
-        tokio::time::timeout(LISTEN_TIMEOUT, network.wait_for_listen_addrs(listen.len())).await;
-    if addrs.is_err() {
-        running.shutdown().await;
-        return Err(RelayError::ListenTimeout);
-    }
-    // The page names the relay's addresses, so it is served once the listeners are up.
-    let stop = running.network_stop.clone();
-    match crate::web::start(&config, &data_dir, &network, stop, &running.background).await {
-        Ok(web_addr) => running.web_addr = web_addr,
-        Err(error) => {
-            running.shutdown().await;
-            return Err(error);
-        }
-    }
-    tracing::info!(peer_id = %running.peer_id(), name = %config.name, "relay started");
-    Ok(running)
+    Ok((running, config, data_dir, listen.len()))
 }
 
 /// Work left from before a restart: republish local users' home records to the DHT and

@@ -26,6 +26,12 @@ pub(crate) fn reject(code: ErrorCode, detail: impl Into<String>) -> SendOutcome 
 /// What a device over its rate limit is told.
 pub(crate) const SENDING_TOO_FAST: &str = "you are sending too fast; retry later";
 
+/// Why an envelope whose id was used for other content is refused.
+const ID_REUSED: &str = "this envelope id was already used for other content";
+
+/// Why an envelope for another relay is refused when the outbox is full.
+const OUTBOX_FULL: &str = "this relay's outbox is full; retry later";
+
 /// What a device whose envelopes hold their whole share of the outbox is told.
 const OUTBOX_SHARE_FULL: &str =
     "your messages waiting for other relays hold your whole share of the outbox; retry later";
@@ -302,10 +308,7 @@ fn group_outcome(outcome: GroupOutcome) -> SendOutcome {
     match outcome {
         GroupOutcome::Accepted { .. } => SendOutcome::Accepted,
         GroupOutcome::Duplicate => SendOutcome::Duplicate,
-        GroupOutcome::IdReused => reject(
-            ErrorCode::IdReused,
-            "this envelope id was already used for other content",
-        ),
+        GroupOutcome::IdReused => reject(ErrorCode::IdReused, ID_REUSED),
         GroupOutcome::UnknownGroup => reject(
             ErrorCode::GroupOutOfDate,
             "this relay does not know the group",
@@ -314,10 +317,7 @@ fn group_outcome(outcome: GroupOutcome) -> SendOutcome {
             reject(ErrorCode::NotMember, "you are not a member of the group")
         }
         GroupOutcome::BadDescriptor(error) => reject(ErrorCode::BadDescriptor, error.to_string()),
-        GroupOutcome::OutboxFull => reject(
-            ErrorCode::RateLimited,
-            "this relay's outbox is full; retry later",
-        ),
+        GroupOutcome::OutboxFull => reject(ErrorCode::RateLimited, OUTBOX_FULL),
         GroupOutcome::OutboxShareFull => reject(ErrorCode::RateLimited, OUTBOX_SHARE_FULL),
     }
 }
@@ -327,10 +327,7 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
     match outcome {
         StoreOutcome::Accepted { .. } | StoreOutcome::Queued { .. } => SendOutcome::Accepted,
         StoreOutcome::Duplicate => SendOutcome::Duplicate,
-        StoreOutcome::IdReused => reject(
-            ErrorCode::IdReused,
-            "this envelope id was already used for other content",
-        ),
+        StoreOutcome::IdReused => reject(ErrorCode::IdReused, ID_REUSED),
         StoreOutcome::NotHere => reject(
             ErrorCode::WrongRelay,
             "the recipient's home is not this relay",
@@ -346,10 +343,7 @@ pub(crate) fn send_outcome(outcome: StoreOutcome) -> SendOutcome {
             ErrorCode::RateLimited,
             "your relay's envelopes hold their whole share of the mailboxes here; retry later",
         ),
-        StoreOutcome::OutboxFull => reject(
-            ErrorCode::RateLimited,
-            "this relay's outbox is full; retry later",
-        ),
+        StoreOutcome::OutboxFull => reject(ErrorCode::RateLimited, OUTBOX_FULL),
         StoreOutcome::OutboxShareFull => reject(ErrorCode::RateLimited, OUTBOX_SHARE_FULL),
         StoreOutcome::NotMember => reject(ErrorCode::NotMember, "not a member of the group"),
         StoreOutcome::GroupOutOfDate => reject(

@@ -142,6 +142,7 @@ pub struct Metrics {
     streams_refused: Family<StreamLabels, Counter>,
     stream_timeouts: Family<StreamLabels, Counter>,
     connections_refused: Counter,
+    warm_links: Gauge,
     claims_refused: Family<ClaimLabels, Counter>,
     one_time_keys_withheld: Counter,
     store: StoreMetrics,
@@ -265,6 +266,12 @@ impl Metrics {
             "Incoming connections refused by the connection limits (per peer, pending, total)",
             connections_refused.clone(),
         );
+        let warm_links = Gauge::default();
+        tidings.register(
+            "warm_relay_links",
+            "Connections to other relays kept open while idle",
+            warm_links.clone(),
+        );
         let claims_refused = Family::<ClaimLabels, Counter>::default();
         tidings.register(
             "claims_refused",
@@ -300,6 +307,7 @@ impl Metrics {
             streams_refused,
             stream_timeouts,
             connections_refused,
+            warm_links,
             claims_refused,
             one_time_keys_withheld,
             store,
@@ -467,6 +475,12 @@ impl Metrics {
     /// Counts an incoming connection refused by the connection limits.
     pub(crate) fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// How many links to other relays are kept open while idle.
+    pub(crate) fn set_warm_links(&self, links: usize) {
+        self.warm_links
+            .set(i64::try_from(links).unwrap_or(i64::MAX));
     }
 
     /// Counts a key claim (one user asked for) refused to another relay.

@@ -251,6 +251,13 @@ pub(super) const SECTIONS: &[Section] = &[
                  the device retries, and counted in tidings_streams_refused_total \
                  (reason=\"backlog\"). At most 65536.",
             ),
+            key(
+                "idle_connection_secs",
+                "A connection with no open stream is closed after this many seconds (a \
+                 connected device keeps its session stream open). Links to other relays \
+                 stay open while idle, up to 1024 of them, so forwards and DHT requests \
+                 never wait for a new handshake.",
+            ),
         ],
     },
     Section {

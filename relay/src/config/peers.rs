@@ -37,6 +37,9 @@ pub struct NetworkConfig {
     /// New streams of one protocol waiting to be taken (beyond it a stream is reset and
     /// counted in `streams_refused`, reason `backlog`).
     pub accept_queue: usize,
+    /// A connection with no open stream is closed after this long, in seconds; links to other
+    /// relays are kept open regardless.
+    pub idle_connection_secs: u64,
 }
 
 impl Default for NetworkConfig {
@@ -53,13 +56,14 @@ impl Default for NetworkConfig {
             dht_store_kib: 128 * 1024,
             dht_records_per_peer: 50_000,
             accept_queue: 4096,
+            idle_connection_secs: 60,
         }
     }
 }
 
 impl NetworkConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(&'static str, u64); 11] = [
+        let checks: [(&'static str, u64); 12] = [
             ("network.max_connections", self.max_connections.into()),
             (
                 "network.max_connections_per_peer",
@@ -83,6 +87,7 @@ impl NetworkConfig {
             ("network.dht_store_kib", self.dht_store_kib),
             ("network.dht_records_per_peer", self.dht_records_per_peer),
             ("network.accept_queue", self.accept_queue as u64),
+            ("network.idle_connection_secs", self.idle_connection_secs),
         ];
         for (key, value) in checks {
             if value == 0 {

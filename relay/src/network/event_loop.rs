@@ -131,16 +131,21 @@ impl EventLoop {
         self.record(&event);
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
-            // Relays (peers speaking our DHT protocol) join the routing table.
+            // Relays (peers speaking our DHT protocol) join the routing table, and their
+            // link stays open while idle.
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
+                connection_id,
                 info,
-                ..
             })) if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) => {
-                let kad = &mut self.swarm.behaviour_mut().kad;
+                let behaviour = self.swarm.behaviour_mut();
                 for address in info.listen_addrs {
-                    kad.add_address(&peer_id, address);
+                    behaviour.kad.add_address(&peer_id, address);
                 }
+                if !behaviour.warm.keep_warm(peer_id, connection_id) {
+                    tracing::debug!(%peer_id, "warm relay links at their bound; this one may idle out");
+                }
+                self.metrics.set_warm_links(behaviour.warm.warm_links());
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -175,6 +180,8 @@ impl EventLoop {
             SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
                 tracing::debug!(%peer_id, ?cause, "connection closed");
                 self.sources.disconnected(&peer_id);
+                self.metrics
+                    .set_warm_links(self.swarm.behaviour().warm.warm_links());
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");

@@ -11,6 +11,7 @@ mod event_loop;
 mod find_peer;
 mod inbound;
 mod record_store;
+mod warm;
 pub mod websocket;
 
 use std::{sync::Arc, time::Duration};
@@ -40,9 +41,6 @@ pub const KAD_PROTOCOL: &str = "/tidings/kad/1";
 
 /// Most concurrent yamux streams a peer may open on one connection.
 const MAX_STREAMS_PER_CONNECTION: usize = 64;
-
-/// How long a connection with no open stream stays up.
-const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long one DHT query may run.
 const DHT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,6 +91,8 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     /// Inbound streams of the relay's protocols, each protocol with its accept queue.
     pub inbound: inbound::Behaviour,
+    /// Links to other relays, kept open while idle.
+    pub warm: warm::Behaviour,
 }
 
 /// The swarm's behaviour: [`Behaviour`] with its per-connection handlers on the heap.
@@ -371,10 +371,15 @@ pub fn build(
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(connection_limits(limits)),
                 inbound: inbound::Behaviour::new(limits.accept_queue),
+                warm: warm::Behaviour::default(),
             })
         })
         .map_err(|error| NetworkError::Transport(error.to_string()))?
-        .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .with_swarm_config(|config| {
+            config.with_idle_connection_timeout(Duration::from_secs(
+                limits.idle_connection_secs.max(1),
+            ))
+        })
         .build();
     for address in listen {
         swarm

@@ -8,6 +8,7 @@ mod common;
 mod dht;
 mod dht_store;
 mod groups;
+mod links;
 mod lookups;
 mod order;
 mod presence;

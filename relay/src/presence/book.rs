@@ -324,7 +324,10 @@ impl PresenceBook {
             if untold(&state) {
                 continue;
             }
-            let _ = live.try_send(RelayFrame::Presence(PresenceReport { user, state }));
+            let _ = live.try_send(Box::new(RelayFrame::Presence(PresenceReport {
+                user,
+                state,
+            })));
         }
         let now = Instant::now();
         let mut remote: HashMap<PeerId, Vec<UserId>> = HashMap::new();
@@ -371,7 +374,7 @@ impl PresenceBook {
             .flat_map(|sessions| sessions.values())
             .filter(|(who, _)| who == watcher)
         {
-            let _ = live.try_send(RelayFrame::Presence(*report));
+            let _ = live.try_send(Box::new(RelayFrame::Presence(*report)));
         }
     }
 
@@ -509,7 +512,7 @@ mod tests {
         assert!(ask(&mut book, notify(Change::Transition)).is_empty());
         assert!(frames.try_recv().is_err());
         assert!(ask(&mut book, notify(Change::Settings)).is_empty());
-        let Ok(RelayFrame::Presence(report)) = frames.try_recv() else {
+        let Ok(RelayFrame::Presence(report)) = frames.try_recv().map(|frame| *frame) else {
             panic!("the watcher hears the new settings");
         };
         assert_eq!(report.state, PresenceState::Hidden);

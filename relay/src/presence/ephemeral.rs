@@ -157,7 +157,10 @@ impl Presence {
         for (user, senders) in recipients.iter().zip(live) {
             let mut took = 0;
             for live in senders {
-                if live.try_send(RelayFrame::Ephemeral(raw.clone())).is_ok() {
+                if live
+                    .try_send(Box::new(RelayFrame::Ephemeral(raw.clone())))
+                    .is_ok()
+                {
                     took += 1;
                 }
             }

@@ -47,8 +47,9 @@ const REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// One session's identity in the book.
 pub(crate) type SessionId = u64;
 
-/// Where live frames for one session go.
-pub(crate) type LiveSender = mpsc::Sender<RelayFrame>;
+/// Where live frames for one session go. Boxed: a channel allocates room for 32 items up
+/// front, and every connected device has one (32 pointers rather than 32 frames).
+pub(crate) type LiveSender = mpsc::Sender<Box<RelayFrame>>;
 
 /// Timing of presence.
 #[derive(Debug, Clone, Copy)]
@@ -298,5 +299,19 @@ impl Presence {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_channel_holds_pointers_not_frames() {
+        let frame = std::mem::size_of::<RelayFrame>();
+        assert!(frame >= 32, "a frame is {frame} bytes");
+        let item = std::mem::size_of::<Box<RelayFrame>>();
+        assert_eq!(item, std::mem::size_of::<usize>());
+        let _: fn(LiveSender) -> mpsc::Sender<Box<RelayFrame>> = |sender| sender;
     }
 }

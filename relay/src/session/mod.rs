@@ -176,7 +176,7 @@ struct Session {
     out: Vec<u8>,
     /// Presence changes and typing notices for this device, and their sender.
     live: LiveSender,
-    live_frames: mpsc::Receiver<RelayFrame>,
+    live_frames: mpsc::Receiver<Box<RelayFrame>>,
     /// When the device last sent a frame (a subscribed device must keep sending).
     last_heard: Instant,
     /// Whether this session counts its user online (it subscribed).

@@ -110,8 +110,11 @@ pub async fn cli(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
         .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_BACKTRACE", "0")
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
         .await
+        .unwrap_or_else(|_| panic!("tidings-relay {args:?} did not finish in 60 s"))
         .unwrap();
     (
         output.status.success(),

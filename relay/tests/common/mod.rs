@@ -124,9 +124,10 @@ async fn open_stream(
     address: &Multiaddr,
     protocol: &'static str,
 ) -> Stream {
-    StreamOpener::dial(keypair, address)
-        .open(protocol)
+    let mut opener = StreamOpener::dial(keypair, address);
+    tokio::time::timeout(Duration::from_secs(20), opener.open(protocol))
         .await
+        .expect("the stream to the relay did not open in 20 s")
         .unwrap()
 }
 

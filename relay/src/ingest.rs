@@ -2,14 +2,12 @@
 //! answer each.
 
 mod rate;
+mod verify;
 
 use bytes::Bytes;
 use tidings_protocol::{
     Address, Envelope, ErrorAnswer, ErrorCode, Kind, RawEnvelope, Recipient, UserId,
-    client::SendOutcome,
-    envelope::{SenderKey, verify_batch_knowing},
-    group::SignedDescriptor,
-    limits::MAX_ENVELOPE_BYTES,
+    client::SendOutcome, envelope::SenderKey, group::SignedDescriptor,
 };
 
 use crate::metrics::{Metrics, StoredFrom};
@@ -18,6 +16,7 @@ use crate::store::{
 };
 
 pub(crate) use rate::{RateLimiter, RateLimits};
+pub(crate) use verify::verify;
 
 pub(crate) fn reject(code: ErrorCode, detail: impl Into<String>) -> SendOutcome {
     SendOutcome::Rejected(ErrorAnswer::new(code, detail))
@@ -79,111 +78,6 @@ impl Verified {
             bytes: self.bytes.clone(),
         }
     }
-}
-
-/// Everything about an envelope that can be checked without its signature.
-fn precheck(sender: Option<&Address>, raw: &RawEnvelope) -> Result<Envelope, SendOutcome> {
-    if raw.len() > MAX_ENVELOPE_BYTES {
-        return Err(reject(
-            ErrorCode::EnvelopeTooLarge,
-            format!("{} bytes exceeds {MAX_ENVELOPE_BYTES}", raw.len()),
-        ));
-    }
-    let envelope = raw
-        .decode_unverified()
-        .map_err(|error| reject(ErrorCode::Malformed, error.to_string()))?;
-    if let Some(sender) = sender
-        && envelope.sender != *sender
-    {
-        return Err(reject(
-            ErrorCode::SenderMismatch,
-            "the sender is not the device on this stream",
-        ));
-    }
-    match (envelope.kind, envelope.recipient) {
-        (Kind::Typing, _) => Err(reject(
-            ErrorCode::Malformed,
-            "typing notices are never stored: send them with Ephemeral",
-        )),
-        (Kind::GroupControl, Recipient::Direct(_)) => Err(reject(
-            ErrorCode::Malformed,
-            "a group change must be addressed to its group",
-        )),
-        _ => Ok(envelope),
-    }
-}
-
-/// Most envelopes verified on the async runtime itself (about 60 us each); a larger request
-/// is verified on the blocking pool so it holds no runtime worker for milliseconds.
-pub(crate) const VERIFY_INLINE_MAX: usize = 4;
-
-/// Good envelopes with their positions in the request, and refusals by position.
-pub(crate) type Checked = (Vec<(usize, Verified)>, Vec<Option<SendOutcome>>);
-
-/// Checks and verifies envelopes as [`verify_now`] does: a request of at most
-/// [`VERIFY_INLINE_MAX`] envelopes right here, a larger one on the blocking pool.
-pub(crate) async fn verify(
-    sender: Option<Address>,
-    known: Option<&SenderKey>,
-    raws: Vec<RawEnvelope>,
-) -> Checked {
-    if raws.len() <= VERIFY_INLINE_MAX {
-        return verify_now(sender.as_ref(), known, raws);
-    }
-    let (count, known) = (raws.len(), known.cloned());
-    let checking =
-        tokio::task::spawn_blocking(move || verify_now(sender.as_ref(), known.as_ref(), raws));
-    match checking.await {
-        Ok(checked) => checked,
-        Err(error) => {
-            // The runtime is shutting down (or the check panicked): nothing was stored.
-            tracing::warn!(%error, count, "verifying a request on the blocking pool failed");
-            let busy = reject(
-                ErrorCode::Unavailable,
-                "the relay could not check this now; retry later",
-            );
-            (Vec::new(), vec![Some(busy); count])
-        }
-    }
-}
-
-/// Checks and verifies envelopes on this thread; `sender`, if given, must be every
-/// envelope's sender, and `known` is its device's key if the caller holds it.
-pub(crate) fn verify_now(
-    sender: Option<&Address>,
-    known: Option<&SenderKey>,
-    raws: Vec<RawEnvelope>,
-) -> Checked {
-    let mut outcomes: Vec<Option<SendOutcome>> = vec![None; raws.len()];
-    let mut checked = Vec::with_capacity(raws.len());
-    for (index, raw) in raws.iter().enumerate() {
-        match precheck(sender, raw) {
-            Ok(envelope) => checked.push((index, envelope)),
-            Err(outcome) => outcomes[index] = Some(outcome),
-        }
-    }
-    let pairs: Vec<(&RawEnvelope, &Envelope)> = checked
-        .iter()
-        .map(|(index, envelope)| (&raws[*index], envelope))
-        .collect();
-    let verdicts = verify_batch_knowing(&pairs, known);
-    drop(pairs);
-    let mut raws: Vec<Option<RawEnvelope>> = raws.into_iter().map(Some).collect();
-    let mut good = Vec::with_capacity(checked.len());
-    for ((index, envelope), verdict) in checked.into_iter().zip(verdicts) {
-        if verdict.is_err() {
-            outcomes[index] = Some(reject(
-                ErrorCode::BadSignature,
-                "the signature does not verify with the sender device's key",
-            ));
-            continue;
-        }
-        if let Some(raw) = raws[index].take() {
-            let bytes = Bytes::from(raw.into_bytes());
-            good.push((index, Verified { envelope, bytes }));
-        }
-    }
-    (good, outcomes)
 }
 
 /// The kind of each verified envelope, by its index in the request (for the metrics).

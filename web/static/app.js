@@ -1,25 +1,32 @@
-// Loads the wasm device, reads the relay's addresses from /tidings.json and probes the
-// first WebSocket one: the relay's answer to one client-protocol request is shown.
-import init, { probeRelay } from "./tidings_web.js";
+// The page: starts the device's Dedicated Worker and shows what it reports. The page holds
+// no keys and no history; it asks the worker by typed messages (messages.js).
+import { Event, Request, WorkerChannel } from "./messages.js";
 
-const status = document.getElementById("status");
+const status = document.querySelector('[data-testid="status"]');
 
-async function main() {
-  await init();
-  const relay = await (await fetch("tidings.json")).json();
-  const secure = location.protocol === "https:";
-  const address = relay.addresses.find((a) =>
-    secure ? /\/(tls\/ws|wss)\/p2p\//.test(a) : /\/ws\/p2p\//.test(a));
-  if (!address) {
-    throw new Error("the relay announces no WebSocket address");
-  }
-  status.textContent = `dialing ${address}`;
-  const answer = await probeRelay(address);
-  status.textContent = `connected to ${relay.name}: ${answer}`;
-  document.body.dataset.probe = "ok";
+/** Shows the page's state (`body[data-state]`, which the scenario reads) and a status line. */
+function show(state, text) {
+  document.body.dataset.state = state;
+  status.textContent = text;
 }
 
-main().catch((error) => {
-  status.textContent = `failed: ${error}`;
-  document.body.dataset.probe = "failed";
-});
+function onEvent(message) {
+  if (message.event === Event.STATUS) {
+    status.textContent = message.text;
+  } else if (message.event === Event.FAILED) {
+    show("failed", `failed: ${message.error}`);
+  }
+}
+
+async function main() {
+  const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
+  const device = new WorkerChannel(worker, onEvent);
+  const relay = await (await fetch("tidings.json")).json();
+  const connected = await device.request(Request.CONNECT, {
+    relay,
+    secure: location.protocol === "https:",
+  });
+  show("connected", `connected to ${connected.relay}: ${connected.answer}`);
+}
+
+main().catch((error) => show("failed", `failed: ${error.message || error}`));

@@ -7,6 +7,12 @@
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
+#[cfg(target_arch = "wasm32")]
+mod link;
+#[cfg(target_arch = "wasm32")]
+mod swarm;
 
 #[cfg(target_arch = "wasm32")]
 pub use browser::probe_relay;
+#[cfg(target_arch = "wasm32")]
+pub use link::RelayLink;

@@ -10,8 +10,18 @@ function show(state, text) {
   status.textContent = text;
 }
 
+/** The name of the relay that served the page (from `/tidings.json`). */
+let relayName = "";
+
 function onEvent(message) {
-  if (message.event === Event.STATUS) {
+  if (message.event === Event.LINK) {
+    if (message.state === "connected") {
+      show("connected", `connected to ${relayName}`);
+    } else {
+      const state = message.state === "failed" ? "failed" : "offline";
+      show(state, `${message.state}: ${message.detail}`);
+    }
+  } else if (message.event === Event.STATUS) {
     status.textContent = message.text;
   } else if (message.event === Event.FAILED) {
     show("failed", `failed: ${message.error}`);
@@ -22,11 +32,13 @@ async function main() {
   const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
   const device = new WorkerChannel(worker, onEvent);
   const relay = await (await fetch("tidings.json")).json();
+  relayName = String(relay.name);
   const connected = await device.request(Request.CONNECT, {
     relay,
     secure: location.protocol === "https:",
   });
-  show("connected", `connected to ${connected.relay}: ${connected.answer}`);
+  document.body.dataset.probe = "ok";
+  document.body.dataset.probeAnswer = connected.answer;
 }
 
 main().catch((error) => show("failed", `failed: ${error.message || error}`));

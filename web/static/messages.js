@@ -3,7 +3,10 @@
 
 /** Requests the page sends (`{id, type, ...}`); the worker replies `{id, ok, value | error}`. */
 export const Request = Object.freeze({
-  /** `{relay}` (the served `/tidings.json`): dial the relay's WebSocket address and probe it. */
+  /**
+   * `{relay, secure}` (`relay`: the served `/tidings.json`): probe the relay's WebSocket
+   * address once, then keep a link to it (its changes come as `LINK` events).
+   */
   CONNECT: "connect",
 });
 
@@ -11,6 +14,8 @@ export const Request = Object.freeze({
 export const Event = Object.freeze({
   /** `{text}`: what the device is doing, for the status line. */
   STATUS: "status",
+  /** `{state, detail}`: the relay link is `connecting`, `connected`, `disconnected` or `failed`. */
+  LINK: "link",
   /** `{error}`: the worker could not start (the wasm did not load). */
   FAILED: "failed",
 });

@@ -1,9 +1,12 @@
 // The browser device's Dedicated Worker: loads the wasm and answers the page's typed
 // requests (messages.js). Keys, history and the relay connection live here, not in the page.
-import init, { probeRelay } from "./tidings_web.js";
+import init, { probeRelay, RelayLink } from "./tidings_web.js";
 import { Event, Request } from "./messages.js";
 
 const ready = init();
+
+/** The link to the home relay, once connected (one per worker). */
+let link = null;
 
 /** The WebSocket address of `relay` (`/tidings.json`) fitting this page's scheme. */
 function webSocketAddress(relay, secure) {
@@ -20,6 +23,12 @@ const handlers = {
     const address = webSocketAddress(relay, secure);
     self.postMessage({ event: Event.STATUS, text: `dialing ${address}` });
     const answer = await probeRelay(address);
+    if (link) {
+      link.close();
+    }
+    link = new RelayLink(address, (state, detail) => {
+      self.postMessage({ event: Event.LINK, state, detail });
+    });
     return { relay: String(relay.name), address, answer };
   },
 };

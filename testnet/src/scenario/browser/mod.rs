@@ -4,6 +4,7 @@
 mod page;
 mod relays;
 mod report;
+mod steps;
 
 use std::{
     path::{Path, PathBuf},
@@ -74,7 +75,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
     let started = Instant::now();
     let (page_dir, wasm_bytes) = built_page(&params.page)?;
     let driver = ChromeDriver::start(&work.join("chromedriver.log")).await?;
-    let relays = relays::start(work, params.relays, &page_dir).await?;
+    let mut relays = relays::start(work, params.relays, &page_dir).await?;
 
     let cli = Client::init(&work.join("users").join("cli"), None)?;
     tokio::time::timeout(
@@ -113,6 +114,19 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
             .with_context(|| format!("saving the screenshot to {}", screenshot.display()))?;
     }
 
+    let mut checks = Vec::new();
+    if let Some(first) = users.first() {
+        checks.push(steps::reload(first).await);
+    }
+    if let Some(last) = users.last_mut() {
+        checks.push(steps::reopen(last, &driver).await);
+    }
+    // The last user's home relay (users are spread round-robin).
+    let home = (users.len() - 1) % relays.len();
+    if let (Some(last), Some(relay)) = (users.last(), relays.get_mut(home)) {
+        checks.push(steps::relay_restart(last, relay).await);
+    }
+
     for (user, summary) in users.iter_mut().zip(&mut browsers) {
         summary.state = user.state().await?;
         summary.status = user.text("status").await?.unwrap_or_default();
@@ -138,6 +152,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
             seed: params.seed,
         },
         browsers,
+        checks,
         wasm_bytes,
         screenshot: screenshot.display().to_string(),
     })

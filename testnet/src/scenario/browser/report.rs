@@ -20,6 +20,19 @@ pub struct BrowserSummary {
     pub status: String,
 }
 
+/// One step of the run and whether the pages behaved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was done ("reload", "reopen", "relay_restart", ...).
+    pub name: &'static str,
+    /// Whether the page got where it should.
+    pub passed: bool,
+    /// How long that took, milliseconds.
+    pub ms: f64,
+    /// What the page showed if it did not.
+    pub detail: String,
+}
+
 /// The scenario's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct BrowserReport {
@@ -28,6 +41,8 @@ pub struct BrowserReport {
     pub report: Report,
     /// Each browser user.
     pub browsers: Vec<BrowserSummary>,
+    /// The steps after the pages got ready (reload, close and reopen, relay restart).
+    pub checks: Vec<Check>,
     /// Size of the page's wasm module as served, bytes.
     pub wasm_bytes: u64,
     /// Where the screenshot of the page was saved.
@@ -54,6 +69,13 @@ impl BrowserReport {
             println!(
                 "  {} on relay {}: ready in {:.0} ms, {}: {}",
                 browser.user, browser.relay, browser.ready_ms, browser.state, browser.status
+            );
+        }
+        for check in &self.checks {
+            let verdict = if check.passed { "ok" } else { "FAILED" };
+            println!(
+                "  {}: {verdict} in {:.0} ms {}",
+                check.name, check.ms, check.detail
             );
         }
         println!(

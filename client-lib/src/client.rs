@@ -141,9 +141,9 @@ impl Client {
     pub(crate) fn spawn_blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
-    ) -> tokio::task::JoinHandle<Result<T, StoreError>> {
+    ) -> crate::runtime::JoinHandle<Result<T, StoreError>> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
+        crate::runtime::spawn_blocking(move || work(&inner))
     }
 
     /// The home relay's dial address, once registered.

@@ -377,15 +377,15 @@ impl DeviceLink {
         passphrase: Option<&str>,
         wait: Duration,
     ) -> Result<(Client, LinkPackage), ClientError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = crate::runtime::Instant::now() + wait;
         let sealed = loop {
             if let Some(sealed) = self.poll().await? {
                 break sealed;
             }
-            if tokio::time::Instant::now() + LINK_POLL_INTERVAL > deadline {
+            if crate::runtime::Instant::now() + LINK_POLL_INTERVAL > deadline {
                 return Err(DeviceError::LinkTimedOut(wait).into());
             }
-            tokio::time::sleep(LINK_POLL_INTERVAL).await;
+            crate::runtime::sleep(LINK_POLL_INTERVAL).await;
         };
         let (identity, package) = self.pending.open(&sealed).map_err(DeviceError::Link)?;
         let home = home_of(&package).unwrap_or(self.address);

@@ -3,7 +3,7 @@
 use std::{collections::VecDeque, time::Duration};
 
 use tidings_protocol::{Envelope, RawEnvelope, Recipient, UserId};
-use tokio::{task::JoinHandle, time::Instant};
+use crate::runtime::{Instant, JoinHandle};
 
 use crate::{
     client::Client,

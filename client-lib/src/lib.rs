@@ -25,6 +25,7 @@ mod error;
 pub mod events;
 mod list_checks;
 pub mod net;
+pub mod runtime;
 pub mod store;
 pub mod websocket;
 

@@ -88,7 +88,7 @@ impl Network {
             .build();
         let control = swarm.behaviour().stream.new_control();
         let (commands, receiver) = mpsc::channel(16);
-        tokio::spawn(
+        crate::runtime::spawn(
             EventLoop {
                 swarm,
                 commands: receiver,

@@ -56,7 +56,7 @@ impl Client {
         work: impl FnOnce(&Client) -> Result<T, ClientError> + Send + 'static,
     ) -> Result<T, ClientError> {
         let client = self.clone();
-        tokio::task::spawn_blocking(move || work(&client))
+        crate::runtime::spawn_blocking(move || work(&client))
             .await
             .map_err(|_| ClientError::Cancelled)?
     }

@@ -172,7 +172,7 @@ impl BlobLink {
                 Ok(held) => return Ok(held),
                 Err(error) if error.resumable() && attempt < TRANSFER_ATTEMPTS => {
                     tracing::debug!(%id, attempt, %error, "asking for a blob failed; again");
-                    tokio::time::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
+                    crate::runtime::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -216,7 +216,7 @@ impl BlobLink {
                 Ok(()) => return Ok(()),
                 Err(error) if error.resumable() && attempt < TRANSFER_ATTEMPTS => {
                     tracing::debug!(%id, done, attempt, %error, "upload cut; resuming");
-                    tokio::time::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
+                    crate::runtime::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -312,7 +312,7 @@ impl BlobLink {
                 Ok(()) => return Ok(()),
                 Err(error) if error.resumable() && attempt < TRANSFER_ATTEMPTS => {
                     tracing::debug!(%id, attempt, %error, "download cut; resuming");
-                    tokio::time::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
+                    crate::runtime::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -415,7 +415,7 @@ impl BlobLink {
 
 /// Waits at most `limit` for `work`.
 async fn within<T>(limit: Duration, work: impl Future<Output = T>) -> Result<T, TransferError> {
-    tokio::time::timeout(limit, work)
+    crate::runtime::timeout(limit, work)
         .await
         .map_err(|_| TransferError::Timeout(limit))
 }

@@ -377,6 +377,19 @@ impl DeviceLink {
         passphrase: Option<&str>,
         wait: Duration,
     ) -> Result<(Client, LinkPackage), ClientError> {
+        self.finish_with(wait, |identity| {
+            Client::create(data_dir, identity, passphrase)
+        })
+        .await
+    }
+
+    /// As [`DeviceLink::finish`], with the linked identity saved and its client opened by
+    /// `create` (a browser keeps both in its own storage; see [`Client::with_store`]).
+    pub async fn finish_with(
+        self,
+        wait: Duration,
+        create: impl FnOnce(Identity) -> Result<Client, ClientError>,
+    ) -> Result<(Client, LinkPackage), ClientError> {
         let deadline = crate::runtime::Instant::now() + wait;
         let sealed = loop {
             if let Some(sealed) = self.poll().await? {
@@ -390,7 +403,7 @@ impl DeviceLink {
         let (identity, package) = self.pending.open(&sealed).map_err(DeviceError::Link)?;
         let home = home_of(&package).unwrap_or(self.address);
         drop(self.connection);
-        let client = Client::create(data_dir, identity, passphrase)?;
+        let client = create(identity)?;
         client.register(home.clone(), None).await?;
         let connection = client.open_connection(home).await?;
         let (held, _) = client.held_list(&connection).await?;

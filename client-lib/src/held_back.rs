@@ -2,8 +2,8 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use tidings_protocol::{Envelope, RawEnvelope, Recipient, UserId};
 use crate::runtime::{Instant, JoinHandle};
+use tidings_protocol::{Envelope, RawEnvelope, Recipient, UserId};
 
 use crate::{
     client::Client,

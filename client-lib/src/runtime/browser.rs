@@ -36,7 +36,9 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.poll_unpin(cx).map(|done| done.map_err(|_| JoinError))
+        self.0
+            .poll_unpin(cx)
+            .map(|done| done.map_err(|_| JoinError))
     }
 }
 

@@ -18,13 +18,11 @@ mod native;
 
 #[cfg(target_arch = "wasm32")]
 pub use browser::{
-    Instant, Interval, JoinHandle, interval, sleep, sleep_until, spawn, spawn_blocking,
-    timeout_at,
+    Instant, Interval, JoinHandle, interval, sleep, sleep_until, spawn, spawn_blocking, timeout_at,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
-    Instant, Interval, JoinHandle, interval, sleep, sleep_until, spawn, spawn_blocking,
-    timeout_at,
+    Instant, Interval, JoinHandle, interval, sleep, sleep_until, spawn, spawn_blocking, timeout_at,
 };
 
 /// The wall clock, in milliseconds since the Unix epoch (the browser's `Date.now()` there).

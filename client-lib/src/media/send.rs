@@ -128,7 +128,7 @@ impl Client {
                 && answer.code == ErrorCode::HashMismatch
             {
                 // The sealed copy on disk is not what was recorded: seal anew next time.
-                let _ = tokio::fs::remove_file(&prepared.sealed).await;
+                let _ = crate::runtime::files::remove_file(&prepared.sealed).await;
             }
             return Err(MediaError::from(error).into());
         }

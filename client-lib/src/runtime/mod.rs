@@ -13,6 +13,7 @@ use std::time::Duration;
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
+pub mod files;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 

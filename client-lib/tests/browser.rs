@@ -59,7 +59,10 @@ async fn an_opfs_file_truncates_and_grows_with_zeros() {
 async fn an_open_opfs_file_cannot_be_opened_twice() {
     let dir = fresh("t-exclusive").await;
     let first = OpfsFile::open(dir, "data").await.unwrap();
-    assert!(OpfsFile::open(dir, "data").await.is_err(), "another tab must not open it");
+    assert!(
+        OpfsFile::open(dir, "data").await.is_err(),
+        "another tab must not open it"
+    );
     first.close();
     OpfsFile::open(dir, "data").await.unwrap();
 }
@@ -86,7 +89,10 @@ async fn a_redb_database_on_opfs_commits_and_reopens() {
     let txn = db.begin_read().unwrap();
     let table = txn.open_table(TABLE).unwrap();
     assert_eq!(table.len().unwrap(), 500);
-    assert_eq!(table.get(499).unwrap().unwrap().value(), vec![243u8; 100].as_slice());
+    assert_eq!(
+        table.get(499).unwrap().unwrap().value(),
+        vec![243u8; 100].as_slice()
+    );
 }
 
 #[wasm_bindgen_test]
@@ -116,7 +122,10 @@ async fn sleep_waits_and_the_clocks_are_sane() {
     assert!(slept < Duration::from_secs(5), "slept {slept:?}");
     let wall = runtime::now_ms();
     // After 2025-01-01 and before 2100: the wall clock is Date.now(), not zero or a panic.
-    assert!(wall > 1_735_689_600_000 && wall < 4_102_444_800_000, "now_ms = {wall}");
+    assert!(
+        wall > 1_735_689_600_000 && wall < 4_102_444_800_000,
+        "now_ms = {wall}"
+    );
     let until = Instant::now() + Duration::from_millis(50);
     runtime::sleep_until(until).await;
     assert!(Instant::now() >= until);
@@ -125,10 +134,16 @@ async fn sleep_waits_and_the_clocks_are_sane() {
 #[wasm_bindgen_test]
 async fn timeout_fires_and_lets_quick_work_finish() {
     let start = Instant::now();
-    let slow = runtime::timeout(Duration::from_millis(80), runtime::sleep(Duration::from_secs(30)));
+    let slow = runtime::timeout(
+        Duration::from_millis(80),
+        runtime::sleep(Duration::from_secs(30)),
+    );
     assert_eq!(slow.await, Err(runtime::Elapsed));
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(70) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(70) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     let quick = runtime::timeout(Duration::from_secs(5), async { 7 }).await;
     assert_eq!(quick, Ok(7));
 }
@@ -138,10 +153,17 @@ async fn interval_ticks_at_once_then_every_period_and_spawn_runs() {
     let mut interval = runtime::interval(Duration::from_millis(40));
     let start = Instant::now();
     interval.tick().await;
-    assert!(start.elapsed() < Duration::from_millis(30), "the first tick is at once");
+    assert!(
+        start.elapsed() < Duration::from_millis(30),
+        "the first tick is at once"
+    );
     interval.tick().await;
     interval.tick().await;
-    assert!(start.elapsed() >= Duration::from_millis(75), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(75),
+        "{:?}",
+        start.elapsed()
+    );
 
     let (done, finished) = futures::channel::oneshot::channel();
     runtime::spawn(async move {

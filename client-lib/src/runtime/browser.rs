@@ -42,20 +42,43 @@ impl<T> Future for JoinHandle<T> {
     }
 }
 
-/// Waits `duration` (a browser timer).
+/// Longest single browser timer: `setTimeout` fires at once for delays past 2^31 - 1 ms, so
+/// longer waits are made of several.
+pub const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Waits `duration` (browser timers).
 pub async fn sleep(duration: Duration) {
-    Delay::new(duration).await;
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => sleep_until(deadline).await,
+        // Past the clock's range: never.
+        None => futures::future::pending().await,
+    }
 }
 
 /// Waits until `deadline`.
 pub async fn sleep_until(deadline: Instant) {
-    sleep(deadline.saturating_duration_since(Instant::now())).await;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        Delay::new(left.min(MAX_TIMER)).await;
+    }
+}
+
+/// Runs `work` for at most `limit`.
+pub async fn timeout<F: Future>(limit: Duration, work: F) -> Result<F::Output, Elapsed> {
+    within(work, sleep(limit)).await
 }
 
 /// Runs `work` until `deadline` at most.
 pub async fn timeout_at<F: Future>(deadline: Instant, work: F) -> Result<F::Output, Elapsed> {
+    within(work, sleep_until(deadline)).await
+}
+
+async fn within<F: Future>(work: F, limit: impl Future<Output = ()>) -> Result<F::Output, Elapsed> {
     let work = std::pin::pin!(work);
-    let limit = std::pin::pin!(sleep_until(deadline));
+    let limit = std::pin::pin!(limit);
     match futures::future::select(work, limit).await {
         futures::future::Either::Left((output, _)) => Ok(output),
         futures::future::Either::Right(((), _)) => Err(Elapsed),
@@ -66,7 +89,7 @@ pub async fn timeout_at<F: Future>(deadline: Instant, work: F) -> Result<F::Outp
 /// (it never bursts to catch up), as the native one does.
 pub fn interval(period: Duration) -> Interval {
     Interval {
-        period,
+        period: period.min(MAX_TIMER),
         next: Delay::new(Duration::ZERO),
     }
 }

@@ -9,8 +9,6 @@
 //!
 //! tokio's channels, locks and `select!` build for both targets and are used directly.
 
-use std::time::Duration;
-
 #[cfg(target_arch = "wasm32")]
 mod browser;
 pub mod files;
@@ -19,11 +17,13 @@ mod native;
 
 #[cfg(target_arch = "wasm32")]
 pub use browser::{
-    Instant, Interval, JoinHandle, interval, sleep, sleep_until, spawn, spawn_blocking, timeout_at,
+    Instant, Interval, JoinHandle, interval, sleep, sleep_until, spawn, spawn_blocking, timeout,
+    timeout_at,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
-    Instant, Interval, JoinHandle, interval, sleep, sleep_until, spawn, spawn_blocking, timeout_at,
+    Instant, Interval, JoinHandle, interval, sleep, sleep_until, spawn, spawn_blocking, timeout,
+    timeout_at,
 };
 
 /// The wall clock, in milliseconds since the Unix epoch (the browser's `Date.now()` there).
@@ -38,8 +38,3 @@ pub struct JoinError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the time limit ran out")]
 pub struct Elapsed;
-
-/// Runs `work` for at most `limit`.
-pub async fn timeout<F: Future>(limit: Duration, work: F) -> Result<F::Output, Elapsed> {
-    timeout_at(Instant::now() + limit, work).await
-}

@@ -47,6 +47,11 @@ pub async fn sleep_until(deadline: Instant) {
     tokio::time::sleep_until(deadline).await;
 }
 
+/// Runs `work` for at most `limit`.
+pub async fn timeout<F: Future>(limit: Duration, work: F) -> Result<F::Output, Elapsed> {
+    tokio::time::timeout(limit, work).await.map_err(|_| Elapsed)
+}
+
 /// Runs `work` until `deadline` at most.
 pub async fn timeout_at<F: Future>(deadline: Instant, work: F) -> Result<F::Output, Elapsed> {
     tokio::time::timeout_at(deadline, work)

@@ -8,9 +8,8 @@ use libp2p::{
     websocket_websys, yamux,
 };
 
-/// How long a connection with no stream stays open on the page's side (the relay closes idle
-/// connections sooner; the link then dials again).
-const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the probe's connection stays open with no stream.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the page's swarm does: client-protocol streams and pings.
 #[derive(NetworkBehaviour)]

@@ -5,17 +5,35 @@
 export const Request = Object.freeze({
   /**
    * `{relay, secure}` (`relay`: the served `/tidings.json`): probe the relay's WebSocket
-   * address once, then keep a link to it (its changes come as `LINK` events).
+   * address; replies `{relay, address, answer, exists}` (`exists`: a device is stored here).
    */
   CONNECT: "connect",
+  /** `{passphrase}`: a new account, registered at the relay; replies `{user, card}`. */
+  CREATE: "create",
+  /** `{passphrase}`: open the stored device; replies `{user, card}`. */
+  UNLOCK: "unlock",
+  /** `{name, card}`: add a contact; replies the contacts. */
+  ADD_CONTACT: "add-contact",
+  /** Replies the contacts, `[{name, user}]`. */
+  CONTACTS: "contacts",
+  /** `{who}`: replies the conversation, `[message]` (oldest first). */
+  HISTORY: "history",
+  /** `{who, text}`: queue and send; replies the message. */
+  SEND: "send",
+  /** `{who}`: mark the conversation read; replies how many messages were marked. */
+  MARK_READ: "mark-read",
 });
 
 /** Events the worker sends unasked (`{event, ...}`). */
 export const Event = Object.freeze({
   /** `{text}`: what the device is doing, for the status line. */
   STATUS: "status",
-  /** `{state, detail}`: the relay link is `connecting`, `connected`, `disconnected` or `failed`. */
+  /** `{state, detail}`: the session is `connecting`, `connected` or `disconnected`. */
   LINK: "link",
+  /** `{message}`: a message arrived (already stored). */
+  MESSAGE: "message",
+  /** `{peer, id, status}`: one of our messages moved on (sent, delivered, read, failed). */
+  TICK: "tick",
   /** `{error}`: the worker could not start (the wasm did not load). */
   FAILED: "failed",
 });

@@ -1,6 +1,7 @@
 //! `scenario browser`: relays as processes (TCP, QUIC, WebSocket) serving the built page,
 //! browser users in Debian's headless Chromium driven through WebDriver, and a CLI user.
 
+mod chat;
 mod page;
 mod relays;
 mod report;
@@ -13,17 +14,17 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use tidings_client::Client;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
+use super::users;
 use crate::{report::Percentiles, report::Report, webdriver::ChromeDriver};
 use page::PageUser;
 pub use report::BrowserReport;
 use report::BrowserSummary;
 
-/// The page's state once it is usable.
-const READY: &str = "connected";
-
-/// How long a page may take from navigation to ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The page's state once it shows the chat list.
+const READY: &str = "ready";
 
 /// How long the CLI user's registration may take.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,7 +47,7 @@ pub struct Params {
     /// Where to save the screenshot of the first browser's page (default: in the work dir).
     #[arg(long, value_name = "FILE")]
     pub screenshot: Option<PathBuf>,
-    /// Seed of the workload.
+    /// Seed of the run (reported; the workload is fixed).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -77,13 +78,16 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
     let driver = ChromeDriver::start(&work.join("chromedriver.log")).await?;
     let mut relays = relays::start(work, params.relays, &page_dir).await?;
 
-    let cli = Client::init(&work.join("users").join("cli"), None)?;
+    let cli = Client::init(&work.join("users").join(chat::CLI_NAME), None)?;
     tokio::time::timeout(
         REGISTER_TIMEOUT,
         cli.register(relays[0].process.addr.clone(), None),
     )
     .await
     .context("the CLI user's registration timed out")??;
+    let stop = CancellationToken::new();
+    let (_online, online) = watch::channel(true);
+    let receiver = tokio::spawn(users::receive(cli.clone(), online, stop.clone()));
 
     let mut users = Vec::with_capacity(params.browsers);
     let mut browsers = Vec::with_capacity(params.browsers);
@@ -93,7 +97,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
         let mut user = PageUser::new(&name, &relays[relay].page_url, &work.join(&name));
         let opened = Instant::now();
         user.open(&driver).await?;
-        user.wait_for_state(&[READY], READY_TIMEOUT).await?;
+        chat::create_account(&user).await?;
         browsers.push(BrowserSummary {
             user: name,
             relay: relay + 1,
@@ -101,9 +105,15 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
             state: String::new(),
             status: String::new(),
         });
+        chat::exchange_cards(&user, &cli).await?;
         users.push(user);
     }
 
+    let mut counts = chat::Counts::default();
+    let mut checks = Vec::new();
+    for user in &users {
+        checks.push(steps::first_chat(user, &cli, &mut counts).await);
+    }
     let screenshot = params
         .screenshot
         .clone()
@@ -112,19 +122,15 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
         let png = first.browser()?.screenshot().await?;
         std::fs::write(&screenshot, png)
             .with_context(|| format!("saving the screenshot to {}", screenshot.display()))?;
-    }
-
-    let mut checks = Vec::new();
-    if let Some(first) = users.first() {
-        checks.push(steps::reload(first).await);
+        checks.push(steps::reload(first, &cli, &mut counts).await);
     }
     if let Some(last) = users.last_mut() {
-        checks.push(steps::reopen(last, &driver).await);
+        checks.push(steps::closed_while_sent(last, &driver, &cli, &mut counts).await);
     }
     // The last user's home relay (users are spread round-robin).
     let home = (users.len() - 1) % relays.len();
     if let (Some(last), Some(relay)) = (users.last(), relays.get_mut(home)) {
-        checks.push(steps::relay_restart(last, relay).await);
+        checks.push(steps::relay_restart(last, relay, &cli, &mut counts).await);
     }
 
     for (user, summary) in users.iter_mut().zip(&mut browsers) {
@@ -132,6 +138,8 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
         summary.status = user.text("status").await?.unwrap_or_default();
         user.close().await?;
     }
+    stop.cancel();
+    let _ = receiver.await;
     for mut relay in relays {
         relay.process.stop().await?;
     }
@@ -140,15 +148,15 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
             scenario: "browser",
             relays: params.relays,
             users: params.browsers + 1,
-            sent: 0,
-            accepted: 0,
-            delivered: 0,
-            lost: 0,
-            duplicates: 0,
-            out_of_order: 0,
+            sent: counts.sent,
+            accepted: counts.accepted,
+            delivered: counts.delivered,
+            lost: counts.lost,
+            duplicates: counts.duplicates,
+            out_of_order: counts.out_of_order,
             latency_ms: Percentiles::of(Vec::new()),
             wall_s: started.elapsed().as_secs_f64(),
-            offline_users: 0,
+            offline_users: 1,
             seed: params.seed,
         },
         browsers,

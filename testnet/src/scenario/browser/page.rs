@@ -6,13 +6,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::webdriver::{Browser, ChromeDriver};
 
 /// How often a waiting scenario looks at the page again.
 const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// A message as the page shows it in the open chat.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PageMessage {
+    /// pending, sent, delivered, read (ours) or received, read (theirs).
+    pub status: String,
+    /// Whether we sent it.
+    pub outgoing: bool,
+    /// Its text.
+    pub text: String,
+}
 
 /// A person using the page in one browser profile.
 pub struct PageUser {
@@ -87,6 +98,19 @@ impl PageUser {
         Ok(value.as_str().map(str::to_string))
     }
 
+    /// The value of the field with `data-testid` `id`, if there is one.
+    pub async fn value(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let value = self
+            .browser()?
+            .execute(
+                "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`);\
+                 return e ? e.value : null;",
+                json!([id]),
+            )
+            .await?;
+        Ok(value.as_str().map(str::to_string))
+    }
+
     /// Waits until the page's state is one of `wanted`, and returns it; a `failed` state
     /// (or `patience` running out) is an error naming what the page shows.
     pub async fn wait_for_state(
@@ -109,6 +133,96 @@ impl PageUser {
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
+    }
+
+    /// The page's `body[data-link]`: the session's state ("connected", ...).
+    pub async fn link(&self) -> anyhow::Result<String> {
+        let value = self
+            .browser()?
+            .execute(
+                "return document.body ? (document.body.dataset.link || '') : '';",
+                json!([]),
+            )
+            .await?;
+        Ok(value.as_str().unwrap_or_default().to_string())
+    }
+
+    /// Waits until the session's state is `wanted`.
+    pub async fn wait_for_link(&self, wanted: &str, patience: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let link = self.link().await?;
+            if link == wanted {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let status = self.text("status").await?.unwrap_or_default();
+                bail!(
+                    "{}'s session is {link:?}, not {wanted:?} ({status})",
+                    self.name
+                );
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    /// Types `value` into the field with `data-testid` `id`.
+    pub async fn fill(&self, id: &str, value: &str) -> anyhow::Result<()> {
+        let found = self
+            .browser()?
+            .execute(
+                "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`);\
+                 if (!e) { return false; }\
+                 e.value = arguments[1];\
+                 e.dispatchEvent(new Event('input', { bubbles: true }));\
+                 return true;",
+                json!([id, value]),
+            )
+            .await?;
+        ensure!(
+            found == Value::Bool(true),
+            "{}'s page has no {id:?} field",
+            self.name
+        );
+        Ok(())
+    }
+
+    /// Clicks the element with `data-testid` `id` (and, if given, `data-name` `name`).
+    pub async fn click(&self, id: &str, name: Option<&str>) -> anyhow::Result<()> {
+        let found = self
+            .browser()?
+            .execute(
+                "const name = arguments[1];\
+                 const selector = `[data-testid=\"${arguments[0]}\"]` +\
+                   (name === null ? '' : `[data-name=\"${CSS.escape(name)}\"]`);\
+                 const e = document.querySelector(selector);\
+                 if (!e) { return false; }\
+                 e.click();\
+                 return true;",
+                json!([id, name]),
+            )
+            .await?;
+        ensure!(
+            found == Value::Bool(true),
+            "{}'s page has no {id:?} {name:?} to click",
+            self.name
+        );
+        Ok(())
+    }
+
+    /// The messages of the open chat, as the page shows them.
+    pub async fn messages(&self) -> anyhow::Result<Vec<PageMessage>> {
+        let value = self
+            .browser()?
+            .execute(
+                "return Array.from(document.querySelectorAll('[data-testid=\"message\"]'))\
+                   .map((e) => ({ status: e.dataset.status,\
+                     outgoing: e.classList.contains('outgoing'),\
+                     text: e.querySelector('[data-testid=\"message-text\"]').textContent }));",
+                json!([]),
+            )
+            .await?;
+        Ok(serde_json::from_value(value)?)
     }
 
     /// Runs an async script in the page (see [`Browser::execute_async`]).

@@ -1,96 +1,135 @@
-//! The scenario's steps once every page is ready: a reload, closing a browser and opening it
-//! again on the same profile, and a relay killed with SIGKILL and restarted under a page.
+//! The scenario's steps once the pages chat: a reload mid-chat, a browser closed while
+//! messages arrive and opened again, and a relay killed with SIGKILL and restarted under a
+//! page. Each step ends with an exchange both ways that must settle.
 
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
-use serde_json::json;
+use tidings_client::Client;
 
-use super::{READY, READY_TIMEOUT, page::PageUser, relays::PageRelay, report::Check};
+use super::{
+    chat::{self, CLI_NAME, Counts},
+    page::PageUser,
+    relays::PageRelay,
+    report::Check,
+};
 use crate::webdriver::ChromeDriver;
 
 /// How long a page may take to notice that its relay is gone.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The page's state while its relay is unreachable.
-const OFFLINE: &str = "offline";
+/// The page's OPFS directory and the files the device keeps there (web/src/device.rs).
+const DEVICE_DIR: &str = "tidings-device";
+const DEVICE_FILES: [&str; 2] = [tidings_client::store::STORE_FILE, tidings_client::KEY_FILE];
 
-/// Times `step`: passed if it returned Ok, with the error as the detail otherwise.
+/// Messages each way in each step.
+pub const PER_STEP: usize = 3;
+
+/// Times `step`: passed if it returned Ok(true), with the error as the detail otherwise.
 async fn check(
     name: &'static str,
-    step: impl std::future::Future<Output = anyhow::Result<()>>,
+    step: impl std::future::Future<Output = anyhow::Result<bool>>,
 ) -> Check {
     let started = Instant::now();
     let outcome = step.await;
     Check {
         name,
-        passed: outcome.is_ok(),
+        passed: matches!(outcome, Ok(true)),
         ms: started.elapsed().as_secs_f64() * 1000.0,
-        detail: outcome
-            .err()
-            .map(|error| format!("{error:#}"))
-            .unwrap_or_default(),
+        detail: match outcome {
+            Ok(true) => String::new(),
+            Ok(false) => "messages or ticks missing when time ran out".into(),
+            Err(error) => format!("{error:#}"),
+        },
     }
 }
 
-/// The page is reloaded and gets ready again.
-pub async fn reload(user: &PageUser) -> Check {
-    check("reload", async {
+/// Messages both ways, `tag`ged, settled and counted.
+pub async fn exchange(
+    user: &PageUser,
+    cli: &Client,
+    tag: &str,
+    counts: &mut Counts,
+) -> anyhow::Result<bool> {
+    let from_page = chat::texts(tag, &user.name, CLI_NAME, PER_STEP);
+    let from_cli = chat::texts(tag, CLI_NAME, &user.name, PER_STEP);
+    chat::type_messages(user, &from_page).await?;
+    chat::cli_sends(cli, &user.name, &from_cli).await;
+    chat::settle(user, cli, &from_page, &from_cli, counts).await
+}
+
+/// The first chat: messages both ways with ticks on both sides.
+pub async fn first_chat(user: &PageUser, cli: &Client, counts: &mut Counts) -> Check {
+    check("chat", exchange(user, cli, "chat", counts)).await
+}
+
+/// The page is reloaded mid-chat, unlocked, and shows what it showed; the chat goes on.
+pub async fn reload(user: &PageUser, cli: &Client, counts: &mut Counts) -> Check {
+    check("reload_mid_chat", async {
+        let before = user.messages().await?.len();
         user.browser()?.reload().await?;
-        user.wait_for_state(&[READY], READY_TIMEOUT).await?;
-        Ok(())
+        chat::unlock(user).await?;
+        let after = user.messages().await?.len();
+        anyhow::ensure!(
+            after == before,
+            "the page showed {before} messages before the reload and {after} after"
+        );
+        exchange(user, cli, "reload", counts).await
     })
     .await
 }
 
-/// A file in the page's origin-private file system (OPFS), written before the browser
-/// closes and read after it opens again: the profile, and with it the device's storage,
-/// must survive.
-const OPFS_MARKER: &str = "scenario-marker.txt";
-
-/// The browser is closed and opened again on the same profile; the page gets ready again
-/// and finds in OPFS what it wrote there before.
-pub async fn reopen(user: &mut PageUser, driver: &ChromeDriver) -> Check {
-    check("close_and_reopen", async {
-        let token = format!("{:016x}", rand::random::<u64>());
-        user.run(
-            "const root = await navigator.storage.getDirectory();\
-             const file = await root.getFileHandle(arguments[0], { create: true });\
-             const writable = await file.createWritable();\
-             await writable.write(arguments[1]);\
-             await writable.close();",
-            json!([OPFS_MARKER, token]),
-        )
-        .await?;
+/// The browser is closed while the CLI user sends; opened again on the same profile and
+/// unlocked, the page shows every message once, in order.
+pub async fn closed_while_sent(
+    user: &mut PageUser,
+    driver: &ChromeDriver,
+    cli: &Client,
+    counts: &mut Counts,
+) -> Check {
+    check("closed_while_messages_arrive", async {
         user.close().await?;
+        let from_cli = chat::texts("closed", CLI_NAME, &user.name, PER_STEP);
+        chat::cli_sends(cli, &user.name, &from_cli).await;
         user.open(driver).await?;
-        user.wait_for_state(&[READY], READY_TIMEOUT).await?;
-        let found = user
+        chat::unlock(user).await?;
+        let files = user
             .run(
                 "const root = await navigator.storage.getDirectory();\
-                 const file = await root.getFileHandle(arguments[0]);\
-                 return await (await file.getFile()).text();",
-                json!([OPFS_MARKER]),
+                 const dir = await root.getDirectoryHandle(arguments[0]);\
+                 const names = [];\
+                 for await (const name of dir.keys()) { names.push(name); }\
+                 return names.sort();",
+                serde_json::json!([DEVICE_DIR]),
             )
             .await?;
-        ensure!(
-            found.as_str() == Some(token.as_str()),
-            "OPFS held {found} after the browser reopened, not {token:?}"
+        let files: Vec<String> = serde_json::from_value(files)?;
+        anyhow::ensure!(
+            DEVICE_FILES
+                .iter()
+                .all(|name| files.iter().any(|file| file == name)),
+            "the device's OPFS directory holds {files:?}, not {DEVICE_FILES:?}"
         );
-        Ok(())
+        let from_page = chat::texts("closed", &user.name, CLI_NAME, PER_STEP);
+        chat::type_messages(user, &from_page).await?;
+        chat::settle(user, cli, &from_page, &from_cli, counts).await
     })
     .await
 }
 
-/// The page's relay is killed with SIGKILL: the page must show it is offline; the relay is
-/// restarted on the same ports and the page must connect again by itself.
-pub async fn relay_restart(user: &PageUser, relay: &mut PageRelay) -> Check {
+/// The page's relay is killed with SIGKILL: the page must show its session lost; the relay
+/// is restarted on the same ports, the page reconnects by itself and the chat goes on.
+pub async fn relay_restart(
+    user: &PageUser,
+    relay: &mut PageRelay,
+    cli: &Client,
+    counts: &mut Counts,
+) -> Check {
     check("relay_sigkill_restart", async {
         relay.process.kill9().await?;
-        user.wait_for_state(&[OFFLINE], NOTICE_TIMEOUT).await?;
+        user.wait_for_link("disconnected", NOTICE_TIMEOUT).await?;
         relay.process.restart().await?;
-        user.wait_for_state(&[READY], READY_TIMEOUT).await?;
-        Ok(())
+        user.wait_for_link("connected", NOTICE_TIMEOUT).await?;
+        exchange(user, cli, "restart", counts).await
     })
     .await
 }

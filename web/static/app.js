@@ -108,9 +108,7 @@ function onEvent(message) {
   if (message.event === Event.LINK) {
     document.body.dataset.link = message.state;
     byTestId("link").textContent = message.state;
-    if (message.detail) {
-      status.textContent = `${message.state}: ${message.detail}`;
-    }
+    status.textContent = message.detail ? `${message.state}: ${message.detail}` : message.state;
   } else if (message.event === Event.MESSAGE) {
     const from = contactsByUser.get(message.message.peer);
     if (from && from === openChat) {

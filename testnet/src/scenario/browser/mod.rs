@@ -122,7 +122,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
         let png = first.browser()?.screenshot().await?;
         std::fs::write(&screenshot, png)
             .with_context(|| format!("saving the screenshot to {}", screenshot.display()))?;
-        checks.push(steps::reload(first, &cli, &mut counts).await);
+        checks.extend(steps::reload(first, &cli, &mut counts).await);
     }
     if let Some(last) = users.last_mut() {
         checks.push(steps::closed_while_sent(last, &driver, &cli, &mut counts).await);

@@ -62,12 +62,18 @@ pub async fn first_chat(user: &PageUser, cli: &Client, counts: &mut Counts) -> C
     check("chat", exchange(user, cli, "chat", counts)).await
 }
 
-/// The page is reloaded mid-chat, unlocked, and shows what it showed; the chat goes on.
-pub async fn reload(user: &PageUser, cli: &Client, counts: &mut Counts) -> Check {
-    check("reload_mid_chat", async {
-        let before = user.messages().await?.len();
+/// The page is reloaded mid-chat and unlocked (timed: a returning user's way to the chat
+/// list), then shows what it showed and the chat goes on.
+pub async fn reload(user: &PageUser, cli: &Client, counts: &mut Counts) -> Vec<Check> {
+    let before = user.messages().await.map(|shown| shown.len());
+    let unlocked = check("reload_to_chat_list", async {
         user.browser()?.reload().await?;
         chat::unlock(user).await?;
+        Ok(true)
+    })
+    .await;
+    let chat_goes_on = check("reload_mid_chat", async {
+        let before = before?;
         let after = user.messages().await?.len();
         anyhow::ensure!(
             after == before,
@@ -75,7 +81,8 @@ pub async fn reload(user: &PageUser, cli: &Client, counts: &mut Counts) -> Check
         );
         exchange(user, cli, "reload", counts).await
     })
-    .await
+    .await;
+    vec![unlocked, chat_goes_on]
 }
 
 /// The browser is closed while the CLI user sends; opened again on the same profile and

@@ -57,6 +57,17 @@ function messageItem(message) {
   return item;
 }
 
+/**
+ * Adds a message to the open chat unless it is there already (a message that arrives while
+ * the chat's history is being loaded comes both in the history and as an event).
+ */
+function appendMessage(message) {
+  const selector = `[data-testid="message"][data-id="${CSS.escape(message.id)}"]`;
+  if (!document.querySelector(selector)) {
+    byTestId("messages").append(messageItem(message));
+  }
+}
+
 function setTick(id, newStatus) {
   ticks.set(id, newStatus);
   if (ticks.size > MAX_TICKS) {
@@ -112,7 +123,7 @@ function onEvent(message) {
   } else if (message.event === Event.MESSAGE) {
     const from = contactsByUser.get(message.message.peer);
     if (from && from === openChat) {
-      byTestId("messages").append(messageItem(message.message));
+      appendMessage(message.message);
       device.request(Request.MARK_READ, { who: from }).catch(fail);
     }
   } else if (message.event === Event.TICK) {
@@ -172,8 +183,7 @@ async function main() {
       return;
     }
     input.value = "";
-    const sent = await device.request(Request.SEND, { who: openChat, text });
-    byTestId("messages").append(messageItem(sent));
+    appendMessage(await device.request(Request.SEND, { who: openChat, text }));
   });
 
   const relay = await (await fetch("tidings.json")).json();

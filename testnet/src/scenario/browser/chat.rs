@@ -69,7 +69,7 @@ pub async fn create_account(user: &PageUser) -> anyhow::Result<()> {
     user.fill("new-passphrase", PASSPHRASE).await?;
     user.click("create", None).await?;
     user.wait_for_state(&["ready"], ENTER_TIMEOUT).await?;
-    user.wait_for_link("connected", ENTER_TIMEOUT).await
+    user.wait_for_link(&["connected"], ENTER_TIMEOUT).await
 }
 
 /// Unlocks the page's stored account (the unlock form), waits for the chat list and a
@@ -79,7 +79,7 @@ pub async fn unlock(user: &PageUser) -> anyhow::Result<()> {
     user.fill("passphrase", PASSPHRASE).await?;
     user.click("unlock", None).await?;
     user.wait_for_state(&["ready"], ENTER_TIMEOUT).await?;
-    user.wait_for_link("connected", ENTER_TIMEOUT).await?;
+    user.wait_for_link(&["connected"], ENTER_TIMEOUT).await?;
     open_chat(user).await
 }
 

@@ -147,12 +147,12 @@ impl PageUser {
         Ok(value.as_str().unwrap_or_default().to_string())
     }
 
-    /// Waits until the session's state is `wanted`.
-    pub async fn wait_for_link(&self, wanted: &str, patience: Duration) -> anyhow::Result<()> {
+    /// Waits until the session's state is one of `wanted`.
+    pub async fn wait_for_link(&self, wanted: &[&str], patience: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + patience;
         loop {
             let link = self.link().await?;
-            if link == wanted {
+            if wanted.contains(&link.as_str()) {
                 return Ok(());
             }
             if Instant::now() >= deadline {

@@ -133,9 +133,13 @@ pub async fn relay_restart(
 ) -> Check {
     check("relay_sigkill_restart", async {
         relay.process.kill9().await?;
-        user.wait_for_link("disconnected", NOTICE_TIMEOUT).await?;
+        // Between dials the page says "disconnected", while dialing "connecting".
+        let noticed = user
+            .wait_for_link(&["disconnected", "connecting"], NOTICE_TIMEOUT)
+            .await;
         relay.process.restart().await?;
-        user.wait_for_link("connected", NOTICE_TIMEOUT).await?;
+        noticed?;
+        user.wait_for_link(&["connected"], NOTICE_TIMEOUT).await?;
         exchange(user, cli, "restart", counts).await
     })
     .await

@@ -78,7 +78,7 @@ impl Device {
 
     /// Starts the session with the home relay; `on_event(json)` gets each event as JSON text:
     /// `{kind: "link", state, detail}`, `{kind: "message", message}`, `{kind: "status",
-    /// peer, id, status}`.
+    /// peer, id, status}`, `{kind: "group", group}` (a group was joined or changed).
     pub fn start(&mut self, on_event: js_sys::Function) {
         let (nudge, nudges) = mpsc::channel(NUDGE_QUEUE);
         self.nudge = Some(nudge);
@@ -106,12 +106,17 @@ impl Device {
         self.client.add_contact(&name, &card).map_err(js_error)
     }
 
-    /// The contacts as JSON: `[{name, user}]`.
-    pub fn contacts(&self) -> Result<String, JsError> {
+    /// The chats as JSON: contacts `{name, user}` then groups `{name, group}`.
+    pub fn chats(&self) -> Result<String, JsError> {
         let contacts = self.client.store().contacts().map_err(js_error)?;
+        let groups = self.client.store().groups().map_err(js_error)?;
         let list: Vec<Value> = contacts
             .iter()
             .map(|(name, card)| json!({ "name": name, "user": card.user.to_string() }))
+            .chain(groups.iter().map(|signed| {
+                let group = &signed.descriptor;
+                json!({ "name": group.name, "group": group.group.to_string() })
+            }))
             .collect();
         Ok(Value::Array(list).to_string())
     }
@@ -166,6 +171,7 @@ fn message_json(record: &MessageRecord) -> Value {
     json!({
         "id": record.id.to_string(),
         "peer": record.peer.to_string(),
+        "group": record.group.map(|group| group.to_string()),
         "outgoing": matches!(record.direction, Direction::Outgoing),
         "text": record.text,
         "sentAt": record.sent_at_ms,
@@ -196,6 +202,9 @@ fn event_json(event: &Event) -> Option<Value> {
             "id": id.to_string(),
             "status": status_name(status),
         })),
+        Event::GroupChanged { group, .. } => {
+            Some(json!({ "kind": "group", "group": group.to_string() }))
+        }
         _ => None,
     }
 }

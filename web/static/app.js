@@ -18,8 +18,9 @@ const ticks = new Map();
 let device = null;
 /** The conversation open on the right, by contact name. */
 let openChat = null;
-/** Contacts by user id (to route incoming messages and ticks to a chat). */
+/** Chat names by contact user id and by group id (to route incoming messages to a chat). */
 let contactsByUser = new Map();
+let groupsById = new Map();
 
 function show(state, text) {
   document.body.dataset.state = state;
@@ -84,16 +85,17 @@ function setTick(id, newStatus) {
   }
 }
 
-async function showContacts(contacts) {
-  contactsByUser = new Map(contacts.map((c) => [c.user, c.name]));
+async function showChats(chats) {
+  contactsByUser = new Map(chats.filter((c) => c.user).map((c) => [c.user, c.name]));
+  groupsById = new Map(chats.filter((c) => c.group).map((c) => [c.group, c.name]));
   const list = byTestId("chat-list");
-  list.replaceChildren(...contacts.map((contact) => {
+  list.replaceChildren(...chats.map((contact) => {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.testid = "chat";
     button.dataset.name = contact.name;
-    button.textContent = contact.name;
+    button.textContent = contact.group ? `${contact.name} (group)` : contact.name;
     button.className = contact.name === openChat ? "open" : "";
     button.addEventListener("click", () => openConversation(contact.name).catch(fail));
     item.append(button);
@@ -121,11 +123,14 @@ function onEvent(message) {
     byTestId("link").textContent = message.state;
     status.textContent = message.detail ? `${message.state}: ${message.detail}` : message.state;
   } else if (message.event === Event.MESSAGE) {
-    const from = contactsByUser.get(message.message.peer);
+    const group = message.message.group;
+    const from = group ? groupsById.get(group) : contactsByUser.get(message.message.peer);
     if (from && from === openChat) {
       appendMessage(message.message);
       device.request(Request.MARK_READ, { who: from }).catch(fail);
     }
+  } else if (message.event === Event.GROUP) {
+    device.request(Request.CHATS).then(showChats).catch(fail);
   } else if (message.event === Event.TICK) {
     setTick(message.id, message.status);
   } else if (message.event === Event.STATUS) {
@@ -148,7 +153,7 @@ function onSubmit(id, work) {
 async function enter(opened) {
   byTestId("my-card").value = opened.card;
   show("ready", `signed in as ${opened.user}`);
-  await showContacts(await device.request(Request.CONTACTS));
+  await showChats(await device.request(Request.CHATS));
   document.body.dataset.readyMs = String(Math.round(performance.now()));
 }
 
@@ -170,7 +175,7 @@ async function main() {
   onSubmit("add-contact", async () => {
     const name = byTestId("contact-name");
     const card = byTestId("contact-card");
-    await showContacts(await device.request(Request.ADD_CONTACT, {
+    await showChats(await device.request(Request.ADD_CONTACT, {
       name: name.value.trim(), card: card.value.trim(),
     }));
     name.value = "";

@@ -12,11 +12,11 @@ export const Request = Object.freeze({
   CREATE: "create",
   /** `{passphrase}`: open the stored device; replies `{user, card}`. */
   UNLOCK: "unlock",
-  /** `{name, card}`: add a contact; replies the contacts. */
+  /** `{name, card}`: add a contact; replies the chats. */
   ADD_CONTACT: "add-contact",
-  /** Replies the contacts, `[{name, user}]`. */
-  CONTACTS: "contacts",
-  /** `{who}`: replies the conversation, `[message]` (oldest first). */
+  /** Replies the chats: contacts `{name, user}`, then groups `{name, group}`. */
+  CHATS: "chats",
+  /** `{who}` (a contact or group name): replies the conversation, `[message]` (oldest first). */
   HISTORY: "history",
   /** `{who, text}`: queue and send; replies the message. */
   SEND: "send",
@@ -34,6 +34,8 @@ export const Event = Object.freeze({
   MESSAGE: "message",
   /** `{peer, id, status}`: one of our messages moved on (sent, delivered, read, failed). */
   TICK: "tick",
+  /** `{group}`: a group was joined or changed (the chat list is due again). */
+  GROUP: "group",
   /** `{error}`: the worker could not start (the wasm did not load). */
   FAILED: "failed",
 });

@@ -29,6 +29,8 @@ function onDeviceEvent(text) {
     self.postMessage({ event: Event.MESSAGE, message: event.message });
   } else if (event.kind === "status") {
     self.postMessage({ event: Event.TICK, peer: event.peer, id: event.id, status: event.status });
+  } else if (event.kind === "group") {
+    self.postMessage({ event: Event.GROUP, group: event.group });
   }
 }
 
@@ -67,10 +69,10 @@ const handlers = {
   },
   async [Request.ADD_CONTACT]({ name, card }) {
     openDevice().addContact(String(name), String(card));
-    return JSON.parse(openDevice().contacts());
+    return JSON.parse(openDevice().chats());
   },
-  async [Request.CONTACTS]() {
-    return JSON.parse(openDevice().contacts());
+  async [Request.CHATS]() {
+    return JSON.parse(openDevice().chats());
   },
   async [Request.HISTORY]({ who }) {
     return JSON.parse(openDevice().history(String(who)));

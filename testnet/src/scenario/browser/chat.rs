@@ -39,7 +39,7 @@ pub struct Counts {
 impl Counts {
     /// Adds one direction: `expected` texts sent in order, `accepted` of them by the relay,
     /// and the texts the recipient shows (with the same tag, in the order shown).
-    fn add(&mut self, expected: &[String], accepted: usize, shown: &[String]) {
+    pub fn add(&mut self, expected: &[String], accepted: usize, shown: &[String]) {
         self.sent += expected.len();
         self.accepted += accepted;
         let mut seen = std::collections::HashSet::new();
@@ -85,10 +85,15 @@ pub async fn unlock(user: &PageUser) -> anyhow::Result<()> {
 
 /// Opens the chat with the CLI user (once the chat list shows it).
 pub async fn open_chat(user: &PageUser) -> anyhow::Result<()> {
+    open_chat_named(user, CLI_NAME).await
+}
+
+/// Opens the chat `name` (a contact or a group) once the chat list shows it.
+pub async fn open_chat_named(user: &PageUser, name: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + ENTER_TIMEOUT;
-    while user.click("chat", Some(CLI_NAME)).await.is_err() {
+    while user.click("chat", Some(name)).await.is_err() {
         if Instant::now() >= deadline {
-            bail!("{}'s chat list never showed {CLI_NAME}", user.name);
+            bail!("{}'s chat list never showed {name}", user.name);
         }
         tokio::time::sleep(POLL_EVERY).await;
     }

@@ -2,6 +2,7 @@
 //! browser users in Debian's headless Chromium driven through WebDriver, and a CLI user.
 
 mod chat;
+mod group;
 mod page;
 mod relays;
 mod report;
@@ -132,6 +133,8 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
     if let (Some(last), Some(relay)) = (users.last(), relays.get_mut(home)) {
         checks.push(steps::relay_restart(last, relay, &cli, &mut counts).await);
     }
+
+    checks.push(group::group_chat(&users, &cli, &mut counts).await);
 
     for (user, summary) in users.iter_mut().zip(&mut browsers) {
         summary.state = user.state().await?;

@@ -67,8 +67,7 @@ async fn run(pages: &[PageUser], cli: &Client, counts: &mut Counts) -> anyhow::R
 
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        // What each member shows, by member name.
-        let mut shown: Vec<(String, Vec<String>, Vec<(String, String)>)> = Vec::new();
+        let mut shown: Vec<Shown> = Vec::new();
         for page in pages {
             let messages = page.messages().await?;
             let incoming = messages
@@ -81,7 +80,11 @@ async fn run(pages: &[PageUser], cli: &Client, counts: &mut Counts) -> anyhow::R
                 .filter(|m| m.outgoing)
                 .map(|m| (m.text.clone(), m.status.clone()))
                 .collect();
-            shown.push((page.name.clone(), incoming, outgoing));
+            shown.push(Shown {
+                member: page.name.clone(),
+                incoming,
+                outgoing,
+            });
         }
         let history = cli.history(&group.to_string())?;
         let incoming = history
@@ -94,52 +97,56 @@ async fn run(pages: &[PageUser], cli: &Client, counts: &mut Counts) -> anyhow::R
             .filter(|record| record.direction == Direction::Outgoing)
             .map(|record| (record.text.clone(), cli_tick(&record.status).to_string()))
             .collect();
-        shown.push((CLI_NAME.to_string(), incoming, outgoing));
+        shown.push(Shown {
+            member: CLI_NAME.to_string(),
+            incoming,
+            outgoing,
+        });
 
         let everyone_has_all = sent.iter().all(|(sender, texts)| {
             shown
                 .iter()
-                .filter(|(member, _, _)| member != sender)
-                .all(|(_, incoming, _)| texts.iter().all(|text| incoming.contains(text)))
+                .filter(|seen| &seen.member != sender)
+                .all(|seen| texts.iter().all(|text| seen.incoming.contains(text)))
         });
-        let all_ticked = shown.iter().all(|(member, _, outgoing)| {
-            let mine = sent.iter().find(|(sender, _)| sender == member);
-            mine.is_none_or(|(_, texts)| {
-                texts.iter().all(|text| {
-                    outgoing
-                        .iter()
-                        .any(|(shown, tick)| shown == text && tick != "pending" && tick != "failed")
-                })
-            })
+        let all_ticked = shown.iter().all(|seen| {
+            let mine = sent.iter().find(|(sender, _)| sender == &seen.member);
+            mine.is_none_or(|(_, texts)| texts.iter().all(|text| seen.ticked(text)))
         });
         let done = everyone_has_all && all_ticked;
         if done || Instant::now() >= deadline {
             for (sender, texts) in &sent {
                 let accepted = shown
                     .iter()
-                    .find(|(member, _, _)| member == sender)
-                    .map(|(_, _, outgoing)| {
-                        texts
-                            .iter()
-                            .filter(|text| {
-                                outgoing.iter().any(|(shown, tick)| {
-                                    &shown == text && tick != "pending" && tick != "failed"
-                                })
-                            })
-                            .count()
-                    })
+                    .find(|seen| &seen.member == sender)
+                    .map(|seen| texts.iter().filter(|text| seen.ticked(text)).count())
                     .unwrap_or(0);
-                for (member, incoming, _) in &shown {
-                    if member == sender {
-                        continue;
-                    }
+                for seen in shown.iter().filter(|seen| &seen.member != sender) {
                     // Each member's copy counts as one message sent (as in `scenario group`).
-                    counts.add(texts, accepted, incoming);
+                    counts.add(texts, accepted, &seen.incoming);
                 }
             }
             return Ok(done);
         }
         tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// What one member shows in the group's chat.
+struct Shown {
+    member: String,
+    /// Others' messages, in the order shown.
+    incoming: Vec<String>,
+    /// Its own messages with their tick.
+    outgoing: Vec<(String, String)>,
+}
+
+impl Shown {
+    /// Whether its own message `text` is shown accepted by its relay (✓ or better).
+    fn ticked(&self, text: &str) -> bool {
+        self.outgoing
+            .iter()
+            .any(|(shown, tick)| shown == text && tick != "pending" && tick != "failed")
     }
 }
 

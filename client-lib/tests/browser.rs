@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redb::{ReadableDatabase, TableDefinition};
+use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use tidings_client::{
     browser::{self, OpfsFile, opfs},
     runtime::{self, Instant},

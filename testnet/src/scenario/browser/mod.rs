@@ -103,6 +103,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
             user: name,
             relay: relay + 1,
             ready_ms: opened.elapsed().as_secs_f64() * 1000.0,
+            page_ready_ms: 0.0,
             state: String::new(),
             status: String::new(),
         });
@@ -138,6 +139,7 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
 
     for (user, summary) in users.iter_mut().zip(&mut browsers) {
         summary.state = user.state().await?;
+        summary.page_ready_ms = user.page_ready_ms().await?;
         summary.status = user.text("status").await?.unwrap_or_default();
         user.close().await?;
     }

@@ -98,6 +98,19 @@ impl PageUser {
         Ok(value.as_str().map(str::to_string))
     }
 
+    /// The page's own time from navigation start to its chat list (`body[data-ready-ms]`),
+    /// 0 if it never got there.
+    pub async fn page_ready_ms(&self) -> anyhow::Result<f64> {
+        let value = self
+            .browser()?
+            .execute(
+                "return Number(document.body.dataset.readyMs || 0);",
+                json!([]),
+            )
+            .await?;
+        Ok(value.as_f64().unwrap_or(0.0))
+    }
+
     /// The value of the field with `data-testid` `id`, if there is one.
     pub async fn value(&self, id: &str) -> anyhow::Result<Option<String>> {
         let value = self

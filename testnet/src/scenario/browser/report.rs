@@ -14,6 +14,9 @@ pub struct BrowserSummary {
     pub relay: usize,
     /// From asking the browser to load the page to the page being ready, milliseconds.
     pub ready_ms: f64,
+    /// The page's own clock from navigation start to its chat list (`performance.now()`),
+    /// milliseconds: account creation for a new user, unlock for the last one reloaded.
+    pub page_ready_ms: f64,
     /// The page's state when the run ended.
     pub state: String,
     /// What the page's status line said then.
@@ -67,8 +70,13 @@ impl BrowserReport {
         self.report.print(false)?;
         for browser in &self.browsers {
             println!(
-                "  {} on relay {}: ready in {:.0} ms, {}: {}",
-                browser.user, browser.relay, browser.ready_ms, browser.state, browser.status
+                "  {} on relay {}: ready in {:.0} ms (page clock {:.0} ms), {}: {}",
+                browser.user,
+                browser.relay,
+                browser.ready_ms,
+                browser.page_ready_ms,
+                browser.state,
+                browser.status
             );
         }
         for check in &self.checks {

@@ -5,7 +5,8 @@
 #   web/build.sh [OUT_DIR]      (default: web/pkg)
 #
 # Needs (once, as root): apt-get install -y rustc-web cargo-web rust-web-src rust-web-llvm
-# lld-22 chromium chromium-driver. wasm-bindgen-cli 0.2.108 (the version in Cargo.lock) is
+# lld-22 chromium chromium-driver binaryen (binaryen's wasm-opt shrinks the module; without it
+# the page is built unoptimized, with a warning). wasm-bindgen-cli 0.2.108 (the version in Cargo.lock) is
 # installed into $WASM_TARGET_DIR/tools on first use.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,6 +15,10 @@ export WASM_TARGET_DIR=${WASM_TARGET_DIR:-$root/target-wasm}
 export CARGO_TARGET_DIR=$WASM_TARGET_DIR
 # Debian's compiler, not rustup's (which has no wasm32 std here).
 export PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
+# Without reference types the module has one table: Debian's wasm-opt (binaryen 108) rewrites
+# the export of wasm-bindgen's second (externref) table to point at the first, and the page
+# then fails with "WebAssembly.Table.grow(): failed to grow table".
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=-reference-types"
 tools=$WASM_TARGET_DIR/tools
 if [ ! -x "$tools/bin/wasm-bindgen" ]; then
     CARGO_TARGET_DIR=$WASM_TARGET_DIR/tools-build cargo install wasm-bindgen-cli \
@@ -27,5 +32,14 @@ $build -p tidings-web
 mkdir -p "$out"
 "$tools/bin/wasm-bindgen" --target web --out-dir "$out" \
     "$WASM_TARGET_DIR/wasm32-unknown-unknown/release/tidings_web.wasm"
+# wasm-opt -Oz: the features rustc's wasm32 target emits by default must be allowed.
+if command -v wasm-opt >/dev/null; then
+    wasm-opt -Oz --enable-bulk-memory --enable-mutable-globals --enable-sign-ext \
+        --enable-nontrapping-float-to-int --enable-multivalue \
+        -o "$out/tidings_web_bg.wasm.opt" "$out/tidings_web_bg.wasm"
+    mv "$out/tidings_web_bg.wasm.opt" "$out/tidings_web_bg.wasm"
+else
+    echo "build.sh: wasm-opt not found (apt-get install binaryen): the wasm is not optimized" >&2
+fi
 cp "$root/web/static/"* "$out/"
 ls -l "$out"

@@ -96,7 +96,14 @@ impl Client {
         identity: Identity,
     ) -> Result<Client, ClientError> {
         let store = ClientStore::open(data_dir)?;
-        Ok(Client {
+        Ok(Self::with_store(data_dir, identity, store))
+    }
+
+    /// A device from an identity and a store opened by the caller (the browser keeps both
+    /// in its own storage: [`Identity::from_file_bytes`], [`ClientStore::open_backend`]).
+    /// `data_dir` is where media files in transit would live; the browser has none yet.
+    pub fn with_store(data_dir: &Path, identity: Identity, store: ClientStore) -> Client {
+        Client {
             inner: Arc::new(Inner {
                 identity,
                 data_dir: data_dir.to_path_buf(),
@@ -107,7 +114,7 @@ impl Client {
                 list_lookups: std::sync::atomic::AtomicU64::new(0),
                 list_checks: crate::list_checks::ListChecks::default(),
             }),
-        })
+        }
     }
 
     /// This user's id.
@@ -141,9 +148,9 @@ impl Client {
     pub(crate) fn spawn_blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
-    ) -> tokio::task::JoinHandle<Result<T, StoreError>> {
+    ) -> crate::runtime::JoinHandle<Result<T, StoreError>> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
+        crate::runtime::spawn_blocking(move || work(&inner))
     }
 
     /// The home relay's dial address, once registered.
@@ -304,8 +311,12 @@ impl Client {
                 let keypair = identity
                     .libp2p_keypair()
                     .map_err(|error| NetError::Transport(error.to_string()))?;
+                #[cfg(not(target_arch = "wasm32"))]
                 let trusted = crate::websocket::trusted_certs(&self.inner.data_dir)
                     .map_err(|error| NetError::Transport(error.to_string()))?;
+                // The browser checks `/tls/ws` certificates itself.
+                #[cfg(target_arch = "wasm32")]
+                let trusted = Vec::new();
                 Network::start_trusting(keypair, &trusted)
             })
             .await

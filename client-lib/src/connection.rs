@@ -138,7 +138,7 @@ impl Requester {
         let (reply, answer) = oneshot::channel();
         self.queue(Command::Mux(Outgoing::Request { body, reply }))
             .await?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+        match crate::runtime::timeout(REQUEST_TIMEOUT, answer).await {
             Ok(Ok(Ok(Ok(response)))) => Ok(response),
             Ok(Ok(Ok(Err(refusal)))) => Err(ConnectionError::Refused(refusal)),
             Ok(Ok(Err(lost))) => Err(ConnectionError::Lost(lost)),
@@ -208,7 +208,7 @@ impl Connection {
             mailbox: pushes_tx,
             live: live_tx,
         };
-        tokio::spawn(run(
+        crate::runtime::spawn(run(
             reader,
             writer,
             route,
@@ -280,7 +280,7 @@ impl Route {
     /// while attempts are left.
     async fn reopen(&mut self, mux: &Mux<ClientFrames, Reply>) -> Result<Halves, ConnectionError> {
         loop {
-            tokio::time::sleep(Duration::from_millis(50 << self.reopened)).await;
+            crate::runtime::sleep(Duration::from_millis(50 << self.reopened)).await;
             self.reopened += 1;
             tracing::debug!(
                 attempt = self.reopened,
@@ -313,7 +313,7 @@ impl Route {
 /// each time the heartbeat interval (if any) ticks.
 struct Queue {
     commands: mpsc::Receiver<Command>,
-    heartbeat: Option<tokio::time::Interval>,
+    heartbeat: Option<crate::runtime::Interval>,
 }
 
 impl Queue {
@@ -333,9 +333,7 @@ impl Stream for Queue {
             match self.commands.poll_recv(cx) {
                 Poll::Ready(Some(Command::Mux(outgoing))) => return Poll::Ready(Some(outgoing)),
                 Poll::Ready(Some(Command::Heartbeat(every))) => {
-                    let mut interval = tokio::time::interval(every.max(MIN_HEARTBEAT));
-                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    self.heartbeat = Some(interval);
+                    self.heartbeat = Some(crate::runtime::interval(every.max(MIN_HEARTBEAT)));
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => break,

@@ -377,20 +377,33 @@ impl DeviceLink {
         passphrase: Option<&str>,
         wait: Duration,
     ) -> Result<(Client, LinkPackage), ClientError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        self.finish_with(wait, |identity| {
+            Client::create(data_dir, identity, passphrase)
+        })
+        .await
+    }
+
+    /// As [`DeviceLink::finish`], with the linked identity saved and its client opened by
+    /// `create` (a browser keeps both in its own storage; see [`Client::with_store`]).
+    pub async fn finish_with(
+        self,
+        wait: Duration,
+        create: impl FnOnce(Identity) -> Result<Client, ClientError>,
+    ) -> Result<(Client, LinkPackage), ClientError> {
+        let deadline = crate::runtime::Instant::now() + wait;
         let sealed = loop {
             if let Some(sealed) = self.poll().await? {
                 break sealed;
             }
-            if tokio::time::Instant::now() + LINK_POLL_INTERVAL > deadline {
+            if crate::runtime::Instant::now() + LINK_POLL_INTERVAL > deadline {
                 return Err(DeviceError::LinkTimedOut(wait).into());
             }
-            tokio::time::sleep(LINK_POLL_INTERVAL).await;
+            crate::runtime::sleep(LINK_POLL_INTERVAL).await;
         };
         let (identity, package) = self.pending.open(&sealed).map_err(DeviceError::Link)?;
         let home = home_of(&package).unwrap_or(self.address);
         drop(self.connection);
-        let client = Client::create(data_dir, identity, passphrase)?;
+        let client = create(identity)?;
         client.register(home.clone(), None).await?;
         let connection = client.open_connection(home).await?;
         let (held, _) = client.held_list(&connection).await?;

@@ -2,8 +2,8 @@
 
 use std::{collections::VecDeque, time::Duration};
 
+use crate::runtime::{Instant, JoinHandle};
 use tidings_protocol::{Envelope, RawEnvelope, Recipient, UserId};
-use tokio::{task::JoinHandle, time::Instant};
 
 use crate::{
     client::Client,

@@ -152,7 +152,7 @@ impl Client {
         let Ok(Some(record)) = self.home_record() else {
             return false;
         };
-        let told = tokio::time::timeout(MOVE_NOTICE_TIMEOUT, async {
+        let told = crate::runtime::timeout(MOVE_NOTICE_TIMEOUT, async {
             let connection = self.open_connection(previous).await?;
             publish(&connection, &record).await
         })

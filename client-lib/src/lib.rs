@@ -19,13 +19,17 @@
 // Layers, each using only those above it in this list: the stream and its typed calls; the
 // identity and store facade; what a connection does for it (keys, home, devices, outbox,
 // group chain); the session; features on a session (presence, groups).
+#[cfg(target_arch = "wasm32")]
+pub mod browser;
 pub mod calls;
 pub mod connection;
 mod error;
 pub mod events;
 mod list_checks;
 pub mod net;
+pub mod runtime;
 pub mod store;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod websocket;
 
 mod client;

@@ -3,13 +3,11 @@
 //! notices that their list changed start a lookup at most once per [`NOTICE_LOOKUP_GAP`],
 //! and whether the last lookup fetched the list (envelopes held back wait for that).
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use tidings_protocol::UserId;
+
+use crate::runtime::Instant;
 
 /// How long a held list is used before it is asked for again when sending (so a removed
 /// device stops getting copies and group keys soon, even if nothing else tells us).

@@ -8,7 +8,7 @@ use libp2p::{
     identity::Keypair,
     noise, ping,
     swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent, dial_opts::DialOpts},
-    tcp, yamux,
+    yamux,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -61,34 +61,13 @@ impl Network {
     }
 
     /// As [`Network::start`], also trusting the DER certificates `trusted` for `/tls/ws`
-    /// relays (see [`crate::websocket::TRUSTED_CERTS_FILE`]).
+    /// relays (see [`crate::websocket::TRUSTED_CERTS_FILE`]). In the browser, which checks
+    /// TLS certificates itself, `trusted` is not used.
     pub fn start_trusting(keypair: Keypair, trusted: &[Vec<u8>]) -> Result<Network, NetError> {
-        let swarm = SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|error| NetError::Transport(error.to_string()))?
-            .with_quic()
-            .with_other_transport(|key| {
-                crate::websocket::transport(key, trusted)
-                    .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
-            })
-            .map_err(|error| NetError::Transport(error.to_string()))?
-            .with_behaviour(|_| Behaviour {
-                stream: libp2p_stream::Behaviour::new(),
-                ping: ping::Behaviour::default(),
-            })
-            .map_err(|error| NetError::Transport(error.to_string()))?
-            .with_swarm_config(|config| {
-                config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT)
-            })
-            .build();
+        let swarm = build_swarm(keypair, trusted)?;
         let control = swarm.behaviour().stream.new_control();
         let (commands, receiver) = mpsc::channel(16);
-        tokio::spawn(
+        crate::runtime::spawn(
             EventLoop {
                 swarm,
                 commands: receiver,
@@ -113,6 +92,68 @@ impl Network {
     pub fn control(&self) -> libp2p_stream::Control {
         self.control.clone()
     }
+}
+
+/// The native swarm: TCP, QUIC and WebSocket (`/ws`, `/tls/ws`, DNS names), each with Noise
+/// and Yamux (QUIC has its own), on tokio.
+#[cfg(not(target_arch = "wasm32"))]
+fn build_swarm(keypair: Keypair, trusted: &[Vec<u8>]) -> Result<Swarm<Behaviour>, NetError> {
+    Ok(SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|error| NetError::Transport(error.to_string()))?
+        .with_quic()
+        .with_other_transport(|key| {
+            crate::websocket::transport(key, trusted)
+                .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|error| NetError::Transport(error.to_string()))?
+        .with_behaviour(|_| Behaviour {
+            stream: libp2p_stream::Behaviour::new(),
+            ping: ping::Behaviour::default(),
+        })
+        .map_err(|error| NetError::Transport(error.to_string()))?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build())
+}
+
+/// The browser's swarm: the browser's WebSocket (`/ws`, `/tls/ws`; the browser checks the
+/// certificate), Noise and Yamux, driven by the page's event loop.
+#[cfg(target_arch = "wasm32")]
+fn build_swarm(keypair: Keypair, _trusted: &[Vec<u8>]) -> Result<Swarm<Behaviour>, NetError> {
+    Ok(SwarmBuilder::with_existing_identity(keypair)
+        .with_wasm_bindgen()
+        .with_other_transport(browser_transport)
+        .map_err(|error| NetError::Transport(error.to_string()))?
+        .with_behaviour(|_| Behaviour {
+            stream: libp2p_stream::Behaviour::new(),
+            ping: ping::Behaviour::default(),
+        })
+        .map_err(|error| NetError::Transport(error.to_string()))?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build())
+}
+
+/// The browser's transport to a relay: its WebSocket API, then Noise (authenticating the relay's
+/// peer id end to end, whatever TLS proxy sits between) and Yamux.
+#[cfg(target_arch = "wasm32")]
+pub fn browser_transport(
+    keypair: &Keypair,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::{Transport, core::muxing::StreamMuxerBox, core::upgrade::Version};
+    Ok(libp2p::websocket_websys::Transport::default()
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(keypair)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
 }
 
 struct EventLoop {

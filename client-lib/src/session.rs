@@ -2,7 +2,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use tokio::time::Instant;
+use crate::runtime::Instant;
 
 use tidings_protocol::{
     ErrorCode, MailboxItem, UserId,
@@ -38,7 +38,7 @@ struct Storing {
     /// The batch itself, to store again if storing failed: a later cumulative ack must
     /// never cover it unstored.
     items: Vec<Delivery>,
-    task: tokio::task::JoinHandle<Result<Received, StoreError>>,
+    task: crate::runtime::JoinHandle<Result<Received, StoreError>>,
 }
 
 /// A live connection to the home relay.
@@ -317,7 +317,7 @@ impl Session {
             let push = match wake {
                 Some(at) => tokio::select! {
                     push = self.connection.next_push() => Some(push),
-                    () = tokio::time::sleep_until(at) => None,
+                    () = crate::runtime::sleep_until(at) => None,
                 },
                 None => Some(self.connection.next_push().await),
             };
@@ -354,8 +354,8 @@ impl Session {
     pub async fn sync(&mut self, timeout: Duration) -> Result<Vec<Event>, ClientError> {
         self.subscribe().await?;
         let mut events = Vec::new();
-        let deadline = tokio::time::Instant::now() + timeout;
-        while let Ok(event) = tokio::time::timeout_at(deadline, self.next_event()).await {
+        let deadline = Instant::now() + timeout;
+        while let Ok(event) = crate::runtime::timeout_at(deadline, self.next_event()).await {
             let event = event?;
             let done = event == Event::CaughtUp;
             events.push(event);

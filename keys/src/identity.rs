@@ -9,6 +9,7 @@ use tidings_protocol::{
     group::{Descriptor, SignedDescriptor},
     limits::MAX_CARD_ADDRS,
 };
+use zeroize::Zeroizing;
 
 use crate::{
     keyfile::{
@@ -271,13 +272,37 @@ impl Identity {
     /// With a passphrase the secrets are encrypted (Argon2id + XChaCha20-Poly1305); without one
     /// they are protected by the file's `0600` mode only. See [`crate::keyfile`].
     pub fn save(&self, path: &Path, passphrase: Option<&str>) -> Result<(), KeyFileError> {
-        let secrets = Secrets {
+        keyfile::save(self.secrets(), path, passphrase)
+    }
+
+    /// The key file [`Identity::save`] writes, as bytes (for storage that is not a file
+    /// system path, such as the browser's): the same format and passphrase sealing. Wiped on
+    /// drop.
+    pub fn to_file_bytes(
+        &self,
+        passphrase: Option<&str>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+        keyfile::to_bytes(self.secrets(), passphrase)
+    }
+
+    /// Reads an identity from key file bytes (as [`Identity::to_file_bytes`] or a key file
+    /// written by [`Identity::save`] holds them), with the passphrase errors of
+    /// [`Identity::load`]; there is no file mode to check.
+    pub fn from_file_bytes(
+        bytes: &[u8],
+        passphrase: Option<&str>,
+    ) -> Result<Identity, KeyFileError> {
+        let secrets = keyfile::from_bytes(bytes, passphrase)?;
+        Identity::from_secrets(&secrets).map_err(KeyFileError::Inconsistent)
+    }
+
+    fn secrets(&self) -> Secrets {
+        Secrets {
             account: self.account.as_ref().map(SigningKey::to_bytes),
             device: self.device.to_bytes(),
             store: *self.store_key.secret(),
             cert: self.cert.clone(),
-        };
-        keyfile::save(secrets, path, passphrase)
+        }
     }
 
     /// Reads an identity from the key file at `path`.
@@ -349,6 +374,36 @@ mod tests {
     }
 
     fn wiped_on_drop<T: ZeroizeOnDrop>(_: &T) {}
+
+    #[test]
+    fn key_file_bytes_round_trip_with_the_passphrase_rules_of_files() {
+        let identity = fixed();
+        let sealed = identity.to_file_bytes(Some("correct horse")).unwrap();
+        let opened = Identity::from_file_bytes(&sealed, Some("correct horse")).unwrap();
+        assert_eq!(opened.address(), identity.address());
+        assert_eq!(opened.store_key().secret(), identity.store_key().secret());
+        assert!(matches!(
+            Identity::from_file_bytes(&sealed, Some("wrong")),
+            Err(KeyFileError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            Identity::from_file_bytes(&sealed, None),
+            Err(KeyFileError::PassphraseRequired)
+        ));
+        let plain = identity.to_file_bytes(None).unwrap();
+        assert!(matches!(
+            Identity::from_file_bytes(&plain, Some("x")),
+            Err(KeyFileError::NotEncrypted)
+        ));
+        // The bytes are exactly what a key file on disk holds.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.key");
+        identity.save(&path, Some("pass")).unwrap();
+        let from_disk = Identity::from_file_bytes(&std::fs::read(&path).unwrap(), Some("pass"));
+        assert_eq!(from_disk.unwrap().address(), identity.address());
+        Identity::load(&path, Some("pass")).unwrap();
+        assert!(Identity::from_file_bytes(&[0u8; 10], None).is_err());
+    }
 
     #[test]
     fn debug_shows_ids_and_no_secrets() {

@@ -66,10 +66,15 @@ pub use ids::{Address, DeviceId, EnvelopeId, GroupId, IdError, UserId};
 pub use link::{LinkCode, LinkCodeError, LinkPackage, LinkPackageError, LinkSecret};
 pub use mailbox::{Bounce, MailboxItem};
 
-/// Milliseconds since the Unix epoch by this machine's clock (0 if the clock is before 1970).
+/// Milliseconds since the Unix epoch by this machine's clock (0 if the clock is before 1970);
+/// in the browser `Date.now()` (std's `SystemTime::now` panics there).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    #[cfg(not(target_arch = "wasm32"))]
+    use std::time::{SystemTime, UNIX_EPOCH};
+    #[cfg(target_arch = "wasm32")]
+    use web_time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
 }

@@ -155,6 +155,16 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         output: Output,
     },
+    /// Two relays as processes (TCP, QUIC, WebSocket) serving the built page (web/build.sh),
+    /// browser users in Debian's headless Chromium (driven through chromedriver) and a CLI
+    /// user. Saves a screenshot of the page. Fails if a page does not get ready or a message
+    /// is lost, duplicated or out of order.
+    Browser {
+        #[command(flatten)]
+        params: scenario::browser::Params,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -425,5 +435,38 @@ mod tests {
         assert_eq!((params.rate, params.burst, params.relays), (1000, 1, 2));
         let refused = Cli::try_parse_from(["tidings-testnet", "bench", "relay", "--scenario", "x"]);
         assert!(refused.is_err(), "an unknown scenario is refused");
+    }
+
+    #[test]
+    fn the_browser_scenario_takes_its_page_and_screenshot() {
+        let cli = Cli::parse_from(["tidings-testnet", "scenario", "browser"]);
+        let Command::Scenario {
+            scenario: Scenario::Browser { params, .. },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!((params.relays, params.browsers), (2, 2));
+        assert_eq!(params.page, PathBuf::from("web/pkg"));
+        assert!(params.screenshot.is_none());
+        let cli = Cli::parse_from([
+            "tidings-testnet",
+            "scenario",
+            "browser",
+            "--page",
+            "/tmp/page",
+            "--screenshot",
+            "chat.png",
+            "--json",
+        ]);
+        let Command::Scenario {
+            scenario: Scenario::Browser { params, output },
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(params.page, PathBuf::from("/tmp/page"));
+        assert_eq!(params.screenshot, Some(PathBuf::from("chat.png")));
+        assert!(output.json);
     }
 }

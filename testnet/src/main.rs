@@ -9,6 +9,7 @@ mod files;
 mod process;
 mod report;
 mod scenario;
+mod webdriver;
 
 use std::path::PathBuf;
 
@@ -106,6 +107,9 @@ fn main() -> anyhow::Result<()> {
             }
             Scenario::Status { params, output } => {
                 output.run(|work| async move { scenario::status::run(&work, params).await })
+            }
+            Scenario::Browser { params, output } => {
+                output.run(|work| async move { scenario::browser::run(&work, params).await })
             }
         },
         Command::Bench { bench } => match bench {

@@ -27,6 +27,9 @@ pub struct RelayProcess {
     /// Relays this one is cut off from, applied again after a restart.
     blocked: BTreeSet<PeerId>,
     data_dir: PathBuf,
+    /// Listen addresses besides the first (fixed ports: WebSocket, QUIC), given again on a
+    /// restart.
+    more_listen: Vec<String>,
     /// Where clients dial it (with `/p2p/<peer id>`).
     pub addr: Multiaddr,
     /// Where it serves `/metrics`, if it does.
@@ -36,6 +39,16 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts the relay in `data_dir` (made by `tidings_relay::init`) listening on `listen`.
     pub async fn start(data_dir: &Path, listen: &str) -> anyhow::Result<RelayProcess> {
+        Self::start_on(data_dir, listen, &[]).await
+    }
+
+    /// As [`RelayProcess::start`], listening also on `more_listen` (with fixed ports, kept
+    /// across [`RelayProcess::restart`]). `listen` is the TCP address clients dial.
+    pub async fn start_on(
+        data_dir: &Path,
+        listen: &str,
+        more_listen: &[String],
+    ) -> anyhow::Result<RelayProcess> {
         let exe = std::env::current_exe().context("finding this executable")?;
         let log_path = data_dir.join("relay.log");
         let log = std::fs::OpenOptions::new()
@@ -54,6 +67,7 @@ impl RelayProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(more_listen.iter().flat_map(|address| ["--listen", address]))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -94,6 +108,7 @@ impl RelayProcess {
             faults,
             blocked: BTreeSet::new(),
             data_dir: data_dir.to_path_buf(),
+            more_listen: more_listen.to_vec(),
             addr,
             metrics,
         })
@@ -182,7 +197,7 @@ impl RelayProcess {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let listen = self.listen_addr();
         let blocked = std::mem::take(&mut self.blocked);
-        *self = RelayProcess::start(&self.data_dir, &listen).await?;
+        *self = RelayProcess::start_on(&self.data_dir, &listen, &self.more_listen).await?;
         for peer in blocked {
             self.set_blocked(peer, true).await?;
         }

@@ -2,26 +2,18 @@
 
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::{
-    Multiaddr, StreamProtocol, SwarmBuilder, Transport, core::muxing::StreamMuxerBox,
-    core::upgrade::Version, noise, ping, swarm::NetworkBehaviour, swarm::SwarmEvent,
-    websocket_websys, yamux,
-};
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use libp2p::{StreamProtocol, swarm::SwarmEvent};
 use tidings_protocol::{
     client::{CLIENT_PROTOCOL, ClientFrame, RelayFrame, Request},
     framing,
 };
 use wasm_bindgen::prelude::*;
 
+use crate::swarm::{new_swarm, relay_address};
+
 /// How long the whole probe (dial, handshake, one answer) may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    stream: libp2p_stream::Behaviour,
-    ping: ping::Behaviour,
-}
 
 /// Dials the relay at `address` (a `/ws` or `/tls/ws` multiaddr ending in `/p2p/<peer id>`)
 /// with a fresh identity, opens a `/tidings/client/2` stream, sends a harmless request (a
@@ -29,10 +21,7 @@ struct Behaviour {
 /// answer as text.
 #[wasm_bindgen(js_name = probeRelay)]
 pub async fn probe_relay(address: String) -> Result<String, JsError> {
-    let address: Multiaddr = address
-        .parse()
-        .map_err(|error| JsError::new(&format!("not a multiaddr: {error}")))?;
-    let probe = probe(address);
+    let probe = probe(&address);
     let timeout = futures_timer::Delay::new(PROBE_TIMEOUT);
     futures::pin_mut!(probe);
     match futures::future::select(probe, timeout).await {
@@ -41,51 +30,30 @@ pub async fn probe_relay(address: String) -> Result<String, JsError> {
     }
 }
 
-async fn probe(address: Multiaddr) -> Result<String, String> {
-    let peer = address
-        .iter()
-        .find_map(|protocol| match protocol {
-            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-            _ => None,
-        })
-        .ok_or("the address must end in /p2p/<peer id>")?;
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_wasm_bindgen()
-        .with_other_transport(|key| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                websocket_websys::Transport::default()
-                    .upgrade(Version::V1Lazy)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default())
-                    .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
-            )
-        })
-        .map_err(|error| error.to_string())?
-        .with_behaviour(|_| Behaviour {
-            stream: libp2p_stream::Behaviour::new(),
-            ping: ping::Behaviour::default(),
-        })
-        .map_err(|error| error.to_string())?
-        .build();
+async fn probe(address: &str) -> Result<String, String> {
+    let (address, peer) = relay_address(address)?;
+    let mut swarm = new_swarm()?;
     let mut control = swarm.behaviour().stream.new_control();
     swarm.dial(address).map_err(|error| error.to_string())?;
-    // The swarm must be polled for the connection (and later the stream) to make progress.
+    // The swarm must be polled for the connection (and later the stream) to make progress,
+    // until the probe is over (`_done` drops).
     let (connected_tx, connected_rx) = futures::channel::oneshot::channel();
-    let mut connected_tx = Some(connected_tx);
+    let (_done, finished) = futures::channel::oneshot::channel::<()>();
     wasm_bindgen_futures::spawn_local(async move {
-        while let Some(event) = swarm.next().await {
-            match event {
-                SwarmEvent::ConnectionEstablished { .. } => {
-                    if let Some(tx) = connected_tx.take() {
-                        let _ = tx.send(Ok(()));
-                    }
-                }
-                SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    if let Some(tx) = connected_tx.take() {
-                        let _ = tx.send(Err(error.to_string()));
-                    }
-                }
-                _ => {}
+        let mut connected_tx = Some(connected_tx);
+        let mut finished = finished.fuse();
+        loop {
+            let event = futures::select! {
+                _ = finished => return,
+                event = swarm.select_next_some() => event,
+            };
+            let outcome = match event {
+                SwarmEvent::ConnectionEstablished { .. } => Ok(()),
+                SwarmEvent::OutgoingConnectionError { error, .. } => Err(error.to_string()),
+                _ => continue,
+            };
+            if let Some(tx) = connected_tx.take() {
+                let _ = tx.send(outcome);
             }
         }
     });

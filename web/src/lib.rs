@@ -1,12 +1,19 @@
 //! The browser device: Tidings compiled to `wasm32-unknown-unknown` for a web page.
 //!
-//! For now it proves the path end to end: a libp2p swarm in the page (the browser's
-//! WebSocket, Noise, Yamux) dials a relay's `/ws` address and opens one client-protocol
-//! stream. The client core (session, store, outbox, groups) comes here next, with spawning,
-//! timers, clock and storage injected. On other targets the crate is empty.
+//! It runs in a Dedicated Worker: [`Device`] is an account on the client core
+//! (`tidings-client`, its store redb on OPFS, its key file sealed under a passphrase) with a
+//! session to the home relay over the browser's WebSocket (Noise, Yamux). `probeRelay` checks the
+//! path to a relay without an account. On other targets the crate is
+//! empty.
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
+#[cfg(target_arch = "wasm32")]
+mod device;
+#[cfg(target_arch = "wasm32")]
+mod swarm;
 
 #[cfg(target_arch = "wasm32")]
 pub use browser::probe_relay;
+#[cfg(target_arch = "wasm32")]
+pub use device::Device;

@@ -56,7 +56,7 @@ impl Client {
         work: impl FnOnce(&Client) -> Result<T, ClientError> + Send + 'static,
     ) -> Result<T, ClientError> {
         let client = self.clone();
-        tokio::task::spawn_blocking(move || work(&client))
+        crate::runtime::spawn_blocking(move || work(&client))
             .await
             .map_err(|_| ClientError::Cancelled)?
     }
@@ -128,7 +128,7 @@ impl Client {
                 && answer.code == ErrorCode::HashMismatch
             {
                 // The sealed copy on disk is not what was recorded: seal anew next time.
-                let _ = tokio::fs::remove_file(&prepared.sealed).await;
+                let _ = crate::runtime::files::remove_file(&prepared.sealed).await;
             }
             return Err(MediaError::from(error).into());
         }

@@ -2,7 +2,6 @@
 //! stream, resumed from an offset on a new stream when one is cut, every wait bounded.
 
 use std::{
-    io::SeekFrom,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -16,7 +15,6 @@ use tidings_protocol::{
     blob::{BLOB_PROTOCOL, MAX_BLOB_DATA_BYTES},
     framing::{FrameError, read_frame, write_frame},
 };
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt as _};
 
 use crate::net::{NetError, Network};
 
@@ -172,7 +170,7 @@ impl BlobLink {
                 Ok(held) => return Ok(held),
                 Err(error) if error.resumable() && attempt < TRANSFER_ATTEMPTS => {
                     tracing::debug!(%id, attempt, %error, "asking for a blob failed; again");
-                    tokio::time::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
+                    crate::runtime::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -216,7 +214,7 @@ impl BlobLink {
                 Ok(()) => return Ok(()),
                 Err(error) if error.resumable() && attempt < TRANSFER_ATTEMPTS => {
                     tracing::debug!(%id, done, attempt, %error, "upload cut; resuming");
-                    tokio::time::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
+                    crate::runtime::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -251,11 +249,11 @@ impl BlobLink {
         };
         *done = offset;
         progress(Progress::moved(offset, size));
-        let mut input = tokio::fs::File::open(file)
+        let mut input = crate::runtime::files::File::open(file)
             .await
             .map_err(TransferError::file(file))?;
         input
-            .seek(SeekFrom::Start(offset))
+            .seek_to(offset)
             .await
             .map_err(TransferError::file(file))?;
         let mut chunk = vec![0u8; MAX_BLOB_DATA_BYTES];
@@ -312,7 +310,7 @@ impl BlobLink {
                 Ok(()) => return Ok(()),
                 Err(error) if error.resumable() && attempt < TRANSFER_ATTEMPTS => {
                     tracing::debug!(%id, attempt, %error, "download cut; resuming");
-                    tokio::time::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
+                    crate::runtime::sleep(FIRST_BACKOFF * (1 << (attempt - 1))).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -327,17 +325,10 @@ impl BlobLink {
         partial: &Path,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(), TransferError> {
-        let mut output = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(partial)
+        let mut output = crate::runtime::files::File::append(partial)
             .await
             .map_err(TransferError::file(partial))?;
-        let mut done = output
-            .metadata()
-            .await
-            .map_err(TransferError::file(partial))?
-            .len();
+        let mut done = output.len().await.map_err(TransferError::file(partial))?;
         if done > size {
             // Not a prefix of this blob: start over.
             output
@@ -415,7 +406,7 @@ impl BlobLink {
 
 /// Waits at most `limit` for `work`.
 async fn within<T>(limit: Duration, work: impl Future<Output = T>) -> Result<T, TransferError> {
-    tokio::time::timeout(limit, work)
+    crate::runtime::timeout(limit, work)
         .await
         .map_err(|_| TransferError::Timeout(limit))
 }

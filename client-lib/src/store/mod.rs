@@ -31,7 +31,9 @@ pub mod uploads;
 
 use std::path::Path;
 
-use redb::{ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use redb::{
+    ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, StorageBackend, WriteTransaction,
+};
 use serde::{Serialize, de::DeserializeOwned};
 use tidings_protocol::codec;
 
@@ -89,6 +91,7 @@ from_redb!(
 pub const STORE_FILE: &str = "client.redb";
 
 /// Creates `path` with mode 0600 if it does not exist, or sets that mode if it does.
+#[cfg(unix)]
 fn owner_only(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let failed = |error: std::io::Error| {
@@ -114,11 +117,26 @@ pub struct ClientStore {
 impl ClientStore {
     /// Opens (creating if needed) the database in `data_dir`. It holds the plaintext history:
     /// it is created readable by its owner only, and an existing one is made so.
+    /// (In the browser there is no file system path: use [`ClientStore::open_backend`].)
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        #[cfg(unix)]
         owner_only(&data_dir.join(STORE_FILE))?;
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(data_dir.join(STORE_FILE))?;
+        Self::prepare(db)
+    }
+
+    /// Opens (creating if needed) the database on an injected storage `backend` (the
+    /// browser's OPFS file, an in-memory one in tests). One handle writes at a time
+    /// (redb's exclusive-writer mode: such a backend has no byte-range locks).
+    pub fn open_backend(backend: impl StorageBackend) -> Result<Self, StoreError> {
+        let db = Database::builder().create_with_backend(backend)?;
+        Self::prepare(db)
+    }
+
+    /// Creates the tables a new (or older) database lacks and migrates its schema.
+    fn prepare(db: Database) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         let found = schema::upgrade(&txn)?;
         {

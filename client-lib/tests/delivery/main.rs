@@ -11,6 +11,7 @@ mod common;
 
 mod cli;
 mod federation;
+mod injected_store;
 mod offline_delivery;
 mod online_delivery;
 mod resume;

@@ -157,6 +157,16 @@ pub(crate) fn save(
     path: &Path,
     passphrase: Option<&str>,
 ) -> Result<(), KeyFileError> {
+    let bytes = to_bytes(secrets, passphrase)?;
+    private_file::write_atomically(path, &bytes)?;
+    Ok(())
+}
+
+/// The bytes of a key file holding `secrets`, sealed under `passphrase` if there is one.
+pub(crate) fn to_bytes(
+    secrets: Secrets,
+    passphrase: Option<&str>,
+) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let (user, device) = (secrets.cert.user, secrets.cert.device);
     let protection = match passphrase {
         None => Protection::Plain(secrets),
@@ -176,15 +186,19 @@ pub(crate) fn save(
     };
     let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES));
     codec::encode_into(&file, &mut bytes);
-    private_file::write_atomically(path, &bytes)?;
-    Ok(())
+    Ok(bytes)
 }
 
 /// Reads the secrets of the key file at `path`, opening them with `passphrase` if sealed; the
 /// certificate must name the ids the file states.
 pub(crate) fn load(path: &Path, passphrase: Option<&str>) -> Result<Secrets, KeyFileError> {
     let bytes = private_file::read(path)?;
-    let file = decode_file(&bytes)?;
+    from_bytes(&bytes, passphrase)
+}
+
+/// The secrets of the key file `bytes` (at most [`MAX_KEY_FILE_BYTES`]), as [`load`] reads them.
+pub(crate) fn from_bytes(bytes: &[u8], passphrase: Option<&str>) -> Result<Secrets, KeyFileError> {
+    let file = decode_file(bytes)?;
     let secrets: Secrets = match (file.protection, passphrase) {
         (Protection::Plain(secrets), None) => secrets,
         (Protection::Plain(_), Some(_)) => return Err(KeyFileError::NotEncrypted),

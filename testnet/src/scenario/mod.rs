@@ -1,6 +1,7 @@
 //! Named workloads run against a network of relay processes.
 
 pub mod adversary;
+pub mod browser;
 pub mod chaos;
 pub mod federation;
 pub mod group;

@@ -5,6 +5,7 @@ mod cli;
 mod cluster;
 mod demo;
 mod device;
+mod dialled;
 mod files;
 mod process;
 mod report;

@@ -137,6 +137,8 @@ pub struct StreamOpener {
     control: libp2p_stream::Control,
     peer: libp2p::PeerId,
     swarm: tokio::task::JoinHandle<()>,
+    /// Answered once the dial succeeded or failed; taken by the first [`Self::open`].
+    connected: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
 }
 
 /// A swarm over TCP + Noise + Yamux as `keypair`, running the behaviour `make` builds;
@@ -165,23 +167,50 @@ impl StreamOpener {
         let control = swarm.behaviour().new_control();
         let peer = tidings_client_peer(address);
         swarm.dial(address.clone()).unwrap();
+        let (connected, connected_rx) = tokio::sync::oneshot::channel();
+        let mut connected = Some(connected);
         let swarm = tokio::spawn(async move {
             loop {
-                swarm.select_next_some().await;
+                let outcome = match swarm.select_next_some().await {
+                    libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } => Ok(()),
+                    libp2p::swarm::SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        Err(error.to_string())
+                    }
+                    _ => continue,
+                };
+                if let Some(connected) = connected.take() {
+                    let _ = connected.send(outcome);
+                }
             }
         });
         Self {
             control,
             peer,
             swarm,
+            connected: Some(connected_rx),
         }
     }
 
     /// Opens another stream of `protocol` on the connection.
+    ///
+    /// The first call waits for the dial: libp2p-stream asked for a stream in the moment
+    /// between a connection's handler being made and the connection being announced dials
+    /// again, finds the peer connected, and leaves the request waiting for a connection that
+    /// never comes (the rare hang of relay tests under load).
     pub async fn open(
         &mut self,
         protocol: &'static str,
     ) -> Result<Stream, libp2p_stream::OpenStreamError> {
+        if let Some(connected) = self.connected.take() {
+            let dialled = connected
+                .await
+                .unwrap_or_else(|_| Err("the swarm task ended".into()));
+            if let Err(error) = dialled {
+                return Err(libp2p_stream::OpenStreamError::Io(std::io::Error::other(
+                    error,
+                )));
+            }
+        }
         self.control
             .open_stream(self.peer, StreamProtocol::new(protocol))
             .await

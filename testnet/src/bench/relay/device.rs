@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use futures::{
-    AsyncReadExt, StreamExt,
+    AsyncReadExt,
     io::{ReadHalf, WriteHalf},
 };
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
@@ -136,11 +136,11 @@ impl RawDevice {
             .build();
         let mut control = swarm.behaviour().new_control();
         swarm.dial(self.home.clone())?;
-        let swarm = SwarmTask(tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        }));
+        let (task, connected) = crate::dialled::run_dialled(swarm);
+        let swarm = SwarmTask(task);
+        tokio::time::timeout(OPEN_TIMEOUT, crate::dialled::connected(connected))
+            .await
+            .context("connecting to the relay timed out")??;
         let mut dropped_streams = 0;
         loop {
             let stream = tokio::time::timeout(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{
     Multiaddr, PeerId, Stream, StreamProtocol, SwarmBuilder, identity::Keypair, noise, tcp, yamux,
 };
@@ -23,6 +23,8 @@ pub struct Dialer {
     /// The relay dialed.
     pub peer: PeerId,
     task: Option<JoinHandle<()>>,
+    /// Whether the dial came through; awaited by the first [`Dialer::open`].
+    connected: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
 }
 
 impl Drop for Dialer {
@@ -51,20 +53,22 @@ impl Dialer {
             .build();
         let control = swarm.behaviour().new_control();
         swarm.dial(address.clone())?;
-        let task = tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        });
+        let (task, connected) = crate::dialled::run_dialled(swarm);
         Ok(Dialer {
             control,
             peer,
             task: Some(task),
+            connected: Some(connected),
         })
     }
 
     /// Opens a stream of `protocol` on the connection.
     pub async fn open(&mut self, protocol: &'static str) -> anyhow::Result<Stream> {
+        if let Some(connected) = self.connected.take() {
+            tokio::time::timeout(OPEN_TIMEOUT, crate::dialled::connected(connected))
+                .await
+                .context("connecting timed out")??;
+        }
         tokio::time::timeout(
             OPEN_TIMEOUT,
             self.control

@@ -101,9 +101,14 @@ impl Links {
         if let Some(link) = self.existing(remote.peer).await {
             return Ok(link);
         }
-        self.network
-            .add_addresses(remote.peer, remote.addrs.clone())
-            .await;
+        // Connected first: libp2p-stream's own dial can lose the request (network/connects.rs).
+        tokio::time::timeout(
+            OPEN_TIMEOUT,
+            self.network.connect(remote.peer, remote.addrs.clone()),
+        )
+        .await
+        .map_err(|_| LinkError::Unreachable("timed out connecting".into()))?
+        .map_err(LinkError::Unreachable)?;
         let mut control = self.control.clone();
         let stream = tokio::time::timeout(
             OPEN_TIMEOUT,

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use libp2p::{
     Multiaddr, PeerId, Swarm, connection_limits, identify, kad,
     swarm::{
-        ListenError, SwarmEvent,
+        DialError, ListenError, SwarmEvent,
         dial_opts::{DialOpts, PeerCondition},
     },
 };
@@ -14,7 +14,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, SwarmBehaviour, dht::Dht, find_peer::PeerFinds,
+    BehaviourEvent, Command, DhtStats, KAD_PROTOCOL, SwarmBehaviour,
+    connects::{ConnectReply, PendingConnects},
+    dht::Dht,
+    find_peer::PeerFinds,
 };
 use crate::{metrics::Metrics, sources::PeerSources};
 
@@ -26,6 +29,8 @@ pub struct EventLoop {
     dht: Dht,
     /// Walks towards relays known by id only.
     finds: PeerFinds,
+    /// Callers waiting for a connection before they open a stream.
+    connects: PendingConnects,
     /// The DHT counters `dht` keeps, for `/metrics`.
     dht_stats: Arc<DhtStats>,
     /// Where swarm events are counted (libp2p's own metrics, connections).
@@ -47,6 +52,7 @@ impl EventLoop {
             listen_addrs,
             dht: Dht::new(stats.clone()),
             finds: PeerFinds::default(),
+            connects: PendingConnects::default(),
             dht_stats: stats,
             metrics: Arc::new(Metrics::default()),
             sources: Arc::new(PeerSources::default()),
@@ -124,6 +130,7 @@ impl EventLoop {
                 self.dht
                     .forget_home(&mut self.swarm.behaviour_mut().kad, &user);
             }
+            Command::Connect { peer, addrs, reply } => self.connect(peer, addrs, reply),
         }
     }
 
@@ -174,6 +181,7 @@ impl EventLoop {
                 peer_id, endpoint, ..
             } => {
                 tracing::debug!(%peer_id, "connection established");
+                self.connects.connected(&peer_id);
                 self.sources
                     .connected(peer_id, endpoint.get_remote_address());
             }
@@ -185,6 +193,11 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
+                    self.connects.failed(&peer, &error.to_string());
+                }
             }
             SwarmEvent::IncomingConnectionError {
                 error: ListenError::Denied { cause },
@@ -201,6 +214,35 @@ impl EventLoop {
                 tracing::debug!(%error, "incoming connection failed");
             }
             _ => {}
+        }
+    }
+
+    /// Answers `reply` once `peer` is connected: at once if it is, else after a dial (or the
+    /// one under way) at `addrs` and the addresses the DHT holds for it.
+    fn connect(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, reply: ConnectReply) {
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for address in &addrs {
+            kad.add_address(&peer, address.clone());
+        }
+        if !self.connects.wait(peer, reply) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing);
+        let opts = if addrs.is_empty() {
+            opts.build()
+        } else {
+            opts.addresses(addrs)
+                .extend_addresses_through_behaviour()
+                .build()
+        };
+        match self.swarm.dial(opts) {
+            // Dialling already: the waiters hear how that dial ends.
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+            Err(error) => self.connects.failed(&peer, &error.to_string()),
         }
     }
 

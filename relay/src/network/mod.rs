@@ -6,6 +6,7 @@
 //! [`NetworkHandle`] commands answered on oneshot channels.
 
 mod boxed;
+mod connects;
 mod dht;
 mod event_loop;
 mod find_peer;
@@ -160,6 +161,13 @@ pub(crate) enum Command {
     },
     /// Stop holding and republishing a removed user's home record.
     ForgetHome { user: UserId },
+    /// Connect to a relay (dialling `addrs` and what the DHT knows) and answer once the
+    /// connection is announced, so a stream can be opened on it.
+    Connect {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: connects::ConnectReply,
+    },
 }
 
 /// What the rest of the relay sees of the network. Cheap to clone.
@@ -288,6 +296,20 @@ impl NetworkHandle {
             return false;
         }
         answer.await.unwrap_or(false)
+    }
+
+    /// Connects to the relay `peer` (at `addrs`, and wherever the DHT says) unless connected
+    /// already: Ok once a connection is up and announced, so that a stream opened next uses
+    /// it; the dial's error otherwise.
+    pub(crate) async fn connect(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Connect { peer, addrs, reply })
+            .await
+            .map_err(|_| "the network is shut down".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the network is shut down".to_string())?
     }
 
     /// Remembers where a relay can be dialed.

@@ -304,15 +304,18 @@ impl Fetcher {
     /// Opens a stream to the blob's relay; when it cannot be dialed (known by id only, or at
     /// an address it left), looks for it in the DHT and tries once more.
     async fn open(&self, relay: PeerId) -> Result<Stream, String> {
+        // Connected first: libp2p-stream's own dial can lose the request (network/connects.rs).
         let open = || {
-            let mut control = self.control.clone();
-            async move {
-                tokio::time::timeout(
-                    OPEN_TIMEOUT,
-                    control.open_stream(relay, StreamProtocol::new(BLOB_FEDERATION_PROTOCOL)),
-                )
-                .await
-            }
+            let (mut control, network) = (self.control.clone(), self.network.clone());
+            let opening = async move {
+                network.connect(relay, Vec::new()).await.map_err(|error| {
+                    libp2p_stream::OpenStreamError::Io(std::io::Error::other(error))
+                })?;
+                control
+                    .open_stream(relay, StreamProtocol::new(BLOB_FEDERATION_PROTOCOL))
+                    .await
+            };
+            tokio::time::timeout(OPEN_TIMEOUT, opening)
         };
         let first = match open().await {
             Ok(Ok(stream)) => return Ok(stream),

@@ -21,8 +21,10 @@ export PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_B
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=-reference-types"
 tools=$WASM_TARGET_DIR/tools
 if [ ! -x "$tools/bin/wasm-bindgen" ]; then
+    # --debug: builds in half the time (102 s vs 195 s on 2 cores) and writes the same output
+    # (4 s instead of 0.8 s per run on the 44 MB module).
     CARGO_TARGET_DIR=$WASM_TARGET_DIR/tools-build cargo install wasm-bindgen-cli \
-        --version 0.2.108 --no-default-features --root "$tools"
+        --version 0.2.108 --no-default-features --debug --root "$tools"
 fi
 cd "$root"
 build="cargo build --release -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown"

@@ -40,6 +40,15 @@ struct Behaviour {
     ping: ping::Behaviour,
 }
 
+impl Behaviour {
+    fn new() -> Self {
+        Self {
+            stream: libp2p_stream::Behaviour::new(),
+            ping: ping::Behaviour::default(),
+        }
+    }
+}
+
 enum Command {
     Dial {
         address: Multiaddr,
@@ -112,10 +121,7 @@ fn build_swarm(keypair: Keypair, trusted: &[Vec<u8>]) -> Result<Swarm<Behaviour>
                 .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|error| NetError::Transport(error.to_string()))?
-        .with_behaviour(|_| Behaviour {
-            stream: libp2p_stream::Behaviour::new(),
-            ping: ping::Behaviour::default(),
-        })
+        .with_behaviour(|_| Behaviour::new())
         .map_err(|error| NetError::Transport(error.to_string()))?
         .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build())
@@ -129,10 +135,7 @@ fn build_swarm(keypair: Keypair, _trusted: &[Vec<u8>]) -> Result<Swarm<Behaviour
         .with_wasm_bindgen()
         .with_other_transport(browser_transport)
         .map_err(|error| NetError::Transport(error.to_string()))?
-        .with_behaviour(|_| Behaviour {
-            stream: libp2p_stream::Behaviour::new(),
-            ping: ping::Behaviour::default(),
-        })
+        .with_behaviour(|_| Behaviour::new())
         .map_err(|error| NetError::Transport(error.to_string()))?
         .with_swarm_config(|config| config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build())

@@ -95,7 +95,7 @@ impl Client {
         data_dir: &Path,
         identity: Identity,
     ) -> Result<Client, ClientError> {
-        let store = ClientStore::open(data_dir)?;
+        let store = ClientStore::open(data_dir, identity.store_key())?;
         Ok(Self::with_store(data_dir, identity, store))
     }
 

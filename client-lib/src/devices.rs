@@ -378,18 +378,22 @@ impl DeviceLink {
         wait: Duration,
     ) -> Result<(Client, LinkPackage), ClientError> {
         self.finish_with(wait, |identity| {
-            Client::create(data_dir, identity, passphrase)
+            std::future::ready(Client::create(data_dir, identity, passphrase))
         })
         .await
     }
 
     /// As [`DeviceLink::finish`], with the linked identity saved and its client opened by
-    /// `create` (a browser keeps both in its own storage; see [`Client::with_store`]).
-    pub async fn finish_with(
+    /// `create` (a browser keeps both in its own storage, reached asynchronously; see
+    /// [`Client::with_store`]).
+    pub async fn finish_with<Created>(
         self,
         wait: Duration,
-        create: impl FnOnce(Identity) -> Result<Client, ClientError>,
-    ) -> Result<(Client, LinkPackage), ClientError> {
+        create: impl FnOnce(Identity) -> Created,
+    ) -> Result<(Client, LinkPackage), ClientError>
+    where
+        Created: std::future::Future<Output = Result<Client, ClientError>>,
+    {
         let deadline = crate::runtime::Instant::now() + wait;
         let sealed = loop {
             if let Some(sealed) = self.poll().await? {
@@ -401,9 +405,9 @@ impl DeviceLink {
             crate::runtime::sleep(LINK_POLL_INTERVAL).await;
         };
         let (identity, package) = self.pending.open(&sealed).map_err(DeviceError::Link)?;
-        let home = home_of(&package).unwrap_or(self.address);
+        let home = home_of(&package, &self.address).unwrap_or(self.address);
         drop(self.connection);
-        let client = create(identity)?;
+        let client = create(identity).await?;
         client.register(home.clone(), None).await?;
         let connection = client.open_connection(home).await?;
         let (held, _) = client.held_list(&connection).await?;
@@ -419,9 +423,29 @@ impl DeviceLink {
     }
 }
 
-/// The home relay's address as the package names it (its first address and peer id).
-fn home_of(package: &LinkPackage) -> Option<Multiaddr> {
+/// The home relay's address: the one this device reached it at if the package names that
+/// relay, else the package's first address this device can dial (a browser only a WebSocket
+/// one), with its peer id.
+fn home_of(package: &LinkPackage, dialled: &Multiaddr) -> Option<Multiaddr> {
     let relay: PeerId = package.relay.parse().ok()?;
-    let address: Multiaddr = package.relay_addrs.first()?.parse().ok()?;
+    if crate::client::relay_peer(dialled) == Some(relay) {
+        return Some(dialled.clone());
+    }
+    let address = package
+        .relay_addrs
+        .iter()
+        .filter_map(|address| address.parse::<Multiaddr>().ok())
+        .find(dialable_here)?;
     Some(with_peer(address, relay))
+}
+
+/// Whether this build can dial `address`: natively any, in the browser WebSocket ones only.
+fn dialable_here(address: &Multiaddr) -> bool {
+    cfg!(not(target_arch = "wasm32"))
+        || address.iter().any(|protocol| {
+            matches!(
+                protocol,
+                libp2p::multiaddr::Protocol::Ws(_) | libp2p::multiaddr::Protocol::Wss(_)
+            )
+        })
 }

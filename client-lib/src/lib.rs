@@ -53,6 +53,7 @@ pub mod profile;
 pub mod push;
 pub mod search;
 pub mod status;
+pub mod typing;
 
 #[cfg(feature = "test-utils")]
 pub mod fuzzing;

@@ -110,7 +110,11 @@ async fn a_browser_device_is_created_then_reopened_with_its_passphrase() {
     assert!(opened.history(&user.to_string()).unwrap().is_empty());
     drop(opened);
     // The store itself opens from a backend as the native one does.
-    ClientStore::open_backend(OpfsFile::open(dir, "other.redb").await.unwrap()).unwrap();
+    ClientStore::open_backend(
+        OpfsFile::open(dir, "other.redb").await.unwrap(),
+        tidings_keys::Identity::generate().store_key(),
+    )
+    .unwrap();
 }
 
 #[wasm_bindgen_test]
@@ -172,4 +176,48 @@ async fn interval_ticks_at_once_then_every_period_and_spawn_runs() {
     });
     assert_eq!(finished.await, Ok(42));
     assert_eq!(runtime::spawn_blocking(|| 5).await, Ok(5));
+}
+
+/// Media's file layer in the browser: relative paths are OPFS directories and files.
+#[wasm_bindgen_test]
+async fn media_files_are_created_renamed_sized_and_removed_in_opfs() {
+    use std::{
+        io::{Read, Seek, SeekFrom, Write},
+        path::Path,
+    };
+
+    use tidings_client::runtime::files;
+
+    let dir = fresh("t-files").await;
+    let temp = Path::new(dir).join("media/outgoing/.x.tidings-partial");
+    let whole = Path::new(dir).join("media/outgoing/x.blob");
+    assert!(!files::is_dir(&Path::new(dir).join("media")).await);
+    let mut file = files::create_sync(&temp).await.unwrap();
+    file.write_all(b"sealed bytes").unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    assert!(files::is_dir(&Path::new(dir).join("media/outgoing")).await);
+    assert!(!files::is_dir(&temp).await, "a file is not a directory");
+    files::rename(&temp, &whole).await.unwrap();
+    assert_eq!(files::size_of(&temp).await.unwrap(), None);
+    assert_eq!(files::size_of(&whole).await.unwrap(), Some(12));
+
+    let mut file = files::open_sync(&whole).await.unwrap();
+    file.seek(SeekFrom::Start(7)).unwrap();
+    let mut back = String::new();
+    file.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "bytes");
+    drop(file);
+
+    let mut streamed = files::File::append(&whole).await.unwrap();
+    streamed.write_all(b"!").await.unwrap();
+    assert_eq!(streamed.len().await.unwrap(), 13);
+    drop(streamed);
+
+    assert!(files::open_sync(Path::new("../escape")).await.is_err());
+    files::remove_file(&whole).await.unwrap();
+    assert_eq!(
+        files::remove_file(&whole).await.unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
 }

@@ -13,7 +13,7 @@ use tidings_client::{
     Client, Conversation, Direction, MessageRecord, MessageStatus,
     store::{SearchError, SearchQuery, Sender, tables},
 };
-use tidings_protocol::{EnvelopeId, codec, now_ms};
+use tidings_protocol::{EnvelopeId, now_ms};
 
 fn query(words: &str) -> SearchQuery {
     SearchQuery {
@@ -268,12 +268,16 @@ async fn a_missing_index_is_rebuilt_and_one_behind_the_history_catches_up() {
         status: MessageStatus::Received,
         media: None,
     };
+    // Sealed at rest under Alice's keys, as that build would have.
+    let identity =
+        tidings_keys::Identity::load(&dir.path().join(tidings_client::KEY_FILE), None).unwrap();
+    let key = tables::message_key(&chat, 7);
+    let sealed = tidings_client::store::AtRest::new(identity.store_key())
+        .seal_record("messages", &key, &record)
+        .unwrap();
     txn.open_table(tables::MESSAGES)
         .unwrap()
-        .insert(
-            tables::message_key(&chat, 7).as_slice(),
-            codec::encode(&record).as_slice(),
-        )
+        .insert(key.as_slice(), sealed.as_slice())
         .unwrap();
     txn.commit().unwrap();
     drop(db);

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+use hkdf::Hkdf;
 use rand::Rng;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The key that encrypts this device's pickled Olm account, Olm sessions and Megolm sessions.
 ///
@@ -30,6 +32,15 @@ impl StoreKey {
     /// The key as vodozemac's pickle functions take it.
     pub(crate) fn secret(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// A 32-byte subkey for one purpose, HKDF-SHA256 of this key with `label` as its info
+    /// (different labels give independent keys; the store key itself never leaves).
+    pub fn derive(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's limit of 255 * 32, so expand cannot fail.
+        let _ = Hkdf::<Sha256>::new(None, &self.0).expand(label, out.as_mut_slice());
+        out
     }
 
     /// A key with the given bytes, for tests that pickle under fixed or wrong keys.
@@ -63,6 +74,16 @@ mod tests {
         assert_eq!(format!("{key:?}"), "StoreKey(..)");
         assert_eq!(format!("{key:#?}"), "StoreKey(..)");
         wiped_on_drop(&key);
+    }
+
+    #[test]
+    fn derived_keys_differ_by_label_and_key_and_repeat() {
+        let key = StoreKey::from_secret([7; 32]);
+        let one = key.derive(b"one");
+        assert_eq!(*one, *key.derive(b"one"));
+        assert_ne!(*one, *key.derive(b"two"));
+        assert_ne!(*one, *StoreKey::from_secret([8; 32]).derive(b"one"));
+        assert_ne!(*one, [7; 32]);
     }
 
     #[test]

@@ -56,9 +56,16 @@ impl From<BrowserError> for ClientError {
     }
 }
 
-/// Whether a device lives in the OPFS directory `dir`.
+/// Whether a device lives in the OPFS directory `dir`. An empty key file is none: a device
+/// whose creation was cut short (a tab closed) before its key file was written.
 pub async fn device_exists(dir: &str) -> Result<bool, BrowserError> {
-    Ok(opfs::exists(dir, KEY_FILE).await?)
+    if !opfs::exists(dir, KEY_FILE).await? {
+        return Ok(false);
+    }
+    let key_file = OpfsFile::open(dir, KEY_FILE).await?;
+    let written = key_file.size()? > 0;
+    key_file.close();
+    Ok(written)
 }
 
 /// Creates a new device (a new account) in the OPFS directory `dir`, its key file sealed
@@ -77,8 +84,10 @@ pub async fn save_device(
     if device_exists(dir).await? {
         return Err(BrowserError::AlreadyInitialized(dir.into()));
     }
+    // Sealed first (Argon2id takes a while): the file exists only once its bytes are ready.
+    let bytes = identity.to_file_bytes(passphrase)?;
     let key_file = OpfsFile::open(dir, KEY_FILE).await?;
-    key_file.replace(&identity.to_file_bytes(passphrase)?)?;
+    key_file.replace(&bytes)?;
     key_file.close();
     with_store(dir, identity).await
 }
@@ -96,6 +105,7 @@ pub async fn open_device(dir: &str, passphrase: Option<&str>) -> Result<Client, 
 }
 
 async fn with_store(dir: &str, identity: Identity) -> Result<Client, BrowserError> {
-    let store = ClientStore::open_backend(OpfsFile::open(dir, STORE_FILE).await?)?;
+    let store =
+        ClientStore::open_backend(OpfsFile::open(dir, STORE_FILE).await?, identity.store_key())?;
     Ok(Client::with_store(Path::new(dir), identity, store))
 }

@@ -73,6 +73,21 @@ impl OpfsFile {
         })
     }
 
+    /// Opens the file `handle` (in a directory the caller walked to) for synchronous access;
+    /// `name` names it in errors.
+    pub(crate) async fn open_handle(
+        handle: &FileSystemFileHandle,
+        name: String,
+    ) -> Result<OpfsFile, OpfsError> {
+        let what = || format!("opening {name}");
+        let handle: FileSystemSyncAccessHandle =
+            resolve(handle.create_sync_access_handle(), what).await?;
+        Ok(OpfsFile {
+            handle: SendWrapper::new(handle),
+            name,
+        })
+    }
+
     /// The file's size in bytes.
     pub fn size(&self) -> io::Result<u64> {
         let size = self
@@ -234,7 +249,7 @@ pub async fn remove_dir(dir: &str) -> Result<(), OpfsError> {
 }
 
 /// The OPFS root of this origin, as a worker sees it.
-async fn root() -> Result<FileSystemDirectoryHandle, OpfsError> {
+pub(crate) async fn root() -> Result<FileSystemDirectoryHandle, OpfsError> {
     let scope: WorkerGlobalScope = js_sys::global()
         .dyn_into()
         .map_err(|_| OpfsError::Unavailable("not running in a worker".into()))?;
@@ -294,14 +309,14 @@ fn failed(what: &str, error: &JsValue) -> io::Error {
 }
 
 /// The `name` of a DOMException or Error.
-fn js_name(error: &JsValue) -> Option<String> {
+pub(crate) fn js_name(error: &JsValue) -> Option<String> {
     error
         .dyn_ref::<js_sys::Error>()
         .map(|error| String::from(error.name()))
 }
 
 /// A JavaScript error as text.
-fn js_text(error: &JsValue) -> String {
+pub(crate) fn js_text(error: &JsValue) -> String {
     match error.dyn_ref::<js_sys::Error>() {
         Some(error) => format!(
             "{}: {}",

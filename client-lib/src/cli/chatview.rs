@@ -1,61 +1,22 @@
 //! `tidings chat NAME`: a live chat view in the terminal: recent history with ticks,
 //! presence, "typing…", Enter sends, and what is on screen is marked read.
 
-use std::{
-    io::Write,
-    time::{Duration, Instant},
-};
+use std::{io::Write, time::Duration};
 
 use crossterm::{
     event::{Event as TermEvent, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
     terminal,
 };
 use futures::StreamExt;
-use tidings_client::{Client, Conversation, Event, Session, events::TYPING_EXPIRES};
+use tidings_client::{
+    Client, Conversation, Event, Session, events::TYPING_EXPIRES, runtime::Instant,
+    typing::OutgoingTyping,
+};
 
 use super::format;
 
 /// History lines shown when the view opens.
 const BACKLOG: usize = 20;
-
-/// While keys keep coming, "typing" is sent again this often (receivers expire it).
-const TYPING_REFRESH: Duration = Duration::from_secs(4);
-
-/// Keys idle this long mean typing stopped.
-const TYPING_IDLE: Duration = Duration::from_secs(3);
-
-/// Whether we told the other side we are typing, and when keys last came.
-#[derive(Debug, Default)]
-pub(crate) struct OutgoingTyping {
-    sent_at: Option<Instant>,
-    last_key: Option<Instant>,
-}
-
-impl OutgoingTyping {
-    /// A key was pressed: whether to send "typing" now.
-    pub fn on_key(&mut self, now: Instant) -> bool {
-        self.last_key = Some(now);
-        let due = self
-            .sent_at
-            .is_none_or(|sent| now.duration_since(sent) >= TYPING_REFRESH);
-        if due {
-            self.sent_at = Some(now);
-        }
-        due
-    }
-
-    /// The line was sent or keys went idle: whether to send "stopped".
-    pub fn stop_if(&mut self, now: Instant, sent_line: bool) -> bool {
-        let idle = self
-            .last_key
-            .is_some_and(|last| now.duration_since(last) >= TYPING_IDLE);
-        if self.sent_at.is_some() && (sent_line || idle) {
-            *self = Self::default();
-            return true;
-        }
-        false
-    }
-}
 
 /// Leaves raw mode however the view ends.
 struct RawMode;
@@ -223,28 +184,5 @@ pub async fn chat(client: &Client, who: &str) -> anyhow::Result<()> {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn typing_is_sent_on_the_first_key_refreshed_and_stopped_when_idle_or_sent() {
-        let start = Instant::now();
-        let mut typing = OutgoingTyping::default();
-        assert!(typing.on_key(start), "first key sends typing");
-        assert!(!typing.on_key(start + Duration::from_secs(1)), "no flood");
-        assert!(typing.on_key(start + TYPING_REFRESH + Duration::from_secs(1)));
-        let later = start + TYPING_REFRESH + Duration::from_secs(2);
-        assert!(!typing.stop_if(later, false), "still typing");
-        assert!(
-            typing.stop_if(later + TYPING_IDLE, false),
-            "idle means stopped"
-        );
-        assert!(!typing.stop_if(later + TYPING_IDLE * 2, true), "said once");
-        assert!(typing.on_key(later));
-        assert!(typing.stop_if(later, true), "sending the line stops typing");
     }
 }

@@ -1,8 +1,8 @@
-//! Files on disk sealed and opened with `tidings_keys::media` (blocking: call from the
-//! blocking pool): a sealed or opened file appears under its name only once it is whole.
+//! Files sealed and opened with `tidings_keys::media` through the file layer
+//! (`runtime::files`; the work itself in a blocking job): a sealed or opened file appears
+//! under its name only once it is whole.
 
 use std::{
-    fs::File,
     io::{BufReader, BufWriter, Read, Write},
     path::{Path, PathBuf},
 };
@@ -12,26 +12,38 @@ use tidings_keys::media::{MediaKey, Sealed, open, seal};
 use tidings_protocol::{BlobHasher, BlobId};
 
 use super::MediaError;
+use crate::runtime::files::{self, SyncFile};
 
 /// Bytes read at a time while hashing a file.
 const HASH_BUFFER: usize = 64 * 1024;
 
 /// The SHA-256 and size of a file's plaintext: what finds an earlier upload of it.
-pub fn plain_digest(path: &Path) -> Result<([u8; 32], u64), MediaError> {
-    let mut hasher = Sha256::new();
-    let size = read_all(path, |piece| hasher.update(piece))?;
-    Ok((hasher.finalize().into(), size))
+pub async fn plain_digest(path: &Path) -> Result<([u8; 32], u64), MediaError> {
+    let file = files::open_sync(path).await.map_err(MediaError::io(path))?;
+    blocking(path, move |path| {
+        let mut hasher = Sha256::new();
+        let size = read_all(file, path, |piece| hasher.update(piece))?;
+        Ok((hasher.finalize().into(), size))
+    })
+    .await
 }
 
 /// The blob id of a file of ciphertext (SHA-256 of all of it).
-pub fn blob_id_of(path: &Path) -> Result<BlobId, MediaError> {
-    let mut hasher = BlobHasher::default();
-    read_all(path, |piece| hasher.update(piece))?;
-    Ok(hasher.finish())
+pub async fn blob_id_of(path: &Path) -> Result<BlobId, MediaError> {
+    let file = files::open_sync(path).await.map_err(MediaError::io(path))?;
+    blocking(path, move |path| {
+        let mut hasher = BlobHasher::default();
+        read_all(file, path, |piece| hasher.update(piece))?;
+        Ok(hasher.finish())
+    })
+    .await
 }
 
-fn read_all(path: &Path, mut take: impl FnMut(&[u8])) -> Result<u64, MediaError> {
-    let mut file = File::open(path).map_err(MediaError::io(path))?;
+fn read_all(
+    mut file: SyncFile,
+    path: &Path,
+    mut take: impl FnMut(&[u8]),
+) -> Result<u64, MediaError> {
     let mut buf = vec![0u8; HASH_BUFFER];
     let mut size = 0u64;
     loop {
@@ -46,6 +58,19 @@ fn read_all(path: &Path, mut take: impl FnMut(&[u8])) -> Result<u64, MediaError>
     }
 }
 
+/// Runs `work` in a blocking job (the blocking pool natively, inline in the browser's worker).
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce(&Path) -> Result<T, MediaError> + Send + 'static,
+) -> Result<T, MediaError> {
+    let owned = path.to_path_buf();
+    crate::runtime::spawn_blocking(move || work(&owned))
+        .await
+        .map_err(|_| {
+            MediaError::io(path)(std::io::Error::other("the file job ended without a result"))
+        })?
+}
+
 /// The temporary name a file is written under before it is renamed to `path`.
 pub fn temp_name(path: &Path) -> PathBuf {
     let name = path
@@ -57,53 +82,68 @@ pub fn temp_name(path: &Path) -> PathBuf {
 
 /// Seals `input` under `key` into `output` (written under a temporary name, synced, then
 /// renamed).
-pub fn seal_file(key: &MediaKey, input: &Path, output: &Path) -> Result<Sealed, MediaError> {
-    let temp = temp_name(output);
-    let sealed = (|| {
-        let mut reader = BufReader::new(File::open(input).map_err(MediaError::io(input))?);
-        let file = File::create(&temp).map_err(MediaError::io(&temp))?;
-        let mut writer = BufWriter::new(file);
-        let sealed = seal(key, &mut reader, &mut writer)?;
-        finish(writer, &temp)?;
-        Ok(sealed)
-    })();
-    match sealed {
-        Ok(sealed) => {
-            publish(&temp, output)?;
-            Ok(sealed)
-        }
-        Err(error) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(error)
-        }
-    }
+pub async fn seal_file(key: &MediaKey, input: &Path, output: &Path) -> Result<Sealed, MediaError> {
+    let key = key.clone();
+    through_temp(input, output, move |reader, writer| {
+        Ok(seal(&key, reader, writer)?)
+    })
+    .await
 }
 
 /// Opens the ciphertext in `input` under `key` into `output`: the plaintext appears under
 /// `output` only once every chunk opened; on an error nothing is left behind.
-pub fn open_file(key: &MediaKey, input: &Path, output: &Path) -> Result<u64, MediaError> {
+pub async fn open_file(key: &MediaKey, input: &Path, output: &Path) -> Result<u64, MediaError> {
+    let key = key.clone();
+    through_temp(input, output, move |reader, writer| {
+        Ok(open(&key, reader, writer)?)
+    })
+    .await
+}
+
+/// Runs `work` from `input` into a temporary file, synced, then renamed to `output`; on an
+/// error the temporary file is removed.
+async fn through_temp<T: Send + 'static>(
+    input: &Path,
+    output: &Path,
+    work: impl FnOnce(&mut BufReader<SyncFile>, &mut BufWriter<SyncFile>) -> Result<T, MediaError>
+    + Send
+    + 'static,
+) -> Result<T, MediaError> {
     let temp = temp_name(output);
-    let opened = (|| {
-        let mut reader = BufReader::new(File::open(input).map_err(MediaError::io(input))?);
-        let file = File::create(&temp).map_err(MediaError::io(&temp))?;
-        let mut writer = BufWriter::new(file);
-        let size = open(key, &mut reader, &mut writer)?;
-        finish(writer, &temp)?;
-        Ok(size)
-    })();
-    match opened {
-        Ok(size) => {
-            publish(&temp, output)?;
-            Ok(size)
+    let done = async {
+        let reader = files::open_sync(input)
+            .await
+            .map_err(MediaError::io(input))?;
+        let writer = files::create_sync(&temp)
+            .await
+            .map_err(MediaError::io(&temp))?;
+        // Both files are closed when the job ends, before the rename (a browser file stays
+        // locked while open).
+        blocking(&temp, move |temp| {
+            let mut reader = BufReader::new(reader);
+            let mut writer = BufWriter::new(writer);
+            let done = work(&mut reader, &mut writer)?;
+            finish(writer, temp)?;
+            Ok(done)
+        })
+        .await
+    }
+    .await;
+    match done {
+        Ok(done) => {
+            files::rename(&temp, output)
+                .await
+                .map_err(MediaError::io(output))?;
+            Ok(done)
         }
         Err(error) => {
-            let _ = std::fs::remove_file(&temp);
+            let _ = files::remove_file(&temp).await;
             Err(error)
         }
     }
 }
 
-fn finish(mut writer: BufWriter<File>, path: &Path) -> Result<(), MediaError> {
+fn finish(mut writer: BufWriter<SyncFile>, path: &Path) -> Result<(), MediaError> {
     writer.flush().map_err(MediaError::io(path))?;
     let file = writer
         .into_inner()
@@ -111,37 +151,26 @@ fn finish(mut writer: BufWriter<File>, path: &Path) -> Result<(), MediaError> {
     file.sync_all().map_err(MediaError::io(path))
 }
 
-/// Renames `temp` to `path` and syncs the directory, so the name survives a crash.
-fn publish(temp: &Path, path: &Path) -> Result<(), MediaError> {
-    std::fs::rename(temp, path).map_err(MediaError::io(path))?;
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(MediaError::io(dir))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_file_sealed_and_opened_comes_back_and_a_flipped_byte_leaves_no_output() {
+    #[tokio::test]
+    async fn a_file_sealed_and_opened_comes_back_and_a_flipped_byte_leaves_no_output() {
         let dir = tempfile::tempdir().unwrap();
         let plain = dir.path().join("plain.bin");
         let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&plain, &bytes).unwrap();
         let key = MediaKey::generate();
         let sealed_path = dir.path().join("sealed.blob");
-        let sealed = seal_file(&key, &plain, &sealed_path).unwrap();
-        assert_eq!(blob_id_of(&sealed_path).unwrap(), sealed.blob);
-        assert_eq!(plain_digest(&plain).unwrap().1, bytes.len() as u64);
+        let sealed = seal_file(&key, &plain, &sealed_path).await.unwrap();
+        assert_eq!(blob_id_of(&sealed_path).await.unwrap(), sealed.blob);
+        assert_eq!(plain_digest(&plain).await.unwrap().1, bytes.len() as u64);
         assert!(!temp_name(&sealed_path).exists());
 
         let out = dir.path().join("out.bin");
         assert_eq!(
-            open_file(&key, &sealed_path, &out).unwrap(),
+            open_file(&key, &sealed_path, &out).await.unwrap(),
             bytes.len() as u64
         );
         assert_eq!(std::fs::read(&out).unwrap(), bytes);
@@ -151,7 +180,7 @@ mod tests {
         std::fs::write(&sealed_path, tampered).unwrap();
         let refused = dir.path().join("refused.bin");
         assert!(matches!(
-            open_file(&key, &sealed_path, &refused),
+            open_file(&key, &sealed_path, &refused).await,
             Err(MediaError::Crypt(_))
         ));
         assert!(!refused.exists());

@@ -21,6 +21,7 @@ use super::{
 use crate::{
     client::{Client, relay_peer},
     error::ClientError,
+    runtime::files,
     session::Session,
     store::{MessageRecord, tables::UploadRecord},
 };
@@ -79,17 +80,11 @@ impl Client {
         let (kind, mime) = kind_of(path);
         let link = self.blob_link().await?;
         let relay = link.relay().to_string();
-        let input = path.to_path_buf();
-        let (mut prepared, thumbnail) = self
-            .blocking_files(move |client| {
-                let prepared = prepare(client, &input, relay)?;
-                let thumbnail = match kind {
-                    MediaKind::Image => thumbnail(&input),
-                    _ => None,
-                };
-                Ok((prepared, thumbnail))
-            })
-            .await?;
+        let mut prepared = prepare(self, path, relay).await?;
+        let thumbnail = match kind {
+            MediaKind::Image => image_thumbnail(path).await,
+            _ => None,
+        };
         let describe = Describe {
             name,
             kind,
@@ -113,11 +108,8 @@ impl Client {
             }
             // Gone from the relay since (collected): sealed again under the same key, the
             // file gives the same bytes, and goes up again.
-            let input = path.to_path_buf();
             let relay = link.relay().to_string();
-            prepared = self
-                .blocking_files(move |client| reseal(client, &input, prepared, relay))
-                .await?;
+            prepared = reseal(self, path, prepared, relay).await?;
         }
         let blob = &prepared.record.blob;
         if let Err(error) = link
@@ -128,7 +120,7 @@ impl Client {
                 && answer.code == ErrorCode::HashMismatch
             {
                 // The sealed copy on disk is not what was recorded: seal anew next time.
-                let _ = crate::runtime::files::remove_file(&prepared.sealed).await;
+                let _ = files::remove_file(&prepared.sealed).await;
             }
             return Err(MediaError::from(error).into());
         }
@@ -139,13 +131,10 @@ impl Client {
         } = prepared;
         record.uploaded = true;
         let done = record.clone();
-        self.blocking_files(move |client| {
-            client.store().save_upload(&digest, &done)?;
-            // The relay holds it now; a later send of the file reuses the blob.
-            let _ = std::fs::remove_file(&sealed);
-            Ok(())
-        })
-        .await?;
+        self.blocking_files(move |client| Ok(client.store().save_upload(&digest, &done)?))
+            .await?;
+        // The relay holds it now; a later send of the file reuses the blob.
+        let _ = files::remove_file(&sealed).await;
         Ok((describe.message(record), true))
     }
 
@@ -158,18 +147,16 @@ impl Client {
         path: &Path,
         progress: impl FnMut(Progress) + Send,
     ) -> Result<PathBuf, ClientError> {
-        let asked = path.to_path_buf();
-        let (media, target) = self
-            .blocking_files(move |client| {
-                let media = client.media_of(id)?;
-                let target = if asked.is_dir() {
-                    free_name_in(&asked, &media.name, &media.blob.id)
-                } else {
-                    asked
-                };
-                Ok((media, target))
-            })
+        let media = self
+            .blocking_files(move |client| client.media_of(id))
             .await?;
+        let target = if files::is_dir(path).await {
+            let (dir, name, blob) = (path.to_path_buf(), media.name.clone(), media.blob.id);
+            self.blocking_files(move |_| Ok(free_name_in(&dir, &name, &blob)))
+                .await?
+        } else {
+            path.to_path_buf()
+        };
         self.save_media_to(media, target, progress).await
     }
 
@@ -184,18 +171,16 @@ impl Client {
             return Err(MediaError::ChunkSize(media.chunk).into());
         }
         let blob = media.blob.id;
-        let (partial, resumed) = self
-            .blocking_files(move |client| {
-                let incoming = client.data_dir().join(INCOMING_DIR);
-                std::fs::create_dir_all(&incoming).map_err(MediaError::io(&incoming))?;
-                let partial = incoming.join(format!("{blob}.part"));
-                // A download resumed from a partial file that does not fit the rest (a write
-                // of a cancelled save that landed late) fails the id check: it is fetched
-                // whole once more.
-                let resumed = std::fs::metadata(&partial).is_ok_and(|meta| meta.len() > 0);
-                Ok((partial, resumed))
-            })
-            .await?;
+        let incoming = self.data_dir().join(INCOMING_DIR);
+        files::create_dir_all(&incoming)
+            .await
+            .map_err(MediaError::io(&incoming))?;
+        let partial = incoming.join(format!("{blob}.part"));
+        // A download resumed from a partial file that does not fit the rest (a write of a
+        // cancelled save that landed late) fails the id check: it is fetched whole once more.
+        let resumed = files::size_of(&partial)
+            .await
+            .is_ok_and(|size| size.is_some_and(|size| size > 0));
         let link = self.blob_link().await?;
         let home = link.relay().to_string();
         let origin = (media.blob.relay != home).then(|| media.blob.relay.clone());
@@ -209,15 +194,9 @@ impl Client {
             )
             .await
             .map_err(MediaError::from)?;
-            let (checked, partial, saved) = (media.clone(), partial.clone(), target.clone());
-            let opened = self
-                .blocking_files(move |_| {
-                    let opened = check_and_open(&checked, &partial, &saved);
-                    // Whole and checked, or not this blob: either way a retry downloads anew.
-                    let _ = std::fs::remove_file(&partial);
-                    Ok(opened)
-                })
-                .await?;
+            let opened = check_and_open(&media, &partial, &target).await;
+            // Whole and checked, or not this blob: either way a retry downloads anew.
+            let _ = files::remove_file(&partial).await;
             match opened {
                 Err(MediaError::Mismatch { .. }) if !last_try => {
                     tracing::debug!(blob = %media.blob.id, "a resumed download did not match; fetching it whole");
@@ -231,8 +210,26 @@ impl Client {
         Ok(target)
     }
 
+    /// Uploads the file at `path` as [`Session::send_file`] does and queues its media
+    /// message to `who` (a contact or a group), sent on the next flush.
+    pub async fn queue_file(
+        &self,
+        who: &str,
+        path: &Path,
+        caption: Option<&str>,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<SentFile, ClientError> {
+        let conversation = self.conversation(who)?;
+        let (media, uploaded) = self.upload_file(path, caption, progress).await?;
+        let me = self.user_id();
+        let record = self
+            .blocking(move |inner| inner.store.queue_media(me, conversation, media))
+            .await?;
+        Ok(SentFile { record, uploaded })
+    }
+
     /// The media of a stored message.
-    fn media_of(&self, id: EnvelopeId) -> Result<MediaMessage, ClientError> {
+    pub(crate) fn media_of(&self, id: EnvelopeId) -> Result<MediaMessage, ClientError> {
         let record = self
             .store()
             .message(&id)?
@@ -252,15 +249,9 @@ impl Session {
         caption: Option<&str>,
         mut progress: impl FnMut(Progress) + Send,
     ) -> Result<SentFile, ClientError> {
-        let conversation = self.client().conversation(who)?;
-        let (media, uploaded) = self
+        let SentFile { record, uploaded } = self
             .client()
-            .upload_file(path, caption, &mut progress)
-            .await?;
-        let me = self.client().user_id();
-        let record = self
-            .client()
-            .blocking(move |inner| inner.store.queue_media(me, conversation, media))
+            .queue_file(who, path, caption, &mut progress)
             .await?;
         let record = self.flush_and_find(record).await?;
         Ok(SentFile { record, uploaded })
@@ -286,11 +277,13 @@ impl Session {
     }
 }
 
-/// Finds or makes the sealed file for `input` (blocking).
-fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, ClientError> {
+/// Finds or makes the sealed file for `input`.
+async fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, ClientError> {
     let outgoing = client.data_dir().join(OUTGOING_DIR);
-    std::fs::create_dir_all(&outgoing).map_err(MediaError::io(&outgoing))?;
-    let (digest, plain_size) = plain_digest(input)?;
+    files::create_dir_all(&outgoing)
+        .await
+        .map_err(MediaError::io(&outgoing))?;
+    let (digest, plain_size) = plain_digest(input).await?;
     if cipher_size(plain_size) > MAX_BLOB_BYTES {
         return Err(MediaError::TooLarge {
             size: plain_size,
@@ -299,10 +292,13 @@ fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, Cli
         .into());
     }
     let sealed = outgoing.join(format!("{}.blob", BlobId::from_bytes(digest)));
-    let held = client.store().upload_record(&digest)?;
+    let held = client
+        .blocking_files(move |client| Ok(client.store().upload_record(&digest)?))
+        .await?;
     if let Some(mut record) = held {
-        let sealed_whole =
-            std::fs::metadata(&sealed).is_ok_and(|meta| meta.len() == record.blob.size);
+        let sealed_whole = files::size_of(&sealed)
+            .await
+            .is_ok_and(|size| size == Some(record.blob.size));
         if !record.uploaded && sealed_whole {
             // Resumed at the home relay of now (it may have moved since).
             record.blob.relay = relay;
@@ -321,7 +317,7 @@ fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, Cli
         }
     }
     let key = MediaKey::generate();
-    let made = seal_file(&key, input, &sealed)?;
+    let made = seal_file(&key, input, &sealed).await?;
     let record = UploadRecord {
         blob: BlobRef {
             id: made.blob,
@@ -333,7 +329,7 @@ fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, Cli
         plain_size: made.plain_size,
         uploaded: false,
     };
-    client.store().save_upload(&digest, &record)?;
+    save_upload(client, digest, &record).await?;
     Ok(Prepared {
         digest,
         record,
@@ -341,9 +337,9 @@ fn prepare(client: &Client, input: &Path, relay: String) -> Result<Prepared, Cli
     })
 }
 
-/// Seals an uploaded file again under its recorded key, for uploading it once more
-/// (blocking); the upload record goes back to "not uploaded".
-fn reseal(
+/// Seals an uploaded file again under its recorded key, for uploading it once more; the
+/// upload record goes back to "not uploaded".
+async fn reseal(
     client: &Client,
     input: &Path,
     prepared: Prepared,
@@ -355,7 +351,7 @@ fn reseal(
         sealed,
     } = prepared;
     let key = MediaKey::from_parts(record.key, record.nonce);
-    let made = seal_file(&key, input, &sealed)?;
+    let made = seal_file(&key, input, &sealed).await?;
     record.blob = BlobRef {
         id: made.blob,
         relay,
@@ -363,7 +359,7 @@ fn reseal(
     };
     record.plain_size = made.plain_size;
     record.uploaded = false;
-    client.store().save_upload(&digest, &record)?;
+    save_upload(client, digest, &record).await?;
     Ok(Prepared {
         digest,
         record,
@@ -371,9 +367,35 @@ fn reseal(
     })
 }
 
-/// Checks downloaded ciphertext against the blob id and opens it into `target` (blocking).
-fn check_and_open(media: &MediaMessage, partial: &Path, target: &Path) -> Result<(), MediaError> {
-    let got = blob_id_of(partial)?;
+/// Records the sealed upload of the file with plaintext hash `digest`.
+async fn save_upload(
+    client: &Client,
+    digest: [u8; 32],
+    record: &UploadRecord,
+) -> Result<(), ClientError> {
+    let record = record.clone();
+    client
+        .blocking_files(move |client| Ok(client.store().save_upload(&digest, &record)?))
+        .await
+}
+
+/// A thumbnail of the image at `path`, made in a blocking job (None if it cannot be read).
+async fn image_thumbnail(path: &Path) -> Option<Vec<u8>> {
+    let file = files::open_sync(path).await.ok()?;
+    let path = path.to_path_buf();
+    crate::runtime::spawn_blocking(move || thumbnail(file, &path))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Checks downloaded ciphertext against the blob id and opens it into `target`.
+async fn check_and_open(
+    media: &MediaMessage,
+    partial: &Path,
+    target: &Path,
+) -> Result<(), MediaError> {
+    let got = blob_id_of(partial).await?;
     if got != media.blob.id {
         return Err(MediaError::Mismatch {
             expected: media.blob.id,
@@ -381,7 +403,7 @@ fn check_and_open(media: &MediaMessage, partial: &Path, target: &Path) -> Result
         });
     }
     let key = MediaKey::from_parts(media.key, media.nonce);
-    open_file(&key, partial, target)?;
+    open_file(&key, partial, target).await?;
     Ok(())
 }
 

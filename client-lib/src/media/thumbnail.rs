@@ -1,10 +1,15 @@
 //! Thumbnails of JPEG and PNG images, made on the sender's device (blocking): a small JPEG
 //! that fits a media message, or none when the image cannot be read within bounds.
 
-use std::{io::Cursor, path::Path};
+use std::{
+    io::{BufReader, Cursor},
+    path::Path,
+};
 
 use image::{ImageReader, Limits, codecs::jpeg::JpegEncoder};
 use tidings_protocol::media::MAX_THUMBNAIL_BYTES;
+
+use crate::runtime::files::SyncFile;
 
 /// The longest side of a thumbnail, in pixels.
 const THUMBNAIL_SIDE: u32 = 160;
@@ -18,10 +23,12 @@ const MAX_DECODE_BYTES: u64 = 256 << 20;
 /// JPEG qualities tried, best first, until the thumbnail fits [`MAX_THUMBNAIL_BYTES`].
 const QUALITIES: [u8; 3] = [75, 50, 30];
 
-/// A JPEG thumbnail of the image at `path`, or `None` when it is not a JPEG or PNG image
-/// this device can read within its bounds (the file is sent all the same).
-pub fn thumbnail(path: &Path) -> Option<Vec<u8>> {
-    let mut reader = ImageReader::open(path).ok()?.with_guessed_format().ok()?;
+/// A JPEG thumbnail of the image in `file` (at `path`), or `None` when it is not a JPEG or
+/// PNG image this device can read within its bounds (the file is sent all the same).
+pub fn thumbnail(file: SyncFile, path: &Path) -> Option<Vec<u8>> {
+    let mut reader = ImageReader::new(BufReader::new(file))
+        .with_guessed_format()
+        .ok()?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SOURCE_SIDE);
     limits.max_image_height = Some(MAX_SOURCE_SIDE);
@@ -57,13 +64,13 @@ mod tests {
             image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
         });
         image.save(&png).unwrap();
-        let thumb = thumbnail(&png).unwrap();
+        let thumb = thumbnail(std::fs::File::open(&png).unwrap(), &png).unwrap();
         assert!(thumb.len() <= MAX_THUMBNAIL_BYTES);
         let decoded = image::load_from_memory(&thumb).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (160, 107));
 
         let text = dir.path().join("notes.png");
         std::fs::write(&text, b"not an image at all").unwrap();
-        assert_eq!(thumbnail(&text), None);
+        assert_eq!(thumbnail(std::fs::File::open(&text).unwrap(), &text), None);
     }
 }

@@ -14,6 +14,8 @@ mod browser;
 pub mod files;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+#[cfg(target_arch = "wasm32")]
+mod opfs_files;
 
 #[cfg(target_arch = "wasm32")]
 pub use browser::{

@@ -27,8 +27,9 @@ pub const SEARCH_META: TableDefinition<&str, u64> = TableDefinition::new("search
 const META_FORMAT: &str = "format";
 /// [`SEARCH_META`] key: the next doc number.
 const META_NEXT_DOC: &str = "next_doc";
-/// The layout of the index this build writes; another value means rebuild.
-pub const FORMAT: u64 = 1;
+/// The layout of the index this build writes; another value means rebuild (2: words are
+/// stored as keyed hashes, see `store::at_rest`).
+pub const FORMAT: u64 = 2;
 
 /// Bytes of a doc record before the message key: rank time, author tag, author user.
 const DOC_HEAD: usize = 8 + 1 + 32;

@@ -47,10 +47,12 @@ impl Client {
         };
         let dir = self.data_dir().join(DOWNLOADS_DIR);
         let target = dir.join(saved_name(status, &media));
-        if target.is_file() {
+        if let Ok(Some(_)) = crate::runtime::files::size_of(&target).await {
             return Ok(Some(target));
         }
-        std::fs::create_dir_all(&dir).map_err(crate::media::MediaError::io(&dir))?;
+        crate::runtime::files::create_dir_all(&dir)
+            .await
+            .map_err(crate::media::MediaError::io(&dir))?;
         self.save_media_to(media, target, |_| {}).await.map(Some)
     }
 }

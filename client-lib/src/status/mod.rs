@@ -339,6 +339,13 @@ impl Session {
     /// takes the new ones the relay holds for this user; how many were new.
     pub async fn refresh_statuses(&mut self, clock: &Clock) -> Result<usize, ClientError> {
         self.sync(SYNC_TIMEOUT).await?;
+        self.fetch_statuses(clock).await
+    }
+
+    /// Deletes expired statuses here and takes the new ones the relay holds for this user;
+    /// how many were new. Without receiving first: for a session that is already subscribed
+    /// and receiving (the key shares come with its events).
+    pub async fn fetch_statuses(&mut self, clock: &Clock) -> Result<usize, ClientError> {
         let now = clock.now_ms();
         let client = self.client().clone();
         client

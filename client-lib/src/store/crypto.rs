@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_keys::{Identity, OlmAccount, OlmError, PeerSessions, olm::PRE_KEY_MESSAGE};
 use tidings_protocol::{
     Address, BlobRef, BoundedVec, DecodeError, DeviceId, Envelope, EnvelopeId, KeyBundle, Kind,
@@ -39,7 +40,7 @@ impl<'a> CryptoState<'a> {
         }
     }
 
-    fn account(&mut self, txn: &WriteTransaction) -> Result<&mut OlmAccount, StoreError> {
+    fn account(&mut self, txn: &WriteTxn<'_>) -> Result<&mut OlmAccount, StoreError> {
         if self.account.is_none() {
             let pickle = txn
                 .open_table(META)?
@@ -65,7 +66,7 @@ impl<'a> CryptoState<'a> {
 
     fn sessions(
         &mut self,
-        txn: &WriteTransaction,
+        txn: &WriteTxn<'_>,
         device: DeviceId,
     ) -> Result<&mut PeerSessions, StoreError> {
         if !self.sessions.contains_key(&device) {
@@ -84,7 +85,7 @@ impl<'a> CryptoState<'a> {
     /// answers pre-key messages and is saved afterwards, since that consumes a one-time key.
     fn decrypt(
         &mut self,
-        txn: &WriteTransaction,
+        txn: &WriteTxn<'_>,
         sender: &Address,
         body: &OlmBody,
     ) -> Result<Vec<u8>, StoreError> {
@@ -101,7 +102,7 @@ impl<'a> CryptoState<'a> {
         Ok(sessions.decrypt(account, sender, body)?)
     }
 
-    pub(super) fn save(self, txn: &WriteTransaction) -> Result<(), StoreError> {
+    pub(super) fn save(self, txn: &WriteTxn<'_>) -> Result<(), StoreError> {
         if let (Some(account), true) = (&self.account, self.account_dirty) {
             let pickle = account.pickle(self.identity.store_key());
             txn.open_table(META)?
@@ -119,7 +120,7 @@ impl<'a> CryptoState<'a> {
 }
 
 /// The account a peer device was bound to by a verified certificate, if any.
-fn bound_user(txn: &WriteTransaction, device: &DeviceId) -> Result<Option<UserId>, StoreError> {
+fn bound_user(txn: &WriteTxn<'_>, device: &DeviceId) -> Result<Option<UserId>, StoreError> {
     Ok(txn
         .open_table(PEER_USERS)?
         .get(device.as_bytes())?
@@ -130,7 +131,7 @@ fn bound_user(txn: &WriteTransaction, device: &DeviceId) -> Result<Option<UserId
 /// pre-key message's sender keys). A device never changes account: binding it to another one
 /// is refused.
 pub(super) fn bind_peer(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     user: &UserId,
     device: &DeviceId,
 ) -> Result<(), StoreError> {
@@ -146,7 +147,7 @@ pub(super) fn bind_peer(
     Ok(())
 }
 
-fn sender_keys(txn: &WriteTransaction, state: &mut CryptoState) -> Result<SenderKeys, StoreError> {
+fn sender_keys(txn: &WriteTxn<'_>, state: &mut CryptoState) -> Result<SenderKeys, StoreError> {
     if let Some(bytes) = txn.open_table(META)?.get(META_SENDER_KEYS)? {
         return decode("meta", bytes.value());
     }
@@ -262,7 +263,7 @@ pub(super) fn blobs_of(payload: &Payload) -> BoundedVec<BlobRef, MAX_BLOBS_PER_E
 
 /// Encrypts `payload` for one device over Olm and signs the envelope.
 pub(super) fn olm_seal(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     state: &mut CryptoState,
     id: EnvelopeId,
     message: EnvelopeId,
@@ -335,7 +336,7 @@ pub(super) enum OpenError {
 
 /// Decrypts one Olm envelope.
 pub(super) fn olm_open(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     state: &mut CryptoState,
     envelope: &Envelope,
 ) -> Result<Sealed, OpenError> {

@@ -2,7 +2,8 @@
 //! accept envelopes from. A list is kept only after it verifies against its user, and is
 //! replaced only by a newer one.
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_protocol::{DeviceId, DeviceListError, SignedDeviceList, UserId};
 
 use super::{ClientStore, StoreError, tables::DEVICE_LISTS};
@@ -20,7 +21,7 @@ pub struct ListUpdate {
 
 /// The list held for `user` inside a write transaction.
 pub(super) fn held(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     user: &UserId,
 ) -> Result<Option<SignedDeviceList>, StoreError> {
     match txn.open_table(DEVICE_LISTS)?.get(user.as_bytes())? {
@@ -33,7 +34,7 @@ pub(super) fn held(
 
 /// The devices of `user` on the held list (empty if none is held).
 pub(super) fn listed_devices(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     user: &UserId,
 ) -> Result<Vec<DeviceId>, StoreError> {
     Ok(held(txn, user)?

@@ -1,7 +1,8 @@
 //! Groups on this device: descriptors, Megolm sessions, envelopes waiting for a key, and the
 //! receipts members send for our group messages.
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_keys::{GroupInbound, GroupOutbound, Identity, MegolmError};
 use tidings_protocol::{
     Address, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
@@ -22,11 +23,7 @@ use super::{
 };
 use crate::events::Event;
 
-fn add_shared(
-    txn: &WriteTransaction,
-    group: &GroupId,
-    devices: &[Address],
-) -> Result<(), StoreError> {
+fn add_shared(txn: &WriteTxn<'_>, group: &GroupId, devices: &[Address]) -> Result<(), StoreError> {
     let mut table = txn.open_table(GROUP_OUTBOUND)?;
     let Some(mut state) = table
         .get(group.as_bytes())?
@@ -46,7 +43,7 @@ fn add_shared(
 
 /// Stores the key a member sent for their session in `group`.
 pub(super) fn add_inbound(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     store_key: &tidings_keys::StoreKey,
     group: &GroupId,
     sender: &UserId,
@@ -79,7 +76,7 @@ pub(super) enum Opened {
 
 /// Decrypts a group message, or parks it until its session key arrives.
 pub(super) fn open_message(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     store_key: &tidings_keys::StoreKey,
     envelope: &Envelope,
     raw: &RawEnvelope,
@@ -161,7 +158,7 @@ fn pending_range(group: &GroupId, sender: &UserId) -> ([u8; 64], [u8; 64]) {
 
 /// Envelopes of `sender` in `group` that were waiting for a session key, oldest first.
 pub(super) fn take_pending(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     group: &GroupId,
     sender: &UserId,
 ) -> Result<Vec<RawEnvelope>, StoreError> {
@@ -186,7 +183,7 @@ pub(super) const READ_RANK: u8 = 2;
 /// The receipt rank a member holds for one of our group messages: None before any receipt,
 /// then [`FAILED_RANK`], 1 (delivered), 2 (read).
 pub(super) fn member_rank(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     id: &EnvelopeId,
     member: &UserId,
 ) -> Result<Option<u8>, StoreError> {
@@ -199,7 +196,7 @@ pub(super) fn member_rank(
 /// Records a member's receipt (or bounce) for one of our group messages; returns the event
 /// if it moved.
 pub(super) fn record_receipt(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     record: &MessageRecord,
     member: &UserId,
     status: &MessageStatus,
@@ -275,9 +272,9 @@ impl ClientStore {
     /// The newest descriptor held for a group.
     pub fn group(&self, group: &GroupId) -> Result<Option<SignedDescriptor>, StoreError> {
         self.read(|txn| match txn.open_table(GROUPS)?.get(group.as_bytes())? {
-            Some(bytes) => SignedDescriptor::decode(bytes.value())
-                .map(Some)
-                .map_err(|error| StoreError::corrupt("groups", error)),
+            Some(bytes) => {
+                super::descriptors::open_descriptor(txn.at_rest, group, bytes.value()).map(Some)
+            }
             None => Ok(None),
         })
     }
@@ -287,8 +284,9 @@ impl ClientStore {
         self.read(|txn| {
             let mut out = Vec::new();
             for entry in txn.open_table(GROUPS)?.iter()? {
-                let (_, bytes) = entry?;
-                if let Ok(descriptor) = SignedDescriptor::decode(bytes.value()) {
+                let (group, bytes) = entry?;
+                let plain = txn.at_rest.open("groups", group.value(), bytes.value())?;
+                if let Ok(descriptor) = SignedDescriptor::decode(&plain) {
                     out.push(descriptor);
                 }
             }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{Envelope, RawEnvelope, UserId, now_ms};
 
@@ -47,7 +48,7 @@ fn key_arrival(key: &[u8; 40]) -> u64 {
 
 /// Holds back `raw` from its sender's account, or answers why not (a bound is reached).
 pub(super) fn hold(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     envelope: &Envelope,
     raw: &RawEnvelope,
 ) -> Result<Result<(), String>, StoreError> {
@@ -88,7 +89,7 @@ pub(super) struct Taken {
 /// Takes out every held envelope of `fresh` and every expired one of anyone, in key order
 /// (each user's in arrival order). A row that does not decode is dropped and logged.
 pub(super) fn take(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     fresh: &[UserId],
     now: u64,
 ) -> Result<Vec<Taken>, StoreError> {
@@ -167,7 +168,7 @@ mod tests {
     #[test]
     fn past_the_bound_in_all_nothing_more_is_held() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ClientStore::open(dir.path()).unwrap();
+        let store = ClientStore::open(dir.path(), crate::store::tests::test_store_key()).unwrap();
         let me = Identity::generate().address();
         let raw = RawEnvelope::from_bytes(b"stands in".to_vec());
         let per_user = HELD_PER_USER;
@@ -205,7 +206,7 @@ mod tests {
     #[test]
     fn an_envelope_held_too_long_is_failed_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ClientStore::open(dir.path()).unwrap();
+        let store = ClientStore::open(dir.path(), crate::store::tests::test_store_key()).unwrap();
         let me = Identity::generate();
         let sender = Identity::generate();
         let old = envelope_from(sender.address(), me.address());

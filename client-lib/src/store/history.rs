@@ -1,10 +1,11 @@
 //! Conversation history and message status.
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_protocol::{EnvelopeId, UserId};
 
 use super::{
-    ClientStore, StoreError, decode, encode,
+    ClientStore, StoreError,
     tables::{
         CONVERSATION_HEADS, Conversation, Direction, MESSAGE_IDS, MESSAGES, MessageRecord,
         MessageStatus, message_key,
@@ -16,11 +17,23 @@ use super::{
 /// (a history is prepended, newest first).
 const FIRST_SEQ: u64 = 1 << 32;
 
+/// Writes `record` sealed into the history row `key` (not indexed: the callers that add a
+/// message index it; a status change keeps its words).
+pub(super) fn put_record(
+    txn: &WriteTxn<'_>,
+    key: &[u8],
+    record: &MessageRecord,
+) -> Result<(), StoreError> {
+    let sealed = txn.at_rest.seal_record("messages", key, record)?;
+    txn.open_table(MESSAGES)?.insert(key, sealed.as_slice())?;
+    Ok(())
+}
+
 /// Appends a message to its conversation. Its envelope id then finds it (receipts, bounces),
 /// unless the id already names a message: the first keeps it, so an envelope that reuses the
 /// id of one of ours cannot take its receipts; and an incoming envelope that could not be
 /// opened never claims its id (anyone can send one under any id).
-pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), StoreError> {
+pub(super) fn append(txn: &WriteTxn<'_>, record: &MessageRecord) -> Result<(), StoreError> {
     let conversation = record.conversation().key();
     let mut heads = txn.open_table(CONVERSATION_HEADS)?;
     let seq = heads
@@ -29,8 +42,7 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
     heads.insert(conversation.as_slice(), seq)?;
     let key = message_key(&record.conversation(), seq);
     super::search::index_record(txn, &key, record)?;
-    txn.open_table(MESSAGES)?
-        .insert(key.as_slice(), encode(record).as_slice())?;
+    put_record(txn, &key, record)?;
     let unopened = record.direction == Direction::Incoming
         && matches!(record.status, MessageStatus::Failed(_));
     let mut ids = txn.open_table(MESSAGE_IDS)?;
@@ -42,10 +54,7 @@ pub(super) fn append(txn: &WriteTransaction, record: &MessageRecord) -> Result<(
 
 /// Appends a message unless its conversation holds one with its id already (a logical
 /// message arrives once per device that sends it a copy); returns whether it was new.
-pub(super) fn append_new(
-    txn: &WriteTransaction,
-    record: &MessageRecord,
-) -> Result<bool, StoreError> {
+pub(super) fn append_new(txn: &WriteTxn<'_>, record: &MessageRecord) -> Result<bool, StoreError> {
     if let Some((_, held)) = find(txn, &record.id)?
         && held.conversation() == record.conversation()
     {
@@ -59,10 +68,7 @@ pub(super) fn append_new(
 /// first), unless the conversation holds it already; returns whether it was new. A
 /// conversation with no room before its first message (one a first release started) gets
 /// it at its end.
-pub(super) fn prepend_new(
-    txn: &WriteTransaction,
-    record: &MessageRecord,
-) -> Result<bool, StoreError> {
+pub(super) fn prepend_new(txn: &WriteTxn<'_>, record: &MessageRecord) -> Result<bool, StoreError> {
     if let Some((_, held)) = find(txn, &record.id)?
         && held.conversation() == record.conversation()
     {
@@ -85,8 +91,7 @@ pub(super) fn prepend_new(
     };
     let key = message_key(&conversation, seq);
     super::search::index_record(txn, &key, record)?;
-    txn.open_table(MESSAGES)?
-        .insert(key.as_slice(), encode(record).as_slice())?;
+    put_record(txn, &key, record)?;
     let mut ids = txn.open_table(MESSAGE_IDS)?;
     if ids.get(record.id.as_bytes())?.is_none() {
         ids.insert(record.id.as_bytes(), key.as_slice())?;
@@ -113,7 +118,7 @@ fn key_of(
 
 /// The message with envelope id `id`, and where it is stored.
 pub(super) fn find(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     id: &EnvelopeId,
 ) -> Result<Option<(Vec<u8>, MessageRecord)>, StoreError> {
     let Some(key) = key_of(&txn.open_table(MESSAGE_IDS)?, id)? else {
@@ -122,7 +127,10 @@ pub(super) fn find(
     let messages = txn.open_table(MESSAGES)?;
     let record = messages
         .get(key.as_slice())?
-        .map(|bytes| decode::<MessageRecord>("messages", bytes.value()))
+        .map(|bytes| {
+            txn.at_rest
+                .open_record::<MessageRecord>("messages", &key, bytes.value())
+        })
         .transpose()?;
     Ok(record.map(|record| (key, record)))
 }
@@ -133,7 +141,7 @@ pub(super) fn find(
 /// Only a direct message exchanged with `peer` may be changed: a receipt or bounce about
 /// one conversation can never touch another.
 fn update(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     peer: &UserId,
     id: &EnvelopeId,
     change: impl FnOnce(&MessageStatus) -> Option<MessageStatus>,
@@ -148,14 +156,13 @@ fn update(
         return Ok(None);
     };
     record.status = status;
-    txn.open_table(MESSAGES)?
-        .insert(key.as_slice(), encode(&record).as_slice())?;
+    put_record(txn, &key, &record)?;
     Ok(Some(record))
 }
 
 /// Moves a message's status forward (never back).
 pub(super) fn advance(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     peer: &UserId,
     id: &EnvelopeId,
     status: MessageStatus,
@@ -167,7 +174,7 @@ pub(super) fn advance(
 
 /// Marks a message we sent as failed, unless it was already delivered or read.
 pub(super) fn fail(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     peer: &UserId,
     id: &EnvelopeId,
     reason: String,
@@ -180,7 +187,7 @@ pub(super) fn fail(
 
 /// Sets the status of a message we sent (any conversation), found by id.
 pub(super) fn set_own_status(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     id: &EnvelopeId,
     status: MessageStatus,
 ) -> Result<Option<MessageRecord>, StoreError> {
@@ -191,8 +198,7 @@ pub(super) fn set_own_status(
         return Ok(None);
     }
     record.status = status;
-    txn.open_table(MESSAGES)?
-        .insert(key.as_slice(), encode(&record).as_slice())?;
+    put_record(txn, &key, &record)?;
     Ok(Some(record))
 }
 
@@ -212,8 +218,12 @@ impl ClientStore {
             let (start, end) = bounds(conversation);
             let mut out = Vec::new();
             for entry in messages.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
-                let (_, bytes) = entry?;
-                out.push(decode("messages", bytes.value())?);
+                let (key, bytes) = entry?;
+                out.push(txn.at_rest.open_record::<MessageRecord>(
+                    "messages",
+                    key.value(),
+                    bytes.value(),
+                )?);
             }
             Ok(out)
         })
@@ -226,7 +236,10 @@ impl ClientStore {
                 return Ok(None);
             };
             match txn.open_table(MESSAGES)?.get(key.as_slice())? {
-                Some(bytes) => decode("messages", bytes.value()).map(Some),
+                Some(bytes) => txn
+                    .at_rest
+                    .open_record::<MessageRecord>("messages", &key, bytes.value())
+                    .map(Some),
                 None => Ok(None),
             }
         })

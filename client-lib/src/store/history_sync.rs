@@ -7,7 +7,8 @@ use std::{
     collections::{BinaryHeap, HashMap, hash_map::Entry},
 };
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use tidings_protocol::{
     BoundedVec, DeviceId, EnvelopeId, Kind, UserId,
@@ -152,7 +153,7 @@ type Placeholders = HashMap<EnvelopeId, (Vec<u8>, UserId)>;
 
 /// The placeholders among the newest [`PLACEHOLDER_SCAN`] messages of a conversation.
 fn placeholders_in(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     conversation: &Conversation,
 ) -> Result<Placeholders, StoreError> {
     let (start, end) = history::bounds(conversation);
@@ -164,7 +165,9 @@ fn placeholders_in(
         .take(PLACEHOLDER_SCAN);
     for entry in newest {
         let (key, bytes) = entry?;
-        let record: MessageRecord = decode("messages", bytes.value())?;
+        let record: MessageRecord =
+            txn.at_rest
+                .open_record::<MessageRecord>("messages", key.value(), bytes.value())?;
         if record.direction == Direction::Incoming
             && matches!(record.status, MessageStatus::Failed(_))
         {
@@ -177,7 +180,7 @@ fn placeholders_in(
 /// Puts a message of the history where its placeholder is (where it arrived), unless the
 /// conversation shows it already.
 fn fill_placeholder(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     key: &[u8],
     record: &MessageRecord,
 ) -> Result<(), StoreError> {
@@ -187,8 +190,7 @@ fn fill_placeholder(
         return Ok(());
     }
     super::search::index_record(txn, key, record)?;
-    txn.open_table(MESSAGES)?
-        .insert(key, encode(record).as_slice())?;
+    super::history::put_record(txn, key, record)?;
     let mut ids = txn.open_table(MESSAGE_IDS)?;
     if ids.get(record.id.as_bytes())?.is_none() {
         ids.insert(record.id.as_bytes(), key)?;
@@ -200,7 +202,7 @@ fn fill_placeholder(
 /// that arrived here but could not be opened, in its place instead); returns the progress
 /// event.
 pub(super) fn apply_history(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     messages: BoundedVec<HistoryItem, MAX_HISTORY_ITEMS>,
     done: u32,
     total: u32,
@@ -253,7 +255,11 @@ impl ClientStore {
             let mut newest: BinaryHeap<Reverse<Chosen>> = BinaryHeap::new();
             for entry in txn.open_table(MESSAGES)?.iter()? {
                 let (key, bytes) = entry?;
-                let record: MessageRecord = decode("messages", bytes.value())?;
+                let record: MessageRecord = txn.at_rest.open_record::<MessageRecord>(
+                    "messages",
+                    key.value(),
+                    bytes.value(),
+                )?;
                 if record.sent_at_ms < since {
                     continue;
                 }
@@ -370,7 +376,7 @@ fn in_shown_order(chosen: Vec<Chosen>) -> Vec<HistoryItem> {
 }
 
 fn queue_part(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     me: UserId,
     device: DeviceId,
     part: Vec<HistoryItem>,
@@ -425,7 +431,7 @@ mod tests {
     #[test]
     fn a_new_device_shows_each_conversation_as_the_old_one_does_whatever_the_clocks() {
         let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let old = ClientStore::open(old_dir.path()).unwrap();
+        let old = ClientStore::open(old_dir.path(), crate::store::tests::test_store_key()).unwrap();
         let (me, bob, carol) = (
             UserId::from_bytes([1; 32]),
             UserId::from_bytes([2; 32]),
@@ -453,7 +459,7 @@ mod tests {
             4
         );
 
-        let new = ClientStore::open(new_dir.path()).unwrap();
+        let new = ClientStore::open(new_dir.path(), crate::store::tests::test_store_key()).unwrap();
         for (_, entry) in old.pending(16).unwrap() {
             let OutboxContent::Encrypted(Payload::History {
                 messages,
@@ -485,7 +491,7 @@ mod tests {
     #[test]
     fn a_media_message_reaches_a_new_device_with_its_media_and_a_line_for_older_releases() {
         let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let old = ClientStore::open(old_dir.path()).unwrap();
+        let old = ClientStore::open(old_dir.path(), crate::store::tests::test_store_key()).unwrap();
         let (me, bob) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
         let mut photo = record(None, bob, "look", now_ms() - 1_000);
         photo.media = Some(Box::new(tidings_protocol::media::MediaMessage {
@@ -507,7 +513,7 @@ mod tests {
         old.write(|txn| history::append(txn, &photo)).unwrap();
         old.queue_history(me, DeviceId::from_bytes([4; 32]))
             .unwrap();
-        let new = ClientStore::open(new_dir.path()).unwrap();
+        let new = ClientStore::open(new_dir.path(), crate::store::tests::test_store_key()).unwrap();
         for (_, entry) in old.pending(16).unwrap() {
             let OutboxContent::Encrypted(Payload::History {
                 messages,

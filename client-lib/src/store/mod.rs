@@ -6,6 +6,10 @@
 //! overwrite each other's ratchets, and a message's decryption is committed together with the
 //! message itself.
 
+pub mod at_rest;
+mod at_rest_migration;
+#[cfg(test)]
+mod at_rest_tests;
 mod contacts;
 mod crypto;
 mod descriptors;
@@ -31,12 +35,12 @@ pub mod uploads;
 
 use std::path::Path;
 
-use redb::{
-    ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, StorageBackend, WriteTransaction,
-};
+use redb::{ConcurrencyMode, Database, ReadableDatabase, StorageBackend};
 use serde::{Serialize, de::DeserializeOwned};
+use tidings_keys::StoreKey;
 use tidings_protocol::codec;
 
+pub use at_rest::{AtRest, ReadTxn, WriteTxn};
 pub use device_lists::ListUpdate;
 pub use groups::{KeyPlan, ReceiptCounts};
 pub use held::{HELD_MAX_AGE, HELD_PER_USER, HELD_TOTAL};
@@ -61,6 +65,13 @@ pub enum StoreError {
     /// Something named does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A value sealed at rest does not open: the store was written under another device's
+    /// key, or the value was changed or moved to another row.
+    #[error("local store: a sealed value of table {table} does not open (wrong key or tampered)")]
+    Sealed {
+        /// The table holding it.
+        table: &'static str,
+    },
 }
 
 impl StoreError {
@@ -112,32 +123,51 @@ fn owner_only(path: &Path) -> Result<(), StoreError> {
 /// Handle to the client's database.
 pub struct ClientStore {
     db: Database,
+    at_rest: AtRest,
 }
 
 impl ClientStore {
-    /// Opens (creating if needed) the database in `data_dir`. It holds the plaintext history:
-    /// it is created readable by its owner only, and an existing one is made so.
+    /// Opens (creating if needed) the database in `data_dir`, its personal values sealed
+    /// under keys derived from `store_key` (the device identity's: see [`at_rest`]). It is
+    /// created readable by its owner only, and an existing one is made so.
     /// (In the browser there is no file system path: use [`ClientStore::open_backend`].)
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(data_dir: &Path, store_key: &StoreKey) -> Result<Self, StoreError> {
         #[cfg(unix)]
         owner_only(&data_dir.join(STORE_FILE))?;
+        let path = data_dir.join(STORE_FILE);
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .create(data_dir.join(STORE_FILE))?;
-        Self::prepare(db)
+            .create(&path)?;
+        // After sealing, the free pages are at most the whole file.
+        Self::prepare(db, store_key, || {
+            std::fs::metadata(&path).map_or(0, |meta| meta.len())
+        })
     }
 
     /// Opens (creating if needed) the database on an injected storage `backend` (the
     /// browser's OPFS file, an in-memory one in tests). One handle writes at a time
     /// (redb's exclusive-writer mode: such a backend has no byte-range locks).
-    pub fn open_backend(backend: impl StorageBackend) -> Result<Self, StoreError> {
+    pub fn open_backend(
+        backend: impl StorageBackend,
+        store_key: &StoreKey,
+    ) -> Result<Self, StoreError> {
+        // Sealing rewrites every personal value once: the file at most doubles, plus the
+        // nonces and tags; its free pages are then at most three times what it was.
+        let before = backend.len().unwrap_or(0);
         let db = Database::builder().create_with_backend(backend)?;
-        Self::prepare(db)
+        Self::prepare(db, store_key, || before.saturating_mul(3))
     }
 
     /// Creates the tables a new (or older) database lacks and migrates its schema.
-    fn prepare(db: Database) -> Result<Self, StoreError> {
-        let txn = db.begin_write()?;
+    /// A store sealed by this opening gets its free pages scrubbed: `free_at_most` bounds
+    /// their bytes.
+    fn prepare(
+        mut db: Database,
+        store_key: &StoreKey,
+        free_at_most: impl FnOnce() -> u64,
+    ) -> Result<Self, StoreError> {
+        let at_rest = AtRest::new(store_key);
+        let txn = WriteTxn::new(db.begin_write()?, &at_rest);
         let found = schema::upgrade(&txn)?;
         {
             use tables::*;
@@ -166,14 +196,17 @@ impl ClientStore {
         if found != schema::current() {
             tracing::info!(from = found, to = schema::current(), "local store migrated");
         }
-        Ok(Self { db })
+        if found < schema::SEALED_AT_REST {
+            at_rest_migration::scrub_free_pages(&mut db, free_at_most())?;
+        }
+        Ok(Self { db, at_rest })
     }
 
     fn write<T>(
         &self,
-        work: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+        work: impl FnOnce(&WriteTxn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = WriteTxn::new(self.db.begin_write()?, &self.at_rest);
         let value = work(&txn)?;
         txn.commit()?;
         Ok(value)
@@ -181,9 +214,9 @@ impl ClientStore {
 
     fn read<T>(
         &self,
-        work: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+        work: impl FnOnce(&ReadTxn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = ReadTxn::new(self.db.begin_read()?, &self.at_rest);
         work(&txn)
     }
 }

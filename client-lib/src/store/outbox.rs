@@ -1,7 +1,8 @@
 //! The outbox: messages, group changes and receipts waiting to be accepted by the relay, in
 //! order.
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_protocol::{
     BoundedVec, EnvelopeId, Kind, UserId,
     content::{Payload, ReceiptStatus},
@@ -11,7 +12,7 @@ use tidings_protocol::{
 };
 
 use super::{
-    ClientStore, StoreError, decode, descriptors, encode, history,
+    ClientStore, StoreError, descriptors, history,
     tables::{
         Conversation, Direction, META, META_OUTBOX_SEQ, MessageRecord, MessageStatus, OUTBOX,
         OutboxContent, OutboxEntry, SealedCopy,
@@ -29,7 +30,7 @@ pub enum Finished {
 
 /// Adds an entry at the end of the outbox. Numbers are never reused, even after the entry
 /// is gone, so a late answer about an old entry can never touch a newer one.
-pub(super) fn enqueue(txn: &WriteTransaction, entry: &OutboxEntry) -> Result<u64, StoreError> {
+pub(super) fn enqueue(txn: &WriteTxn<'_>, entry: &OutboxEntry) -> Result<u64, StoreError> {
     let mut meta = txn.open_table(META)?;
     let last = meta
         .get(META_OUTBOX_SEQ)?
@@ -40,7 +41,10 @@ pub(super) fn enqueue(txn: &WriteTransaction, entry: &OutboxEntry) -> Result<u64
     let in_table = outbox.last()?.map(|(key, _)| key.value()).unwrap_or(0);
     let seq = last.max(in_table) + 1;
     meta.insert(META_OUTBOX_SEQ, seq.to_be_bytes().as_slice())?;
-    outbox.insert(seq, encode(entry).as_slice())?;
+    let sealed = txn
+        .at_rest
+        .seal_record("outbox", &seq.to_be_bytes(), entry)?;
+    outbox.insert(seq, sealed.as_slice())?;
     Ok(seq)
 }
 
@@ -48,7 +52,7 @@ pub(super) fn enqueue(txn: &WriteTransaction, entry: &OutboxEntry) -> Result<u64
 /// Queues `payload` for every device of `to` (our other devices when `to` is us), under a
 /// fresh id, sealed when flushed.
 pub(super) fn enqueue_payload(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     to: UserId,
     kind: Kind,
     payload: Payload,
@@ -65,7 +69,7 @@ pub(super) fn enqueue_payload(
 }
 
 pub(super) fn enqueue_receipts(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     to: UserId,
     status: ReceiptStatus,
     ids: &[EnvelopeId],
@@ -153,7 +157,11 @@ impl ClientStore {
             let mut out = Vec::new();
             for entry in txn.open_table(OUTBOX)?.iter()?.take(limit) {
                 let (seq, bytes) = entry?;
-                out.push((seq.value(), decode("outbox", bytes.value())?));
+                let seq = seq.value();
+                let entry = txn
+                    .at_rest
+                    .open_record("outbox", &seq.to_be_bytes(), bytes.value())?;
+                out.push((seq, entry));
             }
             Ok(out)
         })
@@ -162,14 +170,17 @@ impl ClientStore {
     /// Records the sealed bytes of an entry, unless it was sealed already; returns the bytes
     /// that must be sent.
     pub(super) fn save_sealed(
-        txn: &WriteTransaction,
+        txn: &WriteTxn<'_>,
         seq: u64,
         sealed: Vec<SealedCopy>,
     ) -> Result<Vec<SealedCopy>, StoreError> {
         let mut outbox = txn.open_table(OUTBOX)?;
         let Some(mut entry) = outbox
             .get(seq)?
-            .map(|bytes| decode::<OutboxEntry>("outbox", bytes.value()))
+            .map(|bytes| {
+                txn.at_rest
+                    .open_record::<OutboxEntry>("outbox", &seq.to_be_bytes(), bytes.value())
+            })
             .transpose()?
         else {
             return Err(StoreError::NotFound(format!("outbox entry {seq}")));
@@ -178,7 +189,10 @@ impl ClientStore {
             return Ok(entry.sealed);
         }
         entry.sealed = sealed.clone();
-        outbox.insert(seq, encode(&entry).as_slice())?;
+        let bytes = txn
+            .at_rest
+            .seal_record("outbox", &seq.to_be_bytes(), &entry)?;
+        outbox.insert(seq, bytes.as_slice())?;
         Ok(sealed)
     }
 
@@ -209,7 +223,7 @@ impl ClientStore {
 
 /// Finishes one entry inside `txn` (see [`ClientStore::finish`]).
 fn finish_entry(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     seq: u64,
     id: &EnvelopeId,
     finished: Finished,
@@ -217,7 +231,10 @@ fn finish_entry(
     let mut outbox = txn.open_table(OUTBOX)?;
     let Some(entry) = outbox
         .get(seq)?
-        .map(|bytes| decode::<OutboxEntry>("outbox", bytes.value()))
+        .map(|bytes| {
+            txn.at_rest
+                .open_record::<OutboxEntry>("outbox", &seq.to_be_bytes(), bytes.value())
+        })
         .transpose()?
     else {
         return Ok(None);

@@ -1,13 +1,14 @@
 //! Profiles in the local store: our own (key, plaintext, whether the relay has it), the
 //! profile keys and profiles of contacts, and which contact got which key version.
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use super::at_rest::{ReadTxn, WriteTxn};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tidings_keys::ProfileKey;
 use tidings_protocol::{Kind, UserId, content::Payload, profile::Profile};
 
 use super::{
-    ClientStore, StoreError, decode, device_lists, encode, outbox,
+    ClientStore, StoreError, device_lists, outbox,
     tables::{CONTACT_NAMES, META},
 };
 
@@ -81,23 +82,33 @@ impl KnownProfile {
     }
 }
 
-fn read_own(txn: &ReadTransaction) -> Result<Option<OwnProfile>, StoreError> {
+fn read_own(txn: &ReadTxn<'_>) -> Result<Option<OwnProfile>, StoreError> {
     match txn.open_table(OWN_PROFILE)?.get(OWN_KEY)? {
-        Some(bytes) => decode("own_profile", bytes.value()).map(Some),
+        Some(bytes) => txn
+            .at_rest
+            .open_record("own_profile", OWN_KEY.as_bytes(), bytes.value())
+            .map(Some),
         None => Ok(None),
     }
 }
 
-fn own_in(txn: &WriteTransaction) -> Result<Option<OwnProfile>, StoreError> {
+fn own_in(txn: &WriteTxn<'_>) -> Result<Option<OwnProfile>, StoreError> {
     match txn.open_table(OWN_PROFILE)?.get(OWN_KEY)? {
-        Some(bytes) => decode("own_profile", bytes.value()).map(Some),
+        Some(bytes) => txn
+            .at_rest
+            .open_record("own_profile", OWN_KEY.as_bytes(), bytes.value())
+            .map(Some),
         None => Ok(None),
     }
 }
 
-fn write_own(txn: &WriteTransaction, own: &OwnProfile) -> Result<(), StoreError> {
-    txn.open_table(OWN_PROFILE)?
-        .insert(OWN_KEY, encode(own).as_slice())?;
+fn write_own(txn: &WriteTxn<'_>, own: &OwnProfile) -> Result<(), StoreError> {
+    txn.open_table(OWN_PROFILE)?.insert(
+        OWN_KEY,
+        txn.at_rest
+            .seal_record("own_profile", OWN_KEY.as_bytes(), own)?
+            .as_slice(),
+    )?;
     Ok(())
 }
 
@@ -105,7 +116,7 @@ fn write_own(txn: &WriteTransaction, own: &OwnProfile) -> Result<(), StoreError>
 /// for a version at least as new as the one held. Keys from strangers are dropped. Returns
 /// the version if it is news.
 pub(super) fn take_key(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     me: UserId,
     peer: UserId,
     key: Vec<u8>,
@@ -122,7 +133,10 @@ pub(super) fn take_key(
     let mut table = txn.open_table(PROFILES)?;
     let held: Option<KnownProfile> = table
         .get(peer.as_bytes())?
-        .map(|bytes| decode("profiles", bytes.value()))
+        .map(|bytes| {
+            txn.at_rest
+                .open_record("profiles", peer.as_bytes(), bytes.value())
+        })
         .transpose()?;
     if let Some(held) = &held
         && (held.key_version > version || (held.key_version == version && held.key == key))
@@ -134,7 +148,10 @@ pub(super) fn take_key(
         key_version: version,
         profile: held.and_then(|held| held.profile),
     };
-    table.insert(peer.as_bytes(), encode(&known).as_slice())?;
+    let sealed = txn
+        .at_rest
+        .seal_record("profiles", peer.as_bytes(), &known)?;
+    table.insert(peer.as_bytes(), sealed.as_slice())?;
     Ok(Some(version))
 }
 
@@ -160,7 +177,9 @@ impl ClientStore {
             let Some(bytes) = held else {
                 return Ok(());
             };
-            let mut own: OwnProfile = decode("own_profile", &bytes)?;
+            let mut own: OwnProfile =
+                txn.at_rest
+                    .open_record("own_profile", OWN_KEY.as_bytes(), &bytes)?;
             own.uploaded = false;
             write_own(txn, &own)
         })
@@ -171,7 +190,10 @@ impl ClientStore {
         self.read(|txn| {
             txn.open_table(PROFILES)?
                 .get(user.as_bytes())?
-                .map(|bytes| decode("profiles", bytes.value()))
+                .map(|bytes| {
+                    txn.at_rest
+                        .open_record("profiles", user.as_bytes(), bytes.value())
+                })
                 .transpose()
         })
     }
@@ -182,7 +204,9 @@ impl ClientStore {
             let mut due = Vec::new();
             for entry in txn.open_table(PROFILES)?.iter()? {
                 let (user, bytes) = entry?;
-                let known: KnownProfile = decode("profiles", bytes.value())?;
+                let known: KnownProfile =
+                    txn.at_rest
+                        .open_record("profiles", user.value(), bytes.value())?;
                 if known.is_due() {
                     due.push(UserId::from_bytes(*user.value()));
                 }
@@ -205,7 +229,10 @@ impl ClientStore {
             let mut table = txn.open_table(PROFILES)?;
             let held: Option<KnownProfile> = table
                 .get(user.as_bytes())?
-                .map(|bytes| decode("profiles", bytes.value()))
+                .map(|bytes| {
+                    txn.at_rest
+                        .open_record("profiles", user.as_bytes(), bytes.value())
+                })
                 .transpose()?;
             let Some(mut known) = held else {
                 return Ok(());
@@ -218,7 +245,10 @@ impl ClientStore {
                 return Ok(());
             }
             known.profile = Some(profile.clone());
-            table.insert(user.as_bytes(), encode(&known).as_slice())?;
+            let sealed = txn
+                .at_rest
+                .seal_record("profiles", user.as_bytes(), &known)?;
+            table.insert(user.as_bytes(), sealed.as_slice())?;
             drop(table);
             if user == me && own_in(txn)?.is_none_or(|own| own.profile.version < profile.version) {
                 write_own(
@@ -249,7 +279,10 @@ impl ClientStore {
             let known: Option<KnownProfile> = txn
                 .open_table(PROFILES)?
                 .get(user.as_bytes())?
-                .map(|bytes| decode("profiles", bytes.value()))
+                .map(|bytes| {
+                    txn.at_rest
+                        .open_record("profiles", user.as_bytes(), bytes.value())
+                })
                 .transpose()?;
             Ok(known
                 .and_then(|known| known.profile)
@@ -358,7 +391,7 @@ impl ClientStore {
 
 /// Records every contact and our other devices as holding our current version (another
 /// device of ours shared it).
-fn mark_all_shared(txn: &WriteTransaction) -> Result<(), StoreError> {
+fn mark_all_shared(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
     let Some(own) = own_in(txn)? else {
         return Ok(());
     };
@@ -378,7 +411,7 @@ fn mark_all_shared(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Opens the profile tables so readers never meet a missing one.
-pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(super) fn create_tables(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
     txn.open_table(OWN_PROFILE)?;
     txn.open_table(PROFILES)?;
     txn.open_table(PROFILE_SHARED)?;

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_protocol::{
     EnvelopeId, GroupId, Kind, UserId,
     content::{Payload, ReceiptStatus},
 };
 
 use super::{
-    ClientStore, StoreError, decode, encode,
+    ClientStore, StoreError,
     groups::{self, DELIVERED_RANK, READ_RANK},
     history, outbox, sync,
     tables::{
@@ -37,7 +38,11 @@ impl ClientStore {
                 let mut unread = Vec::new();
                 for entry in messages.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
                     let (key, bytes) = entry?;
-                    let record: MessageRecord = decode("messages", bytes.value())?;
+                    let record: MessageRecord = txn.at_rest.open_record::<MessageRecord>(
+                        "messages",
+                        key.value(),
+                        bytes.value(),
+                    )?;
                     if record.direction == Direction::Incoming
                         && record.status == MessageStatus::Received
                     {
@@ -46,7 +51,8 @@ impl ClientStore {
                 }
                 for (key, mut record) in unread {
                     record.status = MessageStatus::Read;
-                    messages.insert(key.as_slice(), encode(&record).as_slice())?;
+                    let sealed = txn.at_rest.seal_record("messages", &key, &record)?;
+                    messages.insert(key.as_slice(), sealed.as_slice())?;
                     newest.insert(record.peer, record.id);
                     read.push(record.id);
                 }
@@ -76,7 +82,7 @@ impl ClientStore {
 
 /// Applies a receipt from `peer` naming each message it covers; returns what moved.
 pub(super) fn apply_receipt(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     peer: &UserId,
     status: ReceiptStatus,
     ids: &[EnvelopeId],
@@ -105,7 +111,7 @@ pub(super) fn apply_receipt(
 /// already read: an earlier marker covered everything before it, so a marker costs only
 /// the messages it newly covers.
 pub(super) fn apply_read_up_to(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     reader: &UserId,
     group: Option<GroupId>,
     up_to: &EnvelopeId,
@@ -128,8 +134,10 @@ pub(super) fn apply_read_up_to(
             .range::<&[u8]>(start.as_slice()..=marked_key.as_slice())?
             .rev()
         {
-            let (_, bytes) = entry?;
-            let record: MessageRecord = decode("messages", bytes.value())?;
+            let (key, bytes) = entry?;
+            let record: MessageRecord =
+                txn.at_rest
+                    .open_record::<MessageRecord>("messages", key.value(), bytes.value())?;
             if record.direction != Direction::Outgoing {
                 continue;
             }
@@ -168,7 +176,7 @@ enum ReadState {
 }
 
 fn read_state(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     record: &MessageRecord,
     reader: &UserId,
 ) -> Result<ReadState, StoreError> {

@@ -1,6 +1,7 @@
 //! Receiving: a pushed batch is decrypted, checked and recorded in one transaction.
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_keys::Identity;
 use tidings_protocol::{
     Bounce, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient, UserId,
@@ -39,7 +40,7 @@ pub struct Received {
 
 /// Work of one receive transaction.
 pub(super) struct Batch<'a> {
-    txn: &'a WriteTransaction,
+    txn: &'a WriteTxn<'a>,
     state: CryptoState<'a>,
     received: Received,
     /// Delivered receipts to send, per author.
@@ -146,7 +147,7 @@ impl ClientStore {
 
 impl<'a> Batch<'a> {
     pub(super) fn new(
-        txn: &'a WriteTransaction,
+        txn: &'a WriteTxn<'a>,
         identity: &'a Identity,
         unreachable: &'a [UserId],
     ) -> Self {

@@ -7,7 +7,8 @@
 //! misreads it. Adding a migration from version N to N+1 is one function plus one line at the
 //! end of [`MIGRATIONS`].
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::{ReadableTable, TableDefinition};
 use serde::Deserialize;
 use tidings_protocol::{EnvelopeId, Kind, RawEnvelope, store::schema_plan};
 
@@ -21,11 +22,17 @@ pub const META_SCHEMA_VERSION: &str = "schema_version";
 /// The version of a file without the key: what the first release wrote.
 pub const UNVERSIONED: u32 = tidings_protocol::store::UNVERSIONED_SCHEMA;
 
+/// The first version whose personal values are sealed at rest (see `at_rest`).
+pub const SEALED_AT_REST: u32 = 3;
+
 /// Turns a file of one version into the next, inside the opening write transaction.
-pub type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
+pub type Migration = fn(&WriteTxn<'_>) -> Result<(), StoreError>;
 
 /// Entry `i` migrates version `UNVERSIONED + i` to the one after it.
-const MIGRATIONS: &[Migration] = &[devices_of_accounts];
+const MIGRATIONS: &[Migration] = &[
+    devices_of_accounts,
+    super::at_rest_migration::seal_personal_data,
+];
 
 /// Version 1's one device per user (`user_devices`), which signed device lists replace.
 const V1_USER_DEVICES: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("user_devices");
@@ -45,7 +52,7 @@ struct V1OutboxEntry {
 /// entry keeps its sealed envelope as its one copy, so a retry still sends the same bytes.
 /// Group sending sessions keep their key, re-shared to every member device on the next send
 /// (version 1 recorded only which users had it).
-fn devices_of_accounts(txn: &WriteTransaction) -> Result<(), StoreError> {
+fn devices_of_accounts(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
     txn.delete_table(V1_USER_DEVICES)?;
     let mut outbox = txn.open_table(OUTBOX)?;
     let mut entries = Vec::new();
@@ -87,11 +94,11 @@ fn version_after(migrations: &[Migration]) -> u32 {
 
 /// Checks the version of the file `txn` writes to, migrating it up (and stamping it) if it is
 /// older; refuses it if it is newer. Returns the version it was found at.
-pub fn upgrade(txn: &WriteTransaction) -> Result<u32, StoreError> {
+pub fn upgrade(txn: &WriteTxn<'_>) -> Result<u32, StoreError> {
     upgrade_with(txn, MIGRATIONS)
 }
 
-fn upgrade_with(txn: &WriteTransaction, migrations: &[Migration]) -> Result<u32, StoreError> {
+fn upgrade_with(txn: &WriteTxn<'_>, migrations: &[Migration]) -> Result<u32, StoreError> {
     let fresh = txn.list_tables()?.next().is_none();
     let recorded = match txn.open_table(META)?.get(META_SCHEMA_VERSION)? {
         Some(value) => Some(decode(value.value())?),
@@ -124,13 +131,14 @@ mod tests {
     const ADDED: TableDefinition<&str, u64> = TableDefinition::new("added_by_migration");
 
     /// A migration 1 -> 2 as a later release would add it.
-    fn add_a_table(txn: &WriteTransaction) -> Result<(), StoreError> {
+    fn add_a_table(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
         txn.open_table(ADDED)?.insert("migrated", 1)?;
         Ok(())
     }
 
     fn open(db: &Database, migrations: &[Migration]) -> Result<u32, StoreError> {
-        let txn = db.begin_write()?;
+        let at_rest = crate::store::AtRest::new(crate::store::tests::test_store_key());
+        let txn = WriteTxn::new(db.begin_write()?, &at_rest);
         let found = upgrade_with(&txn, migrations)?;
         txn.commit()?;
         Ok(found)
@@ -202,8 +210,16 @@ mod tests {
         assert_eq!(open(&db, MIGRATIONS).unwrap(), UNVERSIONED);
         let txn = db.begin_read().unwrap();
         let outbox = txn.open_table(OUTBOX).unwrap();
+        // Version 3 seals the entries (under the key `open` uses).
+        let at_rest = crate::store::AtRest::new(crate::store::tests::test_store_key());
         let entry = |seq: u64| -> OutboxEntry {
-            decode_record("outbox", outbox.get(seq).unwrap().unwrap().value()).unwrap()
+            at_rest
+                .open_record(
+                    "outbox",
+                    &seq.to_be_bytes(),
+                    outbox.get(seq).unwrap().unwrap().value(),
+                )
+                .unwrap()
         };
         assert_eq!(
             entry(1).sealed,

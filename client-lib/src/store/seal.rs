@@ -1,6 +1,7 @@
 //! Sealing: outbox entries and group key shares become signed envelopes, exactly once.
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_keys::{GroupOutbound, Identity};
 use tidings_protocol::{
     Address, BlobRef, BoundedVec, Envelope, EnvelopeId, GroupId, Kind, RawEnvelope, Recipient,
@@ -127,7 +128,7 @@ fn sign_naming(
 
 /// Encrypts a group payload with this device's sending session for the group.
 fn megolm_seal(
-    txn: &redb::WriteTransaction,
+    txn: &WriteTxn<'_>,
     identity: &Identity,
     group: GroupId,
     id: EnvelopeId,
@@ -175,14 +176,16 @@ fn own_copy(peer: UserId, me: UserId, payload: &Payload) -> Payload {
 
 /// Seals one outbox entry inside `txn` (see [`ClientStore::seal`]).
 fn seal_entry(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     state: &mut CryptoState<'_>,
     identity: &Identity,
     seq: u64,
     devices: &[Address],
 ) -> Result<Vec<SealedCopy>, StoreError> {
     let entry: OutboxEntry = match txn.open_table(OUTBOX)?.get(seq)? {
-        Some(bytes) => decode("outbox", bytes.value())?,
+        Some(bytes) => txn
+            .at_rest
+            .open_record("outbox", &seq.to_be_bytes(), bytes.value())?,
         None => return Err(StoreError::NotFound(format!("outbox entry {seq}"))),
     };
     if !entry.sealed.is_empty() {

@@ -3,11 +3,12 @@
 
 use std::ops::Bound;
 
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::{ReadableTable, ReadableTableMetadata};
 use tidings_protocol::{EnvelopeId, UserId};
 
 use super::{
-    ClientStore, StoreError, decode,
+    AtRest, ClientStore, StoreError,
     tables::{Conversation, Direction, GROUP_RECEIPTS, MESSAGE_IDS, MESSAGES, MessageRecord},
 };
 use crate::search::{
@@ -70,7 +71,7 @@ pub enum SearchError {
 /// Keeps the index in step as `record` is written at `key`; called before the write (a
 /// message already at `key` is forgotten first, by its words as stored).
 pub(super) fn index_record(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     key: &[u8],
     record: &MessageRecord,
 ) -> Result<(), StoreError> {
@@ -79,17 +80,24 @@ pub(super) fn index_record(
         let old = txn
             .open_table(MESSAGES)?
             .get(key)?
-            .map(|bytes| decode::<MessageRecord>("messages", bytes.value()))
+            .map(|bytes| {
+                txn.at_rest
+                    .open_record::<MessageRecord>("messages", key, bytes.value())
+            })
             .transpose()?;
-        indexer.remove(key, &old.map(|old| words_of(&old)).unwrap_or_default())?;
+        indexer.remove(
+            key,
+            &old.map(|old| words_of(txn.at_rest, &old))
+                .unwrap_or_default(),
+        )?;
     }
-    indexer.put(&document(key, record))?;
+    indexer.put(&document(txn.at_rest, key, record))?;
     Ok(())
 }
 
 /// Creates the index's tables (on opening the store); the index of an empty history is
 /// complete from the start (one of a history written before search is built on first use).
-pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(super) fn create_tables(txn: &WriteTxn<'_>) -> Result<(), StoreError> {
     let mut indexer = Indexer::open(txn)?;
     if txn.open_table(MESSAGES)?.is_empty()? {
         indexer.mark_complete()?;
@@ -97,15 +105,17 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The words a message is found by: its text (or caption) and its file's name.
-fn words_of(record: &MessageRecord) -> Vec<String> {
-    match &record.media {
+/// The words a message is found by: its text (or caption) and its file's name, each as the
+/// index stores it (a keyed hash: the index holds no word).
+fn words_of(at_rest: &AtRest, record: &MessageRecord) -> Vec<String> {
+    let words = match &record.media {
         Some(media) => tokens::words(&format!("{}\n{}", record.text, media.name)),
         None => tokens::words(&record.text),
-    }
+    };
+    words.iter().map(|word| at_rest.blind(word)).collect()
 }
 
-fn document<'a>(key: &'a [u8], record: &MessageRecord) -> Document<'a> {
+fn document<'a>(at_rest: &AtRest, key: &'a [u8], record: &MessageRecord) -> Document<'a> {
     Document {
         key,
         // The sender's clock, but never later than when it arrived: a peer cannot pin its
@@ -115,7 +125,7 @@ fn document<'a>(key: &'a [u8], record: &MessageRecord) -> Document<'a> {
             Direction::Outgoing => Author::Me,
             Direction::Incoming => Author::User(*record.peer.as_bytes()),
         },
-        words: words_of(record),
+        words: words_of(at_rest, record),
     }
 }
 
@@ -147,12 +157,17 @@ impl ClientStore {
                     .is_none_or(|prefix| doc.key.starts_with(prefix))
                     && query.from.is_none_or(|from| from.wrote(doc.author))
             };
-            let found = index::find(txn, &words, keep, limit)?;
+            let blinded: Vec<String> = words.iter().map(|word| txn.at_rest.blind(word)).collect();
+            let found = index::find(txn, &blinded, keep, limit)?;
             let messages = txn.open_table(MESSAGES)?;
             let mut records = Vec::with_capacity(found.len());
             for doc in found {
                 if let Some(bytes) = messages.get(doc.key.as_slice())? {
-                    records.push(decode("messages", bytes.value())?);
+                    records.push(txn.at_rest.open_record::<MessageRecord>(
+                        "messages",
+                        &doc.key,
+                        bytes.value(),
+                    )?);
                 }
             }
             Ok(records)
@@ -197,8 +212,12 @@ impl ClientStore {
                     let (key, bytes) = row?;
                     let key = key.value();
                     if !indexer.holds(key)? {
-                        indexer.put(&match decode::<MessageRecord>("messages", bytes.value()) {
-                            Ok(record) => document(key, &record),
+                        indexer.put(&match txn.at_rest.open_record::<MessageRecord>(
+                            "messages",
+                            key,
+                            bytes.value(),
+                        ) {
+                            Ok(record) => document(txn.at_rest, key, &record),
                             Err(error) => {
                                 // Counted, so the index is not "behind" forever; found by nothing.
                                 tracing::warn!(%error, "indexing an unreadable message as empty");
@@ -246,12 +265,15 @@ impl ClientStore {
             let Some(record) = txn
                 .open_table(MESSAGES)?
                 .get(key.as_slice())?
-                .map(|bytes| decode::<MessageRecord>("messages", bytes.value()))
+                .map(|bytes| {
+                    txn.at_rest
+                        .open_record::<MessageRecord>("messages", &key, bytes.value())
+                })
                 .transpose()?
             else {
                 return Ok(None);
             };
-            Indexer::open(txn)?.remove(&key, &words_of(&record))?;
+            Indexer::open(txn)?.remove(&key, &words_of(txn.at_rest, &record))?;
             txn.open_table(MESSAGES)?.remove(key.as_slice())?;
             txn.open_table(MESSAGE_IDS)?.remove(id.as_bytes())?;
             let mut receipts = txn.open_table(GROUP_RECEIPTS)?;

@@ -2,7 +2,8 @@
 //! holds its key), the keys of contacts' status sessions, statuses received (seen or not)
 //! and this user's own (who saw them). Everything expired is deleted by [`ClientStore::forget_expired_statuses`].
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tidings_keys::{GroupInbound, GroupOutbound, Identity, StoreKey};
 use tidings_protocol::{
@@ -34,10 +35,11 @@ const STATUS_OUTBOUND: TableDefinition<&str, &[u8]> = TableDefinition::new("stat
 const STATUS_INBOUND: TableDefinition<&[u8], &str> = TableDefinition::new("status_inbound");
 
 /// poster (32) || posted at (8) || status id (16) -> [`ReceivedStatus`].
-const STATUS_RECEIVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("status_received");
+pub(super) const STATUS_RECEIVED: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("status_received");
 
 /// status id (16) -> [`MyStatus`].
-const STATUS_MINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("status_mine");
+pub(super) const STATUS_MINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("status_mine");
 
 const CURRENT: &str = "current";
 
@@ -119,7 +121,7 @@ fn megolm_error(error: impl std::fmt::Display) -> StoreError {
 
 /// Keeps the key of `poster`'s status session (from a [`Payload::StatusKey`]).
 pub(super) fn add_inbound(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     store_key: &StoreKey,
     poster: &UserId,
     session_key: &[u8],
@@ -138,7 +140,7 @@ pub(super) fn add_inbound(
 
 /// Notes that `viewer` saw these statuses of ours (only those posted to them).
 pub(super) fn mark_seen_by(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     viewer: &UserId,
     ids: &[EnvelopeId],
 ) -> Result<(), StoreError> {
@@ -150,10 +152,15 @@ pub(super) fn mark_seen_by(
         else {
             continue;
         };
-        let mut status: MyStatus = decode("status_mine", &bytes)?;
+        let mut status: MyStatus = txn
+            .at_rest
+            .open_record("status_mine", id.as_bytes(), &bytes)?;
         if status.audience.contains(viewer) && !status.seen_by.contains(viewer) {
             status.seen_by.push(*viewer);
-            mine.insert(id.as_bytes().as_slice(), encode(&status).as_slice())?;
+            let sealed = txn
+                .at_rest
+                .seal_record("status_mine", id.as_bytes(), &status)?;
+            mine.insert(id.as_bytes().as_slice(), sealed.as_slice())?;
         }
     }
     Ok(())
@@ -161,7 +168,7 @@ pub(super) fn mark_seen_by(
 
 /// Keeps a status another device of ours posted (from a [`Payload::StatusMine`]), so the
 /// seen receipts for it are counted here too.
-pub(super) fn take_own(txn: &WriteTransaction, status: OwnStatus) -> Result<(), StoreError> {
+pub(super) fn take_own(txn: &WriteTxn<'_>, status: OwnStatus) -> Result<(), StoreError> {
     let mut mine = txn.open_table(STATUS_MINE)?;
     if mine.get(status.id.as_bytes().as_slice())?.is_some() {
         return Ok(());
@@ -174,18 +181,21 @@ pub(super) fn take_own(txn: &WriteTransaction, status: OwnStatus) -> Result<(), 
         seen_by: Vec::new(),
         media: status.media,
     };
-    mine.insert(record.id.as_bytes().as_slice(), encode(&record).as_slice())?;
+    let sealed = txn
+        .at_rest
+        .seal_record("status_mine", record.id.as_bytes(), &record)?;
+    mine.insert(record.id.as_bytes().as_slice(), sealed.as_slice())?;
     Ok(())
 }
 
-fn load_outbound(txn: &WriteTransaction) -> Result<Option<OutboundStatus>, StoreError> {
+fn load_outbound(txn: &WriteTxn<'_>) -> Result<Option<OutboundStatus>, StoreError> {
     match txn.open_table(STATUS_OUTBOUND)?.get(CURRENT)? {
         Some(bytes) => decode("status_outbound", bytes.value()).map(Some),
         None => Ok(None),
     }
 }
 
-fn save_outbound(txn: &WriteTransaction, outbound: &OutboundStatus) -> Result<(), StoreError> {
+fn save_outbound(txn: &WriteTxn<'_>, outbound: &OutboundStatus) -> Result<(), StoreError> {
     txn.open_table(STATUS_OUTBOUND)?
         .insert(CURRENT, encode(outbound).as_slice())?;
     Ok(())
@@ -323,8 +333,11 @@ impl ClientStore {
                 seen_by: Vec::new(),
                 media: sealed.media,
             };
+            let sealed = txn
+                .at_rest
+                .seal_record("status_mine", id.as_bytes(), &mine)?;
             txn.open_table(STATUS_MINE)?
-                .insert(id.as_bytes().as_slice(), encode(&mine).as_slice())?;
+                .insert(id.as_bytes().as_slice(), sealed.as_slice())?;
             Ok(body)
         })
     }
@@ -390,7 +403,8 @@ impl ClientStore {
                     seen: false,
                     media: sealed.media,
                 };
-                received.insert(key.as_slice(), encode(&status).as_slice())?;
+                let sealed = txn.at_rest.seal_record("status_received", &key, &status)?;
+                received.insert(key.as_slice(), sealed.as_slice())?;
                 new += 1;
             }
             while received.len()? > MAX_RECEIVED_STATUSES as u64 {
@@ -408,15 +422,17 @@ impl ClientStore {
         self.write(|txn| {
             let mut received = txn.open_table(STATUS_RECEIVED)?;
             let before = received.len()?;
-            received.retain(|_, bytes| {
-                decode::<ReceivedStatus>("status_received", bytes)
+            received.retain(|key, bytes| {
+                txn.at_rest
+                    .open_record::<ReceivedStatus>("status_received", key, bytes)
                     .map(|status| status.expires_at_ms > now_ms)
                     .unwrap_or(false)
             })?;
             let mut mine = txn.open_table(STATUS_MINE)?;
             let mine_before = mine.len()?;
-            mine.retain(|_, bytes| {
-                decode::<MyStatus>("status_mine", bytes)
+            mine.retain(|key, bytes| {
+                txn.at_rest
+                    .open_record::<MyStatus>("status_mine", key, bytes)
                     .map(|status| status.expires_at_ms > now_ms)
                     .unwrap_or(false)
             })?;
@@ -429,8 +445,10 @@ impl ClientStore {
         self.write(|txn| {
             let mut out = Vec::new();
             for entry in txn.open_table(STATUS_RECEIVED)?.iter()? {
-                let (_, bytes) = entry?;
-                let status: ReceivedStatus = decode("status_received", bytes.value())?;
+                let (key, bytes) = entry?;
+                let status: ReceivedStatus =
+                    txn.at_rest
+                        .open_record("status_received", key.value(), bytes.value())?;
                 if status.expires_at_ms > now_ms {
                     out.push(status);
                 }
@@ -455,7 +473,9 @@ impl ClientStore {
             let mut keys = Vec::new();
             for entry in table.range(start.as_slice()..end.as_slice())? {
                 let (key, bytes) = entry?;
-                let status: ReceivedStatus = decode("status_received", bytes.value())?;
+                let status: ReceivedStatus =
+                    txn.at_rest
+                        .open_record("status_received", key.value(), bytes.value())?;
                 if status.expires_at_ms > now_ms {
                     keys.push(key.value().to_vec());
                     shown.push(status);
@@ -466,7 +486,8 @@ impl ClientStore {
                 if !status.seen {
                     status.seen = true;
                     newly.push(status.id);
-                    table.insert(key.as_slice(), encode(&*status).as_slice())?;
+                    let sealed = txn.at_rest.seal_record("status_received", key, &*status)?;
+                    table.insert(key.as_slice(), sealed.as_slice())?;
                 }
             }
             Ok((shown, newly))
@@ -512,8 +533,10 @@ impl ClientStore {
         self.write(|txn| {
             let mut out = Vec::new();
             for entry in txn.open_table(STATUS_MINE)?.iter()? {
-                let (_, bytes) = entry?;
-                let status: MyStatus = decode("status_mine", bytes.value())?;
+                let (key, bytes) = entry?;
+                let status: MyStatus =
+                    txn.at_rest
+                        .open_record("status_mine", key.value(), bytes.value())?;
                 if status.expires_at_ms > now_ms {
                     out.push(status);
                 }

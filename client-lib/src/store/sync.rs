@@ -1,7 +1,8 @@
 //! Sync between this account's own devices: read markers and contact changes queued for our
 //! other devices, and applied when another device of ours sends them.
 
-use redb::{ReadableTable, WriteTransaction};
+use super::at_rest::WriteTxn;
+use redb::ReadableTable;
 use tidings_protocol::{
     BoundedVec, ContactCard, EnvelopeId, Kind, UserId,
     content::{Chat, ContactChange, GroupHeld, MAX_SYNC_GROUPS, Payload},
@@ -9,7 +10,7 @@ use tidings_protocol::{
 };
 
 use super::{
-    ClientStore, StoreError, decode, device_lists, encode, history, outbox,
+    ClientStore, StoreError, contacts, device_lists, history, outbox,
     tables::{
         CONTACT_NAMES, CONTACTS, Conversation, Direction, GROUPS, MESSAGES, MessageRecord,
         MessageStatus,
@@ -20,7 +21,7 @@ use crate::events::Event;
 /// Queues a sync payload for our other devices (sealed for each when flushed), if our list
 /// names any besides this one. Sync payloads travel as receipts: small, never shown.
 pub(super) fn queue_sync(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     me: UserId,
     payload: Payload,
 ) -> Result<(), StoreError> {
@@ -34,7 +35,7 @@ pub(super) fn queue_sync(
 /// Another device of ours read `conversation` up to `up_to`: marks what we received there up
 /// to it read (no receipts: that device sent them). Returns the event if anything changed.
 pub(super) fn apply_read_marker(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     conversation: Conversation,
     up_to: &EnvelopeId,
 ) -> Result<Vec<Event>, StoreError> {
@@ -50,7 +51,9 @@ pub(super) fn apply_read_marker(
     let mut unread: Vec<(Vec<u8>, MessageRecord)> = Vec::new();
     for entry in messages.range::<&[u8]>(start.as_slice()..=marked_key.as_slice())? {
         let (key, bytes) = entry?;
-        let record: MessageRecord = decode("messages", bytes.value())?;
+        let record: MessageRecord =
+            txn.at_rest
+                .open_record::<MessageRecord>("messages", key.value(), bytes.value())?;
         if record.direction == Direction::Incoming && record.status == MessageStatus::Received {
             unread.push((key.value().to_vec(), record));
         }
@@ -58,7 +61,8 @@ pub(super) fn apply_read_marker(
     let count = unread.len();
     for (key, mut record) in unread {
         record.status = MessageStatus::Read;
-        messages.insert(key.as_slice(), encode(&record).as_slice())?;
+        let sealed = txn.at_rest.seal_record("messages", &key, &record)?;
+        messages.insert(key.as_slice(), sealed.as_slice())?;
     }
     Ok(if count == 0 {
         Vec::new()
@@ -72,34 +76,25 @@ pub(super) fn apply_read_marker(
 
 /// Saves `card` under `name` (one name per user, one user per name: whatever held either
 /// goes).
-fn save_contact(txn: &WriteTransaction, name: &str, card: &ContactCard) -> Result<(), StoreError> {
+fn save_contact(txn: &WriteTxn<'_>, name: &str, card: &ContactCard) -> Result<(), StoreError> {
     remove_contact(txn, &card.user)?;
-    let mut contacts = txn.open_table(CONTACTS)?;
-    let mut names = txn.open_table(CONTACT_NAMES)?;
-    if let Some(previous) = contacts.insert(name, encode(card).as_slice())? {
-        let previous: ContactCard = decode("contacts", previous.value())?;
-        names.remove(previous.user.as_bytes())?;
+    if let Some(previous) = contacts::put_replacing(txn, name, card)?
+        && previous.user != card.user
+    {
+        txn.open_table(CONTACT_NAMES)?
+            .remove(previous.user.as_bytes())?;
     }
-    names.insert(card.user.as_bytes(), name)?;
     Ok(())
 }
 
 /// Removes the contact of `user`; returns its name if there was one.
-fn remove_contact(txn: &WriteTransaction, user: &UserId) -> Result<Option<String>, StoreError> {
-    let Some(name) = txn
-        .open_table(CONTACT_NAMES)?
-        .remove(user.as_bytes())?
-        .map(|name| name.value().to_string())
-    else {
-        return Ok(None);
-    };
-    txn.open_table(CONTACTS)?.remove(name.as_str())?;
-    Ok(Some(name))
+fn remove_contact(txn: &WriteTxn<'_>, user: &UserId) -> Result<Option<String>, StoreError> {
+    contacts::remove_user(txn, user)
 }
 
 /// Applies a contact change another device of ours made.
 pub(super) fn apply_contact_change(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     change: ContactChange,
 ) -> Result<(), StoreError> {
     match change {
@@ -118,17 +113,7 @@ impl ClientStore {
         card: &ContactCard,
     ) -> Result<(), StoreError> {
         self.write(|txn| {
-            if txn.open_table(CONTACTS)?.get(name)?.is_some() {
-                return Err(StoreError::Conflict(format!(
-                    "a contact named {name:?} already exists"
-                )));
-            }
-            if let Some(existing) = txn.open_table(CONTACT_NAMES)?.get(card.user.as_bytes())? {
-                return Err(StoreError::Conflict(format!(
-                    "this user is already saved as {:?}",
-                    existing.value()
-                )));
-            }
+            contacts::refuse_taken(txn, name, card)?;
             save_contact(txn, name, card)?;
             let change = ContactChange::Saved {
                 name: name.to_string(),
@@ -141,11 +126,10 @@ impl ClientStore {
     /// Renames a contact and tells our other devices.
     pub fn rename_contact(&self, me: UserId, name: &str, new_name: &str) -> Result<(), StoreError> {
         self.write(|txn| {
-            let card: ContactCard = match txn.open_table(CONTACTS)?.get(name)? {
-                Some(bytes) => decode("contacts", bytes.value())?,
-                None => return Err(StoreError::NotFound(format!("no contact named {name:?}"))),
+            let Some(card) = contacts::named(txn, name)? else {
+                return Err(StoreError::NotFound(format!("no contact named {name:?}")));
             };
-            if txn.open_table(CONTACTS)?.get(new_name)?.is_some() {
+            if contacts::named(txn, new_name)?.is_some() {
                 return Err(StoreError::Conflict(format!(
                     "a contact named {new_name:?} already exists"
                 )));
@@ -165,8 +149,9 @@ impl ClientStore {
         self.write(|txn| {
             let mut groups = Vec::new();
             for entry in txn.open_table(GROUPS)?.iter()? {
-                let (_, bytes) = entry?;
-                if let Ok(known) = SignedDescriptor::decode(bytes.value())
+                let (group, bytes) = entry?;
+                let plain = txn.at_rest.open("groups", group.value(), bytes.value())?;
+                if let Ok(known) = SignedDescriptor::decode(&plain)
                     && known.descriptor.is_member(&me)
                 {
                     groups.push(GroupHeld {
@@ -180,12 +165,7 @@ impl ClientStore {
                     .map_err(|error| StoreError::corrupt("groups", error))?;
                 queue_sync(txn, me, Payload::Groups { groups })?;
             }
-            let mut contacts = Vec::new();
-            for entry in txn.open_table(CONTACTS)?.iter()? {
-                let (name, card) = entry?;
-                let card: ContactCard = decode("contacts", card.value())?;
-                contacts.push((name.value().to_string(), card));
-            }
+            let contacts = contacts::all(txn.at_rest, &txn.open_table(CONTACTS)?)?;
             for (name, card) in &contacts {
                 let change = ContactChange::Saved {
                     name: name.clone(),
@@ -208,8 +188,9 @@ impl ClientStore {
                 told.insert(UserId::from_bytes(*user.value()));
             }
             for entry in txn.open_table(GROUPS)?.iter()? {
-                let (_, bytes) = entry?;
-                if let Ok(known) = SignedDescriptor::decode(bytes.value())
+                let (group, bytes) = entry?;
+                let plain = txn.at_rest.open("groups", group.value(), bytes.value())?;
+                if let Ok(known) = SignedDescriptor::decode(&plain)
                     && known.descriptor.is_member(&me)
                 {
                     told.extend(known.descriptor.members.iter().map(|member| member.user));
@@ -228,9 +209,8 @@ impl ClientStore {
     /// Removes a contact and tells our other devices.
     pub fn remove_contact(&self, me: UserId, name: &str) -> Result<(), StoreError> {
         self.write(|txn| {
-            let card: ContactCard = match txn.open_table(CONTACTS)?.get(name)? {
-                Some(bytes) => decode("contacts", bytes.value())?,
-                None => return Err(StoreError::NotFound(format!("no contact named {name:?}"))),
+            let Some(card) = contacts::named(txn, name)? else {
+                return Err(StoreError::NotFound(format!("no contact named {name:?}")));
             };
             remove_contact(txn, &card.user)?;
             let change = ContactChange::Removed { user: card.user };
@@ -242,7 +222,7 @@ impl ClientStore {
 /// The groups another device of ours named that this one holds no newer version of: the
 /// session fetches their chains from the relay.
 pub(super) fn groups_behind(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     groups: &[GroupHeld],
 ) -> Result<Vec<GroupHeld>, StoreError> {
     let mut behind = Vec::new();

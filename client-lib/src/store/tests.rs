@@ -8,6 +8,15 @@ use super::{
     ClientStore, Conversation, MessageStatus, StoreError, outbox::Finished, tables::CONTACTS,
 };
 
+/// The store key of one identity for every test of the store (a store reopened in a test
+/// opens under the same key).
+pub(crate) fn test_store_key() -> &'static tidings_keys::StoreKey {
+    static IDENTITY: std::sync::OnceLock<tidings_keys::Identity> = std::sync::OnceLock::new();
+    IDENTITY
+        .get_or_init(tidings_keys::Identity::generate)
+        .store_key()
+}
+
 fn user(byte: u8) -> UserId {
     UserId::from_bytes([byte; 32])
 }
@@ -24,7 +33,7 @@ fn card(user: UserId) -> ContactCard {
 #[test]
 fn meta_and_contacts_round_trip_and_a_taken_name_or_user_is_a_conflict() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ClientStore::open(dir.path()).unwrap();
+    let store = ClientStore::open(dir.path(), crate::store::tests::test_store_key()).unwrap();
     store.set_meta("relay_addr", b"somewhere").unwrap();
     assert_eq!(store.meta("relay_addr").unwrap().unwrap(), b"somewhere");
     assert_eq!(store.meta("nothing").unwrap(), None);
@@ -49,7 +58,7 @@ fn meta_and_contacts_round_trip_and_a_taken_name_or_user_is_a_conflict() {
 #[test]
 fn queued_texts_wait_in_order_and_finish_only_under_their_own_id() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ClientStore::open(dir.path()).unwrap();
+    let store = ClientStore::open(dir.path(), crate::store::tests::test_store_key()).unwrap();
     let bob = Conversation::Direct(user(2));
     let records = store
         .queue_texts(user(1), bob, vec!["one".into(), "two".into()])
@@ -102,13 +111,13 @@ fn what_was_committed_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let bob = Conversation::Direct(user(2));
     let queued = {
-        let store = ClientStore::open(dir.path()).unwrap();
+        let store = ClientStore::open(dir.path(), crate::store::tests::test_store_key()).unwrap();
         store.add_contact("bob", &card(user(2))).unwrap();
         store
             .queue_texts(user(1), bob, vec!["kept".into()])
             .unwrap()
     };
-    let store = ClientStore::open(dir.path()).unwrap();
+    let store = ClientStore::open(dir.path(), crate::store::tests::test_store_key()).unwrap();
     assert_eq!(store.contact("bob").unwrap(), Some(card(user(2))));
     assert_eq!(store.pending(10).unwrap()[0].1.id, queued[0].id);
     assert_eq!(store.message(&queued[0].id).unwrap().unwrap().text, "kept");
@@ -117,11 +126,17 @@ fn what_was_committed_survives_a_reopen() {
 #[test]
 fn a_record_that_does_not_decode_is_a_typed_corrupt_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ClientStore::open(dir.path()).unwrap();
+    let store = ClientStore::open(dir.path(), crate::store::tests::test_store_key()).unwrap();
+    // Sealed properly (its row, its key), so only the record inside is broken.
+    let row = store.at_rest.blind_name("mallory");
+    let sealed = store
+        .at_rest
+        .seal("contacts", row.as_bytes(), &[0xff_u8, 0x00, 0x13])
+        .unwrap();
     let txn = store.db.begin_write().unwrap();
     txn.open_table(CONTACTS)
         .unwrap()
-        .insert("mallory", [0xff_u8, 0x00, 0x13].as_slice())
+        .insert(row.as_str(), sealed.as_slice())
         .unwrap();
     txn.commit().unwrap();
     match store.contact("mallory") {
@@ -158,7 +173,7 @@ fn sync_for_our_other_devices_is_queued_only_when_the_account_has_some() {
     use super::tables::OutboxContent;
 
     let dir = tempfile::tempdir().unwrap();
-    let store = ClientStore::open(dir.path()).unwrap();
+    let store = ClientStore::open(dir.path(), crate::store::tests::test_store_key()).unwrap();
     let phone = tidings_keys::Identity::generate();
     let me = phone.user_id();
     store.add_contact_synced(me, "bob", &card(user(2))).unwrap();

@@ -4,7 +4,7 @@
 use tidings_protocol::{EnvelopeId, Kind, UserId, content::Payload, media::MediaMessage, now_ms};
 
 use super::{
-    ClientStore, StoreError, decode, encode, history,
+    ClientStore, StoreError, history,
     outbox::enqueue,
     tables::{
         Conversation, Direction, MessageRecord, MessageStatus, OutboxContent, OutboxEntry, UPLOADS,
@@ -18,7 +18,7 @@ impl ClientStore {
         self.read(|txn| {
             txn.open_table(UPLOADS)?
                 .get(digest)?
-                .map(|bytes| decode("uploads", bytes.value()))
+                .map(|bytes| txn.at_rest.open_record("uploads", digest, bytes.value()))
                 .transpose()
         })
     }
@@ -26,8 +26,8 @@ impl ClientStore {
     /// Records a file sealed for sending, or that its upload finished.
     pub fn save_upload(&self, digest: &[u8; 32], record: &UploadRecord) -> Result<(), StoreError> {
         self.write(|txn| {
-            txn.open_table(UPLOADS)?
-                .insert(digest, encode(record).as_slice())?;
+            let sealed = txn.at_rest.seal_record("uploads", digest, record)?;
+            txn.open_table(UPLOADS)?.insert(digest, sealed.as_slice())?;
             Ok(())
         })
     }

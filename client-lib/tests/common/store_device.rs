@@ -23,7 +23,7 @@ impl StoreDevice {
     /// A device with `identity` (another device of an account, say).
     pub fn with(identity: Identity) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = ClientStore::open(dir.path()).unwrap();
+        let store = ClientStore::open(dir.path(), identity.store_key()).unwrap();
         let upload = store.keys_to_publish(&identity, 4).unwrap().unwrap();
         Self {
             identity,

@@ -17,7 +17,11 @@ fn injected_store(path: &std::path::Path) -> ClientStore {
         .truncate(false)
         .open(path)
         .unwrap();
-    ClientStore::open_backend(FileBackend::new(file).unwrap()).unwrap()
+    ClientStore::open_backend(
+        FileBackend::new(file).unwrap(),
+        &tidings_keys::StoreKey::from_bytes([7; 32]),
+    )
+    .unwrap()
 }
 
 #[tokio::test]

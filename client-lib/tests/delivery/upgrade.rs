@@ -164,6 +164,16 @@ async fn write_client_v2_fixture() {
 fn a_schema_2_client_dir_opens_with_its_devices_and_history() {
     let temp = copy_fixture_of(2);
     assert_eq!(recorded(temp.path()), Some(2));
+    let holds = |text: &str| {
+        let bytes = std::fs::read(temp.path().join(STORE_FILE)).unwrap();
+        bytes
+            .windows(text.len())
+            .any(|window| window == text.as_bytes())
+    };
+    assert!(
+        CONVERSATION_V2.iter().all(|(_, text)| holds(text)),
+        "written in plain"
+    );
     let client = Client::open(temp.path(), None).unwrap();
     let history: Vec<(Direction, String)> = client
         .history("bob")
@@ -186,6 +196,12 @@ fn a_schema_2_client_dir_opens_with_its_devices_and_history() {
     assert!(client.store().device_list(&bob).unwrap().is_some());
     drop(client);
     assert_eq!(recorded(temp.path()), Some(schema::current()));
+    // Sealed at rest on opening: no text is left in the file, not even in its free pages.
+    for (_, text) in CONVERSATION_V2 {
+        assert!(!holds(text), "{text:?} is still in the file");
+    }
+    let client = Client::open(temp.path(), None).unwrap();
+    assert_eq!(client.history("bob").unwrap().len(), CONVERSATION_V2.len());
 }
 
 #[test]
@@ -253,7 +269,7 @@ fn a_first_release_client_dir_migrates_to_device_lists_keeping_its_sessions() {
     assert_eq!(client.store().device_list(&bob).unwrap(), None);
     assert!(client.store().pending(16).unwrap().is_empty());
     drop(client);
-    assert_eq!(recorded(temp.path()), Some(2));
+    assert_eq!(recorded(temp.path()), Some(schema::current()));
     assert_eq!(
         count(sessions),
         before,

@@ -106,7 +106,7 @@ fn list(identity: &Identity, version: u64, devices: &[&Identity]) -> SignedDevic
 fn the_sending_session_rotates_when_a_member_loses_a_device() {
     let dir = TempDir::new().unwrap();
     let bob = Identity::generate();
-    let store = ClientStore::open(dir.path()).unwrap();
+    let store = ClientStore::open(dir.path(), bob.store_key()).unwrap();
     let alice_phone = Identity::generate();
     let alice_laptop = alice_phone.another_device();
     let a = alice_phone.user_id();
@@ -194,7 +194,7 @@ async fn a_new_device_gets_the_accounts_groups_and_takes_part() {
 fn a_member_whose_share_waits_in_the_outbox_is_not_sent_a_later_key_directly() {
     let dir = TempDir::new().unwrap();
     let bob = Identity::generate();
-    let store = ClientStore::open(dir.path()).unwrap();
+    let store = ClientStore::open(dir.path(), bob.store_key()).unwrap();
     let alice = Identity::generate();
     let a = alice.user_id();
     let genesis = pair_group(&bob, a);

@@ -22,7 +22,8 @@ fn list_of(signer: &Identity, user: &Identity, version: u64) -> SignedDeviceList
 #[test]
 fn a_forged_stale_or_foreign_list_is_refused_and_the_held_one_kept() {
     let dir = TempDir::new().unwrap();
-    let store = ClientStore::open(dir.path()).unwrap();
+    let store =
+        ClientStore::open(dir.path(), &tidings_keys::StoreKey::from_bytes([7; 32])).unwrap();
     let alice = Identity::generate();
     let mallory = Identity::generate();
     let a = alice.user_id();

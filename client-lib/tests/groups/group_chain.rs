@@ -42,9 +42,10 @@ struct Bob {
 impl Bob {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::generate();
         Self {
-            identity: Identity::generate(),
-            store: ClientStore::open(dir.path()).unwrap(),
+            store: ClientStore::open(dir.path(), identity.store_key()).unwrap(),
+            identity,
             _dir: dir,
         }
     }

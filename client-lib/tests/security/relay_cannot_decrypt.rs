@@ -1,4 +1,4 @@
-//! The relay stores envelopes, never plaintext.
+//! The relay stores envelopes, never plaintext; the client's store seals it at rest.
 
 use crate::common::{RelayDir, TestUser};
 use tidings_client::MessageStatus;
@@ -38,7 +38,13 @@ async fn stored_envelopes_do_not_contain_the_plaintext() {
     }
     assert!(!contains(&database, secret.as_bytes()));
     assert!(!contains(&database, b"the eagle"));
-    // Alice's own store has the plaintext (her history), so the check above can fail.
+    // Alice's own history has the plaintext, read through her store's key; her store's file
+    // does not (encrypted at rest), while the same search finds her envelope ids in it.
+    let history = alice.client.history("bob").unwrap();
+    assert!(history.iter().all(|message| message.text == secret));
+    assert_eq!(history.len(), 3);
     let alice_db = std::fs::read(alice.dir.path().join(tidings_client::store::STORE_FILE)).unwrap();
-    assert!(contains(&alice_db, secret.as_bytes()));
+    assert!(contains(&alice_db, ids[0].as_bytes()));
+    assert!(!contains(&alice_db, secret.as_bytes()));
+    assert!(!contains(&alice_db, b"the eagle"));
 }

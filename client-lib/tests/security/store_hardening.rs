@@ -25,9 +25,10 @@ struct Device {
 impl Device {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::generate();
         Self {
-            identity: Identity::generate(),
-            store: ClientStore::open(dir.path()).unwrap(),
+            store: ClientStore::open(dir.path(), identity.store_key()).unwrap(),
+            identity,
             dir,
         }
     }
@@ -196,7 +197,7 @@ fn the_history_file_is_readable_by_its_owner_only() {
     // An existing file with a looser mode is tightened when opened again.
     drop(device.store);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let _store = ClientStore::open(device.dir.path()).unwrap();
+    let _store = ClientStore::open(device.dir.path(), device.identity.store_key()).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }

@@ -15,7 +15,7 @@ use tidings_protocol::card::ContactCard;
 use wasm_bindgen::prelude::*;
 
 /// The OPFS directory of this origin's device.
-const DEVICE_DIR: &str = "tidings-device";
+pub(crate) const DEVICE_DIR: &str = "tidings-device";
 
 /// The pause before connecting again after the session ended, and its longest value.
 const FIRST_RECONNECT_PAUSE: Duration = Duration::from_millis(250);
@@ -33,11 +33,23 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// A device opened in this worker.
 #[wasm_bindgen]
 pub struct Device {
-    client: Client,
-    nudge: Option<mpsc::Sender<()>>,
+    pub(crate) client: Client,
+    pub(crate) nudge: Option<mpsc::Sender<()>>,
+    pub(crate) social: Option<mpsc::Sender<crate::social_session::Command>>,
 }
 
-fn js_error(error: impl std::fmt::Display) -> JsError {
+impl Device {
+    /// A device of `client`, its session not started yet.
+    pub(crate) fn opened(client: Client) -> Device {
+        Device {
+            client,
+            nudge: None,
+            social: None,
+        }
+    }
+}
+
+pub(crate) fn js_error(error: impl std::fmt::Display) -> JsError {
     JsError::new(&error.to_string())
 }
 
@@ -55,14 +67,10 @@ impl Device {
         let client = browser::create_device(DEVICE_DIR, Some(&passphrase))
             .await
             .map_err(js_error)?;
-        runtime::timeout(REGISTER_TIMEOUT, client.register(address, None))
-            .await
-            .map_err(|_| JsError::new("the relay did not register this device in time"))?
-            .map_err(js_error)?;
-        Ok(Device {
-            client,
-            nudge: None,
-        })
+        let client =
+            crate::unregistered::register_or_remove(client, DEVICE_DIR, address, REGISTER_TIMEOUT)
+                .await?;
+        Ok(Device::opened(client))
     }
 
     /// Opens this origin's device with its passphrase.
@@ -70,10 +78,7 @@ impl Device {
         let client = browser::open_device(DEVICE_DIR, Some(&passphrase))
             .await
             .map_err(js_error)?;
-        Ok(Device {
-            client,
-            nudge: None,
-        })
+        Ok(Device::opened(client))
     }
 
     /// Starts the session with the home relay; `on_event(json)` gets each event as JSON text:
@@ -82,7 +87,10 @@ impl Device {
     pub fn start(&mut self, on_event: js_sys::Function) {
         let (nudge, nudges) = mpsc::channel(NUDGE_QUEUE);
         self.nudge = Some(nudge);
-        runtime::spawn(run_session(self.client.clone(), on_event, nudges));
+        let (social, commands) = crate::social_session::channel();
+        self.social = Some(social);
+        let social = crate::social_session::SessionSide::new(commands);
+        runtime::spawn(run_session(self.client.clone(), on_event, nudges, social));
     }
 
     /// This account's user id.
@@ -103,7 +111,9 @@ impl Device {
             .trim()
             .parse()
             .map_err(|error| JsError::new(&format!("not a contact card: {error}")))?;
-        self.client.add_contact(&name, &card).map_err(js_error)
+        self.client.add_contact(&name, &card).map_err(js_error)?;
+        self.watch_contacts();
+        Ok(())
     }
 
     /// The chats as JSON: contacts `{name, user}` then groups `{name, group}`.
@@ -148,7 +158,7 @@ impl Device {
         Ok(marked)
     }
 
-    fn nudge(&self) {
+    pub(crate) fn nudge(&self) {
         if let Some(nudge) = &self.nudge {
             // A full queue already holds a nudge: the flush it causes sends this too.
             let _ = nudge.clone().try_send(());
@@ -167,7 +177,7 @@ fn status_name(status: &MessageStatus) -> &'static str {
     }
 }
 
-fn message_json(record: &MessageRecord) -> Value {
+pub(crate) fn message_json(record: &MessageRecord) -> Value {
     json!({
         "id": record.id.to_string(),
         "peer": record.peer.to_string(),
@@ -176,6 +186,7 @@ fn message_json(record: &MessageRecord) -> Value {
         "text": record.text,
         "sentAt": record.sent_at_ms,
         "status": status_name(&record.status),
+        "media": record.media.as_deref().map(crate::media_view::media_json),
     })
 }
 
@@ -205,13 +216,22 @@ fn event_json(event: &Event) -> Option<Value> {
         Event::GroupChanged { group, .. } => {
             Some(json!({ "kind": "group", "group": group.to_string() }))
         }
+        Event::ContactsSynced | Event::HistorySynced { .. } => Some(json!({ "kind": "synced" })),
+        Event::Presence { .. } | Event::Typing { .. } | Event::ProfileChanged { .. } => {
+            crate::social_session::event_json(event)
+        }
         _ => None,
     }
 }
 
 /// Keeps a subscribed session with the home relay until the page's device is dropped:
 /// reports each event, flushes when nudged, reconnects with a growing pause.
-async fn run_session(client: Client, on_event: js_sys::Function, mut nudges: mpsc::Receiver<()>) {
+async fn run_session(
+    client: Client,
+    on_event: js_sys::Function,
+    mut nudges: mpsc::Receiver<()>,
+    mut social: crate::social_session::SessionSide,
+) {
     let mut pause = FIRST_RECONNECT_PAUSE;
     loop {
         link(&on_event, "connecting", "");
@@ -231,6 +251,7 @@ async fn run_session(client: Client, on_event: js_sys::Function, mut nudges: mps
             continue;
         }
         pause = FIRST_RECONNECT_PAUSE;
+        social.on_connected(&session, &on_event).await;
         link(&on_event, "connected", "");
         loop {
             tokio::select! {
@@ -244,6 +265,7 @@ async fn run_session(client: Client, on_event: js_sys::Function, mut nudges: mps
                         break;
                     }
                 }
+                due = social.next() => social.run(&mut session, due, &on_event).await,
                 event = session.next_event() => match event {
                     Ok(event) => {
                         if let Some(event) = event_json(&event) {

@@ -7,12 +7,26 @@
 //! empty.
 
 #[cfg(target_arch = "wasm32")]
+mod account;
+#[cfg(target_arch = "wasm32")]
 mod browser;
 #[cfg(target_arch = "wasm32")]
 mod device;
 #[cfg(target_arch = "wasm32")]
+mod media;
+#[cfg(target_arch = "wasm32")]
+mod media_view;
+#[cfg(target_arch = "wasm32")]
+mod social;
+#[cfg(target_arch = "wasm32")]
+mod social_session;
+#[cfg(target_arch = "wasm32")]
 mod swarm;
+#[cfg(target_arch = "wasm32")]
+mod unregistered;
 
+#[cfg(target_arch = "wasm32")]
+pub use account::PendingLink;
 #[cfg(target_arch = "wasm32")]
 pub use browser::probe_relay;
 #[cfg(target_arch = "wasm32")]

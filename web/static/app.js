@@ -3,6 +3,9 @@
 // test reads has a `data-testid`; `body[data-state]` (loading, welcome, locked, ready,
 // failed) and `body[data-link]` (connecting, connected, disconnected) say where the page is.
 import { Event, Request, WorkerChannel } from "./messages.js";
+import { setupAccount } from "./account.js";
+import * as social from "./social.js";
+import { setupMedia, showMedia } from "./media.js";
 
 const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
 const status = byTestId("status");
@@ -48,6 +51,7 @@ function messageItem(message) {
   text.dataset.testid = "message-text";
   text.textContent = message.text;
   item.append(text);
+  showMedia(item, message);
   if (message.outgoing) {
     const tick = document.createElement("span");
     tick.className = "tick";
@@ -101,12 +105,14 @@ async function showChats(chats) {
     item.append(button);
     return item;
   }));
+  social.chatsShown(chats);
 }
 
 async function openConversation(name) {
   openChat = name;
   document.getElementById("chat").hidden = false;
   byTestId("chat-title").textContent = name;
+  social.chatOpened(name);
   const history = await device.request(Request.HISTORY, { who: name });
   byTestId("messages").replaceChildren(...history.map(messageItem));
   for (const button of document.querySelectorAll('[data-testid="chat"]')) {
@@ -118,6 +124,9 @@ async function openConversation(name) {
 }
 
 function onEvent(message) {
+  if (social.onEvent(message)) {
+    return;
+  }
   if (message.event === Event.LINK) {
     document.body.dataset.link = message.state;
     byTestId("link").textContent = message.state;
@@ -154,12 +163,16 @@ async function enter(opened) {
   byTestId("my-card").value = opened.card;
   show("ready", `signed in as ${opened.user}`);
   await showChats(await device.request(Request.CHATS));
+  social.entered();
   document.body.dataset.readyMs = String(Math.round(performance.now()));
 }
 
 async function main() {
   const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
   device = new WorkerChannel(worker, onEvent);
+  const account = setupAccount({ device, show, enter, showChats, openChat: () => openChat, status });
+  social.setup(device, { openChat: (name) => openConversation(name).catch(fail) });
+  setupMedia(device, appendMessage);
   onSubmit("welcome", async () => {
     const passphrase = byTestId("new-passphrase");
     status.textContent = "creating your account…";
@@ -169,7 +182,8 @@ async function main() {
   onSubmit("locked", async () => {
     const passphrase = byTestId("passphrase");
     status.textContent = "unlocking…";
-    await enter(await device.request(Request.UNLOCK, { passphrase: passphrase.value }));
+    await enter(await device.request(Request.UNLOCK, { passphrase: passphrase.value })
+      .catch(account.unlockFailed));
     passphrase.value = "";
   });
   onSubmit("add-contact", async () => {

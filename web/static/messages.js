@@ -22,6 +22,41 @@ export const Request = Object.freeze({
   SEND: "send",
   /** `{who}`: mark the conversation read; replies how many messages were marked. */
   MARK_READ: "mark-read",
+  /**
+   * `{relay}` (the account's home relay; empty: this page's): start linking this browser as
+   * a device of an existing account; replies `{code}`, to approve on the account's device.
+   */
+  LINK_START: "link-start",
+  /** `{passphrase}`: wait for the approval, save and register; replies `{user, card}`. */
+  LINK_FINISH: "link-finish",
+  /** Replies whether this browser holds a device. */
+  EXISTS: "exists",
+  /** `{name, members}` (contact names): create a group; replies the chats. */
+  CREATE_GROUP: "create-group",
+  /** `{group, members}` (contact names): add members to a group; replies the chats. */
+  ADD_TO_GROUP: "add-to-group",
+  /** `{who, sent}`: a key typed in the chat with `who` (`sent`: its line was sent); no reply value. */
+  TYPING: "typing",
+  /** Replies `{own, contacts: [{name, user, profile}]}` (profile: `{name, about, version}` or null). */
+  PROFILES: "profiles",
+  /** `{name, about}`: set our profile; replies it. */
+  SET_PROFILE: "set-profile",
+  /** `{text}`: post a text status to every contact for 24 hours; replies `{id, expiresAt, audience}`. */
+  POST_STATUS: "post-status",
+  /** Replies the statuses held: `{theirs: [status], mine: [status]}` (fetched first). */
+  STATUSES: "statuses",
+  /** `{query}`: search the history here; replies `[{id, chat, group, sender, sentAt, parts}]`. */
+  SEARCH: "search",
+  /**
+   * `{who, file, transfer}` (`file`: a picked File): send it, with PROGRESS events under
+   * `transfer`; replies the message.
+   */
+  SEND_FILE: "send-file",
+  /**
+   * `{message}` (its id): save a received media (PROGRESS events under that id); replies its OPFS path
+   * (`tidings-device/media/saved/<blob id>`), which the page reads as a `File`.
+   */
+  SAVE_MEDIA: "save-media",
 });
 
 /** Events the worker sends unasked (`{event, ...}`). */
@@ -36,8 +71,16 @@ export const Event = Object.freeze({
   TICK: "tick",
   /** `{group}`: a group was joined or changed (the chat list is due again). */
   GROUP: "group",
+  /** `{user, state, lastSeen}`: a contact is `online`, `offline` (last seen, ms) or `hidden`. */
+  PRESENCE: "presence",
+  /** `{from, group, typing, expiresMs}`: someone started (or stopped) typing to us. */
+  TYPING: "typing",
+  /** `{user}`: a contact's profile changed (fetched already). */
+  PROFILE: "profile",
   /** `{error}`: the worker could not start (the wasm did not load). */
   FAILED: "failed",
+  /** `{id, done, total}`: a file going up (`id`: its transfer) or being saved (a message id). */
+  PROGRESS: "progress",
 });
 
 /** Most requests the page keeps waiting for at once (a stuck worker cannot grow the map). */

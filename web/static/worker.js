@@ -9,6 +9,8 @@ const ready = init();
 let relayAddress = null;
 /** The open device, once created or unlocked. */
 let device = null;
+/** A link started from the page, waiting for its approval (account.js). */
+let pendingLink = null;
 
 /** The WebSocket address of `relay` (`/tidings.json`) fitting this page's scheme. */
 function webSocketAddress(relay, secure) {
@@ -31,6 +33,12 @@ function onDeviceEvent(text) {
     self.postMessage({ event: Event.TICK, peer: event.peer, id: event.id, status: event.status });
   } else if (event.kind === "group") {
     self.postMessage({ event: Event.GROUP, group: event.group });
+  } else if (event.kind === "synced") {
+    // Contacts or history from another device of this account: the chat list is due again.
+    self.postMessage({ event: Event.GROUP, group: null });
+  } else if ([Event.PRESENCE, Event.TYPING, Event.PROFILE].includes(event.kind)) {
+    const { kind, ...fields } = event;
+    self.postMessage({ event: kind, ...fields });
   }
 }
 
@@ -65,7 +73,7 @@ const handlers = {
     if (device) {
       throw new Error("the device is already open");
     }
-    return opened(await Device.unlock(String(passphrase)));
+    return opened(await Device.unlockRegistered(String(passphrase), relayAddress || ""));
   },
   async [Request.ADD_CONTACT]({ name, card }) {
     openDevice().addContact(String(name), String(card));
@@ -83,6 +91,65 @@ const handlers = {
   async [Request.MARK_READ]({ who }) {
     return await openDevice().markRead(String(who));
   },
+  async [Request.LINK_START]({ relay }) {
+    if (device || pendingLink || !relayAddress) {
+      throw new Error("connect first, with no device open and no link waiting");
+    }
+    pendingLink = await Device.startLink(String(relay || relayAddress));
+    return { code: pendingLink.code() };
+  },
+  async [Request.LINK_FINISH]({ passphrase }) {
+    const link = pendingLink;
+    pendingLink = null;
+    if (!link || device) {
+      throw new Error("start a link first");
+    }
+    return opened(await link.finish(String(passphrase)));
+  },
+  async [Request.EXISTS]() {
+    return await Device.exists();
+  },
+  async [Request.CREATE_GROUP]({ name, members }) {
+    const names = JSON.stringify(Array.from(members || [], String));
+    return JSON.parse(await openDevice().createGroup(String(name), names));
+  },
+  async [Request.ADD_TO_GROUP]({ group, members }) {
+    const names = JSON.stringify(Array.from(members || [], String));
+    return JSON.parse(await openDevice().addToGroup(String(group), names));
+  },
+  async [Request.TYPING]({ who, sent }) {
+    if (sent) {
+      openDevice().typingSent(String(who));
+    } else {
+      openDevice().typing(String(who));
+    }
+    return null;
+  },
+  async [Request.PROFILES]() {
+    return JSON.parse(openDevice().profiles());
+  },
+  async [Request.SET_PROFILE]({ name, about }) {
+    return JSON.parse(await openDevice().setProfile(String(name), String(about)));
+  },
+  async [Request.POST_STATUS]({ text }) {
+    return JSON.parse(await openDevice().postStatus(String(text)));
+  },
+  async [Request.STATUSES]() {
+    return JSON.parse(await openDevice().statuses());
+  },
+  async [Request.SEARCH]({ query }) {
+    return JSON.parse(openDevice().search(String(query)));
+  },
+  async [Request.SEND_FILE]({ who, file, transfer }) {
+    if (!(file instanceof Blob)) {
+      throw new Error("no file to send");
+    }
+    const name = String(file.name || "file");
+    return JSON.parse(await openDevice().sendFile(String(who), file, name, String(transfer), onProgress));
+  },
+  async [Request.SAVE_MEDIA]({ message }) {
+    return await openDevice().saveMedia(String(message), onProgress);
+  },
 };
 
 self.addEventListener("message", async ({ data }) => {
@@ -98,5 +165,11 @@ self.addEventListener("message", async ({ data }) => {
     self.postMessage({ id, ok: false, error: String(error && error.message || error) });
   }
 });
+
+/** Passes a transfer's progress (JSON text from the device) on to the page. */
+function onProgress(text) {
+  const { id, done, total } = JSON.parse(text);
+  self.postMessage({ event: Event.PROGRESS, id, done, total });
+}
 
 ready.catch((error) => self.postMessage({ event: Event.FAILED, error: String(error) }));

@@ -143,9 +143,10 @@ struct Device {
 impl Device {
     fn new(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let identity = Identity::generate();
         Ok(Self {
-            identity: Identity::generate(),
-            store: ClientStore::open(dir)?,
+            store: ClientStore::open(dir, identity.store_key())?,
+            identity,
         })
     }
 

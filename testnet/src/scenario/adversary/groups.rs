@@ -28,7 +28,7 @@ const REMOVED_TEXT: &str = "still here, and still reading along";
 const OBSERVE: Duration = Duration::from_secs(6);
 
 /// How long a member added later gets to learn the squatted group.
-const JOIN_PATIENCE: Duration = Duration::from_secs(10);
+const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Mallory's forged version: judged by whether any honest member's client adopted it.
 pub async fn takeover(world: &World) -> Findings {

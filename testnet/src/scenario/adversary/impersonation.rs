@@ -31,7 +31,7 @@ const FORGED_TEXT: &str = "It's Alice, new phone. Use this one from now on.";
 const FORGED_GROUP_TEXT: &str = "Carol here: the meeting moved, details from Trudy";
 
 /// How long Bob's client gets to store Trudy's honest first message.
-const HELLO_PATIENCE: Duration = Duration::from_secs(15);
+const HELLO_PATIENCE: Duration = Duration::from_secs(40);
 
 /// How long Bob's client gets to store the forgery (when his relay took it).
 const OBSERVE: Duration = Duration::from_secs(6);

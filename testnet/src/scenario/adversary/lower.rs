@@ -33,10 +33,10 @@ const IDLE: &str = "idle_unregistered_session";
 const PERMISSIONS: &str = "client_store_permissions";
 
 /// How long an honest message may take to arrive.
-const DELIVERY_PATIENCE: Duration = Duration::from_secs(8);
+const DELIVERY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How long the honest sender to the rogue's user waits for the outcome.
-const BOUNCE_PATIENCE: Duration = Duration::from_secs(12);
+const BOUNCE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Presence changes the rogue relay keeps.
 const MAX_HEARD: usize = 1024;

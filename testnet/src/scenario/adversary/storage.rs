@@ -51,7 +51,7 @@ const PARK_BATCH: usize = 8;
 const OUTBOX_MESSAGES: usize = (OUTBOX_MAX as usize).div_ceil(MAX_GROUP_MEMBERS - 1) + 2;
 
 /// How long an honest user's cross-relay message may wait to be accepted.
-const PROBE_PATIENCE: Duration = Duration::from_secs(6);
+const PROBE_PATIENCE: Duration = Duration::from_secs(20);
 
 /// A stranger sends `Descriptors` of made-up groups; judged by whether the relay then holds
 /// them (it has no member of any), and how much its database grew.

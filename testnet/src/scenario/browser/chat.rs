@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tidings_client::{Client, Direction, MessageStatus};
 
-use super::page::{PageMessage, PageUser};
+use super::{
+    POLL_EVERY, SETTLE_TIMEOUT,
+    page::{PageMessage, PageUser},
+};
 use crate::scenario::users;
 
 /// Every browser user's passphrase.
@@ -18,12 +21,6 @@ pub const CLI_NAME: &str = "cli";
 
 /// How long an account may take to be created or unlocked (Argon2id, registration).
 const ENTER_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long messages may take to arrive and be ticked on both sides.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How often the scenario looks again while waiting.
-const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// Counts over every exchange, both directions.
 #[derive(Debug, Default, Clone)]

@@ -2,12 +2,13 @@
 //! user; each page finds it in its chat list and writes to it, the CLI user too; every
 //! member must show every other member's messages once, in order, and the senders' ✓.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use tidings_client::{Client, Direction, MessageStatus};
 
 use super::{
+    POLL_EVERY, SETTLE_TIMEOUT,
     chat::{self, CLI_NAME, Counts},
     page::PageUser,
     report::Check,
@@ -17,12 +18,6 @@ use crate::scenario::users;
 
 /// The group's name.
 const GROUP: &str = "crew";
-
-/// How long the group's messages may take to reach every member.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How often the scenario looks again while waiting.
-const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs the group step and counts each sender's messages at each other member.
 pub async fn group_chat(pages: &[PageUser], cli: &Client, counts: &mut Counts) -> Check {

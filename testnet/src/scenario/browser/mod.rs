@@ -1,11 +1,14 @@
 //! `scenario browser`: relays as processes (TCP, QUIC, WebSocket) serving the built page,
 //! browser users in Debian's headless Chromium driven through WebDriver, and a CLI user.
 
+mod account;
 mod chat;
 mod group;
+mod media;
 mod page;
 mod relays;
 mod report;
+mod social;
 mod steps;
 
 use std::{
@@ -23,6 +26,12 @@ use crate::{report::Percentiles, report::Report, webdriver::ChromeDriver};
 use page::PageUser;
 pub use report::BrowserReport;
 use report::BrowserSummary;
+
+/// How long a step's messages, ticks or page changes may take to show.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often a step looks again while waiting.
+const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// The page's state once it shows the chat list.
 const READY: &str = "ready";
@@ -136,6 +145,11 @@ pub async fn run(work: &Path, params: Params) -> anyhow::Result<BrowserReport> {
     }
 
     checks.push(group::group_chat(&users, &cli, &mut counts).await);
+    checks.extend(account::run(&users, &cli, &driver, &mut relays, work, &mut counts).await);
+    if let Some(first) = users.first() {
+        checks.extend(media::media(first, &cli, work, params.seed).await);
+    }
+    checks.extend(social::social(&users, &cli).await);
 
     for (user, summary) in users.iter_mut().zip(&mut browsers) {
         summary.state = user.state().await?;

@@ -53,13 +53,14 @@ pub struct BrowserReport {
 }
 
 impl BrowserReport {
-    /// Whether messages held and every browser reached its ready state.
+    /// Whether messages held, every browser reached its ready state and every check passed.
     pub fn passed(&self) -> bool {
         self.report.passed()
             && self
                 .browsers
                 .iter()
                 .all(|browser| browser.state == super::READY)
+            && self.checks.iter().all(|check| check.passed)
     }
 
     fn print(&self, json: bool) -> anyhow::Result<()> {

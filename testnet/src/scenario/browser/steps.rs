@@ -18,14 +18,14 @@ use crate::webdriver::ChromeDriver;
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The page's OPFS directory and the files the device keeps there (web/src/device.rs).
-const DEVICE_DIR: &str = "tidings-device";
+pub(super) const DEVICE_DIR: &str = "tidings-device";
 const DEVICE_FILES: [&str; 2] = [tidings_client::store::STORE_FILE, tidings_client::KEY_FILE];
 
 /// Messages each way in each step.
 pub const PER_STEP: usize = 3;
 
 /// Times `step`: passed if it returned Ok(true), with the error as the detail otherwise.
-async fn check(
+pub(super) async fn check(
     name: &'static str,
     step: impl std::future::Future<Output = anyhow::Result<bool>>,
 ) -> Check {

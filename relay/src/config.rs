@@ -79,12 +79,19 @@ pub struct FederationConfig {
     /// How long an envelope for another relay is retried before its sender is told it failed,
     /// in seconds.
     pub undeliverable_after_secs: u64,
+    /// The first pause before forwarding to a relay that failed again (doubling each time),
+    /// in milliseconds. A relay that connects again is tried at once.
+    pub forward_retry_min_ms: u64,
+    /// The longest pause between attempts to forward to a relay, in milliseconds.
+    pub forward_retry_max_ms: u64,
 }
 
 impl Default for FederationConfig {
     fn default() -> Self {
         Self {
             undeliverable_after_secs: 7 * 24 * 3600,
+            forward_retry_min_ms: 500,
+            forward_retry_max_ms: 60_000,
         }
     }
 }

@@ -46,6 +46,7 @@ pub mod node_key;
 mod presence;
 mod profiles;
 pub mod push;
+mod retry;
 mod router;
 mod server;
 pub(crate) mod session;

@@ -132,6 +132,7 @@ pub struct Metrics {
     registry: Registry,
     libp2p: libp2p::metrics::Metrics,
     forward_batches: Family<BatchLabels, Counter>,
+    forward_failures: Counter,
     envelopes_stored: Family<StoredLabels, Counter>,
     envelopes_rejected: Family<RejectedLabels, Counter>,
     envelopes_duplicate: Family<FromLabels, Counter>,
@@ -177,6 +178,12 @@ impl Metrics {
             "forward_batches",
             "Batches of envelopes forwarded to other relays",
             forward_batches.clone(),
+        );
+        let forward_failures = Counter::default();
+        tidings.register(
+            "forward_failures",
+            "Forward batches that failed (the relay unreachable or the link broken): retried",
+            forward_failures.clone(),
         );
         let envelopes_stored = Family::<StoredLabels, Counter>::default();
         tidings.register(
@@ -297,6 +304,7 @@ impl Metrics {
             registry,
             libp2p,
             forward_batches,
+            forward_failures,
             envelopes_stored,
             envelopes_rejected,
             envelopes_duplicate,
@@ -331,6 +339,16 @@ impl Metrics {
         self.forward_batches
             .get_or_create(&BatchLabels { kind })
             .inc();
+    }
+
+    /// Counts a forward batch that failed (and will be retried).
+    pub fn forward_failed(&self) {
+        self.forward_failures.inc();
+    }
+
+    /// Forward batches that failed so far.
+    pub fn forward_failures(&self) -> u64 {
+        self.forward_failures.get()
     }
 
     /// Forward batches so far, of one kind.

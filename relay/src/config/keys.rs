@@ -165,11 +165,23 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         name: "federation",
         doc: "",
-        keys: &[key(
-            "undeliverable_after_secs",
-            "How long an envelope for a user on another relay is retried before its sender \
-             is told it could not be delivered, in seconds.",
-        )],
+        keys: &[
+            key(
+                "undeliverable_after_secs",
+                "How long an envelope for a user on another relay is retried before its sender \
+                 is told it could not be delivered, in seconds.",
+            ),
+            key(
+                "forward_retry_min_ms",
+                "The first pause before forwarding to a relay that failed again (doubling \
+                 after each failure). Envelopes wait in the outbox meanwhile; a relay that \
+                 connects again is tried at once.",
+            ),
+            key(
+                "forward_retry_max_ms",
+                "The longest pause between attempts to forward to a relay.",
+            ),
+        ],
     },
     Section {
         name: "presence",

@@ -4,8 +4,9 @@
 //! committed it. Per destination relay up to `relay_queue::LANES` batches are in flight;
 //! a sender's entries all go in one lane, oldest first, so one sender's envelopes to one
 //! user keep their order. A failed send backs off exponentially with jitter, forgets the
-//! cached route of the batch's recipients and looks them up again. What cannot be delivered within `undeliverable_after` is bounced into the
-//! sender's mailbox.
+//! cached route of the batch's recipients and looks them up again; a relay that connects
+//! again ends its pause at once. What cannot be delivered within `undeliverable_after` is
+//! bounced into the sender's mailbox.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -19,7 +20,7 @@ use tidings_protocol::{
     EnvelopeId, ErrorAnswer, ErrorCode, UserId, client::SendOutcome,
     federation::MAX_FORWARD_RECIPIENTS, limits::MAX_BATCH_ENVELOPES, now_ms,
 };
-use tokio::time::Instant;
+use tokio::{sync::broadcast, time::Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -32,15 +33,12 @@ use super::{
 };
 use crate::{
     metrics::Metrics,
+    retry::Retry,
     store::{OutboxMeta, Store},
 };
 
 /// Outbox entries read from the store at a time.
 const LOAD_CHUNK: usize = 4096;
-
-/// First and longest pause after failures.
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Home lookups the forwarder runs at once.
 const MAX_LOOKUPS_IN_FLIGHT: usize = 64;
@@ -52,21 +50,14 @@ const GATHER_MS: u64 = 5000;
 /// How often the forwarder looks at timers even when nothing happens.
 const TICK: Duration = Duration::from_millis(50);
 
-/// Exponential backoff with jitter (50% to 100% of the step).
-fn backoff(failures: u32) -> Duration {
-    let step = BACKOFF_MIN
-        .saturating_mul(1u32 << failures.min(16))
-        .min(BACKOFF_MAX);
-    let jitter = rand::random::<f64>() * 0.5 + 0.5;
-    step.mul_f64(jitter)
-}
-
 /// Waiting to learn where a recipient lives.
 #[derive(Default)]
 struct Unrouted {
     seqs: BTreeSet<u64>,
     failures: u32,
     not_before: Option<Instant>,
+    /// The relay whose failure sent them here, if one did: its return ends the pause.
+    failed_at: Option<PeerId>,
 }
 
 enum Done {
@@ -86,6 +77,7 @@ pub(crate) struct Forwarder {
     directory: Directory,
     shutdown: CancellationToken,
     undeliverable_after_ms: u64,
+    retry: Retry,
     entries: BTreeMap<u64, OutboxMeta>,
     loaded_up_to: u64,
     routes: HashMap<UserId, PeerId>,
@@ -103,6 +95,7 @@ impl Forwarder {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
         undeliverable_after: Duration,
+        retry: Retry,
     ) -> Self {
         Self {
             courier: Arc::new(Courier {
@@ -113,6 +106,7 @@ impl Forwarder {
             directory,
             shutdown,
             undeliverable_after_ms: undeliverable_after.as_millis() as u64,
+            retry,
             entries: BTreeMap::new(),
             loaded_up_to: 0,
             routes: HashMap::new(),
@@ -129,6 +123,8 @@ impl Forwarder {
         let shutdown = self.shutdown.clone();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut relays_up = self.courier.links.relays_up();
+        let mut hear_relays = true;
         self.load().await;
         loop {
             self.expire().await;
@@ -136,8 +132,31 @@ impl Forwarder {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = notify.notified() => self.load().await,
+                up = relays_up.recv(), if hear_relays => match up {
+                    Ok(peer) => self.relay_up(Some(peer)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.relay_up(None),
+                    Err(broadcast::error::RecvError::Closed) => hear_relays = false,
+                },
                 Some(done) = self.tasks.next(), if !self.tasks.is_empty() => self.on_done(done).await,
                 _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// `peer` (every relay, if `None`: notices were missed) connected again: whatever
+    /// waits on a pause after it failed is tried at once.
+    fn relay_up(&mut self, peer: Option<PeerId>) {
+        let now = Instant::now();
+        let matches = |candidate: &PeerId| peer.is_none_or(|peer| peer == *candidate);
+        for (candidate, relay) in &mut self.relays {
+            if matches(candidate) {
+                relay.link_up(now);
+            }
+        }
+        for waiting in self.unrouted.values_mut() {
+            if waiting.failed_at.as_ref().is_some_and(matches) {
+                waiting.not_before = None;
+                waiting.failed_at = None;
             }
         }
     }
@@ -340,7 +359,7 @@ impl Forwarder {
                 }
                 let waiting = self.unrouted.entry(user).or_default();
                 waiting.failures += 1;
-                waiting.not_before = Some(Instant::now() + backoff(waiting.failures));
+                waiting.not_before = Some(Instant::now() + self.retry.after(waiting.failures));
             }
         }
     }
@@ -349,7 +368,7 @@ impl Forwarder {
         let waiting = self.unrouted.entry(user).or_default();
         waiting.seqs.extend(seqs);
         waiting.failures += 1;
-        waiting.not_before = Some(Instant::now() + backoff(waiting.failures));
+        waiting.not_before = Some(Instant::now() + self.retry.after(waiting.failures));
     }
 
     async fn on_sent(
@@ -403,7 +422,9 @@ impl Forwarder {
             }
         }
         if let Some(relay) = self.relays.get_mut(&peer) {
-            relay.answered(lane, retry, Instant::now(), backoff);
+            relay.answered(lane, retry, Instant::now(), |failures| {
+                self.retry.after(failures)
+            });
         }
     }
 
@@ -413,15 +434,19 @@ impl Forwarder {
             .iter()
             .filter_map(|seq| self.entries.get(seq).map(|meta| meta.recipient))
             .collect();
+        self.courier.metrics.forward_failed();
         let failures = match self.relays.get_mut(&peer) {
-            Some(relay) => relay.failed(lane, Instant::now(), backoff),
+            Some(relay) => {
+                relay.failed(lane, Instant::now(), |failures| self.retry.after(failures))
+            }
             None => 1,
         };
         for user in recipients {
             self.unroute(user).await;
             if let Some(waiting) = self.unrouted.get_mut(&user) {
                 waiting.failures = failures;
-                waiting.not_before = Some(Instant::now() + backoff(failures));
+                waiting.not_before = Some(Instant::now() + self.retry.after(failures));
+                waiting.failed_at = Some(peer);
             }
         }
     }

@@ -91,6 +91,11 @@ impl Links {
         (links, actor)
     }
 
+    /// Notices of relays that just connected (see [`NetworkHandle::relays_up`]).
+    pub fn relays_up(&self) -> tokio::sync::broadcast::Receiver<PeerId> {
+        self.network.relays_up()
+    }
+
     async fn existing(&self, peer: PeerId) -> Option<LinkSender> {
         let (reply, answer) = oneshot::channel();
         self.inbox.send(Command::Get { peer, reply }).await.ok()?;

@@ -88,7 +88,7 @@ impl RelayQueue {
         lane: usize,
         retry: bool,
         now: Instant,
-        backoff: fn(u32) -> Duration,
+        backoff: impl Fn(u32) -> Duration,
     ) {
         if retry {
             self.failed(lane, now, backoff);
@@ -101,7 +101,7 @@ impl RelayQueue {
     /// `lane`'s batch failed: the relay backs off. Batches that were out together fail
     /// together when the link goes: one outage, so only a batch sent after the newest
     /// outage began makes the pause longer. Returns the outages in a row.
-    pub fn failed(&mut self, lane: usize, now: Instant, backoff: fn(u32) -> Duration) -> u32 {
+    pub fn failed(&mut self, lane: usize, now: Instant, backoff: impl Fn(u32) -> Duration) -> u32 {
         let since = self.free(lane);
         let same_outage =
             matches!((since, self.failed_at), (Some(sent), Some(failed)) if sent <= failed);
@@ -111,6 +111,12 @@ impl RelayQueue {
             self.not_before = now + backoff(self.failures);
         }
         self.failures
+    }
+
+    /// The relay connected again: its pause ends now. The outage count stays, so a relay
+    /// that keeps connecting and failing still backs off longer each time it fails.
+    pub fn link_up(&mut self, now: Instant) {
+        self.not_before = self.not_before.min(now);
     }
 
     fn free(&mut self, lane: usize) -> Option<Instant> {
@@ -163,5 +169,25 @@ mod tests {
         relay.answered(0, false, t1, step);
         assert_eq!(relay.failures, 0);
         assert_eq!(relay.ready_lanes(t1).count(), 0, "nothing queued");
+    }
+
+    #[test]
+    fn a_relay_that_connects_again_is_ready_at_once_and_keeps_its_outage_count() {
+        let mut relay = queue();
+        let sender = tidings_protocol::UserId::from_bytes([7; 32]);
+        relay.insert(1, &sender);
+        let t0 = Instant::now();
+        let lane = lane_of(&sender);
+        relay.sent(lane, t0);
+        relay.failed(lane, t0, step);
+        relay.sent(lane, t0 + step(1));
+        assert_eq!(relay.failed(lane, t0 + step(1), step), 2);
+        let soon = t0 + step(1) + Duration::from_millis(1);
+        assert_eq!(relay.ready_lanes(soon).count(), 0, "backed off");
+        relay.link_up(soon);
+        assert_eq!(relay.ready_lanes(soon).count(), 1);
+        assert_eq!(relay.failures, 2);
+        relay.link_up(soon + step(5));
+        assert_eq!(relay.not_before, soon, "a notice never starts a pause");
     }
 }

@@ -10,7 +10,7 @@ use libp2p::{
         dial_opts::{DialOpts, PeerCondition},
     },
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -37,6 +37,8 @@ pub struct EventLoop {
     metrics: Arc<Metrics>,
     /// Where each connected peer connects from, for per-source limits.
     sources: Arc<PeerSources>,
+    /// Where relays that identified themselves are announced.
+    relays_up: broadcast::Sender<PeerId>,
 }
 
 impl EventLoop {
@@ -45,6 +47,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
         stats: Arc<DhtStats>,
+        relays_up: broadcast::Sender<PeerId>,
     ) -> Self {
         Self {
             swarm,
@@ -56,6 +59,7 @@ impl EventLoop {
             dht_stats: stats,
             metrics: Arc::new(Metrics::default()),
             sources: Arc::new(PeerSources::default()),
+            relays_up,
         }
     }
 
@@ -153,6 +157,8 @@ impl EventLoop {
                     tracing::debug!(%peer_id, "warm relay links at their bound; this one may idle out");
                 }
                 self.metrics.set_warm_links(behaviour.warm.warm_links());
+                // No listener is fine: nothing backs off from anyone yet.
+                let _ = self.relays_up.send(peer_id);
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");

@@ -22,7 +22,7 @@ use libp2p::{
     identity::Keypair, kad, multiaddr::Protocol, noise, ping, swarm::NetworkBehaviour, tcp, yamux,
 };
 use tidings_protocol::{HomeRecord, UserId};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::NetworkConfig;
 pub use crate::metrics::DhtStats;
@@ -55,6 +55,10 @@ pub(crate) const MAX_RECORD_HOLD: Duration = Duration::from_secs(48 * 3600);
 
 /// Commands queued for the event loop before senders wait.
 const COMMAND_QUEUE: usize = 256;
+
+/// "A relay is connected" notices kept for a slow listener; one that falls further behind
+/// is told it lagged (and treats every relay as back).
+const RELAYS_UP_QUEUE: usize = 64;
 
 /// Why the network could not start.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +182,7 @@ pub struct NetworkHandle {
     commands: mpsc::Sender<Command>,
     stats: Arc<DhtStats>,
     inbound: InboundControl,
+    relays_up: broadcast::Sender<PeerId>,
 }
 
 impl NetworkHandle {
@@ -194,6 +199,12 @@ impl NetworkHandle {
     /// Where protocols are registered to accept inbound streams.
     pub(crate) fn inbound(&self) -> InboundControl {
         self.inbound.clone()
+    }
+
+    /// Notices of relays that connected and identified themselves (a relay that was down
+    /// may be back: a hint for whoever backs off from it).
+    pub(crate) fn relays_up(&self) -> broadcast::Receiver<PeerId> {
+        self.relays_up.subscribe()
     }
 
     /// DHT counters.
@@ -427,7 +438,14 @@ pub fn build(
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let stats = Arc::new(DhtStats::default());
-    let event_loop = EventLoop::new(swarm, commands_rx, listen_tx, stats.clone());
+    let (relays_up, _) = broadcast::channel(RELAYS_UP_QUEUE);
+    let event_loop = EventLoop::new(
+        swarm,
+        commands_rx,
+        listen_tx,
+        stats.clone(),
+        relays_up.clone(),
+    );
     Ok((
         event_loop,
         NetworkHandle {
@@ -436,6 +454,7 @@ pub fn build(
             commands: commands_tx,
             stats,
             inbound,
+            relays_up,
         },
         control,
     ))

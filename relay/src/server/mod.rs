@@ -355,10 +355,10 @@ async fn launch(
         Duration::from_secs(config.status.sweep_interval_secs.max(1)),
         sessions_stop.clone(),
     ));
-    let status_retry = crate::status::Retry {
-        min: Duration::from_millis(config.status.forward_retry_min_ms.max(1)),
-        max: Duration::from_millis(config.status.forward_retry_max_ms.max(1)),
-    };
+    let status_retry = crate::retry::Retry::from_millis(
+        config.status.forward_retry_min_ms,
+        config.status.forward_retry_max_ms,
+    );
     sessions.spawn(
         status
             .forwarder(directory.clone(), links.clone(), status_retry)
@@ -373,6 +373,10 @@ async fn launch(
             metrics.clone(),
             sessions_stop.clone(),
             undeliverable,
+            crate::retry::Retry::from_millis(
+                config.federation.forward_retry_min_ms,
+                config.federation.forward_retry_max_ms,
+            ),
         )
         .run(),
     );

@@ -23,7 +23,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::StatusBoard;
-use crate::federation::{Directory, Home, LinkError, Links, LookupBudget, Remote};
+use crate::{
+    federation::{Directory, Home, LinkError, Links, LookupBudget, Remote},
+    retry::Retry,
+};
 
 /// Forward entries read from the table at a time.
 const LOAD_CHUNK: usize = 1024;
@@ -39,26 +42,6 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// How often the table is read again (for entries that found no room before).
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
-
-/// The pauses between attempts to hand one status to its viewers' relays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Retry {
-    /// After the first failure (doubling after each further one).
-    pub min: Duration,
-    /// The longest pause.
-    pub max: Duration,
-}
-
-impl Retry {
-    /// The pause after `failures` failures in a row: exponential, with jitter (50% to 100%).
-    fn after(&self, failures: u32) -> Duration {
-        let step = self
-            .min
-            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-            .min(self.max.max(self.min));
-        step.mul_f64(rand::random::<f64>() * 0.5 + 0.5)
-    }
-}
 
 /// A status some of whose remote viewers' relays have not taken it yet.
 struct Pending {
@@ -388,37 +371,6 @@ async fn send(
         Err(error) => {
             tracing::debug!(peer = %remote.peer, %error, "status forward failed; retrying later");
             Sent::Failed
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pause_doubles_from_the_floor_up_to_the_cap() {
-        let retry = Retry {
-            min: Duration::from_millis(100),
-            max: Duration::from_millis(1000),
-        };
-        for (failures, step) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1000),
-            (40, 1000),
-        ] {
-            let pause = retry.after(failures);
-            assert!(
-                pause <= Duration::from_millis(step),
-                "{failures}: {pause:?}"
-            );
-            assert!(
-                pause >= Duration::from_millis(step / 2),
-                "{failures}: {pause:?}"
-            );
         }
     }
 }

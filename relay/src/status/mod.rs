@@ -5,7 +5,8 @@
 mod forward;
 mod forwarder;
 
-pub(crate) use forwarder::{Retry, StatusForwarder};
+use crate::retry::Retry;
+pub(crate) use forwarder::StatusForwarder;
 
 use std::{sync::Arc, time::Duration};
 

@@ -12,3 +12,4 @@ mod links;
 mod lookups;
 mod order;
 mod presence;
+mod retry;

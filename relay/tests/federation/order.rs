@@ -16,14 +16,27 @@ const SENDERS: usize = 8;
 const PER_SENDER: usize = 60;
 const PER_REQUEST: usize = 10;
 
-/// Reads `device`'s mailbox until `want` envelopes came (acking them), within a minute.
-async fn take(device: &mut RawDevice, want: usize) -> Vec<RawEnvelope> {
+/// Reads `device`'s mailbox until `want` envelopes came (acking them), within `within`.
+pub(crate) async fn take(
+    device: &mut RawDevice,
+    want: usize,
+    within: Duration,
+) -> Vec<RawEnvelope> {
+    take_until(device, within, |got| got.len() >= want).await
+}
+
+/// Reads `device`'s mailbox (acking what comes) until what came is `enough`, within `within`.
+pub(crate) async fn take_until(
+    device: &mut RawDevice,
+    within: Duration,
+    enough: impl Fn(&[RawEnvelope]) -> bool,
+) -> Vec<RawEnvelope> {
     let mut got = device.drain().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while got.len() < want {
+    let deadline = tokio::time::Instant::now() + within;
+    while !enough(&got) {
         let frame = tokio::time::timeout_at(deadline, device.read())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {want} arrived", got.len()));
+            .unwrap_or_else(|_| panic!("not all arrived, only {} envelopes", got.len()));
         let Some(RelayFrame::Deliver { items }) = frame else {
             assert!(frame.is_some(), "stream closed");
             continue;
@@ -80,7 +93,7 @@ async fn each_senders_envelopes_reach_another_relay_in_order_while_senders_share
 
     let per_receiver = SENDERS * PER_SENDER / receivers.len();
     for receiver in &mut receivers {
-        let got = take(receiver, per_receiver).await;
+        let got = take(receiver, per_receiver, Duration::from_secs(60)).await;
         assert_eq!(got.len(), per_receiver, "nothing more, nothing twice");
         // Per sender, the numbers arrive rising.
         let mut last: std::collections::HashMap<UserId, usize> = Default::default();

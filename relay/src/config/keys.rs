@@ -59,6 +59,12 @@ pub(super) const SECTIONS: &[Section] = &[
                       Comment it out to serve nothing.",
                 example: Some("\"127.0.0.1:9717\""),
             },
+            key(
+                "store_cache_mib",
+                "Memory for the database's page cache (relay.redb), in MiB: most of the relay's \
+                 memory under load once it has run a while. More helps a relay whose users \
+                 keep much mail waiting.",
+            ),
         ],
     },
     Section {

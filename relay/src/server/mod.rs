@@ -142,6 +142,8 @@ async fn launch(
     let store_config = StoreConfig {
         limits: StoreLimits::from(&config.limits),
         self_peer: self_peer.to_string(),
+        cache_bytes: usize::try_from(config.store_cache_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
     };
     crate::backup::copy_before_migration(&data_dir, options.backup_before_upgrade)
         .map_err(RelayError::PreUpgradeCopy)?;

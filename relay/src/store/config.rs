@@ -47,4 +47,6 @@ pub struct StoreConfig {
     pub limits: StoreLimits,
     /// This relay's peer id (text), to tell users homed here from users who moved.
     pub self_peer: String,
+    /// Bytes of redb page cache.
+    pub cache_bytes: usize,
 }

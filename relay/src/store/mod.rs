@@ -97,7 +97,11 @@ impl Store {
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
         let path = path.to_path_buf();
-        Self::start(Box::new(move || Ok(Database::create(&path)?)), config, hub)
+        let cache = config.cache_bytes;
+        let opener: Opener = Box::new(move || {
+            Ok(Database::builder().set_cache_size(cache).create(&path)?)
+        });
+        Self::start(opener, config, hub)
     }
 
     /// Like [`Store::open`], over a custom storage backend (used to inject I/O faults);
@@ -108,10 +112,13 @@ impl Store {
         config: StoreConfig,
         hub: Arc<Hub>,
     ) -> Result<(Store, WriterHandle), StoreError> {
+        let cache = config.cache_bytes;
         let opener: Opener = Box::new(move || {
             let backend =
                 backend().map_err(|error| StoreError::io("opening the storage backend", error))?;
-            Ok(Database::builder().create_with_backend(backend)?)
+            Ok(Database::builder()
+                .set_cache_size(cache)
+                .create_with_backend(backend)?)
         });
         Self::start(opener, config, hub)
     }

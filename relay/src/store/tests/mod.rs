@@ -39,6 +39,7 @@ fn config() -> StoreConfig {
     StoreConfig {
         limits: StoreLimits::default(),
         self_peer: libp2p::PeerId::random().to_string(),
+        cache_bytes: 16 << 20,
     }
 }
 

@@ -133,8 +133,12 @@ impl Forwarder {
                 _ = shutdown.cancelled() => break,
                 _ = notify.notified() => self.load().await,
                 up = relays_up.recv(), if hear_relays => match up {
-                    Ok(peer) => self.relay_up(Some(peer)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.relay_up(None),
+                    Ok(peer) => self.relay_up(peer),
+                    // Missed notices only delay: those relays' pauses end on their own. (Waking
+                    // every relay here would let anyone who connects often cause retry storms.)
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "relay-up notices missed");
+                    }
                     Err(broadcast::error::RecvError::Closed) => hear_relays = false,
                 },
                 Some(done) = self.tasks.next(), if !self.tasks.is_empty() => self.on_done(done).await,
@@ -143,18 +147,18 @@ impl Forwarder {
         }
     }
 
-    /// `peer` (every relay, if `None`: notices were missed) connected again: whatever
-    /// waits on a pause after it failed is tried at once.
-    fn relay_up(&mut self, peer: Option<PeerId>) {
-        let now = Instant::now();
-        let matches = |candidate: &PeerId| peer.is_none_or(|peer| peer == *candidate);
-        for (candidate, relay) in &mut self.relays {
-            if matches(candidate) {
-                relay.link_up(now);
-            }
+    /// `peer` connected again: whatever waits on a pause after it failed is tried at once.
+    /// Only a relay that failed has anything to wake (one scan per failure, however often a
+    /// peer reconnects).
+    fn relay_up(&mut self, peer: PeerId) {
+        let Some(relay) = self.relays.get_mut(&peer) else {
+            return;
+        };
+        if !relay.link_up(Instant::now()) {
+            return;
         }
         for waiting in self.unrouted.values_mut() {
-            if waiting.failed_at.as_ref().is_some_and(matches) {
+            if waiting.failed_at == Some(peer) {
                 waiting.not_before = None;
                 waiting.failed_at = None;
             }
@@ -437,6 +441,7 @@ impl Forwarder {
         self.courier.metrics.forward_failed();
         let failures = match self.relays.get_mut(&peer) {
             Some(relay) => {
+                relay.parked = true;
                 relay.failed(lane, Instant::now(), |failures| self.retry.after(failures))
             }
             None => 1,

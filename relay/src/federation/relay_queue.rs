@@ -34,6 +34,8 @@ pub(super) struct RelayQueue {
     pub not_before: Instant,
     /// When the newest outage was first seen.
     failed_at: Option<Instant>,
+    /// Recipients of a failed batch wait out the pause before they are looked up again.
+    pub parked: bool,
 }
 
 impl RelayQueue {
@@ -44,6 +46,7 @@ impl RelayQueue {
             failures: 0,
             not_before: Instant::now(),
             failed_at: None,
+            parked: false,
         }
     }
 
@@ -114,9 +117,13 @@ impl RelayQueue {
     }
 
     /// The relay connected again: its pause ends now. The outage count stays, so a relay
-    /// that keeps connecting and failing still backs off longer each time it fails.
-    pub fn link_up(&mut self, now: Instant) {
+    /// that keeps connecting and failing still backs off longer each time it fails. Returns
+    /// whether anything was paused or parked.
+    pub fn link_up(&mut self, now: Instant) -> bool {
+        let waited = self.not_before > now || self.parked;
         self.not_before = self.not_before.min(now);
+        self.parked = false;
+        waited
     }
 
     fn free(&mut self, lane: usize) -> Option<Instant> {
@@ -184,10 +191,10 @@ mod tests {
         assert_eq!(relay.failed(lane, t0 + step(1), step), 2);
         let soon = t0 + step(1) + Duration::from_millis(1);
         assert_eq!(relay.ready_lanes(soon).count(), 0, "backed off");
-        relay.link_up(soon);
+        assert!(relay.link_up(soon));
         assert_eq!(relay.ready_lanes(soon).count(), 1);
         assert_eq!(relay.failures, 2);
-        relay.link_up(soon + step(5));
+        assert!(!relay.link_up(soon + step(5)), "nothing waited any more");
         assert_eq!(relay.not_before, soon, "a notice never starts a pause");
     }
 }

@@ -98,9 +98,8 @@ impl Store {
     ) -> Result<(Store, WriterHandle), StoreError> {
         let path = path.to_path_buf();
         let cache = config.cache_bytes;
-        let opener: Opener = Box::new(move || {
-            Ok(Database::builder().set_cache_size(cache).create(&path)?)
-        });
+        let opener: Opener =
+            Box::new(move || Ok(Database::builder().set_cache_size(cache).create(&path)?));
         Self::start(opener, config, hub)
     }
 

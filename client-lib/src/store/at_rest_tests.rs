@@ -6,7 +6,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tidings_keys::StoreKey;
 use tidings_protocol::{
-    BoundedVec, ContactCard, EnvelopeId, Kind, UserId,
+    BoundedVec, EnvelopeId, Kind,
     content::Payload,
     group::{Descriptor, GroupMember, Role},
     now_ms,
@@ -24,24 +24,12 @@ use super::{
         CONTACT_NAMES, CONTACTS, MESSAGE_IDS, MESSAGES, META, OUTBOX, OutboxContent, OutboxEntry,
         message_key,
     },
+    tests::{card, user},
 };
 use crate::search::index::{Author, Document, Indexer};
 
 fn key() -> &'static StoreKey {
     super::tests::test_store_key()
-}
-
-fn user(byte: u8) -> UserId {
-    UserId::from_bytes([byte; 32])
-}
-
-fn card(user: UserId) -> ContactCard {
-    ContactCard {
-        user,
-        name: None,
-        relay: "relay".into(),
-        addrs: BoundedVec::new(vec!["/ip4/127.0.0.1/tcp/1".into()]).unwrap(),
-    }
 }
 
 /// Whether the store file in `dir` holds `needle` anywhere in its bytes.

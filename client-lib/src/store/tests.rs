@@ -17,11 +17,11 @@ pub(crate) fn test_store_key() -> &'static tidings_keys::StoreKey {
         .store_key()
 }
 
-fn user(byte: u8) -> UserId {
+pub(super) fn user(byte: u8) -> UserId {
     UserId::from_bytes([byte; 32])
 }
 
-fn card(user: UserId) -> ContactCard {
+pub(super) fn card(user: UserId) -> ContactCard {
     ContactCard {
         user,
         name: None,

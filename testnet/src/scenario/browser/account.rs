@@ -157,13 +157,7 @@ async fn link_device(
             .filter(|record| record.direction == Direction::Incoming)
             .map(|record| record.text)
             .collect();
-        let at_page: Vec<String> = linked
-            .messages()
-            .await?
-            .into_iter()
-            .filter(|shown| !shown.outgoing)
-            .map(|shown| shown.text)
-            .collect();
+        let at_page = linked.incoming_texts().await?;
         let done = [&at_cli, &at_page]
             .iter()
             .all(|shown| texts.iter().all(|text| shown.contains(text)));
@@ -252,13 +246,7 @@ async fn page_group(
     loop {
         let mut incoming: Vec<(String, Vec<String>)> = Vec::new();
         for page in [first, second] {
-            let shown = page
-                .messages()
-                .await?
-                .into_iter()
-                .filter(|shown| !shown.outgoing)
-                .map(|shown| shown.text)
-                .collect();
+            let shown = page.incoming_texts().await?;
             incoming.push((page.name.clone(), shown));
         }
         let at_cli = cli

@@ -238,6 +238,17 @@ impl PageUser {
         Ok(serde_json::from_value(value)?)
     }
 
+    /// The texts of the messages the open chat shows as received, in order.
+    pub async fn incoming_texts(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .messages()
+            .await?
+            .into_iter()
+            .filter(|shown| !shown.outgoing)
+            .map(|shown| shown.text)
+            .collect())
+    }
+
     /// Runs an async script in the page (see [`Browser::execute_async`]).
     pub async fn run(&self, script: &str, args: Value) -> anyhow::Result<Value> {
         self.browser()?.execute_async(script, args).await
